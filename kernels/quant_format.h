@@ -1,0 +1,130 @@
+// The byte layout of every weight matrix lowbit stores: defined here once, compiled by C++ and
+// CUDA, and documented byte for byte in docs/FORMAT.md. Nothing else in the tree may restate it.
+//
+// A matrix W is N rows x K columns, row-major (HF nn.Linear.weight). A quantized matrix is three
+// sections, each starting on a 64-byte boundary of the matrix's own data:
+//   codes  [N][code_row_bytes]   packed b-bit codes, rows padded to whole 32-byte chunks
+//   scales [N][groups]           fp16 scale d per group
+//   mins   [N][groups]           fp16 minimum m per group (asymmetric scheme only)
+// A 32-byte chunk holds 256/b consecutive weights of a row: weight j + 32*p of the chunk sits in
+// byte j at bits [p*b, p*b + b). Shifting the 32 bytes right by p*b and masking therefore yields
+// 32 consecutive weights, one per byte, which is exactly one 32-wide int8 activation block: the
+// SIMD kernels unpack a plane with one shift and one AND, and never shuffle.
+#pragma once
+
+#include <stdint.h>
+
+#include "kernels/half.h"
+
+namespace lowbit {
+
+enum class Base : uint8_t { f32 = 0, f16 = 1, bf16 = 2, q = 3 };
+enum class Scheme : uint8_t { sym = 0, asym = 1 };
+
+// A weight type. For Base::q, bits is 1/2/4/8 and group is 32/64/128/256, or 0 for one group
+// spanning the whole row ("per row"). For float bases bits is 32/16/16 and group/scheme unused.
+struct QType {
+  Base base = Base::f32;
+  uint8_t bits = 32;
+  Scheme scheme = Scheme::sym;
+  uint32_t group = 0;
+};
+
+constexpr int kActBlock = 32;        // int8 activation block; every group is a multiple of it
+constexpr int kChunkBytes = 32;      // one packed chunk of codes
+constexpr int kSectionAlign = 64;    // alignment of each section inside a matrix
+constexpr int kMaxChunkWeights = 256;  // 1-bit chunk: activations are padded to a multiple
+
+LOWBIT_HD constexpr int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+LOWBIT_HD constexpr int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+LOWBIT_HD constexpr int64_t chunk_weights(int bits) { return 256 / bits; }
+
+static_assert(chunk_weights(1) * 1 == kChunkBytes * 8, "1-bit chunk is 32 bytes");
+static_assert(chunk_weights(2) * 2 == kChunkBytes * 8, "2-bit chunk is 32 bytes");
+static_assert(chunk_weights(4) * 4 == kChunkBytes * 8, "4-bit chunk is 32 bytes");
+static_assert(chunk_weights(8) * 8 == kChunkBytes * 8, "8-bit chunk is 32 bytes");
+static_assert(kMaxChunkWeights % kActBlock == 0, "a chunk is whole activation blocks");
+static_assert(sizeof(uint16_t) == 2, "fp16 scales are 2 bytes");
+
+LOWBIT_HD constexpr int64_t code_row_bytes(int bits, int64_t k) {
+  return ceil_div(k, chunk_weights(bits)) * kChunkBytes;
+}
+
+// Weights per group; a per-row group spans K rounded up to the activation block.
+LOWBIT_HD constexpr int64_t group_size(const QType& t, int64_t k) {
+  return t.group == 0 ? round_up(k, kActBlock) : (int64_t)t.group;
+}
+LOWBIT_HD constexpr int64_t groups_per_row(const QType& t, int64_t k) {
+  return t.group == 0 ? 1 : ceil_div(k, t.group);
+}
+
+struct QLayout {
+  int64_t row_bytes = 0;    // codes per row (quantized) or elements x size (float)
+  int64_t groups = 0;       // groups per row (quantized only)
+  int64_t codes_offset = 0;
+  int64_t scales_offset = 0;
+  int64_t mins_offset = 0;  // == scales_offset + ... only when asymmetric; else 0
+  int64_t bytes = 0;        // total size of the matrix's data
+};
+
+LOWBIT_HD constexpr int float_bytes(Base b) { return b == Base::f32 ? 4 : 2; }
+
+LOWBIT_HD inline QLayout q_layout(const QType& t, int64_t n, int64_t k) {
+  QLayout l;
+  if (t.base != Base::q) {
+    l.row_bytes = k * float_bytes(t.base);
+    l.bytes = n * l.row_bytes;
+    return l;
+  }
+  l.row_bytes = code_row_bytes(t.bits, k);
+  l.groups = groups_per_row(t, k);
+  l.scales_offset = round_up(n * l.row_bytes, kSectionAlign);
+  int64_t end = l.scales_offset + n * l.groups * 2;
+  if (t.scheme == Scheme::asym) {
+    l.mins_offset = round_up(end, kSectionAlign);
+    end = l.mins_offset + n * l.groups * 2;
+  }
+  l.bytes = end;
+  return l;
+}
+
+// Code i of a row (0 <= i < K): chunk i / (256/b), byte i % 32 of it, plane (i % (256/b)) / 32.
+LOWBIT_HD unsigned get_code(const uint8_t* row_codes, int bits, int64_t i) {
+  const int64_t cw = chunk_weights(bits);
+  const int64_t r = i % cw;
+  const uint8_t byte = row_codes[(i / cw) * kChunkBytes + (r % 32)];
+  return (byte >> ((r / 32) * bits)) & ((1u << bits) - 1u);
+}
+
+LOWBIT_HD void put_code(uint8_t* row_codes, int bits, int64_t i, unsigned code) {
+  const int64_t cw = chunk_weights(bits);
+  const int64_t r = i % cw;
+  uint8_t& byte = row_codes[(i / cw) * kChunkBytes + (r % 32)];
+  const int shift = (int)(r / 32) * bits;
+  const unsigned mask = ((1u << bits) - 1u) << shift;
+  byte = (uint8_t)((byte & ~mask) | ((code << shift) & mask));
+}
+
+// Offset of the symmetric scheme: level = code - z, so b bits span [-2^(b-1), 2^(b-1) - 1].
+// 1-bit symmetric is a sign code, level = 2*code - 1 (that is +-1).
+LOWBIT_HD constexpr int sym_offset(int bits) { return bits == 1 ? 0 : 1 << (bits - 1); }
+
+// Every quantized weight decodes as w = de * code + ce, with (de, ce) fixed per group:
+//   sym, b >= 2: de = d,   ce = -z * d
+//   sym, b == 1: de = 2 d, ce = -d
+//   asym:        de = d,   ce = m
+// Kernels fold ce into a per-group sum of the activations, so one formula serves every type.
+struct GroupCoeffs {
+  float de;
+  float ce;
+};
+
+LOWBIT_HD GroupCoeffs group_coeffs(const QType& t, uint16_t scale_f16, uint16_t min_f16) {
+  const float d = f16_to_f32(scale_f16);
+  if (t.scheme == Scheme::asym) return {d, f16_to_f32(min_f16)};
+  if (t.bits == 1) return {2.0f * d, -d};
+  return {d, -(float)sym_offset(t.bits) * d};
+}
+
+}  // namespace lowbit
