@@ -70,7 +70,7 @@ struct QLayout {
 
 LOWBIT_HD constexpr int float_bytes(Base b) { return b == Base::f32 ? 4 : 2; }
 
-LOWBIT_HD inline QLayout q_layout(const QType& t, int64_t n, int64_t k) {
+LOWBIT_HD QLayout q_layout(const QType& t, int64_t n, int64_t k) {
   QLayout l;
   if (t.base != Base::q) {
     l.row_bytes = k * float_bytes(t.base);

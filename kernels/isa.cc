@@ -1,0 +1,138 @@
+#include "kernels/isa.h"
+
+#include <cstdlib>
+#include <fstream>
+
+#include "kernels/error.h"
+#include "kernels/thread_pool.h"
+
+#if defined(__aarch64__) && defined(__linux__)
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+#endif
+
+namespace lowbit {
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::automatic: return "auto";
+    case Isa::scalar: return "scalar";
+    case Isa::avx2: return "avx2";
+    case Isa::neon: return "neon";
+  }
+  return "?";
+}
+
+Isa parse_isa(const std::string& name) {
+  if (name == "auto") return Isa::automatic;
+  if (name == "scalar") return Isa::scalar;
+  if (name == "avx2") return Isa::avx2;
+  if (name == "neon") return Isa::neon;
+  throw Error("unknown ISA '" + name + "' (expected auto, scalar, avx2 or neon)");
+}
+
+bool isa_compiled(Isa isa) {
+  switch (isa) {
+    case Isa::automatic:
+    case Isa::scalar: return true;
+#ifdef LOWBIT_HAVE_AVX2
+    case Isa::avx2: return true;
+#endif
+#ifdef LOWBIT_HAVE_NEON
+    case Isa::neon: return true;
+#endif
+    default: return false;
+  }
+}
+
+bool cpu_has_dotprod() {
+#if defined(__aarch64__) && defined(__linux__) && defined(HWCAP_ASIMDDP)
+  return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+#else
+  return false;
+#endif
+}
+
+bool isa_supported(Isa isa) {
+  if (!isa_compiled(isa)) return false;
+  switch (isa) {
+    case Isa::automatic:
+    case Isa::scalar: return true;
+    case Isa::avx2:
+#if defined(__x86_64__)
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+             __builtin_cpu_supports("f16c");
+#else
+      return false;
+#endif
+    case Isa::neon:
+#if defined(__aarch64__)
+      return true;
+#else
+      return false;
+#endif
+  }
+  return false;
+}
+
+std::vector<Isa> available_isas() {
+  std::vector<Isa> out;
+  for (Isa i : {Isa::scalar, Isa::avx2, Isa::neon})
+    if (isa_supported(i)) out.push_back(i);
+  return out;
+}
+
+Isa default_isa() {
+  static const Isa chosen = [] {
+    const char* env = std::getenv("LOWBIT_ISA");
+    if (env && *env) {
+      const Isa want = parse_isa(env);
+      if (want != Isa::automatic) {
+        if (!isa_supported(want))
+          throw Error(std::string("LOWBIT_ISA=") + env + ": not " +
+                      (isa_compiled(want) ? "supported by this CPU" : "compiled into this build"));
+        return want;
+      }
+    }
+    return available_isas().back();
+  }();
+  return chosen;
+}
+
+Isa resolve_isa(Isa isa) {
+  if (isa == Isa::automatic) return default_isa();
+  if (!isa_supported(isa))
+    throw Error(std::string("ISA ") + isa_name(isa) + " is not " +
+                (isa_compiled(isa) ? "supported by this CPU" : "compiled into this build"));
+  return isa;
+}
+
+CpuInfo cpu_info() {
+  CpuInfo info;
+  info.threads = hardware_threads();
+#if defined(__x86_64__)
+  info.arch = "x86_64";
+  if (__builtin_cpu_supports("avx2")) info.features.push_back("avx2");
+  if (__builtin_cpu_supports("fma")) info.features.push_back("fma");
+  if (__builtin_cpu_supports("f16c")) info.features.push_back("f16c");
+  if (__builtin_cpu_supports("avx512f")) info.features.push_back("avx512f");
+#elif defined(__aarch64__)
+  info.arch = "aarch64";
+  info.features.push_back("neon");
+  if (cpu_has_dotprod()) info.features.push_back("dotprod");
+#else
+  info.arch = "other";
+#endif
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0 || line.rfind("Model", 0) == 0) {
+      const auto colon = line.find(':');
+      if (colon != std::string::npos) info.model = line.substr(colon + 2);
+      break;
+    }
+  }
+  return info;
+}
+
+}  // namespace lowbit

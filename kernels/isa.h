@@ -1,0 +1,34 @@
+// CPU instruction-set detection and the one run-time choice of kernel ISA.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace lowbit {
+
+enum class Isa { automatic, scalar, avx2, neon };
+
+struct CpuInfo {
+  std::string model;        // "AMD EPYC ..." or "" when unknown
+  std::string arch;         // "x86_64", "aarch64", ...
+  std::vector<std::string> features;  // of those lowbit cares about: avx2, fma, f16c, neon, dotprod
+  int threads = 1;
+};
+
+CpuInfo cpu_info();
+
+const char* isa_name(Isa isa);
+Isa parse_isa(const std::string& name);  // throws Error listing the valid names
+bool isa_compiled(Isa isa);              // built into this library
+bool isa_supported(Isa isa);             // compiled and the CPU can run it
+std::vector<Isa> available_isas();       // compiled and supported, best last
+
+// The ISA matmuls use when asked for Isa::automatic: LOWBIT_ISA if set (an error if that ISA is
+// not compiled or not supported here), else the best supported one. Decided once per process.
+Isa default_isa();
+// Resolves automatic to default_isa() and checks the CPU can run the result.
+Isa resolve_isa(Isa isa);
+
+bool cpu_has_dotprod();  // aarch64 ASIMDDP; false elsewhere
+
+}  // namespace lowbit

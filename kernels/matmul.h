@@ -1,0 +1,38 @@
+// Y[M x N] = X[M x K] * W^T for every weight type: the hot path of lowbit.
+//
+// Quantized weights take int8 activations: X is quantized per 32-wide block (scale = absmax/127,
+// round to nearest even) and each group's dot product runs in integers, as ggml does. Float
+// weights (f32/f16/bf16) take fp32 activations. matmul_reference() is the scalar fp32/fp64
+// reference on the dequantized weights that every backend is tested against.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/isa.h"
+#include "kernels/qtype.h"
+
+namespace lowbit {
+
+class ThreadPool;
+
+// A weight matrix in place (typically inside an mmapped weights.bin); data is laid out by
+// q_layout(type, n, k) and must be 32-byte aligned for quantized types.
+struct QMatrix {
+  QType type;
+  int64_t n = 0;  // rows (output features)
+  int64_t k = 0;  // columns (input features)
+  const uint8_t* data = nullptr;
+};
+
+struct MatmulOptions {
+  Isa isa = Isa::automatic;
+  ThreadPool* pool = nullptr;  // nullptr: ThreadPool::global()
+};
+
+// x: (m, k) fp32 row-major; y: (m, n) fp32 row-major, overwritten.
+void matmul(const QMatrix& w, const float* x, int64_t m, float* y, const MatmulOptions& opt = {});
+
+// The reference: dequantize each row, accumulate in double. Single-threaded, slow, exact.
+void matmul_reference(const QMatrix& w, const float* x, int64_t m, float* y);
+
+}  // namespace lowbit

@@ -1,0 +1,54 @@
+// A persistent pool of worker threads for the CPU kernels. Decode calls a matmul a few hundred
+// times per token, so waking workers must cost microseconds: workers spin briefly on a
+// generation counter before sleeping on a condition variable.
+// Thread-safety: one run() at a time per pool (run() serializes callers with a mutex).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace lowbit {
+
+class ThreadPool {
+ public:
+  // threads: total workers including the calling thread; <= 0 means all hardware threads.
+  explicit ThreadPool(int threads = 0);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int size() const { return (int)workers_.size() + 1; }
+
+  // Calls fn(task, thread) for every task in [0, n_tasks), spread over the pool; the caller
+  // takes part and returns when all tasks are done. An exception in a task is rethrown here.
+  void run(int64_t n_tasks, const std::function<void(int64_t task, int thread)>& fn);
+
+  // The process-wide pool: LOWBIT_THREADS if set, else all hardware threads.
+  static ThreadPool& global();
+
+ private:
+  void worker_loop(int index);
+  void work(int thread);
+
+  std::vector<std::thread> workers_;
+  std::mutex run_mutex_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int64_t> next_task_{0};
+  std::atomic<int> busy_{0};
+  int64_t n_tasks_ = 0;
+  const std::function<void(int64_t, int)>* fn_ = nullptr;
+  std::exception_ptr error_;
+  std::mutex error_mutex_;
+  bool stop_ = false;
+};
+
+int hardware_threads();
+
+}  // namespace lowbit

@@ -1,0 +1,126 @@
+// Every type x every compiled ISA against matmul_reference on the dequantized weights.
+// Tolerances come from the arithmetic, per output element:
+//  - float weights: fp32 accumulation of K products, |err| <= gamma_K * sum|w x| with
+//    gamma_K = K * 2^-24 (Higham's bound; FMA only tightens it).
+//  - quantized weights: x is replaced by x^ = s*q with |x - x^| <= s/2 per 32-block, so
+//    |y - y_ref| <= sum_i |w_i| s_b(i) / 2, plus fp32 rounding of the per-block and per-group
+//    sums: (K/32 + 8) * 2^-23 * sum_i |w_i x^_i|.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "kernels/error.h"
+#include "kernels/matmul_impl.h"
+#include "kernels/quantize.h"
+#include "kernels/thread_pool.h"
+#include "tests/kernels/test_util.h"
+
+namespace lowbit {
+namespace {
+
+using test::AlignedBytes;
+
+struct Case {
+  QType type;
+  int64_t m, k;
+  Isa isa;
+};
+
+std::string case_name(const testing::TestParamInfo<Case>& info) {
+  const Case& c = info.param;
+  return type_name(c.type) + "_m" + std::to_string(c.m) + "_k" + std::to_string(c.k) + "_" + isa_name(c.isa);
+}
+
+class Matmul : public testing::TestWithParam<Case> {};
+
+TEST_P(Matmul, MatchesReference) {
+  const Case c = GetParam();
+  const int64_t n = 37;  // odd, and not a multiple of any row tile
+  auto w = test::random_matrix(n, c.k, 11 + (uint32_t)c.k);
+  for (int64_t i = 0; i < c.k; ++i) w[5 * c.k + i] = 0.0f;   // an all-zero row
+  for (int64_t i = 0; i < c.k; ++i) w[6 * c.k + i] = -0.5f;  // a constant row
+  auto x = test::random_matrix(c.m, c.k, 5 + (uint32_t)c.m);
+  const QLayout l = q_layout(c.type, n, c.k);
+  AlignedBytes buf(l.bytes);
+  quantize(c.type, w.data(), n, c.k, buf.data());
+  const QMatrix qm{c.type, n, c.k, buf.data()};
+
+  std::vector<float> ref(c.m * n), got(c.m * n, NAN);
+  matmul_reference(qm, x.data(), c.m, ref.data());
+  ThreadPool pool(2);
+  matmul(qm, x.data(), c.m, got.data(), {c.isa, &pool});
+
+  std::vector<float> wd(n * c.k);
+  dequantize(c.type, buf.data(), n, c.k, wd.data());
+  QuantizedActs acts;
+  quantize_acts(x.data(), c.m, c.k, acts);
+  for (int64_t r = 0; r < c.m; ++r) {
+    for (int64_t j = 0; j < n; ++j) {
+      double tol;
+      if (c.type.base != Base::q) {
+        double mag = 0;
+        for (int64_t i = 0; i < c.k; ++i) mag += std::fabs(wd[j * c.k + i] * x[r * c.k + i]);
+        tol = c.k * std::ldexp(1.0, -24) * mag + 1e-30;
+      } else {
+        double step = 0, mag = 0;
+        for (int64_t i = 0; i < c.k; ++i) {
+          const float s = acts.scale[r * acts.blocks + i / kActBlock];
+          step += std::fabs(wd[j * c.k + i]) * s / 2;
+          mag += std::fabs(wd[j * c.k + i]) * s * std::abs(acts.q[r * acts.kp + i]);
+        }
+        tol = step * 1.0001 + (c.k / 32.0 + 8) * std::ldexp(1.0, -23) * mag + 1e-30;
+      }
+      ASSERT_LE(std::fabs(got[r * n + j] - ref[r * n + j]), tol)
+          << "row " << r << " col " << j << " got " << got[r * n + j] << " ref " << ref[r * n + j];
+    }
+  }
+}
+
+std::vector<Case> cases() {
+  std::vector<QType> types = test::all_quant_types();
+  for (const QType& t : test::float_types()) types.push_back(t);
+  std::vector<Case> out;
+  for (Isa isa : available_isas())
+    for (const QType& t : types)
+      for (int64_t m : {1, 2, 3, 7, 32, 100})
+        for (int64_t k : {32, 64, 172, 4096}) {
+          // Keep the sweep's cost bounded: the largest M only with the two smaller K.
+          if (m == 100 && k == 4096) continue;
+          out.push_back({t, m, k, isa});
+        }
+  return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(All, Matmul, testing::ValuesIn(cases()), case_name);
+
+// The SIMD kernels do the scalar kernel's integer arithmetic; only the order of fp32 sums may
+// differ, so they agree to a few ulps of the magnitude.
+TEST(MatmulIsa, SimdMatchesScalarIntegerPath) {
+  const int64_t n = 64, k = 4096, m = 3;
+  auto w = test::random_matrix(n, k, 21);
+  auto x = test::random_matrix(m, k, 22);
+  for (const QType& t : test::all_quant_types()) {
+    AlignedBytes buf(q_layout(t, n, k).bytes);
+    quantize(t, w.data(), n, k, buf.data());
+    const QMatrix qm{t, n, k, buf.data()};
+    std::vector<float> scalar(m * n), simd(m * n);
+    matmul(qm, x.data(), m, scalar.data(), {Isa::scalar, nullptr});
+    for (Isa isa : available_isas()) {
+      matmul(qm, x.data(), m, simd.data(), {isa, nullptr});
+      double mag = 0;
+      for (float v : scalar) mag = std::max(mag, (double)std::fabs(v));
+      for (int64_t i = 0; i < m * n; ++i)
+        ASSERT_NEAR(simd[i], scalar[i], (k / 32.0 + 8) * std::ldexp(1.0, -22) * (mag + 1) * 8)
+            << type_name(t) << " " << isa_name(isa) << " at " << i;
+    }
+  }
+}
+
+TEST(MatmulIsa, ForcedIsaNames) {
+  EXPECT_EQ(resolve_isa(Isa::scalar), Isa::scalar);
+  EXPECT_THROW(parse_isa("sse9"), Error);
+  for (Isa i : available_isas()) EXPECT_TRUE(isa_supported(i));
+}
+
+}  // namespace
+}  // namespace lowbit

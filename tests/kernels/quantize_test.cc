@@ -1,0 +1,207 @@
+// Quantize -> dequantize against fp32: each weight within what one quantization step allows.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "kernels/error.h"
+#include "kernels/quantize.h"
+#include "tests/kernels/test_util.h"
+
+namespace lowbit {
+namespace {
+
+using test::AlignedBytes;
+
+constexpr float kF16Eps = 1.0f / 1024;  // fp16 relative rounding is at most 2^-11; doubled for safety margin of the product d*q
+
+struct Case {
+  QType type;
+  int64_t k;
+  Quantizer qz;
+};
+
+std::string case_name(const testing::TestParamInfo<Case>& info) {
+  return type_name(info.param.type) + "_k" + std::to_string(info.param.k) + "_" +
+         quantizer_name(info.param.qz);
+}
+
+class QuantizeRoundTrip : public testing::TestWithParam<Case> {};
+
+// Largest error RTN may make on one weight of a group, from the decode formula:
+//  sym b>=2: the largest magnitude maps to level -z exactly; values of the other sign can reach
+//            z*d but the top level is (z-1)*d, so one full step d; plus fp16 rounding of d times
+//            the largest level z.
+//  sym b=1:  not a step bound: each weight becomes sign(w)*mean|w|, checked separately.
+//  asym:     half a step d/2 within [min, max], plus fp16 rounding of m and of d times the
+//            largest code 2^b - 1.
+float rtn_bound(const QType& t, float d, float m) {
+  const float ad = std::fabs(d);
+  if (t.scheme == Scheme::sym) return ad + sym_offset(t.bits) * ad * kF16Eps;
+  return 0.5f * ad + std::fabs(m) * kF16Eps + ((1 << t.bits) - 1) * ad * kF16Eps;
+}
+
+TEST_P(QuantizeRoundTrip, WithinOneStep) {
+  const auto [t, k, qz] = GetParam();
+  const int64_t n = 9;
+  auto w = test::random_matrix(n, k, 7 + (uint32_t)k);
+  const QLayout l = q_layout(t, n, k);
+  AlignedBytes buf(l.bytes);
+  quantize(t, w.data(), n, k, buf.data(), qz);
+  std::vector<float> back(n * k);
+  dequantize(t, buf.data(), n, k, back.data());
+  const auto* scales = reinterpret_cast<const uint16_t*>(buf.data() + l.scales_offset);
+  const auto* mins = reinterpret_cast<const uint16_t*>(buf.data() + l.mins_offset);
+  const int64_t gs = group_size(t, k);
+  for (int64_t r = 0; r < n; ++r) {
+    double err_sq = 0, ref_sq = 0;
+    for (int64_t g = 0; g < l.groups; ++g) {
+      const float d = f16_to_f32(scales[r * l.groups + g]);
+      const float m = t.scheme == Scheme::asym ? f16_to_f32(mins[r * l.groups + g]) : 0.0f;
+      double mean_abs = 0;
+      const int64_t b = g * gs, e = std::min(k, b + gs);
+      for (int64_t i = b; i < e; ++i) mean_abs += std::fabs(w[r * k + i]) / (e - b);
+      for (int64_t i = b; i < e; ++i) {
+        const float x = w[r * k + i], y = back[r * k + i];
+        err_sq += (double)(x - y) * (x - y);
+        ref_sq += (double)x * x;
+        if (qz != Quantizer::rtn) continue;
+        if (t.scheme == Scheme::sym && t.bits == 1) {
+          ASSERT_NEAR(y, x >= 0 ? d : -d, 1e-6f) << "row " << r << " col " << i;
+          ASSERT_NEAR(d, mean_abs, mean_abs * kF16Eps);
+        } else {
+          ASSERT_LE(std::fabs(x - y), rtn_bound(t, d, m) * 1.0001f) << "row " << r << " col " << i;
+        }
+      }
+    }
+    if (qz == Quantizer::search) {
+      // The search keeps the RTN result as a candidate, so its squared error is never larger.
+      AlignedBytes rtn(l.bytes);
+      quantize(t, w.data() + r * k, 1, k, rtn.data(), Quantizer::rtn);
+      std::vector<float> rb(k);
+      dequantize(t, rtn.data(), 1, k, rb.data());
+      double rtn_sq = 0;
+      for (int64_t i = 0; i < k; ++i) rtn_sq += (double)(w[r * k + i] - rb[i]) * (w[r * k + i] - rb[i]);
+      EXPECT_LE(err_sq, rtn_sq * (1 + 1e-6) + 1e-12) << "row " << r;
+    }
+    // The searched scales beat the all-zero matrix. (Min-max RTN need not at 1 bit: its two
+    // levels are the group's extremes.)
+    if (qz == Quantizer::search) EXPECT_LT(err_sq, ref_sq) << "row " << r;
+  }
+}
+
+std::vector<Case> round_trip_cases() {
+  std::vector<Case> out;
+  for (const QType& t : test::all_quant_types())
+    for (int64_t k : {32, 64, 172, 4096})
+      for (Quantizer qz : {Quantizer::rtn, Quantizer::search}) out.push_back({t, k, qz});
+  return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(Quantize, QuantizeRoundTrip, testing::ValuesIn(round_trip_cases()), case_name);
+
+TEST(Quantize, FloatTypesRoundOnce) {
+  const int64_t n = 3, k = 172;
+  auto w = test::random_matrix(n, k, 3);
+  for (const QType& t : test::float_types()) {
+    AlignedBytes buf(q_layout(t, n, k).bytes);
+    quantize(t, w.data(), n, k, buf.data());
+    std::vector<float> back(n * k);
+    dequantize(t, buf.data(), n, k, back.data());
+    // Round to nearest: relative error at most half an ulp, 2^-24 (f32: exact), 2^-11, 2^-8.
+    const float rel = t.base == Base::f32 ? 0.0f : t.base == Base::f16 ? 1.0f / 2048 : 1.0f / 256;
+    for (int64_t i = 0; i < n * k; ++i) ASSERT_LE(std::fabs(back[i] - w[i]), std::fabs(w[i]) * rel) << type_name(t);
+  }
+}
+
+TEST(Quantize, SpecialRows) {
+  const int64_t k = 172;
+  for (const QType& t : test::all_quant_types()) {
+    std::vector<float> w(3 * k, 0.0f);
+    for (int64_t i = 0; i < k; ++i) w[k + i] = 0.75f;                        // constant row
+    for (int64_t i = 0; i < k; ++i) w[2 * k + i] = (i % 2 ? 1 : -1) * 3.0e3f * (1 + i % 5);  // large
+    AlignedBytes buf(q_layout(t, 3, k).bytes);
+    quantize(t, w.data(), 3, k, buf.data(), Quantizer::search);
+    std::vector<float> back(3 * k);
+    dequantize(t, buf.data(), 3, k, back.data());
+    for (int64_t i = 0; i < k; ++i) ASSERT_EQ(back[i], 0.0f) << type_name(t) << " zero row";
+    for (int64_t i = 0; i < k; ++i)
+      ASSERT_NEAR(back[k + i], 0.75f, 0.75f * kF16Eps * 2) << type_name(t) << " constant row";
+    double err = 0, ref = 0;
+    for (int64_t i = 0; i < k; ++i) err += std::pow(back[2 * k + i] - w[2 * k + i], 2), ref += std::pow(w[2 * k + i], 2);
+    EXPECT_LT(err, ref) << type_name(t) << " large row";
+  }
+}
+
+TEST(Quantize, NonFiniteIsAnError) {
+  const int64_t k = 64;
+  for (float bad : {NAN, INFINITY, -INFINITY}) {
+    for (QType t : {parse_type("q4_g32_sym"), parse_type("q8_row_asym"), parse_type("f16")}) {
+      auto w = test::random_matrix(2, k, 1);
+      w[k + 17] = bad;
+      AlignedBytes buf(q_layout(t, 2, k).bytes);
+      try {
+        quantize(t, w.data(), 2, k, buf.data());
+        FAIL() << "no error for " << bad;
+      } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("column 17"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("row 1"), std::string::npos) << e.what();
+      }
+    }
+  }
+}
+
+TEST(QType, NamesRoundTrip) {
+  for (const QType& t : test::all_quant_types()) {
+    const QType p = parse_type(type_name(t));
+    EXPECT_EQ(type_name(p), type_name(t));
+  }
+  EXPECT_EQ(type_name(parse_type("q8")), "q8_g32_sym");
+  EXPECT_EQ(type_name(parse_type("q4")), "q4_g32_asym");
+  EXPECT_THROW(parse_type("q3_g32_sym"), Error);
+  EXPECT_THROW(parse_type("q4_g48_sym"), Error);
+  EXPECT_THROW(parse_type("int4"), Error);
+}
+
+TEST(Format, LayoutSizes) {
+  // 4-bit, K=172: 172 weights need 3 chunks of 64 -> 96 bytes a row; groups of 32 -> 6 a row.
+  const QLayout l = q_layout(parse_type("q4_g32_asym"), 5, 172);
+  EXPECT_EQ(l.row_bytes, 96);
+  EXPECT_EQ(l.groups, 6);
+  EXPECT_EQ(l.scales_offset, 512);  // 480 rounded up to 64
+  EXPECT_EQ(l.mins_offset, 576);    // 512 + 5*6*2 = 572 -> 576
+  EXPECT_EQ(l.bytes, 636);
+  // 1-bit per row, K=4096: 16 chunks of 256 weights, one group.
+  const QLayout l1 = q_layout(parse_type("q1_row_sym"), 2, 4096);
+  EXPECT_EQ(l1.row_bytes, 512);
+  EXPECT_EQ(l1.groups, 1);
+  EXPECT_EQ(l1.bytes, 1024 + 4);
+}
+
+TEST(Format, CodePlanes) {
+  // Weight j + 32p of a chunk sits in byte j, bits [p*b, p*b+b).
+  uint8_t row[64] = {};
+  put_code(row, 4, 33, 0xA);  // chunk 0, byte 1, plane 1
+  EXPECT_EQ(row[1], 0xA0);
+  put_code(row, 2, 128 + 70, 3);  // chunk 1, r = 70: byte 6, plane 2
+  EXPECT_EQ(row[32 + 6], 3 << 4);
+  EXPECT_EQ(get_code(row, 2, 198), 3u);
+  EXPECT_EQ(get_code(row, 4, 33), 0xAu);
+}
+
+TEST(Half, KnownValues) {
+  EXPECT_EQ(f32_to_f16(1.0f), 0x3c00);
+  EXPECT_EQ(f32_to_f16(-2.0f), 0xc000);
+  EXPECT_EQ(f32_to_f16(65504.0f), 0x7bff);
+  EXPECT_EQ(f32_to_f16(65520.0f), 0x7c00);            // rounds to inf
+  EXPECT_EQ(f32_to_f16(5.9604645e-08f), 0x0001);      // smallest subnormal
+  EXPECT_EQ(f32_to_f16(2.9802322e-08f), 0x0000);      // half of it: ties to even
+  EXPECT_EQ(f32_to_f16(1.0009765625f), 0x3c01);       // exactly 1 + 2^-10
+  EXPECT_EQ(f32_to_f16(1.00048828125f), 0x3c00);      // 1 + 2^-11: tie to even
+  EXPECT_EQ(f16_to_f32(0x3555), 0.333251953125f);
+  EXPECT_EQ(f32_to_bf16(1.0f), 0x3f80);
+  EXPECT_EQ(f32_to_bf16(1.00390625f), 0x3f80);        // 1 + 2^-8: tie to even
+  for (uint32_t h = 0; h < 0x7c00; ++h) ASSERT_EQ(f32_to_f16(f16_to_f32((uint16_t)h)), h);
+}
+
+}  // namespace
+}  // namespace lowbit
