@@ -1,0 +1,79 @@
+#include "runtime/mapped_file.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <utility>
+
+#include "kernels/error.h"
+
+namespace lowbit {
+
+const uint8_t MappedFile::empty_[1] = {0};
+
+namespace {
+
+[[noreturn]] void fail(const std::string& path, const char* what, int err) {
+  throw Error(path + ": " + what + ": " + strerror(err));
+}
+
+// Closes the descriptor on every path out of open(); the mapping outlives it.
+struct Fd {
+  int fd;
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+}  // namespace
+
+MappedFile MappedFile::open(const std::string& path) {
+  Fd fd{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+  if (fd.fd < 0) fail(path, "cannot open", errno);
+  struct stat st;
+  if (::fstat(fd.fd, &st) != 0) fail(path, "cannot stat", errno);
+  if (!S_ISREG(st.st_mode)) fail(path, "cannot map", S_ISDIR(st.st_mode) ? EISDIR : EINVAL);
+
+  MappedFile f;
+  f.path_ = path;
+  if (st.st_size == 0) return f;  // mmap refuses length 0; an empty file needs no mapping
+  if ((uint64_t)st.st_size > (uint64_t)SIZE_MAX) fail(path, "cannot map", EFBIG);
+  void* p = ::mmap(nullptr, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd.fd, 0);
+  if (p == MAP_FAILED) fail(path, "cannot map", errno);
+  f.data_ = static_cast<const uint8_t*>(p);
+  f.size_ = (size_t)st.st_size;
+  f.mapped_ = true;
+  return f;
+}
+
+MappedFile::MappedFile(MappedFile&& other) noexcept
+    : data_(std::exchange(other.data_, empty_)),
+      size_(std::exchange(other.size_, 0)),
+      mapped_(std::exchange(other.mapped_, false)),
+      path_(std::move(other.path_)) {}
+
+MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
+  if (this != &other) {
+    release();
+    data_ = std::exchange(other.data_, empty_);
+    size_ = std::exchange(other.size_, 0);
+    mapped_ = std::exchange(other.mapped_, false);
+    path_ = std::move(other.path_);
+  }
+  return *this;
+}
+
+MappedFile::~MappedFile() { release(); }
+
+void MappedFile::release() noexcept {
+  if (mapped_) ::munmap(const_cast<uint8_t*>(data_), size_);
+  data_ = empty_;
+  size_ = 0;
+  mapped_ = false;
+}
+
+}  // namespace lowbit
