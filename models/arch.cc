@@ -1,0 +1,506 @@
+#include "models/arch.h"
+
+#include <math.h>
+
+#include <optional>
+
+#include "kernels/error.h"
+
+namespace lowbit {
+
+using nlohmann::json;
+
+namespace {
+
+// How an architecture's config.json states its attention window.
+enum class Window {
+  none,            // full attention (Llama)
+  sliding_window,  // "sliding_window": int, or null for none (Mistral)
+  qwen2,           // "use_sliding_window": false; true windows only some layers: not supported
+};
+
+// One row per supported architecture; the only place these facts are written down.
+struct ArchRow {
+  const char* arch;             // canonical name, stored in manifests
+  const char* hf_architecture;  // config.json "architectures"
+  bool qkv_bias;                // q/k/v projections always carry a bias
+  bool has_attention_bias;      // reads Llama's "attention_bias"/"mlp_bias" switches (must be false)
+  Window window;
+  int64_t default_window;       // when config.json has no "sliding_window" (the HF class default)
+};
+
+constexpr ArchRow kArchs[] = {
+    {"llama", "LlamaForCausalLM", false, true, Window::none, 0},
+    {"mistral", "MistralForCausalLM", false, false, Window::sliding_window, 4096},
+    {"qwen2", "Qwen2ForCausalLM", true, false, Window::qwen2, 0},
+};
+
+const ArchRow* find_arch(std::string_view hf_name) {
+  for (const ArchRow& a : kArchs)
+    if (hf_name == a.hf_architecture) return &a;
+  return nullptr;
+}
+
+const ArchRow* find_canonical(std::string_view arch) {
+  for (const ArchRow& a : kArchs)
+    if (arch == a.arch) return &a;
+  return nullptr;
+}
+
+std::string supported_list() {
+  std::string s;
+  for (const ArchRow& a : kArchs) s += (s.empty() ? "" : ", ") + std::string(a.hf_architecture);
+  return s;
+}
+
+// Sizes past these are corrupt configs, not models; the caps also keep every shape product
+// used below far from int64 overflow.
+constexpr int64_t kMaxSize = int64_t(1) << 24;     // dim, heads, layers, ffn, vocab
+constexpr int64_t kMaxContext = int64_t(1) << 31;  // max_position_embeddings, sliding window
+
+// Typed access to the fields of one JSON object, each error naming label and field.
+class Fields {
+ public:
+  Fields(const json& j, std::string label, std::string prefix = "")
+      : j_(j), label_(std::move(label)), prefix_(std::move(prefix)) {}
+
+  [[noreturn]] void fail(const char* field, const std::string& what) const {
+    throw Error(label_ + ": field '" + prefix_ + field + "' " + what);
+  }
+  // Absent and null are both "not given", as transformers reads them.
+  const json* get(const char* field) const {
+    const auto it = j_.find(field);
+    return it == j_.end() || it->is_null() ? nullptr : &*it;
+  }
+  const json& need(const char* field) const {
+    const json* v = get(field);
+    if (!v) fail(field, "missing");
+    return *v;
+  }
+  int64_t integer(const char* field, const json& v, int64_t lo, int64_t hi) const {
+    if (!v.is_number_integer()) fail(field, "is not an integer");
+    if (v.is_number_unsigned() && v.get<uint64_t>() > (uint64_t)hi) out_of_range(field, v.dump(), lo, hi);
+    const int64_t x = v.get<int64_t>();
+    if (x < lo || x > hi) out_of_range(field, std::to_string(x), lo, hi);
+    return x;
+  }
+  int64_t integer(const char* field, int64_t lo, int64_t hi) const {
+    return integer(field, need(field), lo, hi);
+  }
+  std::optional<int64_t> opt_integer(const char* field, int64_t lo, int64_t hi) const {
+    const json* v = get(field);
+    return v ? std::optional<int64_t>(integer(field, *v, lo, hi)) : std::nullopt;
+  }
+  // A positive, finite number (JSON integer or float).
+  float positive(const char* field) const {
+    const json& v = need(field);
+    if (!v.is_number()) fail(field, "is not a number");
+    const double x = v.get<double>();
+    if (!(x > 0) || !isfinite((float)x)) fail(field, "= " + v.dump() + " is not a positive finite number");
+    return (float)x;
+  }
+  float opt_positive(const char* field, float dflt) const { return get(field) ? positive(field) : dflt; }
+  bool boolean(const char* field) const {
+    const json& v = need(field);
+    if (!v.is_boolean()) fail(field, "is not true/false");
+    return v.get<bool>();
+  }
+  bool opt_boolean(const char* field, bool dflt) const { return get(field) ? boolean(field) : dflt; }
+  const std::string& string(const char* field) const {
+    const json& v = need(field);
+    if (!v.is_string()) fail(field, "is not a string");
+    return v.get_ref<const std::string&>();
+  }
+  const std::string& label() const { return label_; }
+
+ private:
+  [[noreturn]] void out_of_range(const char* field, const std::string& value, int64_t lo, int64_t hi) const {
+    fail(field, "= " + value + " out of range [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  }
+
+  const json& j_;
+  std::string label_, prefix_;
+};
+
+// Checks that only the parsers cannot (relations between fields), shared by both readers.
+void validate(const ModelConfig& c, const std::string& label) {
+  auto fail = [&](const std::string& what) { throw Error(label + ": " + what); };
+  if (c.n_heads % c.n_kv_heads != 0)
+    fail("num_attention_heads (" + std::to_string(c.n_heads) + ") is not a multiple of num_key_value_heads (" +
+         std::to_string(c.n_kv_heads) + ")");
+  if (c.head_dim % 2 != 0) fail("head_dim " + std::to_string(c.head_dim) + " is odd; RoPE rotates pairs");
+  if (c.bos_id >= c.vocab_size)
+    fail("bos_token_id " + std::to_string(c.bos_id) + " is not below vocab_size " + std::to_string(c.vocab_size));
+  for (int32_t e : c.eos_ids)
+    if (e >= c.vocab_size)
+      fail("eos_token_id " + std::to_string(e) + " is not below vocab_size " + std::to_string(c.vocab_size));
+  const std::string& t = c.rope_scaling.type;
+  if (t == "llama3" && !(c.rope_scaling.high_freq_factor > c.rope_scaling.low_freq_factor))
+    fail("rope_scaling: high_freq_factor must exceed low_freq_factor");
+}
+
+int32_t token_id(const Fields& f, const char* field, const json& v) {
+  return (int32_t)f.integer(field, v, 0, kMaxSize - 1);
+}
+
+// "rope_scaling" (transformers 4) or "rope_parameters" (transformers 5, which also moves
+// rope_theta inside). "default" and absent both mean plain RoPE.
+void parse_rope(const Fields& top, const json& j, ModelConfig& c) {
+  const json* params = top.get("rope_parameters");
+  if (params && !params->is_object()) top.fail("rope_parameters", "is not an object");
+  if (top.get("rope_theta")) c.rope_theta = top.positive("rope_theta");
+  else if (params && Fields(*params, top.label(), "rope_parameters.").get("rope_theta"))
+    c.rope_theta = Fields(*params, top.label(), "rope_parameters.").positive("rope_theta");
+  else c.rope_theta = 10000.0f;  // the LlamaConfig / MistralConfig / Qwen2Config default
+
+  const char* key = "rope_scaling";
+  const json* s = top.get("rope_scaling");
+  if (!s && params) {
+    key = "rope_parameters";
+    s = params;
+  }
+  if (!s) return;
+  if (!s->is_object()) top.fail(key, "is not an object");
+  const Fields f(*s, top.label(), std::string(key) + ".");
+  std::string type = f.get("rope_type") ? f.string("rope_type") : f.get("type") ? f.string("type") : "default";
+  if (type == "default") return;
+  RopeScaling& r = c.rope_scaling;
+  if (type == "linear") {
+    r.type = type;
+    r.factor = f.positive("factor");
+  } else if (type == "llama3") {
+    r.type = type;
+    r.factor = f.positive("factor");
+    r.low_freq_factor = f.positive("low_freq_factor");
+    r.high_freq_factor = f.positive("high_freq_factor");
+    r.original_max_position = (int)f.integer("original_max_position_embeddings", 1, kMaxContext - 1);
+  } else {
+    f.fail(f.get("rope_type") ? "rope_type" : "type",
+           "= '" + type + "' not supported (default, linear, llama3 are)");
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> supported_architectures() {
+  std::vector<std::string> v;
+  for (const ArchRow& a : kArchs) v.push_back(a.hf_architecture);
+  return v;
+}
+
+ModelConfig parse_hf_config(const json& j, const std::string& file_label) {
+  if (!j.is_object()) throw Error(file_label + ": not a JSON object");
+  const Fields f(j, file_label);
+
+  const json& archs = f.need("architectures");
+  if (!archs.is_array() || archs.empty()) f.fail("architectures", "is not a non-empty list");
+  const ArchRow* row = nullptr;
+  for (const json& a : archs) {
+    if (!a.is_string()) f.fail("architectures", "is not a list of strings");
+    if ((row = find_arch(a.get_ref<const std::string&>()))) break;
+  }
+  if (!row)
+    f.fail("architectures", "= " + archs.dump() + ": not supported (supported: " + supported_list() + ")");
+
+  if (f.get("quantization_config"))
+    f.fail("quantization_config", "present: already-quantized checkpoints are not supported");
+  if (f.get("hidden_act") && f.string("hidden_act") != "silu")
+    f.fail("hidden_act", "= '" + f.string("hidden_act") + "' not supported (silu is)");
+
+  ModelConfig c;
+  c.arch = row->arch;
+  c.hf_architecture = row->hf_architecture;
+  c.dim = f.integer("hidden_size", 1, kMaxSize);
+  c.n_layers = f.integer("num_hidden_layers", 1, kMaxSize);
+  c.n_heads = f.integer("num_attention_heads", 1, kMaxSize);
+  c.n_kv_heads = f.opt_integer("num_key_value_heads", 1, kMaxSize).value_or(c.n_heads);
+  if (const auto hd = f.opt_integer("head_dim", 1, kMaxSize)) {
+    c.head_dim = *hd;
+  } else {
+    if (c.dim % c.n_heads != 0)
+      f.fail("hidden_size", "= " + std::to_string(c.dim) + " is not a multiple of num_attention_heads (" +
+                                std::to_string(c.n_heads) + ") and no head_dim is given");
+    c.head_dim = c.dim / c.n_heads;
+  }
+  c.ffn_dim = f.integer("intermediate_size", 1, kMaxSize);
+  c.vocab_size = f.integer("vocab_size", 1, kMaxSize);
+  c.max_ctx = f.integer("max_position_embeddings", 1, kMaxContext);
+  c.norm_eps = f.opt_positive("rms_norm_eps", 1e-6f);  // the HF classes' default
+  parse_rope(f, j, c);
+  c.tie_embeddings = f.opt_boolean("tie_word_embeddings", false);  // all three classes default false
+
+  c.qkv_bias = row->qkv_bias;
+  if (row->has_attention_bias) {
+    // In Llama this switch adds a bias to o_proj as well, which the runtime has no slot for.
+    if (f.opt_boolean("attention_bias", false)) f.fail("attention_bias", "= true not supported");
+    if (f.opt_boolean("mlp_bias", false)) f.fail("mlp_bias", "= true not supported");
+  }
+  switch (row->window) {
+    case Window::none: break;
+    case Window::sliding_window:
+      c.sliding_window = f.get("sliding_window") ? f.integer("sliding_window", 1, kMaxContext)
+                         : j.contains("sliding_window") ? 0  // explicit null: no window
+                                                        : row->default_window;
+      break;
+    case Window::qwen2:
+      // Qwen2 windows only the layers from max_window_layers on; the runtime windows all or none.
+      if (f.opt_boolean("use_sliding_window", false)) f.fail("use_sliding_window", "= true not supported");
+      break;
+  }
+
+  if (const json* b = f.get("bos_token_id")) c.bos_id = token_id(f, "bos_token_id", *b);
+  if (const json* e = f.get("eos_token_id")) {
+    if (e->is_array()) {
+      for (const json& x : *e) c.eos_ids.push_back(token_id(f, "eos_token_id", x));
+    } else {
+      c.eos_ids.push_back(token_id(f, "eos_token_id", *e));
+    }
+  }
+  validate(c, file_label);
+  return c;
+}
+
+json config_to_json(const ModelConfig& c) {
+  return json{
+      {"arch", c.arch},
+      {"hf_architecture", c.hf_architecture},
+      {"dim", c.dim},
+      {"n_layers", c.n_layers},
+      {"n_heads", c.n_heads},
+      {"n_kv_heads", c.n_kv_heads},
+      {"head_dim", c.head_dim},
+      {"ffn_dim", c.ffn_dim},
+      {"vocab_size", c.vocab_size},
+      {"max_ctx", c.max_ctx},
+      {"norm_eps", c.norm_eps},
+      {"rope_theta", c.rope_theta},
+      {"rope_scaling",
+       {{"type", c.rope_scaling.type},
+        {"factor", c.rope_scaling.factor},
+        {"low_freq_factor", c.rope_scaling.low_freq_factor},
+        {"high_freq_factor", c.rope_scaling.high_freq_factor},
+        {"original_max_position", c.rope_scaling.original_max_position}}},
+      {"tie_embeddings", c.tie_embeddings},
+      {"qkv_bias", c.qkv_bias},
+      {"sliding_window", c.sliding_window},
+      {"bos_id", c.bos_id},
+      {"eos_ids", c.eos_ids},
+  };
+}
+
+ModelConfig config_from_json(const json& j, const std::string& label) {
+  if (!j.is_object()) throw Error(label + ": model config is not a JSON object");
+  const Fields f(j, label);
+  ModelConfig c;
+  c.arch = f.string("arch");
+  const ArchRow* row = find_canonical(c.arch);
+  if (!row) f.fail("arch", "= '" + c.arch + "' unknown");
+  c.hf_architecture = f.string("hf_architecture");
+  if (c.hf_architecture != row->hf_architecture)
+    f.fail("hf_architecture", "= '" + c.hf_architecture + "' does not belong to arch '" + c.arch + "'");
+  c.dim = f.integer("dim", 1, kMaxSize);
+  c.n_layers = f.integer("n_layers", 1, kMaxSize);
+  c.n_heads = f.integer("n_heads", 1, kMaxSize);
+  c.n_kv_heads = f.integer("n_kv_heads", 1, kMaxSize);
+  c.head_dim = f.integer("head_dim", 1, kMaxSize);
+  c.ffn_dim = f.integer("ffn_dim", 1, kMaxSize);
+  c.vocab_size = f.integer("vocab_size", 1, kMaxSize);
+  c.max_ctx = f.integer("max_ctx", 1, kMaxContext);
+  c.norm_eps = f.positive("norm_eps");
+  c.rope_theta = f.positive("rope_theta");
+  const json& rs = f.need("rope_scaling");
+  if (!rs.is_object()) f.fail("rope_scaling", "is not an object");
+  const Fields r(rs, label, "rope_scaling.");
+  c.rope_scaling.type = r.string("type");
+  if (c.rope_scaling.type != "" && c.rope_scaling.type != "linear" && c.rope_scaling.type != "llama3")
+    r.fail("type", "= '" + c.rope_scaling.type + "' unknown");
+  c.rope_scaling.factor = r.positive("factor");
+  c.rope_scaling.low_freq_factor = r.positive("low_freq_factor");
+  c.rope_scaling.high_freq_factor = r.positive("high_freq_factor");
+  c.rope_scaling.original_max_position = (int)r.integer("original_max_position", 1, kMaxContext - 1);
+  c.tie_embeddings = f.boolean("tie_embeddings");
+  c.qkv_bias = f.boolean("qkv_bias");
+  c.sliding_window = f.integer("sliding_window", 0, kMaxContext);
+  c.bos_id = (int32_t)f.integer("bos_id", -1, kMaxSize - 1);
+  const json& eos = f.need("eos_ids");
+  if (!eos.is_array()) f.fail("eos_ids", "is not a list");
+  for (const json& e : eos) c.eos_ids.push_back((int32_t)f.integer("eos_ids", e, 0, kMaxSize - 1));
+  validate(c, label);
+  return c;
+}
+
+bool operator==(const RopeScaling& a, const RopeScaling& b) {
+  return a.type == b.type && a.factor == b.factor && a.low_freq_factor == b.low_freq_factor &&
+         a.high_freq_factor == b.high_freq_factor && a.original_max_position == b.original_max_position;
+}
+
+bool operator==(const ModelConfig& a, const ModelConfig& b) {
+  return a.arch == b.arch && a.hf_architecture == b.hf_architecture && a.dim == b.dim &&
+         a.n_layers == b.n_layers && a.n_heads == b.n_heads && a.n_kv_heads == b.n_kv_heads &&
+         a.head_dim == b.head_dim && a.ffn_dim == b.ffn_dim && a.vocab_size == b.vocab_size &&
+         a.max_ctx == b.max_ctx && a.norm_eps == b.norm_eps && a.rope_theta == b.rope_theta &&
+         a.rope_scaling == b.rope_scaling && a.tie_embeddings == b.tie_embeddings &&
+         a.qkv_bias == b.qkv_bias && a.sliding_window == b.sliding_window && a.bos_id == b.bos_id &&
+         a.eos_ids == b.eos_ids;
+}
+
+// ---- tensors ---------------------------------------------------------------------------------
+
+namespace {
+
+// HF module names, the same in all three architectures. '#' stands for the layer index.
+struct RoleRow {
+  Role role;
+  const char* name;
+  const char* pattern;
+};
+
+constexpr RoleRow kRoles[] = {
+    {Role::embed, "embed", "model.embed_tokens.weight"},
+    {Role::attn_norm, "attn_norm", "model.layers.#.input_layernorm.weight"},
+    {Role::wq, "wq", "model.layers.#.self_attn.q_proj.weight"},
+    {Role::wk, "wk", "model.layers.#.self_attn.k_proj.weight"},
+    {Role::wv, "wv", "model.layers.#.self_attn.v_proj.weight"},
+    {Role::wo, "wo", "model.layers.#.self_attn.o_proj.weight"},
+    {Role::bq, "bq", "model.layers.#.self_attn.q_proj.bias"},
+    {Role::bk, "bk", "model.layers.#.self_attn.k_proj.bias"},
+    {Role::bv, "bv", "model.layers.#.self_attn.v_proj.bias"},
+    {Role::ffn_norm, "ffn_norm", "model.layers.#.post_attention_layernorm.weight"},
+    {Role::w_gate, "w_gate", "model.layers.#.mlp.gate_proj.weight"},
+    {Role::w_up, "w_up", "model.layers.#.mlp.up_proj.weight"},
+    {Role::w_down, "w_down", "model.layers.#.mlp.down_proj.weight"},
+    {Role::final_norm, "final_norm", "model.norm.weight"},
+    {Role::lm_head, "lm_head", "lm_head.weight"},
+};
+
+const RoleRow& role_row(Role r) {
+  for (const RoleRow& row : kRoles)
+    if (row.role == r) return row;
+  throw Error("unknown tensor role " + std::to_string((int)r));
+}
+
+bool is_bias(Role r) { return r == Role::bq || r == Role::bk || r == Role::bv; }
+
+bool per_layer(Role r) { return r != Role::embed && r != Role::final_norm && r != Role::lm_head; }
+
+bool present(const ModelConfig& c, Role r) {
+  if (is_bias(r)) return c.qkv_bias;
+  if (r == Role::lm_head) return !c.tie_embeddings;
+  return true;
+}
+
+std::vector<int64_t> role_shape(const ModelConfig& c, Role r) {
+  const int64_t q = c.n_heads * c.head_dim, kv = c.n_kv_heads * c.head_dim;
+  switch (r) {
+    case Role::embed: return {c.vocab_size, c.dim};
+    case Role::attn_norm: return {c.dim};
+    case Role::wq: return {q, c.dim};
+    case Role::wk: return {kv, c.dim};
+    case Role::wv: return {kv, c.dim};
+    case Role::wo: return {c.dim, q};
+    case Role::bq: return {q};
+    case Role::bk: return {kv};
+    case Role::bv: return {kv};
+    case Role::ffn_norm: return {c.dim};
+    case Role::w_gate: return {c.ffn_dim, c.dim};
+    case Role::w_up: return {c.ffn_dim, c.dim};
+    case Role::w_down: return {c.dim, c.ffn_dim};
+    case Role::final_norm: return {c.dim};
+    case Role::lm_head: return {c.vocab_size, c.dim};
+  }
+  return {};
+}
+
+std::string name_of(Role r, int layer) {
+  std::string s = role_row(r).pattern;
+  const size_t hash = s.find('#');
+  if (hash != std::string::npos) s.replace(hash, 1, std::to_string(layer));
+  return s;
+}
+
+std::string shape_str(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+// "'a', 'b', 'c' (+5 more)": keeps a message about a badly wrong checkpoint on one short line.
+std::string name_list(const std::vector<std::string>& names) {
+  constexpr size_t kShown = 6;
+  std::string s;
+  for (size_t i = 0; i < names.size() && i < kShown; ++i) s += (i ? ", '" : "'") + names[i] + "'";
+  if (names.size() > kShown) s += " (+" + std::to_string(names.size() - kShown) + " more)";
+  return s;
+}
+
+}  // namespace
+
+std::string_view role_name(Role r) { return role_row(r).name; }
+
+std::vector<TensorSpec> expected_tensors(const ModelConfig& c) {
+  std::vector<TensorSpec> out;
+  auto add = [&](Role r, int layer) {
+    if (present(c, r)) out.push_back({name_of(r, layer), r, layer, role_shape(c, r), role_shape(c, r).size() == 1});
+  };
+  add(Role::embed, -1);
+  for (int l = 0; l < (int)c.n_layers; ++l)
+    for (const RoleRow& row : kRoles)
+      if (per_layer(row.role)) add(row.role, l);
+  add(Role::final_norm, -1);
+  add(Role::lm_head, -1);
+  return out;
+}
+
+std::string tensor_name(const ModelConfig& c, Role role, int layer) {
+  const std::string_view rn = role_name(role);
+  if (per_layer(role) ? (layer < 0 || layer >= c.n_layers) : layer != -1)
+    throw Error("tensor role " + std::string(rn) + ": layer " + std::to_string(layer) + " invalid (model has " +
+                std::to_string(c.n_layers) + " layers; global roles take -1)");
+  if (!present(c, role))
+    throw Error("tensor role " + std::string(rn) + ": " + c.arch + " model has no such tensor" +
+                (role == Role::lm_head ? " (embeddings are tied: use embed)" : " (no q/k/v bias)"));
+  return name_of(role, layer);
+}
+
+bool is_ignorable_tensor(const ModelConfig& c, std::string_view name) {
+  constexpr std::string_view inv_freq = ".self_attn.rotary_emb.inv_freq";
+  if (name.size() > inv_freq.size() && name.substr(name.size() - inv_freq.size()) == inv_freq &&
+      name.substr(0, 13) == "model.layers.")
+    return true;
+  return c.tie_embeddings && name == role_row(Role::lm_head).pattern;
+}
+
+void check_tensors(const ModelConfig& c, const std::map<std::string, std::vector<int64_t>>& found,
+                   std::string_view label) {
+  std::vector<std::string> missing, unexpected, shapes;
+  std::map<std::string, std::vector<int64_t>, std::less<>> expected;
+  for (const TensorSpec& t : expected_tensors(c)) expected[t.name] = t.shape;
+  for (const auto& [name, shape] : expected) {
+    const auto it = found.find(name);
+    if (it == found.end()) missing.push_back(name);
+    else if (it->second != shape)
+      shapes.push_back("tensor '" + name + "': shape " + shape_str(it->second) + " but config.json implies " +
+                       shape_str(shape));
+  }
+  for (const auto& [name, shape] : found) {
+    if (expected.count(name)) continue;
+    if (!is_ignorable_tensor(c, name)) {
+      unexpected.push_back(name);
+    } else if (name == role_row(Role::lm_head).pattern) {
+      // A tied checkpoint that still ships lm_head: fine if it is shaped like the embedding.
+      const auto emb = role_shape(c, Role::lm_head);
+      if (shape != emb)
+        shapes.push_back("tensor '" + name + "': shape " + shape_str(shape) + " but config.json implies " +
+                         shape_str(emb));
+    }
+  }
+  if (missing.empty() && unexpected.empty() && shapes.empty()) return;
+  std::string msg = std::string(label) + ": tensors do not match config.json (" + c.hf_architecture + ")";
+  if (!missing.empty()) msg += "; missing " + name_list(missing);
+  if (!unexpected.empty()) msg += "; unexpected " + name_list(unexpected);
+  for (size_t i = 0; i < shapes.size() && i < 6; ++i) msg += "; " + shapes[i];
+  if (shapes.size() > 6) msg += "; (+" + std::to_string(shapes.size() - 6) + " more shape mismatches)";
+  throw Error(msg);
+}
+
+}  // namespace lowbit

@@ -1,0 +1,99 @@
+// The architecture table: which HuggingFace model families lowbit runs, how their config.json
+// maps onto one ModelConfig, and which tensors (HF names and shapes) each one holds. Each
+// architecture is one row of the table in arch.cc; everything else here is derived from it.
+//
+// Supported: Llama (LlamaForCausalLM: Llama 2/3, TinyLlama, SmolLM), Mistral
+// (MistralForCausalLM), Qwen2 (Qwen2ForCausalLM: biases on q/k/v). All three are the same
+// pre-norm decoder (RMSNorm, rotate-half RoPE, GQA attention, SwiGLU MLP) with the same module
+// names; they differ in the q/k/v bias and in the attention window.
+//
+// All functions are pure and thread-safe.
+#pragma once
+
+#include <stdint.h>
+
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace lowbit {
+
+struct RopeScaling {
+  std::string type;  // "" none, "llama3", "linear"
+  float factor = 1, low_freq_factor = 1, high_freq_factor = 4;
+  int original_max_position = 8192;
+};
+
+struct ModelConfig {
+  std::string arch;             // canonical: "llama", "mistral", "qwen2"
+  std::string hf_architecture;  // e.g. "LlamaForCausalLM"
+  int64_t dim = 0, n_layers = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0, ffn_dim = 0,
+          vocab_size = 0, max_ctx = 0;
+  float norm_eps = 1e-5f, rope_theta = 10000.0f;
+  RopeScaling rope_scaling;
+  bool tie_embeddings = false;  // lm_head reuses model.embed_tokens.weight
+  bool qkv_bias = false;        // q_proj/k_proj/v_proj carry a bias
+  int64_t sliding_window = 0;   // attention sees the last sliding_window positions; 0 = all
+  int32_t bos_id = -1;          // -1: none
+  std::vector<int32_t> eos_ids;
+};
+
+// Reads a HF config.json. Every field used is validated (type, range, consistency such as
+// n_heads % n_kv_heads == 0) and an error names file_label and the field. head_dim comes from
+// "head_dim" when present, else dim / n_heads. Unknown "architectures" -> Error naming it and
+// the supported ones. Features outside what the runtime implements (biases other than Qwen2's
+// q/k/v, non-SiLU activations, YaRN/dynamic RoPE, Qwen2's per-layer sliding window, quantized
+// checkpoints) are rejected by name rather than silently ignored.
+ModelConfig parse_hf_config(const nlohmann::json& j, const std::string& file_label);
+
+// Our own JSON form of a ModelConfig, stored in the manifest. config_from_json validates as
+// strictly as parse_hf_config, and config_from_json(config_to_json(c)) == c.
+nlohmann::json config_to_json(const ModelConfig& c);
+ModelConfig config_from_json(const nlohmann::json& j, const std::string& label);
+
+bool operator==(const RopeScaling& a, const RopeScaling& b);
+bool operator==(const ModelConfig& a, const ModelConfig& b);
+
+// The HF architecture names the table supports, in table order.
+std::vector<std::string> supported_architectures();
+
+enum class Role {
+  embed, attn_norm, wq, wk, wv, wo, bq, bk, bv, ffn_norm, w_gate, w_up, w_down, final_norm, lm_head
+};
+std::string_view role_name(Role r);  // "embed", "attn_norm", ... as spelt in the enum
+
+struct TensorSpec {
+  std::string name;            // the HF name, e.g. "model.layers.3.self_attn.q_proj.weight"
+  Role role;
+  int layer;                   // -1 for global tensors
+  std::vector<int64_t> shape;  // HF (PyTorch) order: nn.Linear weights are [out, in]
+  bool is_norm_or_bias;        // 1-D and small: kept in fp32, never quantized
+};
+
+// Every tensor the model needs, global ones first (embed), then layer by layer, then
+// final_norm and lm_head; lm_head only when embeddings are not tied, biases only with qkv_bias.
+std::vector<TensorSpec> expected_tensors(const ModelConfig& c);
+
+// The HF name of one tensor, used by the runtime to find weights. layer is -1 for global roles
+// and in [0, n_layers) for per-layer ones. Throws Error when the role has no tensor in this
+// model: a bias without qkv_bias, or lm_head with tied embeddings (use embed instead).
+std::string tensor_name(const ModelConfig& c, Role role, int layer = -1);
+
+// True for tensors a checkpoint may carry that the model does not need and that are not a sign
+// of a wrong architecture: RoPE's inv_freq buffers (older transformers saved them; we recompute
+// them from rope_theta), and lm_head.weight when embeddings are tied (transformers ties it to
+// the embedding on load, so its stored values are never used; neither are they here).
+bool is_ignorable_tensor(const ModelConfig& c, std::string_view name);
+
+// Compares the tensors found in a checkpoint (name -> shape) with expected_tensors(c) and throws
+// one Error listing everything wrong: missing tensors, unexpected ones (neither expected nor
+// ignorable; the converter would leave them unused), and shape mismatches
+// ("tensor 'x': shape [a, b] but config.json implies [c, d]"). An ignorable lm_head.weight must
+// still have the embedding's shape. label prefixes the message (e.g. the model directory).
+void check_tensors(const ModelConfig& c, const std::map<std::string, std::vector<int64_t>>& found,
+                   std::string_view label = "checkpoint");
+
+}  // namespace lowbit

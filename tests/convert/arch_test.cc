@@ -1,0 +1,393 @@
+// The architecture table (models/arch.h): every real config.json in ../shared/models parses to
+// the values written in it, the expected tensors of the real checkpoints match their files name
+// for name and shape, and each bad field is rejected with a message naming it.
+#include "models/arch.h"
+
+#include <fstream>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "convert/safetensors.h"
+#include "hf_test_util.h"
+#include "kernels/error.h"
+
+namespace lowbit {
+namespace {
+
+using nlohmann::json;
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+json load(const std::string& rel) {
+  std::ifstream in(test::kModels + "/" + rel + "/config.json");
+  return json::parse(in);
+}
+
+ModelConfig parse(const std::string& rel) { return parse_hf_config(load(rel), rel + "/config.json"); }
+
+template <typename Fn>
+std::string error_of(Fn fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "no lowbit::Error thrown";
+  return "";
+}
+
+// The message for the stories260K config with one field changed (null erases it).
+std::string bad_field(const std::string& field, const json& value, const std::string& base = "stories260K") {
+  json j = load(base);
+  if (value.is_null()) j.erase(field);
+  else j[field] = value;
+  return error_of([&] { parse_hf_config(j, "config.json"); });
+}
+
+const char* const kRealConfigs[] = {"stories260K", "aidreams260K", "configs/llama-2-7b-hf",
+                                    "configs/tinyllama-1.1b-chat-v1.0", "configs/mistral-7b-v0.1",
+                                    "configs/qwen2.5-0.5b", "configs/llama-3.2-1b", "configs/smollm2-135m"};
+
+// ---- config.json ------------------------------------------------------------------------------
+
+TEST(Arch, parse_stories260K) {
+  const ModelConfig c = parse("stories260K");
+  EXPECT_EQ(c.arch, "llama");
+  EXPECT_EQ(c.hf_architecture, "LlamaForCausalLM");
+  EXPECT_EQ(c.dim, 64);
+  EXPECT_EQ(c.n_layers, 5);
+  EXPECT_EQ(c.n_heads, 8);
+  EXPECT_EQ(c.n_kv_heads, 4);
+  EXPECT_EQ(c.head_dim, 8);  // dim / n_heads: the config has no head_dim
+  EXPECT_EQ(c.ffn_dim, 172);
+  EXPECT_EQ(c.vocab_size, 512);
+  EXPECT_EQ(c.max_ctx, 512);
+  EXPECT_EQ(c.norm_eps, 1e-5f);
+  EXPECT_EQ(c.rope_theta, 10000.0f);
+  EXPECT_EQ(c.rope_scaling.type, "");
+  EXPECT_TRUE(c.tie_embeddings);
+  EXPECT_FALSE(c.qkv_bias);
+  EXPECT_EQ(c.sliding_window, 0);
+  EXPECT_EQ(c.bos_id, 1);
+  EXPECT_EQ(c.eos_ids, std::vector<int32_t>{2});
+}
+
+TEST(Arch, parse_llama_2_7b) {
+  const ModelConfig c = parse("configs/llama-2-7b-hf");
+  EXPECT_EQ(c.dim, 4096);
+  EXPECT_EQ(c.n_layers, 32);
+  EXPECT_EQ(c.n_kv_heads, 32);
+  EXPECT_EQ(c.head_dim, 128);
+  EXPECT_EQ(c.ffn_dim, 11008);
+  EXPECT_EQ(c.max_ctx, 4096);
+  EXPECT_FALSE(c.tie_embeddings);
+  EXPECT_EQ(c.rope_scaling.type, "");  // "rope_scaling": null
+}
+
+TEST(Arch, parse_llama_3_2_1b_rope_scaling) {
+  const ModelConfig c = parse("configs/llama-3.2-1b");
+  EXPECT_EQ(c.arch, "llama");
+  EXPECT_EQ(c.head_dim, 64);
+  EXPECT_EQ(c.n_kv_heads, 8);
+  EXPECT_EQ(c.rope_theta, 500000.0f);
+  EXPECT_EQ(c.rope_scaling.type, "llama3");
+  EXPECT_EQ(c.rope_scaling.factor, 32.0f);
+  EXPECT_EQ(c.rope_scaling.low_freq_factor, 1.0f);
+  EXPECT_EQ(c.rope_scaling.high_freq_factor, 4.0f);
+  EXPECT_EQ(c.rope_scaling.original_max_position, 8192);
+  EXPECT_EQ(c.max_ctx, 131072);
+  EXPECT_TRUE(c.tie_embeddings);
+  EXPECT_EQ(c.bos_id, 128000);
+  EXPECT_EQ(c.eos_ids, std::vector<int32_t>{128001});
+}
+
+TEST(Arch, parse_mistral_7b_sliding_window) {
+  const ModelConfig c = parse("configs/mistral-7b-v0.1");
+  EXPECT_EQ(c.arch, "mistral");
+  EXPECT_EQ(c.hf_architecture, "MistralForCausalLM");
+  EXPECT_EQ(c.n_kv_heads, 8);
+  EXPECT_EQ(c.ffn_dim, 14336);
+  EXPECT_EQ(c.sliding_window, 4096);
+  EXPECT_FALSE(c.tie_embeddings);
+  EXPECT_FALSE(c.qkv_bias);
+}
+
+TEST(Arch, parse_qwen2_5_0_5b) {
+  const ModelConfig c = parse("configs/qwen2.5-0.5b");
+  EXPECT_EQ(c.arch, "qwen2");
+  EXPECT_TRUE(c.qkv_bias);
+  EXPECT_TRUE(c.tie_embeddings);
+  EXPECT_EQ(c.dim, 896);
+  EXPECT_EQ(c.n_heads, 14);
+  EXPECT_EQ(c.n_kv_heads, 2);
+  EXPECT_EQ(c.head_dim, 64);
+  EXPECT_EQ(c.norm_eps, 1e-6f);
+  EXPECT_EQ(c.rope_theta, 1000000.0f);
+  EXPECT_EQ(c.sliding_window, 0);  // "use_sliding_window": false
+  EXPECT_EQ(c.vocab_size, 151936);
+  EXPECT_EQ(c.bos_id, 151643);
+}
+
+TEST(Arch, parse_smollm2_rope_parameters) {
+  // A transformers-5 config: rope_theta lives in "rope_parameters".
+  const ModelConfig c = parse("configs/smollm2-135m");
+  EXPECT_EQ(c.rope_theta, 100000.0f);
+  EXPECT_EQ(c.rope_scaling.type, "");
+  EXPECT_EQ(c.n_heads, 9);
+  EXPECT_EQ(c.n_kv_heads, 3);
+  EXPECT_EQ(c.head_dim, 64);
+  EXPECT_EQ(c.bos_id, 0);
+}
+
+TEST(Arch, parse_tinyllama) {
+  const ModelConfig c = parse("configs/tinyllama-1.1b-chat-v1.0");
+  EXPECT_EQ(c.n_layers, 22);
+  EXPECT_EQ(c.n_kv_heads, 4);
+  EXPECT_EQ(c.head_dim, 64);
+  EXPECT_EQ(c.ffn_dim, 5632);
+  EXPECT_EQ(c.max_ctx, 2048);
+}
+
+TEST(Arch, eos_list_and_null_ids) {
+  json j = load("configs/llama-3.2-1b");
+  j["eos_token_id"] = {128001, 128008, 128009};
+  j["bos_token_id"] = nullptr;
+  const ModelConfig c = parse_hf_config(j, "config.json");
+  EXPECT_EQ(c.eos_ids, (std::vector<int32_t>{128001, 128008, 128009}));
+  EXPECT_EQ(c.bos_id, -1);
+}
+
+TEST(Arch, mistral_window_null_or_absent) {
+  json j = load("configs/mistral-7b-v0.1");
+  j["sliding_window"] = nullptr;  // Mistral v0.2 on: no window
+  EXPECT_EQ(parse_hf_config(j, "config.json").sliding_window, 0);
+  j.erase("sliding_window");  // MistralConfig's default
+  EXPECT_EQ(parse_hf_config(j, "config.json").sliding_window, 4096);
+}
+
+TEST(Arch, linear_rope_scaling_and_defaults) {
+  json j = load("stories260K");
+  j["rope_scaling"] = {{"type", "linear"}, {"factor", 2.0}};
+  j.erase("rope_theta");
+  j.erase("rms_norm_eps");
+  j.erase("num_key_value_heads");
+  const ModelConfig c = parse_hf_config(j, "config.json");
+  EXPECT_EQ(c.rope_scaling.type, "linear");
+  EXPECT_EQ(c.rope_scaling.factor, 2.0f);
+  EXPECT_EQ(c.rope_theta, 10000.0f);
+  EXPECT_EQ(c.norm_eps, 1e-6f);
+  EXPECT_EQ(c.n_kv_heads, 8);  // absent: one KV head per query head
+}
+
+TEST(ArchBad, unknown_architecture_names_it_and_the_supported) {
+  const std::string msg = bad_field("architectures", {"GPT2LMHeadModel"});
+  EXPECT_THAT(msg, AllOf(HasSubstr("config.json: field 'architectures'"), HasSubstr("GPT2LMHeadModel"),
+                         HasSubstr("LlamaForCausalLM"), HasSubstr("MistralForCausalLM"),
+                         HasSubstr("Qwen2ForCausalLM")));
+  EXPECT_THAT(bad_field("architectures", nullptr), HasSubstr("field 'architectures' missing"));
+  EXPECT_THAT(bad_field("architectures", "LlamaForCausalLM"), HasSubstr("field 'architectures' is not a non-empty list"));
+  EXPECT_EQ(supported_architectures(),
+            (std::vector<std::string>{"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"}));
+}
+
+TEST(ArchBad, fields_named) {
+  EXPECT_EQ(bad_field("hidden_size", nullptr), "config.json: field 'hidden_size' missing");
+  EXPECT_EQ(bad_field("hidden_size", "64"), "config.json: field 'hidden_size' is not an integer");
+  EXPECT_EQ(bad_field("hidden_size", 64.0), "config.json: field 'hidden_size' is not an integer");
+  EXPECT_EQ(bad_field("num_hidden_layers", 0), "config.json: field 'num_hidden_layers' = 0 out of range [1, 16777216]");
+  EXPECT_THAT(bad_field("vocab_size", -5), HasSubstr("field 'vocab_size' = -5 out of range"));
+  EXPECT_THAT(bad_field("intermediate_size", 18446744073709551615ull), HasSubstr("field 'intermediate_size' = 18446744073709551615 out of range"));
+  EXPECT_THAT(bad_field("max_position_embeddings", nullptr), HasSubstr("field 'max_position_embeddings' missing"));
+  EXPECT_THAT(bad_field("rms_norm_eps", 0), HasSubstr("field 'rms_norm_eps' = 0 is not a positive finite number"));
+  EXPECT_THAT(bad_field("rope_theta", "big"), HasSubstr("field 'rope_theta' is not a number"));
+  EXPECT_THAT(bad_field("tie_word_embeddings", 1), HasSubstr("field 'tie_word_embeddings' is not true/false"));
+  EXPECT_THAT(bad_field("num_key_value_heads", 3), HasSubstr("num_attention_heads (8) is not a multiple of num_key_value_heads (3)"));
+  EXPECT_THAT(bad_field("num_attention_heads", 6), HasSubstr("field 'hidden_size' = 64 is not a multiple of num_attention_heads (6)"));
+  EXPECT_THAT(bad_field("head_dim", 7), HasSubstr("head_dim 7 is odd"));
+  EXPECT_THAT(bad_field("bos_token_id", 512), HasSubstr("bos_token_id 512 is not below vocab_size 512"));
+  EXPECT_THAT(bad_field("eos_token_id", json::array({2, 600})), HasSubstr("eos_token_id 600 is not below vocab_size 512"));
+  EXPECT_THAT(bad_field("eos_token_id", "2"), HasSubstr("field 'eos_token_id' is not an integer"));
+}
+
+TEST(ArchBad, unsupported_features_named) {
+  EXPECT_THAT(bad_field("hidden_act", "gelu"), HasSubstr("field 'hidden_act' = 'gelu' not supported"));
+  EXPECT_THAT(bad_field("attention_bias", true), HasSubstr("field 'attention_bias' = true not supported"));
+  EXPECT_THAT(bad_field("mlp_bias", true), HasSubstr("field 'mlp_bias' = true not supported"));
+  EXPECT_THAT(bad_field("quantization_config", {{"quant_method", "gptq"}}),
+              HasSubstr("field 'quantization_config' present"));
+  EXPECT_THAT(bad_field("use_sliding_window", true, "configs/qwen2.5-0.5b"),
+              HasSubstr("field 'use_sliding_window' = true not supported"));
+  EXPECT_THAT(bad_field("rope_scaling", {{"rope_type", "yarn"}, {"factor", 4.0}}),
+              HasSubstr("field 'rope_scaling.rope_type' = 'yarn' not supported"));
+  EXPECT_THAT(bad_field("rope_scaling", {{"rope_type", "llama3"}, {"factor", 8.0}}),
+              HasSubstr("field 'rope_scaling.low_freq_factor' missing"));
+  EXPECT_THAT(bad_field("rope_scaling", {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 4.0},
+                                         {"high_freq_factor", 1.0}, {"original_max_position_embeddings", 8192}}),
+              HasSubstr("high_freq_factor must exceed low_freq_factor"));
+  EXPECT_THAT(bad_field("rope_scaling", 2.0), HasSubstr("field 'rope_scaling' is not an object"));
+  EXPECT_THAT(bad_field("rope_parameters", {{"rope_type", "dynamic"}}),
+              HasSubstr("field 'rope_parameters.rope_type' = 'dynamic' not supported"));
+  EXPECT_THAT(error_of([] { parse_hf_config(json::array(), "x/config.json"); }), HasSubstr("x/config.json: not a JSON object"));
+}
+
+// ---- the manifest form ------------------------------------------------------------------------
+
+TEST(Arch, config_json_round_trips) {
+  for (const char* rel : kRealConfigs) {
+    SCOPED_TRACE(rel);
+    const ModelConfig c = parse(rel);
+    const json j = config_to_json(c);
+    EXPECT_TRUE(config_from_json(j, "manifest.json") == c);
+    // And through text, as the manifest stores it.
+    EXPECT_TRUE(config_from_json(json::parse(j.dump()), "manifest.json") == c);
+  }
+}
+
+TEST(ArchBad, config_from_json_fields_named) {
+  const json good = config_to_json(parse("configs/llama-3.2-1b"));
+  auto bad = [&](const std::string& field, const json& v) {
+    json j = good;
+    if (v.is_null()) j.erase(field);
+    else j[field] = v;
+    return error_of([&] { config_from_json(j, "manifest.json"); });
+  };
+  EXPECT_EQ(bad("dim", nullptr), "manifest.json: field 'dim' missing");
+  EXPECT_EQ(bad("arch", "gpt2"), "manifest.json: field 'arch' = 'gpt2' unknown");
+  EXPECT_THAT(bad("hf_architecture", "Qwen2ForCausalLM"), HasSubstr("field 'hf_architecture'"));
+  EXPECT_THAT(bad("n_kv_heads", 0), HasSubstr("field 'n_kv_heads' = 0 out of range"));
+  EXPECT_THAT(bad("eos_ids", 3), HasSubstr("field 'eos_ids' is not a list"));
+  EXPECT_THAT(bad("rope_scaling", {{"type", "llama3"}}), HasSubstr("field 'rope_scaling.factor' missing"));
+  EXPECT_THAT(bad("sliding_window", -1), HasSubstr("field 'sliding_window' = -1 out of range"));
+}
+
+// ---- tensors ----------------------------------------------------------------------------------
+
+// The arch table's tensors are exactly those of the real checkpoints, names and shapes.
+TEST(Arch, expected_tensors_match_real_checkpoints) {
+  for (const char* model : {"stories260K", "aidreams260K"}) {
+    SCOPED_TRACE(model);
+    const ModelConfig c = parse(model);
+    const SafetensorsFile f = SafetensorsFile::open(test::kModels + "/" + model + "/model.safetensors");
+    std::map<std::string, std::vector<int64_t>> found, expected;
+    for (const TensorInfo& t : f.tensors()) found[t.name] = t.shape;
+    for (const TensorSpec& s : expected_tensors(c)) expected[s.name] = s.shape;
+    EXPECT_EQ(found, expected);
+    EXPECT_NO_THROW(check_tensors(c, found));
+  }
+  EXPECT_EQ(expected_tensors(parse("stories260K")).size(), 47u);
+  EXPECT_EQ(expected_tensors(parse("aidreams260K")).size(), 38u);
+}
+
+TEST(Arch, expected_tensors_real_shapes) {
+  // Counts as published for these checkpoints: Llama 2 7B 291 tensors, Qwen2.5-0.5B 290 (tied,
+  // 12 per layer with the q/k/v biases), Mistral 7B 291.
+  EXPECT_EQ(expected_tensors(parse("configs/llama-2-7b-hf")).size(), 291u);
+  EXPECT_EQ(expected_tensors(parse("configs/qwen2.5-0.5b")).size(), 290u);
+  EXPECT_EQ(expected_tensors(parse("configs/mistral-7b-v0.1")).size(), 291u);
+
+  const ModelConfig q = parse("configs/qwen2.5-0.5b");
+  std::map<std::string, TensorSpec> by_name;
+  for (const TensorSpec& s : expected_tensors(q)) by_name.emplace(s.name, s);
+  EXPECT_EQ(by_name.at("model.layers.23.self_attn.q_proj.weight").shape, (std::vector<int64_t>{896, 896}));
+  EXPECT_EQ(by_name.at("model.layers.23.self_attn.k_proj.weight").shape, (std::vector<int64_t>{128, 896}));
+  EXPECT_EQ(by_name.at("model.layers.0.self_attn.k_proj.bias").shape, (std::vector<int64_t>{128}));
+  EXPECT_EQ(by_name.at("model.layers.0.mlp.down_proj.weight").shape, (std::vector<int64_t>{896, 4864}));
+  EXPECT_EQ(by_name.at("model.embed_tokens.weight").shape, (std::vector<int64_t>{151936, 896}));
+  EXPECT_TRUE(by_name.at("model.layers.0.self_attn.k_proj.bias").is_norm_or_bias);
+  EXPECT_TRUE(by_name.at("model.norm.weight").is_norm_or_bias);
+  EXPECT_FALSE(by_name.at("model.layers.0.mlp.up_proj.weight").is_norm_or_bias);
+  EXPECT_EQ(by_name.count("lm_head.weight"), 0u);
+  EXPECT_EQ(by_name.at("model.layers.7.self_attn.v_proj.bias").layer, 7);
+  EXPECT_EQ(by_name.at("model.layers.7.self_attn.v_proj.bias").role, Role::bv);
+
+  // head_dim set apart from dim / n_heads (Llama 3.2 1B: 2048 / 32 = 64 anyway; force 128).
+  json j = load("configs/llama-3.2-1b");
+  j["head_dim"] = 128;
+  const ModelConfig l = parse_hf_config(j, "config.json");
+  const std::vector<TensorSpec> t = expected_tensors(l);
+  EXPECT_EQ(t[2].name, "model.layers.0.self_attn.q_proj.weight");
+  EXPECT_EQ(t[2].shape, (std::vector<int64_t>{32 * 128, 2048}));
+  EXPECT_EQ(t[5].name, "model.layers.0.self_attn.o_proj.weight");
+  EXPECT_EQ(t[5].shape, (std::vector<int64_t>{2048, 32 * 128}));
+  EXPECT_EQ(t.back().name, "model.norm.weight");  // tied: no lm_head
+  const std::vector<TensorSpec> untied = expected_tensors(parse("configs/llama-2-7b-hf"));
+  EXPECT_EQ(untied.back().name, "lm_head.weight");
+  EXPECT_EQ(untied.back().shape, (std::vector<int64_t>{32000, 4096}));
+  EXPECT_EQ(untied.front().role, Role::embed);
+  EXPECT_EQ(untied.front().layer, -1);
+}
+
+TEST(Arch, tensor_name_agrees_with_expected_tensors) {
+  for (const char* rel : kRealConfigs) {
+    SCOPED_TRACE(rel);
+    const ModelConfig c = parse(rel);
+    for (const TensorSpec& s : expected_tensors(c)) EXPECT_EQ(tensor_name(c, s.role, s.layer), s.name);
+  }
+  const ModelConfig c = parse("stories260K");
+  EXPECT_EQ(tensor_name(c, Role::w_down, 4), "model.layers.4.mlp.down_proj.weight");
+  EXPECT_EQ(tensor_name(c, Role::final_norm), "model.norm.weight");
+  EXPECT_EQ(role_name(Role::w_gate), "w_gate");
+}
+
+TEST(ArchBad, tensor_name_roles_absent) {
+  const ModelConfig c = parse("stories260K");  // tied, no biases
+  EXPECT_THAT(error_of([&] { tensor_name(c, Role::lm_head); }), HasSubstr("embeddings are tied"));
+  EXPECT_THAT(error_of([&] { tensor_name(c, Role::bq, 0); }), HasSubstr("no q/k/v bias"));
+  EXPECT_THAT(error_of([&] { tensor_name(c, Role::wq, 5); }), HasSubstr("layer 5 invalid (model has 5 layers"));
+  EXPECT_THAT(error_of([&] { tensor_name(c, Role::wq, -1); }), HasSubstr("layer -1 invalid"));
+  EXPECT_THAT(error_of([&] { tensor_name(c, Role::embed, 0); }), HasSubstr("global roles take -1"));
+}
+
+std::map<std::string, std::vector<int64_t>> shapes_of(const ModelConfig& c) {
+  std::map<std::string, std::vector<int64_t>> m;
+  for (const TensorSpec& s : expected_tensors(c)) m[s.name] = s.shape;
+  return m;
+}
+
+TEST(ArchBad, check_tensors_lists_everything_wrong_at_once) {
+  const ModelConfig c = parse("stories260K");
+  auto found = shapes_of(c);
+  found.erase("model.layers.2.mlp.up_proj.weight");
+  found.erase("model.norm.weight");
+  found["model.layers.0.mlp.extra.weight"] = {4};
+  found["model.layers.1.mlp.down_proj.weight"] = {172, 64};  // transposed
+  const std::string msg = error_of([&] { check_tensors(c, found, "stories"); });
+  EXPECT_THAT(msg, AllOf(HasSubstr("stories: tensors do not match config.json (LlamaForCausalLM)"),
+                         HasSubstr("missing 'model.layers.2.mlp.up_proj.weight', 'model.norm.weight'"),
+                         HasSubstr("unexpected 'model.layers.0.mlp.extra.weight'"),
+                         HasSubstr("tensor 'model.layers.1.mlp.down_proj.weight': shape [172, 64] but "
+                                   "config.json implies [64, 172]"),
+                         Not(HasSubstr("\n"))));
+}
+
+TEST(ArchBad, check_tensors_long_lists_are_cut) {
+  const ModelConfig c = parse("configs/llama-2-7b-hf");
+  const std::string msg = error_of([&] { check_tensors(c, {}); });
+  EXPECT_THAT(msg, HasSubstr("(+285 more)"));  // 291 missing, 6 named
+}
+
+TEST(Arch, check_tensors_ignorable) {
+  const ModelConfig c = parse("stories260K");  // tied
+  auto found = shapes_of(c);
+  // Older transformers saved RoPE's inv_freq buffer; it is recomputed, not read.
+  found["model.layers.0.self_attn.rotary_emb.inv_freq"] = {4};
+  // A tied checkpoint that still ships lm_head: accepted, and not needed.
+  found["lm_head.weight"] = {512, 64};
+  EXPECT_NO_THROW(check_tensors(c, found));
+  EXPECT_TRUE(is_ignorable_tensor(c, "lm_head.weight"));
+  found["lm_head.weight"] = {511, 64};
+  EXPECT_THAT(error_of([&] { check_tensors(c, found); }),
+              HasSubstr("tensor 'lm_head.weight': shape [511, 64] but config.json implies [512, 64]"));
+  // Untied, lm_head is required, not ignorable.
+  const ModelConfig u = parse("configs/llama-2-7b-hf");
+  EXPECT_FALSE(is_ignorable_tensor(u, "lm_head.weight"));
+  auto fu = shapes_of(u);
+  fu.erase("lm_head.weight");
+  EXPECT_THAT(error_of([&] { check_tensors(u, fu); }), HasSubstr("missing 'lm_head.weight'"));
+  EXPECT_FALSE(is_ignorable_tensor(c, "rotary_emb.inv_freq"));
+}
+
+}  // namespace
+}  // namespace lowbit
