@@ -1,0 +1,12 @@
+// The AVX2 + FMA + F16C kernel table. The kernels live per concern in matmul_quant_avx2.cc
+// (int8 activations x 1/2/4/8-bit codes) and matmul_float_avx2.cc (f32/f16/bf16 weights).
+#include "kernels/matmul_avx2.h"
+
+namespace lowbit {
+
+const CpuKernels& avx2_kernels() {
+  static const CpuKernels k{"avx2", avx2::gemm_q, avx2::gemm_f, avx2::kRowTile};
+  return k;
+}
+
+}  // namespace lowbit

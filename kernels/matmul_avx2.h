@@ -1,0 +1,18 @@
+// Internal to the AVX2 kernels: the entry points of the per-concern files (quantized weights in
+// matmul_quant_avx2.cc, float weights in matmul_float_avx2.cc) that matmul_avx2.cc collects into
+// its CpuKernels table. Only *_avx2.cc files (compiled with -mavx2 -mfma -mf16c) include it.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/matmul_impl.h"
+
+namespace lowbit::avx2 {
+
+// Rows of W per task the driver hands out: a multiple of every row tile below.
+constexpr int64_t kRowTile = 4;
+
+void gemm_q(const QMatrix& w, const QuantizedActs& a, float* y, int64_t n0, int64_t n1);
+void gemm_f(const QMatrix& w, const float* x, int64_t m, float* y, int64_t n0, int64_t n1);
+
+}  // namespace lowbit::avx2

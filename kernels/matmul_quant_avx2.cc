@@ -1,0 +1,302 @@
+// AVX2 kernels for quantized weights x int8 activations: the arithmetic of gemm_q_scalar
+// (matmul_scalar.cc) in 256-bit registers.
+//
+// y[c][n] = sum_g [ de_g * sum_{b in g} s_{c,b} * Q_{n,c,b} + ce_g * gsum_{c,g} ]
+//
+// The kernel turns that into one multiply-add per block: before a row's dot products it writes
+// mult[c][b] = d_{g(b)} * s_{c,b} for every block (8 blocks per vector instruction, the scale
+// expanded from groups to blocks by a permute), and folds ce into sum_g d_g gsum_g and
+// sum_g m_g gsum_g (de and ce are fixed multiples of d, plus m when asymmetric). The inner loop
+// then needs, per 32 weights: the plane unpack (one shift + one AND of the shared chunk),
+// one vpmaddubsw (u8 code x s8 activation -> 16 x i16), and for every 4 blocks 3 vphaddw,
+// 1 vpmaddwd, 1 vcvtdq2ps and 1 vfmadd with the 4 blocks' multipliers broadcast to both
+// 128-bit lanes: the horizontal adds pack four blocks' integer sums into one vector before the
+// conversion to float, so the fp work is paid once per 128 weights instead of once per 32.
+//
+// Integer ranges: codes < 16, |act| <= 127, so a vpmaddubsw pair is <= 3810 and the eight
+// products two vphaddw levels add stay <= 15240 < 2^15. 8-bit codes reach 255, which would
+// saturate vpmaddubsw: they are used as levels code - 128 (an XOR of 0x80) with the
+// |w| x sign(a, w) identity, their pairs reach 32512, too large for vphaddw, so the 8-bit path
+// widens first (vpmaddwd) and packs with vphaddd. The shift by 128 is returned through the
+// group sums: 128 * de is added to ce.
+//
+// Tiles: M == 1 (decode) runs 4 weight rows per pass, sharing the activation loads; M > 1 runs
+// 2 weight rows x 4 activation rows, so each unpacked weight block feeds 4 activation rows and
+// each activation block feeds 2 weight rows, over panels of activation rows that stay in L2.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include "kernels/matmul_avx2.h"
+
+namespace lowbit::avx2 {
+namespace {
+
+constexpr int64_t kGemvRows = 4;   // weight rows per pass at M == 1
+constexpr int64_t kGemmRows = 2;   // weight rows per tile at M > 1
+constexpr int64_t kGemmActs = 4;   // activation rows per tile at M > 1
+constexpr int64_t kPanelActs = 64;  // activation rows per panel: 64 x 4 KiB at K = 4096 (L2)
+static_assert(kRowTile % kGemvRows == 0 && kRowTile % kGemmRows == 0, "row tile");
+
+template <int... Is, class F>
+[[gnu::always_inline]] inline void unroll_impl(std::integer_sequence<int, Is...>, F&& f) {
+  (f(std::integral_constant<int, Is>{}), ...);
+}
+// f(std::integral_constant<int, i>) for i in [0, N): indices stay compile-time constants, so
+// shift counts and plane numbers become immediates.
+template <int N, class F>
+[[gnu::always_inline]] inline void unroll(F&& f) {
+  unroll_impl(std::make_integer_sequence<int, N>{}, f);
+}
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// n (1..8) fp16 values as fp32, the lanes past n zero; never reads past p[n - 1].
+inline __m256 load_f16(const uint16_t* p, int n) {
+  if (n == 8) return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  alignas(16) uint16_t tmp[8] = {};
+  std::memcpy(tmp, p, 2 * (size_t)n);
+  return _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(tmp)));
+}
+
+inline __m256i lane_mask(int n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// Everything a tile needs about W and the activations; fixed for one matmul.
+struct Ctx {
+  const uint8_t* codes = nullptr;    // (n, row_bytes)
+  int64_t row_bytes = 0;
+  const uint16_t* scales = nullptr;  // (n, groups) fp16 d
+  const uint16_t* mins = nullptr;    // (n, groups) fp16 m; null when symmetric
+  int64_t groups = 0;
+  int64_t gb = 0;    // activation blocks per group
+  int64_t nbw = 0;   // blocks a row's codes cover (whole chunks): the blocks the loops visit
+  int64_t nb8 = 0;   // nbw rounded up to 8: the length of one multiplier row
+  float de_mul = 1;  // de = de_mul * d
+  float cd_mul = 0;  // ce = cd_mul * d (+ m): the scheme's offset plus 128 de at 8 bits
+  const QuantizedActs* a = nullptr;
+  float* y = nullptr;  // (m, ldy)
+  int64_t ldy = 0;
+};
+
+// For weight row n and activation rows m0 .. m0+C-1: mult[c][b] = d_{g(b)} * s_{c,b} for
+// b < nb8 (zero past the real blocks, whose activation scales are zero) and ct[c] =
+// sum_g ce_g * gsum_{c,g}. dg: scratch for round_up(groups, 8) + 16 floats.
+template <int C>
+void prepare(const Ctx& x, int64_t n, int64_t m0, float* mult, float* ct, float* dg) {
+  const QuantizedActs& a = *x.a;
+  const uint16_t* sc = x.scales + n * x.groups;
+  const uint16_t* mn = x.mins ? x.mins + n * x.groups : nullptr;
+  const bool expand = x.gb > 1;
+  __m256 accd[C], accm[C];
+  for (int c = 0; c < C; ++c) accd[c] = accm[c] = _mm256_setzero_ps();
+  for (int64_t g = 0; g < x.groups; g += 8) {
+    const int cnt = (int)std::min<int64_t>(8, x.groups - g);
+    const __m256i lanes = lane_mask(cnt);
+    const __m256 d = load_f16(sc + g, cnt);
+    const __m256 m = mn ? load_f16(mn + g, cnt) : _mm256_setzero_ps();
+    if (expand) _mm256_storeu_ps(dg + g, d);
+    for (int c = 0; c < C; ++c) {
+      const __m256 gs = _mm256_maskload_ps(a.gsum.data() + (m0 + c) * a.groups + g, lanes);
+      accd[c] = _mm256_fmadd_ps(d, gs, accd[c]);
+      if (mn) accm[c] = _mm256_fmadd_ps(m, gs, accm[c]);
+      // One group per block: groups == blocks of the row, and nb8 == round_up(groups, 8).
+      if (!expand)
+        _mm256_storeu_ps(mult + c * x.nb8 + g,
+                         _mm256_mul_ps(d, _mm256_loadu_ps(a.scale.data() + (m0 + c) * a.blocks + g)));
+    }
+  }
+  for (int c = 0; c < C; ++c) ct[c] = x.cd_mul * hsum(accd[c]) + hsum(accm[c]);
+  if (!expand) return;
+
+  const int64_t g8 = round_up(x.groups, 8);
+  for (int64_t g = g8; g < g8 + 16; g += 8) _mm256_storeu_ps(dg + g, _mm256_setzero_ps());
+  const __m256i by2 = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
+  const __m256i by4 = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+  for (int64_t b = 0; b < x.nb8; b += 8) {
+    __m256 dv;
+    if (x.groups == 1) dv = _mm256_broadcast_ss(dg);  // per row: past the row, s is zero
+    else if (x.gb == 2) dv = _mm256_permutevar8x32_ps(_mm256_loadu_ps(dg + b / 2), by2);
+    else if (x.gb == 4) dv = _mm256_permutevar8x32_ps(_mm256_loadu_ps(dg + b / 4), by4);
+    else dv = _mm256_broadcast_ss(dg + b / x.gb);  // gb == 8: one group per 8 blocks
+    for (int c = 0; c < C; ++c)
+      _mm256_storeu_ps(mult + c * x.nb8 + b,
+                       _mm256_mul_ps(dv, _mm256_loadu_ps(a.scale.data() + (m0 + c) * a.blocks + b)));
+  }
+}
+
+// Plane P of a 32-byte chunk: the 32 codes of one activation block, one per byte. Below 8 bits
+// a 16-bit shift brings plane P to the low bits of every byte and the AND drops the bits the
+// shift carried in from the neighbouring byte. At 8 bits: the level code - 128 as int8.
+template <int BITS, int P>
+inline __m256i plane(__m256i raw) {
+  if constexpr (BITS == 8) {
+    return _mm256_xor_si256(raw, _mm256_set1_epi8((char)0x80));
+  } else {
+    const __m256i mask = _mm256_set1_epi8((char)((1 << BITS) - 1));
+    if constexpr (P == 0) return _mm256_and_si256(raw, mask);
+    else return _mm256_and_si256(_mm256_srli_epi16(raw, P * BITS), mask);
+  }
+}
+
+inline __m256i load32(const void* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+
+// 8 x i32 partial sums of one block's 32 products, for the tail path.
+template <int BITS>
+inline __m256i block_dot(__m256i w, const int8_t* act, __m256i ones) {
+  const __m256i av = load32(act);
+  if constexpr (BITS == 8)
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(av, w)), ones);
+  else
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(w, av), ones);
+}
+
+// R weight rows from n x C activation rows from m0.
+template <int BITS, int R, int C>
+void tile(const Ctx& x, int64_t n, int64_t m0) {
+  constexpr int CB = 8 / BITS;          // blocks per chunk
+  constexpr int S = BITS == 1 ? 8 : 4;  // blocks per step of the main loop: whole chunks
+  const QuantizedActs& a = *x.a;
+  const int64_t nb8 = x.nb8;
+
+  thread_local std::vector<float> scratch;
+  const size_t need = (size_t)(R * C * nb8 + round_up(x.groups, 8) + 16);
+  if (scratch.size() < need) scratch.resize(need);
+  float* mult = scratch.data();  // (R, C, nb8)
+  float* dg = mult + R * C * nb8;
+  float ct[R][C];
+  for (int r = 0; r < R; ++r) prepare<C>(x, n + r, m0, mult + r * C * nb8, ct[r], dg);
+
+  const uint8_t* row[R];
+  for (int r = 0; r < R; ++r) row[r] = x.codes + (n + r) * x.row_bytes;
+  const int8_t* act[C];
+  for (int c = 0; c < C; ++c) act[c] = a.q.data() + (m0 + c) * a.kp;
+  __m256 acc[R][C];
+  unroll<R>([&](auto r) { unroll<C>([&](auto c) { acc[r][c] = _mm256_setzero_ps(); }); });
+  const __m256i ones = _mm256_set1_epi16(1);
+
+  int64_t b = 0;
+  for (; b + S <= x.nbw; b += S) {
+    unroll<S / 4>([&](auto qd) {
+      const int64_t bq = b + 4 * qd;
+      unroll<R>([&](auto r) {
+        const uint8_t* chunk = row[r] + (b / CB) * 32;
+        __m256i w[4], aw[4];
+        unroll<4>([&](auto j) {
+          constexpr int blk = 4 * qd + j;  // block within the step
+          w[j] = plane<BITS, blk % CB>(load32(chunk + (blk / CB) * 32));
+          if constexpr (BITS == 8) aw[j] = _mm256_abs_epi8(w[j]);
+        });
+        unroll<C>([&](auto c) {
+          __m256i p[4];
+          __m256i q;
+          if constexpr (BITS == 8) {
+            unroll<4>([&](auto j) {
+              const __m256i av = load32(act[c] + (bq + j) * 32);
+              p[j] = _mm256_madd_epi16(_mm256_maddubs_epi16(aw[j], _mm256_sign_epi8(av, w[j])), ones);
+            });
+            q = _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
+          } else {
+            unroll<4>([&](auto j) { p[j] = _mm256_maddubs_epi16(w[j], load32(act[c] + (bq + j) * 32)); });
+            q = _mm256_madd_epi16(
+                _mm256_hadd_epi16(_mm256_hadd_epi16(p[0], p[1]), _mm256_hadd_epi16(p[2], p[3])), ones);
+          }
+          // Lanes hold blocks bq..bq+3 in both 128-bit halves.
+          const __m256 mv = _mm256_broadcast_ps(reinterpret_cast<const __m128*>(mult + (r * C + c) * nb8 + bq));
+          acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), mv, acc[r][c]);
+        });
+      });
+    });
+  }
+  // Rows whose chunk count leaves fewer than S blocks (4 bits: an odd chunk count; 8 bits: any
+  // count): one chunk at a time, each block reduced on its own.
+  if constexpr (BITS >= 4) {
+    for (; b < x.nbw; b += CB) {
+      unroll<R>([&](auto r) {
+        const __m256i raw = load32(row[r] + (b / CB) * 32);
+        unroll<CB>([&](auto p) {
+          const __m256i w = plane<BITS, p>(raw);
+          unroll<C>([&](auto c) {
+            const __m256i q = block_dot<BITS>(w, act[c] + (b + p) * 32, ones);
+            const __m256 mv = _mm256_broadcast_ss(mult + (r * C + c) * nb8 + b + p);
+            acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), mv, acc[r][c]);
+          });
+        });
+      });
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) x.y[(m0 + c) * x.ldy + n + r] = x.de_mul * hsum(acc[r][c]) + ct[r][c];
+}
+
+// All activation rows of [p0, p1) against weight rows n .. n+R-1.
+template <int BITS, int R>
+void act_tiles(const Ctx& x, int64_t n, int64_t p0, int64_t p1) {
+  int64_t m = p0;
+  for (; m + kGemmActs <= p1; m += kGemmActs) tile<BITS, R, kGemmActs>(x, n, m);
+  switch (p1 - m) {
+    case 3: tile<BITS, R, 3>(x, n, m); break;
+    case 2: tile<BITS, R, 2>(x, n, m); break;
+    case 1: tile<BITS, R, 1>(x, n, m); break;
+    default: break;
+  }
+}
+
+template <int BITS>
+void gemm_bits(const Ctx& x, int64_t n0, int64_t n1) {
+  const int64_t m = x.a->m;
+  if (m == 1) {
+    int64_t n = n0;
+    for (; n + kGemvRows <= n1; n += kGemvRows) tile<BITS, kGemvRows, 1>(x, n, 0);
+    for (; n < n1; ++n) tile<BITS, 1, 1>(x, n, 0);
+    return;
+  }
+  for (int64_t p0 = 0; p0 < m; p0 += kPanelActs) {
+    const int64_t p1 = std::min(m, p0 + kPanelActs);
+    int64_t n = n0;
+    for (; n + kGemmRows <= n1; n += kGemmRows) act_tiles<BITS, kGemmRows>(x, n, p0, p1);
+    for (; n < n1; ++n) act_tiles<BITS, 1>(x, n, p0, p1);
+  }
+}
+
+}  // namespace
+
+void gemm_q(const QMatrix& w, const QuantizedActs& a, float* y, int64_t n0, int64_t n1) {
+  const QType& t = w.type;
+  const QLayout l = q_layout(t, w.n, w.k);
+  Ctx x;
+  x.codes = w.data + l.codes_offset;
+  x.row_bytes = l.row_bytes;
+  x.scales = reinterpret_cast<const uint16_t*>(w.data + l.scales_offset);
+  x.mins = t.scheme == Scheme::asym ? reinterpret_cast<const uint16_t*>(w.data + l.mins_offset) : nullptr;
+  x.groups = l.groups;
+  x.gb = a.group_blocks;
+  x.nbw = l.row_bytes / kChunkBytes * (8 / t.bits);
+  x.nb8 = round_up(x.nbw, 8);
+  // group_coeffs (quant_format.h) as multiples of d.
+  const bool asym = t.scheme == Scheme::asym;
+  x.de_mul = (!asym && t.bits == 1) ? 2.0f : 1.0f;
+  float ce_mul = asym ? 0.0f : (t.bits == 1 ? -1.0f : -(float)sym_offset(t.bits));
+  if (t.bits == 8) ce_mul += 128.0f * x.de_mul;  // levels are code - 128
+  x.cd_mul = ce_mul;
+  x.a = &a;
+  x.y = y;
+  x.ldy = w.n;
+  switch (t.bits) {
+    case 1: return gemm_bits<1>(x, n0, n1);
+    case 2: return gemm_bits<2>(x, n0, n1);
+    case 4: return gemm_bits<4>(x, n0, n1);
+    default: return gemm_bits<8>(x, n0, n1);
+  }
+}
+
+}  // namespace lowbit::avx2
