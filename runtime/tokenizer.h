@@ -1,0 +1,91 @@
+// Text <-> token ids for the models lowbit runs.
+//
+// Three formats, one interface: a SentencePiece model (tokenizer.model, run by libsentencepiece),
+// an HF fast-tokenizer file (tokenizer.json, BPE: SentencePiece-style with byte fallback, or
+// byte-level), and the older byte-level vocab.json + merges.txt pair (GPT-2, Qwen2). Each encodes
+// the way the model's reference package does (sentencepiece for .model files, HF tokenizers for
+// the others), and adds BOS/EOS the way the model folder's tokenizer_config.json asks.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace lowbit {
+
+class Tokenizer {
+ public:
+  virtual ~Tokenizer() = default;
+
+  // Encodes UTF-8 text. add_special=true adds what the model's convention adds around one
+  // sequence (BOS, and EOS where tokenizer_config.json says add_eos_token); false adds nothing.
+  // Special tokens written in the text ("<|im_start|>") are matched as single tokens by the HF
+  // formats; a SentencePiece model matches only its user-defined pieces, as sentencepiece does.
+  // Throws lowbit::Error on text that is not valid UTF-8 (HF formats).
+  virtual std::vector<int32_t> encode(std::string_view text, bool add_special = true) const = 0;
+
+  // Ids -> text, leaving out BOS/EOS and other special (control) tokens. Bytes that do not form
+  // UTF-8 come out as U+FFFD, as the reference packages do. Throws on an id outside the vocabulary.
+  virtual std::string decode(const std::vector<int32_t>& ids) const = 0;
+
+  // Number of ids the tokenizer knows (highest id + 1, added tokens included). The model's
+  // embedding table may be larger (padded); it is never smaller.
+  virtual int32_t vocab_size() const = 0;
+
+  // The vocabulary's own spelling of one id ("▁the", "Ġthe", "<0x0A>", "<|im_end|>"), for
+  // display and debugging. Throws on an id outside the vocabulary.
+  virtual std::string id_to_piece(int32_t id) const = 0;
+
+  int32_t bos_id() const { return bos_id_; }                      // -1 if none
+  const std::vector<int32_t>& eos_ids() const { return eos_ids_; }  // every id that ends generation
+  bool is_eos(int32_t id) const;
+
+  // What was loaded, for logs: format and file ("tokenizer.json (BPE, byte-level) at PATH").
+  const std::string& description() const { return description_; }
+
+ protected:
+  Tokenizer() = default;
+  void set_special_ids(int32_t bos, std::vector<int32_t> eos) {
+    bos_id_ = bos;
+    eos_ids_ = std::move(eos);
+  }
+  void set_description(std::string d) { description_ = std::move(d); }
+
+ private:
+  int32_t bos_id_ = -1;
+  std::vector<int32_t> eos_ids_;
+  std::string description_;
+};
+
+// path: a manifest dir or HF model dir (looks in path and path/tokenizer/), a tokenizer file
+// (tokenizer.model, tokenizer.json, vocab.json), or a directory holding tokenizer files.
+// Preference: tokenizer.json > tokenizer.model > vocab.json+merges.txt. BOS/EOS come from
+// tokenizer_config.json, config.json and generation_config.json found beside the tokenizer (or
+// one level up, for a tokenizer/ subfolder). Throws lowbit::Error naming what is missing.
+std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path);
+
+// Turns a stream of token ids into text as they are generated. push() returns only complete
+// UTF-8: it holds back a partial multi-byte character (byte-fallback or byte-level tokens) until
+// the rest arrives, and it treats the SentencePiece leading space as decode() does, so the
+// concatenation of every push() result and flush() equals decode(all ids).
+//
+// How: it keeps a short window of ids starting at the last point where the decoded text was
+// complete, decodes the window, and returns what the window's text adds beyond the text of the
+// ids already returned. Text that ends in U+FFFD may still be a partial character, so it waits.
+class DecodeStream {
+ public:
+  explicit DecodeStream(const Tokenizer& tokenizer) : tok_(tokenizer) {}
+  std::string push(int32_t id);
+  // Returns what push() held back (an unfinished character comes out as U+FFFD) and starts over.
+  std::string flush();
+
+ private:
+  const Tokenizer& tok_;
+  std::vector<int32_t> window_;  // ids from the start of the last returned piece on
+  size_t done_ = 0;              // window_[0, done_) is text already returned...
+  std::string done_text_;        // ...and decodes, alone, to this
+};
+
+}  // namespace lowbit
