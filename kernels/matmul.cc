@@ -71,9 +71,12 @@ void matmul(const QMatrix& w, const float* x, int64_t m, float* y, const MatmulO
 
   // Rows per task: about four tasks per thread so a slow core does not hold up the rest, in
   // whole row tiles of the kernel.
+  // A task also gets at least ~64K multiply-adds: below that, waking a worker costs more than
+  // the work (the test models' matrices are 64 x 64).
   const int64_t tile = kern.row_tile;
   const int64_t want = ceil_div(w.n, (int64_t)pool.size() * 4);
-  const int64_t rows = std::max(tile, round_up(want, tile));
+  const int64_t min_rows = ceil_div(int64_t(1) << 16, std::max<int64_t>(1, w.k * m));
+  const int64_t rows = std::max(tile, round_up(std::max(want, min_rows), tile));
   const int64_t tasks = ceil_div(w.n, rows);
 
   if (w.type.base == Base::q) {

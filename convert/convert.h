@@ -1,0 +1,58 @@
+// HF directory -> manifest directory: the recipe (which tensor gets which type) and the writer.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "kernels/qtype.h"
+
+namespace lowbit {
+
+struct ConvertProgress {
+  int64_t tensor = 0, tensors = 0;       // index of the tensor just finished, and the count
+  std::string name;
+  int64_t bytes_done = 0, bytes_total = 0;  // of the input
+};
+
+struct ConvertOptions {
+  int bits = 4;                 // 1, 2, 4, 8 (quantized), 16 (f16) or 32 (f32)
+  uint32_t group = 32;          // 32, 64, 128, 256, or 0 for per row
+  int scheme = -1;              // -1: default (sym at 8 bits, asym below), else Scheme value
+  Quantizer quantizer = Quantizer::search;
+  // NAME_GLOB=TYPE overrides, applied in order (the last match wins), e.g.
+  // {"model.layers.*.mlp.down_proj.weight", "q8"}.
+  std::vector<std::pair<std::string, std::string>> keep;
+  int threads = 0;              // 0: all cores
+  bool force = false;           // replace an existing OUT_DIR
+  bool allow_nonfinite = false; // store NaN/Inf weights as 0 instead of failing
+  const std::atomic<bool>* cancel = nullptr;  // set (e.g. by SIGINT) to stop between tensors
+  std::function<void(const ConvertProgress&)> progress;
+};
+
+struct ConvertSummary {
+  int64_t tensors = 0;
+  int64_t input_bytes = 0;      // of the tensors read
+  int64_t output_bytes = 0;     // weights.bin
+  int64_t weights = 0;          // parameters
+  int64_t nonfinite_replaced = 0;
+  double seconds = 0;
+  double bits_per_weight() const { return weights ? 8.0 * output_bytes / weights : 0; }
+  double input_mb_per_s() const { return seconds > 0 ? input_bytes / 1e6 / seconds : 0; }
+};
+
+// The type a tensor gets under the options: norms and biases f32; embeddings and lm_head q8 (per
+// 32, symmetric) when the linears are 8 bits or fewer, else the linears' float type; every other
+// matrix the requested bits; then the --keep overrides.
+QType recipe_type(const ConvertOptions& opt, const std::string& name, bool is_norm_or_bias,
+                  bool is_embedding_or_head);
+
+// Writes OUT_DIR atomically: into a temporary sibling directory renamed at the end. Throws Error
+// (naming the file, tensor or field) and leaves nothing behind on failure or cancellation.
+ConvertSummary convert_model(const std::string& hf_dir, const std::string& out_dir,
+                             const ConvertOptions& opt);
+
+}  // namespace lowbit

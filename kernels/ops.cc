@@ -1,0 +1,69 @@
+#include "kernels/ops.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace lowbit {
+
+void rmsnorm(const float* x, const float* w, int64_t n, float eps, float* out) {
+  double ss = 0;  // double: dim up to ~8k squares must not lose the small ones
+  for (int64_t i = 0; i < n; ++i) ss += (double)x[i] * x[i];
+  const float inv = (float)(1.0 / std::sqrt(ss / n + eps));
+  for (int64_t i = 0; i < n; ++i) out[i] = x[i] * inv * w[i];
+}
+
+void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, const float* inv_freq) {
+  const int64_t half = head_dim / 2;
+  for (int64_t i = 0; i < half; ++i) {
+    // Angle in double: pos * inv_freq reaches 1e5 radians at long contexts, where fp32 would
+    // keep only ~2 digits of the phase.
+    const double angle = (double)pos * inv_freq[i];
+    const float c = (float)std::cos(angle), s = (float)std::sin(angle);
+    for (int64_t h = 0; h < n_heads; ++h) {
+      float* v = x + h * head_dim;
+      const float a = v[i], b = v[i + half];
+      v[i] = a * c - b * s;
+      v[i + half] = b * c + a * s;
+    }
+  }
+}
+
+void softmax(float* x, int64_t n) {
+  float mx = x[0];
+  for (int64_t i = 1; i < n; ++i) mx = std::max(mx, x[i]);
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - mx);
+    sum += x[i];
+  }
+  const float inv = (float)(1.0 / sum);
+  for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+void swiglu(float* gate, const float* up, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
+void add_inplace(float* out, const float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] += x[i];
+}
+
+void attend(const float* q, const float* k_cache, const float* v_cache, int64_t kv_stride,
+            int64_t n_pos, int64_t first_pos, int64_t head_dim, float scale, float* scratch, float* out) {
+  const int64_t n = n_pos - first_pos;
+  for (int64_t p = 0; p < n; ++p) {
+    const float* k = k_cache + (first_pos + p) * kv_stride;
+    float dot = 0;
+    for (int64_t i = 0; i < head_dim; ++i) dot += q[i] * k[i];
+    scratch[p] = dot * scale;
+  }
+  softmax(scratch, n);
+  std::fill(out, out + head_dim, 0.0f);
+  for (int64_t p = 0; p < n; ++p) {
+    const float* v = v_cache + (first_pos + p) * kv_stride;
+    const float a = scratch[p];
+    for (int64_t i = 0; i < head_dim; ++i) out[i] += a * v[i];
+  }
+}
+
+}  // namespace lowbit

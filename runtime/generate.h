@@ -1,0 +1,41 @@
+// The generation loop: prompt -> streamed text, stopping on EOS, a token budget, a stop string,
+// or the callback's say-so.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "runtime/model.h"
+#include "runtime/sampler.h"
+
+namespace lowbit {
+
+struct GenerateParams {
+  int64_t max_tokens = 256;           // new tokens at most
+  SamplerParams sampler;
+  std::vector<std::string> stop;      // stop strings (not included in the output)
+  bool add_bos = true;                // let the tokenizer add BOS as its config says
+  // Also stop when the model emits BOS. llama2.c's run.c does this, and its published outputs
+  // for the test models are produced that way.
+  bool stop_on_bos = true;
+};
+
+struct GenerateResult {
+  std::string text;
+  std::vector<int32_t> prompt_ids, ids;  // ids: generated tokens
+  std::string stop_reason;               // "eos", "length", "stop", "callback", "context"
+  double prompt_seconds = 0, gen_seconds = 0;
+  double prompt_tokens_per_s() const { return prompt_seconds > 0 ? prompt_ids.size() / prompt_seconds : 0; }
+  double gen_tokens_per_s() const { return gen_seconds > 0 ? ids.size() / gen_seconds : 0; }
+};
+
+// Called with each new piece of text as soon as it is complete UTF-8; return false to stop.
+using TokenCallback = std::function<bool(const std::string& piece, int32_t id)>;
+
+// Runs from the session's current position (normally 0; call session.reset() first to reuse).
+GenerateResult generate(Session& session, const std::string& prompt, const GenerateParams& params,
+                        const TokenCallback& on_token = nullptr);
+
+}  // namespace lowbit

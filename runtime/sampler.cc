@@ -1,0 +1,75 @@
+#include "runtime/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <unordered_set>
+
+#include "kernels/error.h"
+
+namespace lowbit {
+
+Sampler::Sampler(const SamplerParams& p) : p_(p), rng_(p.seed) {
+  if (p.temperature < 0) throw Error("temperature must be >= 0");
+  if (p.top_k < 0) throw Error("top_k must be >= 0");
+  if (!(p.top_p > 0 && p.top_p <= 1)) throw Error("top_p must be in (0, 1]");
+  if (!(p.min_p >= 0 && p.min_p <= 1)) throw Error("min_p must be in [0, 1]");
+  if (!(p.repetition_penalty > 0)) throw Error("repetition_penalty must be > 0");
+}
+
+int32_t Sampler::sample(float* logits, int64_t vocab, const std::vector<int32_t>& recent) {
+  if (p_.repetition_penalty != 1.0f) {
+    std::unordered_set<int32_t> seen;
+    const size_t from = recent.size() > (size_t)p_.repetition_window ? recent.size() - p_.repetition_window : 0;
+    for (size_t i = from; i < recent.size(); ++i) {
+      const int32_t t = recent[i];
+      if (t < 0 || t >= vocab || !seen.insert(t).second) continue;
+      logits[t] = logits[t] > 0 ? logits[t] / p_.repetition_penalty : logits[t] * p_.repetition_penalty;
+    }
+  }
+  if (p_.temperature == 0.0f) return (int32_t)(std::max_element(logits, logits + vocab) - logits);
+
+  cand_.resize(vocab);
+  for (int64_t i = 0; i < vocab; ++i) cand_[i] = {logits[i] / p_.temperature, (int32_t)i};
+  auto by_logit = [](const auto& a, const auto& b) { return a.first > b.first; };
+  int64_t n = vocab;
+  if (p_.top_k > 0 && p_.top_k < n) {
+    std::partial_sort(cand_.begin(), cand_.begin() + p_.top_k, cand_.end(), by_logit);
+    n = p_.top_k;
+  } else {
+    std::sort(cand_.begin(), cand_.end(), by_logit);
+  }
+  // Softmax over the survivors (sorted, so cand_[0] is the max).
+  const float mx = cand_[0].first;
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    cand_[i].first = std::exp(cand_[i].first - mx);
+    sum += cand_[i].first;
+  }
+  for (int64_t i = 0; i < n; ++i) cand_[i].first = (float)(cand_[i].first / sum);
+  if (p_.min_p > 0) {
+    const float cut = p_.min_p * cand_[0].first;
+    int64_t keep = 1;
+    while (keep < n && cand_[keep].first >= cut) ++keep;
+    n = keep;
+  }
+  if (p_.top_p < 1) {
+    double cum = 0;
+    int64_t keep = 0;
+    while (keep < n) {
+      cum += cand_[keep++].first;
+      if (cum >= p_.top_p) break;
+    }
+    n = keep;
+  }
+  double total = 0;
+  for (int64_t i = 0; i < n; ++i) total += cand_[i].first;
+  const double r = std::uniform_real_distribution<double>(0.0, total)(rng_);
+  double acc = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    acc += cand_[i].first;
+    if (r < acc) return cand_[i].second;
+  }
+  return cand_[n - 1].second;
+}
+
+}  // namespace lowbit

@@ -1,0 +1,33 @@
+// Next-token choice from logits: greedy, or temperature sampling filtered by top-k, top-p and
+// min-p, with a repetition penalty. Same seed, same choices.
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <vector>
+
+namespace lowbit {
+
+struct SamplerParams {
+  float temperature = 0.0f;       // 0: greedy (argmax)
+  int top_k = 0;                  // 0: off
+  float top_p = 1.0f;             // 1: off
+  float min_p = 0.0f;             // 0: off; keep tokens with p >= min_p * p_max
+  float repetition_penalty = 1.0f;  // 1: off; CTRL-style: divide positive logits, multiply negative
+  int repetition_window = 64;     // how many recent tokens the penalty looks at
+  uint64_t seed = 0;
+};
+
+class Sampler {
+ public:
+  explicit Sampler(const SamplerParams& p);
+  // logits: (vocab); modified in place by the penalty. recent: tokens so far (prompt included).
+  int32_t sample(float* logits, int64_t vocab, const std::vector<int32_t>& recent);
+
+ private:
+  SamplerParams p_;
+  std::mt19937_64 rng_;
+  std::vector<std::pair<float, int32_t>> cand_;
+};
+
+}  // namespace lowbit
