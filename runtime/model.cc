@@ -127,6 +127,15 @@ void Session::truncate(int64_t pos) {
   pos_ = pos;
 }
 
+void Session::mm(const QMatrix& w, Role role, int64_t layer, const float* x, int64_t m, float* y) {
+  if (observer_) {
+    const ModelConfig& c = model_.config();
+    const Role r = role == Role::lm_head && c.tie_embeddings ? Role::embed : role;
+    observer_(tensor_name(c, r, (int)layer), x, m, w.k);
+  }
+  matmul(w, x, m, y, model_.matmul_options());
+}
+
 void Session::eval(const int32_t* tokens, int64_t n, float* logits, bool all_logits) {
   if (n <= 0) throw Error("eval: no tokens");
   const ModelConfig& c = model_.config();
@@ -154,7 +163,6 @@ void Session::forward_batch(const int32_t* tokens, int64_t n, float* logits, boo
   const ModelConfig& c = m.config();
   const int64_t dim = c.dim, hd = c.head_dim, q_dim = c.n_heads * hd, kv_dim = c.n_kv_heads * hd;
   const int64_t ctx = m.ctx(), group = c.n_heads / c.n_kv_heads;
-  const MatmulOptions mo = m.matmul_options();
   auto grow = [](std::vector<float>& v, int64_t size) {
     if ((int64_t)v.size() < size) v.resize(size);
   };
@@ -172,9 +180,9 @@ void Session::forward_batch(const int32_t* tokens, int64_t n, float* logits, boo
     float* kc = k_cache_.data() + l * ctx * kv_dim;  // (ctx, kv_dim)
     float* vc = v_cache_.data() + l * ctx * kv_dim;
     for (int64_t t = 0; t < n; ++t) rmsnorm(&x_[t * dim], w.attn_norm, dim, c.norm_eps, &xb_[t * dim]);
-    matmul(w.wq, xb_.data(), n, q_.data(), mo);
-    matmul(w.wk, xb_.data(), n, k_.data(), mo);
-    matmul(w.wv, xb_.data(), n, v_.data(), mo);
+    mm(w.wq, Role::wq, l, xb_.data(), n, q_.data());
+    mm(w.wk, Role::wk, l, xb_.data(), n, k_.data());
+    mm(w.wv, Role::wv, l, xb_.data(), n, v_.data());
     for (int64_t t = 0; t < n; ++t) {
       if (w.bq) {
         add_inplace(&q_[t * q_dim], w.bq, q_dim);
@@ -201,14 +209,14 @@ void Session::forward_batch(const int32_t* tokens, int64_t n, float* logits, boo
     } else {
       m.pool().run(n * c.n_heads, attend_task);
     }
-    matmul(w.wo, att_.data(), n, tmp_.data(), mo);
+    mm(w.wo, Role::wo, l, att_.data(), n, tmp_.data());
     add_inplace(x_.data(), tmp_.data(), n * dim);
 
     for (int64_t t = 0; t < n; ++t) rmsnorm(&x_[t * dim], w.ffn_norm, dim, c.norm_eps, &xb_[t * dim]);
-    matmul(w.w_gate, xb_.data(), n, ffn_g_.data(), mo);
-    matmul(w.w_up, xb_.data(), n, ffn_u_.data(), mo);
+    mm(w.w_gate, Role::w_gate, l, xb_.data(), n, ffn_g_.data());
+    mm(w.w_up, Role::w_up, l, xb_.data(), n, ffn_u_.data());
     swiglu(ffn_g_.data(), ffn_u_.data(), n * c.ffn_dim);
-    matmul(w.w_down, ffn_g_.data(), n, tmp_.data(), mo);
+    mm(w.w_down, Role::w_down, l, ffn_g_.data(), n, tmp_.data());
     add_inplace(x_.data(), tmp_.data(), n * dim);
   }
   pos_ += n;
@@ -216,7 +224,7 @@ void Session::forward_batch(const int32_t* tokens, int64_t n, float* logits, boo
   // Only the rows whose logits are wanted go through the (large) head.
   const int64_t first = all_logits ? 0 : n - 1, rows = n - first;
   for (int64_t t = first; t < n; ++t) rmsnorm(&x_[t * dim], m.final_norm(), dim, c.norm_eps, &xb_[(t - first) * dim]);
-  matmul(m.lm_head(), xb_.data(), rows, logits, mo);
+  mm(m.lm_head(), Role::lm_head, -1, xb_.data(), rows, logits);
 }
 
 }  // namespace lowbit

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -81,9 +82,15 @@ class Model {
 // RoPE inverse frequencies for head_dim, with Llama 3 / linear rope_scaling applied.
 std::vector<float> rope_inv_freq(const ModelConfig& c);
 
+// Sees the input of every matmul of a forward pass (for the accuracy harness's per-tensor
+// error on real activations): the tensor's HF name, and x as (m, k).
+using MatmulObserver = std::function<void(const std::string& tensor, const float* x, int64_t m, int64_t k)>;
+
 class Session {
  public:
   explicit Session(const Model& model);
+
+  void set_observer(MatmulObserver observer) { observer_ = std::move(observer); }
 
   // Feeds tokens at positions position() .. position() + n - 1 and advances. Prompt batches go
   // through the M > 1 kernels, single tokens through M = 1. logits: (n, vocab) when all_logits,
@@ -99,7 +106,11 @@ class Session {
  private:
   void forward_batch(const int32_t* tokens, int64_t n, float* logits, bool all_logits);
 
+  // y = x W^T through the kernels, reporting x to the observer first.
+  void mm(const QMatrix& w, Role role, int64_t layer, const float* x, int64_t m, float* y);
+
   const Model& model_;
+  MatmulObserver observer_;
   int64_t pos_ = 0;
   std::vector<float> k_cache_, v_cache_;  // (layer, ctx, kv_dim)
   // Scratch, sized for the largest batch seen.
