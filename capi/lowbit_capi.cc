@@ -1,0 +1,639 @@
+// The C API (include/lowbit.h) over the C++ library. Argument handling and type conversion only:
+// every entry point runs its body inside guard(), which turns each exception into a status and
+// the thread's last-error message, so no exception ever crosses the C boundary.
+#include "lowbit.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "convert/convert.h"
+#include "kernels/error.h"
+#include "kernels/matmul.h"
+#include "kernels/qtype.h"
+#include "kernels/quantize.h"
+#include "kernels/thread_pool.h"
+#include "runtime/generate.h"
+#include "runtime/model.h"
+#include "runtime/sampler.h"
+
+// The opaque handles. Each holds what the C++ objects need to outlive one call.
+struct lowbit_model {
+  std::shared_ptr<const lowbit::Model> model;
+};
+
+struct lowbit_session {
+  // Shares the model, so freeing the model handle first cannot leave the session dangling.
+  std::shared_ptr<const lowbit::Model> model;
+  std::unique_ptr<lowbit::Session> session;
+};
+
+struct lowbit_sampler {
+  explicit lowbit_sampler(const lowbit::SamplerParams& p) : sampler(p) {}
+  lowbit::Sampler sampler;
+  std::vector<int32_t> recent;  // scratch: Sampler::sample takes a vector
+};
+
+struct lowbit_qtensor {
+  lowbit::QMatrix matrix;  // matrix.data points into storage
+  std::string type_name;
+  size_t nbytes = 0;
+  std::unique_ptr<uint8_t, decltype(&std::free)> storage{nullptr, &std::free};  // 64-byte aligned
+};
+
+namespace lowbit::capi {
+namespace {
+
+thread_local std::string t_last_error;
+
+// An error the C layer raises itself, with the status it should report.
+class ApiError : public std::runtime_error {
+ public:
+  ApiError(lowbit_status s, const std::string& message) : std::runtime_error(message), status(s) {}
+  lowbit_status status;
+};
+
+[[noreturn]] void fail(lowbit_status s, const std::string& message) { throw ApiError(s, message); }
+
+// Runs body; maps what it throws to a status. lowbit::Error means bad input, but whether that input
+// was an argument or a file depends on the call, so the caller names the status it stands for.
+template <class F>
+lowbit_status guard(lowbit_status library_error, F&& body) {
+  try {
+    body();
+    t_last_error.clear();
+    return LOWBIT_OK;
+  } catch (const ApiError& e) {
+    t_last_error = e.what();
+    return e.status;
+  } catch (const VersionError& e) {
+    t_last_error = e.what();
+    return LOWBIT_VERSION;
+  } catch (const Error& e) {
+    t_last_error = e.what();
+    return library_error;
+  } catch (const std::bad_alloc&) {
+    t_last_error = "out of memory";
+    return LOWBIT_OUT_OF_MEMORY;
+  } catch (const std::filesystem::filesystem_error& e) {
+    t_last_error = e.what();
+    return LOWBIT_IO;
+  } catch (const std::exception& e) {
+    t_last_error = std::string("internal error: ") + e.what();
+    return LOWBIT_INTERNAL;
+  } catch (...) {
+    t_last_error = "internal error: unknown exception";
+    return LOWBIT_INTERNAL;
+  }
+}
+
+// The live-handle table: a handle is valid only between its create and its free. Looking a pointer
+// up never dereferences it, so a freed handle is reported instead of read.
+enum class Kind { model, session, sampler, qtensor };
+
+const char* kind_name(Kind k) {
+  switch (k) {
+    case Kind::model: return "lowbit_model";
+    case Kind::session: return "lowbit_session";
+    case Kind::sampler: return "lowbit_sampler";
+    case Kind::qtensor: return "lowbit_qtensor";
+  }
+  return "handle";
+}
+
+std::mutex g_handles_mutex;
+std::unordered_map<const void*, Kind>& handles() {
+  static auto* table = new std::unordered_map<const void*, Kind>();  // never destroyed: safe at exit
+  return *table;
+}
+
+template <class T>
+T* track(std::unique_ptr<T> p, Kind kind) {
+  std::lock_guard<std::mutex> lock(g_handles_mutex);
+  handles()[p.get()] = kind;
+  return p.release();
+}
+
+bool is_live(const void* p, Kind kind) {
+  std::lock_guard<std::mutex> lock(g_handles_mutex);
+  auto it = handles().find(p);
+  return it != handles().end() && it->second == kind;
+}
+
+// Checks a handle argument: NULL, freed or of another kind -> INVALID_ARGUMENT.
+template <class T>
+T* check(T* p, Kind kind, const char* fn, const char* arg) {
+  if (!p) fail(LOWBIT_INVALID_ARGUMENT, std::string(fn) + ": " + arg + " is NULL");
+  if (!is_live(p, kind))
+    fail(LOWBIT_INVALID_ARGUMENT, std::string(fn) + ": " + arg + " is not a live " + kind_name(kind) +
+                                      " (already freed, or never created)");
+  return p;
+}
+
+void need(const void* p, const char* fn, const char* arg) {
+  if (!p) fail(LOWBIT_INVALID_ARGUMENT, std::string(fn) + ": " + arg + " is NULL");
+}
+
+// Frees a handle when it is live; a stale or foreign pointer is reported and left alone.
+template <class T>
+void release(T* p, Kind kind, const char* fn) {
+  if (!p) return;
+  {
+    std::lock_guard<std::mutex> lock(g_handles_mutex);
+    auto it = handles().find(p);
+    if (it == handles().end() || it->second != kind) {
+      t_last_error = std::string(fn) + ": not a live " + kind_name(kind) + " (freed twice?); ignored";
+      return;
+    }
+    handles().erase(it);
+  }
+  delete p;
+  t_last_error.clear();
+}
+
+SamplerParams to_cpp(const lowbit_sampler_params& p) {
+  SamplerParams s;
+  s.temperature = p.temperature;
+  s.top_k = p.top_k;
+  s.top_p = p.top_p;
+  s.min_p = p.min_p;
+  s.repetition_penalty = p.repetition_penalty;
+  s.repetition_window = p.repetition_window;
+  s.seed = p.seed;
+  if (!(s.temperature >= 0)) fail(LOWBIT_INVALID_ARGUMENT, "sampler: temperature must be >= 0");
+  if (s.top_k < 0) fail(LOWBIT_INVALID_ARGUMENT, "sampler: top_k must be >= 0");
+  if (!(s.top_p > 0 && s.top_p <= 1)) fail(LOWBIT_INVALID_ARGUMENT, "sampler: top_p must be in (0, 1]");
+  if (!(s.min_p >= 0 && s.min_p <= 1)) fail(LOWBIT_INVALID_ARGUMENT, "sampler: min_p must be in [0, 1]");
+  if (!(s.repetition_penalty > 0))
+    fail(LOWBIT_INVALID_ARGUMENT, "sampler: repetition_penalty must be > 0");
+  if (s.repetition_window < 0) fail(LOWBIT_INVALID_ARGUMENT, "sampler: repetition_window must be >= 0");
+  return s;
+}
+
+lowbit_stop_reason to_c_stop(const std::string& r) {
+  if (r == "eos") return LOWBIT_STOP_EOS;
+  if (r == "stop") return LOWBIT_STOP_STRING;
+  if (r == "callback") return LOWBIT_STOP_CALLBACK;
+  if (r == "context") return LOWBIT_STOP_CONTEXT;
+  return LOWBIT_STOP_LENGTH;
+}
+
+bool path_exists(const std::string& p) {
+  std::error_code ec;
+  return std::filesystem::exists(p, ec);
+}
+
+}  // namespace
+}  // namespace lowbit::capi
+
+using namespace lowbit;
+using namespace lowbit::capi;
+
+extern "C" {
+
+int lowbit_abi_version(void) { return LOWBIT_ABI_VERSION; }
+
+const char* lowbit_version(void) { return LOWBIT_VERSION_STRING; }
+
+const char* lowbit_last_error(void) { return t_last_error.c_str(); }
+
+const char* lowbit_status_name(lowbit_status status) {
+  switch (status) {
+    case LOWBIT_OK: return "LOWBIT_OK";
+    case LOWBIT_INVALID_ARGUMENT: return "LOWBIT_INVALID_ARGUMENT";
+    case LOWBIT_NOT_FOUND: return "LOWBIT_NOT_FOUND";
+    case LOWBIT_IO: return "LOWBIT_IO";
+    case LOWBIT_FORMAT: return "LOWBIT_FORMAT";
+    case LOWBIT_VERSION: return "LOWBIT_VERSION";
+    case LOWBIT_OUT_OF_MEMORY: return "LOWBIT_OUT_OF_MEMORY";
+    case LOWBIT_CANCELLED: return "LOWBIT_CANCELLED";
+    case LOWBIT_BUFFER_TOO_SMALL: return "LOWBIT_BUFFER_TOO_SMALL";
+    case LOWBIT_CONTEXT_FULL: return "LOWBIT_CONTEXT_FULL";
+    case LOWBIT_INTERNAL: return "LOWBIT_INTERNAL";
+  }
+  return "LOWBIT_UNKNOWN_STATUS";
+}
+
+// ---- models ---------------------------------------------------------------------------------
+
+lowbit_load_params lowbit_load_default_params(void) {
+  lowbit_load_params p;
+  p.threads = 0;
+  p.ctx = 0;
+  p.isa = "auto";
+  return p;
+}
+
+lowbit_status lowbit_model_load(const char* dir, const lowbit_load_params* params, lowbit_model** out) {
+  return guard(LOWBIT_FORMAT, [&] {
+    need(dir, "lowbit_model_load", "dir");
+    need(out, "lowbit_model_load", "out");
+    const lowbit_load_params p = params ? *params : lowbit_load_default_params();
+    LoadParams lp;
+    if (p.threads < 0) fail(LOWBIT_INVALID_ARGUMENT, "lowbit_model_load: threads must be >= 0");
+    if (p.ctx < 0) fail(LOWBIT_INVALID_ARGUMENT, "lowbit_model_load: ctx must be >= 0");
+    lp.threads = p.threads;
+    lp.ctx = p.ctx;
+    try {
+      lp.isa = resolve_isa(parse_isa(p.isa && *p.isa ? p.isa : "auto"));
+    } catch (const Error& e) {
+      fail(LOWBIT_INVALID_ARGUMENT, std::string("lowbit_model_load: ") + e.what());
+    }
+    const std::string d = dir;
+    if (!path_exists(d)) fail(LOWBIT_NOT_FOUND, d + ": no such directory");
+    for (const char* f : {kManifestFile, kWeightsFile}) {
+      const std::string path = d + "/" + f;
+      if (!path_exists(path)) fail(LOWBIT_NOT_FOUND, path + ": not found (is " + d + " a lowbit manifest directory?)");
+      if (access(path.c_str(), R_OK) != 0) fail(LOWBIT_IO, path + ": not readable");
+    }
+    try {
+      auto m = std::make_unique<lowbit_model>();
+      m->model = Model::load(d, lp);
+      *out = track(std::move(m), Kind::model);
+    } catch (const VersionError&) {
+      throw;
+    } catch (const Error& e) {
+      // Model::load refuses up front when the weights and KV cache would not fit in memory.
+      if (std::strstr(e.what(), ": needs about ")) fail(LOWBIT_OUT_OF_MEMORY, e.what());
+      throw;
+    }
+  });
+}
+
+void lowbit_model_free(lowbit_model* model) { release(model, Kind::model, "lowbit_model_free"); }
+
+lowbit_status lowbit_model_get_info(const lowbit_model* model, lowbit_model_info* out) {
+  return guard(LOWBIT_INVALID_ARGUMENT, [&] {
+    check(model, Kind::model, "lowbit_model_get_info", "model");
+    need(out, "lowbit_model_get_info", "out");
+    const Model& m = *model->model;
+    const ModelConfig& c = m.config();
+    lowbit_model_info info;
+    info.arch = c.arch.c_str();
+    info.vocab_size = c.vocab_size;
+    info.ctx = m.ctx();
+    info.dim = c.dim;
+    info.n_layers = c.n_layers;
+    info.bos_id = m.has_tokenizer() ? m.tokenizer().bos_id() : c.bos_id;
+    const std::vector<int32_t>& eos = m.has_tokenizer() ? m.tokenizer().eos_ids() : c.eos_ids;
+    info.eos_id = eos.empty() ? -1 : eos[0];
+    *out = info;
+  });
+}
+
+// ---- tokenizer ------------------------------------------------------------------------------
+
+lowbit_status lowbit_tokenize(const lowbit_model* model, const char* text, size_t text_len, int add_bos,
+                              int32_t* tokens, size_t capacity, size_t* n_tokens) {
+  return guard(LOWBIT_INVALID_ARGUMENT, [&] {
+    check(model, Kind::model, "lowbit_tokenize", "model");
+    need(n_tokens, "lowbit_tokenize", "n_tokens");
+    if (!text && text_len) fail(LOWBIT_INVALID_ARGUMENT, "lowbit_tokenize: text is NULL");
+    if (!tokens && capacity) fail(LOWBIT_INVALID_ARGUMENT, "lowbit_tokenize: tokens is NULL but capacity is not 0");
+    const std::vector<int32_t> ids =
+        model->model->tokenizer().encode(std::string_view(text ? text : "", text_len), add_bos != 0);
+    *n_tokens = ids.size();
+    if (!tokens) return;  // size query
+    if (capacity < ids.size())
+      fail(LOWBIT_BUFFER_TOO_SMALL, "lowbit_tokenize: the text needs " + std::to_string(ids.size()) +
+                                        " tokens, the buffer holds " + std::to_string(capacity));
+    std::copy(ids.begin(), ids.end(), tokens);
+  });
+}
+
+lowbit_status lowbit_detokenize(const lowbit_model* model, const int32_t* tokens, size_t n_tokens, char* text,
+                                size_t capacity, size_t* text_len) {
+  return guard(LOWBIT_INVALID_ARGUMENT, [&] {
+    check(model, Kind::model, "lowbit_detokenize", "model");
+    need(text_len, "lowbit_detokenize", "text_len");
+    if (!tokens && n_tokens) fail(LOWBIT_INVALID_ARGUMENT, "lowbit_detokenize: tokens is NULL");
+    if (!text && capacity) fail(LOWBIT_INVALID_ARGUMENT, "lowbit_detokenize: text is NULL but capacity is not 0");
+    const std::string s = model->model->tokenizer().decode(std::vector<int32_t>(tokens, tokens + n_tokens));
+    *text_len = s.size();
+    if (!text) return;
+    if (capacity < s.size() + 1)
+      fail(LOWBIT_BUFFER_TOO_SMALL, "lowbit_detokenize: the text needs " + std::to_string(s.size() + 1) +
+                                        " bytes with its NUL, the buffer holds " + std::to_string(capacity));
+    std::memcpy(text, s.data(), s.size());
+    text[s.size()] = '\0';
+  });
+}
+
+// ---- sessions -------------------------------------------------------------------------------
+
+lowbit_status lowbit_session_create(const lowbit_model* model, lowbit_session** out) {
+  return guard(LOWBIT_INVALID_ARGUMENT, [&] {
+    check(model, Kind::model, "lowbit_session_create", "model");
+    need(out, "lowbit_session_create", "out");
+    auto s = std::make_unique<lowbit_session>();
+    s->model = model->model;
+    s->session = std::make_unique<Session>(*s->model);
+    *out = track(std::move(s), Kind::session);
+  });
+}
+
+void lowbit_session_free(lowbit_session* session) { release(session, Kind::session, "lowbit_session_free"); }
+
+lowbit_status lowbit_session_eval(lowbit_session* session, const int32_t* tokens, size_t n_tokens, int all_logits,
+                                  float* logits, size_t logits_capacity) {
+  return guard(LOWBIT_INVALID_ARGUMENT, [&] {
+    check(session, Kind::session, "lowbit_session_eval", "session");
+    need(tokens, "lowbit_session_eval", "tokens");
+    if (n_tokens == 0) fail(LOWBIT_INVALID_ARGUMENT, "lowbit_session_eval: n_tokens is 0");
+    Session& s = *session->session;
+    const int64_t ctx = s.model().ctx();
+    if ((int64_t)n_tokens > ctx - s.position())
+      fail(LOWBIT_CONTEXT_FULL, "lowbit_session_eval: " + std::to_string(n_tokens) + " tokens at position " +
+                                    std::to_string(s.position()) + " do not fit a context of " +
+                                    std::to_string(ctx));
+    const int64_t vocab = s.model().config().vocab_size;
+    const size_t needed = (size_t)vocab * (all_logits ? n_tokens : 1);
+    std::vector<float> scratch;
+    float* dst = logits;
+    if (logits) {
+      if (logits_capacity < needed)
+        fail(LOWBIT_BUFFER_TOO_SMALL, "lowbit_session_eval: logits need " + std::to_string(needed) +
+                                          " floats, the buffer holds " + std::to_string(logits_capacity));
+    } else {
+      scratch.resize(needed);
+      dst = scratch.data();
+    }
+    s.eval(tokens, (int64_t)n_tokens, dst, all_logits != 0);
+  });
+}
+
+lowbit_status lowbit_session_position(const lowbit_session* session, int64_t* out) {
+  return guard(LOWBIT_INVALID_ARGUMENT, [&] {
+    check(session, Kind::session, "lowbit_session_position", "session");
+    need(out, "lowbit_session_position", "out");
+    *out = session->session->position();
+  });
+}
+
+lowbit_status lowbit_session_truncate(lowbit_session* session, int64_t position) {
+  return guard(LOWBIT_INVALID_ARGUMENT, [&] {
+    check(session, Kind::session, "lowbit_session_truncate", "session");
+    session->session->truncate(position);
+  });
+}
+
+// ---- sampling -------------------------------------------------------------------------------
+
+lowbit_sampler_params lowbit_sampler_default_params(void) {
+  const SamplerParams d;
+  lowbit_sampler_params p;
+  p.temperature = d.temperature;
+  p.top_k = d.top_k;
+  p.top_p = d.top_p;
+  p.min_p = d.min_p;
+  p.repetition_penalty = d.repetition_penalty;
+  p.repetition_window = d.repetition_window;
+  p.seed = d.seed;
+  return p;
+}
+
+lowbit_status lowbit_sampler_create(const lowbit_sampler_params* params, lowbit_sampler** out) {
+  return guard(LOWBIT_INVALID_ARGUMENT, [&] {
+    need(out, "lowbit_sampler_create", "out");
+    const SamplerParams p = to_cpp(params ? *params : lowbit_sampler_default_params());
+    *out = track(std::make_unique<lowbit_sampler>(p), Kind::sampler);
+  });
+}
+
+void lowbit_sampler_free(lowbit_sampler* sampler) { release(sampler, Kind::sampler, "lowbit_sampler_free"); }
+
+lowbit_status lowbit_sampler_sample(lowbit_sampler* sampler, float* logits, size_t vocab_size,
+                                    const int32_t* recent, size_t n_recent, int32_t* out_token) {
+  return guard(LOWBIT_INVALID_ARGUMENT, [&] {
+    check(sampler, Kind::sampler, "lowbit_sampler_sample", "sampler");
+    need(logits, "lowbit_sampler_sample", "logits");
+    need(out_token, "lowbit_sampler_sample", "out_token");
+    if (vocab_size == 0) fail(LOWBIT_INVALID_ARGUMENT, "lowbit_sampler_sample: vocab_size is 0");
+    if (!recent && n_recent) fail(LOWBIT_INVALID_ARGUMENT, "lowbit_sampler_sample: recent is NULL");
+    sampler->recent.assign(recent, recent + n_recent);
+    *out_token = sampler->sampler.sample(logits, (int64_t)vocab_size, sampler->recent);
+  });
+}
+
+// ---- generation -----------------------------------------------------------------------------
+
+lowbit_generate_params lowbit_generate_default_params(void) {
+  const GenerateParams d;
+  lowbit_generate_params p;
+  p.max_tokens = d.max_tokens;
+  p.sampler = lowbit_sampler_default_params();
+  p.stop = nullptr;
+  p.n_stop = 0;
+  p.add_bos = d.add_bos ? 1 : 0;
+  return p;
+}
+
+lowbit_status lowbit_generate(lowbit_session* session, const char* prompt, const lowbit_generate_params* params,
+                              lowbit_token_callback callback, void* user, lowbit_generate_result* result) {
+  return guard(LOWBIT_INVALID_ARGUMENT, [&] {
+    check(session, Kind::session, "lowbit_generate", "session");
+    need(prompt, "lowbit_generate", "prompt");
+    const lowbit_generate_params p = params ? *params : lowbit_generate_default_params();
+    GenerateParams gp;
+    if (p.max_tokens < 0) fail(LOWBIT_INVALID_ARGUMENT, "lowbit_generate: max_tokens must be >= 0");
+    gp.max_tokens = p.max_tokens;
+    gp.sampler = to_cpp(p.sampler);
+    gp.add_bos = p.add_bos != 0;
+    if (!p.stop && p.n_stop) fail(LOWBIT_INVALID_ARGUMENT, "lowbit_generate: stop is NULL but n_stop is not 0");
+    for (size_t i = 0; i < p.n_stop; ++i) {
+      if (!p.stop[i] || !*p.stop[i])
+        fail(LOWBIT_INVALID_ARGUMENT, "lowbit_generate: stop[" + std::to_string(i) + "] is NULL or empty");
+      gp.stop.emplace_back(p.stop[i]);
+    }
+    Session& s = *session->session;
+    const Model& m = s.model();
+    // Checked here so a long prompt reports CONTEXT_FULL rather than a generic error from eval.
+    const size_t n_prompt = m.tokenizer().encode(prompt, gp.add_bos).size();
+    if ((int64_t)n_prompt > m.ctx() - s.position())
+      fail(LOWBIT_CONTEXT_FULL, "lowbit_generate: a prompt of " + std::to_string(n_prompt) + " tokens at position " +
+                                    std::to_string(s.position()) + " does not fit a context of " +
+                                    std::to_string(m.ctx()));
+    TokenCallback cb;
+    if (callback)
+      cb = [&](const std::string& piece, int32_t id) { return callback(piece.data(), piece.size(), id, user) == 0; };
+    const GenerateResult r = generate(s, prompt, gp, cb);
+    if (result) {
+      result->stop_reason = to_c_stop(r.stop_reason);
+      result->prompt_tokens = (int64_t)r.prompt_ids.size();
+      result->generated_tokens = (int64_t)r.ids.size();
+      result->prompt_seconds = r.prompt_seconds;
+      result->gen_seconds = r.gen_seconds;
+    }
+  });
+}
+
+// ---- kernels --------------------------------------------------------------------------------
+
+lowbit_status lowbit_quantize(const float* w, int64_t n, int64_t k, const char* type, const char* quantizer,
+                              lowbit_qtensor** out) {
+  return guard(LOWBIT_INVALID_ARGUMENT, [&] {
+    need(w, "lowbit_quantize", "w");
+    need(type, "lowbit_quantize", "type");
+    need(out, "lowbit_quantize", "out");
+    if (n <= 0 || k <= 0 || n > (int64_t{1} << 31) || k > (int64_t{1} << 31))
+      fail(LOWBIT_INVALID_ARGUMENT, "lowbit_quantize: shape (" + std::to_string(n) + ", " + std::to_string(k) +
+                                        ") must be positive and below 2^31 per side");
+    const QType t = parse_type(type);
+    check_type(t);
+    const Quantizer qz = parse_quantizer(quantizer ? quantizer : "rtn");
+    auto q = std::make_unique<lowbit_qtensor>();
+    const QLayout l = q_layout(t, n, k);
+    q->nbytes = (size_t)l.bytes;
+    // Quantized kernels read whole 32-byte chunks from 64-byte aligned sections, as in weights.bin.
+    q->storage.reset(static_cast<uint8_t*>(std::aligned_alloc(kSectionAlign, (size_t)round_up(l.bytes, kSectionAlign))));
+    if (!q->storage) throw std::bad_alloc();
+    std::memset(q->storage.get(), 0, (size_t)round_up(l.bytes, kSectionAlign));
+    quantize(t, w, n, k, q->storage.get(), qz, &ThreadPool::global());
+    q->matrix = QMatrix{t, n, k, q->storage.get()};
+    q->type_name = type_name(t);
+    *out = track(std::move(q), Kind::qtensor);
+  });
+}
+
+void lowbit_qtensor_free(lowbit_qtensor* tensor) { release(tensor, Kind::qtensor, "lowbit_qtensor_free"); }
+
+lowbit_status lowbit_qtensor_get_info(const lowbit_qtensor* tensor, lowbit_qtensor_info* out) {
+  return guard(LOWBIT_INVALID_ARGUMENT, [&] {
+    check(tensor, Kind::qtensor, "lowbit_qtensor_get_info", "tensor");
+    need(out, "lowbit_qtensor_get_info", "out");
+    const QMatrix& m = tensor->matrix;
+    lowbit_qtensor_info info;
+    info.type = tensor->type_name.c_str();
+    info.n = m.n;
+    info.k = m.k;
+    info.nbytes = tensor->nbytes;
+    info.bits_per_weight = bits_per_weight(m.type, m.n, m.k);
+    info.data = m.data;
+    *out = info;
+  });
+}
+
+lowbit_status lowbit_qtensor_dequantize(const lowbit_qtensor* tensor, float* out, size_t capacity) {
+  return guard(LOWBIT_INVALID_ARGUMENT, [&] {
+    check(tensor, Kind::qtensor, "lowbit_qtensor_dequantize", "tensor");
+    need(out, "lowbit_qtensor_dequantize", "out");
+    const QMatrix& m = tensor->matrix;
+    if (capacity < (size_t)(m.n * m.k))
+      fail(LOWBIT_BUFFER_TOO_SMALL, "lowbit_qtensor_dequantize: needs " + std::to_string(m.n * m.k) +
+                                        " floats, the buffer holds " + std::to_string(capacity));
+    dequantize(m.type, m.data, m.n, m.k, out, &ThreadPool::global());
+  });
+}
+
+lowbit_status lowbit_matmul(const lowbit_qtensor* w, const float* x, int64_t m, float* y) {
+  return guard(LOWBIT_INVALID_ARGUMENT, [&] {
+    check(w, Kind::qtensor, "lowbit_matmul", "w");
+    need(x, "lowbit_matmul", "x");
+    need(y, "lowbit_matmul", "y");
+    if (m <= 0) fail(LOWBIT_INVALID_ARGUMENT, "lowbit_matmul: m must be positive, not " + std::to_string(m));
+    matmul(w->matrix, x, m, y);
+  });
+}
+
+// ---- conversion -----------------------------------------------------------------------------
+
+lowbit_convert_params lowbit_convert_default_params(void) {
+  const ConvertOptions d;
+  lowbit_convert_params p;
+  p.bits = d.bits;
+  p.group = (int32_t)d.group;
+  p.scheme = nullptr;
+  p.quantizer = quantizer_name(d.quantizer);
+  p.keep = nullptr;
+  p.n_keep = 0;
+  p.threads = d.threads;
+  p.force = d.force ? 1 : 0;
+  p.allow_nonfinite = d.allow_nonfinite ? 1 : 0;
+  p.progress = nullptr;
+  p.progress_user = nullptr;
+  return p;
+}
+
+lowbit_status lowbit_convert(const char* hf_dir, const char* out_dir, const lowbit_convert_params* params,
+                             lowbit_convert_summary* summary) {
+  std::atomic<bool> cancel{false};
+  const lowbit_status st = guard(LOWBIT_FORMAT, [&] {
+    need(hf_dir, "lowbit_convert", "hf_dir");
+    need(out_dir, "lowbit_convert", "out_dir");
+    const lowbit_convert_params p = params ? *params : lowbit_convert_default_params();
+    ConvertOptions opt;
+    if (p.bits != 1 && p.bits != 2 && p.bits != 4 && p.bits != 8 && p.bits != 16 && p.bits != 32)
+      fail(LOWBIT_INVALID_ARGUMENT, "lowbit_convert: bits " + std::to_string(p.bits) + " is not one of 1, 2, 4, 8, 16, 32");
+    if (p.group != 0 && p.group != 32 && p.group != 64 && p.group != 128 && p.group != 256)
+      fail(LOWBIT_INVALID_ARGUMENT, "lowbit_convert: group " + std::to_string(p.group) +
+                                        " is not one of 32, 64, 128, 256, 0 (per row)");
+    opt.bits = p.bits;
+    opt.group = (uint32_t)p.group;
+    if (p.scheme) {
+      const std::string s = p.scheme;
+      if (s != "sym" && s != "asym")
+        fail(LOWBIT_INVALID_ARGUMENT, "lowbit_convert: scheme must be \"sym\", \"asym\" or NULL, not '" + s + "'");
+      opt.scheme = (int)(s == "sym" ? Scheme::sym : Scheme::asym);
+    }
+    try {
+      opt.quantizer = parse_quantizer(p.quantizer ? p.quantizer : "search");
+    } catch (const Error& e) {
+      fail(LOWBIT_INVALID_ARGUMENT, std::string("lowbit_convert: ") + e.what());
+    }
+    if (!p.keep && p.n_keep) fail(LOWBIT_INVALID_ARGUMENT, "lowbit_convert: keep is NULL but n_keep is not 0");
+    for (size_t i = 0; i < p.n_keep; ++i) {
+      const std::string k = p.keep[i] ? p.keep[i] : "";
+      const size_t eq = k.rfind('=');
+      if (eq == std::string::npos || eq == 0)
+        fail(LOWBIT_INVALID_ARGUMENT, "lowbit_convert: keep[" + std::to_string(i) + "] must be NAME_GLOB=TYPE, not '" + k + "'");
+      opt.keep.emplace_back(k.substr(0, eq), k.substr(eq + 1));
+    }
+    if (p.threads < 0) fail(LOWBIT_INVALID_ARGUMENT, "lowbit_convert: threads must be >= 0");
+    opt.threads = p.threads;
+    opt.force = p.force != 0;
+    opt.allow_nonfinite = p.allow_nonfinite != 0;
+    opt.cancel = &cancel;
+    if (p.progress) {
+      opt.progress = [&](const ConvertProgress& cp) {
+        lowbit_convert_progress c;
+        c.tensor = cp.tensor;
+        c.tensors = cp.tensors;
+        c.name = cp.name.c_str();
+        c.bytes_done = cp.bytes_done;
+        c.bytes_total = cp.bytes_total;
+        if (p.progress(&c, p.progress_user) != 0) cancel.store(true);
+      };
+    }
+    if (!path_exists(hf_dir)) fail(LOWBIT_NOT_FOUND, std::string(hf_dir) + ": no such directory");
+    if (path_exists(out_dir) && !opt.force)
+      fail(LOWBIT_INVALID_ARGUMENT, std::string(out_dir) + ": already exists (set force to replace it)");
+    const ConvertSummary s = convert_model(hf_dir, out_dir, opt);
+    if (summary) {
+      summary->tensors = s.tensors;
+      summary->weights = s.weights;
+      summary->input_bytes = s.input_bytes;
+      summary->output_bytes = s.output_bytes;
+      summary->nonfinite_replaced = s.nonfinite_replaced;
+      summary->bits_per_weight = s.bits_per_weight();
+      summary->seconds = s.seconds;
+    }
+  });
+  // The converter reports a cancellation as an error; the caller asked for it, so say so.
+  if (st != LOWBIT_OK && cancel.load()) {
+    t_last_error = "lowbit_convert: cancelled by the progress callback; nothing was written";
+    return LOWBIT_CANCELLED;
+  }
+  return st;
+}
+
+}  // extern "C"

@@ -1,0 +1,271 @@
+/* lowbit C API: load a quantized manifest, tokenize, evaluate, sample and generate; quantize and
+ * multiply single matrices; convert HuggingFace checkpoints. Plain C (C99), so it can be used from
+ * C, from any language with a C FFI, and through dlopen()/dlsym() (examples/dlopen_generate.c).
+ *
+ * Conventions
+ *  - Every function that can fail returns a lowbit_status; results come back through out-pointers,
+ *    which are written only on LOWBIT_OK unless the function says otherwise.
+ *  - On failure, lowbit_last_error() returns a readable message naming the file, field, tensor or
+ *    argument at fault. The message is per thread and stays valid until the next lowbit_* call on
+ *    the same thread. A call that returns LOWBIT_OK sets it to "".
+ *  - The library never exits or aborts on bad input: every C++ exception is caught at this
+ *    boundary and becomes a status and a message.
+ *  - Handles are opaque and come in create/free pairs. NULL handles give
+ *    LOWBIT_INVALID_ARGUMENT; *_free(NULL) does nothing. The library keeps a table of live handles
+ *    and rejects one that was freed (or never created) with LOWBIT_INVALID_ARGUMENT without
+ *    dereferencing it. This is best-effort: once a freed handle's address is reused by a new
+ *    handle of the same kind, the stale pointer refers to the new object.
+ *  - Each parameter struct has a lowbit_*_default_params() function: start from it and change the
+ *    fields you need, so code keeps working when fields are added (the ABI version changes then).
+ *
+ * Thread safety
+ *  - A lowbit_model is immutable once loaded and may be shared by any number of threads; its
+ *    sessions on different threads take turns inside each matrix multiply (one thread pool per
+ *    model). A model freed while sessions of it are alive stays loaded until its last session is
+ *    freed.
+ *  - A lowbit_session and a lowbit_sampler are used by one thread at a time.
+ *  - A lowbit_qtensor is immutable once created; any thread may read or multiply it.
+ *  - lowbit_last_error() is per thread.
+ */
+#ifndef LOWBIT_H
+#define LOWBIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(__GNUC__) || defined(__clang__)
+#define LOWBIT_API __attribute__((visibility("default")))
+#else
+#define LOWBIT_API
+#endif
+
+/* Bumped whenever a declaration below changes in a way that breaks compiled callers. Compare it
+ * with lowbit_abi_version() after dlopen() before using anything else. */
+#define LOWBIT_ABI_VERSION 1
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum lowbit_status {
+  LOWBIT_OK = 0,
+  LOWBIT_INVALID_ARGUMENT = 1, /* NULL or freed handle, bad value, unknown type name */
+  LOWBIT_NOT_FOUND = 2,        /* a path that does not exist */
+  LOWBIT_IO = 3,               /* a file that exists but cannot be read or written */
+  LOWBIT_FORMAT = 4,           /* a malformed manifest, checkpoint, config or tokenizer file */
+  LOWBIT_VERSION = 5,          /* a file newer than this library understands */
+  LOWBIT_OUT_OF_MEMORY = 6,
+  LOWBIT_CANCELLED = 7,        /* a progress callback asked to stop */
+  LOWBIT_BUFFER_TOO_SMALL = 8, /* the caller's buffer is too small; the size needed is returned */
+  LOWBIT_CONTEXT_FULL = 9,     /* a session has no room for more tokens */
+  LOWBIT_INTERNAL = 10         /* a bug: please report the message */
+} lowbit_status;
+
+LOWBIT_API int lowbit_abi_version(void);      /* LOWBIT_ABI_VERSION of the built library */
+LOWBIT_API const char* lowbit_version(void);  /* "0.1.0" */
+LOWBIT_API const char* lowbit_last_error(void);
+LOWBIT_API const char* lowbit_status_name(lowbit_status status); /* "LOWBIT_OK", ... */
+
+typedef struct lowbit_model lowbit_model;
+typedef struct lowbit_session lowbit_session;
+typedef struct lowbit_sampler lowbit_sampler;
+typedef struct lowbit_qtensor lowbit_qtensor;
+
+/* ---- models ------------------------------------------------------------------------------- */
+
+typedef struct lowbit_load_params {
+  int32_t threads; /* matmul threads; 0: all cores */
+  int64_t ctx;     /* context length of each session; 0: the model's maximum */
+  const char* isa; /* CPU kernels: "auto" (or NULL), "scalar", "avx2", "neon" */
+} lowbit_load_params;
+
+LOWBIT_API lowbit_load_params lowbit_load_default_params(void);
+
+/* Loads the manifest directory written by lowbit_convert (or `lowbit convert`). params may be
+ * NULL for the defaults. LOWBIT_NOT_FOUND when dir or its manifest.json is missing,
+ * LOWBIT_VERSION when the manifest's format_version is newer than this library's. */
+LOWBIT_API lowbit_status lowbit_model_load(const char* dir, const lowbit_load_params* params,
+                                           lowbit_model** out);
+LOWBIT_API void lowbit_model_free(lowbit_model* model);
+
+typedef struct lowbit_model_info {
+  const char* arch; /* "llama", "mistral", "qwen2"; valid while the model is loaded */
+  int64_t vocab_size;
+  int64_t ctx; /* context length sessions get */
+  int64_t dim;
+  int64_t n_layers;
+  int32_t bos_id; /* -1: none */
+  int32_t eos_id; /* the first end-of-sequence id; -1: none */
+} lowbit_model_info;
+
+LOWBIT_API lowbit_status lowbit_model_get_info(const lowbit_model* model, lowbit_model_info* out);
+
+/* ---- tokenizer ---------------------------------------------------------------------------- */
+
+/* Encodes text_len bytes of UTF-8. add_bos != 0 adds what the model's tokenizer config adds
+ * around one sequence (BOS, sometimes EOS). *n_tokens is always set to the number of ids the
+ * text needs; they are written when capacity suffices, else LOWBIT_BUFFER_TOO_SMALL (no ids
+ * written). tokens == NULL with capacity == 0 is a size query and returns LOWBIT_OK. */
+LOWBIT_API lowbit_status lowbit_tokenize(const lowbit_model* model, const char* text,
+                                         size_t text_len, int add_bos, int32_t* tokens,
+                                         size_t capacity, size_t* n_tokens);
+
+/* Decodes ids to UTF-8 (special tokens left out), writes it NUL-terminated. *text_len is always
+ * set to the byte length without the NUL; capacity must be at least *text_len + 1, else
+ * LOWBIT_BUFFER_TOO_SMALL. text == NULL with capacity == 0 is a size query (LOWBIT_OK). */
+LOWBIT_API lowbit_status lowbit_detokenize(const lowbit_model* model, const int32_t* tokens,
+                                           size_t n_tokens, char* text, size_t capacity,
+                                           size_t* text_len);
+
+/* ---- sessions: one sequence's KV cache ---------------------------------------------------- */
+
+LOWBIT_API lowbit_status lowbit_session_create(const lowbit_model* model, lowbit_session** out);
+LOWBIT_API void lowbit_session_free(lowbit_session* session);
+
+/* Feeds n_tokens ids at the session's next positions. logits (may be NULL) receives float
+ * (n_tokens, vocab_size) when all_logits != 0, else (vocab_size) for the last token;
+ * logits_capacity is its length in floats. LOWBIT_CONTEXT_FULL when the tokens do not fit. */
+LOWBIT_API lowbit_status lowbit_session_eval(lowbit_session* session, const int32_t* tokens,
+                                             size_t n_tokens, int all_logits, float* logits,
+                                             size_t logits_capacity);
+LOWBIT_API lowbit_status lowbit_session_position(const lowbit_session* session, int64_t* out);
+/* Forgets positions >= position (0 starts over). */
+LOWBIT_API lowbit_status lowbit_session_truncate(lowbit_session* session, int64_t position);
+
+/* ---- sampling ----------------------------------------------------------------------------- */
+
+typedef struct lowbit_sampler_params {
+  float temperature;        /* 0: greedy (argmax) */
+  int32_t top_k;            /* 0: off */
+  float top_p;              /* 1: off */
+  float min_p;              /* 0: off; keeps tokens with p >= min_p * p_max */
+  float repetition_penalty; /* 1: off */
+  int32_t repetition_window; /* recent tokens the penalty looks at */
+  uint64_t seed;            /* same seed, same choices */
+} lowbit_sampler_params;
+
+LOWBIT_API lowbit_sampler_params lowbit_sampler_default_params(void);
+LOWBIT_API lowbit_status lowbit_sampler_create(const lowbit_sampler_params* params,
+                                               lowbit_sampler** out);
+LOWBIT_API void lowbit_sampler_free(lowbit_sampler* sampler);
+/* Picks the next id from logits (vocab_size floats, modified in place by the repetition penalty);
+ * recent: the n_recent ids so far (prompt included), may be NULL when n_recent == 0. */
+LOWBIT_API lowbit_status lowbit_sampler_sample(lowbit_sampler* sampler, float* logits,
+                                               size_t vocab_size, const int32_t* recent,
+                                               size_t n_recent, int32_t* out_token);
+
+/* ---- generation --------------------------------------------------------------------------- */
+
+typedef struct lowbit_generate_params {
+  int64_t max_tokens; /* new tokens at most */
+  lowbit_sampler_params sampler;
+  const char* const* stop; /* n_stop non-empty stop strings, not included in the output */
+  size_t n_stop;
+  int add_bos; /* nonzero: encode the prompt with the tokenizer's BOS */
+} lowbit_generate_params;
+
+LOWBIT_API lowbit_generate_params lowbit_generate_default_params(void);
+
+/* Called with each new piece of text as soon as it is complete UTF-8 (piece is not
+ * NUL-terminated; token is the id that completed it, or -1 for text flushed at the end). Return
+ * nonzero to stop generating. */
+typedef int (*lowbit_token_callback)(const char* piece, size_t len, int32_t token, void* user);
+
+typedef enum lowbit_stop_reason {
+  LOWBIT_STOP_EOS = 0,      /* the model emitted an end (or BOS) token */
+  LOWBIT_STOP_LENGTH = 1,   /* max_tokens reached */
+  LOWBIT_STOP_STRING = 2,   /* a stop string appeared */
+  LOWBIT_STOP_CALLBACK = 3, /* the callback returned nonzero */
+  LOWBIT_STOP_CONTEXT = 4   /* the session's context is full */
+} lowbit_stop_reason;
+
+typedef struct lowbit_generate_result {
+  lowbit_stop_reason stop_reason;
+  int64_t prompt_tokens;
+  int64_t generated_tokens;
+  double prompt_seconds;
+  double gen_seconds;
+} lowbit_generate_result;
+
+/* Encodes prompt, evaluates it from the session's current position (truncate to 0 to reuse a
+ * session from scratch) and generates, calling callback (may be NULL) with each piece. A stop
+ * asked by the callback is a normal end: LOWBIT_OK with stop_reason LOWBIT_STOP_CALLBACK.
+ * params and result may be NULL. */
+LOWBIT_API lowbit_status lowbit_generate(lowbit_session* session, const char* prompt,
+                                         const lowbit_generate_params* params,
+                                         lowbit_token_callback callback, void* user,
+                                         lowbit_generate_result* result);
+
+/* ---- kernels: single matrices ------------------------------------------------------------- */
+
+/* Quantizes w, an (n, k) row-major fp32 matrix, to the named type: "f32", "f16", "bf16",
+ * "q4_g32_asym", "q8_g32_sym", "q2_row_asym", ... or the short forms "q8", "q4". quantizer is
+ * "rtn" or "search" (NULL: "rtn"). LOWBIT_INVALID_ARGUMENT names a NaN/Inf weight. */
+LOWBIT_API lowbit_status lowbit_quantize(const float* w, int64_t n, int64_t k, const char* type,
+                                         const char* quantizer, lowbit_qtensor** out);
+LOWBIT_API void lowbit_qtensor_free(lowbit_qtensor* tensor);
+
+typedef struct lowbit_qtensor_info {
+  const char* type; /* canonical type name; valid while the tensor lives */
+  int64_t n, k;     /* rows (output features), columns (input features) */
+  size_t nbytes;    /* storage: codes, scales and mins */
+  double bits_per_weight;
+  const void* data; /* the matrix in lowbit's layout (docs/FORMAT.md), nbytes long */
+} lowbit_qtensor_info;
+
+LOWBIT_API lowbit_status lowbit_qtensor_get_info(const lowbit_qtensor* tensor,
+                                                 lowbit_qtensor_info* out);
+/* out: (n, k) floats; capacity is its length in floats. */
+LOWBIT_API lowbit_status lowbit_qtensor_dequantize(const lowbit_qtensor* tensor, float* out,
+                                                   size_t capacity);
+/* y (m, n) = x (m, k) * W^T with the fastest kernels of this CPU and the process's thread pool.
+ * Quantized weights take int8 activations (per-32 scales), as inside a model. */
+LOWBIT_API lowbit_status lowbit_matmul(const lowbit_qtensor* w, const float* x, int64_t m,
+                                       float* y);
+
+/* ---- conversion --------------------------------------------------------------------------- */
+
+typedef struct lowbit_convert_progress {
+  int64_t tensor, tensors; /* index of the tensor just written, and the count */
+  const char* name;        /* its HF name; valid during the callback */
+  int64_t bytes_done, bytes_total;
+} lowbit_convert_progress;
+
+/* Return nonzero to cancel; the conversion then returns LOWBIT_CANCELLED and writes nothing. */
+typedef int (*lowbit_convert_callback)(const lowbit_convert_progress* progress, void* user);
+
+typedef struct lowbit_convert_params {
+  int32_t bits;        /* 1, 2, 4, 8 (quantized), 16 (f16) or 32 (f32) */
+  int32_t group;       /* 32, 64, 128, 256, or 0 for one group per row */
+  const char* scheme;  /* "sym", "asym", or NULL: sym at 8 bits, asym below */
+  const char* quantizer; /* "search" (default) or "rtn" */
+  const char* const* keep; /* n_keep "NAME_GLOB=TYPE" overrides, the last match wins */
+  size_t n_keep;
+  int32_t threads;     /* 0: all cores */
+  int force;           /* nonzero: replace an existing out_dir */
+  int allow_nonfinite; /* nonzero: store NaN/Inf weights as 0 instead of failing */
+  lowbit_convert_callback progress; /* may be NULL */
+  void* progress_user;
+} lowbit_convert_params;
+
+typedef struct lowbit_convert_summary {
+  int64_t tensors;
+  int64_t weights;
+  int64_t input_bytes, output_bytes;
+  int64_t nonfinite_replaced;
+  double bits_per_weight;
+  double seconds;
+} lowbit_convert_summary;
+
+LOWBIT_API lowbit_convert_params lowbit_convert_default_params(void);
+/* HF directory (config.json, *.safetensors, tokenizer files) -> manifest directory, written
+ * atomically (nothing is left behind on failure). params and summary may be NULL. */
+LOWBIT_API lowbit_status lowbit_convert(const char* hf_dir, const char* out_dir,
+                                        const lowbit_convert_params* params,
+                                        lowbit_convert_summary* summary);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LOWBIT_H */

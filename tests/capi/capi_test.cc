@@ -1,0 +1,524 @@
+// The C API (include/lowbit.h): conversion, generation against llama2.c's published output (in
+// process and through dlopen from a plain C program), tokenizer buffers, sessions and sampling,
+// kernel-level calls against the library's reference, misuse, and the exported symbol set.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "kernels/matmul.h"
+#include "kernels/matmul_impl.h"
+#include "kernels/quantize.h"
+#include "lowbit.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+const std::string kModels = LOWBIT_SOURCE_DIR "/../shared/models";
+const std::string kStories = kModels + "/stories260K";
+
+std::string read_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// Runs a shell command, returns its stdout; *status gets the exit code.
+std::string run_command(const std::string& cmd, int* status) {
+  std::string out;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) {
+    *status = -1;
+    return out;
+  }
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  const int rc = pclose(p);
+  *status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+  return out;
+}
+
+int collect(const char* piece, size_t len, int32_t, void* user) {
+  static_cast<std::string*>(user)->append(piece, len);
+  return 0;
+}
+
+// One fp32 conversion of stories260K for the whole suite, made through the C API.
+class CApi : public testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    char tmpl[] = "/tmp/lowbit_capi_XXXXXX";
+    tmp_ = mkdtemp(tmpl) ? tmpl : "";
+    manifest_ = tmp_ + "/stories260K_f32";
+    lowbit_convert_params p = lowbit_convert_default_params();
+    p.bits = 32;
+    convert_status_ = lowbit_convert(kStories.c_str(), manifest_.c_str(), &p, &summary_);
+    convert_error_ = lowbit_last_error();
+  }
+  static void TearDownTestSuite() {
+    std::error_code ec;
+    if (!tmp_.empty()) fs::remove_all(tmp_, ec);
+  }
+  void SetUp() override {
+    ASSERT_FALSE(tmp_.empty()) << "mkdtemp failed";
+    ASSERT_EQ(convert_status_, LOWBIT_OK) << convert_error_;
+  }
+
+  static std::string expected_stories() { return read_file(kStories + "/expected_greedy_t0_steps256.txt"); }
+
+  static std::string tmp_, manifest_, convert_error_;
+  static lowbit_status convert_status_;
+  static lowbit_convert_summary summary_;
+};
+
+std::string CApi::tmp_, CApi::manifest_, CApi::convert_error_;
+lowbit_status CApi::convert_status_ = LOWBIT_INTERNAL;
+lowbit_convert_summary CApi::summary_;
+
+// A model handle freed at scope exit.
+struct ModelHandle {
+  lowbit_model* m = nullptr;
+  ~ModelHandle() { lowbit_model_free(m); }
+};
+struct SessionHandle {
+  lowbit_session* s = nullptr;
+  ~SessionHandle() { lowbit_session_free(s); }
+};
+
+TEST_F(CApi, VersionAndStatusNames) {
+  EXPECT_EQ(lowbit_abi_version(), LOWBIT_ABI_VERSION);
+  EXPECT_STREQ(lowbit_version(), LOWBIT_VERSION_STRING);
+  EXPECT_STREQ(lowbit_status_name(LOWBIT_VERSION), "LOWBIT_VERSION");
+  EXPECT_STREQ(lowbit_status_name((lowbit_status)1234), "LOWBIT_UNKNOWN_STATUS");
+}
+
+TEST_F(CApi, ConvertSummary) {
+  EXPECT_GT(summary_.tensors, 0);
+  EXPECT_GT(summary_.weights, 0);
+  // fp32 everywhere; alignment padding can only add.
+  EXPECT_GE(summary_.bits_per_weight, 32.0);
+  EXPECT_LT(summary_.bits_per_weight, 33.0);
+  EXPECT_TRUE(fs::exists(manifest_ + "/manifest.json"));
+}
+
+// llama2.c's run.c, greedy, 256 steps from BOS: its published stories260K sample.
+TEST_F(CApi, GenerateMatchesLlama2c) {
+  ModelHandle model;
+  ASSERT_EQ(lowbit_model_load(manifest_.c_str(), nullptr, &model.m), LOWBIT_OK) << lowbit_last_error();
+  SessionHandle session;
+  ASSERT_EQ(lowbit_session_create(model.m, &session.s), LOWBIT_OK) << lowbit_last_error();
+  lowbit_generate_params gp = lowbit_generate_default_params();
+  gp.max_tokens = 256;
+  std::string text;
+  lowbit_generate_result r;
+  ASSERT_EQ(lowbit_generate(session.s, "", &gp, collect, &text, &r), LOWBIT_OK) << lowbit_last_error();
+  EXPECT_EQ(text + "\n", expected_stories());
+  EXPECT_EQ(r.prompt_tokens, 1);
+  EXPECT_STREQ(lowbit_last_error(), "");
+}
+
+TEST_F(CApi, DlopenExampleMatchesLlama2c) {
+  const std::string example = LOWBIT_BINARY_DIR "/examples/dlopen_generate";
+  const std::string lib = LOWBIT_BINARY_DIR "/liblowbit.so";
+  ASSERT_TRUE(fs::exists(example)) << example << " not built (target dlopen_generate)";
+  ASSERT_TRUE(fs::exists(lib)) << lib << " not built (target lowbit)";
+  int status = 0;
+  const std::string out = run_command(example + " " + lib + " " + manifest_ + " 256", &status);
+  EXPECT_EQ(status, 0);
+  EXPECT_EQ(out, expected_stories());
+}
+
+// Two sessions of one model, generating on two threads at once.
+TEST_F(CApi, SessionsOnTwoThreads) {
+  ModelHandle model;
+  ASSERT_EQ(lowbit_model_load(manifest_.c_str(), nullptr, &model.m), LOWBIT_OK) << lowbit_last_error();
+  std::string text[2];
+  lowbit_status st[2];
+  auto worker = [&](int i) {
+    lowbit_session* s = nullptr;
+    st[i] = lowbit_session_create(model.m, &s);
+    if (st[i] != LOWBIT_OK) return;
+    lowbit_generate_params gp = lowbit_generate_default_params();
+    st[i] = lowbit_generate(s, "", &gp, collect, &text[i], nullptr);
+    lowbit_session_free(s);
+  };
+  std::thread a(worker, 0), b(worker, 1);
+  a.join();
+  b.join();
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_EQ(st[i], LOWBIT_OK);
+    EXPECT_EQ(text[i] + "\n", expected_stories());
+  }
+}
+
+TEST_F(CApi, CallbackStopsGeneration) {
+  ModelHandle model;
+  ASSERT_EQ(lowbit_model_load(manifest_.c_str(), nullptr, &model.m), LOWBIT_OK);
+  SessionHandle session;
+  ASSERT_EQ(lowbit_session_create(model.m, &session.s), LOWBIT_OK);
+  struct Count {
+    int pieces = 0;
+    std::string text;
+  } count;
+  auto stop_after_3 = [](const char* piece, size_t len, int32_t, void* user) -> int {
+    auto* c = static_cast<Count*>(user);
+    c->text.append(piece, len);
+    return ++c->pieces >= 3;
+  };
+  lowbit_generate_result r;
+  ASSERT_EQ(lowbit_generate(session.s, "", nullptr, stop_after_3, &count, &r), LOWBIT_OK) << lowbit_last_error();
+  EXPECT_EQ(r.stop_reason, LOWBIT_STOP_CALLBACK);
+  EXPECT_EQ(count.pieces, 3);
+  EXPECT_EQ(expected_stories().rfind(count.text, 0), 0u) << count.text;
+  // The session advanced past the prompt: generating again continues from there.
+  int64_t pos = 0;
+  ASSERT_EQ(lowbit_session_position(session.s, &pos), LOWBIT_OK);
+  EXPECT_GT(pos, 1);
+  ASSERT_EQ(lowbit_session_truncate(session.s, 0), LOWBIT_OK);
+  ASSERT_EQ(lowbit_session_position(session.s, &pos), LOWBIT_OK);
+  EXPECT_EQ(pos, 0);
+}
+
+TEST_F(CApi, StopStringAndLength) {
+  ModelHandle model;
+  ASSERT_EQ(lowbit_model_load(manifest_.c_str(), nullptr, &model.m), LOWBIT_OK);
+  SessionHandle session;
+  ASSERT_EQ(lowbit_session_create(model.m, &session.s), LOWBIT_OK);
+  const char* stops[] = {"Lily"};
+  lowbit_generate_params gp = lowbit_generate_default_params();
+  gp.stop = stops;
+  gp.n_stop = 1;
+  std::string text;
+  lowbit_generate_result r;
+  ASSERT_EQ(lowbit_generate(session.s, "", &gp, collect, &text, &r), LOWBIT_OK) << lowbit_last_error();
+  EXPECT_EQ(r.stop_reason, LOWBIT_STOP_STRING);
+  const std::string expected = expected_stories();
+  EXPECT_EQ(text, expected.substr(0, expected.find("Lily")));
+
+  ASSERT_EQ(lowbit_session_truncate(session.s, 0), LOWBIT_OK);
+  gp = lowbit_generate_default_params();
+  gp.max_tokens = 5;
+  ASSERT_EQ(lowbit_generate(session.s, "", &gp, nullptr, nullptr, &r), LOWBIT_OK);
+  EXPECT_EQ(r.stop_reason, LOWBIT_STOP_LENGTH);
+  EXPECT_EQ(r.generated_tokens, 5);
+}
+
+TEST_F(CApi, TokenizeAndDetokenizeWithSizeQueries) {
+  ModelHandle model;
+  ASSERT_EQ(lowbit_model_load(manifest_.c_str(), nullptr, &model.m), LOWBIT_OK);
+  lowbit_model_info info;
+  ASSERT_EQ(lowbit_model_get_info(model.m, &info), LOWBIT_OK);
+  EXPECT_STREQ(info.arch, "llama");
+  EXPECT_EQ(info.vocab_size, 512);
+  EXPECT_EQ(info.bos_id, 1);
+
+  const std::string text = "Once upon a time, there was a little girl.";
+  size_t n = 0;
+  ASSERT_EQ(lowbit_tokenize(model.m, text.data(), text.size(), 1, nullptr, 0, &n), LOWBIT_OK);
+  ASSERT_GT(n, 2u);
+  std::vector<int32_t> ids(n);
+  size_t small = 0;
+  EXPECT_EQ(lowbit_tokenize(model.m, text.data(), text.size(), 1, ids.data(), n - 1, &small), LOWBIT_BUFFER_TOO_SMALL);
+  EXPECT_EQ(small, n);
+  EXPECT_NE(std::string(lowbit_last_error()).find("needs " + std::to_string(n)), std::string::npos);
+  ASSERT_EQ(lowbit_tokenize(model.m, text.data(), text.size(), 1, ids.data(), ids.size(), &n), LOWBIT_OK);
+  EXPECT_EQ(ids[0], 1);  // BOS
+
+  size_t len = 0;
+  ASSERT_EQ(lowbit_detokenize(model.m, ids.data(), ids.size(), nullptr, 0, &len), LOWBIT_OK);
+  EXPECT_EQ(len, text.size());
+  std::vector<char> buf(len);  // no room for the NUL
+  EXPECT_EQ(lowbit_detokenize(model.m, ids.data(), ids.size(), buf.data(), buf.size(), &len), LOWBIT_BUFFER_TOO_SMALL);
+  buf.resize(len + 1);
+  ASSERT_EQ(lowbit_detokenize(model.m, ids.data(), ids.size(), buf.data(), buf.size(), &len), LOWBIT_OK);
+  EXPECT_EQ(std::string(buf.data()), text);
+
+  const int32_t bad = 100000;
+  EXPECT_EQ(lowbit_detokenize(model.m, &bad, 1, nullptr, 0, &len), LOWBIT_INVALID_ARGUMENT);
+  EXPECT_STRNE(lowbit_last_error(), "");
+}
+
+TEST_F(CApi, EvalLogitsAndSample) {
+  lowbit_load_params lp = lowbit_load_default_params();
+  lp.ctx = 8;
+  lp.threads = 1;
+  ModelHandle model;
+  ASSERT_EQ(lowbit_model_load(manifest_.c_str(), &lp, &model.m), LOWBIT_OK) << lowbit_last_error();
+  SessionHandle session;
+  ASSERT_EQ(lowbit_session_create(model.m, &session.s), LOWBIT_OK);
+  const int64_t vocab = 512;
+  std::vector<float> logits(3 * vocab);
+  const int32_t prompt[3] = {1, 403, 407};
+  EXPECT_EQ(lowbit_session_eval(session.s, prompt, 3, 1, logits.data(), vocab), LOWBIT_BUFFER_TOO_SMALL);
+  ASSERT_EQ(lowbit_session_eval(session.s, prompt, 3, 1, logits.data(), logits.size()), LOWBIT_OK) << lowbit_last_error();
+
+  lowbit_sampler* sampler = nullptr;
+  ASSERT_EQ(lowbit_sampler_create(nullptr, &sampler), LOWBIT_OK);  // greedy by default
+  int32_t next = -1;
+  float* last = logits.data() + 2 * vocab;
+  const int32_t argmax = (int32_t)(std::max_element(last, last + vocab) - last);
+  ASSERT_EQ(lowbit_sampler_sample(sampler, last, vocab, prompt, 3, &next), LOWBIT_OK);
+  EXPECT_EQ(next, argmax);
+  lowbit_sampler_free(sampler);
+
+  lowbit_sampler_params sp = lowbit_sampler_default_params();
+  sp.top_p = 0;
+  EXPECT_EQ(lowbit_sampler_create(&sp, &sampler), LOWBIT_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(lowbit_last_error()).find("top_p"), std::string::npos);
+
+  // 3 positions used of 8: 6 more do not fit, and nothing is evaluated.
+  const int32_t six[6] = {1, 1, 1, 1, 1, 1};
+  EXPECT_EQ(lowbit_session_eval(session.s, six, 6, 0, nullptr, 0), LOWBIT_CONTEXT_FULL);
+  EXPECT_NE(std::string(lowbit_last_error()).find("context of 8"), std::string::npos);
+  ASSERT_EQ(lowbit_session_eval(session.s, six, 5, 0, nullptr, 0), LOWBIT_OK);
+  const int32_t out_of_vocab = 512;
+  ASSERT_EQ(lowbit_session_truncate(session.s, 0), LOWBIT_OK);
+  EXPECT_EQ(lowbit_session_eval(session.s, &out_of_vocab, 1, 0, nullptr, 0), LOWBIT_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(lowbit_last_error()).find("512"), std::string::npos);
+  EXPECT_EQ(lowbit_session_truncate(session.s, 5), LOWBIT_INVALID_ARGUMENT);
+}
+
+TEST_F(CApi, NullHandlesAreInvalidArguments) {
+  auto expect_null = [](lowbit_status st, const char* what) {
+    EXPECT_EQ(st, LOWBIT_INVALID_ARGUMENT) << what;
+    EXPECT_NE(std::string(lowbit_last_error()).find("is NULL"), std::string::npos) << what << ": " << lowbit_last_error();
+  };
+  size_t n;
+  int64_t pos;
+  int32_t tok;
+  float f[4] = {0, 0, 0, 0};
+  lowbit_model_info mi;
+  lowbit_qtensor_info qi;
+  lowbit_model* m = nullptr;
+  lowbit_session* s = nullptr;
+  lowbit_qtensor* q = nullptr;
+  expect_null(lowbit_model_load(nullptr, nullptr, &m), "model_load dir");
+  expect_null(lowbit_model_load(manifest_.c_str(), nullptr, nullptr), "model_load out");
+  expect_null(lowbit_model_get_info(nullptr, &mi), "get_info");
+  expect_null(lowbit_tokenize(nullptr, "a", 1, 1, nullptr, 0, &n), "tokenize");
+  expect_null(lowbit_detokenize(nullptr, &tok, 1, nullptr, 0, &n), "detokenize");
+  expect_null(lowbit_session_create(nullptr, &s), "session_create");
+  expect_null(lowbit_session_eval(nullptr, &tok, 1, 0, nullptr, 0), "session_eval");
+  expect_null(lowbit_session_position(nullptr, &pos), "session_position");
+  expect_null(lowbit_session_truncate(nullptr, 0), "session_truncate");
+  expect_null(lowbit_sampler_sample(nullptr, f, 4, nullptr, 0, &tok), "sampler_sample");
+  expect_null(lowbit_generate(nullptr, "", nullptr, nullptr, nullptr, nullptr), "generate");
+  expect_null(lowbit_quantize(nullptr, 1, 32, "q4", nullptr, &q), "quantize");
+  expect_null(lowbit_quantize(f, 1, 4, nullptr, nullptr, &q), "quantize type");
+  expect_null(lowbit_qtensor_get_info(nullptr, &qi), "qtensor_get_info");
+  expect_null(lowbit_qtensor_dequantize(nullptr, f, 4), "dequantize");
+  expect_null(lowbit_matmul(nullptr, f, 1, f), "matmul");
+  expect_null(lowbit_convert(nullptr, "/tmp/x", nullptr, nullptr), "convert");
+  // Freeing NULL is a no-op, as free() is.
+  lowbit_model_free(nullptr);
+  lowbit_session_free(nullptr);
+  lowbit_sampler_free(nullptr);
+  lowbit_qtensor_free(nullptr);
+}
+
+TEST_F(CApi, FreedHandlesAreRejected) {
+  lowbit_model* model = nullptr;
+  ASSERT_EQ(lowbit_model_load(manifest_.c_str(), nullptr, &model), LOWBIT_OK);
+  lowbit_session* session = nullptr;
+  ASSERT_EQ(lowbit_session_create(model, &session), LOWBIT_OK);
+  // The session keeps the model's weights alive after the model handle is freed.
+  lowbit_model_free(model);
+  size_t n = 0;
+  EXPECT_EQ(lowbit_tokenize(model, "a", 1, 1, nullptr, 0, &n), LOWBIT_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(lowbit_last_error()).find("not a live lowbit_model"), std::string::npos) << lowbit_last_error();
+  const int32_t bos = 1;
+  EXPECT_EQ(lowbit_session_eval(session, &bos, 1, 0, nullptr, 0), LOWBIT_OK) << lowbit_last_error();
+  lowbit_session_free(session);
+  EXPECT_EQ(lowbit_session_eval(session, &bos, 1, 0, nullptr, 0), LOWBIT_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(lowbit_last_error()).find("not a live lowbit_session"), std::string::npos);
+  lowbit_session_free(session);  // twice: reported, not a crash
+  EXPECT_NE(std::string(lowbit_last_error()).find("freed twice"), std::string::npos);
+
+  // A handle of another kind is not accepted either.
+  std::vector<float> w(32, 1.0f);
+  lowbit_qtensor* q = nullptr;
+  ASSERT_EQ(lowbit_quantize(w.data(), 1, 32, "q8", nullptr, &q), LOWBIT_OK);
+  EXPECT_EQ(lowbit_model_get_info(reinterpret_cast<lowbit_model*>(q), nullptr), LOWBIT_INVALID_ARGUMENT);
+  lowbit_qtensor_free(q);
+  lowbit_qtensor_info qi;
+  EXPECT_EQ(lowbit_qtensor_get_info(q, &qi), LOWBIT_INVALID_ARGUMENT);
+}
+
+TEST_F(CApi, WrongPaths) {
+  lowbit_model* m = nullptr;
+  EXPECT_EQ(lowbit_model_load("/nonexistent/lowbit/model", nullptr, &m), LOWBIT_NOT_FOUND);
+  EXPECT_NE(std::string(lowbit_last_error()).find("/nonexistent/lowbit/model"), std::string::npos);
+  // An HF directory is not a manifest directory.
+  EXPECT_EQ(lowbit_model_load(kStories.c_str(), nullptr, &m), LOWBIT_NOT_FOUND);
+  EXPECT_NE(std::string(lowbit_last_error()).find("manifest.json"), std::string::npos);
+  EXPECT_EQ(m, nullptr);
+
+  EXPECT_EQ(lowbit_convert("/nonexistent/hf", (tmp_ + "/never").c_str(), nullptr, nullptr), LOWBIT_NOT_FOUND);
+  EXPECT_EQ(lowbit_convert(kStories.c_str(), manifest_.c_str(), nullptr, nullptr), LOWBIT_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(lowbit_last_error()).find("already exists"), std::string::npos);
+  lowbit_convert_params p = lowbit_convert_default_params();
+  p.bits = 3;
+  EXPECT_EQ(lowbit_convert(kStories.c_str(), (tmp_ + "/never").c_str(), &p, nullptr), LOWBIT_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(lowbit_last_error()).find("bits 3"), std::string::npos);
+  EXPECT_FALSE(fs::exists(tmp_ + "/never"));
+
+  lowbit_load_params lp = lowbit_load_default_params();
+  lp.isa = "sse9";
+  EXPECT_EQ(lowbit_model_load(manifest_.c_str(), &lp, &m), LOWBIT_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(lowbit_last_error()).find("sse9"), std::string::npos);
+}
+
+TEST_F(CApi, NewerManifestIsVersionError) {
+  const std::string dir = tmp_ + "/newer";
+  fs::create_directories(dir);
+  for (const auto& e : fs::directory_iterator(manifest_)) fs::copy(e.path(), dir + "/" + e.path().filename().string());
+  nlohmann::json j = nlohmann::json::parse(read_file(dir + "/manifest.json"));
+  j["format_version"] = 99;
+  std::ofstream(dir + "/manifest.json") << j.dump(1);
+  lowbit_model* m = nullptr;
+  EXPECT_EQ(lowbit_model_load(dir.c_str(), nullptr, &m), LOWBIT_VERSION);
+  const std::string msg = lowbit_last_error();
+  EXPECT_NE(msg.find("format_version 99"), std::string::npos) << msg;
+  EXPECT_EQ(m, nullptr);
+
+  // Broken JSON is a format error.
+  std::ofstream(dir + "/manifest.json") << "{ not json";
+  EXPECT_EQ(lowbit_model_load(dir.c_str(), nullptr, &m), LOWBIT_FORMAT);
+  EXPECT_NE(std::string(lowbit_last_error()).find("not valid JSON"), std::string::npos) << lowbit_last_error();
+}
+
+TEST_F(CApi, ConvertCancelledByCallback) {
+  const std::string out = tmp_ + "/cancelled";
+  lowbit_convert_params p = lowbit_convert_default_params();
+  p.bits = 4;
+  p.progress = [](const lowbit_convert_progress* pr, void*) -> int { return pr->tensor >= 1; };
+  EXPECT_EQ(lowbit_convert(kStories.c_str(), out.c_str(), &p, nullptr), LOWBIT_CANCELLED);
+  EXPECT_NE(std::string(lowbit_last_error()).find("cancelled"), std::string::npos);
+  EXPECT_FALSE(fs::exists(out));
+}
+
+// ---- kernels ----------------------------------------------------------------------------------
+
+struct KernelCase {
+  const char* type;
+  int64_t n, k, m;
+};
+
+class CApiKernels : public testing::TestWithParam<KernelCase> {};
+
+// The C API stores exactly what lowbit::quantize writes, and its matmul stays within the bound
+// the kernel tests derive (tests/kernels/matmul_test.cc) from lowbit::matmul_reference.
+TEST_P(CApiKernels, MatchLibrary) {
+  const KernelCase c = GetParam();
+  std::mt19937 rng(17);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> w(c.n * c.k), x(c.m * c.k);
+  for (float& v : w) v = dist(rng);
+  for (float& v : x) v = dist(rng);
+
+  lowbit_qtensor* q = nullptr;
+  ASSERT_EQ(lowbit_quantize(w.data(), c.n, c.k, c.type, "rtn", &q), LOWBIT_OK) << lowbit_last_error();
+  lowbit_qtensor_info info;
+  ASSERT_EQ(lowbit_qtensor_get_info(q, &info), LOWBIT_OK);
+  const lowbit::QType t = lowbit::parse_type(c.type);
+  const lowbit::QLayout l = lowbit::q_layout(t, c.n, c.k);
+  EXPECT_EQ(info.type, lowbit::type_name(t));
+  EXPECT_EQ(info.n, c.n);
+  EXPECT_EQ(info.k, c.k);
+  EXPECT_EQ(info.nbytes, (size_t)l.bytes);
+  EXPECT_DOUBLE_EQ(info.bits_per_weight, lowbit::bits_per_weight(t, c.n, c.k));
+
+  std::vector<uint8_t> ref_bytes(l.bytes);
+  lowbit::quantize(t, w.data(), c.n, c.k, ref_bytes.data(), lowbit::Quantizer::rtn);
+  ASSERT_EQ(std::memcmp(info.data, ref_bytes.data(), l.bytes), 0);
+
+  std::vector<float> wd(c.n * c.k), ref_wd(c.n * c.k);
+  EXPECT_EQ(lowbit_qtensor_dequantize(q, wd.data(), wd.size() - 1), LOWBIT_BUFFER_TOO_SMALL);
+  ASSERT_EQ(lowbit_qtensor_dequantize(q, wd.data(), wd.size()), LOWBIT_OK);
+  lowbit::dequantize(t, ref_bytes.data(), c.n, c.k, ref_wd.data());
+  EXPECT_EQ(wd, ref_wd);
+
+  std::vector<float> y(c.m * c.n), ref(c.m * c.n);
+  ASSERT_EQ(lowbit_matmul(q, x.data(), c.m, y.data()), LOWBIT_OK) << lowbit_last_error();
+  const lowbit::QMatrix qm{t, c.n, c.k, static_cast<const uint8_t*>(info.data)};
+  lowbit::matmul_reference(qm, x.data(), c.m, ref.data());
+  lowbit::QuantizedActs acts;
+  lowbit::quantize_acts(x.data(), c.m, c.k, acts);
+  for (int64_t r = 0; r < c.m; ++r)
+    for (int64_t j = 0; j < c.n; ++j) {
+      double tol, mag = 0, step = 0;
+      if (t.base != lowbit::Base::q) {
+        for (int64_t i = 0; i < c.k; ++i) mag += std::fabs(wd[j * c.k + i] * x[r * c.k + i]);
+        tol = c.k * std::ldexp(1.0, -24) * mag + 1e-30;
+      } else {
+        for (int64_t i = 0; i < c.k; ++i) {
+          const float s = acts.scale[r * acts.blocks + i / lowbit::kActBlock];
+          step += std::fabs(wd[j * c.k + i]) * s / 2;
+          mag += std::fabs(wd[j * c.k + i]) * s * std::abs(acts.q[r * acts.kp + i]);
+        }
+        tol = step * 1.0001 + (c.k / 32.0 + 8) * std::ldexp(1.0, -23) * mag + 1e-30;
+      }
+      ASSERT_LE(std::fabs(y[r * c.n + j] - ref[r * c.n + j]), tol) << "row " << r << " col " << j;
+    }
+  lowbit_qtensor_free(q);
+}
+
+std::string kernel_case_name(const testing::TestParamInfo<KernelCase>& info) {
+  const KernelCase& c = info.param;
+  return std::string(c.type) + "_m" + std::to_string(c.m) + "_k" + std::to_string(c.k);
+}
+
+INSTANTIATE_TEST_SUITE_P(Types, CApiKernels,
+                         testing::Values(KernelCase{"q4_g32_asym", 37, 172, 1}, KernelCase{"q4_g32_asym", 37, 64, 3},
+                                         KernelCase{"q8_g32_sym", 37, 172, 2}, KernelCase{"q2_row_asym", 5, 100, 7},
+                                         KernelCase{"q1_g64_sym", 9, 256, 1}, KernelCase{"f16", 7, 33, 3},
+                                         KernelCase{"f32", 7, 33, 2}),
+                         kernel_case_name);
+
+TEST(CApiKernelErrors, BadInputsAreReported) {
+  std::vector<float> w(64, 0.5f);
+  lowbit_qtensor* q = nullptr;
+  EXPECT_EQ(lowbit_quantize(w.data(), 2, 32, "q3_g32_sym", nullptr, &q), LOWBIT_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(lowbit_last_error()).find("q3_g32_sym"), std::string::npos) << lowbit_last_error();
+  EXPECT_EQ(lowbit_quantize(w.data(), 2, 32, "q4", "best", &q), LOWBIT_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(lowbit_last_error()).find("best"), std::string::npos) << lowbit_last_error();
+  EXPECT_EQ(lowbit_quantize(w.data(), 0, 32, "q4", nullptr, &q), LOWBIT_INVALID_ARGUMENT);
+  w[40] = NAN;
+  EXPECT_EQ(lowbit_quantize(w.data(), 2, 32, "q4", nullptr, &q), LOWBIT_INVALID_ARGUMENT);
+  EXPECT_STRNE(lowbit_last_error(), "");
+  EXPECT_EQ(q, nullptr);
+}
+
+// Only the C API leaves liblowbit.so: every defined dynamic symbol is lowbit_*.
+TEST(CApiLibrary, ExportsOnlyLowbitSymbols) {
+  const std::string lib = LOWBIT_BINARY_DIR "/liblowbit.so";
+  ASSERT_TRUE(fs::exists(lib)) << lib << " not built (target lowbit)";
+  int status = 0;
+  const std::string out = run_command("nm -D --defined-only " + lib, &status);
+  ASSERT_EQ(status, 0) << "nm failed";
+  std::istringstream lines(out);
+  std::string line;
+  int exported = 0;
+  while (std::getline(lines, line)) {
+    const std::string name = line.substr(line.rfind(' ') + 1);
+    EXPECT_EQ(name.rfind("lowbit_", 0), 0u) << "exported: " << line;
+    ++exported;
+  }
+  EXPECT_GE(exported, 28);
+}
+
+}  // namespace
