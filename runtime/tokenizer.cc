@@ -71,10 +71,9 @@ bool ends_with_replacement_char(const std::string& s) {
   return s.size() >= kReplacement.size() && std::string_view(s).substr(s.size() - 3) == kReplacement;
 }
 
-// What `text` adds to `before`, the text already returned. decode() is additive for every format
-// here except in one corner: an HF ByteFallback run that turns invalid as a whole (a complete
-// character, then a stray byte token) becomes one U+FFFD per byte, changing text already
-// returned. What was returned cannot be taken back, so the rest starts at the next character.
+// What `text` adds to `before`, the text already returned. With text_may_change() honoured,
+// decode() of the window always extends `before`; should a tokenizer break that, what was
+// returned cannot be taken back, so the rest starts at the next character boundary.
 std::string text_after(const std::string& text, const std::string& before) {
   size_t start = before.size();
   if (text.compare(0, start, before) != 0) {
@@ -88,7 +87,8 @@ std::string text_after(const std::string& text, const std::string& before) {
 std::string DecodeStream::push(int32_t id) {
   window_.push_back(id);
   std::string text = tok_.decode(window_);
-  if (text.size() <= done_text_.size() || ends_with_replacement_char(text)) return {};
+  if (text.size() <= done_text_.size() || ends_with_replacement_char(text) || tok_.text_may_change(window_))
+    return {};
   std::string out = text_after(text, done_text_);
   // Keep only the ids just returned: they give the next id its context (the SentencePiece
   // leading-space rule applies to the window's first token, whose text is already counted).

@@ -38,6 +38,12 @@ class Tokenizer {
   // display and debugging. Throws on an id outside the vocabulary.
   virtual std::string id_to_piece(int32_t id) const = 0;
 
+  // Whether the text of `ids` can still change when more ids follow, other than by finishing a
+  // partial character at the end (which decode() shows as U+FFFD). True only while an HF
+  // ByteFallback run is open at the end: a later invalid byte turns the whole run, characters
+  // already complete included, into U+FFFDs. DecodeStream waits while this holds.
+  virtual bool text_may_change(const std::vector<int32_t>& ids) const { return false; }
+
   int32_t bos_id() const { return bos_id_; }                      // -1 if none
   const std::vector<int32_t>& eos_ids() const { return eos_ids_; }  // every id that ends generation
   bool is_eos(int32_t id) const;
@@ -73,7 +79,8 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path);
 //
 // How: it keeps a short window of ids starting at the last point where the decoded text was
 // complete, decodes the window, and returns what the window's text adds beyond the text of the
-// ids already returned. Text that ends in U+FFFD may still be a partial character, so it waits.
+// ids already returned. Text that ends in U+FFFD may still be a partial character, so it waits;
+// it also waits while Tokenizer::text_may_change() says the text is not final yet.
 class DecodeStream {
  public:
   explicit DecodeStream(const Tokenizer& tokenizer) : tok_(tokenizer) {}

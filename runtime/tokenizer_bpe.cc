@@ -22,6 +22,15 @@ bool is_word_byte(char c) {
   return u >= 0x80 || std::isalnum(u) || c == '_';
 }
 
+// The byte of a "<0xXX>" token, or -1 for any other token.
+int parse_byte_token(std::string_view t) {
+  auto hex = [](char c) {
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+  };
+  if (t.size() != 6 || t.substr(0, 3) != "<0x" || t[5] != '>' || hex(t[3]) < 0 || hex(t[4]) < 0) return -1;
+  return hex(t[3]) * 16 + hex(t[4]);
+}
+
 std::string replace_all(std::string_view s, std::string_view from, std::string_view to) {
   if (from.empty()) return std::string(s);
   std::string out;
@@ -144,6 +153,13 @@ class BpeTokenizer final : public Tokenizer {
         if (*cfg.add_eos) p_.suffix.push_back(ids.eos.front());
       }
     }
+    for (const DecoderStep& s : p_.decoder) byte_fallback_decoder_ |= s.kind == DecoderStep::Kind::kByteFallback;
+    if (byte_fallback_decoder_) {
+      is_byte_token_.assign(vocab_size_, false);
+      for (int32_t id = 0; id < p_.model->size(); ++id)
+        if (const std::string* t = p_.model->id_to_token(id); t && added_by_id_[id] < 0)
+          is_byte_token_[id] = parse_byte_token(*t) >= 0;
+    }
     set_description(p_.description);
   }
 
@@ -191,6 +207,17 @@ class BpeTokenizer final : public Tokenizer {
   }
 
   int32_t vocab_size() const override { return vocab_size_; }
+
+  // Open ByteFallback run: the last id that decode() keeps is a <0xXX> token.
+  bool text_may_change(const std::vector<int32_t>& ids) const override {
+    if (!byte_fallback_decoder_) return false;
+    for (auto it = ids.rbegin(); it != ids.rend(); ++it) {
+      const int32_t added = check_id(*it);
+      if (added >= 0 && p_.added_tokens[added].special) continue;  // decode() leaves it out
+      return is_byte_token_[*it];
+    }
+    return false;
+  }
 
   std::string id_to_piece(int32_t id) const override {
     int32_t added = check_id(id);
@@ -388,9 +415,8 @@ class BpeTokenizer final : public Tokenizer {
           bytes.clear();
         };
         for (std::string& t : tokens) {
-          if (t.size() == 6 && t.compare(0, 3, "<0x") == 0 && t[5] == '>' && std::isxdigit(static_cast<uint8_t>(t[3])) &&
-              std::isxdigit(static_cast<uint8_t>(t[4]))) {
-            bytes += static_cast<char>(std::stoi(t.substr(3, 2), nullptr, 16));
+          if (int b = parse_byte_token(t); b >= 0) {
+            bytes += static_cast<char>(b);
             continue;
           }
           flush();
@@ -430,6 +456,8 @@ class BpeTokenizer final : public Tokenizer {
   }
 
   BpePipeline p_;
+  bool byte_fallback_decoder_ = false;
+  std::vector<bool> is_byte_token_;  // id -> a <0xXX> token (filled with a ByteFallback decoder)
   int32_t vocab_size_ = 0;
   std::vector<int32_t> added_by_id_;  // id -> index in p_.added_tokens, or -1
   ByteIndex raw_by_byte_, normalized_by_byte_;  // first byte -> added tokens, longest first

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <random>
 
 #include <unistd.h>
 
@@ -126,6 +127,8 @@ const std::vector<Model>& models() {
   return all;
 }
 
+void PrintTo(const Model& m, std::ostream* os) { *os << m.name; }
+
 // Loading the big vocabularies takes a moment: each is loaded once for the whole binary.
 const Tokenizer& tokenizer(const Model& m) {
   static std::map<std::string, std::unique_ptr<Tokenizer>> cache;
@@ -195,6 +198,21 @@ TEST_P(KnownIds, decode_stream_equals_decode) {
   }
 }
 
+// Any id sequence, however unlikely (stray byte tokens, specials inside byte runs): the stream
+// still adds up to decode(). Mostly low ids, where the byte-fallback tokens of the
+// SentencePiece-style vocabularies are (3..258).
+TEST_P(KnownIds, decode_stream_random_ids) {
+  const Model& m = GetParam();
+  const Tokenizer& tok = tokenizer(m);
+  std::mt19937 rng(42);
+  std::uniform_int_distribution<int32_t> low(0, 300), any(0, tok.vocab_size() - 1);
+  for (int trial = 0; trial < 300; ++trial) {
+    std::vector<int32_t> ids(1 + rng() % 16);
+    for (int32_t& id : ids) id = rng() % 4 ? std::min(low(rng), tok.vocab_size() - 1) : any(rng);
+    EXPECT_EQ(streamed(tok, ids), tok.decode(ids)) << "trial " << trial;
+  }
+}
+
 TEST_P(KnownIds, bad_ids_throw) {
   const Tokenizer& tok = tokenizer(GetParam());
   EXPECT_THROW(tok.decode({tok.vocab_size()}), Error);
@@ -233,6 +251,18 @@ TEST(DecodeStream, byte_level_partial_characters) {
   EXPECT_EQ(stream.push(254), "\xE4\xBD\xA0");
   EXPECT_EQ(stream.push(25001), "");
   EXPECT_EQ(stream.flush(), "\xEF\xBF\xBD");  // an unfinished character comes out as U+FFFD
+}
+
+TEST(DecodeStream, byte_fallback_run_waits_for_its_end) {
+  // In HF's ByteFallback decoder a later invalid byte turns the whole run into U+FFFDs, so a
+  // character made of byte tokens comes out only once a token that is not a byte follows.
+  const Tokenizer& tok = tokenizer(model_named("tinyllama_json"));
+  lowbit::DecodeStream stream(tok);
+  for (int32_t id : {29871, 243, 162, 155, 131}) EXPECT_EQ(stream.push(id), "");
+  EXPECT_EQ(stream.push(15043), "\xF0\x9F\x98\x80 Hello");
+  for (int32_t id : {231, 192, 163}) EXPECT_EQ(stream.push(id), "");  // "你", then a stray byte
+  EXPECT_EQ(stream.push(131), "");
+  EXPECT_EQ(stream.flush(), "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");
 }
 
 TEST(DecodeStream, leading_space_after_first_piece) {
