@@ -104,15 +104,24 @@ bool parse_dtype(const std::string& s, DType* out) {
 }
 
 json parse_header_json(const uint8_t* begin, const uint8_t* end, const std::string& file) {
-  std::set<std::string> top_keys;
+  // nlohmann keeps the last of two equal keys silently; a tensor named twice, or an entry giving
+  // its dtype twice, is a broken file, so keys are checked as they stream by.
+  std::set<std::string> top_keys, entry_keys;  // of the header; of the entry being read
+  std::string entry_name;
   auto check = [&](int depth, json::parse_event_t event, json& parsed) {
     if (depth > kMaxHeaderDepth)
       throw Error(file + ": header nests deeper than " + std::to_string(kMaxHeaderDepth) + " levels");
-    // nlohmann keeps the last of two equal keys silently; a tensor named twice is a broken file.
-    if (event == json::parse_event_t::key && depth == 1 && parsed.is_string() &&
-        !top_keys.insert(parsed.get_ref<const std::string&>()).second)
-      throw Error(file + ": tensor " + quote(parsed.get_ref<const std::string&>()) +
-                  " appears twice in the header");
+    if (event == json::parse_event_t::object_start && depth == 1) entry_keys.clear();
+    if (event == json::parse_event_t::key && parsed.is_string()) {
+      const std::string& key = parsed.get_ref<const std::string&>();
+      if (depth == 1) {
+        if (!top_keys.insert(key).second)
+          throw Error(file + ": tensor " + quote(key) + " appears twice in the header");
+        entry_name = key;
+      } else if (depth == 2 && !entry_keys.insert(key).second) {
+        throw Error(file + ": tensor " + quote(entry_name) + ": field " + quote(key) + " appears twice");
+      }
+    }
     return true;
   };
   try {

@@ -225,6 +225,14 @@ TEST(SafetensorsBad, duplicate_tensor) {
                             "w": {"dtype":"F32","shape":[1],"data_offsets":[4,8]}})";
   EXPECT_THAT(parse_error(safetensors_bytes(h, std::string(8, '\0'))),
               HasSubstr("model.safetensors: tensor 'w' appears twice"));
+  const std::string twice = R"({"w": {"dtype":"F32","shape":[1],"data_offsets":[0,4],"dtype":"I64"},
+                                "v": {"dtype":"F32","shape":[1],"data_offsets":[4,8]}})";
+  EXPECT_EQ(parse_error(safetensors_bytes(twice, std::string(8, '\0'))),
+            "model.safetensors: tensor 'w': field 'dtype' appears twice");
+  // Keys are per entry: the same field names in two entries are fine.
+  EXPECT_EQ(parse(safetensors_bytes(R"({"w": {"dtype":"F32","shape":[1],"data_offsets":[0,4]},
+                                        "v": {"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+                                    std::string(8, '\0'))).tensors.size(), 2u);
 }
 
 TEST(SafetensorsBad, entry_fields) {
