@@ -1,0 +1,97 @@
+// lowbit logits: the raw next-token logits of a prompt, for tests against independent
+// reference implementations and for debugging.
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "cli/command.h"
+#include "kernels/error.h"
+#include "runtime/model.h"
+
+namespace lowbit::cli {
+namespace {
+
+const char* kUsage =
+    "usage: lowbit logits MODEL (--ids \"ID ID ...\" | -p TEXT) [--out FILE] [--top N] [--isa I]\n"
+    "Runs the ids (or the encoded text, with BOS) as one batch and writes the logits of every\n"
+    "position: --out FILE gets raw little-endian float32 (n_positions x vocab); otherwise the\n"
+    "top N (default 5) ids and logits of each position are printed.\n";
+
+int logits_main(int argc, char** argv) {
+  std::string model_dir, ids_text, prompt, out;
+  bool have_prompt = false;
+  int top = 5;
+  LoadParams lp;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) throw Error("option " + a + " needs a value");
+      return argv[++i];
+    };
+    if (a == "-h" || a == "--help") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else if (a == "--ids") {
+      ids_text = value();
+    } else if (a == "-p") {
+      prompt = value();
+      have_prompt = true;
+    } else if (a == "--out") {
+      out = value();
+    } else if (a == "--top") {
+      top = std::stoi(value());
+    } else if (a == "--isa") {
+      lp.isa = parse_isa(value());
+    } else if (a == "--threads") {
+      lp.threads = std::stoi(value());
+    } else if (model_dir.empty() && a[0] != '-') {
+      model_dir = a;
+    } else {
+      throw Error("unexpected argument '" + a + "'\n" + kUsage);
+    }
+  }
+  if (model_dir.empty() || (ids_text.empty() && !have_prompt)) {
+    std::fputs(kUsage, stderr);
+    return 2;
+  }
+  lp.load_tokenizer = have_prompt;
+  auto model = Model::load(model_dir, lp);
+  std::vector<int32_t> ids;
+  if (have_prompt) {
+    ids = model->tokenizer().encode(prompt);
+  } else {
+    std::istringstream in(ids_text);
+    long long v;
+    while (in >> v) ids.push_back((int32_t)v);
+    if (!in.eof()) throw Error("--ids must be integers separated by spaces");
+  }
+  if (ids.empty()) throw Error("no tokens to evaluate");
+  const int64_t vocab = model->config().vocab_size;
+  std::vector<float> logits(ids.size() * vocab);
+  Session s(*model);
+  s.eval(ids.data(), (int64_t)ids.size(), logits.data(), /*all_logits=*/true);
+  if (!out.empty()) {
+    std::ofstream f(out, std::ios::binary);
+    f.write(reinterpret_cast<const char*>(logits.data()), (std::streamsize)(logits.size() * sizeof(float)));
+    if (!f) throw Error(out + ": write failed");
+    return 0;
+  }
+  for (size_t t = 0; t < ids.size(); ++t) {
+    std::vector<int32_t> order(vocab);
+    for (int64_t v = 0; v < vocab; ++v) order[v] = (int32_t)v;
+    const float* row = &logits[t * vocab];
+    const int n = std::min<int64_t>(top, vocab);
+    std::partial_sort(order.begin(), order.begin() + n, order.end(), [&](int32_t a, int32_t b) { return row[a] > row[b]; });
+    std::printf("%zu (id %d):", t, ids[t]);
+    for (int j = 0; j < n; ++j) std::printf(" %d:%.4f", order[j], row[order[j]]);
+    std::printf("\n");
+  }
+  return 0;
+}
+
+Registrar reg("logits", "print or dump the logits of a prompt (testing, debugging)", logits_main);
+
+}  // namespace
+}  // namespace lowbit::cli
