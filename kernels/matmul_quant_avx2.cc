@@ -6,7 +6,8 @@
 // The kernel turns that into one multiply-add per block: before a row's dot products it writes
 // mult[c][b] = d_{g(b)} * s_{c,b} for every block (8 blocks per vector instruction, the scale
 // expanded from groups to blocks by a permute), and folds ce into sum_g d_g gsum_g and
-// sum_g m_g gsum_g (de and ce are fixed multiples of d, plus m when asymmetric). The inner loop
+// sum_g m_g gsum_g (de and ce are fixed multiples of d, plus m when asymmetric). Per-row groups
+// skip the table: the activation scales are the multipliers and d scales the row's sum. The loop
 // then needs, per 32 weights: the plane unpack (one shift + one AND of the shared chunk),
 // one vpmaddubsw (u8 code x s8 activation -> 16 x i16), and for every 4 blocks 3 vphaddw,
 // 1 vpmaddwd, 1 vcvtdq2ps and 1 vfmadd with the 4 blocks' multipliers broadcast to both
@@ -36,6 +37,10 @@ namespace lowbit::avx2 {
 namespace {
 
 constexpr int64_t kGemvRows = 4;   // weight rows per pass at M == 1
+#ifndef LOWBIT_AVX2_PREFETCH
+#define LOWBIT_AVX2_PREFETCH 1
+#endif
+constexpr bool kPrefetch = LOWBIT_AVX2_PREFETCH;
 constexpr int64_t kGemmRows = 2;   // weight rows per tile at M > 1
 constexpr int64_t kGemmActs = 4;   // activation rows per tile at M > 1
 constexpr int64_t kPanelActs = 64;  // activation rows per panel: 64 x 4 KiB at K = 4096 (L2)
@@ -83,69 +88,121 @@ struct Ctx {
   int64_t nb8 = 0;   // nbw rounded up to 8: the length of one multiplier row
   float de_mul = 1;  // de = de_mul * d
   float cd_mul = 0;  // ce = cd_mul * d (+ m): the scheme's offset plus 128 de at 8 bits
-  const QuantizedActs* a = nullptr;
+  const int8_t* q = nullptr;       // activations (m, kp)
+  int64_t kp = 0;
+  const float* ascale = nullptr;   // (m, ablocks)
+  int64_t ablocks = 0;
+  const float* gsum = nullptr;     // (m, groups)
   float* y = nullptr;  // (m, ldy)
   int64_t ldy = 0;
 };
 
-// For weight row n and activation rows m0 .. m0+C-1: mult[c][b] = d_{g(b)} * s_{c,b} for
-// b < nb8 (zero past the real blocks, whose activation scales are zero) and ct[c] =
-// sum_g ce_g * gsum_{c,g}. dg: scratch for round_up(groups, 8) + 16 floats.
-template <int C>
-void prepare(const Ctx& x, int64_t n, int64_t m0, float* mult, float* ct, float* dg) {
-  const QuantizedActs& a = *x.a;
-  const uint16_t* sc = x.scales + n * x.groups;
-  const uint16_t* mn = x.mins ? x.mins + n * x.groups : nullptr;
-  const bool expand = x.gb > 1;
-  __m256 accd[C], accm[C];
-  for (int c = 0; c < C; ++c) accd[c] = accm[c] = _mm256_setzero_ps();
-  for (int64_t g = 0; g < x.groups; g += 8) {
-    const int cnt = (int)std::min<int64_t>(8, x.groups - g);
-    const __m256i lanes = lane_mask(cnt);
-    const __m256 d = load_f16(sc + g, cnt);
-    const __m256 m = mn ? load_f16(mn + g, cnt) : _mm256_setzero_ps();
-    if (expand) _mm256_storeu_ps(dg + g, d);
-    for (int c = 0; c < C; ++c) {
-      const __m256 gs = _mm256_maskload_ps(a.gsum.data() + (m0 + c) * a.groups + g, lanes);
-      accd[c] = _mm256_fmadd_ps(d, gs, accd[c]);
-      if (mn) accm[c] = _mm256_fmadd_ps(m, gs, accm[c]);
-      // One group per block: groups == blocks of the row, and nb8 == round_up(groups, 8).
-      if (!expand)
-        _mm256_storeu_ps(mult + c * x.nb8 + g,
-                         _mm256_mul_ps(d, _mm256_loadu_ps(a.scale.data() + (m0 + c) * a.blocks + g)));
-    }
-  }
-  for (int c = 0; c < C; ++c) ct[c] = x.cd_mul * hsum(accd[c]) + hsum(accm[c]);
-  if (!expand) return;
-
-  const int64_t g8 = round_up(x.groups, 8);
-  for (int64_t g = g8; g < g8 + 16; g += 8) _mm256_storeu_ps(dg + g, _mm256_setzero_ps());
-  const __m256i by2 = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
-  const __m256i by4 = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
-  for (int64_t b = 0; b < x.nb8; b += 8) {
-    __m256 dv;
-    if (x.groups == 1) dv = _mm256_broadcast_ss(dg);  // per row: past the row, s is zero
-    else if (x.gb == 2) dv = _mm256_permutevar8x32_ps(_mm256_loadu_ps(dg + b / 2), by2);
-    else if (x.gb == 4) dv = _mm256_permutevar8x32_ps(_mm256_loadu_ps(dg + b / 4), by4);
-    else dv = _mm256_broadcast_ss(dg + b / x.gb);  // gb == 8: one group per 8 blocks
-    for (int c = 0; c < C; ++c)
-      _mm256_storeu_ps(mult + c * x.nb8 + b,
-                       _mm256_mul_ps(dv, _mm256_loadu_ps(a.scale.data() + (m0 + c) * a.blocks + b)));
-  }
+// Plane P of a 32-byte chunk: the 32 codes of one activation block, one per byte, times
+// 2^plane_shift(BITS, P). A 16-bit shift brings a plane to the low bits of every byte and the
+// AND drops the bits the shift carried in from the neighbouring byte; at 1 and 2 bits most
+// planes skip the shift and are taken in place, scaled by a power of two that the block's
+// multiplier undoes exactly (plane_factor), as long as the scaled codes keep the vphaddw sums
+// in range: 4 vpmaddubsw pairs of one block are <= 8 * 127 * scaled code < 2^15, so scaled codes
+// stay <= 32 (1 bit: planes 0-5 in place, 6-7 from one shift by 6; 2 bits: planes 0-1 in place,
+// 2-3 from one shift by 4). At 8 bits: the level code - 128 as int8.
+template <int BITS, int P>
+constexpr int plane_shift() {
+  if constexpr (BITS == 1) return P <= 5 ? P : P - 6;
+  else if constexpr (BITS == 2) return P % 2 == 0 ? 0 : 2;
+  else return 0;
 }
-
-// Plane P of a 32-byte chunk: the 32 codes of one activation block, one per byte. Below 8 bits
-// a 16-bit shift brings plane P to the low bits of every byte and the AND drops the bits the
-// shift carried in from the neighbouring byte. At 8 bits: the level code - 128 as int8.
 template <int BITS, int P>
 inline __m256i plane(__m256i raw) {
   if constexpr (BITS == 8) {
     return _mm256_xor_si256(raw, _mm256_set1_epi8((char)0x80));
-  } else {
-    const __m256i mask = _mm256_set1_epi8((char)((1 << BITS) - 1));
+  } else if constexpr (BITS == 4) {
+    const __m256i mask = _mm256_set1_epi8(0x0f);
     if constexpr (P == 0) return _mm256_and_si256(raw, mask);
-    else return _mm256_and_si256(_mm256_srli_epi16(raw, P * BITS), mask);
+    else return _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
+  } else {
+    constexpr int in_place = BITS == 1 ? 6 : 2;  // planes taken without a shift
+    const __m256i mask = _mm256_set1_epi8((char)(((1 << BITS) - 1) << (plane_shift<BITS, P>())));
+    if constexpr (P < in_place) return _mm256_and_si256(raw, mask);
+    else return _mm256_and_si256(_mm256_srli_epi16(raw, in_place * BITS), mask);
   }
+}
+
+// 2^-plane_shift for the 8 blocks b..b+7 (b a multiple of 8: lane i holds plane i % (8/BITS)).
+template <int BITS>
+inline __m256 plane_factor() {
+  if constexpr (BITS == 1) return _mm256_setr_ps(1.f, .5f, .25f, .125f, .0625f, .03125f, 1.f, .5f);
+  else if constexpr (BITS == 2) return _mm256_setr_ps(1.f, .25f, 1.f, .25f, 1.f, .25f, 1.f, .25f);
+  else return _mm256_set1_ps(1.f);
+}
+
+// For weight row n and activation rows m0 .. m0+C-1: ct[c] = sum_g ce_g * gsum_{c,g}, and the
+// per-block multipliers. Per-row groups need none: the activation scales serve as they are and
+// the returned d multiplies the row's sum. Otherwise mult[c][b] = d_{g(b)} * s_{c,b} for
+// b < nb8 (zero past the real blocks, whose activation scales are zero) and 1 is returned.
+// dg: scratch for round_up(groups, 8) + 16 floats.
+template <int BITS, int C>
+float prepare(const Ctx& x, int64_t n, int64_t m0, float* mult, float* ct, float* dg) {
+  // Locals, not x's fields: the vector stores below may alias anything and would force reloads.
+  const int64_t groups = x.groups, nb8 = x.nb8, ab = x.ablocks;
+  const float* s0 = x.ascale + m0 * ab;
+  const float* gs0 = x.gsum + m0 * groups;
+  const uint16_t* sc = x.scales + n * groups;
+  const uint16_t* mn = x.mins ? x.mins + n * groups : nullptr;
+  constexpr bool scaled_planes = BITS <= 2;
+  if (groups == 1 && !scaled_planes) {
+    const float d = f16_to_f32(sc[0]), m = mn ? f16_to_f32(mn[0]) : 0.0f;
+    for (int c = 0; c < C; ++c) ct[c] = (x.cd_mul * d + m) * gs0[c];
+    return d;
+  }
+  const __m256 pf = plane_factor<BITS>();
+  const bool per_block = x.gb == 1;  // g32: groups == blocks of the row, nb8 == round_up(groups, 8)
+  __m256 accd[C], accm[C];
+  for (int c = 0; c < C; ++c) accd[c] = accm[c] = _mm256_setzero_ps();
+  auto eight = [&](int64_t g, __m256 d, __m256 m, int cnt) {
+    const __m256i lanes = lane_mask(cnt);
+    if (!per_block) _mm256_storeu_ps(dg + g, d);
+    for (int c = 0; c < C; ++c) {
+      const __m256 gs = cnt == 8 ? _mm256_loadu_ps(gs0 + c * groups + g) : _mm256_maskload_ps(gs0 + c * groups + g, lanes);
+      accd[c] = _mm256_fmadd_ps(d, gs, accd[c]);
+      if (mn) accm[c] = _mm256_fmadd_ps(m, gs, accm[c]);
+      if (per_block)
+        _mm256_storeu_ps(mult + c * nb8 + g, _mm256_mul_ps(scaled_planes ? _mm256_mul_ps(d, pf) : d,
+                                                           _mm256_loadu_ps(s0 + c * ab + g)));
+    }
+  };
+  int64_t g = 0;
+  for (; g + 8 <= groups; g += 8)
+    eight(g, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc + g))),
+          mn ? _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(mn + g))) : _mm256_setzero_ps(), 8);
+  if (g < groups) {
+    const int cnt = (int)(groups - g);
+    eight(g, load_f16(sc + g, cnt), mn ? load_f16(mn + g, cnt) : _mm256_setzero_ps(), cnt);
+  }
+  for (int c = 0; c < C; ++c) ct[c] = x.cd_mul * hsum(accd[c]) + hsum(accm[c]);
+  if (per_block) return 1.0f;
+
+  const int64_t g8 = round_up(groups, 8);
+  for (int64_t z = g8; z < g8 + 16; z += 8) _mm256_storeu_ps(dg + z, _mm256_setzero_ps());
+  // d expanded from groups to blocks, 8 blocks at a time, times the activation scales.
+  auto expand = [&](auto dv_of) {
+    for (int64_t b = 0; b < nb8; b += 8) {
+      const __m256 dv = scaled_planes ? _mm256_mul_ps(dv_of(b), pf) : dv_of(b);
+      for (int c = 0; c < C; ++c)
+        _mm256_storeu_ps(mult + c * nb8 + b, _mm256_mul_ps(dv, _mm256_loadu_ps(s0 + c * ab + b)));
+    }
+  };
+  if (groups == 1) {
+    expand([&](int64_t) { return _mm256_broadcast_ss(dg); });  // per row: past the row, s is zero
+  } else if (x.gb == 2) {
+    const __m256i by2 = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
+    expand([&](int64_t b) { return _mm256_permutevar8x32_ps(_mm256_loadu_ps(dg + b / 2), by2); });
+  } else if (x.gb == 4) {
+    const __m256i by4 = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+    expand([&](int64_t b) { return _mm256_permutevar8x32_ps(_mm256_loadu_ps(dg + b / 4), by4); });
+  } else {  // gb == 8: one group per 8 blocks
+    expand([&](int64_t b) { return _mm256_broadcast_ss(dg + b / 8); });
+  }
+  return 1.0f;
 }
 
 inline __m256i load32(const void* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
@@ -165,77 +222,93 @@ template <int BITS, int R, int C>
 void tile(const Ctx& x, int64_t n, int64_t m0) {
   constexpr int CB = 8 / BITS;          // blocks per chunk
   constexpr int S = BITS == 1 ? 8 : 4;  // blocks per step of the main loop: whole chunks
-  const QuantizedActs& a = *x.a;
-  const int64_t nb8 = x.nb8;
+  constexpr int64_t kChunkPerBlock = kChunkBytes / CB;  // code bytes per block
+  const int64_t nb8 = x.nb8, nbw = x.nbw;
 
   thread_local std::vector<float> scratch;
   const size_t need = (size_t)(R * C * nb8 + round_up(x.groups, 8) + 16);
   if (scratch.size() < need) scratch.resize(need);
   float* mult = scratch.data();  // (R, C, nb8)
   float* dg = mult + R * C * nb8;
-  float ct[R][C];
-  for (int r = 0; r < R; ++r) prepare<C>(x, n + r, m0, mult + r * C * nb8, ct[r], dg);
+  float ct[R][C], post[R];
+  const float* mrow[R][C];  // per-block multipliers of (r, c)
+  for (int r = 0; r < R; ++r) {
+    post[r] = prepare<BITS, C>(x, n + r, m0, mult + r * C * nb8, ct[r], dg);
+    for (int c = 0; c < C; ++c)
+      mrow[r][c] = x.groups == 1 && BITS > 2 ? x.ascale + (m0 + c) * x.ablocks : mult + (r * C + c) * nb8;
+  }
 
   const uint8_t* row[R];
   for (int r = 0; r < R; ++r) row[r] = x.codes + (n + r) * x.row_bytes;
   const int8_t* act[C];
-  for (int c = 0; c < C; ++c) act[c] = a.q.data() + (m0 + c) * a.kp;
+  for (int c = 0; c < C; ++c) act[c] = x.q + (m0 + c) * x.kp;
   __m256 acc[R][C];
   unroll<R>([&](auto r) { unroll<C>([&](auto c) { acc[r][c] = _mm256_setzero_ps(); }); });
   const __m256i ones = _mm256_set1_epi16(1);
 
   int64_t b = 0;
-  for (; b + S <= x.nbw; b += S) {
+  // Decode streams W from DRAM: fetch the same place in the next R rows one tile ahead, so the
+  // misses of the next tile overlap this tile's arithmetic.
+  const int64_t ahead = C == 1 && kPrefetch ? R * x.row_bytes : 0;
+  for (; b + S <= nbw; b += S) {
+    if (ahead)
+      unroll<R>([&](auto r) {
+        for (int64_t o = 0; o < S * kChunkPerBlock; o += 64)
+          _mm_prefetch(reinterpret_cast<const char*>(row[r] + b * kChunkPerBlock + ahead + o), _MM_HINT_T0);
+      });
     unroll<S / 4>([&](auto qd) {
       const int64_t bq = b + 4 * qd;
       unroll<R>([&](auto r) {
-        const uint8_t* chunk = row[r] + (b / CB) * 32;
+        const uint8_t* chunk = row[r] + b * kChunkPerBlock;
         __m256i w[4], aw[4];
         unroll<4>([&](auto j) {
           constexpr int blk = 4 * qd + j;  // block within the step
-          w[j] = plane<BITS, blk % CB>(load32(chunk + (blk / CB) * 32));
+          w[j] = plane<BITS, blk % CB>(load32(chunk + (blk / CB) * kChunkBytes));
           if constexpr (BITS == 8) aw[j] = _mm256_abs_epi8(w[j]);
         });
         unroll<C>([&](auto c) {
-          __m256i p[4];
-          __m256i q;
+          const float* mr = mrow[r][c] + bq;
           if constexpr (BITS == 8) {
+            __m256i p[4];
             unroll<4>([&](auto j) {
-              const __m256i av = load32(act[c] + (bq + j) * 32);
+              const __m256i av = load32(act[c] + (bq + j) * kActBlock);
               p[j] = _mm256_madd_epi16(_mm256_maddubs_epi16(aw[j], _mm256_sign_epi8(av, w[j])), ones);
             });
-            q = _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
+            const __m256i q = _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
+            const __m256 mv = _mm256_broadcast_ps(reinterpret_cast<const __m128*>(mr));
+            acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), mv, acc[r][c]);
           } else {
-            unroll<4>([&](auto j) { p[j] = _mm256_maddubs_epi16(w[j], load32(act[c] + (bq + j) * 32)); });
-            q = _mm256_madd_epi16(
+            __m256i p[4];
+            unroll<4>([&](auto j) { p[j] = _mm256_maddubs_epi16(w[j], load32(act[c] + (bq + j) * kActBlock)); });
+            const __m256i q = _mm256_madd_epi16(
                 _mm256_hadd_epi16(_mm256_hadd_epi16(p[0], p[1]), _mm256_hadd_epi16(p[2], p[3])), ones);
+            // Lanes hold blocks bq..bq+3 in both 128-bit halves.
+            const __m256 mv = _mm256_broadcast_ps(reinterpret_cast<const __m128*>(mr));
+            acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), mv, acc[r][c]);
           }
-          // Lanes hold blocks bq..bq+3 in both 128-bit halves.
-          const __m256 mv = _mm256_broadcast_ps(reinterpret_cast<const __m128*>(mult + (r * C + c) * nb8 + bq));
-          acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), mv, acc[r][c]);
         });
       });
     });
   }
   // Rows whose chunk count leaves fewer than S blocks (4 bits: an odd chunk count; 8 bits: any
-  // count): one chunk at a time, each block reduced on its own.
+  // count): one chunk at a time.
   if constexpr (BITS >= 4) {
-    for (; b < x.nbw; b += CB) {
+    for (; b < nbw; b += CB) {
       unroll<R>([&](auto r) {
-        const __m256i raw = load32(row[r] + (b / CB) * 32);
+        const __m256i raw = load32(row[r] + b * kChunkPerBlock);
         unroll<CB>([&](auto p) {
           const __m256i w = plane<BITS, p>(raw);
           unroll<C>([&](auto c) {
-            const __m256i q = block_dot<BITS>(w, act[c] + (b + p) * 32, ones);
-            const __m256 mv = _mm256_broadcast_ss(mult + (r * C + c) * nb8 + b + p);
-            acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), mv, acc[r][c]);
+            const __m256i q = block_dot<BITS>(w, act[c] + (b + p) * kActBlock, ones);
+            acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), _mm256_broadcast_ss(mrow[r][c] + b + p), acc[r][c]);
           });
         });
       });
     }
   }
   for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c) x.y[(m0 + c) * x.ldy + n + r] = x.de_mul * hsum(acc[r][c]) + ct[r][c];
+    for (int c = 0; c < C; ++c)
+      x.y[(m0 + c) * x.ldy + n + r] = x.de_mul * post[r] * hsum(acc[r][c]) + ct[r][c];
 }
 
 // All activation rows of [p0, p1) against weight rows n .. n+R-1.
@@ -252,8 +325,8 @@ void act_tiles(const Ctx& x, int64_t n, int64_t p0, int64_t p1) {
 }
 
 template <int BITS>
-void gemm_bits(const Ctx& x, int64_t n0, int64_t n1) {
-  const int64_t m = x.a->m;
+void gemm_bits(const Ctx& x, const QuantizedActs& a, int64_t n0, int64_t n1) {
+  const int64_t m = a.m;
   if (m == 1) {
     int64_t n = n0;
     for (; n + kGemvRows <= n1; n += kGemvRows) tile<BITS, kGemvRows, 1>(x, n, 0);
@@ -288,14 +361,18 @@ void gemm_q(const QMatrix& w, const QuantizedActs& a, float* y, int64_t n0, int6
   float ce_mul = asym ? 0.0f : (t.bits == 1 ? -1.0f : -(float)sym_offset(t.bits));
   if (t.bits == 8) ce_mul += 128.0f * x.de_mul;  // levels are code - 128
   x.cd_mul = ce_mul;
-  x.a = &a;
+  x.q = a.q.data();
+  x.kp = a.kp;
+  x.ascale = a.scale.data();
+  x.ablocks = a.blocks;
+  x.gsum = a.gsum.data();
   x.y = y;
   x.ldy = w.n;
   switch (t.bits) {
-    case 1: return gemm_bits<1>(x, n0, n1);
-    case 2: return gemm_bits<2>(x, n0, n1);
-    case 4: return gemm_bits<4>(x, n0, n1);
-    default: return gemm_bits<8>(x, n0, n1);
+    case 1: return gemm_bits<1>(x, a, n0, n1);
+    case 2: return gemm_bits<2>(x, a, n0, n1);
+    case 4: return gemm_bits<4>(x, a, n0, n1);
+    default: return gemm_bits<8>(x, a, n0, n1);
   }
 }
 
