@@ -15,7 +15,6 @@ const char* const kGpt2Pattern =
 
 namespace {
 
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
 // For single_word added tokens: letters, digits, '_' and any non-ASCII byte count as a word.
 bool is_word_byte(char c) {
   auto u = static_cast<unsigned char>(c);
@@ -270,9 +269,9 @@ class BpeTokenizer final : public Tokenizer {
       }
       size_t begin = pos, end = pos + hit->content.size();
       if (hit->lstrip)
-        while (begin > from && is_space(text[begin - 1])) --begin;
+        for (size_t n; begin > from && (n = space_before(text, begin)) > 0;) begin -= n;
       if (hit->rstrip)
-        while (end < text.size() && is_space(text[end])) ++end;
+        for (size_t n; (n = space_at(text, end)) > 0;) end += n;
       if (begin > from) out.push_back({std::string(text.substr(from, begin - from)), -1, at_start && from == 0});
       out.push_back({"", hit->id, false});
       from = pos = end;
@@ -307,9 +306,9 @@ class BpeTokenizer final : public Tokenizer {
         case NormalizerStep::Kind::kStrip: {
           size_t b = 0, e = text.size();
           if (s.left)
-            while (b < e && is_space(text[b])) ++b;
+            for (size_t n; b < e && (n = space_at(text, b)) > 0;) b += n;
           if (s.right)
-            while (e > b && is_space(text[e - 1])) --e;
+            for (size_t n; e > b && (n = space_before(text, e)) > 0;) e -= n;
           text = text.substr(b, e - b);
           break;
         }

@@ -94,6 +94,31 @@ std::string utf8_lossy(std::string_view bytes) {
   return out;
 }
 
+bool is_unicode_space(char32_t cp) {
+  return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
+         (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
+         cp == 0x3000;
+}
+
+size_t space_at(std::string_view s, size_t pos) {
+  if (pos >= s.size()) return 0;
+  char32_t cp;
+  bool ok;
+  const size_t len = utf8_next(s, pos, cp, ok);
+  return ok && is_unicode_space(cp) ? len : 0;
+}
+
+size_t space_before(std::string_view s, size_t end) {
+  size_t start = end;
+  while (start > 0 && end - start < 4) {
+    --start;
+    if ((static_cast<uint8_t>(s[start]) & 0xC0) != 0x80) break;  // found the lead byte
+  }
+  if (start == end) return 0;
+  const size_t len = space_at(s, start);
+  return start + len == end ? len : 0;
+}
+
 // ---- GPT-2 byte alphabet -------------------------------------------------------------------
 namespace {
 
@@ -105,6 +130,7 @@ struct ByteAlphabet {
   std::array<std::string, 256> chars;  // byte -> UTF-8 of its character
   std::array<int16_t, 256 + 68> bytes;  // character (< U+0144) -> byte
   ByteAlphabet() {
+    bytes.fill(-1);  // the 68 code points below U+0100 that no byte maps to
     char32_t next = 256;
     for (int b = 0; b < 256; ++b) {
       char32_t cp = byte_is_printable(b) ? static_cast<char32_t>(b) : next++;

@@ -24,6 +24,13 @@ size_t utf8_invalid_offset(std::string_view s);
 // Bytes -> text, each maximal ill-formed subpart replaced by one U+FFFD.
 std::string utf8_lossy(std::string_view bytes);
 
+// Unicode White_Space (what Rust's char::is_whitespace, and so HF tokenizers, calls space).
+bool is_unicode_space(char32_t cp);
+// Byte length of the whitespace character that starts at s[pos] / ends just before s[end]; 0 if
+// that character is not whitespace (or the position is at the edge).
+size_t space_at(std::string_view s, size_t pos);
+size_t space_before(std::string_view s, size_t end);
+
 // GPT-2's byte-level alphabet: every byte as one printable character ("Ġ" for ' ', "Ċ" for
 // '\n'), so byte strings can live in a JSON vocabulary. byte_level_char(b) is the UTF-8 of that
 // character; byte_level_byte(cp) maps back, or -1 for a character outside the alphabet.

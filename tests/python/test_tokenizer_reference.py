@@ -60,6 +60,9 @@ TRICKY = [
     "mixed scripts: Ελληνικά русский עברית العربية हिन्दी ไทย",
     "math ∑∫√∞ ≤ ≥ ≠ and symbols © ® ™ € £ ¥",
     "special-looking <s> </s> <unk> <|endoftext|> <|im_start|> [INST]",
+    "stripping  <mask>  tokens\u3000<mask>\u00a0x <|r|>   y <|r|>\n\nz",
+    "single words: cat concat cat's cat5 _cat cat_ (cat) catcat éatcat 猫cat",
+    "a phrase: hello world, hello  world, Hello world",
     "a" * 300,
     "supercalifragilisticexpialidocious antidisestablishmentarianism",
 ]
@@ -173,7 +176,9 @@ def smollm_style():
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
     ])
     tok.decoder = decoders.ByteLevel()
-    tok.add_special_tokens(["<|endoftext|>"])
+    tok.add_special_tokens(["<|endoftext|>", AddedToken("<mask>", lstrip=True), AddedToken("<|r|>", rstrip=True)])
+    tok.add_tokens([AddedToken("cat", single_word=True, normalized=False),
+                    AddedToken("hello world", normalized=False)])  # not special: decode keeps them
     return tok
 
 

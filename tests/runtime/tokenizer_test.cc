@@ -305,6 +305,25 @@ TEST(TokenizerUnicode, lossy_utf8) {
   EXPECT_EQ(utf8_lossy("\xF0\x9F\x98\x80"), "\xF0\x9F\x98\x80");
 }
 
+TEST(TokenizerUnicode, byte_level_alphabet) {
+  using lowbit::tok::byte_level_byte;
+  using lowbit::tok::byte_level_char;
+  // GPT-2's published examples: space is "Ġ" (U+0120), newline "Ċ" (U+010A), printable ASCII itself.
+  EXPECT_EQ(byte_level_char(' '), "\xC4\xA0");
+  EXPECT_EQ(byte_level_char('\n'), "\xC4\x8A");
+  EXPECT_EQ(byte_level_char('!'), "!");
+  EXPECT_EQ(byte_level_byte(0x120), ' ');
+  EXPECT_EQ(byte_level_byte(U' '), -1);  // a code point that stands for no byte
+  EXPECT_EQ(byte_level_byte(0x144), -1);
+  for (int b = 0; b < 256; ++b) {
+    char32_t cp;
+    bool ok;
+    std::string_view c = byte_level_char(static_cast<uint8_t>(b));
+    ASSERT_EQ(lowbit::tok::utf8_next(c, 0, cp, ok), c.size());
+    EXPECT_EQ(byte_level_byte(cp), b);
+  }
+}
+
 // ---- Loading -------------------------------------------------------------------------------
 class TempDir {
  public:
