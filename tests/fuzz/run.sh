@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets with clang (sanitizers on) and runs each for a bounded time from
+# its committed seed corpus. New inputs go to scratch directories, so the seeds stay as they are.
+#   tests/fuzz/run.sh [SECONDS_PER_TARGET]   (default 45)
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+secs=${1:-45}
+build=$root/build-fuzz
+CC=clang CXX=clang++ cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLOWBIT_FUZZ=ON \
+  -DLOWBIT_TESTS=OFF -DLOWBIT_BENCH=OFF -DLOWBIT_CLI=OFF -DLOWBIT_CUDA=OFF > "$build.log" 2>&1 || {
+  cat "$build.log"; exit 1; }
+cmake --build "$build" -j"$(nproc)" --target safetensors_fuzz manifest_fuzz >> "$build.log" 2>&1 || {
+  tail -50 "$build.log"; exit 1; }
+for target in safetensors manifest; do
+  scratch=$build/scratch_$target
+  mkdir -p "$scratch"
+  echo "fuzzing $target for ${secs}s"
+  "$build/tests/fuzz/${target}_fuzz" -max_total_time="$secs" -print_final_stats=1 \
+    -artifact_prefix="$build/crash_${target}_" "$scratch" "$root/tests/fuzz/corpus_$target" 2>&1 |
+    grep -E "^(stat::number_of_executed_units|stat::peak_rss|==|SUMMARY|.*ERROR)" || true
+  if ls "$build"/crash_${target}_* >/dev/null 2>&1; then
+    echo "fuzz/$target: crash inputs in $build/crash_${target}_*" >&2
+    exit 1
+  fi
+done
