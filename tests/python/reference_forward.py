@@ -1,0 +1,105 @@
+"""An independent Llama-family forward pass in numpy (float64), written from the HuggingFace
+modeling conventions (rotate-half RoPE, grouped-query attention, SwiGLU, RMSNorm, Qwen2 q/k/v
+bias, Llama 3 rope_scaling), reading the HF directory directly with the `safetensors` package.
+It shares no code with lowbit: the tests compare lowbit's fp32 logits to it."""
+import json
+import math
+import os
+
+import numpy as np
+from safetensors.numpy import load_file
+
+
+def load_hf(hf_dir):
+    cfg = json.load(open(os.path.join(hf_dir, "config.json")))
+    tensors = {}
+    single = os.path.join(hf_dir, "model.safetensors")
+    if os.path.exists(single):
+        files = [single]
+    else:
+        index = json.load(open(os.path.join(hf_dir, "model.safetensors.index.json")))
+        files = sorted({os.path.join(hf_dir, f) for f in index["weight_map"].values()})
+    for f in files:
+        for name, arr in load_file(f).items():
+            if arr.dtype == np.uint16:  # bf16 stored as raw bits by the test writer
+                arr = (arr.astype(np.uint32) << 16).view(np.float32)
+            tensors[name] = arr.astype(np.float64)
+    return cfg, tensors
+
+
+def inv_freq(cfg, head_dim):
+    # transformers 5 moved rope_theta and the scaling into "rope_parameters".
+    params = cfg.get("rope_parameters") or {}
+    theta = cfg.get("rope_theta", params.get("rope_theta", 10000.0))
+    f = theta ** (-np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
+    rs = cfg.get("rope_scaling") or (params if params.get("rope_type", "default") != "default" else {})
+    kind = rs.get("rope_type", rs.get("type"))
+    if kind == "llama3":
+        factor, lo, hi = rs["factor"], rs["low_freq_factor"], rs["high_freq_factor"]
+        orig = rs["original_max_position_embeddings"]
+        wavelen = 2 * math.pi / f
+        lo_wl, hi_wl = orig / lo, orig / hi
+        smooth = (orig / wavelen - lo) / (hi - lo)
+        scaled = np.where(wavelen > lo_wl, f / factor, f)
+        mid = (wavelen <= lo_wl) & (wavelen >= hi_wl)
+        scaled = np.where(mid, (1 - smooth) * f / factor + smooth * f, scaled)
+        f = scaled
+    elif kind == "linear":
+        f = f / rs["factor"]
+    return f
+
+
+def rotate_half(x):
+    h = x.shape[-1] // 2
+    return np.concatenate([-x[..., h:], x[..., :h]], axis=-1)
+
+
+def rmsnorm(x, w, eps):
+    return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * w
+
+
+def forward(hf_dir, ids):
+    """Logits (len(ids), vocab) of one sequence starting at position 0."""
+    cfg, t = load_hf(hf_dir)
+    dim, nh = cfg["hidden_size"], cfg["num_attention_heads"]
+    nkv = cfg.get("num_key_value_heads", nh)
+    hd = cfg.get("head_dim") or dim // nh
+    eps = cfg.get("rms_norm_eps", 1e-6)
+    window = cfg.get("sliding_window") if cfg.get("use_sliding_window", True) else None
+    n = len(ids)
+    x = t["model.embed_tokens.weight"][ids]
+    pos = np.arange(n, dtype=np.float64)
+    ang = pos[:, None] * inv_freq(cfg, hd)[None, :]
+    cos = np.concatenate([np.cos(ang)] * 2, axis=-1)[:, None, :]
+    sin = np.concatenate([np.sin(ang)] * 2, axis=-1)[:, None, :]
+    mask = np.tril(np.ones((n, n), dtype=bool))
+    if window:
+        mask &= ~np.tril(np.ones((n, n), dtype=bool), -window)
+    for l in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{l}."
+        h = rmsnorm(x, t[p + "input_layernorm.weight"], eps)
+        q = h @ t[p + "self_attn.q_proj.weight"].T + t.get(p + "self_attn.q_proj.bias", 0)
+        k = h @ t[p + "self_attn.k_proj.weight"].T + t.get(p + "self_attn.k_proj.bias", 0)
+        v = h @ t[p + "self_attn.v_proj.weight"].T + t.get(p + "self_attn.v_proj.bias", 0)
+        q = q.reshape(n, nh, hd)
+        k = k.reshape(n, nkv, hd)
+        v = v.reshape(n, nkv, hd)
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        rep = nh // nkv
+        k = np.repeat(k, rep, axis=1)
+        v = np.repeat(v, rep, axis=1)
+        scores = np.einsum("qhd,khd->hqk", q, k) / math.sqrt(hd)
+        scores = np.where(mask[None], scores, -np.inf)
+        scores -= scores.max(axis=-1, keepdims=True)
+        w = np.exp(scores)
+        w /= w.sum(axis=-1, keepdims=True)
+        att = np.einsum("hqk,khd->qhd", w, v).reshape(n, nh * hd)
+        x = x + att @ t[p + "self_attn.o_proj.weight"].T
+        h = rmsnorm(x, t[p + "post_attention_layernorm.weight"], eps)
+        g = h @ t[p + "mlp.gate_proj.weight"].T
+        u = h @ t[p + "mlp.up_proj.weight"].T
+        x = x + ((g / (1 + np.exp(-g))) * u) @ t[p + "mlp.down_proj.weight"].T
+    x = rmsnorm(x, t["model.norm.weight"], eps)
+    head = t["model.embed_tokens.weight"] if cfg.get("tie_word_embeddings", False) else t["lm_head.weight"]
+    return x @ head.T

@@ -1,0 +1,64 @@
+"""lowbit's fp32 logits against an independent numpy forward (reference_forward.py), on both
+shared trained models and on synthetic models with real Llama, Mistral, Qwen2 and Llama 3.2
+(rope_scaling) configs scaled down. The requirement is 1e-4 relative: the largest logit error of
+a position over the largest logit magnitude there."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+SHARED = ROOT.parent / "shared" / "models"
+LOWBIT = os.environ.get("LOWBIT_BIN", str(ROOT / "build" / "lowbit"))
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT / "tests" / "tools"))
+
+import reference_forward  # noqa: E402
+import make_hf_model  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not os.path.exists(LOWBIT), reason=f"{LOWBIT} not built")
+
+
+def lowbit_logits(hf_dir, ids, tmp_path):
+    manifest = tmp_path / "m"
+    subprocess.run([LOWBIT, "convert", str(hf_dir), str(manifest), "--bits", "32"], check=True,
+                   capture_output=True)
+    out = tmp_path / "logits.f32"
+    subprocess.run([LOWBIT, "logits", str(manifest), "--ids", " ".join(map(str, ids)), "--out", str(out)],
+                   check=True, capture_output=True)
+    return np.fromfile(out, dtype=np.float32).reshape(len(ids), -1)
+
+
+def check(hf_dir, ids, tmp_path):
+    got = lowbit_logits(hf_dir, ids, tmp_path).astype(np.float64)
+    ref = reference_forward.forward(str(hf_dir), ids)
+    assert got.shape == ref.shape
+    rel = np.abs(got - ref).max(axis=1) / np.abs(ref).max(axis=1)
+    assert rel.max() < 1e-4, f"worst position {rel.argmax()}: relative error {rel.max():.2e}"
+
+
+@pytest.mark.parametrize("model", ["stories260K", "aidreams260K"])
+def test_shared_models(model, tmp_path):
+    rng = np.random.default_rng(0)
+    ids = [1] + rng.integers(3, 512, size=60).tolist()
+    check(SHARED / model, ids, tmp_path)
+
+
+@pytest.mark.parametrize("config,extra", [
+    ("tinyllama-1.1b-chat-v1.0", {}),
+    ("mistral-7b-v0.1", {}),
+    ("qwen2.5-0.5b", {}),
+    ("llama-3.2-1b", {}),
+    ("smollm2-135m", {}),
+])
+def test_synthetic_layouts(config, extra, tmp_path):
+    hf = tmp_path / "hf"
+    make_hf_model.make_model(hf, config, layers=2, dim=64, ffn=96, heads=4, kv_heads=2, vocab=320,
+                             dtype="F32", seed=3, tokenizer=False, **extra)
+    rng = np.random.default_rng(1)
+    ids = rng.integers(0, 320, size=40).tolist()
+    check(hf, ids, tmp_path)
