@@ -121,15 +121,18 @@ class BpeTokenizer final : public Tokenizer {
     for (size_t i = 0; i < p_.added_tokens.size(); ++i) {
       const AddedToken& t = p_.added_tokens[i];
       added_by_id_[t.id] = static_cast<int32_t>(i);
+      // A normalized token is looked for in normalized text, so it is normalized too ("Hi"
+      // behind a Prepend("▁") normalizer is found as "▁Hi").
+      match_text_.push_back(t.normalized ? normalize(t.content) : t.content);
+      if (match_text_.back().empty()) continue;
       auto& index = t.normalized ? normalized_by_byte_ : raw_by_byte_;
-      index[static_cast<uint8_t>(t.content[0])].push_back(static_cast<int32_t>(i));
+      index[static_cast<uint8_t>(match_text_.back()[0])].push_back(static_cast<int32_t>(i));
     }
     // Longest first, so the first hit at a position is the leftmost-longest match.
     for (auto* index : {&raw_by_byte_, &normalized_by_byte_})
       for (auto& list : *index)
-        std::sort(list.begin(), list.end(), [&](int32_t a, int32_t b) {
-          return p_.added_tokens[a].content.size() > p_.added_tokens[b].content.size();
-        });
+        std::sort(list.begin(), list.end(),
+                  [&](int32_t a, int32_t b) { return match_text_[a].size() > match_text_[b].size(); });
     for (const PreTokenizerStep& s : p_.pre_tokenizer)
       if (s.kind == PreTokenizerStep::Kind::kByteLevel && s.use_regex && !gpt2_regex_)
         gpt2_regex_ = std::make_unique<Regex>(kGpt2Pattern, "ByteLevel pre-tokenizer");
@@ -192,7 +195,7 @@ class BpeTokenizer final : public Tokenizer {
     for (int32_t id : ids) {
       int32_t added = check_id(id);
       if (added >= 0 && p_.added_tokens[added].special) continue;
-      tokens.push_back(added >= 0 ? p_.added_tokens[added].content : *p_.model->id_to_token(id));
+      tokens.push_back(added >= 0 ? added_text(added) : *p_.model->id_to_token(id));
     }
     if (p_.decoder.empty()) {  // HF joins the tokens with spaces when there is no decoder
       std::string out;
@@ -220,7 +223,7 @@ class BpeTokenizer final : public Tokenizer {
 
   std::string id_to_piece(int32_t id) const override {
     int32_t added = check_id(id);
-    return added >= 0 ? p_.added_tokens[added].content : *p_.model->id_to_token(id);
+    return added >= 0 ? added_text(added) : *p_.model->id_to_token(id);
   }
 
  private:
@@ -238,6 +241,11 @@ class BpeTokenizer final : public Tokenizer {
     return p_.model->token_to_id(name);
   }
 
+  // An added token as HF spells it when decoding: a normalized one in its normalized form.
+  const std::string& added_text(int32_t index) const {
+    return match_text_[index].empty() ? p_.added_tokens[index].content : match_text_[index];
+  }
+
   // Returns the index of id's added token or -1; throws if no token has this id.
   int32_t check_id(int32_t id) const {
     if (id < 0 || id >= vocab_size_ || (added_by_id_[id] < 0 && !p_.model->id_to_token(id)))
@@ -253,10 +261,11 @@ class BpeTokenizer final : public Tokenizer {
     size_t from = 0;  // start of the text not yet emitted
     for (size_t pos = 0; pos < text.size();) {
       const AddedToken* hit = nullptr;
+      size_t end = 0;
       for (int32_t i : index[static_cast<uint8_t>(text[pos])]) {
         const AddedToken& t = p_.added_tokens[i];
-        if (text.compare(pos, t.content.size(), t.content) != 0) continue;
-        const size_t end = pos + t.content.size();
+        if (text.compare(pos, match_text_[i].size(), match_text_[i]) != 0) continue;
+        end = pos + match_text_[i].size();
         if (t.single_word && ((pos > 0 && is_word_byte(text[pos - 1])) ||
                               (end < text.size() && is_word_byte(text[end]))))
           continue;
@@ -267,7 +276,7 @@ class BpeTokenizer final : public Tokenizer {
         ++pos;
         continue;
       }
-      size_t begin = pos, end = pos + hit->content.size();
+      size_t begin = pos;
       if (hit->lstrip)
         for (size_t n; begin > from && (n = space_before(text, begin)) > 0;) begin -= n;
       if (hit->rstrip)
@@ -459,6 +468,7 @@ class BpeTokenizer final : public Tokenizer {
   std::vector<bool> is_byte_token_;  // id -> a <0xXX> token (filled with a ByteFallback decoder)
   int32_t vocab_size_ = 0;
   std::vector<int32_t> added_by_id_;  // id -> index in p_.added_tokens, or -1
+  std::vector<std::string> match_text_;  // index in p_.added_tokens -> the text matched for it
   ByteIndex raw_by_byte_, normalized_by_byte_;  // first byte -> added tokens, longest first
   std::unique_ptr<Regex> gpt2_regex_, digits_regex_;
 };

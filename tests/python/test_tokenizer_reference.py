@@ -63,6 +63,7 @@ TRICKY = [
     "stripping  <mask>  tokens\u3000<mask>\u00a0x <|r|>   y <|r|>\n\nz",
     "single words: cat concat cat's cat5 _cat cat_ (cat) catcat éatcat 猫cat",
     "a phrase: hello world, hello  world, Hello world",
+    "normalized added tokens: x▁ab▁y ▁ab▁ Hello, Hello!Hello <tool>call</tool>",
     "a" * 300,
     "supercalifragilisticexpialidocious antidisestablishmentarianism",
 ]
@@ -194,6 +195,15 @@ def metaspace_style(prepend_scheme, split):
     return tok
 
 
+def with_added_tokens():
+    """TinyLlama's tokenizer.json plus added tokens matched after normalization (normalized=True:
+    the token text goes through the Prepend/Replace normalizer too) and one matched before it."""
+    tok = Tokenizer.from_file(str(CONFIGS / "tinyllama-1.1b-chat-v1.0" / "tokenizer.json"))
+    tok.add_tokens([AddedToken("▁ab▁", normalized=True), AddedToken("Hello", normalized=True),
+                    AddedToken("<tool>", normalized=False)])
+    return tok
+
+
 # name -> (path given to lowbit, reference factory, built tokenizer.json to write first or None)
 TOKENIZERS = {
     "stories260K": (MODELS / "stories260K", lambda: SpmReference(MODELS / "stories260K" / "tokenizer.model")),
@@ -209,6 +219,7 @@ TOKENIZERS = {
     "llama3_style_json": (None, llama3_style),
     "smollm_style_json": (None, smollm_style),
     "metaspace_first_json": (None, lambda: metaspace_style("first", False)),
+    "tinyllama_added_json": (None, with_added_tokens),
     "metaspace_always_split_json": (None, lambda: metaspace_style("always", True)),
 }
 
