@@ -1,0 +1,104 @@
+// lowbit bench model: prompt and generation throughput of a whole model, with generation's
+// weight bytes per second against the DRAM read bandwidth measured in the same process.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/bench_model.h"
+#include "kernels/error.h"
+#include "kernels/membw.h"
+#include "runtime/model.h"
+
+namespace lowbit::cli {
+
+namespace {
+const char* kUsage =
+    "usage: lowbit bench model MODEL [--prompt-len P] [--gen-len G] [--reps R] [--threads T]\n"
+    "         [--isa I] [--json]\n"
+    "Prompt: P tokens in one batch (the M > 1 kernels). Generation: G tokens one at a time (M = 1)\n"
+    "after the prompt. Token ids are fixed pseudo-random ids, so no tokenizer is needed. Reports\n"
+    "the median of R repetitions (default 3) and generation weight-bytes/s over dram_read_gbps.\n";
+
+double now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+int bench_model_main(int argc, char** argv) {
+  std::string dir;
+  int64_t prompt_len = 128, gen_len = 64;
+  int reps = 3;
+  bool json_out = false;
+  LoadParams lp;
+  lp.load_tokenizer = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) throw Error("option " + a + " needs a value");
+      return argv[++i];
+    };
+    if (a == "-h" || a == "--help") { std::fputs(kUsage, stdout); return 0; }
+    else if (a == "--prompt-len") prompt_len = std::stoll(value());
+    else if (a == "--gen-len") gen_len = std::stoll(value());
+    else if (a == "--reps") reps = std::max(1, std::stoi(value()));
+    else if (a == "--threads") lp.threads = std::stoi(value());
+    else if (a == "--isa") lp.isa = parse_isa(value());
+    else if (a == "--json") json_out = true;
+    else if (dir.empty() && a[0] != '-') dir = a;
+    else throw Error("unexpected argument '" + a + "'\n" + kUsage);
+  }
+  if (dir.empty() || prompt_len < 1 || gen_len < 1) { std::fputs(kUsage, stderr); return 2; }
+  lp.ctx = prompt_len + gen_len;
+  auto model = Model::load(dir, lp);
+  const ModelConfig& c = model->config();
+  const double bw = dram_read_gbps(model->pool().size(), &model->pool());
+
+  std::vector<int32_t> ids(prompt_len + gen_len);
+  uint32_t state = 12345;
+  for (auto& t : ids) t = (int32_t)((state = state * 1664525u + 1013904223u) >> 8) % (int32_t)c.vocab_size;
+  std::vector<float> logits(prompt_len * c.vocab_size);
+  std::vector<double> pp, tg;
+  Session s(*model);
+  for (int r = 0; r < reps + 1; ++r) {  // the first repetition warms up (page-in of the mmap)
+    s.reset();
+    double t0 = now();
+    s.eval(ids.data(), prompt_len, logits.data());
+    const double t1 = now();
+    for (int64_t g = 0; g < gen_len; ++g) s.eval(&ids[prompt_len + g], 1, logits.data());
+    const double t2 = now();
+    if (r == 0) continue;
+    pp.push_back(prompt_len / (t1 - t0));
+    tg.push_back(gen_len / (t2 - t1));
+  }
+  std::sort(pp.begin(), pp.end());
+  std::sort(tg.begin(), tg.end());
+  const double pp_med = pp[pp.size() / 2], tg_med = tg[tg.size() / 2];
+  // Generation reads every weight once per token; the embedding only one row.
+  const auto& e = model->manifest().get(tensor_name(c, Role::embed));
+  int64_t read_bytes = (int64_t)model->manifest().weights_bytes() - (c.tie_embeddings ? 0 : e.bytes);
+  const double weight_gbps = tg_med * (double)read_bytes / 1e9;
+  nlohmann::json j = {{"model", dir},
+                      {"threads", model->pool().size()},
+                      {"prompt_len", prompt_len},
+                      {"gen_len", gen_len},
+                      {"prompt_tokens_per_s", pp_med},
+                      {"gen_tokens_per_s", tg_med},
+                      {"weight_bytes_per_token", read_bytes},
+                      {"gen_weight_gbps", weight_gbps},
+                      {"dram_read_gbps", bw},
+                      {"ratio_to_dram", weight_gbps / bw},
+                      {"isa", isa_name(resolve_isa(lp.isa))}};
+  if (json_out) {
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    std::printf("prompt %lld tokens: %.1f tok/s | generation %lld tokens: %.2f tok/s, %.2f GB/s of weights = %.2f x DRAM read (%.1f GB/s)\n",
+                (long long)prompt_len, pp_med, (long long)gen_len, tg_med, weight_gbps, weight_gbps / bw, bw);
+  }
+  return 0;
+}
+
+}  // namespace lowbit::cli

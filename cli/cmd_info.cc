@@ -1,0 +1,94 @@
+// lowbit info: what this machine and this build can do.
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/command.h"
+#include "kernels/cuda_backend.h"
+#include "kernels/isa.h"
+
+namespace lowbit::cli {
+namespace {
+
+int64_t meminfo(const char* key) {
+  std::ifstream in("/proc/meminfo");
+  std::string k, unit;
+  int64_t kb;
+  while (in >> k >> kb >> unit)
+    if (k == key) return kb * 1024;
+  return -1;
+}
+
+int info_main(int argc, char** argv) {
+  const bool json_out = argc > 1 && !std::strcmp(argv[1], "--json");
+  if (argc > 1 && !json_out) {
+    std::fputs("usage: lowbit info [--json]\n", std::strcmp(argv[1], "--help") ? stderr : stdout);
+    return std::strcmp(argv[1], "--help") ? 2 : 0;
+  }
+  const CpuInfo cpu = cpu_info();
+  nlohmann::json j;
+  j["lowbit_version"] = LOWBIT_VERSION_STRING;
+  j["build_features"] = LOWBIT_BUILD_FEATURES;
+  j["cpu"] = {{"model", cpu.model}, {"arch", cpu.arch}, {"features", cpu.features}, {"threads", cpu.threads}};
+  j["ram_bytes"] = meminfo("MemTotal:");
+  j["ram_available_bytes"] = meminfo("MemAvailable:");
+  nlohmann::json isas = nlohmann::json::array();
+  for (Isa i : available_isas()) isas.push_back(isa_name(i));
+  j["cpu_isas"] = isas;
+  std::string isa_error;
+  try {
+    j["cpu_backend"] = isa_name(default_isa());
+  } catch (const std::exception& e) {
+    isa_error = e.what();
+    j["cpu_backend"] = nullptr;
+    j["cpu_backend_error"] = isa_error;
+  }
+  std::string why;
+  const CudaBackend* cuda = cuda_backend(&why);
+  nlohmann::json devices = nlohmann::json::array();
+  if (cuda) {
+    int n = 0;
+    cuda->device_count(&n);
+    for (int d = 0; d < n; ++d) {
+      LowbitCudaDeviceInfo di{};
+      if (cuda->device_info(d, &di) != 0) continue;
+      devices.push_back({{"index", d}, {"name", di.name}, {"compute_capability", std::to_string(di.cc_major) + "." + std::to_string(di.cc_minor)},
+                         {"memory_bytes", di.total_bytes}, {"free_bytes", di.free_bytes}, {"sm_count", di.sm_count}});
+    }
+  }
+  j["cuda"] = {{"available", cuda != nullptr}, {"devices", devices}, {"reason", cuda ? "" : why}};
+  // The runtime (lowbit run / eval) runs on the CPU; the CUDA backend serves the kernel API.
+  j["backend"] = "cpu";
+
+  if (json_out) {
+    std::printf("%s\n", j.dump(2).c_str());
+    return 0;
+  }
+  std::printf("lowbit %s (%s)\n", LOWBIT_VERSION_STRING, LOWBIT_BUILD_FEATURES);
+  std::printf("CPU:     %s (%s), %d threads\n", cpu.model.empty() ? "unknown" : cpu.model.c_str(), cpu.arch.c_str(), cpu.threads);
+  std::string feats;
+  for (const auto& f : cpu.features) feats += (feats.empty() ? "" : " ") + f;
+  std::printf("ISA:     %s\n", feats.empty() ? "(none of avx2/fma/f16c/neon/dotprod)" : feats.c_str());
+  std::printf("RAM:     %.1f GiB total, %.1f GiB available\n", meminfo("MemTotal:") / 1073741824.0,
+              meminfo("MemAvailable:") / 1073741824.0);
+  std::printf("kernels: %s (compiled and supported: %s)%s\n",
+              isa_error.empty() ? isa_name(default_isa()) : "?", isas.dump().c_str(),
+              isa_error.empty() ? "" : ("  error: " + isa_error).c_str());
+  if (cuda) {
+    for (const auto& d : devices)
+      std::printf("CUDA:    device %d: %s, compute %s, %.1f GiB\n", d["index"].get<int>(),
+                  d["name"].get<std::string>().c_str(), d["compute_capability"].get<std::string>().c_str(),
+                  d["memory_bytes"].get<uint64_t>() / 1073741824.0);
+  } else {
+    std::printf("CUDA:    none (%s); using the CPU\n", why.c_str());
+  }
+  return 0;
+}
+
+Registrar reg("info", "CPU, ISA, RAM, CUDA devices and the kernel backend in use", info_main);
+
+}  // namespace
+}  // namespace lowbit::cli
