@@ -28,7 +28,7 @@ fi
   .venv/bin/pip install -q numpy sentencepiece tokenizers safetensors pytest matplotlib
 
 echo "== build (build/)"
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release ${LOWBIT_CMAKE_ARGS:-} > build-configure.log 2>&1 || {
-  cat build-configure.log; exit 1; }
-grep -A8 "lowbit .* configuration" build-configure.log || true
+mkdir -p build && cmake -S . -B build -DCMAKE_BUILD_TYPE=Release ${LOWBIT_CMAKE_ARGS:-} > build/configure.log 2>&1 || {
+  cat build/configure.log; exit 1; }
+grep -A8 "lowbit .* configuration" build/configure.log || true
 cmake --build build -j"$(nproc)"
