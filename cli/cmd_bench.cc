@@ -1,0 +1,178 @@
+// lowbit bench matmul: one matmul shape timed in isolation, reported beside the DRAM read
+// bandwidth probed in the same process just before, so a decode figure is judged against the
+// limit of this machine at this moment. lowbit bench model: see cli/bench_model.h.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cli/bench_model.h"
+#include "cli/command.h"
+#include "kernels/error.h"
+#include "kernels/matmul.h"
+#include "kernels/membw.h"
+#include "kernels/quantize.h"
+#include "kernels/thread_pool.h"
+
+namespace lowbit::cli {
+
+// Stand-in until the model benchmark is linked in; the real definition overrides it.
+__attribute__((weak)) int bench_model_main(int, char**) { throw Error("lowbit bench model: not built"); }
+
+namespace {
+
+const char* kUsage =
+    "usage: lowbit bench matmul --bits {1,2,4,8,16,32} [--group 32|64|128|256|row] [--scheme sym|asym]\n"
+    "         [--type NAME] [--m M] [--n N] [--k K] [--isa auto|scalar|avx2|neon] [--threads T]\n"
+    "         [--reps R] [--json]\n"
+    "       lowbit bench model ...\n"
+    "matmul: Y[M x N] = X[M x K] W^T with W of the given type, cycling through at least 512 MiB\n"
+    "of distinct copies of W so every weight read comes from DRAM; prints the median time per\n"
+    "matmul and the DRAM read bandwidth probed just before. Defaults: --group 32, --scheme sym at\n"
+    "8 bits and asym below, --m 1 --n 14336 --k 4096, all hardware threads. --bits 16 is f16,\n"
+    "--bits 32 f32; --type takes any type name (bf16, q4_row_sym, ...) instead.\n";
+
+constexpr size_t kCycleBytes = size_t(512) << 20;
+
+struct AlignedFree {
+  void operator()(uint8_t* p) const { std::free(p); }
+};
+using Buffer = std::unique_ptr<uint8_t, AlignedFree>;
+
+Buffer alloc64(size_t bytes) {
+  auto* p = static_cast<uint8_t*>(std::aligned_alloc(64, round_up((int64_t)bytes, 64)));
+  if (!p) throw Error("out of memory allocating " + std::to_string(bytes) + " bytes");
+  return Buffer(p);
+}
+
+// Cheap deterministic values in [-scale, scale): the timing does not depend on them.
+void fill_random(float* v, int64_t count, uint64_t seed, float scale) {
+  uint64_t s = seed * 0x9e3779b97f4a7c15ull + 1;
+  for (int64_t i = 0; i < count; ++i) {
+    s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+    v[i] = scale * ((float)(s >> 40) * (1.0f / 8388608.0f) - 1.0f);
+  }
+}
+
+int matmul_main(int argc, char** argv) {
+  int bits = 0;
+  std::string group = "32", scheme, type_arg, isa_arg = "auto";
+  int64_t m = 1, n = 14336, k = 4096;
+  int threads = 0, reps = 0;
+  bool json = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) throw Error("option " + a + " needs a value");
+      return argv[++i];
+    };
+    if (a == "-h" || a == "--help") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else if (a == "--bits") bits = std::stoi(value());
+    else if (a == "--group") group = value();
+    else if (a == "--scheme") scheme = value();
+    else if (a == "--type") type_arg = value();
+    else if (a == "--m") m = std::stoll(value());
+    else if (a == "--n") n = std::stoll(value());
+    else if (a == "--k") k = std::stoll(value());
+    else if (a == "--isa") isa_arg = value();
+    else if (a == "--threads") threads = std::stoi(value());
+    else if (a == "--reps") reps = std::stoi(value());
+    else if (a == "--json") json = true;
+    else throw Error("unknown option " + a + "\n" + kUsage);
+  }
+  QType t;
+  if (!type_arg.empty()) {
+    t = parse_type(type_arg);
+  } else if (bits == 32 || bits == 16) {
+    t = bits == 32 ? QType{Base::f32, 32} : QType{Base::f16, 16};
+  } else if (bits != 0) {
+    if (scheme.empty()) scheme = bits == 8 ? "sym" : "asym";
+    if (scheme != "sym" && scheme != "asym") throw Error("--scheme must be sym or asym, not '" + scheme + "'");
+    t = parse_type("q" + std::to_string(bits) + (group == "row" || group == "0" ? "_row_" : "_g" + group + "_") + scheme);
+  } else {
+    std::fputs(kUsage, stderr);
+    return 2;
+  }
+  if (m < 1 || n < 1 || k < 1) throw Error("--m, --n and --k must be positive");
+  const Isa isa = resolve_isa(parse_isa(isa_arg));
+  if (threads <= 0) threads = hardware_threads();
+  ThreadPool pool(threads);
+
+  // Distinct copies of one quantized matrix: a matmul reads the next copy each time, so no
+  // copy is still in cache when it comes round again.
+  const int64_t bytes = q_layout(t, n, k).bytes;
+  const int64_t copies = std::max<int64_t>(2, ceil_div((int64_t)kCycleBytes, bytes));
+  std::vector<Buffer> mats;
+  {
+    std::vector<float> w(n * k);
+    fill_random(w.data(), n * k, 1, 0.05f);
+    mats.push_back(alloc64(bytes));
+    quantize(t, w.data(), n, k, mats[0].get(), Quantizer::rtn, &pool);
+  }
+  for (int64_t c = 1; c < copies; ++c) {
+    mats.push_back(alloc64(bytes));
+    std::memcpy(mats.back().get(), mats[0].get(), bytes);
+  }
+  std::vector<float> x(m * k), y(m * n);
+  fill_random(x.data(), m * k, 2, 1.0f);
+  const MatmulOptions opt{isa, &pool};
+  auto run_one = [&](int64_t i) { matmul({t, n, k, mats[i % copies].get()}, x.data(), m, y.data(), opt); };
+  for (int64_t i = 0; i < copies; ++i) run_one(i);  // warm-up: code, pages, thread wake-up
+
+  const double dram = dram_read_gbps(threads, &pool);
+  if (reps <= 0) {
+    const auto t0 = std::chrono::steady_clock::now();
+    run_one(0);
+    const double one = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    reps = (int)std::clamp(2.0 / std::max(one, 1e-6), 5.0, 400.0);  // about 2 s of timing
+  }
+  std::vector<double> times;
+  for (int i = 0; i < reps; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    run_one(i + 1);
+    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(times.begin(), times.end());
+  const double sec = times[times.size() / 2];
+  const double weights = (double)n * (double)k;
+  const double gbps = (double)bytes / sec / 1e9;
+  const double gflops = 2.0 * (double)m * weights / sec / 1e9;
+  if (json) {
+    std::printf(
+        "{\"type\": \"%s\", \"isa\": \"%s\", \"threads\": %d, \"m\": %lld, \"n\": %lld, \"k\": %lld, "
+        "\"bits_per_weight\": %.4f, \"weight_bytes\": %lld, \"copies\": %lld, \"reps\": %d, "
+        "\"seconds\": %.9g, \"weight_gbps\": %.4g, \"weights_per_s\": %.4g, \"gflops\": %.4g, "
+        "\"dram_read_gbps\": %.4g, \"ratio_to_dram\": %.4f}\n",
+        type_name(t).c_str(), isa_name(isa), threads, (long long)m, (long long)n, (long long)k,
+        bits_per_weight(t, n, k), (long long)bytes, (long long)copies, reps, sec, gbps, weights / sec,
+        gflops, dram, gbps / dram);
+  } else {
+    std::printf("%s %s threads=%d m=%lld n=%lld k=%lld: %.3f ms, %.2f GB/s of weights (%.0f%% of DRAM "
+                "%.2f GB/s), %.2f G weights/s, %.1f GFLOP/s\n",
+                type_name(t).c_str(), isa_name(isa), threads, (long long)m, (long long)n, (long long)k,
+                sec * 1e3, gbps, 100 * gbps / dram, dram, weights / sec / 1e9, gflops);
+  }
+  return 0;
+}
+
+int bench_main(int argc, char** argv) {
+  if (argc < 2 || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "--help")) {
+    std::fputs(kUsage, argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  if (!std::strcmp(argv[1], "matmul")) return matmul_main(argc - 1, argv + 1);
+  if (!std::strcmp(argv[1], "model")) return bench_model_main(argc - 1, argv + 1);
+  throw Error(std::string("unknown benchmark '") + argv[1] + "' (expected matmul or model)");
+}
+
+static Registrar reg("bench", "time a matmul shape (bench matmul) or a model (bench model)", bench_main);
+
+}  // namespace
+}  // namespace lowbit::cli
