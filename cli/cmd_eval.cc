@@ -119,12 +119,11 @@ std::vector<fs::path> exe_ancestors() {
   return out;
 }
 
-// Runs argv with PYTHONPATH=pythonpath; returns the exit status (-1 if it could not start).
-int run_process(const std::vector<std::string>& argv, const std::string& pythonpath, bool quiet) {
+// Runs argv (quiet: output to /dev/null); returns the exit status (-1 if it could not start).
+int run_process(const std::vector<std::string>& argv, bool quiet) {
   const pid_t pid = fork();
   if (pid < 0) return -1;
   if (pid == 0) {
-    if (!pythonpath.empty()) setenv("PYTHONPATH", pythonpath.c_str(), 1);
     if (quiet) {
       if (std::FILE* devnull = std::fopen("/dev/null", "w")) {
         dup2(fileno(devnull), STDOUT_FILENO);
@@ -144,25 +143,28 @@ int run_process(const std::vector<std::string>& argv, const std::string& pythonp
 
 // Draws the sweep with python/lowbit/plot.py; prints why when it cannot.
 void plot_sweep(const std::string& json_path, const std::string& out_path) {
-  std::string pythonpath;
+  std::string python_dir;
   std::vector<std::string> candidates;
   if (const char* env = std::getenv("LOWBIT_PYTHON"); env && *env) candidates.push_back(env);
   for (const fs::path& p : exe_ancestors()) {
     if (candidates.size() < 2 && fs::exists(p / ".venv/bin/python")) candidates.push_back((p / ".venv/bin/python").string());
-    if (pythonpath.empty() && fs::exists(p / "python/lowbit/plot.py")) pythonpath = (p / "python").string();
+    if (python_dir.empty() && fs::exists(p / "python/lowbit/plot.py")) python_dir = (p / "python").string();
   }
   candidates.push_back("python3");
-  if (pythonpath.empty()) {
+  if (python_dir.empty()) {
     std::printf("plot skipped: python/lowbit/plot.py not found near the lowbit executable\n");
     return;
   }
   for (const std::string& py : candidates) {
-    if (run_process({py, "-c", "import matplotlib"}, pythonpath, true) != 0) continue;
-    const int rc = run_process({py, "-m", "lowbit.plot", json_path, out_path}, pythonpath, false);
+    if (run_process({py, "-c", "import matplotlib"}, true) != 0) continue;
+    // Run as a file, not `-m lowbit.plot`: the package's __init__ needs the compiled _core,
+    // which a CMake-only build does not have; plot.py needs only matplotlib.
+    const std::string script = python_dir + "/lowbit/plot.py";
+    const int rc = run_process({py, script, json_path, out_path}, false);
     if (rc == 0)
       std::printf("wrote %s\n", out_path.c_str());
     else
-      std::printf("plot failed: %s -m lowbit.plot exited with %d\n", py.c_str(), rc);
+      std::printf("plot failed: %s %s exited with %d\n", py.c_str(), script.c_str(), rc);
     return;
   }
   std::string tried;
