@@ -99,6 +99,8 @@ ConvertSummary convert_model(const std::string& hf_dir, const std::string& out_d
       if (e.shape.size() == 1 && e.type.base != Base::f32)
         throw Error("--keep: tensor '" + s.name + "' is a vector and stays f32");
       std::vector<float> w = model.read_f32(s.name);
+      const HfTensor& src = model.get(s.name);
+      src.file->drop_pages(*src.info);  // bounded memory: only this tensor's pages stay resident
       for (float& v : w) {
         if (std::isfinite(v)) continue;
         if (!opt.allow_nonfinite)

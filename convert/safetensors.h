@@ -73,6 +73,8 @@ class SafetensorsFile {
   std::span<const uint8_t> bytes(const TensorInfo& t) const;
   // The tensor converted to fp32, numel() values.
   std::vector<float> read_f32(const TensorInfo& t) const;
+  // Lets the tensor's pages leave the resident set once read (MappedFile::drop_pages).
+  void drop_pages(const TensorInfo& t) const { file_.drop_pages(bytes(t).data(), bytes(t).size()); }
 
  private:
   MappedFile file_;

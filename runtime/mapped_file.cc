@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "kernels/error.h"
@@ -74,6 +75,14 @@ void MappedFile::release() noexcept {
   data_ = empty_;
   size_ = 0;
   mapped_ = false;
+}
+
+void MappedFile::drop_pages(const void* p, size_t n) const {
+  if (!mapped_ || n == 0) return;
+  const auto page = (uintptr_t)sysconf(_SC_PAGESIZE);
+  const uintptr_t begin = std::max((uintptr_t)p & ~(page - 1), (uintptr_t)data_);
+  const uintptr_t end = std::min((uintptr_t)p + n, (uintptr_t)data_ + size_);
+  if (end > begin) madvise((void*)begin, end - begin, MADV_DONTNEED);  // advice only: errors ignored
 }
 
 }  // namespace lowbit

@@ -34,6 +34,11 @@ class MappedFile {
   std::span<const uint8_t> bytes() const { return {data_, size_}; }
   const std::string& path() const { return path_; }
 
+  // Tells the kernel the pages of [p, p + n) (inside this file) will not be read again soon, so
+  // they leave this process's resident set; reading them later pages them back in. The converter
+  // calls it after each tensor so its memory stays bounded by the largest tensor, not the model.
+  void drop_pages(const void* p, size_t n) const;
+
  private:
   void release() noexcept;
 
