@@ -71,16 +71,19 @@ std::unique_ptr<Tokenizer> make_vocab_merges_tokenizer(const std::string& vocab_
                                                        const TokenizerConfig& config) {
   TokenizerConfig cfg = config;
   const bool qwen2 = is_qwen2(cfg);
-  // GPT2Tokenizer's defaults when no tokenizer_config.json names them.
-  if (!qwen2 && !cfg.bos_token && !cfg.bos_token_null) cfg.bos_token = "<|endoftext|>";
-  if (!qwen2 && cfg.eos_tokens.empty()) cfg.eos_tokens.push_back("<|endoftext|>");
-  if (!qwen2 && !cfg.unk_token) cfg.unk_token = "<|endoftext|>";
-
   BpePipeline p;
   p.source = vocab_path;
   // Byte-level BPE needs no unk token: every byte has one.
   p.model = std::make_unique<BpeModel>(read_vocab(vocab_path), read_merges(merges_path), BpeOptions{},
                                        vocab_path + " + merges.txt");
+
+  // GPT2Tokenizer's defaults, where tokenizer_config.json names none and the vocabulary has it.
+  const std::string endoftext = "<|endoftext|>";
+  if (!qwen2 && p.model->token_to_id(endoftext) >= 0) {
+    if (!cfg.bos_token && !cfg.bos_token_null) cfg.bos_token = endoftext;
+    if (cfg.eos_tokens.empty()) cfg.eos_tokens.push_back(endoftext);
+    if (!cfg.unk_token) cfg.unk_token = endoftext;
+  }
 
   // tokenizer_config.json's added_tokens_decoder, then any special token it names that is only in
   // vocab.json (GPT-2's <|endoftext|>): the slow tokenizers never split either kind.

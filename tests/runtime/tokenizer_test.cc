@@ -395,6 +395,35 @@ TEST(LoadTokenizer, eos_list_from_generation_config) {
   EXPECT_EQ(tok->encode("Hello world"), (std::vector<int32_t>{1, 346, 306, 414, 263, 304, 341, 5}));
 }
 
+TEST(LoadTokenizer, llama_class_flags_rule_tokenizer_json) {
+  // transformers' LlamaTokenizerFast rebuilds its post-processor from add_bos_token /
+  // add_eos_token; other classes keep the template of tokenizer.json (BOS for TinyLlama).
+  const std::string json = kModels + "/configs/tinyllama-1.1b-chat-v1.0/tokenizer.json";
+  TempDir llama, generic;
+  llama.link("tokenizer.json", json);
+  llama.write("tokenizer_config.json",
+              R"({"tokenizer_class": "LlamaTokenizerFast", "add_bos_token": false, "add_eos_token": true,
+                  "eos_token": "</s>"})");
+  EXPECT_EQ(lowbit::load_tokenizer(llama.path().string())->encode("Hello world"),
+            (std::vector<int32_t>{15043, 3186, 2}));
+  generic.link("tokenizer.json", json);
+  generic.write("tokenizer_config.json", R"({"tokenizer_class": "PreTrainedTokenizerFast", "add_bos_token": false})");
+  EXPECT_EQ(lowbit::load_tokenizer(generic.path().string())->encode("Hello world"),
+            (std::vector<int32_t>{1, 15043, 3186}));
+}
+
+TEST(LoadTokenizer, vocab_merges_without_gpt2_specials) {
+  // A byte-level vocabulary with no <|endoftext|> and no config: no BOS, no EOS, no error.
+  TempDir d;
+  d.write("vocab.json", R"({"a": 0, "b": 1, "ab": 2, "Ġ": 3})");
+  d.write("merges.txt", "#version: 0.2\na b\n");
+  auto tok = lowbit::load_tokenizer(d.path().string());
+  EXPECT_EQ(tok->encode("ab ab"), (std::vector<int32_t>{2, 3, 2}));
+  EXPECT_EQ(tok->decode({2, 3, 2}), "ab ab");
+  EXPECT_EQ(tok->bos_id(), -1);
+  EXPECT_TRUE(tok->eos_ids().empty());
+}
+
 TEST(LoadTokenizer, errors_name_what_is_missing) {
   TempDir d;
   EXPECT_NE(error_of([&] { lowbit::load_tokenizer((d.path() / "nope").string()); }).find("nope"), std::string::npos);
