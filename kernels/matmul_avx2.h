@@ -9,7 +9,8 @@
 
 namespace lowbit::avx2 {
 
-// Rows of W per task the driver hands out: a multiple of every row tile below.
+// Rows of W per task the driver hands out: a multiple of the quantized kernels' row tiles (4 at
+// M = 1, 2 above), so only a matrix's last task runs their one-row remainder path.
 constexpr int64_t kRowTile = 4;
 
 void gemm_q(const QMatrix& w, const QuantizedActs& a, float* y, int64_t n0, int64_t n1);
