@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace lowbit {
@@ -27,11 +28,12 @@ class Tokenizer {
   virtual std::vector<int32_t> encode(std::string_view text, bool add_special = true) const = 0;
 
   // Ids -> text, leaving out BOS/EOS and other special (control) tokens. Bytes that do not form
-  // UTF-8 come out as U+FFFD, as the reference packages do. Throws on an id outside the vocabulary.
+  // UTF-8 come out as U+FFFD, as the reference packages do (and SentencePiece writes its unknown
+  // piece as " ⁇ "). Throws on an id outside the vocabulary.
   virtual std::string decode(const std::vector<int32_t>& ids) const = 0;
 
-  // Number of ids the tokenizer knows (highest id + 1, added tokens included). The model's
-  // embedding table may be larger (padded); it is never smaller.
+  // Number of ids the tokenizer knows (highest id + 1, added tokens included). A model's
+  // embedding table may be larger (Qwen2.5 pads 151665 to 151936).
   virtual int32_t vocab_size() const = 0;
 
   // The vocabulary's own spelling of one id ("▁the", "Ġthe", "<0x0A>", "<|im_end|>"), for

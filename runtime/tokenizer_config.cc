@@ -133,7 +133,7 @@ TokenizerConfig read_tokenizer_config(const std::vector<std::string>& dirs) {
   };
   TokenizerConfig cfg;
   if (std::string f = find("tokenizer_config.json"); !f.empty()) read_tokenizer_config_json(f, cfg);
-  // generation_config.json is what generate() reads, so its eos list comes first.
+  // generation_config.json is what transformers' generate() reads, so its eos list comes first.
   json config, generation;
   std::string config_file = find("config.json"), generation_file = find("generation_config.json");
   if (!config_file.empty()) config = parse_json_file(config_file);
