@@ -1,0 +1,90 @@
+"""Type stubs of lowbit._core, the compiled module (python/src). Use the lowbit package."""
+
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+build_features: str
+
+class Error(RuntimeError):
+    """An error reported by lowbit; the message names the file, tensor or field at fault."""
+
+class VersionError(Error):
+    """A file newer than this version of lowbit understands."""
+
+class QTensor:
+    @property
+    def shape(self) -> Tuple[int, int]: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def nbytes(self) -> int: ...
+    @property
+    def bits_per_weight(self) -> float: ...
+    def dequantize(self) -> npt.NDArray[np.float32]: ...
+    def tobytes(self) -> bytes: ...
+
+def linear_type(bits: int, group: int, scheme: Optional[str] = None) -> str: ...
+def quantize(array: npt.ArrayLike, type: str, quantizer: str = "search") -> QTensor: ...
+def matmul(w: QTensor, x: npt.ArrayLike) -> npt.NDArray[np.float32]: ...
+
+class Model:
+    def __init__(self, path: str, threads: int = 0, ctx: int = 0, isa: str = "auto") -> None: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def vocab_size(self) -> int: ...
+    @property
+    def ctx(self) -> int: ...
+    @property
+    def bos_id(self) -> int: ...
+    @property
+    def eos_ids(self) -> List[int]: ...
+    @property
+    def config(self) -> dict: ...
+    def tokenize(self, text: str, add_bos: bool = True) -> List[int]: ...
+    def detokenize(self, ids: Sequence[int]) -> str: ...
+    def logits(self, ids: Sequence[int]) -> npt.NDArray[np.float32]: ...
+    def generate(
+        self,
+        prompt: str,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        min_p: float = 0.0,
+        repetition_penalty: float = 1.0,
+        seed: int = 0,
+        stop: Optional[Sequence[str]] = None,
+        add_bos: bool = True,
+        callback: Optional[Callable[[str], Optional[bool]]] = None,
+    ) -> dict: ...
+
+def convert(
+    hf_dir: str,
+    out_dir: str,
+    bits: int = 4,
+    group: int = 32,
+    scheme: Optional[str] = None,
+    quantizer: str = "search",
+    keep: Sequence[Tuple[str, str]] = ...,
+    force: bool = False,
+    threads: int = 0,
+    allow_nonfinite: bool = False,
+    progress: Optional[Callable[[int, int, str, int, int], None]] = None,
+) -> dict: ...
+
+# Present when the library was built with the accuracy harness (runtime/eval.h).
+def evaluate(
+    model: str,
+    text: str,
+    ref: Optional[str] = None,
+    ctx: int = 256,
+    max_tokens: int = 0,
+    threads: int = 0,
+    ref_logits: Optional[str] = None,
+    save_ref: Optional[str] = None,
+    progress: Optional[Callable[[int, int], None]] = None,
+) -> dict: ...

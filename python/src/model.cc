@@ -1,0 +1,153 @@
+// Model: a loaded manifest with tokenize / detokenize / logits / generate.
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kernels/error.h"
+#include "kernels/isa.h"
+#include "python/src/bindings.h"
+#include "runtime/generate.h"
+#include "runtime/model.h"
+
+namespace lowbit::python {
+namespace {
+
+class PyModel {
+ public:
+  PyModel(const std::string& path, int threads, int64_t ctx, const std::string& isa) : path_(path) {
+    if (threads < 0) throw Error("threads must be >= 0");
+    if (ctx < 0) throw Error("ctx must be >= 0");
+    LoadParams lp;
+    lp.threads = threads;
+    lp.ctx = ctx;
+    lp.isa = parse_isa(isa);
+    py::gil_scoped_release nogil;
+    model_ = Model::load(path, lp);
+  }
+
+  const std::string& path() const { return path_; }
+  const Model& model() const { return *model_; }
+
+  std::vector<int32_t> tokenize(const std::string& text, bool add_bos) const {
+    py::gil_scoped_release nogil;
+    return model_->tokenizer().encode(text, add_bos);
+  }
+
+  std::string detokenize(const std::vector<int32_t>& ids) const {
+    py::gil_scoped_release nogil;
+    return model_->tokenizer().decode(ids);
+  }
+
+  // A fresh session per call: the logits of every position of ids, (n, vocab).
+  py::array_t<float> logits(const std::vector<int32_t>& ids) const {
+    if (ids.empty()) throw Error("logits: no token ids");
+    const int64_t n = (int64_t)ids.size(), vocab = model_->config().vocab_size;
+    py::array_t<float> out({n, vocab});
+    float* dst = out.mutable_data();
+    py::gil_scoped_release nogil;
+    Session session(*model_);
+    session.eval(ids.data(), n, dst, /*all_logits=*/true);
+    return out;
+  }
+
+  // callback(piece) is called for each piece of text; returning True stops the generation.
+  py::dict generate(const std::string& prompt, const GenerateParams& params, const py::object& callback) const {
+    GenerateResult r;
+    {
+      const bool has_callback = !callback.is_none();
+      TokenCallback on_token = [&](const std::string& piece, int32_t) -> bool {
+        py::gil_scoped_acquire gil;
+        check_signals();  // Ctrl-C: KeyboardInterrupt leaves generate() through here
+        if (!has_callback) return true;
+        const py::object stop = callback(py::str(piece));
+        return !(stop && !stop.is_none() && stop.cast<bool>());
+      };
+      py::gil_scoped_release nogil;
+      Session session(*model_);
+      r = lowbit::generate(session, prompt, params, on_token);
+    }
+    py::dict d;
+    d["text"] = r.text;
+    d["stop_reason"] = r.stop_reason;
+    d["prompt_tokens"] = r.prompt_ids.size();
+    d["generated_tokens"] = r.ids.size();
+    d["ids"] = r.ids;
+    d["prompt_tokens_per_s"] = r.prompt_tokens_per_s();
+    d["gen_tokens_per_s"] = r.gen_tokens_per_s();
+    return d;
+  }
+
+  py::dict config() const {
+    const ModelConfig& c = model_->config();
+    py::dict d;
+    d["arch"] = c.arch;
+    d["hf_architecture"] = c.hf_architecture;
+    d["dim"] = c.dim;
+    d["n_layers"] = c.n_layers;
+    d["n_heads"] = c.n_heads;
+    d["n_kv_heads"] = c.n_kv_heads;
+    d["head_dim"] = c.head_dim;
+    d["ffn_dim"] = c.ffn_dim;
+    d["vocab_size"] = c.vocab_size;
+    d["max_ctx"] = c.max_ctx;
+    return d;
+  }
+
+ private:
+  std::string path_;
+  std::shared_ptr<const Model> model_;
+};
+
+GenerateParams make_params(int64_t max_tokens, float temperature, int top_k, float top_p, float min_p,
+                           float repetition_penalty, uint64_t seed, const std::vector<std::string>& stop, bool add_bos) {
+  if (max_tokens < 0) throw Error("max_tokens must be >= 0");
+  if (!(temperature >= 0)) throw Error("temperature must be >= 0");
+  if (top_k < 0) throw Error("top_k must be >= 0");
+  if (!(top_p > 0 && top_p <= 1)) throw Error("top_p must be in (0, 1]");
+  if (!(min_p >= 0 && min_p <= 1)) throw Error("min_p must be in [0, 1]");
+  if (!(repetition_penalty > 0)) throw Error("repetition_penalty must be > 0");
+  GenerateParams p;
+  p.max_tokens = max_tokens;
+  p.sampler.temperature = temperature;
+  p.sampler.top_k = top_k;
+  p.sampler.top_p = top_p;
+  p.sampler.min_p = min_p;
+  p.sampler.repetition_penalty = repetition_penalty;
+  p.sampler.seed = seed;
+  p.stop = stop;
+  p.add_bos = add_bos;
+  return p;
+}
+
+}  // namespace
+
+void register_model(py::module_& m) {
+  py::class_<PyModel>(m, "Model", "A model loaded from a manifest directory (lowbit convert).")
+      .def(py::init<const std::string&, int, int64_t, const std::string&>(), py::arg("path"), py::arg("threads") = 0,
+           py::arg("ctx") = 0, py::arg("isa") = "auto")
+      .def_property_readonly("path", &PyModel::path)
+      .def_property_readonly("vocab_size", [](const PyModel& p) { return p.model().config().vocab_size; })
+      .def_property_readonly("ctx", [](const PyModel& p) { return p.model().ctx(); })
+      .def_property_readonly("bos_id", [](const PyModel& p) { return p.model().tokenizer().bos_id(); })
+      .def_property_readonly("eos_ids", [](const PyModel& p) { return p.model().tokenizer().eos_ids(); })
+      .def_property_readonly("config", &PyModel::config)
+      .def("tokenize", &PyModel::tokenize, py::arg("text"), py::arg("add_bos") = true)
+      .def("detokenize", &PyModel::detokenize, py::arg("ids"))
+      .def("logits", &PyModel::logits, py::arg("ids"))
+      .def(
+          "generate",
+          [](const PyModel& self, const std::string& prompt, int64_t max_tokens, float temperature, int top_k,
+             float top_p, float min_p, float repetition_penalty, uint64_t seed,
+             const std::optional<std::vector<std::string>>& stop, bool add_bos, const py::object& callback) {
+            const GenerateParams p = make_params(max_tokens, temperature, top_k, top_p, min_p, repetition_penalty,
+                                                 seed, stop.value_or(std::vector<std::string>{}), add_bos);
+            return self.generate(prompt, p, callback);
+          },
+          py::arg("prompt"), py::arg("max_tokens") = 256, py::arg("temperature") = 0.0f, py::arg("top_k") = 0,
+          py::arg("top_p") = 1.0f, py::arg("min_p") = 0.0f, py::arg("repetition_penalty") = 1.0f,
+          py::arg("seed") = 0, py::arg("stop") = py::none(), py::arg("add_bos") = true,
+          py::arg("callback") = py::none());
+}
+
+}  // namespace lowbit::python

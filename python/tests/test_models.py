@@ -1,0 +1,155 @@
+"""Models through the Python API: llama2.c's published greedy outputs on both shared models,
+streaming, stop strings, tokenizer, logits, errors, and two models generating on two threads."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import threading
+
+import numpy as np
+import pytest
+
+import lowbit
+
+
+def test_convert_quantized_with_progress(tmp_path):
+    from conftest import hf_model
+
+    calls = []
+    summary = lowbit.convert(
+        hf_model("stories260K"),
+        tmp_path / "q4",
+        bits=4,
+        keep={"model.layers.0.*": "q8"},
+        progress=lambda i, n, name, done, total: calls.append((i, n, name)),
+    )
+    assert summary["tensors"] == len(calls) == calls[-1][1]
+    assert 4.0 < summary["bits_per_weight"] < 9.0
+    manifest = json.loads((tmp_path / "q4" / "manifest.json").read_text())
+    assert manifest["recipe"]["keep"] == ["model.layers.0.*=q8"]
+    model = lowbit.Model(tmp_path / "q4")
+    assert len(model.generate("Once", max_tokens=20)) > 0
+
+
+def test_convert_interrupted_leaves_nothing(tmp_path):
+    from conftest import hf_model
+
+    def interrupt(i, n, name, done, total):
+        if i == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        lowbit.convert(hf_model("stories260K"), tmp_path / "out", bits=4, progress=interrupt)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_stories_greedy_matches_llama2c(stories, stories_golden):
+    assert stories.generate("", max_tokens=256) + "\n" == stories_golden
+
+
+def test_aidreams_greedy_matches_llama2c(aidreams_dir, aidreams_golden):
+    model = lowbit.Model(aidreams_dir)
+    assert model.generate("", max_tokens=128) + "\n" == aidreams_golden
+
+
+def test_stream_pieces_concatenate_to_the_text(stories, stories_golden):
+    pieces = list(stories.generate("", max_tokens=256, stream=True))
+    assert len(pieces) > 50
+    assert "".join(pieces) + "\n" == stories_golden
+
+
+def test_stream_closed_early_stops_the_worker(stories):
+    before = threading.active_count()
+    it = stories.generate("", max_tokens=256, stream=True)
+    first = next(it)
+    assert first
+    it.close()  # joins the worker, which stops at its next token
+    assert threading.active_count() == before
+
+
+def test_stop_string_and_sampling(stories, stories_golden):
+    text = stories.generate("", stop=["Lily"])
+    assert text == stories_golden[: stories_golden.index("Lily")]
+    a = stories.generate("Once", max_tokens=40, temperature=0.8, top_k=40, top_p=0.9, seed=7)
+    b = stories.generate("Once", max_tokens=40, temperature=0.8, top_k=40, top_p=0.9, seed=7)
+    assert a == b  # same seed, same text
+
+
+def test_tokenize_detokenize_and_logits(stories, stories_golden):
+    ids = stories.tokenize("Once upon a time")
+    assert ids[0] == 1  # BOS
+    assert stories.tokenize("Once upon a time", add_bos=False) == ids[1:]
+    assert stories.detokenize(ids) == "Once upon a time"
+    logits = stories.logits(ids)
+    assert logits.shape == (len(ids), stories.vocab_size) and logits.dtype == np.float32
+    # The greedy continuation of the prompt is the argmax of the last row.
+    text = stories.generate("Once upon a time", max_tokens=1)
+    assert stories.detokenize(ids + [int(logits[-1].argmax())]).startswith("Once upon a time" + text)
+    # From BOS alone, the golden text begins with the argmax token.
+    first = int(stories.logits([1])[0].argmax())
+    assert stories_golden.startswith(stories.detokenize([first]))
+
+
+def test_errors_raise_lowbit_error(stories, stories_dir, tmp_path):
+    with pytest.raises(lowbit.Error, match="/nonexistent/model"):
+        lowbit.Model("/nonexistent/model")
+    with pytest.raises(lowbit.Error, match="top_p"):
+        stories.generate("", top_p=0)
+    with pytest.raises(lowbit.Error, match="outside the vocabulary"):
+        stories.logits([100000])
+    with pytest.raises(lowbit.Error, match="already exists"):
+        lowbit.convert(stories_dir, stories_dir, bits=4)
+    with pytest.raises(lowbit.Error, match="bits"):
+        lowbit.convert(stories_dir, tmp_path / "out", bits=3)
+
+    newer = tmp_path / "newer"
+    shutil.copytree(stories_dir, newer)
+    manifest = json.loads((newer / "manifest.json").read_text())
+    manifest["format_version"] = 99
+    (newer / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(lowbit.VersionError, match="format_version 99") as info:
+        lowbit.Model(newer)
+    assert isinstance(info.value, lowbit.Error)
+
+
+def test_two_models_on_two_threads(stories_dir, aidreams_dir, stories_golden, aidreams_golden):
+    models = [lowbit.Model(stories_dir, threads=1), lowbit.Model(aidreams_dir, threads=1)]
+    steps = [256, 128]
+    results = [None, None]
+    errors = []
+    start = threading.Barrier(2)
+
+    def work(i):
+        try:
+            start.wait()
+            results[i] = [models[i].generate("", max_tokens=steps[i]) for _ in range(3)]
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert all(r + "\n" == stories_golden for r in results[0])
+    assert all(r + "\n" == aidreams_golden for r in results[1])
+
+
+def test_interrupt_stops_generation(stories, stories_golden):
+    # A signal arriving during a generation surfaces as KeyboardInterrupt from generate(), as
+    # Ctrl-C does; the model stays usable.
+    seen = []
+
+    def on_piece(piece):
+        seen.append(piece)
+        if len(seen) == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        stories._core.generate("", max_tokens=256, callback=on_piece)
+    assert 3 <= len(seen) < 10
+    assert stories.generate("", max_tokens=256) + "\n" == stories_golden
