@@ -1,6 +1,7 @@
 #include "kernels/thread_pool.h"
 
 #include <cstdlib>
+#include <stdexcept>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -50,15 +51,19 @@ ThreadPool& ThreadPool::global() {
 }
 
 void ThreadPool::work(int thread) {
+  uint64_t v = work_.load(std::memory_order_acquire);
   for (;;) {
-    const int64_t task = next_task_.fetch_add(1, std::memory_order_relaxed);
-    if (task >= n_tasks_) break;
+    const uint64_t next = v & 0xffffffffu, n = v >> 32;
+    if (next >= n) return;
+    if (!work_.compare_exchange_weak(v, v + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
     try {
-      (*fn_)(task, thread);
+      (*fn_)((int64_t)next, thread);
     } catch (...) {
       std::lock_guard<std::mutex> lock(error_mutex_);
       if (!error_) error_ = std::current_exception();
     }
+    done_.fetch_add(1, std::memory_order_acq_rel);
+    v = work_.load(std::memory_order_acquire);
   }
 }
 
@@ -78,7 +83,6 @@ void ThreadPool::worker_loop(int index) {
     seen = gen;
     if (stop_) return;
     work(index);
-    busy_.fetch_sub(1, std::memory_order_acq_rel);
   }
 }
 
@@ -89,11 +93,11 @@ void ThreadPool::run(int64_t n_tasks, const std::function<void(int64_t, int)>& f
     for (int64_t t = 0; t < n_tasks; ++t) fn(t, 0);
     return;
   }
+  if (n_tasks >= (int64_t(1) << 32)) throw std::length_error("ThreadPool::run: too many tasks");
   fn_ = &fn;
-  n_tasks_ = n_tasks;
   error_ = nullptr;
-  next_task_.store(0, std::memory_order_relaxed);
-  busy_.store((int)workers_.size(), std::memory_order_relaxed);
+  done_.store(0, std::memory_order_relaxed);
+  work_.store((uint64_t)n_tasks << 32, std::memory_order_release);
   {
     // Publishing under the mutex pairs with the condition-variable wait of sleeping workers.
     std::lock_guard<std::mutex> lock(mutex_);
@@ -101,7 +105,12 @@ void ThreadPool::run(int64_t n_tasks, const std::function<void(int64_t, int)>& f
   }
   wake_.notify_all();
   work(0);
-  while (busy_.load(std::memory_order_acquire) != 0) cpu_relax();
+  // Only tasks a worker is still running are waited for; yield now and then so that worker can
+  // run when the machine has more threads than cores.
+  for (int spin = 0; done_.load(std::memory_order_acquire) != n_tasks; ++spin) {
+    if (spin % 64 == 63) std::this_thread::yield();
+    else cpu_relax();
+  }
   fn_ = nullptr;
   if (error_) std::rethrow_exception(error_);
 }

@@ -39,10 +39,12 @@ class ThreadPool {
   std::mutex run_mutex_;
   std::mutex mutex_;
   std::condition_variable wake_;
-  std::atomic<uint64_t> generation_{0};
-  std::atomic<int64_t> next_task_{0};
-  std::atomic<int> busy_{0};
-  int64_t n_tasks_ = 0;
+  std::atomic<uint64_t> generation_{0};  // bumped per run: wakes the workers
+  // The run's task counter, packed so one atomic read gives both: (n_tasks << 32) | next_task.
+  // A task is claimed by a compare-and-swap, so a worker that wakes late simply finds nothing
+  // left, and the caller never waits for workers that had no task.
+  std::atomic<uint64_t> work_{0};
+  std::atomic<int64_t> done_{0};  // tasks finished in the current run
   const std::function<void(int64_t, int)>* fn_ = nullptr;
   std::exception_ptr error_;
   std::mutex error_mutex_;
