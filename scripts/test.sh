@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every test: the GoogleTest suites (ctest, in parallel), the NEON kernels cross-built and run
 # under qemu, the fuzzers for a bounded time, the Python tests (reference tokenizers, numpy
-# forward, the Python package), and an accuracy validation with gates on stories260K.
+# forward, the Python package built by pip install .), and an accuracy validation with gates.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup.sh"
@@ -22,8 +22,12 @@ bash tests/fuzz/run.sh "${LOWBIT_FUZZ_SECONDS:-45}"
 step "accuracy validation with gates (stories260K)"
 bash tests/validate_accuracy.sh
 
-step "Python tests"
+step "Python tests (reference tokenizers, numpy forward, eval CLI)"
 .venv/bin/python -m pytest -q tests/python
+
+step "Python package: pip install . and its tests"
+CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" .venv/bin/pip install -q .
+.venv/bin/python -m pytest -q python/tests
 
 echo
 echo "== all tests passed ($(( $(date +%s) - start )) s)"
