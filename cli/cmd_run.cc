@@ -16,7 +16,7 @@ const char* kUsage =
     "usage: lowbit run MODEL -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P]\n"
     "         [--repeat-penalty R] [--seed S] [--stop STR ...] [--ctx C] [--threads T]\n"
     "         [--isa auto|scalar|avx2|neon] [--no-bos] [--json]\n"
-    "MODEL is a manifest directory (lowbit convert). Streams the text, then prints prompt and\n"
+    "MODEL is a manifest directory (lowbit convert). Echoes the prompt and streams the text, then prints prompt and\n"
     "generation tokens/s on stderr; --json prints one object at the end instead.\n"
     "Defaults: -n 256, --temp 0 (greedy), --ctx = the model's context.\n";
 
@@ -77,6 +77,10 @@ int run_main(int argc, char** argv) {
   }
   auto model = Model::load(model_dir, lp);
   Session session(*model);
+  if (!json_out) {  // the continuation reads on from the prompt, as it would in a terminal
+    std::fwrite(prompt.data(), 1, prompt.size(), stdout);
+    std::fflush(stdout);
+  }
   const GenerateResult r = generate(session, prompt, gp, [&](const std::string& piece, int32_t) {
     if (!json_out) {
       std::fwrite(piece.data(), 1, piece.size(), stdout);
@@ -94,6 +98,7 @@ int run_main(int argc, char** argv) {
     std::printf("%s\n", j.dump().c_str());
   } else {
     std::printf("\n");
+    std::fflush(stdout);
     std::fprintf(stderr, "prompt: %zu tokens, %.1f tokens/s | generation: %zu tokens, %.1f tokens/s (%s)\n",
                  r.prompt_ids.size(), r.prompt_tokens_per_s(), r.ids.size(), r.gen_tokens_per_s(),
                  r.stop_reason.c_str());
