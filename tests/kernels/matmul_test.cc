@@ -56,20 +56,7 @@ TEST_P(Matmul, MatchesReference) {
   quantize_acts(x.data(), c.m, c.k, acts);
   for (int64_t r = 0; r < c.m; ++r) {
     for (int64_t j = 0; j < n; ++j) {
-      double tol;
-      if (c.type.base != Base::q) {
-        double mag = 0;
-        for (int64_t i = 0; i < c.k; ++i) mag += std::fabs(wd[j * c.k + i] * x[r * c.k + i]);
-        tol = c.k * std::ldexp(1.0, -24) * mag + 1e-30;
-      } else {
-        double step = 0, mag = 0;
-        for (int64_t i = 0; i < c.k; ++i) {
-          const float s = acts.scale[r * acts.blocks + i / kActBlock];
-          step += std::fabs(wd[j * c.k + i]) * s / 2;
-          mag += std::fabs(wd[j * c.k + i]) * s * std::abs(acts.q[r * acts.kp + i]);
-        }
-        tol = step * 1.0001 + (c.k / 32.0 + 8) * std::ldexp(1.0, -23) * mag + 1e-30;
-      }
+      const double tol = test::matmul_tolerance(c.type, &wd[j * c.k], &x[r * c.k], acts, r, c.k, c.k / 32.0 + 8);
       ASSERT_LE(std::fabs(got[r * n + j] - ref[r * n + j]), tol)
           << "row " << r << " col " << j << " got " << got[r * n + j] << " ref " << ref[r * n + j];
     }

@@ -8,6 +8,9 @@
 #include <string>
 #include <vector>
 
+#include <cmath>
+
+#include "kernels/matmul_impl.h"
 #include "kernels/qtype.h"
 
 namespace lowbit::test {
@@ -42,5 +45,28 @@ struct AlignedBytes {
   std::unique_ptr<uint8_t, decltype(&std::free)> ptr;
   uint8_t* data() { return ptr.get(); }
 };
+
+// The largest error a kernel may make on y[r][j] against matmul_reference, from the arithmetic:
+//  - float weights: fp32 accumulation of K products, K * 2^-24 * sum|w x| (Higham's gamma_K).
+//  - quantized weights: x is replaced by x^ = s*q with |x - x^| <= s/2 per 32-block, so
+//    sum_i |w_i| s_b(i) / 2, plus fp32 rounding of the block and group sums:
+//    fp32_sums * 2^-23 * sum_i |w_i x^_i|, where fp32_sums counts the sums a kernel chains
+//    (K/32 + 8 for the CPU kernels).
+// w_row: the dequantized row j; x_row: activation row r; acts: quantize_acts of all of x.
+inline double matmul_tolerance(const QType& t, const float* w_row, const float* x_row,
+                               const QuantizedActs& acts, int64_t r, int64_t k, double fp32_sums) {
+  if (t.base != Base::q) {
+    double mag = 0;
+    for (int64_t i = 0; i < k; ++i) mag += std::fabs(w_row[i] * x_row[i]);
+    return k * std::ldexp(1.0, -24) * mag + 1e-30;
+  }
+  double step = 0, mag = 0;
+  for (int64_t i = 0; i < k; ++i) {
+    const float s = acts.scale[r * acts.blocks + i / kActBlock];
+    step += std::fabs(w_row[i]) * s / 2;
+    mag += std::fabs(w_row[i]) * s * std::abs(acts.q[r * acts.kp + i]);
+  }
+  return step * 1.0001 + fp32_sums * std::ldexp(1.0, -23) * mag + 1e-30;
+}
 
 }  // namespace lowbit::test
