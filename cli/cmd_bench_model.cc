@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/bench_model.h"
+#include "cli/command.h"
 #include "kernels/error.h"
 #include "kernels/membw.h"
 #include "runtime/model.h"
@@ -37,10 +38,7 @@ int bench_model_main(int argc, char** argv) {
   lp.load_tokenizer = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) throw Error("option " + a + " needs a value");
-      return argv[++i];
-    };
+    auto value = [&] { return option_value(argc, argv, i); };
     if (a == "-h" || a == "--help") { std::fputs(kUsage, stdout); return 0; }
     else if (a == "--prompt-len") prompt_len = std::stoll(value());
     else if (a == "--gen-len") gen_len = std::stoll(value());

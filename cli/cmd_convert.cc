@@ -33,10 +33,7 @@ int convert_main(int argc, char** argv) {
   bool bits_set = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) throw Error("option " + a + " needs a value");
-      return argv[++i];
-    };
+    auto value = [&] { return option_value(argc, argv, i); };
     if (a == "-h" || a == "--help") {
       std::fputs(kConvertUsage, stdout);
       return 0;

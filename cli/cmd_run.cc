@@ -27,10 +27,7 @@ int run_main(int argc, char** argv) {
   LoadParams lp;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) throw Error("option " + a + " needs a value");
-      return argv[++i];
-    };
+    auto value = [&] { return option_value(argc, argv, i); };
     if (a == "-h" || a == "--help") {
       std::fputs(kUsage, stdout);
       return 0;

@@ -18,6 +18,10 @@ struct Command {
 
 std::vector<Command>& commands();
 
+// The value of the option at argv[i] (the next argument), advancing i; throws Error naming the
+// option when it is the last argument.
+std::string option_value(int argc, char** argv, int& i);
+
 struct Registrar {
   Registrar(const char* name, const char* summary, CommandFn fn) {
     commands().push_back({name, summary, fn});

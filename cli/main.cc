@@ -14,6 +14,11 @@ std::vector<Command>& commands() {
   return all;
 }
 
+std::string option_value(int argc, char** argv, int& i) {
+  if (i + 1 >= argc) throw Error(std::string("option ") + argv[i] + " needs a value");
+  return argv[++i];
+}
+
 }  // namespace lowbit::cli
 
 static void usage(FILE* out) {
