@@ -1,6 +1,6 @@
-// lowbit bench matmul: one matmul shape timed in isolation, reported beside the DRAM read
-// bandwidth probed in the same process just before, so a decode figure is judged against the
-// limit of this machine at this moment. lowbit bench model: see cli/bench_model.h.
+// lowbit bench matmul: one matmul shape timed in isolation, in rounds that each start with a
+// pass of the DRAM read probe, so a decode figure is judged against the limit of this machine
+// at that moment. lowbit bench model: see cli/bench_model.h.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -33,9 +33,11 @@ const char* kUsage =
     "       lowbit bench model ...\n"
     "matmul: Y[M x N] = X[M x K] W^T with W of the given type, cycling through at least 512 MiB\n"
     "of distinct copies of W so every weight read comes from DRAM; prints the median time per\n"
-    "matmul and the DRAM read bandwidth probed just before. Defaults: --group 32, --scheme sym at\n"
-    "8 bits and asym below, --m 1 --n 14336 --k 4096, all hardware threads. --bits 16 is f16,\n"
-    "--bits 32 f32; --type takes any type name (bf16, q4_row_sym, ...) instead.\n";
+    "matmul and the DRAM read bandwidth probed between rounds of it (ratio_to_dram: the median\n"
+    "over rounds of the round's weight GB/s over the probe pass just before it). Defaults:\n"
+    "--group 32, --scheme sym at 8 bits and asym below, --m 1 --n 14336 --k 4096, all hardware\n"
+    "threads. --bits 16 is f16, --bits 32 f32; --type takes any type name (bf16, q4_row_sym,\n"
+    "...) instead.\n";
 
 constexpr size_t kCycleBytes = size_t(512) << 20;
 
@@ -123,21 +125,38 @@ int matmul_main(int argc, char** argv) {
   auto run_one = [&](int64_t i) { matmul({t, n, k, mats[i % copies].get()}, x.data(), m, y.data(), opt); };
   for (int64_t i = 0; i < copies; ++i) run_one(i);  // warm-up: code, pages, thread wake-up
 
-  const double dram = dram_read_gbps(threads, &pool);
+  // Rounds of one probe pass then one cycle of matmuls through every copy: each round's
+  // weight bandwidth is judged against the probe taken just before it, and the median of those
+  // ratios is reported, so a neighbour that starts or stops streaming memory mid-run moves both
+  // sides of a ratio instead of one.
+  DramProbe probe(pool, kCycleBytes);
   if (reps <= 0) {
     const auto t0 = std::chrono::steady_clock::now();
     run_one(0);
     const double one = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     reps = (int)std::clamp(2.0 / std::max(one, 1e-6), 5.0, 400.0);  // about 2 s of timing
   }
-  std::vector<double> times;
-  for (int i = 0; i < reps; ++i) {
-    const auto t0 = std::chrono::steady_clock::now();
-    run_one(i + 1);
-    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  const int64_t per_round = std::min<int64_t>(copies, reps);
+  const int64_t rounds = std::max<int64_t>(1, ceil_div((int64_t)reps, per_round));
+  std::vector<double> times, probes, ratios;
+  int64_t next = 1;
+  for (int64_t r = 0; r < rounds; ++r) {
+    probes.push_back(probe.pass());
+    double round_sec = 0;
+    for (int64_t i = 0; i < per_round; ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      run_one(next++);
+      times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      round_sec += times.back();
+    }
+    ratios.push_back((double)bytes * (double)per_round / round_sec / 1e9 / probes.back());
   }
-  std::sort(times.begin(), times.end());
-  const double sec = times[times.size() / 2];
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  reps = (int)times.size();
+  const double sec = median(times), dram = median(probes), ratio = median(ratios);
   const double weights = (double)n * (double)k;
   const double gbps = (double)bytes / sec / 1e9;
   const double gflops = 2.0 * (double)m * weights / sec / 1e9;
@@ -146,15 +165,15 @@ int matmul_main(int argc, char** argv) {
         "{\"type\": \"%s\", \"isa\": \"%s\", \"threads\": %d, \"m\": %lld, \"n\": %lld, \"k\": %lld, "
         "\"bits_per_weight\": %.4f, \"weight_bytes\": %lld, \"copies\": %lld, \"reps\": %d, "
         "\"seconds\": %.9g, \"weight_gbps\": %.4g, \"weights_per_s\": %.4g, \"gflops\": %.4g, "
-        "\"dram_read_gbps\": %.4g, \"ratio_to_dram\": %.4f}\n",
+        "\"dram_read_gbps\": %.4g, \"ratio_to_dram\": %.4f, \"rounds\": %lld}\n",
         type_name(t).c_str(), isa_name(isa), threads, (long long)m, (long long)n, (long long)k,
         bits_per_weight(t, n, k), (long long)bytes, (long long)copies, reps, sec, gbps, weights / sec,
-        gflops, dram, gbps / dram);
+        gflops, dram, ratio, (long long)rounds);
   } else {
     std::printf("%s %s threads=%d m=%lld n=%lld k=%lld: %.3f ms, %.2f GB/s of weights (%.0f%% of DRAM "
                 "%.2f GB/s), %.2f G weights/s, %.1f GFLOP/s\n",
                 type_name(t).c_str(), isa_name(isa), threads, (long long)m, (long long)n, (long long)k,
-                sec * 1e3, gbps, 100 * gbps / dram, dram, weights / sec / 1e9, gflops);
+                sec * 1e3, gbps, 100 * ratio, dram, weights / sec / 1e9, gflops);
   }
   return 0;
 }

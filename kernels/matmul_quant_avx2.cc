@@ -40,7 +40,7 @@ constexpr int64_t kGemvRows = 4;   // weight rows per pass at M == 1
 #ifndef LOWBIT_AVX2_PREFETCH
 #define LOWBIT_AVX2_PREFETCH 1
 #endif
-constexpr bool kPrefetch = LOWBIT_AVX2_PREFETCH;
+constexpr int kPrefetch = LOWBIT_AVX2_PREFETCH;  // row tiles ahead
 constexpr int64_t kGemmRows = 2;   // weight rows per tile at M > 1
 constexpr int64_t kGemmActs = 4;   // activation rows per tile at M > 1
 constexpr int64_t kPanelActs = 64;  // activation rows per panel: 64 x 4 KiB at K = 4096 (L2)
@@ -249,12 +249,14 @@ void tile(const Ctx& x, int64_t n, int64_t m0) {
   int64_t b = 0;
   // Decode streams W from DRAM: fetch the same place in the next R rows one tile ahead, so the
   // misses of the next tile overlap this tile's arithmetic.
-  const int64_t ahead = C == 1 && kPrefetch ? R * x.row_bytes : 0;
+  const int64_t ahead = C == 1 ? kPrefetch * R * x.row_bytes : 0;
   for (; b + S <= nbw; b += S) {
     if (ahead)
       unroll<R>([&](auto r) {
         for (int64_t o = 0; o < S * kChunkPerBlock; o += 64)
-          _mm_prefetch(reinterpret_cast<const char*>(row[r] + b * kChunkPerBlock + ahead + o), _MM_HINT_T0);
+          // The builtin, not _mm_prefetch: GCC 12 drops the intrinsic's prefetch when its hint
+          // argument is not yet a constant where the call is expanded, silently.
+          __builtin_prefetch(row[r] + b * kChunkPerBlock + ahead + o, 0, 3);
       });
     unroll<S / 4>([&](auto qd) {
       const int64_t bq = b + 4 * qd;

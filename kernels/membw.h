@@ -1,19 +1,43 @@
 // A DRAM read-bandwidth probe: the limit a decode (M = 1) matmul is measured against, taken in
 // the same process and moment as the measurement it judges, since the machines here are shared
-// and their bandwidth drifts by +-15% between runs.
+// and their bandwidth drifts by +-15% between runs (and by far more while a neighbour streams
+// memory). Benchmarks interleave probe passes with the work they judge and compare each pass
+// with the work timed right after it.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <memory>
 
 namespace lowbit {
 
 class ThreadPool;
 
-// Reads a `bytes` buffer (default 1 GiB, far past any L3) with plain sequential loads summed,
-// split over `threads` threads (<= 0: the pool's size), and returns the median over `passes`
-// passes in GB/s (1e9 bytes). pool: the threads to read with when its size is `threads`;
-// otherwise (or null) a pool of `threads` is made for the call. The buffer is allocated and
-// first touched (in parallel) inside the call, and freed before it returns.
+class DramProbe {
+ public:
+  // A `bytes` buffer (at least 8 MiB; use far more than the last-level cache), allocated and
+  // first touched in parallel on `pool` here. Throws Error when it cannot be allocated.
+  DramProbe(ThreadPool& pool, size_t bytes = size_t(1) << 30);
+  ~DramProbe();
+  DramProbe(const DramProbe&) = delete;
+  DramProbe& operator=(const DramProbe&) = delete;
+
+  // One pass of plain sequential reads over the whole buffer, split over the pool's threads,
+  // in GB/s (1e9 bytes). The loads are the widest the CPU has (256-bit with AVX2), so the probe
+  // is not held back by its own instruction rate: the figure is the memory system's.
+  double pass();
+  // The median of `passes` passes.
+  double median(int passes);
+
+ private:
+  ThreadPool& pool_;
+  size_t words_ = 0;
+  std::unique_ptr<uint64_t, void (*)(void*)> buf_;
+  uint64_t sink_ = 0;
+};
+
+// A probe on `pool` (a pool of `threads` made for the call when pool is null or of another
+// size; threads <= 0: the pool's size): the median of `passes` passes over `bytes`.
 double dram_read_gbps(int threads, ThreadPool* pool, size_t bytes = size_t(1) << 30, int passes = 7);
 
 }  // namespace lowbit
