@@ -163,7 +163,7 @@ float prepare(const Ctx& x, int64_t n, int64_t m0, float* mult, float* ct, float
     if (!per_block) _mm256_storeu_ps(dg + g, d);
     for (int c = 0; c < C; ++c) {
       const __m256 gs = cnt == 8 ? _mm256_loadu_ps(gs0 + c * groups + g) : _mm256_maskload_ps(gs0 + c * groups + g, lanes);
-      accd[c] = _mm256_fmadd_ps(d, gs, accd[c]);
+      if (x.cd_mul != 0.0f) accd[c] = _mm256_fmadd_ps(d, gs, accd[c]);  // 0 for asym below 8 bits
       if (mn) accm[c] = _mm256_fmadd_ps(m, gs, accm[c]);
       if (per_block)
         _mm256_storeu_ps(mult + c * nb8 + g, _mm256_mul_ps(scaled_planes ? _mm256_mul_ps(d, pf) : d,
@@ -225,6 +225,16 @@ void tile(const Ctx& x, int64_t n, int64_t m0) {
   constexpr int64_t kChunkPerBlock = kChunkBytes / CB;  // code bytes per block
   const int64_t nb8 = x.nb8, nbw = x.nbw;
 
+  if constexpr (C == 1 && kPrefetch > 0) {
+    // The next tile's scales and minima: small per row but a stream of their own, which the
+    // hardware prefetcher does not follow from one tile to the next; a miss on them stalls
+    // prepare() before any code is read.
+    const int64_t g0 = (n + kPrefetch * R) * x.groups, g1 = g0 + R * x.groups;
+    for (int64_t g = g0; g < g1; g += 32) {
+      __builtin_prefetch(x.scales + g, 0, 3);
+      if (x.mins) __builtin_prefetch(x.mins + g, 0, 3);
+    }
+  }
   thread_local std::vector<float> scratch;
   const size_t need = (size_t)(R * C * nb8 + round_up(x.groups, 8) + 16);
   if (scratch.size() < need) scratch.resize(need);
