@@ -60,3 +60,26 @@ def test_bench_matmul_rejects_bad_shape():
                        capture_output=True, text=True, timeout=60)
     assert r.returncode != 0
     assert "--n" in r.stderr
+
+
+def test_bench_model_json_figures(tmp_path):
+    stories = REPO.parent / "shared" / "models" / "stories260K"
+    if not stories.exists():
+        pytest.skip(f"{stories} not present")
+    out = tmp_path / "q8"
+    r = subprocess.run([str(BIN), "convert", str(stories), str(out), "--bits", "8", "--threads", "1"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([str(BIN), "bench", "model", str(out), "--prompt-len", "16", "--gen-len", "8", "--reps", "2",
+                        "--threads", "1", "--json"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    j = json.loads(r.stdout)
+    # Bytes a generated token reads: all of weights.bin but the embedding, of which it reads one row
+    # (unless the embedding is also the head).
+    tensors = {t["name"]: t for t in json.loads((out / "manifest.json").read_text())["tensors"]}
+    tied = "lm_head.weight" not in tensors
+    embed = tensors["model.embed_tokens.weight"]["bytes"]
+    assert j["weight_bytes_per_token"] == (out / "weights.bin").stat().st_size - (0 if tied else embed)
+    assert (j["prompt_len"], j["gen_len"], j["threads"]) == (16, 8, 1)
+    assert j["gen_weight_gbps"] == pytest.approx(j["gen_tokens_per_s"] * j["weight_bytes_per_token"] / 1e9, rel=1e-6)
+    assert j["prompt_tokens_per_s"] > 0 and j["dram_read_gbps"] > 0 and j["ratio_to_dram"] > 0
