@@ -63,36 +63,82 @@ const CpuKernels& kernels_for(Isa isa) {
   }
 }
 
-void matmul(const QMatrix& w, const float* x, int64_t m, float* y, const MatmulOptions& opt) {
-  if (m <= 0 || w.n <= 0) return;
-  if (!w.data || !x || !y) throw Error("matmul: null matrix, input or output");
-  const CpuKernels& kern = kernels_for(resolve_isa(opt.isa));
-  ThreadPool& pool = opt.pool ? *opt.pool : ThreadPool::global();
+namespace {
 
-  // Rows per task: about four tasks per thread so a slow core does not hold up the rest, in
-  // whole row tiles of the kernel.
-  // A task also gets at least ~64K multiply-adds: below that, waking a worker costs more than
-  // the work (the test models' matrices are 64 x 64).
+// Rows per task for one matrix: about four tasks per thread so a slow core does not hold up the
+// rest, in whole row tiles of the kernel, and at least ~64K multiply-adds per task: below that,
+// waking a worker costs more than the work (the test models' matrices are 64 x 64).
+int64_t rows_per_task(const QMatrix& w, int64_t m, const CpuKernels& kern, const ThreadPool& pool) {
   const int64_t tile = kern.row_tile;
   const int64_t want = ceil_div(w.n, (int64_t)pool.size() * 4);
   const int64_t min_rows = ceil_div(int64_t(1) << 16, std::max<int64_t>(1, w.k * m));
-  const int64_t rows = std::max(tile, round_up(std::max(want, min_rows), tile));
-  const int64_t tasks = ceil_div(w.n, rows);
+  return std::max(tile, round_up(std::max(want, min_rows), tile));
+}
 
-  if (w.type.base == Base::q) {
+}  // namespace
+
+void matmul(const QMatrix& w, const float* x, int64_t m, float* y, const MatmulOptions& opt) {
+  const MatmulOut out{w, y};
+  matmul_many(&out, 1, x, m, opt);
+}
+
+void matmul_many(const MatmulOut* outs, int count, const float* x, int64_t m, const MatmulOptions& opt) {
+  if (m <= 0 || count <= 0) return;
+  for (int i = 0; i < count; ++i) {
+    const QMatrix& w = outs[i].w;
+    if (!w.data || !x || !outs[i].y) throw Error("matmul: null matrix, input or output");
+    if (w.k != outs[0].w.k) throw Error("matmul_many: matrices of different k (" + std::to_string(w.k) + " and " + std::to_string(outs[0].w.k) + ")");
+  }
+  // One activation quantization serves every matrix only when all are quantized with the same
+  // group size (the group sums depend on it).
+  const bool quantized = outs[0].w.type.base == Base::q;
+  for (int i = 1; i < count; ++i) {
+    const QType& t = outs[i].w.type;
+    if ((t.base == Base::q) != quantized || (quantized && group_size(t, outs[i].w.k) != group_size(outs[0].w.type, outs[0].w.k))) {
+      for (int j = 0; j < count; ++j) matmul_many(&outs[j], 1, x, m, opt);
+      return;
+    }
+  }
+  const CpuKernels& kern = kernels_for(resolve_isa(opt.isa));
+  ThreadPool& pool = opt.pool ? *opt.pool : ThreadPool::global();
+
+  // Task t of the joint list belongs to the matrix whose [first_task, first_task + tasks) holds it.
+  struct Plan {
+    int64_t rows, first_task;
+  };
+  std::vector<Plan> plan(count);
+  int64_t tasks = 0;
+  for (int i = 0; i < count; ++i) {
+    plan[i] = {rows_per_task(outs[i].w, m, kern, pool), tasks};
+    tasks += ceil_div(outs[i].w.n, plan[i].rows);
+  }
+  auto locate = [&](int64_t t, int64_t& n0, int64_t& n1) -> const MatmulOut& {
+    int i = count - 1;
+    while (plan[i].first_task > t) --i;
+    const QMatrix& w = outs[i].w;
+    n0 = (t - plan[i].first_task) * plan[i].rows;
+    n1 = std::min(w.n, n0 + plan[i].rows);
+    return outs[i];
+  };
+
+  if (quantized) {
     // Per calling thread, reused across calls; the workers must see the caller's instance, so
     // it is captured through a plain reference (a thread_local named in the lambda would
     // resolve to each worker's own, empty one).
     thread_local QuantizedActs caller_acts;
     QuantizedActs& acts = caller_acts;
-    quantize_acts(x, m, w.k, acts);
-    group_sums(w.type, acts);
+    quantize_acts(x, m, outs[0].w.k, acts);
+    group_sums(outs[0].w.type, acts);
     pool.run(tasks, [&](int64_t t, int) {
-      kern.gemm_q(w, acts, y, t * rows, std::min(w.n, (t + 1) * rows));
+      int64_t n0, n1;
+      const MatmulOut& o = locate(t, n0, n1);
+      kern.gemm_q(o.w, acts, o.y, n0, n1);
     });
   } else {
     pool.run(tasks, [&](int64_t t, int) {
-      kern.gemm_f(w, x, m, y, t * rows, std::min(w.n, (t + 1) * rows));
+      int64_t n0, n1;
+      const MatmulOut& o = locate(t, n0, n1);
+      kern.gemm_f(o.w, x, m, o.y, n0, n1);
     });
   }
 }

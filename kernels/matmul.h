@@ -32,6 +32,17 @@ struct MatmulOptions {
 // x: (m, k) fp32 row-major; y: (m, n) fp32 row-major, overwritten.
 void matmul(const QMatrix& w, const float* x, int64_t m, float* y, const MatmulOptions& opt = {});
 
+// Several products of one input: y_i = x * W_i^T for W_i of equal k (a layer's q, k and v
+// projections, or its gate and up). Same results as one matmul() per pair, but the activations
+// are quantized once and all the rows go to the pool as one set of tasks, so the threads meet
+// once instead of once per matrix. Pairs whose types need different activation group sums run
+// as separate matmuls.
+struct MatmulOut {
+  QMatrix w;
+  float* y = nullptr;  // (m, w.n)
+};
+void matmul_many(const MatmulOut* outs, int count, const float* x, int64_t m, const MatmulOptions& opt = {});
+
 // The reference: dequantize each row, accumulate in double. Single-threaded, slow, exact.
 void matmul_reference(const QMatrix& w, const float* x, int64_t m, float* y);
 

@@ -136,6 +136,15 @@ void Session::mm(const QMatrix& w, Role role, int64_t layer, const float* x, int
   matmul(w, x, m, y, model_.matmul_options());
 }
 
+void Session::mm_many(std::initializer_list<Proj> projs, int64_t layer, const float* x, int64_t m) {
+  std::vector<MatmulOut> outs;
+  for (const Proj& p : projs) {
+    if (observer_) observer_(tensor_name(model_.config(), p.role, (int)layer), x, m, p.w.k);
+    outs.push_back({p.w, p.y});
+  }
+  matmul_many(outs.data(), (int)outs.size(), x, m, model_.matmul_options());
+}
+
 void Session::eval(const int32_t* tokens, int64_t n, float* logits, bool all_logits) {
   if (n <= 0) throw Error("eval: no tokens");
   const ModelConfig& c = model_.config();
@@ -180,9 +189,7 @@ void Session::forward_batch(const int32_t* tokens, int64_t n, float* logits, boo
     float* kc = k_cache_.data() + l * ctx * kv_dim;  // (ctx, kv_dim)
     float* vc = v_cache_.data() + l * ctx * kv_dim;
     for (int64_t t = 0; t < n; ++t) rmsnorm(&x_[t * dim], w.attn_norm, dim, c.norm_eps, &xb_[t * dim]);
-    mm(w.wq, Role::wq, l, xb_.data(), n, q_.data());
-    mm(w.wk, Role::wk, l, xb_.data(), n, k_.data());
-    mm(w.wv, Role::wv, l, xb_.data(), n, v_.data());
+    mm_many({{w.wq, Role::wq, q_.data()}, {w.wk, Role::wk, k_.data()}, {w.wv, Role::wv, v_.data()}}, l, xb_.data(), n);
     for (int64_t t = 0; t < n; ++t) {
       if (w.bq) {
         add_inplace(&q_[t * q_dim], w.bq, q_dim);
@@ -213,8 +220,7 @@ void Session::forward_batch(const int32_t* tokens, int64_t n, float* logits, boo
     add_inplace(x_.data(), tmp_.data(), n * dim);
 
     for (int64_t t = 0; t < n; ++t) rmsnorm(&x_[t * dim], w.ffn_norm, dim, c.norm_eps, &xb_[t * dim]);
-    mm(w.w_gate, Role::w_gate, l, xb_.data(), n, ffn_g_.data());
-    mm(w.w_up, Role::w_up, l, xb_.data(), n, ffn_u_.data());
+    mm_many({{w.w_gate, Role::w_gate, ffn_g_.data()}, {w.w_up, Role::w_up, ffn_u_.data()}}, l, xb_.data(), n);
     swiglu(ffn_g_.data(), ffn_u_.data(), n * c.ffn_dim);
     mm(w.w_down, Role::w_down, l, ffn_g_.data(), n, tmp_.data());
     add_inplace(x_.data(), tmp_.data(), n * dim);

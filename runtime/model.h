@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <vector>
@@ -108,6 +109,13 @@ class Session {
 
   // y = x W^T through the kernels, reporting x to the observer first.
   void mm(const QMatrix& w, Role role, int64_t layer, const float* x, int64_t m, float* y);
+  // Several projections of the same input (q/k/v, gate/up) in one matmul_many call.
+  struct Proj {
+    const QMatrix& w;
+    Role role;
+    float* y;
+  };
+  void mm_many(std::initializer_list<Proj> projs, int64_t layer, const float* x, int64_t m);
 
   const Model& model_;
   MatmulObserver observer_;

@@ -103,6 +103,55 @@ TEST(MatmulIsa, SimdMatchesScalarIntegerPath) {
   }
 }
 
+// matmul_many runs the same kernels on the same row split as one matmul() per matrix, with one
+// activation quantization: its outputs must be identical, bit for bit, whether the matrices share
+// it (same group size), fall back to separate matmuls (different group sizes, float with
+// quantized), or are float.
+TEST(MatmulMany, IdenticalToSeparateMatmuls) {
+  const int64_t k = 172 + 256;
+  auto qt = [](uint8_t bits, Scheme s, uint32_t g) { return QType{Base::q, bits, s, g}; };
+  const std::vector<std::vector<QType>> sets = {
+      {qt(4, Scheme::asym, 32), qt(4, Scheme::asym, 32), qt(4, Scheme::asym, 32)},  // q, k, v
+      {qt(8, Scheme::sym, 32), qt(2, Scheme::sym, 32)},                              // same group
+      {qt(4, Scheme::sym, 64), qt(4, Scheme::sym, 128), qt(1, Scheme::asym, 0)},     // fallback
+      {{Base::f16, 16}, {Base::f32, 32}},
+      {qt(4, Scheme::asym, 32), {Base::bf16, 16}},
+  };
+  ThreadPool pool(2);
+  for (const auto& types : sets)
+    for (int64_t m : {1, 5})
+      for (Isa isa : available_isas()) {
+        const int64_t rows[3] = {96, 33, 40};
+        std::vector<AlignedBytes> bufs;
+        std::vector<std::vector<float>> together, apart;
+        std::vector<MatmulOut> outs;
+        auto x = test::random_matrix(m, k, 31);
+        for (size_t i = 0; i < types.size(); ++i) {
+          auto w = test::random_matrix(rows[i], k, 40 + (uint32_t)i);
+          bufs.emplace_back(q_layout(types[i], rows[i], k).bytes);
+          quantize(types[i], w.data(), rows[i], k, bufs.back().data());
+          together.emplace_back(m * rows[i], NAN);
+          apart.emplace_back(m * rows[i], NAN);
+        }
+        for (size_t i = 0; i < types.size(); ++i) {
+          const QMatrix qm{types[i], rows[i], k, bufs[i].data()};
+          outs.push_back({qm, together[i].data()});
+          matmul(qm, x.data(), m, apart[i].data(), {isa, &pool});
+        }
+        matmul_many(outs.data(), (int)outs.size(), x.data(), m, {isa, &pool});
+        for (size_t i = 0; i < types.size(); ++i)
+          for (int64_t e = 0; e < m * rows[i]; ++e)
+            ASSERT_EQ(together[i][e], apart[i][e]) << type_name(types[i]) << " m " << m << " " << isa_name(isa) << " at " << e;
+      }
+}
+
+TEST(MatmulMany, RejectsDifferentK) {
+  AlignedBytes a(q_layout({Base::f32, 32}, 4, 64).bytes), b(q_layout({Base::f32, 32}, 4, 32).bytes);
+  std::vector<float> x(64), y1(4), y2(4);
+  const MatmulOut outs[2] = {{{{Base::f32, 32}, 4, 64, a.data()}, y1.data()}, {{{Base::f32, 32}, 4, 32, b.data()}, y2.data()}};
+  EXPECT_THROW(matmul_many(outs, 2, x.data(), 1), Error);
+}
+
 TEST(MatmulIsa, ForcedIsaNames) {
   EXPECT_EQ(resolve_isa(Isa::scalar), Isa::scalar);
   EXPECT_THROW(parse_isa("sse9"), Error);
