@@ -12,7 +12,24 @@
 
 namespace lowbit {
 
-void quantize_acts(const float* x, int64_t m, int64_t k, QuantizedActs& a) {
+void quantize_act_row_scalar(const float* xr, int64_t k, int8_t* qr, float* scale, int32_t* bsum) {
+  for (int64_t b = 0; b * kActBlock < k; ++b) {
+    const int64_t begin = b * kActBlock, end = std::min(k, begin + kActBlock);
+    float amax = 0;
+    for (int64_t i = begin; i < end; ++i) amax = std::max(amax, std::fabs(xr[i]));
+    const float inv = amax > 0 ? 127.0f / amax : 0.0f;
+    int32_t sum = 0;
+    for (int64_t i = begin; i < end; ++i) {
+      const int v = (int)std::nearbyint(xr[i] * inv);
+      qr[i] = (int8_t)v;
+      sum += v;
+    }
+    scale[b] = amax / 127.0f;
+    bsum[b] = sum;
+  }
+}
+
+void quantize_acts(const float* x, int64_t m, int64_t k, QuantizedActs& a, const CpuKernels& kern) {
   a.m = m;
   a.k = k;
   a.kp = round_up(k, kMaxChunkWeights);
@@ -20,24 +37,12 @@ void quantize_acts(const float* x, int64_t m, int64_t k, QuantizedActs& a) {
   a.q.assign(m * a.kp, 0);
   a.scale.assign(m * a.blocks, 0.0f);
   a.bsum.assign(m * a.blocks, 0);
-  for (int64_t r = 0; r < m; ++r) {
-    const float* xr = x + r * k;
-    int8_t* qr = a.q.data() + r * a.kp;
-    for (int64_t b = 0; b * kActBlock < k; ++b) {
-      const int64_t begin = b * kActBlock, end = std::min(k, begin + kActBlock);
-      float amax = 0;
-      for (int64_t i = begin; i < end; ++i) amax = std::max(amax, std::fabs(xr[i]));
-      const float inv = amax > 0 ? 127.0f / amax : 0.0f;
-      int32_t sum = 0;
-      for (int64_t i = begin; i < end; ++i) {
-        const int v = (int)std::nearbyint(xr[i] * inv);
-        qr[i] = (int8_t)v;
-        sum += v;
-      }
-      a.scale[r * a.blocks + b] = amax / 127.0f;
-      a.bsum[r * a.blocks + b] = sum;
-    }
-  }
+  for (int64_t r = 0; r < m; ++r)
+    kern.quantize_act_row(x + r * k, k, a.q.data() + r * a.kp, a.scale.data() + r * a.blocks, a.bsum.data() + r * a.blocks);
+}
+
+void quantize_acts(const float* x, int64_t m, int64_t k, QuantizedActs& a) {
+  quantize_acts(x, m, k, a, scalar_kernels());
 }
 
 void group_sums(const QType& t, QuantizedActs& a) {
@@ -127,7 +132,7 @@ void matmul_many(const MatmulOut* outs, int count, const float* x, int64_t m, co
     // resolve to each worker's own, empty one).
     thread_local QuantizedActs caller_acts;
     QuantizedActs& acts = caller_acts;
-    quantize_acts(x, m, outs[0].w.k, acts);
+    quantize_acts(x, m, outs[0].w.k, acts, kern);
     group_sums(outs[0].w.type, acts);
     pool.run(tasks, [&](int64_t t, int) {
       int64_t n0, n1;

@@ -5,7 +5,7 @@
 namespace lowbit {
 
 const CpuKernels& avx2_kernels() {
-  static const CpuKernels k{"avx2", avx2::gemm_q, avx2::gemm_f, avx2::kRowTile};
+  static const CpuKernels k{"avx2", avx2::gemm_q, avx2::gemm_f, avx2::kRowTile, avx2::quantize_act_row};
   return k;
 }
 

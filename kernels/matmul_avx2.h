@@ -15,5 +15,6 @@ constexpr int64_t kRowTile = 4;
 
 void gemm_q(const QMatrix& w, const QuantizedActs& a, float* y, int64_t n0, int64_t n1);
 void gemm_f(const QMatrix& w, const float* x, int64_t m, float* y, int64_t n0, int64_t n1);
+void quantize_act_row(const float* x, int64_t k, int8_t* q, float* scale, int32_t* bsum);
 
 }  // namespace lowbit::avx2

@@ -26,7 +26,13 @@ struct QuantizedActs {
   std::vector<float> gsum;     // (m, groups)
 };
 
+struct CpuKernels;
+// The reference quantization (scalar); the overload runs an ISA's row quantizer, which must
+// give identical bytes (same products, round-half-even conversion).
 void quantize_acts(const float* x, int64_t m, int64_t k, QuantizedActs& out);
+void quantize_acts(const float* x, int64_t m, int64_t k, QuantizedActs& out, const CpuKernels& kern);
+// One row of X: q[0, k) and, per 32-block b, scale[b] = absmax / 127 and bsum[b] = sum of q.
+void quantize_act_row_scalar(const float* x, int64_t k, int8_t* q, float* scale, int32_t* bsum);
 void group_sums(const QType& t, QuantizedActs& a);
 
 // One ISA's kernels. Each computes rows [n0, n1) of W into columns [n0, n1) of every row of y.
@@ -36,6 +42,7 @@ struct CpuKernels {
   void (*gemm_f)(const QMatrix& w, const float* x, int64_t m, float* y, int64_t n0, int64_t n1);
   // Rows of W per task the driver should hand out (a multiple of the kernel's row tile).
   int64_t row_tile;
+  void (*quantize_act_row)(const float* x, int64_t k, int8_t* q, float* scale, int32_t* bsum);
 };
 
 const CpuKernels& scalar_kernels();

@@ -152,6 +152,35 @@ TEST(MatmulMany, RejectsDifferentK) {
   EXPECT_THROW(matmul_many(outs, 2, x.data(), 1), Error);
 }
 
+// Every ISA's activation quantizer gives the reference's bytes, scales and block sums: the
+// kernels' agreement above rests on it. Rows include a partial last block, an all-zero block,
+// values whose scaled product lands on .5 (round half to even decides), and large magnitudes.
+TEST(MatmulIsa, ActivationQuantizationIdentical) {
+  for (int64_t k : {32, 172, 4096}) {
+    const int64_t m = 3;
+    auto x = test::random_matrix(m, k, 77 + (uint32_t)k);
+    for (int64_t i = 0; i < std::min<int64_t>(32, k); ++i) x[k + i] = 0.0f;  // row 1, block 0
+    // Row 2, block 0: absmax 127 makes the multiplier exactly 1, so 2.5 and -0.5 are ties.
+    x[2 * k] = 127.0f, x[2 * k + 1] = 2.5f, x[2 * k + 2] = -0.5f, x[2 * k + 3] = 3.5f;
+    for (int64_t i = 32; i < k; ++i) x[2 * k + i] *= 1e30f;
+    QuantizedActs ref;
+    quantize_acts(x.data(), m, k, ref);
+    for (Isa isa : available_isas()) {
+      QuantizedActs got;
+      quantize_acts(x.data(), m, k, got, kernels_for(isa));
+      EXPECT_EQ(got.q, ref.q) << isa_name(isa) << " k " << k;
+      EXPECT_EQ(got.scale, ref.scale) << isa_name(isa) << " k " << k;
+      EXPECT_EQ(got.bsum, ref.bsum) << isa_name(isa) << " k " << k;
+    }
+  }
+  QuantizedActs tie;
+  const float x[32] = {127.0f, 2.5f, -0.5f, 3.5f};
+  quantize_acts(x, 1, 32, tie);
+  EXPECT_EQ(tie.q[1], 2);   // 2.5 -> 2, not 3
+  EXPECT_EQ(tie.q[2], 0);   // -0.5 -> -0
+  EXPECT_EQ(tie.q[3], 4);   // 3.5 -> 4
+}
+
 TEST(MatmulIsa, ForcedIsaNames) {
   EXPECT_EQ(resolve_isa(Isa::scalar), Isa::scalar);
   EXPECT_THROW(parse_isa("sse9"), Error);
