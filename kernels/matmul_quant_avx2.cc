@@ -21,7 +21,8 @@
 // widens first (vpmaddwd) and packs with vphaddd. The shift by 128 is returned through the
 // group sums: 128 * de is added to ce.
 //
-// Tiles: M == 1 (decode) runs 4 weight rows per pass, sharing the activation loads; M > 1 runs
+// Tiles: M == 1 (decode) runs 4 weight rows per pass, sharing the activation loads (with groups
+// of 32, gemv_g32 builds the multipliers inside that loop instead of in prepare()); M > 1 runs
 // 2 weight rows x 4 activation rows, so each unpacked weight block feeds 4 activation rows and
 // each activation block feeds 2 weight rows, over panels of activation rows that stay in L2.
 #include <immintrin.h>
@@ -323,6 +324,100 @@ void tile(const Ctx& x, int64_t n, int64_t m0) {
       x.y[(m0 + c) * x.ldy + n + r] = x.de_mul * post[r] * hsum(acc[r][c]) + ct[r][c];
 }
 
+inline float hsum128(__m128 s) {
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// 2^-plane_shift of the 4 blocks of step quarter QD (blocks 4 QD .. 4 QD + 3 of a step).
+template <int BITS, int QD>
+inline __m128 plane_factor4() {
+  constexpr int CB = 8 / BITS;
+  constexpr float f0 = 1.0f / (1 << plane_shift<BITS, (4 * QD + 0) % CB>());
+  constexpr float f1 = 1.0f / (1 << plane_shift<BITS, (4 * QD + 1) % CB>());
+  constexpr float f2 = 1.0f / (1 << plane_shift<BITS, (4 * QD + 2) % CB>());
+  constexpr float f3 = 1.0f / (1 << plane_shift<BITS, (4 * QD + 3) % CB>());
+  return _mm_setr_ps(f0, f1, f2, f3);
+}
+
+// Decode (M = 1) with one scale per activation block (groups of 32) and rows of whole steps:
+// tile<>'s arithmetic with prepare() folded into the loop. Each step's 4 multipliers d_b * s_b
+// are made in a 128-bit register from the row's fp16 scales, and the minima's (or the
+// scales') dot with the group sums accumulates beside them, so a row costs no table pass, no
+// table stores and no per-row call: at K = 2048 that setup was a quarter of the row's
+// instructions. Needs nbw == groups (no padding blocks past the scales) and nbw % S == 0.
+template <int BITS, int R, bool ASYM>
+void gemv_g32(const Ctx& x, int64_t n) {
+  constexpr int CB = 8 / BITS;
+  constexpr int S = BITS == 1 ? 8 : 4;
+  constexpr int64_t kChunkPerBlock = kChunkBytes / CB;
+  constexpr bool kNeedD = !ASYM || BITS == 8;  // cd_mul != 0: sym offsets, 8-bit's 128
+  const int64_t nbw = x.nbw, groups = x.groups;
+  if constexpr (kPrefetch > 0) {
+    const int64_t g0 = (n + kPrefetch * R) * groups, g1 = g0 + R * groups;
+    for (int64_t g = g0; g < g1; g += 32) {
+      __builtin_prefetch(x.scales + g, 0, 3);
+      if constexpr (ASYM) __builtin_prefetch(x.mins + g, 0, 3);
+    }
+  }
+  const uint8_t* row[R];
+  const uint16_t* sc[R];
+  const uint16_t* mn[R];
+  for (int r = 0; r < R; ++r) {
+    row[r] = x.codes + (n + r) * x.row_bytes;
+    sc[r] = x.scales + (n + r) * groups;
+    mn[r] = ASYM ? x.mins + (n + r) * groups : nullptr;
+  }
+  const int8_t* act = x.q;
+  __m256 acc[R];
+  __m128 accd[R], accm[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps(), accd[r] = accm[r] = _mm_setzero_ps();
+  const __m256i ones = _mm256_set1_epi16(1);
+  const int64_t ahead = kPrefetch * R * x.row_bytes;
+  for (int64_t b = 0; b < nbw; b += S) {
+    if (ahead)
+      unroll<R>([&](auto r) {
+        for (int64_t o = 0; o < S * kChunkPerBlock; o += 64) __builtin_prefetch(row[r] + b * kChunkPerBlock + ahead + o, 0, 3);
+      });
+    unroll<S / 4>([&](auto qd) {
+      const int64_t bq = b + 4 * qd;
+      const __m128 s4 = _mm_loadu_ps(x.ascale + bq);
+      const __m128 g4 = _mm_loadu_ps(x.gsum + bq);
+      const __m128 sf = BITS <= 2 ? _mm_mul_ps(s4, plane_factor4<BITS, qd>()) : s4;
+      unroll<R>([&](auto r) {
+        const uint8_t* chunk = row[r] + b * kChunkPerBlock;
+        __m256i w[4];
+        unroll<4>([&](auto j) {
+          constexpr int blk = 4 * qd + j;
+          w[j] = plane<BITS, blk % CB>(load32(chunk + (blk / CB) * kChunkBytes));
+        });
+        __m256i q;
+        if constexpr (BITS == 8) {
+          __m256i p[4];
+          unroll<4>([&](auto j) {
+            const __m256i av = load32(act + (bq + j) * kActBlock);
+            p[j] = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w[j]), _mm256_sign_epi8(av, w[j])), ones);
+          });
+          q = _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
+        } else {
+          __m256i p[4];
+          unroll<4>([&](auto j) { p[j] = _mm256_maddubs_epi16(w[j], load32(act + (bq + j) * kActBlock)); });
+          q = _mm256_madd_epi16(_mm256_hadd_epi16(_mm256_hadd_epi16(p[0], p[1]), _mm256_hadd_epi16(p[2], p[3])), ones);
+        }
+        const __m128 d4 = _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc[r] + bq)));
+        if constexpr (kNeedD) accd[r] = _mm_fmadd_ps(d4, g4, accd[r]);
+        if constexpr (ASYM)
+          accm[r] = _mm_fmadd_ps(_mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(mn[r] + bq))), g4, accm[r]);
+        const __m128 m4 = _mm_mul_ps(d4, sf);
+        acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), _mm256_set_m128(m4, m4), acc[r]);
+      });
+    });
+  }
+  for (int r = 0; r < R; ++r)
+    x.y[n + r] = x.de_mul * hsum(acc[r]) + (kNeedD ? x.cd_mul * hsum128(accd[r]) : 0.0f) + (ASYM ? hsum128(accm[r]) : 0.0f);
+}
+
 // All activation rows of [p0, p1) against weight rows n .. n+R-1.
 template <int BITS, int R>
 void act_tiles(const Ctx& x, int64_t n, int64_t p0, int64_t p1) {
@@ -339,6 +434,17 @@ void act_tiles(const Ctx& x, int64_t n, int64_t p0, int64_t p1) {
 template <int BITS>
 void gemm_bits(const Ctx& x, const QuantizedActs& a, int64_t n0, int64_t n1) {
   const int64_t m = a.m;
+  constexpr int64_t S = BITS == 1 ? 8 : 4;
+  if (m == 1 && x.gb == 1 && x.nbw == x.groups && x.nbw % S == 0) {
+    auto run = [&](auto asym) {
+      int64_t n = n0;
+      for (; n + kGemvRows <= n1; n += kGemvRows) gemv_g32<BITS, kGemvRows, asym>(x, n);
+      for (; n < n1; ++n) gemv_g32<BITS, 1, asym>(x, n);
+    };
+    if (x.mins) run(std::true_type{});
+    else run(std::false_type{});
+    return;
+  }
   if (m == 1) {
     int64_t n = n0;
     for (; n + kGemvRows <= n1; n += kGemvRows) tile<BITS, kGemvRows, 1>(x, n, 0);
