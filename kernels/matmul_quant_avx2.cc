@@ -218,6 +218,55 @@ inline __m256i block_dot(__m256i w, const int8_t* act, __m256i ones) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(w, av), ones);
 }
 
+// The 4 blocks of step quarter QD (blocks 4 QD .. 4 QD + 3 of a step that starts at `chunk`):
+// their codes one per byte, and at 8 bits their absolute levels (shared by every activation row).
+template <int BITS, int QD>
+inline void unpack_quad(const uint8_t* chunk, __m256i (&w)[4], __m256i (&aw)[4]) {
+  constexpr int CB = 8 / BITS;
+  unroll<4>([&](auto j) {
+    constexpr int blk = 4 * QD + j;  // block within the step
+    w[j] = plane<BITS, blk % CB>(load32(chunk + (blk / CB) * kChunkBytes));
+    if constexpr (BITS == 8) aw[j] = _mm256_abs_epi8(w[j]);
+  });
+}
+
+// The integer dot products of 4 unpacked blocks with the activation blocks at `act`: lanes hold
+// the 4 blocks' sums in order, in both 128-bit halves (the layout the multipliers are broadcast to).
+template <int BITS>
+inline __m256i quad_dot(const __m256i (&w)[4], const __m256i (&aw)[4], const int8_t* act, __m256i ones) {
+  __m256i p[4];
+  if constexpr (BITS == 8) {
+    unroll<4>([&](auto j) {
+      const __m256i av = load32(act + j * kActBlock);
+      p[j] = _mm256_madd_epi16(_mm256_maddubs_epi16(aw[j], _mm256_sign_epi8(av, w[j])), ones);
+    });
+    return _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
+  } else {
+    unroll<4>([&](auto j) { p[j] = _mm256_maddubs_epi16(w[j], load32(act + j * kActBlock)); });
+    return _mm256_madd_epi16(_mm256_hadd_epi16(_mm256_hadd_epi16(p[0], p[1]), _mm256_hadd_epi16(p[2], p[3])), ones);
+  }
+}
+
+// Decode streams W from DRAM. At each step, the same place in the rows kPrefetch tiles ahead
+// (builtin, not _mm_prefetch: GCC 12 silently drops the intrinsic's prefetch when its hint
+// argument is not yet a constant where the call is expanded), and at the start of a tile those
+// rows' scales and minima: a stream of their own, small per row, which the hardware prefetcher
+// does not follow from one tile to the next.
+template <int R, int64_t kStepBytes>
+inline void prefetch_step(const uint8_t* const (&row)[R], int64_t offset, int64_t ahead) {
+  unroll<R>([&](auto r) {
+    for (int64_t o = 0; o < kStepBytes; o += 64) __builtin_prefetch(row[r] + offset + ahead + o, 0, 3);
+  });
+}
+template <int R>
+inline void prefetch_scales(const Ctx& x, int64_t n) {
+  const int64_t g0 = (n + kPrefetch * R) * x.groups, g1 = g0 + R * x.groups;
+  for (int64_t g = g0; g < g1; g += 32) {
+    __builtin_prefetch(x.scales + g, 0, 3);
+    if (x.mins) __builtin_prefetch(x.mins + g, 0, 3);
+  }
+}
+
 // R weight rows from n x C activation rows from m0.
 template <int BITS, int R, int C>
 void tile(const Ctx& x, int64_t n, int64_t m0) {
@@ -226,16 +275,7 @@ void tile(const Ctx& x, int64_t n, int64_t m0) {
   constexpr int64_t kChunkPerBlock = kChunkBytes / CB;  // code bytes per block
   const int64_t nb8 = x.nb8, nbw = x.nbw;
 
-  if constexpr (C == 1 && kPrefetch > 0) {
-    // The next tile's scales and minima: small per row but a stream of their own, which the
-    // hardware prefetcher does not follow from one tile to the next; a miss on them stalls
-    // prepare() before any code is read.
-    const int64_t g0 = (n + kPrefetch * R) * x.groups, g1 = g0 + R * x.groups;
-    for (int64_t g = g0; g < g1; g += 32) {
-      __builtin_prefetch(x.scales + g, 0, 3);
-      if (x.mins) __builtin_prefetch(x.mins + g, 0, 3);
-    }
-  }
+  if constexpr (C == 1 && kPrefetch > 0) prefetch_scales<R>(x, n);
   thread_local std::vector<float> scratch;
   const size_t need = (size_t)(R * C * nb8 + round_up(x.groups, 8) + 16);
   if (scratch.size() < need) scratch.resize(need);
@@ -258,47 +298,18 @@ void tile(const Ctx& x, int64_t n, int64_t m0) {
   const __m256i ones = _mm256_set1_epi16(1);
 
   int64_t b = 0;
-  // Decode streams W from DRAM: fetch the same place in the next R rows one tile ahead, so the
-  // misses of the next tile overlap this tile's arithmetic.
   const int64_t ahead = C == 1 ? kPrefetch * R * x.row_bytes : 0;
   for (; b + S <= nbw; b += S) {
-    if (ahead)
-      unroll<R>([&](auto r) {
-        for (int64_t o = 0; o < S * kChunkPerBlock; o += 64)
-          // The builtin, not _mm_prefetch: GCC 12 drops the intrinsic's prefetch when its hint
-          // argument is not yet a constant where the call is expanded, silently.
-          __builtin_prefetch(row[r] + b * kChunkPerBlock + ahead + o, 0, 3);
-      });
+    if (ahead) prefetch_step<R, S * kChunkPerBlock>(row, b * kChunkPerBlock, ahead);
     unroll<S / 4>([&](auto qd) {
       const int64_t bq = b + 4 * qd;
       unroll<R>([&](auto r) {
-        const uint8_t* chunk = row[r] + b * kChunkPerBlock;
         __m256i w[4], aw[4];
-        unroll<4>([&](auto j) {
-          constexpr int blk = 4 * qd + j;  // block within the step
-          w[j] = plane<BITS, blk % CB>(load32(chunk + (blk / CB) * kChunkBytes));
-          if constexpr (BITS == 8) aw[j] = _mm256_abs_epi8(w[j]);
-        });
+        unpack_quad<BITS, qd>(row[r] + b * kChunkPerBlock, w, aw);
         unroll<C>([&](auto c) {
-          const float* mr = mrow[r][c] + bq;
-          if constexpr (BITS == 8) {
-            __m256i p[4];
-            unroll<4>([&](auto j) {
-              const __m256i av = load32(act[c] + (bq + j) * kActBlock);
-              p[j] = _mm256_madd_epi16(_mm256_maddubs_epi16(aw[j], _mm256_sign_epi8(av, w[j])), ones);
-            });
-            const __m256i q = _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
-            const __m256 mv = _mm256_broadcast_ps(reinterpret_cast<const __m128*>(mr));
-            acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), mv, acc[r][c]);
-          } else {
-            __m256i p[4];
-            unroll<4>([&](auto j) { p[j] = _mm256_maddubs_epi16(w[j], load32(act[c] + (bq + j) * kActBlock)); });
-            const __m256i q = _mm256_madd_epi16(
-                _mm256_hadd_epi16(_mm256_hadd_epi16(p[0], p[1]), _mm256_hadd_epi16(p[2], p[3])), ones);
-            // Lanes hold blocks bq..bq+3 in both 128-bit halves.
-            const __m256 mv = _mm256_broadcast_ps(reinterpret_cast<const __m128*>(mr));
-            acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), mv, acc[r][c]);
-          }
+          const __m256i q = quad_dot<BITS>(w, aw, act[c] + bq * kActBlock, ones);
+          const __m256 mv = _mm256_broadcast_ps(reinterpret_cast<const __m128*>(mrow[r][c] + bq));
+          acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), mv, acc[r][c]);
         });
       });
     });
@@ -354,13 +365,7 @@ void gemv_g32(const Ctx& x, int64_t n) {
   constexpr int64_t kChunkPerBlock = kChunkBytes / CB;
   constexpr bool kNeedD = !ASYM || BITS == 8;  // cd_mul != 0: sym offsets, 8-bit's 128
   const int64_t nbw = x.nbw, groups = x.groups;
-  if constexpr (kPrefetch > 0) {
-    const int64_t g0 = (n + kPrefetch * R) * groups, g1 = g0 + R * groups;
-    for (int64_t g = g0; g < g1; g += 32) {
-      __builtin_prefetch(x.scales + g, 0, 3);
-      if constexpr (ASYM) __builtin_prefetch(x.mins + g, 0, 3);
-    }
-  }
+  if constexpr (kPrefetch > 0) prefetch_scales<R>(x, n);
   const uint8_t* row[R];
   const uint16_t* sc[R];
   const uint16_t* mn[R];
@@ -376,35 +381,16 @@ void gemv_g32(const Ctx& x, int64_t n) {
   const __m256i ones = _mm256_set1_epi16(1);
   const int64_t ahead = kPrefetch * R * x.row_bytes;
   for (int64_t b = 0; b < nbw; b += S) {
-    if (ahead)
-      unroll<R>([&](auto r) {
-        for (int64_t o = 0; o < S * kChunkPerBlock; o += 64) __builtin_prefetch(row[r] + b * kChunkPerBlock + ahead + o, 0, 3);
-      });
+    if (ahead) prefetch_step<R, S * kChunkPerBlock>(row, b * kChunkPerBlock, ahead);
     unroll<S / 4>([&](auto qd) {
       const int64_t bq = b + 4 * qd;
       const __m128 s4 = _mm_loadu_ps(x.ascale + bq);
       const __m128 g4 = _mm_loadu_ps(x.gsum + bq);
       const __m128 sf = BITS <= 2 ? _mm_mul_ps(s4, plane_factor4<BITS, qd>()) : s4;
       unroll<R>([&](auto r) {
-        const uint8_t* chunk = row[r] + b * kChunkPerBlock;
-        __m256i w[4];
-        unroll<4>([&](auto j) {
-          constexpr int blk = 4 * qd + j;
-          w[j] = plane<BITS, blk % CB>(load32(chunk + (blk / CB) * kChunkBytes));
-        });
-        __m256i q;
-        if constexpr (BITS == 8) {
-          __m256i p[4];
-          unroll<4>([&](auto j) {
-            const __m256i av = load32(act + (bq + j) * kActBlock);
-            p[j] = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w[j]), _mm256_sign_epi8(av, w[j])), ones);
-          });
-          q = _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
-        } else {
-          __m256i p[4];
-          unroll<4>([&](auto j) { p[j] = _mm256_maddubs_epi16(w[j], load32(act + (bq + j) * kActBlock)); });
-          q = _mm256_madd_epi16(_mm256_hadd_epi16(_mm256_hadd_epi16(p[0], p[1]), _mm256_hadd_epi16(p[2], p[3])), ones);
-        }
+        __m256i w[4], aw[4];
+        unpack_quad<BITS, qd>(row[r] + b * kChunkPerBlock, w, aw);
+        const __m256i q = quad_dot<BITS>(w, aw, act + bq * kActBlock, ones);
         const __m128 d4 = _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc[r] + bq)));
         if constexpr (kNeedD) accd[r] = _mm_fmadd_ps(d4, g4, accd[r]);
         if constexpr (ASYM)
