@@ -151,10 +151,6 @@ int matmul_main(int argc, char** argv) {
     }
     ratios.push_back((double)bytes * (double)per_round / round_sec / 1e9 / probes.back());
   }
-  auto median = [](std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
-  };
   reps = (int)times.size();
   const double sec = median(times), dram = median(probes), ratio = median(ratios);
   const double weights = (double)n * (double)k;

@@ -82,10 +82,6 @@ int bench_model_main(int argc, char** argv) {
     probes.push_back(bw);
     ratios.push_back(tg.back() * (double)read_bytes / 1e9 / bw);
   }
-  auto median = [](std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
-  };
   const double pp_med = median(pp), tg_med = median(tg), bw = median(probes), ratio = median(ratios);
   const double weight_gbps = tg_med * (double)read_bytes / 1e9;
   nlohmann::json j = {{"model", dir},

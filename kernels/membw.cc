@@ -3,13 +3,15 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <utility>
 #include <vector>
 
-#if defined(__x86_64__)
+#ifdef LOWBIT_HAVE_AVX2
 #include <immintrin.h>
 #endif
 
 #include "kernels/error.h"
+#include "kernels/isa.h"
 #include "kernels/thread_pool.h"
 
 namespace lowbit {
@@ -30,7 +32,7 @@ uint64_t sum_words(const uint64_t* p, size_t n) {
   return s0 + s1 + s2 + s3;
 }
 
-#if defined(__x86_64__)
+#ifdef LOWBIT_HAVE_AVX2
 // 256-bit loads, four in flight: on Zen 3 the SSE2 loop above reads 5-10% less than this from
 // DRAM on one core, which would flatter every ratio measured against it.
 __attribute__((target("avx2"))) uint64_t sum_words_avx2(const uint64_t* p, size_t n) {
@@ -48,12 +50,12 @@ __attribute__((target("avx2"))) uint64_t sum_words_avx2(const uint64_t* p, size_
          (uint64_t)_mm256_extract_epi64(a, 2) + (uint64_t)_mm256_extract_epi64(a, 3) +
          sum_words(p + i, n - i);
 }
-const bool kHaveAvx2 = __builtin_cpu_supports("avx2");
 #endif
 
 uint64_t sum_any(const uint64_t* p, size_t n) {
-#if defined(__x86_64__)
-  if (kHaveAvx2) return sum_words_avx2(p, n);
+#ifdef LOWBIT_HAVE_AVX2
+  static const bool avx2 = isa_supported(Isa::avx2);
+  if (avx2) return sum_words_avx2(p, n);
 #endif
   return sum_words(p, n);
 }
@@ -100,8 +102,13 @@ double DramProbe::pass() {
 double DramProbe::median(int passes) {
   std::vector<double> gbps;
   for (int p = 0; p < std::max(passes, 1); ++p) gbps.push_back(pass());
-  std::sort(gbps.begin(), gbps.end());
-  return gbps[gbps.size() / 2];
+  return lowbit::median(std::move(gbps));
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) throw Error("median of no values");
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
 }
 
 double dram_read_gbps(int threads, ThreadPool* pool, size_t bytes, int passes) {

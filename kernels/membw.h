@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 namespace lowbit {
 
@@ -35,6 +36,10 @@ class DramProbe {
   std::unique_ptr<uint64_t, void (*)(void*)> buf_;
   uint64_t sink_ = 0;
 };
+
+// The upper median of v (the middle value; of an even count, the higher of the two middle
+// ones): what the benchmarks report of repeated timings. Throws Error when v is empty.
+double median(std::vector<double> v);
 
 // A probe on `pool` (a pool of `threads` made for the call when pool is null or of another
 // size; threads <= 0: the pool's size): the median of `passes` passes over `bytes`.
