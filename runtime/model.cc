@@ -137,12 +137,15 @@ void Session::mm(const QMatrix& w, Role role, int64_t layer, const float* x, int
 }
 
 void Session::mm_many(std::initializer_list<Proj> projs, int64_t layer, const float* x, int64_t m) {
-  std::vector<MatmulOut> outs;
+  // On the per-token path: a fixed array, no allocation (a layer has at most q, k, v at once).
+  MatmulOut outs[3];
+  if (projs.size() > 3) throw Error("mm_many: more than 3 projections");
+  int count = 0;
   for (const Proj& p : projs) {
     if (observer_) observer_(tensor_name(model_.config(), p.role, (int)layer), x, m, p.w.k);
-    outs.push_back({p.w, p.y});
+    outs[count++] = {p.w, p.y};
   }
-  matmul_many(outs.data(), (int)outs.size(), x, m, model_.matmul_options());
+  matmul_many(outs, count, x, m, model_.matmul_options());
 }
 
 void Session::eval(const int32_t* tokens, int64_t n, float* logits, bool all_logits) {
