@@ -138,10 +138,11 @@ void Session::mm(const QMatrix& w, Role role, int64_t layer, const float* x, int
 
 void Session::mm_many(std::initializer_list<Proj> projs, int64_t layer, const float* x, int64_t m) {
   // On the per-token path: a fixed array, no allocation (a layer has at most q, k, v at once).
-  MatmulOut outs[3];
-  if (projs.size() > 3) throw Error("mm_many: more than 3 projections");
+  constexpr int kMax = 3;
+  MatmulOut outs[kMax];
   int count = 0;
   for (const Proj& p : projs) {
+    if (count == kMax) throw Error("mm_many: more than 3 projections");
     if (observer_) observer_(tensor_name(model_.config(), p.role, (int)layer), x, m, p.w.k);
     outs[count++] = {p.w, p.y};
   }
