@@ -1,6 +1,7 @@
 // The architecture table (models/arch.h): every real config.json in ../shared/models parses to
 // the values written in it, the expected tensors of the real checkpoints match their files name
 // for name and shape, and each bad field is rejected with a message naming it.
+#include "tests/error_of.h"
 #include "models/arch.h"
 
 #include <fstream>
@@ -27,16 +28,7 @@ json load(const std::string& rel) {
 
 ModelConfig parse(const std::string& rel) { return parse_hf_config(load(rel), rel + "/config.json"); }
 
-template <typename Fn>
-std::string error_of(Fn fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no lowbit::Error thrown";
-  return "";
-}
+using test::error_of;
 
 // The message for the stories260K config with one field changed (null erases it).
 std::string bad_field(const std::string& field, const json& value, const std::string& base = "stories260K") {

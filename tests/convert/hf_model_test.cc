@@ -2,6 +2,7 @@
 // their original llama2.c files; synthetic Llama / Mistral / Qwen2 models from
 // tests/tools/make_hf_model.py in F32, F16 and BF16, single-file and sharded, every value
 // round-tripped; and every broken directory rejected with a message naming the file at fault.
+#include "tests/error_of.h"
 #include "convert/hf_model.h"
 
 #include <math.h>
@@ -26,16 +27,7 @@ using test::TempDir;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 
-template <typename Fn>
-std::string error_of(Fn fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no lowbit::Error thrown";
-  return "";
-}
+using test::error_of;
 
 std::string open_error(const std::string& dir) {
   return error_of([&] { HfModel::open(dir); });

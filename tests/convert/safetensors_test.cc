@@ -1,6 +1,7 @@
 // The safetensors reader (convert/safetensors.h) and the file mapping under it
 // (runtime/mapped_file.h): real files read right, and every malformed header rejected before
 // any tensor byte is touched, with a one-line message naming the file and the tensor.
+#include "tests/error_of.h"
 #include "convert/safetensors.h"
 
 #include <string.h>
@@ -28,17 +29,7 @@ using ::testing::Not;
 
 const std::string kStories = test::kModels + "/stories260K/model.safetensors";
 
-// The message of the lowbit::Error that fn throws ("" and a test failure if it throws none).
-template <typename Fn>
-std::string error_of(Fn fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no lowbit::Error thrown";
-  return "";
-}
+using test::error_of;
 
 std::string parse_error(const std::string& bytes, const std::string& label = "model.safetensors") {
   return error_of([&] {

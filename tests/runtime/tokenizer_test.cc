@@ -1,5 +1,6 @@
 // Tests of runtime/tokenizer.h on the real tokenizers in ../shared/models: known ids, round trips,
 // the streaming decoder, BOS/EOS from the config files, and the errors of load_tokenizer.
+#include "tests/error_of.h"
 #include "runtime/tokenizer.h"
 
 #include <gtest/gtest.h>
@@ -348,17 +349,7 @@ class TempDir {
   fs::path path_;
 };
 
-// Runs f, which must throw lowbit::Error, and returns the message.
-template <class F>
-std::string error_of(F f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no lowbit::Error thrown";
-  return "";
-}
+using lowbit::test::error_of;
 
 TEST(LoadTokenizer, prefers_tokenizer_json_over_model) {
   auto tok = lowbit::load_tokenizer(kModels + "/configs/tinyllama-1.1b-chat-v1.0");
