@@ -21,6 +21,7 @@
 #include "kernels/matmul_impl.h"
 #include "kernels/quantize.h"
 #include "lowbit.h"
+#include "tests/kernels/test_util.h"
 
 namespace {
 
@@ -452,28 +453,11 @@ TEST_P(CApiKernels, MatchLibrary) {
   lowbit::dequantize(t, ref_bytes.data(), c.n, c.k, ref_wd.data());
   EXPECT_EQ(wd, ref_wd);
 
-  std::vector<float> y(c.m * c.n), ref(c.m * c.n);
+  // The C entry point runs the same CPU kernels: the same reference and tolerance as their tests.
+  std::vector<float> y(c.m * c.n, NAN);
   ASSERT_EQ(lowbit_matmul(q, x.data(), c.m, y.data()), LOWBIT_OK) << lowbit_last_error();
   const lowbit::QMatrix qm{t, c.n, c.k, static_cast<const uint8_t*>(info.data)};
-  lowbit::matmul_reference(qm, x.data(), c.m, ref.data());
-  lowbit::QuantizedActs acts;
-  lowbit::quantize_acts(x.data(), c.m, c.k, acts);
-  for (int64_t r = 0; r < c.m; ++r)
-    for (int64_t j = 0; j < c.n; ++j) {
-      double tol, mag = 0, step = 0;
-      if (t.base != lowbit::Base::q) {
-        for (int64_t i = 0; i < c.k; ++i) mag += std::fabs(wd[j * c.k + i] * x[r * c.k + i]);
-        tol = c.k * std::ldexp(1.0, -24) * mag + 1e-30;
-      } else {
-        for (int64_t i = 0; i < c.k; ++i) {
-          const float s = acts.scale[r * acts.blocks + i / lowbit::kActBlock];
-          step += std::fabs(wd[j * c.k + i]) * s / 2;
-          mag += std::fabs(wd[j * c.k + i]) * s * std::abs(acts.q[r * acts.kp + i]);
-        }
-        tol = step * 1.0001 + (c.k / 32.0 + 8) * std::ldexp(1.0, -23) * mag + 1e-30;
-      }
-      ASSERT_LE(std::fabs(y[r * c.n + j] - ref[r * c.n + j]), tol) << "row " << r << " col " << j;
-    }
+  EXPECT_TRUE(lowbit::test::matches_reference(qm, x.data(), c.m, y, c.k / 32.0 + 8));
   lowbit_qtensor_free(q);
 }
 

@@ -10,8 +10,11 @@
 
 #include <cmath>
 
+#include <gtest/gtest.h>
+
 #include "kernels/matmul_impl.h"
 #include "kernels/qtype.h"
+#include "kernels/quantize.h"
 
 namespace lowbit::test {
 
@@ -67,6 +70,35 @@ inline double matmul_tolerance(const QType& t, const float* w_row, const float* 
     mag += std::fabs(w_row[i]) * s * std::abs(acts.q[r * acts.kp + i]);
   }
   return step * 1.0001 + fp32_sums * std::ldexp(1.0, -23) * mag + 1e-30;
+}
+
+// The weights of the matmul tests: random, with row 5 all zeros and row 6 constant (rows a
+// quantizer must handle exactly), n x k.
+inline std::vector<float> matmul_test_weights(int64_t n, int64_t k) {
+  auto w = random_matrix(n, k, 11 + (uint32_t)k);
+  for (int64_t i = 0; i < k && n > 6; ++i) w[5 * k + i] = 0.0f, w[6 * k + i] = -0.5f;
+  return w;
+}
+
+// got (m x w.n, from some backend) against matmul_reference on the dequantized weights, every
+// element within matmul_tolerance (fp32_sums: the chain of fp32 sums the backend makes).
+inline testing::AssertionResult matches_reference(const QMatrix& w, const float* x, int64_t m,
+                                                  const std::vector<float>& got, double fp32_sums) {
+  const int64_t n = w.n, k = w.k;
+  std::vector<float> ref(m * n), wd(n * k);
+  matmul_reference(w, x, m, ref.data());
+  dequantize(w.type, w.data, n, k, wd.data());
+  QuantizedActs acts;
+  quantize_acts(x, m, k, acts);
+  for (int64_t r = 0; r < m; ++r)
+    for (int64_t j = 0; j < n; ++j) {
+      const double tol = matmul_tolerance(w.type, &wd[j * k], &x[r * k], acts, r, k, fp32_sums);
+      const double err = std::fabs(got[r * n + j] - ref[r * n + j]);
+      if (!(err <= tol))
+        return testing::AssertionFailure() << "row " << r << " col " << j << " got " << got[r * n + j] << " ref "
+                                           << ref[r * n + j] << " (tolerance " << tol << ")";
+    }
+  return testing::AssertionSuccess();
 }
 
 }  // namespace lowbit::test
