@@ -47,6 +47,24 @@ struct Model {
 //                    Split(Qwen2 regex, "isolated") + ByteLevel(use_regex=False); plus the special
 //                    tokens <|endoftext|> (both) and <|im_start|>, <|im_end|> (Qwen2).
 // "" after a \x escape ends the escape, nothing more.
+// Llama 2's vocabulary, shared by its SentencePiece model and TinyLlama's tokenizer.json: the
+// two readers must give the same ids for the same text.
+const std::vector<Case> llama2_vocab = {
+    {"Hello world", {1, 15043, 3186}},
+    {" Hello", {1, 29871, 15043}},
+    {"  two  spaces", {1, 259, 1023, 29871, 8162}},
+    {"I'm 12345 here.", {1, 306, 29915, 29885, 29871, 29896, 29906, 29941, 29946, 29945, 1244, 29889}},
+    {"a\tb\nc", {1, 263, 12, 29890, 13, 29883}},
+    {"\xE4\xBD\xA0\xE5\xA5\xBD\xF0\x9F\x98\x80", {1, 29871, 30919, 31076, 243, 162, 155, 131}},
+    {"na\xC3\xAF""ve caf\xC3\xA9", {1, 1055, 30085, 345, 274, 28059}},
+    {"", {1}},
+};
+
+std::vector<Case> with(std::vector<Case> base, const std::vector<Case>& more) {
+  base.insert(base.end(), more.begin(), more.end());
+  return base;
+}
+
 const std::vector<Model>& models() {
   static const std::vector<Model> all = {
       {"stories260K", kModels + "/stories260K", 512, 1, {2}, true,
@@ -62,29 +80,11 @@ const std::vector<Model>& models() {
            {"na\xC3\xAF""ve caf\xC3\xA9", {1, 297, 412, 198, 178, 360, 280, 412, 431, 485}},
            {"", {1}},
        }},
-      {"llama2_model", kModels + "/configs/llama-2-7b-hf/tokenizer.model", 32000, 1, {2}, true,
-       {
-           {"Hello world", {1, 15043, 3186}},
-           {" Hello", {1, 29871, 15043}},
-           {"  two  spaces", {1, 259, 1023, 29871, 8162}},
-           {"I'm 12345 here.", {1, 306, 29915, 29885, 29871, 29896, 29906, 29941, 29946, 29945, 1244, 29889}},
-           {"a\tb\nc", {1, 263, 12, 29890, 13, 29883}},
-           {"\xE4\xBD\xA0\xE5\xA5\xBD\xF0\x9F\x98\x80", {1, 29871, 30919, 31076, 243, 162, 155, 131}},
-           {"na\xC3\xAF""ve caf\xC3\xA9", {1, 1055, 30085, 345, 274, 28059}},
-           {"", {1}},
-       }},
+      {"llama2_model", kModels + "/configs/llama-2-7b-hf/tokenizer.model", 32000, 1, {2}, true, llama2_vocab},
       {"tinyllama_json", kModels + "/configs/tinyllama-1.1b-chat-v1.0", 32000, 1, {2}, true,
-       {
-           {"Hello world", {1, 15043, 3186}},
-           {" Hello", {1, 29871, 15043}},
-           {"  two  spaces", {1, 259, 1023, 29871, 8162}},
-           {"I'm 12345 here.", {1, 306, 29915, 29885, 29871, 29896, 29906, 29941, 29946, 29945, 1244, 29889}},
-           {"a\tb\nc", {1, 263, 12, 29890, 13, 29883}},
-           {"\xE4\xBD\xA0\xE5\xA5\xBD\xF0\x9F\x98\x80", {1, 29871, 30919, 31076, 243, 162, 155, 131}},
-           {"na\xC3\xAF""ve caf\xC3\xA9", {1, 1055, 30085, 345, 274, 28059}},
-           {"", {1}},
+       with(llama2_vocab, {
            {"<|user|>\nHi</s>\n<s>", {1, 529, 29989, 1792, 29989, 29958, 13, 18567, 2, 29871, 13, 1}, false},
-       }},
+       })},
       {"mistral_json", kModels + "/configs/mistral-7b-v0.1", 32000, 1, {2}, true,
        {
            {"Hello world", {1, 22557, 1526}},
