@@ -49,24 +49,12 @@ def find_config_dir(config):
 def scale_config(cfg, layers=None, dim=None, ffn=None, heads=None, kv_heads=None, vocab=None,
                  head_dim=None, ctx=None, tie=None):
     cfg = dict(cfg)
-    if layers is not None:
-        cfg["num_hidden_layers"] = layers
-    if dim is not None:
-        cfg["hidden_size"] = dim
-    if ffn is not None:
-        cfg["intermediate_size"] = ffn
-    if heads is not None:
-        cfg["num_attention_heads"] = heads
-    if kv_heads is not None:
-        cfg["num_key_value_heads"] = kv_heads
-    elif heads is not None and "num_key_value_heads" in cfg:
+    given = {"num_hidden_layers": layers, "hidden_size": dim, "intermediate_size": ffn,
+             "num_attention_heads": heads, "num_key_value_heads": kv_heads, "vocab_size": vocab,
+             "max_position_embeddings": ctx, "tie_word_embeddings": tie}
+    cfg.update({key: value for key, value in given.items() if value is not None})
+    if kv_heads is None and heads is not None and "num_key_value_heads" in cfg:
         cfg["num_key_value_heads"] = min(cfg["num_key_value_heads"], heads)
-    if vocab is not None:
-        cfg["vocab_size"] = vocab
-    if ctx is not None:
-        cfg["max_position_embeddings"] = ctx
-    if tie is not None:
-        cfg["tie_word_embeddings"] = tie
     if head_dim is not None:
         cfg["head_dim"] = head_dim
     elif cfg.get("head_dim") is not None and (dim is not None or heads is not None):
