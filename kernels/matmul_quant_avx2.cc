@@ -230,8 +230,25 @@ inline void unpack_quad(const uint8_t* chunk, __m256i (&w)[4], __m256i (&aw)[4])
   });
 }
 
+// Sums of the 4 blocks' values in a and b per 128-bit half, as 4 x i32 in block order: a holds
+// blocks 0 and 1, b blocks 2 and 3, interleaved in i32 lanes as [0, 1, 0, 1] (see quad_dot).
+// Unpacks and adds, not vphaddw/vphaddd: those cost about 2 cycles each on Zen 3 (measured), an
+// unpack half a cycle.
+inline __m256i quad_sums(__m256i a, __m256i b) {
+  return _mm256_add_epi32(_mm256_unpacklo_epi64(a, b), _mm256_unpackhi_epi64(a, b));
+}
+// i32 lanes [x0 + x2, y0 + y2, x1 + x3, y1 + y3] per half, lanes of x and y taken as i32 (at
+// below 8 bits each i32 of a vpmaddubsw result is a pair of i16 sums, added as i16).
+template <bool I16>
+inline __m256i pair_sums(__m256i x, __m256i y) {
+  const __m256i lo = _mm256_unpacklo_epi32(x, y), hi = _mm256_unpackhi_epi32(x, y);
+  return I16 ? _mm256_add_epi16(lo, hi) : _mm256_add_epi32(lo, hi);
+}
+
 // The integer dot products of 4 unpacked blocks with the activation blocks at `act`: lanes hold
-// the 4 blocks' sums in order, in both 128-bit halves (the layout the multipliers are broadcast to).
+// the 4 blocks' sums in order, in both 128-bit halves (the layout the multipliers are broadcast
+// to). Below 8 bits the first level adds vpmaddubsw's i16 pairs (each <= 3810, sums <= 7620)
+// before one vpmaddwd per two blocks widens them.
 template <int BITS>
 inline __m256i quad_dot(const __m256i (&w)[4], const __m256i (&aw)[4], const int8_t* act, __m256i ones) {
   __m256i p[4];
@@ -240,10 +257,11 @@ inline __m256i quad_dot(const __m256i (&w)[4], const __m256i (&aw)[4], const int
       const __m256i av = load32(act + j * kActBlock);
       p[j] = _mm256_madd_epi16(_mm256_maddubs_epi16(aw[j], _mm256_sign_epi8(av, w[j])), ones);
     });
-    return _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
+    return quad_sums(pair_sums<false>(p[0], p[1]), pair_sums<false>(p[2], p[3]));
   } else {
     unroll<4>([&](auto j) { p[j] = _mm256_maddubs_epi16(w[j], load32(act + j * kActBlock)); });
-    return _mm256_madd_epi16(_mm256_hadd_epi16(_mm256_hadd_epi16(p[0], p[1]), _mm256_hadd_epi16(p[2], p[3])), ones);
+    return quad_sums(_mm256_madd_epi16(pair_sums<true>(p[0], p[1]), ones),
+                     _mm256_madd_epi16(pair_sums<true>(p[2], p[3]), ones));
   }
 }
 
@@ -335,12 +353,6 @@ void tile(const Ctx& x, int64_t n, int64_t m0) {
       x.y[(m0 + c) * x.ldy + n + r] = x.de_mul * post[r] * hsum(acc[r][c]) + ct[r][c];
 }
 
-inline float hsum128(__m128 s) {
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
 // 2^-plane_shift of the 4 blocks of step quarter QD (blocks 4 QD .. 4 QD + 3 of a step).
 template <int BITS, int QD>
 inline __m128 plane_factor4() {
@@ -352,56 +364,83 @@ inline __m128 plane_factor4() {
   return _mm_setr_ps(f0, f1, f2, f3);
 }
 
+// sum_g v_g * gsum_g over one row's groups, v in fp16 (the row's scales or minima).
+inline float dot_f16(const uint16_t* v, const float* gsum, int64_t groups) {
+  __m256 acc = _mm256_setzero_ps();
+  int64_t g = 0;
+  for (; g + 8 <= groups; g += 8)
+    acc = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v + g))),
+                          _mm256_loadu_ps(gsum + g), acc);
+  if (g < groups) {
+    const int cnt = (int)(groups - g);
+    acc = _mm256_fmadd_ps(load_f16(v + g, cnt), _mm256_maskload_ps(gsum + g, lane_mask(cnt)), acc);
+  }
+  return hsum(acc);
+}
+
 // Decode (M = 1) with one scale per activation block (groups of 32) and rows of whole steps:
-// tile<>'s arithmetic with prepare() folded into the loop. Each step's 4 multipliers d_b * s_b
-// are made in a 128-bit register from the row's fp16 scales, and the minima's (or the
-// scales') dot with the group sums accumulates beside them, so a row costs no table pass, no
-// table stores and no per-row call: at K = 2048 that setup was a quarter of the row's
-// instructions. Needs nbw == groups (no padding blocks past the scales) and nbw % S == 0.
+// tile<>'s arithmetic with prepare() folded into the loop. Each step converts the row's 8 fp16
+// scales at once and multiplies them by the 8 activation scales; each half of that vector is
+// the multiplier of one quad, broadcast to both 128-bit lanes by one permute. The group-sum
+// terms (minima or scales times gsum) do not depend on the codes and are a short fp16 dot per
+// row after the loop. So a row costs no table pass and no per-row call (at K = 2048 prepare()
+// was a quarter of the row's instructions), and the loop's fp work per 8 blocks is 1 convert,
+// 1 multiply and 2 permutes besides the quads' own convert and multiply-add. Needs nbw ==
+// groups (no padding blocks past the scales) and whole quads (nbw % 4 == 0; 1 bit: % 8).
 template <int BITS, int R, bool ASYM>
 void gemv_g32(const Ctx& x, int64_t n) {
   constexpr int CB = 8 / BITS;
-  constexpr int S = BITS == 1 ? 8 : 4;
   constexpr int64_t kChunkPerBlock = kChunkBytes / CB;
   constexpr bool kNeedD = !ASYM || BITS == 8;  // cd_mul != 0: sym offsets, 8-bit's 128
   const int64_t nbw = x.nbw, groups = x.groups;
   if constexpr (kPrefetch > 0) prefetch_scales<R>(x, n);
   const uint8_t* row[R];
   const uint16_t* sc[R];
-  const uint16_t* mn[R];
   for (int r = 0; r < R; ++r) {
     row[r] = x.codes + (n + r) * x.row_bytes;
     sc[r] = x.scales + (n + r) * groups;
-    mn[r] = ASYM ? x.mins + (n + r) * groups : nullptr;
   }
   const int8_t* act = x.q;
   __m256 acc[R];
-  __m128 accd[R], accm[R];
-  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps(), accd[r] = accm[r] = _mm_setzero_ps();
+  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
   const __m256i ones = _mm256_set1_epi16(1);
   const int64_t ahead = kPrefetch * R * x.row_bytes;
-  for (int64_t b = 0; b < nbw; b += S) {
-    if (ahead) prefetch_step<R, S * kChunkPerBlock>(row, b * kChunkPerBlock, ahead);
-    unroll<S / 4>([&](auto qd) {
-      const int64_t bq = b + 4 * qd;
-      const __m128 s4 = _mm_loadu_ps(x.ascale + bq);
-      const __m128 g4 = _mm_loadu_ps(x.gsum + bq);
-      const __m128 sf = BITS <= 2 ? _mm_mul_ps(s4, plane_factor4<BITS, qd>()) : s4;
-      unroll<R>([&](auto r) {
+  int64_t b = 0;
+  for (; b + 8 <= nbw; b += 8) {
+    if (ahead) prefetch_step<R, 8 * kChunkPerBlock>(row, b * kChunkPerBlock, ahead);
+    __m256 s8 = _mm256_loadu_ps(x.ascale + b);
+    if constexpr (BITS <= 2) s8 = _mm256_mul_ps(s8, plane_factor<BITS>());
+    unroll<R>([&](auto r) {
+      const __m256 m8 = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc[r] + b))), s8);
+      unroll<2>([&](auto qd) {
         __m256i w[4], aw[4];
         unpack_quad<BITS, qd>(row[r] + b * kChunkPerBlock, w, aw);
-        const __m256i q = quad_dot<BITS>(w, aw, act + bq * kActBlock, ones);
-        const __m128 d4 = _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc[r] + bq)));
-        if constexpr (kNeedD) accd[r] = _mm_fmadd_ps(d4, g4, accd[r]);
-        if constexpr (ASYM)
-          accm[r] = _mm_fmadd_ps(_mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(mn[r] + bq))), g4, accm[r]);
-        const __m128 m4 = _mm_mul_ps(d4, sf);
-        acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), _mm256_set_m128(m4, m4), acc[r]);
+        const __m256i q = quad_dot<BITS>(w, aw, act + (b + 4 * qd) * kActBlock, ones);
+        const __m256 mv = _mm256_permute2f128_ps(m8, m8, qd == 0 ? 0x00 : 0x11);
+        acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), mv, acc[r]);
       });
     });
   }
-  for (int r = 0; r < R; ++r)
-    x.y[n + r] = x.de_mul * hsum(acc[r]) + (kNeedD ? x.cd_mul * hsum128(accd[r]) : 0.0f) + (ASYM ? hsum128(accm[r]) : 0.0f);
+  if constexpr (BITS > 1) {
+    if (b < nbw) {  // nbw % 8 == 4: one last quad (planes as in a step's first quad)
+      if (ahead) prefetch_step<R, 4 * kChunkPerBlock>(row, b * kChunkPerBlock, ahead);
+      __m128 s4 = _mm_loadu_ps(x.ascale + b);
+      if constexpr (BITS <= 2) s4 = _mm_mul_ps(s4, plane_factor4<BITS, 0>());
+      unroll<R>([&](auto r) {
+        __m256i w[4], aw[4];
+        unpack_quad<BITS, 0>(row[r] + b * kChunkPerBlock, w, aw);
+        const __m256i q = quad_dot<BITS>(w, aw, act + b * kActBlock, ones);
+        const __m128 m4 = _mm_mul_ps(_mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc[r] + b))), s4);
+        acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), _mm256_set_m128(m4, m4), acc[r]);
+      });
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    float y = x.de_mul * hsum(acc[r]);
+    if constexpr (kNeedD) y += x.cd_mul * dot_f16(sc[r], x.gsum, groups);
+    if constexpr (ASYM) y += dot_f16(x.mins + (n + r) * groups, x.gsum, groups);
+    x.y[n + r] = y;
+  }
 }
 
 // All activation rows of [p0, p1) against weight rows n .. n+R-1.
@@ -420,8 +459,8 @@ void act_tiles(const Ctx& x, int64_t n, int64_t p0, int64_t p1) {
 template <int BITS>
 void gemm_bits(const Ctx& x, const QuantizedActs& a, int64_t n0, int64_t n1) {
   const int64_t m = a.m;
-  constexpr int64_t S = BITS == 1 ? 8 : 4;
-  if (m == 1 && x.gb == 1 && x.nbw == x.groups && x.nbw % S == 0) {
+  constexpr int64_t kQuad = BITS == 1 ? 8 : 4;  // gemv_g32's smallest step
+  if (m == 1 && x.gb == 1 && x.nbw == x.groups && x.nbw % kQuad == 0) {
     auto run = [&](auto asym) {
       int64_t n = n0;
       for (; n + kGemvRows <= n1; n += kGemvRows) gemv_g32<BITS, kGemvRows, asym>(x, n);
