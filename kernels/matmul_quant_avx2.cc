@@ -9,20 +9,20 @@
 // sum_g m_g gsum_g (de and ce are fixed multiples of d, plus m when asymmetric). Per-row groups
 // skip the table: the activation scales are the multipliers and d scales the row's sum. The loop
 // then needs, per 32 weights: the plane unpack (one shift + one AND of the shared chunk),
-// one vpmaddubsw (u8 code x s8 activation -> 16 x i16), and for every 4 blocks 3 vphaddw,
-// 1 vpmaddwd, 1 vcvtdq2ps and 1 vfmadd with the 4 blocks' multipliers broadcast to both
-// 128-bit lanes: the horizontal adds pack four blocks' integer sums into one vector before the
+// one vpmaddubsw (u8 code x s8 activation -> 16 x i16), and for every 4 blocks 6 unpacks,
+// 3 adds, 2 vpmaddwd, 1 vcvtdq2ps and 1 vfmadd with the 4 blocks' multipliers broadcast to
+// both 128-bit lanes: the unpacks pack four blocks' integer sums into one vector before the
 // conversion to float, so the fp work is paid once per 128 weights instead of once per 32.
 //
-// Integer ranges: codes < 16, |act| <= 127, so a vpmaddubsw pair is <= 3810 and the eight
-// products two vphaddw levels add stay <= 15240 < 2^15. 8-bit codes reach 255, which would
+// Integer ranges: codes < 16, |act| <= 127, so a vpmaddubsw pair is <= 3810 and the i16 sum of
+// two pairs (quad_dot's first level) <= 7620 < 2^15. 8-bit codes reach 255, which would
 // saturate vpmaddubsw: they are used as levels code - 128 (an XOR of 0x80) with the
-// |w| x sign(a, w) identity, their pairs reach 32512, too large for vphaddw, so the 8-bit path
-// widens first (vpmaddwd) and packs with vphaddd. The shift by 128 is returned through the
-// group sums: 128 * de is added to ce.
+// |w| x sign(a, w) identity, their pairs reach 32512, so the 8-bit path widens first
+// (vpmaddwd) and adds in i32. The shift by 128 is returned through the group sums: 128 * de
+// is added to ce.
 //
 // Tiles: M == 1 (decode) runs 4 weight rows per pass, sharing the activation loads (with groups
-// of 32, gemv_g32 builds the multipliers inside that loop instead of in prepare()); M > 1 runs
+// of 32 to 256, gemv builds the multipliers inside that loop instead of in prepare()); M > 1 runs
 // 2 weight rows x 4 activation rows, so each unpacked weight block feeds 4 activation rows and
 // each activation block feeds 2 weight rows, over panels of activation rows that stay in L2.
 #include <immintrin.h>
@@ -102,10 +102,10 @@ struct Ctx {
 // 2^plane_shift(BITS, P). A 16-bit shift brings a plane to the low bits of every byte and the
 // AND drops the bits the shift carried in from the neighbouring byte; at 1 and 2 bits most
 // planes skip the shift and are taken in place, scaled by a power of two that the block's
-// multiplier undoes exactly (plane_factor), as long as the scaled codes keep the vphaddw sums
-// in range: 4 vpmaddubsw pairs of one block are <= 8 * 127 * scaled code < 2^15, so scaled codes
-// stay <= 32 (1 bit: planes 0-5 in place, 6-7 from one shift by 6; 2 bits: planes 0-1 in place,
-// 2-3 from one shift by 4). At 8 bits: the level code - 128 as int8.
+// multiplier undoes exactly (plane_factor), as long as the scaled codes keep quad_dot's i16
+// sums in range: it adds 2 vpmaddubsw pairs of a block, <= 4 * 127 * scaled code < 2^15 for
+// scaled codes <= 64. They stay <= 32 (1 bit: planes 0-5 in place, 6-7 from one shift by 6;
+// 2 bits: planes 0-1 in place, 2-3 from one shift by 4). At 8 bits: the level code - 128 as int8.
 template <int BITS, int P>
 constexpr int plane_shift() {
   if constexpr (BITS == 1) return P <= 5 ? P : P - 6;
@@ -378,17 +378,49 @@ inline float dot_f16(const uint16_t* v, const float* gsum, int64_t groups) {
   return hsum(acc);
 }
 
-// Decode (M = 1) with one scale per activation block (groups of 32) and rows of whole steps:
-// tile<>'s arithmetic with prepare() folded into the loop. Each step converts the row's 8 fp16
-// scales at once and multiplies them by the 8 activation scales; each half of that vector is
-// the multiplier of one quad, broadcast to both 128-bit lanes by one permute. The group-sum
+// The weight scales d of blocks b .. b+7 of a row (b a multiple of 8) as fp32, at GB blocks per
+// group; reads only those blocks' groups.
+template <int GB>
+inline __m256 step_scales(const uint16_t* sc, int64_t b) {
+  if constexpr (GB == 1) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc + b)));
+  } else if constexpr (GB == 2) {
+    const __m128 d4 = _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc + b / 2)));
+    return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(d4), _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3));
+  } else if constexpr (GB == 4) {
+    uint32_t two;
+    std::memcpy(&two, sc + b / 4, 4);
+    const __m128 d2 = _mm_cvtph_ps(_mm_cvtsi32_si128((int)two));
+    return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(d2), _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
+  } else {
+    return _mm256_cvtph_ps(_mm_set1_epi16((short)sc[b / 8]));
+  }
+}
+// The same for blocks b .. b+3 (b a multiple of 4; GB < 8, as rows of 8-block groups end on steps).
+template <int GB>
+inline __m128 quad_scales(const uint16_t* sc, int64_t b) {
+  if constexpr (GB == 1) {
+    return _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc + b)));
+  } else if constexpr (GB == 2) {
+    uint32_t two;
+    std::memcpy(&two, sc + b / 2, 4);
+    return _mm_permute_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)two)), 0x50);  // d0 d0 d1 d1
+  } else {
+    return _mm_cvtph_ps(_mm_set1_epi16((short)sc[b / GB]));
+  }
+}
+
+// Decode (M = 1) with groups of GB activation blocks (GB = 1, 2, 4, 8: groups of 32 to 256) and
+// rows of whole quads: tile<>'s arithmetic with prepare() folded into the loop. Each step
+// expands the row's scales to its 8 blocks (one fp16 convert, and a permute or broadcast when
+// groups span blocks) and multiplies them by the 8 activation scales; each half of that vector
+// is the multiplier of one quad, broadcast to both 128-bit lanes by one permute. The group-sum
 // terms (minima or scales times gsum) do not depend on the codes and are a short fp16 dot per
 // row after the loop. So a row costs no table pass and no per-row call (at K = 2048 prepare()
-// was a quarter of the row's instructions), and the loop's fp work per 8 blocks is 1 convert,
-// 1 multiply and 2 permutes besides the quads' own convert and multiply-add. Needs nbw ==
-// groups (no padding blocks past the scales) and whole quads (nbw % 4 == 0; 1 bit: % 8).
-template <int BITS, int R, bool ASYM>
-void gemv_g32(const Ctx& x, int64_t n) {
+// was a quarter of the row's instructions). Needs nbw == groups * GB (no padding blocks past
+// the scales) and whole quads (nbw % 4 == 0; 1 bit: % 8).
+template <int BITS, int R, bool ASYM, int GB>
+void gemv(const Ctx& x, int64_t n) {
   constexpr int CB = 8 / BITS;
   constexpr int64_t kChunkPerBlock = kChunkBytes / CB;
   constexpr bool kNeedD = !ASYM || BITS == 8;  // cd_mul != 0: sym offsets, 8-bit's 128
@@ -411,7 +443,7 @@ void gemv_g32(const Ctx& x, int64_t n) {
     __m256 s8 = _mm256_loadu_ps(x.ascale + b);
     if constexpr (BITS <= 2) s8 = _mm256_mul_ps(s8, plane_factor<BITS>());
     unroll<R>([&](auto r) {
-      const __m256 m8 = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc[r] + b))), s8);
+      const __m256 m8 = _mm256_mul_ps(step_scales<GB>(sc[r], b), s8);
       unroll<2>([&](auto qd) {
         __m256i w[4], aw[4];
         unpack_quad<BITS, qd>(row[r] + b * kChunkPerBlock, w, aw);
@@ -421,7 +453,7 @@ void gemv_g32(const Ctx& x, int64_t n) {
       });
     });
   }
-  if constexpr (BITS > 1) {
+  if constexpr (BITS > 1 && GB < 8) {
     if (b < nbw) {  // nbw % 8 == 4: one last quad (planes as in a step's first quad)
       if (ahead) prefetch_step<R, 4 * kChunkPerBlock>(row, b * kChunkPerBlock, ahead);
       __m128 s4 = _mm_loadu_ps(x.ascale + b);
@@ -430,7 +462,7 @@ void gemv_g32(const Ctx& x, int64_t n) {
         __m256i w[4], aw[4];
         unpack_quad<BITS, 0>(row[r] + b * kChunkPerBlock, w, aw);
         const __m256i q = quad_dot<BITS>(w, aw, act + b * kActBlock, ones);
-        const __m128 m4 = _mm_mul_ps(_mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc[r] + b))), s4);
+        const __m128 m4 = _mm_mul_ps(quad_scales<GB>(sc[r], b), s4);
         acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), _mm256_set_m128(m4, m4), acc[r]);
       });
     }
@@ -441,6 +473,28 @@ void gemv_g32(const Ctx& x, int64_t n) {
     if constexpr (ASYM) y += dot_f16(x.mins + (n + r) * groups, x.gsum, groups);
     x.y[n + r] = y;
   }
+}
+
+// gemv<> over rows [n0, n1) when the shape allows it (see its comment); false otherwise.
+template <int BITS>
+bool try_gemv(const Ctx& x, int64_t n0, int64_t n1) {
+  constexpr int64_t kQuad = BITS == 1 ? 8 : 4;  // the smallest step
+  if (x.nbw != x.groups * x.gb || x.nbw % kQuad != 0) return false;
+  auto run = [&](auto asym, auto gb) {
+    int64_t n = n0;
+    for (; n + kGemvRows <= n1; n += kGemvRows) gemv<BITS, kGemvRows, asym, gb>(x, n);
+    for (; n < n1; ++n) gemv<BITS, 1, asym, gb>(x, n);
+  };
+  auto with_gb = [&](auto asym) {
+    switch (x.gb) {
+      case 1: run(asym, std::integral_constant<int, 1>{}); return true;
+      case 2: run(asym, std::integral_constant<int, 2>{}); return true;
+      case 4: run(asym, std::integral_constant<int, 4>{}); return true;
+      case 8: run(asym, std::integral_constant<int, 8>{}); return true;
+      default: return false;
+    }
+  };
+  return x.mins ? with_gb(std::true_type{}) : with_gb(std::false_type{});
 }
 
 // All activation rows of [p0, p1) against weight rows n .. n+R-1.
@@ -459,17 +513,7 @@ void act_tiles(const Ctx& x, int64_t n, int64_t p0, int64_t p1) {
 template <int BITS>
 void gemm_bits(const Ctx& x, const QuantizedActs& a, int64_t n0, int64_t n1) {
   const int64_t m = a.m;
-  constexpr int64_t kQuad = BITS == 1 ? 8 : 4;  // gemv_g32's smallest step
-  if (m == 1 && x.gb == 1 && x.nbw == x.groups && x.nbw % kQuad == 0) {
-    auto run = [&](auto asym) {
-      int64_t n = n0;
-      for (; n + kGemvRows <= n1; n += kGemvRows) gemv_g32<BITS, kGemvRows, asym>(x, n);
-      for (; n < n1; ++n) gemv_g32<BITS, 1, asym>(x, n);
-    };
-    if (x.mins) run(std::true_type{});
-    else run(std::false_type{});
-    return;
-  }
+  if (m == 1 && try_gemv<BITS>(x, n0, n1)) return;
   if (m == 1) {
     int64_t n = n0;
     for (; n + kGemvRows <= n1; n += kGemvRows) tile<BITS, kGemvRows, 1>(x, n, 0);
