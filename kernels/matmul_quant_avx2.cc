@@ -276,6 +276,11 @@ inline void prefetch_step(const uint8_t* const (&row)[R], int64_t offset, int64_
     for (int64_t o = 0; o < kStepBytes; o += 64) __builtin_prefetch(row[r] + offset + ahead + o, 0, 3);
   });
 }
+// One row's kBytes from p, one prefetch per cache line.
+template <int64_t kBytes>
+inline void prefetch_row(const uint8_t* p) {
+  for (int64_t o = 0; o < kBytes; o += 64) __builtin_prefetch(p + o, 0, 3);
+}
 template <int R>
 inline void prefetch_scales(const Ctx& x, int64_t n) {
   const int64_t g0 = (n + kPrefetch * R) * x.groups, g1 = g0 + R * x.groups;
@@ -437,14 +442,22 @@ void gemv(const Ctx& x, int64_t n) {
   for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
   const __m256i ones = _mm256_set1_epi16(1);
   const int64_t ahead = kPrefetch * R * x.row_bytes;
+  // Each quad prefetches its own bytes of its row, so the prefetches are spread over the step
+  // rather than issued as one burst (at 8 bits a burst of 16 lines per step read ~8% less of
+  // DRAM's bandwidth); below 4 bits a step's bytes fit one line and its first quad takes it.
+  constexpr int64_t kQuadBytes = 4 * kChunkPerBlock;
   int64_t b = 0;
   for (; b + 8 <= nbw; b += 8) {
-    if (ahead) prefetch_step<R, 8 * kChunkPerBlock>(row, b * kChunkPerBlock, ahead);
     __m256 s8 = _mm256_loadu_ps(x.ascale + b);
     if constexpr (BITS <= 2) s8 = _mm256_mul_ps(s8, plane_factor<BITS>());
     unroll<R>([&](auto r) {
       const __m256 m8 = _mm256_mul_ps(step_scales<GB>(sc[r], b), s8);
       unroll<2>([&](auto qd) {
+        if constexpr (kQuadBytes >= 64) {
+          if (ahead) prefetch_row<kQuadBytes>(row[r] + (b + 4 * qd) * kChunkPerBlock + ahead);
+        } else if constexpr (qd == 0) {
+          if (ahead) prefetch_row<2 * kQuadBytes>(row[r] + b * kChunkPerBlock + ahead);
+        }
         __m256i w[4], aw[4];
         unpack_quad<BITS, qd>(row[r] + b * kChunkPerBlock, w, aw);
         const __m256i q = quad_dot<BITS>(w, aw, act + (b + 4 * qd) * kActBlock, ones);
@@ -455,10 +468,10 @@ void gemv(const Ctx& x, int64_t n) {
   }
   if constexpr (BITS > 1 && GB < 8) {
     if (b < nbw) {  // nbw % 8 == 4: one last quad (planes as in a step's first quad)
-      if (ahead) prefetch_step<R, 4 * kChunkPerBlock>(row, b * kChunkPerBlock, ahead);
       __m128 s4 = _mm_loadu_ps(x.ascale + b);
       if constexpr (BITS <= 2) s4 = _mm_mul_ps(s4, plane_factor4<BITS, 0>());
       unroll<R>([&](auto r) {
+        if (ahead) prefetch_row<kQuadBytes>(row[r] + b * kChunkPerBlock + ahead);
         __m256i w[4], aw[4];
         unpack_quad<BITS, 0>(row[r] + b * kChunkPerBlock, w, aw);
         const __m256i q = quad_dot<BITS>(w, aw, act + b * kActBlock, ones);
