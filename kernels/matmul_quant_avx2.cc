@@ -442,12 +442,16 @@ void gemv(const Ctx& x, int64_t n) {
   for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
   const __m256i ones = _mm256_set1_epi16(1);
   const int64_t ahead = kPrefetch * R * x.row_bytes;
-  // Each quad prefetches its own bytes of its row, so the prefetches are spread over the step
-  // rather than issued as one burst (at 8 bits a burst of 16 lines per step read ~8% less of
-  // DRAM's bandwidth); below 4 bits a step's bytes fit one line and its first quad takes it.
+  // From 4 bits up each quad prefetches its own bytes of its row, so the prefetches are spread
+  // over the step rather than issued as one burst (at 8 bits a burst of 16 lines per step read
+  // ~8% less of DRAM's bandwidth); below 4 bits a step's bytes are one line per row, taken at
+  // the start of the step.
   constexpr int64_t kQuadBytes = 4 * kChunkPerBlock;
   int64_t b = 0;
   for (; b + 8 <= nbw; b += 8) {
+    if constexpr (kQuadBytes < 64) {
+      if (ahead) prefetch_step<R, 2 * kQuadBytes>(row, b * kChunkPerBlock, ahead);
+    }
     __m256 s8 = _mm256_loadu_ps(x.ascale + b);
     if constexpr (BITS <= 2) s8 = _mm256_mul_ps(s8, plane_factor<BITS>());
     unroll<R>([&](auto r) {
@@ -455,8 +459,6 @@ void gemv(const Ctx& x, int64_t n) {
       unroll<2>([&](auto qd) {
         if constexpr (kQuadBytes >= 64) {
           if (ahead) prefetch_row<kQuadBytes>(row[r] + (b + 4 * qd) * kChunkPerBlock + ahead);
-        } else if constexpr (qd == 0) {
-          if (ahead) prefetch_row<2 * kQuadBytes>(row[r] + b * kChunkPerBlock + ahead);
         }
         __m256i w[4], aw[4];
         unpack_quad<BITS, qd>(row[r] + b * kChunkPerBlock, w, aw);
