@@ -10,12 +10,12 @@
 // skip the table: the activation scales are the multipliers and d scales the row's sum. The loop
 // then needs, per 32 weights: the plane unpack (one shift + one AND of the shared chunk),
 // one vpmaddubsw (u8 code x s8 activation -> 16 x i16), and for every 4 blocks 6 unpacks,
-// 3 adds, 2 vpmaddwd, 1 vcvtdq2ps and 1 vfmadd with the 4 blocks' multipliers broadcast to
+// 3 adds, 1 vpmaddwd, 1 vcvtdq2ps and 1 vfmadd with the 4 blocks' multipliers broadcast to
 // both 128-bit lanes: the unpacks pack four blocks' integer sums into one vector before the
 // conversion to float, so the fp work is paid once per 128 weights instead of once per 32.
 //
 // Integer ranges: codes < 16, |act| <= 127, so a vpmaddubsw pair is <= 3810 and the i16 sum of
-// two pairs (quad_dot's first level) <= 7620 < 2^15. 8-bit codes reach 255, which would
+// four pairs (quad_dot's first two levels) <= 15240 < 2^15. 8-bit codes reach 255, which would
 // saturate vpmaddubsw: they are used as levels code - 128 (an XOR of 0x80) with the
 // |w| x sign(a, w) identity, their pairs reach 32512, so the 8-bit path widens first
 // (vpmaddwd) and adds in i32. The shift by 128 is returned through the group sums: 128 * de
@@ -103,8 +103,8 @@ struct Ctx {
 // AND drops the bits the shift carried in from the neighbouring byte; at 1 and 2 bits most
 // planes skip the shift and are taken in place, scaled by a power of two that the block's
 // multiplier undoes exactly (plane_factor), as long as the scaled codes keep quad_dot's i16
-// sums in range: it adds 2 vpmaddubsw pairs of a block, <= 4 * 127 * scaled code < 2^15 for
-// scaled codes <= 64. They stay <= 32 (1 bit: planes 0-5 in place, 6-7 from one shift by 6;
+// sums in range: it adds 4 vpmaddubsw pairs of a block, <= 8 * 127 * scaled code < 2^15 for
+// scaled codes <= 32, the largest used (1 bit: planes 0-5 in place, 6-7 from one shift by 6;
 // 2 bits: planes 0-1 in place, 2-3 from one shift by 4). At 8 bits: the level code - 128 as int8.
 template <int BITS, int P>
 constexpr int plane_shift() {
@@ -230,12 +230,15 @@ inline void unpack_quad(const uint8_t* chunk, __m256i (&w)[4], __m256i (&aw)[4])
   });
 }
 
-// Sums of the 4 blocks' values in a and b per 128-bit half, as 4 x i32 in block order: a holds
-// blocks 0 and 1, b blocks 2 and 3, interleaved in i32 lanes as [0, 1, 0, 1] (see quad_dot).
+// Sums of the 4 blocks' values in a and b per 128-bit half, in block order: a holds blocks 0 and
+// 1, b blocks 2 and 3, interleaved in i32 lanes as [0, 1, 0, 1] (see quad_dot); each i32 lane of
+// the result is one block's, as an i32 or, with I16, as two i16 partial sums.
 // Unpacks and adds, not vphaddw/vphaddd: those cost about 2 cycles each on Zen 3 (measured), an
 // unpack half a cycle.
+template <bool I16>
 inline __m256i quad_sums(__m256i a, __m256i b) {
-  return _mm256_add_epi32(_mm256_unpacklo_epi64(a, b), _mm256_unpackhi_epi64(a, b));
+  const __m256i lo = _mm256_unpacklo_epi64(a, b), hi = _mm256_unpackhi_epi64(a, b);
+  return I16 ? _mm256_add_epi16(lo, hi) : _mm256_add_epi32(lo, hi);
 }
 // i32 lanes [x0 + x2, y0 + y2, x1 + x3, y1 + y3] per half, lanes of x and y taken as i32 (at
 // below 8 bits each i32 of a vpmaddubsw result is a pair of i16 sums, added as i16).
@@ -247,8 +250,8 @@ inline __m256i pair_sums(__m256i x, __m256i y) {
 
 // The integer dot products of 4 unpacked blocks with the activation blocks at `act`: lanes hold
 // the 4 blocks' sums in order, in both 128-bit halves (the layout the multipliers are broadcast
-// to). Below 8 bits the first level adds vpmaddubsw's i16 pairs (each <= 3810, sums <= 7620)
-// before one vpmaddwd per two blocks widens them.
+// to). Below 8 bits both levels add vpmaddubsw's i16 pairs in i16 (4 pairs of a block: <= 15240
+// at 4 bits, 32512 for the scaled 1-bit planes, see plane()) and one vpmaddwd widens at the end.
 template <int BITS>
 inline __m256i quad_dot(const __m256i (&w)[4], const __m256i (&aw)[4], const int8_t* act, __m256i ones) {
   __m256i p[4];
@@ -257,11 +260,10 @@ inline __m256i quad_dot(const __m256i (&w)[4], const __m256i (&aw)[4], const int
       const __m256i av = load32(act + j * kActBlock);
       p[j] = _mm256_madd_epi16(_mm256_maddubs_epi16(aw[j], _mm256_sign_epi8(av, w[j])), ones);
     });
-    return quad_sums(pair_sums<false>(p[0], p[1]), pair_sums<false>(p[2], p[3]));
+    return quad_sums<false>(pair_sums<false>(p[0], p[1]), pair_sums<false>(p[2], p[3]));
   } else {
     unroll<4>([&](auto j) { p[j] = _mm256_maddubs_epi16(w[j], load32(act + j * kActBlock)); });
-    return quad_sums(_mm256_madd_epi16(pair_sums<true>(p[0], p[1]), ones),
-                     _mm256_madd_epi16(pair_sums<true>(p[2], p[3]), ones));
+    return _mm256_madd_epi16(quad_sums<true>(pair_sums<true>(p[0], p[1]), pair_sums<true>(p[2], p[3])), ones);
   }
 }
 

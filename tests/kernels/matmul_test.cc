@@ -67,6 +67,27 @@ std::vector<Case> cases() {
 
 INSTANTIATE_TEST_SUITE_P(All, Matmul, testing::ValuesIn(cases()), case_name);
 
+// The SIMD kernels add up to 8 code x activation products of a block in 16-bit lanes before
+// widening (quad_dot): with every code at its largest and every activation at 127 those sums
+// reach their bound (15240 at 4 bits, 32512 for the scaled 1-bit planes), one step short of
+// overflow. Weights 1 with a 0 at the start of each group put the codes at the top for every
+// scheme (the 0 fixes the asymmetric minimum), constant activations quantize to 127.
+TEST(MatmulIsa, LargestIntegerSumsDoNotOverflow) {
+  const int64_t n = 8, k = 4096, m = 1;
+  std::vector<float> w(n * k), x(m * k, 1.0f);
+  for (int64_t i = 0; i < n * k; ++i) w[i] = i % 32 == 0 ? 0.0f : 1.0f;
+  for (const QType& t : test::all_quant_types()) {
+    AlignedBytes buf(q_layout(t, n, k).bytes);
+    quantize(t, w.data(), n, k, buf.data());
+    const QMatrix qm{t, n, k, buf.data()};
+    for (Isa isa : available_isas()) {
+      std::vector<float> got(m * n, NAN);
+      matmul(qm, x.data(), m, got.data(), {isa, nullptr});
+      EXPECT_TRUE(test::matches_reference(qm, x.data(), m, got, k / 32.0 + 8)) << type_name(t) << " " << isa_name(isa);
+    }
+  }
+}
+
 // The SIMD kernels do the scalar kernel's integer arithmetic; only the order of fp32 sums may
 // differ, so they agree to a few ulps of the magnitude.
 TEST(MatmulIsa, SimdMatchesScalarIntegerPath) {
