@@ -34,6 +34,9 @@ int64_t env_or(const char* name, int64_t fallback) {
 
 const int64_t kN = env_or("LOWBIT_BENCH_N", 14336);
 const int64_t kK = env_or("LOWBIT_BENCH_K", 4096);
+// Rows of the core/ benchmarks' matrix: 128 stays in L2; 4 (one decode row tile, 10 KiB at 4 bits)
+// stays in L1, which tells compute limits from cache misses.
+const int64_t kCoreN = env_or("LOWBIT_BENCH_CORE_N", 128);
 
 struct FreeDeleter {
   void operator()(uint8_t* p) const { std::free(p); }
@@ -102,10 +105,10 @@ void BM_Matmul(benchmark::State& state, QType t, int64_t m, Isa isa) {
 }
 
 // The kernel alone (activations quantized once, outside the timing), single-threaded, on a
-// matrix small enough to stay in L2 (128 rows), timed by CPU time: the compute rate of one
+// matrix small enough to stay in L2 (kCoreN rows), timed by CPU time: the compute rate of one
 // core, with DRAM and the time other processes on this shared machine take out of the picture.
 void BM_KernelCore(benchmark::State& state, QType t, int64_t m) {
-  const int64_t n = 128;
+  const int64_t n = kCoreN;
   std::vector<float> w(n * kK), x(m * kK), y(m * n);
   for (int64_t i = 0; i < n * kK; ++i) w[i] = (float)((i * 7919) % 2001 - 1000) * 5e-5f;
   for (int64_t i = 0; i < m * kK; ++i) x[i] = (float)((i * 104729) % 2001 - 1000) * 1e-3f;
@@ -144,7 +147,7 @@ void register_all() {
     }
     for (const QType& t : types) {
       for (int64_t m : {1, 32}) {
-        const std::string name = "core/" + type_name(t) + "/m:" + std::to_string(m) + "/n:128/k:" + std::to_string(kK);
+        const std::string name = "core/" + type_name(t) + "/m:" + std::to_string(m) + "/n:" + std::to_string(kCoreN) + "/k:" + std::to_string(kK);
         benchmark::RegisterBenchmark(name.c_str(), BM_KernelCore, t, m)->Unit(benchmark::kMicrosecond);
       }
       for (int64_t m : {1, 32, 512}) {

@@ -233,8 +233,8 @@ inline void unpack_quad(const uint8_t* chunk, __m256i (&w)[4], __m256i (&aw)[4])
 // Sums of the 4 blocks' values in a and b per 128-bit half, in block order: a holds blocks 0 and
 // 1, b blocks 2 and 3, interleaved in i32 lanes as [0, 1, 0, 1] (see quad_dot); each i32 lane of
 // the result is one block's, as an i32 or, with I16, as two i16 partial sums.
-// Unpacks and adds, not vphaddw/vphaddd: those cost about 2 cycles each on Zen 3 (measured), an
-// unpack half a cycle.
+// Unpacks and adds, not vphaddw/vphaddd: on Zen 3 those retire one per 2 cycles, an unpack two per
+// cycle (bench/simd_rate_bench.cc).
 template <bool I16>
 inline __m256i quad_sums(__m256i a, __m256i b) {
   const __m256i lo = _mm256_unpacklo_epi64(a, b), hi = _mm256_unpackhi_epi64(a, b);

@@ -1,0 +1,68 @@
+// Throughput of the single AVX2 instructions the decode kernel's inner loop is made of
+// (kernels/matmul_quant_avx2.cc), each in a loop of 12 independent register chains so latency
+// does not limit it: what chose unpacks over vphaddw for packing block sums. Read the rates
+// against vpaddw's in the same run (4 per cycle on Zen 3), not as absolute figures: the clock of
+// a shared machine is not known here.
+//
+//   ./build/bench/simd_rate_bench --benchmark_min_time=0.2 --benchmark_repetitions=3
+#include <benchmark/benchmark.h>
+
+#include "kernels/isa.h"
+
+namespace lowbit {
+namespace {
+
+#if defined(__x86_64__)
+// Twelve copies of `insn ymm15, ymmR, ymmR`, R = 0..11: each result feeds only its own chain.
+#define LOWBIT_X12(I)                                                                            \
+  I " %%ymm15,%%ymm0,%%ymm0\n" I " %%ymm15,%%ymm1,%%ymm1\n" I " %%ymm15,%%ymm2,%%ymm2\n"         \
+  I " %%ymm15,%%ymm3,%%ymm3\n" I " %%ymm15,%%ymm4,%%ymm4\n" I " %%ymm15,%%ymm5,%%ymm5\n"         \
+  I " %%ymm15,%%ymm6,%%ymm6\n" I " %%ymm15,%%ymm7,%%ymm7\n" I " %%ymm15,%%ymm8,%%ymm8\n"         \
+  I " %%ymm15,%%ymm9,%%ymm9\n" I " %%ymm15,%%ymm10,%%ymm10\n" I " %%ymm15,%%ymm11,%%ymm11\n"
+#define LOWBIT_RATE_LOOP(NAME, INSN)                                                             \
+  void NAME(long n) {                                                                            \
+    asm volatile("1:\n" LOWBIT_X12(INSN) "dec %0\n jnz 1b\n"                                     \
+                 : "+r"(n)                                                                       \
+                 :                                                                               \
+                 : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", \
+                   "xmm10", "xmm11", "xmm15", "cc");                                             \
+  }
+LOWBIT_RATE_LOOP(loop_vpaddw, "vpaddw")
+LOWBIT_RATE_LOOP(loop_vpand, "vpand")
+LOWBIT_RATE_LOOP(loop_vphaddw, "vphaddw")
+LOWBIT_RATE_LOOP(loop_vphaddd, "vphaddd")
+LOWBIT_RATE_LOOP(loop_vpmaddubsw, "vpmaddubsw")
+LOWBIT_RATE_LOOP(loop_vpmaddwd, "vpmaddwd")
+LOWBIT_RATE_LOOP(loop_vpunpckldq, "vpunpckldq")
+LOWBIT_RATE_LOOP(loop_vpblendd, "vpblendd $0xaa,")
+LOWBIT_RATE_LOOP(loop_vfmadd231ps, "vfmadd231ps")
+
+constexpr long kLoopIters = 1 << 20;
+
+void BM_Rate(benchmark::State& state, void (*loop)(long)) {
+  if (!isa_supported(Isa::avx2)) {
+    state.SkipWithError("this CPU has no AVX2");
+    return;
+  }
+  for (auto _ : state) loop(kLoopIters);
+  state.counters["insn_per_s"] =
+      benchmark::Counter((double)state.iterations() * kLoopIters * 12, benchmark::Counter::kIsRate);
+}
+
+#define LOWBIT_RATE(INSN) BENCHMARK_CAPTURE(BM_Rate, INSN, loop_##INSN)->Unit(benchmark::kMillisecond)
+LOWBIT_RATE(vpaddw);
+LOWBIT_RATE(vpand);
+LOWBIT_RATE(vphaddw);
+LOWBIT_RATE(vphaddd);
+LOWBIT_RATE(vpmaddubsw);
+LOWBIT_RATE(vpmaddwd);
+LOWBIT_RATE(vpunpckldq);
+LOWBIT_RATE(vpblendd);
+// fma's 4-cycle latency over 12 chains allows 3 per cycle, above its 2-per-cycle ports.
+LOWBIT_RATE(vfmadd231ps);
+#endif
+
+}  // namespace
+}  // namespace lowbit
+
+BENCHMARK_MAIN();
