@@ -2,8 +2,8 @@
 // (M = 32, 512) shapes of a 7B-class FFN projection: N = 14336 x K = 4096 (LOWBIT_BENCH_N /
 // LOWBIT_BENCH_K override). Decode cycles through at least 512 MiB of distinct copies of the
 // matrix so every weight comes from DRAM, and reports the DRAM read bandwidth probed just before
-// it (dram_read_gbps) with the ratio of the two, so a run is judged against this machine's limit
-// at that moment. Counters: weight_gbps, weights_per_s, gflops (2 M N K per matmul).
+// it (dram_read_gbps, from a DramProbe) with the ratio of the two, so a run is judged against
+// this machine's limit at that moment. Counters: weight_gbps, weights_per_s, gflops (2 M N K per matmul).
 //
 //   ./build/bench/matmul_bench --benchmark_filter='q4_g32.*/m:1/' --benchmark_repetitions=5 \
 //       --benchmark_report_aggregates_only=true
@@ -86,7 +86,7 @@ void BM_Matmul(benchmark::State& state, QType t, int64_t m, Isa isa) {
   // Warm-up over every copy: page faults and thread wake-up stay out of the timing.
   for (int64_t c = 0; c < count; ++c) matmul({t, kN, kK, ws.copies[c].get()}, x.data(), m, y.data(), opt);
   // The limit, probed in the same process just before (decode only: prefill is compute-bound).
-  const double dram = m == 1 ? dram_read_gbps(pool.size(), &pool, size_t(1) << 30, 5) : 0.0;
+  const double dram = m == 1 ? DramProbe(pool, size_t(1) << 30).median(5) : 0.0;
 
   int64_t i = 0;
   for (auto _ : state) {

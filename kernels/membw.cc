@@ -111,15 +111,4 @@ double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-double dram_read_gbps(int threads, ThreadPool* pool, size_t bytes, int passes) {
-  if (threads <= 0) threads = pool ? pool->size() : hardware_threads();
-  std::unique_ptr<ThreadPool> own;
-  if (!pool || pool->size() != threads) {
-    own = std::make_unique<ThreadPool>(threads);
-    pool = own.get();
-  }
-  DramProbe probe(*pool, bytes);
-  return probe.median(passes);
-}
-
 }  // namespace lowbit

@@ -41,8 +41,4 @@ class DramProbe {
 // ones): what the benchmarks report of repeated timings. Throws Error when v is empty.
 double median(std::vector<double> v);
 
-// A probe on `pool` (a pool of `threads` made for the call when pool is null or of another
-// size; threads <= 0: the pool's size): the median of `passes` passes over `bytes`.
-double dram_read_gbps(int threads, ThreadPool* pool, size_t bytes = size_t(1) << 30, int passes = 7);
-
 }  // namespace lowbit
