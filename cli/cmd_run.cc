@@ -16,8 +16,8 @@ const char* kUsage =
     "usage: lowbit run MODEL -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P]\n"
     "         [--repeat-penalty R] [--seed S] [--stop STR ...] [--ctx C] [--threads T]\n"
     "         [--isa auto|scalar|avx2|neon] [--no-bos] [--json]\n"
-    "MODEL is a manifest directory (lowbit convert). Echoes the prompt and streams the text, then prints prompt and\n"
-    "generation tokens/s on stderr; --json prints one object at the end instead.\n"
+    "MODEL is a manifest directory (lowbit convert). Echoes the prompt and streams the text, then\n"
+    "prints prompt and generation tokens/s on stderr; --json prints one object at the end instead.\n"
     "Defaults: -n 256, --temp 0 (greedy), --ctx = the model's context.\n";
 
 int run_main(int argc, char** argv) {

@@ -128,12 +128,7 @@ void Session::truncate(int64_t pos) {
 }
 
 void Session::mm(const QMatrix& w, Role role, int64_t layer, const float* x, int64_t m, float* y) {
-  if (observer_) {
-    const ModelConfig& c = model_.config();
-    const Role r = role == Role::lm_head && c.tie_embeddings ? Role::embed : role;
-    observer_(tensor_name(c, r, (int)layer), x, m, w.k);
-  }
-  matmul(w, x, m, y, model_.matmul_options());
+  mm_many({{w, role, y}}, layer, x, m);
 }
 
 void Session::mm_many(std::initializer_list<Proj> projs, int64_t layer, const float* x, int64_t m) {
@@ -141,9 +136,13 @@ void Session::mm_many(std::initializer_list<Proj> projs, int64_t layer, const fl
   constexpr int kMax = 3;
   MatmulOut outs[kMax];
   int count = 0;
+  const ModelConfig& c = model_.config();
   for (const Proj& p : projs) {
     if (count == kMax) throw Error("mm_many: more than 3 projections");
-    if (observer_) observer_(tensor_name(model_.config(), p.role, (int)layer), x, m, p.w.k);
+    if (observer_) {
+      const Role r = p.role == Role::lm_head && c.tie_embeddings ? Role::embed : p.role;
+      observer_(tensor_name(c, r, (int)layer), x, m, p.w.k);
+    }
     outs[count++] = {p.w, p.y};
   }
   matmul_many(outs, count, x, m, model_.matmul_options());
