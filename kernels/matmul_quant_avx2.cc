@@ -38,6 +38,7 @@ namespace lowbit::avx2 {
 namespace {
 
 constexpr int64_t kGemvRows = 4;   // weight rows per pass at M == 1
+constexpr int kPipe = 4;           // quads between a quad's products and its sums in gemv()
 #ifndef LOWBIT_AVX2_PREFETCH
 #define LOWBIT_AVX2_PREFETCH 1
 #endif
@@ -253,34 +254,45 @@ inline __m256i pair_sums(__m256i x, __m256i y) {
 // to). Below 8 bits both levels add vpmaddubsw's i16 pairs in i16 (4 pairs of a block: <= 15240
 // at 4 bits, 32512 for the scaled 1-bit planes, see plane()) and one vpmaddwd widens at the end.
 template <int BITS>
-inline __m256i quad_dot(const __m256i (&w)[4], const __m256i (&aw)[4], const int8_t* act, __m256i ones) {
-  __m256i p[4];
+inline void quad_products(const __m256i (&w)[4], const __m256i (&aw)[4], const int8_t* act, __m256i ones,
+                          __m256i (&p)[4]) {
   if constexpr (BITS == 8) {
     unroll<4>([&](auto j) {
       const __m256i av = load32(act + j * kActBlock);
       p[j] = _mm256_madd_epi16(_mm256_maddubs_epi16(aw[j], _mm256_sign_epi8(av, w[j])), ones);
     });
-    return quad_sums<false>(pair_sums<false>(p[0], p[1]), pair_sums<false>(p[2], p[3]));
   } else {
     unroll<4>([&](auto j) { p[j] = _mm256_maddubs_epi16(w[j], load32(act + j * kActBlock)); });
-    return _mm256_madd_epi16(quad_sums<true>(pair_sums<true>(p[0], p[1]), pair_sums<true>(p[2], p[3])), ones);
   }
 }
-
-// Decode streams W from DRAM. At each step, the same place in the rows kPrefetch tiles ahead
-// (builtin, not _mm_prefetch: GCC 12 silently drops the intrinsic's prefetch when its hint
-// argument is not yet a constant where the call is expanded), and at the start of a tile those
-// rows' scales and minima: a stream of their own, small per row, which the hardware prefetcher
-// does not follow from one tile to the next.
-template <int R, int64_t kStepBytes>
-inline void prefetch_step(const uint8_t* const (&row)[R], int64_t offset, int64_t ahead) {
-  unroll<R>([&](auto r) {
-    for (int64_t o = 0; o < kStepBytes; o += 64) __builtin_prefetch(row[r] + offset + ahead + o, 0, 3);
-  });
+template <int BITS>
+inline __m256i quad_reduce(const __m256i (&p)[4], __m256i ones) {
+  if constexpr (BITS == 8)
+    return quad_sums<false>(pair_sums<false>(p[0], p[1]), pair_sums<false>(p[2], p[3]));
+  else
+    return _mm256_madd_epi16(quad_sums<true>(pair_sums<true>(p[0], p[1]), pair_sums<true>(p[2], p[3])), ones);
 }
-// One row's kBytes from p, one prefetch per cache line.
+template <int BITS>
+inline __m256i quad_dot(const __m256i (&w)[4], const __m256i (&aw)[4], const int8_t* act, __m256i ones) {
+  __m256i p[4];
+  quad_products<BITS>(w, aw, act, ones, p);
+  return quad_reduce<BITS>(p, ones);
+}
+
+// Decode streams W from DRAM, and the hardware prefetcher alone leaves much of the bandwidth
+// unused (4 bits, 2 threads: 0.55 of the probe without software prefetch). The codes of the R
+// rows kPrefetch tiles ahead are one contiguous range, prefetched in one of two orders, chosen
+// by alternating A/B runs of `lowbit bench matmul` at N = 14336, K = 4096:
+// - below 8 bits, one forward stream: each step takes the share of the range that matches its
+//   own progress through the current tile (4 bits: 0.83-0.89 of the probe, against 0.78-0.81
+//   for the order below; 2 bits at group 32: 0.84-0.86 against 0.61-0.72);
+// - at 8 bits, each quad takes the same place in the row R ahead of its own (0.91-0.95, against
+//   0.78-0.88 for the forward stream).
+// At the start of a tile, those rows' scales and minima: streams of their own, small per row.
+// Builtin, not _mm_prefetch: GCC 12 silently drops the intrinsic's prefetch when its hint
+// argument is not yet a constant where the call is expanded.
 template <int64_t kBytes>
-inline void prefetch_row(const uint8_t* p) {
+inline void prefetch_bytes(const uint8_t* p) {
   for (int64_t o = 0; o < kBytes; o += 64) __builtin_prefetch(p + o, 0, 3);
 }
 template <int R>
@@ -323,9 +335,9 @@ void tile(const Ctx& x, int64_t n, int64_t m0) {
   const __m256i ones = _mm256_set1_epi16(1);
 
   int64_t b = 0;
-  const int64_t ahead = C == 1 ? kPrefetch * R * x.row_bytes : 0;
+  const uint8_t* next = row[0] + kPrefetch * R * x.row_bytes;  // the codes kPrefetch tiles ahead
   for (; b + S <= nbw; b += S) {
-    if (ahead) prefetch_step<R, S * kChunkPerBlock>(row, b * kChunkPerBlock, ahead);
+    if constexpr (C == 1 && kPrefetch > 0) prefetch_bytes<R * S * kChunkPerBlock>(next + b * kChunkPerBlock * R);
     unroll<S / 4>([&](auto qd) {
       const int64_t bq = b + 4 * qd;
       unroll<R>([&](auto r) {
@@ -421,7 +433,13 @@ inline __m128 quad_scales(const uint16_t* sc, int64_t b) {
 // rows of whole quads: tile<>'s arithmetic with prepare() folded into the loop. Each step
 // expands the row's scales to its 8 blocks (one fp16 convert, and a permute or broadcast when
 // groups span blocks) and multiplies them by the 8 activation scales; each half of that vector
-// is the multiplier of one quad, broadcast to both 128-bit lanes by one permute. The group-sum
+// is the multiplier of one quad, read back to both 128-bit lanes by a broadcast load. The step's
+// 2R quads (rows inner) go through quad_dot's two halves in a software pipeline: the products
+// of quad i + kPipe are issued before the sums of quad i, so the out-of-order core sees
+// independent work in order instead of one quad's chain of ~20 cycles (vpmaddubsw, unpacks,
+// vpmaddwd, convert, FMA) at a time. Per core, 4 rows in L1 (LOWBIT_BENCH_CORE_N=4), best of 5
+// alternating runs, G weights/s at 4 bits: 39.1 unpipelined; depth 1 to 4: 41.3, 42.5, 44.6,
+// 46.2; 5 to 7: 45.0-45.5. At 8 bits 32.9 against 31.4. The group-sum
 // terms (minima or scales times gsum) do not depend on the codes and are a short fp16 dot per
 // row after the loop. So a row costs no table pass and no per-row call (at K = 2048 prepare()
 // was a quarter of the row's instructions). Needs nbw == groups * GB (no padding blocks past
@@ -443,31 +461,46 @@ void gemv(const Ctx& x, int64_t n) {
   __m256 acc[R];
   for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
   const __m256i ones = _mm256_set1_epi16(1);
-  const int64_t ahead = kPrefetch * R * x.row_bytes;
-  // From 4 bits up each quad prefetches its own bytes of its row, so the prefetches are spread
-  // over the step rather than issued as one burst (at 8 bits a burst of 16 lines per step read
-  // ~8% less of DRAM's bandwidth); below 4 bits a step's bytes are one line per row, taken at
-  // the start of the step.
+  const uint8_t* next = row[0] + kPrefetch * R * x.row_bytes;  // the codes kPrefetch tiles ahead
+  // A step's share of `next` is 2R quads' bytes. From 4 bits up each quad of the step prefetches
+  // one quad's worth (at 8 bits: in its own row, R ahead), so the prefetches are spread over the
+  // step rather than issued as one burst (at 8 bits a burst of 16 lines per step read ~8% less
+  // of DRAM's bandwidth); below 4 bits the share is a few lines, taken at the start of the step.
   constexpr int64_t kQuadBytes = 4 * kChunkPerBlock;
   int64_t b = 0;
   for (; b + 8 <= nbw; b += 8) {
     if constexpr (kQuadBytes < 64) {
-      if (ahead) prefetch_step<R, 2 * kQuadBytes>(row, b * kChunkPerBlock, ahead);
+      if constexpr (kPrefetch > 0) prefetch_bytes<2 * R * kQuadBytes>(next + b * kChunkPerBlock * R);
     }
     __m256 s8 = _mm256_loadu_ps(x.ascale + b);
     if constexpr (BITS <= 2) s8 = _mm256_mul_ps(s8, plane_factor<BITS>());
-    unroll<R>([&](auto r) {
-      const __m256 m8 = _mm256_mul_ps(step_scales<GB>(sc[r], b), s8);
-      unroll<2>([&](auto qd) {
-        if constexpr (kQuadBytes >= 64) {
-          if (ahead) prefetch_row<kQuadBytes>(row[r] + (b + 4 * qd) * kChunkPerBlock + ahead);
+    alignas(32) float m8s[R][8];
+    unroll<R>([&](auto r) { _mm256_store_ps(m8s[r], _mm256_mul_ps(step_scales<GB>(sc[r], b), s8)); });
+    __m256i h[kPipe + 1][2];  // pair sums of the quads products() has done and sums() has not
+    auto products = [&](auto i) {
+      constexpr int qd = i / R, r = i % R;
+      if constexpr (kQuadBytes >= 64) {
+        if constexpr (kPrefetch > 0) {
+          if constexpr (BITS == 8) prefetch_bytes<kQuadBytes>(next + r * x.row_bytes + (b + 4 * qd) * kChunkPerBlock);
+          else prefetch_bytes<kQuadBytes>(next + b * kChunkPerBlock * R + i * kQuadBytes);
         }
-        __m256i w[4], aw[4];
-        unpack_quad<BITS, qd>(row[r] + b * kChunkPerBlock, w, aw);
-        const __m256i q = quad_dot<BITS>(w, aw, act + (b + 4 * qd) * kActBlock, ones);
-        const __m256 mv = _mm256_permute2f128_ps(m8, m8, qd == 0 ? 0x00 : 0x11);
-        acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), mv, acc[r]);
-      });
+      }
+      __m256i w[4], aw[4], p[4];
+      unpack_quad<BITS, qd>(row[r] + b * kChunkPerBlock, w, aw);
+      quad_products<BITS>(w, aw, act + (b + 4 * qd) * kActBlock, ones, p);
+      h[i % (kPipe + 1)][0] = pair_sums<BITS != 8>(p[0], p[1]);
+      h[i % (kPipe + 1)][1] = pair_sums<BITS != 8>(p[2], p[3]);
+    };
+    auto sums = [&](auto i) {
+      constexpr int qd = i / R, r = i % R;
+      __m256i q = quad_sums<BITS != 8>(h[i % (kPipe + 1)][0], h[i % (kPipe + 1)][1]);
+      if constexpr (BITS != 8) q = _mm256_madd_epi16(q, ones);
+      const __m256 mv = _mm256_broadcast_ps(reinterpret_cast<const __m128*>(m8s[r] + 4 * qd));
+      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), mv, acc[r]);
+    };
+    unroll<2 * R + kPipe>([&](auto i) {
+      if constexpr (i < 2 * R) products(i);
+      if constexpr (i >= kPipe) sums(std::integral_constant<int, i - kPipe>{});
     });
   }
   if constexpr (BITS > 1 && GB < 8) {
@@ -475,7 +508,10 @@ void gemv(const Ctx& x, int64_t n) {
       __m128 s4 = _mm_loadu_ps(x.ascale + b);
       if constexpr (BITS <= 2) s4 = _mm_mul_ps(s4, plane_factor4<BITS, 0>());
       unroll<R>([&](auto r) {
-        if (ahead) prefetch_row<kQuadBytes>(row[r] + b * kChunkPerBlock + ahead);
+        if constexpr (kPrefetch > 0) {
+          if constexpr (BITS == 8) prefetch_bytes<kQuadBytes>(next + r * x.row_bytes + b * kChunkPerBlock);
+          else prefetch_bytes<kQuadBytes>(next + b * kChunkPerBlock * R + r * kQuadBytes);
+        }
         __m256i w[4], aw[4];
         unpack_quad<BITS, 0>(row[r] + b * kChunkPerBlock, w, aw);
         const __m256i q = quad_dot<BITS>(w, aw, act + b * kActBlock, ones);
