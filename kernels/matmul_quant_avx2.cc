@@ -38,7 +38,11 @@ namespace lowbit::avx2 {
 namespace {
 
 constexpr int64_t kGemvRows = 4;   // weight rows per pass at M == 1
-constexpr int kPipe = 4;           // quads between a quad's products and its sums in gemv()
+constexpr int kPipe = 4;           // items between an item's two halves in pipelined()
+// Prefill at 1 bit runs unpipelined: 2 threads, M = 32, 3 alternating runs, 123, 123, 102
+// GFLOP/s pipelined against 137, 139, 134 (at 8 bits, M = 512: 100, 103 against 87, 92).
+template <int BITS>
+constexpr int kGemmPipe = BITS == 1 ? 0 : kPipe;
 #ifndef LOWBIT_AVX2_PREFETCH
 #define LOWBIT_AVX2_PREFETCH 1
 #endif
@@ -253,9 +257,12 @@ inline __m256i pair_sums(__m256i x, __m256i y) {
 // the 4 blocks' sums in order, in both 128-bit halves (the layout the multipliers are broadcast
 // to). Below 8 bits both levels add vpmaddubsw's i16 pairs in i16 (4 pairs of a block: <= 15240
 // at 4 bits, 32512 for the scaled 1-bit planes, see plane()) and one vpmaddwd widens at the end.
+// quad_dot in two halves, for the software pipelines below: the products and the first level of
+// sums (two vectors per quad), then the second level.
 template <int BITS>
-inline void quad_products(const __m256i (&w)[4], const __m256i (&aw)[4], const int8_t* act, __m256i ones,
-                          __m256i (&p)[4]) {
+inline void quad_half_sums(const __m256i (&w)[4], const __m256i (&aw)[4], const int8_t* act, __m256i ones,
+                           __m256i (&h)[2]) {
+  __m256i p[4];
   if constexpr (BITS == 8) {
     unroll<4>([&](auto j) {
       const __m256i av = load32(act + j * kActBlock);
@@ -264,19 +271,34 @@ inline void quad_products(const __m256i (&w)[4], const __m256i (&aw)[4], const i
   } else {
     unroll<4>([&](auto j) { p[j] = _mm256_maddubs_epi16(w[j], load32(act + j * kActBlock)); });
   }
+  h[0] = pair_sums<BITS != 8>(p[0], p[1]);
+  h[1] = pair_sums<BITS != 8>(p[2], p[3]);
 }
 template <int BITS>
-inline __m256i quad_reduce(const __m256i (&p)[4], __m256i ones) {
-  if constexpr (BITS == 8)
-    return quad_sums<false>(pair_sums<false>(p[0], p[1]), pair_sums<false>(p[2], p[3]));
-  else
-    return _mm256_madd_epi16(quad_sums<true>(pair_sums<true>(p[0], p[1]), pair_sums<true>(p[2], p[3])), ones);
+inline __m256i quad_total(const __m256i (&h)[2], __m256i ones) {
+  const __m256i q = quad_sums<BITS != 8>(h[0], h[1]);
+  return BITS == 8 ? q : _mm256_madd_epi16(q, ones);
 }
 template <int BITS>
 inline __m256i quad_dot(const __m256i (&w)[4], const __m256i (&aw)[4], const int8_t* act, __m256i ones) {
-  __m256i p[4];
-  quad_products<BITS>(w, aw, act, ones, p);
-  return quad_reduce<BITS>(p, ones);
+  __m256i h[2];
+  quad_half_sums<BITS>(w, aw, act, ones, h);
+  return quad_total<BITS>(h, ones);
+}
+
+// products(i) for items i in [0, N), each followed D items later by sums(i): the first half of
+// item i + D is issued before the second half of item i, so the out-of-order core
+// sees independent work in order instead of one quad's chain of ~20 cycles (vpmaddubsw,
+// unpacks, vpmaddwd, convert, FMA) at a time. Per core at M = 1, 4 rows in L1
+// (LOWBIT_BENCH_CORE_N=4), best of 5 alternating runs, G weights/s at 4 bits: 39.1 unpipelined;
+// depth 1 to 4: 41.3, 42.5, 44.6, 46.2; 5 to 7: 45.0-45.5. At 8 bits 32.9 against 31.4.
+// D = 0 is the plain order, each item whole.
+template <int N, int D, class P, class S>
+[[gnu::always_inline]] inline void pipelined(P&& products, S&& sums) {
+  unroll<N + D>([&](auto i) {
+    if constexpr (i < N) products(i);
+    if constexpr (i >= D) sums(std::integral_constant<int, i - D>{});
+  });
 }
 
 // Decode streams W from DRAM, and the hardware prefetcher alone leaves much of the bandwidth
@@ -338,18 +360,20 @@ void tile(const Ctx& x, int64_t n, int64_t m0) {
   const uint8_t* next = row[0] + kPrefetch * R * x.row_bytes;  // the codes kPrefetch tiles ahead
   for (; b + S <= nbw; b += S) {
     if constexpr (C == 1 && kPrefetch > 0) prefetch_bytes<R * S * kChunkPerBlock>(next + b * kChunkPerBlock * R);
-    unroll<S / 4>([&](auto qd) {
-      const int64_t bq = b + 4 * qd;
-      unroll<R>([&](auto r) {
-        __m256i w[4], aw[4];
-        unpack_quad<BITS, qd>(row[r] + b * kChunkPerBlock, w, aw);
-        unroll<C>([&](auto c) {
-          const __m256i q = quad_dot<BITS>(w, aw, act[c] + bq * kActBlock, ones);
-          const __m256 mv = _mm256_broadcast_ps(reinterpret_cast<const __m128*>(mrow[r][c] + bq));
-          acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), mv, acc[r][c]);
+    // Items (quad, r, c), c innermost: a weight row's quad is unpacked once for its C items.
+    __m256i w[4], aw[4], h[kGemmPipe<BITS> + 1][2];
+    pipelined<S / 4 * R * C, kGemmPipe<BITS>>(
+        [&](auto i) {
+          constexpr int qd = i / (R * C), r = i / C % R, c = i % C;
+          if constexpr (c == 0) unpack_quad<BITS, qd>(row[r] + b * kChunkPerBlock, w, aw);
+          quad_half_sums<BITS>(w, aw, act[c] + (b + 4 * qd) * kActBlock, ones, h[i % (kGemmPipe<BITS> + 1)]);
+        },
+        [&](auto i) {
+          constexpr int qd = i / (R * C), r = i / C % R, c = i % C;
+          const __m256 mv = _mm256_broadcast_ps(reinterpret_cast<const __m128*>(mrow[r][c] + b + 4 * qd));
+          acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(quad_total<BITS>(h[i % (kGemmPipe<BITS> + 1)], ones)), mv,
+                                      acc[r][c]);
         });
-      });
-    });
   }
   // Rows whose chunk count leaves fewer than S blocks (4 bits: an odd chunk count; 8 bits: any
   // count): one chunk at a time.
@@ -434,14 +458,8 @@ inline __m128 quad_scales(const uint16_t* sc, int64_t b) {
 // expands the row's scales to its 8 blocks (one fp16 convert, and a permute or broadcast when
 // groups span blocks) and multiplies them by the 8 activation scales; each half of that vector
 // is the multiplier of one quad, read back to both 128-bit lanes by a broadcast load. The step's
-// 2R quads (rows inner) go through quad_dot's two halves in a software pipeline: the products
-// of quad i + kPipe are issued before the sums of quad i, so the out-of-order core sees
-// independent work in order instead of one quad's chain of ~20 cycles (vpmaddubsw, unpacks,
-// vpmaddwd, convert, FMA) at a time. Per core, 4 rows in L1 (LOWBIT_BENCH_CORE_N=4), best of 5
-// alternating runs, G weights/s at 4 bits: 39.1 unpipelined; depth 1 to 4: 41.3, 42.5, 44.6,
-// 46.2; 5 to 7: 45.0-45.5. At 8 bits 32.9 against 31.4. The group-sum
-// terms (minima or scales times gsum) do not depend on the codes and are a short fp16 dot per
-// row after the loop. So a row costs no table pass and no per-row call (at K = 2048 prepare()
+// 2R quads go through pipelined(). The group-sum terms (minima or scales times gsum) do not
+// depend on the codes and are a short fp16 dot per row after the loop. So a row costs no table pass and no per-row call (at K = 2048 prepare()
 // was a quarter of the row's instructions). Needs nbw == groups * GB (no padding blocks past
 // the scales) and whole quads (nbw % 4 == 0; 1 bit: % 8).
 template <int BITS, int R, bool ASYM, int GB>
@@ -476,32 +494,24 @@ void gemv(const Ctx& x, int64_t n) {
     if constexpr (BITS <= 2) s8 = _mm256_mul_ps(s8, plane_factor<BITS>());
     alignas(32) float m8s[R][8];
     unroll<R>([&](auto r) { _mm256_store_ps(m8s[r], _mm256_mul_ps(step_scales<GB>(sc[r], b), s8)); });
-    __m256i h[kPipe + 1][2];  // pair sums of the quads products() has done and sums() has not
-    auto products = [&](auto i) {
-      constexpr int qd = i / R, r = i % R;
-      if constexpr (kQuadBytes >= 64) {
-        if constexpr (kPrefetch > 0) {
-          if constexpr (BITS == 8) prefetch_bytes<kQuadBytes>(next + r * x.row_bytes + (b + 4 * qd) * kChunkPerBlock);
-          else prefetch_bytes<kQuadBytes>(next + b * kChunkPerBlock * R + i * kQuadBytes);
-        }
-      }
-      __m256i w[4], aw[4], p[4];
-      unpack_quad<BITS, qd>(row[r] + b * kChunkPerBlock, w, aw);
-      quad_products<BITS>(w, aw, act + (b + 4 * qd) * kActBlock, ones, p);
-      h[i % (kPipe + 1)][0] = pair_sums<BITS != 8>(p[0], p[1]);
-      h[i % (kPipe + 1)][1] = pair_sums<BITS != 8>(p[2], p[3]);
-    };
-    auto sums = [&](auto i) {
-      constexpr int qd = i / R, r = i % R;
-      __m256i q = quad_sums<BITS != 8>(h[i % (kPipe + 1)][0], h[i % (kPipe + 1)][1]);
-      if constexpr (BITS != 8) q = _mm256_madd_epi16(q, ones);
-      const __m256 mv = _mm256_broadcast_ps(reinterpret_cast<const __m128*>(m8s[r] + 4 * qd));
-      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), mv, acc[r]);
-    };
-    unroll<2 * R + kPipe>([&](auto i) {
-      if constexpr (i < 2 * R) products(i);
-      if constexpr (i >= kPipe) sums(std::integral_constant<int, i - kPipe>{});
-    });
+    // Items (quad, r), r inner.
+    __m256i h[kPipe + 1][2];
+    pipelined<2 * R, kPipe>(
+        [&](auto i) {
+          constexpr int qd = i / R, r = i % R;
+          if constexpr (kQuadBytes >= 64 && kPrefetch > 0) {
+            if constexpr (BITS == 8) prefetch_bytes<kQuadBytes>(next + r * x.row_bytes + (b + 4 * qd) * kChunkPerBlock);
+            else prefetch_bytes<kQuadBytes>(next + b * kChunkPerBlock * R + i * kQuadBytes);
+          }
+          __m256i w[4], aw[4];
+          unpack_quad<BITS, qd>(row[r] + b * kChunkPerBlock, w, aw);
+          quad_half_sums<BITS>(w, aw, act + (b + 4 * qd) * kActBlock, ones, h[i % (kPipe + 1)]);
+        },
+        [&](auto i) {
+          constexpr int qd = i / R, r = i % R;
+          const __m256 mv = _mm256_broadcast_ps(reinterpret_cast<const __m128*>(m8s[r] + 4 * qd));
+          acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(quad_total<BITS>(h[i % (kPipe + 1)], ones)), mv, acc[r]);
+        });
   }
   if constexpr (BITS > 1 && GB < 8) {
     if (b < nbw) {  // nbw % 8 == 4: one last quad (planes as in a step's first quad)
