@@ -1,6 +1,6 @@
 // lowbit bench matmul: one matmul shape timed in isolation, in rounds that each start with a
-// pass of the DRAM read probe, so a decode figure is judged against the limit of this machine
-// at that moment. lowbit bench model: see cli/bench_model.h.
+// pass of the fp32 FMA probe and one of the DRAM read probe, so a decode figure (bandwidth) and a
+// prefill figure (FLOP/s) are judged against the limits of this machine at that moment. lowbit bench model: see cli/bench_model.h.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -34,7 +34,9 @@ const char* kUsage =
     "matmul: Y[M x N] = X[M x K] W^T with W of the given type, cycling through at least 512 MiB\n"
     "of distinct copies of W so every weight read comes from DRAM; prints the median time per\n"
     "matmul and the DRAM read bandwidth probed between rounds of it (ratio_to_dram: the median\n"
-    "over rounds of the round's weight GB/s over the probe pass just before it). Defaults:\n"
+    "over rounds of the round's weight GB/s over the probe pass just before it), and the same for\n"
+    "GFLOP/s against an fp32 FMA probe on the same threads (fma_peak_gflops, ratio_to_fma_peak:\n"
+    "the yardstick of prefill; the int8 kernels are not bound by it). Defaults:\n"
     "--group 32, --scheme sym at 8 bits and asym below, --m 1 --n 14336 --k 4096, all hardware\n"
     "threads. --bits 16 is f16, --bits 32 f32; --type takes any type name (bf16, q4_row_sym,\n"
     "...) instead.\n";
@@ -130,6 +132,7 @@ int matmul_main(int argc, char** argv) {
   // ratios is reported, so a neighbour that starts or stops streaming memory mid-run moves both
   // sides of a ratio instead of one.
   DramProbe probe(pool, kCycleBytes);
+  FmaProbe fma(pool);
   if (reps <= 0) {
     const auto t0 = std::chrono::steady_clock::now();
     run_one(0);
@@ -138,9 +141,10 @@ int matmul_main(int argc, char** argv) {
   }
   const int64_t per_round = std::min<int64_t>(copies, reps);
   const int64_t rounds = std::max<int64_t>(1, ceil_div((int64_t)reps, per_round));
-  std::vector<double> times, probes, ratios;
+  std::vector<double> times, probes, ratios, fmas, fma_ratios;
   int64_t next = 1;
   for (int64_t r = 0; r < rounds; ++r) {
+    fmas.push_back(fma.pass());
     probes.push_back(probe.pass());
     double round_sec = 0;
     for (int64_t i = 0; i < per_round; ++i) {
@@ -150,9 +154,11 @@ int matmul_main(int argc, char** argv) {
       round_sec += times.back();
     }
     ratios.push_back((double)bytes * (double)per_round / round_sec / 1e9 / probes.back());
+    fma_ratios.push_back(2.0 * (double)m * (double)n * (double)k * (double)per_round / round_sec / 1e9 / fmas.back());
   }
   reps = (int)times.size();
   const double sec = median(times), dram = median(probes), ratio = median(ratios);
+  const double fma_peak = median(fmas), fma_ratio = median(fma_ratios);
   const double weights = (double)n * (double)k;
   const double gbps = (double)bytes / sec / 1e9;
   const double gflops = 2.0 * (double)m * weights / sec / 1e9;
@@ -161,15 +167,16 @@ int matmul_main(int argc, char** argv) {
         "{\"type\": \"%s\", \"isa\": \"%s\", \"threads\": %d, \"m\": %lld, \"n\": %lld, \"k\": %lld, "
         "\"bits_per_weight\": %.4f, \"weight_bytes\": %lld, \"copies\": %lld, \"reps\": %d, "
         "\"seconds\": %.9g, \"weight_gbps\": %.4g, \"weights_per_s\": %.4g, \"gflops\": %.4g, "
-        "\"dram_read_gbps\": %.4g, \"ratio_to_dram\": %.4f, \"rounds\": %lld}\n",
+        "\"dram_read_gbps\": %.4g, \"ratio_to_dram\": %.4f, \"fma_peak_gflops\": %.4g, "
+        "\"ratio_to_fma_peak\": %.4f, \"rounds\": %lld}\n",
         type_name(t).c_str(), isa_name(isa), threads, (long long)m, (long long)n, (long long)k,
         bits_per_weight(t, n, k), (long long)bytes, (long long)copies, reps, sec, gbps, weights / sec,
-        gflops, dram, ratio, (long long)rounds);
+        gflops, dram, ratio, fma_peak, fma_ratio, (long long)rounds);
   } else {
     std::printf("%s %s threads=%d m=%lld n=%lld k=%lld: %.3f ms, %.2f GB/s of weights (%.0f%% of DRAM "
-                "%.2f GB/s), %.2f G weights/s, %.1f GFLOP/s\n",
+                "%.2f GB/s), %.2f G weights/s, %.1f GFLOP/s (%.0f%% of the fp32 FMA peak %.0f GFLOP/s)\n",
                 type_name(t).c_str(), isa_name(isa), threads, (long long)m, (long long)n, (long long)k,
-                sec * 1e3, gbps, 100 * ratio, dram, weights / sec / 1e9, gflops);
+                sec * 1e3, gbps, 100 * ratio, dram, weights / sec / 1e9, gflops, 100 * fma_ratio, fma_peak);
   }
   return 0;
 }

@@ -52,6 +52,62 @@ __attribute__((target("avx2"))) uint64_t sum_words_avx2(const uint64_t* p, size_
 }
 #endif
 
+// kChains x 8 lanes of independent multiply-adds per step: 12 chains cover a 4-cycle FMA
+// latency on 2 FMA pipes with room to spare (Zen 3, Haswell onwards). x -> x * a + b with
+// a just under 1 keeps every value bounded and normal.
+constexpr int kChains = 12;
+constexpr int64_t kFlopsPerStep = kChains * 8 * 2;
+
+float fma_chains(int64_t steps) {
+  float acc[kChains][8];
+  for (int c = 0; c < kChains; ++c)
+    for (int l = 0; l < 8; ++l) acc[c][l] = (float)(c + l);
+  for (int64_t s = 0; s < steps; ++s)
+    for (int c = 0; c < kChains; ++c)
+      for (int l = 0; l < 8; ++l) acc[c][l] = acc[c][l] * 0.99999f + 0.5f;
+  float t = 0;
+  for (int c = 0; c < kChains; ++c)
+    for (int l = 0; l < 8; ++l) t += acc[c][l];
+  return t;
+}
+#ifdef LOWBIT_HAVE_AVX2
+// Twelve named chains, not an array: GCC 12 kept an array of them in memory across the loop
+// (a store and a reload per FMA, which measured half the rate).
+__attribute__((target("avx2,fma"))) float fma_chains_avx2(int64_t steps) {
+  static_assert(kChains == 12, "one variable per chain");
+  __m256 c0 = _mm256_set1_ps(0), c1 = _mm256_set1_ps(1), c2 = _mm256_set1_ps(2), c3 = _mm256_set1_ps(3);
+  __m256 c4 = _mm256_set1_ps(4), c5 = _mm256_set1_ps(5), c6 = _mm256_set1_ps(6), c7 = _mm256_set1_ps(7);
+  __m256 c8 = _mm256_set1_ps(8), c9 = _mm256_set1_ps(9), c10 = _mm256_set1_ps(10), c11 = _mm256_set1_ps(11);
+  const __m256 a = _mm256_set1_ps(0.99999f), b = _mm256_set1_ps(0.5f);
+  for (int64_t s = 0; s < steps; ++s) {
+    c0 = _mm256_fmadd_ps(c0, a, b);
+    c1 = _mm256_fmadd_ps(c1, a, b);
+    c2 = _mm256_fmadd_ps(c2, a, b);
+    c3 = _mm256_fmadd_ps(c3, a, b);
+    c4 = _mm256_fmadd_ps(c4, a, b);
+    c5 = _mm256_fmadd_ps(c5, a, b);
+    c6 = _mm256_fmadd_ps(c6, a, b);
+    c7 = _mm256_fmadd_ps(c7, a, b);
+    c8 = _mm256_fmadd_ps(c8, a, b);
+    c9 = _mm256_fmadd_ps(c9, a, b);
+    c10 = _mm256_fmadd_ps(c10, a, b);
+    c11 = _mm256_fmadd_ps(c11, a, b);
+  }
+  const __m256 t = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(c0, c1), _mm256_add_ps(c2, c3)),
+                                 _mm256_add_ps(_mm256_add_ps(c4, c5), _mm256_add_ps(c6, c7)));
+  const __m256 u = _mm256_add_ps(_mm256_add_ps(c8, c9), _mm256_add_ps(c10, c11));
+  return _mm256_cvtss_f32(_mm256_add_ps(t, u));
+}
+#endif
+
+float fma_any(int64_t steps) {
+#ifdef LOWBIT_HAVE_AVX2
+  static const bool avx2 = isa_supported(Isa::avx2);
+  if (avx2) return fma_chains_avx2(steps);
+#endif
+  return fma_chains(steps);
+}
+
 uint64_t sum_any(const uint64_t* p, size_t n) {
 #ifdef LOWBIT_HAVE_AVX2
   static const bool avx2 = isa_supported(Isa::avx2);
@@ -103,6 +159,40 @@ double DramProbe::median(int passes) {
   std::vector<double> gbps;
   for (int p = 0; p < std::max(passes, 1); ++p) gbps.push_back(pass());
   return lowbit::median(std::move(gbps));
+}
+
+double FmaProbe::pass(double seconds) {
+  if (steps_per_s_ == 0) {  // calibrate once: double one thread's steps until they take 5 ms
+    int64_t steps = 1 << 12;
+    for (;;) {
+      const auto t0 = std::chrono::steady_clock::now();
+      sink_ += fma_any(steps);
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      if (s > 0.005) {
+        steps_per_s_ = (double)steps / s;
+        break;
+      }
+      steps *= 2;
+    }
+  }
+  // As many slices per thread as the DRAM probe, for the same reason; each thread runs about
+  // `seconds` of steps.
+  const int64_t tasks = probe_tasks(pool_);
+  const int64_t steps = std::max<int64_t>(1, (int64_t)(steps_per_s_ * seconds * pool_.size() / (double)tasks));
+  std::vector<float> sums(tasks);
+  const auto t0 = std::chrono::steady_clock::now();
+  pool_.run(tasks, [&](int64_t t, int) { sums[t] = fma_any(steps); });
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  for (float v : sums) sink_ += v;
+  volatile float keep = sink_;  // the chains' results stay observable
+  (void)keep;
+  return (double)tasks * (double)steps * kFlopsPerStep / s / 1e9;
+}
+
+double FmaProbe::median(int passes) {
+  std::vector<double> g;
+  for (int p = 0; p < std::max(passes, 1); ++p) g.push_back(pass());
+  return lowbit::median(std::move(g));
 }
 
 double median(std::vector<double> v) {

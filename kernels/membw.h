@@ -37,6 +37,24 @@ class DramProbe {
   uint64_t sink_ = 0;
 };
 
+// The fp32 multiply-add rate of every thread of a pool together, in GFLOP/s (a fused
+// multiply-add counts 2): the compute limit a prefill (M > 1) matmul is set against, taken in the
+// same run for the same reason as DramProbe. Chains of FMAs on registers only, enough of them
+// to cover the FMA latency on both FMA pipes (256-bit with AVX2 + FMA; otherwise whatever the
+// compiler makes of a float loop for the baseline ISA).
+class FmaProbe {
+ public:
+  explicit FmaProbe(ThreadPool& pool) : pool_(pool) {}
+  // One pass of about `seconds` (at least one chain step per task), in GFLOP/s.
+  double pass(double seconds = 0.05);
+  double median(int passes);
+
+ private:
+  ThreadPool& pool_;
+  double steps_per_s_ = 0;  // of one thread: calibrated by the first pass
+  float sink_ = 0;
+};
+
 // The upper median of v (the middle value; of an even count, the higher of the two middle
 // ones): what the benchmarks report of repeated timings. Throws Error when v is empty.
 double median(std::vector<double> v);

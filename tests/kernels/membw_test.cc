@@ -32,5 +32,20 @@ TEST(DramProbe, PassesReportFiniteRates) {
   }
 }
 
+// The FMA probe's contract, like the DRAM probe's: finite, positive rates on any pool size, for
+// passes of any length.
+TEST(FmaProbe, PassesReportFiniteRates) {
+  for (int threads : {1, 2}) {
+    ThreadPool pool(threads);
+    FmaProbe probe(pool);
+    for (double seconds : {0.0, 0.01, 0.02}) {
+      const double g = probe.pass(seconds);
+      EXPECT_TRUE(std::isfinite(g) && g > 0) << g;
+    }
+    const double m = probe.median(3);
+    EXPECT_TRUE(std::isfinite(m) && m > 0) << m;
+  }
+}
+
 }  // namespace
 }  // namespace lowbit

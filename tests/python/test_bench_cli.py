@@ -53,6 +53,7 @@ def test_bench_matmul_json_figures(bits, group, scheme, m):
     assert j["weights_per_s"] == pytest.approx(n * k / s, rel=1e-3)
     assert j["gflops"] == pytest.approx(2 * m * n * k / s / 1e9, rel=1e-3)
     assert j["dram_read_gbps"] > 0 and j["ratio_to_dram"] > 0
+    assert j["fma_peak_gflops"] > 0 and j["ratio_to_fma_peak"] > 0
 
 
 def test_bench_matmul_rejects_bad_shape():
