@@ -257,8 +257,8 @@ inline __m256i pair_sums(__m256i x, __m256i y) {
 // the 4 blocks' sums in order, in both 128-bit halves (the layout the multipliers are broadcast
 // to). Below 8 bits both levels add vpmaddubsw's i16 pairs in i16 (4 pairs of a block: <= 15240
 // at 4 bits, 32512 for the scaled 1-bit planes, see plane()) and one vpmaddwd widens at the end.
-// quad_dot in two halves, for the software pipelines below: the products and the first level of
-// sums (two vectors per quad), then the second level.
+// It comes in two halves, so the software pipelines below can interleave quads: quad_half_sums
+// (the products and the first level of sums, two vectors per quad) and quad_total (the rest).
 template <int BITS>
 inline void quad_half_sums(const __m256i (&w)[4], const __m256i (&aw)[4], const int8_t* act, __m256i ones,
                            __m256i (&h)[2]) {
@@ -310,7 +310,9 @@ template <int N, int D, class P, class S>
 //   for the order below; 2 bits at group 32: 0.84-0.86 against 0.61-0.72);
 // - at 8 bits, each quad takes the same place in the row R ahead of its own (0.91-0.95, against
 //   0.78-0.88 for the forward stream).
-// At the start of a tile, those rows' scales and minima: streams of their own, small per row.
+// Their scales and minima are contiguous too: gemv() prefetches them the same way, the step's
+// share, one line of each per step at groups of 32 (4 bits at g32: 0.92, 0.92, 0.92 of the
+// probe against 0.82, 0.85, 0.94 for all of a tile's at its start, which tile<> still does).
 // Builtin, not _mm_prefetch: GCC 12 silently drops the intrinsic's prefetch when its hint
 // argument is not yet a constant where the call is expanded.
 template <int64_t kBytes>
@@ -459,16 +461,16 @@ inline __m128 quad_scales(const uint16_t* sc, int64_t b) {
 // groups span blocks) and multiplies them by the 8 activation scales; each half of that vector
 // is the multiplier of one quad, read back to both 128-bit lanes by a broadcast load. The step's
 // 2R quads go through pipelined(). The group-sum terms (minima or scales times gsum) do not
-// depend on the codes and are a short fp16 dot per row after the loop. So a row costs no table pass and no per-row call (at K = 2048 prepare()
-// was a quarter of the row's instructions). Needs nbw == groups * GB (no padding blocks past
-// the scales) and whole quads (nbw % 4 == 0; 1 bit: % 8).
+// depend on the codes and are a short fp16 dot per row after the loop. So a row costs no table
+// pass and no per-row call (at K = 2048 prepare() was a quarter of the row's instructions).
+// Needs nbw == groups * GB (no padding blocks past the scales) and whole quads (nbw % 4 == 0;
+// 1 bit: % 8).
 template <int BITS, int R, bool ASYM, int GB>
 void gemv(const Ctx& x, int64_t n) {
   constexpr int CB = 8 / BITS;
   constexpr int64_t kChunkPerBlock = kChunkBytes / CB;
   constexpr bool kNeedD = !ASYM || BITS == 8;  // cd_mul != 0: sym offsets, 8-bit's 128
   const int64_t nbw = x.nbw, groups = x.groups;
-  if constexpr (kPrefetch > 0) prefetch_scales<R>(x, n);
   const uint8_t* row[R];
   const uint16_t* sc[R];
   for (int r = 0; r < R; ++r) {
@@ -489,6 +491,11 @@ void gemv(const Ctx& x, int64_t n) {
   for (; b + 8 <= nbw; b += 8) {
     if constexpr (kQuadBytes < 64) {
       if constexpr (kPrefetch > 0) prefetch_bytes<2 * R * kQuadBytes>(next + b * kChunkPerBlock * R);
+    }
+    if constexpr (kPrefetch > 0) {  // the step's share of the next rows' scales and minima
+      const int64_t o = (n + kPrefetch * R) * groups + b * R / GB;
+      __builtin_prefetch(x.scales + o, 0, 3);
+      if constexpr (ASYM) __builtin_prefetch(x.mins + o, 0, 3);
     }
     __m256 s8 = _mm256_loadu_ps(x.ascale + b);
     if constexpr (BITS <= 2) s8 = _mm256_mul_ps(s8, plane_factor<BITS>());
