@@ -306,7 +306,7 @@ template <int N, int D, class P, class S>
 // rows kPrefetch tiles ahead are one contiguous range, prefetched in one of two orders, chosen
 // by alternating A/B runs of `lowbit bench matmul` at N = 14336, K = 4096:
 // - below 8 bits, one forward stream: each step takes the share of the range that matches its
-//   own progress through the current tile (4 bits: 0.83-0.89 of the probe, against 0.78-0.81
+//   own progress through the current tile (4 bits: 0.83-0.92 of the probe, against 0.77-0.81
 //   for the order below; 2 bits at group 32: 0.84-0.86 against 0.61-0.72);
 // - at 8 bits, each quad takes the same place in the row R ahead of its own (0.91-0.95, against
 //   0.78-0.88 for the forward stream).
