@@ -32,6 +32,7 @@
 #include <utility>
 #include <vector>
 
+#include "kernels/codes_avx2.h"
 #include "kernels/matmul_avx2.h"
 
 namespace lowbit::avx2 {
@@ -51,17 +52,6 @@ constexpr int64_t kGemmRows = 2;   // weight rows per tile at M > 1
 constexpr int64_t kGemmActs = 4;   // activation rows per tile at M > 1
 constexpr int64_t kPanelActs = 64;  // activation rows per panel: 64 x 4 KiB at K = 4096 (L2)
 static_assert(kRowTile % kGemvRows == 0 && kRowTile % kGemmRows == 0, "row tile");
-
-template <int... Is, class F>
-[[gnu::always_inline]] inline void unroll_impl(std::integer_sequence<int, Is...>, F&& f) {
-  (f(std::integral_constant<int, Is>{}), ...);
-}
-// f(std::integral_constant<int, i>) for i in [0, N): indices stay compile-time constants, so
-// shift counts and plane numbers become immediates.
-template <int N, class F>
-[[gnu::always_inline]] inline void unroll(F&& f) {
-  unroll_impl(std::make_integer_sequence<int, N>{}, f);
-}
 
 inline float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -102,36 +92,6 @@ struct Ctx {
   float* y = nullptr;  // (m, ldy)
   int64_t ldy = 0;
 };
-
-// Plane P of a 32-byte chunk: the 32 codes of one activation block, one per byte, times
-// 2^plane_shift(BITS, P). A 16-bit shift brings a plane to the low bits of every byte and the
-// AND drops the bits the shift carried in from the neighbouring byte; at 1 and 2 bits most
-// planes skip the shift and are taken in place, scaled by a power of two that the block's
-// multiplier undoes exactly (plane_factor), as long as the scaled codes keep quad_dot's i16
-// sums in range: it adds 4 vpmaddubsw pairs of a block, <= 8 * 127 * scaled code < 2^15 for
-// scaled codes <= 32, the largest used (1 bit: planes 0-5 in place, 6-7 from one shift by 6;
-// 2 bits: planes 0-1 in place, 2-3 from one shift by 4). At 8 bits: the level code - 128 as int8.
-template <int BITS, int P>
-constexpr int plane_shift() {
-  if constexpr (BITS == 1) return P <= 5 ? P : P - 6;
-  else if constexpr (BITS == 2) return P % 2 == 0 ? 0 : 2;
-  else return 0;
-}
-template <int BITS, int P>
-inline __m256i plane(__m256i raw) {
-  if constexpr (BITS == 8) {
-    return _mm256_xor_si256(raw, _mm256_set1_epi8((char)0x80));
-  } else if constexpr (BITS == 4) {
-    const __m256i mask = _mm256_set1_epi8(0x0f);
-    if constexpr (P == 0) return _mm256_and_si256(raw, mask);
-    else return _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
-  } else {
-    constexpr int in_place = BITS == 1 ? 6 : 2;  // planes taken without a shift
-    const __m256i mask = _mm256_set1_epi8((char)(((1 << BITS) - 1) << (plane_shift<BITS, P>())));
-    if constexpr (P < in_place) return _mm256_and_si256(raw, mask);
-    else return _mm256_and_si256(_mm256_srli_epi16(raw, in_place * BITS), mask);
-  }
-}
 
 // 2^-plane_shift for the 8 blocks b..b+7 (b a multiple of 8: lane i holds plane i % (8/BITS)).
 template <int BITS>
@@ -210,8 +170,6 @@ float prepare(const Ctx& x, int64_t n, int64_t m0, float* mult, float* ct, float
   }
   return 1.0f;
 }
-
-inline __m256i load32(const void* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
 
 // 8 x i32 partial sums of one block's 32 products, for the tail path.
 template <int BITS>
