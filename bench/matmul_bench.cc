@@ -107,7 +107,8 @@ void BM_Matmul(benchmark::State& state, QType t, int64_t m, Isa isa) {
 // The kernel alone (activations quantized once, outside the timing), single-threaded, on a
 // matrix small enough to stay in L2 (kCoreN rows), timed by CPU time: the compute rate of one
 // core, with DRAM and the time other processes on this shared machine take out of the picture.
-void BM_KernelCore(benchmark::State& state, QType t, int64_t m) {
+// f32_acts: quantized weights through the ISA's fp32 path (gemm_q_f32) instead of int8.
+void BM_KernelCore(benchmark::State& state, QType t, int64_t m, bool f32_acts) {
   const int64_t n = kCoreN;
   std::vector<float> w(n * kK), x(m * kK), y(m * n);
   for (int64_t i = 0; i < n * kK; ++i) w[i] = (float)((i * 7919) % 2001 - 1000) * 5e-5f;
@@ -120,7 +121,8 @@ void BM_KernelCore(benchmark::State& state, QType t, int64_t m) {
   quantize_acts(x.data(), m, kK, acts);
   group_sums(t, acts);
   for (auto _ : state) {
-    if (t.base == Base::q) kern.gemm_q(qm, acts, y.data(), 0, n);
+    if (f32_acts) kern.gemm_q_f32(qm, x.data(), m, y.data(), 0, n);
+    else if (t.base == Base::q) kern.gemm_q(qm, acts, y.data(), 0, n);
     else kern.gemm_f(qm, x.data(), m, y.data(), 0, n);
     benchmark::DoNotOptimize(y.data());
   }
@@ -146,10 +148,20 @@ void register_all() {
       for (uint32_t g : groups) types.push_back({Base::q, tr.bits, tr.scheme, g});
     }
     for (const QType& t : types) {
+      const std::string core = "core/" + type_name(t) + "/m:";
+      const std::string shape = "/n:" + std::to_string(kCoreN) + "/k:" + std::to_string(kK);
       for (int64_t m : {1, 32}) {
-        const std::string name = "core/" + type_name(t) + "/m:" + std::to_string(m) + "/n:" + std::to_string(kCoreN) + "/k:" + std::to_string(kK);
-        benchmark::RegisterBenchmark(name.c_str(), BM_KernelCore, t, m)->Unit(benchmark::kMicrosecond);
+        const std::string name = core + std::to_string(m) + shape;
+        benchmark::RegisterBenchmark(name.c_str(), BM_KernelCore, t, m, false)->Unit(benchmark::kMicrosecond);
       }
+      // Prefill of quantized weights in int8 and, where the ISA has it, in fp32: the two paths
+      // runs_q_in_f32 chooses between, around the crossover and well past it.
+      if (t.base == Base::q && kernels_for(default_isa()).gemm_q_f32)
+        for (int64_t pm : {16, 32, 128})
+          for (bool f32 : {false, true}) {
+            const std::string name = core + std::to_string(pm) + shape + (f32 ? "/f32_acts" : "/int8_acts");
+            benchmark::RegisterBenchmark(name.c_str(), BM_KernelCore, t, pm, f32)->Unit(benchmark::kMicrosecond);
+          }
       for (int64_t m : {1, 32, 512}) {
         std::vector<Isa> isas = {Isa::automatic};
         if (have_simd && m == 1 && (t.group == 32 || t.base != Base::q)) isas.push_back(Isa::scalar);

@@ -290,9 +290,7 @@ int eval_main(int argc, char** argv) {
   if (!save_ref.empty() && !ref_logits.empty()) throw Error("--save-ref and --ref-logits exclude each other");
   if (per_tensor && ref_dir.empty()) throw Error("--per-tensor needs --ref");
 
-  LoadParams lp;
-  lp.threads = threads;
-  lp.ctx = ctx;
+  const LoadParams lp = eval_load_params(threads, ctx);
   std::unique_ptr<Model> quant = Model::load(pos[0], lp);
   std::unique_ptr<Model> ref = ref_dir.empty() ? nullptr : Model::load(ref_dir, lp);
   const Tokenizer& tok = ref ? ref->tokenizer() : quant->tokenizer();

@@ -94,17 +94,19 @@ void matmul_many(const MatmulOut* outs, int count, const float* x, int64_t m, co
     if (!w.data || !x || !outs[i].y) throw Error("matmul: null matrix, input or output");
     if (w.k != outs[0].w.k) throw Error("matmul_many: matrices of different k (" + std::to_string(w.k) + " and " + std::to_string(outs[0].w.k) + ")");
   }
-  // One activation quantization serves every matrix only when all are quantized with the same
-  // group size (the group sums depend on it).
-  const bool quantized = outs[0].w.type.base == Base::q;
+  const CpuKernels& kern = kernels_for(resolve_isa(opt.isa));
+  // Quantized weights take int8 activations unless the kernels run the shape in fp32. One
+  // activation quantization serves every matrix only when all take int8 with the same group
+  // size (the group sums depend on it); fp32 activations serve any mix.
+  auto int8 = [&](const QType& t) { return t.base == Base::q && (opt.int8_acts || !runs_q_in_f32(kern, t, m)); };
+  const bool quantized = int8(outs[0].w.type);
   for (int i = 1; i < count; ++i) {
     const QType& t = outs[i].w.type;
-    if ((t.base == Base::q) != quantized || (quantized && group_size(t, outs[i].w.k) != group_size(outs[0].w.type, outs[0].w.k))) {
+    if (int8(t) != quantized || (quantized && group_size(t, outs[i].w.k) != group_size(outs[0].w.type, outs[0].w.k))) {
       for (int j = 0; j < count; ++j) matmul_many(&outs[j], 1, x, m, opt);
       return;
     }
   }
-  const CpuKernels& kern = kernels_for(resolve_isa(opt.isa));
   ThreadPool& pool = opt.pool ? *opt.pool : ThreadPool::global();
 
   // Task t of the joint list belongs to the matrix whose [first_task, first_task + tasks) holds it.
@@ -143,7 +145,8 @@ void matmul_many(const MatmulOut* outs, int count, const float* x, int64_t m, co
     pool.run(tasks, [&](int64_t t, int) {
       int64_t n0, n1;
       const MatmulOut& o = locate(t, n0, n1);
-      kern.gemm_f(o.w, x, m, o.y, n0, n1);
+      if (o.w.type.base == Base::q) kern.gemm_q_f32(o.w, x, m, o.y, n0, n1);
+      else kern.gemm_f(o.w, x, m, o.y, n0, n1);
     });
   }
 }

@@ -1,9 +1,12 @@
 // Y[M x N] = X[M x K] * W^T for every weight type: the hot path of lowbit.
 //
 // Quantized weights take int8 activations: X is quantized per 32-wide block (scale = absmax/127,
-// round to nearest even) and each group's dot product runs in integers, as ggml does. Float
-// weights (f32/f16/bf16) take fp32 activations. matmul_reference() is the scalar fp32/fp64
-// reference on the dequantized weights that every backend is tested against.
+// round to nearest even) and each group's dot product runs in integers, as ggml does; except
+// where an ISA runs prefill shapes faster with W dequantized to fp32 (AVX2: 1, 4 and 8 bits
+// from M = 32),
+// which takes X as it is. Float weights (f32/f16/bf16) take fp32 activations.
+// matmul_reference() is the scalar fp32/fp64 reference on the dequantized weights that every
+// backend is tested against.
 #pragma once
 
 #include <cstdint>
@@ -27,6 +30,10 @@ struct QMatrix {
 struct MatmulOptions {
   Isa isa = Isa::automatic;
   ThreadPool* pool = nullptr;  // nullptr: ThreadPool::global()
+  // Quantized weights always take int8 activations (the decode arithmetic), also in the prefill
+  // shapes an ISA would run in fp32: the accuracy harness measures with it, so its figures are
+  // the same on every ISA and include the activation rounding generation pays.
+  bool int8_acts = false;
 };
 
 // x: (m, k) fp32 row-major; y: (m, n) fp32 row-major, overwritten.

@@ -1,5 +1,6 @@
 // Internal to the AVX2 kernels: the entry points of the per-concern files (quantized weights in
-// matmul_quant_avx2.cc, float weights in matmul_float_avx2.cc) that matmul_avx2.cc collects into
+// matmul_quant_avx2.cc, float weights in matmul_float_avx2.cc, quantized weights through fp32 in
+// matmul_qf32_avx2.cc) that matmul_avx2.cc collects into
 // its CpuKernels table. Only *_avx2.cc files (compiled with -mavx2 -mfma -mf16c) include it.
 #pragma once
 
@@ -15,6 +16,9 @@ constexpr int64_t kRowTile = 4;
 
 void gemm_q(const QMatrix& w, const QuantizedActs& a, float* y, int64_t n0, int64_t n1);
 void gemm_f(const QMatrix& w, const float* x, int64_t m, float* y, int64_t n0, int64_t n1);
+// Quantized weights dequantized to fp32, fp32 activations (matmul_qf32_avx2.cc): prefill shapes.
+bool q_in_f32(const QType& t, int64_t m);
+void gemm_q_f32(const QMatrix& w, const float* x, int64_t m, float* y, int64_t n0, int64_t n1);
 void quantize_act_row(const float* x, int64_t k, int8_t* q, float* scale, int32_t* bsum);
 
 }  // namespace lowbit::avx2

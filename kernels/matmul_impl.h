@@ -43,7 +43,15 @@ struct CpuKernels {
   // Rows of W per task the driver should hand out (a multiple of the kernel's row tile).
   int64_t row_tile;
   void (*quantize_act_row)(const float* x, int64_t k, int8_t* q, float* scale, int32_t* bsum);
+  // Quantized weights with fp32 activations (no int8 step), for the (type, M) that q_in_f32
+  // accepts; both null where the ISA has no such path.
+  bool (*q_in_f32)(const QType& t, int64_t m);
+  void (*gemm_q_f32)(const QMatrix& w, const float* x, int64_t m, float* y, int64_t n0, int64_t n1);
 };
+// Whether kern runs (t, m) through gemm_q_f32.
+inline bool runs_q_in_f32(const CpuKernels& kern, const QType& t, int64_t m) {
+  return t.base == Base::q && kern.q_in_f32 && kern.q_in_f32(t, m);
+}
 
 const CpuKernels& scalar_kernels();
 #ifdef LOWBIT_HAVE_AVX2

@@ -224,8 +224,10 @@ void gemm_f_neon(const QMatrix& w, const float* x, int64_t m, float* y, int64_t 
 }  // namespace
 
 const CpuKernels& neon_kernels() {
-  static const CpuKernels with_dot{"neon+dotprod", gemm_q_neon<true>, gemm_f_neon, 4, quantize_act_row_scalar};
-  static const CpuKernels without_dot{"neon", gemm_q_neon<false>, gemm_f_neon, 4, quantize_act_row_scalar};
+  static const CpuKernels with_dot{"neon+dotprod", gemm_q_neon<true>, gemm_f_neon, 4, quantize_act_row_scalar,
+                                   nullptr, nullptr};
+  static const CpuKernels without_dot{"neon", gemm_q_neon<false>, gemm_f_neon, 4, quantize_act_row_scalar,
+                                      nullptr, nullptr};
   static const CpuKernels& chosen = cpu_has_dotprod() ? with_dot : without_dot;
   return chosen;
 }

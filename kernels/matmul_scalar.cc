@@ -74,7 +74,7 @@ void gemm_f_scalar(const QMatrix& w, const float* x, int64_t m, float* y, int64_
 }  // namespace
 
 const CpuKernels& scalar_kernels() {
-  static const CpuKernels k{"scalar", gemm_q_scalar, gemm_f_scalar, 4, quantize_act_row_scalar};
+  static const CpuKernels k{"scalar", gemm_q_scalar, gemm_f_scalar, 4, quantize_act_row_scalar, nullptr, nullptr};
   return k;
 }
 

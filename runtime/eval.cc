@@ -273,6 +273,14 @@ uint64_t model_fingerprint(const Manifest& m) {
   return checksum_bytes(s.data(), s.size());
 }
 
+LoadParams eval_load_params(int threads, int64_t ctx) {
+  LoadParams lp;
+  lp.threads = threads;
+  lp.ctx = ctx;
+  lp.int8_acts = true;
+  return lp;
+}
+
 EvalResult evaluate(const Model& quant, const Model* ref, const EvalWindows& w, const EvalOptions& opt,
                     TokenStats* stats_out) {
   const auto start = std::chrono::steady_clock::now();

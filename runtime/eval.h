@@ -90,6 +90,12 @@ struct EvalOptions {
   std::function<void(int64_t tokens_done, int64_t tokens_total)> progress;
 };
 
+// How the harness loads both models: every matmul takes int8 activations
+// (MatmulOptions::int8_acts), also where an ISA would run prompt-sized batches in fp32, so the
+// figures are those of the decode arithmetic that generates every new token, and the same on
+// every ISA.
+LoadParams eval_load_params(int threads, int64_t ctx);
+
 // Runs both models over the windows. ref may be null when opt.ref_logits is given; when both
 // are given, the file must have been made from that model. Throws Error on a reference file made
 // for another model, text, tokenizer or context (naming the field), or on differing vocabularies.

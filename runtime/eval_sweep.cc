@@ -51,9 +51,7 @@ SweepResult run_sweep(const std::string& hf_dir, const std::string& text_path, c
     if (opt.progress) opt.progress(stage, step / steps, detail);
   };
 
-  LoadParams lp;
-  lp.threads = opt.threads;
-  lp.ctx = opt.ctx;
+  const LoadParams lp = eval_load_params(opt.threads, opt.ctx);
 
   ConvertOptions base;
   base.threads = opt.threads;

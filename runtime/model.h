@@ -27,6 +27,7 @@ struct LoadParams {
   int64_t ctx = 0;        // context length the sessions get; 0: the model's max_position
   Isa isa = Isa::automatic;
   bool load_tokenizer = true;
+  bool int8_acts = false;  // MatmulOptions::int8_acts for every matmul of the model
 };
 
 struct MemoryEstimate {
@@ -57,7 +58,7 @@ class Model {
   const LoadParams& params() const { return params_; }
   int64_t ctx() const { return ctx_; }
   ThreadPool& pool() const { return *pool_; }
-  MatmulOptions matmul_options() const { return {params_.isa, pool_.get()}; }
+  MatmulOptions matmul_options() const { return {params_.isa, pool_.get(), params_.int8_acts}; }
 
   const QMatrix& embed() const { return embed_; }
   const QMatrix& lm_head() const { return lm_head_; }

@@ -31,9 +31,7 @@ py::object evaluate_models(const std::string& model_dir, const std::string& text
   std::string json;
   {
     py::gil_scoped_release nogil;
-    LoadParams lp;
-    lp.threads = threads;
-    lp.ctx = ctx;
+    const LoadParams lp = eval_load_params(threads, ctx);
     std::unique_ptr<Model> quant = Model::load(model_dir, lp);
     std::unique_ptr<Model> ref = ref_dir && !ref_logits ? Model::load(*ref_dir, lp) : nullptr;
     const EvalWindows windows = make_windows(quant->tokenizer(), read_text_file(text_path), text_path, ctx, max_tokens);

@@ -45,7 +45,8 @@ TEST_P(Matmul, MatchesReference) {
   std::vector<float> got(c.m * n, NAN);  // poisoned: every element must be written
   ThreadPool pool(2);
   matmul(qm, x.data(), c.m, got.data(), {c.isa, &pool});
-  EXPECT_TRUE(test::matches_reference(qm, x.data(), c.m, got, c.k / 32.0 + 8));
+  const bool f32_acts = runs_q_in_f32(kernels_for(resolve_isa(c.isa)), c.type, c.m);
+  EXPECT_TRUE(test::matches_reference(qm, x.data(), c.m, got, c.k / 32.0 + 8, f32_acts));
 }
 
 std::vector<Case> cases() {
@@ -66,6 +67,38 @@ std::vector<Case> cases() {
 }
 
 INSTANTIATE_TEST_SUITE_P(All, Matmul, testing::ValuesIn(cases()), case_name);
+
+// The fp32 prefill path (runs_q_in_f32) on shapes the sweep above leaves out: K over several
+// slices and ending inside one (300, 4096 + 172), activation rows that are not whole micro-tiles
+// (the 6-row kernel) and weight rows that are not whole 16-row panels, with the tight bound of
+// fp32 activations. Where no compiled ISA has the path, nothing runs it and the test says so.
+TEST(MatmulIsa, F32PrefillPathMatchesReference) {
+  ThreadPool pool(2);
+  int ran = 0;
+  for (Isa isa : available_isas()) {
+    const CpuKernels& kern = kernels_for(resolve_isa(isa));
+    if (!kern.q_in_f32) continue;
+    for (const QType& t : test::all_quant_types())
+      for (int64_t k : {300, 4096 + 172}) {
+        int64_t m = 0;
+        for (int64_t c = 1; c <= 512 && !m; c *= 2)
+          if (runs_q_in_f32(kern, t, c)) m = c + 5;
+        if (!m) continue;
+        const int64_t n = 37;
+        const auto w = test::matmul_test_weights(n, k);
+        const auto x = test::random_matrix(m, k, 77);
+        AlignedBytes buf(q_layout(t, n, k).bytes);
+        quantize(t, w.data(), n, k, buf.data());
+        const QMatrix qm{t, n, k, buf.data()};
+        std::vector<float> got(m * n, NAN);
+        matmul(qm, x.data(), m, got.data(), {isa, &pool});
+        ASSERT_TRUE(runs_q_in_f32(kern, t, m));
+        EXPECT_TRUE(test::matches_reference(qm, x.data(), m, got, 0, true)) << type_name(t) << " k " << k;
+        ++ran;
+      }
+  }
+  if (!ran) GTEST_SKIP() << "no compiled ISA runs quantized prefill in fp32";
+}
 
 // The SIMD kernels add up to 8 code x activation products of a block in 16-bit lanes before
 // widening (quad_dot): with every code at its largest and every activation at 127 those sums
@@ -111,10 +144,41 @@ TEST(MatmulIsa, SimdMatchesScalarIntegerPath) {
   }
 }
 
+// MatmulOptions::int8_acts keeps quantized weights on the integer path at every M: at a prefill
+// size where an ISA would switch to fp32, the result is the scalar integer kernel's to a few
+// ulps (as in SimdMatchesScalarIntegerPath), and without it, the fp32 path's (tight bound).
+TEST(MatmulIsa, Int8ActsOptionKeepsTheIntegerPath) {
+  const int64_t n = 40, k = 1024, m = 64;
+  auto w = test::random_matrix(n, k, 23);
+  auto x = test::random_matrix(m, k, 24);
+  int ran = 0;
+  for (const QType& t : test::all_quant_types()) {
+    AlignedBytes buf(q_layout(t, n, k).bytes);
+    quantize(t, w.data(), n, k, buf.data());
+    const QMatrix qm{t, n, k, buf.data()};
+    std::vector<float> scalar(m * n), simd(m * n), fp(m * n);
+    matmul(qm, x.data(), m, scalar.data(), {Isa::scalar, nullptr});
+    double mag = 0;
+    for (float v : scalar) mag = std::max(mag, (double)std::fabs(v));
+    for (Isa isa : available_isas()) {
+      if (!runs_q_in_f32(kernels_for(resolve_isa(isa)), t, m)) continue;
+      matmul(qm, x.data(), m, simd.data(), {isa, nullptr, true});
+      for (int64_t i = 0; i < m * n; ++i)
+        ASSERT_NEAR(simd[i], scalar[i], (k / 32.0 + 8) * std::ldexp(1.0, -22) * (mag + 1) * 8)
+            << type_name(t) << " " << isa_name(isa) << " at " << i;
+      matmul(qm, x.data(), m, fp.data(), {isa, nullptr});
+      EXPECT_TRUE(test::matches_reference(qm, x.data(), m, fp, 0, true)) << type_name(t);
+      ++ran;
+    }
+  }
+  if (!ran) GTEST_SKIP() << "no compiled ISA runs quantized prefill in fp32";
+}
+
 // matmul_many runs the same kernels on the same row split as one matmul() per matrix, with one
 // activation quantization: its outputs must be identical, bit for bit, whether the matrices share
 // it (same group size), fall back to separate matmuls (different group sizes, float with
-// quantized), or are float.
+// quantized), or are float; at M = 70, where AVX2 runs quantized matrices with fp32 activations,
+// quantized and float matrices share the fp32 path.
 TEST(MatmulMany, IdenticalToSeparateMatmuls) {
   const int64_t k = 172 + 256;
   auto qt = [](uint8_t bits, Scheme s, uint32_t g) { return QType{Base::q, bits, s, g}; };
@@ -127,7 +191,7 @@ TEST(MatmulMany, IdenticalToSeparateMatmuls) {
   };
   ThreadPool pool(2);
   for (const auto& types : sets)
-    for (int64_t m : {1, 5})
+    for (int64_t m : {1, 5, 70})
       for (Isa isa : available_isas()) {
         const int64_t rows[3] = {96, 33, 40};
         std::vector<AlignedBytes> bufs;

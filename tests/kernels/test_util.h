@@ -80,10 +80,31 @@ inline std::vector<float> matmul_test_weights(int64_t n, int64_t k) {
   return w;
 }
 
+// The same for quantized weights that a kernel dequantizes to fp32 and multiplies by x as it is
+// (runs_q_in_f32): fp32 accumulation of K products as for float weights, plus the kernel's own
+// rounding of w = de * code + ce (one FMA, or a product and a sum) against the reference's,
+// each at most one rounding of de * code and one of the sum: 2^-24 (|de code| + |w|) per weight,
+// with |de code| <= |w| + |ce|.
+inline double matmul_tolerance_f32_acts(const QMatrix& w, const float* w_row, const float* x_row, int64_t row) {
+  const QLayout l = q_layout(w.type, w.n, w.k);
+  const auto* sc = reinterpret_cast<const uint16_t*>(w.data + l.scales_offset) + row * l.groups;
+  const auto* mn = w.type.scheme == Scheme::asym ? reinterpret_cast<const uint16_t*>(w.data + l.mins_offset) + row * l.groups : nullptr;
+  const int64_t gs = group_size(w.type, w.k);
+  double mag = 0, dq = 0;
+  for (int64_t i = 0; i < w.k; ++i) {
+    const double ce = std::fabs(group_coeffs(w.type, sc[i / gs], mn ? mn[i / gs] : 0).ce);
+    mag += std::fabs(w_row[i] * x_row[i]);
+    dq += (2 * std::fabs(w_row[i]) + ce) * std::fabs(x_row[i]);
+  }
+  return std::ldexp(1.0, -24) * (w.k * mag + dq) * 1.0001 + 1e-30;
+}
+
 // got (m x w.n, from some backend) against matmul_reference on the dequantized weights, every
-// element within matmul_tolerance (fp32_sums: the chain of fp32 sums the backend makes).
+// element within matmul_tolerance (fp32_sums: the chain of fp32 sums the backend makes), or
+// matmul_tolerance_f32_acts when the backend ran quantized weights with fp32 activations.
 inline testing::AssertionResult matches_reference(const QMatrix& w, const float* x, int64_t m,
-                                                  const std::vector<float>& got, double fp32_sums) {
+                                                  const std::vector<float>& got, double fp32_sums,
+                                                  bool f32_acts = false) {
   const int64_t n = w.n, k = w.k;
   std::vector<float> ref(m * n), wd(n * k);
   matmul_reference(w, x, m, ref.data());
@@ -92,7 +113,8 @@ inline testing::AssertionResult matches_reference(const QMatrix& w, const float*
   quantize_acts(x, m, k, acts);
   for (int64_t r = 0; r < m; ++r)
     for (int64_t j = 0; j < n; ++j) {
-      const double tol = matmul_tolerance(w.type, &wd[j * k], &x[r * k], acts, r, k, fp32_sums);
+      const double tol = f32_acts ? matmul_tolerance_f32_acts(w, &wd[j * k], &x[r * k], j)
+                                  : matmul_tolerance(w.type, &wd[j * k], &x[r * k], acts, r, k, fp32_sums);
       const double err = std::fabs(got[r * n + j] - ref[r * n + j]);
       if (!(err <= tol))
         return testing::AssertionFailure() << "row " << r << " col " << j << " got " << got[r * n + j] << " ref "
