@@ -171,6 +171,13 @@ void put_tile(const float (&t)[R][kMicroCols], float* y, int64_t ldy, int cols, 
     }
 }
 
+// One activation times one 16-wide row of weights, into one row of accumulators.
+[[gnu::always_inline]] inline void fma_row(float a, __m256 b0, __m256 b1, __m256& lo, __m256& hi) {
+  const __m256 av = _mm256_set1_ps(a);
+  lo = _mm256_fmadd_ps(av, b0, lo);
+  hi = _mm256_fmadd_ps(av, b1, hi);
+}
+
 // y[rows x cols] (+)= x[rows x kc] * wp[kc x 16], for rows <= 6 activation rows (stride ldx)
 // and cols <= 16 output columns (stride ldy); stores when first, else adds. Always computes 6
 // rows (the missing ones repeat the last row and are not stored): the 12 accumulators are
@@ -188,24 +195,12 @@ void micro(int rows, const float* x, int64_t ldx, const float* wp, int64_t kc, f
   __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
   for (int64_t k = 0; k < kc; ++k) {
     const __m256 b0 = _mm256_load_ps(wp + k * kMicroCols), b1 = _mm256_load_ps(wp + k * kMicroCols + 8);
-    __m256 a = _mm256_broadcast_ss(x0 + k);
-    c00 = _mm256_fmadd_ps(a, b0, c00);
-    c01 = _mm256_fmadd_ps(a, b1, c01);
-    a = _mm256_broadcast_ss(x1 + k);
-    c10 = _mm256_fmadd_ps(a, b0, c10);
-    c11 = _mm256_fmadd_ps(a, b1, c11);
-    a = _mm256_broadcast_ss(x2 + k);
-    c20 = _mm256_fmadd_ps(a, b0, c20);
-    c21 = _mm256_fmadd_ps(a, b1, c21);
-    a = _mm256_broadcast_ss(x3 + k);
-    c30 = _mm256_fmadd_ps(a, b0, c30);
-    c31 = _mm256_fmadd_ps(a, b1, c31);
-    a = _mm256_broadcast_ss(x4 + k);
-    c40 = _mm256_fmadd_ps(a, b0, c40);
-    c41 = _mm256_fmadd_ps(a, b1, c41);
-    a = _mm256_broadcast_ss(x5 + k);
-    c50 = _mm256_fmadd_ps(a, b0, c50);
-    c51 = _mm256_fmadd_ps(a, b1, c51);
+    fma_row(x0[k], b0, b1, c00, c01);
+    fma_row(x1[k], b0, b1, c10, c11);
+    fma_row(x2[k], b0, b1, c20, c21);
+    fma_row(x3[k], b0, b1, c30, c31);
+    fma_row(x4[k], b0, b1, c40, c41);
+    fma_row(x5[k], b0, b1, c50, c51);
   }
   const __m256 tile[kMicroRows][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
   for (int i = 0; i < rows; ++i)
