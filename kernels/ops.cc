@@ -48,15 +48,28 @@ void add_inplace(float* out, const float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] += x[i];
 }
 
+namespace {
+
+// a . b in 8 interleaved partial sums, added in a fixed order at the end: the compiler may
+// vectorize this (each lane is its own sum), where one running sum must stay scalar without
+// -ffast-math. TinyLlama-shape q4, 512-token prompt, 2 threads: attend() fell from 18% to 11%
+// of the time and the prompt rate rose from 92 to 101-102 tokens/s.
+float dot(const float* a, const float* b, int64_t n) {
+  float lane[8] = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) lane[j] += a[i + j] * b[i + j];
+  float s = ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+}  // namespace
+
 void attend(const float* q, const float* k_cache, const float* v_cache, int64_t kv_stride,
             int64_t n_pos, int64_t first_pos, int64_t head_dim, float scale, float* scratch, float* out) {
   const int64_t n = n_pos - first_pos;
-  for (int64_t p = 0; p < n; ++p) {
-    const float* k = k_cache + (first_pos + p) * kv_stride;
-    float dot = 0;
-    for (int64_t i = 0; i < head_dim; ++i) dot += q[i] * k[i];
-    scratch[p] = dot * scale;
-  }
+  for (int64_t p = 0; p < n; ++p) scratch[p] = dot(q, k_cache + (first_pos + p) * kv_stride, head_dim) * scale;
   softmax(scratch, n);
   std::fill(out, out + head_dim, 0.0f);
   for (int64_t p = 0; p < n; ++p) {
