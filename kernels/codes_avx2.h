@@ -23,7 +23,7 @@ template <int N, class F>
   unroll_impl(std::make_integer_sequence<int, N>{}, f);
 }
 
-inline __m256i load32(const void* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+[[gnu::always_inline]] inline __m256i load32(const void* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
 
 // Plane P of a 32-byte chunk: the 32 codes of one activation block, one per byte, times
 // 2^plane_shift(BITS, P). A 16-bit shift brings a plane to the low bits of every byte and the
@@ -40,7 +40,7 @@ constexpr int plane_shift() {
   else return 0;
 }
 template <int BITS, int P>
-inline __m256i plane(__m256i raw) {
+[[gnu::always_inline]] inline __m256i plane(__m256i raw) {
   if constexpr (BITS == 8) {
     return _mm256_xor_si256(raw, _mm256_set1_epi8((char)0x80));
   } else if constexpr (BITS == 4) {

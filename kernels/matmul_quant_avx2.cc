@@ -173,7 +173,7 @@ float prepare(const Ctx& x, int64_t n, int64_t m0, float* mult, float* ct, float
 
 // 8 x i32 partial sums of one block's 32 products, for the tail path.
 template <int BITS>
-inline __m256i block_dot(__m256i w, const int8_t* act, __m256i ones) {
+[[gnu::always_inline]] inline __m256i block_dot(__m256i w, const int8_t* act, __m256i ones) {
   const __m256i av = load32(act);
   if constexpr (BITS == 8)
     return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(av, w)), ones);
@@ -184,7 +184,7 @@ inline __m256i block_dot(__m256i w, const int8_t* act, __m256i ones) {
 // The 4 blocks of step quarter QD (blocks 4 QD .. 4 QD + 3 of a step that starts at `chunk`):
 // their codes one per byte, and at 8 bits their absolute levels (shared by every activation row).
 template <int BITS, int QD>
-inline void unpack_quad(const uint8_t* chunk, __m256i (&w)[4], __m256i (&aw)[4]) {
+[[gnu::always_inline]] inline void unpack_quad(const uint8_t* chunk, __m256i (&w)[4], __m256i (&aw)[4]) {
   constexpr int CB = 8 / BITS;
   unroll<4>([&](auto j) {
     constexpr int blk = 4 * QD + j;  // block within the step
@@ -199,14 +199,14 @@ inline void unpack_quad(const uint8_t* chunk, __m256i (&w)[4], __m256i (&aw)[4])
 // Unpacks and adds, not vphaddw/vphaddd: on Zen 3 those retire one per 2 cycles, an unpack two per
 // cycle (bench/simd_rate_bench.cc).
 template <bool I16>
-inline __m256i quad_sums(__m256i a, __m256i b) {
+[[gnu::always_inline]] inline __m256i quad_sums(__m256i a, __m256i b) {
   const __m256i lo = _mm256_unpacklo_epi64(a, b), hi = _mm256_unpackhi_epi64(a, b);
   return I16 ? _mm256_add_epi16(lo, hi) : _mm256_add_epi32(lo, hi);
 }
 // i32 lanes [x0 + x2, y0 + y2, x1 + x3, y1 + y3] per half, lanes of x and y taken as i32 (at
 // below 8 bits each i32 of a vpmaddubsw result is a pair of i16 sums, added as i16).
 template <bool I16>
-inline __m256i pair_sums(__m256i x, __m256i y) {
+[[gnu::always_inline]] inline __m256i pair_sums(__m256i x, __m256i y) {
   const __m256i lo = _mm256_unpacklo_epi32(x, y), hi = _mm256_unpackhi_epi32(x, y);
   return I16 ? _mm256_add_epi16(lo, hi) : _mm256_add_epi32(lo, hi);
 }
@@ -218,7 +218,7 @@ inline __m256i pair_sums(__m256i x, __m256i y) {
 // It comes in two halves, so the software pipelines below can interleave quads: quad_half_sums
 // (the products and the first level of sums, two vectors per quad) and quad_total (the rest).
 template <int BITS>
-inline void quad_half_sums(const __m256i (&w)[4], const __m256i (&aw)[4], const int8_t* act, __m256i ones,
+[[gnu::always_inline]] inline void quad_half_sums(const __m256i (&w)[4], const __m256i (&aw)[4], const int8_t* act, __m256i ones,
                            __m256i (&h)[2]) {
   __m256i p[4];
   if constexpr (BITS == 8) {
@@ -233,12 +233,12 @@ inline void quad_half_sums(const __m256i (&w)[4], const __m256i (&aw)[4], const 
   h[1] = pair_sums<BITS != 8>(p[2], p[3]);
 }
 template <int BITS>
-inline __m256i quad_total(const __m256i (&h)[2], __m256i ones) {
+[[gnu::always_inline]] inline __m256i quad_total(const __m256i (&h)[2], __m256i ones) {
   const __m256i q = quad_sums<BITS != 8>(h[0], h[1]);
   return BITS == 8 ? q : _mm256_madd_epi16(q, ones);
 }
 template <int BITS>
-inline __m256i quad_dot(const __m256i (&w)[4], const __m256i (&aw)[4], const int8_t* act, __m256i ones) {
+[[gnu::always_inline]] inline __m256i quad_dot(const __m256i (&w)[4], const __m256i (&aw)[4], const int8_t* act, __m256i ones) {
   __m256i h[2];
   quad_half_sums<BITS>(w, aw, act, ones, h);
   return quad_total<BITS>(h, ones);
@@ -358,7 +358,7 @@ void tile(const Ctx& x, int64_t n, int64_t m0) {
 
 // 2^-plane_shift of the 4 blocks of step quarter QD (blocks 4 QD .. 4 QD + 3 of a step).
 template <int BITS, int QD>
-inline __m128 plane_factor4() {
+[[gnu::always_inline]] inline __m128 plane_factor4() {
   constexpr int CB = 8 / BITS;
   constexpr float f0 = 1.0f / (1 << plane_shift<BITS, (4 * QD + 0) % CB>());
   constexpr float f1 = 1.0f / (1 << plane_shift<BITS, (4 * QD + 1) % CB>());
@@ -384,7 +384,7 @@ inline float dot_f16(const uint16_t* v, const float* gsum, int64_t groups) {
 // The weight scales d of blocks b .. b+7 of a row (b a multiple of 8) as fp32, at GB blocks per
 // group; reads only those blocks' groups.
 template <int GB>
-inline __m256 step_scales(const uint16_t* sc, int64_t b) {
+[[gnu::always_inline]] inline __m256 step_scales(const uint16_t* sc, int64_t b) {
   if constexpr (GB == 1) {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc + b)));
   } else if constexpr (GB == 2) {
@@ -401,7 +401,7 @@ inline __m256 step_scales(const uint16_t* sc, int64_t b) {
 }
 // The same for blocks b .. b+3 (b a multiple of 4; GB < 8, as rows of 8-block groups end on steps).
 template <int GB>
-inline __m128 quad_scales(const uint16_t* sc, int64_t b) {
+[[gnu::always_inline]] inline __m128 quad_scales(const uint16_t* sc, int64_t b) {
   if constexpr (GB == 1) {
     return _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc + b)));
   } else if constexpr (GB == 2) {
