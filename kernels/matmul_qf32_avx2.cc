@@ -4,8 +4,8 @@
 // Why a second path: the int8 tile (matmul_quant_avx2.cc) pays, per 32 weights and activation
 // row, a vpmaddubsw and a share of the block reduction, and at 8 bits also vpsignb and a
 // vpmaddwd (its levels do not fit vpmaddubsw's unsigned operand): at M = 512 that holds 8 bits
-// to ~0.5 of the fp32 FMA peak and 4 and 1 bits to ~0.6 (2 bits reach ~1.0 and keep the int8
-// tile; see q_in_f32). Here the dequantization is paid once per weight and panel of
+// with groups to ~0.7-0.8 of the fp32 FMA peak where the other widths reach ~1.0 (see
+// q_in_f32). Here the dequantization is paid once per weight and panel of
 // activation rows (~1 vector op per weight, against kPanelRows / 8 FMAs), and the kernel is
 // FMAs fed from L1: 6 activation rows x 16 weight rows in 12 accumulators, each step one
 // 16-wide row of dequantized weights (2 loads) and 6 broadcast activations for 12 FMAs.
@@ -39,21 +39,19 @@ constexpr int64_t kSlice = 256;    // K columns per slice: a multiple of every c
 constexpr int64_t kPanelRows = 288;
 static_assert(kSlice % kMaxChunkWeights == 0, "slices are whole chunks");
 
-// Which prefill shapes take this path: 1, 4 and 8 bits from 32 activation rows. `lowbit bench
-// matmul --n 14336 --k 4096 --threads 2`, weights from DRAM, fraction of the fp32 FMA peak
-// measured in the same run, int8 tile -> this path (2 runs each, Zen 5 cores):
-//   type         M = 32               M = 64               M = 512
-//   q8_g32_sym   0.46-0.49 -> 0.55-0.57                      0.49-0.50 -> 0.79-0.86
-//   q4_g32_asym  0.58-0.59 -> 0.57-0.61  0.59-0.62 -> 0.77-0.78  0.59-0.60 -> 0.83-0.84
-//   q4_row_asym                       0.68 -> 0.77-0.79      0.69 -> 0.85
-//   q1_g32_asym  0.62-0.63 -> 0.66    0.64 -> 0.77-0.82      0.63 -> 0.81-0.85
-//   q2_g32_asym  0.98 -> 0.64-0.66                           1.05 -> 0.83-0.84 (2 bits stay int8)
-// Per core with the matrix in L2 (matmul_bench core/TYPE/m:M/.../int8_acts and f32_acts), 8 bits
-// gains from M = 24 (GFLOP/s 73 -> 95), breaks even at 16 (78 -> 79) and loses at 8 (78 -> 52):
-// the panel's dequantization is paid once per M rows. -DLOWBIT_AVX2_F32_MIN_ROWS=M moves the
-// threshold for A/B builds.
+// Which prefill shapes take this path: 8 bits with groups (not per row) from 128 activation
+// rows. `lowbit bench matmul --n 14336 --k 4096 --threads 2`, weights from DRAM, fraction of the
+// fp32 FMA peak measured in the same run, int8 tile -> this path (2 runs each, Zen 5 cores):
+//   q8_g32_sym   M = 64: 0.67-0.73 -> 0.70, 128: 0.74-0.76 -> 0.75-0.77, 256: 0.74-0.75 -> 0.79-0.81,
+//                512: 0.71-0.74 -> 0.80-0.86
+//   q8_g128_sym  M = 128: 0.74-0.80 -> 0.78-0.81, 512: 0.78-0.80 -> 0.80-0.91
+//   q8_row_sym   M = 128: 0.89-0.91 -> 0.78-0.83, 512: 0.89 -> 0.83-0.85 (no multiplier table)
+//   q4_g32_asym  M = 32: 0.87-0.99 -> 0.58-0.59, 512: 0.96-1.03 -> 0.83-0.85
+//   q1_g32_asym  M = 32: 1.06-1.07 -> 0.61-0.64, 512: 1.08-1.10 -> 0.88
+// (Below 8 bits vpmaddubsw does 32 multiply-adds where an FMA does 8, and the int8 tile stays.)
+// -DLOWBIT_AVX2_F32_MIN_ROWS=M moves the row count for A/B builds.
 #ifndef LOWBIT_AVX2_F32_MIN_ROWS
-#define LOWBIT_AVX2_F32_MIN_ROWS 32
+#define LOWBIT_AVX2_F32_MIN_ROWS 128
 #endif
 constexpr int64_t kF32MinRows = LOWBIT_AVX2_F32_MIN_ROWS;
 
@@ -251,7 +249,9 @@ void gemm_bits(const QView& v, const float* x, int64_t m, float* y, int64_t ldy,
 
 }  // namespace
 
-bool q_in_f32(const QType& t, int64_t m) { return t.base == Base::q && t.bits != 2 && m >= kF32MinRows; }
+bool q_in_f32(const QType& t, int64_t m) {
+  return t.base == Base::q && t.bits == 8 && t.group != 0 && m >= kF32MinRows;
+}
 
 void gemm_q_f32(const QMatrix& w, const float* x, int64_t m, float* y, int64_t n0, int64_t n1) {
   const QLayout l = q_layout(w.type, w.n, w.k);

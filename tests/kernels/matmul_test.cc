@@ -148,7 +148,7 @@ TEST(MatmulIsa, SimdMatchesScalarIntegerPath) {
 // size where an ISA would switch to fp32, the result is the scalar integer kernel's to a few
 // ulps (as in SimdMatchesScalarIntegerPath), and without it, the fp32 path's (tight bound).
 TEST(MatmulIsa, Int8ActsOptionKeepsTheIntegerPath) {
-  const int64_t n = 40, k = 1024, m = 64;
+  const int64_t n = 40, k = 1024, m = 130;
   auto w = test::random_matrix(n, k, 23);
   auto x = test::random_matrix(m, k, 24);
   int ran = 0;
@@ -177,8 +177,8 @@ TEST(MatmulIsa, Int8ActsOptionKeepsTheIntegerPath) {
 // matmul_many runs the same kernels on the same row split as one matmul() per matrix, with one
 // activation quantization: its outputs must be identical, bit for bit, whether the matrices share
 // it (same group size), fall back to separate matmuls (different group sizes, float with
-// quantized), or are float; at M = 70, where AVX2 runs quantized matrices with fp32 activations,
-// quantized and float matrices share the fp32 path.
+// quantized), or are float; at M = 130, where AVX2 runs 8-bit matrices with groups in fp32, an
+// 8-bit and a float matrix share the fp32 path.
 TEST(MatmulMany, IdenticalToSeparateMatmuls) {
   const int64_t k = 172 + 256;
   auto qt = [](uint8_t bits, Scheme s, uint32_t g) { return QType{Base::q, bits, s, g}; };
@@ -188,10 +188,11 @@ TEST(MatmulMany, IdenticalToSeparateMatmuls) {
       {qt(4, Scheme::sym, 64), qt(4, Scheme::sym, 128), qt(1, Scheme::asym, 0)},     // fallback
       {{Base::f16, 16}, {Base::f32, 32}},
       {qt(4, Scheme::asym, 32), {Base::bf16, 16}},
+      {qt(8, Scheme::sym, 128), {Base::f16, 16}},
   };
   ThreadPool pool(2);
   for (const auto& types : sets)
-    for (int64_t m : {1, 5, 70})
+    for (int64_t m : {1, 5, 130})
       for (Isa isa : available_isas()) {
         const int64_t rows[3] = {96, 33, 40};
         std::vector<AlignedBytes> bufs;
