@@ -66,16 +66,23 @@ float dot(const float* a, const float* b, int64_t n) {
 
 }  // namespace
 
-void attend(const float* q, const float* k_cache, const float* v_cache, int64_t kv_stride,
+void attend(const float* q, int64_t group, const float* k_cache, const float* v_cache, int64_t kv_stride,
             int64_t n_pos, int64_t first_pos, int64_t head_dim, float scale, float* scratch, float* out) {
   const int64_t n = n_pos - first_pos;
-  for (int64_t p = 0; p < n; ++p) scratch[p] = dot(q, k_cache + (first_pos + p) * kv_stride, head_dim) * scale;
-  softmax(scratch, n);
-  std::fill(out, out + head_dim, 0.0f);
+  // Position-major: a K or V row comes into L1 once and serves every head of the group.
+  for (int64_t p = 0; p < n; ++p) {
+    const float* k = k_cache + (first_pos + p) * kv_stride;
+    for (int64_t g = 0; g < group; ++g) scratch[g * n + p] = dot(q + g * head_dim, k, head_dim) * scale;
+  }
+  for (int64_t g = 0; g < group; ++g) softmax(scratch + g * n, n);
+  std::fill(out, out + group * head_dim, 0.0f);
   for (int64_t p = 0; p < n; ++p) {
     const float* v = v_cache + (first_pos + p) * kv_stride;
-    const float a = scratch[p];
-    for (int64_t i = 0; i < head_dim; ++i) out[i] += a * v[i];
+    for (int64_t g = 0; g < group; ++g) {
+      const float a = scratch[g * n + p];
+      float* o = out + g * head_dim;
+      for (int64_t i = 0; i < head_dim; ++i) o[i] += a * v[i];
+    }
   }
 }
 

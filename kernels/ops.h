@@ -25,9 +25,12 @@ void swiglu(float* gate, const float* up, int64_t n);
 // out[i] += x[i]
 void add_inplace(float* out, const float* x, int64_t n);
 
-// One query head against positions [0, n_pos) of a KV cache laid out (pos, kv_dim):
-// out[head_dim] = sum_p softmax(q . k_p * scale)_p v_p. scratch holds n_pos floats.
-void attend(const float* q, const float* k_cache, const float* v_cache, int64_t kv_stride,
+// The `group` query heads that share one KV head (grouped-query attention; group = 1 is plain
+// multi-head), each head_dim values, consecutive in q, against positions [first_pos, n_pos) of
+// a KV cache laid out (pos, kv_dim): out[g] = sum_p softmax(q[g] . k_p * scale)_p v_p, laid out
+// like q. Each k_p and v_p is read once for the whole group. scratch holds
+// group * (n_pos - first_pos) floats.
+void attend(const float* q, int64_t group, const float* k_cache, const float* v_cache, int64_t kv_stride,
             int64_t n_pos, int64_t first_pos, int64_t head_dim, float scale, float* scratch, float* out);
 
 }  // namespace lowbit

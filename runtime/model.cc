@@ -181,7 +181,7 @@ void Session::forward_batch(const int32_t* tokens, int64_t n, float* logits, boo
   grow(x_, n * dim), grow(xb_, n * dim), grow(q_, n * q_dim), grow(k_, n * kv_dim);
   grow(v_, n * kv_dim), grow(att_, n * q_dim), grow(ffn_g_, n * c.ffn_dim);
   grow(ffn_u_, n * c.ffn_dim), grow(tmp_, n * dim);
-  grow(scores_, (int64_t)m.pool().size() * ctx);
+  grow(scores_, (int64_t)m.pool().size() * group * ctx);
 
   for (int64_t t = 0; t < n; ++t)
     dequantize_row(m.embed().type, m.embed().data, m.embed().n, m.embed().k, tokens[t], &x_[t * dim]);
@@ -205,19 +205,31 @@ void Session::forward_batch(const int32_t* tokens, int64_t n, float* logits, boo
       std::copy_n(&v_[t * kv_dim], kv_dim, vc + (pos_ + t) * kv_dim);
     }
     // Causal attention: token t sees positions [first, pos_ + t], first > 0 only with a
-    // sliding window. One task per (token, head).
+    // sliding window. One task per (token, KV head, part of its query heads): the query heads
+    // of a KV head share its reads of the cache (heads of KV head kvh: kvh * group ..
+    // kvh * group + group - 1). A prompt's tokens give plenty of tasks; a decode step's few
+    // KV heads are cut into parts until there are ~16 tasks per thread, which evens out the
+    // threads' finish better than the shared reads save: TinyLlama shape (4 KV heads of 8),
+    // 1000-token context, 2 threads, generation tokens/s against one task per head: 4 tasks
+    // 6% slower, 8 tasks 7% slower, 32 tasks (one head each) the same; the 1000-token prompt
+    // gains 3-10% (85-92 -> 89-97 tokens/s).
+    int64_t parts = 1;
+    while (group % (parts * 2) == 0 && n * c.n_kv_heads * parts < 16 * (int64_t)m.pool().size()) parts *= 2;
+    const int64_t heads = group / parts;  // query heads per task
     auto attend_task = [&](int64_t task, int thread) {
-      const int64_t t = task / c.n_heads, h = task % c.n_heads, kvh = h / group;
+      const int64_t t = task / (c.n_kv_heads * parts), kvh = task / parts % c.n_kv_heads;
+      const int64_t h0 = kvh * group + task % parts * heads;
       const int64_t end = pos_ + t + 1;
       const int64_t first = c.sliding_window > 0 ? std::max<int64_t>(0, end - c.sliding_window) : 0;
-      attend(&q_[t * q_dim + h * hd], kc + kvh * hd, vc + kvh * hd, kv_dim, end, first, hd, scale,
-             &scores_[thread * ctx], &att_[t * q_dim + h * hd]);
+      attend(&q_[t * q_dim + h0 * hd], heads, kc + kvh * hd, vc + kvh * hd, kv_dim, end, first, hd, scale,
+             &scores_[thread * group * ctx], &att_[t * q_dim + h0 * hd]);
     };
     // Short contexts of small models are cheaper on this thread than waking the pool.
+    const int64_t tasks = n * c.n_kv_heads * parts;
     if (n * c.n_heads * (pos_ + n) * hd < (int64_t(1) << 16)) {
-      for (int64_t task = 0; task < n * c.n_heads; ++task) attend_task(task, 0);
+      for (int64_t task = 0; task < tasks; ++task) attend_task(task, 0);
     } else {
-      m.pool().run(n * c.n_heads, attend_task);
+      m.pool().run(tasks, attend_task);
     }
     mm(w.wo, Role::wo, l, att_.data(), n, tmp_.data());
     add_inplace(x_.data(), tmp_.data(), n * dim);
