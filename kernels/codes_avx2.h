@@ -23,7 +23,9 @@ template <int N, class F>
   unroll_impl(std::make_integer_sequence<int, N>{}, f);
 }
 
-[[gnu::always_inline]] inline __m256i load32(const void* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+[[gnu::always_inline]] inline __m256i load32(const void* p) {
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+}
 
 // Plane P of a 32-byte chunk: the 32 codes of one activation block, one per byte, times
 // 2^plane_shift(BITS, P). A 16-bit shift brings a plane to the low bits of every byte and the

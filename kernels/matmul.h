@@ -3,8 +3,7 @@
 // Quantized weights take int8 activations: X is quantized per 32-wide block (scale = absmax/127,
 // round to nearest even) and each group's dot product runs in integers, as ggml does; except
 // where an ISA runs prefill shapes faster with W dequantized to fp32 (AVX2: 8 bits with groups,
-// from M = 128),
-// which takes X as it is. Float weights (f32/f16/bf16) take fp32 activations.
+// from M = 128), which takes X as it is. Float weights (f32/f16/bf16) take fp32 activations.
 // matmul_reference() is the scalar fp32/fp64 reference on the dequantized weights that every
 // backend is tested against.
 #pragma once

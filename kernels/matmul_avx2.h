@@ -1,7 +1,6 @@
 // Internal to the AVX2 kernels: the entry points of the per-concern files (quantized weights in
 // matmul_quant_avx2.cc, float weights in matmul_float_avx2.cc, quantized weights through fp32 in
-// matmul_qf32_avx2.cc) that matmul_avx2.cc collects into
-// its CpuKernels table. Only *_avx2.cc files (compiled with -mavx2 -mfma -mf16c) include it.
+// matmul_qf32_avx2.cc) that matmul_avx2.cc collects into its CpuKernels table. Only *_avx2.cc files (compiled with -mavx2 -mfma -mf16c) include it.
 #pragma once
 
 #include <cstdint>

@@ -109,13 +109,12 @@ template <int BITS>
 [[gnu::always_inline]] inline void prefetch_panel(const QView& v, int64_t n, int cols, int64_t k0, int64_t kc) {
   constexpr int64_t CW = chunk_weights(BITS);
   const int64_t b0 = k0 / CW * kChunkBytes, b1 = ceil_div(k0 + kc, CW) * kChunkBytes;
-  const int64_t g0 = k0 / v.group_size, g1 = ceil_div(k0 + kc, v.group_size);
+  const int64_t g0 = k0 / v.group_size;  // a slice spans <= 8 groups: 16 bytes, one line or two
   for (int r = 0; r < cols; ++r) {
     const uint8_t* row = v.codes + (n + r) * v.row_bytes;
     for (int64_t b = b0; b < b1; b += 64) __builtin_prefetch(row + b, 0, 3);
     __builtin_prefetch(v.scales + (n + r) * v.groups + g0, 0, 3);
     if (v.mins) __builtin_prefetch(v.mins + (n + r) * v.groups + g0, 0, 3);
-    (void)g1;
   }
 }
 
@@ -154,23 +153,6 @@ void pack_panel(const QView& v, int64_t n, int cols, int64_t k0, int64_t kc, flo
       for (int r = 0; r < 8; ++r) blk[r] = _mm256_loadu_ps(rows + (8 * half + r) * ld + i);
       transpose8(blk);
       for (int j = 0; j < 8; ++j) _mm256_store_ps(wp + (i + j) * kMicroCols + 8 * half, blk[j]);
-    }
-}
-
-// Adds (or, when first, stores) the R x 16 tile t into y's first cols columns.
-template <int R>
-void put_tile(const float (&t)[R][kMicroCols], float* y, int64_t ldy, int cols, bool first) {
-  for (int i = 0; i < R; ++i)
-    for (int h = 0; h < kMicroCols; h += 8) {
-      float* p = y + i * ldy + h;
-      const __m256 v = _mm256_load_ps(&t[i][h]);
-      const int lanes = cols - h;
-      if (lanes >= 8) {
-        _mm256_storeu_ps(p, first ? v : _mm256_add_ps(v, _mm256_loadu_ps(p)));
-      } else if (lanes > 0) {
-        const __m256i mask = lane_mask(lanes);
-        _mm256_maskstore_ps(p, mask, first ? v : _mm256_add_ps(v, _mm256_maskload_ps(p, mask)));
-      }
     }
 }
 

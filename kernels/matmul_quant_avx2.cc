@@ -218,8 +218,8 @@ template <bool I16>
 // It comes in two halves, so the software pipelines below can interleave quads: quad_half_sums
 // (the products and the first level of sums, two vectors per quad) and quad_total (the rest).
 template <int BITS>
-[[gnu::always_inline]] inline void quad_half_sums(const __m256i (&w)[4], const __m256i (&aw)[4], const int8_t* act, __m256i ones,
-                           __m256i (&h)[2]) {
+[[gnu::always_inline]] inline void quad_half_sums(const __m256i (&w)[4], const __m256i (&aw)[4], const int8_t* act,
+                                                  __m256i ones, __m256i (&h)[2]) {
   __m256i p[4];
   if constexpr (BITS == 8) {
     unroll<4>([&](auto j) {
@@ -238,7 +238,8 @@ template <int BITS>
   return BITS == 8 ? q : _mm256_madd_epi16(q, ones);
 }
 template <int BITS>
-[[gnu::always_inline]] inline __m256i quad_dot(const __m256i (&w)[4], const __m256i (&aw)[4], const int8_t* act, __m256i ones) {
+[[gnu::always_inline]] inline __m256i quad_dot(const __m256i (&w)[4], const __m256i (&aw)[4], const int8_t* act,
+                                               __m256i ones) {
   __m256i h[2];
   quad_half_sums<BITS>(w, aw, act, ones, h);
   return quad_total<BITS>(h, ones);

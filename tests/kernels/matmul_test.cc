@@ -100,6 +100,31 @@ TEST(MatmulIsa, F32PrefillPathMatchesReference) {
   if (!ran) GTEST_SKIP() << "no compiled ISA runs quantized prefill in fp32";
 }
 
+// The same kernel called directly at every width, group and scheme, including those matmul()
+// keeps on the int8 tile (the benchmarks time both paths everywhere to choose between them), on
+// two row ranges the way the driver splits W: the second starts inside a 16-row panel's stride.
+TEST(MatmulIsa, F32PrefillKernelAtEveryWidth) {
+  int ran = 0;
+  for (Isa isa : available_isas()) {
+    const CpuKernels& kern = kernels_for(resolve_isa(isa));
+    if (!kern.gemm_q_f32) continue;
+    const int64_t n = 37, k = 300, m = 13;
+    const auto w = test::matmul_test_weights(n, k);
+    const auto x = test::random_matrix(m, k, 78);
+    for (const QType& t : test::all_quant_types()) {
+      AlignedBytes buf(q_layout(t, n, k).bytes);
+      quantize(t, w.data(), n, k, buf.data());
+      const QMatrix qm{t, n, k, buf.data()};
+      std::vector<float> got(m * n, NAN);
+      kern.gemm_q_f32(qm, x.data(), m, got.data(), 0, 20);
+      kern.gemm_q_f32(qm, x.data(), m, got.data(), 20, n);
+      EXPECT_TRUE(test::matches_reference(qm, x.data(), m, got, 0, true)) << type_name(t) << " " << isa_name(isa);
+      ++ran;
+    }
+  }
+  if (!ran) GTEST_SKIP() << "no compiled ISA has a quantized fp32 prefill kernel";
+}
+
 // The SIMD kernels add up to 8 code x activation products of a block in 16-bit lanes before
 // widening (quad_dot): with every code at its largest and every activation at 127 those sums
 // reach their bound (15240 at 4 bits, 32512 for the scaled 1-bit planes), one step short of
