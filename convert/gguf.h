@@ -110,7 +110,7 @@ class GgufFile {
   void drop_pages(const GgufTensorInfo& t) const;
 
  private:
-  const GgufKV& need(std::string_view key, std::string_view wanted) const;
+  const GgufKV& need(std::string_view key) const;
 
   MappedFile file_;  // empty for view()
   const uint8_t* data_ = nullptr;
