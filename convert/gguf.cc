@@ -25,6 +25,17 @@ size_t value_size(GgufValueType t) {
   }
 }
 
+// Keys and names come from the file: in messages, control bytes become '?' (a message is one
+// line) and long ones are cut.
+std::string shown(std::string_view s) {
+  std::string out;
+  for (char c : s.substr(0, 200)) out += (unsigned char)c < 0x20 || c == 0x7f ? '?' : c;
+  if (s.size() > 200) out += "...";
+  return out;
+}
+
+std::string quoted(std::string_view s) { return "'" + shown(s) + "'"; }
+
 bool mul_overflows(uint64_t a, uint64_t b, uint64_t* out) { return __builtin_mul_overflow(a, b, out); }
 
 // A cursor over the header bytes; every read is bounds-checked and names what it was reading.
@@ -82,13 +93,6 @@ void skip_value(Reader& r, GgufValueType t, const std::string& what) {
   }
 }
 
-std::string quoted(std::string_view s) {
-  std::string out = "'";
-  for (char c : s.substr(0, 200)) out += (unsigned char)c < 0x20 ? '?' : c;
-  if (s.size() > 200) out += "...";
-  return out + "'";
-}
-
 }  // namespace
 
 std::string_view gguf_value_type_name(GgufValueType t) {
@@ -125,7 +129,7 @@ GgufHeader parse_gguf_header(const uint8_t* data, size_t size, std::string_view 
   for (uint64_t i = 0; i < n_kv; ++i) {
     GgufKV kv;
     kv.key = std::string(r.string("the key of metadata entry " + std::to_string(i), kMaxKeyBytes));
-    const std::string what = "metadata '" + kv.key + "'";
+    const std::string what = "metadata " + quoted(kv.key);
     kv.type = value_type(r, what);
     if (kv.type == GgufValueType::array) {
       kv.elem_type = value_type(r, what + " (element type)");
@@ -147,7 +151,7 @@ GgufHeader parse_gguf_header(const uint8_t* data, size_t size, std::string_view 
       skip_value(r, kv.type, what);
     }
     h.kvs.push_back(std::move(kv));
-    if (!seen_keys.emplace(h.kvs.back().key, i).second) r.fail("metadata key '" + h.kvs.back().key + "' appears twice");
+    if (!seen_keys.emplace(h.kvs.back().key, i).second) r.fail("metadata key " + quoted(h.kvs.back().key) + " appears twice");
   }
 
   if (auto it = seen_keys.find("general.alignment"); it != seen_keys.end()) {
@@ -164,7 +168,7 @@ GgufHeader parse_gguf_header(const uint8_t* data, size_t size, std::string_view 
   for (uint64_t i = 0; i < n_tensors; ++i) {
     GgufTensorInfo t;
     t.name = std::string(r.string("the name of tensor " + std::to_string(i), kMaxKeyBytes));
-    const std::string what = "tensor '" + t.name + "'";
+    const std::string what = "tensor " + quoted(t.name);
     const uint32_t n_dims = r.get<uint32_t>("the dims count of " + what);
     if (n_dims == 0 || n_dims > kGgufMaxDims)
       r.fail(what + ": " + std::to_string(n_dims) + " dims (1 to " + std::to_string(kGgufMaxDims) + " allowed)");
@@ -189,7 +193,7 @@ GgufHeader parse_gguf_header(const uint8_t* data, size_t size, std::string_view 
     if (t.offset % h.alignment != 0)
       r.fail(what + ": offset " + std::to_string(t.offset) + " is not a multiple of the alignment " + std::to_string(h.alignment));
     h.tensors.push_back(std::move(t));
-    if (!seen_names.emplace(h.tensors.back().name, i).second) r.fail("tensor name '" + h.tensors.back().name + "' appears twice");
+    if (!seen_names.emplace(h.tensors.back().name, i).second) r.fail("tensor name " + quoted(h.tensors.back().name) + " appears twice");
   }
 
   // The data section starts at the next multiple of the alignment.
@@ -200,7 +204,7 @@ GgufHeader parse_gguf_header(const uint8_t* data, size_t size, std::string_view 
   for (size_t i = 0; i < h.tensors.size(); ++i) {
     GgufTensorInfo& t = h.tensors[i];
     if (t.offset > data_bytes || t.bytes > data_bytes - t.offset)
-      r.fail("tensor '" + t.name + "': bytes [" + std::to_string(t.offset) + ", " + std::to_string(t.offset + t.bytes) +
+      r.fail("tensor " + quoted(t.name) + ": bytes [" + std::to_string(t.offset) + ", " + std::to_string(t.offset + t.bytes) +
              ") of the data section run past the end of the file (" + std::to_string(data_bytes) + " bytes of data; truncated?)");
     by_offset.emplace_back(t.offset, i);
     t.offset += h.data_start;
@@ -210,7 +214,7 @@ GgufHeader parse_gguf_header(const uint8_t* data, size_t size, std::string_view 
     const GgufTensorInfo& prev = h.tensors[by_offset[i - 1].second];
     const GgufTensorInfo& cur = h.tensors[by_offset[i].second];
     if (prev.offset + prev.bytes > cur.offset)
-      r.fail("tensors '" + prev.name + "' and '" + cur.name + "' overlap in the data section");
+      r.fail("tensors " + quoted(prev.name) + " and " + quoted(cur.name) + " overlap in the data section");
   }
   return h;
 }
@@ -254,7 +258,7 @@ void GgufFile::drop_pages(const GgufTensorInfo& t) const {
 
 const GgufKV& GgufFile::need(std::string_view key) const {
   const GgufKV* kv = find(key);
-  if (!kv) throw Error(label_ + ": metadata '" + std::string(key) + "' is missing");
+  if (!kv) throw Error(label_ + ": metadata " + quoted(key) + " is missing");
   return *kv;
 }
 
@@ -293,7 +297,7 @@ std::optional<int64_t> integer_at(GgufValueType t, const uint8_t* p, bool* too_b
 std::string_view GgufFile::get_string(std::string_view key) const {
   const GgufKV& kv = need(key);
   if (kv.type != GgufValueType::string)
-    throw Error(label_ + ": metadata '" + kv.key + "' is a " + std::string(gguf_value_type_name(kv.type)) + ", not a string");
+    throw Error(label_ + ": metadata " + quoted(kv.key) + " is a " + std::string(gguf_value_type_name(kv.type)) + ", not a string");
   const uint64_t n = load<uint64_t>(data_ + kv.offset);
   return {reinterpret_cast<const char*>(data_ + kv.offset + 8), (size_t)n};
 }
@@ -302,8 +306,8 @@ int64_t GgufFile::get_int(std::string_view key) const {
   const GgufKV& kv = need(key);
   bool too_big = false;
   const std::optional<int64_t> v = kv.type == GgufValueType::array ? std::nullopt : integer_at(kv.type, data_ + kv.offset, &too_big);
-  if (!v) throw Error(label_ + ": metadata '" + kv.key + "' is a " + std::string(gguf_value_type_name(kv.type)) + ", not an integer");
-  if (too_big) throw Error(label_ + ": metadata '" + kv.key + "' is too large");
+  if (!v) throw Error(label_ + ": metadata " + quoted(kv.key) + " is a " + std::string(gguf_value_type_name(kv.type)) + ", not an integer");
+  if (too_big) throw Error(label_ + ": metadata " + quoted(kv.key) + " is too large");
   return *v;
 }
 
@@ -313,20 +317,20 @@ double GgufFile::get_float(std::string_view key) const {
   if (kv.type == GgufValueType::f64) return load<double>(data_ + kv.offset);
   if (kv.type != GgufValueType::boolean && kv.type != GgufValueType::string && kv.type != GgufValueType::array)
     return (double)get_int(key);
-  throw Error(label_ + ": metadata '" + kv.key + "' is a " + std::string(gguf_value_type_name(kv.type)) + ", not a number");
+  throw Error(label_ + ": metadata " + quoted(kv.key) + " is a " + std::string(gguf_value_type_name(kv.type)) + ", not a number");
 }
 
 bool GgufFile::get_bool(std::string_view key) const {
   const GgufKV& kv = need(key);
   if (kv.type != GgufValueType::boolean)
-    throw Error(label_ + ": metadata '" + kv.key + "' is a " + std::string(gguf_value_type_name(kv.type)) + ", not a bool");
+    throw Error(label_ + ": metadata " + quoted(kv.key) + " is a " + std::string(gguf_value_type_name(kv.type)) + ", not a bool");
   return load<uint8_t>(data_ + kv.offset) != 0;
 }
 
 std::vector<std::string_view> GgufFile::get_string_array(std::string_view key) const {
   const GgufKV& kv = need(key);
   if (kv.type != GgufValueType::array || kv.elem_type != GgufValueType::string)
-    throw Error(label_ + ": metadata '" + kv.key + "' is not an array of strings");
+    throw Error(label_ + ": metadata " + quoted(kv.key) + " is not an array of strings");
   std::vector<std::string_view> out;
   out.reserve(kv.count);
   uint64_t pos = kv.offset;  // bounds were checked element by element when parsing
@@ -341,7 +345,7 @@ std::vector<std::string_view> GgufFile::get_string_array(std::string_view key) c
 std::vector<float> GgufFile::get_f32_array(std::string_view key) const {
   const GgufKV& kv = need(key);
   if (kv.type != GgufValueType::array || (kv.elem_type != GgufValueType::f32 && kv.elem_type != GgufValueType::f64))
-    throw Error(label_ + ": metadata '" + kv.key + "' is not an array of floats");
+    throw Error(label_ + ": metadata " + quoted(kv.key) + " is not an array of floats");
   std::vector<float> out(kv.count);
   for (uint64_t i = 0; i < kv.count; ++i)
     out[i] = kv.elem_type == GgufValueType::f32 ? load<float>(data_ + kv.offset + 4 * i)
@@ -353,13 +357,13 @@ std::vector<int32_t> GgufFile::get_i32_array(std::string_view key) const {
   const GgufKV& kv = need(key);
   const size_t es = value_size(kv.elem_type);
   if (kv.type != GgufValueType::array || es == 0 || kv.elem_type == GgufValueType::f32 || kv.elem_type == GgufValueType::f64)
-    throw Error(label_ + ": metadata '" + kv.key + "' is not an array of integers");
+    throw Error(label_ + ": metadata " + quoted(kv.key) + " is not an array of integers");
   std::vector<int32_t> out(kv.count);
   for (uint64_t i = 0; i < kv.count; ++i) {
     bool too_big = false;
     const int64_t v = *integer_at(kv.elem_type, data_ + kv.offset + es * i, &too_big);
     if (too_big || v < INT32_MIN || v > INT32_MAX)
-      throw Error(label_ + ": metadata '" + kv.key + "' element " + std::to_string(i) + " does not fit 32 bits");
+      throw Error(label_ + ": metadata " + quoted(kv.key) + " element " + std::to_string(i) + " does not fit 32 bits");
     out[i] = (int32_t)v;
   }
   return out;
