@@ -165,8 +165,9 @@ struct BlockCodes {
 
 // Levels match one for one: Q8_0's int8 x is code x + 128 (level code - 128), Q4_0's nibble q is
 // its own code (level q - 8 either way), Q4_1's (d, m, q) are lowbit's asymmetric (d, m, q).
-// TQ*: level q - 1 with q in 0..3 would need code q + 1 = 4 for q = 3, past 2 bits; with the
-// scale negated, level q - 1 = (-1) * (1 - q) is code 3 - q (level code - 2), in 0..3 for every q.
+// TQ*: d * (q - 1) as code q + 1 with the same d would need code 4 for TQ2_0's q = 3 (level 2,
+// which no quantizer writes but a byte holds); as d * (q - 1) = (-d) * ((3 - q) - 2), the scale
+// negated and code 3 - q (level code - 2), every q in 0..3 fits, exactly.
 void repack_block(GgmlType t, const uint8_t* b, BlockCodes* out) {
   switch (t) {
     case GgmlType::q8_0:
