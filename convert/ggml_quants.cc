@@ -1,10 +1,14 @@
 #include "convert/ggml_quants.h"
 
+#include <algorithm>
 #include <cstring>
+#include <functional>
 #include <string>
+#include <vector>
 
 #include "convert/ggml_quants_blocks.h"
 #include "kernels/error.h"
+#include "kernels/thread_pool.h"
 
 namespace lowbit {
 
@@ -161,8 +165,9 @@ struct BlockCodes {
 
 // Levels match one for one: Q8_0's int8 x is code x + 128 (level code - 128), Q4_0's nibble q is
 // its own code (level q - 8 either way), Q4_1's (d, m, q) are lowbit's asymmetric (d, m, q).
-// TQ*: level q - 1 with q in 0..3 would need code q + 1 = 4 for q = 3, past 2 bits; with the
-// scale negated, level q - 1 = (-1) * (1 - q) is code 3 - q (level code - 2), in 0..3 for every q.
+// TQ*: d * (q - 1) as code q + 1 with the same d would need code 4 for TQ2_0's q = 3 (level 2,
+// which no quantizer writes but a byte holds); as d * (q - 1) = (-d) * ((3 - q) - 2), the scale
+// negated and code 3 - q (level code - 2), every q in 0..3 fits, exactly.
 void repack_block(GgmlType t, const uint8_t* b, BlockCodes* out) {
   switch (t) {
     case GgmlType::q8_0:
@@ -192,24 +197,62 @@ void repack_block(GgmlType t, const uint8_t* b, BlockCodes* out) {
   for (uint8_t& c : out->code) c = (uint8_t)(3 - c);
 }
 
+// Work split for a pool: pieces large enough to dwarf a task's hand-off (~microseconds).
+constexpr int64_t kDequantizeWeightsPerTask = 1 << 16;
+constexpr int64_t kRepackRowsPerTask = 16;
+
+// fn(begin, end) over [0, n) in pieces of `per_task`, on the pool or on this thread.
+void for_ranges(int64_t n, int64_t per_task, ThreadPool* pool,
+                const std::function<void(int64_t, int64_t)>& fn) {
+  const int64_t tasks = ceil_div(n, per_task);
+  auto task = [&](int64_t k, int) { fn(k * per_task, std::min(n, (k + 1) * per_task)); };
+  if (pool) {
+    pool->run(tasks, task);
+  } else {
+    for (int64_t k = 0; k < tasks; ++k) task(k, 0);
+  }
+}
+
+// put_code over a row, with the bit width a constant so that its divisions become shifts (Q8_0
+// ~5x faster, Q4_* ~1.4x; the importer repacks every weight of a model at load).
+template <int kBits>
+void put_codes(uint8_t* row_codes, const uint8_t* q, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) put_code(row_codes, kBits, i, q[i]);
+}
+
+void put_codes(int bits, uint8_t* row_codes, const uint8_t* q, int64_t n) {
+  switch (bits) {
+    case 2: return put_codes<2>(row_codes, q, n);
+    case 4: return put_codes<4>(row_codes, q, n);
+    case 8: return put_codes<8>(row_codes, q, n);
+    default: throw Error("no exact ggml type has " + std::to_string(bits) + "-bit codes");
+  }
+}
+
 }  // namespace
 
 bool ggml_can_dequantize(GgmlType t) { return is_float(t) || find_decoder(t) != nullptr; }
 
-void ggml_dequantize(GgmlType t, const uint8_t* blocks, int64_t n, float* out) {
+void ggml_dequantize(GgmlType t, const uint8_t* blocks, int64_t n, float* out, ThreadPool* pool) {
   if (!ggml_can_dequantize(t)) throw Error("cannot dequantize ggml type " + name_of(t));
   const GgmlTypeInfo info = whole_blocks(t, n, "weight count");
-  if (t == GgmlType::f32) {
-    for (int64_t i = 0; i < n; ++i) out[i] = f32_from_bits(le32(blocks + 4 * i));
-  } else if (t == GgmlType::f16) {
-    for (int64_t i = 0; i < n; ++i) out[i] = f16_to_f32(le16(blocks + 2 * i));
-  } else if (t == GgmlType::bf16) {
-    for (int64_t i = 0; i < n; ++i) out[i] = bf16_to_f32(le16(blocks + 2 * i));
-  } else {
-    const BlockDecoder* d = find_decoder(t);
-    for (int64_t b = 0; b < n / info.block_weights; ++b)
-      d->decode(blocks + b * info.block_bytes, out + b * info.block_weights);
-  }
+  const BlockDecoder* d = find_decoder(t);
+  for_ranges(n / info.block_weights, kDequantizeWeightsPerTask / info.block_weights, pool,
+             [&](int64_t b0, int64_t b1) {
+    const uint8_t* in = blocks + b0 * info.block_bytes;
+    float* y = out + b0 * info.block_weights;
+    const int64_t count = (b1 - b0) * info.block_weights;  // float types: one weight per block
+    if (t == GgmlType::f32) {
+      for (int64_t i = 0; i < count; ++i) y[i] = f32_from_bits(le32(in + 4 * i));
+    } else if (t == GgmlType::f16) {
+      for (int64_t i = 0; i < count; ++i) y[i] = f16_to_f32(le16(in + 2 * i));
+    } else if (t == GgmlType::bf16) {
+      for (int64_t i = 0; i < count; ++i) y[i] = bf16_to_f32(le16(in + 2 * i));
+    } else {
+      for (int64_t b = 0; b < b1 - b0; ++b)
+        d->decode(in + b * info.block_bytes, y + b * info.block_weights);
+    }
+  });
 }
 
 std::optional<QType> ggml_exact_type(GgmlType t) {
@@ -226,7 +269,8 @@ std::optional<QType> ggml_exact_type(GgmlType t) {
   }
 }
 
-void ggml_repack(GgmlType t, const uint8_t* blocks, int64_t rows, int64_t cols, uint8_t* dst) {
+void ggml_repack(GgmlType t, const uint8_t* blocks, int64_t rows, int64_t cols, uint8_t* dst,
+                 ThreadPool* pool) {
   const std::optional<QType> qt = ggml_exact_type(t);
   if (!qt) throw Error(name_of(t) + " has no exact lowbit type");
   const GgmlTypeInfo info = whole_blocks(t, cols, "row length");
@@ -239,23 +283,25 @@ void ggml_repack(GgmlType t, const uint8_t* blocks, int64_t rows, int64_t cols, 
   // One lowbit group per ggml block (the exact types' group is their block size).
   const int64_t per_row = cols / info.block_weights;
   std::memset(dst, 0, (size_t)l.bytes);  // padding, and the bits put_code leaves alone
-  BlockCodes bc;
-  for (int64_t r = 0; r < rows; ++r) {
-    uint8_t* codes = dst + r * l.row_bytes;
-    for (int64_t g = 0; g < per_row; ++g) {
-      repack_block(t, blocks + (r * per_row + g) * info.block_bytes, &bc);
-      // Symmetric levels decode as d*q - z*d in lowbit and (q - z)*d in ggml: equal for finite d,
-      // but an infinite d gives inf - inf = NaN where ggml gives +-inf (and NaN only at level 0).
-      if (qt->scheme == Scheme::sym && (bc.d & 0x7c00) == 0x7c00)
-        throw Error(name_of(t) + ": block " + std::to_string(g) + " of row " + std::to_string(r) +
-                    " has a non-finite scale, which no lowbit type holds exactly");
-      for (int64_t i = 0; i < info.block_weights; ++i)
-        put_code(codes, qt->bits, g * info.block_weights + i, bc.code[i]);
-      const int64_t at = 2 * (r * l.groups + g);
-      std::memcpy(dst + l.scales_offset + at, &bc.d, 2);
-      if (qt->scheme == Scheme::asym) std::memcpy(dst + l.mins_offset + at, &bc.m, 2);
+  for_ranges(rows, kRepackRowsPerTask, pool, [&](int64_t r0, int64_t r1) {
+    std::vector<uint8_t> row_codes(cols);
+    BlockCodes bc;
+    for (int64_t r = r0; r < r1; ++r) {
+      for (int64_t g = 0; g < per_row; ++g) {
+        repack_block(t, blocks + (r * per_row + g) * info.block_bytes, &bc);
+        // Symmetric levels decode as d*q - z*d in lowbit and (q - z)*d in ggml: equal for finite
+        // d, but an infinite d gives inf - inf = NaN where ggml gives +-inf.
+        if (qt->scheme == Scheme::sym && (bc.d & 0x7c00) == 0x7c00)
+          throw Error(name_of(t) + ": block " + std::to_string(g) + " of row " + std::to_string(r) +
+                      " has a non-finite scale, which no lowbit type holds exactly");
+        std::memcpy(row_codes.data() + g * info.block_weights, bc.code, info.block_weights);
+        const int64_t at = 2 * (r * l.groups + g);
+        std::memcpy(dst + l.scales_offset + at, &bc.d, 2);
+        if (qt->scheme == Scheme::asym) std::memcpy(dst + l.mins_offset + at, &bc.m, 2);
+      }
+      put_codes(qt->bits, dst + r * l.row_bytes, row_codes.data(), cols);
     }
-  }
+  });
 }
 
 }  // namespace lowbit

@@ -6,6 +6,7 @@
 // real, is tests/python/test_ggml_dequant.py's job.
 #include "convert/ggml_quants.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cstring>
 #include <random>
@@ -17,6 +18,7 @@
 
 #include "kernels/qtype.h"
 #include "kernels/quantize.h"
+#include "kernels/thread_pool.h"
 #include "tests/error_of.h"
 
 namespace lowbit {
@@ -140,6 +142,18 @@ TEST(GgmlDequantize, float_types) {
   EXPECT_EQ(dequant(GgmlType::f32, f32, 1), (std::vector<float>{1.5f}));
 }
 
+TEST(GgmlDequantize, pool_gives_the_same_values) {
+  // 2000 Q4_K blocks: 512,000 weights, several tasks of the pool.
+  std::mt19937 rng(7);
+  Bytes b(2000 * 144);
+  for (auto& x : b) x = (uint8_t)(rng() & 0x3B);  // fp16 d/dmin exponents stay below 31
+  std::vector<float> one(2000 * 256), many(2000 * 256);
+  ggml_dequantize(GgmlType::q4_k, b.data(), (int64_t)one.size(), one.data());
+  ThreadPool pool(3);
+  ggml_dequantize(GgmlType::q4_k, b.data(), (int64_t)many.size(), many.data(), &pool);
+  EXPECT_EQ(0, std::memcmp(one.data(), many.data(), one.size() * sizeof(float)));
+}
+
 // ---- Refusals ---------------------------------------------------------------------------------
 
 TEST(GgmlDequantize, which_types) {
@@ -246,6 +260,12 @@ TEST_P(Repack, lowbit_dequantize_equals_ggml) {
   Bytes dst(l.bytes + 64, kFill);
   ggml_repack(c.type, src.data(), rows, cols, dst.data());
   for (int64_t i = l.bytes; i < (int64_t)dst.size(); ++i) ASSERT_EQ(dst[i], kFill) << "past the end";
+
+  // A pool splits the rows and changes no byte.
+  ThreadPool pool(3);
+  Bytes pooled(l.bytes);
+  ggml_repack(c.type, src.data(), rows, cols, pooled.data(), &pool);
+  ASSERT_TRUE(std::equal(pooled.begin(), pooled.end(), dst.begin()));
 
   std::vector<float> got(rows * cols);
   dequantize(qt, dst.data(), rows, cols, got.data());
