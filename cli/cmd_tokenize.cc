@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
+#include "convert/gguf_tokenizer.h"
 #include "kernels/error.h"
 #include "runtime/tokenizer.h"
 
@@ -17,8 +18,8 @@ namespace {
 constexpr const char* kHelp = R"(usage: lowbit tokenize PATH [--no-bos] [--decode] [--lines [--json]] [--] [TEXT | ID...]
 
 Encodes TEXT with the tokenizer at PATH and prints the ids on one line, separated by spaces.
-PATH is a model or manifest folder, or a tokenizer file (tokenizer.json, tokenizer.model,
-vocab.json with merges.txt beside it).
+PATH is a model or manifest folder, a tokenizer file (tokenizer.json, tokenizer.model,
+vocab.json with merges.txt beside it), or a GGUF file (its tokenizer metadata).
 
   --no-bos   add no BOS/EOS or other special token around the text (the ids of the text only)
   --decode   the arguments are token ids (several per argument allowed, separated by spaces or
@@ -151,7 +152,10 @@ int tokenize_main(int argc, char** argv) {
     return 2;
   }
 
-  auto tok = lowbit::load_tokenizer(o.path);
+  // A GGUF holds its tokenizer as metadata, rebuilt here as the files load_tokenizer reads.
+  auto tok = o.path.ends_with(".gguf")
+                 ? lowbit::load_tokenizer_files(lowbit::gguf_tokenizer_files(lowbit::GgufFile::open(o.path)), o.path)
+                 : lowbit::load_tokenizer(o.path);
   if (o.info) {
     std::string eos;
     for (int32_t id : tok->eos_ids()) eos += " " + std::to_string(id);

@@ -64,6 +64,16 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {
               "vocab.json + merges.txt there and in its tokenizer/ subfolder");
 }
 
+std::unique_ptr<Tokenizer> load_tokenizer_files(const std::map<std::string, std::string>& files,
+                                                const std::string& label) {
+  const tok::TokenizerConfig cfg = tok::parse_tokenizer_config(files, label);
+  if (auto it = files.find("tokenizer.json"); it != files.end())
+    return tok::make_json_tokenizer_text(it->second, label + ":tokenizer.json", cfg);
+  if (auto it = files.find("tokenizer.model"); it != files.end())
+    return tok::make_spm_tokenizer_bytes(it->second, label + ":tokenizer.model", cfg);
+  throw Error(label + ": no tokenizer among its files (needs tokenizer.json or tokenizer.model)");
+}
+
 namespace {
 
 bool ends_with_replacement_char(const std::string& s) {

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -73,6 +74,14 @@ class Tokenizer {
 // tokenizer_config.json, config.json and generation_config.json found beside the tokenizer (or
 // one level up, for a tokenizer/ subfolder). Throws lowbit::Error naming what is missing.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path);
+
+// The same from files held in memory: file name -> contents, as a model folder would hold them
+// (tokenizer.json or tokenizer.model, with tokenizer_config.json, config.json and
+// generation_config.json read as above when present). The GGUF importer builds such a map from a
+// file's metadata (convert/gguf_tokenizer.h). `label` says where the files came from (the GGUF's
+// path): messages name each file as LABEL:NAME. Throws lowbit::Error.
+std::unique_ptr<Tokenizer> load_tokenizer_files(const std::map<std::string, std::string>& files,
+                                                const std::string& label);
 
 // Turns a stream of token ids into text as they are generated. push() returns only complete
 // UTF-8: it holds back a partial multi-byte character (byte-fallback or byte-level tokens) until

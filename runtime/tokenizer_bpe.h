@@ -87,5 +87,11 @@ std::unique_ptr<Tokenizer> make_bpe_tokenizer(BpePipeline pipeline, const Tokeni
 
 // GPT-2's pre-tokenizer regex, also what a ByteLevel pre-tokenizer with use_regex splits with.
 extern const char* const kGpt2Pattern;
+// Qwen2Tokenizer's (transformers tokenization_qwen2.py): unlike GPT-2's, it splits digits one by
+// one, keeps a leading non-letter with a word, matches contractions case-insensitively and groups
+// line breaks.
+extern const char* const kQwen2Pattern;
+// Llama 3's (its tokenizer.json): Qwen2's, with digits in runs of up to three.
+extern const char* const kLlama3Pattern;
 
 }  // namespace lowbit::tok

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -26,11 +27,11 @@ std::string read_file(const std::string& path) {
 
 namespace {
 
-json parse_json_file(const std::string& path) {
+json parse_json(const std::string& text, const std::string& file) {
   try {
-    return json::parse(read_file(path));
+    return json::parse(text);
   } catch (const json::exception& e) {
-    throw Error(path + ": not valid JSON (" + e.what() + ")");
+    throw Error(file + ": not valid JSON (" + e.what() + ")");
   }
 }
 
@@ -64,8 +65,8 @@ void append_ids(const json& j, const char* key, const std::string& file, std::ve
   }
 }
 
-void read_tokenizer_config_json(const std::string& file, TokenizerConfig& cfg) {
-  json j = parse_json_file(file);
+void read_tokenizer_config_json(const std::string& text, const std::string& file, TokenizerConfig& cfg) {
+  json j = parse_json(text, file);
   if (!j.is_object()) throw Error(file + ": expected a JSON object");
   cfg.add_bos = optional_bool(j, "add_bos_token", file);
   cfg.add_eos = optional_bool(j, "add_eos_token", file);
@@ -121,34 +122,54 @@ void read_tokenizer_config_json(const std::string& file, TokenizerConfig& cfg) {
     cfg.tokenizer_class = j["tokenizer_class"].get<std::string>();
 }
 
+// A file's text and the name that messages give it (its path, or "x.gguf:config.json").
+struct NamedText {
+  std::string text, name;
+};
+
+// The three files (each may be absent) -> settings.
+TokenizerConfig parse_config_files(const std::optional<NamedText>& tokenizer_config,
+                                   const std::optional<NamedText>& config,
+                                   const std::optional<NamedText>& generation_config) {
+  TokenizerConfig cfg;
+  if (tokenizer_config) read_tokenizer_config_json(tokenizer_config->text, tokenizer_config->name, cfg);
+  // generation_config.json is what transformers' generate() reads, so its eos list comes first.
+  json config_json, generation_json;
+  if (config) config_json = parse_json(config->text, config->name);
+  if (generation_config) generation_json = parse_json(generation_config->text, generation_config->name);
+  if (config_json.is_object()) {
+    append_ids(config_json, "bos_token_id", config->name, cfg.bos_ids_from_model);
+    if (config_json.contains("model_type") && config_json["model_type"].is_string())
+      cfg.model_type = config_json["model_type"].get<std::string>();
+  }
+  if (generation_json.is_object()) {
+    append_ids(generation_json, "bos_token_id", generation_config->name, cfg.bos_ids_from_model);
+    append_ids(generation_json, "eos_token_id", generation_config->name, cfg.eos_ids_from_model);
+  }
+  if (config_json.is_object()) append_ids(config_json, "eos_token_id", config->name, cfg.eos_ids_from_model);
+  return cfg;
+}
+
 }  // namespace
 
 TokenizerConfig read_tokenizer_config(const std::vector<std::string>& dirs) {
-  auto find = [&](const char* name) -> std::string {
+  auto find = [&](const char* name) -> std::optional<NamedText> {
     for (const std::string& d : dirs) {
       fs::path p = fs::path(d) / name;
-      if (fs::is_regular_file(p)) return p.string();
+      if (fs::is_regular_file(p)) return NamedText{read_file(p.string()), p.string()};
     }
-    return "";
+    return std::nullopt;
   };
-  TokenizerConfig cfg;
-  if (std::string f = find("tokenizer_config.json"); !f.empty()) read_tokenizer_config_json(f, cfg);
-  // generation_config.json is what transformers' generate() reads, so its eos list comes first.
-  json config, generation;
-  std::string config_file = find("config.json"), generation_file = find("generation_config.json");
-  if (!config_file.empty()) config = parse_json_file(config_file);
-  if (!generation_file.empty()) generation = parse_json_file(generation_file);
-  if (config.is_object()) {
-    append_ids(config, "bos_token_id", config_file, cfg.bos_ids_from_model);
-    if (config.contains("model_type") && config["model_type"].is_string())
-      cfg.model_type = config["model_type"].get<std::string>();
-  }
-  if (generation.is_object()) {
-    append_ids(generation, "bos_token_id", generation_file, cfg.bos_ids_from_model);
-    append_ids(generation, "eos_token_id", generation_file, cfg.eos_ids_from_model);
-  }
-  if (config.is_object()) append_ids(config, "eos_token_id", config_file, cfg.eos_ids_from_model);
-  return cfg;
+  return parse_config_files(find("tokenizer_config.json"), find("config.json"), find("generation_config.json"));
+}
+
+TokenizerConfig parse_tokenizer_config(const std::map<std::string, std::string>& files, const std::string& label) {
+  auto find = [&](const char* name) -> std::optional<NamedText> {
+    auto it = files.find(name);
+    if (it == files.end()) return std::nullopt;
+    return NamedText{it->second, label + ":" + name};
+  };
+  return parse_config_files(find("tokenizer_config.json"), find("config.json"), find("generation_config.json"));
 }
 
 SpecialIds resolve_special_ids(const TokenizerConfig& cfg,

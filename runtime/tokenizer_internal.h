@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -43,6 +44,10 @@ struct TokenizerConfig {
 // a malformed one throws lowbit::Error naming it.
 TokenizerConfig read_tokenizer_config(const std::vector<std::string>& dirs);
 
+// The same from files already in memory (load_tokenizer_files): name -> text, and `label` + ":" +
+// name names each one in messages.
+TokenizerConfig parse_tokenizer_config(const std::map<std::string, std::string>& files, const std::string& label);
+
 // BOS and EOS ids, names resolved with token_to_id (returns -1 for an unknown name). BOS: the
 // tokenizer_config.json name, else the model's bos_token_id, else fallback_bos; an explicit
 // "bos_token": null means none. EOS: every id named anywhere (the tokenizer's eos_token and the
@@ -56,9 +61,14 @@ SpecialIds resolve_special_ids(const TokenizerConfig& cfg,
                                const std::function<int32_t(std::string_view)>& token_to_id,
                                int32_t vocab_size, int32_t fallback_bos, int32_t fallback_eos);
 
-// One factory per format; each throws lowbit::Error naming the file at fault.
+// One factory per format; each throws lowbit::Error naming the file at fault. The *_bytes / *_text
+// forms take the file's contents, and `label` stands for its path in messages.
 std::unique_ptr<Tokenizer> make_spm_tokenizer(const std::string& model_path, const TokenizerConfig& cfg);
+std::unique_ptr<Tokenizer> make_spm_tokenizer_bytes(const std::string& model_proto, const std::string& label,
+                                                    const TokenizerConfig& cfg);
 std::unique_ptr<Tokenizer> make_json_tokenizer(const std::string& json_path, const TokenizerConfig& cfg);
+std::unique_ptr<Tokenizer> make_json_tokenizer_text(const std::string& json_text, const std::string& label,
+                                                    const TokenizerConfig& cfg);
 std::unique_ptr<Tokenizer> make_vocab_merges_tokenizer(const std::string& vocab_path,
                                                        const std::string& merges_path,
                                                        const TokenizerConfig& cfg);

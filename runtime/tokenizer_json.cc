@@ -11,10 +11,11 @@ namespace {
 
 using nlohmann::json;
 
-// Reads one tokenizer.json; `path` prefixes every message.
+// Reads one tokenizer.json held in `text`; `path` (its path, or what stands for it) prefixes every
+// message.
 class JsonReader {
  public:
-  explicit JsonReader(std::string path) : path_(std::move(path)) {}
+  JsonReader(std::string path, const std::string& text) : path_(std::move(path)), text_(text) {}
 
   BpePipeline read(const TokenizerConfig& cfg) {
     try {
@@ -28,7 +29,7 @@ class JsonReader {
   BpePipeline read_unchecked(const TokenizerConfig& cfg) {
     json j;
     try {
-      j = json::parse(read_file(path_));
+      j = json::parse(text_);
     } catch (const json::exception& e) {
       throw Error(path_ + ": not valid JSON (" + e.what() + ")");
     }
@@ -288,12 +289,18 @@ class JsonReader {
   }
 
   std::string path_;
+  const std::string& text_;
 };
 
 }  // namespace
 
 std::unique_ptr<Tokenizer> make_json_tokenizer(const std::string& json_path, const TokenizerConfig& cfg) {
-  return make_bpe_tokenizer(JsonReader(json_path).read(cfg), cfg);
+  return make_json_tokenizer_text(read_file(json_path), json_path, cfg);
+}
+
+std::unique_ptr<Tokenizer> make_json_tokenizer_text(const std::string& json_text, const std::string& label,
+                                                    const TokenizerConfig& cfg) {
+  return make_bpe_tokenizer(JsonReader(label, json_text).read(cfg), cfg);
 }
 
 }  // namespace lowbit::tok

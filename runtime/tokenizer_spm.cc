@@ -11,8 +11,10 @@ namespace {
 
 class SpmTokenizer final : public Tokenizer {
  public:
-  SpmTokenizer(const std::string& path, const TokenizerConfig& cfg) : path_(path) {
-    if (auto status = sp_.Load(path); !status.ok())
+  // Loads the model file at `path`, or when `proto` is given, the serialized model it holds
+  // (`path` then only names it).
+  SpmTokenizer(const std::string& path, const std::string* proto, const TokenizerConfig& cfg) : path_(path) {
+    if (auto status = proto ? sp_.LoadFromSerializedProto(*proto) : sp_.Load(path); !status.ok())
       throw Error(path + ": not a SentencePiece model (" + status.ToString() + ")");
     auto token_to_id = [this](std::string_view piece) -> int32_t {
       int id = sp_.PieceToId(piece);
@@ -71,7 +73,12 @@ class SpmTokenizer final : public Tokenizer {
 }  // namespace
 
 std::unique_ptr<Tokenizer> make_spm_tokenizer(const std::string& model_path, const TokenizerConfig& cfg) {
-  return std::make_unique<SpmTokenizer>(model_path, cfg);
+  return std::make_unique<SpmTokenizer>(model_path, nullptr, cfg);
+}
+
+std::unique_ptr<Tokenizer> make_spm_tokenizer_bytes(const std::string& model_proto, const std::string& label,
+                                                    const TokenizerConfig& cfg) {
+  return std::make_unique<SpmTokenizer>(label, &model_proto, cfg);
 }
 
 }  // namespace lowbit::tok

@@ -15,11 +15,6 @@ namespace {
 
 using nlohmann::json;
 
-// Qwen2Tokenizer's pre-tokenizer: unlike GPT-2's, it splits digits one by one, keeps a leading
-// non-letter with a word, matches contractions case-insensitively and groups line breaks.
-constexpr const char* kQwen2Pattern =
-    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
-
 bool is_qwen2(const TokenizerConfig& cfg) {
   if (!cfg.tokenizer_class.empty()) return cfg.tokenizer_class.rfind("Qwen2Tokenizer", 0) == 0;
   return cfg.model_type.rfind("qwen", 0) == 0;
