@@ -7,8 +7,9 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
-#include "convert/hf_model.h"
+#include "convert/source.h"
 #include "kernels/error.h"
 #include "kernels/quantize.h"
 #include "kernels/thread_pool.h"
@@ -19,11 +20,6 @@ namespace lowbit {
 namespace fs = std::filesystem;
 
 namespace {
-
-// Files a runtime tokenizer or generation config may read; copied so a manifest stands alone.
-const char* const kTokenizerFiles[] = {
-    "tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-    "added_tokens.json", "vocab.json", "merges.txt", "generation_config.json"};
 
 QType linear_type(const ConvertOptions& opt) {
   if (opt.bits == 32) return {Base::f32, 32};
@@ -57,19 +53,180 @@ QType recipe_type(const ConvertOptions& opt, const std::string& name, bool is_no
   return t;
 }
 
-ConvertSummary convert_model(const std::string& hf_dir, const std::string& out_dir,
-                             const ConvertOptions& opt) {
-  const auto start = std::chrono::steady_clock::now();
+namespace {
+
+void validate_options(const ConvertOptions& opt) {
   if (opt.bits != 1 && opt.bits != 2 && opt.bits != 4 && opt.bits != 8 && opt.bits != 16 && opt.bits != 32)
     throw Error("--bits " + std::to_string(opt.bits) + " is not one of 1, 2, 4, 8, 16, 32");
   linear_type(opt);  // validates group and scheme before any work
   for (const auto& [glob, type] : opt.keep) parse_type(type);
-  if (fs::exists(out_dir) && !opt.force)
-    throw Error(out_dir + ": already exists (use --force to replace it)");
+}
 
-  const HfModel model = HfModel::open(hf_dir);
-  const ModelConfig& cfg = model.config();
-  const std::vector<TensorSpec> specs = expected_tensors(cfg);
+// Where the tensors go: a file written in order, or one buffer sized up front.
+class Sink {
+ public:
+  virtual ~Sink() = default;
+  // A buffer for the tensor's bytes; valid until commit().
+  virtual uint8_t* begin(const TensorEntry& e) = 0;
+  virtual void commit(const TensorEntry& e) = 0;
+};
+
+// The type each tensor gets, in file order, before any is read (so an in-memory import can size
+// its buffer and a bad --keep fails before work is done).
+std::vector<TensorEntry> plan_tensors(const ModelSource& src, const ConvertOptions& opt) {
+  std::vector<TensorEntry> out;
+  int64_t offset = 0;
+  for (const TensorSpec& s : expected_tensors(src.config())) {
+    TensorEntry e;
+    e.name = s.name;
+    e.shape = s.shape;
+    const bool is_embed = s.role == Role::embed || s.role == Role::lm_head;
+    const std::optional<QType> own = opt.source_types ? src.source_type(s) : std::nullopt;
+    e.type = own ? *own : recipe_type(opt, s.name, s.is_norm_or_bias, is_embed);
+    if (own)  // --keep still overrides the source's types
+      for (const auto& [glob, type] : opt.keep)
+        if (fnmatch(glob.c_str(), s.name.c_str(), 0) == 0) e.type = parse_type(type);
+    if (e.shape.size() == 1 && e.type.base != Base::f32)
+      throw Error("--keep: tensor '" + s.name + "' is a vector and stays f32");
+    e.offset = offset;
+    e.bytes = q_layout(e.type, e.rows(), e.cols()).bytes;
+    offset += round_up(e.bytes, kTensorAlign);
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+double relative_error(const QType& t, const uint8_t* packed, const std::vector<float>& w, int64_t rows,
+                      int64_t cols, ThreadPool& pool) {
+  std::vector<float> back(w.size());
+  dequantize(t, packed, rows, cols, back.data(), &pool);
+  double err = 0, norm = 0;
+  for (size_t i = 0; i < w.size(); ++i) {
+    err += ((double)back[i] - w[i]) * ((double)back[i] - w[i]);
+    norm += (double)w[i] * w[i];
+  }
+  return norm > 0 ? std::sqrt(err / norm) : std::sqrt(err);
+}
+
+// Reads, converts and hands every tensor to the sink; fills the header's tensor table.
+ConvertSummary emit_tensors(const ModelSource& src, const ConvertOptions& opt, std::vector<TensorEntry> plan,
+                            Sink& sink, ManifestHeader& h) {
+  ConvertSummary sum;
+  ThreadPool pool(opt.threads);
+  const std::vector<TensorSpec> specs = expected_tensors(src.config());
+  int64_t bytes_total = 0, bytes_done = 0;
+  for (const TensorSpec& s : specs) bytes_total += src.source_bytes(s);
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const TensorSpec& s = specs[i];
+    TensorEntry& e = plan[i];
+    if (opt.cancel && opt.cancel->load()) throw Error("interrupted; nothing was written");
+    const int64_t rows = e.rows(), cols = e.cols();
+    uint8_t* dst = sink.begin(e);
+    ConvertProgress p{(int64_t)i + 1, (int64_t)specs.size(), s.name, 0, bytes_total, src.source_type_name(s),
+                      type_name(e.type)};
+    const std::optional<QType> exact = src.exact_type(s);
+    if (exact && type_name(*exact) == type_name(e.type)) {
+      src.read_exact(s, dst, &pool);
+      p.exact = true;
+    } else {
+      std::vector<float> w = src.read_f32(s, &pool);
+      for (float& v : w) {
+        if (std::isfinite(v)) continue;
+        if (!opt.allow_nonfinite)
+          throw Error(src.path() + ": tensor '" + s.name + "' holds a non-finite value (" + std::to_string(v) +
+                      "); fix the checkpoint or pass --allow-nonfinite");
+        v = 0.0f;
+        ++sum.nonfinite_replaced;
+      }
+      try {
+        quantize(e.type, w.data(), rows, cols, dst, opt.quantizer, &pool);
+      } catch (const Error& err) {
+        throw Error("tensor '" + s.name + "': " + err.what());
+      }
+      if (is_quantized(e.type)) p.rel_error = relative_error(e.type, dst, w, rows, cols, pool);
+    }
+    src.release(s);  // bounded memory: only this tensor's pages stay resident
+    e.checksum = checksum_bytes(dst, e.bytes);
+    sink.commit(e);
+    sum.weights += rows * cols;
+    bytes_done += src.source_bytes(s);
+    p.bytes_done = bytes_done;
+    h.tensors.push_back(e);
+    if (opt.progress) opt.progress(p);
+  }
+  sum.tensors = (int64_t)specs.size();
+  sum.input_bytes = bytes_total;
+  sum.output_bytes = plan.empty() ? 0 : plan.back().offset + round_up(plan.back().bytes, kTensorAlign);
+  return sum;
+}
+
+nlohmann::json recipe_json(const ModelSource& src, const ConvertOptions& opt, const ConvertSummary& sum) {
+  nlohmann::json r = {{"bits", opt.source_types ? nlohmann::json("source") : nlohmann::json(opt.bits)},
+                      {"group", opt.group == 0 ? nlohmann::json("row") : nlohmann::json(opt.group)},
+                      {"scheme", opt.bits >= 16 ? "none" : linear_type(opt).scheme == Scheme::asym ? "asym" : "sym"},
+                      {"quantizer", quantizer_name(opt.quantizer)},
+                      {"linear_type", opt.source_types ? "source" : type_name(linear_type(opt))},
+                      {"keep", nlohmann::json::array()},
+                      {"allow_nonfinite", opt.allow_nonfinite},
+                      {"nonfinite_replaced", sum.nonfinite_replaced},
+                      {"source", fs::absolute(src.path()).lexically_normal().string()},
+                      {"source_format", src.format()}};
+  for (const auto& [glob, type] : opt.keep) r["keep"].push_back(glob + "=" + type);
+  return r;
+}
+
+ManifestHeader new_header(const ModelSource& src) {
+  ManifestHeader h;
+  h.lowbit_version = LOWBIT_VERSION_STRING;
+  h.config = src.config();
+  return h;
+}
+
+class FileSink final : public Sink {
+ public:
+  explicit FileSink(const fs::path& path) : path_(path), out_(path, std::ios::binary) {
+    if (!out_) throw Error(path.string() + ": cannot create");
+  }
+  uint8_t* begin(const TensorEntry& e) override {
+    buf_.assign(e.bytes, 0);
+    return buf_.data();
+  }
+  void commit(const TensorEntry& e) override {
+    out_.write(reinterpret_cast<const char*>(buf_.data()), (std::streamsize)buf_.size());
+    write_zeros(out_, round_up(e.bytes, kTensorAlign) - e.bytes);
+    if (!out_) throw Error(path_.string() + ": write failed (disk full?)");
+  }
+  void close() {
+    out_.close();
+    if (!out_) throw Error(path_.string() + ": write failed");
+  }
+
+ private:
+  fs::path path_;
+  std::ofstream out_;
+  std::vector<uint8_t> buf_;
+};
+
+class MemorySink final : public Sink {
+ public:
+  explicit MemorySink(MappedFile& buf) : buf_(buf) {}
+  uint8_t* begin(const TensorEntry& e) override { return buf_.writable_data() + e.offset; }
+  void commit(const TensorEntry&) override {}
+
+ private:
+  MappedFile& buf_;
+};
+
+}  // namespace
+
+ConvertSummary convert_model(const std::string& source, const std::string& out_dir, const ConvertOptions& opt) {
+  const auto start = std::chrono::steady_clock::now();
+  validate_options(opt);
+  if (fs::exists(out_dir) && !opt.force) throw Error(out_dir + ": already exists (use --force to replace it)");
+  const std::unique_ptr<ModelSource> src = open_source(source);
+  std::vector<TensorEntry> plan = plan_tensors(*src, opt);
+  // Made before anything is written, so a tokenizer that cannot be made fails early.
+  const std::map<std::string, std::string> tokenizer = src->tokenizer_files();
 
   fs::path out_path = fs::absolute(fs::path(out_dir)).lexically_normal();
   if (out_path.filename().empty()) out_path = out_path.parent_path();
@@ -79,75 +236,17 @@ ConvertSummary convert_model(const std::string& hf_dir, const std::string& out_d
   try {
     fs::remove_all(tmp);
     fs::create_directories(tmp);
-    ThreadPool pool(opt.threads);
-    ManifestHeader h;
-    h.lowbit_version = LOWBIT_VERSION_STRING;
-    h.config = cfg;
-    std::ofstream weights(tmp / kWeightsFile, std::ios::binary);
-    if (!weights) throw Error((tmp / kWeightsFile).string() + ": cannot create");
-    int64_t offset = 0, bytes_total = 0, bytes_done = 0;
-    for (const TensorSpec& s : specs) bytes_total += (int64_t)model.get(s.name).info->size;
-
-    for (size_t i = 0; i < specs.size(); ++i) {
-      const TensorSpec& s = specs[i];
-      if (opt.cancel && opt.cancel->load()) throw Error("interrupted; nothing was written");
-      const bool is_embed = s.role == Role::embed || s.role == Role::lm_head;
-      TensorEntry e;
-      e.name = s.name;
-      e.shape = s.shape;
-      e.type = recipe_type(opt, s.name, s.is_norm_or_bias, is_embed);
-      if (e.shape.size() == 1 && e.type.base != Base::f32)
-        throw Error("--keep: tensor '" + s.name + "' is a vector and stays f32");
-      std::vector<float> w = model.read_f32(s.name);
-      const HfTensor& src = model.get(s.name);
-      src.file->drop_pages(*src.info);  // bounded memory: only this tensor's pages stay resident
-      for (float& v : w) {
-        if (std::isfinite(v)) continue;
-        if (!opt.allow_nonfinite)
-          throw Error(hf_dir + ": tensor '" + s.name + "' holds a non-finite value (" +
-                      std::to_string(v) + "); fix the checkpoint or pass --allow-nonfinite");
-        v = 0.0f;
-        ++sum.nonfinite_replaced;
-      }
-      const int64_t rows = e.rows(), cols = e.cols();
-      std::vector<uint8_t> packed(q_layout(e.type, rows, cols).bytes);
-      try {
-        quantize(e.type, w.data(), rows, cols, packed.data(), opt.quantizer, &pool);
-      } catch (const Error& err) {
-        throw Error("tensor '" + s.name + "': " + err.what());
-      }
-      e.offset = offset;
-      e.bytes = (int64_t)packed.size();
-      e.checksum = checksum_bytes(packed.data(), packed.size());
-      weights.write(reinterpret_cast<const char*>(packed.data()), (std::streamsize)packed.size());
-      const int64_t padded = round_up(e.bytes, kTensorAlign);
-      write_zeros(weights, padded - e.bytes);
-      offset += padded;
-      if (!weights) throw Error((tmp / kWeightsFile).string() + ": write failed (disk full?)");
-      sum.weights += rows * cols;
-      bytes_done += (int64_t)model.get(s.name).info->size;
-      h.tensors.push_back(std::move(e));
-      if (opt.progress) opt.progress({(int64_t)i + 1, (int64_t)specs.size(), s.name, bytes_done, bytes_total});
-    }
+    ManifestHeader h = new_header(*src);
+    FileSink weights(tmp / kWeightsFile);
+    sum = emit_tensors(*src, opt, std::move(plan), weights, h);
     weights.close();
-    if (!weights) throw Error((tmp / kWeightsFile).string() + ": write failed");
-
-    for (const char* f : kTokenizerFiles) {
-      const fs::path src = fs::path(hf_dir) / f;
-      if (!fs::exists(src)) continue;
-      fs::copy_file(src, tmp / f);
-      h.tokenizer_files.push_back(f);
+    for (const auto& [name, text] : tokenizer) {
+      std::ofstream f(tmp / name, std::ios::binary);
+      f.write(text.data(), (std::streamsize)text.size());
+      if (!f) throw Error((tmp / name).string() + ": write failed");
+      h.tokenizer_files.push_back(name);
     }
-    h.recipe = {{"bits", opt.bits},
-                {"group", opt.group == 0 ? nlohmann::json("row") : nlohmann::json(opt.group)},
-                {"scheme", opt.bits >= 16 ? "none" : linear_type(opt).scheme == Scheme::asym ? "asym" : "sym"},
-                {"quantizer", quantizer_name(opt.quantizer)},
-                {"linear_type", type_name(linear_type(opt))},
-                {"keep", nlohmann::json::array()},
-                {"allow_nonfinite", opt.allow_nonfinite},
-                {"nonfinite_replaced", sum.nonfinite_replaced},
-                {"source", fs::absolute(hf_dir).lexically_normal().string()}};
-    for (const auto& [glob, type] : opt.keep) h.recipe["keep"].push_back(glob + "=" + type);
+    h.recipe = recipe_json(*src, opt, sum);
     {
       std::ofstream mj(tmp / kManifestFile);
       mj << header_to_json(h).dump(1) << "\n";
@@ -164,9 +263,6 @@ ConvertSummary convert_model(const std::string& hf_dir, const std::string& out_d
     } else {
       fs::rename(tmp, out_path);
     }
-    sum.tensors = (int64_t)specs.size();
-    sum.input_bytes = bytes_total;
-    sum.output_bytes = offset;
   } catch (...) {
     std::error_code ec;
     fs::remove_all(tmp, ec);
@@ -174,6 +270,24 @@ ConvertSummary convert_model(const std::string& hf_dir, const std::string& out_d
   }
   sum.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return sum;
+}
+
+ImportedModel import_model(const std::string& source, const ConvertOptions& opt) {
+  const auto start = std::chrono::steady_clock::now();
+  validate_options(opt);
+  const std::unique_ptr<ModelSource> src = open_source(source);
+  std::vector<TensorEntry> plan = plan_tensors(*src, opt);
+  ImportedModel m;
+  m.tokenizer_files = src->tokenizer_files();
+  const int64_t total = plan.empty() ? 0 : plan.back().offset + round_up(plan.back().bytes, kTensorAlign);
+  m.weights = MappedFile::allocate((size_t)total, source + " (imported in memory)");
+  m.header = new_header(*src);
+  MemorySink sink(m.weights);
+  m.summary = emit_tensors(*src, opt, std::move(plan), sink, m.header);
+  for (const auto& [name, text] : m.tokenizer_files) m.header.tokenizer_files.push_back(name);
+  m.header.recipe = recipe_json(*src, opt, m.summary);
+  m.summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return m;
 }
 
 }  // namespace lowbit

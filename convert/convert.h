@@ -1,14 +1,18 @@
-// HF directory -> manifest directory: the recipe (which tensor gets which type) and the writer.
+// A model (HF directory or GGUF file, convert/source.h) -> a manifest: the recipe (which tensor gets
+// which type), the writer of a manifest directory, and the same import held in memory.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "kernels/qtype.h"
+#include "runtime/manifest.h"
+#include "runtime/mapped_file.h"
 
 namespace lowbit {
 
@@ -16,10 +20,18 @@ struct ConvertProgress {
   int64_t tensor = 0, tensors = 0;       // index of the tensor just finished, and the count
   std::string name;
   int64_t bytes_done = 0, bytes_total = 0;  // of the input
+  std::string source_type;  // as the source names it: "Q4_K", "BF16"
+  std::string type;         // the lowbit type written
+  bool exact = false;       // copied exactly (no requantization)
+  double rel_error = -1;    // requantized: ||w' - w|| / ||w|| against the source's values; else -1
 };
 
 struct ConvertOptions {
   int bits = 4;                 // 1, 2, 4, 8 (quantized), 16 (f16) or 32 (f32)
+  // Keep each tensor in the source's own type where lowbit has it, else in the lowbit type of no
+  // fewer bits (GGUF Q6_K -> q8_g32_sym); `bits` is then unused. An HF source has no types of
+  // its own: its tensors follow `bits` all the same.
+  bool source_types = false;
   uint32_t group = 32;          // 32, 64, 128, 256, or 0 for per row
   int scheme = -1;              // -1: default (sym at 8 bits, asym below), else Scheme value
   Quantizer quantizer = Quantizer::search;
@@ -52,7 +64,18 @@ QType recipe_type(const ConvertOptions& opt, const std::string& name, bool is_no
 
 // Writes OUT_DIR atomically: into a temporary sibling directory renamed at the end. Throws Error
 // (naming the file, tensor or field) and leaves nothing behind on failure or cancellation.
-ConvertSummary convert_model(const std::string& hf_dir, const std::string& out_dir,
+// `source` is an HF directory or a GGUF file (open_source).
+ConvertSummary convert_model(const std::string& source, const std::string& out_dir,
                              const ConvertOptions& opt);
+
+// The same conversion held in memory: the manifest's header, its weights in an anonymous mapping
+// laid out as weights.bin would be, and the tokenizer files. Nothing is written to disk.
+struct ImportedModel {
+  ManifestHeader header;
+  MappedFile weights;
+  std::map<std::string, std::string> tokenizer_files;
+  ConvertSummary summary;
+};
+ImportedModel import_model(const std::string& source, const ConvertOptions& opt);
 
 }  // namespace lowbit

@@ -27,12 +27,17 @@ struct ArchRow {
   bool has_attention_bias;      // reads Llama's "attention_bias"/"mlp_bias" switches (must be false)
   Window window;
   int64_t default_window;       // when config.json has no "sliding_window" (the HF class default)
+  // GGUF: the general.architecture that llama.cpp's converter writes for it (nullptr: none of its
+  // own; Mistral is written as "llama"), and whether that converter permutes the rows of
+  // attn_q/attn_k away from HF's rotate-half order (convert_hf_to_gguf.py LlamaModel.permute).
+  const char* gguf_arch;
+  bool gguf_qk_permuted;
 };
 
 constexpr ArchRow kArchs[] = {
-    {"llama", "LlamaForCausalLM", false, true, Window::none, 0},
-    {"mistral", "MistralForCausalLM", false, false, Window::sliding_window, 4096},
-    {"qwen2", "Qwen2ForCausalLM", true, false, Window::qwen2, 0},
+    {"llama", "LlamaForCausalLM", false, true, Window::none, 0, "llama", true},
+    {"mistral", "MistralForCausalLM", false, false, Window::sliding_window, 4096, nullptr, false},
+    {"qwen2", "Qwen2ForCausalLM", true, false, Window::qwen2, 0, "qwen2", false},
 };
 
 const ArchRow* find_arch(std::string_view hf_name) {
@@ -181,6 +186,16 @@ void parse_rope(const Fields& top, const json& j, ModelConfig& c) {
 }
 
 }  // namespace
+
+GgufArch gguf_architecture(std::string_view gguf_arch) {
+  std::string names;
+  for (const ArchRow& a : kArchs) {
+    if (!a.gguf_arch) continue;
+    if (gguf_arch == a.gguf_arch) return {a.hf_architecture, a.gguf_qk_permuted};
+    names += (names.empty() ? "" : ", ") + std::string(a.gguf_arch);
+  }
+  throw Error("general.architecture '" + std::string(gguf_arch) + "' is not supported (supported: " + names + ")");
+}
 
 std::vector<std::string> supported_architectures() {
   std::vector<std::string> v;
@@ -352,25 +367,26 @@ namespace {
 struct RoleRow {
   Role role;
   const char* name;
-  const char* pattern;
+  const char* pattern;       // HF
+  const char* gguf_pattern;  // GGUF, as llama.cpp names the same tensor
 };
 
 constexpr RoleRow kRoles[] = {
-    {Role::embed, "embed", "model.embed_tokens.weight"},
-    {Role::attn_norm, "attn_norm", "model.layers.#.input_layernorm.weight"},
-    {Role::wq, "wq", "model.layers.#.self_attn.q_proj.weight"},
-    {Role::wk, "wk", "model.layers.#.self_attn.k_proj.weight"},
-    {Role::wv, "wv", "model.layers.#.self_attn.v_proj.weight"},
-    {Role::wo, "wo", "model.layers.#.self_attn.o_proj.weight"},
-    {Role::bq, "bq", "model.layers.#.self_attn.q_proj.bias"},
-    {Role::bk, "bk", "model.layers.#.self_attn.k_proj.bias"},
-    {Role::bv, "bv", "model.layers.#.self_attn.v_proj.bias"},
-    {Role::ffn_norm, "ffn_norm", "model.layers.#.post_attention_layernorm.weight"},
-    {Role::w_gate, "w_gate", "model.layers.#.mlp.gate_proj.weight"},
-    {Role::w_up, "w_up", "model.layers.#.mlp.up_proj.weight"},
-    {Role::w_down, "w_down", "model.layers.#.mlp.down_proj.weight"},
-    {Role::final_norm, "final_norm", "model.norm.weight"},
-    {Role::lm_head, "lm_head", "lm_head.weight"},
+    {Role::embed, "embed", "model.embed_tokens.weight", "token_embd.weight"},
+    {Role::attn_norm, "attn_norm", "model.layers.#.input_layernorm.weight", "blk.#.attn_norm.weight"},
+    {Role::wq, "wq", "model.layers.#.self_attn.q_proj.weight", "blk.#.attn_q.weight"},
+    {Role::wk, "wk", "model.layers.#.self_attn.k_proj.weight", "blk.#.attn_k.weight"},
+    {Role::wv, "wv", "model.layers.#.self_attn.v_proj.weight", "blk.#.attn_v.weight"},
+    {Role::wo, "wo", "model.layers.#.self_attn.o_proj.weight", "blk.#.attn_output.weight"},
+    {Role::bq, "bq", "model.layers.#.self_attn.q_proj.bias", "blk.#.attn_q.bias"},
+    {Role::bk, "bk", "model.layers.#.self_attn.k_proj.bias", "blk.#.attn_k.bias"},
+    {Role::bv, "bv", "model.layers.#.self_attn.v_proj.bias", "blk.#.attn_v.bias"},
+    {Role::ffn_norm, "ffn_norm", "model.layers.#.post_attention_layernorm.weight", "blk.#.ffn_norm.weight"},
+    {Role::w_gate, "w_gate", "model.layers.#.mlp.gate_proj.weight", "blk.#.ffn_gate.weight"},
+    {Role::w_up, "w_up", "model.layers.#.mlp.up_proj.weight", "blk.#.ffn_up.weight"},
+    {Role::w_down, "w_down", "model.layers.#.mlp.down_proj.weight", "blk.#.ffn_down.weight"},
+    {Role::final_norm, "final_norm", "model.norm.weight", "output_norm.weight"},
+    {Role::lm_head, "lm_head", "lm_head.weight", "output.weight"},
 };
 
 const RoleRow& role_row(Role r) {
@@ -411,8 +427,8 @@ std::vector<int64_t> role_shape(const ModelConfig& c, Role r) {
   return {};
 }
 
-std::string name_of(Role r, int layer) {
-  std::string s = role_row(r).pattern;
+std::string name_of(Role r, int layer, bool gguf = false) {
+  std::string s = gguf ? role_row(r).gguf_pattern : role_row(r).pattern;
   const size_t hash = s.find('#');
   if (hash != std::string::npos) s.replace(hash, 1, std::to_string(layer));
   return s;
@@ -451,7 +467,9 @@ std::vector<TensorSpec> expected_tensors(const ModelConfig& c) {
   return out;
 }
 
-std::string tensor_name(const ModelConfig& c, Role role, int layer) {
+namespace {
+
+void check_role(const ModelConfig& c, Role role, int layer) {
   const std::string_view rn = role_name(role);
   if (per_layer(role) ? (layer < 0 || layer >= c.n_layers) : layer != -1)
     throw Error("tensor role " + std::string(rn) + ": layer " + std::to_string(layer) + " invalid (model has " +
@@ -459,7 +477,18 @@ std::string tensor_name(const ModelConfig& c, Role role, int layer) {
   if (!present(c, role))
     throw Error("tensor role " + std::string(rn) + ": " + c.arch + " model has no such tensor" +
                 (role == Role::lm_head ? " (embeddings are tied: use embed)" : " (no q/k/v bias)"));
+}
+
+}  // namespace
+
+std::string tensor_name(const ModelConfig& c, Role role, int layer) {
+  check_role(c, role, layer);
   return name_of(role, layer);
+}
+
+std::string gguf_tensor_name(const ModelConfig& c, Role role, int layer) {
+  check_role(c, role, layer);
+  return name_of(role, layer, true);
 }
 
 bool is_ignorable_tensor(const ModelConfig& c, std::string_view name) {

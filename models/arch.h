@@ -57,6 +57,15 @@ ModelConfig config_from_json(const nlohmann::json& j, const std::string& label);
 bool operator==(const RopeScaling& a, const RopeScaling& b);
 bool operator==(const ModelConfig& a, const ModelConfig& b);
 
+// A GGUF general.architecture mapped onto the table: the HF architecture it is read as, and
+// whether llama.cpp's converter permuted the rows of its attn_q/attn_k (which the importer undoes
+// so the rotate-half RoPE applies). Throws Error naming the supported names for any other.
+struct GgufArch {
+  std::string hf_architecture;
+  bool qk_permuted;
+};
+GgufArch gguf_architecture(std::string_view gguf_arch);
+
 // The HF architecture names the table supports, in table order.
 std::vector<std::string> supported_architectures();
 
@@ -81,6 +90,9 @@ std::vector<TensorSpec> expected_tensors(const ModelConfig& c);
 // and in [0, n_layers) for per-layer ones. Throws Error when the role has no tensor in this
 // model: a bias without qkv_bias, or lm_head with tied embeddings (use embed instead).
 std::string tensor_name(const ModelConfig& c, Role role, int layer = -1);
+
+// The same tensor's name in a GGUF file ("blk.3.attn_q.weight"), from the same table.
+std::string gguf_tensor_name(const ModelConfig& c, Role role, int layer = -1);
 
 // True for tensors a checkpoint may carry that the model does not need and that are not a sign
 // of a wrong architecture: RoPE's inv_freq buffers (older transformers saved them; we recompute

@@ -188,6 +188,18 @@ Manifest Manifest::open(const std::string& dir) {
   return m;
 }
 
+Manifest Manifest::from_memory(const ManifestHeader& header, MappedFile weights,
+                               std::map<std::string, std::string> tokenizer_files, const std::string& label) {
+  Manifest m;
+  m.dir_ = label;
+  m.in_memory_ = true;
+  m.weights_ = std::move(weights);
+  m.header_ = parse_manifest(header_to_json(header).dump(), m.weights_.size(), label);
+  for (size_t i = 0; i < m.header_.tensors.size(); ++i) m.index_[m.header_.tensors[i].name] = i;
+  m.tokenizer_data_ = std::move(tokenizer_files);
+  return m;
+}
+
 const TensorEntry* Manifest::find(std::string_view name) const {
   auto it = index_.find(name);
   return it == index_.end() ? nullptr : &header_.tensors[it->second];

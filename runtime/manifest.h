@@ -64,8 +64,16 @@ class Manifest {
  public:
   // Reads dir/manifest.json and maps dir/weights.bin (no copy).
   static Manifest open(const std::string& dir);
+  // A manifest held in memory (an import that wrote nothing to disk): the header is validated as
+  // parse_manifest validates manifest.json, against `weights`; the tokenizer comes as files
+  // (name -> contents) instead of from a directory. label stands for the directory in messages.
+  static Manifest from_memory(const ManifestHeader& header, MappedFile weights,
+                              std::map<std::string, std::string> tokenizer_files, const std::string& label);
 
-  const std::string& dir() const { return dir_; }
+  const std::string& dir() const { return dir_; }  // the label, for from_memory()
+  bool in_memory() const { return in_memory_; }
+  // from_memory() only: the tokenizer files (name -> contents).
+  const std::map<std::string, std::string>& tokenizer_data() const { return tokenizer_data_; }
   const ManifestHeader& header() const { return header_; }
   const ModelConfig& config() const { return header_.config; }
   const TensorEntry* find(std::string_view name) const;
@@ -83,6 +91,8 @@ class Manifest {
   ManifestHeader header_;
   MappedFile weights_;
   std::map<std::string, size_t, std::less<>> index_;
+  bool in_memory_ = false;
+  std::map<std::string, std::string> tokenizer_data_;
 };
 
 }  // namespace lowbit

@@ -51,10 +51,29 @@ MappedFile MappedFile::open(const std::string& path) {
   return f;
 }
 
+MappedFile MappedFile::allocate(size_t n, const std::string& label) {
+  MappedFile f;
+  f.path_ = label;
+  f.anonymous_ = true;
+  if (n == 0) return f;
+  void* p = ::mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) fail(label, "cannot allocate memory for", errno);
+  f.data_ = static_cast<const uint8_t*>(p);
+  f.size_ = n;
+  f.mapped_ = true;
+  return f;
+}
+
+uint8_t* MappedFile::writable_data() {
+  if (!anonymous_) throw Error(path_ + ": a mapped file is read-only");
+  return const_cast<uint8_t*>(data_);
+}
+
 MappedFile::MappedFile(MappedFile&& other) noexcept
     : data_(std::exchange(other.data_, empty_)),
       size_(std::exchange(other.size_, 0)),
       mapped_(std::exchange(other.mapped_, false)),
+      anonymous_(std::exchange(other.anonymous_, false)),
       path_(std::move(other.path_)) {}
 
 MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
@@ -63,6 +82,7 @@ MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
     data_ = std::exchange(other.data_, empty_);
     size_ = std::exchange(other.size_, 0);
     mapped_ = std::exchange(other.mapped_, false);
+    anonymous_ = std::exchange(other.anonymous_, false);
     path_ = std::move(other.path_);
   }
   return *this;
@@ -78,7 +98,7 @@ void MappedFile::release() noexcept {
 }
 
 void MappedFile::drop_pages(const void* p, size_t n) const {
-  if (!mapped_ || n == 0) return;
+  if (!mapped_ || anonymous_ || n == 0) return;  // anonymous pages dropped would read back as zeros
   const auto page = (uintptr_t)sysconf(_SC_PAGESIZE);
   const uintptr_t begin = std::max((uintptr_t)p & ~(page - 1), (uintptr_t)data_);
   const uintptr_t end = std::min((uintptr_t)p + n, (uintptr_t)data_ + size_);

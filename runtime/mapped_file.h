@@ -22,6 +22,10 @@ class MappedFile {
   // fine: size() is 0 and data() points at a valid (zero-length) buffer, never nullptr.
   static MappedFile open(const std::string& path);
 
+  // n bytes of zeroed, writable memory that is not backed by a file (an imported model's
+  // weights); label names it in messages. Moves, frees and reads like a mapped file.
+  static MappedFile allocate(size_t n, const std::string& label);
+
   MappedFile() = default;  // an empty, unmapped file
   MappedFile(MappedFile&& other) noexcept;
   MappedFile& operator=(MappedFile&& other) noexcept;
@@ -33,6 +37,8 @@ class MappedFile {
   size_t size() const { return size_; }
   std::span<const uint8_t> bytes() const { return {data_, size_}; }
   const std::string& path() const { return path_; }
+  // Only for allocate()d memory; throws Error for a mapped file.
+  uint8_t* writable_data();
 
   // Tells the kernel the pages of [p, p + n) (inside this file) will not be read again soon, so
   // they leave this process's resident set; reading them later pages them back in. The converter
@@ -45,6 +51,7 @@ class MappedFile {
   const uint8_t* data_ = empty_;  // (size_) bytes of the file, or empty_ when nothing is mapped
   size_t size_ = 0;
   bool mapped_ = false;           // whether data_ came from mmap and must be unmapped
+  bool anonymous_ = false;        // allocate()d: writable, and its pages are never dropped
   std::string path_;
 
   static const uint8_t empty_[1];

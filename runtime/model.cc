@@ -66,8 +66,13 @@ MemoryEstimate Model::estimate(const ModelConfig& c, int64_t weights_bytes, int6
 }
 
 std::unique_ptr<Model> Model::load(const std::string& dir, const LoadParams& params) {
+  return load(Manifest::open(dir), params);
+}
+
+std::unique_ptr<Model> Model::load(Manifest manifest, const LoadParams& params) {
   std::unique_ptr<Model> m(new Model());
-  m->manifest_ = Manifest::open(dir);
+  m->manifest_ = std::move(manifest);
+  const std::string& dir = m->manifest_.dir();
   m->params_ = params;
   const ModelConfig& c = m->manifest_.config();
   m->ctx_ = params.ctx > 0 ? params.ctx : c.max_ctx;
@@ -106,7 +111,9 @@ std::unique_ptr<Model> Model::load(const std::string& dir, const LoadParams& par
     m->layers_.push_back(w);
   }
   m->inv_freq_ = lowbit::rope_inv_freq(c);
-  if (params.load_tokenizer) m->tokenizer_ = load_tokenizer(dir);
+  if (params.load_tokenizer)
+    m->tokenizer_ = m->manifest_.in_memory() ? load_tokenizer_files(m->manifest_.tokenizer_data(), dir)
+                                             : load_tokenizer(dir);
   return m;
 }
 

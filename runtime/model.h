@@ -50,6 +50,8 @@ class Model {
   // Opens the manifest, checks memory (fails with needed vs available instead of being killed),
   // maps the weights and loads the tokenizer from the manifest directory.
   static std::unique_ptr<Model> load(const std::string& manifest_dir, const LoadParams& params = {});
+  // The same from a Manifest already open (one imported in memory: convert/load.h).
+  static std::unique_ptr<Model> load(Manifest manifest, const LoadParams& params = {});
 
   const ModelConfig& config() const { return manifest_.config(); }
   const Manifest& manifest() const { return manifest_; }

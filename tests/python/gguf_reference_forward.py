@@ -1,0 +1,88 @@
+"""An independent forward pass over a GGUF file in numpy (float64), written from llama.cpp's
+conventions rather than HF's: weights read with gguf-py's GGUFReader and dequantized by
+gguf.quants.dequantize, Q/K kept in the GGUF row order, and RoPE rotating ADJACENT pairs (llama.cpp's
+normal mode for `llama`, whose converter permuted Q/K rows for exactly that), or the two halves
+(NEOX mode, `qwen2`, stored unpermuted). lowbit undoes the permutation and rotates halves, so the
+two agree only if the permutation is undone right. Shares no code with lowbit."""
+import math
+
+import gguf
+import numpy as np
+
+
+def _field(reader, key, default=None):
+    f = reader.fields.get(key)
+    return default if f is None else f.contents()
+
+
+def load(path):
+    r = gguf.GGUFReader(path)
+    arch = _field(r, "general.architecture")
+    cfg = {
+        "arch": arch,
+        "n_layers": _field(r, f"{arch}.block_count"),
+        "dim": _field(r, f"{arch}.embedding_length"),
+        "n_heads": _field(r, f"{arch}.attention.head_count"),
+        "n_kv": _field(r, f"{arch}.attention.head_count_kv"),
+        "eps": _field(r, f"{arch}.attention.layer_norm_rms_epsilon"),
+        "theta": _field(r, f"{arch}.rope.freq_base", 10000.0),
+    }
+    weights = {}
+    for t in r.tensors:
+        # GGUF dims are innermost first; the numpy shape is the reverse (rows, cols).
+        shape = tuple(int(d) for d in reversed(t.shape.tolist()))
+        w = gguf.quants.dequantize(t.data, t.tensor_type).reshape(shape)
+        weights[t.name] = w.astype(np.float64)
+    return cfg, weights
+
+
+def rmsnorm(x, w, eps):
+    return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * w
+
+
+def rope(x, pos, theta, neox):
+    """x: (n, heads, hd). Normal mode rotates (x[2i], x[2i+1]); NEOX mode (x[i], x[i+hd/2])."""
+    hd = x.shape[-1]
+    freq = theta ** (-np.arange(0, hd, 2, dtype=np.float64) / hd)
+    ang = pos[:, None, None] * freq[None, None, :]
+    c, s = np.cos(ang), np.sin(ang)
+    if neox:
+        a, b = x[..., : hd // 2], x[..., hd // 2:]
+        return np.concatenate([a * c - b * s, a * s + b * c], axis=-1)
+    a, b = x[..., 0::2], x[..., 1::2]
+    out = np.empty_like(x)
+    out[..., 0::2] = a * c - b * s
+    out[..., 1::2] = a * s + b * c
+    return out
+
+
+def forward(path, ids, loaded=None):
+    """Logits (len(ids), vocab) of one sequence starting at position 0."""
+    cfg, t = loaded or load(path)
+    nh, nkv, dim = cfg["n_heads"], cfg["n_kv"], cfg["dim"]
+    hd = dim // nh
+    neox = cfg["arch"] == "qwen2"
+    n = len(ids)
+    x = t["token_embd.weight"][ids]
+    pos = np.arange(n, dtype=np.float64)
+    mask = np.tril(np.ones((n, n), dtype=bool))
+    for l in range(cfg["n_layers"]):
+        p = f"blk.{l}."
+        h = rmsnorm(x, t[p + "attn_norm.weight"], cfg["eps"])
+        q = (h @ t[p + "attn_q.weight"].T + t.get(p + "attn_q.bias", 0)).reshape(n, nh, hd)
+        k = (h @ t[p + "attn_k.weight"].T + t.get(p + "attn_k.bias", 0)).reshape(n, nkv, hd)
+        v = (h @ t[p + "attn_v.weight"].T + t.get(p + "attn_v.bias", 0)).reshape(n, nkv, hd)
+        q, k = rope(q, pos, cfg["theta"], neox), rope(k, pos, cfg["theta"], neox)
+        k = np.repeat(k, nh // nkv, axis=1)
+        v = np.repeat(v, nh // nkv, axis=1)
+        s = np.einsum("qhd,khd->hqk", q, k) / math.sqrt(hd)
+        s = np.where(mask[None], s, -np.inf)
+        s -= s.max(axis=-1, keepdims=True)
+        w = np.exp(s)
+        w /= w.sum(axis=-1, keepdims=True)
+        x = x + np.einsum("hqk,khd->qhd", w, v).reshape(n, nh * hd) @ t[p + "attn_output.weight"].T
+        h = rmsnorm(x, t[p + "ffn_norm.weight"], cfg["eps"])
+        g, u = h @ t[p + "ffn_gate.weight"].T, h @ t[p + "ffn_up.weight"].T
+        x = x + ((g / (1 + np.exp(-g))) * u) @ t[p + "ffn_down.weight"].T
+    x = rmsnorm(x, t["output_norm.weight"], cfg["eps"])
+    return x @ t.get("output.weight", t["token_embd.weight"]).T

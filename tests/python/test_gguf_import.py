@@ -1,0 +1,166 @@
+"""GGUF import end to end through the built `lowbit` binary.
+
+- The real SmolLM2-135M-Instruct GGUF imported at fp32 (`--bits 32`) gives the logits of an
+  independent numpy forward over gguf-py's dequantized weights run the llama.cpp way
+  (gguf_reference_forward.py: permuted Q/K with adjacent-pair RoPE) to 1e-4, same argmax.
+- The same weights written out as an HF directory by tests/tools/gguf_to_hf.py (numpy undoes the
+  permutation) convert to bit-identical logits: the HF path on real trained weights.
+- Synthetic models of real configs (Llama/TinyLlama with GQA, Qwen2 with q/k/v biases) written
+  as GGUF by tests/tools/hf_to_gguf.py (llama.cpp's permutation applied) import to exactly the
+  logits of their HF directories.
+- Bad files (truncated, unsupported architecture, a type lowbit cannot read, a missing tensor) fail
+  with a message naming the key or tensor, a non-zero exit, and nothing written.
+"""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+gguf = pytest.importorskip("gguf")
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+SHARED = ROOT.parent / "shared"
+SMOL = SHARED / "models" / "smollm2-135m-instruct" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+LOWBIT = os.environ.get("LOWBIT_BIN", str(ROOT / "build" / "lowbit"))
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT / "tests" / "tools"))
+
+import gguf_reference_forward  # noqa: E402
+import make_hf_model  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not os.path.exists(LOWBIT), reason=f"{LOWBIT} not built")
+
+TEXT = "The quick brown fox jumps over the lazy dog. Once upon a time, there was a little girl named Lily."
+
+
+def run(*args, check=True):
+    return subprocess.run([LOWBIT, *map(str, args)], capture_output=True, text=True, check=check)
+
+
+def logits(model, ids, tmp_path):
+    out = tmp_path / "logits.f32"
+    run("logits", model, "--ids", " ".join(map(str, ids)), "--out", out)
+    return np.fromfile(out, dtype=np.float32).reshape(len(ids), -1)
+
+
+def real_ids():
+    """Real English as SmolLM2 tokenizes it (the tokenizer has its own reference tests)."""
+    return [int(t) for t in run("tokenize", SMOL, "--no-bos", "--", TEXT).stdout.split()]
+
+
+@pytest.fixture(scope="module")
+def smol_f32(tmp_path_factory):
+    if not SMOL.is_file():
+        pytest.skip(f"{SMOL} not found")
+    out = tmp_path_factory.mktemp("smol") / "f32"
+    run("convert", SMOL, out, "--bits", "32")
+    return out
+
+
+def test_smollm2_fp32_matches_numpy_reference(smol_f32, tmp_path):
+    ids = real_ids()
+    assert len(ids) > 20
+    got = logits(smol_f32, ids, tmp_path).astype(np.float64)
+    ref = gguf_reference_forward.forward(str(SMOL), ids)
+    rel = np.abs(got - ref).max(axis=1) / np.abs(ref).max(axis=1)
+    assert rel.max() <= 1e-4, f"worst position {rel.argmax()}: relative error {rel.max():.2e}"
+    assert (got.argmax(axis=1) == ref.argmax(axis=1)).all()
+
+
+def test_smollm2_hf_directory_gives_the_same_logits(smol_f32, tmp_path):
+    hf = tmp_path / "hf"
+    subprocess.run([sys.executable, str(ROOT / "tests" / "tools" / "gguf_to_hf.py"), str(SMOL), str(hf)], check=True)
+    run("convert", hf, tmp_path / "m", "--bits", "32")
+    a = logits(smol_f32, real_ids()[:8], tmp_path)
+    b = logits(tmp_path / "m", real_ids()[:8], tmp_path)
+    assert np.array_equal(a.view(np.uint32), b.view(np.uint32))
+
+
+@pytest.mark.parametrize("config", ["tinyllama-1.1b-chat-v1.0", "qwen2.5-0.5b", "smollm2-135m"])
+def test_synthetic_gguf_matches_its_hf_directory(config, tmp_path):
+    hf = tmp_path / "hf"
+    make_hf_model.make_model(hf, config, layers=2, dim=64, ffn=96, heads=4, kv_heads=2, vocab=320,
+                             dtype="F32", seed=5, tokenizer=False)
+    g = tmp_path / "m.gguf"
+    subprocess.run([sys.executable, str(ROOT / "tests" / "tools" / "hf_to_gguf.py"), str(hf), str(g)], check=True)
+    run("convert", hf, tmp_path / "from_hf", "--bits", "32")
+    run("convert", g, tmp_path / "from_gguf", "--bits", "32")
+    ids = np.random.default_rng(2).integers(0, 320, size=24).tolist()
+    a = logits(tmp_path / "from_hf", ids, tmp_path)
+    b = logits(tmp_path / "from_gguf", ids, tmp_path)
+    assert np.array_equal(a.view(np.uint32), b.view(np.uint32))
+
+
+def synthetic_gguf(tmp_path, arch="llama", drop=None, tensor_type=None):
+    """A tiny GGUF written directly with gguf-py, optionally broken."""
+    path = tmp_path / f"{arch}.gguf"
+    w = gguf.GGUFWriter(str(path), arch)
+    w.add_block_count(1)
+    w.add_context_length(64)
+    w.add_embedding_length(64)
+    w.add_feed_forward_length(96)
+    w.add_head_count(4)
+    w.add_head_count_kv(2)
+    w.add_layer_norm_rms_eps(1e-5)
+    rng = np.random.default_rng(0)
+    shapes = {"token_embd.weight": (320, 64), "output_norm.weight": (64,), "blk.0.attn_norm.weight": (64,),
+              "blk.0.attn_q.weight": (64, 64), "blk.0.attn_k.weight": (32, 64), "blk.0.attn_v.weight": (32, 64),
+              "blk.0.attn_output.weight": (64, 64), "blk.0.ffn_norm.weight": (64,),
+              "blk.0.ffn_gate.weight": (96, 64), "blk.0.ffn_up.weight": (96, 64), "blk.0.ffn_down.weight": (64, 96)}
+    for name, shape in shapes.items():
+        if name == drop:
+            continue
+        t = rng.standard_normal(shape).astype(np.float32)
+        if tensor_type and name == "blk.0.ffn_up.weight":
+            block_weights, block_bytes = gguf.GGML_QUANT_SIZES[tensor_type]
+            raw = np.zeros((shape[0], shape[1] // block_weights * block_bytes), dtype=np.uint8)
+            w.add_tensor(name, raw, raw_dtype=tensor_type)
+        else:
+            w.add_tensor(name, t)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def expect_failure(source, tmp_path, *phrases):
+    out = tmp_path / "out"
+    r = run("convert", source, out, "--bits", "8", check=False)
+    assert r.returncode != 0
+    for p in phrases:
+        assert p in r.stderr, r.stderr
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if "lowbit-tmp" in p.name]
+
+
+def test_synthetic_gguf_converts(tmp_path):
+    run("convert", synthetic_gguf(tmp_path), tmp_path / "ok", "--bits", "8")
+    run("verify", tmp_path / "ok")
+
+
+def test_truncated_gguf_is_rejected(tmp_path):
+    whole = synthetic_gguf(tmp_path).read_bytes()
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(whole[: len(whole) - 100])
+    expect_failure(cut, tmp_path, "cut.gguf", "run past the end of the file")
+
+
+def test_unsupported_architecture_is_named(tmp_path):
+    expect_failure(synthetic_gguf(tmp_path, arch="phi3"), tmp_path, "general.architecture 'phi3' is not supported")
+
+
+def test_missing_tensor_is_named(tmp_path):
+    expect_failure(synthetic_gguf(tmp_path, drop="blk.0.ffn_down.weight"), tmp_path,
+                   "tensor 'blk.0.ffn_down.weight' is missing")
+
+
+def test_unreadable_tensor_type_is_named(tmp_path):
+    # MXFP4: a valid ggml type (17 bytes per 32 weights) that lowbit does not decode.
+    g = synthetic_gguf(tmp_path, tensor_type=gguf.GGMLQuantizationType.MXFP4)
+    expect_failure(g, tmp_path, "tensor 'blk.0.ffn_up.weight' has type MXFP4")

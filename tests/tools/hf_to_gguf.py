@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""Writes a GGUF file from an HF model directory (Llama-family or Qwen2), as llama.cpp's converter
+lays it out, with the `gguf` package: its metadata keys, its tensor names, attn_q/attn_k rows
+permuted for `llama` (convert_hf_to_gguf.py LlamaModel.permute; `qwen2` is left as is), and each
+matrix stored as --type (F32, F16, Q8_0, Q4_0, Q4_1, quantized by gguf.quants.quantize; norms and
+biases stay F32). No tokenizer metadata is written: tests feed token ids. For the importer's tests,
+so they need no llama.cpp.
+
+  python hf_to_gguf.py HF_DIR OUT.gguf [--type Q8_0]
+"""
+import argparse
+import json
+from pathlib import Path
+
+import gguf
+import numpy as np
+from safetensors.numpy import load_file
+
+GGUF_NAMES = {
+    "model.embed_tokens.weight": "token_embd.weight",
+    "model.norm.weight": "output_norm.weight",
+    "lm_head.weight": "output.weight",
+    "input_layernorm.weight": "attn_norm.weight",
+    "self_attn.q_proj.weight": "attn_q.weight",
+    "self_attn.k_proj.weight": "attn_k.weight",
+    "self_attn.v_proj.weight": "attn_v.weight",
+    "self_attn.q_proj.bias": "attn_q.bias",
+    "self_attn.k_proj.bias": "attn_k.bias",
+    "self_attn.v_proj.bias": "attn_v.bias",
+    "self_attn.o_proj.weight": "attn_output.weight",
+    "post_attention_layernorm.weight": "ffn_norm.weight",
+    "mlp.gate_proj.weight": "ffn_gate.weight",
+    "mlp.up_proj.weight": "ffn_up.weight",
+    "mlp.down_proj.weight": "ffn_down.weight",
+}
+ARCHS = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2"}
+
+
+def gguf_name(name):
+    if name in GGUF_NAMES:
+        return GGUF_NAMES[name]
+    _, _, layer, rest = name.split(".", 3)
+    return f"blk.{layer}.{GGUF_NAMES[rest]}"
+
+
+def permute(w, n_head):
+    """llama.cpp's permute: HF row h*hd + a*hd/2 + b goes to row h*hd + 2b + a."""
+    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("hf_dir")
+    ap.add_argument("out")
+    ap.add_argument("--type", default="F32", choices=["F32", "F16", "Q8_0", "Q4_0", "Q4_1"])
+    a = ap.parse_args()
+    hf = Path(a.hf_dir)
+    cfg = json.loads((hf / "config.json").read_text())
+    arch = ARCHS[cfg["architectures"][0]]
+    nh = cfg["num_attention_heads"]
+    nkv = cfg.get("num_key_value_heads", nh)
+    w = gguf.GGUFWriter(a.out, arch)
+    w.add_block_count(cfg["num_hidden_layers"])
+    w.add_context_length(cfg["max_position_embeddings"])
+    w.add_embedding_length(cfg["hidden_size"])
+    w.add_feed_forward_length(cfg["intermediate_size"])
+    w.add_head_count(nh)
+    w.add_head_count_kv(nkv)
+    w.add_layer_norm_rms_eps(cfg.get("rms_norm_eps", 1e-6))
+    # transformers 5 moved rope_theta into "rope_parameters".
+    w.add_rope_freq_base(cfg.get("rope_theta", (cfg.get("rope_parameters") or {}).get("rope_theta", 10000.0)))
+    if cfg.get("head_dim"):
+        w.add_key_length(cfg["head_dim"])
+        w.add_value_length(cfg["head_dim"])
+    w.add_vocab_size(cfg["vocab_size"])
+    qt = gguf.GGMLQuantizationType[a.type]
+    tensors = {}
+    for f in sorted(hf.glob("*.safetensors")):
+        tensors.update(load_file(str(f)))
+    for name, t in tensors.items():
+        if name.endswith("rotary_emb.inv_freq") or (name == "lm_head.weight" and cfg.get("tie_word_embeddings")):
+            continue
+        t = t.astype(np.float32)
+        if arch == "llama" and name.endswith(("q_proj.weight", "k_proj.weight")):
+            t = permute(t, nh if "q_proj" in name else nkv)
+        if t.ndim == 1 or qt == gguf.GGMLQuantizationType.F32:
+            w.add_tensor(gguf_name(name), np.ascontiguousarray(t))
+        elif qt == gguf.GGMLQuantizationType.F16:
+            w.add_tensor(gguf_name(name), t.astype(np.float16))
+        else:
+            w.add_tensor(gguf_name(name), gguf.quants.quantize(t, qt), raw_dtype=qt)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+if __name__ == "__main__":
+    main()
