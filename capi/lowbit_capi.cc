@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "convert/convert.h"
+#include "convert/load.h"
 #include "kernels/error.h"
 #include "kernels/matmul.h"
 #include "kernels/qtype.h"
@@ -250,15 +251,18 @@ lowbit_status lowbit_model_load(const char* dir, const lowbit_load_params* param
       fail(LOWBIT_INVALID_ARGUMENT, std::string("lowbit_model_load: ") + e.what());
     }
     const std::string d = dir;
-    if (!path_exists(d)) fail(LOWBIT_NOT_FOUND, d + ": no such directory");
-    for (const char* f : {kManifestFile, kWeightsFile}) {
-      const std::string path = d + "/" + f;
-      if (!path_exists(path)) fail(LOWBIT_NOT_FOUND, path + ": not found (is " + d + " a lowbit manifest directory?)");
-      if (access(path.c_str(), R_OK) != 0) fail(LOWBIT_IO, path + ": not readable");
+    if (!path_exists(d)) fail(LOWBIT_NOT_FOUND, d + ": no such file or directory");
+    // A directory that is no HF model must be a manifest: say which of its files is missing.
+    if (std::filesystem::is_directory(d) && !path_exists(d + "/config.json")) {
+      for (const char* f : {kManifestFile, kWeightsFile}) {
+        const std::string path = d + "/" + f;
+        if (!path_exists(path)) fail(LOWBIT_NOT_FOUND, path + ": not found (is " + d + " a lowbit manifest directory?)");
+        if (access(path.c_str(), R_OK) != 0) fail(LOWBIT_IO, path + ": not readable");
+      }
     }
     try {
       auto m = std::make_unique<lowbit_model>();
-      m->model = Model::load(d, lp);
+      m->model = load_model(d, lp);
       *out = track(std::move(m), Kind::model);
     } catch (const VersionError&) {
       throw;

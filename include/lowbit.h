@@ -81,7 +81,9 @@ typedef struct lowbit_load_params {
 
 LOWBIT_API lowbit_load_params lowbit_load_default_params(void);
 
-/* Loads the manifest directory written by lowbit_convert (or `lowbit convert`). params may be
+/* Loads a model: the manifest directory written by lowbit_convert (or `lowbit convert`), mapped in
+ * place; a GGUF file or an HF directory, imported in memory at load (GGUF tensors keep their own
+ * types where lowbit has them; an HF directory gets the 4-bit default recipe). params may be
  * NULL for the defaults. LOWBIT_NOT_FOUND when dir or its manifest.json is missing,
  * LOWBIT_VERSION when the manifest's format_version is newer than this library's. */
 LOWBIT_API lowbit_status lowbit_model_load(const char* dir, const lowbit_load_params* params,

@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 
+#include "convert/load.h"
 #include "kernels/error.h"
 #include "runtime/eval.h"
 #include "runtime/model.h"
@@ -32,8 +33,8 @@ py::object evaluate_models(const std::string& model_dir, const std::string& text
   {
     py::gil_scoped_release nogil;
     const LoadParams lp = eval_load_params(threads, ctx);
-    std::unique_ptr<Model> quant = Model::load(model_dir, lp);
-    std::unique_ptr<Model> ref = ref_dir && !ref_logits ? Model::load(*ref_dir, lp) : nullptr;
+    std::unique_ptr<Model> quant = load_model(model_dir, lp);
+    std::unique_ptr<Model> ref = ref_dir && !ref_logits ? load_model(*ref_dir, lp) : nullptr;
     const EvalWindows windows = make_windows(quant->tokenizer(), read_text_file(text_path), text_path, ctx, max_tokens);
     json = to_json(evaluate(*quant, ref.get(), windows, opt)).dump();
   }

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "convert/load.h"
 #include "kernels/error.h"
 #include "kernels/isa.h"
 #include "python/src/bindings.h"
@@ -23,7 +24,7 @@ class PyModel {
     lp.ctx = ctx;
     lp.isa = parse_isa(isa);
     py::gil_scoped_release nogil;
-    model_ = Model::load(path, lp);
+    model_ = load_model(path, lp);
   }
 
   const std::string& path() const { return path_; }

@@ -363,8 +363,8 @@ TEST_F(CApi, WrongPaths) {
   lowbit_model* m = nullptr;
   EXPECT_EQ(lowbit_model_load("/nonexistent/lowbit/model", nullptr, &m), LOWBIT_NOT_FOUND);
   EXPECT_NE(std::string(lowbit_last_error()).find("/nonexistent/lowbit/model"), std::string::npos);
-  // An HF directory is not a manifest directory.
-  EXPECT_EQ(lowbit_model_load(kStories.c_str(), nullptr, &m), LOWBIT_NOT_FOUND);
+  // A directory that is neither a manifest nor an HF model names the manifest file it lacks.
+  EXPECT_EQ(lowbit_model_load(tmp_.c_str(), nullptr, &m), LOWBIT_NOT_FOUND);
   EXPECT_NE(std::string(lowbit_last_error()).find("manifest.json"), std::string::npos);
   EXPECT_EQ(m, nullptr);
 
@@ -381,6 +381,21 @@ TEST_F(CApi, WrongPaths) {
   lp.isa = "sse9";
   EXPECT_EQ(lowbit_model_load(manifest_.c_str(), &lp, &m), LOWBIT_INVALID_ARGUMENT);
   EXPECT_NE(std::string(lowbit_last_error()).find("sse9"), std::string::npos);
+}
+
+// An HF directory and a GGUF file load directly, imported in memory.
+TEST_F(CApi, LoadsHfDirectoriesAndGgufFiles) {
+  const std::string gguf = kModels + "/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
+  for (const std::string& path : {kStories, gguf}) {
+    lowbit_model* m = nullptr;
+    ASSERT_EQ(lowbit_model_load(path.c_str(), nullptr, &m), LOWBIT_OK) << lowbit_last_error();
+    lowbit_model_info info;
+    ASSERT_EQ(lowbit_model_get_info(m, &info), LOWBIT_OK);
+    // Sizes from the models' own config.json and GGUF metadata (SOURCE.md of each).
+    EXPECT_EQ(info.vocab_size, path == gguf ? 49152 : 512);
+    EXPECT_EQ(info.n_layers, path == gguf ? 30 : 5);
+    lowbit_model_free(m);
+  }
 }
 
 TEST_F(CApi, NewerManifestIsVersionError) {
