@@ -171,13 +171,8 @@ SamplerParams to_cpp(const lowbit_sampler_params& p) {
   s.repetition_penalty = p.repetition_penalty;
   s.repetition_window = p.repetition_window;
   s.seed = p.seed;
-  if (!(s.temperature >= 0)) fail(LOWBIT_INVALID_ARGUMENT, "sampler: temperature must be >= 0");
-  if (s.top_k < 0) fail(LOWBIT_INVALID_ARGUMENT, "sampler: top_k must be >= 0");
-  if (!(s.top_p > 0 && s.top_p <= 1)) fail(LOWBIT_INVALID_ARGUMENT, "sampler: top_p must be in (0, 1]");
-  if (!(s.min_p >= 0 && s.min_p <= 1)) fail(LOWBIT_INVALID_ARGUMENT, "sampler: min_p must be in [0, 1]");
-  if (!(s.repetition_penalty > 0))
-    fail(LOWBIT_INVALID_ARGUMENT, "sampler: repetition_penalty must be > 0");
-  if (s.repetition_window < 0) fail(LOWBIT_INVALID_ARGUMENT, "sampler: repetition_window must be >= 0");
+  if (const auto bad = invalid_setting(s))
+    fail(LOWBIT_INVALID_ARGUMENT, "sampler: " + bad->field + " must be " + bad->requirement);
   return s;
 }
 

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/args.h"
 #include "cli/bench_model.h"
 #include "cli/command.h"
 #include "kernels/error.h"
@@ -26,20 +27,18 @@ __attribute__((weak)) int bench_model_main(int, char**) { throw Error("lowbit be
 
 namespace {
 
-const char* kUsage =
-    "usage: lowbit bench matmul --bits {1,2,4,8,16,32} [--group 32|64|128|256|row] [--scheme sym|asym]\n"
-    "         [--type NAME] [--m M] [--n N] [--k K] [--isa auto|scalar|avx2|neon] [--threads T]\n"
-    "         [--reps R] [--json]\n"
-    "       lowbit bench model ...\n"
-    "matmul: Y[M x N] = X[M x K] W^T with W of the given type, cycling through at least 512 MiB\n"
-    "of distinct copies of W so every weight read comes from DRAM; prints the median time per\n"
-    "matmul and the DRAM read bandwidth probed between rounds of it (ratio_to_dram: the median\n"
-    "over rounds of the round's weight GB/s over the probe pass just before it), and the same for\n"
-    "GFLOP/s against an fp32 FMA probe on the same threads (fma_peak_gflops, ratio_to_fma_peak:\n"
-    "the yardstick of prefill; the int8 kernels are not bound by it). Defaults:\n"
-    "--group 32, --scheme sym at 8 bits and asym below, --m 1 --n 14336 --k 4096, all hardware\n"
-    "threads. --bits 16 is f16, --bits 32 f32; --type takes any type name (bf16, q4_row_sym,\n"
-    "...) instead.\n";
+const char* kSummary =
+    "Times one matmul shape: Y[M x N] = X[M x K] W^T with W of the given type.";
+const char* kFooter =
+    "usage: lowbit bench matmul --bits B | --type NAME [options]\n"
+    "       lowbit bench model MODEL [options]   (lowbit bench model --help)\n"
+    "matmul: cycles through at least 512 MiB of distinct copies of W so every weight read comes\n"
+    "from DRAM; prints the median time per matmul and the DRAM read bandwidth probed between\n"
+    "rounds of it (ratio_to_dram: the median over rounds of the round's weight GB/s over the probe\n"
+    "pass just before it), and the same for GFLOP/s against an fp32 FMA probe on the same threads\n"
+    "(fma_peak_gflops, ratio_to_fma_peak: the yardstick of prefill; the int8 kernels are not bound\n"
+    "by it). --bits 16 is f16, --bits 32 f32; --type takes any type name (bf16, q4_row_sym, ...)\n"
+    "instead.\n";
 
 constexpr size_t kCycleBytes = size_t(512) << 20;
 
@@ -65,29 +64,30 @@ void fill_random(float* v, int64_t count, uint64_t seed, float scale) {
 
 int matmul_main(int argc, char** argv) {
   int bits = 0;
-  std::string group = "32", scheme, type_arg, isa_arg = "auto";
+  std::string group = "32", scheme, type_arg;
   int64_t m = 1, n = 14336, k = 4096;
   int threads = 0, reps = 0;
+  Isa isa_arg = Isa::automatic;
   bool json = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto value = [&] { return option_value(argc, argv, i); };
-    if (a == "-h" || a == "--help") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    } else if (a == "--bits") bits = std::stoi(value());
-    else if (a == "--group") group = value();
-    else if (a == "--scheme") scheme = value();
-    else if (a == "--type") type_arg = value();
-    else if (a == "--m") m = std::stoll(value());
-    else if (a == "--n") n = std::stoll(value());
-    else if (a == "--k") k = std::stoll(value());
-    else if (a == "--isa") isa_arg = value();
-    else if (a == "--threads") threads = std::stoi(value());
-    else if (a == "--reps") reps = std::stoi(value());
-    else if (a == "--json") json = true;
-    else throw Error("unknown option " + a + "\n" + kUsage);
-  }
+  CLI::App app(kSummary, "lowbit bench matmul");
+  configure(app);
+  app.add_option("--bits", bits, "1, 2, 4, 8, 16 (f16) or 32 (f32)")
+      ->type_name("B")
+      ->check(integer(std::numeric_limits<int32_t>::min(), std::numeric_limits<int32_t>::max()));
+  app.add_option("--group", group, "weights per scale: 32, 64, 128, 256 or row (default 32)")->type_name("G");
+  app.add_option("--scheme", scheme, "sym or asym (default sym at 8 bits, asym below)")
+      ->type_name("S")
+      ->check(one_of({"sym", "asym"}));
+  app.add_option("--type", type_arg, "a type name instead of --bits/--group/--scheme")->type_name("NAME");
+  app.add_option("--m", m, "rows of X (default 1)")->type_name("M")->check(integer(1));
+  app.add_option("--n", n, "rows of W (default 14336)")->type_name("N")->check(integer(1));
+  app.add_option("--k", k, "columns of X and W (default 4096)")->type_name("K")->check(integer(1));
+  add_isa(app, isa_arg);
+  add_threads(app, threads);
+  app.add_option("--reps", reps, "matmuls timed (default 0: about 2 s worth)")->type_name("R")->check(integer(0, 1 << 30));
+  app.add_flag("--json", json, "print one JSON object");
+  app.footer(kFooter);
+  if (!parse(app, argc, argv)) return 0;
   QType t;
   if (!type_arg.empty()) {
     t = parse_type(type_arg);
@@ -98,11 +98,9 @@ int matmul_main(int argc, char** argv) {
     if (scheme != "sym" && scheme != "asym") throw Error("--scheme must be sym or asym, not '" + scheme + "'");
     t = parse_type("q" + std::to_string(bits) + (group == "row" || group == "0" ? "_row_" : "_g" + group + "_") + scheme);
   } else {
-    std::fputs(kUsage, stderr);
-    return 2;
+    throw UsageError("--bits or --type is required");
   }
-  if (m < 1 || n < 1 || k < 1) throw Error("--m, --n and --k must be positive");
-  const Isa isa = resolve_isa(parse_isa(isa_arg));
+  const Isa isa = resolve_isa(isa_arg);
   if (threads <= 0) threads = hardware_threads();
   ThreadPool pool(threads);
 
@@ -182,13 +180,17 @@ int matmul_main(int argc, char** argv) {
 }
 
 int bench_main(int argc, char** argv) {
-  if (argc < 2 || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "--help")) {
-    std::fputs(kUsage, argc < 2 ? stderr : stdout);
-    return argc < 2 ? 2 : 0;
+  const char* kBenchUsage =
+      "usage: lowbit bench matmul ...   time one matmul shape (lowbit bench matmul --help)\n"
+      "       lowbit bench model ...    prompt and generation tokens/s of a model (lowbit bench model --help)\n";
+  if (argc >= 2 && (!std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "--help"))) {
+    std::fputs(kBenchUsage, stdout);
+    return 0;
   }
+  if (argc < 2) throw UsageError("which benchmark: matmul or model?");
   if (!std::strcmp(argv[1], "matmul")) return matmul_main(argc - 1, argv + 1);
   if (!std::strcmp(argv[1], "model")) return bench_model_main(argc - 1, argv + 1);
-  throw Error(std::string("unknown benchmark '") + argv[1] + "' (expected matmul or model)");
+  throw UsageError(std::string("unknown benchmark '") + argv[1] + "' (expected matmul or model)");
 }
 
 static Registrar reg("bench", "time a matmul shape (bench matmul) or a model (bench model)", bench_main);

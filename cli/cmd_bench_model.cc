@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli/args.h"
 #include "cli/bench_model.h"
 #include "cli/command.h"
 #include "kernels/error.h"
@@ -17,9 +18,7 @@
 namespace lowbit::cli {
 
 namespace {
-const char* kUsage =
-    "usage: lowbit bench model MODEL [--prompt-len P] [--gen-len G] [--reps R] [--threads T]\n"
-    "         [--isa I] [--json]\n"
+const char* kFooter =
     "Prompt: P tokens in one batch (the M > 1 kernels). Generation: G tokens one at a time (M = 1)\n"
     "after the prompt. Token ids are fixed pseudo-random ids, so no tokenizer is needed. Reports\n"
     "the median of R repetitions (default 3); ratio_to_dram is the median over repetitions of the\n"
@@ -37,20 +36,17 @@ int bench_model_main(int argc, char** argv) {
   bool json_out = false;
   LoadParams lp;
   lp.load_tokenizer = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto value = [&] { return option_value(argc, argv, i); };
-    if (a == "-h" || a == "--help") { std::fputs(kUsage, stdout); return 0; }
-    else if (a == "--prompt-len") prompt_len = std::stoll(value());
-    else if (a == "--gen-len") gen_len = std::stoll(value());
-    else if (a == "--reps") reps = std::max(1, std::stoi(value()));
-    else if (a == "--threads") lp.threads = std::stoi(value());
-    else if (a == "--isa") lp.isa = parse_isa(value());
-    else if (a == "--json") json_out = true;
-    else if (dir.empty() && a[0] != '-') dir = a;
-    else throw Error("unexpected argument '" + a + "'\n" + kUsage);
-  }
-  if (dir.empty() || prompt_len < 1 || gen_len < 1) { std::fputs(kUsage, stderr); return 2; }
+  CLI::App app("Prompt and generation throughput of a whole model.", "lowbit bench model");
+  configure(app);
+  app.add_option("MODEL", dir, "manifest directory")->type_name("DIR")->required();
+  app.add_option("--prompt-len", prompt_len, "prompt tokens (default 128)")->type_name("P")->check(integer(1));
+  app.add_option("--gen-len", gen_len, "generated tokens (default 64)")->type_name("G")->check(integer(1));
+  app.add_option("--reps", reps, "repetitions (default 3)")->type_name("R")->check(integer(1, 1 << 20));
+  add_threads(app, lp.threads);
+  add_isa(app, lp.isa);
+  app.add_flag("--json", json_out, "print one JSON object");
+  app.footer(kFooter);
+  if (!parse(app, argc, argv)) return 0;
   lp.ctx = prompt_len + gen_len;
   auto model = Model::load(dir, lp);
   const ModelConfig& c = model->config();

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <string>
 
+#include "cli/args.h"
 #include "cli/command.h"
 #include "cli/progress.h"
 #include "convert/convert.h"
@@ -19,56 +20,57 @@ namespace {
 std::atomic<bool> g_cancel{false};
 extern "C" void on_signal(int) { g_cancel.store(true); }
 
-const char* kConvertUsage =
-    "usage: lowbit convert HF_DIR OUT_DIR --bits {1,2,4,8,16,32} [--group 32|64|128|256|row]\n"
-    "         [--scheme sym|asym] [--quantizer rtn|search] [--keep NAME_GLOB=TYPE ...]\n"
-    "         [--threads T] [--force] [--allow-nonfinite]\n"
+const char* kConvertFooter =
     "Defaults: --group 32, --scheme sym at 8 bits and asym below, --quantizer search;\n"
     "norms stay f32, embeddings and lm_head q8_g32_sym (f16/f32 with --bits 16/32).\n"
     "TYPE is f32, f16, bf16, qB (B bits, group 32) or qB_gG_sym|asym / qB_row_sym|asym.\n";
 
 int convert_main(int argc, char** argv) {
   ConvertOptions opt;
-  std::vector<std::string> pos;
-  bool bits_set = false;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto value = [&] { return option_value(argc, argv, i); };
-    if (a == "-h" || a == "--help") {
-      std::fputs(kConvertUsage, stdout);
-      return 0;
-    } else if (a == "--bits") {
-      opt.bits = std::stoi(value());
-      bits_set = true;
-    } else if (a == "--group") {
-      const std::string g = value();
-      opt.group = g == "row" ? 0 : (uint32_t)std::stoul(g);
-    } else if (a == "--scheme") {
-      const std::string s = value();
-      if (s != "sym" && s != "asym") throw Error("--scheme must be sym or asym, not '" + s + "'");
-      opt.scheme = s == "sym" ? (int)Scheme::sym : (int)Scheme::asym;
-    } else if (a == "--quantizer") {
-      opt.quantizer = parse_quantizer(value());
-    } else if (a == "--keep") {
-      const std::string k = value();
-      const auto eq = k.rfind('=');
-      if (eq == std::string::npos || eq == 0) throw Error("--keep takes NAME_GLOB=TYPE, not '" + k + "'");
-      opt.keep.emplace_back(k.substr(0, eq), k.substr(eq + 1));
-    } else if (a == "--threads") {
-      opt.threads = std::stoi(value());
-    } else if (a == "--force") {
-      opt.force = true;
-    } else if (a == "--allow-nonfinite") {
-      opt.allow_nonfinite = true;
-    } else if (!a.empty() && a[0] == '-') {
-      throw Error("unknown option " + a + "\n" + kConvertUsage);
-    } else {
-      pos.push_back(a);
-    }
-  }
-  if (pos.size() != 2 || !bits_set) {
-    std::fputs(kConvertUsage, stderr);
-    return 2;
+  std::string hf_dir, out_dir, group = "32", scheme;
+  std::vector<std::string> keep;
+  CLI::App app("Converts a HuggingFace safetensors directory into a quantized manifest.", "lowbit convert");
+  configure(app);
+  app.add_option("HF_DIR", hf_dir, "HuggingFace model directory (config.json, *.safetensors, tokenizer)")
+      ->required();
+  app.add_option("OUT_DIR", out_dir, "manifest directory to write")->required();
+  app.add_option("--bits", opt.bits, "bits of the linear layers: 1, 2, 4, 8 (quantized), 16 (f16) or 32 (f32)")
+      ->type_name("B")
+      ->required()
+      ->check(integer(std::numeric_limits<int32_t>::min(), std::numeric_limits<int32_t>::max()));
+  app.add_option("--group", group, "weights per scale: 32, 64, 128, 256 or row")
+      ->type_name("G")
+      ->check(CLI::Validator(
+          [](std::string& v) -> std::string {
+            return v == "row" ? std::string() : integer(1, std::numeric_limits<uint32_t>::max())(v);
+          },
+          ""));
+  app.add_option("--scheme", scheme, "sym or asym (zero point)")->type_name("S")->check(one_of({"sym", "asym"}));
+  app.add_option_function<std::string>(
+         "--quantizer", [&](const std::string& v) { opt.quantizer = parse_quantizer(v); },
+         "rtn (round to nearest) or search (least squared error)")
+      ->type_name("Q")
+      ->check(one_of({"rtn", "search"}));
+  app.add_option("--keep", keep, "NAME_GLOB=TYPE: the type of the matching tensors; repeatable, the last match wins")
+      ->type_name("K")
+      ->expected(1)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+      ->check(CLI::Validator(
+          [](std::string& v) -> std::string {
+            const auto eq = v.rfind('=');
+            return eq == std::string::npos || eq == 0 ? "'" + v + "' is not NAME_GLOB=TYPE" : std::string();
+          },
+          ""));
+  add_threads(app, opt.threads);
+  app.add_flag("--force", opt.force, "replace OUT_DIR if it exists");
+  app.add_flag("--allow-nonfinite", opt.allow_nonfinite, "store NaN/inf weights as 0 instead of failing");
+  app.footer(kConvertFooter);
+  if (!parse(app, argc, argv)) return 0;
+  opt.group = group == "row" ? 0 : (uint32_t)std::stoul(group);
+  if (!scheme.empty()) opt.scheme = scheme == "sym" ? (int)Scheme::sym : (int)Scheme::asym;
+  for (const std::string& k : keep) {
+    const auto eq = k.rfind('=');
+    opt.keep.emplace_back(k.substr(0, eq), k.substr(eq + 1));
   }
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
@@ -78,7 +80,7 @@ int convert_main(int argc, char** argv) {
     bar.update((double)p.bytes_done / (double)std::max<int64_t>(1, p.bytes_total),
                std::to_string(p.tensor) + "/" + std::to_string(p.tensors) + " " + p.name);
   };
-  const ConvertSummary s = convert_model(pos[0], pos[1], opt);
+  const ConvertSummary s = convert_model(hf_dir, out_dir, opt);
   bar.finish();
   std::printf(
       "converted %lld tensors, %lld weights: %.1f MB -> %.1f MB, %.3f bits/weight, %.2f s, %.1f MB/s "
@@ -88,20 +90,21 @@ int convert_main(int argc, char** argv) {
   if (s.nonfinite_replaced)
     std::printf("warning: %lld non-finite weights were stored as 0 (--allow-nonfinite)\n",
                 (long long)s.nonfinite_replaced);
-  std::printf("wrote %s\n", pos[1].c_str());
+  std::printf("wrote %s\n", out_dir.c_str());
   return 0;
 }
 
 int verify_main(int argc, char** argv) {
-  if (argc != 2 || !std::strcmp(argv[1], "--help")) {
-    std::fputs("usage: lowbit verify MANIFEST_DIR\nRe-reads a manifest: structure, every tensor "
-               "against the architecture, and every checksum.\n", argc == 2 ? stdout : stderr);
-    return argc == 2 ? 0 : 2;
-  }
-  const Manifest m = Manifest::open(argv[1]);
+  std::string dir;
+  CLI::App app("Re-reads a manifest: structure, every tensor against the architecture, and every checksum.",
+               "lowbit verify");
+  configure(app);
+  app.add_option("MANIFEST_DIR", dir, "manifest directory")->required();
+  if (!parse(app, argc, argv)) return 0;
+  const Manifest m = Manifest::open(dir);
   m.verify_checksums();
   std::printf("%s: ok (%zu tensors, %llu bytes of weights, format_version %d, architecture %s)\n",
-              argv[1], m.header().tensors.size(), (unsigned long long)m.weights_bytes(),
+              dir.c_str(), m.header().tensors.size(), (unsigned long long)m.weights_bytes(),
               m.header().format_version, m.config().arch.c_str());
   return 0;
 }

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/args.h"
 #include "cli/command.h"
 #include "cli/progress.h"
 #include "kernels/error.h"
@@ -26,21 +27,18 @@ namespace {
 
 constexpr int kGateFailed = 3;
 
-const char* kEvalUsage =
-    "usage: lowbit eval QUANT_MANIFEST --ref FP32_MANIFEST --text FILE [--ctx N] [--max-tokens T]\n"
-    "         [--json OUT] [--per-tensor] [--save-ref F | --ref-logits F]\n"
-    "         [--max-kld X] [--max-ppl-delta-pct Y] [--min-top1 Z] [--threads T]\n"
-    "       lowbit eval --sweep HF_DIR --text FILE [--bits 8,4,2,1] [--groups row,32,64,128]\n"
-    "         [--quantizers rtn,search] [--ctx N] [--max-tokens T] [--json OUT] [--plot OUT.png|svg]\n"
-    "         [--threads T] [--work-dir DIR]\n"
+const char* kEvalFooter =
+    "usage: lowbit eval QUANT_MANIFEST (--ref FP32_MANIFEST | --ref-logits F) --text FILE [options]\n"
+    "       lowbit eval --sweep HF_DIR --text FILE [--bits ..] [--groups ..] [--quantizers ..] [--plot OUT]\n"
     "The text is tokenized whole and cut into --ctx windows (default 256), each starting with BOS;\n"
     "the second half of each window is scored (--max-tokens: stop after T scored tokens, 0 = all).\n"
     "Reports perplexity of both models, delta perplexity, mean and p99 KL(P_fp32 || P_quant) and\n"
     "top-1 agreement, each with a 95% confidence interval. --save-ref stores the fp32 log-probs\n"
     "(4 bytes x vocab per scored token); --ref-logits reuses them (then --ref may be left out).\n"
-    "Gates (exit code 3 when one fails): --max-kld nats, --max-ppl-delta-pct %, --min-top1 %.\n"
-    "--plot needs a Python with matplotlib: $LOWBIT_PYTHON, else .venv/bin/python of the\n"
-    "source tree, else python3.\n";
+    "Gates (exit status 3 when one fails): --max-kld nats, --max-ppl-delta-pct %, --min-top1 %.\n"
+    "--plot runs the lowbit package's plot.py with a Python that has matplotlib:\n"
+    "$LOWBIT_PYTHON, else the Python of the installed lowbit package or the source tree's .venv,\n"
+    "else python3; a plot that cannot be made is an error (exit status 1).\n";
 
 std::vector<std::string> split_list(const std::string& s) {
   std::vector<std::string> out;
@@ -49,26 +47,6 @@ std::vector<std::string> split_list(const std::string& s) {
   while (std::getline(ss, item, ','))
     if (!item.empty()) out.push_back(item);
   return out;
-}
-
-double parse_double(const std::string& opt, const std::string& v) {
-  try {
-    size_t used = 0;
-    const double d = std::stod(v, &used);
-    if (used == v.size()) return d;
-  } catch (const std::exception&) {
-  }
-  throw Error(opt + " takes a number, not '" + v + "'");
-}
-
-int64_t parse_int(const std::string& opt, const std::string& v) {
-  try {
-    size_t used = 0;
-    const long long d = std::stoll(v, &used);
-    if (used == v.size()) return d;
-  } catch (const std::exception&) {
-  }
-  throw Error(opt + " takes an integer, not '" + v + "'");
 }
 
 std::string fmt(const char* f, double v) {
@@ -104,15 +82,15 @@ void write_json(const std::string& path, const nlohmann::json& j) {
   if (!f) throw Error(path + ": cannot write");
 }
 
-// The directory holding this executable, then its parents: where the source tree's .venv and
-// python/ are looked for.
+// The directory holding this executable, then its parents: where plot.py and a Python are
+// looked for.
 std::vector<fs::path> exe_ancestors() {
   std::vector<fs::path> out;
   char buf[PATH_MAX];
   const ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
   if (n <= 0) return out;
   fs::path p = fs::path(std::string(buf, (size_t)n)).parent_path();
-  for (int i = 0; i < 4 && !p.empty(); ++i, p = p.parent_path()) {
+  for (int i = 0; i < 6 && !p.empty(); ++i, p = p.parent_path()) {
     out.push_back(p);
     if (p == p.parent_path()) break;
   }
@@ -141,35 +119,42 @@ int run_process(const std::vector<std::string>& argv, bool quiet) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-// Draws the sweep with python/lowbit/plot.py; prints why when it cannot.
+// Draws the sweep with lowbit/plot.py, run as a file so that it needs only matplotlib (a CMake
+// build has no compiled lowbit._core for `python -m lowbit.plot` to import). Two layouts:
+//  - the pip-installed package: <prefix>/lib/pythonX.Y/site-packages/lowbit/bin/lowbit, with
+//    plot.py one level up, and the package's Python in $LOWBIT_PYTHON (set by python -m lowbit and
+//    the `lowbit` script) or in <prefix>/bin;
+//  - the source tree: build/lowbit, with python/lowbit/plot.py and .venv beside build/.
+// Throws Error saying why when the plot cannot be made: a requested plot is part of the result.
 void plot_sweep(const std::string& json_path, const std::string& out_path) {
-  std::string python_dir;
+  const std::vector<fs::path> up = exe_ancestors();
+  std::string script;
   std::vector<std::string> candidates;
   if (const char* env = std::getenv("LOWBIT_PYTHON"); env && *env) candidates.push_back(env);
-  for (const fs::path& p : exe_ancestors()) {
-    if (candidates.size() < 2 && fs::exists(p / ".venv/bin/python")) candidates.push_back((p / ".venv/bin/python").string());
-    if (python_dir.empty() && fs::exists(p / "python/lowbit/plot.py")) python_dir = (p / "python").string();
+  if (up.size() >= 2 && up[0].filename() == "bin" && fs::exists(up[1] / "plot.py")) {
+    script = (up[1] / "plot.py").string();
+    if (up.size() >= 6) candidates.push_back((up[5] / "bin/python3").string());
+  }
+  for (const fs::path& p : up) {
+    if (fs::exists(p / ".venv/bin/python")) candidates.push_back((p / ".venv/bin/python").string());
+    if (script.empty() && fs::exists(p / "python/lowbit/plot.py")) script = (p / "python/lowbit/plot.py").string();
   }
   candidates.push_back("python3");
-  if (python_dir.empty()) {
-    std::printf("plot skipped: python/lowbit/plot.py not found near the lowbit executable\n");
-    return;
-  }
-  for (const std::string& py : candidates) {
-    if (run_process({py, "-c", "import matplotlib"}, true) != 0) continue;
-    // Run as a file, not `-m lowbit.plot`: the package's __init__ needs the compiled _core,
-    // which a CMake-only build does not have; plot.py needs only matplotlib.
-    const std::string script = python_dir + "/lowbit/plot.py";
-    const int rc = run_process({py, script, json_path, out_path}, false);
-    if (rc == 0)
-      std::printf("wrote %s\n", out_path.c_str());
-    else
-      std::printf("plot failed: %s %s exited with %d\n", py.c_str(), script.c_str(), rc);
-    return;
-  }
+  if (script.empty())
+    throw Error("--plot: lowbit/plot.py not found beside the lowbit executable (installed package) nor in "
+                "python/lowbit/ of a source tree above it");
   std::string tried;
-  for (const auto& c : candidates) tried += (tried.empty() ? "" : ", ") + c;
-  std::printf("plot skipped: no Python with matplotlib (tried %s; set LOWBIT_PYTHON)\n", tried.c_str());
+  for (const std::string& py : candidates) {
+    if (run_process({py, "-c", "import matplotlib"}, true) != 0) {
+      tried += (tried.empty() ? "" : ", ") + py;
+      continue;
+    }
+    const int rc = run_process({py, script, json_path, out_path}, false);
+    if (rc != 0) throw Error("--plot: " + py + " " + script + " exited with status " + std::to_string(rc));
+    std::printf("wrote %s\n", out_path.c_str());
+    return;
+  }
+  throw Error("--plot: no Python with matplotlib (tried " + tried + "; set LOWBIT_PYTHON)");
 }
 
 int sweep_main(const std::string& hf_dir, const std::string& text, SweepOptions opt, const std::string& json_out,
@@ -196,85 +181,112 @@ int sweep_main(const std::string& hf_dir, const std::string& text, SweepOptions 
   if (!json_path.empty()) write_json(json_path, to_json(res));
   if (!json_out.empty()) std::printf("wrote %s\n", json_out.c_str());
   if (!plot_out.empty()) {
-    plot_sweep(json_path, plot_out);
+    try {
+      plot_sweep(json_path, plot_out);
+    } catch (...) {
+      if (json_out.empty()) fs::remove(json_path);
+      throw;
+    }
     if (json_out.empty()) fs::remove(json_path);
   }
   return 0;
 }
 
 int eval_main(int argc, char** argv) {
-  std::string ref_dir, text, json_out, save_ref, ref_logits, sweep_dir, plot_out, work_dir;
+  std::string quant_dir, ref_dir, text, json_out, save_ref, ref_logits, sweep_dir, plot_out, work_dir;
+  std::string bits_list, groups_list, quantizers_list;
   int64_t ctx = 256, max_tokens = 0;
   int threads = 0;
   bool per_tensor = false;
   Gates gates;
   SweepOptions sopt;
-  bool sweep_lists = false;
+
+  CLI::App app("Accuracy of a quantized model against its fp32 self (perplexity, KL divergence, top-1).",
+               "lowbit eval");
+  configure(app);
+  app.add_option("QUANT_MANIFEST", quant_dir, "the quantized manifest (not with --sweep)");
+  app.add_option("--ref", ref_dir, "the fp32 manifest")->type_name("DIR");
+  app.add_option("--text", text, "UTF-8 text file to score")->type_name("FILE")->required();
+  add_ctx(app, ctx, "tokens per window (default 256)");
+  app.add_option("--max-tokens", max_tokens, "stop after T scored tokens (default 0: the whole text)")
+      ->type_name("T")
+      ->check(integer(0));
+  app.add_option("--json", json_out, "write the results as JSON to OUT")->type_name("OUT");
+  app.add_flag("--per-tensor", per_tensor, "also the error of every matmul on real activations (needs --ref)");
+  app.add_option("--save-ref", save_ref, "store the fp32 log-probs in F")->type_name("F");
+  app.add_option("--ref-logits", ref_logits, "reuse log-probs stored with --save-ref")->type_name("F");
+  app.add_option_function<double>("--max-kld", [&](double v) { gates.max_kld = v; }, "gate: mean KL divergence at most X nats")
+      ->type_name("X")
+      ->check(number());
+  app.add_option_function<double>("--max-ppl-delta-pct", [&](double v) { gates.max_ppl_delta_pct = v; }, "gate: perplexity at most Y % above fp32")
+      ->type_name("Y")
+      ->check(number());
+  app.add_option_function<double>("--min-top1", [&](double v) { gates.min_top1_pct = v; }, "gate: same top-1 token at least Z % of the time, in [0, 100]")
+      ->type_name("Z")
+      ->check(number())
+      ->check(CLI::Validator(
+          [](std::string& v) -> std::string {
+            const double d = std::stod(v);
+            return d < 0 || d > 100 ? "'" + v + "' must be in [0, 100]" : std::string();
+          },
+          ""));
+  add_threads(app, threads);
+  app.add_option("--sweep", sweep_dir, "sweep the quantization settings of this HF model instead")
+      ->type_name("HF_DIR");
+  auto list_of = [](bool (*ok)(const std::string&), const char* what) {
+    return CLI::Validator(
+        [ok, what](std::string& v) -> std::string {
+          const std::vector<std::string> items = split_list(v);
+          if (items.empty()) return "'" + v + "' is empty";
+          for (const std::string& i : items)
+            if (!ok(i)) return "'" + i + "' is not " + what;
+          return {};
+        },
+        "");
+  };
+  auto is_int = [](const std::string& i) {
+    std::string copy = i;
+    return integer(1)(copy).empty();
+  };
+  CLI::Option* bits_opt = app.add_option("--bits", bits_list, "with --sweep: bit widths (default 8,4,2,1)")
+                              ->type_name("8,4,..")
+                              ->check(list_of(is_int, "a positive integer"));
+  CLI::Option* groups_opt =
+      app.add_option("--groups", groups_list, "with --sweep: group sizes or row (default row,32,64,128)")
+          ->type_name("row,32,..")
+          ->check(list_of(+[](const std::string& i) {
+                            std::string copy = i;
+                            return i == "row" || integer(1, UINT32_MAX)(copy).empty();
+                          },
+                          "row or a positive integer"));
+  CLI::Option* quantizers_opt =
+      app.add_option("--quantizers", quantizers_list, "with --sweep: rtn, search (default both)")
+          ->type_name("rtn,search")
+          ->check(list_of(+[](const std::string& i) { return i == "rtn" || i == "search"; }, "rtn or search"));
+  app.add_option("--plot", plot_out, "with --sweep: draw bits per weight against KL to OUT.png or .svg")
+      ->type_name("OUT");
+  app.add_option("--work-dir", work_dir, "with --sweep: where the converted models go")->type_name("DIR");
+  app.footer(kEvalFooter);
+  if (!parse(app, argc, argv)) return 0;
+  const bool sweep_lists = bits_opt->count() || groups_opt->count() || quantizers_opt->count();
+  if (bits_opt->count()) {
+    sopt.bits.clear();
+    for (const auto& b : split_list(bits_list)) sopt.bits.push_back(std::stoi(b));
+  }
+  if (groups_opt->count()) {
+    sopt.groups.clear();
+    for (const auto& g : split_list(groups_list)) sopt.groups.push_back(g == "row" ? 0 : (uint32_t)std::stoul(g));
+  }
+  if (quantizers_opt->count()) {
+    sopt.quantizers.clear();
+    for (const auto& q : split_list(quantizers_list)) sopt.quantizers.push_back(parse_quantizer(q));
+  }
   std::vector<std::string> pos;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto value = [&] { return option_value(argc, argv, i); };
-    if (a == "-h" || a == "--help") {
-      std::fputs(kEvalUsage, stdout);
-      return 0;
-    } else if (a == "--ref") {
-      ref_dir = value();
-    } else if (a == "--text") {
-      text = value();
-    } else if (a == "--ctx") {
-      ctx = parse_int(a, value());
-    } else if (a == "--max-tokens") {
-      max_tokens = parse_int(a, value());
-    } else if (a == "--json") {
-      json_out = value();
-    } else if (a == "--per-tensor") {
-      per_tensor = true;
-    } else if (a == "--save-ref") {
-      save_ref = value();
-    } else if (a == "--ref-logits") {
-      ref_logits = value();
-    } else if (a == "--max-kld") {
-      gates.max_kld = parse_double(a, value());
-    } else if (a == "--max-ppl-delta-pct") {
-      gates.max_ppl_delta_pct = parse_double(a, value());
-    } else if (a == "--min-top1") {
-      const double v = parse_double(a, value());
-      if (v < 0 || v > 100) throw Error("--min-top1 is a percentage in [0, 100], not " + fmt("%g", v));
-      gates.min_top1_pct = v;
-    } else if (a == "--threads") {
-      threads = (int)parse_int(a, value());
-    } else if (a == "--sweep") {
-      sweep_dir = value();
-    } else if (a == "--bits") {
-      sopt.bits.clear();
-      for (const auto& b : split_list(value())) sopt.bits.push_back((int)parse_int(a, b));
-      sweep_lists = true;
-    } else if (a == "--groups") {
-      sopt.groups.clear();
-      for (const auto& g : split_list(value())) sopt.groups.push_back(g == "row" ? 0 : (uint32_t)parse_int(a, g));
-      sweep_lists = true;
-    } else if (a == "--quantizers") {
-      sopt.quantizers.clear();
-      for (const auto& q : split_list(value())) sopt.quantizers.push_back(parse_quantizer(q));
-      sweep_lists = true;
-    } else if (a == "--plot") {
-      plot_out = value();
-    } else if (a == "--work-dir") {
-      work_dir = value();
-    } else if (!a.empty() && a[0] == '-') {
-      throw Error("unknown option " + a + "\n" + kEvalUsage);
-    } else {
-      pos.push_back(a);
-    }
-  }
-  if (text.empty()) {
-    std::fputs(kEvalUsage, stderr);
-    return 2;
-  }
+  if (!quant_dir.empty()) pos.push_back(quant_dir);
   if (!sweep_dir.empty()) {
     if (!pos.empty() || !ref_dir.empty() || per_tensor || !save_ref.empty() || !ref_logits.empty() ||
         gates.max_kld || gates.max_ppl_delta_pct || gates.min_top1_pct)
-      throw Error("--sweep takes HF_DIR and the sweep options only (no manifest, --ref, gates or reference files)");
+      throw UsageError("--sweep takes HF_DIR and the sweep options only (no manifest, --ref, gates or reference files)");
     sopt.ctx = ctx;
     sopt.max_tokens = max_tokens;
     sopt.threads = threads;
@@ -282,13 +294,11 @@ int eval_main(int argc, char** argv) {
     return sweep_main(sweep_dir, text, sopt, json_out, plot_out);
   }
   if (sweep_lists || !plot_out.empty() || !work_dir.empty())
-    throw Error("--bits, --groups, --quantizers, --plot and --work-dir go with --sweep");
-  if (pos.size() != 1 || (ref_dir.empty() && ref_logits.empty())) {
-    std::fputs(kEvalUsage, stderr);
-    return 2;
-  }
-  if (!save_ref.empty() && !ref_logits.empty()) throw Error("--save-ref and --ref-logits exclude each other");
-  if (per_tensor && ref_dir.empty()) throw Error("--per-tensor needs --ref");
+    throw UsageError("--bits, --groups, --quantizers, --plot and --work-dir go with --sweep");
+  if (pos.size() != 1) throw UsageError("QUANT_MANIFEST is required (or --sweep HF_DIR)");
+  if (ref_dir.empty() && ref_logits.empty()) throw UsageError("--ref or --ref-logits is required");
+  if (!save_ref.empty() && !ref_logits.empty()) throw UsageError("--save-ref and --ref-logits exclude each other");
+  if (per_tensor && ref_dir.empty()) throw UsageError("--per-tensor needs --ref");
 
   const LoadParams lp = eval_load_params(threads, ctx);
   std::unique_ptr<Model> quant = Model::load(pos[0], lp);

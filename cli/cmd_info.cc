@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli/args.h"
 #include "cli/command.h"
 #include "kernels/cuda_backend.h"
 #include "kernels/isa.h"
@@ -23,11 +24,12 @@ int64_t meminfo(const char* key) {
 }
 
 int info_main(int argc, char** argv) {
-  const bool json_out = argc > 1 && !std::strcmp(argv[1], "--json");
-  if (argc > 1 && !json_out) {
-    std::fputs("usage: lowbit info [--json]\n", std::strcmp(argv[1], "--help") ? stderr : stdout);
-    return std::strcmp(argv[1], "--help") ? 2 : 0;
-  }
+  bool json_out = false;
+  CLI::App app("What this machine and this build can do: CPU, ISA, RAM, CUDA devices, kernels in use.",
+               "lowbit info");
+  configure(app);
+  app.add_flag("--json", json_out, "print one JSON object");
+  if (!parse(app, argc, argv)) return 0;
   const CpuInfo cpu = cpu_info();
   nlohmann::json j;
   j["lowbit_version"] = LOWBIT_VERSION_STRING;

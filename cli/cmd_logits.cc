@@ -6,6 +6,7 @@
 #include <sstream>
 #include <string>
 
+#include "cli/args.h"
 #include "cli/command.h"
 #include "kernels/error.h"
 #include "runtime/model.h"
@@ -13,46 +14,29 @@
 namespace lowbit::cli {
 namespace {
 
-const char* kUsage =
-    "usage: lowbit logits MODEL (--ids \"ID ID ...\" | -p TEXT) [--out FILE] [--top N] [--isa I]\n"
+const char* kFooter =
     "Runs the ids (or the encoded text, with BOS) as one batch and writes the logits of every\n"
     "position: --out FILE gets raw little-endian float32 (n_positions x vocab); otherwise the\n"
     "top N (default 5) ids and logits of each position are printed.\n";
 
 int logits_main(int argc, char** argv) {
   std::string model_dir, ids_text, prompt, out;
-  bool have_prompt = false;
   int top = 5;
   LoadParams lp;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto value = [&] { return option_value(argc, argv, i); };
-    if (a == "-h" || a == "--help") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    } else if (a == "--ids") {
-      ids_text = value();
-    } else if (a == "-p") {
-      prompt = value();
-      have_prompt = true;
-    } else if (a == "--out") {
-      out = value();
-    } else if (a == "--top") {
-      top = std::stoi(value());
-    } else if (a == "--isa") {
-      lp.isa = parse_isa(value());
-    } else if (a == "--threads") {
-      lp.threads = std::stoi(value());
-    } else if (model_dir.empty() && a[0] != '-') {
-      model_dir = a;
-    } else {
-      throw Error("unexpected argument '" + a + "'\n" + kUsage);
-    }
-  }
-  if (model_dir.empty() || (ids_text.empty() && !have_prompt)) {
-    std::fputs(kUsage, stderr);
-    return 2;
-  }
+  CLI::App app("Prints or dumps the logits of a prompt (testing, debugging).", "lowbit logits");
+  configure(app);
+  app.add_option("MODEL", model_dir, "manifest directory")->type_name("DIR")->required();
+  CLI::Option* ids_opt = app.add_option("--ids", ids_text, "token ids, separated by spaces")->type_name("\"ID ID ...\"");
+  CLI::Option* prompt_opt = app.add_option("-p", prompt, "text to encode instead of --ids")->type_name("TEXT");
+  ids_opt->excludes(prompt_opt);
+  app.add_option("--out", out, "write raw float32 logits to FILE")->type_name("FILE");
+  app.add_option("--top", top, "ids printed per position (default 5)")->type_name("N")->check(integer(1, 1 << 30));
+  add_isa(app, lp.isa);
+  add_threads(app, lp.threads);
+  app.footer(kFooter);
+  if (!parse(app, argc, argv)) return 0;
+  const bool have_prompt = prompt_opt->count() > 0;
+  if (!have_prompt && !ids_opt->count()) throw UsageError("--ids or -p is required");
   lp.load_tokenizer = have_prompt;
   auto model = Model::load(model_dir, lp);
   std::vector<int32_t> ids;

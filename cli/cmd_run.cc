@@ -1,10 +1,14 @@
 // lowbit run: stream a generation from a manifest.
+#include <atomic>
+#include <chrono>
+#include <csignal>
 #include <cstdio>
-#include <cstring>
+#include <random>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
+#include "cli/args.h"
 #include "cli/command.h"
 #include "kernels/error.h"
 #include "runtime/generate.h"
@@ -12,95 +16,139 @@
 namespace lowbit::cli {
 namespace {
 
-const char* kUsage =
-    "usage: lowbit run MODEL -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P]\n"
-    "         [--repeat-penalty R] [--seed S] [--stop STR ...] [--ctx C] [--threads T]\n"
-    "         [--isa auto|scalar|avx2|neon] [--no-bos] [--json]\n"
+constexpr int kInterrupted = 130;  // 128 + SIGINT, what a shell reports for a process Ctrl-C killed
+
+std::atomic<bool> g_interrupted{false};
+
+// The first Ctrl-C asks the generation to stop at its next token, so what was generated and the
+// speed figures are still printed; a second one (say during a long prompt, before any token)
+// kills the process as usual.
+extern "C" void on_sigint(int) {
+  g_interrupted.store(true);
+  std::signal(SIGINT, SIG_DFL);
+}
+
+const char* kFooter =
     "MODEL is a manifest directory (lowbit convert). Echoes the prompt and streams the text, then\n"
-    "prints prompt and generation tokens/s on stderr; --json prints one object at the end instead.\n"
-    "Defaults: -n 256, --temp 0 (greedy), --ctx = the model's context.\n";
+    "prints the prompt and generation tokens/s on stderr; --json prints one object at the end\n"
+    "instead (text, ids, token counts, tokens/s, stop_reason, seed). Settings are checked, and\n"
+    "the prompt's length against the context, before anything is printed. Without --seed the\n"
+    "sampler is seeded from the clock and the OS's entropy, so each run differs; the seed used\n"
+    "is printed (with the speed line, or as \"seed\" in --json) to repeat a run. Ctrl-C stops\n"
+    "the generation: what was generated and the speed line are printed, and the exit status is\n"
+    "130.\n";
+
+uint64_t fresh_seed() {
+  std::random_device rd;
+  const uint64_t clock = (uint64_t)std::chrono::high_resolution_clock::now().time_since_epoch().count();
+  // 32 bits: short enough to retype as --seed, and runs still differ.
+  return (rd() ^ clock ^ (clock >> 32)) & 0xffffffffu;
+}
 
 int run_main(int argc, char** argv) {
   std::string model_dir, prompt;
-  bool have_prompt = false, json_out = false;
+  bool json_out = false, no_bos = false;
   GenerateParams gp;
   LoadParams lp;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto value = [&] { return option_value(argc, argv, i); };
-    if (a == "-h" || a == "--help") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    } else if (a == "-p" || a == "--prompt") {
-      prompt = value();
-      have_prompt = true;
-    } else if (a == "-n") {
-      gp.max_tokens = std::stoll(value());
-    } else if (a == "--temp") {
-      gp.sampler.temperature = std::stof(value());
-    } else if (a == "--top-k") {
-      gp.sampler.top_k = std::stoi(value());
-    } else if (a == "--top-p") {
-      gp.sampler.top_p = std::stof(value());
-    } else if (a == "--min-p") {
-      gp.sampler.min_p = std::stof(value());
-    } else if (a == "--repeat-penalty") {
-      gp.sampler.repetition_penalty = std::stof(value());
-    } else if (a == "--seed") {
-      gp.sampler.seed = std::stoull(value());
-    } else if (a == "--stop") {
-      gp.stop.push_back(value());
-    } else if (a == "--ctx") {
-      lp.ctx = std::stoll(value());
-    } else if (a == "--threads") {
-      lp.threads = std::stoi(value());
-    } else if (a == "--isa") {
-      lp.isa = parse_isa(value());
-    } else if (a == "--no-bos") {
-      gp.add_bos = false;
-    } else if (a == "--json") {
-      json_out = true;
-    } else if (!a.empty() && a[0] == '-') {
-      throw Error("unknown option " + a + "\n" + kUsage);
-    } else if (model_dir.empty()) {
-      model_dir = a;
-    } else {
-      throw Error("unexpected argument '" + a + "'");
-    }
-  }
-  if (model_dir.empty() || !have_prompt) {
-    std::fputs(kUsage, stderr);
-    return 2;
-  }
+  uint64_t seed = 0;
+
+  CLI::App app("Generates text from a manifest, streaming it as it comes.", "lowbit run");
+  configure(app);
+  app.add_option("MODEL", model_dir, "manifest directory")->type_name("DIR")->required();
+  app.add_option("-p,--prompt", prompt, "the text to continue (may be \"\")")->required();
+  std::map<std::string, CLI::Option*> flags;
+  flags["max_tokens"] = app.add_option("-n", gp.max_tokens,
+                                       "new tokens at most (default 256; 0 runs the prompt only)")
+                            ->type_name("N")
+                            ->check(integer(std::numeric_limits<int64_t>::min()));
+  flags["temperature"] = app.add_option("--temp", gp.sampler.temperature, "temperature >= 0 (default 0: greedy)")
+                             ->type_name("T")
+                             ->check(number());
+  flags["top_k"] = app.add_option("--top-k", gp.sampler.top_k, "keep the K most likely tokens (default 0: off)")
+                       ->type_name("K")
+                       ->check(integer(std::numeric_limits<int32_t>::min(), std::numeric_limits<int32_t>::max()));
+  flags["top_p"] = app.add_option("--top-p", gp.sampler.top_p,
+                                  "keep the most likely tokens up to this probability, in (0, 1] (default 1: off)")
+                       ->type_name("P")
+                       ->check(number());
+  flags["min_p"] = app.add_option("--min-p", gp.sampler.min_p,
+                                  "drop tokens less likely than P x the most likely, in [0, 1] (default 0: off)")
+                       ->type_name("P")
+                       ->check(number());
+  flags["repetition_penalty"] =
+      app.add_option("--repeat-penalty", gp.sampler.repetition_penalty,
+                     "> 0: divides the logits of the last 64 tokens (default 1: off)")
+          ->type_name("R")
+          ->check(number());
+  CLI::Option* seed_opt = app.add_option("--seed", seed, "sampler seed (default: a fresh one each run)")
+                              ->type_name("S")
+                              ->check(uint64());
+  flags["stop"] = app.add_option("--stop", gp.stop, "stop when the text contains STR (not printed); repeatable")
+                      ->type_name("STR")
+                      ->expected(1)
+                      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  add_ctx(app, lp.ctx, "context length in tokens, prompt included (default: the model's trained context)");
+  add_threads(app, lp.threads);
+  add_isa(app, lp.isa);
+  app.add_flag("--no-bos", no_bos, "do not add BOS in front of the prompt");
+  app.add_flag("--json", json_out, "print one JSON object at the end instead of streaming");
+  app.footer(kFooter);
+  if (!parse(app, argc, argv)) return 0;
+  gp.add_bos = !no_bos;
+  gp.sampler.seed = seed_opt->count() ? seed : fresh_seed();
+  check_setting(invalid_setting(gp), flags);
+
   auto model = Model::load(model_dir, lp);
+  const int64_t trained = model->config().max_ctx;
+  if (trained > 0 && model->ctx() > trained)
+    std::fprintf(stderr,
+                 "lowbit run: warning: --ctx %lld is longer than the %lld positions the model was trained on; "
+                 "text past position %lld is likely to degrade\n",
+                 (long long)model->ctx(), (long long)trained, (long long)trained);
+  std::vector<int32_t> prompt_ids = model->tokenizer().encode(prompt, gp.add_bos);
+  if ((int64_t)prompt_ids.size() > model->ctx())
+    throw Error("the prompt is " + std::to_string(prompt_ids.size()) + " tokens but the context holds " +
+                std::to_string(model->ctx()) +
+                (lp.ctx ? " (--ctx)" : " (the model's trained context; --ctx sets another)"));
+
   Session session(*model);
+  std::signal(SIGINT, on_sigint);
   if (!json_out) {  // the continuation reads on from the prompt, as it would in a terminal
     std::fwrite(prompt.data(), 1, prompt.size(), stdout);
     std::fflush(stdout);
   }
-  const GenerateResult r = generate(session, prompt, gp, [&](const std::string& piece, int32_t) {
+  GenerateResult r = generate(session, std::move(prompt_ids), gp, [&](const std::string& piece, int32_t) {
     if (!json_out) {
       std::fwrite(piece.data(), 1, piece.size(), stdout);
       std::fflush(stdout);
     }
-    return true;
+    return !g_interrupted.load();
   });
+  std::signal(SIGINT, SIG_DFL);
+  // The callback stops the generation only on Ctrl-C.
+  const bool interrupted = r.stop_reason == "callback";
+  if (interrupted) r.stop_reason = "interrupted";
   if (json_out) {
     nlohmann::json j = {{"text", r.text},
+                        {"ids", r.ids},
                         {"prompt_tokens", r.prompt_ids.size()},
                         {"generated_tokens", r.ids.size()},
                         {"prompt_tokens_per_s", r.prompt_tokens_per_s()},
                         {"gen_tokens_per_s", r.gen_tokens_per_s()},
-                        {"stop_reason", r.stop_reason}};
-    std::printf("%s\n", j.dump().c_str());
+                        {"stop_reason", r.stop_reason},
+                        {"seed", gp.sampler.seed}};
+    std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   } else {
     std::printf("\n");
     std::fflush(stdout);
-    std::fprintf(stderr, "prompt: %zu tokens, %.1f tokens/s | generation: %zu tokens, %.1f tokens/s (%s)\n",
+    const std::string seed_note =
+        gp.sampler.temperature > 0 ? ", seed " + std::to_string(gp.sampler.seed) : std::string();
+    std::fprintf(stderr, "prompt: %zu tokens, %.1f tokens/s | generation: %zu tokens, %.1f tokens/s (%s%s)\n",
                  r.prompt_ids.size(), r.prompt_tokens_per_s(), r.ids.size(), r.gen_tokens_per_s(),
-                 r.stop_reason.c_str());
+                 r.stop_reason.c_str(), seed_note.c_str());
   }
-  return 0;
+  std::fflush(stdout);
+  return interrupted ? kInterrupted : 0;
 }
 
 Registrar reg("run", "generate text from a manifest (streams tokens)", run_main);

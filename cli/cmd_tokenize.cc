@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli/args.h"
 #include "cli/command.h"
 #include "convert/gguf_tokenizer.h"
 #include "kernels/error.h"
@@ -15,22 +16,9 @@
 
 namespace {
 
-constexpr const char* kHelp = R"(usage: lowbit tokenize PATH [--no-bos] [--decode] [--lines [--json]] [--] [TEXT | ID...]
-
-Encodes TEXT with the tokenizer at PATH and prints the ids on one line, separated by spaces.
-PATH is a model or manifest folder, a tokenizer file (tokenizer.json, tokenizer.model,
-vocab.json with merges.txt beside it), or a GGUF file (its tokenizer metadata).
-
-  --no-bos   add no BOS/EOS or other special token around the text (the ids of the text only)
-  --decode   the arguments are token ids (several per argument allowed, separated by spaces or
-             commas); prints the text they decode to, special tokens left out
-  --lines    read standard input instead of arguments: one text per line (the newline is not
-             part of it), one line of ids out per line in; with --decode, one line of ids in
-             per line of text out (a text's own newlines are printed as they are)
-  --json     with --lines: each input text is a JSON string (so it may hold newlines), and with
-             --decode each output text is printed as a JSON string
-  --info     print what was loaded (format, vocabulary size, BOS and EOS ids) to stderr
-  --         the rest are arguments, even if they start with '-'
+constexpr const char* kFooter = R"(PATH is a model or manifest folder, a tokenizer file (tokenizer.json, tokenizer.model,
+vocab.json with merges.txt beside it), or a GGUF file (its tokenizer metadata). Encodes TEXT and prints the ids on one line, separated
+by spaces. Put -- before a TEXT that starts with '-'.
 )";
 
 struct Options {
@@ -101,58 +89,33 @@ void run_lines(const lowbit::Tokenizer& tok, const Options& o) {
 }
 
 int tokenize_main(int argc, char** argv) {
+  using lowbit::cli::UsageError;
   Options o;
-  bool rest_are_args = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (!rest_are_args && a.size() > 1 && a[0] == '-') {
-      if (a == "--") {
-        rest_are_args = true;
-      } else if (a == "--help" || a == "-h") {
-        std::fputs(kHelp, stdout);
-        return 0;
-      } else if (a == "--no-bos") {
-        o.add_special = false;
-      } else if (a == "--decode") {
-        o.decode = true;
-      } else if (a == "--lines") {
-        o.lines = true;
-      } else if (a == "--json") {
-        o.json = true;
-      } else if (a == "--info") {
-        o.info = true;
-      } else {
-        std::fprintf(stderr, "lowbit tokenize: unknown option %s (see --help)\n", a.c_str());
-        return 2;
-      }
-    } else if (o.path.empty()) {
-      o.path = a;
-    } else {
-      o.args.push_back(a);
-    }
-  }
-  if (o.path.empty()) {
-    std::fputs("lowbit tokenize: missing PATH (see --help)\n", stderr);
-    return 2;
-  }
-  if (o.json && !o.lines) {
-    std::fputs("lowbit tokenize: --json goes with --lines\n", stderr);
-    return 2;
-  }
-  if (o.lines && !o.args.empty()) {
-    std::fputs("lowbit tokenize: --lines reads standard input and takes no TEXT or ID arguments\n", stderr);
-    return 2;
-  }
-  if (!o.lines && !o.decode && o.args.size() != 1) {
-    std::fputs("lowbit tokenize: expected one TEXT argument (quote it)\n", stderr);
-    return 2;
-  }
-  if (!o.lines && o.decode && o.args.empty()) {
-    std::fputs("lowbit tokenize: --decode expects token ids\n", stderr);
-    return 2;
-  }
+  bool no_bos = false;
+  CLI::App app("Text -> token ids (or ids -> text with --decode) with a model's tokenizer.", "lowbit tokenize");
+  lowbit::cli::configure(app);
+  app.add_option("PATH", o.path, "model or manifest folder, or tokenizer file")->required();
+  app.add_option("ARGS", o.args, "the TEXT to encode, or with --decode the token ids");
+  app.add_flag("--no-bos", no_bos,
+               "add no BOS/EOS or other special token around the text (the ids of the text only)");
+  app.add_flag("--decode", o.decode,
+               "the arguments are token ids (several per argument allowed, separated by spaces or commas); "
+               "prints the text they decode to, special tokens left out");
+  app.add_flag("--lines", o.lines,
+               "read standard input instead of arguments: one text per line (the newline is not part of "
+               "it), one line of ids out per line in; with --decode, one line of ids in per line of text out");
+  app.add_flag("--json", o.json,
+               "with --lines: each input text is a JSON string (so it may hold newlines), and with --decode "
+               "each output text is printed as a JSON string");
+  app.add_flag("--info", o.info, "print what was loaded (format, vocabulary size, BOS and EOS ids) to stderr");
+  app.footer(kFooter);
+  if (!lowbit::cli::parse(app, argc, argv)) return 0;
+  o.add_special = !no_bos;
+  if (o.json && !o.lines) throw UsageError("--json goes with --lines");
+  if (o.lines && !o.args.empty()) throw UsageError("--lines reads standard input and takes no TEXT or ID arguments");
+  if (!o.lines && !o.decode && o.args.size() != 1) throw UsageError("expected one TEXT argument (quote it)");
+  if (!o.lines && o.decode && o.args.empty()) throw UsageError("--decode expects token ids");
 
-  // A GGUF holds its tokenizer as metadata, rebuilt here as the files load_tokenizer reads.
   auto tok = o.path.ends_with(".gguf")
                  ? lowbit::load_tokenizer_files(lowbit::gguf_tokenizer_files(lowbit::GgufFile::open(o.path)), o.path)
                  : lowbit::load_tokenizer(o.path);

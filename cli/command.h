@@ -7,7 +7,8 @@
 
 namespace lowbit::cli {
 
-// argv[0] is the sub-command's name; returns the process exit code.
+// argv[0] is the sub-command's name; returns the process exit code. Throws UsageError (cli/args.h)
+// for a usage error (exit 2) and lowbit::Error for any other (exit 1).
 using CommandFn = int (*)(int argc, char** argv);
 
 struct Command {
@@ -17,10 +18,6 @@ struct Command {
 };
 
 std::vector<Command>& commands();
-
-// The value of the option at argv[i] (the next argument), advancing i; throws Error naming the
-// option when it is the last argument.
-std::string option_value(int argc, char** argv, int& i);
 
 struct Registrar {
   Registrar(const char* name, const char* summary, CommandFn fn) {

@@ -1,9 +1,11 @@
 // lowbit: the command-line front end. Holds argument handling only; every command calls into
-// the library, and every lowbit::Error becomes one line on stderr and a non-zero exit.
+// the library. A usage error is one line on stderr and exit status 2 (cli/args.h); any other
+// lowbit::Error one line and exit status 1.
 #include <cstdio>
 #include <cstring>
 #include <exception>
 
+#include "cli/args.h"
 #include "cli/command.h"
 #include "kernels/error.h"
 
@@ -14,17 +16,17 @@ std::vector<Command>& commands() {
   return all;
 }
 
-std::string option_value(int argc, char** argv, int& i) {
-  if (i + 1 >= argc) throw Error(std::string("option ") + argv[i] + " needs a value");
-  return argv[++i];
-}
-
 }  // namespace lowbit::cli
 
 static void usage(FILE* out) {
-  std::fprintf(out, "usage: lowbit COMMAND [ARGS...]\n\ncommands:\n");
+  std::fprintf(out, "usage: lowbit COMMAND [ARGS...]\n       lowbit --version | --help\n\ncommands:\n");
   for (const auto& c : lowbit::cli::commands()) std::fprintf(out, "  %-10s %s\n", c.name, c.summary);
-  std::fprintf(out, "\n'lowbit COMMAND --help' describes a command.\n");
+  std::fprintf(out,
+               "\noptions:\n"
+               "  --version  print the version and exit\n"
+               "  -h, --help print this help and exit\n"
+               "\n'lowbit COMMAND --help' describes a command. Exit status: 0 done, 1 an error, 2 a usage\n"
+               "error (eval: 3 a gate failed; run: 130 interrupted).\n");
 }
 
 int main(int argc, char** argv) {
@@ -40,6 +42,9 @@ int main(int argc, char** argv) {
     if (std::strcmp(c.name, argv[1]) != 0) continue;
     try {
       return c.fn(argc - 1, argv + 1);
+    } catch (const lowbit::cli::UsageError& e) {
+      std::fprintf(stderr, "lowbit %s: %s (see lowbit %s --help)\n", c.name, e.what(), c.name);
+      return 2;
     } catch (const std::exception& e) {
       std::fprintf(stderr, "lowbit %s: error: %s\n", c.name, e.what());
       return 1;

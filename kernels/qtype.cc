@@ -31,9 +31,19 @@ std::string type_name(const QType& t) {
     case Base::bf16: return "bf16";
     case Base::q: break;
   }
-  return "q" + std::to_string(t.bits) + "_" +
-         (t.group == 0 ? std::string("row") : "g" + std::to_string(t.group)) + "_" +
-         (t.scheme == Scheme::sym ? "sym" : "asym");
+  // Appended piece by piece: GCC 12 warns (-Wrestrict, a false positive: GCC bug 105651) on
+  // "literal" + std::string&&, which inserts at the front.
+  std::string name = "q";
+  name += std::to_string(t.bits);
+  if (t.group == 0) {
+    name += "_row_";
+  } else {
+    name += "_g";
+    name += std::to_string(t.group);
+    name += "_";
+  }
+  name += t.scheme == Scheme::sym ? "sym" : "asym";
+  return name;
 }
 
 QType parse_type(std::string_view name) {

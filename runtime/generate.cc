@@ -27,16 +27,32 @@ size_t held_back(const std::string& text, const std::vector<std::string>& stops)
 
 }  // namespace
 
+std::optional<InvalidSetting> invalid_setting(const GenerateParams& p) {
+  if (p.max_tokens < 0) return InvalidSetting{"max_tokens", ">= 0"};
+  for (const std::string& s : p.stop)
+    if (s.empty()) return InvalidSetting{"stop", "non-empty"};
+  return invalid_setting(p.sampler);
+}
+
 GenerateResult generate(Session& session, const std::string& prompt, const GenerateParams& params,
+                        const TokenCallback& on_token) {
+  return generate(session, session.model().tokenizer().encode(prompt, params.add_bos), params, on_token);
+}
+
+GenerateResult generate(Session& session, std::vector<int32_t> prompt_ids, const GenerateParams& params,
                         const TokenCallback& on_token) {
   const Model& model = session.model();
   const Tokenizer& tok = model.tokenizer();
   const int64_t vocab = model.config().vocab_size;
-  for (const std::string& s : params.stop)
-    if (s.empty()) throw Error("stop strings must not be empty");
+  if (const auto bad = invalid_setting(params)) throw Error(bad->field + " must be " + bad->requirement);
   GenerateResult r;
-  r.prompt_ids = tok.encode(prompt, params.add_bos);
+  r.prompt_ids = std::move(prompt_ids);
   if (r.prompt_ids.empty()) throw Error("empty prompt and the tokenizer adds no BOS: nothing to start from");
+  const int64_t room = model.ctx() - session.position();
+  if ((int64_t)r.prompt_ids.size() > room)
+    throw Error("the prompt is " + std::to_string(r.prompt_ids.size()) + " tokens but the context has room for " +
+                std::to_string(room) + " (" + std::to_string(model.ctx()) + " positions, " +
+                std::to_string(session.position()) + " in use); load the model with a longer context");
 
   Sampler sampler(params.sampler);
   std::vector<float> logits(vocab);
@@ -45,7 +61,9 @@ GenerateResult generate(Session& session, const std::string& prompt, const Gener
   session.eval(r.prompt_ids.data(), (int64_t)r.prompt_ids.size(), logits.data());
   r.prompt_seconds = seconds_since(t0);
 
-  DecodeStream stream(tok);
+  // Seeded with the prompt, so the first piece reads as it does after the prompt: SentencePiece
+  // drops the leading space of a text's first piece ("▁was" alone is "was"), not of a later one.
+  DecodeStream stream(tok, r.prompt_ids);
   std::string full;      // all generated text so far
   size_t delivered = 0;  // bytes of `full` handed to the callback
   auto deliver = [&](size_t upto, int32_t id) {

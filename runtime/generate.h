@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,7 +14,7 @@
 namespace lowbit {
 
 struct GenerateParams {
-  int64_t max_tokens = 256;           // new tokens at most
+  int64_t max_tokens = 256;           // new tokens at most (0: run the prompt only)
   SamplerParams sampler;
   std::vector<std::string> stop;      // stop strings (not included in the output)
   bool add_bos = true;                // let the tokenizer add BOS as its config says
@@ -31,11 +32,23 @@ struct GenerateResult {
   double gen_tokens_per_s() const { return gen_seconds > 0 ? ids.size() / gen_seconds : 0; }
 };
 
+// The first setting of p outside its range (max_tokens, the sampler's, an empty stop string),
+// if any: generate() throws on it; front ends check first to name their own flag or argument.
+std::optional<InvalidSetting> invalid_setting(const GenerateParams& p);
+
 // Called with each new piece of text as soon as it is complete UTF-8; return false to stop.
 using TokenCallback = std::function<bool(const std::string& piece, int32_t id)>;
 
 // Runs from the session's current position (normally 0; call session.reset() first to reuse).
+// Throws lowbit::Error before evaluating anything when a setting is out of range or the prompt
+// does not fit in the context left. The text continues the prompt: its first piece keeps the
+// leading space it has after the prompt (" was" after "The dog"), so prompt + text reads as
+// decode(prompt ids + generated ids).
 GenerateResult generate(Session& session, const std::string& prompt, const GenerateParams& params,
+                        const TokenCallback& on_token = nullptr);
+// The same from prompt ids, for a front end that has encoded the prompt (with
+// tokenizer().encode(prompt, params.add_bos)) to check its length first.
+GenerateResult generate(Session& session, std::vector<int32_t> prompt_ids, const GenerateParams& params,
                         const TokenCallback& on_token = nullptr);
 
 }  // namespace lowbit

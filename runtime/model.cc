@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <fstream>
+#include <initializer_list>
 #include <string>
 
 #include "kernels/error.h"
@@ -24,7 +26,22 @@ int64_t available_memory() {
   return -1;
 }
 
-std::string mib(int64_t bytes) { return std::to_string((bytes + (1 << 20) - 1) >> 20) + " MiB"; }
+int64_t mib_up(int64_t bytes) { return (bytes >> 20) + ((bytes & ((1 << 20) - 1)) != 0); }
+std::string mib(int64_t bytes) { return std::to_string(mib_up(bytes)) + " MiB"; }
+
+// a * b * ..., saturating at INT64_MAX: a context of 2^40 positions must be refused, not wrap
+// round to a small figure that passes the memory check.
+int64_t product(std::initializer_list<int64_t> factors) {
+  long double p = 1;
+  for (int64_t f : factors) p *= (long double)f;
+  return p >= (long double)INT64_MAX ? INT64_MAX : (int64_t)p;
+}
+
+int64_t sum(std::initializer_list<int64_t> terms) {
+  int64_t s = 0;
+  for (int64_t t : terms) s = t > INT64_MAX - s ? INT64_MAX : s + t;
+  return s;
+}
 
 }  // namespace
 
@@ -58,10 +75,10 @@ std::vector<float> rope_inv_freq(const ModelConfig& c) {
 MemoryEstimate Model::estimate(const ModelConfig& c, int64_t weights_bytes, int64_t ctx, int64_t batch) {
   MemoryEstimate e;
   e.weights = weights_bytes;
-  e.kv_cache = 2 * c.n_layers * ctx * c.n_kv_heads * c.head_dim * (int64_t)sizeof(float);
+  e.kv_cache = product({2, c.n_layers, ctx, c.n_kv_heads, c.head_dim, (int64_t)sizeof(float)});
   const int64_t q_dim = c.n_heads * c.head_dim, kv_dim = c.n_kv_heads * c.head_dim;
-  e.scratch = batch * (3 * c.dim + q_dim + 2 * kv_dim + 2 * c.ffn_dim + c.vocab_size) * (int64_t)sizeof(float) +
-              batch * ctx * (int64_t)sizeof(float);
+  e.scratch = sum({batch * (3 * c.dim + q_dim + 2 * kv_dim + 2 * c.ffn_dim + c.vocab_size) * (int64_t)sizeof(float),
+                   product({batch, ctx, (int64_t)sizeof(float)})});
   return e;
 }
 
@@ -81,10 +98,15 @@ std::unique_ptr<Model> Model::load(Manifest manifest, const LoadParams& params) 
   // A prompt batch is at most 512 tokens at a time (see Session::eval).
   const MemoryEstimate need = estimate(c, (int64_t)m->manifest_.weights_bytes(), m->ctx_, 512);
   const int64_t avail = available_memory();
-  if (avail >= 0 && need.total() > avail)
-    throw Error(dir + ": needs about " + mib(need.total()) + " (weights " + mib(need.weights) +
-                ", KV cache for " + std::to_string(m->ctx_) + " positions " + mib(need.kv_cache) +
-                ") but only " + mib(avail) + " is available; try a smaller --ctx or fewer bits");
+  if (avail >= 0 && sum({need.weights, need.kv_cache, need.scratch}) > avail) {
+    // The total printed is the sum of the parts printed, each rounded up to whole MiB.
+    const int64_t parts[] = {mib_up(need.weights), mib_up(need.kv_cache), mib_up(need.scratch)};
+    throw Error(dir + ": needs about " + std::to_string(parts[0] + parts[1] + parts[2]) + " MiB (weights " +
+                std::to_string(parts[0]) + " MiB + KV cache for " + std::to_string(m->ctx_) + " positions " +
+                std::to_string(parts[1]) + " MiB + scratch for a 512-token prompt batch " +
+                std::to_string(parts[2]) + " MiB) but only " + mib(avail) +
+                " is available; use a shorter context or fewer bits");
+  }
 
   resolve_isa(params.isa);  // fail now, not inside the first matmul
   m->pool_ = std::make_unique<ThreadPool>(params.threads);
@@ -160,7 +182,8 @@ void Session::eval(const int32_t* tokens, int64_t n, float* logits, bool all_log
   const ModelConfig& c = model_.config();
   if (pos_ + n > model_.ctx())
     throw Error("context full: " + std::to_string(pos_) + " + " + std::to_string(n) +
-                " tokens exceed the context of " + std::to_string(model_.ctx()) + " (use a larger --ctx)");
+                " tokens exceed the context of " + std::to_string(model_.ctx()) +
+                " positions (load the model with a longer context)");
   for (int64_t i = 0; i < n; ++i)
     if (tokens[i] < 0 || tokens[i] >= c.vocab_size)
       throw Error("token id " + std::to_string(tokens[i]) + " outside the vocabulary [0, " +

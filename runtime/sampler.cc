@@ -8,12 +8,19 @@
 
 namespace lowbit {
 
+std::optional<InvalidSetting> invalid_setting(const SamplerParams& p) {
+  // Written so that NaN fails every test.
+  if (!(p.temperature >= 0)) return InvalidSetting{"temperature", ">= 0"};
+  if (p.top_k < 0) return InvalidSetting{"top_k", ">= 0"};
+  if (!(p.top_p > 0 && p.top_p <= 1)) return InvalidSetting{"top_p", "in (0, 1]"};
+  if (!(p.min_p >= 0 && p.min_p <= 1)) return InvalidSetting{"min_p", "in [0, 1]"};
+  if (!(p.repetition_penalty > 0)) return InvalidSetting{"repetition_penalty", "> 0"};
+  if (p.repetition_window < 0) return InvalidSetting{"repetition_window", ">= 0"};
+  return std::nullopt;
+}
+
 Sampler::Sampler(const SamplerParams& p) : p_(p), rng_(p.seed) {
-  if (p.temperature < 0) throw Error("temperature must be >= 0");
-  if (p.top_k < 0) throw Error("top_k must be >= 0");
-  if (!(p.top_p > 0 && p.top_p <= 1)) throw Error("top_p must be in (0, 1]");
-  if (!(p.min_p >= 0 && p.min_p <= 1)) throw Error("min_p must be in [0, 1]");
-  if (!(p.repetition_penalty > 0)) throw Error("repetition_penalty must be > 0");
+  if (const auto bad = invalid_setting(p)) throw Error(bad->field + " must be " + bad->requirement);
 }
 
 int32_t Sampler::sample(float* logits, int64_t vocab, const std::vector<int32_t>& recent) {

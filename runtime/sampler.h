@@ -3,7 +3,9 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <random>
+#include <string>
 #include <vector>
 
 namespace lowbit {
@@ -17,6 +19,17 @@ struct SamplerParams {
   int repetition_window = 64;     // how many recent tokens the penalty looks at
   uint64_t seed = 0;
 };
+
+// A setting outside its range: the field's name ("top_p", as in SamplerParams and
+// GenerateParams, which the Python and C APIs share) and the range it must lie in ("in (0, 1]").
+struct InvalidSetting {
+  std::string field;
+  std::string requirement;
+};
+
+// The first setting of p outside its range, if any. The Sampler throws on it ("top_p must be in
+// (0, 1]"); a front end calls it first to report the setting under its own name (--top-p).
+std::optional<InvalidSetting> invalid_setting(const SamplerParams& p);
 
 class Sampler {
  public:

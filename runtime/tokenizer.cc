@@ -94,6 +94,9 @@ std::string text_after(const std::string& text, const std::string& before) {
 
 }  // namespace
 
+DecodeStream::DecodeStream(const Tokenizer& tokenizer, std::vector<int32_t> context)
+    : tok_(tokenizer), window_(std::move(context)), done_(window_.size()), done_text_(tok_.decode(window_)) {}
+
 std::string DecodeStream::push(int32_t id) {
   window_.push_back(id);
   std::string text = tok_.decode(window_);

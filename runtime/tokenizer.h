@@ -95,6 +95,11 @@ std::unique_ptr<Tokenizer> load_tokenizer_files(const std::map<std::string, std:
 class DecodeStream {
  public:
   explicit DecodeStream(const Tokenizer& tokenizer) : tok_(tokenizer) {}
+  // context: the ids before the first push (a prompt). Their text counts as returned already,
+  // so what push() returns is what the new ids add to decode(context + ids): the first piece
+  // keeps the leading space it has after the context ("▁was" after "The dog" is " was"), where
+  // it would be dropped at the start of a text.
+  DecodeStream(const Tokenizer& tokenizer, std::vector<int32_t> context);
   std::string push(int32_t id);
   // Returns what push() held back (an unfinished character comes out as U+FFFD) and starts over.
   std::string flush();

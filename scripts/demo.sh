@@ -7,7 +7,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 HF="${1:-$ROOT/../shared/models/stories260K}"
 PROMPT="${2:-Once upon a time}"
 TEXT="${LOWBIT_TEXT:-$ROOT/../shared/corpus/tinystories_sample.txt}"
-bash "$ROOT/scripts/setup.sh"
+bash "$ROOT/scripts/setup.sh" cli  # builds only the CLI: the tests are scripts/test.sh's
 cd "$ROOT"
 NAME="$(basename "$(cd "$HF" && pwd)")"
 OUT="out/$NAME"

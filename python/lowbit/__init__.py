@@ -3,9 +3,12 @@
     import lowbit
     lowbit.convert("path/to/hf_model", "model.q4", bits=4)
     model = lowbit.Model("model.q4")
-    print(model.generate("Once upon a time", max_tokens=64))
-    for piece in model.generate("Once upon a time", stream=True):
+    text = model.generate("Once upon a time", max_tokens=64)
+    print(text, text.stop_reason, text.gen_tokens_per_s)   # a str, with the run's figures
+    stream = model.generate("Once upon a time", stream=True)
+    for piece in stream:
         print(piece, end="", flush=True)
+    print(stream.result.stop_reason)
 
     w = lowbit.quantize(weights, bits=4, group=32)   # float32 (n, k) -> QTensor
     y = lowbit.matmul(w, x)                          # x (m, k) -> (m, n)
@@ -18,8 +21,10 @@ Ctrl-C stops a generation or a conversion with KeyboardInterrupt.
 from __future__ import annotations
 
 import queue
+import random
 import threading
-from typing import Iterable, Iterator, Mapping, Optional, Sequence, Union
+import warnings
+from typing import Iterable, Iterator, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -33,6 +38,8 @@ __all__ = [
     "VersionError",
     "QTensor",
     "Model",
+    "Generation",
+    "Stream",
     "quantize",
     "matmul",
     "convert",
@@ -169,6 +176,65 @@ if hasattr(_core, "evaluate"):
     __all__.append("evaluate")
 
 
+class Generation(str):
+    """The text of a generation: a str, as generate() has always returned, that also carries
+    what the run reports.
+
+    stop_reason: "eos" (the model ended the text), "length" (max_tokens reached), "stop" (a stop
+    string), "context" (the context is full) or "callback" (a stream closed early).
+    ids: the generated token ids. prompt_tokens, generated_tokens: counts.
+    prompt_tokens_per_s, gen_tokens_per_s: speed of the prompt (one batch) and of generation.
+    prompt_seconds, gen_seconds: the times they took. seed: the sampler's seed (pass it as
+    seed= to repeat a sampled text).
+
+    Operations on it (+, slicing, .strip(), ...) give plain str, as for any str.
+    """
+
+    stop_reason: str
+    ids: List[int]
+    prompt_tokens: int
+    generated_tokens: int
+    prompt_tokens_per_s: float
+    gen_tokens_per_s: float
+    prompt_seconds: float
+    gen_seconds: float
+    seed: int
+
+    _FIELDS = ("stop_reason", "ids", "prompt_tokens", "generated_tokens", "prompt_tokens_per_s",
+               "gen_tokens_per_s", "prompt_seconds", "gen_seconds", "seed")
+
+    def __new__(cls, result: dict) -> "Generation":
+        self = super().__new__(cls, result["text"])
+        for name in cls._FIELDS:
+            setattr(self, name, result[name])
+        return self
+
+    def __reduce__(self):
+        return (Generation, ({"text": str(self), **{n: getattr(self, n) for n in self._FIELDS}},))
+
+
+class Stream:
+    """The pieces of a generation as they come (generate(..., stream=True)). Iterate it; once
+    the iteration has ended, result is the whole Generation (text, stop_reason, speed, ...).
+    close() (or leaving a for loop early and dropping it) stops the generation at its next token.
+    """
+
+    def __init__(self) -> None:
+        self.result: Optional[Generation] = None
+        self._pieces: Iterator[str] = iter(())
+
+    def __iter__(self) -> "Stream":
+        return self
+
+    def __next__(self) -> str:
+        return next(self._pieces)
+
+    def close(self) -> None:
+        close = getattr(self._pieces, "close", None)
+        if close is not None:
+            close()
+
+
 class _Failed:
     def __init__(self, error: BaseException):
         self.error = error
@@ -181,7 +247,27 @@ class Model:
     """
 
     def __init__(self, path: str, threads: int = 0, ctx: int = 0, isa: str = "auto"):
+        """Loads the manifest at path: maps its weights and reads its tokenizer.
+
+        threads: worker threads for the matmuls; 0 uses every hardware thread (or
+        $LOWBIT_THREADS). ctx: the context length every generation gets, prompt included, in
+        tokens; 0 uses the length the model was trained for (config["max_ctx"]). A longer one is
+        allowed, with a warning: text past the trained length is likely to degrade. The KV cache
+        of each generation takes memory in proportion to ctx, and a ctx that cannot fit in the
+        available memory is refused. isa: the CPU kernels, "auto" (the best this CPU runs),
+        "scalar", "avx2" or "neon".
+
+        Raises lowbit.Error when the manifest cannot be read (lowbit.VersionError when it is
+        newer than this version) or does not fit in memory.
+        """
         self._core = _core.Model(str(path), threads=threads, ctx=ctx, isa=isa)
+        trained = self._core.config["max_ctx"]
+        if ctx and 0 < trained < self._core.ctx:
+            warnings.warn(
+                f"ctx={self._core.ctx} is longer than the {trained} positions {path} was trained on; "
+                f"text past position {trained} is likely to degrade",
+                stacklevel=2,
+            )
 
     @property
     def path(self) -> str:
@@ -198,7 +284,19 @@ class Model:
 
     @property
     def config(self) -> dict:
+        """The architecture: arch, dim, n_layers, n_heads, n_kv_heads, head_dim, ffn_dim,
+        vocab_size, max_ctx (the trained context length)."""
         return self._core.config
+
+    @property
+    def bos_id(self) -> int:
+        """The id the tokenizer puts before a text (tokenize(add_bos=True)); -1 when it has none."""
+        return self._core.bos_id
+
+    @property
+    def eos_ids(self) -> List[int]:
+        """Every id that ends a generation (stop_reason "eos")."""
+        return list(self._core.eos_ids)
 
     def tokenize(self, text: str, add_bos: bool = True) -> list:
         return self._core.tokenize(text, add_bos)
@@ -219,14 +317,27 @@ class Model:
         top_p: float = 1.0,
         min_p: float = 0.0,
         repetition_penalty: float = 1.0,
-        seed: int = 0,
+        seed: Optional[int] = None,
         stop: Optional[Sequence[str]] = None,
         stream: bool = False,
         add_bos: bool = True,
-    ) -> Union[str, Iterator[str]]:
-        """Generates from prompt: the text, or with stream=True an iterator of text pieces.
+    ) -> Union[Generation, Stream]:
+        """Generates a continuation of prompt.
 
-        temperature 0 is greedy; stop strings end the generation and are left out of the text.
+        Returns a Generation: the text (a str) with stop_reason, ids, token counts and
+        tokens/s; with stream=True, a Stream that yields the text in pieces as they come and
+        holds the Generation in .result once iterated to the end. The text reads on from the
+        prompt (prompt + text is the whole), so it may start with a space.
+
+        max_tokens: new tokens at most (0 runs the prompt only). temperature: 0 is greedy;
+        above 0 samples, after top_k (0: off), top_p (in (0, 1]; 1: off) and min_p (in [0, 1];
+        0: off). repetition_penalty > 0 (1: off) divides the logits of the last 64 tokens.
+        seed: the sampler's seed; None draws a fresh one, so each call differs (the one used is
+        result.seed). stop: strings that end the generation (left out of the text). add_bos:
+        put the tokenizer's BOS in front of the prompt.
+
+        Raises lowbit.Error, before generating anything, for a setting out of range or a prompt
+        longer than ctx.
         """
         kwargs = dict(
             max_tokens=max_tokens,
@@ -235,15 +346,17 @@ class Model:
             top_p=top_p,
             min_p=min_p,
             repetition_penalty=repetition_penalty,
-            seed=seed,
+            seed=random.SystemRandom().getrandbits(32) if seed is None else seed,
             stop=list(stop) if stop is not None else None,
             add_bos=add_bos,
         )
         if stream:
-            return self._stream(prompt, kwargs)
-        return self._core.generate(prompt, **kwargs)["text"]
+            s = Stream()
+            s._pieces = self._stream(prompt, kwargs, s)
+            return s
+        return Generation(self._core.generate(prompt, **kwargs))
 
-    def _stream(self, prompt: str, kwargs: dict) -> Iterator[str]:
+    def _stream(self, prompt: str, kwargs: dict, into: Stream) -> Iterator[str]:
         # The generation runs on a worker thread (without the GIL while it computes) and hands
         # pieces over a queue; closing the iterator early, or Ctrl-C while waiting on it, tells
         # the worker to stop at its next token.
@@ -257,7 +370,8 @@ class Model:
 
         def work() -> None:
             try:
-                self._core.generate(prompt, callback=on_piece, **kwargs)
+                result = self._core.generate(prompt, callback=on_piece, **kwargs)
+                into.result = Generation(result)
                 pieces.put(done)
             except BaseException as e:  # handed to the consumer, raised there
                 pieces.put(_Failed(e))

@@ -20,12 +20,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not exe.is_file():
         print(f"lowbit: the bundled CLI is missing ({exe}); reinstall the package", file=sys.stderr)
         return 2
+    # `lowbit eval --plot` runs lowbit/plot.py with a Python that has matplotlib: this one, the
+    # package's own, unless the user named another.
+    env = dict(os.environ)
+    env.setdefault("LOWBIT_PYTHON", sys.executable)
     if os.name == "posix" and argv is None:
         # Become the CLI: its exit code, signals (Ctrl-C) and stdio are the user's directly.
         sys.stdout.flush()
         sys.stderr.flush()
-        os.execv(str(exe), ["lowbit", *args])
-    return subprocess.call([str(exe), *args])
+        os.execve(str(exe), ["lowbit", *args], env)
+    return subprocess.call([str(exe), *args], env=env)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,9 @@ py::dict convert(const std::string& hf_dir, const std::string& out_dir, int bits
                  const std::optional<std::string>& scheme, const std::string& quantizer,
                  const std::vector<std::pair<std::string, std::string>>& keep, bool force, int threads,
                  bool allow_nonfinite, const py::object& progress) {
+  // Checked here too: convert_model's own message names the CLI flag (--bits).
+  if (bits != 1 && bits != 2 && bits != 4 && bits != 8 && bits != 16 && bits != 32)
+    throw Error("bits=" + std::to_string(bits) + " is not one of 1, 2, 4, 8, 16, 32");
   ConvertOptions opt;
   opt.bits = bits;
   opt.group = group;

@@ -54,6 +54,17 @@ class PyModel {
 
   // callback(piece) is called for each piece of text; returning True stops the generation.
   py::dict generate(const std::string& prompt, const GenerateParams& params, const py::object& callback) const {
+    // Checked here, before any work, to name the settings as a Python caller passed them: the
+    // library's own messages name the GenerateParams fields, which are the keyword arguments.
+    if (const auto bad = invalid_setting(params)) throw Error(bad->field + " must be " + bad->requirement);
+    std::vector<int32_t> ids;
+    {
+      py::gil_scoped_release nogil;
+      ids = model_->tokenizer().encode(prompt, params.add_bos);
+    }
+    if ((int64_t)ids.size() > model_->ctx())
+      throw Error("the prompt is " + std::to_string(ids.size()) + " tokens but the model was loaded with ctx=" +
+                  std::to_string(model_->ctx()) + "; load it with a larger ctx (lowbit.Model(path, ctx=N))");
     GenerateResult r;
     {
       const bool has_callback = !callback.is_none();
@@ -66,7 +77,7 @@ class PyModel {
       };
       py::gil_scoped_release nogil;
       Session session(*model_);
-      r = lowbit::generate(session, prompt, params, on_token);
+      r = lowbit::generate(session, std::move(ids), params, on_token);
     }
     py::dict d;
     d["text"] = r.text;
@@ -76,6 +87,9 @@ class PyModel {
     d["ids"] = r.ids;
     d["prompt_tokens_per_s"] = r.prompt_tokens_per_s();
     d["gen_tokens_per_s"] = r.gen_tokens_per_s();
+    d["prompt_seconds"] = r.prompt_seconds;
+    d["gen_seconds"] = r.gen_seconds;
+    d["seed"] = params.sampler.seed;
     return d;
   }
 
@@ -102,12 +116,6 @@ class PyModel {
 
 GenerateParams make_params(int64_t max_tokens, float temperature, int top_k, float top_p, float min_p,
                            float repetition_penalty, uint64_t seed, const std::vector<std::string>& stop, bool add_bos) {
-  if (max_tokens < 0) throw Error("max_tokens must be >= 0");
-  if (!(temperature >= 0)) throw Error("temperature must be >= 0");
-  if (top_k < 0) throw Error("top_k must be >= 0");
-  if (!(top_p > 0 && top_p <= 1)) throw Error("top_p must be in (0, 1]");
-  if (!(min_p >= 0 && min_p <= 1)) throw Error("min_p must be in [0, 1]");
-  if (!(repetition_penalty > 0)) throw Error("repetition_penalty must be > 0");
   GenerateParams p;
   p.max_tokens = max_tokens;
   p.sampler.temperature = temperature;

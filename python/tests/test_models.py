@@ -153,3 +153,70 @@ def test_interrupt_stops_generation(stories, stories_golden):
         stories._core.generate("", max_tokens=256, callback=on_piece)
     assert 3 <= len(seen) < 10
     assert stories.generate("", max_tokens=256) + "\n" == stories_golden
+
+
+def test_generate_returns_the_text_with_stop_reason_and_speed(stories):
+    text = stories.generate("Once upon a time", max_tokens=5)
+    assert isinstance(text, str) and isinstance(text, lowbit.Generation)
+    assert text.stop_reason == "length"
+    assert len(text.ids) == text.generated_tokens == 5
+    assert text.prompt_tokens == len(stories.tokenize("Once upon a time"))
+    assert text.gen_tokens_per_s == pytest.approx(5 / text.gen_seconds)
+    assert text.prompt_tokens_per_s == pytest.approx(text.prompt_tokens / text.prompt_seconds)
+    assert stories.detokenize(stories.tokenize("Once upon a time") + text.ids) == "Once upon a time" + text
+    assert type(text + "") is str  # operations give plain str, as before
+    eos = stories.generate("", max_tokens=1000)
+    assert eos.stop_reason == "eos"
+    stream = stories.generate("Once", max_tokens=12, stream=True)
+    pieces = list(stream)
+    assert stream.result == "".join(pieces) and stream.result.stop_reason == "length"
+
+
+def test_special_ids_are_those_of_the_reference_tokenizer(stories):
+    import sentencepiece
+    from conftest import hf_model
+
+    sp = sentencepiece.SentencePieceProcessor(model_file=str(hf_model("stories260K") / "tokenizer.model"))
+    assert stories.bos_id == sp.bos_id()
+    assert stories.eos_ids == [sp.eos_id()]
+
+
+def test_text_reads_on_from_the_prompt_as_sentencepiece_decodes(stories):
+    import sentencepiece
+    from conftest import hf_model
+
+    sp = sentencepiece.SentencePieceProcessor(model_file=str(hf_model("stories260K") / "tokenizer.model"))
+    for prompt in ["The dog", "Lily", "Once upon a time"]:
+        text = stories.generate(prompt, max_tokens=12)
+        ids = [sp.bos_id()] + sp.encode(prompt)
+        whole, head = sp.decode(ids + text.ids), sp.decode(ids)
+        assert text == whole[len(head):], prompt
+        assert "".join(stories.generate(prompt, max_tokens=12, stream=True)) == text
+
+
+def test_messages_name_the_python_arguments(stories, stories_dir, tmp_path):
+    with pytest.raises(lowbit.Error, match=r"^top_p must be in \(0, 1\]$"):
+        stories.generate("", top_p=2)
+    with pytest.raises(lowbit.Error, match=r"^temperature must be >= 0$"):
+        stories.generate("", temperature=-1)
+    with pytest.raises(lowbit.Error, match=r"^bits=3 is not one of"):
+        lowbit.convert(stories_dir, tmp_path / "out", bits=3)
+    small = lowbit.Model(stories_dir, ctx=4)
+    with pytest.raises(lowbit.Error, match=r"^the prompt is \d+ tokens but the model was loaded with ctx=4") as e:
+        small.generate("Once upon a time, there was a little girl")
+    assert "--" not in str(e.value)
+
+
+def test_model_docstring_and_ctx_warning(stories_dir):
+    doc = lowbit.Model.__init__.__doc__
+    assert all(word in doc for word in ("threads", "ctx", "isa"))
+    trained = lowbit.Model(stories_dir).config["max_ctx"]
+    with pytest.warns(UserWarning, match=f"ctx={2 * trained} is longer than the {trained} positions"):
+        lowbit.Model(stories_dir, ctx=2 * trained)
+
+
+def test_sampling_without_a_seed_differs_and_reports_it(stories):
+    a = stories.generate("Once", max_tokens=40, temperature=1.0)
+    b = stories.generate("Once", max_tokens=40, temperature=1.0)
+    assert a.seed != b.seed and a != b
+    assert stories.generate("Once", max_tokens=40, temperature=1.0, seed=a.seed) == a

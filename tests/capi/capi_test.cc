@@ -434,6 +434,10 @@ struct KernelCase {
   int64_t n, k, m;
 };
 
+void PrintTo(const KernelCase& c, std::ostream* os) {
+  *os << c.type << " n=" << c.n << " k=" << c.k << " m=" << c.m;
+}
+
 class CApiKernels : public testing::TestWithParam<KernelCase> {};
 
 // The C API stores exactly what lowbit::quantize writes, and its matmul stays within the bound

@@ -31,6 +31,8 @@ std::string case_name(const testing::TestParamInfo<Case>& i) {
          (i.param.group ? "g" + std::to_string(i.param.group) : std::string("row"));
 }
 
+void PrintTo(const Case& c, std::ostream* os) { *os << c.model << " bits=" << c.bits << " group=" << c.group; }
+
 class ConvertShared : public testing::TestWithParam<Case> {};
 
 // Converted with round-to-nearest, every weight is back within one quantization step of its

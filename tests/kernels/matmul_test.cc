@@ -31,6 +31,11 @@ std::string case_name(const testing::TestParamInfo<Case>& info) {
   return type_name(c.type) + "_m" + std::to_string(c.m) + "_k" + std::to_string(c.k) + "_" + isa_name(c.isa);
 }
 
+// What GoogleTest prints for GetParam() in a failure message: the case, not its bytes.
+void PrintTo(const Case& c, std::ostream* os) {
+  *os << type_name(c.type) << " m=" << c.m << " k=" << c.k << " " << isa_name(c.isa);
+}
+
 class Matmul : public testing::TestWithParam<Case> {};
 
 TEST_P(Matmul, MatchesReference) {

@@ -25,6 +25,10 @@ std::string case_name(const testing::TestParamInfo<Case>& info) {
          quantizer_name(info.param.qz);
 }
 
+void PrintTo(const Case& c, std::ostream* os) {
+  *os << type_name(c.type) << " k=" << c.k << " " << quantizer_name(c.qz);
+}
+
 class QuantizeRoundTrip : public testing::TestWithParam<Case> {};
 
 // Largest error RTN may make on one weight of a group, from the decode formula:

@@ -75,3 +75,20 @@ def test_mismatched_reference_file_is_error_1(models, tmp_path):
 
 def test_usage_errors_exit_2(models):
     assert lowbit("eval", models / "q8").returncode == 2
+
+
+def sweep(plot, **env):
+    return subprocess.run([str(BIN), "eval", "--sweep", str(STORIES), "--text", str(TEXT), "--bits", "8", "--groups",
+                           "32", "--quantizers", "rtn", "--max-tokens", "256", "--ctx", "64", "--threads", "1",
+                           "--plot", str(plot)], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, **env})
+
+
+def test_sweep_plot_is_drawn_and_a_plot_that_cannot_be_made_is_an_error(tmp_path):
+    ok = sweep(tmp_path / "sweep.png")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert (tmp_path / "sweep.png").read_bytes().startswith(b"\x89PNG")
+    # A requested plot is part of the result: when it cannot be written, the exit status says so.
+    bad = sweep(tmp_path / "missing_dir" / "sweep.png")
+    assert bad.returncode == 1
+    assert "--plot" in bad.stderr

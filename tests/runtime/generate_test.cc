@@ -9,16 +9,21 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <regex>
 #include <set>
+
+#include <sentencepiece_processor.h>
 
 #include "convert/convert.h"
 #include "kernels/error.h"
 #include "runtime/generate.h"
 #include "tests/convert/hf_test_util.h"
+#include "tests/error_of.h"
 
 namespace lowbit {
 namespace {
 
+using test::error_of;
 using test::TempDir;
 
 // One conversion per (model, bits) for the whole test binary.
@@ -116,6 +121,65 @@ TEST(Generate, PromptContinuesAndStops) {
   EXPECT_LT(r.ids.size(), 10u);
 }
 
+// The text continues the prompt as the reference tokenizer (libsentencepiece, which the model's
+// tokenizer.model is written for) decodes prompt + generated ids: the first piece keeps its
+// leading space ("The dog" + "▁was" reads "The dog was", not "The dogwas").
+TEST(Generate, TextReadsOnFromThePromptAsTheReferenceDecodes) {
+  sentencepiece::SentencePieceProcessor sp;
+  ASSERT_TRUE(sp.Load(test::kModels + "/stories260K/tokenizer.model").ok());
+  auto model = Model::load(converted("stories260K", 32));
+  bool saw_leading_space = false;
+  for (const char* prompt : {"The dog", "Once upon a time", "Lily", "Tom had a", ""}) {
+    Session s(*model);
+    GenerateParams gp;
+    gp.max_tokens = 16;
+    std::string streamed;
+    const GenerateResult r = generate(s, prompt, gp, [&](const std::string& piece, int32_t) {
+      streamed += piece;
+      return true;
+    });
+    std::vector<int> prompt_ids(r.prompt_ids.begin(), r.prompt_ids.end());
+    std::vector<int> want_prompt_ids = sp.EncodeAsIds(prompt);
+    want_prompt_ids.insert(want_prompt_ids.begin(), sp.bos_id());
+    ASSERT_EQ(prompt_ids, want_prompt_ids) << prompt;
+    std::vector<int> all = prompt_ids;
+    all.insert(all.end(), r.ids.begin(), r.ids.end());
+    const std::string whole = sp.DecodeIds(all), head = sp.DecodeIds(prompt_ids);
+    ASSERT_EQ(whole.compare(0, head.size(), head), 0) << prompt;
+    EXPECT_EQ(r.text, whole.substr(head.size())) << "prompt '" << prompt << "'";
+    EXPECT_EQ(streamed, r.text);
+    if (*prompt && !r.text.empty() && r.text[0] == ' ') saw_leading_space = true;
+  }
+  EXPECT_TRUE(saw_leading_space) << "no prompt was continued by a piece with a leading space: the test tests nothing";
+}
+
+// Out-of-range settings and a prompt longer than the context are refused before any token is
+// evaluated (the session does not move), with the numbers in the message.
+TEST(Generate, RefusesBadSettingsAndLongPromptsBeforeEvaluating) {
+  LoadParams lp;
+  lp.ctx = 8;
+  auto model = Model::load(converted("stories260K", 32), lp);
+  Session s(*model);
+  GenerateParams gp;
+  gp.sampler.top_p = 2;
+  EXPECT_EQ(error_of([&] { generate(s, "Once", gp); }), "top_p must be in (0, 1]");
+  gp = GenerateParams{};
+  gp.max_tokens = -1;
+  EXPECT_EQ(error_of([&] { generate(s, "Once", gp); }), "max_tokens must be >= 0");
+  gp = GenerateParams{};
+  gp.stop = {""};
+  EXPECT_EQ(error_of([&] { generate(s, "Once", gp); }), "stop must be non-empty");
+  gp = GenerateParams{};
+  const std::string long_prompt = "Once upon a time, there was a little girl named Lily.";
+  const size_t n = model->tokenizer().encode(long_prompt).size();
+  ASSERT_GT(n, 8u);
+  const std::string e = error_of([&] { generate(s, long_prompt, gp); });
+  EXPECT_NE(e.find("the prompt is " + std::to_string(n) + " tokens"), std::string::npos) << e;
+  EXPECT_NE(e.find("room for 8"), std::string::npos) << e;
+  EXPECT_EQ(s.position(), 0);
+  EXPECT_TRUE(invalid_setting(GenerateParams{}) == std::nullopt);
+}
+
 TEST(Generate, CallbackCanStop) {
   auto model = Model::load(converted("stories260K", 32));
   Session s(*model);
@@ -207,7 +271,15 @@ TEST(Model, MemoryEstimateRefusesHugeContext) {
     Model::load(converted("stories260K", 32), lp);
     FAIL() << "no error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("available"), std::string::npos) << e.what();
+    const std::string m = e.what();
+    EXPECT_NE(m.find("available"), std::string::npos) << m;
+    // The parts listed add up to the total stated: "needs about T MiB (weights W MiB + KV cache
+    // for N positions K MiB + scratch ... S MiB)".
+    std::smatch g;
+    ASSERT_TRUE(std::regex_search(m, g, std::regex(R"(needs about (\d+) MiB \(weights (\d+) MiB \+ KV cache for \d+ )"
+                                                   R"(positions (\d+) MiB \+ scratch [^)]*?(\d+) MiB\))")))
+        << m;
+    EXPECT_EQ(std::stoll(g[1]), std::stoll(g[2]) + std::stoll(g[3]) + std::stoll(g[4])) << m;
   }
 }
 

@@ -10,6 +10,7 @@
 #include <map>
 #include <random>
 
+#include <sentencepiece_processor.h>
 #include <unistd.h>
 
 #include "kernels/error.h"
@@ -274,6 +275,34 @@ TEST(DecodeStream, leading_space_after_first_piece) {
   EXPECT_EQ(stream.push(3186), " world");
   EXPECT_EQ(stream.push(2), "");
   EXPECT_EQ(stream.flush(), "");
+}
+
+// Seeded with the ids before it (a prompt), the stream returns what the new ids add to the text,
+// as the reference decodes the whole: libsentencepiece on Llama 2's tokenizer.model, each case
+// cut at every point. The first piece keeps its leading space ("Hello" + "▁world" is " world").
+TEST(DecodeStream, context_gives_what_the_ids_add_as_the_reference_decodes) {
+  const Model& m = model_named("llama2_model");
+  sentencepiece::SentencePieceProcessor sp;
+  ASSERT_TRUE(sp.Load(m.path).ok());
+  const Tokenizer& tok = tokenizer(m);
+  int checked = 0;
+  for (const Case& c : m.cases) {
+    const std::vector<int> all(c.ids.begin(), c.ids.end());
+    const std::string whole = sp.DecodeIds(all);
+    for (size_t k = 1; k < c.ids.size(); ++k) {
+      const std::string head = sp.DecodeIds(std::vector<int>(all.begin(), all.begin() + (std::ptrdiff_t)k));
+      if (whole.compare(0, head.size(), head) != 0) continue;  // cut inside a character
+      lowbit::DecodeStream stream(tok, std::vector<int32_t>(c.ids.begin(), c.ids.begin() + (std::ptrdiff_t)k));
+      std::string out;
+      for (size_t i = k; i < c.ids.size(); ++i) out += stream.push(c.ids[i]);
+      out += stream.flush();
+      EXPECT_EQ(out, whole.substr(head.size())) << "text '" << c.text << "' cut after " << k << " ids";
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 20);
+  lowbit::DecodeStream stream(tok, {1, 15043});
+  EXPECT_EQ(stream.push(3186), " world");
 }
 
 TEST(BpeTokenizer, rejects_invalid_utf8) {
