@@ -11,6 +11,7 @@
 #include "cli/args.h"
 #include "cli/bench_model.h"
 #include "cli/command.h"
+#include "convert/load.h"
 #include "kernels/error.h"
 #include "kernels/membw.h"
 #include "runtime/model.h"
@@ -38,7 +39,7 @@ int bench_model_main(int argc, char** argv) {
   lp.load_tokenizer = false;
   CLI::App app("Prompt and generation throughput of a whole model.", "lowbit bench model");
   configure(app);
-  app.add_option("MODEL", dir, "manifest directory")->type_name("DIR")->required();
+  app.add_option("MODEL", dir, "manifest directory, GGUF file or HF directory")->type_name("MODEL")->required();
   app.add_option("--prompt-len", prompt_len, "prompt tokens (default 128)")->type_name("P")->check(integer(1));
   app.add_option("--gen-len", gen_len, "generated tokens (default 64)")->type_name("G")->check(integer(1));
   app.add_option("--reps", reps, "repetitions (default 3)")->type_name("R")->check(integer(1, 1 << 20));
@@ -48,7 +49,7 @@ int bench_model_main(int argc, char** argv) {
   app.footer(kFooter);
   if (!parse(app, argc, argv)) return 0;
   lp.ctx = prompt_len + gen_len;
-  auto model = Model::load(dir, lp);
+  auto model = load_model(dir, lp);
   const ModelConfig& c = model->config();
   DramProbe probe(model->pool(), size_t(512) << 20);
 

@@ -21,22 +21,24 @@ std::atomic<bool> g_cancel{false};
 extern "C" void on_signal(int) { g_cancel.store(true); }
 
 const char* kConvertFooter =
+    "Without --bits a GGUF file keeps each tensor's own type where lowbit has it (Q4_0, Q4_1, Q8_0,\n"
+    "F16, ... exactly) and requantizes the others at no fewer bits (Q6_K -> q8, Q4_K -> q4), printing\n"
+    "the relative error each one gained; an HF directory gets --bits 4.\n"
     "Defaults: --group 32, --scheme sym at 8 bits and asym below, --quantizer search;\n"
     "norms stay f32, embeddings and lm_head q8_g32_sym (f16/f32 with --bits 16/32).\n"
     "TYPE is f32, f16, bf16, qB (B bits, group 32) or qB_gG_sym|asym / qB_row_sym|asym.\n";
 
 int convert_main(int argc, char** argv) {
   ConvertOptions opt;
-  std::string hf_dir, out_dir, group = "32", scheme;
+  std::string source, out_dir, group = "32", scheme;
   std::vector<std::string> keep;
-  CLI::App app("Converts a HuggingFace safetensors directory into a quantized manifest.", "lowbit convert");
+  CLI::App app("Converts a HuggingFace directory or a GGUF file into a quantized manifest.", "lowbit convert");
   configure(app);
-  app.add_option("HF_DIR", hf_dir, "HuggingFace model directory (config.json, *.safetensors, tokenizer)")
+  app.add_option("SOURCE", source, "HuggingFace model directory (config.json, *.safetensors, tokenizer) or GGUF file")
       ->required();
   app.add_option("OUT_DIR", out_dir, "manifest directory to write")->required();
-  app.add_option("--bits", opt.bits, "bits of the linear layers: 1, 2, 4, 8 (quantized), 16 (f16) or 32 (f32)")
+  CLI::Option* bits = app.add_option("--bits", opt.bits, "bits of the linear layers: 1, 2, 4, 8 (quantized), 16 (f16) or 32 (f32)")
       ->type_name("B")
-      ->required()
       ->check(integer(std::numeric_limits<int32_t>::min(), std::numeric_limits<int32_t>::max()));
   app.add_option("--group", group, "weights per scale: 32, 64, 128, 256 or row")
       ->type_name("G")
@@ -66,6 +68,7 @@ int convert_main(int argc, char** argv) {
   app.add_flag("--allow-nonfinite", opt.allow_nonfinite, "store NaN/inf weights as 0 instead of failing");
   app.footer(kConvertFooter);
   if (!parse(app, argc, argv)) return 0;
+  opt.source_types = bits->count() == 0;
   opt.group = group == "row" ? 0 : (uint32_t)std::stoul(group);
   if (!scheme.empty()) opt.scheme = scheme == "sym" ? (int)Scheme::sym : (int)Scheme::asym;
   for (const std::string& k : keep) {
@@ -77,10 +80,18 @@ int convert_main(int argc, char** argv) {
   opt.cancel = &g_cancel;
   ProgressBar bar("convert");
   opt.progress = [&](const ConvertProgress& p) {
+    // A tensor requantized from another quantized type: say what it cost.
+    const bool float_source = p.source_type == "F32" || p.source_type == "F16" || p.source_type == "BF16";
+    if (p.rel_error >= 0 && !float_source)
+    {
+      char err[32];
+      std::snprintf(err, sizeof err, "%.3g", p.rel_error);
+      bar.note(p.name + ": " + p.source_type + " -> " + p.type + ", relative error " + err);
+    }
     bar.update((double)p.bytes_done / (double)std::max<int64_t>(1, p.bytes_total),
                std::to_string(p.tensor) + "/" + std::to_string(p.tensors) + " " + p.name);
   };
-  const ConvertSummary s = convert_model(hf_dir, out_dir, opt);
+  const ConvertSummary s = convert_model(source, out_dir, opt);
   bar.finish();
   std::printf(
       "converted %lld tensors, %lld weights: %.1f MB -> %.1f MB, %.3f bits/weight, %.2f s, %.1f MB/s "

@@ -17,6 +17,7 @@
 #include "cli/args.h"
 #include "cli/command.h"
 #include "cli/progress.h"
+#include "convert/load.h"
 #include "kernels/error.h"
 #include "runtime/eval.h"
 
@@ -301,8 +302,8 @@ int eval_main(int argc, char** argv) {
   if (per_tensor && ref_dir.empty()) throw UsageError("--per-tensor needs --ref");
 
   const LoadParams lp = eval_load_params(threads, ctx);
-  std::unique_ptr<Model> quant = Model::load(pos[0], lp);
-  std::unique_ptr<Model> ref = ref_dir.empty() ? nullptr : Model::load(ref_dir, lp);
+  std::unique_ptr<Model> quant = load_model(pos[0], lp);
+  std::unique_ptr<Model> ref = ref_dir.empty() ? nullptr : load_model(ref_dir, lp);
   const Tokenizer& tok = ref ? ref->tokenizer() : quant->tokenizer();
   const EvalWindows windows = make_windows(tok, read_text_file(text), text, ctx, max_tokens);
 

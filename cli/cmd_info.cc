@@ -1,15 +1,20 @@
 // lowbit info: what this machine and this build can do.
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <map>
+#include <memory>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
 #include "cli/args.h"
 #include "cli/command.h"
+#include "convert/source.h"
 #include "kernels/cuda_backend.h"
 #include "kernels/isa.h"
+#include "runtime/manifest.h"
 
 namespace lowbit::cli {
 namespace {
@@ -23,12 +28,38 @@ int64_t meminfo(const char* key) {
   return -1;
 }
 
+// What a model file holds, without loading its weights: the format, the architecture and the
+// tensor types (for a GGUF or HF directory, the types it would keep or get at `lowbit run`).
+nlohmann::json model_info(const std::string& path) {
+  nlohmann::json m;
+  std::map<std::string, int> types;
+  ModelConfig c;
+  if (std::filesystem::exists(std::filesystem::path(path) / kManifestFile)) {
+    const Manifest mf = Manifest::open(path);
+    c = mf.config();
+    m["format"] = "manifest";
+    for (const TensorEntry& t : mf.header().tensors) ++types[type_name(t.type)];
+    m["weights_bytes"] = mf.weights_bytes();
+  } else {
+    const std::unique_ptr<ModelSource> src = open_source(path);
+    c = src->config();
+    m["format"] = src->format();
+    for (const TensorSpec& t : expected_tensors(c)) ++types[src->source_type_name(t)];
+  }
+  m["path"] = path;
+  m["config"] = config_to_json(c);
+  m["tensor_types"] = types;
+  return m;
+}
+
 int info_main(int argc, char** argv) {
   bool json_out = false;
+  std::string model_path;
   CLI::App app("What this machine and this build can do: CPU, ISA, RAM, CUDA devices, kernels in use.",
                "lowbit info");
   configure(app);
   app.add_flag("--json", json_out, "print one JSON object");
+  app.add_option("MODEL", model_path, "also describe this model: manifest directory, GGUF file or HF directory");
   if (!parse(app, argc, argv)) return 0;
   const CpuInfo cpu = cpu_info();
   nlohmann::json j;
@@ -65,6 +96,8 @@ int info_main(int argc, char** argv) {
   // The runtime (lowbit run / eval) runs on the CPU; the CUDA backend serves the kernel API.
   j["backend"] = "cpu";
 
+  if (!model_path.empty()) j["model"] = model_info(model_path);
+
   if (json_out) {
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
@@ -87,10 +120,21 @@ int info_main(int argc, char** argv) {
   } else {
     std::printf("CUDA:    none (%s); using the CPU\n", why.c_str());
   }
+  if (j.contains("model")) {
+    const nlohmann::json& m = j["model"];
+    const nlohmann::json& c = m["config"];
+    std::printf("model:   %s (%s): %s, %lld layers, dim %lld, %lld heads (%lld KV), ffn %lld, vocab %lld, context %lld\n",
+                model_path.c_str(), m["format"].get<std::string>().c_str(), c["arch"].get<std::string>().c_str(),
+                (long long)c["n_layers"], (long long)c["dim"], (long long)c["n_heads"], (long long)c["n_kv_heads"],
+                (long long)c["ffn_dim"], (long long)c["vocab_size"], (long long)c["max_ctx"]);
+    std::string types;
+    for (const auto& [t, n] : m["tensor_types"].items()) types += (types.empty() ? "" : ", ") + std::to_string(n.get<int>()) + " x " + t;
+    std::printf("tensors: %s\n", types.c_str());
+  }
   return 0;
 }
 
-Registrar reg("info", "CPU, ISA, RAM, CUDA devices and the kernel backend in use", info_main);
+Registrar reg("info", "CPU, ISA, RAM, CUDA devices, the kernel backend in use; a model's layout", info_main);
 
 }  // namespace
 }  // namespace lowbit::cli

@@ -8,6 +8,7 @@
 
 #include "cli/args.h"
 #include "cli/command.h"
+#include "convert/load.h"
 #include "kernels/error.h"
 #include "runtime/model.h"
 
@@ -25,7 +26,7 @@ int logits_main(int argc, char** argv) {
   LoadParams lp;
   CLI::App app("Prints or dumps the logits of a prompt (testing, debugging).", "lowbit logits");
   configure(app);
-  app.add_option("MODEL", model_dir, "manifest directory")->type_name("DIR")->required();
+  app.add_option("MODEL", model_dir, "manifest directory, GGUF file or HF directory")->type_name("MODEL")->required();
   CLI::Option* ids_opt = app.add_option("--ids", ids_text, "token ids, separated by spaces")->type_name("\"ID ID ...\"");
   CLI::Option* prompt_opt = app.add_option("-p", prompt, "text to encode instead of --ids")->type_name("TEXT");
   ids_opt->excludes(prompt_opt);
@@ -38,7 +39,7 @@ int logits_main(int argc, char** argv) {
   const bool have_prompt = prompt_opt->count() > 0;
   if (!have_prompt && !ids_opt->count()) throw UsageError("--ids or -p is required");
   lp.load_tokenizer = have_prompt;
-  auto model = Model::load(model_dir, lp);
+  auto model = load_model(model_dir, lp);
   std::vector<int32_t> ids;
   if (have_prompt) {
     ids = model->tokenizer().encode(prompt);

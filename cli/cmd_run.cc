@@ -10,6 +10,7 @@
 
 #include "cli/args.h"
 #include "cli/command.h"
+#include "convert/load.h"
 #include "kernels/error.h"
 #include "runtime/generate.h"
 
@@ -29,7 +30,8 @@ extern "C" void on_sigint(int) {
 }
 
 const char* kFooter =
-    "MODEL is a manifest directory (lowbit convert). Echoes the prompt and streams the text, then\n"
+    "MODEL is a manifest directory (lowbit convert), or a GGUF file or HF directory, imported in\n"
+    "memory at load (a GGUF keeps its own types; an HF directory gets 4 bits). Echoes the prompt and streams the text, then\n"
     "prints the prompt and generation tokens/s on stderr; --json prints one object at the end\n"
     "instead (text, ids, token counts, tokens/s, stop_reason, seed). Settings are checked, and\n"
     "the prompt's length against the context, before anything is printed. Without --seed the\n"
@@ -52,9 +54,9 @@ int run_main(int argc, char** argv) {
   LoadParams lp;
   uint64_t seed = 0;
 
-  CLI::App app("Generates text from a manifest, streaming it as it comes.", "lowbit run");
+  CLI::App app("Generates text from a model, streaming it as it comes.", "lowbit run");
   configure(app);
-  app.add_option("MODEL", model_dir, "manifest directory")->type_name("DIR")->required();
+  app.add_option("MODEL", model_dir, "manifest directory, GGUF file or HF directory")->type_name("MODEL")->required();
   app.add_option("-p,--prompt", prompt, "the text to continue (may be \"\")")->required();
   std::map<std::string, CLI::Option*> flags;
   flags["max_tokens"] = app.add_option("-n", gp.max_tokens,
@@ -98,7 +100,11 @@ int run_main(int argc, char** argv) {
   gp.sampler.seed = seed_opt->count() ? seed : fresh_seed();
   check_setting(invalid_setting(gp), flags);
 
-  auto model = Model::load(model_dir, lp);
+  LoadInfo info;
+  auto model = load_model(model_dir, lp, &info);
+  if (info.imported && !json_out)
+    std::fprintf(stderr, "lowbit run: imported %s (%s) in memory in %.2f s (`lowbit convert` writes it once)\n",
+                 model_dir.c_str(), info.format.c_str(), info.import_seconds);
   const int64_t trained = model->config().max_ctx;
   if (trained > 0 && model->ctx() > trained)
     std::fprintf(stderr,
@@ -151,7 +157,7 @@ int run_main(int argc, char** argv) {
   return interrupted ? kInterrupted : 0;
 }
 
-Registrar reg("run", "generate text from a manifest (streams tokens)", run_main);
+Registrar reg("run", "generate text from a model: manifest, GGUF or HF directory (streams tokens)", run_main);
 
 }  // namespace
 }  // namespace lowbit::cli

@@ -30,6 +30,11 @@ class ProgressBar {
     }
   }
 
+  // A line of its own that stays above the bar (a per-item report).
+  void note(const std::string& line) {
+    std::fprintf(stderr, tty_ ? "\r\033[K%s\n" : "%s\n", line.c_str());
+  }
+
   void finish() {
     if (tty_) std::fprintf(stderr, "\n");
   }

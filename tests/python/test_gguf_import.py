@@ -164,3 +164,32 @@ def test_unreadable_tensor_type_is_named(tmp_path):
     # MXFP4: a valid ggml type (17 bytes per 32 weights) that lowbit does not decode.
     g = synthetic_gguf(tmp_path, tensor_type=gguf.GGMLQuantizationType.MXFP4)
     expect_failure(g, tmp_path, "tensor 'blk.0.ffn_up.weight' has type MXFP4")
+
+
+@pytest.mark.parametrize("gguf_type,lowbit_type,exact", [
+    ("Q8_0", "q8_g32_sym", True), ("Q4_0", "q4_g32_sym", True), ("Q4_1", "q4_g32_asym", True),
+    ("F16", "f16", True), ("Q5_0", "q8_g32_sym", False), ("Q5_1", "q8_g32_sym", False)])
+def test_types_kept_or_requantized_at_no_fewer_bits(gguf_type, lowbit_type, exact, tmp_path):
+    """Without --bits each matrix keeps its type where lowbit has it; a 5-bit one becomes 8-bit, and
+    the converter reports the error it added, which one 8-bit rounding bounds: at most half a
+    step, max|w| / 127 / 2 per weight, so well under 1% of the row norm for these tensors."""
+    hf = tmp_path / "hf"
+    make_hf_model.make_model(hf, "tinyllama-1.1b-chat-v1.0", layers=1, dim=64, ffn=96, heads=4, kv_heads=2,
+                             vocab=320, dtype="F32", seed=5, tokenizer=False)
+    g = tmp_path / "m.gguf"
+    subprocess.run([sys.executable, str(ROOT / "tests" / "tools" / "hf_to_gguf.py"), str(hf), str(g), "--type", gguf_type],
+                   check=True)
+    r = run("convert", g, tmp_path / "m")
+    manifest = __import__("json").loads((tmp_path / "m" / "manifest.json").read_text())
+    types = {t["name"]: t["type"] for t in manifest["tensors"]}
+    assert types["model.layers.0.mlp.up_proj.weight"] == lowbit_type
+    assert types["model.layers.0.input_layernorm.weight"] == "f32"
+    reports = [line for line in r.stderr.splitlines() if "relative error" in line]
+    if exact:
+        assert not reports
+    else:
+        assert len(reports) == 9  # the embedding, 7 projections and the head
+        for line in reports:
+            assert f"{gguf_type} -> q8_g32_sym" in line
+            assert float(line.rsplit(" ", 1)[1]) < 0.01
+    run("verify", tmp_path / "m")

@@ -2,7 +2,7 @@
 """Writes a GGUF file from an HF model directory (Llama-family or Qwen2), as llama.cpp's converter
 lays it out, with the `gguf` package: its metadata keys, its tensor names, attn_q/attn_k rows
 permuted for `llama` (convert_hf_to_gguf.py LlamaModel.permute; `qwen2` is left as is), and each
-matrix stored as --type (F32, F16, Q8_0, Q4_0, Q4_1, quantized by gguf.quants.quantize; norms and
+matrix stored as --type (F32, F16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, quantized by gguf.quants.quantize; norms and
 biases stay F32). No tokenizer metadata is written: tests feed token ids. For the importer's tests,
 so they need no llama.cpp.
 
@@ -52,7 +52,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("hf_dir")
     ap.add_argument("out")
-    ap.add_argument("--type", default="F32", choices=["F32", "F16", "Q8_0", "Q4_0", "Q4_1"])
+    ap.add_argument("--type", default="F32", choices=["F32", "F16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"])
     a = ap.parse_args()
     hf = Path(a.hf_dir)
     cfg = json.loads((hf / "config.json").read_text())
