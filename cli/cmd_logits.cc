@@ -34,6 +34,7 @@ int logits_main(int argc, char** argv) {
   app.add_option("--top", top, "ids printed per position (default 5)")->type_name("N")->check(integer(1, 1 << 30));
   add_isa(app, lp.isa);
   add_threads(app, lp.threads);
+  add_ctx(app, lp.ctx, "context length to allocate (default: the model's trained context; at least the ids given)");
   app.footer(kFooter);
   if (!parse(app, argc, argv)) return 0;
   const bool have_prompt = prompt_opt->count() > 0;

@@ -241,13 +241,17 @@ class _Failed:
 
 
 class Model:
-    """A model loaded from a manifest directory (lowbit convert / lowbit.convert).
+    """A model loaded from a manifest directory (lowbit convert / lowbit.convert), a GGUF file or
+    an HF model directory (both imported in memory when loaded).
 
     One Model may be used from several threads at once; each call runs in its own session.
     """
 
     def __init__(self, path: str, threads: int = 0, ctx: int = 0, isa: str = "auto"):
-        """Loads the manifest at path: maps its weights and reads its tokenizer.
+        """Loads the model at path: a manifest directory's weights are mapped in place; a GGUF
+        file is imported in memory, each tensor kept in its own type where lowbit has it (Q4_0,
+        Q4_1, Q8_0, F16, ...) and the others requantized at no fewer bits, its tokenizer read from
+        its metadata; an HF directory is imported at the 4-bit default of lowbit.convert.
 
         threads: worker threads for the matmuls; 0 uses every hardware thread (or
         $LOWBIT_THREADS). ctx: the context length every generation gets, prompt included, in

@@ -220,3 +220,29 @@ def test_sampling_without_a_seed_differs_and_reports_it(stories):
     b = stories.generate("Once", max_tokens=40, temperature=1.0)
     assert a.seed != b.seed and a != b
     assert stories.generate("Once", max_tokens=40, temperature=1.0, seed=a.seed) == a
+
+
+SMOLLM2 = "smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def test_gguf_model_runs_directly_and_agrees_with_the_cli():
+    """A real trained model, straight from its GGUF file: the Python front end gives the CLI's
+    greedy ids (same library, same ISA), and raw and ChatML prompts both get the right answer."""
+    import subprocess
+
+    from conftest import MODELS, REPO
+
+    path = MODELS / SMOLLM2
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    m = lowbit.Model(str(path), threads=2)
+    assert m.vocab_size == 49152 and m.config["n_layers"] == 30  # SOURCE.md's shape
+    raw = m.generate("The capital of France is", max_tokens=12)
+    cli = subprocess.run([os.environ.get("LOWBIT_BIN", str(REPO / "build" / "lowbit")), "run", str(path), "-p",
+                          "The capital of France is", "-n", "12", "--threads", "2", "--json"],
+                         capture_output=True, text=True, check=True)
+    assert raw.ids == json.loads(cli.stdout)["ids"]
+    assert "Paris" in raw
+    chat = m.generate("<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n",
+                      max_tokens=24)
+    assert "Paris" in chat and chat.stop_reason == "eos"
