@@ -309,6 +309,7 @@ class Builder {
     if (scores.size() != tokens_.size())
       fail(kScoresKey, "has " + std::to_string(scores.size()) + " entries for " + std::to_string(tokens_.size()) +
                            " tokens in " + kTokensKey);
+    if (!f_.has(kTypesKey)) fail(kTypesKey, "is missing (SentencePiece needs the token types, one token UNKNOWN)");
     bool has_unknown = false, has_bytes = false;
     for (int32_t t : types_) {
       has_unknown |= t == kUnknown;
