@@ -24,8 +24,8 @@ if [ ! -x .venv/bin/python ]; then
   echo "== python venv .venv"
   python3 -m venv .venv
 fi
-.venv/bin/python -c "import numpy, sentencepiece, tokenizers, safetensors, pytest, matplotlib" 2>/dev/null ||
-  .venv/bin/pip install -q numpy sentencepiece tokenizers safetensors pytest matplotlib
+.venv/bin/python -c "import numpy, sentencepiece, tokenizers, safetensors, pytest, matplotlib, transformers, gguf, google.protobuf" 2>/dev/null ||
+  .venv/bin/pip install -q numpy sentencepiece tokenizers safetensors pytest matplotlib transformers gguf protobuf
 
 echo "== build (build/)"
 mkdir -p build && cmake -S . -B build -DCMAKE_BUILD_TYPE=Release ${LOWBIT_CMAKE_ARGS:-} > build/configure.log 2>&1 || {
