@@ -15,6 +15,7 @@
 #include "kernels/error.h"
 #include "runtime/tokenizer.h"
 #include "tests/convert/gguf_writer.h"
+#include "tests/convert/hf_test_util.h"
 
 namespace lowbit {
 namespace {
@@ -129,6 +130,24 @@ TEST(GgufTokenizer, sentencepiece_merges_by_score) {
   // tokenizer.ggml.add_space_prefix = false: no dummy "▁" in front.
   EXPECT_THAT(tokenizer_of(tiny_spm().add_bool("tokenizer.ggml.add_space_prefix", false))->encode("ab", false), ElementsAre(7));
   EXPECT_THAT(tokenizer_of(tiny_spm().add_bool("tokenizer.ggml.add_bos_token", false))->encode("ab"), ElementsAre(8));
+}
+
+// A manifest converted from a GGUF holds these files; read back from a folder by load_tokenizer
+// they must make the same tokenizer as in memory.
+TEST(GgufTokenizer, files_in_a_folder_load_the_same) {
+  for (const GgufWriter& w : {tiny_bpe().add_u32("tokenizer.ggml.eos_token_id", 7).add_u32("tokenizer.ggml.eot_token_id", 8)
+                                  .add_u32("tokenizer.ggml.bos_token_id", 9).add_bool("tokenizer.ggml.add_bos_token", true),
+                              tiny_spm()}) {
+    const auto files = files_of(w);
+    test::TempDir dir;
+    for (const auto& [name, text] : files) test::write_file(dir / name, text);
+    auto from_folder = load_tokenizer(dir.path());
+    auto in_memory = load_tokenizer_files(files, "t.gguf");
+    EXPECT_EQ(from_folder->bos_id(), in_memory->bos_id());
+    EXPECT_EQ(from_folder->eos_ids(), in_memory->eos_ids());
+    for (const char* text : {"ab a", "abc<|x|> ab", ""})
+      EXPECT_EQ(from_folder->encode(text), in_memory->encode(text)) << text;
+  }
 }
 
 TEST(GgufTokenizer, real_smollm2_file) {

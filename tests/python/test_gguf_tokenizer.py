@@ -7,7 +7,7 @@ The GGUF files:
 - the real SmolLM2-135M-Instruct file (tokenizer.ggml.model gpt2, pre smollm);
 - written here with the `gguf` package (the writer of llama.cpp's converters), filling the keys as
   llama.cpp's converter does, from the tokenizer files in ../shared/models/configs: GPT-2
-  (pre gpt-2), Qwen2.5 (qwen2; its added tokens CONTROL when special, else USER_DEFINED; its chat
+  (pre gpt-2; and pre default, and no pre at all, which llama.cpp reads as default), Qwen2.5 (qwen2; its added tokens CONTROL when special, else USER_DEFINED; its chat
   template), a Llama 3 shaped one (llama-bpe; GPT-2's vocabulary and merges, since Llama 3.2's
   tokenizer.json is not in ../shared, followed by Llama 3.2's 256 special tokens), and the
   SentencePiece models of stories260K and Llama 2 (model llama: pieces, scores and types from the
@@ -18,7 +18,9 @@ References, neither built from lowbit's output:
   `tokenizers` package set up with the model family's own pre-tokenizer, from the original
   vocab.json + merges.txt for GPT-2 and Qwen2 (as in test_tokenizer_reference.py), GPT-2's for the
   Llama 3 shape (Split on Llama 3's regex, ByteLevel, ignore_merges, BOS template), and the file's
-  own vocabulary for SmolLM2 (Digits, then ByteLevel with GPT-2's regex, as SmolLM's tokenizer.json);
+  own vocabulary for SmolLM2 (Digits, then ByteLevel with GPT-2's regex, as SmolLM's tokenizer.json),
+  and for llama.cpp's "default" its own four regexes (llama-vocab.cpp), each splitting the pieces of
+  the one before, then ByteLevel;
 - transformers' GGUF tokenizer loader, PreTrainedTokenizerFast.from_pretrained(dir, gguf_file=...),
   on the byte-level files. It leaves out two rules of the models' own tokenizers, which lowbit (like
   llama.cpp for SmolLM) keeps: Qwen2's NFC normalization and SmolLM's digit splitting. So it must
@@ -104,12 +106,12 @@ def added_tokens(config):
             sorted(config["added_tokens_decoder"].items(), key=lambda kv: int(kv[0]))]
 
 
-def gpt2_gguf(path):
+def gpt2_gguf(path, pre="gpt-2"):
     tokens, merges = vocab_and_merges(CONFIGS / "gpt2")
     types_ = [NORMAL] * len(tokens)
     eot = tokens.index("<|endoftext|>")
     types_[eot] = CONTROL
-    return write_gguf(path, "gpt2", "gpt2", tokens, types_, pre="gpt-2", merges=merges,
+    return write_gguf(path, "gpt2", "gpt2", tokens, types_, pre=pre, merges=merges,
                       bos_token_id=eot, eos_token_id=eot, unk_token_id=eot)
 
 
@@ -234,6 +236,26 @@ def llama3_reference():
     return tok
 
 
+# llama.cpp's pre-tokenizer regexes for "default" (llama-vocab.cpp, LLAMA_VOCAB_PRE_TYPE_DEFAULT).
+LLAMA_CPP_DEFAULT_SPLITS = [
+    r"[\p{P}\$\+<=>\^~\|]+",
+    r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)",
+    r"\p{N}+",
+    r"[0-9][0-9][0-9]",
+]
+
+
+def default_reference():
+    """GPT-2's vocabulary split by llama.cpp's default regexes, each in turn, then ByteLevel."""
+    tok = gpt2_bpe()
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Split(Regex(r), "isolated") for r in LLAMA_CPP_DEFAULT_SPLITS] +
+        [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens(["<|endoftext|>"])
+    return tok
+
+
 def smollm_reference(path):
     """SmolLM's own pre-tokenizer (Digits, then ByteLevel with GPT-2's regex) on the file's
     vocabulary and merges; the tokens the file marks CONTROL as special tokens."""
@@ -256,6 +278,8 @@ def smollm_reference(path):
 CASES = {
     "smollm2": (None, lambda path: HfReference(smollm_reference(path))),
     "gpt2": (gpt2_gguf, lambda path: HfReference(gpt2_reference())),
+    "gpt2_default": (lambda p: gpt2_gguf(p, pre="default"), lambda path: HfReference(default_reference())),
+    "gpt2_no_pre": (lambda p: gpt2_gguf(p, pre=None), lambda path: HfReference(default_reference())),
     "qwen2": (qwen2_gguf, lambda path: HfReference(qwen2_reference())),
     "llama3": (llama3_gguf, lambda path: HfReference(llama3_reference())),
     "stories260K_spm": (lambda p: spm_gguf(p, MODELS / "stories260K" / "tokenizer.model", True),
