@@ -65,8 +65,10 @@ const char* const kDefaultSplits[] = {
 const std::vector<PreTokenizerRule>& pre_tokenizer_rules() {
   static const std::vector<PreTokenizerRule> rules = [] {
     std::vector<PreTokenizerRule> r(5);
-    r[0].names = {"gpt-2", "gpt2"};  // llama.cpp writes "gpt-2"
+    r[0].names = {"gpt-2", "gpt2"};  // llama.cpp writes "gpt-2"; "gpt2" is the same rule
     r[0].byte_level_regex = true;
+    // SmolLM's tokenizer.json, and llama.cpp (\p{N}, then GPT-2's regex). transformers' GGUF
+    // loader leaves the digit split out, and so differs where a digit follows spaces.
     r[1].names = {"smollm"};
     r[1].digits = true;
     r[1].byte_level_regex = true;
@@ -74,6 +76,8 @@ const std::vector<PreTokenizerRule>& pre_tokenizer_rules() {
     r[2].splits = {tok::kLlama3Pattern};
     r[2].ignore_merges = true;
     r[2].add_bos = true;
+    // Qwen2's own tokenizer normalizes to NFC; llama.cpp and transformers' GGUF loader do not,
+    // and so differ on text not in NFC (decomposed accents), where the model was trained on NFC.
     r[3].names = {"qwen2"};
     r[3].splits = {tok::kQwen2Pattern};
     r[3].nfc = true;
@@ -297,12 +301,13 @@ class Builder {
 
     Specials s = read_specials(std::nullopt, std::nullopt, std::nullopt, rule.add_bos);
 
-    json added = json::array();
+    std::string added;  // one per line
     for (int32_t id = 0; id < n_tokens(); ++id) {
       if (types_[id] != kControl && types_[id] != kUserDefined) continue;
-      const bool special = types_[id] == kControl;
-      added.push_back({{"id", id}, {"content", std::string(tokens_[id])}, {"single_word", false}, {"lstrip", false},
-                       {"rstrip", false}, {"normalized", false}, {"special", special}});
+      const json token = {{"id", id},         {"content", std::string(tokens_[id])}, {"single_word", false},
+                          {"lstrip", false},  {"rstrip", false}, {"normalized", false},
+                          {"special", types_[id] == kControl}};
+      added += (added.empty() ? "\n" : ",\n") + dump(token, "tokenizer.json");
     }
 
     const json model = {{"type", "BPE"},          {"dropout", nullptr},
@@ -312,7 +317,7 @@ class Builder {
     std::string model_text = dump(model, "tokenizer.json");
     model_text.pop_back();  // its closing brace: the vocabulary and merges follow
     files["tokenizer.json"] =
-        "{\"version\": \"1.0\",\n\"added_tokens\": " + dump(added, "tokenizer.json") +
+        "{\"version\": \"1.0\",\n\"added_tokens\": [" + added + "]" +
         ",\n\"normalizer\": " + dump(rule.nfc ? json{{"type", "NFC"}} : json(nullptr), "tokenizer.json") +
         ",\n\"pre_tokenizer\": " + dump(pre_tokenizer_json(rule), "tokenizer.json") +
         ",\n\"post_processor\": " + dump(post_processor(s), "tokenizer.json") +
