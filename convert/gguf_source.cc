@@ -85,7 +85,7 @@ std::optional<QType> requant_type(GgmlType t) {
     case GgmlType::q5_0: case GgmlType::q5_1: case GgmlType::q5_k: case GgmlType::q6_k:
     case GgmlType::q8_1: case GgmlType::q8_k:
       return parse_type("q8_g32_sym");
-    case GgmlType::q2_k: case GgmlType::q3_k: case GgmlType::q4_k:
+    case GgmlType::q2_k: case GgmlType::q3_k: case GgmlType::q4_k: case GgmlType::iq4_nl: case GgmlType::iq4_xs:
       return parse_type("q4_g32_asym");
     default:
       return std::nullopt;
@@ -179,7 +179,7 @@ class GgufSource final : public ModelSource {
       else if (!ggml_can_dequantize(t->type))
         problems.push_back("tensor '" + name + "' has type " + ggml_type_name((uint32_t)t->type) +
                            ", which lowbit cannot read (it reads F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, "
-                           "Q2_K-Q6_K, TQ1_0, TQ2_0)");
+                           "Q2_K-Q6_K, TQ1_0, TQ2_0, IQ4_NL, IQ4_XS)");
     }
     for (const GgufTensorInfo& t : file_.header().tensors)
       if (!expected.count(t.name)) problems.push_back("tensor '" + t.name + "' is not part of a " + config_.arch + " model");

@@ -1,24 +1,46 @@
 #!/usr/bin/env bash
-# The main job: convert a HuggingFace model, generate text, and print the accuracy table.
-#   bash scripts/demo.sh [HF_DIR] [PROMPT]
-# HF_DIR defaults to ../shared/models/stories260K. Outputs go to out/<model name>/.
+# The main job: take a model (GGUF file, HF directory or lowbit manifest), convert it, generate
+# text from a plain prompt and a chat prompt, and print the accuracy table of lowbit's bit widths
+# against the model's own fp32 weights.
+#   bash scripts/demo.sh [MODEL] [PROMPT]
+# MODEL defaults to ../shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf (a real,
+# instruction-tuned 135M Llama); ../shared/models/stories260K is a tiny one. Outputs: out/<name>/.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-HF="${1:-$ROOT/../shared/models/stories260K}"
+MODEL="${1:-$ROOT/../shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf}"
 PROMPT="${2:-Once upon a time}"
 TEXT="${LOWBIT_TEXT:-$ROOT/../shared/corpus/tinystories_sample.txt}"
+[ -e "$MODEL" ] || { echo "demo: $MODEL: no such file or directory" >&2; exit 2; }
 bash "$ROOT/scripts/setup.sh" cli  # builds only the CLI: the tests are scripts/test.sh's
+MODEL="$(cd "$(dirname "$MODEL")" && pwd)/$(basename "$MODEL")"
 cd "$ROOT"
-NAME="$(basename "$(cd "$HF" && pwd)")"
+NAME="$(basename "$MODEL" .gguf)"
 OUT="out/$NAME"
 mkdir -p "$OUT"
 LB=build/lowbit
-echo "== lowbit info"
-$LB info
-echo "== convert $HF at fp32 (reference) and 4 bits (groups of 32)"
-$LB convert "$HF" "$OUT/f32" --bits 32 --force
-$LB convert "$HF" "$OUT/q4" --bits 4 --group 32 --force
-echo "== generate (4-bit)"
-$LB run "$OUT/q4" -p "$PROMPT" -n 128
-echo "== accuracy: 8/4/2/1 bits x groups x quantizers against fp32 on $(basename "$TEXT")"
-$LB eval --sweep "$HF" --text "$TEXT" --max-tokens 4000 --json "$OUT/sweep.json" --plot "$OUT/sweep.png"
+echo "== lowbit info $MODEL"
+$LB info "$MODEL"
+
+if [ -f "$MODEL/manifest.json" ]; then
+  RUN="$MODEL"  # already converted: run it as it is
+else
+  # A GGUF keeps its own types (no --bits); an HF directory gets 4 bits in groups of 32.
+  echo "== convert to $OUT/model"
+  $LB convert "$MODEL" "$OUT/model" --force
+  RUN="$OUT/model"
+fi
+echo "== generate (greedy)"
+$LB run "$RUN" -p "$PROMPT" -n 96 --ctx 1024
+# A model that knows <|im_start|> as one token was tuned on ChatML.
+if [ "$($LB tokenize "$RUN" --no-bos -- '<|im_start|>' | wc -w)" = 1 ]; then
+  echo "== chat (ChatML, the template this model was tuned with)"
+  $LB run "$RUN" --no-bos --ctx 1024 -n 96 \
+    -p $'<|im_start|>user\nWrite one sentence about the sea.<|im_end|>\n<|im_start|>assistant\n'
+fi
+
+if [ -f "$MODEL/manifest.json" ]; then
+  exit 0  # the sweep needs the source weights
+fi
+echo "== accuracy: lowbit's bit widths against the model's own fp32 weights on $(basename "$TEXT")"
+$LB eval --sweep "$MODEL" --text "$TEXT" --bits 8,4,2 --groups 32,128 --quantizers search --max-tokens 1000 \
+  --json "$OUT/sweep.json" --plot "$OUT/sweep.png"
