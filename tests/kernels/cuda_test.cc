@@ -80,7 +80,7 @@ TEST(CudaBackend, ExplainsUnavailability) {
                        why.find("device") != std::string::npos || why.find("ABI") != std::string::npos ||
                        why.find("disabled") != std::string::npos;
     EXPECT_TRUE(known) << why;
-    std::printf("CUDA backend unavailable: %s\n", why.c_str());
+    std::printf("CUDA backend unavailable: %s\n", unavailable().c_str());
     return;
   }
   EXPECT_TRUE(why.empty()) << why;
