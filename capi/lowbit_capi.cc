@@ -65,10 +65,28 @@ class ApiError : public std::runtime_error {
 
 [[noreturn]] void fail(lowbit_status s, const std::string& message) { throw ApiError(s, message); }
 
-// Runs body; maps what it throws to a status. lowbit::Error means bad input, but whether that input
-// was an argument or a file depends on the call, so the caller names the status it stands for.
+// The status of a lowbit::Error's code. ErrorCode::unspecified (a check that cannot tell an
+// argument from a file, e.g. a parser's) stands for whatever the call's input was: the caller
+// names that status.
+lowbit_status status_of(ErrorCode code, lowbit_status unspecified) {
+  switch (code) {
+    case ErrorCode::unspecified: return unspecified;
+    case ErrorCode::invalid_argument: return LOWBIT_INVALID_ARGUMENT;
+    case ErrorCode::not_found: return LOWBIT_NOT_FOUND;
+    case ErrorCode::io: return LOWBIT_IO;
+    case ErrorCode::bad_format: return LOWBIT_FORMAT;
+    case ErrorCode::version: return LOWBIT_VERSION;
+    case ErrorCode::out_of_memory: return LOWBIT_OUT_OF_MEMORY;
+    case ErrorCode::context_full: return LOWBIT_CONTEXT_FULL;
+    case ErrorCode::cancelled: return LOWBIT_CANCELLED;
+    case ErrorCode::internal: return LOWBIT_INTERNAL;
+  }
+  return LOWBIT_INTERNAL;
+}
+
+// Runs body; maps what it throws to a status by the error's code (never by its message).
 template <class F>
-lowbit_status guard(lowbit_status library_error, F&& body) {
+lowbit_status guard(lowbit_status unspecified, F&& body) {
   try {
     body();
     t_last_error.clear();
@@ -76,12 +94,9 @@ lowbit_status guard(lowbit_status library_error, F&& body) {
   } catch (const ApiError& e) {
     t_last_error = e.what();
     return e.status;
-  } catch (const VersionError& e) {
-    t_last_error = e.what();
-    return LOWBIT_VERSION;
   } catch (const Error& e) {
     t_last_error = e.what();
-    return library_error;
+    return status_of(e.code(), unspecified);
   } catch (const std::bad_alloc&) {
     t_last_error = "out of memory";
     return LOWBIT_OUT_OF_MEMORY;
@@ -244,11 +259,7 @@ lowbit_status lowbit_model_load(const char* dir, const lowbit_load_params* param
     if (p.ctx < 0) fail(LOWBIT_INVALID_ARGUMENT, "lowbit_model_load: ctx must be >= 0");
     lp.threads = p.threads;
     lp.ctx = p.ctx;
-    try {
-      lp.isa = resolve_isa(parse_isa(p.isa && *p.isa ? p.isa : "auto"));
-    } catch (const Error& e) {
-      fail(LOWBIT_INVALID_ARGUMENT, std::string("lowbit_model_load: ") + e.what());
-    }
+    lp.isa = resolve_isa(parse_isa(p.isa && *p.isa ? p.isa : "auto"));  // invalid_argument
     const std::string d = dir;
     if (!path_exists(d)) fail(LOWBIT_NOT_FOUND, d + ": no such directory");
     for (const char* f : {kManifestFile, kWeightsFile}) {
@@ -256,17 +267,11 @@ lowbit_status lowbit_model_load(const char* dir, const lowbit_load_params* param
       if (!path_exists(path)) fail(LOWBIT_NOT_FOUND, path + ": not found (is " + d + " a lowbit manifest directory?)");
       if (access(path.c_str(), R_OK) != 0) fail(LOWBIT_IO, path + ": not readable");
     }
-    try {
-      auto m = std::make_unique<lowbit_model>();
-      m->model = Model::load(d, lp);
-      *out = track(std::move(m), Kind::model);
-    } catch (const VersionError&) {
-      throw;
-    } catch (const Error& e) {
-      // Model::load refuses up front when the weights and KV cache would not fit in memory.
-      if (std::strstr(e.what(), ": needs about ")) fail(LOWBIT_OUT_OF_MEMORY, e.what());
-      throw;
-    }
+    // Model::load's own codes: version for a newer manifest, out_of_memory when the weights and
+    // KV cache would not fit; its unspecified ones are a bad manifest (LOWBIT_FORMAT).
+    auto m = std::make_unique<lowbit_model>();
+    m->model = Model::load(d, lp);
+    *out = track(std::move(m), Kind::model);
   });
 }
 
@@ -585,11 +590,7 @@ lowbit_status lowbit_convert(const char* hf_dir, const char* out_dir, const lowb
         fail(LOWBIT_INVALID_ARGUMENT, "lowbit_convert: scheme must be \"sym\", \"asym\" or NULL, not '" + s + "'");
       opt.scheme = (int)(s == "sym" ? Scheme::sym : Scheme::asym);
     }
-    try {
-      opt.quantizer = parse_quantizer(p.quantizer ? p.quantizer : "search");
-    } catch (const Error& e) {
-      fail(LOWBIT_INVALID_ARGUMENT, std::string("lowbit_convert: ") + e.what());
-    }
+    opt.quantizer = parse_quantizer(p.quantizer ? p.quantizer : "search");  // invalid_argument
     if (!p.keep && p.n_keep) fail(LOWBIT_INVALID_ARGUMENT, "lowbit_convert: keep is NULL but n_keep is not 0");
     for (size_t i = 0; i < p.n_keep; ++i) {
       const std::string k = p.keep[i] ? p.keep[i] : "";

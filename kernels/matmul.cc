@@ -91,8 +91,8 @@ void matmul_many(const MatmulOut* outs, int count, const float* x, int64_t m, co
   if (m <= 0 || count <= 0) return;
   for (int i = 0; i < count; ++i) {
     const QMatrix& w = outs[i].w;
-    if (!w.data || !x || !outs[i].y) throw Error("matmul: null matrix, input or output");
-    if (w.k != outs[0].w.k) throw Error("matmul_many: matrices of different k (" + std::to_string(w.k) + " and " + std::to_string(outs[0].w.k) + ")");
+    if (!w.data || !x || !outs[i].y) throw Error(ErrorCode::invalid_argument, "matmul: null matrix, input or output");
+    if (w.k != outs[0].w.k) throw Error(ErrorCode::invalid_argument, "matmul_many: matrices of different k (" + std::to_string(w.k) + " and " + std::to_string(outs[0].w.k) + ")");
   }
   const CpuKernels& kern = kernels_for(resolve_isa(opt.isa));
   // Quantized weights take int8 activations unless the kernels run the shape in fp32. One

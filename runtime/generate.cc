@@ -33,10 +33,10 @@ GenerateResult generate(Session& session, const std::string& prompt, const Gener
   const Tokenizer& tok = model.tokenizer();
   const int64_t vocab = model.config().vocab_size;
   for (const std::string& s : params.stop)
-    if (s.empty()) throw Error("stop strings must not be empty");
+    if (s.empty()) throw Error(ErrorCode::invalid_argument, "stop strings must not be empty");
   GenerateResult r;
   r.prompt_ids = tok.encode(prompt, params.add_bos);
-  if (r.prompt_ids.empty()) throw Error("empty prompt and the tokenizer adds no BOS: nothing to start from");
+  if (r.prompt_ids.empty()) throw Error(ErrorCode::invalid_argument, "empty prompt and the tokenizer adds no BOS: nothing to start from");
 
   Sampler sampler(params.sampler);
   std::vector<float> logits(vocab);

@@ -71,13 +71,13 @@ std::unique_ptr<Model> Model::load(const std::string& dir, const LoadParams& par
   m->params_ = params;
   const ModelConfig& c = m->manifest_.config();
   m->ctx_ = params.ctx > 0 ? params.ctx : c.max_ctx;
-  if (m->ctx_ <= 0) throw Error(dir + ": context length must be positive");
+  if (m->ctx_ <= 0) throw Error(ErrorCode::invalid_argument, dir + ": context length must be positive");
 
   // A prompt batch is at most 512 tokens at a time (see Session::eval).
   const MemoryEstimate need = estimate(c, (int64_t)m->manifest_.weights_bytes(), m->ctx_, 512);
   const int64_t avail = available_memory();
   if (avail >= 0 && need.total() > avail)
-    throw Error(dir + ": needs about " + mib(need.total()) + " (weights " + mib(need.weights) +
+    throw Error(ErrorCode::out_of_memory, dir + ": needs about " + mib(need.total()) + " (weights " + mib(need.weights) +
                 ", KV cache for " + std::to_string(m->ctx_) + " positions " + mib(need.kv_cache) +
                 ") but only " + mib(avail) + " is available; try a smaller --ctx or fewer bits");
 
@@ -111,7 +111,7 @@ std::unique_ptr<Model> Model::load(const std::string& dir, const LoadParams& par
 }
 
 const Tokenizer& Model::tokenizer() const {
-  if (!tokenizer_) throw Error(manifest_.dir() + ": model was loaded without a tokenizer");
+  if (!tokenizer_) throw Error(ErrorCode::invalid_argument, manifest_.dir() + ": model was loaded without a tokenizer");
   return *tokenizer_;
 }
 
@@ -123,7 +123,7 @@ Session::Session(const Model& model) : model_(model) {
 }
 
 void Session::truncate(int64_t pos) {
-  if (pos < 0 || pos > pos_) throw Error("truncate: position " + std::to_string(pos) + " outside [0, " + std::to_string(pos_) + "]");
+  if (pos < 0 || pos > pos_) throw Error(ErrorCode::invalid_argument, "truncate: position " + std::to_string(pos) + " outside [0, " + std::to_string(pos_) + "]");
   pos_ = pos;
 }
 
@@ -149,14 +149,14 @@ void Session::mm_many(std::initializer_list<Proj> projs, int64_t layer, const fl
 }
 
 void Session::eval(const int32_t* tokens, int64_t n, float* logits, bool all_logits) {
-  if (n <= 0) throw Error("eval: no tokens");
+  if (n <= 0) throw Error(ErrorCode::invalid_argument, "eval: no tokens");
   const ModelConfig& c = model_.config();
   if (pos_ + n > model_.ctx())
-    throw Error("context full: " + std::to_string(pos_) + " + " + std::to_string(n) +
+    throw Error(ErrorCode::context_full, "context full: " + std::to_string(pos_) + " + " + std::to_string(n) +
                 " tokens exceed the context of " + std::to_string(model_.ctx()) + " (use a larger --ctx)");
   for (int64_t i = 0; i < n; ++i)
     if (tokens[i] < 0 || tokens[i] >= c.vocab_size)
-      throw Error("token id " + std::to_string(tokens[i]) + " outside the vocabulary [0, " +
+      throw Error(ErrorCode::invalid_argument, "token id " + std::to_string(tokens[i]) + " outside the vocabulary [0, " +
                   std::to_string(c.vocab_size) + ")");
   // Prompts go in batches of up to 512 tokens: the GEMM kernels are as fast by then, and the
   // scratch stays bounded for long prompts.

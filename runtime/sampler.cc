@@ -9,11 +9,11 @@
 namespace lowbit {
 
 Sampler::Sampler(const SamplerParams& p) : p_(p), rng_(p.seed) {
-  if (p.temperature < 0) throw Error("temperature must be >= 0");
-  if (p.top_k < 0) throw Error("top_k must be >= 0");
-  if (!(p.top_p > 0 && p.top_p <= 1)) throw Error("top_p must be in (0, 1]");
-  if (!(p.min_p >= 0 && p.min_p <= 1)) throw Error("min_p must be in [0, 1]");
-  if (!(p.repetition_penalty > 0)) throw Error("repetition_penalty must be > 0");
+  if (p.temperature < 0) throw Error(ErrorCode::invalid_argument, "temperature must be >= 0");
+  if (p.top_k < 0) throw Error(ErrorCode::invalid_argument, "top_k must be >= 0");
+  if (!(p.top_p > 0 && p.top_p <= 1)) throw Error(ErrorCode::invalid_argument, "top_p must be in (0, 1]");
+  if (!(p.min_p >= 0 && p.min_p <= 1)) throw Error(ErrorCode::invalid_argument, "min_p must be in [0, 1]");
+  if (!(p.repetition_penalty > 0)) throw Error(ErrorCode::invalid_argument, "repetition_penalty must be > 0");
 }
 
 int32_t Sampler::sample(float* logits, int64_t vocab, const std::vector<int32_t>& recent) {

@@ -11,6 +11,8 @@ build_features: str
 class Error(RuntimeError):
     """An error reported by lowbit; the message names the file, tensor or field at fault."""
 
+    code: str  # "invalid_argument", "not_found", "context_full", ... (kernels/error.h ErrorCode)
+
 class VersionError(Error):
     """A file newer than this version of lowbit understands."""
 

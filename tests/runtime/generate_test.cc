@@ -147,7 +147,12 @@ TEST(Generate, ContextOverflowIsAnError) {
   Session s(*model);
   std::vector<int32_t> ids(17, 5);
   std::vector<float> logits(model->config().vocab_size);
-  EXPECT_THROW(s.eval(ids.data(), (int64_t)ids.size(), logits.data()), Error);
+  try {
+    s.eval(ids.data(), (int64_t)ids.size(), logits.data());
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::context_full) << e.what();
+  }
   GenerateParams gp;
   gp.max_tokens = 100;
   const GenerateResult r = generate(s, "", gp);
@@ -208,6 +213,7 @@ TEST(Model, MemoryEstimateRefusesHugeContext) {
     FAIL() << "no error";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("available"), std::string::npos) << e.what();
+    EXPECT_EQ(e.code(), ErrorCode::out_of_memory);
   }
 }
 
