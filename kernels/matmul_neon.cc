@@ -166,11 +166,13 @@ inline float load1(const uint8_t* row, int64_t i) {
   }
 }
 
-// Weight row n against activation rows [r0, r0 + R). With one row, four independent
-// accumulators hide the FMA latency; with more rows the R rows already provide that.
+// Weight row n against activation rows [r0, r0 + R). Four independent accumulators per row hide
+// the FMA latency at R = 1, and every R uses the same four, so a row's sums come out in the same
+// order at every M (batched decoding relies on it); R = 4 holds 16 accumulators and 4 weight
+// vectors, within the 32 vector registers.
 template <Base B, int R>
 void f_row(const QMatrix& w, const float* x, int64_t r0, int64_t n, float* y) {
-  constexpr int U = R == 1 ? 4 : 2;  // 4-lane vectors per step
+  constexpr int U = 4;  // 4-lane vectors per step
   const int64_t k = w.k;
   const uint8_t* row = w.data + n * k * float_bytes(B);  // (k) weights
   const float* xr[R];                                    // per row: (k) activations

@@ -101,13 +101,23 @@ inline __m256 plane_factor() {
   else return _mm256_set1_ps(1.f);
 }
 
-// For weight row n and activation rows m0 .. m0+C-1: ct[c] = sum_g ce_g * gsum_{c,g}, and the
-// per-block multipliers. Per-row groups need none: the activation scales serve as they are and
-// the returned d multiplies the row's sum. Otherwise mult[c][b] = d_{g(b)} * s_{c,b} for
-// b < nb8 (zero past the real blocks, whose activation scales are zero) and 1 is returned.
-// dg: scratch for round_up(groups, 8) + 16 floats.
+// One weight group per row spanning more than 8 blocks (per-row groups over K > 256, where
+// gemv() never runs): the activation scales serve as the multipliers and d scales the row's sum.
+template <int BITS>
+inline bool row_scaled(const Ctx& x) {
+  return x.groups == 1 && BITS > 2 && x.gb > 8;
+}
+
+// For weight row n and activation rows m0 .. m0+C-1: the group-sum terms sum_g ce_g gsum_{c,g}
+// as two parts, ct[c] = cd_mul * sum_g d_g gsum_{c,g} and cm[c] = sum_g m_g gsum_{c,g}, which
+// the caller adds in that order after the codes' sum, as gemv() does: the same fp32 sums in the
+// same order, so a row's result does not depend on whether it ran at M = 1 or in a tile of M > 1
+// (batched decoding relies on it). And the per-block multipliers: with row_scaled(), none (the
+// activation scales serve as they are) and the returned d multiplies the row's sum; otherwise
+// mult[c][b] = d_{g(b)} * s_{c,b} for b < nb8 (zero past the real blocks, whose activation
+// scales are zero) and 1 is returned. dg: scratch for round_up(groups, 8) + 16 floats.
 template <int BITS, int C>
-float prepare(const Ctx& x, int64_t n, int64_t m0, float* mult, float* ct, float* dg) {
+float prepare(const Ctx& x, int64_t n, int64_t m0, float* mult, float* ct, float* cm, float* dg) {
   // Locals, not x's fields: the vector stores below may alias anything and would force reloads.
   const int64_t groups = x.groups, nb8 = x.nb8, ab = x.ablocks;
   const float* s0 = x.ascale + m0 * ab;
@@ -115,9 +125,9 @@ float prepare(const Ctx& x, int64_t n, int64_t m0, float* mult, float* ct, float
   const uint16_t* sc = x.scales + n * groups;
   const uint16_t* mn = x.mins ? x.mins + n * groups : nullptr;
   constexpr bool scaled_planes = BITS <= 2;
-  if (groups == 1 && !scaled_planes) {
+  if (row_scaled<BITS>(x)) {
     const float d = f16_to_f32(sc[0]), m = mn ? f16_to_f32(mn[0]) : 0.0f;
-    for (int c = 0; c < C; ++c) ct[c] = (x.cd_mul * d + m) * gs0[c];
+    for (int c = 0; c < C; ++c) ct[c] = (x.cd_mul * d + m) * gs0[c], cm[c] = 0.0f;
     return d;
   }
   const __m256 pf = plane_factor<BITS>();
@@ -144,7 +154,7 @@ float prepare(const Ctx& x, int64_t n, int64_t m0, float* mult, float* ct, float
     const int cnt = (int)(groups - g);
     eight(g, load_f16(sc + g, cnt), mn ? load_f16(mn + g, cnt) : _mm256_setzero_ps(), cnt);
   }
-  for (int c = 0; c < C; ++c) ct[c] = x.cd_mul * hsum(accd[c]) + hsum(accm[c]);
+  for (int c = 0; c < C; ++c) ct[c] = x.cd_mul * hsum(accd[c]), cm[c] = hsum(accm[c]);
   if (per_block) return 1.0f;
 
   const int64_t g8 = round_up(groups, 8);
@@ -301,12 +311,12 @@ void tile(const Ctx& x, int64_t n, int64_t m0) {
   if (scratch.size() < need) scratch.resize(need);
   float* mult = scratch.data();  // (R, C, nb8)
   float* dg = mult + R * C * nb8;
-  float ct[R][C], post[R];
+  float ct[R][C], cm[R][C], post[R];
   const float* mrow[R][C];  // per-block multipliers of (r, c)
   for (int r = 0; r < R; ++r) {
-    post[r] = prepare<BITS, C>(x, n + r, m0, mult + r * C * nb8, ct[r], dg);
+    post[r] = prepare<BITS, C>(x, n + r, m0, mult + r * C * nb8, ct[r], cm[r], dg);
     for (int c = 0; c < C; ++c)
-      mrow[r][c] = x.groups == 1 && BITS > 2 ? x.ascale + (m0 + c) * x.ablocks : mult + (r * C + c) * nb8;
+      mrow[r][c] = row_scaled<BITS>(x) ? x.ascale + (m0 + c) * x.ablocks : mult + (r * C + c) * nb8;
   }
 
   const uint8_t* row[R];
@@ -354,7 +364,7 @@ void tile(const Ctx& x, int64_t n, int64_t m0) {
   }
   for (int r = 0; r < R; ++r)
     for (int c = 0; c < C; ++c)
-      x.y[(m0 + c) * x.ldy + n + r] = x.de_mul * post[r] * hsum(acc[r][c]) + ct[r][c];
+      x.y[(m0 + c) * x.ldy + n + r] = x.de_mul * post[r] * hsum(acc[r][c]) + ct[r][c] + cm[r][c];
 }
 
 // 2^-plane_shift of the 4 blocks of step quarter QD (blocks 4 QD .. 4 QD + 3 of a step).
