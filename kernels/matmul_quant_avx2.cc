@@ -306,10 +306,19 @@ void tile(const Ctx& x, int64_t n, int64_t m0) {
   const int64_t nb8 = x.nb8, nbw = x.nbw;
 
   if constexpr (C == 1 && kPrefetch > 0) prefetch_scales<R>(x, n);
-  thread_local std::vector<float> scratch;
+  // The multipliers on the stack (rows up to K ~ 29k at the 2 x 4 tile): a thread_local vector
+  // would be sized the first time a worker meets a shape, which may be in any later decode step
+  // (decode allocates nothing per token: tests/runtime/alloc_test.cc). Longer rows use one.
+  constexpr size_t kStackFloats = 8192;
+  alignas(32) float stack_scratch[kStackFloats];
+  thread_local std::vector<float> heap_scratch;
   const size_t need = (size_t)(R * C * nb8 + round_up(x.groups, 8) + 16);
-  if (scratch.size() < need) scratch.resize(need);
-  float* mult = scratch.data();  // (R, C, nb8)
+  float* scratch = stack_scratch;
+  if (need > kStackFloats) {
+    if (heap_scratch.size() < need) heap_scratch.resize(need);
+    scratch = heap_scratch.data();
+  }
+  float* mult = scratch;  // (R, C, nb8)
   float* dg = mult + R * C * nb8;
   float ct[R][C], cm[R][C], post[R];
   const float* mrow[R][C];  // per-block multipliers of (r, c)
