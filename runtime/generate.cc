@@ -27,16 +27,48 @@ size_t held_back(const std::string& text, const std::vector<std::string>& stops)
 
 }  // namespace
 
+TextStream::TextStream(const Tokenizer& tok, std::vector<std::string> stop) : decode_(tok), stop_(std::move(stop)) {
+  for (const std::string& s : stop_)
+    if (s.empty()) throw Error(ErrorCode::invalid_argument, "stop strings must not be empty");
+}
+
+bool TextStream::push(int32_t id) {
+  full_ += decode_.push(id);
+  bool stopped = false;
+  for (const std::string& s : stop_) {
+    const size_t at = full_.find(s);
+    if (at != std::string::npos) {
+      full_.resize(at);
+      stopped = true;
+    }
+  }
+  if (stopped) open_ = false;
+  return stopped;
+}
+
+void TextStream::finish() {
+  if (open_) full_ += decode_.flush();
+  open_ = false;
+}
+
+std::string TextStream::take() {
+  const size_t upto = open_ ? full_.size() - held_back(full_, stop_) : full_.size();
+  if (upto <= shown_) return {};
+  std::string piece = full_.substr(shown_, upto - shown_);
+  shown_ = upto;
+  return piece;
+}
+
 GenerateResult generate(Session& session, const std::string& prompt, const GenerateParams& params,
                         const TokenCallback& on_token) {
   const Model& model = session.model();
   const Tokenizer& tok = model.tokenizer();
   const int64_t vocab = model.config().vocab_size;
-  for (const std::string& s : params.stop)
-    if (s.empty()) throw Error(ErrorCode::invalid_argument, "stop strings must not be empty");
+  TextStream text(tok, params.stop);
   GenerateResult r;
   r.prompt_ids = tok.encode(prompt, params.add_bos);
-  if (r.prompt_ids.empty()) throw Error(ErrorCode::invalid_argument, "empty prompt and the tokenizer adds no BOS: nothing to start from");
+  if (r.prompt_ids.empty())
+    throw Error(ErrorCode::invalid_argument, "empty prompt and the tokenizer adds no BOS: nothing to start from");
 
   Sampler sampler(params.sampler);
   std::vector<float> logits(vocab);
@@ -45,14 +77,10 @@ GenerateResult generate(Session& session, const std::string& prompt, const Gener
   session.eval(r.prompt_ids.data(), (int64_t)r.prompt_ids.size(), logits.data());
   r.prompt_seconds = seconds_since(t0);
 
-  DecodeStream stream(tok);
-  std::string full;      // all generated text so far
-  size_t delivered = 0;  // bytes of `full` handed to the callback
-  auto deliver = [&](size_t upto, int32_t id) {
-    if (upto <= delivered) return true;
-    const std::string piece = full.substr(delivered, upto - delivered);
-    delivered = upto;
-    return on_token ? on_token(piece, id) : true;
+  // Hands the text not yet shown to the callback; false when the callback says stop.
+  auto deliver = [&](int32_t id) {
+    const std::string piece = text.take();
+    return piece.empty() || !on_token || on_token(piece, id);
   };
 
   t0 = std::chrono::steady_clock::now();
@@ -65,21 +93,12 @@ GenerateResult generate(Session& session, const std::string& prompt, const Gener
     }
     r.ids.push_back(id);
     history.push_back(id);
-    full += stream.push(id);
-    bool stopped = false;
-    for (const std::string& s : params.stop) {
-      const size_t at = full.find(s);
-      if (at != std::string::npos) {
-        full.resize(at);
-        stopped = true;
-      }
-    }
-    if (stopped) {
-      deliver(full.size(), id);
+    if (text.push(id)) {
+      deliver(id);
       r.stop_reason = "stop";
       break;
     }
-    if (!deliver(full.size() - held_back(full, params.stop), id)) {
+    if (!deliver(id)) {
       r.stop_reason = "callback";
       break;
     }
@@ -91,11 +110,11 @@ GenerateResult generate(Session& session, const std::string& prompt, const Gener
     session.eval(&id, 1, logits.data());
   }
   if (r.stop_reason != "stop" && r.stop_reason != "callback") {
-    full += stream.flush();
-    deliver(full.size(), -1);
+    text.finish();
+    deliver(-1);
   }
   r.gen_seconds = seconds_since(t0);
-  r.text = full.substr(0, r.stop_reason == "callback" ? delivered : full.size());
+  r.text = r.stop_reason == "callback" ? text.text().substr(0, text.shown()) : text.text();
   return r;
 }
 
