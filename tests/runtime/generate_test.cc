@@ -14,25 +14,12 @@
 #include "convert/convert.h"
 #include "kernels/error.h"
 #include "runtime/generate.h"
-#include "tests/convert/hf_test_util.h"
+#include "tests/runtime/converted_models.h"
 
 namespace lowbit {
 namespace {
 
-using test::TempDir;
-
-// One conversion per (model, bits) for the whole test binary.
-const std::string& converted(const std::string& model, int bits) {
-  static TempDir dir;
-  static std::map<std::string, std::string> done;
-  const std::string key = model + "_b" + std::to_string(bits);
-  auto it = done.find(key);
-  if (it != done.end()) return it->second;
-  ConvertOptions opt;
-  opt.bits = bits;
-  convert_model(test::kModels + "/" + model, dir / key, opt);
-  return done[key] = dir / key;
-}
+using test::converted;
 
 std::string greedy(const std::string& manifest, int64_t tokens, LoadParams lp = {}) {
   auto model = Model::load(manifest, lp);
