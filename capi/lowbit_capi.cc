@@ -23,6 +23,7 @@
 #include "kernels/qtype.h"
 #include "kernels/quantize.h"
 #include "kernels/thread_pool.h"
+#include "runtime/batch.h"
 #include "runtime/generate.h"
 #include "runtime/model.h"
 #include "runtime/sampler.h"
@@ -42,6 +43,12 @@ struct lowbit_sampler {
   explicit lowbit_sampler(const lowbit::SamplerParams& p) : sampler(p) {}
   lowbit::Sampler sampler;
   std::vector<int32_t> recent;  // scratch: Sampler::sample takes a vector
+};
+
+struct lowbit_batch {
+  std::shared_ptr<const lowbit::Model> model;  // kept loaded while the batch lives
+  std::unique_ptr<lowbit::Scheduler> scheduler;
+  std::vector<lowbit_batch_event> events;       // the last step's, pointing into its events
 };
 
 struct lowbit_qtensor {
@@ -114,7 +121,7 @@ lowbit_status guard(lowbit_status unspecified, F&& body) {
 
 // The live-handle table: a handle is valid only between its create and its free. Looking a pointer
 // up never dereferences it, so a freed handle is reported instead of read.
-enum class Kind { model, session, sampler, qtensor };
+enum class Kind { model, session, sampler, qtensor, batch };
 
 const char* kind_name(Kind k) {
   switch (k) {
@@ -122,6 +129,7 @@ const char* kind_name(Kind k) {
     case Kind::session: return "lowbit_session";
     case Kind::sampler: return "lowbit_sampler";
     case Kind::qtensor: return "lowbit_qtensor";
+    case Kind::batch: return "lowbit_batch";
   }
   return "handle";
 }
@@ -193,6 +201,16 @@ SamplerParams to_cpp(const lowbit_sampler_params& p) {
     fail(LOWBIT_INVALID_ARGUMENT, "sampler: repetition_penalty must be > 0");
   if (s.repetition_window < 0) fail(LOWBIT_INVALID_ARGUMENT, "sampler: repetition_window must be >= 0");
   return s;
+}
+
+lowbit_stop_reason to_c_stop(FinishReason r) {
+  switch (r) {
+    case FinishReason::eos: return LOWBIT_STOP_EOS;
+    case FinishReason::stop: return LOWBIT_STOP_STRING;
+    case FinishReason::context: return LOWBIT_STOP_CONTEXT;
+    case FinishReason::cancelled: return LOWBIT_STOP_CANCELLED;
+    default: return LOWBIT_STOP_LENGTH;
+  }
 }
 
 lowbit_stop_reason to_c_stop(const std::string& r) {
@@ -479,6 +497,98 @@ lowbit_status lowbit_generate(lowbit_session* session, const char* prompt, const
       result->prompt_seconds = r.prompt_seconds;
       result->gen_seconds = r.gen_seconds;
     }
+  });
+}
+
+// ---- batches --------------------------------------------------------------------------------
+
+lowbit_batch_params lowbit_batch_default_params(void) {
+  const SchedulerParams d;
+  lowbit_batch_params p;
+  p.max_sequences = d.max_sequences;
+  p.max_step_tokens = d.max_step_tokens;
+  return p;
+}
+
+lowbit_status lowbit_batch_create(const lowbit_model* model, const lowbit_batch_params* params, lowbit_batch** out) {
+  return guard(LOWBIT_INVALID_ARGUMENT, [&] {
+    check(model, Kind::model, "lowbit_batch_create", "model");
+    need(out, "lowbit_batch_create", "out");
+    const lowbit_batch_params p = params ? *params : lowbit_batch_default_params();
+    auto b = std::make_unique<lowbit_batch>();
+    b->model = model->model;
+    b->scheduler = std::make_unique<Scheduler>(*b->model, SchedulerParams{p.max_sequences, p.max_step_tokens});
+    *out = track(std::move(b), Kind::batch);
+  });
+}
+
+void lowbit_batch_free(lowbit_batch* batch) { release(batch, Kind::batch, "lowbit_batch_free"); }
+
+lowbit_sequence_params lowbit_sequence_default_params(void) {
+  const SequenceParams d;
+  lowbit_sequence_params p;
+  p.max_tokens = d.max_tokens;
+  p.sampler = lowbit_sampler_default_params();
+  p.stop = nullptr;
+  p.n_stop = 0;
+  return p;
+}
+
+lowbit_status lowbit_batch_add(lowbit_batch* batch, const int32_t* prompt, size_t n_prompt,
+                               const lowbit_sequence_params* params, uint64_t* out_id) {
+  return guard(LOWBIT_INVALID_ARGUMENT, [&] {
+    check(batch, Kind::batch, "lowbit_batch_add", "batch");
+    if (!prompt && n_prompt) fail(LOWBIT_INVALID_ARGUMENT, "lowbit_batch_add: prompt is NULL");
+    const lowbit_sequence_params p = params ? *params : lowbit_sequence_default_params();
+    SequenceParams sp;
+    sp.max_tokens = p.max_tokens;
+    sp.sampler = to_cpp(p.sampler);
+    if (!p.stop && p.n_stop) fail(LOWBIT_INVALID_ARGUMENT, "lowbit_batch_add: stop is NULL but n_stop is not 0");
+    for (size_t i = 0; i < p.n_stop; ++i) {
+      if (!p.stop[i] || !*p.stop[i])
+        fail(LOWBIT_INVALID_ARGUMENT, "lowbit_batch_add: stop[" + std::to_string(i) + "] is NULL or empty");
+      sp.stop.emplace_back(p.stop[i]);
+    }
+    // The scheduler's own codes: invalid_argument, context_full.
+    const SequenceId id = batch->scheduler->submit(std::vector<int32_t>(prompt, prompt + n_prompt), sp);
+    if (out_id) *out_id = id;
+  });
+}
+
+lowbit_status lowbit_batch_cancel(lowbit_batch* batch, uint64_t id) {
+  return guard(LOWBIT_INVALID_ARGUMENT, [&] {
+    check(batch, Kind::batch, "lowbit_batch_cancel", "batch");
+    if (!batch->scheduler->cancel(id))
+      fail(LOWBIT_NOT_FOUND, "lowbit_batch_cancel: no waiting or generating sequence " + std::to_string(id));
+  });
+}
+
+lowbit_status lowbit_batch_step(lowbit_batch* batch, const lowbit_batch_event** events, size_t* n_events) {
+  return guard(LOWBIT_INTERNAL, [&] {
+    check(batch, Kind::batch, "lowbit_batch_step", "batch");
+    need(events, "lowbit_batch_step", "events");
+    need(n_events, "lowbit_batch_step", "n_events");
+    const std::vector<SequenceEvent>& ev = batch->scheduler->step();
+    batch->events.resize(ev.size());
+    for (size_t i = 0; i < ev.size(); ++i) {
+      lowbit_batch_event& e = batch->events[i];
+      e.id = ev[i].id;
+      e.token = ev[i].token;
+      e.text = ev[i].text.data();
+      e.text_len = ev[i].text.size();
+      e.finished = ev[i].finish != FinishReason::none;
+      e.stop_reason = to_c_stop(ev[i].finish);
+    }
+    *events = batch->events.data();
+    *n_events = batch->events.size();
+  });
+}
+
+lowbit_status lowbit_batch_pending(const lowbit_batch* batch, size_t* running, size_t* waiting) {
+  return guard(LOWBIT_INVALID_ARGUMENT, [&] {
+    check(batch, Kind::batch, "lowbit_batch_pending", "batch");
+    if (running) *running = batch->scheduler->running();
+    if (waiting) *waiting = batch->scheduler->waiting();
   });
 }
 

@@ -94,11 +94,11 @@ bool Scheduler::has_work() const {
   return !incoming_.empty() || !cancels_.empty() || !waiting_.empty() || !running_.empty();
 }
 
-size_t Scheduler::running() const { return running_.size(); }
+size_t Scheduler::running() const { return running_count_.load(); }
 
 size_t Scheduler::waiting() const {
   std::lock_guard<std::mutex> lock(mutex_);
-  return incoming_.size() + waiting_.size();
+  return incoming_.size() + waiting_count_.load();
 }
 
 const SequenceStats* Scheduler::stats(SequenceId id) const {
@@ -129,6 +129,8 @@ void Scheduler::finish(Seq& s, FinishReason why) {
 void Scheduler::forget_finished() {
   std::lock_guard<std::mutex> lock(mutex_);
   for (const auto& s : finished_) live_.erase(s->id);
+  running_count_ = running_.size();
+  waiting_count_ = waiting_.size();
 }
 
 void Scheduler::admit() {
@@ -154,6 +156,7 @@ const std::vector<SequenceEvent>& Scheduler::step() {
     std::lock_guard<std::mutex> lock(mutex_);
     for (auto& s : incoming_) waiting_.push_back(std::move(s));
     incoming_.clear();
+    waiting_count_ = waiting_.size();
     cancels.swap(cancels_);
   }
   for (SequenceId id : cancels) {

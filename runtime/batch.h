@@ -25,11 +25,12 @@
 // cache a page at a time, is left for when prefix caching is wanted. The cost is one allocation
 // per admitted sequence, at admission, never inside a step's forward pass.
 //
-// Thread safety: submit() and cancel() may be called from any thread at any time, also while
-// another thread is inside step(). step() and the other members are called by one thread at a
-// time (the loop that drives the scheduler, e.g. an HTTP server's engine thread).
+// Thread safety: submit(), cancel(), running() and waiting() may be called from any thread at any
+// time, also while another thread is inside step(). step() and the other members are called by
+// one thread at a time (the loop that drives the scheduler, e.g. an HTTP server's engine thread).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -101,7 +102,7 @@ class Scheduler {
   const std::vector<SequenceEvent>& step();
 
   bool has_work() const;     // sequences waiting or running (or cancellations to report)
-  size_t running() const;    // admitted and not finished
+  size_t running() const;    // admitted and not finished (as of the last step)
   size_t waiting() const;    // submitted, not yet admitted
   // Of a sequence that has not finished yet, or finished in the last step.
   const SequenceStats* stats(SequenceId id) const;
@@ -127,6 +128,7 @@ class Scheduler {
   std::deque<std::unique_ptr<Seq>> waiting_;
   std::vector<std::unique_ptr<Seq>> running_;   // in admission order
   std::vector<std::unique_ptr<Seq>> finished_;  // in the last step
+  std::atomic<size_t> running_count_{0}, waiting_count_{0};  // running_ and waiting_ sizes, for any thread
   std::vector<SequenceEvent> events_;
   std::vector<SeqChunk> chunks_;
   std::vector<Seq*> chunk_seqs_;  // the sequence of each chunk
