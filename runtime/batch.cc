@@ -208,6 +208,7 @@ const std::vector<SequenceEvent>& Scheduler::step() {
   auto is_end = [&](const Seq& s, int32_t id) {
     const int32_t bos = tok ? tok->bos_id() : c.bos_id;
     if (s.params.stop_on_bos && id == bos && bos >= 0) return true;
+    if (!s.params.stop_on_eos) return false;
     if (tok) return tok->is_eos(id);
     return std::find(c.eos_ids.begin(), c.eos_ids.end(), id) != c.eos_ids.end();
   };

@@ -52,6 +52,7 @@ struct SequenceParams {
   SamplerParams sampler;
   std::vector<std::string> stop;  // stop strings (not included in the text); need a tokenizer
   bool stop_on_bos = true;        // as GenerateParams::stop_on_bos
+  bool stop_on_eos = true;        // false: end tokens are ordinary tokens (benchmarks: fixed lengths)
 };
 
 enum class FinishReason { none, eos, length, stop, context, cancelled };
