@@ -63,6 +63,14 @@ class Model:
         add_bos: bool = True,
         callback: Optional[Callable[[str], Optional[bool]]] = None,
     ) -> dict: ...
+    def generate_batch(
+        self,
+        prompts: Sequence[str],
+        settings: Sequence[dict],  # generate()'s keyword arguments, one dict per prompt
+        max_sequences: int = 16,
+        max_step_tokens: int = 256,
+        callback: Optional[Callable[[int, str], Optional[bool]]] = None,
+    ) -> List[dict]: ...
 
 def convert(
     hf_dir: str,

@@ -18,7 +18,7 @@ py::object evaluate_models(const std::string& model_dir, const std::string& text
                            const std::optional<std::string>& ref_dir, int64_t ctx, int64_t max_tokens, int threads,
                            const std::optional<std::string>& ref_logits, const std::optional<std::string>& save_ref,
                            const py::object& progress) {
-  if (!ref_dir && !ref_logits) throw Error("evaluate: give ref (an FP32 manifest) or ref_logits (a saved reference)");
+  if (!ref_dir && !ref_logits) throw Error(ErrorCode::invalid_argument, "evaluate: give ref (an FP32 manifest) or ref_logits (a saved reference)");
   EvalOptions opt;
   opt.ref_logits = ref_logits.value_or("");
   opt.save_ref = save_ref.value_or("");
