@@ -10,7 +10,7 @@
 
 #include "cli/command.h"
 #include "kernels/error.h"
-#include "runtime/tokenizer.h"
+#include "runtime/tokenizer/tokenizer.h"
 
 namespace {
 

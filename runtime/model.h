@@ -21,7 +21,7 @@
 #include "models/arch.h"
 #include "runtime/forward.h"
 #include "runtime/manifest.h"
-#include "runtime/tokenizer.h"
+#include "runtime/tokenizer/tokenizer.h"
 
 namespace lowbit {
 

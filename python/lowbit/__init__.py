@@ -150,7 +150,7 @@ if hasattr(_core, "evaluate"):
 
         model, ref: manifest directories (or Models). ref_logits: a reference file saved earlier
         with save_ref, instead of running ref. Returns perplexities, their difference, KL
-        divergence and top-1 agreement, each with a 95% interval (see runtime/eval.h).
+        divergence and top-1 agreement, each with a 95% interval (see eval/eval.h).
         progress(tokens_done, tokens_total) is called after each window.
         """
         path = lambda m: None if m is None else str(m.path if isinstance(m, Model) else m)

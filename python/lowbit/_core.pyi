@@ -86,7 +86,7 @@ def convert(
     progress: Optional[Callable[[int, int, str, int, int], None]] = None,
 ) -> dict: ...
 
-# Present when the library was built with the accuracy harness (runtime/eval.h).
+# Present when the library was built with the accuracy harness (eval/eval.h).
 def evaluate(
     model: str,
     text: str,

@@ -1,14 +1,14 @@
-// evaluate(): the accuracy harness (runtime/eval.h), a quantized model against its FP32 reference
+// evaluate(): the accuracy harness (eval/eval.h), a quantized model against its FP32 reference
 // on a text file. Bound only when the library has the harness.
 #include "python/src/bindings.h"
 
-#if __has_include("runtime/eval.h")
+#if __has_include("eval/eval.h")
 #include <memory>
 #include <optional>
 #include <string>
 
 #include "kernels/error.h"
-#include "runtime/eval.h"
+#include "eval/eval.h"
 #include "runtime/model.h"
 
 namespace lowbit::python {
@@ -47,7 +47,7 @@ void register_eval(py::module_& m) {
         py::arg("ctx") = 256, py::arg("max_tokens") = 0, py::arg("threads") = 0, py::arg("ref_logits") = py::none(),
         py::arg("save_ref") = py::none(), py::arg("progress") = py::none(),
         "Measures a quantized manifest against its FP32 reference on a text file: perplexity, KL\n"
-        "divergence and top-1 agreement with 95% intervals, as a dict (see runtime/eval.h).");
+        "divergence and top-1 agreement with 95% intervals, as a dict (see eval/eval.h).");
 }
 
 }  // namespace lowbit::python
