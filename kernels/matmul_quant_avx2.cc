@@ -580,15 +580,15 @@ void gemm_bits(const Ctx& x, const QuantizedActs& a, int64_t n0, int64_t n1) {
 
 void gemm_q(const QMatrix& w, const QuantizedActs& a, float* y, int64_t n0, int64_t n1) {
   const QType& t = w.type;
-  const QLayout l = q_layout(t, w.n, w.k);
+  const QSections<const uint8_t> sec = q_sections(t, w.n, w.k, w.data);
   Ctx x;
-  x.codes = w.data + l.codes_offset;
-  x.row_bytes = l.row_bytes;
-  x.scales = reinterpret_cast<const uint16_t*>(w.data + l.scales_offset);
-  x.mins = t.scheme == Scheme::asym ? reinterpret_cast<const uint16_t*>(w.data + l.mins_offset) : nullptr;
-  x.groups = l.groups;
+  x.codes = sec.codes;
+  x.row_bytes = sec.row_bytes;
+  x.scales = sec.scales;
+  x.mins = sec.mins;
+  x.groups = sec.groups;
   x.gb = a.group_blocks;
-  x.nbw = l.row_bytes / kChunkBytes * (8 / t.bits);
+  x.nbw = sec.row_bytes / kChunkBytes * (8 / t.bits);
   x.nb8 = round_up(x.nbw, 8);
   // group_coeffs (quant_format.h) as multiples of d.
   const bool asym = t.scheme == Scheme::asym;
