@@ -24,6 +24,7 @@
 #include "kernels/qtype.h"
 #include "kernels/quantize.h"
 #include "kernels/thread_pool.h"
+#include "runtime/batch.h"
 #include "runtime/generate.h"
 #include "runtime/model.h"
 #include "runtime/sampler.h"
@@ -43,6 +44,12 @@ struct lowbit_sampler {
   explicit lowbit_sampler(const lowbit::SamplerParams& p) : sampler(p) {}
   lowbit::Sampler sampler;
   std::vector<int32_t> recent;  // scratch: Sampler::sample takes a vector
+};
+
+struct lowbit_batch {
+  std::shared_ptr<const lowbit::Model> model;  // kept loaded while the batch lives
+  std::unique_ptr<lowbit::Scheduler> scheduler;
+  std::vector<lowbit_batch_event> events;       // the last step's, pointing into its events
 };
 
 struct lowbit_qtensor {
@@ -66,10 +73,28 @@ class ApiError : public std::runtime_error {
 
 [[noreturn]] void fail(lowbit_status s, const std::string& message) { throw ApiError(s, message); }
 
-// Runs body; maps what it throws to a status. lowbit::Error means bad input, but whether that input
-// was an argument or a file depends on the call, so the caller names the status it stands for.
+// The status of a lowbit::Error's code. ErrorCode::unspecified (a check that cannot tell an
+// argument from a file, e.g. a parser's) stands for whatever the call's input was: the caller
+// names that status.
+lowbit_status status_of(ErrorCode code, lowbit_status unspecified) {
+  switch (code) {
+    case ErrorCode::unspecified: return unspecified;
+    case ErrorCode::invalid_argument: return LOWBIT_INVALID_ARGUMENT;
+    case ErrorCode::not_found: return LOWBIT_NOT_FOUND;
+    case ErrorCode::io: return LOWBIT_IO;
+    case ErrorCode::bad_format: return LOWBIT_FORMAT;
+    case ErrorCode::version: return LOWBIT_VERSION;
+    case ErrorCode::out_of_memory: return LOWBIT_OUT_OF_MEMORY;
+    case ErrorCode::context_full: return LOWBIT_CONTEXT_FULL;
+    case ErrorCode::cancelled: return LOWBIT_CANCELLED;
+    case ErrorCode::internal: return LOWBIT_INTERNAL;
+  }
+  return LOWBIT_INTERNAL;
+}
+
+// Runs body; maps what it throws to a status by the error's code (never by its message).
 template <class F>
-lowbit_status guard(lowbit_status library_error, F&& body) {
+lowbit_status guard(lowbit_status unspecified, F&& body) {
   try {
     body();
     t_last_error.clear();
@@ -77,12 +102,9 @@ lowbit_status guard(lowbit_status library_error, F&& body) {
   } catch (const ApiError& e) {
     t_last_error = e.what();
     return e.status;
-  } catch (const VersionError& e) {
-    t_last_error = e.what();
-    return LOWBIT_VERSION;
   } catch (const Error& e) {
     t_last_error = e.what();
-    return library_error;
+    return status_of(e.code(), unspecified);
   } catch (const std::bad_alloc&) {
     t_last_error = "out of memory";
     return LOWBIT_OUT_OF_MEMORY;
@@ -100,7 +122,7 @@ lowbit_status guard(lowbit_status library_error, F&& body) {
 
 // The live-handle table: a handle is valid only between its create and its free. Looking a pointer
 // up never dereferences it, so a freed handle is reported instead of read.
-enum class Kind { model, session, sampler, qtensor };
+enum class Kind { model, session, sampler, qtensor, batch };
 
 const char* kind_name(Kind k) {
   switch (k) {
@@ -108,6 +130,7 @@ const char* kind_name(Kind k) {
     case Kind::session: return "lowbit_session";
     case Kind::sampler: return "lowbit_sampler";
     case Kind::qtensor: return "lowbit_qtensor";
+    case Kind::batch: return "lowbit_batch";
   }
   return "handle";
 }
@@ -176,6 +199,16 @@ SamplerParams to_cpp(const lowbit_sampler_params& p) {
   return s;
 }
 
+lowbit_stop_reason to_c_stop(FinishReason r) {
+  switch (r) {
+    case FinishReason::eos: return LOWBIT_STOP_EOS;
+    case FinishReason::stop: return LOWBIT_STOP_STRING;
+    case FinishReason::context: return LOWBIT_STOP_CONTEXT;
+    case FinishReason::cancelled: return LOWBIT_STOP_CANCELLED;
+    default: return LOWBIT_STOP_LENGTH;
+  }
+}
+
 lowbit_stop_reason to_c_stop(const std::string& r) {
   if (r == "eos") return LOWBIT_STOP_EOS;
   if (r == "stop") return LOWBIT_STOP_STRING;
@@ -240,11 +273,7 @@ lowbit_status lowbit_model_load(const char* dir, const lowbit_load_params* param
     if (p.ctx < 0) fail(LOWBIT_INVALID_ARGUMENT, "lowbit_model_load: ctx must be >= 0");
     lp.threads = p.threads;
     lp.ctx = p.ctx;
-    try {
-      lp.isa = resolve_isa(parse_isa(p.isa && *p.isa ? p.isa : "auto"));
-    } catch (const Error& e) {
-      fail(LOWBIT_INVALID_ARGUMENT, std::string("lowbit_model_load: ") + e.what());
-    }
+    lp.isa = resolve_isa(parse_isa(p.isa && *p.isa ? p.isa : "auto"));  // invalid_argument
     const std::string d = dir;
     if (!path_exists(d)) fail(LOWBIT_NOT_FOUND, d + ": no such file or directory");
     // A directory that is no HF model must be a manifest: say which of its files is missing.
@@ -255,17 +284,11 @@ lowbit_status lowbit_model_load(const char* dir, const lowbit_load_params* param
         if (access(path.c_str(), R_OK) != 0) fail(LOWBIT_IO, path + ": not readable");
       }
     }
-    try {
-      auto m = std::make_unique<lowbit_model>();
-      m->model = load_model(d, lp);
-      *out = track(std::move(m), Kind::model);
-    } catch (const VersionError&) {
-      throw;
-    } catch (const Error& e) {
-      // Model::load refuses up front when the weights and KV cache would not fit in memory.
-      if (std::strstr(e.what(), ": needs about ")) fail(LOWBIT_OUT_OF_MEMORY, e.what());
-      throw;
-    }
+    // load_model's own codes: version for a newer manifest, out_of_memory when the weights and
+    // KV cache would not fit; its unspecified ones are a bad model file (LOWBIT_FORMAT).
+    auto m = std::make_unique<lowbit_model>();
+    m->model = load_model(d, lp);
+    *out = track(std::move(m), Kind::model);
   });
 }
 
@@ -476,6 +499,98 @@ lowbit_status lowbit_generate(lowbit_session* session, const char* prompt, const
   });
 }
 
+// ---- batches --------------------------------------------------------------------------------
+
+lowbit_batch_params lowbit_batch_default_params(void) {
+  const SchedulerParams d;
+  lowbit_batch_params p;
+  p.max_sequences = d.max_sequences;
+  p.max_step_tokens = d.max_step_tokens;
+  return p;
+}
+
+lowbit_status lowbit_batch_create(const lowbit_model* model, const lowbit_batch_params* params, lowbit_batch** out) {
+  return guard(LOWBIT_INVALID_ARGUMENT, [&] {
+    check(model, Kind::model, "lowbit_batch_create", "model");
+    need(out, "lowbit_batch_create", "out");
+    const lowbit_batch_params p = params ? *params : lowbit_batch_default_params();
+    auto b = std::make_unique<lowbit_batch>();
+    b->model = model->model;
+    b->scheduler = std::make_unique<Scheduler>(*b->model, SchedulerParams{p.max_sequences, p.max_step_tokens});
+    *out = track(std::move(b), Kind::batch);
+  });
+}
+
+void lowbit_batch_free(lowbit_batch* batch) { release(batch, Kind::batch, "lowbit_batch_free"); }
+
+lowbit_sequence_params lowbit_sequence_default_params(void) {
+  const SequenceParams d;
+  lowbit_sequence_params p;
+  p.max_tokens = d.max_tokens;
+  p.sampler = lowbit_sampler_default_params();
+  p.stop = nullptr;
+  p.n_stop = 0;
+  return p;
+}
+
+lowbit_status lowbit_batch_add(lowbit_batch* batch, const int32_t* prompt, size_t n_prompt,
+                               const lowbit_sequence_params* params, uint64_t* out_id) {
+  return guard(LOWBIT_INVALID_ARGUMENT, [&] {
+    check(batch, Kind::batch, "lowbit_batch_add", "batch");
+    if (!prompt && n_prompt) fail(LOWBIT_INVALID_ARGUMENT, "lowbit_batch_add: prompt is NULL");
+    const lowbit_sequence_params p = params ? *params : lowbit_sequence_default_params();
+    SequenceParams sp;
+    sp.max_tokens = p.max_tokens;
+    sp.sampler = to_cpp(p.sampler);
+    if (!p.stop && p.n_stop) fail(LOWBIT_INVALID_ARGUMENT, "lowbit_batch_add: stop is NULL but n_stop is not 0");
+    for (size_t i = 0; i < p.n_stop; ++i) {
+      if (!p.stop[i] || !*p.stop[i])
+        fail(LOWBIT_INVALID_ARGUMENT, "lowbit_batch_add: stop[" + std::to_string(i) + "] is NULL or empty");
+      sp.stop.emplace_back(p.stop[i]);
+    }
+    // The scheduler's own codes: invalid_argument, context_full.
+    const SequenceId id = batch->scheduler->submit(std::vector<int32_t>(prompt, prompt + n_prompt), sp);
+    if (out_id) *out_id = id;
+  });
+}
+
+lowbit_status lowbit_batch_cancel(lowbit_batch* batch, uint64_t id) {
+  return guard(LOWBIT_INVALID_ARGUMENT, [&] {
+    check(batch, Kind::batch, "lowbit_batch_cancel", "batch");
+    if (!batch->scheduler->cancel(id))
+      fail(LOWBIT_NOT_FOUND, "lowbit_batch_cancel: no waiting or generating sequence " + std::to_string(id));
+  });
+}
+
+lowbit_status lowbit_batch_step(lowbit_batch* batch, const lowbit_batch_event** events, size_t* n_events) {
+  return guard(LOWBIT_INTERNAL, [&] {
+    check(batch, Kind::batch, "lowbit_batch_step", "batch");
+    need(events, "lowbit_batch_step", "events");
+    need(n_events, "lowbit_batch_step", "n_events");
+    const std::vector<SequenceEvent>& ev = batch->scheduler->step();
+    batch->events.resize(ev.size());
+    for (size_t i = 0; i < ev.size(); ++i) {
+      lowbit_batch_event& e = batch->events[i];
+      e.id = ev[i].id;
+      e.token = ev[i].token;
+      e.text = ev[i].text.data();
+      e.text_len = ev[i].text.size();
+      e.finished = ev[i].finish != FinishReason::none;
+      e.stop_reason = to_c_stop(ev[i].finish);
+    }
+    *events = batch->events.data();
+    *n_events = batch->events.size();
+  });
+}
+
+lowbit_status lowbit_batch_pending(const lowbit_batch* batch, size_t* running, size_t* waiting) {
+  return guard(LOWBIT_INVALID_ARGUMENT, [&] {
+    check(batch, Kind::batch, "lowbit_batch_pending", "batch");
+    if (running) *running = batch->scheduler->running();
+    if (waiting) *waiting = batch->scheduler->waiting();
+  });
+}
+
 // ---- kernels --------------------------------------------------------------------------------
 
 lowbit_status lowbit_quantize(const float* w, int64_t n, int64_t k, const char* type, const char* quantizer,
@@ -584,11 +699,7 @@ lowbit_status lowbit_convert(const char* hf_dir, const char* out_dir, const lowb
         fail(LOWBIT_INVALID_ARGUMENT, "lowbit_convert: scheme must be \"sym\", \"asym\" or NULL, not '" + s + "'");
       opt.scheme = (int)(s == "sym" ? Scheme::sym : Scheme::asym);
     }
-    try {
-      opt.quantizer = parse_quantizer(p.quantizer ? p.quantizer : "search");
-    } catch (const Error& e) {
-      fail(LOWBIT_INVALID_ARGUMENT, std::string("lowbit_convert: ") + e.what());
-    }
+    opt.quantizer = parse_quantizer(p.quantizer ? p.quantizer : "search");  // invalid_argument
     if (!p.keep && p.n_keep) fail(LOWBIT_INVALID_ARGUMENT, "lowbit_convert: keep is NULL but n_keep is not 0");
     for (size_t i = 0; i < p.n_keep; ++i) {
       const std::string k = p.keep[i] ? p.keep[i] : "";

@@ -1,5 +1,5 @@
 // lowbit eval: a quantized manifest against its fp32 reference, or a sweep over quantization
-// settings of one HF model (runtime/eval.h). Exit codes: 0 ok, 1 error, 2 usage, 3 a gate failed.
+// settings of one HF model (eval/eval.h). Exit codes: 0 ok, 1 error, 2 usage, 3 a gate failed.
 #include <limits.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -19,7 +19,7 @@
 #include "cli/progress.h"
 #include "convert/load.h"
 #include "kernels/error.h"
-#include "runtime/eval.h"
+#include "eval/eval.h"
 
 namespace fs = std::filesystem;
 

@@ -12,7 +12,7 @@
 #include "cli/command.h"
 #include "convert/gguf_tokenizer.h"
 #include "kernels/error.h"
-#include "runtime/tokenizer.h"
+#include "runtime/tokenizer/tokenizer.h"
 
 namespace {
 

@@ -24,6 +24,11 @@
  *    model). A model freed while sessions of it are alive stays loaded until its last session is
  *    freed.
  *  - A lowbit_session and a lowbit_sampler are used by one thread at a time.
+ *  - A lowbit_batch: lowbit_batch_add and lowbit_batch_cancel may be called from any thread at any
+ *    time, also while another thread is inside lowbit_batch_step (a server's request threads add
+ *    and cancel, one engine thread steps), and so may lowbit_batch_pending; lowbit_batch_step and
+ *    lowbit_batch_free are called by one thread at a time. Like a session, a batch keeps its
+ *    model loaded until it is freed.
  *  - A lowbit_qtensor is immutable once created; any thread may read or multiply it.
  *  - lowbit_last_error() is per thread.
  */
@@ -70,6 +75,7 @@ typedef struct lowbit_model lowbit_model;
 typedef struct lowbit_session lowbit_session;
 typedef struct lowbit_sampler lowbit_sampler;
 typedef struct lowbit_qtensor lowbit_qtensor;
+typedef struct lowbit_batch lowbit_batch;
 
 /* ---- models ------------------------------------------------------------------------------- */
 
@@ -178,7 +184,8 @@ typedef enum lowbit_stop_reason {
   LOWBIT_STOP_LENGTH = 1,   /* max_tokens reached */
   LOWBIT_STOP_STRING = 2,   /* a stop string appeared */
   LOWBIT_STOP_CALLBACK = 3, /* the callback returned nonzero */
-  LOWBIT_STOP_CONTEXT = 4   /* the session's context is full */
+  LOWBIT_STOP_CONTEXT = 4,  /* the session's context is full */
+  LOWBIT_STOP_CANCELLED = 5 /* lowbit_batch_cancel */
 } lowbit_stop_reason;
 
 typedef struct lowbit_generate_result {
@@ -197,6 +204,64 @@ LOWBIT_API lowbit_status lowbit_generate(lowbit_session* session, const char* pr
                                          const lowbit_generate_params* params,
                                          lowbit_token_callback callback, void* user,
                                          lowbit_generate_result* result);
+
+/* ---- batches: many sequences decoded together ---------------------------------------------- */
+
+/* A batch advances many independent sequences of one model together: each lowbit_batch_step is
+ * one forward pass holding one row per generating sequence and chunks of prompts still being
+ * read, so the weights are read once per step for all of them. Sequences join (lowbit_batch_add)
+ * and leave (finishing, lowbit_batch_cancel) between steps. Each sequence has its own sampler,
+ * and gets exactly the tokens lowbit_generate gives it alone (for prompts under 128 tokens; see
+ * runtime/batch.h for the one exception). */
+
+typedef struct lowbit_batch_params {
+  int32_t max_sequences;   /* sequences generating at once; more wait in a queue */
+  int64_t max_step_tokens; /* rows per step (decode rows + prompt chunks); > max_sequences */
+} lowbit_batch_params;
+
+LOWBIT_API lowbit_batch_params lowbit_batch_default_params(void);
+/* params may be NULL. LOWBIT_INVALID_ARGUMENT for params that cannot work. */
+LOWBIT_API lowbit_status lowbit_batch_create(const lowbit_model* model, const lowbit_batch_params* params,
+                                             lowbit_batch** out);
+LOWBIT_API void lowbit_batch_free(lowbit_batch* batch);
+
+typedef struct lowbit_sequence_params {
+  int64_t max_tokens; /* new tokens at most */
+  lowbit_sampler_params sampler;
+  const char* const* stop; /* n_stop non-empty stop strings, not included in the text */
+  size_t n_stop;
+} lowbit_sequence_params;
+
+LOWBIT_API lowbit_sequence_params lowbit_sequence_default_params(void);
+
+/* Queues a sequence: n_prompt token ids (e.g. from lowbit_tokenize), then up to max_tokens
+ * generated. params may be NULL. *out_id (may be NULL) gets its id, never 0.
+ * LOWBIT_INVALID_ARGUMENT for an empty prompt, an id outside the vocabulary or bad settings;
+ * LOWBIT_CONTEXT_FULL when the prompt does not fit the model's context. */
+LOWBIT_API lowbit_status lowbit_batch_add(lowbit_batch* batch, const int32_t* prompt, size_t n_prompt,
+                                          const lowbit_sequence_params* params, uint64_t* out_id);
+/* Ends a waiting or generating sequence; its last event (LOWBIT_STOP_CANCELLED) comes from the
+ * next step. LOWBIT_NOT_FOUND when the id is unknown or already finished. */
+LOWBIT_API lowbit_status lowbit_batch_cancel(lowbit_batch* batch, uint64_t id);
+
+/* What one step did for one sequence. */
+typedef struct lowbit_batch_event {
+  uint64_t id;
+  int32_t token;    /* the token generated; -1 when none (the sequence ended on EOS, or was cancelled) */
+  const char* text; /* newly complete UTF-8 text (stop strings cut), text_len bytes, not NUL-terminated */
+  size_t text_len;
+  int finished;                   /* nonzero on the sequence's last event */
+  lowbit_stop_reason stop_reason; /* why it finished, when finished */
+} lowbit_batch_event;
+
+/* Runs one step and returns its events: *events points to *n_events of them (one per sequence
+ * that produced a token or finished), valid until the next lowbit_batch_step or
+ * lowbit_batch_free. When nothing is left to compute it returns LOWBIT_OK and no events. */
+LOWBIT_API lowbit_status lowbit_batch_step(lowbit_batch* batch, const lowbit_batch_event** events,
+                                           size_t* n_events);
+/* Sequences generating (running) and queued (waiting); either may be NULL. Step while their sum
+ * is positive. */
+LOWBIT_API lowbit_status lowbit_batch_pending(const lowbit_batch* batch, size_t* running, size_t* waiting);
 
 /* ---- kernels: single matrices ------------------------------------------------------------- */
 

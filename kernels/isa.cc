@@ -28,7 +28,7 @@ Isa parse_isa(const std::string& name) {
   if (name == "scalar") return Isa::scalar;
   if (name == "avx2") return Isa::avx2;
   if (name == "neon") return Isa::neon;
-  throw Error("unknown ISA '" + name + "' (expected auto, scalar, avx2 or neon)");
+  throw Error(ErrorCode::invalid_argument, "unknown ISA '" + name + "' (expected auto, scalar, avx2 or neon)");
 }
 
 bool isa_compiled(Isa isa) {
@@ -89,7 +89,7 @@ Isa default_isa() {
       const Isa want = parse_isa(env);
       if (want != Isa::automatic) {
         if (!isa_supported(want))
-          throw Error(std::string("LOWBIT_ISA=") + env + ": not " +
+          throw Error(ErrorCode::invalid_argument, std::string("LOWBIT_ISA=") + env + ": not " +
                       (isa_compiled(want) ? "supported by this CPU" : "compiled into this build"));
         return want;
       }
@@ -102,7 +102,7 @@ Isa default_isa() {
 Isa resolve_isa(Isa isa) {
   if (isa == Isa::automatic) return default_isa();
   if (!isa_supported(isa))
-    throw Error(std::string("ISA ") + isa_name(isa) + " is not " +
+    throw Error(ErrorCode::invalid_argument, std::string("ISA ") + isa_name(isa) + " is not " +
                 (isa_compiled(isa) ? "supported by this CPU" : "compiled into this build"));
   return isa;
 }

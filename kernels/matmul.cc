@@ -87,14 +87,23 @@ void matmul(const QMatrix& w, const float* x, int64_t m, float* y, const MatmulO
   matmul_many(&out, 1, x, m, opt);
 }
 
+const CpuKernels& cpu_kernels(Isa isa) { return kernels_for(resolve_isa(isa)); }
+
 void matmul_many(const MatmulOut* outs, int count, const float* x, int64_t m, const MatmulOptions& opt) {
   if (m <= 0 || count <= 0) return;
+  // The task plan below lives on the stack (no allocation per call): longer lists go in parts,
+  // with the same results (each matrix's rows are computed the same way in any list).
+  constexpr int kMaxMany = 8;
+  if (count > kMaxMany) {
+    for (int i = 0; i < count; i += kMaxMany) matmul_many(outs + i, std::min(kMaxMany, count - i), x, m, opt);
+    return;
+  }
   for (int i = 0; i < count; ++i) {
     const QMatrix& w = outs[i].w;
-    if (!w.data || !x || !outs[i].y) throw Error("matmul: null matrix, input or output");
-    if (w.k != outs[0].w.k) throw Error("matmul_many: matrices of different k (" + std::to_string(w.k) + " and " + std::to_string(outs[0].w.k) + ")");
+    if (!w.data || !x || !outs[i].y) throw Error(ErrorCode::invalid_argument, "matmul: null matrix, input or output");
+    if (w.k != outs[0].w.k) throw Error(ErrorCode::invalid_argument, "matmul_many: matrices of different k (" + std::to_string(w.k) + " and " + std::to_string(outs[0].w.k) + ")");
   }
-  const CpuKernels& kern = kernels_for(resolve_isa(opt.isa));
+  const CpuKernels& kern = opt.kernels ? *opt.kernels : cpu_kernels(opt.isa);
   // Quantized weights take int8 activations unless the kernels run the shape in fp32. One
   // activation quantization serves every matrix only when all take int8 with the same group
   // size (the group sums depend on it); fp32 activations serve any mix.
@@ -113,7 +122,7 @@ void matmul_many(const MatmulOut* outs, int count, const float* x, int64_t m, co
   struct Plan {
     int64_t rows, first_task;
   };
-  std::vector<Plan> plan(count);
+  Plan plan[kMaxMany];
   int64_t tasks = 0;
   for (int i = 0; i < count; ++i) {
     plan[i] = {rows_per_task(outs[i].w, m, kern, pool), tasks};

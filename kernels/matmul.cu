@@ -506,13 +506,13 @@ cudaError_t matmul_q(const DeviceMatrix& w, const float* x, int64_t m, float* y,
   if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
 
   QParams p{};
-  p.codes = w.data + w.layout.codes_offset;
-  p.scales = reinterpret_cast<const uint16_t*>(w.data + w.layout.scales_offset);
-  p.mins = w.type.scheme == Scheme::asym ? reinterpret_cast<const uint16_t*>(w.data + w.layout.mins_offset)
-                                         : nullptr;
+  const QSections<const uint8_t> sec = q_sections(w.type, w.n, w.k, w.data);
+  p.codes = sec.codes;
+  p.scales = sec.scales;
+  p.mins = sec.mins;
   p.n = w.n;
-  p.row_bytes = w.layout.row_bytes;
-  p.groups = (int)w.layout.groups;
+  p.row_bytes = sec.row_bytes;
+  p.groups = (int)sec.groups;
   const int64_t gblocks = group_size(w.type, w.k) / kActBlock;
   p.group_shift = w.type.group == 0 ? 30 : __builtin_ctzll(gblocks);
   p.kb = (int)ceil_div(w.k, kActBlock);

@@ -16,6 +16,12 @@
 namespace lowbit {
 
 class ThreadPool;
+struct CpuKernels;  // one ISA's kernel table (matmul_impl.h)
+
+// The kernels of isa (automatic: default_isa()), resolved and checked (an Error when this CPU
+// cannot run them) once by the caller, e.g. when a model loads, and passed in
+// MatmulOptions::kernels so that no matmul resolves the ISA again.
+const CpuKernels& cpu_kernels(Isa isa);
 
 // A weight matrix in place (typically inside an mmapped weights.bin); data is laid out by
 // q_layout(type, n, k) and must be 32-byte aligned for quantized types.
@@ -33,6 +39,7 @@ struct MatmulOptions {
   // shapes an ISA would run in fp32: the accuracy harness measures with it, so its figures are
   // the same on every ISA and include the activation rounding generation pays.
   bool int8_acts = false;
+  const CpuKernels* kernels = nullptr;  // from cpu_kernels(); when set, isa is not looked at
 };
 
 // x: (m, k) fp32 row-major; y: (m, n) fp32 row-major, overwritten.

@@ -2,13 +2,14 @@
 // accumulators, f16 widened by F16C (vcvtph2ps), bf16 by a 16-bit shift into the top half.
 //
 // M == 1 (decode) runs 4 weight rows per pass sharing each activation load; it is a stream of
-// weight bytes. M > 1 runs tiles of 3 weight rows x 4 activation rows (12 accumulators): every
+// weight bytes, summed over the same K slices as M > 1 so a row's result is the same at every M. M > 1 runs tiles of 3 weight rows x 4 activation rows (12 accumulators): every
 // widened weight vector feeds 4 FMAs and every activation vector 3. K is cut into slices and M
 // into panels so a tile's weights stay in L1 and the panel's activations in L2.
 #include <immintrin.h>
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 
 #include "kernels/matmul_avx2.h"
 
@@ -103,9 +104,15 @@ void act_tiles(const QMatrix& w, const float* x, float* y, int64_t n, int64_t p0
 template <Base B>
 void gemm_base(const QMatrix& w, const float* x, int64_t m, float* y, int64_t n0, int64_t n1) {
   if (m == 1) {
+    // K in the same slices as M > 1, each row's slices in turn: the same sums in the same order,
+    // so a row's result does not depend on M (batched decoding relies on it), and a tile's rows
+    // still stream through memory front to back.
+    auto slices = [&](auto rows, int64_t n) {
+      for (int64_t k0 = 0; k0 < w.k; k0 += kSlice) tile<B, rows(), 1>(w, x, y, n, 0, k0, std::min(w.k, k0 + kSlice), k0 == 0);
+    };
     int64_t n = n0;
-    for (; n + kGemvRows <= n1; n += kGemvRows) tile<B, kGemvRows, 1>(w, x, y, n, 0, 0, w.k, true);
-    for (; n < n1; ++n) tile<B, 1, 1>(w, x, y, n, 0, 0, w.k, true);
+    for (; n + kGemvRows <= n1; n += kGemvRows) slices(std::integral_constant<int, kGemvRows>{}, n);
+    for (; n < n1; ++n) slices(std::integral_constant<int, 1>{}, n);
     return;
   }
   for (int64_t p0 = 0; p0 < m; p0 += kPanelActs) {

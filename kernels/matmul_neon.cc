@@ -74,13 +74,11 @@ struct Unpacker {
 
 // Weight row n against activation rows [r0, r0 + R): one unpack per block serves all R rows.
 template <bool kSdot, int R>
-void q_row(const QMatrix& w, const QLayout& l, const Unpacker& u, const QuantizedActs& a,
+void q_row(const QMatrix& w, const QSections<const uint8_t>& l, const Unpacker& u, const QuantizedActs& a,
            int64_t r0, int64_t n, float* y) {
-  const uint8_t* codes = w.data + l.codes_offset + n * l.row_bytes;  // (row_bytes)
-  const auto* scales = reinterpret_cast<const uint16_t*>(w.data + l.scales_offset) + n * l.groups;
-  const auto* mins = w.type.scheme == Scheme::asym
-                         ? reinterpret_cast<const uint16_t*>(w.data + l.mins_offset) + n * l.groups
-                         : nullptr;
+  const uint8_t* codes = l.row_codes(n);  // (row_bytes)
+  const uint16_t* scales = l.row_scales(n);
+  const uint16_t* mins = l.row_mins(n);
   const int64_t kb = ceil_div(w.k, kActBlock);  // blocks holding real weights
   const int8_t* q[R];     // per row: (kp) int8 activations
   const float* s[R];      // per row: (blocks) activation scales
@@ -122,7 +120,7 @@ void q_row(const QMatrix& w, const QLayout& l, const Unpacker& u, const Quantize
 
 template <bool kSdot>
 void gemm_q_neon(const QMatrix& w, const QuantizedActs& a, float* y, int64_t n0, int64_t n1) {
-  const QLayout l = q_layout(w.type, w.n, w.k);
+  const QSections<const uint8_t> l = q_sections(w.type, w.n, w.k, w.data);
   const Unpacker u(w.type.bits);
   // Weight row outermost: its codes (at most a few KiB) stay in L1 while every tile of
   // activation rows passes over them.
@@ -166,11 +164,13 @@ inline float load1(const uint8_t* row, int64_t i) {
   }
 }
 
-// Weight row n against activation rows [r0, r0 + R). With one row, four independent
-// accumulators hide the FMA latency; with more rows the R rows already provide that.
+// Weight row n against activation rows [r0, r0 + R). Four independent accumulators per row hide
+// the FMA latency at R = 1, and every R uses the same four, so a row's sums come out in the same
+// order at every M (batched decoding relies on it); R = 4 holds 16 accumulators and 4 weight
+// vectors, within the 32 vector registers.
 template <Base B, int R>
 void f_row(const QMatrix& w, const float* x, int64_t r0, int64_t n, float* y) {
-  constexpr int U = R == 1 ? 4 : 2;  // 4-lane vectors per step
+  constexpr int U = 4;  // 4-lane vectors per step
   const int64_t k = w.k;
   const uint8_t* row = w.data + n * k * float_bytes(B);  // (k) weights
   const float* xr[R];                                    // per row: (k) activations

@@ -236,13 +236,13 @@ bool q_in_f32(const QType& t, int64_t m) {
 }
 
 void gemm_q_f32(const QMatrix& w, const float* x, int64_t m, float* y, int64_t n0, int64_t n1) {
-  const QLayout l = q_layout(w.type, w.n, w.k);
+  const QSections<const uint8_t> sec = q_sections(w.type, w.n, w.k, w.data);
   const QView v{w.type,
-                w.data + l.codes_offset,
-                l.row_bytes,
-                reinterpret_cast<const uint16_t*>(w.data + l.scales_offset),
-                w.type.scheme == Scheme::asym ? reinterpret_cast<const uint16_t*>(w.data + l.mins_offset) : nullptr,
-                l.groups,
+                sec.codes,
+                sec.row_bytes,
+                sec.scales,
+                sec.mins,
+                sec.groups,
                 group_size(w.type, w.k),
                 w.k};
   switch (w.type.bits) {

@@ -101,13 +101,23 @@ inline __m256 plane_factor() {
   else return _mm256_set1_ps(1.f);
 }
 
-// For weight row n and activation rows m0 .. m0+C-1: ct[c] = sum_g ce_g * gsum_{c,g}, and the
-// per-block multipliers. Per-row groups need none: the activation scales serve as they are and
-// the returned d multiplies the row's sum. Otherwise mult[c][b] = d_{g(b)} * s_{c,b} for
-// b < nb8 (zero past the real blocks, whose activation scales are zero) and 1 is returned.
-// dg: scratch for round_up(groups, 8) + 16 floats.
+// One weight group per row spanning more than 8 blocks (per-row groups over K > 256, where
+// gemv() never runs): the activation scales serve as the multipliers and d scales the row's sum.
+template <int BITS>
+inline bool row_scaled(const Ctx& x) {
+  return x.groups == 1 && BITS > 2 && x.gb > 8;
+}
+
+// For weight row n and activation rows m0 .. m0+C-1: the group-sum terms sum_g ce_g gsum_{c,g}
+// as two parts, ct[c] = cd_mul * sum_g d_g gsum_{c,g} and cm[c] = sum_g m_g gsum_{c,g}, which
+// the caller adds in that order after the codes' sum, as gemv() does: the same fp32 sums in the
+// same order, so a row's result does not depend on whether it ran at M = 1 or in a tile of M > 1
+// (batched decoding relies on it). And the per-block multipliers: with row_scaled(), none (the
+// activation scales serve as they are) and the returned d multiplies the row's sum; otherwise
+// mult[c][b] = d_{g(b)} * s_{c,b} for b < nb8 (zero past the real blocks, whose activation
+// scales are zero) and 1 is returned. dg: scratch for round_up(groups, 8) + 16 floats.
 template <int BITS, int C>
-float prepare(const Ctx& x, int64_t n, int64_t m0, float* mult, float* ct, float* dg) {
+float prepare(const Ctx& x, int64_t n, int64_t m0, float* mult, float* ct, float* cm, float* dg) {
   // Locals, not x's fields: the vector stores below may alias anything and would force reloads.
   const int64_t groups = x.groups, nb8 = x.nb8, ab = x.ablocks;
   const float* s0 = x.ascale + m0 * ab;
@@ -115,9 +125,9 @@ float prepare(const Ctx& x, int64_t n, int64_t m0, float* mult, float* ct, float
   const uint16_t* sc = x.scales + n * groups;
   const uint16_t* mn = x.mins ? x.mins + n * groups : nullptr;
   constexpr bool scaled_planes = BITS <= 2;
-  if (groups == 1 && !scaled_planes) {
+  if (row_scaled<BITS>(x)) {
     const float d = f16_to_f32(sc[0]), m = mn ? f16_to_f32(mn[0]) : 0.0f;
-    for (int c = 0; c < C; ++c) ct[c] = (x.cd_mul * d + m) * gs0[c];
+    for (int c = 0; c < C; ++c) ct[c] = (x.cd_mul * d + m) * gs0[c], cm[c] = 0.0f;
     return d;
   }
   const __m256 pf = plane_factor<BITS>();
@@ -144,7 +154,7 @@ float prepare(const Ctx& x, int64_t n, int64_t m0, float* mult, float* ct, float
     const int cnt = (int)(groups - g);
     eight(g, load_f16(sc + g, cnt), mn ? load_f16(mn + g, cnt) : _mm256_setzero_ps(), cnt);
   }
-  for (int c = 0; c < C; ++c) ct[c] = x.cd_mul * hsum(accd[c]) + hsum(accm[c]);
+  for (int c = 0; c < C; ++c) ct[c] = x.cd_mul * hsum(accd[c]), cm[c] = hsum(accm[c]);
   if (per_block) return 1.0f;
 
   const int64_t g8 = round_up(groups, 8);
@@ -296,17 +306,26 @@ void tile(const Ctx& x, int64_t n, int64_t m0) {
   const int64_t nb8 = x.nb8, nbw = x.nbw;
 
   if constexpr (C == 1 && kPrefetch > 0) prefetch_scales<R>(x, n);
-  thread_local std::vector<float> scratch;
+  // The multipliers on the stack (rows up to K ~ 29k at the 2 x 4 tile): a thread_local vector
+  // would be sized the first time a worker meets a shape, which may be in any later decode step
+  // (decode allocates nothing per token: tests/runtime/alloc_test.cc). Longer rows use one.
+  constexpr size_t kStackFloats = 8192;
+  alignas(32) float stack_scratch[kStackFloats];
+  thread_local std::vector<float> heap_scratch;
   const size_t need = (size_t)(R * C * nb8 + round_up(x.groups, 8) + 16);
-  if (scratch.size() < need) scratch.resize(need);
-  float* mult = scratch.data();  // (R, C, nb8)
+  float* scratch = stack_scratch;
+  if (need > kStackFloats) {
+    if (heap_scratch.size() < need) heap_scratch.resize(need);
+    scratch = heap_scratch.data();
+  }
+  float* mult = scratch;  // (R, C, nb8)
   float* dg = mult + R * C * nb8;
-  float ct[R][C], post[R];
+  float ct[R][C], cm[R][C], post[R];
   const float* mrow[R][C];  // per-block multipliers of (r, c)
   for (int r = 0; r < R; ++r) {
-    post[r] = prepare<BITS, C>(x, n + r, m0, mult + r * C * nb8, ct[r], dg);
+    post[r] = prepare<BITS, C>(x, n + r, m0, mult + r * C * nb8, ct[r], cm[r], dg);
     for (int c = 0; c < C; ++c)
-      mrow[r][c] = x.groups == 1 && BITS > 2 ? x.ascale + (m0 + c) * x.ablocks : mult + (r * C + c) * nb8;
+      mrow[r][c] = row_scaled<BITS>(x) ? x.ascale + (m0 + c) * x.ablocks : mult + (r * C + c) * nb8;
   }
 
   const uint8_t* row[R];
@@ -354,7 +373,7 @@ void tile(const Ctx& x, int64_t n, int64_t m0) {
   }
   for (int r = 0; r < R; ++r)
     for (int c = 0; c < C; ++c)
-      x.y[(m0 + c) * x.ldy + n + r] = x.de_mul * post[r] * hsum(acc[r][c]) + ct[r][c];
+      x.y[(m0 + c) * x.ldy + n + r] = x.de_mul * post[r] * hsum(acc[r][c]) + ct[r][c] + cm[r][c];
 }
 
 // 2^-plane_shift of the 4 blocks of step quarter QD (blocks 4 QD .. 4 QD + 3 of a step).
@@ -561,15 +580,15 @@ void gemm_bits(const Ctx& x, const QuantizedActs& a, int64_t n0, int64_t n1) {
 
 void gemm_q(const QMatrix& w, const QuantizedActs& a, float* y, int64_t n0, int64_t n1) {
   const QType& t = w.type;
-  const QLayout l = q_layout(t, w.n, w.k);
+  const QSections<const uint8_t> sec = q_sections(t, w.n, w.k, w.data);
   Ctx x;
-  x.codes = w.data + l.codes_offset;
-  x.row_bytes = l.row_bytes;
-  x.scales = reinterpret_cast<const uint16_t*>(w.data + l.scales_offset);
-  x.mins = t.scheme == Scheme::asym ? reinterpret_cast<const uint16_t*>(w.data + l.mins_offset) : nullptr;
-  x.groups = l.groups;
+  x.codes = sec.codes;
+  x.row_bytes = sec.row_bytes;
+  x.scales = sec.scales;
+  x.mins = sec.mins;
+  x.groups = sec.groups;
   x.gb = a.group_blocks;
-  x.nbw = l.row_bytes / kChunkBytes * (8 / t.bits);
+  x.nbw = sec.row_bytes / kChunkBytes * (8 / t.bits);
   x.nb8 = round_up(x.nbw, 8);
   // group_coeffs (quant_format.h) as multiples of d.
   const bool asym = t.scheme == Scheme::asym;

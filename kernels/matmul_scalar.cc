@@ -8,14 +8,13 @@ namespace lowbit {
 namespace {
 
 void gemm_q_scalar(const QMatrix& w, const QuantizedActs& a, float* y, int64_t n0, int64_t n1) {
-  const QLayout l = q_layout(w.type, w.n, w.k);
+  const QSections<const uint8_t> l = q_sections(w.type, w.n, w.k, w.data);
   const int bits = w.type.bits;
-  const bool asym = w.type.scheme == Scheme::asym;
   const int64_t kb = ceil_div(w.k, kActBlock);  // blocks holding real weights
   for (int64_t n = n0; n < n1; ++n) {
-    const uint8_t* codes = w.data + l.codes_offset + n * l.row_bytes;
-    const auto* scales = reinterpret_cast<const uint16_t*>(w.data + l.scales_offset) + n * l.groups;
-    const auto* mins = asym ? reinterpret_cast<const uint16_t*>(w.data + l.mins_offset) + n * l.groups : nullptr;
+    const uint8_t* codes = l.row_codes(n);
+    const uint16_t* scales = l.row_scales(n);
+    const uint16_t* mins = l.row_mins(n);
     for (int64_t r = 0; r < a.m; ++r) {
       const int8_t* q = a.q.data() + r * a.kp;
       const float* s = a.scale.data() + r * a.blocks;

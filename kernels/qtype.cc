@@ -101,7 +101,7 @@ const char* quantizer_name(Quantizer q) { return q == Quantizer::rtn ? "rtn" : "
 Quantizer parse_quantizer(std::string_view name) {
   if (name == "rtn") return Quantizer::rtn;
   if (name == "search") return Quantizer::search;
-  throw Error("unknown quantizer '" + std::string(name) + "' (expected rtn or search)");
+  throw Error(ErrorCode::invalid_argument, "unknown quantizer '" + std::string(name) + "' (expected rtn or search)");
 }
 
 }  // namespace lowbit

@@ -14,6 +14,8 @@
 
 #include <stdint.h>
 
+#include <type_traits>
+
 #include "kernels/half.h"
 
 namespace lowbit {
@@ -87,6 +89,37 @@ LOWBIT_HD QLayout q_layout(const QType& t, int64_t n, int64_t k) {
   }
   l.bytes = end;
   return l;
+}
+
+// A matrix's sections as pointers into its data (laid out by q_layout(t, n, k)), and each row's
+// part of them: what the kernels, the quantizer and the tests read and write, worked out here
+// once. Byte is const uint8_t to read, uint8_t to write. Float matrices have codes only (their
+// rows of elements); scales and mins are null there, and mins for the symmetric scheme.
+template <class Byte>
+struct QSections {
+  using U16 = std::conditional_t<std::is_const_v<Byte>, const uint16_t, uint16_t>;
+  Byte* codes = nullptr;  // (n, row_bytes)
+  U16* scales = nullptr;  // (n, groups) fp16 d
+  U16* mins = nullptr;    // (n, groups) fp16 m
+  int64_t row_bytes = 0, groups = 0;
+  LOWBIT_HD Byte* row_codes(int64_t r) const { return codes + r * row_bytes; }
+  LOWBIT_HD U16* row_scales(int64_t r) const { return scales ? scales + r * groups : nullptr; }
+  LOWBIT_HD U16* row_mins(int64_t r) const { return mins ? mins + r * groups : nullptr; }
+};
+
+template <class Byte>
+LOWBIT_HD QSections<Byte> q_sections(const QType& t, int64_t n, int64_t k, Byte* data) {
+  using U16 = typename QSections<Byte>::U16;
+  const QLayout l = q_layout(t, n, k);
+  QSections<Byte> s;
+  s.row_bytes = l.row_bytes;
+  s.groups = l.groups;
+  s.codes = data + l.codes_offset;
+  if (t.base == Base::q) {
+    s.scales = reinterpret_cast<U16*>(data + l.scales_offset);
+    if (t.scheme == Scheme::asym) s.mins = reinterpret_cast<U16*>(data + l.mins_offset);
+  }
+  return s;
 }
 
 // Code i of a row (0 <= i < K): chunk i / (256/b), byte i % 32 of it, plane (i % (256/b)) / 32.

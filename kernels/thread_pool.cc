@@ -57,7 +57,7 @@ void ThreadPool::work(int thread) {
     if (next >= n) return;
     if (!work_.compare_exchange_weak(v, v + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
     try {
-      (*fn_)((int64_t)next, thread);
+      fn_((int64_t)next, thread);
     } catch (...) {
       std::lock_guard<std::mutex> lock(error_mutex_);
       if (!error_) error_ = std::current_exception();
@@ -86,7 +86,7 @@ void ThreadPool::worker_loop(int index) {
   }
 }
 
-void ThreadPool::run(int64_t n_tasks, const std::function<void(int64_t, int)>& fn) {
+void ThreadPool::run_tasks(int64_t n_tasks, Task fn) {
   if (n_tasks <= 0) return;
   std::lock_guard<std::mutex> run_lock(run_mutex_);
   if (workers_.empty() || n_tasks == 1) {
@@ -94,7 +94,7 @@ void ThreadPool::run(int64_t n_tasks, const std::function<void(int64_t, int)>& f
     return;
   }
   if (n_tasks >= (int64_t(1) << 32)) throw std::length_error("ThreadPool::run: too many tasks");
-  fn_ = &fn;
+  fn_ = fn;
   error_ = nullptr;
   done_.store(0, std::memory_order_relaxed);
   work_.store((uint64_t)n_tasks << 32, std::memory_order_release);
@@ -111,7 +111,7 @@ void ThreadPool::run(int64_t n_tasks, const std::function<void(int64_t, int)>& f
     if (spin % 64 == 63) std::this_thread::yield();
     else cpu_relax();
   }
-  fn_ = nullptr;
+  fn_ = {nullptr, nullptr};
   if (error_) std::rethrow_exception(error_);
 }
 

@@ -7,7 +7,6 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
-#include <functional>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -26,12 +25,23 @@ class ThreadPool {
 
   // Calls fn(task, thread) for every task in [0, n_tasks), spread over the pool; the caller
   // takes part and returns when all tasks are done. An exception in a task is rethrown here.
-  void run(int64_t n_tasks, const std::function<void(int64_t task, int thread)>& fn);
+  // fn is any callable; it is referred to, not copied (a std::function made from a lambda with
+  // more than two captures would allocate, and decode calls this hundreds of times per token).
+  template <class Fn>
+  void run(int64_t n_tasks, const Fn& fn) {
+    run_tasks(n_tasks, Task{&fn, [](const void* f, int64_t task, int thread) { (*static_cast<const Fn*>(f))(task, thread); }});
+  }
 
   // The process-wide pool: LOWBIT_THREADS if set, else all hardware threads.
   static ThreadPool& global();
 
  private:
+  struct Task {  // a callable by reference: fn(obj, task, thread)
+    const void* obj;
+    void (*fn)(const void* obj, int64_t task, int thread);
+    void operator()(int64_t task, int thread) const { fn(obj, task, thread); }
+  };
+  void run_tasks(int64_t n_tasks, Task task);
   void worker_loop(int index);
   void work(int thread);
 
@@ -45,7 +55,7 @@ class ThreadPool {
   // left, and the caller never waits for workers that had no task.
   std::atomic<uint64_t> work_{0};
   std::atomic<int64_t> done_{0};  // tasks finished in the current run
-  const std::function<void(int64_t, int)>* fn_ = nullptr;
+  Task fn_{nullptr, nullptr};
   std::exception_ptr error_;
   std::mutex error_mutex_;
   bool stop_ = false;

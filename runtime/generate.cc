@@ -25,13 +25,45 @@ size_t held_back(const std::string& text, const std::vector<std::string>& stops)
   return hold;
 }
 
-}  // namespace
 
 std::optional<InvalidSetting> invalid_setting(const GenerateParams& p) {
   if (p.max_tokens < 0) return InvalidSetting{"max_tokens", ">= 0"};
   for (const std::string& s : p.stop)
     if (s.empty()) return InvalidSetting{"stop", "non-empty"};
   return invalid_setting(p.sampler);
+}
+
+TextStream::TextStream(const Tokenizer& tok, std::vector<std::string> stop, std::vector<int32_t> context)
+    : decode_(tok, std::move(context)), stop_(std::move(stop)) {
+  for (const std::string& s : stop_)
+    if (s.empty()) throw Error(ErrorCode::invalid_argument, "stop strings must not be empty");
+}
+
+bool TextStream::push(int32_t id) {
+  full_ += decode_.push(id);
+  bool stopped = false;
+  for (const std::string& s : stop_) {
+    const size_t at = full_.find(s);
+    if (at != std::string::npos) {
+      full_.resize(at);
+      stopped = true;
+    }
+  }
+  if (stopped) open_ = false;
+  return stopped;
+}
+
+void TextStream::finish() {
+  if (open_) full_ += decode_.flush();
+  open_ = false;
+}
+
+std::string TextStream::take() {
+  const size_t upto = open_ ? full_.size() - held_back(full_, stop_) : full_.size();
+  if (upto <= shown_) return {};
+  std::string piece = full_.substr(shown_, upto - shown_);
+  shown_ = upto;
+  return piece;
 }
 
 GenerateResult generate(Session& session, const std::string& prompt, const GenerateParams& params,
@@ -44,15 +76,21 @@ GenerateResult generate(Session& session, std::vector<int32_t> prompt_ids, const
   const Model& model = session.model();
   const Tokenizer& tok = model.tokenizer();
   const int64_t vocab = model.config().vocab_size;
-  if (const auto bad = invalid_setting(params)) throw Error(bad->field + " must be " + bad->requirement);
+  if (const auto bad = invalid_setting(params))
+    throw Error(ErrorCode::invalid_argument, bad->field + " must be " + bad->requirement);
   GenerateResult r;
   r.prompt_ids = std::move(prompt_ids);
-  if (r.prompt_ids.empty()) throw Error("empty prompt and the tokenizer adds no BOS: nothing to start from");
+  if (r.prompt_ids.empty())
+    throw Error(ErrorCode::invalid_argument, "empty prompt and the tokenizer adds no BOS: nothing to start from");
   const int64_t room = model.ctx() - session.position();
   if ((int64_t)r.prompt_ids.size() > room)
-    throw Error("the prompt is " + std::to_string(r.prompt_ids.size()) + " tokens but the context has room for " +
-                std::to_string(room) + " (" + std::to_string(model.ctx()) + " positions, " +
-                std::to_string(session.position()) + " in use); load the model with a longer context");
+    throw Error(ErrorCode::context_full,
+                "the prompt is " + std::to_string(r.prompt_ids.size()) + " tokens but the context has room for " +
+                    std::to_string(room) + " (" + std::to_string(model.ctx()) + " positions, " +
+                    std::to_string(session.position()) + " in use); load the model with a longer context");
+  // Seeded with the prompt, so the first piece reads as it does after the prompt: SentencePiece
+  // drops the leading space of a text's first piece ("▁was" alone is "was"), not of a later one.
+  TextStream text(tok, params.stop, r.prompt_ids);
 
   Sampler sampler(params.sampler);
   std::vector<float> logits(vocab);
@@ -61,16 +99,10 @@ GenerateResult generate(Session& session, std::vector<int32_t> prompt_ids, const
   session.eval(r.prompt_ids.data(), (int64_t)r.prompt_ids.size(), logits.data());
   r.prompt_seconds = seconds_since(t0);
 
-  // Seeded with the prompt, so the first piece reads as it does after the prompt: SentencePiece
-  // drops the leading space of a text's first piece ("▁was" alone is "was"), not of a later one.
-  DecodeStream stream(tok, r.prompt_ids);
-  std::string full;      // all generated text so far
-  size_t delivered = 0;  // bytes of `full` handed to the callback
-  auto deliver = [&](size_t upto, int32_t id) {
-    if (upto <= delivered) return true;
-    const std::string piece = full.substr(delivered, upto - delivered);
-    delivered = upto;
-    return on_token ? on_token(piece, id) : true;
+  // Hands the text not yet shown to the callback; false when the callback says stop.
+  auto deliver = [&](int32_t id) {
+    const std::string piece = text.take();
+    return piece.empty() || !on_token || on_token(piece, id);
   };
 
   t0 = std::chrono::steady_clock::now();
@@ -83,21 +115,12 @@ GenerateResult generate(Session& session, std::vector<int32_t> prompt_ids, const
     }
     r.ids.push_back(id);
     history.push_back(id);
-    full += stream.push(id);
-    bool stopped = false;
-    for (const std::string& s : params.stop) {
-      const size_t at = full.find(s);
-      if (at != std::string::npos) {
-        full.resize(at);
-        stopped = true;
-      }
-    }
-    if (stopped) {
-      deliver(full.size(), id);
+    if (text.push(id)) {
+      deliver(id);
       r.stop_reason = "stop";
       break;
     }
-    if (!deliver(full.size() - held_back(full, params.stop), id)) {
+    if (!deliver(id)) {
       r.stop_reason = "callback";
       break;
     }
@@ -109,11 +132,11 @@ GenerateResult generate(Session& session, std::vector<int32_t> prompt_ids, const
     session.eval(&id, 1, logits.data());
   }
   if (r.stop_reason != "stop" && r.stop_reason != "callback") {
-    full += stream.flush();
-    deliver(full.size(), -1);
+    text.finish();
+    deliver(-1);
   }
   r.gen_seconds = seconds_since(t0);
-  r.text = full.substr(0, r.stop_reason == "callback" ? delivered : full.size());
+  r.text = r.stop_reason == "callback" ? text.text().substr(0, text.shown()) : text.text();
   return r;
 }
 

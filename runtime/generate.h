@@ -39,6 +39,33 @@ std::optional<InvalidSetting> invalid_setting(const GenerateParams& p);
 // Called with each new piece of text as soon as it is complete UTF-8; return false to stop.
 using TokenCallback = std::function<bool(const std::string& piece, int32_t id)>;
 
+// A generation's text as its tokens arrive: complete UTF-8 only, cut before the first stop
+// string, and holding back a tail that may still grow into one. generate() and the Scheduler
+// (runtime/batch.h) both stream through it, so they stop and show text alike.
+class TextStream {
+ public:
+  // Throws Error (invalid_argument) on an empty stop string. context: the prompt's ids, so the
+  // first piece decodes as it reads after the prompt (its leading space kept).
+  TextStream(const Tokenizer& tok, std::vector<std::string> stop, std::vector<int32_t> context = {});
+  // Adds a token's text. True when a stop string appeared: the text now ends before it, and all
+  // of it may be shown.
+  bool push(int32_t id);
+  // The sequence ended another way: the decoder's pending bytes join the text and nothing is
+  // held back any more.
+  void finish();
+  // The text that may be shown now and was not yet ("" when none).
+  std::string take();
+  const std::string& text() const { return full_; }
+  size_t shown() const { return shown_; }  // bytes of text() that take() has returned
+
+ private:
+  DecodeStream decode_;
+  std::vector<std::string> stop_;
+  std::string full_;
+  size_t shown_ = 0;
+  bool open_ = true;  // neither stopped nor finished: a stop string's prefix is held back
+};
+
 // Runs from the session's current position (normally 0; call session.reset() first to reuse).
 // Throws lowbit::Error before evaluating anything when a setting is out of range or the prompt
 // does not fit in the context left. The text continues the prompt: its first piece keeps the

@@ -1,24 +1,27 @@
-// A loaded model (immutable weights, mmapped from a manifest) and a Session (KV cache and
-// scratch for one sequence). One Model can serve several Sessions.
+// A loaded model (immutable weights, mmapped from a manifest, handed to the backend chosen at
+// load) and a Session (one sequence's KV cache and scratch). One Model serves any number of
+// Sessions, and of Schedulers (runtime/batch.h) that advance many sequences per step.
 //
-// Thread safety: a Model may be shared by any number of threads once loaded; its thread pool runs
-// one matmul at a time, so sessions of one model on different threads take turns inside each
-// matmul. A Session is used by one thread at a time.
+// Thread safety: a Model may be shared by any number of threads once loaded; forward() may run
+// on several threads at once with different workspaces and caches (the CPU backend's pool runs
+// one job at a time, so they take turns inside each operation). A Session is used by one thread
+// at a time.
 #pragma once
 
 #include <cstdint>
-#include <functional>
-#include <initializer_list>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
+#include "backend/backend.h"
 #include "kernels/isa.h"
 #include "kernels/matmul.h"
 #include "kernels/thread_pool.h"
 #include "models/arch.h"
+#include "runtime/forward.h"
 #include "runtime/manifest.h"
-#include "runtime/tokenizer.h"
+#include "runtime/tokenizer/tokenizer.h"
 
 namespace lowbit {
 
@@ -37,20 +40,13 @@ struct MemoryEstimate {
   int64_t total() const { return weights + kv_cache + scratch; }
 };
 
-struct LayerWeights {
-  const float* attn_norm;
-  QMatrix wq, wk, wv, wo;
-  const float *bq = nullptr, *bk = nullptr, *bv = nullptr;  // Qwen2 only
-  const float* ffn_norm;
-  QMatrix w_gate, w_up, w_down;
-};
-
 class Model {
  public:
   // Opens the manifest, checks memory (fails with needed vs available instead of being killed),
   // maps the weights and loads the tokenizer from the manifest directory.
   static std::unique_ptr<Model> load(const std::string& manifest_dir, const LoadParams& params = {});
-  // The same from a Manifest already open (one imported in memory: convert/load.h).
+  // The same from a Manifest already open (one imported in memory: convert/load.h); the tokenizer
+  // comes from its directory, or from its in-memory files.
   static std::unique_ptr<Model> load(Manifest manifest, const LoadParams& params = {});
 
   const ModelConfig& config() const { return manifest_.config(); }
@@ -59,36 +55,34 @@ class Model {
   bool has_tokenizer() const { return tokenizer_ != nullptr; }
   const LoadParams& params() const { return params_; }
   int64_t ctx() const { return ctx_; }
-  ThreadPool& pool() const { return *pool_; }
-  MatmulOptions matmul_options() const { return {params_.isa, pool_.get(), params_.int8_acts}; }
 
-  const QMatrix& embed() const { return embed_; }
-  const QMatrix& lm_head() const { return lm_head_; }
-  const float* final_norm() const { return final_norm_; }
-  const LayerWeights& layer(int64_t l) const { return layers_[l]; }
-  const std::vector<float>& rope_inv_freq() const { return inv_freq_; }
+  // The backend the model runs on, chosen at load.
+  Backend& backend() const { return *backend_; }
+  // The CPU backend's thread pool and matmul options (its ISA resolved at load), for callers
+  // that run kernels/ themselves beside the model (the accuracy harness, the benchmarks).
+  ThreadPool& pool() const;
+  MatmulOptions matmul_options() const;
+
+  // A KV cache for one sequence of up to `capacity` positions (at most ctx()).
+  std::unique_ptr<KvCache> new_kv_cache(int64_t capacity) const;
+  // Runs a batch of chunks of one or several sequences (runtime/forward.h).
+  void forward(std::span<const SeqChunk> chunks, Workspace& ws, float* logits, const ForwardOptions& opt = {}) const {
+    forward_->run(chunks, ws, logits, opt);
+  }
 
   static MemoryEstimate estimate(const ModelConfig& c, int64_t weights_bytes, int64_t ctx, int64_t batch);
 
  private:
   Model() = default;
+  // Declared in this order so they are destroyed in the reverse: the forward pass holds the
+  // backend's handles, which point into the manifest's mapping.
   Manifest manifest_;
   LoadParams params_;
   int64_t ctx_ = 0;
-  std::unique_ptr<ThreadPool> pool_;
+  std::unique_ptr<Backend> backend_;
+  std::unique_ptr<ForwardPass> forward_;
   std::unique_ptr<Tokenizer> tokenizer_;
-  QMatrix embed_, lm_head_;
-  const float* final_norm_ = nullptr;
-  std::vector<LayerWeights> layers_;
-  std::vector<float> inv_freq_;  // (head_dim / 2)
 };
-
-// RoPE inverse frequencies for head_dim, with Llama 3 / linear rope_scaling applied.
-std::vector<float> rope_inv_freq(const ModelConfig& c);
-
-// Sees the input of every matmul of a forward pass (for the accuracy harness's per-tensor
-// error on real activations): the tensor's HF name, and x as (m, k).
-using MatmulObserver = std::function<void(const std::string& tensor, const float* x, int64_t m, int64_t k)>;
 
 class Session {
  public:
@@ -96,9 +90,9 @@ class Session {
 
   void set_observer(MatmulObserver observer) { observer_ = std::move(observer); }
 
-  // Feeds tokens at positions position() .. position() + n - 1 and advances. Prompt batches go
-  // through the M > 1 kernels, single tokens through M = 1. logits: (n, vocab) when all_logits,
-  // else (vocab) for the last token. Throws when the context would overflow.
+  // Feeds tokens at positions position() .. position() + n - 1 and advances. logits: (n, vocab)
+  // when all_logits, else (vocab) for the last token. Throws Error when the context would
+  // overflow (context_full) or on an id outside the vocabulary (invalid_argument).
   void eval(const int32_t* tokens, int64_t n, float* logits, bool all_logits = false);
 
   int64_t position() const { return pos_; }
@@ -108,24 +102,11 @@ class Session {
   const Model& model() const { return model_; }
 
  private:
-  void forward_batch(const int32_t* tokens, int64_t n, float* logits, bool all_logits);
-
-  // y = x W^T through the kernels, reporting x to the observer first.
-  void mm(const QMatrix& w, Role role, int64_t layer, const float* x, int64_t m, float* y);
-  // Several projections of the same input (q/k/v, gate/up) in one matmul_many call.
-  struct Proj {
-    const QMatrix& w;
-    Role role;
-    float* y;
-  };
-  void mm_many(std::initializer_list<Proj> projs, int64_t layer, const float* x, int64_t m);
-
   const Model& model_;
   MatmulObserver observer_;
   int64_t pos_ = 0;
-  std::vector<float> k_cache_, v_cache_;  // (layer, ctx, kv_dim)
-  // Scratch, sized for the largest batch seen.
-  std::vector<float> x_, xb_, q_, k_, v_, att_, ffn_g_, ffn_u_, tmp_, scores_;
+  std::unique_ptr<KvCache> cache_;  // ctx positions
+  Workspace ws_;
 };
 
 }  // namespace lowbit

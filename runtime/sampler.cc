@@ -20,7 +20,8 @@ std::optional<InvalidSetting> invalid_setting(const SamplerParams& p) {
 }
 
 Sampler::Sampler(const SamplerParams& p) : p_(p), rng_(p.seed) {
-  if (const auto bad = invalid_setting(p)) throw Error(bad->field + " must be " + bad->requirement);
+  if (const auto bad = invalid_setting(p))
+    throw Error(ErrorCode::invalid_argument, bad->field + " must be " + bad->requirement);
 }
 
 int32_t Sampler::sample(float* logits, int64_t vocab, const std::vector<int32_t>& recent) {

@@ -157,7 +157,7 @@ if hasattr(_core, "evaluate"):
 
         model, ref: manifest directories (or Models). ref_logits: a reference file saved earlier
         with save_ref, instead of running ref. Returns perplexities, their difference, KL
-        divergence and top-1 agreement, each with a 95% interval (see runtime/eval.h).
+        divergence and top-1 agreement, each with a 95% interval (see eval/eval.h).
         progress(tokens_done, tokens_total) is called after each window.
         """
         path = lambda m: None if m is None else str(m.path if isinstance(m, Model) else m)
@@ -359,6 +359,99 @@ class Model:
             s._pieces = self._stream(prompt, kwargs, s)
             return s
         return Generation(self._core.generate(prompt, **kwargs))
+
+    def generate_batch(
+        self,
+        prompts: Sequence[Union[str, Mapping]],
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        min_p: float = 0.0,
+        repetition_penalty: float = 1.0,
+        seed: int = 0,
+        stop: Optional[Sequence[str]] = None,
+        add_bos: bool = True,
+        *,
+        max_sequences: int = 16,
+        max_step_tokens: int = 256,
+        stream: bool = False,
+    ) -> Union[list, Iterator[tuple]]:
+        """Generates from many prompts at once, decoded together (one pass over the weights per
+        step serves every sequence; see runtime/batch.h).
+
+        Each prompt is a string, or a dict with "prompt" and any of the keyword settings for that
+        prompt alone (e.g. {"prompt": "Once", "temperature": 0.8, "seed": 3}); the keywords are
+        the defaults. Each sequence gets exactly the text generate() gives it alone. max_sequences
+        generate at once (the rest wait); max_step_tokens bounds the rows of one step (decode
+        rows plus prompt chunks).
+
+        Returns one dict per prompt, in order: text, ids, stop_reason ("eos", "length", "stop",
+        "context"), prompt_tokens, generated_tokens, gen_tokens_per_s (its decode rate). With
+        stream=True, an iterator of (index, piece) as text arrives instead.
+        """
+        defaults = dict(
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            min_p=min_p,
+            repetition_penalty=repetition_penalty,
+            seed=seed,
+            stop=list(stop) if stop is not None else None,
+            add_bos=add_bos,
+        )
+        texts, settings = [], []
+        for p in prompts:
+            if isinstance(p, str):
+                texts.append(p)
+                settings.append(dict(defaults))
+                continue
+            unknown = set(p) - set(defaults) - {"prompt"}
+            if unknown or "prompt" not in p:
+                raise Error(f"generate_batch: a prompt dict needs 'prompt' and may hold {sorted(defaults)}; got {sorted(p)}")
+            texts.append(str(p["prompt"]))
+            one = dict(defaults)
+            one.update({k: v for k, v in p.items() if k != "prompt"})
+            if one.get("stop") is not None:
+                one["stop"] = list(one["stop"])
+            settings.append(one)
+        if stream:
+            return self._stream_batch(texts, settings, max_sequences, max_step_tokens)
+        return self._core.generate_batch(texts, settings, max_sequences=max_sequences, max_step_tokens=max_step_tokens)
+
+    def _stream_batch(self, texts, settings, max_sequences, max_step_tokens) -> Iterator[tuple]:
+        # As _stream: the batch runs on a worker thread and hands (index, piece) over a queue.
+        pieces: queue.Queue = queue.Queue()
+        stop = threading.Event()
+        done = object()
+
+        def on_piece(index: int, piece: str) -> bool:
+            pieces.put((index, piece))
+            return stop.is_set()
+
+        def work() -> None:
+            try:
+                self._core.generate_batch(
+                    texts, settings, max_sequences=max_sequences, max_step_tokens=max_step_tokens, callback=on_piece
+                )
+                pieces.put(done)
+            except BaseException as e:  # handed to the consumer, raised there
+                pieces.put(_Failed(e))
+
+        worker = threading.Thread(target=work, name="lowbit-generate-batch", daemon=True)
+        worker.start()
+        try:
+            while True:
+                item = pieces.get()
+                if item is done:
+                    return
+                if isinstance(item, _Failed):
+                    raise item.error
+                yield item
+        finally:
+            stop.set()
+            worker.join()
 
     def _stream(self, prompt: str, kwargs: dict, into: Stream) -> Iterator[str]:
         # The generation runs on a worker thread (without the GIL while it computes) and hands

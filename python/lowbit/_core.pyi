@@ -11,6 +11,8 @@ build_features: str
 class Error(RuntimeError):
     """An error reported by lowbit; the message names the file, tensor or field at fault."""
 
+    code: str  # "invalid_argument", "not_found", "context_full", ... (kernels/error.h ErrorCode)
+
 class VersionError(Error):
     """A file newer than this version of lowbit understands."""
 
@@ -61,6 +63,14 @@ class Model:
         add_bos: bool = True,
         callback: Optional[Callable[[str], Optional[bool]]] = None,
     ) -> dict: ...
+    def generate_batch(
+        self,
+        prompts: Sequence[str],
+        settings: Sequence[dict],  # generate()'s keyword arguments, one dict per prompt
+        max_sequences: int = 16,
+        max_step_tokens: int = 256,
+        callback: Optional[Callable[[int, str], Optional[bool]]] = None,
+    ) -> List[dict]: ...
 
 def convert(
     hf_dir: str,
@@ -76,7 +86,7 @@ def convert(
     progress: Optional[Callable[[int, int, str, int, int], None]] = None,
 ) -> dict: ...
 
-# Present when the library was built with the accuracy harness (runtime/eval.h).
+# Present when the library was built with the accuracy harness (eval/eval.h).
 def evaluate(
     model: str,
     text: str,

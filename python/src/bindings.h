@@ -21,7 +21,7 @@ void register_errors(py::module_& m);   // lowbit.Error, lowbit.VersionError
 void register_qtensor(py::module_& m);  // QTensor, quantize, matmul
 void register_model(py::module_& m);    // Model
 void register_convert(py::module_& m);  // convert
-void register_eval(py::module_& m);     // evaluate, when the library has runtime/eval.h
+void register_eval(py::module_& m);     // evaluate, when the library has eval/eval.h
 
 // With the GIL held: raises (as py::error_already_set) what a pending signal's handler raised,
 // KeyboardInterrupt for Ctrl-C. Signals reach only the main thread; elsewhere it does nothing.

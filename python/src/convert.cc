@@ -22,13 +22,13 @@ py::dict convert(const std::string& hf_dir, const std::string& out_dir, int bits
   opt.bits = bits;
   opt.group = group;
   if (scheme) {
-    if (*scheme != "sym" && *scheme != "asym") throw Error("scheme must be 'sym', 'asym' or None, not '" + *scheme + "'");
+    if (*scheme != "sym" && *scheme != "asym") throw Error(ErrorCode::invalid_argument, "scheme must be 'sym', 'asym' or None, not '" + *scheme + "'");
     opt.scheme = (int)(*scheme == "sym" ? Scheme::sym : Scheme::asym);
   }
   opt.quantizer = parse_quantizer(quantizer);
   opt.keep = keep;
   opt.force = force;
-  if (threads < 0) throw Error("threads must be >= 0");
+  if (threads < 0) throw Error(ErrorCode::invalid_argument, "threads must be >= 0");
   opt.threads = threads;
   opt.allow_nonfinite = allow_nonfinite;
   // Called on this thread after each tensor: a pending Ctrl-C (or the callback's exception)

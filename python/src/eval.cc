@@ -1,15 +1,15 @@
-// evaluate(): the accuracy harness (runtime/eval.h), a quantized model against its FP32 reference
+// evaluate(): the accuracy harness (eval/eval.h), a quantized model against its FP32 reference
 // on a text file. Bound only when the library has the harness.
 #include "python/src/bindings.h"
 
-#if __has_include("runtime/eval.h")
+#if __has_include("eval/eval.h")
 #include <memory>
 #include <optional>
 #include <string>
 
 #include "convert/load.h"
 #include "kernels/error.h"
-#include "runtime/eval.h"
+#include "eval/eval.h"
 #include "runtime/model.h"
 
 namespace lowbit::python {
@@ -19,7 +19,7 @@ py::object evaluate_models(const std::string& model_dir, const std::string& text
                            const std::optional<std::string>& ref_dir, int64_t ctx, int64_t max_tokens, int threads,
                            const std::optional<std::string>& ref_logits, const std::optional<std::string>& save_ref,
                            const py::object& progress) {
-  if (!ref_dir && !ref_logits) throw Error("evaluate: give ref (an FP32 manifest) or ref_logits (a saved reference)");
+  if (!ref_dir && !ref_logits) throw Error(ErrorCode::invalid_argument, "evaluate: give ref (an FP32 manifest) or ref_logits (a saved reference)");
   EvalOptions opt;
   opt.ref_logits = ref_logits.value_or("");
   opt.save_ref = save_ref.value_or("");
@@ -48,7 +48,7 @@ void register_eval(py::module_& m) {
         py::arg("ctx") = 256, py::arg("max_tokens") = 0, py::arg("threads") = 0, py::arg("ref_logits") = py::none(),
         py::arg("save_ref") = py::none(), py::arg("progress") = py::none(),
         "Measures a quantized manifest against its FP32 reference on a text file: perplexity, KL\n"
-        "divergence and top-1 agreement with 95% intervals, as a dict (see runtime/eval.h).");
+        "divergence and top-1 agreement with 95% intervals, as a dict (see eval/eval.h).");
 }
 
 }  // namespace lowbit::python

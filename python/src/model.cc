@@ -1,4 +1,5 @@
 // Model: a loaded manifest with tokenize / detokenize / logits / generate.
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -8,6 +9,7 @@
 #include "kernels/error.h"
 #include "kernels/isa.h"
 #include "python/src/bindings.h"
+#include "runtime/batch.h"
 #include "runtime/generate.h"
 #include "runtime/model.h"
 
@@ -17,8 +19,8 @@ namespace {
 class PyModel {
  public:
   PyModel(const std::string& path, int threads, int64_t ctx, const std::string& isa) : path_(path) {
-    if (threads < 0) throw Error("threads must be >= 0");
-    if (ctx < 0) throw Error("ctx must be >= 0");
+    if (threads < 0) throw Error(ErrorCode::invalid_argument, "threads must be >= 0");
+    if (ctx < 0) throw Error(ErrorCode::invalid_argument, "ctx must be >= 0");
     LoadParams lp;
     lp.threads = threads;
     lp.ctx = ctx;
@@ -42,7 +44,7 @@ class PyModel {
 
   // A fresh session per call: the logits of every position of ids, (n, vocab).
   py::array_t<float> logits(const std::vector<int32_t>& ids) const {
-    if (ids.empty()) throw Error("logits: no token ids");
+    if (ids.empty()) throw Error(ErrorCode::invalid_argument, "logits: no token ids");
     const int64_t n = (int64_t)ids.size(), vocab = model_->config().vocab_size;
     py::array_t<float> out({n, vocab});
     float* dst = out.mutable_data();
@@ -91,6 +93,75 @@ class PyModel {
     d["gen_seconds"] = r.gen_seconds;
     d["seed"] = params.sampler.seed;
     return d;
+  }
+
+  // Many prompts through one Scheduler (runtime/batch.h): every projection once per step for all
+  // of them. Per sequence i: prompts[i], params[i]; add_bos as generate's. callback(i, piece)
+  // is called with each new piece of sequence i's text; returning True stops everything.
+  // Returns one dict per prompt, in order.
+  py::list generate_batch(const std::vector<std::string>& prompts, const std::vector<GenerateParams>& params,
+                          int max_sequences, int64_t max_step_tokens, const py::object& callback) const {
+    if (params.size() != prompts.size()) throw Error(ErrorCode::invalid_argument, "generate_batch: one parameter set per prompt");
+    struct Out {
+      std::vector<int32_t> prompt, ids;
+      std::string text, reason;
+      double tokens_per_s = 0;
+    };
+    std::vector<Out> out(prompts.size());
+    {
+      py::gil_scoped_release nogil;
+      Scheduler sched(*model_, {max_sequences, max_step_tokens});
+      std::map<SequenceId, size_t> index;
+      for (size_t i = 0; i < prompts.size(); ++i) {
+        out[i].prompt = model_->tokenizer().encode(prompts[i], params[i].add_bos);
+        SequenceParams sp;
+        sp.max_tokens = params[i].max_tokens;
+        sp.sampler = params[i].sampler;
+        sp.stop = params[i].stop;
+        sp.stop_on_bos = params[i].stop_on_bos;
+        index[sched.submit(out[i].prompt, sp)] = i;
+      }
+      bool stop_all = false;
+      while (sched.has_work()) {
+        const std::vector<SequenceEvent>& events = sched.step();
+        for (const SequenceEvent& e : events) {
+          Out& o = out[index.at(e.id)];
+          if (e.token >= 0) o.ids.push_back(e.token);
+          o.text += e.text;
+          if (e.finish != FinishReason::none) {
+            o.reason = finish_reason_name(e.finish);
+            const SequenceStats* st = sched.stats(e.id);
+            if (st && st->generated_tokens > 1 && st->last_token > st->first_token)
+              o.tokens_per_s = (double)(st->generated_tokens - 1) / (st->last_token - st->first_token);
+          }
+        }
+        py::gil_scoped_acquire gil;
+        check_signals();  // Ctrl-C: KeyboardInterrupt leaves generate_batch() through here
+        if (callback.is_none()) continue;
+        for (const SequenceEvent& e : events) {
+          if (e.text.empty() || stop_all) continue;
+          const py::object r = callback(index.at(e.id), py::str(e.text));
+          stop_all = r && !r.is_none() && r.cast<bool>();
+        }
+        if (stop_all) {
+          for (const auto& [id, i] : index)
+            if (out[i].reason.empty()) sched.cancel(id);
+          stop_all = false;  // the cancellations finish in the next step
+        }
+      }
+    }
+    py::list results;
+    for (Out& o : out) {
+      py::dict d;
+      d["text"] = o.text;
+      d["stop_reason"] = o.reason;
+      d["prompt_tokens"] = o.prompt.size();
+      d["generated_tokens"] = o.ids.size();
+      d["ids"] = o.ids;
+      d["gen_tokens_per_s"] = o.tokens_per_s;
+      results.append(d);
+    }
+    return results;
   }
 
   py::dict config() const {
@@ -156,6 +227,27 @@ void register_model(py::module_& m) {
           py::arg("prompt"), py::arg("max_tokens") = 256, py::arg("temperature") = 0.0f, py::arg("top_k") = 0,
           py::arg("top_p") = 1.0f, py::arg("min_p") = 0.0f, py::arg("repetition_penalty") = 1.0f,
           py::arg("seed") = 0, py::arg("stop") = py::none(), py::arg("add_bos") = true,
+          py::arg("callback") = py::none())
+      .def(
+          "generate_batch",
+          [](const PyModel& self, const std::vector<std::string>& prompts, const std::vector<py::dict>& settings,
+             int max_sequences, int64_t max_step_tokens, const py::object& callback) {
+            // Each settings dict holds generate()'s keyword arguments for its prompt.
+            std::vector<GenerateParams> params;
+            for (const py::dict& d : settings) {
+              auto get = [&](const char* key, auto fallback) {
+                return d.contains(key) ? d[key].cast<decltype(fallback)>() : fallback;
+              };
+              const py::object stop = d.contains("stop") ? py::object(d["stop"]) : py::none();
+              params.push_back(make_params(get("max_tokens", int64_t(256)), get("temperature", 0.0f), get("top_k", 0),
+                                           get("top_p", 1.0f), get("min_p", 0.0f), get("repetition_penalty", 1.0f),
+                                           get("seed", uint64_t(0)),
+                                           stop.is_none() ? std::vector<std::string>{} : stop.cast<std::vector<std::string>>(),
+                                           get("add_bos", true)));
+            }
+            return self.generate_batch(prompts, params, max_sequences, max_step_tokens, callback);
+          },
+          py::arg("prompts"), py::arg("settings"), py::arg("max_sequences") = 16, py::arg("max_step_tokens") = 256,
           py::arg("callback") = py::none());
 }
 

@@ -45,20 +45,20 @@ class QTensor {
 QType linear_type(int bits, uint32_t group, const std::optional<std::string>& scheme) {
   ConvertOptions opt;
   if (bits != 1 && bits != 2 && bits != 4 && bits != 8 && bits != 16 && bits != 32)
-    throw Error("bits " + std::to_string(bits) + " is not one of 1, 2, 4, 8, 16, 32");
+    throw Error(ErrorCode::invalid_argument, "bits " + std::to_string(bits) + " is not one of 1, 2, 4, 8, 16, 32");
   opt.bits = bits;
   opt.group = group;
   if (scheme) {
-    if (*scheme != "sym" && *scheme != "asym") throw Error("scheme must be 'sym', 'asym' or None, not '" + *scheme + "'");
+    if (*scheme != "sym" && *scheme != "asym") throw Error(ErrorCode::invalid_argument, "scheme must be 'sym', 'asym' or None, not '" + *scheme + "'");
     opt.scheme = (int)(*scheme == "sym" ? Scheme::sym : Scheme::asym);
   }
   return recipe_type(opt, "", false, false);
 }
 
 std::unique_ptr<QTensor> quantize_array(const FloatArray& w, const QType& t, const std::string& quantizer) {
-  if (w.ndim() != 2) throw Error("quantize: expected a 2-D (n, k) array, got " + std::to_string(w.ndim()) + "-D");
+  if (w.ndim() != 2) throw Error(ErrorCode::invalid_argument, "quantize: expected a 2-D (n, k) array, got " + std::to_string(w.ndim()) + "-D");
   const int64_t n = w.shape(0), k = w.shape(1);
-  if (n <= 0 || k <= 0) throw Error("quantize: the array is empty");
+  if (n <= 0 || k <= 0) throw Error(ErrorCode::invalid_argument, "quantize: the array is empty");
   check_type(t);
   const Quantizer qz = parse_quantizer(quantizer);
   auto q = std::make_unique<QTensor>(t, n, k);
@@ -77,11 +77,11 @@ py::array_t<float> dequantize_tensor(const QTensor& q) {
 
 // x: (k,) or (m, k) -> (n,) or (m, n).
 py::array_t<float> matmul_array(const QTensor& q, const FloatArray& x) {
-  if (x.ndim() != 1 && x.ndim() != 2) throw Error("matmul: x must be 1-D (k,) or 2-D (m, k)");
+  if (x.ndim() != 1 && x.ndim() != 2) throw Error(ErrorCode::invalid_argument, "matmul: x must be 1-D (k,) or 2-D (m, k)");
   const int64_t k = x.shape(x.ndim() - 1), m = x.ndim() == 2 ? x.shape(0) : 1;
   if (k != q.k())
-    throw Error("matmul: x has " + std::to_string(k) + " columns but the weights have k = " + std::to_string(q.k()));
-  if (m == 0) throw Error("matmul: x has no rows");
+    throw Error(ErrorCode::invalid_argument, "matmul: x has " + std::to_string(k) + " columns but the weights have k = " + std::to_string(q.k()));
+  if (m == 0) throw Error(ErrorCode::invalid_argument, "matmul: x has no rows");
   py::array_t<float> y = x.ndim() == 2 ? py::array_t<float>({m, q.n()}) : py::array_t<float>(q.n());
   float* dst = y.mutable_data();
   const float* src = x.data();

@@ -9,7 +9,7 @@ import pytest
 import lowbit
 from conftest import MODELS, hf_model
 
-pytestmark = pytest.mark.skipif(not hasattr(lowbit, "evaluate"), reason="built without runtime/eval.h")
+pytestmark = pytest.mark.skipif(not hasattr(lowbit, "evaluate"), reason="built without eval/eval.h")
 
 TEXT = MODELS.parent / "corpus" / "tinystories_sample.txt"
 

@@ -246,3 +246,49 @@ def test_gguf_model_runs_directly_and_agrees_with_the_cli():
     chat = m.generate("<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n",
                       max_tokens=24)
     assert "Paris" in chat and chat.stop_reason == "eos"
+
+
+def test_generate_batch_matches_generate_alone(stories, stories_golden):
+    # Mixed prompts and settings, decoded together 2 at a time with prompts read in chunks: each
+    # sequence's text is the one generate() gives it alone, and the greedy one from BOS is
+    # llama2.c's sample.
+    prompts = [
+        "",
+        {"prompt": "Once upon a time", "temperature": 0.8, "top_k": 40, "seed": 7, "max_tokens": 50},
+        {"prompt": "One day, a cat", "stop": ["."]},
+        {"prompt": "The little girl", "temperature": 1.0, "top_p": 0.9, "seed": 3, "max_tokens": 70},
+    ]
+    results = stories.generate_batch(prompts, max_tokens=256, max_sequences=2, max_step_tokens=8)
+    assert len(results) == 4
+    assert results[0]["text"] + "\n" == stories_golden
+    for p, r in zip(prompts, results):
+        kwargs = dict(p) if isinstance(p, dict) else {"prompt": p}
+        kwargs.setdefault("max_tokens", 256)
+        assert r["text"] == stories.generate(**kwargs)
+        assert r["generated_tokens"] == len(r["ids"]) > 0
+    assert results[2]["stop_reason"] == "stop"
+
+
+def test_generate_batch_streams_each_sequence(stories):
+    prompts = ["Once upon a time", "The dog"]
+    whole = stories.generate_batch(prompts, max_tokens=30)
+    texts = ["", ""]
+    for index, piece in stories.generate_batch(prompts, max_tokens=30, stream=True):
+        texts[index] += piece
+    assert texts == [r["text"] for r in whole]
+    # Closing the stream early stops the batch.
+    it = stories.generate_batch(prompts, max_tokens=200, stream=True)
+    next(it)
+    it.close()
+
+
+def test_generate_batch_errors_have_codes(stories):
+    with pytest.raises(lowbit.Error) as e:
+        stories.generate_batch(["x"], temperature=-1.0)
+    assert e.value.code == "invalid_argument"
+    with pytest.raises(lowbit.Error):
+        stories.generate_batch([{"text": "no prompt key"}])
+    small = lowbit.Model(stories.path, ctx=4)
+    with pytest.raises(lowbit.Error) as e:
+        small.generate_batch(["Once upon a time, there was a little girl"])
+    assert e.value.code == "context_full"

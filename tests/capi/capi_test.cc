@@ -5,10 +5,13 @@
 #include <stdlib.h>
 #include <sys/wait.h>
 
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <sstream>
 #include <string>
@@ -425,6 +428,164 @@ TEST_F(CApi, ConvertCancelledByCallback) {
   EXPECT_EQ(lowbit_convert(kStories.c_str(), out.c_str(), &p, nullptr), LOWBIT_CANCELLED);
   EXPECT_NE(std::string(lowbit_last_error()).find("cancelled"), std::string::npos);
   EXPECT_FALSE(fs::exists(out));
+}
+
+// ---- batches ----------------------------------------------------------------------------------
+
+struct BatchHandle {
+  lowbit_batch* b = nullptr;
+  ~BatchHandle() { lowbit_batch_free(b); }
+};
+
+struct Alone {
+  std::string text;
+  lowbit_generate_result r;
+};
+
+std::vector<int32_t> tokenize(lowbit_model* m, const std::string& text) {
+  size_t n = 0;
+  EXPECT_EQ(lowbit_tokenize(m, text.data(), text.size(), 1, nullptr, 0, &n), LOWBIT_OK);
+  std::vector<int32_t> ids(n);
+  EXPECT_EQ(lowbit_tokenize(m, text.data(), text.size(), 1, ids.data(), n, &n), LOWBIT_OK);
+  return ids;
+}
+
+struct Streamed {
+  std::vector<int32_t> tokens;
+  std::string text;
+  lowbit_stop_reason reason = LOWBIT_STOP_LENGTH;
+  int finished = 0;
+};
+
+// Steps until nothing is pending, gathering every sequence's events.
+void drain(lowbit_batch* b, std::map<uint64_t, Streamed>& got) {
+  for (;;) {
+    size_t running = 0, waiting = 0;
+    ASSERT_EQ(lowbit_batch_pending(b, &running, &waiting), LOWBIT_OK);
+    if (running + waiting == 0) return;
+    const lowbit_batch_event* ev = nullptr;
+    size_t n = 0;
+    ASSERT_EQ(lowbit_batch_step(b, &ev, &n), LOWBIT_OK) << lowbit_last_error();
+    for (size_t i = 0; i < n; ++i) {
+      Streamed& s = got[ev[i].id];
+      if (ev[i].token >= 0) s.tokens.push_back(ev[i].token);
+      s.text.append(ev[i].text, ev[i].text_len);
+      if (ev[i].finished) s.finished++, s.reason = ev[i].stop_reason;
+    }
+  }
+}
+
+// Three sequences, two at a time, each as lowbit_generate makes it alone; the greedy one from BOS
+// is llama2.c's published sample.
+TEST_F(CApi, BatchSequencesMatchGenerateAlone) {
+  ModelHandle model;
+  ASSERT_EQ(lowbit_model_load(manifest_.c_str(), nullptr, &model.m), LOWBIT_OK) << lowbit_last_error();
+  const char* prompts[3] = {"", "Once upon a time", "The dog ran"};
+  lowbit_sequence_params sp[3];
+  for (int i = 0; i < 3; ++i) sp[i] = lowbit_sequence_default_params();
+  sp[1].sampler.temperature = 0.9f, sp[1].sampler.top_k = 20, sp[1].sampler.seed = 5, sp[1].max_tokens = 40;
+  const char* stop[] = {"."};
+  sp[2].stop = stop, sp[2].n_stop = 1;
+  BatchHandle batch;
+  lowbit_batch_params bp = lowbit_batch_default_params();
+  bp.max_sequences = 2;
+  bp.max_step_tokens = 6;
+  ASSERT_EQ(lowbit_batch_create(model.m, &bp, &batch.b), LOWBIT_OK) << lowbit_last_error();
+  uint64_t ids[3];
+  for (int i = 0; i < 3; ++i) {
+    const std::vector<int32_t> p = tokenize(model.m, prompts[i]);
+    ASSERT_EQ(lowbit_batch_add(batch.b, p.data(), p.size(), &sp[i], &ids[i]), LOWBIT_OK) << lowbit_last_error();
+  }
+  std::map<uint64_t, Streamed> got;
+  drain(batch.b, got);
+  for (int i = 0; i < 3; ++i) {
+    SessionHandle session;
+    ASSERT_EQ(lowbit_session_create(model.m, &session.s), LOWBIT_OK);
+    lowbit_generate_params gp = lowbit_generate_default_params();
+    gp.max_tokens = sp[i].max_tokens, gp.sampler = sp[i].sampler, gp.stop = sp[i].stop, gp.n_stop = sp[i].n_stop;
+    std::string text;
+    lowbit_generate_result r;
+    ASSERT_EQ(lowbit_generate(session.s, prompts[i], &gp, collect, &text, &r), LOWBIT_OK);
+    const Streamed& g = got[ids[i]];
+    EXPECT_EQ(g.text, text) << i;
+    EXPECT_EQ((int64_t)g.tokens.size(), r.generated_tokens) << i;
+    EXPECT_EQ(g.reason, r.stop_reason) << i;
+    EXPECT_EQ(g.finished, 1) << i;
+  }
+  EXPECT_EQ(got[ids[0]].text + "\n", expected_stories());
+  EXPECT_EQ(got[ids[2]].reason, LOWBIT_STOP_STRING);
+}
+
+// One engine thread steps while another adds and cancels, as a server would.
+TEST_F(CApi, BatchAddAndCancelFromAnotherThread) {
+  ModelHandle model;
+  ASSERT_EQ(lowbit_model_load(manifest_.c_str(), nullptr, &model.m), LOWBIT_OK);
+  BatchHandle batch;
+  ASSERT_EQ(lowbit_batch_create(model.m, nullptr, &batch.b), LOWBIT_OK);
+  const std::vector<int32_t> bos = tokenize(model.m, "");
+  std::atomic<bool> done{false};
+  std::map<uint64_t, Streamed> got;
+  std::thread engine([&] {
+    while (!done.load()) {
+      const lowbit_batch_event* ev = nullptr;
+      size_t n = 0;
+      if (lowbit_batch_step(batch.b, &ev, &n) != LOWBIT_OK) return;
+      for (size_t i = 0; i < n; ++i) {
+        Streamed& s = got[ev[i].id];
+        if (ev[i].token >= 0) s.tokens.push_back(ev[i].token);
+        s.text.append(ev[i].text, ev[i].text_len);
+        if (ev[i].finished) s.finished++, s.reason = ev[i].stop_reason;
+      }
+    }
+  });
+  std::vector<uint64_t> ids(8);
+  lowbit_sequence_params sp = lowbit_sequence_default_params();
+  sp.max_tokens = 256;
+  for (uint64_t& id : ids) ASSERT_EQ(lowbit_batch_add(batch.b, bos.data(), bos.size(), &sp, &id), LOWBIT_OK);
+  EXPECT_EQ(lowbit_batch_cancel(batch.b, ids[3]), LOWBIT_OK);
+  EXPECT_EQ(lowbit_batch_cancel(batch.b, 999999), LOWBIT_NOT_FOUND);
+  for (;;) {  // until every sequence has finished
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    size_t running = 1, waiting = 1;
+    ASSERT_EQ(lowbit_batch_pending(batch.b, &running, &waiting), LOWBIT_OK);
+    if (running + waiting == 0) break;
+  }
+  done = true;
+  engine.join();
+  EXPECT_EQ(lowbit_batch_cancel(batch.b, ids[0]), LOWBIT_NOT_FOUND) << "finished";
+  for (uint64_t id : ids) {
+    EXPECT_EQ(got[id].finished, 1);
+    if (id == ids[3]) {
+      EXPECT_EQ(got[id].reason, LOWBIT_STOP_CANCELLED);
+    } else {
+      EXPECT_EQ(got[id].text + "\n", expected_stories()) << id;
+    }
+  }
+}
+
+TEST_F(CApi, BatchMisuse) {
+  ModelHandle model;
+  lowbit_load_params lp = lowbit_load_default_params();
+  lp.ctx = 8;
+  ASSERT_EQ(lowbit_model_load(manifest_.c_str(), &lp, &model.m), LOWBIT_OK);
+  lowbit_batch* b = nullptr;
+  lowbit_batch_params bp = lowbit_batch_default_params();
+  bp.max_step_tokens = bp.max_sequences;
+  EXPECT_EQ(lowbit_batch_create(model.m, &bp, &b), LOWBIT_INVALID_ARGUMENT);
+  EXPECT_EQ(lowbit_batch_create(nullptr, nullptr, &b), LOWBIT_INVALID_ARGUMENT);
+  ASSERT_EQ(lowbit_batch_create(model.m, nullptr, &b), LOWBIT_OK);
+  const int32_t nine[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9}, bad = 100000;
+  uint64_t id = 0;
+  EXPECT_EQ(lowbit_batch_add(b, nine, 9, nullptr, &id), LOWBIT_CONTEXT_FULL);
+  EXPECT_EQ(lowbit_batch_add(b, &bad, 1, nullptr, &id), LOWBIT_INVALID_ARGUMENT);
+  EXPECT_EQ(lowbit_batch_add(b, nine, 0, nullptr, &id), LOWBIT_INVALID_ARGUMENT);
+  EXPECT_EQ(id, 0u);
+  const lowbit_batch_event* ev = nullptr;
+  size_t n = 7;
+  EXPECT_EQ(lowbit_batch_step(b, &ev, &n), LOWBIT_OK);  // nothing to do
+  EXPECT_EQ(n, 0u);
+  lowbit_batch_free(b);
+  EXPECT_EQ(lowbit_batch_step(b, &ev, &n), LOWBIT_INVALID_ARGUMENT);  // freed
 }
 
 // ---- kernels ----------------------------------------------------------------------------------

@@ -56,17 +56,15 @@ TEST_P(ConvertShared, DequantizesWithinOneStep) {
     const std::vector<float> w = hf.read_f32(t.name);
     std::vector<float> back(w.size());
     dequantize(t.type, m.data(t), t.rows(), t.cols(), back.data());
-    const QLayout l = q_layout(t.type, t.rows(), t.cols());
+    const QSections<const uint8_t> l = q_sections(t.type, t.rows(), t.cols(), m.data(t));
     for (int64_t r = 0; r < t.rows(); ++r) {
       for (int64_t i = 0; i < t.cols(); ++i) {
         const float x = w[r * t.cols() + i], y = back[r * t.cols() + i];
         float bound;
         if (t.type.base == Base::q) {
           const int64_t g = i / group_size(t.type, t.cols());
-          const auto* sc = reinterpret_cast<const uint16_t*>(m.data(t) + l.scales_offset);
-          const auto* mn = reinterpret_cast<const uint16_t*>(m.data(t) + l.mins_offset);
-          const float d = std::fabs(f16_to_f32(sc[r * l.groups + g]));
-          const float mv = t.type.scheme == Scheme::asym ? std::fabs(f16_to_f32(mn[r * l.groups + g])) : 0;
+          const float d = std::fabs(f16_to_f32(l.row_scales(r)[g]));
+          const float mv = l.mins ? std::fabs(f16_to_f32(l.row_mins(r)[g])) : 0;
           bound = d * (1 + (1 << t.type.bits) / 512.0f) + mv / 1024;
           if (t.type.bits == 1 && t.type.scheme == Scheme::sym) bound = std::fabs(x) + d * 1.001f;
           if (t.type.bits == 1 && t.type.scheme == Scheme::asym) bound = d * 1.002f + mv / 1024;

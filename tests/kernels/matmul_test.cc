@@ -248,6 +248,38 @@ TEST(MatmulMany, IdenticalToSeparateMatmuls) {
       }
 }
 
+// Batched decoding runs N sequences' rows as one matmul and promises each the tokens it gets
+// alone, so on the int8 path (and for float weights) a row's result may depend only on that row:
+// bit for bit the same as the row multiplied alone (M = 1, the decode kernels), wherever it sits
+// in a tile of the M > 1 kernels. Activations are quantized per row and 32-block, so the int8
+// inputs are identical; the kernels must then also sum in the same order at every M. Shapes: K
+// whole steps of the decode kernel (256, 4096), a half step (384), not a whole group (172), and
+// over one K slice of the float tiles (1100); M up to two 4-row tiles and a remainder.
+TEST(MatmulIsa, RowResultsIndependentOfM) {
+  const int64_t n = 37;
+  ThreadPool pool(2);
+  std::vector<QType> types = test::all_quant_types();
+  for (const QType& t : test::float_types()) types.push_back(t);
+  for (Isa isa : available_isas())
+    for (const QType& t : types)
+      for (int64_t k : {172, 256, 384, 1100, 4096}) {
+        const int64_t m = 11;
+        const auto w = test::matmul_test_weights(n, k);
+        const auto x = test::random_matrix(m, k, 90 + (uint32_t)k);
+        AlignedBytes buf(q_layout(t, n, k).bytes);
+        quantize(t, w.data(), n, k, buf.data());
+        const QMatrix qm{t, n, k, buf.data()};
+        std::vector<float> all(m * n), one(n);
+        matmul(qm, x.data(), m, all.data(), {isa, &pool, true});
+        int64_t differ = 0;
+        for (int64_t r = 0; r < m; ++r) {
+          matmul(qm, &x[r * k], 1, one.data(), {isa, &pool, true});
+          for (int64_t j = 0; j < n; ++j) differ += all[r * n + j] != one[j];
+        }
+        EXPECT_EQ(differ, 0) << type_name(t) << " k " << k << " " << isa_name(isa) << ": elements that differ";
+      }
+}
+
 TEST(MatmulMany, RejectsDifferentK) {
   AlignedBytes a(q_layout({Base::f32, 32}, 4, 64).bytes), b(q_layout({Base::f32, 32}, 4, 32).bytes);
   std::vector<float> x(64), y1(4), y2(4);

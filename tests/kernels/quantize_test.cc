@@ -53,14 +53,13 @@ TEST_P(QuantizeRoundTrip, WithinOneStep) {
   quantize(t, w.data(), n, k, buf.data(), qz);
   std::vector<float> back(n * k);
   dequantize(t, buf.data(), n, k, back.data());
-  const auto* scales = reinterpret_cast<const uint16_t*>(buf.data() + l.scales_offset);
-  const auto* mins = reinterpret_cast<const uint16_t*>(buf.data() + l.mins_offset);
+  const QSections<const uint8_t> sec = q_sections(t, n, k, (const uint8_t*)buf.data());
   const int64_t gs = group_size(t, k);
   for (int64_t r = 0; r < n; ++r) {
     double err_sq = 0, ref_sq = 0;
     for (int64_t g = 0; g < l.groups; ++g) {
-      const float d = f16_to_f32(scales[r * l.groups + g]);
-      const float m = t.scheme == Scheme::asym ? f16_to_f32(mins[r * l.groups + g]) : 0.0f;
+      const float d = f16_to_f32(sec.row_scales(r)[g]);
+      const float m = sec.mins ? f16_to_f32(sec.row_mins(r)[g]) : 0.0f;
       double mean_abs = 0;
       const int64_t b = g * gs, e = std::min(k, b + gs);
       for (int64_t i = b; i < e; ++i) mean_abs += std::fabs(w[r * k + i]) / (e - b);
@@ -174,6 +173,14 @@ TEST(Format, LayoutSizes) {
   EXPECT_EQ(l.scales_offset, 512);  // 480 rounded up to 64
   EXPECT_EQ(l.mins_offset, 576);    // 512 + 5*6*2 = 572 -> 576
   EXPECT_EQ(l.bytes, 636);
+  // The same sections as pointers, row by row.
+  uint8_t base[640];
+  const QSections<uint8_t> sec = q_sections(parse_type("q4_g32_asym"), 5, 172, base);
+  EXPECT_EQ(sec.row_codes(2) - base, 2 * 96);
+  EXPECT_EQ((uint8_t*)sec.row_scales(3) - base, 512 + 3 * 6 * 2);
+  EXPECT_EQ((uint8_t*)sec.row_mins(4) - base, 576 + 4 * 6 * 2);
+  EXPECT_EQ(q_sections(parse_type("q4_g32_sym"), 5, 172, base).mins, nullptr);
+  EXPECT_EQ(q_sections(parse_type("f16"), 5, 172, base).scales, nullptr);
   // 1-bit per row, K=4096: 16 chunks of 256 weights, one group.
   const QLayout l1 = q_layout(parse_type("q1_row_sym"), 2, 4096);
   EXPECT_EQ(l1.row_bytes, 512);

@@ -86,9 +86,9 @@ inline std::vector<float> matmul_test_weights(int64_t n, int64_t k) {
 // each at most one rounding of de * code and one of the sum: 2^-24 (|de code| + |w|) per weight,
 // with |de code| <= |w| + |ce|.
 inline double matmul_tolerance_f32_acts(const QMatrix& w, const float* w_row, const float* x_row, int64_t row) {
-  const QLayout l = q_layout(w.type, w.n, w.k);
-  const auto* sc = reinterpret_cast<const uint16_t*>(w.data + l.scales_offset) + row * l.groups;
-  const auto* mn = w.type.scheme == Scheme::asym ? reinterpret_cast<const uint16_t*>(w.data + l.mins_offset) + row * l.groups : nullptr;
+  const QSections<const uint8_t> l = q_sections(w.type, w.n, w.k, w.data);
+  const uint16_t* sc = l.row_scales(row);
+  const uint16_t* mn = l.row_mins(row);
   const int64_t gs = group_size(w.type, w.k);
   double mag = 0, dq = 0;
   for (int64_t i = 0; i < w.k; ++i) {

@@ -1,7 +1,7 @@
-// Tests of runtime/tokenizer.h on the real tokenizers in ../shared/models: known ids, round trips,
+// Tests of runtime/tokenizer/tokenizer.h on the real tokenizers in ../shared/models: known ids, round trips,
 // the streaming decoder, BOS/EOS from the config files, and the errors of load_tokenizer.
 #include "tests/error_of.h"
-#include "runtime/tokenizer.h"
+#include "runtime/tokenizer/tokenizer.h"
 
 #include <gtest/gtest.h>
 
@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "kernels/error.h"
-#include "runtime/tokenizer_unicode.h"
+#include "runtime/tokenizer/tokenizer_unicode.h"
 
 namespace {
 

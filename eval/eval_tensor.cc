@@ -8,7 +8,7 @@
 
 #include "kernels/error.h"
 #include "kernels/quantize.h"
-#include "runtime/eval.h"
+#include "eval/eval.h"
 
 namespace lowbit {
 namespace {

@@ -1,12 +1,12 @@
 // Finding the tokenizer files of a model, and the parts every format shares: EOS lookup and the
 // streaming decoder.
-#include "runtime/tokenizer.h"
+#include "runtime/tokenizer/tokenizer.h"
 
 #include <algorithm>
 #include <filesystem>
 
 #include "kernels/error.h"
-#include "runtime/tokenizer_internal.h"
+#include "runtime/tokenizer/tokenizer_internal.h"
 
 namespace lowbit {
 

@@ -1,7 +1,7 @@
-// Tests of runtime/eval.h: the statistics on a hand-computed example, the fp32 model against
+// Tests of eval/eval.h: the statistics on a hand-computed example, the fp32 model against
 // itself (exactly zero divergence), an outside reference NLL for stories260K, the gates, the
 // reference log-prob files, the per-tensor errors and a one-row sweep.
-#include "runtime/eval.h"
+#include "eval/eval.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>

@@ -1,11 +1,11 @@
 // BPE merges over one word (see tokenizer_bpe_core.h).
-#include "runtime/tokenizer_bpe_core.h"
+#include "runtime/tokenizer/tokenizer_bpe_core.h"
 
 #include <cstdio>
 #include <queue>
 
 #include "kernels/error.h"
-#include "runtime/tokenizer_unicode.h"
+#include "runtime/tokenizer/tokenizer_unicode.h"
 
 namespace lowbit::tok {
 

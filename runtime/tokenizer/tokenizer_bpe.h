@@ -11,9 +11,9 @@
 #include <string>
 #include <vector>
 
-#include "runtime/tokenizer_bpe_core.h"
-#include "runtime/tokenizer_internal.h"
-#include "runtime/tokenizer_regex.h"
+#include "runtime/tokenizer/tokenizer_bpe_core.h"
+#include "runtime/tokenizer/tokenizer_internal.h"
+#include "runtime/tokenizer/tokenizer_regex.h"
 
 namespace lowbit::tok {
 

@@ -1,5 +1,5 @@
 // Windows, per-token statistics, confidence intervals, reference files and gates (eval.h).
-#include "runtime/eval.h"
+#include "eval/eval.h"
 
 #include <algorithm>
 #include <chrono>

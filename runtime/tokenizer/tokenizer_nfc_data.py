@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes tokenizer_nfc_data.inc: the Unicode tables that tokenizer_unicode.cc needs for NFC.
 
-Run: python3 runtime/tokenizer_nfc_data.py > runtime/tokenizer_nfc_data.inc
+Run: python3 runtime/tokenizer/tokenizer_nfc_data.py > runtime/tokenizer/tokenizer_nfc_data.inc
 The tables come from this Python's unicodedata (its unidata_version is written into the file).
 Hangul syllables are left out: their (de)composition is arithmetic, done in code.
 """

@@ -1,6 +1,6 @@
 // PCRE2 behind the tokenizer's Regex (see tokenizer_regex.h).
 #define PCRE2_CODE_UNIT_WIDTH 8
-#include "runtime/tokenizer_regex.h"
+#include "runtime/tokenizer/tokenizer_regex.h"
 
 #include <pcre2.h>
 

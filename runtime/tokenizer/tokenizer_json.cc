@@ -4,7 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kernels/error.h"
-#include "runtime/tokenizer_bpe.h"
+#include "runtime/tokenizer/tokenizer_bpe.h"
 
 namespace lowbit::tok {
 namespace {

@@ -7,7 +7,7 @@
 
 #include "convert/convert.h"
 #include "kernels/error.h"
-#include "runtime/eval.h"
+#include "eval/eval.h"
 
 namespace fs = std::filesystem;
 

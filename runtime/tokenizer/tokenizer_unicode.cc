@@ -1,5 +1,5 @@
 // UTF-8, the GPT-2 byte alphabet and NFC for the BPE tokenizers (see tokenizer_unicode.h).
-#include "runtime/tokenizer_unicode.h"
+#include "runtime/tokenizer/tokenizer_unicode.h"
 
 #include <algorithm>
 #include <array>
@@ -9,7 +9,7 @@
 namespace lowbit::tok {
 
 namespace {
-#include "runtime/tokenizer_nfc_data.inc"
+#include "runtime/tokenizer/tokenizer_nfc_data.inc"
 }  // namespace
 
 size_t utf8_next(std::string_view s, size_t pos, char32_t& cp, bool& ok) {

@@ -4,7 +4,7 @@
 #include <sentencepiece_processor.h>
 
 #include "kernels/error.h"
-#include "runtime/tokenizer_internal.h"
+#include "runtime/tokenizer/tokenizer_internal.h"
 
 namespace lowbit::tok {
 namespace {

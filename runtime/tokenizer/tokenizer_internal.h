@@ -1,4 +1,4 @@
-// What the tokenizer formats share and runtime/tokenizer.h does not show: the settings read from
+// What the tokenizer formats share and runtime/tokenizer/tokenizer.h does not show: the settings read from
 // the model folder's JSON files, and one factory per format.
 #pragma once
 
@@ -11,7 +11,7 @@
 #include <string_view>
 #include <vector>
 
-#include "runtime/tokenizer.h"
+#include "runtime/tokenizer/tokenizer.h"
 
 namespace lowbit::tok {
 

@@ -1,12 +1,12 @@
 // Runs a BpePipeline (see tokenizer_bpe.h): the HF tokenizers encode and decode paths for BPE.
-#include "runtime/tokenizer_bpe.h"
+#include "runtime/tokenizer/tokenizer_bpe.h"
 
 #include <algorithm>
 #include <array>
 #include <cctype>
 
 #include "kernels/error.h"
-#include "runtime/tokenizer_unicode.h"
+#include "runtime/tokenizer/tokenizer_unicode.h"
 
 namespace lowbit::tok {
 

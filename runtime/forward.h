@@ -1,0 +1,88 @@
+// The forward pass: one routine per architecture family, written once against the backend
+// (backend/backend.h), that runs a batch of tokens from one or several sequences through the
+// model. Today one family, Llama (runtime/llama.h), serves llama, mistral and qwen2; a model
+// with another layer shape (Phi-3's fused qkv projection, Gemma's norms) is a new ForwardPass,
+// not more flags in this one.
+//
+// A batch is a list of chunks, each a run of one sequence's tokens at its next positions: a
+// prompt, part of a prompt, or the one token a decoding sequence feeds back. Every projection
+// runs once over all the batch's rows (M = total tokens), attention per sequence over its own KV
+// cache.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "models/arch.h"
+
+namespace lowbit {
+
+class Manifest;
+
+// Which of a chunk's rows go through the output head.
+enum class LogitRows { none, last, all };
+
+struct SeqChunk {
+  KvCache* cache = nullptr;
+  const int32_t* tokens = nullptr;  // (n) ids, host memory
+  int64_t n = 0;
+  int64_t pos = 0;  // position of tokens[0]; the cache holds positions [0, pos)
+  LogitRows logits = LogitRows::last;
+};
+
+// Sees the input of every matmul of a forward pass (for the accuracy harness's per-tensor
+// error on real activations): the tensor's HF name, and x as (m, k) in host memory.
+using MatmulObserver = std::function<void(const std::string& tensor, const float* x, int64_t m, int64_t k)>;
+
+struct ForwardOptions {
+  // Int8 activations for every quantized matmul (Backend::matmul's int8_acts), so that a row's
+  // result depends on that row alone: a sequence gets the same logits whatever shares its steps
+  // and however its prompt is cut into chunks. Batched decoding sets it; a single sequence's
+  // prompt may leave it off for an ISA's faster large-M path.
+  bool row_independent = false;
+  const MatmulObserver* observer = nullptr;  // may be null
+};
+
+// The scratch of forward passes: backend buffers that grow to the largest batch seen (and are
+// reused, so steady decoding allocates nothing), and the host-side lists of one step. Belongs to
+// one caller (a Session, a Scheduler) and one thread at a time.
+class Workspace {
+ public:
+  explicit Workspace(Backend& backend) : backend_(backend) {}
+  // Slot `slot` viewed as (rows, cols); its buffer is reallocated only when too small.
+  Tensor get(size_t slot, int64_t rows, int64_t cols);
+  Backend& backend() const { return backend_; }
+
+  // Host-side lists a ForwardPass fills per step; cleared, never shrunk.
+  std::vector<int32_t> ids;         // (rows) token ids of the batch
+  std::vector<SeqRows> seqs;        // one per chunk
+  std::vector<int64_t> logit_rows;  // rows that go through the head, in chunk order
+  std::vector<float> observed;      // an observer's copy of a matmul input
+
+ private:
+  Backend& backend_;
+  std::vector<BufferPtr> buffers_;
+};
+
+class ForwardPass {
+ public:
+  virtual ~ForwardPass() = default;
+  // Runs the chunks as one batch. logits (host): the rows the chunks ask for, in chunk order,
+  // vocab_size floats each; may be null when none are asked for. Throws Error (invalid_argument)
+  // on an empty batch, a token id outside the vocabulary or a chunk past its cache's capacity.
+  virtual void run(std::span<const SeqChunk> chunks, Workspace& ws, float* logits,
+                   const ForwardOptions& opt = {}) const = 0;
+};
+
+// The forward pass of c's architecture family, its weights taken from m and handed to b.
+std::unique_ptr<ForwardPass> make_forward_pass(const ModelConfig& c, const Manifest& m, Backend& b);
+
+// Rows of logits the chunks ask for.
+int64_t logit_rows(std::span<const SeqChunk> chunks);
+
+}  // namespace lowbit

@@ -1,0 +1,159 @@
+#include "runtime/llama.h"
+
+#include <cmath>
+
+#include "kernels/error.h"
+#include "runtime/manifest.h"
+
+namespace lowbit {
+
+namespace {
+
+// The workspace slots of one step.
+enum Slot : size_t { kX, kXb, kQ, kK, kV, kAtt, kGate, kUp, kTmp, kHead, kLogits };
+
+}  // namespace
+
+std::vector<float> rope_inv_freq(const ModelConfig& c) {
+  const int64_t half = c.head_dim / 2;
+  std::vector<float> inv(half);
+  const RopeScaling& rs = c.rope_scaling;
+  for (int64_t i = 0; i < half; ++i) {
+    double f = std::pow((double)c.rope_theta, -2.0 * (double)i / (double)c.head_dim);
+    if (rs.type == "linear") {
+      f /= rs.factor;
+    } else if (rs.type == "llama3") {
+      // Llama 3.1 scaling: long wavelengths are slowed by `factor`, short ones kept, and the band
+      // between blended linearly in 1/wavelength (transformers' _compute_llama3_parameters).
+      const double wavelen = 2 * M_PI / f;
+      const double low_wavelen = rs.original_max_position / rs.low_freq_factor;
+      const double high_wavelen = rs.original_max_position / rs.high_freq_factor;
+      if (wavelen > low_wavelen) {
+        f /= rs.factor;
+      } else if (wavelen >= high_wavelen) {
+        const double smooth = (rs.original_max_position / wavelen - rs.low_freq_factor) /
+                              (rs.high_freq_factor - rs.low_freq_factor);
+        f = (1 - smooth) * f / rs.factor + smooth * f;
+      }
+    }
+    inv[i] = (float)f;
+  }
+  return inv;
+}
+
+LlamaForward::LlamaForward(const ModelConfig& c, const Manifest& mf, Backend& b) : c_(c), b_(b) {
+  auto matrix = [&](Role r, int l = -1) { return b.upload_matrix(mf.matrix(tensor_name(c, r, l))); };
+  auto vector = [&](Role r, int l, int64_t n) { return b.upload_vector(mf.vector(tensor_name(c, r, l)), n); };
+  const int64_t q_dim = c.n_heads * c.head_dim, kv_dim = c.n_kv_heads * c.head_dim;
+  embed_ = matrix(Role::embed);
+  lm_head_ = c.tie_embeddings ? embed_ : matrix(Role::lm_head);
+  final_norm_ = vector(Role::final_norm, -1, c.dim);
+  for (int l = 0; l < c.n_layers; ++l) {
+    Layer w;
+    w.attn_norm = vector(Role::attn_norm, l, c.dim);
+    w.wq = matrix(Role::wq, l);
+    w.wk = matrix(Role::wk, l);
+    w.wv = matrix(Role::wv, l);
+    w.wo = matrix(Role::wo, l);
+    if (c.qkv_bias) {
+      w.bq = vector(Role::bq, l, q_dim);
+      w.bk = vector(Role::bk, l, kv_dim);
+      w.bv = vector(Role::bv, l, kv_dim);
+    }
+    w.ffn_norm = vector(Role::ffn_norm, l, c.dim);
+    w.w_gate = matrix(Role::w_gate, l);
+    w.w_up = matrix(Role::w_up, l);
+    w.w_down = matrix(Role::w_down, l);
+    layers_.push_back(w);
+  }
+  const std::vector<float> inv = rope_inv_freq(c);
+  inv_freq_ = b.upload_vector(inv.data(), (int64_t)inv.size());
+}
+
+void LlamaForward::mm(std::initializer_list<Proj> projs, int64_t layer, const Tensor& x, Workspace& ws,
+                      const ForwardOptions& opt) const {
+  constexpr size_t kMax = 3;  // q, k and v at most: a fixed array on the per-token path
+  Projection out[kMax];
+  size_t count = 0;
+  if (opt.observer && *opt.observer) {
+    ws.observed.resize((size_t)x.size());
+    b_.read(x, ws.observed.data());
+  }
+  for (const Proj& p : projs) {
+    if (count == kMax) throw Error(ErrorCode::internal, "llama: more than 3 projections in one matmul");
+    if (opt.observer && *opt.observer) {
+      const Role r = p.role == Role::lm_head && c_.tie_embeddings ? Role::embed : p.role;
+      (*opt.observer)(tensor_name(c_, r, (int)layer), ws.observed.data(), x.rows, x.cols);
+    }
+    out[count++] = {&p.w, p.y};
+  }
+  b_.matmul(x, std::span<const Projection>(out, count), opt.row_independent);
+}
+
+void LlamaForward::run(std::span<const SeqChunk> chunks, Workspace& ws, float* logits, const ForwardOptions& opt) const {
+  const ModelConfig& c = c_;
+  const int64_t dim = c.dim, hd = c.head_dim, q_dim = c.n_heads * hd, kv_dim = c.n_kv_heads * hd;
+
+  // The batch: rows of every chunk in order, each chunk one sequence's run of positions.
+  ws.ids.clear();
+  ws.seqs.clear();
+  ws.logit_rows.clear();
+  int64_t n = 0;
+  for (const SeqChunk& s : chunks) {
+    if (s.n <= 0 || !s.tokens || !s.cache)
+      throw Error(ErrorCode::invalid_argument, "forward: a chunk without tokens or KV cache");
+    if (s.pos < 0 || s.pos + s.n > s.cache->capacity)
+      throw Error(ErrorCode::context_full, "forward: positions " + std::to_string(s.pos) + " .. " +
+                                               std::to_string(s.pos + s.n - 1) + " outside a KV cache of " +
+                                               std::to_string(s.cache->capacity));
+    ws.ids.insert(ws.ids.end(), s.tokens, s.tokens + s.n);
+    ws.seqs.push_back({s.cache, n, s.n, s.pos});
+    if (s.logits == LogitRows::all)
+      for (int64_t t = 0; t < s.n; ++t) ws.logit_rows.push_back(n + t);
+    else if (s.logits == LogitRows::last)
+      ws.logit_rows.push_back(n + s.n - 1);
+    n += s.n;
+  }
+  if (n == 0) throw Error(ErrorCode::invalid_argument, "forward: no tokens");
+
+  const Tensor x = ws.get(kX, n, dim), xb = ws.get(kXb, n, dim);   // residual stream, its norm
+  const Tensor q = ws.get(kQ, n, q_dim), k = ws.get(kK, n, kv_dim), v = ws.get(kV, n, kv_dim);
+  const Tensor att = ws.get(kAtt, n, q_dim), tmp = ws.get(kTmp, n, dim);
+  const Tensor gate = ws.get(kGate, n, c.ffn_dim), up = ws.get(kUp, n, c.ffn_dim);
+  const AttentionShape shape{c.n_heads, c.n_kv_heads, hd, c.sliding_window, 1.0f / std::sqrt((float)hd)};
+
+  b_.embed(embed_, ws.ids, x);
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    const Layer& w = layers_[l];
+    b_.rmsnorm(x, w.attn_norm, c.norm_eps, xb);
+    mm({{w.wq, Role::wq, q}, {w.wk, Role::wk, k}, {w.wv, Role::wv, v}}, l, xb, ws, opt);
+    if (c.qkv_bias) {
+      b_.add_row(q, w.bq);
+      b_.add_row(k, w.bk);
+      b_.add_row(v, w.bv);
+    }
+    b_.rope(q, c.n_heads, hd, inv_freq_, ws.seqs);
+    b_.rope(k, c.n_kv_heads, hd, inv_freq_, ws.seqs);
+    b_.attention(l, q, k, v, ws.seqs, shape, att);
+    mm({{w.wo, Role::wo, tmp}}, l, att, ws, opt);
+    b_.add(x, tmp);
+
+    b_.rmsnorm(x, w.ffn_norm, c.norm_eps, xb);
+    mm({{w.w_gate, Role::w_gate, gate}, {w.w_up, Role::w_up, up}}, l, xb, ws, opt);
+    b_.swiglu(gate, up);
+    mm({{w.w_down, Role::w_down, tmp}}, l, gate, ws, opt);
+    b_.add(x, tmp);
+  }
+
+  // Only the rows whose logits are wanted go through the (large) head.
+  const int64_t rows = (int64_t)ws.logit_rows.size();
+  if (rows == 0) return;
+  if (!logits) throw Error(ErrorCode::invalid_argument, "forward: logits asked for but no buffer given");
+  const Tensor h = ws.get(kHead, rows, dim), out = ws.get(kLogits, rows, c.vocab_size);
+  b_.gather_rows(x, ws.logit_rows, h);
+  b_.rmsnorm(h, final_norm_, c.norm_eps, h);
+  mm({{lm_head_, Role::lm_head, out}}, -1, h, ws, opt);
+  b_.read(out, logits);
+}
+
+}  // namespace lowbit
