@@ -43,23 +43,6 @@ void check_shape(const Tensor& t, int64_t rows, int64_t cols, const char* what) 
 
 }  // namespace
 
-Tensor Backend::new_tensor(BufferPtr& owner, int64_t rows, int64_t cols) {
-  owner = alloc(rows * cols);
-  return {owner.get(), 0, rows, cols};
-}
-
-std::unique_ptr<KvCache> Backend::new_kv_cache(int64_t layers, int64_t capacity, int64_t kv_dim) {
-  auto c = std::make_unique<KvCache>();
-  c->layers = layers;
-  c->capacity = capacity;
-  c->kv_dim = kv_dim;
-  c->k = alloc(layers * capacity * kv_dim);
-  c->v = alloc(layers * capacity * kv_dim);
-  return c;
-}
-
-std::unique_ptr<Backend> make_backend(const BackendParams& params) { return std::make_unique<CpuBackend>(params); }
-
 CpuBackend::CpuBackend(const BackendParams& params)
     : isa_(resolve_isa(params.isa)),
       kernels_(&cpu_kernels(isa_)),

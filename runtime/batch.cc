@@ -197,7 +197,6 @@ const std::vector<SequenceEvent>& Scheduler::step() {
     budget -= n;
   }
 
-
   const int64_t vocab = model_.config().vocab_size;
   const int64_t rows = logit_rows(chunks_);
   if ((int64_t)logits_.size() < rows * vocab) logits_.resize(rows * vocab);
