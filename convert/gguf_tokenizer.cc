@@ -14,8 +14,8 @@
 #include <nlohmann/json.hpp>
 
 #include "kernels/error.h"
-#include "runtime/tokenizer_bpe.h"
-#include "runtime/tokenizer_unicode.h"
+#include "runtime/tokenizer/tokenizer_bpe.h"
+#include "runtime/tokenizer/tokenizer_unicode.h"
 
 namespace lowbit {
 namespace {

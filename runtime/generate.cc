@@ -25,6 +25,7 @@ size_t held_back(const std::string& text, const std::vector<std::string>& stops)
   return hold;
 }
 
+}  // namespace
 
 std::optional<InvalidSetting> invalid_setting(const GenerateParams& p) {
   if (p.max_tokens < 0) return InvalidSetting{"max_tokens", ">= 0"};

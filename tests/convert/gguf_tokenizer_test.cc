@@ -13,7 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kernels/error.h"
-#include "runtime/tokenizer.h"
+#include "runtime/tokenizer/tokenizer.h"
 #include "tests/convert/gguf_writer.h"
 #include "tests/convert/hf_test_util.h"
 
