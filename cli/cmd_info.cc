@@ -25,11 +25,9 @@ int64_t meminfo(const char* key) {
 
 int info_main(int argc, char** argv) {
   bool json_out = false;
-  CLI::App app("What this machine and this build can do: CPU, ISA, RAM, CUDA devices, kernels in use.",
-               "lowbit info");
-  configure(app);
-  app.add_flag("--json", json_out, "print one JSON object");
-  if (!parse(app, argc, argv)) return 0;
+  Args args("lowbit info", "What this machine and this build can do: CPU, ISA, RAM, CUDA devices, kernels in use.");
+  args.flag("--json", json_out, "print one JSON object");
+  if (!args.parse(argc, argv)) return 0;
   const CpuInfo cpu = cpu_info();
   nlohmann::json j;
   j["lowbit_version"] = LOWBIT_VERSION_STRING;
