@@ -67,27 +67,21 @@ int matmul_main(int argc, char** argv) {
   std::string group = "32", scheme, type_arg;
   int64_t m = 1, n = 14336, k = 4096;
   int threads = 0, reps = 0;
-  Isa isa_arg = Isa::automatic;
+  std::string isa_arg = "auto";
   bool json = false;
-  CLI::App app(kSummary, "lowbit bench matmul");
-  configure(app);
-  app.add_option("--bits", bits, "1, 2, 4, 8, 16 (f16) or 32 (f32)")
-      ->type_name("B")
-      ->check(integer(std::numeric_limits<int32_t>::min(), std::numeric_limits<int32_t>::max()));
-  app.add_option("--group", group, "weights per scale: 32, 64, 128, 256 or row (default 32)")->type_name("G");
-  app.add_option("--scheme", scheme, "sym or asym (default sym at 8 bits, asym below)")
-      ->type_name("S")
-      ->check(one_of({"sym", "asym"}));
-  app.add_option("--type", type_arg, "a type name instead of --bits/--group/--scheme")->type_name("NAME");
-  app.add_option("--m", m, "rows of X (default 1)")->type_name("M")->check(integer(1));
-  app.add_option("--n", n, "rows of W (default 14336)")->type_name("N")->check(integer(1));
-  app.add_option("--k", k, "columns of X and W (default 4096)")->type_name("K")->check(integer(1));
-  add_isa(app, isa_arg);
-  add_threads(app, threads);
-  app.add_option("--reps", reps, "matmuls timed (default 0: about 2 s worth)")->type_name("R")->check(integer(0, 1 << 30));
-  app.add_flag("--json", json, "print one JSON object");
-  app.footer(kFooter);
-  if (!parse(app, argc, argv)) return 0;
+  Args args("lowbit bench matmul", kSummary, kFooter);
+  args.integer("--bits", bits, "1, 2, 4, 8, 16 (f16) or 32 (f32)").metavar("B");
+  args.text("--group", group, "weights per scale: 32, 64, 128, 256 or row (default 32)").metavar("G");
+  args.choice("--scheme", scheme, "sym or asym (default sym at 8 bits, asym below)", {"sym", "asym"});
+  args.text("--type", type_arg, "a type name instead of --bits/--group/--scheme").metavar("NAME");
+  args.integer("--m", m, "rows of X (default 1)", 1).metavar("M");
+  args.integer("--n", n, "rows of W (default 14336)", 1);
+  args.integer("--k", k, "columns of X and W (default 4096)", 1).metavar("K");
+  add_isa(args, isa_arg);
+  add_threads(args, threads);
+  args.integer("--reps", reps, "matmuls timed (default 0: about 2 s worth)", 0, 1 << 30).metavar("R");
+  args.flag("--json", json, "print one JSON object");
+  if (!args.parse(argc, argv)) return 0;
   QType t;
   if (!type_arg.empty()) {
     t = parse_type(type_arg);
@@ -95,12 +89,11 @@ int matmul_main(int argc, char** argv) {
     t = bits == 32 ? QType{Base::f32, 32} : QType{Base::f16, 16};
   } else if (bits != 0) {
     if (scheme.empty()) scheme = bits == 8 ? "sym" : "asym";
-    if (scheme != "sym" && scheme != "asym") throw Error("--scheme must be sym or asym, not '" + scheme + "'");
     t = parse_type("q" + std::to_string(bits) + (group == "row" || group == "0" ? "_row_" : "_g" + group + "_") + scheme);
   } else {
     throw UsageError("--bits or --type is required");
   }
-  const Isa isa = resolve_isa(isa_arg);
+  const Isa isa = resolve_isa(parse_isa(isa_arg));
   if (threads <= 0) threads = hardware_threads();
   ThreadPool pool(threads);
 

@@ -76,21 +76,20 @@ int bench_model_main(int argc, char** argv) {
   bool json_out = false;
   LoadParams lp;
   lp.load_tokenizer = false;
-  CLI::App app("Prompt and generation throughput of a whole model.", "lowbit bench model");
-  configure(app);
-  app.add_option("MODEL", dir, "manifest directory, GGUF file or HF directory")->type_name("MODEL")->required();
-  app.add_option("--prompt-len", prompt_len, "prompt tokens (default 128)")->type_name("P")->check(integer(1));
-  app.add_option("--gen-len", gen_len, "generated tokens (default 64)")->type_name("G")->check(integer(1));
-  app.add_option("--reps", reps, "repetitions (default 3)")->type_name("R")->check(integer(1, 1 << 20));
-  app.add_option("--parallel", parallel, "N sequences decoded together through the batch scheduler (0: off)")
-      ->type_name("N")
-      ->check(integer(0, 1 << 16));
-  add_threads(app, lp.threads);
-  add_isa(app, lp.isa);
-  app.add_flag("--json", json_out, "print one JSON object");
-  app.footer(kFooter);
-  if (!parse(app, argc, argv)) return 0;
+  std::string isa = "auto";
+  Args args("lowbit bench model", "Prompt and generation throughput of a whole model.", kFooter);
+  args.positional("MODEL", dir, "manifest directory, GGUF file or HF directory").metavar("MODEL").required();
+  args.integer("--prompt-len", prompt_len, "prompt tokens (default 128)", 1).metavar("P");
+  args.integer("--gen-len", gen_len, "generated tokens (default 64)", 1).metavar("G");
+  args.integer("--reps", reps, "repetitions (default 3)", 1, 1 << 20).metavar("R");
+  args.integer("--parallel", parallel, "N sequences decoded together through the batch scheduler (0: off)", 0, 1 << 16)
+      .metavar("N");
+  add_threads(args, lp.threads);
+  add_isa(args, isa);
+  args.flag("--json", json_out, "print one JSON object");
+  if (!args.parse(argc, argv)) return 0;
   if (parallel && gen_len < 2) throw UsageError("--parallel needs --gen-len >= 2");
+  lp.isa = parse_isa(isa);
   lp.ctx = prompt_len + gen_len;
   auto model = load_model(dir, lp);
   const ModelConfig& c = model->config();

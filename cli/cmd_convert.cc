@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdint>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -30,45 +31,33 @@ const char* kConvertFooter =
 
 int convert_main(int argc, char** argv) {
   ConvertOptions opt;
-  std::string source, out_dir, group = "32", scheme;
+  std::string source, out_dir, group = "32", scheme, quantizer;
   std::vector<std::string> keep;
-  CLI::App app("Converts a HuggingFace directory or a GGUF file into a quantized manifest.", "lowbit convert");
-  configure(app);
-  app.add_option("SOURCE", source, "HuggingFace model directory (config.json, *.safetensors, tokenizer) or GGUF file")
-      ->required();
-  app.add_option("OUT_DIR", out_dir, "manifest directory to write")->required();
-  CLI::Option* bits = app.add_option("--bits", opt.bits, "bits of the linear layers: 1, 2, 4, 8 (quantized), 16 (f16) or 32 (f32)")
-      ->type_name("B")
-      ->check(integer(std::numeric_limits<int32_t>::min(), std::numeric_limits<int32_t>::max()));
-  app.add_option("--group", group, "weights per scale: 32, 64, 128, 256 or row")
-      ->type_name("G")
-      ->check(CLI::Validator(
-          [](std::string& v) -> std::string {
-            return v == "row" ? std::string() : integer(1, std::numeric_limits<uint32_t>::max())(v);
-          },
-          ""));
-  app.add_option("--scheme", scheme, "sym or asym (zero point)")->type_name("S")->check(one_of({"sym", "asym"}));
-  app.add_option_function<std::string>(
-         "--quantizer", [&](const std::string& v) { opt.quantizer = parse_quantizer(v); },
-         "rtn (round to nearest) or search (least squared error)")
-      ->type_name("Q")
-      ->check(one_of({"rtn", "search"}));
-  app.add_option("--keep", keep, "NAME_GLOB=TYPE: the type of the matching tensors; repeatable, the last match wins")
-      ->type_name("K")
-      ->expected(1)
-      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
-      ->check(CLI::Validator(
-          [](std::string& v) -> std::string {
-            const auto eq = v.rfind('=');
-            return eq == std::string::npos || eq == 0 ? "'" + v + "' is not NAME_GLOB=TYPE" : std::string();
-          },
-          ""));
-  add_threads(app, opt.threads);
-  app.add_flag("--force", opt.force, "replace OUT_DIR if it exists");
-  app.add_flag("--allow-nonfinite", opt.allow_nonfinite, "store NaN/inf weights as 0 instead of failing");
-  app.footer(kConvertFooter);
-  if (!parse(app, argc, argv)) return 0;
-  opt.source_types = bits->count() == 0;
+  Args args("lowbit convert", "Converts a HuggingFace directory or a GGUF file into a quantized manifest.",
+            kConvertFooter);
+  args.positional("SOURCE", source, "HuggingFace model directory (config.json, *.safetensors, tokenizer) or GGUF file")
+      .metavar("SOURCE")
+      .required();
+  args.positional("OUT_DIR", out_dir, "manifest directory to write").metavar("DIR").required();
+  args.integer("--bits", opt.bits, "bits of the linear layers: 1, 2, 4, 8 (quantized), 16 (f16) or 32 (f32)")
+      .metavar("B");
+  args.text("--group", group, "weights per scale: 32, 64, 128, 256 or row").metavar("G").check([](const std::string& v) {
+    return v == "row" ? std::string() : integer_problem(v, 1, UINT32_MAX);
+  });
+  args.choice("--scheme", scheme, "sym or asym (zero point)", {"sym", "asym"});
+  args.choice("--quantizer", quantizer, "rtn (round to nearest) or search (least squared error)", {"rtn", "search"});
+  args.texts("--keep", keep, "NAME_GLOB=TYPE: the type of the matching tensors; repeatable, the last match wins")
+      .metavar("K")
+      .check([](const std::string& v) -> std::string {
+        const auto eq = v.rfind('=');
+        return eq == std::string::npos || eq == 0 ? "'" + v + "' is not NAME_GLOB=TYPE" : std::string();
+      });
+  add_threads(args, opt.threads);
+  args.flag("--force", opt.force, "replace OUT_DIR if it exists");
+  args.flag("--allow-nonfinite", opt.allow_nonfinite, "store NaN/inf weights as 0 instead of failing");
+  if (!args.parse(argc, argv)) return 0;
+  opt.source_types = !args.given("--bits");
+  if (!quantizer.empty()) opt.quantizer = parse_quantizer(quantizer);
   opt.group = group == "row" ? 0 : (uint32_t)std::stoul(group);
   if (!scheme.empty()) opt.scheme = scheme == "sym" ? (int)Scheme::sym : (int)Scheme::asym;
   for (const std::string& k : keep) {
@@ -82,8 +71,7 @@ int convert_main(int argc, char** argv) {
   opt.progress = [&](const ConvertProgress& p) {
     // A tensor requantized from another quantized type: say what it cost.
     const bool float_source = p.source_type == "F32" || p.source_type == "F16" || p.source_type == "BF16";
-    if (p.rel_error >= 0 && !float_source)
-    {
+    if (p.rel_error >= 0 && !float_source) {
       char err[32];
       std::snprintf(err, sizeof err, "%.3g", p.rel_error);
       bar.note(p.name + ": " + p.source_type + " -> " + p.type + ", relative error " + err);
@@ -107,11 +95,10 @@ int convert_main(int argc, char** argv) {
 
 int verify_main(int argc, char** argv) {
   std::string dir;
-  CLI::App app("Re-reads a manifest: structure, every tensor against the architecture, and every checksum.",
-               "lowbit verify");
-  configure(app);
-  app.add_option("MANIFEST_DIR", dir, "manifest directory")->required();
-  if (!parse(app, argc, argv)) return 0;
+  Args args("lowbit verify",
+            "Re-reads a manifest: structure, every tensor against the architecture, and every checksum.");
+  args.positional("MANIFEST_DIR", dir, "manifest directory").metavar("DIR").required();
+  if (!args.parse(argc, argv)) return 0;
   const Manifest m = Manifest::open(dir);
   m.verify_checksums();
   std::printf("%s: ok (%zu tensors, %llu bytes of weights, format_version %d, architecture %s)\n",

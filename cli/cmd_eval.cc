@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <optional>
 #include <sstream>
@@ -193,92 +194,75 @@ int sweep_main(const std::string& hf_dir, const std::string& text, SweepOptions 
   return 0;
 }
 
+// A check of comma-separated lists: each item must pass item_ok.
+std::function<std::string(const std::string&)> list_of(std::function<std::string(const std::string&)> item_ok) {
+  return [item_ok](const std::string& v) -> std::string {
+    const std::vector<std::string> items = split_list(v);
+    if (items.empty()) return "'" + v + "' has no items";
+    for (const std::string& i : items)
+      if (std::string why = item_ok(i); !why.empty()) return why;
+    return {};
+  };
+}
+
 int eval_main(int argc, char** argv) {
   std::string quant_dir, ref_dir, text, json_out, save_ref, ref_logits, sweep_dir, plot_out, work_dir;
   std::string bits_list, groups_list, quantizers_list;
   int64_t ctx = 256, max_tokens = 0;
   int threads = 0;
   bool per_tensor = false;
+  double max_kld = 0, max_ppl_delta_pct = 0, min_top1 = 0;
   Gates gates;
   SweepOptions sopt;
 
-  CLI::App app("Accuracy of a quantized model against its fp32 self (perplexity, KL divergence, top-1).",
-               "lowbit eval");
-  configure(app);
-  app.add_option("QUANT_MANIFEST", quant_dir, "the quantized manifest (not with --sweep)");
-  app.add_option("--ref", ref_dir, "the fp32 manifest")->type_name("DIR");
-  app.add_option("--text", text, "UTF-8 text file to score")->type_name("FILE")->required();
-  add_ctx(app, ctx, "tokens per window (default 256)");
-  app.add_option("--max-tokens", max_tokens, "stop after T scored tokens (default 0: the whole text)")
-      ->type_name("T")
-      ->check(integer(0));
-  app.add_option("--json", json_out, "write the results as JSON to OUT")->type_name("OUT");
-  app.add_flag("--per-tensor", per_tensor, "also the error of every matmul on real activations (needs --ref)");
-  app.add_option("--save-ref", save_ref, "store the fp32 log-probs in F")->type_name("F");
-  app.add_option("--ref-logits", ref_logits, "reuse log-probs stored with --save-ref")->type_name("F");
-  app.add_option_function<double>("--max-kld", [&](double v) { gates.max_kld = v; }, "gate: mean KL divergence at most X nats")
-      ->type_name("X")
-      ->check(number());
-  app.add_option_function<double>("--max-ppl-delta-pct", [&](double v) { gates.max_ppl_delta_pct = v; }, "gate: perplexity at most Y % above fp32")
-      ->type_name("Y")
-      ->check(number());
-  app.add_option_function<double>("--min-top1", [&](double v) { gates.min_top1_pct = v; }, "gate: same top-1 token at least Z % of the time, in [0, 100]")
-      ->type_name("Z")
-      ->check(number())
-      ->check(CLI::Validator(
-          [](std::string& v) -> std::string {
-            const double d = std::stod(v);
-            return d < 0 || d > 100 ? "'" + v + "' must be in [0, 100]" : std::string();
-          },
-          ""));
-  add_threads(app, threads);
-  app.add_option("--sweep", sweep_dir, "sweep the quantization settings of this HF model instead")
-      ->type_name("HF_DIR");
-  auto list_of = [](bool (*ok)(const std::string&), const char* what) {
-    return CLI::Validator(
-        [ok, what](std::string& v) -> std::string {
-          const std::vector<std::string> items = split_list(v);
-          if (items.empty()) return "'" + v + "' is empty";
-          for (const std::string& i : items)
-            if (!ok(i)) return "'" + i + "' is not " + what;
-          return {};
-        },
-        "");
-  };
-  auto is_int = [](const std::string& i) {
-    std::string copy = i;
-    return integer(1)(copy).empty();
-  };
-  CLI::Option* bits_opt = app.add_option("--bits", bits_list, "with --sweep: bit widths (default 8,4,2,1)")
-                              ->type_name("8,4,..")
-                              ->check(list_of(is_int, "a positive integer"));
-  CLI::Option* groups_opt =
-      app.add_option("--groups", groups_list, "with --sweep: group sizes or row (default row,32,64,128)")
-          ->type_name("row,32,..")
-          ->check(list_of(+[](const std::string& i) {
-                            std::string copy = i;
-                            return i == "row" || integer(1, UINT32_MAX)(copy).empty();
-                          },
-                          "row or a positive integer"));
-  CLI::Option* quantizers_opt =
-      app.add_option("--quantizers", quantizers_list, "with --sweep: rtn, search (default both)")
-          ->type_name("rtn,search")
-          ->check(list_of(+[](const std::string& i) { return i == "rtn" || i == "search"; }, "rtn or search"));
-  app.add_option("--plot", plot_out, "with --sweep: draw bits per weight against KL to OUT.png or .svg")
-      ->type_name("OUT");
-  app.add_option("--work-dir", work_dir, "with --sweep: where the converted models go")->type_name("DIR");
-  app.footer(kEvalFooter);
-  if (!parse(app, argc, argv)) return 0;
-  const bool sweep_lists = bits_opt->count() || groups_opt->count() || quantizers_opt->count();
-  if (bits_opt->count()) {
+  Args args("lowbit eval", "Accuracy of a quantized model against its fp32 self (perplexity, KL divergence, top-1).",
+            kEvalFooter);
+  args.positional("QUANT_MANIFEST", quant_dir, "the quantized manifest (not with --sweep)").metavar("DIR");
+  args.text("--ref", ref_dir, "the fp32 manifest").metavar("DIR");
+  args.text("--text", text, "UTF-8 text file to score").metavar("FILE").required();
+  add_ctx(args, ctx, "tokens per window (default 256)");
+  args.integer("--max-tokens", max_tokens, "stop after T scored tokens (default 0: the whole text)", 0).metavar("T");
+  args.text("--json", json_out, "write the results as JSON to OUT").metavar("OUT");
+  args.flag("--per-tensor", per_tensor, "also the error of every matmul on real activations (needs --ref)");
+  args.text("--save-ref", save_ref, "store the fp32 log-probs in F").metavar("F");
+  args.text("--ref-logits", ref_logits, "reuse log-probs stored with --save-ref").metavar("F");
+  args.number("--max-kld", max_kld, "gate: mean KL divergence at most X nats");
+  args.number("--max-ppl-delta-pct", max_ppl_delta_pct, "gate: perplexity at most Y % above fp32").metavar("Y");
+  args.number("--min-top1", min_top1, "gate: same top-1 token at least Z % of the time, in [0, 100]")
+      .metavar("Z")
+      .check([](const std::string& v) -> std::string {
+        const double d = std::strtod(v.c_str(), nullptr);
+        return d < 0 || d > 100 ? "'" + v + "' must be in [0, 100]" : std::string();
+      });
+  add_threads(args, threads);
+  args.text("--sweep", sweep_dir, "sweep the quantization settings of this HF model instead").metavar("HF_DIR");
+  args.text("--bits", bits_list, "with --sweep: bit widths (default 8,4,2,1)")
+      .metavar("8,4,..")
+      .check(list_of([](const std::string& i) { return integer_problem(i, 1, 64); }));
+  args.text("--groups", groups_list, "with --sweep: group sizes or row (default row,32,64,128)")
+      .metavar("row,32,..")
+      .check(list_of([](const std::string& i) { return i == "row" ? std::string() : integer_problem(i, 1, UINT32_MAX); }));
+  args.text("--quantizers", quantizers_list, "with --sweep: rtn, search (default both)")
+      .metavar("rtn,search")
+      .check(list_of([](const std::string& i) {
+        return i == "rtn" || i == "search" ? std::string() : "'" + i + "' is not rtn or search";
+      }));
+  args.text("--plot", plot_out, "with --sweep: draw bits per weight against KL to OUT.png or .svg").metavar("OUT");
+  args.text("--work-dir", work_dir, "with --sweep: where the converted models go").metavar("DIR");
+  if (!args.parse(argc, argv)) return 0;
+  if (args.given("--max-kld")) gates.max_kld = max_kld;
+  if (args.given("--max-ppl-delta-pct")) gates.max_ppl_delta_pct = max_ppl_delta_pct;
+  if (args.given("--min-top1")) gates.min_top1_pct = min_top1;
+  const bool sweep_lists = args.given("--bits") || args.given("--groups") || args.given("--quantizers");
+  if (args.given("--bits")) {
     sopt.bits.clear();
     for (const auto& b : split_list(bits_list)) sopt.bits.push_back(std::stoi(b));
   }
-  if (groups_opt->count()) {
+  if (args.given("--groups")) {
     sopt.groups.clear();
     for (const auto& g : split_list(groups_list)) sopt.groups.push_back(g == "row" ? 0 : (uint32_t)std::stoul(g));
   }
-  if (quantizers_opt->count()) {
+  if (args.given("--quantizers")) {
     sopt.quantizers.clear();
     for (const auto& q : split_list(quantizers_list)) sopt.quantizers.push_back(parse_quantizer(q));
   }

@@ -55,12 +55,10 @@ nlohmann::json model_info(const std::string& path) {
 int info_main(int argc, char** argv) {
   bool json_out = false;
   std::string model_path;
-  CLI::App app("What this machine and this build can do: CPU, ISA, RAM, CUDA devices, kernels in use.",
-               "lowbit info");
-  configure(app);
-  app.add_flag("--json", json_out, "print one JSON object");
-  app.add_option("MODEL", model_path, "also describe this model: manifest directory, GGUF file or HF directory");
-  if (!parse(app, argc, argv)) return 0;
+  Args args("lowbit info", "What this machine and this build can do: CPU, ISA, RAM, CUDA devices, kernels in use.");
+  args.flag("--json", json_out, "print one JSON object");
+  args.positional("MODEL", model_path, "also describe this model: manifest directory, GGUF file or HF directory");
+  if (!args.parse(argc, argv)) return 0;
   const CpuInfo cpu = cpu_info();
   nlohmann::json j;
   j["lowbit_version"] = LOWBIT_VERSION_STRING;

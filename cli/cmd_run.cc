@@ -48,57 +48,39 @@ uint64_t fresh_seed() {
 }
 
 int run_main(int argc, char** argv) {
-  std::string model_dir, prompt;
+  std::string model_dir, prompt, isa = "auto";
   bool json_out = false, no_bos = false;
   GenerateParams gp;
   LoadParams lp;
   uint64_t seed = 0;
 
-  CLI::App app("Generates text from a model, streaming it as it comes.", "lowbit run");
-  configure(app);
-  app.add_option("MODEL", model_dir, "manifest directory, GGUF file or HF directory")->type_name("MODEL")->required();
-  app.add_option("-p,--prompt", prompt, "the text to continue (may be \"\")")->required();
-  std::map<std::string, CLI::Option*> flags;
-  flags["max_tokens"] = app.add_option("-n", gp.max_tokens,
-                                       "new tokens at most (default 256; 0 runs the prompt only)")
-                            ->type_name("N")
-                            ->check(integer(std::numeric_limits<int64_t>::min()));
-  flags["temperature"] = app.add_option("--temp", gp.sampler.temperature, "temperature >= 0 (default 0: greedy)")
-                             ->type_name("T")
-                             ->check(number());
-  flags["top_k"] = app.add_option("--top-k", gp.sampler.top_k, "keep the K most likely tokens (default 0: off)")
-                       ->type_name("K")
-                       ->check(integer(std::numeric_limits<int32_t>::min(), std::numeric_limits<int32_t>::max()));
-  flags["top_p"] = app.add_option("--top-p", gp.sampler.top_p,
-                                  "keep the most likely tokens up to this probability, in (0, 1] (default 1: off)")
-                       ->type_name("P")
-                       ->check(number());
-  flags["min_p"] = app.add_option("--min-p", gp.sampler.min_p,
-                                  "drop tokens less likely than P x the most likely, in [0, 1] (default 0: off)")
-                       ->type_name("P")
-                       ->check(number());
-  flags["repetition_penalty"] =
-      app.add_option("--repeat-penalty", gp.sampler.repetition_penalty,
-                     "> 0: divides the logits of the last 64 tokens (default 1: off)")
-          ->type_name("R")
-          ->check(number());
-  CLI::Option* seed_opt = app.add_option("--seed", seed, "sampler seed (default: a fresh one each run)")
-                              ->type_name("S")
-                              ->check(uint64());
-  flags["stop"] = app.add_option("--stop", gp.stop, "stop when the text contains STR (not printed); repeatable")
-                      ->type_name("STR")
-                      ->expected(1)
-                      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
-  add_ctx(app, lp.ctx, "context length in tokens, prompt included (default: the model's trained context)");
-  add_threads(app, lp.threads);
-  add_isa(app, lp.isa);
-  app.add_flag("--no-bos", no_bos, "do not add BOS in front of the prompt");
-  app.add_flag("--json", json_out, "print one JSON object at the end instead of streaming");
-  app.footer(kFooter);
-  if (!parse(app, argc, argv)) return 0;
+  Args args("lowbit run", "Generates text from a model, streaming it as it comes.", kFooter);
+  args.positional("MODEL", model_dir, "manifest directory, GGUF file or HF directory").metavar("MODEL").required();
+  args.text("-p,--prompt", prompt, "the text to continue (may be \"\")").required();
+  args.integer("-n", gp.max_tokens, "new tokens at most (default 256; 0 runs the prompt only)");
+  args.number("--temp", gp.sampler.temperature, "temperature >= 0 (default 0: greedy)").metavar("T");
+  args.integer("--top-k", gp.sampler.top_k, "keep the K most likely tokens (default 0: off)").metavar("K");
+  args.number("--top-p", gp.sampler.top_p, "keep the most likely tokens up to this probability, in (0, 1] (default 1: off)")
+      .metavar("P");
+  args.number("--min-p", gp.sampler.min_p, "drop tokens less likely than P x the most likely, in [0, 1] (default 0: off)")
+      .metavar("P");
+  args.number("--repeat-penalty", gp.sampler.repetition_penalty,
+              "> 0: divides the logits of the last 64 tokens (default 1: off)")
+      .metavar("R");
+  args.seed("--seed", seed, "sampler seed (default: a fresh one each run)");
+  args.texts("--stop", gp.stop, "stop when the text contains STR (not printed); repeatable").metavar("STR");
+  add_ctx(args, lp.ctx, "context length in tokens, prompt included (default: the model's trained context)");
+  add_threads(args, lp.threads);
+  add_isa(args, isa);
+  args.flag("--no-bos", no_bos, "do not add BOS in front of the prompt");
+  args.flag("--json", json_out, "print one JSON object at the end instead of streaming");
+  if (!args.parse(argc, argv)) return 0;
+  lp.isa = parse_isa(isa);
   gp.add_bos = !no_bos;
-  gp.sampler.seed = seed_opt->count() ? seed : fresh_seed();
-  check_setting(invalid_setting(gp), flags);
+  gp.sampler.seed = args.given("--seed") ? seed : fresh_seed();
+  check_setting(args, invalid_setting(gp),
+                {{"max_tokens", "-n"}, {"temperature", "--temp"}, {"top_k", "--top-k"}, {"top_p", "--top-p"},
+                 {"min_p", "--min-p"}, {"repetition_penalty", "--repeat-penalty"}, {"stop", "--stop"}});
 
   LoadInfo info;
   auto model = load_model(model_dir, lp, &info);

@@ -92,24 +92,22 @@ int tokenize_main(int argc, char** argv) {
   using lowbit::cli::UsageError;
   Options o;
   bool no_bos = false;
-  CLI::App app("Text -> token ids (or ids -> text with --decode) with a model's tokenizer.", "lowbit tokenize");
-  lowbit::cli::configure(app);
-  app.add_option("PATH", o.path, "model or manifest folder, or tokenizer file")->required();
-  app.add_option("ARGS", o.args, "the TEXT to encode, or with --decode the token ids");
-  app.add_flag("--no-bos", no_bos,
-               "add no BOS/EOS or other special token around the text (the ids of the text only)");
-  app.add_flag("--decode", o.decode,
-               "the arguments are token ids (several per argument allowed, separated by spaces or commas); "
-               "prints the text they decode to, special tokens left out");
-  app.add_flag("--lines", o.lines,
-               "read standard input instead of arguments: one text per line (the newline is not part of "
-               "it), one line of ids out per line in; with --decode, one line of ids in per line of text out");
-  app.add_flag("--json", o.json,
-               "with --lines: each input text is a JSON string (so it may hold newlines), and with --decode "
-               "each output text is printed as a JSON string");
-  app.add_flag("--info", o.info, "print what was loaded (format, vocabulary size, BOS and EOS ids) to stderr");
-  app.footer(kFooter);
-  if (!lowbit::cli::parse(app, argc, argv)) return 0;
+  lowbit::cli::Args args("lowbit tokenize", "Text -> token ids (or ids -> text with --decode) with a model's tokenizer.",
+                         kFooter);
+  args.positional("PATH", o.path, "model or manifest folder, or tokenizer file").required();
+  args.positionals("ARGS", o.args, "the TEXT to encode, or with --decode the token ids");
+  args.flag("--no-bos", no_bos, "add no BOS/EOS or other special token around the text (the ids of the text only)");
+  args.flag("--decode", o.decode,
+            "the arguments are token ids (several per argument allowed, separated by spaces or commas); "
+            "prints the text they decode to, special tokens left out");
+  args.flag("--lines", o.lines,
+            "read standard input instead of arguments: one text per line (the newline is not part of it), one "
+            "line of ids out per line in; with --decode, one line of ids in per line of text out");
+  args.flag("--json", o.json,
+            "with --lines: each input text is a JSON string (so it may hold newlines), and with --decode each "
+            "output text is printed as a JSON string");
+  args.flag("--info", o.info, "print what was loaded (format, vocabulary size, BOS and EOS ids) to stderr");
+  if (!args.parse(argc, argv)) return 0;
   o.add_special = !no_bos;
   if (o.json && !o.lines) throw UsageError("--json goes with --lines");
   if (o.lines && !o.args.empty()) throw UsageError("--lines reads standard input and takes no TEXT or ID arguments");
