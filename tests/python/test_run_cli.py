@@ -94,7 +94,7 @@ USAGE_ERRORS = [
     (["run", NO_MODEL, "-p", "x", "-n"], "-n"),
     (["convert", NO_MODEL, "/tmp/out", "--bits", "four"], "--bits: 'four' is not an integer"),
     (["convert", NO_MODEL, "/tmp/out", "--bits", "4", "--group", "3x"], "--group: '3x' is not an integer"),
-    (["convert", NO_MODEL, "/tmp/out"], "--bits is required"),
+    (["convert", NO_MODEL], "OUT_DIR is required"),  # --bits is optional: a GGUF keeps its types
     (["bench", "matmul", "--bits", "4", "--m", "0"], "--m: '0' must be >= 1"),
     (["bench", "model", NO_MODEL, "--gen-len", "x"], "--gen-len: 'x' is not an integer"),
     (["eval", NO_MODEL, "--ref", NO_MODEL, "--text", TEXT, "--ctx", "abc"], "--ctx: 'abc' is not an integer"),
