@@ -42,5 +42,5 @@ if [ -f "$MODEL/manifest.json" ]; then
   exit 0  # the sweep needs the source weights
 fi
 echo "== accuracy: lowbit's bit widths against the model's own fp32 weights on $(basename "$TEXT")"
-$LB eval --sweep "$MODEL" --text "$TEXT" --bits 8,4,2 --groups 32,128 --quantizers search --max-tokens 1000 \
+$LB eval --sweep "$MODEL" --text "$TEXT" --bits 8,4,2 --groups 32,128 --quantizers rtn --max-tokens 512 \
   --json "$OUT/sweep.json" --plot "$OUT/sweep.png"
