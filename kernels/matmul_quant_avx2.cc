@@ -297,15 +297,18 @@ inline void prefetch_scales(const Ctx& x, int64_t n) {
   }
 }
 
-// R weight rows from n x C activation rows from m0.
+// R weight rows from n x C activation rows from m0. prefetch: this tile brings the weight rows
+// kPrefetch tiles ahead into cache (the first tile of each weight row in a panel of activation
+// rows does, so a panel streams W at gemv()'s pace; without it, batches of 2 to 16 rows read
+// W at 0.3-0.5 of DRAM's bandwidth and ran no faster in aggregate than M = 1).
 template <int BITS, int R, int C>
-void tile(const Ctx& x, int64_t n, int64_t m0) {
+void tile(const Ctx& x, int64_t n, int64_t m0, bool prefetch) {
   constexpr int CB = 8 / BITS;          // blocks per chunk
   constexpr int S = BITS == 1 ? 8 : 4;  // blocks per step of the main loop: whole chunks
   constexpr int64_t kChunkPerBlock = kChunkBytes / CB;  // code bytes per block
   const int64_t nb8 = x.nb8, nbw = x.nbw;
 
-  if constexpr (C == 1 && kPrefetch > 0) prefetch_scales<R>(x, n);
+  if (kPrefetch > 0 && prefetch) prefetch_scales<R>(x, n);
   // The multipliers on the stack (rows up to K ~ 29k at the 2 x 4 tile): a thread_local vector
   // would be sized the first time a worker meets a shape, which may be in any later decode step
   // (decode allocates nothing per token: tests/runtime/alloc_test.cc). Longer rows use one.
@@ -339,7 +342,7 @@ void tile(const Ctx& x, int64_t n, int64_t m0) {
   int64_t b = 0;
   const uint8_t* next = row[0] + kPrefetch * R * x.row_bytes;  // the codes kPrefetch tiles ahead
   for (; b + S <= nbw; b += S) {
-    if constexpr (C == 1 && kPrefetch > 0) prefetch_bytes<R * S * kChunkPerBlock>(next + b * kChunkPerBlock * R);
+    if (kPrefetch > 0 && prefetch) prefetch_bytes<R * S * kChunkPerBlock>(next + b * kChunkPerBlock * R);
     // Items (quad, r, c), c innermost: a weight row's quad is unpacked once for its C items.
     __m256i w[4], aw[4], h[kGemmPipe<BITS> + 1][2];
     pipelined<S / 4 * R * C, kGemmPipe<BITS>>(
@@ -549,11 +552,11 @@ bool try_gemv(const Ctx& x, int64_t n0, int64_t n1) {
 template <int BITS, int R>
 void act_tiles(const Ctx& x, int64_t n, int64_t p0, int64_t p1) {
   int64_t m = p0;
-  for (; m + kGemmActs <= p1; m += kGemmActs) tile<BITS, R, kGemmActs>(x, n, m);
+  for (; m + kGemmActs <= p1; m += kGemmActs) tile<BITS, R, kGemmActs>(x, n, m, m == p0);
   switch (p1 - m) {
-    case 3: tile<BITS, R, 3>(x, n, m); break;
-    case 2: tile<BITS, R, 2>(x, n, m); break;
-    case 1: tile<BITS, R, 1>(x, n, m); break;
+    case 3: tile<BITS, R, 3>(x, n, m, m == p0); break;
+    case 2: tile<BITS, R, 2>(x, n, m, m == p0); break;
+    case 1: tile<BITS, R, 1>(x, n, m, m == p0); break;
     default: break;
   }
 }
@@ -564,8 +567,8 @@ void gemm_bits(const Ctx& x, const QuantizedActs& a, int64_t n0, int64_t n1) {
   if (m == 1 && try_gemv<BITS>(x, n0, n1)) return;
   if (m == 1) {
     int64_t n = n0;
-    for (; n + kGemvRows <= n1; n += kGemvRows) tile<BITS, kGemvRows, 1>(x, n, 0);
-    for (; n < n1; ++n) tile<BITS, 1, 1>(x, n, 0);
+    for (; n + kGemvRows <= n1; n += kGemvRows) tile<BITS, kGemvRows, 1>(x, n, 0, true);
+    for (; n < n1; ++n) tile<BITS, 1, 1>(x, n, 0, true);
     return;
   }
   for (int64_t p0 = 0; p0 < m; p0 += kPanelActs) {
