@@ -15,15 +15,18 @@ case "$MODE" in
   *) echo "usage: bash scripts/setup.sh [cli]" >&2; exit 2 ;;
 esac
 
-# The library and CLI (libcli11-dev: the CLI's argument parser, header-only).
+# The library and CLI (libcli11-dev: the CLI's argument parser, header-only; libcpp-httplib-dev:
+# the HTTP server of `lowbit serve`).
 APT_PACKAGES=(cmake g++ pkg-config python3-venv nlohmann-json3-dev libsentencepiece-dev libpcre2-dev
-  libxxhash-dev libcli11-dev)
+  libxxhash-dev libcli11-dev libcpp-httplib-dev)
 PIP_PACKAGES=(matplotlib)  # lowbit eval --plot
 if [ "$MODE" = all ]; then
   # Tests and benchmarks, the Python package, the aarch64 cross build run under qemu, the fuzzers.
   APT_PACKAGES+=(libgtest-dev libbenchmark-dev libeigen3-dev libxsimd-dev pybind11-dev
     g++-aarch64-linux-gnu qemu-user clang libclang-rt-14-dev)
-  PIP_PACKAGES+=(numpy sentencepiece tokenizers safetensors pytest gguf transformers protobuf)
+  # ollama, openai: the official clients the server tests drive; jinja2: the chat-template reference.
+  PIP_PACKAGES+=(numpy sentencepiece tokenizers safetensors pytest gguf transformers protobuf ollama openai
+    jinja2)
 fi
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -1,0 +1,47 @@
+// A model's chat template: the Jinja source its tokenizer_config.json (`chat_template`) or GGUF
+// (`tokenizer.chat_template`, kept in the imported tokenizer_config.json) carries, rendered over
+// a conversation the way transformers' apply_chat_template renders it with jinja2, by lowbit's
+// own Jinja subset (runtime/chat/jinja.h).
+//
+// Thread safety: a ChatTemplate is immutable after construction; render() may be called from
+// any number of threads at once.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace lowbit {
+
+class Tokenizer;
+
+class ChatTemplate {
+ public:
+  // Parses the template. Throws Error(bad_format) naming the line and column of a syntax error.
+  // bos_token/eos_token: the strings the template sees as bos_token and eos_token.
+  ChatTemplate(const std::string& source, std::string bos_token, std::string eos_token);
+  ~ChatTemplate();
+  ChatTemplate(ChatTemplate&&) noexcept;
+  ChatTemplate& operator=(ChatTemplate&&) noexcept;
+
+  // messages: a JSON array of objects with "role" and "content" (and whatever else the template
+  // reads, e.g. "tool_calls"); tools: an array, or null (then `tools` is undefined in the
+  // template). Throws Error(invalid_argument) carrying the template's own message when it calls
+  // raise_exception (a conversation the model does not accept), and Error(invalid_argument)
+  // naming line and column on an error while rendering (e.g. a message without "content").
+  std::string render(const nlohmann::json& messages, bool add_generation_prompt,
+                     const nlohmann::json& tools = nullptr) const;
+
+  const std::string& source() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// The template the tokenizer was loaded with (bos/eos strings from its vocabulary), or nullptr
+// when the model has none. Throws Error(bad_format) when the template does not parse.
+std::unique_ptr<ChatTemplate> chat_template_of(const Tokenizer& tok);
+
+}  // namespace lowbit
