@@ -15,6 +15,12 @@ namespace {
 
 using nlohmann::json;
 
+std::string dims_str(const std::vector<int64_t>& d) {
+  std::string s = "[";
+  for (size_t i = 0; i < d.size(); ++i) s += (i ? ", " : "") + std::to_string(d[i]);
+  return s + "]";
+}
+
 // The GGUF metadata of one model, written as the config.json fields parse_hf_config reads, so
 // both inputs pass the same checks. Keys are read with their GGUF names (errors name them).
 ModelConfig gguf_config(const GgufFile& f) {
@@ -61,8 +67,6 @@ ModelConfig gguf_config(const GgufFile& f) {
                   "' is not supported (none and linear are)");
     }
   }
-  if (f.find_tensor("rope_freqs.weight"))
-    throw Error(f.label() + ": tensor 'rope_freqs.weight' (per-frequency RoPE factors, Llama 3.1 style) is not supported yet");
   const GgufTensorInfo* embd = f.find_tensor("token_embd.weight");
   if (!embd) throw Error(f.label() + ": tensor 'token_embd.weight' is missing");
   j["vocab_size"] = f.has(key("vocab_size")) ? positive(key("vocab_size"))
@@ -70,13 +74,21 @@ ModelConfig gguf_config(const GgufFile& f) {
   j["tie_word_embeddings"] = f.find_tensor("output.weight") == nullptr;
   if (f.has("tokenizer.ggml.bos_token_id")) j["bos_token_id"] = f.get_int("tokenizer.ggml.bos_token_id");
   if (f.has("tokenizer.ggml.eos_token_id")) j["eos_token_id"] = f.get_int("tokenizer.ggml.eos_token_id");
-  return parse_hf_config(j, f.label() + " (GGUF metadata read as config.json fields)");
-}
-
-std::string dims_str(const std::vector<int64_t>& d) {
-  std::string s = "[";
-  for (size_t i = 0; i < d.size(); ++i) s += (i ? ", " : "") + std::to_string(d[i]);
-  return s + "]";
+  ModelConfig c = parse_hf_config(j, f.label() + " (GGUF metadata read as config.json fields)");
+  if (const GgufTensorInfo* t = f.find_tensor(kGgufRopeFreqs)) {
+    const std::string what = f.label() + ": tensor '" + kGgufRopeFreqs + "'";
+    if (!c.rope_scaling.type.empty())
+      throw Error(what + " comes with rope.scaling.type '" + c.rope_scaling.type + "' (one scaling at a time)");
+    if (t->type != GgmlType::f32 || t->dims.size() != 1 || t->dims[0] != c.head_dim / 2)
+      throw Error(what + " must be F32 with head_dim/2 = " + std::to_string(c.head_dim / 2) + " values, not " +
+                  ggml_type_name((uint32_t)t->type) + " " + dims_str(t->dims));
+    c.rope_scaling.type = "factors";
+    c.rope_scaling.freq_factors.resize((size_t)t->dims[0]);
+    std::memcpy(c.rope_scaling.freq_factors.data(), f.tensor_bytes(*t).data(), t->bytes);
+    // The manifest reader's checks (each factor finite and > 0) apply to this config too.
+    c = config_from_json(config_to_json(c), what);
+  }
+  return c;
 }
 
 // The lowbit type that keeps at least the source's bits when no exact one exists.
@@ -165,6 +177,7 @@ class GgufSource final : public ModelSource {
   void check_tensors() const {
     std::vector<std::string> problems;
     std::map<std::string, bool, std::less<>> expected;
+    if (config_.rope_scaling.type == "factors") expected[kGgufRopeFreqs] = true;  // read into the config
     for (const TensorSpec& s : expected_tensors(config_)) {
       const std::string name = gguf_tensor_name(config_, s.role, s.layer);
       expected[name] = true;

@@ -142,6 +142,13 @@ void validate(const ModelConfig& c, const std::string& label) {
   const std::string& t = c.rope_scaling.type;
   if (t == "llama3" && !(c.rope_scaling.high_freq_factor > c.rope_scaling.low_freq_factor))
     fail("rope_scaling: high_freq_factor must exceed low_freq_factor");
+  const std::vector<float>& ff = c.rope_scaling.freq_factors;
+  if (t == "factors" && (int64_t)ff.size() != c.head_dim / 2)
+    fail("rope_scaling: " + std::to_string(ff.size()) + " freq_factors for head_dim " + std::to_string(c.head_dim) +
+         " (want head_dim/2)");
+  if (t != "factors" && !ff.empty()) fail("rope_scaling: freq_factors given with type '" + t + "'");
+  for (float v : ff)
+    if (!(std::isfinite(v) && v > 0)) fail("rope_scaling: freq_factors holds " + std::to_string(v) + " (want finite, > 0)");
 }
 
 int32_t token_id(const Fields& f, const char* field, const json& v) {
@@ -294,7 +301,8 @@ json config_to_json(const ModelConfig& c) {
         {"factor", c.rope_scaling.factor},
         {"low_freq_factor", c.rope_scaling.low_freq_factor},
         {"high_freq_factor", c.rope_scaling.high_freq_factor},
-        {"original_max_position", c.rope_scaling.original_max_position}}},
+        {"original_max_position", c.rope_scaling.original_max_position},
+        {"freq_factors", c.rope_scaling.freq_factors}}},
       {"tie_embeddings", c.tie_embeddings},
       {"qkv_bias", c.qkv_bias},
       {"sliding_window", c.sliding_window},
@@ -327,12 +335,20 @@ ModelConfig config_from_json(const json& j, const std::string& label) {
   if (!rs.is_object()) f.fail("rope_scaling", "is not an object");
   const Fields r(rs, label, "rope_scaling.");
   c.rope_scaling.type = r.string("type");
-  if (c.rope_scaling.type != "" && c.rope_scaling.type != "linear" && c.rope_scaling.type != "llama3")
+  if (c.rope_scaling.type != "" && c.rope_scaling.type != "linear" && c.rope_scaling.type != "llama3" &&
+      c.rope_scaling.type != "factors")
     r.fail("type", "= '" + c.rope_scaling.type + "' unknown");
   c.rope_scaling.factor = r.positive("factor");
   c.rope_scaling.low_freq_factor = r.positive("low_freq_factor");
   c.rope_scaling.high_freq_factor = r.positive("high_freq_factor");
   c.rope_scaling.original_max_position = (int)r.integer("original_max_position", 1, kMaxContext - 1);
+  if (const json* ff = r.get("freq_factors")) {  // absent in manifests written before it existed
+    if (!ff->is_array()) r.fail("freq_factors", "is not a list");
+    for (const json& v : *ff) {
+      if (!v.is_number()) r.fail("freq_factors", "holds a non-number");
+      c.rope_scaling.freq_factors.push_back(v.get<float>());
+    }
+  }
   c.tie_embeddings = f.boolean("tie_embeddings");
   c.qkv_bias = f.boolean("qkv_bias");
   c.sliding_window = f.integer("sliding_window", 0, kMaxContext);
@@ -346,7 +362,8 @@ ModelConfig config_from_json(const json& j, const std::string& label) {
 
 bool operator==(const RopeScaling& a, const RopeScaling& b) {
   return a.type == b.type && a.factor == b.factor && a.low_freq_factor == b.low_freq_factor &&
-         a.high_freq_factor == b.high_freq_factor && a.original_max_position == b.original_max_position;
+         a.high_freq_factor == b.high_freq_factor && a.original_max_position == b.original_max_position &&
+         a.freq_factors == b.freq_factors;
 }
 
 bool operator==(const ModelConfig& a, const ModelConfig& b) {

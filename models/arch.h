@@ -22,9 +22,12 @@
 namespace lowbit {
 
 struct RopeScaling {
-  std::string type;  // "" none, "llama3", "linear"
+  std::string type;  // "" none, "llama3", "linear", "factors"
   float factor = 1, low_freq_factor = 1, high_freq_factor = 4;
   int original_max_position = 8192;
+  // type "factors": frequency i of head_dim/2 turns freq_factors[i] times slower. A GGUF stores
+  // Llama 3.1-style scaling this way (tensor rope_freqs.weight) instead of its parameters.
+  std::vector<float> freq_factors;
 };
 
 struct ModelConfig {
@@ -93,6 +96,9 @@ std::string tensor_name(const ModelConfig& c, Role role, int layer = -1);
 
 // The same tensor's name in a GGUF file ("blk.3.attn_q.weight"), from the same table.
 std::string gguf_tensor_name(const ModelConfig& c, Role role, int layer = -1);
+// The GGUF tensor that carries RopeScaling::freq_factors (F32, head_dim/2 values): part of the
+// model's configuration, not a weight of the forward pass.
+inline constexpr const char* kGgufRopeFreqs = "rope_freqs.weight";
 
 // True for tensors a checkpoint may carry that the model does not need and that are not a sign
 // of a wrong architecture: RoPE's inv_freq buffers (older transformers saved them; we recompute

@@ -35,6 +35,8 @@ std::vector<float> rope_inv_freq(const ModelConfig& c) {
                               (rs.high_freq_factor - rs.low_freq_factor);
         f = (1 - smooth) * f / rs.factor + smooth * f;
       }
+    } else if (rs.type == "factors") {
+      f /= rs.freq_factors[i];  // llama.cpp's rope freq_factors divide theta the same way
     }
     inv[i] = (float)f;
   }

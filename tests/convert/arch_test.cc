@@ -237,6 +237,27 @@ TEST(Arch, config_json_round_trips) {
   }
 }
 
+// Per-frequency RoPE factors (a GGUF's rope_freqs.weight) travel through the manifest, and a
+// manifest written before they existed (no freq_factors field) still reads.
+TEST(Arch, config_json_round_trips_rope_factors) {
+  ModelConfig c = parse("configs/llama-3.2-1b");
+  c.rope_scaling = RopeScaling{};
+  c.rope_scaling.type = "factors";
+  for (int64_t i = 0; i < c.head_dim / 2; ++i) c.rope_scaling.freq_factors.push_back(1.0f + 0.5f * (float)i);
+  EXPECT_TRUE(config_from_json(json::parse(config_to_json(c).dump()), "manifest.json") == c);
+  json old = config_to_json(parse("configs/llama-3.2-1b"));
+  old["rope_scaling"].erase("freq_factors");
+  EXPECT_TRUE(config_from_json(old, "manifest.json") == parse("configs/llama-3.2-1b"));
+  json few = config_to_json(c);
+  few["rope_scaling"]["freq_factors"].erase(0);
+  EXPECT_THAT(error_of([&] { config_from_json(few, "manifest.json"); }),
+              HasSubstr("31 freq_factors for head_dim 64 (want head_dim/2)"));
+  json stray = config_to_json(parse("configs/llama-3.2-1b"));
+  stray["rope_scaling"]["freq_factors"] = {1.0};
+  EXPECT_THAT(error_of([&] { config_from_json(stray, "manifest.json"); }),
+              HasSubstr("freq_factors given with type 'llama3'"));
+}
+
 TEST(ArchBad, config_from_json_fields_named) {
   const json good = config_to_json(parse("configs/llama-3.2-1b"));
   auto bad = [&](const std::string& field, const json& v) {

@@ -11,6 +11,7 @@
 - Bad files (truncated, unsupported architecture, a type lowbit cannot read, a missing tensor) fail
   with a message naming the key or tensor, a non-zero exit, and nothing written.
 """
+import json
 import os
 import shutil
 import subprocess
@@ -81,7 +82,7 @@ def test_smollm2_hf_directory_gives_the_same_logits(smol_f32, tmp_path):
     assert np.array_equal(a.view(np.uint32), b.view(np.uint32))
 
 
-@pytest.mark.parametrize("config", ["tinyllama-1.1b-chat-v1.0", "qwen2.5-0.5b", "smollm2-135m"])
+@pytest.mark.parametrize("config", ["tinyllama-1.1b-chat-v1.0", "qwen2.5-0.5b", "smollm2-135m", "llama-3.2-1b"])
 def test_synthetic_gguf_matches_its_hf_directory(config, tmp_path):
     hf = tmp_path / "hf"
     make_hf_model.make_model(hf, config, layers=2, dim=64, ffn=96, heads=4, kv_heads=2, vocab=320,
@@ -90,14 +91,27 @@ def test_synthetic_gguf_matches_its_hf_directory(config, tmp_path):
     subprocess.run([sys.executable, str(ROOT / "tests" / "tools" / "hf_to_gguf.py"), str(hf), str(g)], check=True)
     run("convert", hf, tmp_path / "from_hf", "--bits", "32")
     run("convert", g, tmp_path / "from_gguf", "--bits", "32")
-    ids = np.random.default_rng(2).integers(0, 320, size=24).tolist()
+    # Llama 3.2's scaling slows only wavelengths past 2048 positions: 200 positions turn them far
+    # enough to tell scaled from plain RoPE (1.4e-4 of the largest logit apart here).
+    ids = np.random.default_rng(2).integers(0, 320, size=200 if config == "llama-3.2-1b" else 24).tolist()
     a = logits(tmp_path / "from_hf", ids, tmp_path)
     b = logits(tmp_path / "from_gguf", ids, tmp_path)
-    assert np.array_equal(a.view(np.uint32), b.view(np.uint32))
+    if config != "llama-3.2-1b":
+        assert np.array_equal(a.view(np.uint32), b.view(np.uint32))
+        return
+    # Llama 3.2 scales RoPE (rope_type llama3): the HF side computes each frequency from the four
+    # parameters, the GGUF side divides by a factor rounded to float32 (2^-24 relative), so an
+    # angle pos * inv_freq moves by at most 200 * 2^-24 rad (1.2e-5) and a logit by that times
+    # its sensitivity (< 1 here); bound it by 1e-5 of the row's largest logit.
+    rel = np.abs(a - b).max(axis=1) / np.abs(a).max(axis=1)
+    assert rel.max() <= 1e-5, rel.max()
+    cfg = json.loads((tmp_path / "from_gguf" / "manifest.json").read_text())["architecture"]["rope_scaling"]
+    assert cfg["type"] == "factors" and len(cfg["freq_factors"]) == 8
+    assert max(cfg["freq_factors"]) == 32.0 and min(cfg["freq_factors"]) == 1.0
 
 
-def synthetic_gguf(tmp_path, arch="llama", drop=None, tensor_type=None):
-    """A tiny GGUF written directly with gguf-py, optionally broken."""
+def synthetic_gguf(tmp_path, arch="llama", drop=None, tensor_type=None, extra=None):
+    """A tiny GGUF written directly with gguf-py, optionally broken; extra: more tensors by name."""
     path = tmp_path / f"{arch}.gguf"
     w = gguf.GGUFWriter(str(path), arch)
     w.add_block_count(1)
@@ -122,6 +136,8 @@ def synthetic_gguf(tmp_path, arch="llama", drop=None, tensor_type=None):
             w.add_tensor(name, raw, raw_dtype=tensor_type)
         else:
             w.add_tensor(name, t)
+    for name, t in (extra or {}).items():
+        w.add_tensor(name, t)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -164,6 +180,15 @@ def test_unreadable_tensor_type_is_named(tmp_path):
     # MXFP4: a valid ggml type (17 bytes per 32 weights) that lowbit does not decode.
     g = synthetic_gguf(tmp_path, tensor_type=gguf.GGMLQuantizationType.MXFP4)
     expect_failure(g, tmp_path, "tensor 'blk.0.ffn_up.weight' has type MXFP4")
+
+
+@pytest.mark.parametrize("factors,phrase", [
+    (np.ones(4, np.float32), "must be F32 with head_dim/2 = 8 values, not F32 [4]"),
+    (np.array([1, 2, 4, 8, 16, 32, 32, -1], np.float32), "freq_factors holds -1"),
+    (np.array([1, 2, 4, 8, 16, 32, 32, np.inf], np.float32), "freq_factors holds inf")])
+def test_bad_rope_freqs_are_named(factors, phrase, tmp_path):
+    g = synthetic_gguf(tmp_path, extra={"rope_freqs.weight": factors})
+    expect_failure(g, tmp_path, "tensor 'rope_freqs.weight'", phrase)
 
 
 @pytest.mark.parametrize("gguf_type,lowbit_type,exact", [

@@ -3,8 +3,10 @@
 lays it out, with the `gguf` package: its metadata keys, its tensor names, attn_q/attn_k rows
 permuted for `llama` (convert_hf_to_gguf.py LlamaModel.permute; `qwen2` is left as is), and each
 matrix stored as --type (F32, F16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, quantized by gguf.quants.quantize; norms and
-biases stay F32). No tokenizer metadata is written: tests feed token ids. For the importer's tests,
-so they need no llama.cpp.
+biases stay F32), and Llama 3.1-style RoPE scaling as llama.cpp's converter writes it: no
+metadata, a tensor rope_freqs.weight of per-frequency factors (LlamaModel.generate_extra_tensors).
+No tokenizer metadata is written: tests feed token ids. For the importer's tests, so they need no
+llama.cpp.
 
   python hf_to_gguf.py HF_DIR OUT.gguf [--type Q8_0]
 """
@@ -48,6 +50,26 @@ def permute(w, n_head):
     return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
+def llama3_rope_factors(cfg, head_dim):
+    """The factor each RoPE frequency is slowed by under rope_type llama3: 1 for short wavelengths,
+    `factor` for long ones, the reciprocal of a linear blend of 1/factor and 1 between."""
+    rs = cfg["rope_scaling"]
+    base = cfg.get("rope_theta", 10000.0)
+    factor, low, high = rs["factor"], rs["low_freq_factor"], rs["high_freq_factor"]
+    old_ctx = rs["original_max_position_embeddings"]
+    out = []
+    for i in range(0, head_dim, 2):
+        wavelen = 2 * np.pi * base ** (i / head_dim)
+        if wavelen < old_ctx / high:
+            out.append(1.0)
+        elif wavelen > old_ctx / low:
+            out.append(factor)
+        else:
+            smooth = (old_ctx / wavelen - low) / (high - low)
+            out.append(1 / ((1 - smooth) / factor + smooth))
+    return np.array(out, dtype=np.float32)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("hf_dir")
@@ -73,6 +95,9 @@ def main():
         w.add_key_length(cfg["head_dim"])
         w.add_value_length(cfg["head_dim"])
     w.add_vocab_size(cfg["vocab_size"])
+    rs = cfg.get("rope_scaling") or {}
+    if rs.get("rope_type", rs.get("type")) == "llama3":
+        w.add_tensor("rope_freqs.weight", llama3_rope_factors(cfg, cfg.get("head_dim") or cfg["hidden_size"] // nh))
     qt = gguf.GGMLQuantizationType[a.type]
     tensors = {}
     for f in sorted(hf.glob("*.safetensors")):
