@@ -24,7 +24,7 @@ import queue
 import random
 import threading
 import warnings
-from typing import Iterable, Iterator, List, Mapping, Optional, Sequence, Union
+from typing import Callable, Iterable, Iterator, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -240,6 +240,41 @@ class _Failed:
         self.error = error
 
 
+def _streamed(run: Callable[[Callable[..., bool]], None], name: str) -> Iterator:
+    """Yields what run(on_piece) hands to on_piece, as it comes. run works on a thread of its own
+    (the generation computes without the GIL) and passes pieces over a queue; closing the
+    iterator early, or Ctrl-C while waiting on it, makes on_piece return True, which stops the
+    generation at its next token. An exception in run is raised here."""
+    pieces: queue.Queue = queue.Queue()
+    stop = threading.Event()
+    done = object()
+
+    def on_piece(*item) -> bool:
+        pieces.put(item[0] if len(item) == 1 else item)
+        return stop.is_set()
+
+    def work() -> None:
+        try:
+            run(on_piece)
+            pieces.put(done)
+        except BaseException as e:  # handed to the consumer, raised there
+            pieces.put(_Failed(e))
+
+    worker = threading.Thread(target=work, name=name, daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = pieces.get()
+            if item is done:
+                return
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        worker.join()
+
+
 class Model:
     """A model loaded from a manifest directory (lowbit convert / lowbit.convert), a GGUF file or
     an HF model directory (both imported in memory when loaded).
@@ -421,71 +456,18 @@ class Model:
         return self._core.generate_batch(texts, settings, max_sequences=max_sequences, max_step_tokens=max_step_tokens)
 
     def _stream_batch(self, texts, settings, max_sequences, max_step_tokens) -> Iterator[tuple]:
-        # As _stream: the batch runs on a worker thread and hands (index, piece) over a queue.
-        pieces: queue.Queue = queue.Queue()
-        stop = threading.Event()
-        done = object()
+        def run(on_piece: Callable[..., bool]) -> None:
+            self._core.generate_batch(
+                texts, settings, max_sequences=max_sequences, max_step_tokens=max_step_tokens, callback=on_piece
+            )
 
-        def on_piece(index: int, piece: str) -> bool:
-            pieces.put((index, piece))
-            return stop.is_set()
-
-        def work() -> None:
-            try:
-                self._core.generate_batch(
-                    texts, settings, max_sequences=max_sequences, max_step_tokens=max_step_tokens, callback=on_piece
-                )
-                pieces.put(done)
-            except BaseException as e:  # handed to the consumer, raised there
-                pieces.put(_Failed(e))
-
-        worker = threading.Thread(target=work, name="lowbit-generate-batch", daemon=True)
-        worker.start()
-        try:
-            while True:
-                item = pieces.get()
-                if item is done:
-                    return
-                if isinstance(item, _Failed):
-                    raise item.error
-                yield item
-        finally:
-            stop.set()
-            worker.join()
+        return _streamed(run, "lowbit-generate-batch")  # yields (index, piece)
 
     def _stream(self, prompt: str, kwargs: dict, into: Stream) -> Iterator[str]:
-        # The generation runs on a worker thread (without the GIL while it computes) and hands
-        # pieces over a queue; closing the iterator early, or Ctrl-C while waiting on it, tells
-        # the worker to stop at its next token.
-        pieces: queue.Queue = queue.Queue()
-        stop = threading.Event()
-        done = object()
+        def run(on_piece: Callable[..., bool]) -> None:
+            into.result = Generation(self._core.generate(prompt, callback=on_piece, **kwargs))
 
-        def on_piece(piece: str) -> bool:
-            pieces.put(piece)
-            return stop.is_set()
-
-        def work() -> None:
-            try:
-                result = self._core.generate(prompt, callback=on_piece, **kwargs)
-                into.result = Generation(result)
-                pieces.put(done)
-            except BaseException as e:  # handed to the consumer, raised there
-                pieces.put(_Failed(e))
-
-        worker = threading.Thread(target=work, name="lowbit-generate", daemon=True)
-        worker.start()
-        try:
-            while True:
-                item = pieces.get()
-                if item is done:
-                    return
-                if isinstance(item, _Failed):
-                    raise item.error
-                yield item
-        finally:
-            stop.set()
-            worker.join()
+        return _streamed(run, "lowbit-generate")
 
     def __repr__(self) -> str:
         return f"lowbit.Model({self.path!r})"
