@@ -479,7 +479,10 @@ StoredModel ModelStore::create(const std::string& name, const std::string& from,
         throw;
       }
     }
-    set_parent(ready, from);
+    // A path as an absolute one (a relative path means nothing to a later reader); a stored
+    // model by its full name.
+    std::error_code pec;
+    set_parent(ready, fs::exists(from, pec) ? fs::absolute(from).lexically_normal().string() : normalize(from));
     Manifest::open(ready.string());  // what load_model() will check: refuse to store what cannot load
     if (opt.cancel && opt.cancel->load()) throw Error(ErrorCode::cancelled, "creating '" + n + "': interrupted");
     publish(fs::path(root_), ready, dest);

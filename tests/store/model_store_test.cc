@@ -152,7 +152,7 @@ TEST_F(StoreTest, create_from_an_hf_directory) {
   EXPECT_EQ(m.details.format, "lowbit");
   EXPECT_EQ(m.details.family, "llama");
   EXPECT_EQ(m.details.quantization_level, "Q4_G32_ASYM");
-  EXPECT_EQ(m.details.parent_model, kStories);
+  EXPECT_EQ(m.details.parent_model, fs::absolute(kStories).lexically_normal().string());
   {
     // model.safetensors: 8 bytes of header length, then the JSON header with every shape.
     const std::string st = read_all(kStories + "/model.safetensors");
