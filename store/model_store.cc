@@ -10,6 +10,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -192,6 +193,23 @@ fs::path temp_path(const fs::path& root, const char* what) {
   std::random_device rd;
   return root / (std::string(".tmp-") + what + "-" + std::to_string(getpid()) + "-" +
                  std::to_string(counter.fetch_add(1)) + "-" + std::to_string(rd() & 0xffffff));
+}
+
+// Deletes the work directories of processes that died in the middle of a create, copy or remove
+// (a crash, SIGKILL): each is named after its process, and one whose process is gone is garbage.
+void sweep_stale(const fs::path& root) {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(root, ec)) {
+    const std::string leaf = e.path().filename().string();
+    if (leaf.rfind(".tmp-", 0) != 0) continue;
+    const size_t a = leaf.find('-', 5), b = a == std::string::npos ? a : leaf.find('-', a + 1);
+    if (b == std::string::npos) continue;
+    const long pid = std::strtol(leaf.c_str() + a + 1, nullptr, 10);
+    if (pid > 0 && ::kill((pid_t)pid, 0) != 0 && errno == ESRCH) {
+      std::error_code ec2;
+      fs::remove_all(e.path(), ec2);
+    }
+  }
 }
 
 // Removes the now-empty directories between `dir` and root (after a model left them), stopping
@@ -457,6 +475,7 @@ StoredModel ModelStore::create(const std::string& name, const std::string& from,
   std::error_code ec;
   fs::create_directories(root_, ec);
   if (ec) throw Error(ErrorCode::io, root_ + ": cannot create the model store (" + ec.message() + ")");
+  sweep_stale(root_);
   const fs::path tmp = temp_path(root_, "create");
   const fs::path ready = tmp / "model";
   const fs::path dest = model_dir(root_, n);

@@ -1,7 +1,9 @@
 // The model store (store/model_store.h) on real models: names, create from an HF directory and
 // a GGUF file, list/find/copy/remove, that a failed create leaves nothing, that a concurrent
 // reader never sees a half-written model, and the SHA-256 behind the digests.
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -311,6 +313,27 @@ TEST_F(StoreTest, a_failed_create_leaves_nothing_behind) {
   ASSERT_TRUE(store.find("x").has_value());
   EXPECT_EQ(store.find("x")->digest, ok.digest);
   EXPECT_EQ(entries().size(), 6u);
+}
+
+TEST_F(StoreTest, work_left_by_a_dead_process_is_swept_by_the_next_create) {
+  // A child that dies (SIGKILL: no handler, no unwinding) in the middle of a create.
+  ModelStore store(root());
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    std::atomic<bool> never{false};
+    CreateOptions o = opts("8");
+    o.cancel = &never;
+    ModelStore(root()).create("x", kStories, o, [](const std::string&) { ::raise(SIGKILL); });
+    _exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFSIGNALED(status));
+  ASSERT_FALSE(entries().empty());  // its work directory is still there
+  EXPECT_TRUE(store.list().empty());
+  store.create("y", kStories, opts("8"));
+  EXPECT_EQ(entries().size(), 6u);  // y's directory and files, the dead one's work gone
 }
 
 TEST_F(StoreTest, a_cancelled_create_leaves_nothing_behind) {
