@@ -1,0 +1,200 @@
+#include "cli/chat_repl.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "kernels/error.h"
+#include "runtime/chat/chat_template.h"
+#include "runtime/tokenizer/tokenizer.h"
+
+namespace lowbit::cli {
+namespace {
+
+std::atomic<bool> g_interrupted{false};
+extern "C" void on_chat_sigint(int) { g_interrupted.store(true); }
+
+const char* kHelp =
+    "Commands:\n"
+    "  /bye              end the chat (as does Ctrl-D)\n"
+    "  /clear            forget the conversation (the system message stays)\n"
+    "  /set system TEXT  start over with TEXT as the system message\n"
+    "  /?, /help         this help\n"
+    "Ctrl-C stops a reply; the chat goes on.\n";
+
+// Ctrl-C interrupts a reply (the generation's callback reads the flag) and an unfinished line
+// at the prompt (read_line polls the flag), never the process; the previous handler comes back when the chat ends.
+class SigintGuard {
+ public:
+  SigintGuard() {
+    struct sigaction sa {};
+    sa.sa_handler = on_chat_sigint;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;
+    sigaction(SIGINT, &sa, &old_);
+  }
+  ~SigintGuard() { sigaction(SIGINT, &old_, nullptr); }
+
+ private:
+  struct sigaction old_ {};
+};
+
+// One line from stdin without its newline; false at end of input. Ctrl-C while typing gives
+// back "" with `interrupted` set. Reads the descriptor itself, polling, rather than through
+// stdio: a SIGINT that lands between printing the prompt and entering read() would otherwise be
+// missed until the next line (no EINTR for a read not yet begun).
+bool read_line(std::string& out, bool& interrupted) {
+  static std::string pending;  // read past the last line returned
+  interrupted = false;
+  for (;;) {
+    const size_t nl = pending.find('\n');
+    if (nl != std::string::npos) {
+      out = pending.substr(0, nl);
+      pending.erase(0, nl + 1);
+      if (!out.empty() && out.back() == '\r') out.pop_back();
+      return true;
+    }
+    if (g_interrupted.exchange(false)) {
+      pending.clear();  // the terminal dropped the unfinished line too
+      out.clear();
+      interrupted = true;
+      return true;
+    }
+    pollfd p{STDIN_FILENO, POLLIN, 0};
+    const int ready = ::poll(&p, 1, 100);
+    if (ready < 0 && errno != EINTR) return false;
+    if (ready <= 0) continue;
+    char buf[4096];
+    const ssize_t n = ::read(STDIN_FILENO, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {  // end of input: a last line without its newline still counts
+      if (pending.empty()) return false;
+      out.swap(pending);
+      pending.clear();
+      return true;
+    }
+    pending.append(buf, (size_t)n);
+  }
+}
+
+size_t common_prefix(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
+  size_t i = 0;
+  while (i < a.size() && i < b.size() && a[i] == b[i]) ++i;
+  return i;
+}
+
+}  // namespace
+
+int run_chat(const Model& model, const ChatOptions& opt) {
+  const Tokenizer& tok = model.tokenizer();
+  const std::unique_ptr<ChatTemplate> tmpl = chat_template_of(tok);
+  if (!tmpl)
+    throw Error(ErrorCode::not_found, opt.model_label +
+                                          " has no chat template (tokenizer_config.json chat_template or GGUF "
+                                          "tokenizer.chat_template); give a prompt (-p) to continue text instead");
+  std::fprintf(stderr, "chatting with %s: /? for help, /bye or Ctrl-D to end, Ctrl-C stops a reply\n",
+               opt.model_label.c_str());
+
+  nlohmann::json messages = nlohmann::json::array();
+  std::string system = opt.system;
+  Session session(model);
+  // The tokens the session's KV cache holds, position by position: a new turn re-runs only
+  // what differs from them (normally just the new message).
+  std::vector<int32_t> cached;
+  SigintGuard guard;
+
+  for (;;) {
+    std::fputs(">>> ", stdout);
+    std::fflush(stdout);
+    std::string line;
+    bool interrupted_line = false;
+    if (!read_line(line, interrupted_line)) {
+      std::fputs("\n", stdout);
+      return 0;
+    }
+    if (interrupted_line) {
+      std::fputs("\nUse Ctrl-D or /bye to end the chat.\n", stdout);
+      continue;
+    }
+    if (line.empty()) continue;
+    if (line[0] == '/') {
+      if (line == "/bye") return 0;
+      if (line == "/clear") {
+        messages = nlohmann::json::array();
+        std::fputs("Cleared the conversation.\n", stdout);
+        continue;
+      }
+      if (line == "/?" || line == "/help") {
+        std::fputs(kHelp, stdout);
+        continue;
+      }
+      if (line.rfind("/set system ", 0) == 0) {
+        system = line.substr(12);
+        messages = nlohmann::json::array();
+        std::fputs("Set the system message; the conversation starts over.\n", stdout);
+        continue;
+      }
+      std::printf("Unknown command '%s'. Type /? for help.\n", line.c_str());
+      continue;
+    }
+
+    messages.push_back({{"role", "user"}, {"content", line}});
+    nlohmann::json conversation = nlohmann::json::array();
+    if (!system.empty()) conversation.push_back({{"role", "system"}, {"content", system}});
+    for (const auto& m : messages) conversation.push_back(m);
+    std::vector<int32_t> ids;
+    try {
+      const std::string prompt = tmpl->render(conversation, /*add_generation_prompt=*/true);
+      // Encoded as `lowbit run -p` encodes a prompt. A template that writes bos_token itself
+      // would get a second BOS from the tokenizer's own: one is dropped, as llama.cpp does.
+      ids = tok.encode(prompt, opt.gen.add_bos);
+      if (ids.size() >= 2 && tok.bos_id() >= 0 && ids[0] == tok.bos_id() && ids[1] == tok.bos_id())
+        ids.erase(ids.begin());
+    } catch (const Error& e) {
+      messages.erase(messages.size() - 1);
+      std::printf("error: %s\n", e.what());
+      continue;
+    }
+    if ((int64_t)ids.size() >= model.ctx()) {
+      messages.erase(messages.size() - 1);
+      std::printf("error: the conversation is %zu tokens and the context holds %lld; /clear starts a new one\n",
+                  ids.size(), (long long)model.ctx());
+      continue;
+    }
+    // Reuse the cached prefix, keeping at least one token to run for the next token's logits.
+    const size_t keep = std::min(common_prefix(cached, ids), ids.size() - 1);
+    session.truncate((int64_t)keep);
+    GenerateParams gp = opt.gen;
+    if (!opt.max_tokens_given) gp.max_tokens = model.ctx() - (int64_t)ids.size();
+    g_interrupted.store(false);
+    GenerateResult r = generate(session, std::vector<int32_t>(ids.begin() + (long)keep, ids.end()), gp,
+                                [&](const std::string& piece, int32_t) {
+                                  std::fwrite(piece.data(), 1, piece.size(), stdout);
+                                  std::fflush(stdout);
+                                  return !g_interrupted.load();
+                                });
+    const bool stopped = r.stop_reason == "callback";
+    g_interrupted.store(false);
+    std::fputs(stopped ? "\n[stopped]\n\n" : "\n\n", stdout);
+    if (r.stop_reason == "context")
+      std::fputs("(the context is full: /clear starts a new conversation)\n", stdout);
+    // What was shown is what the model said, an interrupted reply included.
+    messages.push_back({{"role", "assistant"}, {"content", r.text}});
+    cached = ids;
+    cached.insert(cached.end(), r.ids.begin(), r.ids.end());
+    cached.resize(std::min<size_t>(cached.size(), (size_t)session.position()));
+  }
+}
+
+}  // namespace lowbit::cli
