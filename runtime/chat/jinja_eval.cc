@@ -283,7 +283,9 @@ class Renderer {
       case NodeType::list: {
         List items;
         for (const auto& k : n.kids) items.push_back(eval(*k, scope));
-        return budget_.list(std::move(items));
+        Value v = budget_.list(std::move(items));
+        v.tuple = n.name == "tuple";
+        return v;
       }
       case NodeType::dict: {
         Dict d;

@@ -107,7 +107,7 @@ bool equal(const Value& a, const Value& b) {
     case Kind::none: return true;
     case Kind::string: return a.str() == b.str();
     case Kind::list: {
-      if (a.list->size() != b.list->size()) return false;
+      if (a.list->size() != b.list->size() || a.tuple != b.tuple) return false;
       for (size_t k = 0; k < a.list->size(); ++k)
         if (!equal((*a.list)[k], (*b.list)[k])) return false;
       return true;
@@ -360,8 +360,9 @@ std::string repr(const Value& v) {
     case Kind::undefined: return "Undefined";
     case Kind::string: return repr_string(v.str());
     case Kind::list: {
-      std::string out = "[";
+      std::string out = v.tuple ? "(" : "[";
       for (size_t k = 0; k < v.list->size(); ++k) out += (k ? ", " : "") + repr((*v.list)[k]);
+      if (v.tuple) return out + (v.list->size() == 1 ? ",)" : ")");
       return out + "]";
     }
     case Kind::dict: {
