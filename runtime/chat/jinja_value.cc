@@ -160,7 +160,10 @@ std::string float_repr(double x) {
   // Python's repr switches to exponent notation outside 1e-4 <= |x| < 1e16.
   if (exp10 < -4 || exp10 >= 16) {
     out += digits.substr(0, 1);
-    if (digits.size() > 1) out += "." + digits.substr(1);
+    if (digits.size() > 1) {
+      out += '.';
+      out.append(digits, 1, std::string::npos);
+    }
     char eb[16];
     std::snprintf(eb, sizeof eb, "e%c%02d", exp10 < 0 ? '-' : '+', std::abs(exp10));
     return out + eb;
