@@ -392,3 +392,36 @@ def test_random_expressions(seed):
     # Filters that jinja2 implements as generators (unique, items, reverse) print as
     # "<generator object ...>"; such renderings say nothing and are left out.
     check([c for c in cases if " object at 0x" not in str(reference(c))])
+
+
+# ---- random whitespace layouts --------------------------------------------------------------------
+
+def random_layout(rng, depth=0):
+    """Text, tags with random -/+ signs, newlines and indentation: trim_blocks, lstrip_blocks and
+    whitespace control in every combination."""
+    texts = [" ", "  ", "\n", "\n  ", "  \n", "\t", "x", " y ", "\n\n", "z\n", "  \t "]
+    sign = lambda: rng.choice(["", "", "-", "+"])  # noqa: E731
+    out = []
+    for _ in range(rng.randint(1, 6)):
+        r = rng.random()
+        if r < 0.4:
+            out.append(rng.choice(texts))
+        elif r < 0.55:
+            out.append("{{" + rng.choice(["", "-"]) + " 'v' " + rng.choice(["", "-"]) + "}}")
+        elif r < 0.65:
+            out.append("{#" + sign() + " c " + sign() + "#}")
+        elif r < 0.72:
+            out.append("{%" + sign() + " set q = 1 " + sign() + "%}")
+        elif depth < 3:
+            head = rng.choice(["if true", "if false", "for i in [1, 2]"])
+            end = "endif" if head.startswith("if") else "endfor"
+            out.append("{%" + sign() + f" {head} " + sign() + "%}" + random_layout(rng, depth + 1) +
+                       "{%" + sign() + f" {end} " + sign() + "%}")
+    return "".join(out)
+
+
+def test_random_whitespace_layouts():
+    rng = random.Random(7)
+    cases = [{"template": random_layout(rng) + rng.choice(["", "\n", "\n\n", " \n"]), "messages": [],
+              "add_generation_prompt": False, "bos_token": "", "eos_token": ""} for _ in range(3000)]
+    check(cases)
