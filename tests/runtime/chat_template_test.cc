@@ -182,6 +182,12 @@ TEST(Jinja, limits_stop_hostile_templates) {
               AnyOf(HasSubstr("size limit"), HasSubstr("evaluation budget")));
   EXPECT_THAT(error_of([] { render("{{ 'x' * 1000000000000 }}"); }), HasSubstr("size limit"));
   EXPECT_THAT(error_of([] { render("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}"); }), HasSubstr("macros nested too deeply"));
+  // Deep expressions inside recursive macros: the product of the two is bounded too.
+  std::string inner = "f(n - 1)";
+  for (int k = 0; k < 60; ++k) inner = "('' ~ " + inner + ")";
+  EXPECT_THAT(error_of([&] { render("{% macro f(n) %}{% if n > 0 %}{{ " + inner + " }}{% endif %}{% endmacro %}{{ f(31) }}"); }),
+              HasSubstr("recurses too deeply"));
+  EXPECT_EQ(render("{% macro f(n) %}{% if n > 0 %}{{ " + inner + " }}{% endif %}{% endmacro %}{{ f(3) }}x"), "x");
   EXPECT_THAT(error_of([] { render("{% set ns = namespace(l=[]) %}{% for i in range(1000) %}{% set ns.l = [ns.l] %}{% endfor %}"); }),
               HasSubstr("nested too deeply"));
   EXPECT_THAT(error_of([] { render("{% set ns = namespace() %}{% set ns.me = ns %}"); }), HasSubstr("namespace"));
