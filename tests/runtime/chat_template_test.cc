@@ -8,6 +8,9 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <map>
 
 #include "convert/gguf.h"
 #include "convert/gguf_tokenizer.h"
@@ -227,6 +230,24 @@ TEST(ChatTemplate, from_tokenizer_config_and_gguf) {
   // A tokenizer without a template.
   auto none = load_tokenizer(kShared + "/configs/gpt2");
   EXPECT_EQ(chat_template_of(*none), nullptr);
+}
+
+TEST(ChatTemplate, named_templates_and_chat_template_jinja) {
+  const std::string dir = kShared + "/configs/tinyllama-1.1b-chat-v1.0";
+  if (!std::filesystem::exists(dir)) GTEST_SKIP() << dir << " not present";
+  std::ifstream f(dir + "/tokenizer.json", std::ios::binary);
+  const std::string tokenizer_json((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::map<std::string, std::string> files{{"tokenizer.json", tokenizer_json}};
+  // A list of named templates: transformers applies "default".
+  files["tokenizer_config.json"] =
+      R"({"chat_template": [{"name": "tool_use", "template": "T"}, {"name": "default", "template": "D"}]})";
+  EXPECT_EQ(load_tokenizer_files(files, "m")->chat_template(), "D");
+  // chat_template.jinja beside it wins, as in transformers.
+  files["chat_template.jinja"] = "J";
+  EXPECT_EQ(load_tokenizer_files(files, "m")->chat_template(), "J");
+  files.erase("chat_template.jinja");
+  files["tokenizer_config.json"] = R"({"chat_template": 3})";
+  EXPECT_THAT(error_of([&] { load_tokenizer_files(files, "m"); }), HasSubstr("m:tokenizer_config.json"));
 }
 
 }  // namespace
