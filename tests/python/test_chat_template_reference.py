@@ -425,3 +425,30 @@ def test_random_whitespace_layouts():
     cases = [{"template": random_layout(rng) + rng.choice(["", "\n", "\n\n", " \n"]), "messages": [],
               "add_generation_prompt": False, "bos_token": "", "eos_token": ""} for _ in range(3000)]
     check(cases)
+
+
+# ---- end to end: the tokenizer's own template, BOS and EOS -------------------------------------------
+
+@pytest.mark.parametrize("model", ["qwen2.5-0.5b", "tinyllama-1.1b-chat-v1.0"])
+def test_tokenizer_apply_chat_template(model):
+    """chat_template_of(load_tokenizer(dir)) against AutoTokenizer.from_pretrained(dir).apply_chat_template:
+    the template found, and the bos_token / eos_token strings passed to it."""
+    transformers = pytest.importorskip("transformers")
+    path = SHARED / "configs" / model
+    if not path.exists():
+        pytest.skip(f"{path} not present")
+    tok = transformers.AutoTokenizer.from_pretrained(str(path))
+    rng = random.Random(11)
+    cases = []
+    for k in range(60):
+        cases.append({"model": str(path), "messages": conversation(rng, alternate=True, tools_ok=False),
+                      "add_generation_prompt": k % 2 == 0})
+    ours = lowbit(cases)
+    for case, mine in zip(cases, ours):
+        try:
+            ref = tok.apply_chat_template(case["messages"], tokenize=False,
+                                          add_generation_prompt=case["add_generation_prompt"])
+        except Exception as e:  # noqa: BLE001
+            assert "error" in mine, (case, e)
+            continue
+        assert mine.get("text") == ref, (case, ref, mine)
