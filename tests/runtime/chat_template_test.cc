@@ -7,7 +7,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <filesystem>
+#include <thread>
+#include <vector>
 #include <fstream>
 #include <iterator>
 #include <map>
@@ -81,6 +84,23 @@ TEST(ChatTemplate, messages_are_prepared_as_transformers_does) {
             "False r r");
   nlohmann::ordered_json ordered = nlohmann::ordered_json::array({{{"z", 1}, {"a", 2}}});
   EXPECT_EQ(ChatTemplate("{{ messages[0] | tojson }}", "", "").render(ordered, false), "{\"z\": 1, \"a\": 2}");
+}
+
+TEST(ChatTemplate, renders_from_many_threads_at_once) {
+  const ChatTemplate t(std::string(kChatml) + "{% set ns = namespace(n=0) %}{% for m in messages %}"
+                                              "{% set ns.n = ns.n + 1 %}{% endfor %}{{ ns.n }}",
+                       "", "");
+  const std::string want = t.render(kChat, true);
+  std::vector<std::thread> threads;
+  std::atomic<int> mismatches{0};
+  for (int k = 0; k < 4; ++k)
+    threads.emplace_back([&] {
+      for (int i = 0; i < 200; ++i)
+        if (t.render(kChat, true) != want) ++mismatches;
+    });
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(mismatches.load(), 0);
+  EXPECT_TRUE(want.ends_with("<|im_start|>assistant\n3"));
 }
 
 TEST(Jinja, whitespace_control_trim_and_lstrip_blocks) {
