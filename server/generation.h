@@ -1,0 +1,52 @@
+// The flow every generation route shares: hold the model (loading it on first use), turn the
+// request into prompt tokens (the chat template, the tokenizer), check them against the
+// context, submit them to the model's engine, then stream or collect the text. What differs per
+// API is only the shape of the bytes written, a Format.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include "server/context.h"
+#include "server/request.h"
+
+namespace lowbit::server {
+
+// How a generation ended, for the final chunk or the whole response.
+struct Outcome {
+  std::string text;                          // all of it (non-streamed responses)
+  FinishReason finish = FinishReason::none;
+  int64_t prompt_tokens = 0, generated_tokens = 0;
+  double load_seconds = 0, total_seconds = 0;
+  double prompt_seconds = 0, eval_seconds = 0;  // submission -> first token, first -> last token
+  std::string error;                         // the engine failed or the request timed out
+};
+
+// One API's response shape.
+class Format {
+ public:
+  virtual ~Format() = default;
+  virtual const char* stream_content_type() const = 0;
+  virtual std::string begin() { return ""; }                 // bytes before the first piece
+  virtual std::string piece(const std::string& text) = 0;   // one streamed piece of text
+  virtual std::string end(const Outcome& o) = 0;            // the streamed end
+  virtual std::string error(const std::string& message) = 0;  // an error mid-stream
+  virtual nlohmann::json whole(const Outcome& o) = 0;       // the non-streamed response
+  // A load-only request (Ollama's empty prompt): the response, unload says keep_alive was 0.
+  virtual nlohmann::json loaded(bool unload) { return nullptr; }
+};
+
+// Answers one generation request: parse errors, an unknown model, a prompt too long and a full
+// queue as 4xx/5xx before anything streams; then the stream (or the whole response). A client
+// that goes away mid-stream cancels its sequence.
+void generate_response(Context& ctx, const GenerationRequest& req, std::shared_ptr<Format> format,
+                       httplib::Response& res);
+
+// "stop" or "length", the words both APIs use.
+const char* finish_word(FinishReason r);
+
+}  // namespace lowbit::server
