@@ -21,8 +21,9 @@ json details_json(const ModelDetails& d) {
 }
 
 json model_entry(const StoredModel& m) {
-  return {{"name", m.name},       {"model", m.name},   {"modified_at", m.modified_at},
-          {"size", m.size},       {"digest", m.digest}, {"details", details_json(m.details)}};
+  json j = {{"name", m.name}, {"model", m.name}, {"size", m.size}, {"digest", m.digest}, {"details", details_json(m.details)}};
+  if (!m.modified_at.empty()) j["modified_at"] = m.modified_at;  // clients parse it as a date when present
+  return j;
 }
 
 std::string rfc3339(std::chrono::system_clock::time_point t) {
@@ -79,8 +80,7 @@ void add_store_routes(httplib::Server& http, Context& ctx) {
                    {"template", lm.chat_template ? lm.chat_template->source() : ""},
                    {"details", details_json(m->details)},
                    {"model_info", info},
-                   {"capabilities", caps},
-                   {"modified_at", m->modified_at}});
+                   {"capabilities", caps}});
   }));
 
   http.Get("/api/ps", ollama([&ctx](const httplib::Request&, httplib::Response& res) {
