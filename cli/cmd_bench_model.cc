@@ -11,6 +11,7 @@
 #include "cli/args.h"
 #include "cli/bench_model.h"
 #include "cli/command.h"
+#include "cli/model_arg.h"
 #include "convert/load.h"
 #include "kernels/error.h"
 #include "kernels/membw.h"
@@ -70,7 +71,7 @@ ParallelRun run_parallel(const Model& model, int n, const std::vector<int32_t>& 
 }  // namespace
 
 int bench_model_main(int argc, char** argv) {
-  std::string dir;
+  std::string dir, models;
   int64_t prompt_len = 128, gen_len = 64;
   int reps = 3, parallel = 0;
   bool json_out = false;
@@ -78,7 +79,7 @@ int bench_model_main(int argc, char** argv) {
   lp.load_tokenizer = false;
   std::string isa = "auto";
   Args args("lowbit bench model", "Prompt and generation throughput of a whole model.", kFooter);
-  args.positional("MODEL", dir, "manifest directory, GGUF file or HF directory").metavar("MODEL").required();
+  args.positional("MODEL", dir, "manifest directory, GGUF file, HF directory or stored model name").metavar("MODEL").required();
   args.integer("--prompt-len", prompt_len, "prompt tokens (default 128)", 1).metavar("P");
   args.integer("--gen-len", gen_len, "generated tokens (default 64)", 1).metavar("G");
   args.integer("--reps", reps, "repetitions (default 3)", 1, 1 << 20).metavar("R");
@@ -86,12 +87,13 @@ int bench_model_main(int argc, char** argv) {
       .metavar("N");
   add_threads(args, lp.threads);
   add_isa(args, isa);
+  add_models(args, models);
   args.flag("--json", json_out, "print one JSON object");
   if (!args.parse(argc, argv)) return 0;
   if (parallel && gen_len < 2) throw UsageError("--parallel needs --gen-len >= 2");
   lp.isa = parse_isa(isa);
   lp.ctx = prompt_len + gen_len;
-  auto model = load_model(dir, lp);
+  auto model = load_model(resolve_model(dir, models), lp);
   const ModelConfig& c = model->config();
   DramProbe probe(model->pool(), size_t(512) << 20);
 

@@ -17,6 +17,7 @@
 
 #include "cli/args.h"
 #include "cli/command.h"
+#include "cli/model_arg.h"
 #include "cli/progress.h"
 #include "convert/load.h"
 #include "kernels/error.h"
@@ -206,7 +207,7 @@ std::function<std::string(const std::string&)> list_of(std::function<std::string
 }
 
 int eval_main(int argc, char** argv) {
-  std::string quant_dir, ref_dir, text, json_out, save_ref, ref_logits, sweep_dir, plot_out, work_dir;
+  std::string quant_dir, ref_dir, text, json_out, save_ref, ref_logits, sweep_dir, plot_out, work_dir, models;
   std::string bits_list, groups_list, quantizers_list;
   int64_t ctx = 256, max_tokens = 0;
   int threads = 0;
@@ -217,8 +218,9 @@ int eval_main(int argc, char** argv) {
 
   Args args("lowbit eval", "Accuracy of a quantized model against its fp32 self (perplexity, KL divergence, top-1).",
             kEvalFooter);
-  args.positional("QUANT_MANIFEST", quant_dir, "the quantized manifest (not with --sweep)").metavar("DIR");
-  args.text("--ref", ref_dir, "the fp32 manifest").metavar("DIR");
+  args.positional("QUANT_MANIFEST", quant_dir, "the quantized model: manifest, GGUF, HF directory or stored name (not with --sweep)").metavar("MODEL");
+  args.text("--ref", ref_dir, "the fp32 model (a path or stored name)").metavar("MODEL");
+  add_models(args, models);
   args.text("--text", text, "UTF-8 text file to score").metavar("FILE").required();
   add_ctx(args, ctx, "tokens per window (default 256)");
   args.integer("--max-tokens", max_tokens, "stop after T scored tokens (default 0: the whole text)", 0).metavar("T");
@@ -286,8 +288,8 @@ int eval_main(int argc, char** argv) {
   if (per_tensor && ref_dir.empty()) throw UsageError("--per-tensor needs --ref");
 
   const LoadParams lp = eval_load_params(threads, ctx);
-  std::unique_ptr<Model> quant = load_model(pos[0], lp);
-  std::unique_ptr<Model> ref = ref_dir.empty() ? nullptr : load_model(ref_dir, lp);
+  std::unique_ptr<Model> quant = load_model(resolve_model(pos[0], models), lp);
+  std::unique_ptr<Model> ref = ref_dir.empty() ? nullptr : load_model(resolve_model(ref_dir, models), lp);
   const Tokenizer& tok = ref ? ref->tokenizer() : quant->tokenizer();
   const EvalWindows windows = make_windows(tok, read_text_file(text), text, ctx, max_tokens);
 

@@ -11,6 +11,7 @@
 
 #include "cli/args.h"
 #include "cli/command.h"
+#include "cli/model_arg.h"
 #include "convert/source.h"
 #include "kernels/cuda_backend.h"
 #include "kernels/isa.h"
@@ -54,10 +55,11 @@ nlohmann::json model_info(const std::string& path) {
 
 int info_main(int argc, char** argv) {
   bool json_out = false;
-  std::string model_path;
+  std::string model_path, models;
   Args args("lowbit info", "What this machine and this build can do: CPU, ISA, RAM, CUDA devices, kernels in use.");
   args.flag("--json", json_out, "print one JSON object");
-  args.positional("MODEL", model_path, "also describe this model: manifest directory, GGUF file or HF directory");
+  args.positional("MODEL", model_path, "also describe this model: manifest directory, GGUF file, HF directory or stored model name");
+  add_models(args, models);
   if (!args.parse(argc, argv)) return 0;
   const CpuInfo cpu = cpu_info();
   nlohmann::json j;
@@ -94,7 +96,7 @@ int info_main(int argc, char** argv) {
   // The runtime (lowbit run / eval) runs on the CPU; the CUDA backend serves the kernel API.
   j["backend"] = "cpu";
 
-  if (!model_path.empty()) j["model"] = model_info(model_path);
+  if (!model_path.empty()) j["model"] = model_info(resolve_model(model_path, models));
 
   if (json_out) {
     std::printf("%s\n", j.dump(2).c_str());

@@ -8,6 +8,7 @@
 
 #include "cli/args.h"
 #include "cli/command.h"
+#include "cli/model_arg.h"
 #include "convert/load.h"
 #include "kernels/error.h"
 #include "runtime/model.h"
@@ -21,12 +22,12 @@ const char* kFooter =
     "top N (default 5) ids and logits of each position are printed.\n";
 
 int logits_main(int argc, char** argv) {
-  std::string model_dir, ids_text, prompt, out;
+  std::string model_dir, ids_text, prompt, out, models;
   int top = 5;
   LoadParams lp;
   std::string isa = "auto";
   Args args("lowbit logits", "Prints or dumps the logits of a prompt (testing, debugging).", kFooter);
-  args.positional("MODEL", model_dir, "manifest directory, GGUF file or HF directory").metavar("MODEL").required();
+  args.positional("MODEL", model_dir, "manifest directory, GGUF file, HF directory or stored model name").metavar("MODEL").required();
   Opt ids_opt = args.text("--ids", ids_text, "token ids, separated by spaces").metavar("\"ID ID ...\"");
   Opt prompt_opt = args.text("-p", prompt, "text to encode instead of --ids");
   ids_opt.excludes(prompt_opt);
@@ -34,13 +35,14 @@ int logits_main(int argc, char** argv) {
   args.integer("--top", top, "ids printed per position (default 5)", 1, 1 << 30);
   add_isa(args, isa);
   add_threads(args, lp.threads);
+  add_models(args, models);
   add_ctx(args, lp.ctx, "context length to allocate (default: the model's trained context; at least the ids given)");
   if (!args.parse(argc, argv)) return 0;
   lp.isa = parse_isa(isa);
   const bool have_prompt = args.given("-p");
   if (!have_prompt && !args.given("--ids")) throw UsageError("--ids or -p is required");
   lp.load_tokenizer = have_prompt;
-  auto model = load_model(model_dir, lp);
+  auto model = load_model(resolve_model(model_dir, models), lp);
   std::vector<int32_t> ids;
   if (have_prompt) {
     ids = model->tokenizer().encode(prompt);

@@ -1,4 +1,6 @@
 // lowbit run: stream a generation from a manifest.
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -9,7 +11,9 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/args.h"
+#include "cli/chat_repl.h"
 #include "cli/command.h"
+#include "cli/model_arg.h"
 #include "convert/load.h"
 #include "kernels/error.h"
 #include "runtime/generate.h"
@@ -31,7 +35,12 @@ extern "C" void on_sigint(int) {
 
 const char* kFooter =
     "MODEL is a manifest directory (lowbit convert), or a GGUF file or HF directory, imported in\n"
-    "memory at load (a GGUF keeps its own types; an HF directory gets 4 bits). Echoes the prompt and streams the text, then\n"
+    "memory at load (a GGUF keeps its own types; an HF directory gets 4 bits), or the name of a\n"
+    "model in the store (lowbit list). An existing path wins over a name.\n"
+    "Without a prompt and with stdin a terminal: an interactive chat in the model's chat template\n"
+    "(/bye or Ctrl-D ends it, Ctrl-C stops a reply, /clear forgets the conversation, /? helps);\n"
+    "-n then limits each reply (default: until the model ends it or the context is full).\n"
+    "With a prompt: echoes the prompt and streams the text, then\n"
     "prints the prompt and generation tokens/s on stderr; --json prints one object at the end\n"
     "instead (text, ids, token counts, tokens/s, stop_reason, seed). Settings are checked, and\n"
     "the prompt's length against the context, before anything is printed. Without --seed the\n"
@@ -48,15 +57,21 @@ uint64_t fresh_seed() {
 }
 
 int run_main(int argc, char** argv) {
-  std::string model_dir, prompt, isa = "auto";
+  std::string model_dir, prompt, positional_prompt, system, models, isa = "auto";
   bool json_out = false, no_bos = false;
   GenerateParams gp;
   LoadParams lp;
   uint64_t seed = 0;
 
   Args args("lowbit run", "Generates text from a model, streaming it as it comes.", kFooter);
-  args.positional("MODEL", model_dir, "manifest directory, GGUF file or HF directory").metavar("MODEL").required();
-  args.text("-p,--prompt", prompt, "the text to continue (may be \"\")").required();
+  args.positional("MODEL", model_dir, "manifest directory, GGUF file, HF directory or stored model name")
+      .metavar("MODEL")
+      .required();
+  Opt pos_prompt = args.positional("PROMPT", positional_prompt, "the text to continue (as -p)").metavar("PROMPT");
+  args.text("-p,--prompt", prompt, "the text to continue (may be \"\"); left out: a chat when stdin is a terminal")
+      .excludes(pos_prompt);
+  args.text("--system", system, "chat: the system message (default: the template's own)").metavar("TEXT");
+  add_models(args, models);
   args.integer("-n", gp.max_tokens, "new tokens at most (default 256; 0 runs the prompt only)");
   args.number("--temp", gp.sampler.temperature, "temperature >= 0 (default 0: greedy)").metavar("T");
   args.integer("--top-k", gp.sampler.top_k, "keep the K most likely tokens (default 0: off)").metavar("K");
@@ -77,13 +92,19 @@ int run_main(int argc, char** argv) {
   if (!args.parse(argc, argv)) return 0;
   lp.isa = parse_isa(isa);
   gp.add_bos = !no_bos;
+  if (args.given("PROMPT")) prompt = positional_prompt;
+  const bool chat = !args.given("-p") && !args.given("PROMPT");
+  if (chat && !isatty(STDIN_FILENO))
+    throw UsageError("a prompt (-p or PROMPT) is needed when stdin is not a terminal (the chat reads a terminal)");
+  if (chat && json_out) throw UsageError("--json needs a prompt (-p or PROMPT); the chat prints text");
+  if (!chat && args.given("--system")) throw UsageError("--system goes with the chat (no prompt)");
   gp.sampler.seed = args.given("--seed") ? seed : fresh_seed();
   check_setting(args, invalid_setting(gp),
                 {{"max_tokens", "-n"}, {"temperature", "--temp"}, {"top_k", "--top-k"}, {"top_p", "--top-p"},
                  {"min_p", "--min-p"}, {"repetition_penalty", "--repeat-penalty"}, {"stop", "--stop"}});
 
   LoadInfo info;
-  auto model = load_model(model_dir, lp, &info);
+  auto model = load_model(resolve_model(model_dir, models), lp, &info);
   if (info.imported && !json_out)
     std::fprintf(stderr, "lowbit run: imported %s (%s) in memory in %.2f s (`lowbit convert` writes it once)\n",
                  model_dir.c_str(), info.format.c_str(), info.import_seconds);
@@ -93,6 +114,14 @@ int run_main(int argc, char** argv) {
                  "lowbit run: warning: --ctx %lld is longer than the %lld positions the model was trained on; "
                  "text past position %lld is likely to degrade\n",
                  (long long)model->ctx(), (long long)trained, (long long)trained);
+  if (chat) {
+    ChatOptions co;
+    co.gen = gp;
+    co.max_tokens_given = args.given("-n");
+    co.system = system;
+    co.model_label = model_dir;
+    return run_chat(*model, co);
+  }
   std::vector<int32_t> prompt_ids = model->tokenizer().encode(prompt, gp.add_bos);
   if ((int64_t)prompt_ids.size() > model->ctx())
     throw Error("the prompt is " + std::to_string(prompt_ids.size()) + " tokens but the context holds " +

@@ -18,7 +18,7 @@ namespace {
 // stands alone.
 const char* const kTokenizerFiles[] = {
     "tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-    "added_tokens.json", "vocab.json", "merges.txt", "generation_config.json"};
+    "added_tokens.json", "vocab.json", "merges.txt", "generation_config.json", "chat_template.jinja"};
 
 class HfSource final : public ModelSource {
  public:

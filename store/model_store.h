@@ -10,6 +10,7 @@
 // instances in several threads or processes see each other's changes.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -42,6 +43,9 @@ struct CreateOptions {
   // "q4_1", "q4_K_M", "q4_K_S", ...) mapped to the nearest lowbit type at no fewer bits.
   std::string quantize;
   int threads = 0;  // 0: all cores
+  // Set (by SIGINT, a client gone) to stop between tensors: create() then throws
+  // Error(cancelled) and leaves nothing behind.
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 class ModelStore {
@@ -72,6 +76,10 @@ class ModelStore {
   // What to load for a user's MODEL argument: an existing path (manifest dir, GGUF, HF dir) as
   // it is, else the stored model of that name. Throws Error(not_found) saying it is neither.
   std::string resolve(const std::string& name_or_path) const;
+
+  // A manifest directory anywhere described as a stored model is (its name: the path), for
+  // `lowbit show PATH`. Throws Error(not_found) when dir holds no manifest.json.
+  static StoredModel describe(const std::string& dir);
 
  private:
   std::string root_;

@@ -26,12 +26,19 @@ class ChatTemplate {
   ChatTemplate& operator=(ChatTemplate&&) noexcept;
 
   // messages: a JSON array of objects with "role" and "content" (and whatever else the template
-  // reads, e.g. "tool_calls"); tools: an array, or null (then `tools` is undefined in the
-  // template). Throws Error(invalid_argument) carrying the template's own message when it calls
-  // raise_exception (a conversation the model does not accept), and Error(invalid_argument)
-  // naming line and column on an error while rendering (e.g. a message without "content").
+  // reads, e.g. "tool_calls"); tools: an array, or null (then `tools` is none in the template, as
+  // transformers passes tools=None). As apply_chat_template does, keys whose value is null are
+  // dropped from each message, and a reasoning text under "reasoning_content", "thinking" or
+  // "reasoning" is offered under "reasoning_content" and "thinking" too. Throws
+  // Error(invalid_argument) carrying the template's own message when it calls raise_exception (a
+  // conversation the model does not accept), and Error(invalid_argument) naming line and column
+  // on an error while rendering (e.g. a message without "content").
   std::string render(const nlohmann::json& messages, bool add_generation_prompt,
                      const nlohmann::json& tools = nullptr) const;
+  // The same, keeping the key order of the caller's objects (nlohmann::json sorts keys), which
+  // tojson shows, e.g. in tool schemas: what a server that parses requests with ordered_json uses.
+  std::string render(const nlohmann::ordered_json& messages, bool add_generation_prompt,
+                     const nlohmann::ordered_json& tools = nullptr) const;
 
   const std::string& source() const;
 

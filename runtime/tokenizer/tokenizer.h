@@ -54,6 +54,11 @@ class Tokenizer {
   // What was loaded, for logs: format and file ("tokenizer.json (BPE, byte-level) at PATH").
   const std::string& description() const { return description_; }
 
+  // The model's chat template (Jinja source) from tokenizer_config.json's "chat_template" (the
+  // GGUF importer writes the GGUF's tokenizer.chat_template there), or "" when it has none.
+  // runtime/chat/chat_template.h renders it.
+  const std::string& chat_template() const { return chat_template_; }
+
  protected:
   Tokenizer() = default;
   void set_special_ids(int32_t bos, std::vector<int32_t> eos) {
@@ -61,11 +66,13 @@ class Tokenizer {
     eos_ids_ = std::move(eos);
   }
   void set_description(std::string d) { description_ = std::move(d); }
+  void set_chat_template(std::string t) { chat_template_ = std::move(t); }
 
  private:
   int32_t bos_id_ = -1;
   std::vector<int32_t> eos_ids_;
   std::string description_;
+  std::string chat_template_;
 };
 
 // path: a manifest dir or HF model dir (looks in path and path/tokenizer/), a tokenizer file

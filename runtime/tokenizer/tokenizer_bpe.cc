@@ -149,6 +149,7 @@ class BpeTokenizer final : public Tokenizer {
                                          p_.prefix.empty() ? -1 : p_.prefix.front(),
                                          p_.suffix.empty() ? -1 : p_.suffix.back());
     set_special_ids(ids.bos, ids.eos);
+    set_chat_template(cfg.chat_template);
     if (p_.config_flags_decide) {
       if (cfg.add_bos) {
         std::erase(p_.prefix, ids.bos);

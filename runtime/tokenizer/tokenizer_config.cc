@@ -118,6 +118,23 @@ void read_tokenizer_config_json(const std::string& text, const std::string& file
     std::sort(cfg.added_tokens.begin(), cfg.added_tokens.end(),
               [](const ConfigAddedToken& a, const ConfigAddedToken& b) { return a.id < b.id; });
   }
+  // A string, or a list of {"name", "template"} of which transformers applies "default" when no
+  // name is asked for (and refuses to guess among several without one: then none here).
+  if (j.contains("chat_template") && !j["chat_template"].is_null()) {
+    const json& t = j["chat_template"];
+    if (t.is_string()) {
+      cfg.chat_template = t.get<std::string>();
+    } else if (t.is_array()) {
+      for (const json& e : t) {
+        if (!e.is_object() || !e.contains("name") || !e.contains("template") || !e["name"].is_string() ||
+            !e["template"].is_string())
+          throw Error(file + ": \"chat_template\" entries must be {\"name\": ..., \"template\": ...}");
+        if (e["name"] == "default") cfg.chat_template = e["template"].get<std::string>();
+      }
+    } else {
+      throw Error(file + ": \"chat_template\" must be a string or a list of named templates");
+    }
+  }
   if (j.contains("tokenizer_class") && j["tokenizer_class"].is_string())
     cfg.tokenizer_class = j["tokenizer_class"].get<std::string>();
 }
@@ -130,9 +147,12 @@ struct NamedText {
 // The three files (each may be absent) -> settings.
 TokenizerConfig parse_config_files(const std::optional<NamedText>& tokenizer_config,
                                    const std::optional<NamedText>& config,
-                                   const std::optional<NamedText>& generation_config) {
+                                   const std::optional<NamedText>& generation_config,
+                                   const std::optional<NamedText>& chat_template) {
   TokenizerConfig cfg;
   if (tokenizer_config) read_tokenizer_config_json(tokenizer_config->text, tokenizer_config->name, cfg);
+  // transformers saves the template as chat_template.jinja beside the config, and prefers it.
+  if (chat_template) cfg.chat_template = chat_template->text;
   // generation_config.json is what transformers' generate() reads, so its eos list comes first.
   json config_json, generation_json;
   if (config) config_json = parse_json(config->text, config->name);
@@ -160,7 +180,8 @@ TokenizerConfig read_tokenizer_config(const std::vector<std::string>& dirs) {
     }
     return std::nullopt;
   };
-  return parse_config_files(find("tokenizer_config.json"), find("config.json"), find("generation_config.json"));
+  return parse_config_files(find("tokenizer_config.json"), find("config.json"), find("generation_config.json"),
+                            find("chat_template.jinja"));
 }
 
 TokenizerConfig parse_tokenizer_config(const std::map<std::string, std::string>& files, const std::string& label) {
@@ -169,7 +190,8 @@ TokenizerConfig parse_tokenizer_config(const std::map<std::string, std::string>&
     if (it == files.end()) return std::nullopt;
     return NamedText{it->second, label + ":" + name};
   };
-  return parse_config_files(find("tokenizer_config.json"), find("config.json"), find("generation_config.json"));
+  return parse_config_files(find("tokenizer_config.json"), find("config.json"), find("generation_config.json"),
+                            find("chat_template.jinja"));
 }
 
 SpecialIds resolve_special_ids(const TokenizerConfig& cfg,

@@ -36,6 +36,7 @@ struct TokenizerConfig {
   std::optional<bool> add_prefix_space;
   std::string tokenizer_class;             // "LlamaTokenizer", "Qwen2Tokenizer", ... or ""
   std::string model_type;                  // config.json "model_type" or ""
+  std::string chat_template;               // tokenizer_config.json "chat_template" (Jinja) or ""
   std::vector<int32_t> bos_ids_from_model;  // config.json then generation_config.json bos_token_id
   std::vector<int32_t> eos_ids_from_model;  // generation_config.json then config.json eos_token_id
 };

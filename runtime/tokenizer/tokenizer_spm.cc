@@ -23,6 +23,7 @@ class SpmTokenizer final : public Tokenizer {
     };
     SpecialIds ids = resolve_special_ids(cfg, token_to_id, vocab_size(), sp_.bos_id(), sp_.eos_id());
     set_special_ids(ids.bos, ids.eos);
+    set_chat_template(cfg.chat_template);
     // LlamaTokenizer's defaults: BOS on, EOS off.
     add_bos_ = cfg.add_bos.value_or(true) && ids.bos >= 0;
     add_eos_ = cfg.add_eos.value_or(false) && !ids.eos.empty();

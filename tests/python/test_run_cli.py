@@ -18,20 +18,16 @@ import time
 import pytest
 import sentencepiece
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / "shared"
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from cli_helpers import BIN, REPO, SHARED, lowbit  # noqa: E402
+
 STORIES = SHARED / "models" / "stories260K"
 TEXT = SHARED / "corpus" / "tinystories_sample.txt"
-BIN = pathlib.Path(os.environ.get("LOWBIT_BIN", REPO / "build" / "lowbit"))
 
 pytestmark = [
     pytest.mark.skipif(not BIN.exists(), reason=f"lowbit binary not built ({BIN}; set LOWBIT_BIN)"),
     pytest.mark.skipif(not STORIES.exists(), reason=f"{STORIES} not present"),
 ]
-
-
-def lowbit(*args, **kw):
-    return subprocess.run([str(BIN), *map(str, args)], capture_output=True, text=True, timeout=600, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +86,7 @@ USAGE_ERRORS = [
     (["run", NO_MODEL, "-p", "x", "--isa", "sse"], "--isa: 'sse' is not one of auto, scalar, avx2, neon"),
     (["run", NO_MODEL, "-p", "x", "--stop", ""], "--stop: '' must be non-empty"),
     (["run", NO_MODEL, "-p", "x", "--bogus"], "--bogus"),
-    (["run", NO_MODEL], "--prompt is required"),
+    (["run", NO_MODEL], "a prompt (-p or PROMPT) is needed when stdin is not a terminal"),
     (["run", NO_MODEL, "-p", "x", "-n"], "-n"),
     (["convert", NO_MODEL, "/tmp/out", "--bits", "four"], "--bits: 'four' is not an integer"),
     (["convert", NO_MODEL, "/tmp/out", "--bits", "4", "--group", "3x"], "--group: '3x' is not an integer"),

@@ -1,0 +1,23 @@
+// The interactive chat of `lowbit run MODEL` (no prompt, stdin a terminal): a conversation kept
+// as a list of messages, rendered with the model's own chat template, the reply streamed.
+#pragma once
+
+#include <string>
+
+#include "runtime/generate.h"
+#include "runtime/model.h"
+
+namespace lowbit::cli {
+
+struct ChatOptions {
+  GenerateParams gen;               // sampling, stop strings, add_bos
+  bool max_tokens_given = false;    // -n was given; else a reply may fill the context
+  std::string system;               // a system message to start with ("" for the template's default)
+  std::string model_label;          // for the banner and messages
+};
+
+// Reads lines from stdin until /bye or end of input; returns the exit status (0). Throws
+// Error(not_found) before reading anything when the model has no chat template.
+int run_chat(const Model& model, const ChatOptions& opt);
+
+}  // namespace lowbit::cli

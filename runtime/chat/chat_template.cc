@@ -1,0 +1,100 @@
+// ChatTemplate: the model's template over lowbit's Jinja subset, with the variables and message
+// preprocessing of transformers' apply_chat_template (tokenization_utils_base.py and
+// utils/chat_template_utils.py: _normalize_chat_messages, _alias_reasoning_fields,
+// render_jinja_template).
+#include "runtime/chat/chat_template.h"
+
+#include <map>
+
+#include "kernels/error.h"
+#include "runtime/chat/jinja.h"
+#include "runtime/tokenizer/tokenizer.h"
+
+namespace lowbit {
+
+struct ChatTemplate::Impl {
+  std::string source, bos, eos;
+  jinja::Template tmpl;
+  Impl(const std::string& s, std::string b, std::string e) : source(s), bos(std::move(b)), eos(std::move(e)), tmpl(s) {}
+};
+
+ChatTemplate::ChatTemplate(const std::string& source, std::string bos_token, std::string eos_token)
+    : impl_(std::make_unique<Impl>(source, std::move(bos_token), std::move(eos_token))) {}
+ChatTemplate::~ChatTemplate() = default;
+ChatTemplate::ChatTemplate(ChatTemplate&&) noexcept = default;
+ChatTemplate& ChatTemplate::operator=(ChatTemplate&&) noexcept = default;
+
+const std::string& ChatTemplate::source() const { return impl_->source; }
+
+namespace {
+
+// One message as the template sees it: null-valued keys dropped; reasoning aliased as
+// {"thinking": r, **message, "reasoning_content": r}.
+jinja::Value prepare_message(const jinja::Value& m, size_t index) {
+  using jinja::Kind;
+  if (m.kind != Kind::dict)
+    throw Error(ErrorCode::invalid_argument, "messages[" + std::to_string(index) + "] must be an object");
+  jinja::Dict d;
+  for (const auto& [k, v] : m.map().items)
+    if (!v.is_none()) d.items.emplace_back(k, v);
+  const jinja::Value* reasoning = nullptr;
+  for (const char* key : {"reasoning_content", "thinking", "reasoning"})
+    if (!reasoning) reasoning = d.find(key);
+  if (reasoning) {
+    const jinja::Value r = *reasoning;
+    jinja::Dict out;
+    if (!d.find("thinking")) out.items.emplace_back("thinking", r);
+    for (auto& kv : d.items) out.items.push_back(kv);
+    out.set("reasoning_content", r);
+    d = std::move(out);
+  }
+  return jinja::Value::of_dict(std::move(d));
+}
+
+template <class Json>
+std::string render_impl(const std::string& bos, const std::string& eos, const jinja::Template& tmpl,
+                        const Json& messages, bool add_generation_prompt, const Json& tools) {
+  if (!messages.is_array()) throw Error(ErrorCode::invalid_argument, "messages must be an array");
+  if (!tools.is_null() && !tools.is_array()) throw Error(ErrorCode::invalid_argument, "tools must be an array");
+  std::map<std::string, jinja::Value> vars;
+  try {
+    const jinja::Value raw = jinja::from_json(messages, jinja::kMaxValueDepth);
+    jinja::List list;
+    for (size_t k = 0; k < raw.items().size(); ++k) list.push_back(prepare_message(raw.items()[k], k));
+    vars["messages"] = jinja::Value::of_list(std::move(list));
+    vars["tools"] = tools.is_null() ? jinja::Value::none() : jinja::from_json(tools, jinja::kMaxValueDepth);
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Error(ErrorCode::invalid_argument, std::string("chat messages: ") + e.what());
+  }
+  vars["documents"] = jinja::Value::none();
+  vars["add_generation_prompt"] = jinja::Value::boolean(add_generation_prompt);
+  // transformers passes only the special tokens the tokenizer has: no BOS leaves it undefined.
+  if (!bos.empty()) vars["bos_token"] = jinja::Value::string(bos);
+  if (!eos.empty()) vars["eos_token"] = jinja::Value::string(eos);
+  return tmpl.render(vars);
+}
+
+}  // namespace
+
+std::string ChatTemplate::render(const nlohmann::json& messages, bool add_generation_prompt,
+                                 const nlohmann::json& tools) const {
+  return render_impl(impl_->bos, impl_->eos, impl_->tmpl, messages, add_generation_prompt, tools);
+}
+
+std::string ChatTemplate::render(const nlohmann::ordered_json& messages, bool add_generation_prompt,
+                                 const nlohmann::ordered_json& tools) const {
+  return render_impl(impl_->bos, impl_->eos, impl_->tmpl, messages, add_generation_prompt, tools);
+}
+
+std::unique_ptr<ChatTemplate> chat_template_of(const Tokenizer& tok) {
+  if (tok.chat_template().empty()) return nullptr;
+  // The strings transformers passes as bos_token / eos_token are tokenizer_config.json's, which
+  // name the same tokens the tokenizer resolved to these ids (its eos_token comes first).
+  const std::string bos = tok.bos_id() >= 0 ? tok.id_to_piece(tok.bos_id()) : "";
+  const std::string eos = tok.eos_ids().empty() ? "" : tok.id_to_piece(tok.eos_ids().front());
+  return std::make_unique<ChatTemplate>(tok.chat_template(), bos, eos);
+}
+
+}  // namespace lowbit

@@ -1,0 +1,326 @@
+"""The model store from the shell (`lowbit create/list/show/cp/rm/ps`, `lowbit run NAME`) and the
+interactive chat of `lowbit run MODEL`, on the built binary and the shared models.
+
+Expected values come from elsewhere: digests from Python's hashlib over the manifest file, sizes
+from the file system, the chat's prompt from jinja2 rendering the GGUF's own template (read with
+the `gguf` package), and the chat's first reply from `lowbit run` on that independently rendered
+prompt.
+"""
+
+import hashlib
+import http.server
+import json
+import os
+import pathlib
+import pty
+import re
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from cli_helpers import BIN, SHARED, lowbit, needs_bin  # noqa: E402
+
+STORIES = SHARED / "models" / "stories260K"
+SMOL = SHARED / "models" / "smollm2-135m-instruct" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+pytestmark = [needs_bin, pytest.mark.skipif(not STORIES.exists(), reason=f"{STORIES} not present")]
+needs_smol = pytest.mark.skipif(not SMOL.exists(), reason=f"{SMOL} not present")
+
+
+@pytest.fixture
+def models(tmp_path):
+    return tmp_path / "models"
+
+
+def ok(r):
+    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+    return r
+
+
+def model_dir(models, name, tag="latest"):
+    return models / name / f":{tag}"
+
+
+# ---- create / list / show / cp / rm ------------------------------------------------------------
+def test_create_list_show_cp_rm(models):
+    r = ok(lowbit("create", "stories", STORIES, "--bits", "8", "--threads", "2", "--models", models))
+    assert "created stories:latest" in r.stdout
+    d = model_dir(models, "stories")
+    digest = hashlib.sha256((d / "manifest.json").read_bytes()).hexdigest()
+    size = sum(f.stat().st_size for f in d.iterdir())
+
+    listed = ok(lowbit("list", "--models", models)).stdout.splitlines()
+    assert listed[0].split()[:3] == ["NAME", "ID", "SIZE"]
+    assert listed[1].split()[:2] == ["stories:latest", digest[:12]]
+
+    tags = json.loads(ok(lowbit("list", "--json", "--models", models)).stdout)
+    (entry,) = tags["models"]
+    assert entry["name"] == entry["model"] == "stories:latest"
+    assert entry["digest"] == digest and entry["size"] == size
+    assert entry["details"]["family"] == "llama"
+    assert entry["details"]["quantization_level"] == "Q8_G32_SYM"
+    assert entry["details"]["parent_model"] == str(STORIES)
+
+    show = json.loads(ok(lowbit("show", "stories", "--json", "--models", models)).stdout)
+    assert show["digest"] == digest and show["path"] == str(d)
+    config = json.loads((STORIES / "config.json").read_text())
+    assert show["config"]["n_layers"] == config["num_hidden_layers"]
+    text = ok(lowbit("show", "stories:latest", "--models", models)).stdout
+    assert re.search(r"architecture\s+llama", text) and digest in text
+
+    ok(lowbit("cp", "stories", "stories:copy", "--models", models))
+    names = [m["name"] for m in json.loads(ok(lowbit("list", "--json", "--models", models)).stdout)["models"]]
+    assert names == ["stories:copy", "stories:latest"]
+    assert (model_dir(models, "stories", "copy") / "weights.bin").stat().st_ino == (d / "weights.bin").stat().st_ino
+
+    r = ok(lowbit("rm", "stories", "--models", models))
+    assert "deleted 'stories:latest'" in r.stdout
+    names = [m["name"] for m in json.loads(ok(lowbit("list", "--json", "--models", models)).stdout)["models"]]
+    assert names == ["stories:copy"]
+    r = lowbit("rm", "stories", "--models", models)
+    assert r.returncode == 1 and "'stories:latest' not found" in r.stderr
+
+
+def test_the_store_defaults_to_lowbit_models(models):
+    env = dict(os.environ, LOWBIT_MODELS=str(models))
+    ok(lowbit("create", "tiny:q2", STORIES, "-q", "q2_K", "--threads", "2", env=env))
+    assert "tiny:q2" in ok(lowbit("list", env=env)).stdout
+    assert model_dir(models, "tiny", "q2").is_dir()
+    env = dict(os.environ, HOME=str(models.parent / "home"))
+    env.pop("LOWBIT_MODELS", None)
+    ok(lowbit("create", "tiny", STORIES, "--threads", "2", env=env))
+    assert (models.parent / "home" / ".lowbit" / "models" / "tiny" / ":latest" / "manifest.json").is_file()
+
+
+# ---- run by name ------------------------------------------------------------------------------
+def run_text(model, models, prompt, n=24):
+    j = json.loads(ok(lowbit("run", model, "-p", prompt, "-n", n, "--json", "--threads", "2", "--models", models)).stdout)
+    return j["text"]
+
+
+def test_run_by_name_reads_as_run_by_path(models):
+    ok(lowbit("create", "stories", STORIES, "--threads", "2", "--models", models))
+    by_name = run_text("stories", models, "Once upon a time")
+    assert by_name == run_text(model_dir(models, "stories"), models, "Once upon a time")
+    assert by_name  # something was generated
+
+
+@needs_smol
+def test_a_gguf_created_by_name_runs_as_the_gguf_itself(models):
+    ok(lowbit("create", "smollm2:135m", SMOL, "--threads", "2", "--models", models))
+    prompt = "The capital of France is"
+    assert run_text("smollm2:135m", models, prompt) == run_text(SMOL, models, prompt)
+
+
+# ---- errors name what they are about ----------------------------------------------------------
+@pytest.mark.parametrize("args,message", [
+    (["run", "ghost", "-p", "x"], "'ghost' is neither an existing file or directory nor a model in the store"),
+    (["logits", "ghost:v2", "--ids", "1"], "'ghost:v2' is neither"),
+    (["bench", "model", "ghost"], "'ghost' is neither"),
+    (["show", "ghost"], "'ghost' is neither"),
+    (["rm", "ghost"], "model 'ghost:latest' not found"),
+    (["cp", "ghost", "other"], "model 'ghost:latest' not found"),
+    (["create", "bad name", str(STORIES)], "model name 'bad name' holds ' '"),
+    (["create", "a:b:c", str(STORIES)], "model name 'a:b:c' holds more than one ':'"),
+    (["create", "../up", str(STORIES)], "model name '../up'"),
+    (["create", "x", "/no/such/source.gguf"], "/no/such/source.gguf"),
+    (["create", "x", str(STORIES), "--quantize", "q7_X"], "quantization 'q7_X'"),
+    (["cp", "ghost", "bad name"], "model name 'bad name'"),
+])
+def test_bad_names_and_unknown_models_fail_naming_them(models, args, message):
+    r = lowbit(*args, "--models", models)
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert message in r.stderr, r.stderr
+    assert r.stdout == ""
+    # Nothing was left in the store, not even a work directory.
+    assert not models.exists() or list(models.rglob("*")) == []
+
+
+def test_quantize_and_bits_exclude_each_other(models):
+    r = lowbit("create", "x", STORIES, "--bits", "4", "--quantize", "q4_0", "--models", models)
+    assert r.returncode == 2 and "--bits" in r.stderr and "--quantize" in r.stderr
+
+
+# ---- ps: a server's /api/ps -------------------------------------------------------------------
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ps_without_a_server_says_so():
+    port = free_port()
+    r = lowbit("ps", "--host", f"127.0.0.1:{port}")
+    assert r.returncode == 1
+    assert f"no lowbit server answers at http://127.0.0.1:{port}" in r.stderr
+    r = lowbit("ps", env=dict(os.environ, LOWBIT_HOST=f"127.0.0.1:{port}"))
+    assert f"http://127.0.0.1:{port}" in r.stderr
+
+
+def test_ps_prints_the_servers_models():
+    # A stand-in answering as Ollama's docs/api.md shows GET /api/ps.
+    answer = {"models": [{"name": "smollm2:latest", "model": "smollm2:latest", "size": 101_000_000,
+                          "digest": "2ae6f6dd7a3dd734790bbbf58b8909a606e0e7e97e94b7604e0aa7ae4490e6d8",
+                          "details": {"format": "lowbit", "family": "llama"},
+                          "expires_at": "2099-01-01T00:00:00Z", "size_vram": 0}]}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json.dumps(answer if self.path == "/api/ps" else {"error": "no"}).encode()
+            self.send_response(200 if self.path == "/api/ps" else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        r = ok(lowbit("ps", "--host", f"127.0.0.1:{server.server_port}"))
+        header, row = r.stdout.splitlines()
+        assert header.split() == ["NAME", "ID", "SIZE", "PROCESSOR", "UNTIL"]
+        assert row.split()[:4] == ["smollm2:latest", "2ae6f6dd7a3d", "101", "MB"]
+        assert "100% CPU" in row
+        j = json.loads(ok(lowbit("ps", "--json", "--host", f"http://127.0.0.1:{server.server_port}")).stdout)
+        assert j == answer
+    finally:
+        server.shutdown()
+
+
+# ---- the interactive chat, through a pseudo-terminal ------------------------------------------
+class Chat:
+    """`lowbit run MODEL` on a pseudo-terminal: what a person at a terminal sees and types."""
+
+    def __init__(self, *args):
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:  # the child: the terminal is its controlling tty, so ^C is SIGINT
+            os.execv(str(BIN), [str(BIN), "run", *map(str, args)])
+        self.out = b""
+
+    def read_until(self, marker, timeout=120):
+        end = time.time() + timeout
+        while marker not in self.out:
+            left = end - time.time()
+            if left <= 0:
+                raise AssertionError(f"no {marker!r} after {timeout} s; got {self.out[-2000:]!r}")
+            r, _, _ = select.select([self.fd], [], [], left)
+            if r:
+                try:
+                    chunk = os.read(self.fd, 4096)
+                except OSError:  # the child exited
+                    chunk = b""
+                if not chunk:
+                    raise AssertionError(f"the chat ended before {marker!r}; got {self.out[-2000:]!r}")
+                self.out += chunk
+        at = self.out.index(marker) + len(marker)
+        got, self.out = self.out[:at], self.out[at:]
+        return got
+
+    def send(self, text):
+        os.write(self.fd, text.encode())
+
+    def say(self, line):
+        """Types a line and returns the reply (the text up to the next prompt)."""
+        self.send(line + "\n")
+        self.read_until(line.encode() + b"\r\n")  # the terminal's echo
+        reply = self.read_until(b">>> ")[:-4]
+        return reply.decode().replace("\r\n", "\n")
+
+    def wait(self, timeout=60):
+        end = time.time() + timeout
+        while time.time() < end:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                return os.waitstatus_to_exitcode(status)
+            try:  # keep the terminal drained
+                if select.select([self.fd], [], [], 0.1)[0]:
+                    os.read(self.fd, 4096)
+            except OSError:
+                pass
+        os.kill(self.pid, signal.SIGKILL)
+        raise AssertionError("the chat did not exit")
+
+
+def smol_template_prompt(messages):
+    """The prompt for `messages` as transformers renders a chat template: jinja2 over the GGUF's
+    own tokenizer.chat_template, with its bos/eos strings."""
+    gguf = pytest.importorskip("gguf")
+    jinja2 = pytest.importorskip("jinja2")
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    reader = gguf.GGUFReader(str(SMOL))
+
+    def field_str(key):
+        f = reader.fields[key]
+        return bytes(f.parts[f.data[0]]).decode()
+
+    def token(key):
+        f = reader.fields[key]
+        tid = int(f.parts[f.data[0]][0])
+        toks = reader.fields["tokenizer.ggml.tokens"]
+        return bytes(toks.parts[toks.data[tid]]).decode()
+
+    def raise_exception(message):
+        raise jinja2.exceptions.TemplateError(message)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    env.globals["raise_exception"] = raise_exception
+    template = env.from_string(field_str("tokenizer.chat_template"))
+    return template.render(messages=messages, add_generation_prompt=True, bos_token=token("tokenizer.ggml.bos_token_id"),
+                           eos_token=token("tokenizer.ggml.eos_token_id"))
+
+
+@needs_smol
+def test_chat_first_reply_is_run_on_the_template_rendered_by_jinja2():
+    question = "What is the capital of France?"
+    prompt = smol_template_prompt([{"role": "user", "content": question}])
+    expected = json.loads(ok(lowbit("run", SMOL, "-p", prompt, "-n", 24, "--json", "--threads", "2")).stdout)["text"]
+    chat = Chat(SMOL, "-n", 24, "--threads", "2")
+    chat.read_until(b">>> ")
+    reply = chat.say(question)
+    assert reply == expected + "\n\n"
+    # A second turn runs on the conversation so far (the reply is there and ends).
+    assert chat.say("And of Italy?").strip()
+    chat.say("/clear")
+    chat.send("/bye\n")
+    assert chat.wait() == 0
+
+
+@needs_smol
+def test_ctrl_c_stops_a_reply_not_the_chat():
+    chat = Chat(SMOL, "-n", 2000, "--threads", "2")
+    chat.read_until(b">>> ")
+    chat.send("Write a very long story about a dragon who learns to cook.\n")
+    chat.read_until(b"cook.\r\n")
+    # Wait for the reply to start, then interrupt it.
+    first = b""
+    end = time.time() + 120
+    while len(first) < 8 and time.time() < end:
+        if select.select([chat.fd], [], [], 1)[0]:
+            first += os.read(chat.fd, 4096)
+    assert first, "no reply started"
+    chat.out = first
+    chat.send("\x03")
+    chat.read_until(b"[stopped]")
+    chat.read_until(b">>> ", timeout=60)
+    # Still chatting: Ctrl-C at the prompt does not end it either, and Ctrl-D does.
+    chat.send("\x03")
+    chat.read_until(b"/bye to end the chat.")
+    chat.read_until(b">>> ")
+    chat.send("\x04")  # Ctrl-D: end of input
+    assert chat.wait() == 0
+
+
+def test_chat_with_a_model_without_a_template_is_refused():
+    chat = Chat(STORIES, "-n", 8)
+    chat.read_until(b"has no chat template")
+    assert chat.wait() == 1
