@@ -46,5 +46,6 @@ int64_t unix_now();
 void add_ollama_routes(httplib::Server& http, Context& ctx);
 void add_openai_routes(httplib::Server& http, Context& ctx);
 void add_store_routes(httplib::Server& http, Context& ctx);
+void add_embed_routes(httplib::Server& http, Context& ctx);
 
 }  // namespace lowbit::server

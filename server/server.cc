@@ -238,6 +238,7 @@ void Server::start() {
   add_ollama_routes(http, ctx);
   add_openai_routes(http, ctx);
   add_store_routes(http, ctx);
+  add_embed_routes(http, ctx);
 
   im.port = p.port == 0 ? http.bind_to_any_port(p.host) : (http.bind_to_port(p.host, p.port) ? p.port : -1);
   if (im.port < 0)
