@@ -35,19 +35,24 @@ bool same_secret(const std::string& a, const std::string& b) {
   return diff == 0;
 }
 
+// A stored model's name first (the CLI lets an existing path win, but a server's working
+// directory is no place a client knows: "bench" must not open ./bench), else a path.
 ResolvedModel resolve_in(const ModelStore& store, const std::string& name) {
-  ResolvedModel r;
-  r.path = store.resolve(name);
-  // A stored model is known by its manifest's digest, so stored copies of it share one load;
-  // a path by where it leads.
   std::optional<StoredModel> stored;
   try {
-    if (!std::filesystem::exists(name)) stored = store.find(name);
+    stored = store.find(name);
   } catch (const Error&) {
     // Not a valid store name: a path, then.
   }
-  if (stored && !stored->digest.empty()) r.key = "sha256:" + stored->digest;
-  else r.key = std::filesystem::weakly_canonical(r.path).string();
+  ResolvedModel r;
+  if (stored) {
+    // Known by its manifest's digest, so stored copies share one load.
+    r.path = stored->dir;
+    r.key = stored->digest.empty() ? stored->dir : "sha256:" + stored->digest;
+    return r;
+  }
+  r.path = store.resolve(name);
+  r.key = std::filesystem::weakly_canonical(r.path).string();
   return r;
 }
 

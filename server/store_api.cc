@@ -75,12 +75,14 @@ void add_store_routes(httplib::Server& http, Context& ctx) {
                  {arch + ".context_length", c.max_ctx},
                  {arch + ".vocab_size", c.vocab_size}};
     json caps = json::array({"completion"});
-    set_json(res, {{"modelfile", "FROM " + m->dir + "\n"},
-                   {"parameters", ""},
-                   {"template", lm.chat_template ? lm.chat_template->source() : ""},
-                   {"details", details_json(m->details)},
-                   {"model_info", info},
-                   {"capabilities", caps}});
+    json out = {{"modelfile", "FROM " + m->dir + "\n"},
+                {"parameters", ""},
+                {"template", lm.chat_template ? lm.chat_template->source() : ""},
+                {"details", details_json(m->details)},
+                {"model_info", info},
+                {"capabilities", caps}};
+    if (!m->modified_at.empty()) out["modified_at"] = m->modified_at;
+    set_json(res, out);
   }));
 
   http.Get("/api/ps", ollama([&ctx](const httplib::Request&, httplib::Response& res) {
@@ -141,6 +143,15 @@ void add_store_routes(httplib::Server& http, Context& ctx) {
     out += dump(json{{"status", "success"}}) + "\n";
     res.set_content(out, "application/x-ndjson");
   }));
+
+  // Registries are out of reach by design: say so rather than 404.
+  for (const char* path : {"/api/pull", "/api/push"}) {
+    http.Post(path, [path](const httplib::Request&, httplib::Response& res) {
+      ollama_error(res, 501,
+                   std::string(path) + " is not supported: lowbit serves local models; /api/create imports a GGUF, "
+                                       "HF directory or manifest path");
+    });
+  }
 
   http.Post("/api/copy", ollama([&ctx](const httplib::Request& req, httplib::Response& res) {
     const json body = parse_body(req.body);

@@ -230,3 +230,12 @@ def test_api_key_is_required_on_every_route_but_health():
         assert s.get("/metrics").status_code == 401
     finally:
         assert s.stop() == 0
+
+
+def test_a_stored_name_wins_over_a_directory_of_that_name_in_the_servers_cwd(server, oc):
+    # The server runs in the repository root, which holds a folder bench/: the stored model is meant.
+    oc.copy(STORY, "bench")
+    try:
+        assert oc.generate(model="bench", prompt="Once", options={"num_predict": 2}, keep_alive=0).eval_count > 0
+    finally:
+        oc.delete("bench")
