@@ -80,6 +80,15 @@ void Engine::cancel(const RequestStream& s) {
   cv_.notify_all();
 }
 
+void Engine::cancel_all(const std::string& why) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    cancel_all_reason_ = why;
+    for (const auto& [id, s] : streams_) scheduler_.cancel(id);
+  }
+  cv_.notify_all();
+}
+
 void Engine::loop() {
   for (;;) {
     {
@@ -135,7 +144,10 @@ void Engine::dispatch(const std::vector<SequenceEvent>& events) {
         metrics_.prompt_tokens(st->prompt_tokens);
         if (st->generated_tokens > 0) metrics_.request_latency(st->last_token - st->submitted);
       }
-      if (se.finish == FinishReason::cancelled) metrics_.cancelled();
+      if (se.finish == FinishReason::cancelled) {
+        metrics_.cancelled();
+        ev.error = cancel_all_reason_;  // "" for one request's own cancel (its client is gone)
+      }
     }
     {
       std::lock_guard<std::mutex> sl(s.mutex_);

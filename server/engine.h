@@ -74,6 +74,8 @@ class Engine {
   // Throws RequestError(503) when the queue is full, Error for what Scheduler::submit refuses.
   std::shared_ptr<RequestStream> submit(std::vector<int32_t> prompt, const SequenceParams& params);
   void cancel(const RequestStream& s);
+  // Ends every sequence (the server is stopping): each stream's last event carries `why`.
+  void cancel_all(const std::string& why);
 
   const Model& model() const { return *model_; }
   size_t running() const { return scheduler_.running(); }
@@ -98,6 +100,7 @@ class Engine {
   std::condition_variable cv_;
   std::map<SequenceId, std::shared_ptr<RequestStream>> streams_;  // live, in submission order
   bool stop_ = false;
+  std::string cancel_all_reason_;  // set by cancel_all: the error of the cancelled sequences
   std::thread thread_;
 };
 

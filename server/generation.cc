@@ -162,7 +162,7 @@ void generate_response(Context& ctx, const GenerationRequest& req, std::shared_p
     bool gone = false;
     Outcome o = drive(ctx, *run, nullptr, true, gone);
     run->lease.reset();
-    if (!o.error.empty()) throw Error(ErrorCode::internal, o.error);
+    if (!o.error.empty()) throw RequestError(o.finish == FinishReason::cancelled ? 503 : 500, "", o.error);
     set_json(res, format->whole(o));
     return;
   }

@@ -102,13 +102,17 @@ void Registry::release(const std::shared_ptr<LoadedModel>& m, const KeepAlive& k
 }
 
 void Registry::evict(const std::string& key) {
-  std::shared_ptr<LoadedModel> unload;
   std::lock_guard<std::mutex> lock(mutex_);
   auto it = models_.find(key);
   if (it == models_.end()) return;
   it->second->forever = false;
   it->second->expires = Clock::now();
   cv_.notify_all();
+}
+
+void Registry::cancel_all(const std::string& why) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (const auto& [key, m] : models_) m->engine->cancel_all(why);
 }
 
 void Registry::reap() {

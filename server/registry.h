@@ -100,6 +100,8 @@ class Registry {
   std::vector<LoadedInfo> loaded() const;
   // Unloads the models of this key once their requests are done (a deleted model).
   void evict(const std::string& key);
+  // Ends every running generation, telling its client `why` (the server is stopping).
+  void cancel_all(const std::string& why);
   const RegistryParams& params() const { return params_; }
 
  private:

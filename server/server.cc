@@ -252,7 +252,12 @@ void Server::start() {
   im.listener = std::thread([&http] { http.listen_after_bind(); });
 }
 
-void Server::stop() { impl_->http.stop(); }
+void Server::stop() {
+  // Generations first: each worker thread writing a stream then ends it with an error line and
+  // returns, so stopping the HTTP server (which joins its workers) does not wait for them.
+  impl_->ctx.registry.cancel_all("the server is shutting down");
+  impl_->http.stop();
+}
 
 void Server::wait() {
   if (impl_->listener.joinable()) impl_->listener.join();

@@ -6,12 +6,14 @@ Python's jinja2 renders the model's template (which /api/show hands out), stop s
 the text generated without them, /api/ps against what was asked to load and unload.
 """
 
+import subprocess
+
 import jinja2
 import ollama
 import openai
 import pytest
 
-from serve_util import SMOL, STORIES, STORY, skip_unless_ready, start, tokenize, wait_until
+from serve_util import BIN, SMOL, STORIES, STORY, skip_unless_ready, start, tokenize, wait_until
 
 pytestmark = skip_unless_ready
 
@@ -239,3 +241,10 @@ def test_a_stored_name_wins_over_a_directory_of_that_name_in_the_servers_cwd(ser
         assert oc.generate(model="bench", prompt="Once", options={"num_predict": 2}, keep_alive=0).eval_count > 0
     finally:
         oc.delete("bench")
+
+
+def test_lowbit_ps_asks_the_server(server, oc):
+    oc.generate(model=SMOL, prompt="Hi", options={"num_predict": 1}, keep_alive="5m")
+    r = subprocess.run([str(BIN), "ps", "--host", server.url], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert SMOL in r.stdout

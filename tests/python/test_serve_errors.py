@@ -2,6 +2,8 @@
 route's API shape ({"error": "..."} for Ollama, {"error": {"message", "param", ...}} for OpenAI),
 and the server keeps serving after all of them."""
 
+import json
+
 import httpx
 import pytest
 
@@ -109,3 +111,20 @@ def test_still_serving_after_all_of_it(server):
     r = server.post("/api/generate", {"model": SMOL, "prompt": "Hi", "stream": False, "options": {"num_predict": 3}})
     assert r.status_code == 200 and r.json()["eval_count"] == 3
     assert server.proc.poll() is None
+
+
+def test_a_timeout_ends_a_stream_with_an_error_line_and_a_whole_answer_with_503():
+    s = start("--timeout", "1")
+    try:
+        body = {"model": SMOL, "prompt": "Write a long story.", "options": {"num_predict": 2000, "temperature": 0}}
+        with httpx.stream("POST", s.url + "/api/generate", json=body, timeout=60) as r:
+            lines = [json.loads(line) for line in r.iter_lines() if line]
+        assert "timed out" in lines[-1]["error"] and not any(line.get("done") for line in lines)
+        with httpx.stream("POST", s.url + "/v1/completions", json={"model": SMOL, "prompt": "Hi", "max_tokens": 2000,
+                                                                 "stream": True}, timeout=60) as r:
+            events = [line for line in r.iter_lines() if line.startswith("data: ")]
+        assert "timed out" in json.loads(events[-2][6:])["error"]["message"] and events[-1] == "data: [DONE]"
+        r = s.post("/api/generate", {**body, "stream": False})
+        assert r.status_code == 503 and "timed out" in r.json()["error"]
+    finally:
+        assert s.stop() == 0, s.stderr()

@@ -6,6 +6,7 @@ scheduler promises a sequence's tokens do not depend on what shares its steps: r
 """
 
 import concurrent.futures as cf
+import json
 import threading
 import time
 
@@ -130,3 +131,23 @@ def test_rss_flat_over_200_sequential_requests():
         assert after - before < 16 * 1024, (before, after)
     finally:
         assert s.stop() == 0, s.stderr()
+
+
+def test_sigterm_ends_running_streams_and_exits_cleanly():
+    s = start()
+    body = {"model": SMOL, "prompt": "Write a long story.", "options": {"num_predict": 2000, "temperature": 0}}
+    lines = []
+
+    def client():
+        with httpx.stream("POST", s.url + "/api/generate", json=body, timeout=60) as r:
+            for line in r.iter_lines():
+                lines.append(json.loads(line))
+
+    t = threading.Thread(target=client)
+    t.start()
+    assert wait_until(lambda: len(lines) >= 3, timeout=60)
+    t0 = time.time()
+    assert s.stop() == 0, s.stderr()
+    assert time.time() - t0 < 10  # not the 80 s the 2000 tokens would take
+    t.join(timeout=10)
+    assert "shutting down" in lines[-1]["error"]
