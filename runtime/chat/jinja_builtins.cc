@@ -277,7 +277,7 @@ Value apply_filter(const std::string& name, const Value& v, const Args& a, Budge
     if (v.is_undefined()) return budget.list({});
     if (v.kind != Kind::dict) throw RenderError("Can only get item pairs from a mapping.");
     List out;
-    for (const auto& [k, x] : v.dict->items) out.push_back(Value::of_list({Value::string(k), x}));
+    for (const auto& [k, x] : v.dict->items) out.push_back(Value::of_tuple({Value::string(k), x}));
     return budget.list(std::move(out));
   }
   if (name == "dictsort") {
@@ -293,7 +293,7 @@ Value apply_filter(const std::string& name, const Value& v, const Args& a, Budge
       return reverse ? less(ky, kx) : less(kx, ky);
     });
     List out;
-    for (auto& [k, x] : kvs) out.push_back(Value::of_list({Value::string(k), x}));
+    for (auto& [k, x] : kvs) out.push_back(Value::of_tuple({Value::string(k), x}));
     return budget.list(std::move(out));
   }
   if (name == "selectattr" || name == "rejectattr") {

@@ -179,17 +179,19 @@ class Renderer {
       Scope s{{}, &scope};
       assign(n.names, items[(size_t)k], s);
       Dict loop;
-      loop.set("index", Value::integer(k + 1));
-      loop.set("index0", Value::integer(k));
-      loop.set("revindex", Value::integer(len - k));
-      loop.set("revindex0", Value::integer(len - k - 1));
-      loop.set("first", Value::boolean(k == 0));
-      loop.set("last", Value::boolean(k == len - 1));
-      loop.set("length", Value::integer(len));
-      loop.set("depth", Value::integer(1));
-      loop.set("depth0", Value::integer(0));
-      if (k > 0) loop.set("previtem", items[(size_t)k - 1]);
-      if (k + 1 < len) loop.set("nextitem", items[(size_t)k + 1]);
+      auto& l = loop.items;
+      l.reserve(11);
+      l.emplace_back("index", Value::integer(k + 1));
+      l.emplace_back("index0", Value::integer(k));
+      l.emplace_back("revindex", Value::integer(len - k));
+      l.emplace_back("revindex0", Value::integer(len - k - 1));
+      l.emplace_back("first", Value::boolean(k == 0));
+      l.emplace_back("last", Value::boolean(k == len - 1));
+      l.emplace_back("length", Value::integer(len));
+      l.emplace_back("depth", Value::integer(1));
+      l.emplace_back("depth0", Value::integer(0));
+      if (k > 0) l.emplace_back("previtem", items[(size_t)k - 1]);
+      if (k + 1 < len) l.emplace_back("nextitem", items[(size_t)k + 1]);
       s.vars["loop"] = Value::of_dict(std::move(loop));
       if (exec(*n.kids[1], s, out) == Flow::break_) break;
     }
@@ -283,7 +285,9 @@ class Renderer {
       case NodeType::list: {
         List items;
         for (const auto& k : n.kids) items.push_back(eval(*k, scope));
-        return budget_.list(std::move(items));
+        Value v = budget_.list(std::move(items));
+        v.tuple = n.name == "tuple";
+        return v;
       }
       case NodeType::dict: {
         Dict d;

@@ -175,7 +175,7 @@ bool dict_method(const Value& d, const std::string& name, const Args& a, Budget&
     if (!a.pos.empty() || !a.kw.empty()) throw RenderError(name + "() takes no arguments");
     List out;
     for (const auto& [k, v] : d.dict->items) {
-      if (name == "items") out.push_back(Value::of_list({Value::string(k), v}));
+      if (name == "items") out.push_back(Value::of_tuple({Value::string(k), v}));
       else if (name == "keys") out.push_back(Value::string(k));
       else out.push_back(v);
     }

@@ -143,8 +143,11 @@ namespace {
   throw RenderError("unsupported operand type(s) for " + op + ": '" + type_name(a) + "' and '" + type_name(b) + "'");
 }
 
-int64_t checked(bool overflow, int64_t r) {
-  if (overflow) throw RenderError("integer overflow");
+// a op b on int64, or RenderError on overflow (Python's ints are unbounded; ours stop here).
+template <class Op>
+int64_t checked(int64_t a, int64_t b, Op op) {
+  int64_t r;
+  if (op(a, b, &r)) throw RenderError("integer overflow");
   return r;
 }
 
@@ -179,8 +182,7 @@ Value binary_op(const std::string& op, const Value& a, const Value& b, Budget& b
   const bool ints = nums && a.kind != Kind::floating && b.kind != Kind::floating;
   if (op == "+") {
     if (ints) {
-      int64_t r;
-      return Value::integer(checked(__builtin_add_overflow(to_int(a), to_int(b), &r), r));
+      return Value::integer(checked(to_int(a), to_int(b), [](int64_t x, int64_t y, int64_t* r) { return __builtin_add_overflow(x, y, r); }));
     }
     if (nums) return Value::floating(to_double(a) + to_double(b));
     if (a.is_string() && b.is_string()) return budget.str(a.str() + b.str());
@@ -193,16 +195,14 @@ Value binary_op(const std::string& op, const Value& a, const Value& b, Budget& b
   }
   if (op == "-") {
     if (ints) {
-      int64_t r;
-      return Value::integer(checked(__builtin_sub_overflow(to_int(a), to_int(b), &r), r));
+      return Value::integer(checked(to_int(a), to_int(b), [](int64_t x, int64_t y, int64_t* r) { return __builtin_sub_overflow(x, y, r); }));
     }
     if (nums) return Value::floating(to_double(a) - to_double(b));
     unsupported(op, a, b);
   }
   if (op == "*") {
     if (ints) {
-      int64_t r;
-      return Value::integer(checked(__builtin_mul_overflow(to_int(a), to_int(b), &r), r));
+      return Value::integer(checked(to_int(a), to_int(b), [](int64_t x, int64_t y, int64_t* r) { return __builtin_mul_overflow(x, y, r); }));
     }
     if (nums) return Value::floating(to_double(a) * to_double(b));
     if ((a.is_string() || a.kind == Kind::list) && (b.kind == Kind::integer || b.kind == Kind::boolean))

@@ -300,6 +300,7 @@ class Parser {
     NodePtr first = parse_expression();
     if (!is_op(",")) return first;
     NodePtr n = make(NodeType::list, at);
+    n->name = "tuple";
     n->kids.push_back(std::move(first));
     while (is_op(",")) {
       next();
@@ -482,11 +483,14 @@ class Parser {
           next();
           if (is_op(")")) {
             next();
-            return done(make(NodeType::list, tok));
+            NodePtr empty = make(NodeType::list, tok);
+            empty->name = "tuple";
+            return done(std::move(empty));
           }
           NodePtr e = parse_expression();
           if (is_op(",")) {
             NodePtr n = make(NodeType::list, tok);
+            n->name = "tuple";
             n->kids.push_back(std::move(e));
             while (is_op(",")) {
               next();

@@ -107,7 +107,7 @@ bool equal(const Value& a, const Value& b) {
     case Kind::none: return true;
     case Kind::string: return a.str() == b.str();
     case Kind::list: {
-      if (a.list->size() != b.list->size()) return false;
+      if (a.list->size() != b.list->size() || a.tuple != b.tuple) return false;
       for (size_t k = 0; k < a.list->size(); ++k)
         if (!equal((*a.list)[k], (*b.list)[k])) return false;
       return true;
@@ -160,7 +160,10 @@ std::string float_repr(double x) {
   // Python's repr switches to exponent notation outside 1e-4 <= |x| < 1e16.
   if (exp10 < -4 || exp10 >= 16) {
     out += digits.substr(0, 1);
-    if (digits.size() > 1) out += "." + digits.substr(1);
+    if (digits.size() > 1) {
+      out += '.';
+      out.append(digits, 1, std::string::npos);
+    }
     char eb[16];
     std::snprintf(eb, sizeof eb, "e%c%02d", exp10 < 0 ? '-' : '+', std::abs(exp10));
     return out + eb;
@@ -360,8 +363,9 @@ std::string repr(const Value& v) {
     case Kind::undefined: return "Undefined";
     case Kind::string: return repr_string(v.str());
     case Kind::list: {
-      std::string out = "[";
+      std::string out = v.tuple ? "(" : "[";
       for (size_t k = 0; k < v.list->size(); ++k) out += (k ? ", " : "") + repr((*v.list)[k]);
+      if (v.tuple) return out + (v.list->size() == 1 ? ",)" : ")");
       return out + "]";
     }
     case Kind::dict: {

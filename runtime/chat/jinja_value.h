@@ -58,6 +58,7 @@ struct Value {
   std::shared_ptr<Namespace> ns;
   std::shared_ptr<const Callable> fn;
   int depth = 0;          // nesting depth of a list/dict (1 + the deepest element)
+  bool tuple = false;     // a list that Python would hold as a tuple: prints as (a, b)
   bool holds_ns = false;  // a namespace, or a list/dict with one inside: a namespace may not hold
                           // one (no reference cycles, no unbounded chains to print or free)
 
@@ -89,6 +90,11 @@ struct Value {
   }
   // Throw std::length_error past kMaxValueDepth.
   static Value of_list(List items);
+  static Value of_tuple(List items) {
+    Value v = of_list(std::move(items));
+    v.tuple = true;
+    return v;
+  }
   static Value of_dict(Dict d);
 
   const std::string& str() const;  // the string ("" when none is held)

@@ -231,3 +231,16 @@ def test_smollm2_greedy_agrees_across_isas_up_to_a_proven_near_tie(prompt, tmp_p
         assert top2[1] - top2[0] <= spread, (f"parted at step {first} where the best token leads by "
                                              f"{top2[1] - top2[0]:.4f} but the ISAs differ by only {spread:.4f}")
     assert first >= 3, "greedy texts parted almost at once"
+
+
+def test_chat_template_survives_convert(smol_f32):
+    """The GGUF's tokenizer.chat_template reaches the manifest's tokenizer_config.json, where the
+    runtime's Tokenizer::chat_template() reads it."""
+    import json
+
+    reader = gguf.GGUFReader(str(SMOL))
+    field = reader.fields["tokenizer.chat_template"]
+    template = bytes(field.parts[field.data[0]]).decode("utf-8")
+    cfg = json.loads((smol_f32 / "tokenizer_config.json").read_text())
+    assert cfg["chat_template"] == template
+    assert cfg["bos_token"] == "<|im_start|>" and cfg["eos_token"] == "<|im_end|>"
