@@ -1,7 +1,9 @@
 #include "cli/chat_repl.h"
 
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
@@ -32,8 +34,7 @@ const char* kHelp =
     "Ctrl-C stops a reply; the chat goes on.\n";
 
 // Ctrl-C interrupts a reply (the generation's callback reads the flag) and an unfinished line
-// at the prompt (getline returns EINTR: installed without SA_RESTART for that reason), never the
-// process; the previous handler comes back when the chat ends.
+// at the prompt (read_line polls the flag), never the process; the previous handler comes back when the chat ends.
 class SigintGuard {
  public:
   SigintGuard() {
@@ -49,29 +50,42 @@ class SigintGuard {
   struct sigaction old_ {};
 };
 
-// One line from stdin without its newline; nullopt at end of input. Ctrl-C while typing gives
-// back "" with `interrupted` set.
+// One line from stdin without its newline; false at end of input. Ctrl-C while typing gives
+// back "" with `interrupted` set. Reads the descriptor itself, polling, rather than through
+// stdio: a SIGINT that lands between printing the prompt and entering read() would otherwise be
+// missed until the next line (no EINTR for a read not yet begun).
 bool read_line(std::string& out, bool& interrupted) {
-  char* buf = nullptr;
-  size_t cap = 0;
-  errno = 0;
-  const ssize_t n = getline(&buf, &cap, stdin);
+  static std::string pending;  // read past the last line returned
   interrupted = false;
-  if (n < 0) {
-    const bool eintr = errno == EINTR;
-    std::free(buf);
-    clearerr(stdin);
-    if (eintr) {
-      interrupted = true;
-      out.clear();
+  for (;;) {
+    const size_t nl = pending.find('\n');
+    if (nl != std::string::npos) {
+      out = pending.substr(0, nl);
+      pending.erase(0, nl + 1);
+      if (!out.empty() && out.back() == '\r') out.pop_back();
       return true;
     }
-    return false;
+    if (g_interrupted.exchange(false)) {
+      pending.clear();  // the terminal dropped the unfinished line too
+      out.clear();
+      interrupted = true;
+      return true;
+    }
+    pollfd p{STDIN_FILENO, POLLIN, 0};
+    const int ready = ::poll(&p, 1, 100);
+    if (ready < 0 && errno != EINTR) return false;
+    if (ready <= 0) continue;
+    char buf[4096];
+    const ssize_t n = ::read(STDIN_FILENO, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {  // end of input: a last line without its newline still counts
+      if (pending.empty()) return false;
+      out.swap(pending);
+      pending.clear();
+      return true;
+    }
+    pending.append(buf, (size_t)n);
   }
-  out.assign(buf, (size_t)n);
-  std::free(buf);
-  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
-  return true;
 }
 
 size_t common_prefix(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
@@ -110,7 +124,6 @@ int run_chat(const Model& model, const ChatOptions& opt) {
       return 0;
     }
     if (interrupted_line) {
-      g_interrupted.store(false);
       std::fputs("\nUse Ctrl-D or /bye to end the chat.\n", stdout);
       continue;
     }

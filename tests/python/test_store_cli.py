@@ -116,6 +116,13 @@ def test_a_gguf_created_by_name_runs_as_the_gguf_itself(models):
     ok(lowbit("create", "smollm2:135m", SMOL, "--threads", "2", "--models", models))
     prompt = "The capital of France is"
     assert run_text("smollm2:135m", models, prompt) == run_text(SMOL, models, prompt)
+    # The chat template travels with it, as the GGUF holds it (read by the gguf package).
+    shown = ok(lowbit("show", "smollm2:135m", "--template", "--models", models)).stdout
+    assert shown == gguf_string(SMOL, "tokenizer.chat_template") + "\n"
+    assert json.loads(ok(lowbit("show", "smollm2:135m", "--json", "--models", models)).stdout)["template"] == shown[:-1]
+    ok(lowbit("create", "stories", STORIES, "--threads", "2", "--models", models))
+    r = lowbit("show", "stories", "--template", "--models", models)
+    assert r.returncode == 1 and "stories:latest: the model has no chat template" in r.stderr
 
 
 # ---- errors name what they are about ----------------------------------------------------------
@@ -250,6 +257,12 @@ class Chat:
         raise AssertionError("the chat did not exit")
 
 
+def gguf_string(path, key):
+    gguf = pytest.importorskip("gguf")
+    f = gguf.GGUFReader(str(path)).fields[key]
+    return bytes(f.parts[f.data[0]]).decode()
+
+
 def smol_template_prompt(messages):
     """The prompt for `messages` as transformers renders a chat template: jinja2 over the GGUF's
     own tokenizer.chat_template, with its bos/eos strings."""
@@ -258,10 +271,6 @@ def smol_template_prompt(messages):
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     reader = gguf.GGUFReader(str(SMOL))
-
-    def field_str(key):
-        f = reader.fields[key]
-        return bytes(f.parts[f.data[0]]).decode()
 
     def token(key):
         f = reader.fields[key]
@@ -274,7 +283,7 @@ def smol_template_prompt(messages):
 
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
     env.globals["raise_exception"] = raise_exception
-    template = env.from_string(field_str("tokenizer.chat_template"))
+    template = env.from_string(gguf_string(SMOL, "tokenizer.chat_template"))
     return template.render(messages=messages, add_generation_prompt=True, bos_token=token("tokenizer.ggml.bos_token_id"),
                            eos_token=token("tokenizer.ggml.eos_token_id"))
 
