@@ -63,19 +63,32 @@ struct Running {
 };
 
 // Pulls the stream's events until it ends, handing each piece of text to on_text (false: the
-// client is gone, so the sequence is cancelled and the outcome says so).
+// client is gone, so the sequence is cancelled and the outcome says so). on_idle, when set, is
+// called after a second without text (a request waiting for a slot), so a stream that can carry
+// a keep-alive notices a client that left while it waited.
 Outcome drive(const Context& ctx, Running& run, const std::function<bool(const std::string&)>& on_text,
-              bool collect, bool& client_gone) {
+              bool collect, bool& client_gone, const std::function<bool()>& on_idle = nullptr) {
   Outcome o;
   o.load_seconds = run.load_seconds;
   client_gone = false;
   bool timed_out = false;
   std::vector<EngineEvent> events;
+  double last_text = now_seconds();
   for (bool more = true; more;) {
     events.clear();
     more = run.stream->next(events, std::chrono::milliseconds(100));
+    if (on_idle && more && events.empty() && now_seconds() - last_text >= 1.0) {
+      if (!on_idle()) {
+        run.engine->cancel(*run.stream);
+        client_gone = true;
+        run.done = true;
+        return o;
+      }
+      last_text = now_seconds();
+    }
     for (EngineEvent& e : events) {
       if (!e.text.empty()) {
+        last_text = now_seconds();
         if (collect) o.text += e.text;
         if (on_text && !on_text(e.text)) {
           run.engine->cancel(*run.stream);
@@ -174,7 +187,10 @@ void generate_response(Context& ctx, const GenerationRequest& req, std::shared_p
     };
     write(format->begin());
     bool gone = false;
-    Outcome o = drive(ctx, *run, [&](const std::string& text) { return write(format->piece(text)); }, false, gone);
+    const std::string keep_alive = format->keep_alive();
+    Outcome o = drive(
+        ctx, *run, [&](const std::string& text) { return write(format->piece(text)); }, false, gone,
+        keep_alive.empty() ? std::function<bool()>() : [&] { return write(keep_alive); });
     run->lease.reset();  // before the last bytes, so a client that reads them sees the model's keep_alive applied
     if (gone || !ok) return false;
     write(o.error.empty() ? format->end(o) : format->error(o.error));

@@ -35,6 +35,9 @@ class Format {
   virtual std::string piece(const std::string& text) = 0;   // one streamed piece of text
   virtual std::string end(const Outcome& o) = 0;            // the streamed end
   virtual std::string error(const std::string& message) = 0;  // an error mid-stream
+  // Bytes a client ignores, written while a request waits for a slot so that a client that left
+  // is noticed (a failed write) before its turn; "" when the format has none (NDJSON).
+  virtual std::string keep_alive() { return ""; }
   virtual nlohmann::json whole(const Outcome& o) = 0;       // the non-streamed response
   // A load-only request (Ollama's empty prompt): the response, unload says keep_alive was 0.
   virtual nlohmann::json loaded(bool unload) { return nullptr; }

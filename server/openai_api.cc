@@ -54,6 +54,8 @@ class OpenAIFormat : public Format {
     return out + "data: [DONE]\n\n";
   }
 
+  std::string keep_alive() override { return ": keep-alive\n\n"; }  // an SSE comment
+
   std::string error(const std::string& message) override {
     return event(json{{"error", {{"message", message}, {"type", "server_error"}, {"param", nullptr}, {"code", nullptr}}}}) +
            "data: [DONE]\n\n";

@@ -151,3 +151,24 @@ def test_sigterm_ends_running_streams_and_exits_cleanly():
     assert time.time() - t0 < 10  # not the 80 s the 2000 tokens would take
     t.join(timeout=10)
     assert "shutting down" in lines[-1]["error"]
+
+
+def test_an_sse_client_that_leaves_while_queued_frees_its_queue_place():
+    s = start("--parallel", "1", "--queue", "1")
+    try:
+        long = {"model": SMOL, "prompt": "Write a long story about a dragon.",
+                "options": {"num_predict": 1000, "temperature": 0}}  # 25 s or more
+        with httpx.Client(timeout=60) as a:
+            with a.stream("POST", s.url + "/api/generate", json=long) as ra:
+                lines = ra.iter_lines()
+                next(lines)  # a holds the one slot
+                with httpx.Client(timeout=60) as b:
+                    body = {"model": SMOL, "messages": [{"role": "user", "content": "Hi"}], "stream": True}
+                    with b.stream("POST", s.url + "/v1/chat/completions", json=body) as rb:
+                        next(rb.iter_lines())  # the role chunk: b is queued
+                        assert wait_until(lambda: s.metric("lowbit_requests_waiting", SMOL) == 1)
+                # b is gone; its SSE keep-alive comment fails within about a second, while a still runs.
+                assert wait_until(lambda: s.metric("lowbit_requests_waiting", SMOL) == 0, timeout=10)
+                assert s.metric("lowbit_requests_running", SMOL) == 1
+    finally:
+        assert s.stop() == 0, s.stderr()
