@@ -54,7 +54,7 @@ std::unique_ptr<ModelLease> Registry::acquire(const std::string& name, const Kee
   auto m = std::make_shared<LoadedModel>();
   m->key = r.key;
   m->path = r.path;
-  m->name = name;
+  m->name = r.name.empty() ? name : r.name;
   m->model = std::shared_ptr<Model>(load_model(r.path, params_.load).release());
   const int64_t trained = m->model->config().max_ctx;
   m->ctx = trained > 0 ? std::min(m->model->ctx(), trained) : m->model->ctx();
@@ -68,7 +68,7 @@ std::unique_ptr<ModelLease> Registry::acquire(const std::string& name, const Kee
   }
   m->engine = std::make_unique<Engine>(m->model, params_.engine, metrics_);
   m->load_seconds = seconds_since(t0);
-  std::fprintf(stderr, "lowbit serve: loaded %s (%s) in %.2f s, context %lld\n", name.c_str(), r.path.c_str(),
+  std::fprintf(stderr, "lowbit serve: loaded %s (%s) in %.2f s, context %lld\n", m->name.c_str(), r.path.c_str(),
                m->load_seconds, (long long)m->ctx);
   std::lock_guard<std::mutex> lock(mutex_);
   models_[r.key] = m;

@@ -31,6 +31,7 @@ namespace lowbit::server {
 struct ResolvedModel {
   std::string path;  // what load_model() opens
   std::string key;   // identity of its weights: equal keys share one load
+  std::string name;  // as /api/ps and /metrics show it: the stored name normalized ("x:latest"), or the path
 };
 // name -> model; throws Error(not_found) for a name that is neither stored nor a path.
 using Resolver = std::function<ResolvedModel(const std::string& name)>;

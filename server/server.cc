@@ -48,6 +48,7 @@ ResolvedModel resolve_in(const ModelStore& store, const std::string& name) {
   if (stored) {
     // Known by its manifest's digest, so stored copies share one load.
     r.path = stored->dir;
+    r.name = stored->name;
     r.key = stored->digest.empty() ? stored->dir : "sha256:" + stored->digest;
     return r;
   }

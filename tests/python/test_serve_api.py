@@ -159,8 +159,8 @@ def test_tags_show_ps(server, oc):
     show = oc.show(SMOL)
     assert "<|im_start|>" in show.template
     assert show.details.family
-    oc.generate(model=SMOL, prompt="Hi", options={"num_predict": 1})
-    ps = oc.ps().models
+    oc.generate(model=SMOL.split(":")[0], prompt="Hi", options={"num_predict": 1})  # "smollm2"
+    ps = oc.ps().models  # lists it by its full name, as Ollama does
     assert SMOL in [m.model for m in ps]
     assert all(m.size > 0 for m in ps)
 
@@ -174,7 +174,8 @@ def test_create_copy_delete(server, oc):
     oc.generate(model="story-copy2", prompt="Once", options={"num_predict": 1}, keep_alive="5m")
     oc.generate(model="story-copy", prompt="Once", options={"num_predict": 1}, keep_alive="5m")
     loaded = server.loaded()
-    assert len([n for n in loaded if n.startswith("story-copy")]) == 1, loaded
+    # One load, named as first asked for, in full ("name:tag") as Ollama shows it.
+    assert [n for n in loaded if n.startswith("story-copy")] == ["story-copy2:latest"], loaded
     oc.delete("story-copy2")
     oc.delete("story-copy")
     names = [m.model for m in oc.list().models]
