@@ -1,6 +1,7 @@
 #include "server/generation.h"
 
 #include <chrono>
+#include <cstdio>
 #include <random>
 
 #include "kernels/error.h"
@@ -123,6 +124,26 @@ Outcome drive(const Context& ctx, Running& run, const std::function<bool(const s
   return o;
 }
 
+// Writes a stream's pieces as they come, then its end (or error). False: the client is gone.
+bool stream_to(const Context& ctx, Running& run, Format& format, httplib::DataSink& sink) {
+  bool ok = true;
+  auto write = [&](const std::string& s) {
+    if (ok && !s.empty()) ok = sink.write(s.data(), s.size());
+    return ok;
+  };
+  write(format.begin());
+  bool gone = false;
+  const std::string keep_alive = format.keep_alive();
+  Outcome o = drive(
+      ctx, run, [&](const std::string& text) { return write(format.piece(text)); }, false, gone,
+      keep_alive.empty() ? std::function<bool()>() : [&] { return write(keep_alive); });
+  run.lease.reset();  // before the last bytes, so a client that reads them sees the model's keep_alive applied
+  if (gone || !ok) return false;
+  write(o.error.empty() ? format.end(o) : format.error(o.error));
+  if (ok) sink.done();
+  return ok;
+}
+
 }  // namespace
 
 const char* finish_word(FinishReason r) {
@@ -179,23 +200,15 @@ void generate_response(Context& ctx, const GenerationRequest& req, std::shared_p
     set_json(res, format->whole(o));
     return;
   }
+  // Runs on the worker thread after this handler returned, outside httplib's exception handler:
+  // nothing may escape it (the Running's destructor cancels a sequence left running).
   res.set_chunked_content_provider(format->stream_content_type(), [&ctx, run, format](size_t, httplib::DataSink& sink) {
-    bool ok = true;
-    auto write = [&](const std::string& s) {
-      if (ok && !s.empty()) ok = sink.write(s.data(), s.size());
-      return ok;
-    };
-    write(format->begin());
-    bool gone = false;
-    const std::string keep_alive = format->keep_alive();
-    Outcome o = drive(
-        ctx, *run, [&](const std::string& text) { return write(format->piece(text)); }, false, gone,
-        keep_alive.empty() ? std::function<bool()>() : [&] { return write(keep_alive); });
-    run->lease.reset();  // before the last bytes, so a client that reads them sees the model's keep_alive applied
-    if (gone || !ok) return false;
-    write(o.error.empty() ? format->end(o) : format->error(o.error));
-    if (ok) sink.done();
-    return ok;
+    try {
+      return stream_to(ctx, *run, *format, sink);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "lowbit serve: stream failed: %s\n", e.what());
+      return false;
+    }
   });
 }
 
