@@ -55,7 +55,14 @@ std::unique_ptr<ModelLease> Registry::acquire(const std::string& name, const Kee
   m->key = r.key;
   m->path = r.path;
   m->name = r.name.empty() ? name : r.name;
-  m->model = std::shared_ptr<Model>(load_model(r.path, params_.load).release());
+  try {
+    m->model = std::shared_ptr<Model>(load_model(r.path, params_.load).release());
+  } catch (const Error& e) {
+    // A stored model that does not load is the server's problem (500); a path the client named
+    // that is no model is the client's (400).
+    if (r.stored || e.code() == ErrorCode::out_of_memory) throw;
+    throw RequestError(400, "model", std::string("model: ") + e.what());
+  }
   const int64_t trained = m->model->config().max_ctx;
   m->ctx = trained > 0 ? std::min(m->model->ctx(), trained) : m->model->ctx();
   m->size_bytes = (int64_t)m->model->manifest().weights_bytes();

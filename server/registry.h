@@ -32,6 +32,7 @@ struct ResolvedModel {
   std::string path;  // what load_model() opens
   std::string key;   // identity of its weights: equal keys share one load
   std::string name;  // as /api/ps and /metrics show it: the stored name normalized ("x:latest"), or the path
+  bool stored = false;  // a stored model (else a path the client named: one that does not load is its mistake)
 };
 // name -> model; throws Error(not_found) for a name that is neither stored nor a path.
 using Resolver = std::function<ResolvedModel(const std::string& name)>;

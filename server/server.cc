@@ -49,6 +49,7 @@ ResolvedModel resolve_in(const ModelStore& store, const std::string& name) {
     // Known by its manifest's digest, so stored copies share one load.
     r.path = stored->dir;
     r.name = stored->name;
+    r.stored = true;
     r.key = stored->digest.empty() ? stored->dir : "sha256:" + stored->digest;
     return r;
   }

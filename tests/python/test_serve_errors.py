@@ -47,6 +47,7 @@ CASES = [
     ("/api/generate", {"model": SMOL, "prompt": "x", "options": {"stop": [""]}}, 400, "options.stop[0]"),
     ("/api/generate", {"model": SMOL, "prompt": "x", "keep_alive": "5 parsecs"}, 400, "keep_alive"),
     ("/api/generate", {"model": "no-such-model", "prompt": "x"}, 404, "no-such-model"),
+    ("/api/generate", {"model": "/etc/hostname", "prompt": "x"}, 400, "model"),  # a path, but no model
     ("/api/generate", {"model": STORY, "prompt": LONG}, 400, "prompt"),
     ("/api/generate", {"model": SMOL, "prompt": LONG, "options": {"num_ctx": 64}}, 400, "prompt"),
     ("/api/chat", {"model": SMOL, "messages": "hi"}, 400, "messages"),
