@@ -21,6 +21,7 @@ namespace lowbit::jinja {
 struct Limits {
   int max_nesting = 128;            // AST height (blocks in blocks, operators in operators)
   int max_call_depth = 32;          // macros calling macros
+  int max_eval_depth = 512;         // nested evaluation steps, across macro calls (the stack)
   int64_t max_output = 32 << 20;    // bytes of rendered text, and of any one string built
   int64_t max_steps = 5'000'000;    // evaluation steps, loop iterations and items built
   int64_t max_range = 100'000;      // range() length (jinja2's sandbox MAX_RANGE)

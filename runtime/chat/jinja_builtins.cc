@@ -3,6 +3,7 @@
 #include "runtime/chat/jinja_builtins.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -153,7 +154,8 @@ Value indent_filter(const Value& v, const Args& a, Budget& budget) {
   const std::string pad = width.is_string() ? width.str() : std::string((size_t)std::clamp<int64_t>(need_int(width, "width"), 0, 1024), ' ');
   const bool first = truthy(arg_or(a, 1, "first", Value::boolean(false)));
   const bool blank = truthy(arg_or(a, 2, "blank", Value::boolean(false)));
-  const std::vector<std::string> lines = split_lines(to_str(v) + "\n", false);
+  if (!v.is_string()) throw RenderError(std::string("indent needs a string, not '") + type_name(v) + "'");
+  const std::vector<std::string> lines = split_lines(v.str() + "\n", false);
   std::string out;
   for (size_t k = 0; k < lines.size(); ++k) {
     if (k > 0) out += "\n";
@@ -238,7 +240,16 @@ Value apply_filter(const std::string& name, const Value& v, const Args& a, Budge
   if (name == "capitalize") return budget.str(capitalize(to_str(v)));
   if (name == "title") return budget.str(jinja_title(to_str(v)));
   if (name == "e" || name == "escape" || name == "forceescape") return html_escape(v, budget);
-  if (name == "wordcount") return Value::integer((int64_t)split_ws(to_str(v), -1).size());
+  if (name == "wordcount") {  // jinja2 counts runs of \w (letters, digits, underscore)
+    int64_t n = 0;
+    bool in_word = false;
+    for (unsigned char c : to_str(v)) {
+      const bool w = std::isalnum(c) || c == '_' || c >= 0x80;
+      if (w && !in_word) ++n;
+      in_word = w;
+    }
+    return Value::integer(n);
+  }
   if (name == "replace") {
     a.check("replace", 3, {"old", "new", "count"});
     const Value* old = a.get(0, "old");
@@ -296,6 +307,9 @@ Value apply_filter(const std::string& name, const Value& v, const Args& a, Budge
     for (auto& [k, x] : kvs) out.push_back(Value::of_tuple({Value::string(k), x}));
     return budget.list(std::move(out));
   }
+  const bool sequence_filter = name == "selectattr" || name == "rejectattr" || name == "select" ||
+                               name == "reject" || name == "map";
+  if (sequence_filter && !truthy(v)) return budget.list({});  // jinja2 starts with `if seq:`
   if (name == "selectattr" || name == "rejectattr") {
     if (a.pos.empty()) throw RenderError(name + "() needs an attribute name");
     const std::string attr = to_str(a.pos[0]);

@@ -41,6 +41,7 @@ class Renderer {
 
   Flow exec(const Node& n, Scope& scope, std::string& out) {
     try {
+      Depth d(*this);
       return exec_inner(n, scope, out);
     } catch (const LocatedError&) {
       throw;
@@ -55,6 +56,7 @@ class Renderer {
 
   Value eval(const Node& n, Scope& scope) {
     try {
+      Depth d(*this);
       budget_.charge(1);
       return eval_inner(n, scope);
     } catch (const LocatedError&) {
@@ -73,6 +75,20 @@ class Renderer {
   Budget budget_;
   Scope& root_;
   int call_depth_ = 0;
+  int depth_ = 0;  // nested exec/eval calls: the evaluator's recursion, macros included
+
+  // The tree's height bounds recursion within one macro body, macro calls multiply it: this
+  // bounds the product, so the stack a render needs has a fixed ceiling.
+  struct Depth {
+    Renderer& r;
+    explicit Depth(Renderer& renderer) : r(renderer) {
+      if (++r.depth_ > r.limits_.max_eval_depth) {
+        --r.depth_;
+        throw RenderError("the template recurses too deeply");
+      }
+    }
+    ~Depth() { --r.depth_; }
+  };
 
   static LocatedError located(const Node& n, const std::string& what) {
     return LocatedError("chat template line " + std::to_string(n.line) + ":" + std::to_string(n.col) + ": " + what);

@@ -82,7 +82,9 @@ Value slice(const Value& v, const Value& start, const Value& stop, const Value& 
   if (v.kind == Kind::list) {
     List out;
     for (int64_t k : picks) out.push_back((*v.list)[(size_t)k]);
-    return budget.list(std::move(out));
+    Value r = budget.list(std::move(out));
+    r.tuple = v.tuple;
+    return r;
   }
   std::string out;
   for (int64_t k : picks) out += chars[(size_t)k];
@@ -132,7 +134,10 @@ bool contains(const Value& c, const Value& item) {
       for (const Value& x : *c.list)
         if (equal(x, item)) return true;
       return false;
-    case Kind::dict: return item.is_string() && c.dict->find(item.str()) != nullptr;
+    case Kind::dict:
+      if (item.kind == Kind::list && !item.tuple) throw RenderError("unhashable type: 'list'");
+      if (item.kind == Kind::dict) throw RenderError("unhashable type: 'dict'");
+      return item.is_string() && c.dict->find(item.str()) != nullptr;
     default: throw RenderError(std::string("argument of type '") + type_name(c) + "' is not iterable");
   }
 }

@@ -36,8 +36,18 @@ pytestmark = pytest.mark.skipif(not TOOL.exists(), reason=f"{TOOL} not built (cm
 
 # ---- the reference ----------------------------------------------------------------------------
 
+_REFERENCE_CACHE = {}
+
+
 def reference(case):
     """transformers' rendering of one case: ("text", str) or ("error", kind, message)."""
+    key = json.dumps(case)
+    if key not in _REFERENCE_CACHE:
+        _REFERENCE_CACHE[key] = _reference(case)
+    return _REFERENCE_CACHE[key]
+
+
+def _reference(case):
     messages = case["messages"]
     if hasattr(ctu, "_normalize_chat_messages"):
         messages = ctu._normalize_chat_messages(messages)
@@ -333,3 +343,112 @@ def test_feature(index):
             case["tools"] = [TOOL_SCHEMA]
         cases.append(case)
     check(cases)
+
+
+# ---- random expressions -------------------------------------------------------------------------
+
+# Operands come from a variable, not literals: jinja2 folds constant expressions at compile time
+# and then skips some run-time errors (a slice of a constant int), which real templates never meet.
+ATOMS = ["V.one", "V.zero", "V.neg", "V.half", "V.tenth", "V.ab", "V.empty", "V.uni", "V.none", "V.t", "V.f",
+         "V.l12", "V.el", "V.d", "V.tup", "V.und", "V.title", "V.pad", "V.l312", "V.lba",
+         "messages", "messages[0]", "messages[0].content", "messages | length", "x"]
+VALUES = ("{% set V = {'one': 1, 'zero': 0, 'neg': -3, 'half': 2.5, 'tenth': 0.1, 'ab': 'ab', 'empty': '', "
+          "'uni': 'é x', 'none': none, 't': true, 'f': false, 'l12': [1, 2], 'el': [], 'd': {'a': 1}, "
+          "'tup': (1, 'x'), 'title': 'A b-c', 'pad': ' s ', 'l312': [3, 1, 2], 'lba': ['b', 'a']} %}")
+# No %: on a string it is Python's printf formatting, which the subset leaves out.
+BINOPS = ["+", "-", "*", "/", "//", "~", "==", "!=", "<", ">=", "and", "or", "in", "not in"]
+FILTERS = ["length", "first", "last", "trim", "upper", "lower", "string", "list", "int", "float", "tojson", "sort",
+           "default('d')", "join(',')", "abs", "round", "title", "capitalize", "count", "sum", "min", "max",
+           "wordcount", "e", "select('odd') | list", "map('string') | list", "indent(2)", "replace('a', 'b')"]
+TESTS = ["defined", "none", "string", "number", "mapping", "iterable", "sequence", "integer", "true", "false",
+         "odd", "even", "lower", "upper", "divisibleby 2", "in V.l12"]
+
+
+def random_expression(rng, depth=0):
+    r = rng.random()
+    if depth > 3 or r < 0.3:
+        return rng.choice(ATOMS)
+    sub = lambda: random_expression(rng, depth + 1)  # noqa: E731
+    if r < 0.55:
+        return f"({sub()} {rng.choice(BINOPS)} {sub()})"
+    if r < 0.75:
+        return f"{sub()} | {rng.choice(FILTERS)}"
+    if r < 0.85:
+        return f"({sub()} is {rng.choice(['', 'not '])}{rng.choice(TESTS)})"
+    if r < 0.92:
+        return f"({sub()} if {sub()} else {sub()})"
+    index = rng.choice(["0", "-1", "1:", "::-1", "'a'", ":2"])
+    return f"({sub()})[{index}]"
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_random_expressions(seed):
+    rng = random.Random(1000 + seed)
+    cases = []
+    for _ in range(1000):
+        template = VALUES + "{% for x in [1, 'x'] %}{{ " + random_expression(rng) + " }}|{% endfor %}"
+        cases.append({"template": template, "messages": [{"role": "user", "content": "Hi there"}],
+                      "add_generation_prompt": False, "bos_token": "<s>", "eos_token": "</s>"})
+    # Filters that jinja2 implements as generators (unique, items, reverse) print as
+    # "<generator object ...>"; such renderings say nothing and are left out.
+    check([c for c in cases if " object at 0x" not in str(reference(c))])
+
+
+# ---- random whitespace layouts --------------------------------------------------------------------
+
+def random_layout(rng, depth=0):
+    """Text, tags with random -/+ signs, newlines and indentation: trim_blocks, lstrip_blocks and
+    whitespace control in every combination."""
+    texts = [" ", "  ", "\n", "\n  ", "  \n", "\t", "x", " y ", "\n\n", "z\n", "  \t "]
+    sign = lambda: rng.choice(["", "", "-", "+"])  # noqa: E731
+    out = []
+    for _ in range(rng.randint(1, 6)):
+        r = rng.random()
+        if r < 0.4:
+            out.append(rng.choice(texts))
+        elif r < 0.55:
+            out.append("{{" + rng.choice(["", "-"]) + " 'v' " + rng.choice(["", "-"]) + "}}")
+        elif r < 0.65:
+            out.append("{#" + sign() + " c " + sign() + "#}")
+        elif r < 0.72:
+            out.append("{%" + sign() + " set q = 1 " + sign() + "%}")
+        elif depth < 3:
+            head = rng.choice(["if true", "if false", "for i in [1, 2]"])
+            end = "endif" if head.startswith("if") else "endfor"
+            out.append("{%" + sign() + f" {head} " + sign() + "%}" + random_layout(rng, depth + 1) +
+                       "{%" + sign() + f" {end} " + sign() + "%}")
+    return "".join(out)
+
+
+def test_random_whitespace_layouts():
+    rng = random.Random(7)
+    cases = [{"template": random_layout(rng) + rng.choice(["", "\n", "\n\n", " \n"]), "messages": [],
+              "add_generation_prompt": False, "bos_token": "", "eos_token": ""} for _ in range(3000)]
+    check(cases)
+
+
+# ---- end to end: the tokenizer's own template, BOS and EOS -------------------------------------------
+
+@pytest.mark.parametrize("model", ["qwen2.5-0.5b", "tinyllama-1.1b-chat-v1.0"])
+def test_tokenizer_apply_chat_template(model):
+    """chat_template_of(load_tokenizer(dir)) against AutoTokenizer.from_pretrained(dir).apply_chat_template:
+    the template found, and the bos_token / eos_token strings passed to it."""
+    transformers = pytest.importorskip("transformers")
+    path = SHARED / "configs" / model
+    if not path.exists():
+        pytest.skip(f"{path} not present")
+    tok = transformers.AutoTokenizer.from_pretrained(str(path))
+    rng = random.Random(11)
+    cases = []
+    for k in range(60):
+        cases.append({"model": str(path), "messages": conversation(rng, alternate=True, tools_ok=False),
+                      "add_generation_prompt": k % 2 == 0})
+    ours = lowbit(cases)
+    for case, mine in zip(cases, ours):
+        try:
+            ref = tok.apply_chat_template(case["messages"], tokenize=False,
+                                          add_generation_prompt=case["add_generation_prompt"])
+        except Exception as e:  # noqa: BLE001
+            assert "error" in mine, (case, e)
+            continue
+        assert mine.get("text") == ref, (case, ref, mine)

@@ -7,7 +7,13 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <filesystem>
+#include <thread>
+#include <vector>
+#include <fstream>
+#include <iterator>
+#include <map>
 
 #include "convert/gguf.h"
 #include "convert/gguf_tokenizer.h"
@@ -78,6 +84,23 @@ TEST(ChatTemplate, messages_are_prepared_as_transformers_does) {
             "False r r");
   nlohmann::ordered_json ordered = nlohmann::ordered_json::array({{{"z", 1}, {"a", 2}}});
   EXPECT_EQ(ChatTemplate("{{ messages[0] | tojson }}", "", "").render(ordered, false), "{\"z\": 1, \"a\": 2}");
+}
+
+TEST(ChatTemplate, renders_from_many_threads_at_once) {
+  const ChatTemplate t(std::string(kChatml) + "{% set ns = namespace(n=0) %}{% for m in messages %}"
+                                              "{% set ns.n = ns.n + 1 %}{% endfor %}{{ ns.n }}",
+                       "", "");
+  const std::string want = t.render(kChat, true);
+  std::vector<std::thread> threads;
+  std::atomic<int> mismatches{0};
+  for (int k = 0; k < 4; ++k)
+    threads.emplace_back([&] {
+      for (int i = 0; i < 200; ++i)
+        if (t.render(kChat, true) != want) ++mismatches;
+    });
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(mismatches.load(), 0);
+  EXPECT_TRUE(want.ends_with("<|im_start|>assistant\n3"));
 }
 
 TEST(Jinja, whitespace_control_trim_and_lstrip_blocks) {
@@ -182,6 +205,12 @@ TEST(Jinja, limits_stop_hostile_templates) {
               AnyOf(HasSubstr("size limit"), HasSubstr("evaluation budget")));
   EXPECT_THAT(error_of([] { render("{{ 'x' * 1000000000000 }}"); }), HasSubstr("size limit"));
   EXPECT_THAT(error_of([] { render("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}"); }), HasSubstr("macros nested too deeply"));
+  // Deep expressions inside recursive macros: the product of the two is bounded too.
+  std::string inner = "f(n - 1)";
+  for (int k = 0; k < 60; ++k) inner = "('' ~ " + inner + ")";
+  EXPECT_THAT(error_of([&] { render("{% macro f(n) %}{% if n > 0 %}{{ " + inner + " }}{% endif %}{% endmacro %}{{ f(31) }}"); }),
+              HasSubstr("recurses too deeply"));
+  EXPECT_EQ(render("{% macro f(n) %}{% if n > 0 %}{{ " + inner + " }}{% endif %}{% endmacro %}{{ f(3) }}x"), "x");
   EXPECT_THAT(error_of([] { render("{% set ns = namespace(l=[]) %}{% for i in range(1000) %}{% set ns.l = [ns.l] %}{% endfor %}"); }),
               HasSubstr("nested too deeply"));
   EXPECT_THAT(error_of([] { render("{% set ns = namespace() %}{% set ns.me = ns %}"); }), HasSubstr("namespace"));
@@ -221,6 +250,24 @@ TEST(ChatTemplate, from_tokenizer_config_and_gguf) {
   // A tokenizer without a template.
   auto none = load_tokenizer(kShared + "/configs/gpt2");
   EXPECT_EQ(chat_template_of(*none), nullptr);
+}
+
+TEST(ChatTemplate, named_templates_and_chat_template_jinja) {
+  const std::string dir = kShared + "/configs/tinyllama-1.1b-chat-v1.0";
+  if (!std::filesystem::exists(dir)) GTEST_SKIP() << dir << " not present";
+  std::ifstream f(dir + "/tokenizer.json", std::ios::binary);
+  const std::string tokenizer_json((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::map<std::string, std::string> files{{"tokenizer.json", tokenizer_json}};
+  // A list of named templates: transformers applies "default".
+  files["tokenizer_config.json"] =
+      R"({"chat_template": [{"name": "tool_use", "template": "T"}, {"name": "default", "template": "D"}]})";
+  EXPECT_EQ(load_tokenizer_files(files, "m")->chat_template(), "D");
+  // chat_template.jinja beside it wins, as in transformers.
+  files["chat_template.jinja"] = "J";
+  EXPECT_EQ(load_tokenizer_files(files, "m")->chat_template(), "J");
+  files.erase("chat_template.jinja");
+  files["tokenizer_config.json"] = R"({"chat_template": 3})";
+  EXPECT_THAT(error_of([&] { load_tokenizer_files(files, "m"); }), HasSubstr("m:tokenizer_config.json"));
 }
 
 }  // namespace
