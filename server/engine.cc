@@ -130,6 +130,8 @@ void Engine::dispatch(const std::vector<SequenceEvent>& events) {
     ev.finish = se.finish;
     if (se.token >= 0) {
       ev.tokens = 1;
+      ev.token = se.token;
+      ev.logprob = se.logprob;
       metrics_.generated_tokens(1);
       if (s.last_token_time_ == 0) {
         if (const SequenceStats* st = scheduler_.stats(se.id)) metrics_.time_to_first_token(now - st->submitted);

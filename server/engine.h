@@ -34,6 +34,8 @@ namespace lowbit::server {
 struct EngineEvent {
   std::string text;                       // new text (may be empty)
   int64_t tokens = 0;                     // tokens this event stands for (0 or 1)
+  int32_t token = -1;                     // its id, when tokens == 1
+  float logprob = 0;                      // its log-probability, when the request asked for them
   FinishReason finish = FinishReason::none;
   SequenceStats stats;                    // on the last event: the sequence's counts and times
   std::string error;                      // the engine failed: the sequence is over, with this message

@@ -61,14 +61,16 @@ struct Running {
   Engine* engine = nullptr;
   double start = 0;        // now_seconds() when the request arrived
   double load_seconds = 0;
+  const Tokenizer* logprobs_tokenizer = nullptr;  // set when logprobs were asked for: spells the tokens
 };
+
+using TextSink = std::function<bool(const std::string& text, const std::vector<TokenLogprob>& logprobs)>;
 
 // Pulls the stream's events until it ends, handing each piece of text to on_text (false: the
 // client is gone, so the sequence is cancelled and the outcome says so). on_idle, when set, is
 // called after a second without text (a request waiting for a slot), so a stream that can carry
 // a keep-alive notices a client that left while it waited.
-Outcome drive(const Context& ctx, Running& run, const std::function<bool(const std::string&)>& on_text,
-              bool collect, bool& client_gone, const std::function<bool()>& on_idle = nullptr) {
+Outcome drive(const Context& ctx, Running& run, const TextSink& on_text, bool collect, bool& client_gone, const std::function<bool()>& on_idle = nullptr) {
   Outcome o;
   o.load_seconds = run.load_seconds;
   client_gone = false;
@@ -88,10 +90,14 @@ Outcome drive(const Context& ctx, Running& run, const std::function<bool(const s
       last_text = now_seconds();
     }
     for (EngineEvent& e : events) {
+      if (run.logprobs_tokenizer && e.token >= 0)
+        o.logprobs.push_back({run.logprobs_tokenizer->decode({e.token}), e.logprob});
       if (!e.text.empty()) {
         last_text = now_seconds();
         if (collect) o.text += e.text;
-        if (on_text && !on_text(e.text)) {
+        const bool ok = !on_text || on_text(e.text, o.logprobs);
+        if (!collect) o.logprobs.clear();  // sent with this piece
+        if (!ok) {
           run.engine->cancel(*run.stream);
           client_gone = true;
           run.done = true;
@@ -135,7 +141,9 @@ bool stream_to(const Context& ctx, Running& run, Format& format, httplib::DataSi
   bool gone = false;
   const std::string keep_alive = format.keep_alive();
   Outcome o = drive(
-      ctx, run, [&](const std::string& text) { return write(format.piece(text)); }, false, gone,
+      ctx, run,
+      [&](const std::string& text, const std::vector<TokenLogprob>& lps) { return write(format.piece(text, lps)); },
+      false, gone,
       keep_alive.empty() ? std::function<bool()>() : [&] { return write(keep_alive); });
   run.lease.reset();  // before the last bytes, so a client that reads them sees the model's keep_alive applied
   if (gone || !ok) return false;
@@ -190,6 +198,8 @@ void generate_response(Context& ctx, const GenerationRequest& req, std::shared_p
   sp.sampler = req.sampler;
   if (!req.seed_given) sp.sampler.seed = ((uint64_t)std::random_device{}() << 32) ^ std::random_device{}();
   sp.stop = req.stop;
+  sp.logprobs = req.logprobs;
+  if (req.logprobs) run->logprobs_tokenizer = &m.model->tokenizer();
   run->stream = m.engine->submit(std::move(ids), sp);
 
   if (!req.stream) {

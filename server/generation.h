@@ -16,6 +16,12 @@
 
 namespace lowbit::server {
 
+// A generated token and its log-probability (OpenAI's logprobs).
+struct TokenLogprob {
+  std::string token;  // its text
+  float logprob = 0;
+};
+
 // How a generation ended, for the final chunk or the whole response.
 struct Outcome {
   std::string text;                          // all of it (non-streamed responses)
@@ -24,6 +30,9 @@ struct Outcome {
   double load_seconds = 0, total_seconds = 0;
   double prompt_seconds = 0, eval_seconds = 0;  // submission -> first token, first -> last token
   std::string error;                         // the engine failed or the request timed out
+  // With logprobs: every token's (non-streamed), or those not yet sent with a piece (streamed:
+  // a token whose text is held back, e.g. half a character, comes with a later piece or the end).
+  std::vector<TokenLogprob> logprobs;
 };
 
 // One API's response shape.
@@ -32,7 +41,9 @@ class Format {
   virtual ~Format() = default;
   virtual const char* stream_content_type() const = 0;
   virtual std::string begin() { return ""; }                 // bytes before the first piece
-  virtual std::string piece(const std::string& text) = 0;   // one streamed piece of text
+  // One streamed piece of text, with the log-probabilities of the tokens it completes (empty
+  // unless asked for).
+  virtual std::string piece(const std::string& text, const std::vector<TokenLogprob>& logprobs) = 0;
   virtual std::string end(const Outcome& o) = 0;            // the streamed end
   virtual std::string error(const std::string& message) = 0;  // an error mid-stream
   // Bytes a client ignores, written while a request waits for a slot so that a client that left

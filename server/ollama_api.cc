@@ -15,7 +15,7 @@ class OllamaFormat : public Format {
   OllamaFormat(std::string model, bool chat) : model_(std::move(model)), chat_(chat) {}
   const char* stream_content_type() const override { return "application/x-ndjson"; }
 
-  std::string piece(const std::string& text) override { return dump(chunk(text, false)) + "\n"; }
+  std::string piece(const std::string& text, const std::vector<TokenLogprob>&) override { return dump(chunk(text, false)) + "\n"; }
 
   std::string end(const Outcome& o) override {
     json j = chunk("", true);

@@ -19,6 +19,17 @@ std::string new_id(const char* prefix) {
   return buf;
 }
 
+// {"content": [{"token", "logprob", "bytes", "top_logprobs": []}]}, the chat shape.
+json logprobs_json(const std::vector<TokenLogprob>& lps) {
+  json content = json::array();
+  for (const TokenLogprob& t : lps) {
+    json bytes = json::array();
+    for (unsigned char c : t.token) bytes.push_back((int)c);
+    content.push_back({{"token", t.token}, {"logprob", t.logprob}, {"bytes", bytes}, {"top_logprobs", json::array()}});
+  }
+  return {{"content", content}};
+}
+
 json usage(const Outcome& o) {
   return {{"prompt_tokens", o.prompt_tokens},
           {"completion_tokens", o.generated_tokens},
@@ -39,12 +50,16 @@ class OpenAIFormat : public Format {
     return event(chunk(json{{"role", "assistant"}, {"content", ""}}, nullptr));
   }
 
-  std::string piece(const std::string& text) override {
-    return event(chat_ ? chunk(json{{"content", text}}, nullptr) : chunk(text, nullptr));
+  std::string piece(const std::string& text, const std::vector<TokenLogprob>& lps) override {
+    json j = chat_ ? chunk(json{{"content", text}}, nullptr) : chunk(text, nullptr);
+    if (!lps.empty()) j["choices"][0]["logprobs"] = logprobs_json(lps);
+    return event(j);
   }
 
   std::string end(const Outcome& o) override {
-    std::string out = event(chat_ ? chunk(json::object(), finish_word(o.finish)) : chunk("", finish_word(o.finish)));
+    json last = chat_ ? chunk(json::object(), finish_word(o.finish)) : chunk("", finish_word(o.finish));
+    if (!o.logprobs.empty()) last["choices"][0]["logprobs"] = logprobs_json(o.logprobs);
+    std::string out = event(last);
     if (include_usage_) {
       json u = base();
       u["choices"] = json::array();
@@ -64,6 +79,7 @@ class OpenAIFormat : public Format {
   json whole(const Outcome& o) override {
     json j = base(false);
     json choice = {{"index", 0}, {"logprobs", nullptr}, {"finish_reason", finish_word(o.finish)}};
+    if (!o.logprobs.empty()) choice["logprobs"] = logprobs_json(o.logprobs);
     if (chat_) choice["message"] = {{"role", "assistant"}, {"content", o.text}};
     else choice["text"] = o.text;
     j["choices"] = json::array({choice});

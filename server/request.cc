@@ -245,7 +245,6 @@ void parse_openai_common(const json& body, GenerationRequest& r, int64_t max_ctx
   if (auto v = opt_int(body, "n", "n"); v && *v != 1) bad("n", "only n = 1 is supported");
   for (const char* penalty : {"frequency_penalty", "presence_penalty"})
     if (auto v = opt_number(body, penalty, penalty); v && *v != 0) bad(penalty, "is not supported (only 0)");
-  if (auto v = opt_bool(body, "logprobs", "logprobs"); v && *v) bad("logprobs", "is not supported by this server");
   if (const json* s = field(body, "stop")) r.stop = parse_stop(*s, "stop", 4);
   for (const char* key : {"max_completion_tokens", "max_tokens"}) {
     if (auto v = opt_int(body, key, key)) {
@@ -387,6 +386,9 @@ GenerationRequest parse_openai_chat(const json& body, int64_t max_ctx) {
   r.messages = parse_messages(body, true);
   if (const json* t = field(body, "tools"); t && !(t->is_array() && t->empty()))
     bad("tools", "tool calling is not supported by this server");
+  if (auto v = opt_bool(body, "logprobs", "logprobs")) r.logprobs = *v;
+  if (auto v = opt_int(body, "top_logprobs", "top_logprobs"); v && *v != 0)
+    bad("top_logprobs", "only 0 is supported (the chosen tokens' log-probabilities)");
   return r;
 }
 
@@ -407,6 +409,7 @@ GenerationRequest parse_openai_completion(const json& body, int64_t max_ctx) {
     wrong_type("prompt", *p, "a string");
   }
   if (auto v = opt_bool(body, "echo", "echo"); v && *v) bad("echo", "is not supported");
+  if (field(body, "logprobs")) bad("logprobs", "is not supported on /v1/completions (/v1/chat/completions has it)");
   if (auto v = opt_string(body, "suffix", "suffix"); v && !v->empty()) bad("suffix", "is not supported");
   if (auto v = opt_int(body, "best_of", "best_of"); v && *v != 1) bad("best_of", "only best_of = 1 is supported");
   return r;

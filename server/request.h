@@ -73,6 +73,7 @@ struct GenerationRequest {
   SamplerParams sampler;
   bool seed_given = false;       // else the server draws a fresh seed
   std::vector<std::string> stop;
+  bool logprobs = false;         // OpenAI chat: each generated token's log-probability
 
   // Ollama: no prompt (generate) or no messages (chat): load the model, generate nothing.
   bool load_only() const;

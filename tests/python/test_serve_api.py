@@ -9,11 +9,12 @@ the text generated without them, /api/ps against what was asked to load and unlo
 import subprocess
 
 import jinja2
+import numpy as np
 import ollama
 import openai
 import pytest
 
-from serve_util import BIN, SMOL, STORIES, STORY, skip_unless_ready, start, tokenize, wait_until
+from serve_util import BIN, SMOL, SMOLLM2_GGUF, STORIES, STORY, skip_unless_ready, start, tokenize, wait_until
 
 pytestmark = skip_unless_ready
 
@@ -249,3 +250,34 @@ def test_lowbit_ps_asks_the_server(server, oc):
     r = subprocess.run([str(BIN), "ps", "--host", server.url], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert SMOL in r.stdout
+
+
+def test_openai_chat_logprobs_are_the_models_log_softmax(server, ai, tmp_path):
+    msgs = [{"role": "user", "content": "Name a color."}]
+    kw = dict(model=SMOL, messages=msgs, max_tokens=6, temperature=0, logprobs=True)
+    r = ai.chat.completions.create(**kw)
+    content = r.choices[0].logprobs.content
+    assert len(content) == r.usage.completion_tokens
+    assert "".join(t.token for t in content) == r.choices[0].message.content
+    assert all(t.logprob <= 0 for t in content)
+    streamed = [t for c in ai.chat.completions.create(**kw, stream=True) if c.choices and c.choices[0].logprobs
+                for t in c.choices[0].logprobs.content]
+    assert [(t.token, t.logprob) for t in streamed] == [(t.token, t.logprob) for t in content]
+    # Against `lowbit logits` over the same ids, the rendered prompt then the generated tokens
+    # (found by tokenizing the text, which must give as many), log-softmaxed here in float64. A
+    # row's logits do not depend on how the batch is cut (runtime/batch.h), so they are the same
+    # floats; what is left is the float32 the server reports (half an ulp: |logprob| x 2^-24)
+    # and the order of a double sum over the vocabulary (~1e-12).
+    prompt_ids = tokenize(render(server, msgs), special=False)
+    gen_ids = tokenize(r.choices[0].message.content, special=False)
+    assert len(gen_ids) == len(content)
+    out = tmp_path / "logits.f32"
+    ids = prompt_ids + gen_ids
+    run = subprocess.run([str(BIN), "logits", str(SMOLLM2_GGUF), "--ids", " ".join(map(str, ids)), "--out", str(out)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    logits = np.fromfile(out, dtype=np.float32).reshape(len(ids), -1).astype(np.float64)
+    for k, (tid, entry) in enumerate(zip(gen_ids, content)):
+        row = logits[len(prompt_ids) - 1 + k]
+        ref = row[tid] - row.max() - np.log(np.exp(row - row.max()).sum())
+        assert abs(entry.logprob - ref) <= abs(ref) * 2**-24 + 1e-9, (k, entry.token, entry.logprob, ref)
