@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <unordered_set>
 
 #include "kernels/error.h"
@@ -222,6 +223,7 @@ const std::vector<SequenceEvent>& Scheduler::step() {
     if (ch.logits == LogitRows::none) continue;
     // As generate(): sample; an end token ends the sequence unshown; otherwise the token counts,
     // then a stop string, the token budget or the context may end it.
+    if (s.params.logprobs) raw_row_.assign(row, row + vocab);  // the sampler's penalty edits row
     const int32_t id = s.sampler.sample(row, vocab, s.history);
     row += vocab;
     if (is_end(s, id)) {
@@ -233,6 +235,13 @@ const std::vector<SequenceEvent>& Scheduler::step() {
     if (st.generated_tokens++ == 0) st.first_token = t;
     st.last_token = t;
     events_.push_back({s.id, id, {}, FinishReason::none});
+    if (s.params.logprobs) {
+      // log softmax at id; the sum in double, so its error stays far below a float logit's.
+      const float mx = *std::max_element(raw_row_.begin(), raw_row_.end());
+      double sum = 0;
+      for (float l : raw_row_) sum += std::exp((double)l - mx);
+      events_.back().logprob = (float)((double)raw_row_[id] - mx - std::log(sum));
+    }
     if (s.text) {
       const bool stopped = s.text->push(id);
       events_.back().text = s.text->take();

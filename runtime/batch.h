@@ -53,6 +53,10 @@ struct SequenceParams {
   std::vector<std::string> stop;  // stop strings (not included in the text); need a tokenizer
   bool stop_on_bos = true;        // as GenerateParams::stop_on_bos
   bool stop_on_eos = true;        // false: end tokens are ordinary tokens (benchmarks: fixed lengths)
+  // Report each generated token's log-probability under the model's own distribution (the
+  // log-softmax of its logits, before the sampler's penalty, temperature and filters), as
+  // OpenAI's logprobs do. Costs one pass over the vocabulary per token.
+  bool logprobs = false;
 };
 
 enum class FinishReason { none, eos, length, stop, context, cancelled };
@@ -65,6 +69,7 @@ struct SequenceEvent {
   int32_t token = -1;   // the token this step produced; -1 when none (e.g. it ended on EOS)
   std::string text;     // text newly complete (with a tokenizer): UTF-8 whole, stop strings cut
   FinishReason finish = FinishReason::none;  // set on the sequence's last event
+  float logprob = 0;    // of token, with SequenceParams::logprobs
 };
 
 struct SchedulerParams {
@@ -134,6 +139,7 @@ class Scheduler {
   std::vector<SeqChunk> chunks_;
   std::vector<Seq*> chunk_seqs_;  // the sequence of each chunk
   std::vector<float> logits_;     // (rows, vocab)
+  std::vector<float> raw_row_;    // (vocab) a row's logits before sampling changes them, for logprobs
 };
 
 }  // namespace lowbit

@@ -46,6 +46,9 @@ struct ForwardOptions {
   // prompt may leave it off for an ISA's faster large-M path.
   bool row_independent = false;
   const MatmulObserver* observer = nullptr;  // may be null
+  // (rows, dim) host floats, may be null: every row's hidden state after the final norm (what the
+  // output head reads), in batch order, for embeddings (the server's /api/embed pools them).
+  float* hidden = nullptr;
 };
 
 // The scratch of forward passes: backend buffers that grow to the largest batch seen (and are

@@ -10,7 +10,7 @@ namespace lowbit {
 namespace {
 
 // The workspace slots of one step.
-enum Slot : size_t { kX, kXb, kQ, kK, kV, kAtt, kGate, kUp, kTmp, kHead, kLogits };
+enum Slot : size_t { kX, kXb, kQ, kK, kV, kAtt, kGate, kUp, kTmp, kHead, kLogits, kHidden };
 
 }  // namespace
 
@@ -147,6 +147,11 @@ void LlamaForward::run(std::span<const SeqChunk> chunks, Workspace& ws, float* l
     b_.add(x, tmp);
   }
 
+  if (opt.hidden) {
+    const Tensor hn = ws.get(kHidden, n, dim);
+    b_.rmsnorm(x, final_norm_, c.norm_eps, hn);
+    b_.read(hn, opt.hidden);
+  }
   // Only the rows whose logits are wanted go through the (large) head.
   const int64_t rows = (int64_t)ws.logit_rows.size();
   if (rows == 0) return;

@@ -10,9 +10,9 @@ mkdir -p "$build"
 CC=clang CXX=clang++ cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLOWBIT_FUZZ=ON \
   -DLOWBIT_TESTS=OFF -DLOWBIT_BENCH=OFF -DLOWBIT_CLI=OFF -DLOWBIT_CUDA=OFF > "$build/build.log" 2>&1 || {
   cat "$build/build.log"; exit 1; }
-cmake --build "$build" -j"$(nproc)" --target safetensors_fuzz manifest_fuzz gguf_fuzz jinja_fuzz >> "$build/build.log" 2>&1 || {
-  tail -50 "$build/build.log"; exit 1; }
-for target in safetensors manifest gguf jinja; do
+cmake --build "$build" -j"$(nproc)" --target safetensors_fuzz manifest_fuzz gguf_fuzz jinja_fuzz serve_request_fuzz \
+  >> "$build/build.log" 2>&1 || { tail -50 "$build/build.log"; exit 1; }
+for target in safetensors manifest gguf jinja serve_request; do
   scratch=$build/scratch_$target
   mkdir -p "$scratch"
   echo "fuzzing $target for ${secs}s"

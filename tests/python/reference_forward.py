@@ -58,8 +58,9 @@ def rmsnorm(x, w, eps):
     return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * w
 
 
-def forward(hf_dir, ids):
-    """Logits (len(ids), vocab) of one sequence starting at position 0."""
+def forward(hf_dir, ids, hidden=False):
+    """Logits (len(ids), vocab) of one sequence starting at position 0; with hidden, the hidden
+    states after the final norm (len(ids), hidden_size) instead."""
     cfg, t = load_hf(hf_dir)
     dim, nh = cfg["hidden_size"], cfg["num_attention_heads"]
     nkv = cfg.get("num_key_value_heads", nh)
@@ -101,5 +102,7 @@ def forward(hf_dir, ids):
         u = h @ t[p + "mlp.up_proj.weight"].T
         x = x + ((g / (1 + np.exp(-g))) * u) @ t[p + "mlp.down_proj.weight"].T
     x = rmsnorm(x, t["model.norm.weight"], eps)
+    if hidden:
+        return x
     head = t["model.embed_tokens.weight"] if cfg.get("tie_word_embeddings", False) else t["lm_head.weight"]
     return x @ head.T

@@ -1,0 +1,439 @@
+#include "server/request.h"
+
+#include <cmath>
+#include <limits>
+
+#include "runtime/tokenizer/tokenizer_unicode.h"
+
+namespace lowbit::server {
+namespace {
+
+using nlohmann::json;
+
+[[noreturn]] void bad(const std::string& field, const std::string& what) {
+  throw RequestError(400, field, field + ": " + what);
+}
+
+const char* type_name(const json& v) {
+  switch (v.type()) {
+    case json::value_t::null: return "null";
+    case json::value_t::boolean: return "a boolean";
+    case json::value_t::string: return "a string";
+    case json::value_t::array: return "an array";
+    case json::value_t::object: return "an object";
+    case json::value_t::number_float: return "a number";
+    default: return "an integer";
+  }
+}
+
+[[noreturn]] void wrong_type(const std::string& field, const json& v, const char* want) {
+  bad(field, std::string("must be ") + want + ", got " + type_name(v));
+}
+
+std::string join(const std::string& parent, const std::string& key) {
+  return parent.empty() ? key : parent + "." + key;
+}
+
+// Present and not null: JSON clients often send null for "not set".
+const json* field(const json& obj, const std::string& key) {
+  auto it = obj.find(key);
+  return it == obj.end() || it->is_null() ? nullptr : &*it;
+}
+
+std::optional<std::string> opt_string(const json& obj, const std::string& key, const std::string& name) {
+  const json* v = field(obj, key);
+  if (!v) return std::nullopt;
+  if (!v->is_string()) wrong_type(name, *v, "a string");
+  return v->get<std::string>();
+}
+
+std::optional<bool> opt_bool(const json& obj, const std::string& key, const std::string& name) {
+  const json* v = field(obj, key);
+  if (!v) return std::nullopt;
+  if (!v->is_boolean()) wrong_type(name, *v, "a boolean");
+  return v->get<bool>();
+}
+
+// A whole number: an integer, or a float with no fraction (JavaScript clients send 64.0).
+std::optional<int64_t> opt_int(const json& obj, const std::string& key, const std::string& name) {
+  const json* v = field(obj, key);
+  if (!v) return std::nullopt;
+  if (v->is_number_integer()) {
+    if (v->is_number_unsigned() && v->get<uint64_t>() > (uint64_t)std::numeric_limits<int64_t>::max())
+      bad(name, "is too large");
+    return v->get<int64_t>();
+  }
+  if (v->is_number_float()) {
+    const double d = v->get<double>();
+    if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 9.0e15) return (int64_t)d;
+    bad(name, "must be a whole number, got " + v->dump());
+  }
+  wrong_type(name, *v, "an integer");
+}
+
+std::optional<double> opt_number(const json& obj, const std::string& key, const std::string& name) {
+  const json* v = field(obj, key);
+  if (!v) return std::nullopt;
+  if (!v->is_number()) wrong_type(name, *v, "a number");
+  return v->get<double>();
+}
+
+void check_object(const json& v, const std::string& name) {
+  if (!v.is_object()) wrong_type(name, v, "an object");
+}
+
+// Stop strings: Ollama's options.stop is an array; OpenAI's stop a string or an array of up to 4.
+std::vector<std::string> parse_stop(const json& v, const std::string& name, size_t max_count) {
+  std::vector<std::string> out;
+  if (v.is_string()) {
+    out.push_back(v.get<std::string>());
+  } else if (v.is_array()) {
+    for (size_t i = 0; i < v.size(); ++i) {
+      if (!v[i].is_string()) wrong_type(name + "[" + std::to_string(i) + "]", v[i], "a string");
+      out.push_back(v[i].get<std::string>());
+    }
+  } else {
+    wrong_type(name, v, "a string or an array of strings");
+  }
+  if (out.size() > max_count) bad(name, "at most " + std::to_string(max_count) + " stop strings");
+  for (size_t i = 0; i < out.size(); ++i)
+    if (out[i].empty()) bad(name + "[" + std::to_string(i) + "]", "must not be empty");
+  return out;
+}
+
+// A sampler setting the library refuses, under the name the client used for it.
+void check_sampler(const SamplerParams& p, const std::string& prefix, const std::string& penalty_name) {
+  if (const auto bad_setting = invalid_setting(p)) {
+    std::string name = bad_setting->field == "repetition_penalty" ? penalty_name : bad_setting->field;
+    bad(join(prefix, name), "must be " + bad_setting->requirement);
+  }
+}
+
+// Ollama's defaults (its api/types.go DefaultOptions), so a client sees the behaviour it expects.
+void ollama_defaults(GenerationRequest& r) {
+  r.sampler.temperature = 0.8f;
+  r.sampler.top_k = 40;
+  r.sampler.top_p = 0.9f;
+  r.sampler.min_p = 0.0f;
+  r.sampler.repetition_penalty = 1.1f;
+  r.sampler.repetition_window = 64;
+}
+
+// int32 range: Ollama's Go ints for these are 64-bit, but a count past 2^31 is a mistake, never a
+// request this server could meet.
+constexpr int64_t kMaxCount = std::numeric_limits<int32_t>::max();
+
+void parse_ollama_options(const json& body, GenerationRequest& r, int64_t max_ctx) {
+  const json* o = field(body, "options");
+  if (!o) return;
+  check_object(*o, "options");
+  if (auto v = opt_number(*o, "temperature", "options.temperature")) r.sampler.temperature = (float)*v;
+  if (auto v = opt_int(*o, "top_k", "options.top_k")) {
+    if (*v < 0 || *v > kMaxCount) bad("options.top_k", "must be in [0, 2^31), got " + std::to_string(*v));
+    r.sampler.top_k = (int)*v;
+  }
+  if (auto v = opt_number(*o, "top_p", "options.top_p")) r.sampler.top_p = (float)*v;
+  if (auto v = opt_number(*o, "min_p", "options.min_p")) r.sampler.min_p = (float)*v;
+  if (auto v = opt_number(*o, "repeat_penalty", "options.repeat_penalty")) r.sampler.repetition_penalty = (float)*v;
+  if (auto v = opt_int(*o, "repeat_last_n", "options.repeat_last_n")) {
+    // Ollama: -1 means the whole context, 0 off.
+    if (*v < -1 || *v > kMaxCount) bad("options.repeat_last_n", "must be >= -1, got " + std::to_string(*v));
+    r.sampler.repetition_window = *v == -1 ? (int)std::min<int64_t>(max_ctx, kMaxCount) : (int)*v;
+  }
+  if (auto v = opt_int(*o, "seed", "options.seed")) {
+    // Ollama: -1 (its default) draws a fresh seed.
+    if (*v >= 0) {
+      r.sampler.seed = (uint64_t)*v;
+      r.seed_given = true;
+    }
+  }
+  if (auto v = opt_int(*o, "num_predict", "options.num_predict")) {
+    // -1: until the context is full; -2 (fill the context) reads the same here.
+    if (*v < -2) bad("options.num_predict", "must be >= -2 (-1: no limit), got " + std::to_string(*v));
+    if (*v > kMaxCount) bad("options.num_predict", "must be < 2^31, got " + std::to_string(*v));
+    r.max_tokens = *v < 0 ? -1 : *v;
+  }
+  if (auto v = opt_int(*o, "num_ctx", "options.num_ctx")) {
+    if (*v < 1 || *v > max_ctx)
+      bad("options.num_ctx", "must be in [1, " + std::to_string(max_ctx) + "] (the server's --ctx), got " +
+                                 std::to_string(*v));
+    r.num_ctx = *v;
+  }
+  if (const json* s = field(*o, "stop")) r.stop = parse_stop(*s, "options.stop", 64);
+  check_sampler(r.sampler, "options", "repeat_penalty");
+}
+
+void parse_common_ollama(const json& body, GenerationRequest& r, int64_t max_ctx) {
+  check_object(body, "body");
+  r.model = required_string(body, "model");
+  if (auto v = opt_bool(body, "stream", "stream")) r.stream = *v;
+  if (const json* k = field(body, "keep_alive")) r.keep_alive = parse_keep_alive(*k, "keep_alive");
+  if (const json* f = field(body, "format")) {
+    // Structured outputs need constrained decoding, which this server does not do: say so rather
+    // than return text that ignores the format.
+    if (!(f->is_string() && f->get<std::string>().empty())) bad("format", "is not supported by this server");
+  }
+  ollama_defaults(r);
+  parse_ollama_options(body, r, max_ctx);
+}
+
+// Message content: a string, or (OpenAI) an array of parts of which only text is supported.
+std::string message_content(const json& v, const std::string& name) {
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_array()) {
+    std::string text;
+    for (size_t i = 0; i < v.size(); ++i) {
+      const std::string part = name + "[" + std::to_string(i) + "]";
+      check_object(v[i], part);
+      const std::string type = opt_string(v[i], "type", part + ".type").value_or("");
+      if (type != "text") bad(part + ".type", "only \"text\" content parts are supported, got \"" + type + "\"");
+      text += opt_string(v[i], "text", part + ".text").value_or("");
+    }
+    return text;
+  }
+  wrong_type(name, v, "a string");
+}
+
+json parse_messages(const json& body, bool openai) {
+  const json* m = field(body, "messages");
+  if (!m) {
+    if (openai) bad("messages", "is required");
+    return json::array();
+  }
+  if (!m->is_array()) wrong_type("messages", *m, "an array");
+  json out = json::array();
+  for (size_t i = 0; i < m->size(); ++i) {
+    const std::string name = "messages[" + std::to_string(i) + "]";
+    const json& msg = (*m)[i];
+    check_object(msg, name);
+    json copy = msg;
+    const json* role = field(msg, "role");
+    if (!role) bad(name + ".role", "is required");
+    if (!role->is_string()) wrong_type(name + ".role", *role, "a string");
+    if (const json* c = field(msg, "content")) copy["content"] = message_content(*c, name + ".content");
+    else if (!field(msg, "tool_calls")) bad(name + ".content", "is required");
+    else copy["content"] = "";
+    if (const json* img = field(msg, "images"); img && !(img->is_array() && img->empty()))
+      bad(name + ".images", "images are not supported (no vision model)");
+    out.push_back(std::move(copy));
+  }
+  if (openai && out.empty()) bad("messages", "must hold at least one message");
+  return out;
+}
+
+// OpenAI's sampling fields. Its defaults: temperature 1, top_p 1, no top-k, no penalty.
+void parse_openai_common(const json& body, GenerationRequest& r, int64_t max_ctx) {
+  check_object(body, "body");
+  r.model = required_string(body, "model");
+  r.stream = false;
+  r.sampler.temperature = 1.0f;
+  r.sampler.top_p = 1.0f;
+  if (auto v = opt_bool(body, "stream", "stream")) r.stream = *v;
+  if (const json* so = field(body, "stream_options")) {
+    check_object(*so, "stream_options");
+    if (auto v = opt_bool(*so, "include_usage", "stream_options.include_usage")) r.include_usage = *v;
+  }
+  if (auto v = opt_number(body, "temperature", "temperature")) {
+    if (!(*v >= 0 && *v <= 2)) bad("temperature", "must be in [0, 2]");
+    r.sampler.temperature = (float)*v;
+  }
+  if (auto v = opt_number(body, "top_p", "top_p")) r.sampler.top_p = (float)*v;
+  if (auto v = opt_int(body, "seed", "seed")) {
+    r.sampler.seed = (uint64_t)*v;
+    r.seed_given = true;
+  }
+  if (auto v = opt_int(body, "n", "n"); v && *v != 1) bad("n", "only n = 1 is supported");
+  for (const char* penalty : {"frequency_penalty", "presence_penalty"})
+    if (auto v = opt_number(body, penalty, penalty); v && *v != 0) bad(penalty, "is not supported (only 0)");
+  if (const json* s = field(body, "stop")) r.stop = parse_stop(*s, "stop", 4);
+  for (const char* key : {"max_completion_tokens", "max_tokens"}) {
+    if (auto v = opt_int(body, key, key)) {
+      if (*v < 1 || *v > max_ctx)
+        bad(key, "must be in [1, " + std::to_string(max_ctx) + "] (the server's context), got " + std::to_string(*v));
+      r.max_tokens = *v;
+      break;
+    }
+  }
+  if (const json* k = field(body, "keep_alive")) r.keep_alive = parse_keep_alive(*k, "keep_alive");
+  check_sampler(r.sampler, "", "repetition_penalty");
+}
+
+}  // namespace
+
+bool GenerationRequest::load_only() const {
+  if (route == Route::ollama_generate) return prompt.empty();
+  if (route == Route::ollama_chat) return messages.empty();
+  return false;
+}
+
+std::string required_string(const json& body, const std::string& key) {
+  const json* v = field(body, key);
+  if (!v) bad(key, "is required");
+  if (!v->is_string()) wrong_type(key, *v, "a string");
+  std::string s = v->get<std::string>();
+  if (s.empty()) bad(key, "must not be empty");
+  return s;
+}
+
+std::string model_name_field(const json& body) {
+  check_object(body, "body");
+  if (field(body, "model")) return required_string(body, "model");
+  if (field(body, "name")) return required_string(body, "name");
+  bad("model", "is required");
+}
+
+KeepAlive parse_keep_alive(const json& v, const std::string& name) {
+  KeepAlive k;
+  k.given = true;
+  double seconds = 0;
+  if (v.is_number()) {
+    seconds = v.get<double>();
+    if (!std::isfinite(seconds)) bad(name, "must be finite");
+  } else if (v.is_string()) {
+    // Go's time.ParseDuration: [-+]?([0-9]*(\.[0-9]*)?[a-z]+)+, or a bare number (Ollama reads
+    // "300" as seconds too).
+    const std::string s = v.get<std::string>();
+    size_t i = 0;
+    bool neg = false;
+    if (i < s.size() && (s[i] == '-' || s[i] == '+')) neg = s[i++] == '-';
+    if (i == s.size()) bad(name, "'" + s + "' is not a duration (e.g. \"5m\", \"1h30m\", \"-1\")");
+    bool any = false;
+    while (i < s.size()) {
+      size_t j = i;
+      while (j < s.size() && (std::isdigit((unsigned char)s[j]) || s[j] == '.')) ++j;
+      if (j == i) bad(name, "'" + s + "' is not a duration (e.g. \"5m\", \"1h30m\", \"-1\")");
+      double num = 0;
+      try {
+        size_t used = 0;
+        num = std::stod(s.substr(i, j - i), &used);
+        if (used != j - i) throw std::invalid_argument("");
+      } catch (const std::exception&) {
+        bad(name, "'" + s + "' is not a duration (e.g. \"5m\", \"1h30m\", \"-1\")");
+      }
+      size_t u = j;
+      while (u < s.size() && std::isalpha((unsigned char)s[u])) ++u;
+      const std::string unit = s.substr(j, u - j);
+      double scale;
+      if (unit.empty()) {
+        if (any || u != s.size()) bad(name, "'" + s + "': a number without a unit must stand alone");
+        scale = 1;
+      } else if (unit == "ns") scale = 1e-9;
+      else if (unit == "us" || unit == "µs") scale = 1e-6;
+      else if (unit == "ms") scale = 1e-3;
+      else if (unit == "s") scale = 1;
+      else if (unit == "m") scale = 60;
+      else if (unit == "h") scale = 3600;
+      else bad(name, "'" + s + "': unknown unit '" + unit + "' (ns, us, ms, s, m, h)");
+      seconds += num * scale;
+      any = true;
+      i = u;
+    }
+    if (neg) seconds = -seconds;
+  } else {
+    wrong_type(name, v, "a duration string or a number of seconds");
+  }
+  if (seconds < 0) k.forever = true;
+  else k.seconds = seconds;
+  return k;
+}
+
+json parse_body(const std::string& body) {
+  if (const size_t at = tok::utf8_invalid_offset(body); at != std::string::npos)
+    throw RequestError(400, "body", "body: invalid UTF-8 at byte " + std::to_string(at) + " (JSON must be UTF-8)");
+  json j;
+  try {
+    // Exceptions on: the parser throws out_of_range for a number that overflows even when asked
+    // not to throw, so catching is the one way to see every refusal.
+    j = json::parse(body);
+  } catch (const json::exception& e) {
+    throw RequestError(400, "body", std::string("body: malformed JSON: ") + e.what());
+  }
+  if (!j.is_object()) throw RequestError(400, "body", std::string("body: must be a JSON object, got ") + type_name(j));
+  return j;
+}
+
+GenerationRequest parse_ollama_generate(const json& body, int64_t max_ctx) {
+  GenerationRequest r;
+  r.route = Route::ollama_generate;
+  parse_common_ollama(body, r, max_ctx);
+  r.prompt = opt_string(body, "prompt", "prompt").value_or("");
+  r.system = opt_string(body, "system", "system").value_or("");
+  if (auto v = opt_bool(body, "raw", "raw")) r.raw = *v;
+  if (auto v = opt_string(body, "suffix", "suffix"); v && !v->empty()) bad("suffix", "is not supported (no fill-in-the-middle)");
+  if (auto v = opt_string(body, "template", "template"); v && !v->empty())
+    bad("template", "is not supported (the model's own chat template is used)");
+  if (const json* img = field(body, "images"); img && !(img->is_array() && img->empty()))
+    bad("images", "images are not supported (no vision model)");
+  if (const json* c = field(body, "context"); c && !(c->is_array() && c->empty()))
+    bad("context", "is not supported (send the conversation to /api/chat)");
+  return r;
+}
+
+GenerationRequest parse_ollama_chat(const json& body, int64_t max_ctx) {
+  GenerationRequest r;
+  r.route = Route::ollama_chat;
+  parse_common_ollama(body, r, max_ctx);
+  r.messages = parse_messages(body, false);
+  if (const json* t = field(body, "tools"); t && !(t->is_array() && t->empty()))
+    bad("tools", "tool calling is not supported by this server");
+  return r;
+}
+
+GenerationRequest parse_openai_chat(const json& body, int64_t max_ctx) {
+  GenerationRequest r;
+  r.route = Route::openai_chat;
+  parse_openai_common(body, r, max_ctx);
+  r.messages = parse_messages(body, true);
+  if (const json* t = field(body, "tools"); t && !(t->is_array() && t->empty()))
+    bad("tools", "tool calling is not supported by this server");
+  if (auto v = opt_bool(body, "logprobs", "logprobs")) r.logprobs = *v;
+  if (auto v = opt_int(body, "top_logprobs", "top_logprobs"); v && *v != 0)
+    bad("top_logprobs", "only 0 is supported (the chosen tokens' log-probabilities)");
+  return r;
+}
+
+GenerationRequest parse_openai_completion(const json& body, int64_t max_ctx) {
+  GenerationRequest r;
+  r.route = Route::openai_completion;
+  r.max_tokens = 16;  // OpenAI's default for the legacy completions route
+  parse_openai_common(body, r, max_ctx);
+  const json* p = field(body, "prompt");
+  if (!p) bad("prompt", "is required");
+  if (p->is_string()) {
+    r.prompt = p->get<std::string>();
+  } else if (p->is_array() && p->size() == 1 && (*p)[0].is_string()) {
+    r.prompt = (*p)[0].get<std::string>();
+  } else if (p->is_array()) {
+    bad("prompt", "only one prompt per request is supported (a string, or an array of one string)");
+  } else {
+    wrong_type("prompt", *p, "a string");
+  }
+  if (auto v = opt_bool(body, "echo", "echo"); v && *v) bad("echo", "is not supported");
+  if (field(body, "logprobs")) bad("logprobs", "is not supported on /v1/completions (/v1/chat/completions has it)");
+  if (auto v = opt_string(body, "suffix", "suffix"); v && !v->empty()) bad("suffix", "is not supported");
+  if (auto v = opt_int(body, "best_of", "best_of"); v && *v != 1) bad("best_of", "only best_of = 1 is supported");
+  return r;
+}
+
+EmbedRequest parse_embed(const json& body) {
+  check_object(body, "body");
+  EmbedRequest r;
+  r.model = required_string(body, "model");
+  const json* in = field(body, "input");
+  if (!in) bad("input", "is required");
+  if (in->is_string()) {
+    r.input.push_back(in->get<std::string>());
+  } else if (in->is_array()) {
+    for (size_t i = 0; i < in->size(); ++i) {
+      if (!(*in)[i].is_string()) wrong_type("input[" + std::to_string(i) + "]", (*in)[i], "a string");
+      r.input.push_back((*in)[i].get<std::string>());
+    }
+  } else {
+    wrong_type("input", *in, "a string or an array of strings");
+  }
+  if (auto v = opt_bool(body, "truncate", "truncate")) r.truncate = *v;
+  if (const json* k = field(body, "keep_alive")) r.keep_alive = parse_keep_alive(*k, "keep_alive");
+  return r;
+}
+
+}  // namespace lowbit::server

@@ -1,0 +1,105 @@
+// The server's requests as plain structs: JSON bodies of the Ollama and OpenAI routes parsed and
+// checked here, before anything touches a model, so every mistake is answered with a 4xx whose
+// message names the field at fault ("options.num_predict must be >= -2, got -5").
+//
+// What needs the model (the prompt's length in tokens against the context, a chat template's own
+// refusal) is checked later, by the routes, with the same RequestError.
+//
+// Thread safety: free functions over their arguments only.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "runtime/sampler.h"
+
+namespace lowbit::server {
+
+// A request the client got wrong (or cannot have now): the HTTP status to answer with, the field
+// at fault in the dotted form the client wrote it ("options.num_ctx", "messages[2].content"; ""
+// when it is the request as a whole) and a one-line message that names it.
+class RequestError : public std::runtime_error {
+ public:
+  RequestError(int status, std::string field, const std::string& message)
+      : std::runtime_error(message), status_(status), field_(std::move(field)) {}
+  int status() const { return status_; }
+  const std::string& field() const { return field_; }
+
+ private:
+  int status_;
+  std::string field_;
+};
+
+// How long a model stays loaded after its last request (Ollama's keep_alive).
+struct KeepAlive {
+  bool given = false;     // absent: the server's default
+  bool forever = false;   // a negative duration
+  double seconds = 0;     // when not forever; 0 unloads once the request is done
+};
+
+// Ollama's duration strings ("5m", "1h30m", "300ms", "-1s") and plain numbers of seconds, as Go's
+// time.ParseDuration and Ollama's api.Duration read them. Throws RequestError naming `field`.
+KeepAlive parse_keep_alive(const nlohmann::json& v, const std::string& field);
+
+// Parses a request body. Throws RequestError(400) for a body that is not valid UTF-8 (naming the
+// byte), not JSON (naming the position) or not a JSON object.
+nlohmann::json parse_body(const std::string& body);
+
+enum class Route { ollama_generate, ollama_chat, openai_chat, openai_completion };
+
+// One generation request of any of the four routes, in the engine's terms.
+struct GenerationRequest {
+  Route route = Route::ollama_generate;
+  std::string model;
+  // Ollama generate and OpenAI completions: the text; chat routes: the messages (objects with a
+  // string "role" and "content", other keys kept for the template).
+  std::string prompt;
+  std::string system;            // Ollama generate: the system message of the template
+  bool raw = false;              // Ollama generate: the prompt as it is, no template
+  nlohmann::json messages = nlohmann::json::array();
+  bool stream = true;            // Ollama: default true; OpenAI: default false
+  bool include_usage = false;    // OpenAI stream_options.include_usage
+  KeepAlive keep_alive;
+
+  // New tokens at most: -1 until the context is full (Ollama's -1 and -2, OpenAI's absent
+  // max_tokens), else >= 0.
+  int64_t max_tokens = -1;
+  int64_t num_ctx = 0;           // 0: the model's context as the server loaded it
+  SamplerParams sampler;
+  bool seed_given = false;       // else the server draws a fresh seed
+  std::vector<std::string> stop;
+  bool logprobs = false;         // OpenAI chat: each generated token's log-probability
+
+  // Ollama: no prompt (generate) or no messages (chat): load the model, generate nothing.
+  bool load_only() const;
+};
+
+// Each throws RequestError (400, naming the field) on a missing or mistyped field, a value out of
+// range, invalid sampling settings or a field this server does not support (n != 1, images).
+// max_ctx: the largest context the server allows, so a huge num_ctx / max_tokens is refused here.
+GenerationRequest parse_ollama_generate(const nlohmann::json& body, int64_t max_ctx);
+GenerationRequest parse_ollama_chat(const nlohmann::json& body, int64_t max_ctx);
+GenerationRequest parse_openai_chat(const nlohmann::json& body, int64_t max_ctx);
+GenerationRequest parse_openai_completion(const nlohmann::json& body, int64_t max_ctx);
+
+// The smaller routes' bodies.
+struct EmbedRequest {
+  std::string model;
+  std::vector<std::string> input;  // Ollama /api/embed: a string or an array of strings
+  bool truncate = true;
+  KeepAlive keep_alive;
+};
+EmbedRequest parse_embed(const nlohmann::json& body);
+
+// A required string field ("model", "name", "source", "destination"); Ollama's /api/show,
+// /api/delete, /api/copy and /api/create name the model "model" today and "name" before.
+std::string required_string(const nlohmann::json& body, const std::string& key);
+// The model name of /api/show, /api/delete, /api/create: "model", or the older "name".
+std::string model_name_field(const nlohmann::json& body);
+
+}  // namespace lowbit::server

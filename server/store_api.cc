@@ -1,0 +1,177 @@
+// Ollama's model-management routes over the model store (store/model_store.h): GET /api/tags,
+// POST /api/show, GET /api/ps, POST /api/create, POST /api/copy, DELETE /api/delete.
+#include <chrono>
+#include <ctime>
+
+#include "kernels/error.h"
+#include "server/context.h"
+
+namespace lowbit::server {
+namespace {
+
+using nlohmann::json;
+
+json details_json(const ModelDetails& d) {
+  return {{"parent_model", d.parent_model},
+          {"format", d.format},
+          {"family", d.family},
+          {"families", json::array({d.family})},
+          {"parameter_size", d.parameter_size},
+          {"quantization_level", d.quantization_level}};
+}
+
+json model_entry(const StoredModel& m) {
+  json j = {{"name", m.name}, {"model", m.name}, {"size", m.size}, {"digest", m.digest}, {"details", details_json(m.details)}};
+  if (!m.modified_at.empty()) j["modified_at"] = m.modified_at;  // clients parse it as a date when present
+  return j;
+}
+
+std::string rfc3339(std::chrono::system_clock::time_point t) {
+  const std::time_t tt = std::chrono::system_clock::to_time_t(t);
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  char buf[40];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+// A handler whose errors are answered in Ollama's shape.
+template <class F>
+httplib::Server::Handler ollama(F f) {
+  return [f](const httplib::Request& req, httplib::Response& res) {
+    try {
+      f(req, res);
+    } catch (const std::exception& e) {
+      answer_exception(res, e, false);
+    }
+  };
+}
+
+}  // namespace
+
+void add_store_routes(httplib::Server& http, Context& ctx) {
+  http.Get("/api/tags", ollama([&ctx](const httplib::Request&, httplib::Response& res) {
+    json models = json::array();
+    for (const StoredModel& m : ctx.store.list()) models.push_back(model_entry(m));
+    set_json(res, {{"models", models}});
+  }));
+
+  http.Post("/api/show", ollama([&ctx](const httplib::Request& req, httplib::Response& res) {
+    const std::string name = model_name_field(parse_body(req.body));
+    const std::optional<StoredModel> m = ctx.store.find(name);
+    if (!m) throw RequestError(404, "model", "model: '" + name + "' not found in " + ctx.store.root());
+    // The template and model facts come from a loaded copy when there is one, else from a load
+    // that keeps it for the default keep_alive (as a first request would).
+    auto lease = ctx.registry.acquire(name, KeepAlive{});
+    const LoadedModel& lm = **lease;
+    const ModelConfig& c = lm.model->config();
+    const std::string arch = m->details.family.empty() ? "llama" : m->details.family;
+    json info = {{"general.architecture", arch},
+                 {arch + ".block_count", c.n_layers},
+                 {arch + ".embedding_length", c.dim},
+                 {arch + ".attention.head_count", c.n_heads},
+                 {arch + ".attention.head_count_kv", c.n_kv_heads},
+                 {arch + ".feed_forward_length", c.ffn_dim},
+                 {arch + ".context_length", c.max_ctx},
+                 {arch + ".vocab_size", c.vocab_size}};
+    json caps = json::array({"completion"});
+    json out = {{"modelfile", "FROM " + m->dir + "\n"},
+                {"parameters", ""},
+                {"template", lm.chat_template ? lm.chat_template->source() : ""},
+                {"details", details_json(m->details)},
+                {"model_info", info},
+                {"capabilities", caps}};
+    if (!m->modified_at.empty()) out["modified_at"] = m->modified_at;
+    set_json(res, out);
+  }));
+
+  http.Get("/api/ps", ollama([&ctx](const httplib::Request&, httplib::Response& res) {
+    json models = json::array();
+    for (const LoadedInfo& i : ctx.registry.loaded()) {
+      json e = {{"name", i.name}, {"model", i.name}, {"size", i.size_bytes}, {"size_vram", 0}};
+      ModelDetails d;
+      std::string digest;
+      try {
+        if (auto m = ctx.store.find(i.name)) {
+          d = m->details;
+          digest = m->digest;
+        }
+      } catch (const Error&) {
+        // Loaded by path, not by a store name.
+      }
+      e["digest"] = digest;
+      e["details"] = details_json(d);
+      // A model kept forever: far in the future, as Ollama shows it.
+      e["expires_at"] = i.forever ? "2318-01-01T00:00:00Z" : rfc3339(i.expires);
+      models.push_back(e);
+    }
+    set_json(res, {{"models", models}});
+  }));
+
+  http.Post("/api/create", ollama([&ctx](const httplib::Request& req, httplib::Response& res) {
+    const json body = parse_body(req.body);
+    const std::string name = model_name_field(body);
+    std::string from;
+    if (body.contains("from") && !body["from"].is_null()) from = required_string(body, "from");
+    else if (body.contains("path") && !body["path"].is_null()) from = required_string(body, "path");
+    else throw RequestError(400, "from", "from: is required (a GGUF file, an HF directory, a manifest directory or a stored model)");
+    CreateOptions opt;
+    if (body.contains("quantize") && !body["quantize"].is_null()) {
+      if (!body["quantize"].is_string()) throw RequestError(400, "quantize", "quantize: must be a string");
+      opt.quantize = body["quantize"].get<std::string>();
+    }
+    opt.threads = ctx.params.threads;
+    bool stream = true;
+    if (body.contains("stream") && !body["stream"].is_null()) {
+      if (!body["stream"].is_boolean()) throw RequestError(400, "stream", "stream: must be a boolean");
+      stream = body["stream"].get<bool>();
+    }
+    // A stored model's name as `from` copies it (Ollama's FROM NAME); a path is imported.
+    std::string source = from;
+    try {
+      if (auto m = ctx.store.find(from)) source = m->dir;
+    } catch (const Error&) {
+    }
+    std::vector<std::string> lines;
+    ctx.store.create(name, source, opt, [&](const std::string& line) { lines.push_back(line); });
+    if (!stream) {
+      set_json(res, {{"status", "success"}});
+      return;
+    }
+    std::string out;
+    for (const std::string& l : lines) out += dump(json{{"status", l}}) + "\n";
+    out += dump(json{{"status", "success"}}) + "\n";
+    res.set_content(out, "application/x-ndjson");
+  }));
+
+  // Registries are out of reach by design: say so rather than 404.
+  for (const char* path : {"/api/pull", "/api/push"}) {
+    http.Post(path, [path](const httplib::Request&, httplib::Response& res) {
+      ollama_error(res, 501,
+                   std::string(path) + " is not supported: lowbit serves local models; /api/create imports a GGUF, "
+                                       "HF directory or manifest path");
+    });
+  }
+
+  http.Post("/api/copy", ollama([&ctx](const httplib::Request& req, httplib::Response& res) {
+    const json body = parse_body(req.body);
+    const std::string source = required_string(body, "source");
+    const std::string destination = required_string(body, "destination");
+    ctx.store.copy(source, destination);
+    res.status = 200;
+  }));
+
+  http.Delete("/api/delete", ollama([&ctx](const httplib::Request& req, httplib::Response& res) {
+    const std::string name = model_name_field(parse_body(req.body));
+    const std::optional<StoredModel> m = ctx.store.find(name);
+    if (!m) throw RequestError(404, "model", "model: '" + name + "' not found in " + ctx.store.root());
+    ctx.store.remove(name);
+    // Unloaded once no request uses it (another name with the same digest keeps it, if any).
+    bool still_named = false;
+    for (const StoredModel& s : ctx.store.list()) still_named |= s.digest == m->digest;
+    if (!still_named) ctx.registry.evict("sha256:" + m->digest);
+    res.status = 200;
+  }));
+}
+
+}  // namespace lowbit::server

@@ -1,0 +1,66 @@
+// libFuzzer target over the server's request parsing (server/request.h): any bytes as the body of
+// each generation route and of /api/embed. Junk must be refused with RequestError only (never
+// another exception, a crash or UB), as a 4xx whose one-line message names the field it blames;
+// an accepted request must keep the parser's promises (sampler settings the library accepts,
+// max_tokens -1 or in [0, max_ctx], num_ctx in [0, max_ctx], no empty stop string).
+// Seeds: tests/fuzz/corpus_serve_request (request bodies from Ollama's and OpenAI's docs).
+#include <stdint.h>
+#include <string.h>
+
+#include <string>
+
+#include "server/request.h"
+
+namespace {
+
+constexpr int64_t kMaxCtx = 4096;
+
+void check_error(const lowbit::server::RequestError& e) {
+  if (e.status() < 400 || e.status() >= 500) __builtin_trap();
+  if (strchr(e.what(), '\n')) __builtin_trap();  // messages are one line
+  if (!e.field().empty() && std::string(e.what()).find(e.field()) == std::string::npos) __builtin_trap();
+}
+
+void check_request(const lowbit::server::GenerationRequest& r) {
+  if (lowbit::invalid_setting(r.sampler)) __builtin_trap();
+  if (r.max_tokens < -1 || r.max_tokens > kMaxCtx * 1024 * 1024) __builtin_trap();
+  if (r.num_ctx < 0 || r.num_ctx > kMaxCtx) __builtin_trap();
+  for (const std::string& s : r.stop)
+    if (s.empty()) __builtin_trap();
+  if (r.model.empty()) __builtin_trap();
+  if (!r.messages.is_array()) __builtin_trap();
+  for (const auto& m : r.messages)
+    if (!m.is_object() || !m.contains("role") || !m.at("role").is_string() || !m.contains("content") ||
+        !m.at("content").is_string())
+      __builtin_trap();
+  if (r.keep_alive.seconds < 0) __builtin_trap();
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  using namespace lowbit::server;
+  const std::string body(reinterpret_cast<const char*>(data), size);
+  nlohmann::json j;
+  try {
+    j = parse_body(body);
+  } catch (const RequestError& e) {
+    check_error(e);
+    return 0;
+  }
+  using Parser = GenerationRequest (*)(const nlohmann::json&, int64_t);
+  for (Parser p : {parse_ollama_generate, parse_ollama_chat, parse_openai_chat, parse_openai_completion}) {
+    try {
+      check_request(p(j, kMaxCtx));
+    } catch (const RequestError& e) {
+      check_error(e);
+    }
+  }
+  try {
+    const EmbedRequest e = parse_embed(j);
+    if (e.model.empty()) __builtin_trap();
+  } catch (const RequestError& e) {
+    check_error(e);
+  }
+  return 0;
+}

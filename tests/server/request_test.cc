@@ -1,0 +1,92 @@
+// server/request.h: keep_alive durations as Go's time.ParseDuration reads them (the examples of
+// its documentation: "300ms", "-1.5h", "2h45m"; Ollama's api.Duration adds plain numbers of
+// seconds and negative = forever), and bodies refused with the field named.
+#include <gtest/gtest.h>
+
+#include "server/request.h"
+
+namespace lowbit::server {
+namespace {
+
+using nlohmann::json;
+
+double seconds(const json& v) {
+  const KeepAlive k = parse_keep_alive(v, "keep_alive");
+  EXPECT_FALSE(k.forever) << v.dump();
+  return k.seconds;
+}
+
+TEST(KeepAlive, GoDurations) {
+  EXPECT_DOUBLE_EQ(seconds("300ms"), 0.3);
+  EXPECT_DOUBLE_EQ(seconds("2h45m"), 2 * 3600 + 45 * 60);
+  EXPECT_DOUBLE_EQ(seconds("5m"), 300);
+  EXPECT_DOUBLE_EQ(seconds("1.5h"), 5400);
+  EXPECT_DOUBLE_EQ(seconds("1m30s"), 90);
+  EXPECT_DOUBLE_EQ(seconds("250us"), 250e-6);
+  EXPECT_DOUBLE_EQ(seconds("0"), 0);
+  EXPECT_TRUE(parse_keep_alive("-1.5h", "keep_alive").forever);
+  EXPECT_TRUE(parse_keep_alive("-1", "keep_alive").forever);
+}
+
+TEST(KeepAlive, NumbersAreSeconds) {
+  EXPECT_DOUBLE_EQ(seconds(0), 0);
+  EXPECT_DOUBLE_EQ(seconds(600), 600);
+  EXPECT_DOUBLE_EQ(seconds(2.5), 2.5);
+  EXPECT_TRUE(parse_keep_alive(-1, "keep_alive").forever);
+}
+
+TEST(KeepAlive, RefusalsNameTheField) {
+  for (const json& bad : {json(""), json("5 m"), json("5x"), json("1e3"), json("m"), json("-"), json(true),
+                          json::array()}) {
+    try {
+      parse_keep_alive(bad, "keep_alive");
+      ADD_FAILURE() << bad.dump() << " was accepted";
+    } catch (const RequestError& e) {
+      EXPECT_EQ(e.status(), 400);
+      EXPECT_EQ(e.field(), "keep_alive");
+      EXPECT_NE(std::string(e.what()).find("keep_alive"), std::string::npos) << e.what();
+    }
+  }
+}
+
+TEST(ParseBody, RefusesWhatIsNotAJsonObject) {
+  for (const std::string body : {"", "{", "[1]", "\"x\"", "{\"a\": 1e999999}", "{\"a\": \"\xff\"}"}) {
+    try {
+      parse_body(body);
+      ADD_FAILURE() << body << " was accepted";
+    } catch (const RequestError& e) {
+      EXPECT_EQ(e.status(), 400);
+      EXPECT_EQ(e.field(), "body");
+    }
+  }
+  EXPECT_EQ(parse_body("{\"model\": \"m\"}")["model"], "m");
+}
+
+TEST(ParseOllama, OptionsOutOfRangeNameTheirField) {
+  const json base = {{"model", "m"}, {"prompt", "p"}};
+  const std::pair<json, std::string> cases[] = {
+      {{{"num_predict", -3}}, "options.num_predict"}, {{{"num_ctx", 0}}, "options.num_ctx"},
+      {{{"num_ctx", 4097}}, "options.num_ctx"},       {{{"top_p", 0}}, "options.top_p"},
+      {{{"repeat_penalty", 0}}, "options.repeat_penalty"}, {{{"stop", {1}}}, "options.stop[0]"},
+  };
+  for (const auto& [options, field] : cases) {
+    json body = base;
+    body["options"] = options;
+    try {
+      parse_ollama_generate(body, 4096);
+      ADD_FAILURE() << body.dump() << " was accepted";
+    } catch (const RequestError& e) {
+      EXPECT_EQ(e.field(), field) << e.what();
+    }
+  }
+  json ok = base;
+  ok["options"] = {{"num_predict", -1}, {"num_ctx", 4096}, {"seed", 5}, {"temperature", 0}};
+  const GenerationRequest r = parse_ollama_generate(ok, 4096);
+  EXPECT_EQ(r.max_tokens, -1);
+  EXPECT_EQ(r.num_ctx, 4096);
+  EXPECT_TRUE(r.seed_given);
+  EXPECT_EQ(r.sampler.seed, 5u);
+}
+
+}  // namespace
+}  // namespace lowbit::server
