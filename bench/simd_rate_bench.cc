@@ -40,7 +40,7 @@ LOWBIT_RATE_LOOP(loop_vpmaddwd, "vpmaddwd")
 LOWBIT_RATE_LOOP(loop_vpunpckldq, "vpunpckldq")
 LOWBIT_RATE_LOOP(loop_vpblendd, "vpblendd $0xaa,")
 LOWBIT_RATE_LOOP(loop_vfmadd231ps, "vfmadd231ps")
-LOWBIT_RATE_LOOP(loop_vpdpbusd, "{evex} vpdpbusd")
+LOWBIT_RATE_LOOP(loop_vpdpbusd, "%{evex%} vpdpbusd")  // the AVX-512 VL form, as the kernels use it
 
 // The same with zmm registers.
 #define LOWBIT_X12Z(I)                                                                           \

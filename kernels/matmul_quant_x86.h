@@ -1,8 +1,9 @@
 // The int8-activation kernels for quantized weights on x86, in 256-bit registers: the
 // arithmetic of gemm_q_scalar (matmul_scalar.cc). Built once per x86 ISA from this one source,
-// included by matmul_quant_avx2.cc (AVX2: vpmaddubsw + vpmaddwd) and matmul_quant_avx512.cc
-// (AVX-512 VL + VNNI: vpdpbusd on 256-bit registers, see there why not 512-bit ones); kVnni,
-// set by the including file's compiler flags, picks the integer dot product. Everything has
+// included by matmul_quant_avx2.cc (AVX2: vpmaddubsw + vpmaddwd), matmul_quant_avx512.cc
+// (AVX-512 VL + VNNI: vpdpbusd on 256-bit registers, see there why not 512-bit ones) and
+// matmul_avxvnni.cc (AVX-VNNI: the same vpdpbusd, VEX-encoded, on AVX2-class CPUs); kVnni, set
+// by the including file's compiler flags, picks the integer dot product. Everything has
 // internal linkage (the unnamed namespace), so each ISA's copy is its own.
 //
 // y[c][n] = sum_g [ de_g * sum_{b in g} s_{c,b} * Q_{n,c,b} + ce_g * gsum_{c,g} ]
@@ -47,11 +48,22 @@
 namespace lowbit::x86 {
 namespace {
 
-#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+#if (defined(__AVX512VNNI__) && defined(__AVX512VL__)) || defined(__AVXVNNI__)
 constexpr bool kVnni = true;  // vpdpbusd on 256-bit registers
 #else
 constexpr bool kVnni = false;
 #endif
+// acc + the sums of four u8 x s8 products per i32 lane: vpdpbusd in the encoding the file is
+// built for (EVEX with AVX-512 VL, VEX with AVX-VNNI). Only called where kVnni.
+[[gnu::always_inline]] inline __m256i dpbusd(__m256i acc, __m256i u8, __m256i s8) {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+  return _mm256_dpbusd_epi32(acc, u8, s8);
+#elif defined(__AVXVNNI__)
+  return _mm256_dpbusd_avx_epi32(acc, u8, s8);
+#else
+  return acc;
+#endif
+}
 // Whether a quad's sums are added in i16 before one vpmaddwd widens them (AVX2 below 8 bits).
 template <int BITS>
 constexpr bool kI16Sums = !kVnni && BITS != 8;
@@ -214,7 +226,7 @@ template <int BITS>
 [[gnu::always_inline]] inline __m256i block_dot(__m256i w, const int8_t* act, __m256i ones) {
   const __m256i av = load32(act);
   if constexpr (kVnni)
-    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), w, av);
+    return dpbusd(_mm256_setzero_si256(), w, av);
   else if constexpr (BITS == 8)
     return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(av, w)), ones);
   else
@@ -264,7 +276,7 @@ template <int BITS>
                                                   __m256i ones, __m256i (&h)[2]) {
   __m256i p[4];
   if constexpr (kVnni) {
-    unroll<4>([&](auto j) { p[j] = _mm256_dpbusd_epi32(_mm256_setzero_si256(), w[j], load32(act + j * kActBlock)); });
+    unroll<4>([&](auto j) { p[j] = dpbusd(_mm256_setzero_si256(), w[j], load32(act + j * kActBlock)); });
   } else if constexpr (BITS == 8) {
     unroll<4>([&](auto j) {
       const __m256i av = load32(act + j * kActBlock);

@@ -321,7 +321,8 @@ TEST(MatmulIsa, ActivationQuantizationIdentical) {
 TEST(MatmulIsa, ForcedIsaNames) {
   EXPECT_EQ(resolve_isa(Isa::scalar), Isa::scalar);
   EXPECT_THROW(parse_isa("sse9"), Error);
-  for (Isa i : {Isa::automatic, Isa::scalar, Isa::avx2, Isa::avx512, Isa::neon}) EXPECT_EQ(parse_isa(isa_name(i)), i);
+  for (Isa i : {Isa::automatic, Isa::scalar, Isa::avx2, Isa::avxvnni, Isa::avx512, Isa::neon})
+    EXPECT_EQ(parse_isa(isa_name(i)), i);
   for (Isa i : available_isas()) EXPECT_TRUE(isa_supported(i));
 }
 
@@ -329,7 +330,7 @@ TEST(MatmulIsa, ForcedIsaNames) {
 // ran here and which compiled ones this CPU could not run (their kernels went untested).
 TEST(MatmulIsa, SaysWhichIsasRan) {
   std::string ran, not_here;
-  for (Isa i : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::neon}) {
+  for (Isa i : {Isa::scalar, Isa::avx2, Isa::avxvnni, Isa::avx512, Isa::neon}) {
     if (isa_supported(i)) ran += std::string(ran.empty() ? "" : " ") + isa_name(i);
     else if (isa_compiled(i)) not_here += std::string(not_here.empty() ? "" : " ") + isa_name(i);
   }
