@@ -39,7 +39,7 @@ def matmul_case(a, isa, t, m):
 
 
 def core_cases(a, isa):
-    filt = "core/(" + "|".join(re.escape(t) for t in a.types) + ")/m:(1|32)/n:128/k:4096$"
+    filt = a.filter or "core/(" + "|".join(re.escape(t) for t in a.types) + ")/m:(1|32)/n:128/k:4096$"
     env = dict(os.environ, LOWBIT_ISA=isa)
     j = run_json([f"{a.build}/bench/matmul_bench", f"--benchmark_filter={filt}", "--benchmark_min_time=0.2",
                   "--benchmark_format=json"], env)
@@ -65,6 +65,7 @@ def main():
     ap.add_argument("--isas", default="avx2,avx512")
     ap.add_argument("--types", default="q8_g32_sym,q4_g32_asym,q2_g32_asym,q1_g32_asym")
     ap.add_argument("--m", default="1,512")
+    ap.add_argument("--filter", help="mode core: a --benchmark_filter instead of --types (e.g. 'core/q8_g32_sym/m:128/')")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--build", default="build")

@@ -7,11 +7,13 @@
 namespace lowbit {
 
 const CpuKernels& avx512_kernels() {
-  // No fp32 prefill path (q_in_f32 null): it exists on AVX2 for 8-bit weights, whose int8 tile
-  // pays four instructions per block there; with vpdpbusd the 8-bit tile costs what the 4-bit
-  // one does (bench/README.md, AVX-512 section).
+  // The fp32 prefill path is AVX2's, and no shape takes it: AVX2 runs 8-bit weights with groups
+  // through it from M = 128 because its int8 tile pays four instructions per block at 8 bits;
+  // with vpdpbusd the 8-bit tile costs what the 4-bit one does and is the faster of the two
+  // (bench/README.md, AVX-512 section). gemm_q_f32 stays in the table so matmul_bench's core/
+  // benchmarks time both paths in one process.
   static const CpuKernels k{"avx512", avx512::gemm_q, avx2::gemm_f, avx2::kRowTile, avx2::quantize_act_row,
-                            nullptr, nullptr};
+                            [](const QType&, int64_t) { return false; }, avx2::gemm_q_f32};
   return k;
 }
 

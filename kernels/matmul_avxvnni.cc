@@ -1,7 +1,7 @@
 // The AVX-VNNI kernel table, for AVX2-class CPUs with the VEX-encoded vpdpbusd and no AVX-512
 // (Intel Alder Lake and later client cores): matmul_quant_x86.h built with -mavxvnni, the same
 // arithmetic as the avx512 set (matmul_quant_avx512.cc), and the AVX2 kernels for everything
-// else. No fp32 prefill path at 8 bits, as for avx512 (matmul_avx512.cc).
+// else, with the fp32 prefill path taking no shape, as for avx512 (matmul_avx512.cc).
 #include "kernels/matmul_avx2.h"
 #include "kernels/matmul_quant_x86.h"
 
@@ -18,7 +18,7 @@ void gemm_q(const QMatrix& w, const QuantizedActs& a, float* y, int64_t n0, int6
 
 const CpuKernels& avxvnni_kernels() {
   static const CpuKernels k{"avxvnni", avxvnni::gemm_q, avx2::gemm_f, avx2::kRowTile, avx2::quantize_act_row,
-                            nullptr, nullptr};
+                            [](const QType&, int64_t) { return false; }, avx2::gemm_q_f32};
   return k;
 }
 
