@@ -1,11 +1,15 @@
 // Throughput of the single AVX2 instructions the decode kernel's inner loop is made of
-// (kernels/matmul_quant_avx2.cc), each in a loop of 12 independent register chains so latency
+// (kernels/matmul_quant_x86.h), each in a loop of 12 independent register chains so latency
 // does not limit it: what chose unpacks over vphaddw for packing block sums. Read the rates
 // against vpaddw's in the same run (4 per cycle on Zen 3), not as absolute figures: the clock of
-// a shared machine is not known here.
+// a shared machine is not known here. On AVX-512 VNNI hosts also vpdpbusd, and the 512-bit forms
+// ("_zmm"): whether the AVX-512 kernels gain from 512-bit registers on this host (a 512-bit
+// instruction that runs at half the 256-bit rate does the same work per cycle).
 //
 //   ./build/bench/simd_rate_bench --benchmark_min_time=0.2 --benchmark_repetitions=3
 #include <benchmark/benchmark.h>
+
+#include <string>
 
 #include "kernels/isa.h"
 
@@ -36,12 +40,33 @@ LOWBIT_RATE_LOOP(loop_vpmaddwd, "vpmaddwd")
 LOWBIT_RATE_LOOP(loop_vpunpckldq, "vpunpckldq")
 LOWBIT_RATE_LOOP(loop_vpblendd, "vpblendd $0xaa,")
 LOWBIT_RATE_LOOP(loop_vfmadd231ps, "vfmadd231ps")
+LOWBIT_RATE_LOOP(loop_vpdpbusd, "%{evex%} vpdpbusd")  // the AVX-512 VL form, as the kernels use it
+
+// The same with zmm registers.
+#define LOWBIT_X12Z(I)                                                                           \
+  I " %%zmm15,%%zmm0,%%zmm0\n" I " %%zmm15,%%zmm1,%%zmm1\n" I " %%zmm15,%%zmm2,%%zmm2\n"         \
+  I " %%zmm15,%%zmm3,%%zmm3\n" I " %%zmm15,%%zmm4,%%zmm4\n" I " %%zmm15,%%zmm5,%%zmm5\n"         \
+  I " %%zmm15,%%zmm6,%%zmm6\n" I " %%zmm15,%%zmm7,%%zmm7\n" I " %%zmm15,%%zmm8,%%zmm8\n"         \
+  I " %%zmm15,%%zmm9,%%zmm9\n" I " %%zmm15,%%zmm10,%%zmm10\n" I " %%zmm15,%%zmm11,%%zmm11\n"
+#define LOWBIT_RATE_LOOP_ZMM(NAME, INSN)                                                         \
+  void NAME(long n) {                                                                            \
+    asm volatile("1:\n" LOWBIT_X12Z(INSN) "dec %0\n jnz 1b\n vzeroupper\n"                       \
+                 : "+r"(n)                                                                       \
+                 :                                                                               \
+                 : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", \
+                   "xmm10", "xmm11", "xmm15", "cc");                                             \
+  }
+LOWBIT_RATE_LOOP_ZMM(loop_vpaddw_zmm, "vpaddw")
+LOWBIT_RATE_LOOP_ZMM(loop_vpunpckldq_zmm, "vpunpckldq")
+LOWBIT_RATE_LOOP_ZMM(loop_vpmaddubsw_zmm, "vpmaddubsw")
+LOWBIT_RATE_LOOP_ZMM(loop_vpdpbusd_zmm, "vpdpbusd")
+LOWBIT_RATE_LOOP_ZMM(loop_vfmadd231ps_zmm, "vfmadd231ps")
 
 constexpr long kLoopIters = 1 << 20;
 
-void BM_Rate(benchmark::State& state, void (*loop)(long)) {
-  if (!isa_supported(Isa::avx2)) {
-    state.SkipWithError("this CPU has no AVX2");
+void BM_Rate(benchmark::State& state, void (*loop)(long), Isa needs) {
+  if (!isa_supported(needs)) {
+    state.SkipWithError((std::string("this CPU or build has no ") + isa_name(needs)).c_str());
     return;
   }
   for (auto _ : state) loop(kLoopIters);
@@ -49,7 +74,8 @@ void BM_Rate(benchmark::State& state, void (*loop)(long)) {
       benchmark::Counter((double)state.iterations() * kLoopIters * 12, benchmark::Counter::kIsRate);
 }
 
-#define LOWBIT_RATE(INSN) BENCHMARK_CAPTURE(BM_Rate, INSN, loop_##INSN)->Unit(benchmark::kMillisecond)
+#define LOWBIT_RATE(INSN) BENCHMARK_CAPTURE(BM_Rate, INSN, loop_##INSN, Isa::avx2)->Unit(benchmark::kMillisecond)
+#define LOWBIT_RATE512(INSN) BENCHMARK_CAPTURE(BM_Rate, INSN, loop_##INSN, Isa::avx512)->Unit(benchmark::kMillisecond)
 LOWBIT_RATE(vpaddw);
 LOWBIT_RATE(vpand);
 LOWBIT_RATE(vphaddw);
@@ -60,6 +86,12 @@ LOWBIT_RATE(vpunpckldq);
 LOWBIT_RATE(vpblendd);
 // fma's 4-cycle latency over 12 chains allows 3 per cycle, above its 2-per-cycle ports.
 LOWBIT_RATE(vfmadd231ps);
+LOWBIT_RATE512(vpdpbusd);
+LOWBIT_RATE512(vpaddw_zmm);
+LOWBIT_RATE512(vpunpckldq_zmm);
+LOWBIT_RATE512(vpmaddubsw_zmm);
+LOWBIT_RATE512(vpdpbusd_zmm);
+LOWBIT_RATE512(vfmadd231ps_zmm);
 #endif
 
 }  // namespace

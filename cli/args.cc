@@ -188,8 +188,8 @@ void add_threads(Args& args, int& threads) {
 void add_ctx(Args& args, int64_t& ctx, const std::string& what_it_is) { args.integer("--ctx", ctx, what_it_is, 1); }
 
 void add_isa(Args& args, std::string& isa) {
-  args.choice("--isa", isa, "CPU kernels: auto (the best this CPU runs), scalar, avx2 or neon; default auto",
-              {"auto", "scalar", "avx2", "neon"})
+  args.choice("--isa", isa, "CPU kernels: auto (the best this CPU runs), scalar, avx2, avxvnni, avx512 or neon; default auto",
+              {"auto", "scalar", "avx2", "avxvnni", "avx512", "neon"})
       .metavar("ISA");
 }
 

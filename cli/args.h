@@ -102,7 +102,7 @@ int max_threads();
 void add_threads(Args& args, int& threads);
 // --ctx N >= 1; what_it_is says what the number is for this command.
 void add_ctx(Args& args, int64_t& ctx, const std::string& what_it_is);
-// --isa auto|scalar|avx2|neon; read it with parse_isa() after Args::parse.
+// --isa auto|scalar|avx2|avxvnni|avx512|neon; read it with parse_isa() after Args::parse.
 void add_isa(Args& args, std::string& isa);
 
 }  // namespace lowbit::cli

@@ -82,7 +82,7 @@ typedef struct lowbit_batch lowbit_batch;
 typedef struct lowbit_load_params {
   int32_t threads; /* matmul threads; 0: all cores */
   int64_t ctx;     /* context length of each session; 0: the model's maximum */
-  const char* isa; /* CPU kernels: "auto" (or NULL), "scalar", "avx2", "neon" */
+  const char* isa; /* CPU kernels: "auto" (or NULL), "scalar", "avx2", "avxvnni", "avx512", "neon" */
 } lowbit_load_params;
 
 LOWBIT_API lowbit_load_params lowbit_load_default_params(void);

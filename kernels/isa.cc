@@ -18,6 +18,8 @@ const char* isa_name(Isa isa) {
     case Isa::automatic: return "auto";
     case Isa::scalar: return "scalar";
     case Isa::avx2: return "avx2";
+    case Isa::avxvnni: return "avxvnni";
+    case Isa::avx512: return "avx512";
     case Isa::neon: return "neon";
   }
   return "?";
@@ -27,8 +29,11 @@ Isa parse_isa(const std::string& name) {
   if (name == "auto") return Isa::automatic;
   if (name == "scalar") return Isa::scalar;
   if (name == "avx2") return Isa::avx2;
+  if (name == "avxvnni") return Isa::avxvnni;
+  if (name == "avx512") return Isa::avx512;
   if (name == "neon") return Isa::neon;
-  throw Error(ErrorCode::invalid_argument, "unknown ISA '" + name + "' (expected auto, scalar, avx2 or neon)");
+  throw Error(ErrorCode::invalid_argument,
+              "unknown ISA '" + name + "' (expected auto, scalar, avx2, avxvnni, avx512 or neon)");
 }
 
 bool isa_compiled(Isa isa) {
@@ -37,6 +42,12 @@ bool isa_compiled(Isa isa) {
     case Isa::scalar: return true;
 #ifdef LOWBIT_HAVE_AVX2
     case Isa::avx2: return true;
+#endif
+#ifdef LOWBIT_HAVE_AVXVNNI
+    case Isa::avxvnni: return true;
+#endif
+#ifdef LOWBIT_HAVE_AVX512
+    case Isa::avx512: return true;
 #endif
 #ifdef LOWBIT_HAVE_NEON
     case Isa::neon: return true;
@@ -65,6 +76,20 @@ bool isa_supported(Isa isa) {
 #else
       return false;
 #endif
+    case Isa::avxvnni:
+#if defined(__x86_64__)
+      return isa_supported(Isa::avx2) && __builtin_cpu_supports("avxvnni");
+#else
+      return false;
+#endif
+    case Isa::avx512:
+#if defined(__x86_64__)
+      // __builtin_cpu_supports also checks that the OS saves the AVX-512 registers (XCR0).
+      return isa_supported(Isa::avx2) && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+#else
+      return false;
+#endif
     case Isa::neon:
 #if defined(__aarch64__)
       return true;
@@ -77,7 +102,7 @@ bool isa_supported(Isa isa) {
 
 std::vector<Isa> available_isas() {
   std::vector<Isa> out;
-  for (Isa i : {Isa::scalar, Isa::avx2, Isa::neon})
+  for (Isa i : {Isa::scalar, Isa::avx2, Isa::avxvnni, Isa::avx512, Isa::neon})
     if (isa_supported(i)) out.push_back(i);
   return out;
 }
@@ -115,7 +140,11 @@ CpuInfo cpu_info() {
   if (__builtin_cpu_supports("avx2")) info.features.push_back("avx2");
   if (__builtin_cpu_supports("fma")) info.features.push_back("fma");
   if (__builtin_cpu_supports("f16c")) info.features.push_back("f16c");
+  if (__builtin_cpu_supports("avxvnni")) info.features.push_back("avxvnni");
   if (__builtin_cpu_supports("avx512f")) info.features.push_back("avx512f");
+  if (__builtin_cpu_supports("avx512bw")) info.features.push_back("avx512bw");
+  if (__builtin_cpu_supports("avx512vl")) info.features.push_back("avx512vl");
+  if (__builtin_cpu_supports("avx512vnni")) info.features.push_back("avx512vnni");
 #elif defined(__aarch64__)
   info.arch = "aarch64";
   info.features.push_back("neon");

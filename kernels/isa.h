@@ -6,12 +6,17 @@
 
 namespace lowbit {
 
-enum class Isa { automatic, scalar, avx2, neon };
+// avx512: AVX-512 F/BW/VL with VNNI (vpdpbusd); a host with AVX-512 but no VNNI runs avx2, whose
+// 256-bit arithmetic the VNNI-less AVX-512 instructions would only repeat. avxvnni: AVX2 plus the
+// VEX-encoded vpdpbusd (AVX2-class CPUs without AVX-512), the same kernels as avx512.
+enum class Isa { automatic, scalar, avx2, avxvnni, avx512, neon };
 
 struct CpuInfo {
   std::string model;        // "AMD EPYC ..." or "" when unknown
   std::string arch;         // "x86_64", "aarch64", ...
-  std::vector<std::string> features;  // of those lowbit cares about: avx2, fma, f16c, neon, dotprod
+  // Of those lowbit cares about: avx2, fma, f16c, avxvnni, avx512f, avx512bw, avx512vl, avx512vnni,
+  // neon, dotprod.
+  std::vector<std::string> features;
   int threads = 1;
 };
 

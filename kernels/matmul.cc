@@ -61,6 +61,12 @@ const CpuKernels& kernels_for(Isa isa) {
 #ifdef LOWBIT_HAVE_AVX2
     case Isa::avx2: return avx2_kernels();
 #endif
+#ifdef LOWBIT_HAVE_AVXVNNI
+    case Isa::avxvnni: return avxvnni_kernels();
+#endif
+#ifdef LOWBIT_HAVE_AVX512
+    case Isa::avx512: return avx512_kernels();
+#endif
 #ifdef LOWBIT_HAVE_NEON
     case Isa::neon: return neon_kernels();
 #endif

@@ -1,5 +1,6 @@
 // Internal interface between the matmul driver (matmul.cc) and the per-ISA kernels
-// (matmul_scalar.cc, matmul_avx2.cc, matmul_neon.cc). Not installed.
+// (matmul_scalar.cc, matmul_avx2.cc, matmul_avxvnni.cc, matmul_avx512.cc, matmul_neon.cc). Not
+// installed.
 #pragma once
 
 #include <cstdint>
@@ -56,6 +57,12 @@ inline bool runs_q_in_f32(const CpuKernels& kern, const QType& t, int64_t m) {
 const CpuKernels& scalar_kernels();
 #ifdef LOWBIT_HAVE_AVX2
 const CpuKernels& avx2_kernels();
+#endif
+#ifdef LOWBIT_HAVE_AVX512
+const CpuKernels& avx512_kernels();
+#endif
+#ifdef LOWBIT_HAVE_AVXVNNI
+const CpuKernels& avxvnni_kernels();
 #endif
 #ifdef LOWBIT_HAVE_NEON
 const CpuKernels& neon_kernels();

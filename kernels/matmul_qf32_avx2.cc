@@ -22,11 +22,13 @@
 #include <cstring>
 #include <vector>
 
-#include "kernels/codes_avx2.h"
+#include "kernels/codes_x86.h"
 #include "kernels/matmul_avx2.h"
 
 namespace lowbit::avx2 {
 namespace {
+
+using namespace x86;  // codes_x86.h
 
 constexpr int kMicroRows = 6;      // activation rows of the micro-kernel
 constexpr int kMicroCols = 16;     // weight rows (output columns) of the micro-kernel

@@ -294,7 +294,7 @@ class Model:
         allowed, with a warning: text past the trained length is likely to degrade. The KV cache
         of each generation takes memory in proportion to ctx, and a ctx that cannot fit in the
         available memory is refused. isa: the CPU kernels, "auto" (the best this CPU runs),
-        "scalar", "avx2" or "neon".
+        "scalar", "avx2", "avxvnni", "avx512" or "neon".
 
         Raises lowbit.Error when the manifest cannot be read (lowbit.VersionError when it is
         newer than this version) or does not fit in memory.

@@ -1,7 +1,11 @@
-// Internal to the AVX2 kernels: the packed code layout of quant_format.h as AVX2 registers (a
-// chunk's plane P is one activation block's 32 codes, one per byte), and compile-time loop
-// unrolling. Shared by the int8-activation kernels (matmul_quant_avx2.cc) and the fp32 prefill
-// path (matmul_qf32_avx2.cc). Only *_avx2.cc files include it.
+// Internal to the x86 SIMD kernels: the packed code layout of quant_format.h as 256-bit
+// registers (a chunk's plane P is one activation block's 32 codes, one per byte), and
+// compile-time loop unrolling. Shared by the int8-activation kernels (matmul_quant_x86.h, built
+// once per x86 ISA) and the fp32 prefill path (matmul_qf32_avx2.cc). Only files compiled with an
+// x86 ISA's flags (*_avx2.cc, *_avx512.cc) include it. Everything here has internal linkage (the
+// unnamed namespace): each ISA's files get their own copy compiled with their own flags, so the
+// linker can never keep an AVX-512 build of a helper for the AVX2 kernels (one definition of an
+// inline function per program would allow exactly that).
 #pragma once
 
 #include <immintrin.h>
@@ -10,7 +14,8 @@
 
 #include "kernels/quant_format.h"
 
-namespace lowbit::avx2 {
+namespace lowbit::x86 {
+namespace {
 
 template <int... Is, class F>
 [[gnu::always_inline]] inline void unroll_impl(std::integer_sequence<int, Is...>, F&& f) {
@@ -57,4 +62,5 @@ template <int BITS, int P>
   }
 }
 
-}  // namespace lowbit::avx2
+}  // namespace
+}  // namespace lowbit::x86

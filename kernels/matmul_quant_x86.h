@@ -1,0 +1,663 @@
+// The int8-activation kernels for quantized weights on x86, in 256-bit registers: the
+// arithmetic of gemm_q_scalar (matmul_scalar.cc). Built once per x86 ISA from this one source,
+// included by matmul_quant_avx2.cc (AVX2: vpmaddubsw + vpmaddwd), matmul_quant_avx512.cc
+// (AVX-512 VL + VNNI: vpdpbusd on 256-bit registers, see there why not 512-bit ones) and
+// matmul_avxvnni.cc (AVX-VNNI: the same vpdpbusd, VEX-encoded, on AVX2-class CPUs); kVnni, set
+// by the including file's compiler flags, picks the integer dot product. Everything has
+// internal linkage (the unnamed namespace), so each ISA's copy is its own.
+//
+// y[c][n] = sum_g [ de_g * sum_{b in g} s_{c,b} * Q_{n,c,b} + ce_g * gsum_{c,g} ]
+//
+// The kernel turns that into one multiply-add per block: before a row's dot products it writes
+// mult[c][b] = d_{g(b)} * s_{c,b} for every block (8 blocks per vector instruction, the scale
+// expanded from groups to blocks by a permute), and folds ce into sum_g d_g gsum_g and
+// sum_g m_g gsum_g (de and ce are fixed multiples of d, plus m when asymmetric). Per-row groups
+// skip the table: the activation scales are the multipliers and d scales the row's sum. The loop
+// then needs, per 32 weights: the plane unpack (one shift + one AND of the shared chunk),
+// one vpmaddubsw (u8 code x s8 activation -> 16 x i16; with VNNI one vpdpbusd -> 8 x i32), and
+// for every 4 blocks 6 unpacks, 3 adds, 1 vpmaddwd (not with VNNI), 1 vcvtdq2ps and 1 vfmadd
+// with the 4 blocks' multipliers broadcast to both 128-bit lanes: the unpacks pack four blocks'
+// integer sums into one vector before the conversion to float, so the fp work is paid once per
+// 128 weights instead of once per 32.
+//
+// Integer ranges (AVX2): codes < 16, |act| <= 127, so a vpmaddubsw pair is <= 3810 and the i16
+// sum of four pairs (quad_dot's first two levels) <= 15240 < 2^15. 8-bit codes reach 255, which
+// would saturate vpmaddubsw: they are used as levels code - 128 (an XOR of 0x80) with the
+// |w| x sign(a, w) identity, their pairs reach 32512, so the 8-bit path widens first
+// (vpmaddwd) and adds in i32. The shift by 128 is returned through the group sums: 128 * de
+// is added to ce. With VNNI every sum is i32 from the first instruction (a vpdpbusd lane is
+// <= 4 x 255 x 127), so the 8-bit codes go in as they are (one instruction per block where
+// AVX2 needs four) and the ce of quant_format.h stands unchanged.
+//
+// Tiles: M == 1 (decode) runs 4 weight rows per pass, sharing the activation loads (with groups
+// of 32 to 256, gemv builds the multipliers inside that loop instead of in prepare()); M > 1 runs
+// 2 weight rows x 4 activation rows, so each unpacked weight block feeds 4 activation rows and
+// each activation block feeds 2 weight rows, over panels of activation rows that stay in L2.
+#pragma once
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include "kernels/codes_x86.h"
+#include "kernels/matmul_avx2.h"
+
+namespace lowbit::x86 {
+namespace {
+
+#if (defined(__AVX512VNNI__) && defined(__AVX512VL__)) || defined(__AVXVNNI__)
+constexpr bool kVnni = true;  // vpdpbusd on 256-bit registers
+#else
+constexpr bool kVnni = false;
+#endif
+// acc + the sums of four u8 x s8 products per i32 lane: vpdpbusd in the encoding the file is
+// built for (EVEX with AVX-512 VL, VEX with AVX-VNNI). Only called where kVnni.
+[[gnu::always_inline]] inline __m256i dpbusd(__m256i acc, __m256i u8, __m256i s8) {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+  return _mm256_dpbusd_epi32(acc, u8, s8);
+#elif defined(__AVXVNNI__)
+  return _mm256_dpbusd_avx_epi32(acc, u8, s8);
+#else
+  return acc;
+#endif
+}
+// Whether a quad's sums are added in i16 before one vpmaddwd widens them (AVX2 below 8 bits).
+template <int BITS>
+constexpr bool kI16Sums = !kVnni && BITS != 8;
+
+using avx2::kRowTile;
+
+constexpr int64_t kGemvRows = 4;   // weight rows per pass at M == 1
+constexpr int kPipe = 4;           // items between an item's two halves in pipelined()
+// Prefill at 1 bit runs unpipelined: 2 threads, M = 32, 3 alternating runs, 123, 123, 102
+// GFLOP/s pipelined against 137, 139, 134 (at 8 bits, M = 512: 100, 103 against 87, 92).
+template <int BITS>
+constexpr int kGemmPipe = BITS == 1 ? 0 : kPipe;
+#ifndef LOWBIT_AVX2_PREFETCH
+#define LOWBIT_AVX2_PREFETCH 1
+#endif
+constexpr int kPrefetch = LOWBIT_AVX2_PREFETCH;  // row tiles ahead
+constexpr int64_t kGemmRows = 2;   // weight rows per tile at M > 1
+constexpr int64_t kGemmActs = 4;   // activation rows per tile at M > 1
+constexpr int64_t kPanelActs = 64;  // activation rows per panel: 64 x 4 KiB at K = 4096 (L2)
+static_assert(kRowTile % kGemvRows == 0 && kRowTile % kGemmRows == 0, "row tile");
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// n (1..8) fp16 values as fp32, the lanes past n zero; never reads past p[n - 1].
+inline __m256 load_f16(const uint16_t* p, int n) {
+  if (n == 8) return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  alignas(16) uint16_t tmp[8] = {};
+  std::memcpy(tmp, p, 2 * (size_t)n);
+  return _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(tmp)));
+}
+
+inline __m256i lane_mask(int n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// Everything a tile needs about W and the activations; fixed for one matmul.
+struct Ctx {
+  const uint8_t* codes = nullptr;    // (n, row_bytes)
+  int64_t row_bytes = 0;
+  const uint16_t* scales = nullptr;  // (n, groups) fp16 d
+  const uint16_t* mins = nullptr;    // (n, groups) fp16 m; null when symmetric
+  int64_t groups = 0;
+  int64_t gb = 0;    // activation blocks per group
+  int64_t nbw = 0;   // blocks a row's codes cover (whole chunks): the blocks the loops visit
+  int64_t nb8 = 0;   // nbw rounded up to 8: the length of one multiplier row
+  float de_mul = 1;  // de = de_mul * d
+  float cd_mul = 0;  // ce = cd_mul * d (+ m): the scheme's offset plus 128 de at 8 bits
+  const int8_t* q = nullptr;       // activations (m, kp)
+  int64_t kp = 0;
+  const float* ascale = nullptr;   // (m, ablocks)
+  int64_t ablocks = 0;
+  const float* gsum = nullptr;     // (m, groups)
+  float* y = nullptr;  // (m, ldy)
+  int64_t ldy = 0;
+};
+
+// 2^-plane_shift for the 8 blocks b..b+7 (b a multiple of 8: lane i holds plane i % (8/BITS)).
+template <int BITS>
+inline __m256 plane_factor() {
+  if constexpr (BITS == 1) return _mm256_setr_ps(1.f, .5f, .25f, .125f, .0625f, .03125f, 1.f, .5f);
+  else if constexpr (BITS == 2) return _mm256_setr_ps(1.f, .25f, 1.f, .25f, 1.f, .25f, 1.f, .25f);
+  else return _mm256_set1_ps(1.f);
+}
+
+// One weight group per row spanning more than 8 blocks (per-row groups over K > 256, where
+// gemv() never runs): the activation scales serve as the multipliers and d scales the row's sum.
+template <int BITS>
+inline bool row_scaled(const Ctx& x) {
+  return x.groups == 1 && BITS > 2 && x.gb > 8;
+}
+
+// For weight row n and activation rows m0 .. m0+C-1: the group-sum terms sum_g ce_g gsum_{c,g}
+// as two parts, ct[c] = cd_mul * sum_g d_g gsum_{c,g} and cm[c] = sum_g m_g gsum_{c,g}, which
+// the caller adds in that order after the codes' sum, as gemv() does: the same fp32 sums in the
+// same order, so a row's result does not depend on whether it ran at M = 1 or in a tile of M > 1
+// (batched decoding relies on it). And the per-block multipliers: with row_scaled(), none (the
+// activation scales serve as they are) and the returned d multiplies the row's sum; otherwise
+// mult[c][b] = d_{g(b)} * s_{c,b} for b < nb8 (zero past the real blocks, whose activation
+// scales are zero) and 1 is returned. dg: scratch for round_up(groups, 8) + 16 floats.
+template <int BITS, int C>
+float prepare(const Ctx& x, int64_t n, int64_t m0, float* mult, float* ct, float* cm, float* dg) {
+  // Locals, not x's fields: the vector stores below may alias anything and would force reloads.
+  const int64_t groups = x.groups, nb8 = x.nb8, ab = x.ablocks;
+  const float* s0 = x.ascale + m0 * ab;
+  const float* gs0 = x.gsum + m0 * groups;
+  const uint16_t* sc = x.scales + n * groups;
+  const uint16_t* mn = x.mins ? x.mins + n * groups : nullptr;
+  constexpr bool scaled_planes = BITS <= 2;
+  if (row_scaled<BITS>(x)) {
+    const float d = f16_to_f32(sc[0]), m = mn ? f16_to_f32(mn[0]) : 0.0f;
+    for (int c = 0; c < C; ++c) ct[c] = (x.cd_mul * d + m) * gs0[c], cm[c] = 0.0f;
+    return d;
+  }
+  const __m256 pf = plane_factor<BITS>();
+  const bool per_block = x.gb == 1;  // g32: groups == blocks of the row, nb8 == round_up(groups, 8)
+  __m256 accd[C], accm[C];
+  for (int c = 0; c < C; ++c) accd[c] = accm[c] = _mm256_setzero_ps();
+  auto eight = [&](int64_t g, __m256 d, __m256 m, int cnt) {
+    const __m256i lanes = lane_mask(cnt);
+    if (!per_block) _mm256_storeu_ps(dg + g, d);
+    for (int c = 0; c < C; ++c) {
+      const __m256 gs = cnt == 8 ? _mm256_loadu_ps(gs0 + c * groups + g) : _mm256_maskload_ps(gs0 + c * groups + g, lanes);
+      if (x.cd_mul != 0.0f) accd[c] = _mm256_fmadd_ps(d, gs, accd[c]);  // 0 for asym below 8 bits
+      if (mn) accm[c] = _mm256_fmadd_ps(m, gs, accm[c]);
+      if (per_block)
+        _mm256_storeu_ps(mult + c * nb8 + g, _mm256_mul_ps(scaled_planes ? _mm256_mul_ps(d, pf) : d,
+                                                           _mm256_loadu_ps(s0 + c * ab + g)));
+    }
+  };
+  int64_t g = 0;
+  for (; g + 8 <= groups; g += 8)
+    eight(g, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc + g))),
+          mn ? _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(mn + g))) : _mm256_setzero_ps(), 8);
+  if (g < groups) {
+    const int cnt = (int)(groups - g);
+    eight(g, load_f16(sc + g, cnt), mn ? load_f16(mn + g, cnt) : _mm256_setzero_ps(), cnt);
+  }
+  for (int c = 0; c < C; ++c) ct[c] = x.cd_mul * hsum(accd[c]), cm[c] = hsum(accm[c]);
+  if (per_block) return 1.0f;
+
+  const int64_t g8 = round_up(groups, 8);
+  for (int64_t z = g8; z < g8 + 16; z += 8) _mm256_storeu_ps(dg + z, _mm256_setzero_ps());
+  // d expanded from groups to blocks, 8 blocks at a time, times the activation scales.
+  auto expand = [&](auto dv_of) {
+    for (int64_t b = 0; b < nb8; b += 8) {
+      const __m256 dv = scaled_planes ? _mm256_mul_ps(dv_of(b), pf) : dv_of(b);
+      for (int c = 0; c < C; ++c)
+        _mm256_storeu_ps(mult + c * nb8 + b, _mm256_mul_ps(dv, _mm256_loadu_ps(s0 + c * ab + b)));
+    }
+  };
+  if (groups == 1) {
+    expand([&](int64_t) { return _mm256_broadcast_ss(dg); });  // per row: past the row, s is zero
+  } else if (x.gb == 2) {
+    const __m256i by2 = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
+    expand([&](int64_t b) { return _mm256_permutevar8x32_ps(_mm256_loadu_ps(dg + b / 2), by2); });
+  } else if (x.gb == 4) {
+    const __m256i by4 = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+    expand([&](int64_t b) { return _mm256_permutevar8x32_ps(_mm256_loadu_ps(dg + b / 4), by4); });
+  } else {  // gb == 8: one group per 8 blocks
+    expand([&](int64_t b) { return _mm256_broadcast_ss(dg + b / 8); });
+  }
+  return 1.0f;
+}
+
+// A block's codes as the dot products take them: plane<>'s, except at 8 bits with VNNI, where
+// vpdpbusd takes the unsigned codes as they are (see the top of the file).
+template <int BITS, int P>
+[[gnu::always_inline]] inline __m256i dot_codes(__m256i raw) {
+  if constexpr (kVnni && BITS == 8) return raw;
+  else return plane<BITS, P>(raw);
+}
+
+// 8 x i32 partial sums of one block's 32 products, for the tail path.
+template <int BITS>
+[[gnu::always_inline]] inline __m256i block_dot(__m256i w, const int8_t* act, __m256i ones) {
+  const __m256i av = load32(act);
+  if constexpr (kVnni)
+    return dpbusd(_mm256_setzero_si256(), w, av);
+  else if constexpr (BITS == 8)
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(av, w)), ones);
+  else
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(w, av), ones);
+}
+
+// The 4 blocks of step quarter QD (blocks 4 QD .. 4 QD + 3 of a step that starts at `chunk`):
+// their codes one per byte, and at 8 bits without VNNI their absolute levels (shared by every
+// activation row).
+template <int BITS, int QD>
+[[gnu::always_inline]] inline void unpack_quad(const uint8_t* chunk, __m256i (&w)[4], __m256i (&aw)[4]) {
+  constexpr int CB = 8 / BITS;
+  unroll<4>([&](auto j) {
+    constexpr int blk = 4 * QD + j;  // block within the step
+    w[j] = dot_codes<BITS, blk % CB>(load32(chunk + (blk / CB) * kChunkBytes));
+    if constexpr (BITS == 8 && !kVnni) aw[j] = _mm256_abs_epi8(w[j]);
+  });
+}
+
+// Sums of the 4 blocks' values in a and b per 128-bit half, in block order: a holds blocks 0 and
+// 1, b blocks 2 and 3, interleaved in i32 lanes as [0, 1, 0, 1] (see quad_dot); each i32 lane of
+// the result is one block's, as an i32 or, with I16, as two i16 partial sums.
+// Unpacks and adds, not vphaddw/vphaddd: on Zen 3 those retire one per 2 cycles, an unpack two per
+// cycle (bench/simd_rate_bench.cc).
+template <bool I16>
+[[gnu::always_inline]] inline __m256i quad_sums(__m256i a, __m256i b) {
+  const __m256i lo = _mm256_unpacklo_epi64(a, b), hi = _mm256_unpackhi_epi64(a, b);
+  return I16 ? _mm256_add_epi16(lo, hi) : _mm256_add_epi32(lo, hi);
+}
+// i32 lanes [x0 + x2, y0 + y2, x1 + x3, y1 + y3] per half, lanes of x and y taken as i32 (at
+// below 8 bits each i32 of a vpmaddubsw result is a pair of i16 sums, added as i16).
+template <bool I16>
+[[gnu::always_inline]] inline __m256i pair_sums(__m256i x, __m256i y) {
+  const __m256i lo = _mm256_unpacklo_epi32(x, y), hi = _mm256_unpackhi_epi32(x, y);
+  return I16 ? _mm256_add_epi16(lo, hi) : _mm256_add_epi32(lo, hi);
+}
+
+// The integer dot products of 4 unpacked blocks with the activation blocks at `act`: lanes hold
+// the 4 blocks' sums in order, in both 128-bit halves (the layout the multipliers are broadcast
+// to). Below 8 bits both levels add vpmaddubsw's i16 pairs in i16 (4 pairs of a block: <= 15240
+// at 4 bits, 32512 for the scaled 1-bit planes, see plane()) and one vpmaddwd widens at the end.
+// With VNNI each block's products are i32 sums of four from the start (one vpdpbusd), added in i32.
+// It comes in two halves, so the software pipelines below can interleave quads: quad_half_sums
+// (the products and the first level of sums, two vectors per quad) and quad_total (the rest).
+template <int BITS>
+[[gnu::always_inline]] inline void quad_half_sums(const __m256i (&w)[4], const __m256i (&aw)[4], const int8_t* act,
+                                                  __m256i ones, __m256i (&h)[2]) {
+  __m256i p[4];
+  if constexpr (kVnni) {
+    unroll<4>([&](auto j) { p[j] = dpbusd(_mm256_setzero_si256(), w[j], load32(act + j * kActBlock)); });
+  } else if constexpr (BITS == 8) {
+    unroll<4>([&](auto j) {
+      const __m256i av = load32(act + j * kActBlock);
+      p[j] = _mm256_madd_epi16(_mm256_maddubs_epi16(aw[j], _mm256_sign_epi8(av, w[j])), ones);
+    });
+  } else {
+    unroll<4>([&](auto j) { p[j] = _mm256_maddubs_epi16(w[j], load32(act + j * kActBlock)); });
+  }
+  h[0] = pair_sums<kI16Sums<BITS>>(p[0], p[1]);
+  h[1] = pair_sums<kI16Sums<BITS>>(p[2], p[3]);
+}
+template <int BITS>
+[[gnu::always_inline]] inline __m256i quad_total(const __m256i (&h)[2], __m256i ones) {
+  const __m256i q = quad_sums<kI16Sums<BITS>>(h[0], h[1]);
+  return kI16Sums<BITS> ? _mm256_madd_epi16(q, ones) : q;
+}
+template <int BITS>
+[[gnu::always_inline]] inline __m256i quad_dot(const __m256i (&w)[4], const __m256i (&aw)[4], const int8_t* act,
+                                               __m256i ones) {
+  __m256i h[2];
+  quad_half_sums<BITS>(w, aw, act, ones, h);
+  return quad_total<BITS>(h, ones);
+}
+
+// products(i) for items i in [0, N), each followed D items later by sums(i): the first half of
+// item i + D is issued before the second half of item i, so the out-of-order core
+// sees independent work in order instead of one quad's chain of ~20 cycles (vpmaddubsw,
+// unpacks, vpmaddwd, convert, FMA) at a time. Per core at M = 1, 4 rows in L1
+// (LOWBIT_BENCH_CORE_N=4), best of 5 alternating runs, G weights/s at 4 bits: 39.1 unpipelined;
+// depth 1 to 4: 41.3, 42.5, 44.6, 46.2; 5 to 7: 45.0-45.5. At 8 bits 32.9 against 31.4.
+// D = 0 is the plain order, each item whole.
+template <int N, int D, class P, class S>
+[[gnu::always_inline]] inline void pipelined(P&& products, S&& sums) {
+  unroll<N + D>([&](auto i) {
+    if constexpr (i < N) products(i);
+    if constexpr (i >= D) sums(std::integral_constant<int, i - D>{});
+  });
+}
+
+// Decode streams W from DRAM, and the hardware prefetcher alone leaves much of the bandwidth
+// unused (4 bits, 2 threads: 0.55 of the probe without software prefetch). The codes of the R
+// rows kPrefetch tiles ahead are one contiguous range, prefetched in one of two orders, chosen
+// by alternating A/B runs of `lowbit bench matmul` at N = 14336, K = 4096:
+// - below 8 bits, one forward stream: each step takes the share of the range that matches its
+//   own progress through the current tile (4 bits: 0.83-0.92 of the probe, against 0.77-0.81
+//   for the order below; 2 bits at group 32: 0.84-0.86 against 0.61-0.72);
+// - at 8 bits, each quad takes the same place in the row R ahead of its own (0.91-0.95, against
+//   0.78-0.88 for the forward stream).
+// Their scales and minima are contiguous too: gemv() prefetches them the same way, the step's
+// share, one line of each per step at groups of 32 (4 bits at g32: 0.92, 0.92, 0.92 of the
+// probe against 0.82, 0.85, 0.94 for all of a tile's at its start, which tile<> still does).
+// Builtin, not _mm_prefetch: GCC 12 silently drops the intrinsic's prefetch when its hint
+// argument is not yet a constant where the call is expanded.
+template <int64_t kBytes>
+inline void prefetch_bytes(const uint8_t* p) {
+  for (int64_t o = 0; o < kBytes; o += 64) __builtin_prefetch(p + o, 0, 3);
+}
+template <int R>
+inline void prefetch_scales(const Ctx& x, int64_t n) {
+  const int64_t g0 = (n + kPrefetch * R) * x.groups, g1 = g0 + R * x.groups;
+  for (int64_t g = g0; g < g1; g += 32) {
+    __builtin_prefetch(x.scales + g, 0, 3);
+    if (x.mins) __builtin_prefetch(x.mins + g, 0, 3);
+  }
+}
+
+// R weight rows from n x C activation rows from m0. prefetch: this tile brings the weight rows
+// kPrefetch tiles ahead into cache (the first tile of each weight row in a panel of activation
+// rows does, so a panel streams W at gemv()'s pace; without it, batches of 2 to 16 rows read
+// W at 0.3-0.5 of DRAM's bandwidth and ran no faster in aggregate than M = 1).
+template <int BITS, int R, int C>
+void tile(const Ctx& x, int64_t n, int64_t m0, bool prefetch) {
+  constexpr int CB = 8 / BITS;          // blocks per chunk
+  constexpr int S = BITS == 1 ? 8 : 4;  // blocks per step of the main loop: whole chunks
+  constexpr int64_t kChunkPerBlock = kChunkBytes / CB;  // code bytes per block
+  const int64_t nb8 = x.nb8, nbw = x.nbw;
+
+  if (kPrefetch > 0 && prefetch) prefetch_scales<R>(x, n);
+  // The multipliers on the stack (rows up to K ~ 29k at the 2 x 4 tile): a thread_local vector
+  // would be sized the first time a worker meets a shape, which may be in any later decode step
+  // (decode allocates nothing per token: tests/runtime/alloc_test.cc). Longer rows use one.
+  constexpr size_t kStackFloats = 8192;
+  alignas(32) float stack_scratch[kStackFloats];
+  thread_local std::vector<float> heap_scratch;
+  const size_t need = (size_t)(R * C * nb8 + round_up(x.groups, 8) + 16);
+  float* scratch = stack_scratch;
+  if (need > kStackFloats) {
+    if (heap_scratch.size() < need) heap_scratch.resize(need);
+    scratch = heap_scratch.data();
+  }
+  float* mult = scratch;  // (R, C, nb8)
+  float* dg = mult + R * C * nb8;
+  float ct[R][C], cm[R][C], post[R];
+  const float* mrow[R][C];  // per-block multipliers of (r, c)
+  for (int r = 0; r < R; ++r) {
+    post[r] = prepare<BITS, C>(x, n + r, m0, mult + r * C * nb8, ct[r], cm[r], dg);
+    for (int c = 0; c < C; ++c)
+      mrow[r][c] = row_scaled<BITS>(x) ? x.ascale + (m0 + c) * x.ablocks : mult + (r * C + c) * nb8;
+  }
+
+  const uint8_t* row[R];
+  for (int r = 0; r < R; ++r) row[r] = x.codes + (n + r) * x.row_bytes;
+  const int8_t* act[C];
+  for (int c = 0; c < C; ++c) act[c] = x.q + (m0 + c) * x.kp;
+  __m256 acc[R][C];
+  unroll<R>([&](auto r) { unroll<C>([&](auto c) { acc[r][c] = _mm256_setzero_ps(); }); });
+  const __m256i ones = _mm256_set1_epi16(1);
+
+  int64_t b = 0;
+  const uint8_t* next = row[0] + kPrefetch * R * x.row_bytes;  // the codes kPrefetch tiles ahead
+  for (; b + S <= nbw; b += S) {
+    if (kPrefetch > 0 && prefetch) prefetch_bytes<R * S * kChunkPerBlock>(next + b * kChunkPerBlock * R);
+    // Items (quad, r, c), c innermost: a weight row's quad is unpacked once for its C items.
+    __m256i w[4], aw[4], h[kGemmPipe<BITS> + 1][2];
+    pipelined<S / 4 * R * C, kGemmPipe<BITS>>(
+        [&](auto i) {
+          constexpr int qd = i / (R * C), r = i / C % R, c = i % C;
+          if constexpr (c == 0) unpack_quad<BITS, qd>(row[r] + b * kChunkPerBlock, w, aw);
+          quad_half_sums<BITS>(w, aw, act[c] + (b + 4 * qd) * kActBlock, ones, h[i % (kGemmPipe<BITS> + 1)]);
+        },
+        [&](auto i) {
+          constexpr int qd = i / (R * C), r = i / C % R, c = i % C;
+          const __m256 mv = _mm256_broadcast_ps(reinterpret_cast<const __m128*>(mrow[r][c] + b + 4 * qd));
+          acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(quad_total<BITS>(h[i % (kGemmPipe<BITS> + 1)], ones)), mv,
+                                      acc[r][c]);
+        });
+  }
+  // Rows whose chunk count leaves fewer than S blocks (4 bits: an odd chunk count; 8 bits: any
+  // count): one chunk at a time.
+  if constexpr (BITS >= 4) {
+    for (; b < nbw; b += CB) {
+      unroll<R>([&](auto r) {
+        const __m256i raw = load32(row[r] + b * kChunkPerBlock);
+        unroll<CB>([&](auto p) {
+          const __m256i w = dot_codes<BITS, p>(raw);
+          unroll<C>([&](auto c) {
+            const __m256i q = block_dot<BITS>(w, act[c] + (b + p) * kActBlock, ones);
+            acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), _mm256_broadcast_ss(mrow[r][c] + b + p), acc[r][c]);
+          });
+        });
+      });
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c)
+      x.y[(m0 + c) * x.ldy + n + r] = x.de_mul * post[r] * hsum(acc[r][c]) + ct[r][c] + cm[r][c];
+}
+
+// 2^-plane_shift of the 4 blocks of step quarter QD (blocks 4 QD .. 4 QD + 3 of a step).
+template <int BITS, int QD>
+[[gnu::always_inline]] inline __m128 plane_factor4() {
+  constexpr int CB = 8 / BITS;
+  constexpr float f0 = 1.0f / (1 << plane_shift<BITS, (4 * QD + 0) % CB>());
+  constexpr float f1 = 1.0f / (1 << plane_shift<BITS, (4 * QD + 1) % CB>());
+  constexpr float f2 = 1.0f / (1 << plane_shift<BITS, (4 * QD + 2) % CB>());
+  constexpr float f3 = 1.0f / (1 << plane_shift<BITS, (4 * QD + 3) % CB>());
+  return _mm_setr_ps(f0, f1, f2, f3);
+}
+
+// sum_g v_g * gsum_g over one row's groups, v in fp16 (the row's scales or minima).
+inline float dot_f16(const uint16_t* v, const float* gsum, int64_t groups) {
+  __m256 acc = _mm256_setzero_ps();
+  int64_t g = 0;
+  for (; g + 8 <= groups; g += 8)
+    acc = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v + g))),
+                          _mm256_loadu_ps(gsum + g), acc);
+  if (g < groups) {
+    const int cnt = (int)(groups - g);
+    acc = _mm256_fmadd_ps(load_f16(v + g, cnt), _mm256_maskload_ps(gsum + g, lane_mask(cnt)), acc);
+  }
+  return hsum(acc);
+}
+
+// The weight scales d of blocks b .. b+7 of a row (b a multiple of 8) as fp32, at GB blocks per
+// group; reads only those blocks' groups.
+template <int GB>
+[[gnu::always_inline]] inline __m256 step_scales(const uint16_t* sc, int64_t b) {
+  if constexpr (GB == 1) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc + b)));
+  } else if constexpr (GB == 2) {
+    const __m128 d4 = _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc + b / 2)));
+    return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(d4), _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3));
+  } else if constexpr (GB == 4) {
+    uint32_t two;
+    std::memcpy(&two, sc + b / 4, 4);
+    const __m128 d2 = _mm_cvtph_ps(_mm_cvtsi32_si128((int)two));
+    return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(d2), _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
+  } else {
+    return _mm256_cvtph_ps(_mm_set1_epi16((short)sc[b / 8]));
+  }
+}
+// The same for blocks b .. b+3 (b a multiple of 4; GB < 8, as rows of 8-block groups end on steps).
+template <int GB>
+[[gnu::always_inline]] inline __m128 quad_scales(const uint16_t* sc, int64_t b) {
+  if constexpr (GB == 1) {
+    return _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc + b)));
+  } else if constexpr (GB == 2) {
+    uint32_t two;
+    std::memcpy(&two, sc + b / 2, 4);
+    return _mm_permute_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)two)), 0x50);  // d0 d0 d1 d1
+  } else {
+    return _mm_cvtph_ps(_mm_set1_epi16((short)sc[b / GB]));
+  }
+}
+
+// Decode (M = 1) with groups of GB activation blocks (GB = 1, 2, 4, 8: groups of 32 to 256) and
+// rows of whole quads: tile<>'s arithmetic with prepare() folded into the loop. Each step
+// expands the row's scales to its 8 blocks (one fp16 convert, and a permute or broadcast when
+// groups span blocks) and multiplies them by the 8 activation scales; each half of that vector
+// is the multiplier of one quad, read back to both 128-bit lanes by a broadcast load. The step's
+// 2R quads go through pipelined(). The group-sum terms (minima or scales times gsum) do not
+// depend on the codes and are a short fp16 dot per row after the loop. So a row costs no table
+// pass and no per-row call (at K = 2048 prepare() was a quarter of the row's instructions).
+// Needs nbw == groups * GB (no padding blocks past the scales) and whole quads (nbw % 4 == 0;
+// 1 bit: % 8).
+template <int BITS, int R, bool ASYM, int GB>
+void gemv(const Ctx& x, int64_t n) {
+  constexpr int CB = 8 / BITS;
+  constexpr int64_t kChunkPerBlock = kChunkBytes / CB;
+  constexpr bool kNeedD = !ASYM || (BITS == 8 && !kVnni);  // cd_mul != 0: sym offsets, 8-bit's 128
+  const int64_t nbw = x.nbw, groups = x.groups;
+  const uint8_t* row[R];
+  const uint16_t* sc[R];
+  for (int r = 0; r < R; ++r) {
+    row[r] = x.codes + (n + r) * x.row_bytes;
+    sc[r] = x.scales + (n + r) * groups;
+  }
+  const int8_t* act = x.q;
+  __m256 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+  const __m256i ones = _mm256_set1_epi16(1);
+  const uint8_t* next = row[0] + kPrefetch * R * x.row_bytes;  // the codes kPrefetch tiles ahead
+  // A step's share of `next` is 2R quads' bytes. From 4 bits up each quad of the step prefetches
+  // one quad's worth (at 8 bits: in its own row, R ahead), so the prefetches are spread over the
+  // step rather than issued as one burst (at 8 bits a burst of 16 lines per step read ~8% less
+  // of DRAM's bandwidth); below 4 bits the share is a few lines, taken at the start of the step.
+  constexpr int64_t kQuadBytes = 4 * kChunkPerBlock;
+  int64_t b = 0;
+  for (; b + 8 <= nbw; b += 8) {
+    if constexpr (kQuadBytes < 64) {
+      if constexpr (kPrefetch > 0) prefetch_bytes<2 * R * kQuadBytes>(next + b * kChunkPerBlock * R);
+    }
+    if constexpr (kPrefetch > 0) {  // the step's share of the next rows' scales and minima
+      const int64_t o = (n + kPrefetch * R) * groups + b * R / GB;
+      __builtin_prefetch(x.scales + o, 0, 3);
+      if constexpr (ASYM) __builtin_prefetch(x.mins + o, 0, 3);
+    }
+    __m256 s8 = _mm256_loadu_ps(x.ascale + b);
+    if constexpr (BITS <= 2) s8 = _mm256_mul_ps(s8, plane_factor<BITS>());
+    alignas(32) float m8s[R][8];
+    unroll<R>([&](auto r) { _mm256_store_ps(m8s[r], _mm256_mul_ps(step_scales<GB>(sc[r], b), s8)); });
+    // Items (quad, r), r inner.
+    __m256i h[kPipe + 1][2];
+    pipelined<2 * R, kPipe>(
+        [&](auto i) {
+          constexpr int qd = i / R, r = i % R;
+          if constexpr (kQuadBytes >= 64 && kPrefetch > 0) {
+            if constexpr (BITS == 8) prefetch_bytes<kQuadBytes>(next + r * x.row_bytes + (b + 4 * qd) * kChunkPerBlock);
+            else prefetch_bytes<kQuadBytes>(next + b * kChunkPerBlock * R + i * kQuadBytes);
+          }
+          __m256i w[4], aw[4];
+          unpack_quad<BITS, qd>(row[r] + b * kChunkPerBlock, w, aw);
+          quad_half_sums<BITS>(w, aw, act + (b + 4 * qd) * kActBlock, ones, h[i % (kPipe + 1)]);
+        },
+        [&](auto i) {
+          constexpr int qd = i / R, r = i % R;
+          const __m256 mv = _mm256_broadcast_ps(reinterpret_cast<const __m128*>(m8s[r] + 4 * qd));
+          acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(quad_total<BITS>(h[i % (kPipe + 1)], ones)), mv, acc[r]);
+        });
+  }
+  if constexpr (BITS > 1 && GB < 8) {
+    if (b < nbw) {  // nbw % 8 == 4: one last quad (planes as in a step's first quad)
+      __m128 s4 = _mm_loadu_ps(x.ascale + b);
+      if constexpr (BITS <= 2) s4 = _mm_mul_ps(s4, plane_factor4<BITS, 0>());
+      unroll<R>([&](auto r) {
+        if constexpr (kPrefetch > 0) {
+          if constexpr (BITS == 8) prefetch_bytes<kQuadBytes>(next + r * x.row_bytes + b * kChunkPerBlock);
+          else prefetch_bytes<kQuadBytes>(next + b * kChunkPerBlock * R + r * kQuadBytes);
+        }
+        __m256i w[4], aw[4];
+        unpack_quad<BITS, 0>(row[r] + b * kChunkPerBlock, w, aw);
+        const __m256i q = quad_dot<BITS>(w, aw, act + b * kActBlock, ones);
+        const __m128 m4 = _mm_mul_ps(quad_scales<GB>(sc[r], b), s4);
+        acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), _mm256_set_m128(m4, m4), acc[r]);
+      });
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    float y = x.de_mul * hsum(acc[r]);
+    if constexpr (kNeedD) y += x.cd_mul * dot_f16(sc[r], x.gsum, groups);
+    if constexpr (ASYM) y += dot_f16(x.mins + (n + r) * groups, x.gsum, groups);
+    x.y[n + r] = y;
+  }
+}
+
+// gemv<> over rows [n0, n1) when the shape allows it (see its comment); false otherwise.
+template <int BITS>
+bool try_gemv(const Ctx& x, int64_t n0, int64_t n1) {
+  constexpr int64_t kQuad = BITS == 1 ? 8 : 4;  // the smallest step
+  if (x.nbw != x.groups * x.gb || x.nbw % kQuad != 0) return false;
+  auto run = [&](auto asym, auto gb) {
+    int64_t n = n0;
+    for (; n + kGemvRows <= n1; n += kGemvRows) gemv<BITS, kGemvRows, asym, gb>(x, n);
+    for (; n < n1; ++n) gemv<BITS, 1, asym, gb>(x, n);
+  };
+  auto with_gb = [&](auto asym) {
+    switch (x.gb) {
+      case 1: run(asym, std::integral_constant<int, 1>{}); return true;
+      case 2: run(asym, std::integral_constant<int, 2>{}); return true;
+      case 4: run(asym, std::integral_constant<int, 4>{}); return true;
+      case 8: run(asym, std::integral_constant<int, 8>{}); return true;
+      default: return false;
+    }
+  };
+  return x.mins ? with_gb(std::true_type{}) : with_gb(std::false_type{});
+}
+
+// All activation rows of [p0, p1) against weight rows n .. n+R-1.
+template <int BITS, int R>
+void act_tiles(const Ctx& x, int64_t n, int64_t p0, int64_t p1) {
+  int64_t m = p0;
+  for (; m + kGemmActs <= p1; m += kGemmActs) tile<BITS, R, kGemmActs>(x, n, m, m == p0);
+  switch (p1 - m) {
+    case 3: tile<BITS, R, 3>(x, n, m, m == p0); break;
+    case 2: tile<BITS, R, 2>(x, n, m, m == p0); break;
+    case 1: tile<BITS, R, 1>(x, n, m, m == p0); break;
+    default: break;
+  }
+}
+
+template <int BITS>
+void gemm_bits(const Ctx& x, const QuantizedActs& a, int64_t n0, int64_t n1) {
+  const int64_t m = a.m;
+  if (m == 1 && try_gemv<BITS>(x, n0, n1)) return;
+  if (m == 1) {
+    int64_t n = n0;
+    for (; n + kGemvRows <= n1; n += kGemvRows) tile<BITS, kGemvRows, 1>(x, n, 0, true);
+    for (; n < n1; ++n) tile<BITS, 1, 1>(x, n, 0, true);
+    return;
+  }
+  for (int64_t p0 = 0; p0 < m; p0 += kPanelActs) {
+    const int64_t p1 = std::min(m, p0 + kPanelActs);
+    int64_t n = n0;
+    for (; n + kGemmRows <= n1; n += kGemmRows) act_tiles<BITS, kGemmRows>(x, n, p0, p1);
+    for (; n < n1; ++n) act_tiles<BITS, 1>(x, n, p0, p1);
+  }
+}
+
+// The kernel table's gemm_q, for the ISA this file is compiled for.
+void gemm_q_kernel(const QMatrix& w, const QuantizedActs& a, float* y, int64_t n0, int64_t n1) {
+  const QType& t = w.type;
+  const QSections<const uint8_t> sec = q_sections(t, w.n, w.k, w.data);
+  Ctx x;
+  x.codes = sec.codes;
+  x.row_bytes = sec.row_bytes;
+  x.scales = sec.scales;
+  x.mins = sec.mins;
+  x.groups = sec.groups;
+  x.gb = a.group_blocks;
+  x.nbw = sec.row_bytes / kChunkBytes * (8 / t.bits);
+  x.nb8 = round_up(x.nbw, 8);
+  // group_coeffs (quant_format.h) as multiples of d.
+  const bool asym = t.scheme == Scheme::asym;
+  x.de_mul = (!asym && t.bits == 1) ? 2.0f : 1.0f;
+  float ce_mul = asym ? 0.0f : (t.bits == 1 ? -1.0f : -(float)sym_offset(t.bits));
+  if (t.bits == 8 && !kVnni) ce_mul += 128.0f * x.de_mul;  // levels are code - 128
+  x.cd_mul = ce_mul;
+  x.q = a.q.data();
+  x.kp = a.kp;
+  x.ascale = a.scale.data();
+  x.ablocks = a.blocks;
+  x.gsum = a.gsum.data();
+  x.y = y;
+  x.ldy = w.n;
+  switch (t.bits) {
+    case 1: return gemm_bits<1>(x, a, n0, n1);
+    case 2: return gemm_bits<2>(x, a, n0, n1);
+    case 4: return gemm_bits<4>(x, a, n0, n1);
+    default: return gemm_bits<8>(x, a, n0, n1);
+  }
+}
+
+}  // namespace
+}  // namespace lowbit::x86
