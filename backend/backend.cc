@@ -1,6 +1,7 @@
 #include "backend/backend.h"
 
 #include "backend/cpu_backend.h"
+#include "kernels/cuda_backend.h"
 
 namespace lowbit {
 
@@ -20,5 +21,17 @@ std::unique_ptr<KvCache> Backend::new_kv_cache(int64_t layers, int64_t capacity,
 }
 
 std::unique_ptr<Backend> make_backend(const BackendParams& params) { return std::make_unique<CpuBackend>(params); }
+
+std::unique_ptr<Backend> make_device_backend(const BackendParams& params, std::string* why_not) {
+  std::string why;
+  if (!cuda_backend(&why)) {
+    if (why_not) *why_not = why;
+    return nullptr;
+  }
+  if (why_not)
+    *why_not = "a CUDA device is present, but the CUDA plugin runs only matmuls so far, not a whole layer "
+               "(embedding, RMSNorm, RoPE, attention)";
+  return nullptr;
+}
 
 }  // namespace lowbit
