@@ -156,9 +156,9 @@ class Backend {
 // The CPU backend; throws Error (invalid_argument) when params.isa cannot run here.
 std::unique_ptr<Backend> make_backend(const BackendParams& params);
 
-// The backend for the layers a model places on a device (LoadParams::gpu_layers), or null with
-// the reason in *why_not. Today null always: the CUDA plugin (kernels/cuda_backend.h) runs
-// matmuls but not yet the other layer operations (issue 18's CUDA backend proper).
+// The backend for the layers a model places on a device (LoadParams::gpu_layers): the CUDA
+// backend (backend/cuda_backend.h) on device 0, or null with the reason in *why_not (no plugin,
+// no driver, no device).
 std::unique_ptr<Backend> make_device_backend(const BackendParams& params, std::string* why_not);
 
 }  // namespace lowbit

@@ -135,7 +135,6 @@ int info_main(int argc, char** argv) {
                   d["index"].get<int>(), d["name"].get<std::string>().c_str(),
                   d["compute_capability"].get<std::string>().c_str(), d["memory_bytes"].get<uint64_t>() / 1073741824.0,
                   d["free_bytes"].get<uint64_t>() / 1073741824.0, d["sm_count"].get<int>());
-    if (!device_backend) std::printf("         model layers stay on the CPU: %s\n", device_why.c_str());
   } else {
     std::printf("CUDA:    no CUDA device (%s); using the CPU\n", why.c_str());
   }
