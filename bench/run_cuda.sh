@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# One command for a machine with an NVIDIA GPU (sm_80 or sm_90) and nvcc: builds the CUDA
-# plugin, runs its correctness tests, then the GPU benchmark.
+# One command for a machine with an NVIDIA GPU (sm_80 or sm_90) and nvcc: every device check of
+# issue 18. Builds the CUDA plugin, runs its kernel tests (every matmul vs the reference), then
+# the whole model on the GPU (backend ops vs the CPU, stories260K's greedy tokens with all
+# layers, split at several N and auto, the fallback after a real out-of-memory, the CPU-side
+# placement tests, lowbit info / run --gpu-layers), then the GPU matmul benchmark.
 #
-#   bench/run_cuda.sh                # build + tests + bench
+#   bench/run_cuda.sh                # build + kernel tests + model checks + bench
 #   QUICK=1 bench/run_cuda.sh        # fewer types and repetitions in the bench
 #   SANITIZE=1 bench/run_cuda.sh     # also run a slice of the tests under compute-sanitizer
+#   MODEL=0 bench/run_cuda.sh        # kernels only (no nlohmann-json/sentencepiece/... needed)
 #
 # Environment: BUILD_DIR (default build-cuda-run), CUDA_ARCHS (default: the GPU's own, from
 # nvidia-smi, else "80;90"), RESULTS_DIR (default BUILD_DIR) for the logs and bench JSON,
@@ -67,6 +71,52 @@ if ((have_tests)); then
       compute-sanitizer --tool "$tool" --error-exitcode 9 "$build/tests/test_kernels" --gtest_filter="$slice" \
         >"$results/sanitize_$tool.log" 2>&1 && echo "$tool: clean" || { echo "$tool: FAILED (see $results/sanitize_$tool.log)"; status=1; }
     done
+  fi
+fi
+
+# The whole model on the GPU: needs the full library's dependencies (scripts/setup.sh installs
+# them) and the shared test models next to the tree (../shared/models).
+if [[ "${MODEL:-1}" == 1 ]]; then
+  mbuild=${MODEL_BUILD_DIR:-$root/build-cuda-model}
+  echo "== model on the GPU (full build in $mbuild)"
+  if ! cmake -S "$root" -B "$mbuild" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DLOWBIT_CUDA=ON \
+      -DLOWBIT_TESTS=ON -DLOWBIT_BENCH=OFF -DLOWBIT_CLI=ON -DCMAKE_CUDA_ARCHITECTURES="$archs" \
+      >"$results/model_configure.log" 2>&1; then
+    echo "model checks NOT RUN: configure failed (missing -dev packages? see $results/model_configure.log):"
+    grep -m3 -iE "error|not found" "$results/model_configure.log"
+    status=1
+  elif ! cmake --build "$mbuild" -j"$jobs" --target lowbit_cuda test_backend test_runtime lowbit_cli \
+      >"$results/model_build.log" 2>&1; then
+    echo "model checks NOT RUN: build failed"; tail -30 "$results/model_build.log"
+    status=1
+  else
+    [[ -d "$root/../shared/models/stories260K" ]] || echo "warning: $root/../shared/models/stories260K missing: the model tests will fail"
+    "$mbuild/lowbit" info | grep -E "^CUDA|^lowbit"
+    echo "-- backend ops vs the CPU, the model on the GPU (tests/backend/cuda_backend_test.cc)"
+    "$mbuild/tests/test_backend" >"$results/model_test.log" 2>&1 || status=1
+    grep -E '^\[  (PASSED|FAILED|SKIPPED) |^\[==========\]' "$results/model_test.log"
+    grep -m1 -A1 ": Skipped" "$results/model_test.log" | tail -1
+    grep -B2 -A12 "Failure" "$results/model_test.log" | head -60
+    echo "-- placement, planner and fallback on the CPU (tests/runtime/placement_test.cc)"
+    "$mbuild/tests/test_runtime" --gtest_filter='Placement*:Planner*:Fallback*' >"$results/placement_test.log" 2>&1 || status=1
+    grep -E '^\[  (PASSED|FAILED) |^\[==========\]' "$results/placement_test.log"
+    echo "-- lowbit run: CPU vs --gpu-layers all / 2 / auto (greedy; identical at fp32)"
+    stories="$results/stories260K_f32"
+    rm -rf "$stories"
+    if "$mbuild/lowbit" convert "$root/../shared/models/stories260K" "$stories" --bits 32 >/dev/null 2>&1; then
+      cpu_text=$("$mbuild/lowbit" run "$stories" -p "Once upon a time" -n 64 --seed 1 2>/dev/null)
+      for g in all 2 auto; do
+        gpu_text=$("$mbuild/lowbit" run "$stories" -p "Once upon a time" -n 64 --seed 1 --gpu-layers $g 2>"$results/run_$g.err")
+        if [[ "$gpu_text" == "$cpu_text" ]]; then echo "--gpu-layers $g: same text as the CPU ($(head -1 "$results/run_$g.err"))"
+        else echo "--gpu-layers $g: DIFFERENT text"; echo " cpu: $cpu_text"; echo " gpu: $gpu_text"; cat "$results/run_$g.err"; status=1; fi
+      done
+    fi
+    smol="$root/../shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
+    if [[ -f "$smol" ]]; then
+      echo "-- SmolLM2 (4-bit, int8 activations on both: equal up to near-ties of the logits)"
+      "$mbuild/lowbit" run "$smol" -p "The capital of France is" -n 32 --seed 1 2>/dev/null | sed 's/^/ cpu: /'
+      "$mbuild/lowbit" run "$smol" -p "The capital of France is" -n 32 --seed 1 --gpu-layers all 2>&1 | sed 's/^/ gpu: /'
+    fi
   fi
 fi
 
