@@ -46,7 +46,7 @@
 
 /* Bumped whenever a declaration below changes in a way that breaks compiled callers. Compare it
  * with lowbit_abi_version() after dlopen() before using anything else. */
-#define LOWBIT_ABI_VERSION 1
+#define LOWBIT_ABI_VERSION 2  /* 2: lowbit_load_params.gpu_layers */
 
 #ifdef __cplusplus
 extern "C" {
