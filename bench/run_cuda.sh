@@ -90,7 +90,14 @@ if [[ "${MODEL:-1}" == 1 ]]; then
     echo "model checks NOT RUN: build failed"; tail -30 "$results/model_build.log"
     status=1
   else
-    [[ -d "$root/../shared/models/stories260K" ]] || echo "warning: $root/../shared/models/stories260K missing: the model tests will fail"
+    # The test models: ../shared/models beside the tree, or shared/models inside it (a copy of
+    # the tree taken to the GPU machine with the models in it), or $LOWBIT_MODELS_DIR.
+    if [[ -z "${LOWBIT_MODELS_DIR:-}" ]]; then
+      for d in "$root/../shared/models" "$root/shared/models"; do
+        [[ -d "$d/stories260K" ]] && { export LOWBIT_MODELS_DIR=$(cd "$d" && pwd); break; }
+      done
+    fi
+    [[ -d "${LOWBIT_MODELS_DIR:-/nonexistent}/stories260K" ]] || echo "warning: no models dir with stories260K: the model tests will fail"
     "$mbuild/lowbit" info | grep -E "^CUDA|^lowbit"
     echo "-- backend ops vs the CPU, the model on the GPU (tests/backend/cuda_backend_test.cc)"
     "$mbuild/tests/test_backend" >"$results/model_test.log" 2>&1 || status=1
@@ -103,7 +110,7 @@ if [[ "${MODEL:-1}" == 1 ]]; then
     echo "-- lowbit run: CPU vs --gpu-layers all / 2 / auto (greedy; identical at fp32)"
     stories="$results/stories260K_f32"
     rm -rf "$stories"
-    if "$mbuild/lowbit" convert "$root/../shared/models/stories260K" "$stories" --bits 32 >/dev/null 2>&1; then
+    if "$mbuild/lowbit" convert "${LOWBIT_MODELS_DIR:-$root/../shared/models}/stories260K" "$stories" --bits 32 >/dev/null 2>&1; then
       cpu_text=$("$mbuild/lowbit" run "$stories" -p "Once upon a time" -n 64 --seed 1 2>/dev/null)
       for g in all 2 auto; do
         gpu_text=$("$mbuild/lowbit" run "$stories" -p "Once upon a time" -n 64 --seed 1 --gpu-layers $g 2>"$results/run_$g.err")
@@ -111,7 +118,7 @@ if [[ "${MODEL:-1}" == 1 ]]; then
         else echo "--gpu-layers $g: DIFFERENT text"; echo " cpu: $cpu_text"; echo " gpu: $gpu_text"; cat "$results/run_$g.err"; status=1; fi
       done
     fi
-    smol="$root/../shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
+    smol="${LOWBIT_MODELS_DIR:-$root/../shared/models}/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
     if [[ -f "$smol" ]]; then
       echo "-- SmolLM2 (4-bit, int8 activations on both: equal up to near-ties of the logits)"
       "$mbuild/lowbit" run "$smol" -p "The capital of France is" -n 32 --seed 1 2>/dev/null | sed 's/^/ cpu: /'
