@@ -1,6 +1,8 @@
 #include "backend/backend.h"
 
 #include "backend/cpu_backend.h"
+#include "backend/cuda_backend.h"
+#include "kernels/cuda_backend.h"
 
 namespace lowbit {
 
@@ -20,5 +22,17 @@ std::unique_ptr<KvCache> Backend::new_kv_cache(int64_t layers, int64_t capacity,
 }
 
 std::unique_ptr<Backend> make_backend(const BackendParams& params) { return std::make_unique<CpuBackend>(params); }
+
+std::unique_ptr<Backend> make_device_backend(const BackendParams&, std::string* why_not) {
+  std::string why;
+  const CudaBackend* plugin = cuda_backend(&why);
+  if (!plugin) {
+    if (why_not) *why_not = why;
+    return nullptr;
+  }
+  // Device 0; several devices (a stage per device) are the next step (docs/GPU.md).
+  if (why_not) why_not->clear();
+  return std::make_unique<GpuBackend>(*plugin, 0);
+}
 
 }  // namespace lowbit

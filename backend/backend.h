@@ -95,6 +95,12 @@ struct BackendParams {
   // Quantized matmuls always take int8 activations (MatmulOptions::int8_acts), on top of what a
   // call asks for.
   bool int8_acts = false;
+  // Test-only: >= 0 makes the CPU backend stand in for a device of this many bytes: it copies
+  // weights into memory of its own (as a device uploads them) and every allocation past the
+  // budget throws Error (out_of_memory), as cudaMalloc fails on a full device; free_bytes()
+  // reports what is left. It is how CI exercises layer placement, the memory planner and the
+  // out-of-memory fallback (runtime/placement.h) without a GPU. -1: no budget.
+  int64_t test_memory_budget = -1;
 };
 
 class Backend {
@@ -103,7 +109,13 @@ class Backend {
   virtual std::string name() const = 0;  // e.g. "cpu avx2, 2 threads"
 
   // ---- memory ----
+  // Allocations (alloc, upload_matrix, upload_vector, new_kv_cache) throw Error (out_of_memory)
+  // when the backend's memory is full, leaving the backend as it was: the caller may free
+  // something or place the work elsewhere (runtime/placement.h's fallback).
   virtual BufferPtr alloc(int64_t floats) = 0;  // contents undefined
+  // Bytes the backend can still allocate; -1 when it does not know or has no limit of its own
+  // (the CPU: host memory, checked once at load by Model::load).
+  virtual int64_t free_bytes() const { return -1; }
   // A weight matrix laid out by q_layout(w.type, w.n, w.k). The CPU backend uses it in place, so
   // the bytes must outlive the backend; a device backend copies them.
   virtual Matrix upload_matrix(const QMatrix& w) = 0;
@@ -141,8 +153,12 @@ class Backend {
   virtual void matmul(const Tensor& x, std::span<const Projection> projs, bool int8_acts = false) = 0;
 };
 
-// The backend a model runs on. Today always the CPU backend; throws Error (invalid_argument) when
-// params.isa cannot run here.
+// The CPU backend; throws Error (invalid_argument) when params.isa cannot run here.
 std::unique_ptr<Backend> make_backend(const BackendParams& params);
+
+// The backend for the layers a model places on a device (LoadParams::gpu_layers): the CUDA
+// backend (backend/cuda_backend.h) on device 0, or null with the reason in *why_not (no plugin,
+// no driver, no device).
+std::unique_ptr<Backend> make_device_backend(const BackendParams& params, std::string* why_not);
 
 }  // namespace lowbit

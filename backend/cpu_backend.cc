@@ -13,18 +13,30 @@ namespace lowbit {
 
 namespace {
 
+int64_t buffer_bytes(int64_t floats) { return round_up(std::max<int64_t>(floats, 1) * (int64_t)sizeof(float), 64); }
+
 // Host memory, 64-byte aligned (whole cache lines per row start where rows are multiples of 16).
+// Under a test budget (BackendParams::test_memory_budget) its bytes are counted in `used` until it
+// is freed; the counter is shared, so a buffer may outlive the backend that made it.
 class CpuBuffer final : public Buffer {
  public:
-  explicit CpuBuffer(int64_t floats) : Buffer(floats) {
-    const size_t bytes = (size_t)round_up(std::max<int64_t>(floats, 1) * (int64_t)sizeof(float), 64);
-    data_ = static_cast<float*>(std::aligned_alloc(64, bytes));
-    if (!data_) throw std::bad_alloc();
+  CpuBuffer(int64_t floats, std::shared_ptr<CpuBudget> budget) : Buffer(floats), budget_(std::move(budget)) {
+    const int64_t bytes = buffer_bytes(floats);
+    if (budget_) budget_->take(bytes);
+    data_ = static_cast<float*>(std::aligned_alloc(64, (size_t)bytes));
+    if (!data_) {
+      if (budget_) budget_->used -= bytes;
+      throw std::bad_alloc();
+    }
   }
-  ~CpuBuffer() override { std::free(data_); }
+  ~CpuBuffer() override {
+    std::free(data_);
+    if (budget_) budget_->used -= buffer_bytes(size());
+  }
   float* data() const { return data_; }
 
  private:
+  std::shared_ptr<CpuBudget> budget_;
   float* data_;
 };
 
@@ -43,11 +55,28 @@ void check_shape(const Tensor& t, int64_t rows, int64_t cols, const char* what) 
 
 }  // namespace
 
+void CpuBudget::take(int64_t bytes) {
+  int64_t u = used.load();
+  do {
+    if (u + bytes > limit)
+      throw Error(ErrorCode::out_of_memory, "cpu backend (test memory budget of " + std::to_string(limit) +
+                                                " bytes): " + std::to_string(bytes) + " bytes do not fit, " +
+                                                std::to_string(limit - u) + " left");
+  } while (!used.compare_exchange_weak(u, u + bytes));
+}
+
 CpuBackend::CpuBackend(const BackendParams& params)
     : isa_(resolve_isa(params.isa)),
       kernels_(&cpu_kernels(isa_)),
       int8_acts_(params.int8_acts),
-      pool_(std::make_unique<ThreadPool>(params.threads)) {}
+      pool_(std::make_unique<ThreadPool>(params.threads)) {
+  if (params.test_memory_budget >= 0) {
+    budget_ = std::make_shared<CpuBudget>();
+    budget_->limit = params.test_memory_budget;
+  }
+}
+
+int64_t CpuBackend::free_bytes() const { return budget_ ? budget_->limit - budget_->used.load() : -1; }
 
 std::string CpuBackend::name() const {
   return std::string("cpu ") + isa_name(isa_) + ", " + std::to_string(pool_->size()) + " threads";
@@ -61,12 +90,19 @@ float* CpuBackend::data(const Tensor& t) const {
 
 BufferPtr CpuBackend::alloc(int64_t floats) {
   if (floats < 0) throw Error(ErrorCode::invalid_argument, "cpu backend: negative allocation");
-  return std::make_unique<CpuBuffer>(floats);
+  return std::make_unique<CpuBuffer>(floats, budget_);
 }
 
 Matrix CpuBackend::upload_matrix(const QMatrix& w) {
   if (!w.data) throw Error(ErrorCode::invalid_argument, "cpu backend: matrix without data");
-  return {w.type, w.n, w.k, w.data};
+  if (!budget_) return {w.type, w.n, w.k, w.data};
+  // Standing in for a device: a copy of its own, counted against the budget.
+  const int64_t bytes = q_layout(w.type, w.n, w.k).bytes;
+  BufferPtr copy = alloc(ceil_div(bytes, (int64_t)sizeof(float)));
+  std::memcpy(host(copy.get()), w.data, (size_t)bytes);
+  const void* at = host(copy.get());
+  vectors_.push_back(std::move(copy));
+  return {w.type, w.n, w.k, at};
 }
 
 Tensor CpuBackend::upload_vector(const float* src, int64_t n) {

@@ -5,6 +5,7 @@
 // callers on different threads never share it.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <vector>
 
@@ -12,6 +13,13 @@
 #include "kernels/thread_pool.h"
 
 namespace lowbit {
+
+// A test budget's accounting (BackendParams::test_memory_budget), shared with the buffers.
+struct CpuBudget {
+  int64_t limit = 0;
+  std::atomic<int64_t> used{0};
+  void take(int64_t bytes);  // throws Error (out_of_memory) past the limit
+};
 
 class CpuBackend final : public Backend {
  public:
@@ -28,6 +36,7 @@ class CpuBackend final : public Backend {
   float* data(const Tensor& t) const;
 
   BufferPtr alloc(int64_t floats) override;
+  int64_t free_bytes() const override;
   Matrix upload_matrix(const QMatrix& w) override;
   Tensor upload_vector(const float* host, int64_t n) override;
   void write(const Tensor& dst, const float* host) override;
@@ -50,7 +59,8 @@ class CpuBackend final : public Backend {
   const CpuKernels* kernels_;
   bool int8_acts_;
   std::unique_ptr<ThreadPool> pool_;
-  std::vector<BufferPtr> vectors_;  // upload_vector's copies
+  std::vector<BufferPtr> vectors_;  // upload_vector's copies (and upload_matrix's, under a budget)
+  std::shared_ptr<CpuBudget> budget_;  // null: no test budget
 };
 
 }  // namespace lowbit

@@ -260,6 +260,7 @@ lowbit_load_params lowbit_load_default_params(void) {
   p.threads = 0;
   p.ctx = 0;
   p.isa = "auto";
+  p.gpu_layers = 0;
   return p;
 }
 
@@ -274,6 +275,10 @@ lowbit_status lowbit_model_load(const char* dir, const lowbit_load_params* param
     lp.threads = p.threads;
     lp.ctx = p.ctx;
     lp.isa = resolve_isa(parse_isa(p.isa && *p.isa ? p.isa : "auto"));  // invalid_argument
+    if (p.gpu_layers < 0 && p.gpu_layers != LOWBIT_GPU_LAYERS_ALL && p.gpu_layers != LOWBIT_GPU_LAYERS_AUTO)
+      fail(LOWBIT_INVALID_ARGUMENT, "lowbit_model_load: gpu_layers must be >= 0, LOWBIT_GPU_LAYERS_ALL or LOWBIT_GPU_LAYERS_AUTO");
+    static_assert(LOWBIT_GPU_LAYERS_ALL == kGpuLayersAll && LOWBIT_GPU_LAYERS_AUTO == kGpuLayersAuto);
+    lp.gpu_layers = p.gpu_layers;
     const std::string d = dir;
     if (!path_exists(d)) fail(LOWBIT_NOT_FOUND, d + ": no such file or directory");
     // A directory that is no HF model must be a manifest: say which of its files is missing.

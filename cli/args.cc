@@ -10,6 +10,7 @@
 #include <CLI/CLI.hpp>
 
 #include "kernels/thread_pool.h"
+#include "runtime/placement.h"
 
 namespace lowbit::cli {
 
@@ -191,6 +192,24 @@ void add_isa(Args& args, std::string& isa) {
   args.choice("--isa", isa, "CPU kernels: auto (the best this CPU runs), scalar, avx2, avxvnni, avx512 or neon; default auto",
               {"auto", "scalar", "avx2", "avxvnni", "avx512", "neon"})
       .metavar("ISA");
+}
+
+void add_gpu_layers(Args& args, int64_t& gpu_layers) {
+  // Parsed in the check, which runs before the value is stored: the text is kept in a string
+  // the option owns and gpu_layers is set from it.
+  auto text = std::make_shared<std::string>();
+  args.text("--gpu-layers", *text,
+            "the first N layers on the GPU, the rest on the CPU; all, or auto: as many as fit in its free "
+            "memory (default 0: the CPU)")
+      .metavar("N|all|auto")
+      .check([text, &gpu_layers](const std::string& v) -> std::string {
+        try {
+          gpu_layers = parse_gpu_layers(v, "--gpu-layers");
+          return "";
+        } catch (const Error&) {
+          return "'" + v + "' is not a layer count, all or auto";
+        }
+      });
 }
 
 }  // namespace lowbit::cli

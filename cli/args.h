@@ -104,5 +104,7 @@ void add_threads(Args& args, int& threads);
 void add_ctx(Args& args, int64_t& ctx, const std::string& what_it_is);
 // --isa auto|scalar|avx2|avxvnni|avx512|neon; read it with parse_isa() after Args::parse.
 void add_isa(Args& args, std::string& isa);
+// --gpu-layers N|all|auto into a LoadParams::gpu_layers value (runtime/placement.h).
+void add_gpu_layers(Args& args, int64_t& gpu_layers);
 
 }  // namespace lowbit::cli

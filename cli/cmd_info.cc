@@ -1,4 +1,5 @@
 // lowbit info: what this machine and this build can do.
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -13,9 +14,11 @@
 #include "cli/command.h"
 #include "cli/model_arg.h"
 #include "convert/source.h"
+#include "backend/backend.h"
 #include "kernels/cuda_backend.h"
 #include "kernels/isa.h"
 #include "runtime/manifest.h"
+#include "runtime/placement.h"
 
 namespace lowbit::cli {
 namespace {
@@ -93,10 +96,24 @@ int info_main(int argc, char** argv) {
     }
   }
   j["cuda"] = {{"available", cuda != nullptr}, {"devices", devices}, {"reason", cuda ? "" : why}};
-  // The runtime (lowbit run / eval) runs on the CPU; the CUDA backend serves the kernel API.
-  j["backend"] = "cpu";
+  // Where `lowbit run --gpu-layers` would put layers: the device backend, when there is one.
+  std::string device_why;
+  const bool device_backend = make_device_backend({}, &device_why) != nullptr;
+  j["backend"] = device_backend ? "cpu+cuda" : "cpu";
+  if (!device_backend) j["device_backend_reason"] = device_why;
 
-  if (!model_path.empty()) j["model"] = model_info(resolve_model(model_path, models));
+  if (!model_path.empty()) {
+    const std::string resolved = resolve_model(model_path, models);
+    j["model"] = model_info(resolved);
+    // The memory planner's answer for --gpu-layers auto on device 0 at the trained context.
+    if (!devices.empty() && std::filesystem::exists(std::filesystem::path(resolved) / kManifestFile)) {
+      const Manifest mf = Manifest::open(resolved);
+      const int64_t ctx = std::max<int64_t>(1, mf.config().max_ctx);
+      const LayerPlan plan = plan_device_layers(device_footprint(mf.config(), mf, ctx, 1, 512),
+                                                (int64_t)devices[0]["free_bytes"].get<uint64_t>());
+      j["model"]["gpu_plan"] = {{"ctx", ctx}, {"layers", plan.layers}, {"arithmetic", plan.arithmetic}};
+    }
+  }
 
   if (json_out) {
     std::printf("%s\n", j.dump(2).c_str());
@@ -114,11 +131,12 @@ int info_main(int argc, char** argv) {
               isa_error.empty() ? "" : ("  error: " + isa_error).c_str());
   if (cuda) {
     for (const auto& d : devices)
-      std::printf("CUDA:    device %d: %s, compute %s, %.1f GiB\n", d["index"].get<int>(),
-                  d["name"].get<std::string>().c_str(), d["compute_capability"].get<std::string>().c_str(),
-                  d["memory_bytes"].get<uint64_t>() / 1073741824.0);
+      std::printf("CUDA:    device %d: %s, compute capability %s, %.1f GiB (%.1f GiB free), %d SMs\n",
+                  d["index"].get<int>(), d["name"].get<std::string>().c_str(),
+                  d["compute_capability"].get<std::string>().c_str(), d["memory_bytes"].get<uint64_t>() / 1073741824.0,
+                  d["free_bytes"].get<uint64_t>() / 1073741824.0, d["sm_count"].get<int>());
   } else {
-    std::printf("CUDA:    none (%s); using the CPU\n", why.c_str());
+    std::printf("CUDA:    no CUDA device (%s); using the CPU\n", why.c_str());
   }
   if (j.contains("model")) {
     const nlohmann::json& m = j["model"];
@@ -130,6 +148,9 @@ int info_main(int argc, char** argv) {
     std::string types;
     for (const auto& [t, n] : m["tensor_types"].items()) types += (types.empty() ? "" : ", ") + std::to_string(n.get<int>()) + " x " + t;
     std::printf("tensors: %s\n", types.c_str());
+    if (m.contains("gpu_plan"))
+      std::printf("GPU:     --gpu-layers auto at ctx %lld: %s\n", (long long)m["gpu_plan"]["ctx"].get<int64_t>(),
+                  m["gpu_plan"]["arithmetic"].get<std::string>().c_str());
   }
   return 0;
 }

@@ -87,6 +87,7 @@ int run_main(int argc, char** argv) {
   add_ctx(args, lp.ctx, "context length in tokens, prompt included (default: the model's trained context)");
   add_threads(args, lp.threads);
   add_isa(args, isa);
+  add_gpu_layers(args, lp.gpu_layers);
   args.flag("--no-bos", no_bos, "do not add BOS in front of the prompt");
   args.flag("--json", json_out, "print one JSON object at the end instead of streaming");
   if (!args.parse(argc, argv)) return 0;
@@ -108,6 +109,8 @@ int run_main(int argc, char** argv) {
   if (info.imported && !json_out)
     std::fprintf(stderr, "lowbit run: imported %s (%s) in memory in %.2f s (`lowbit convert` writes it once)\n",
                  model_dir.c_str(), info.format.c_str(), info.import_seconds);
+  if (lp.gpu_layers != 0 && !json_out)
+    std::fprintf(stderr, "lowbit run: %s (%s)\n", model->placement().c_str(), model->plan().c_str());
   const int64_t trained = model->config().max_ctx;
   if (trained > 0 && model->ctx() > trained)
     std::fprintf(stderr,

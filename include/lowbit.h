@@ -46,7 +46,7 @@
 
 /* Bumped whenever a declaration below changes in a way that breaks compiled callers. Compare it
  * with lowbit_abi_version() after dlopen() before using anything else. */
-#define LOWBIT_ABI_VERSION 1
+#define LOWBIT_ABI_VERSION 2  /* 2: lowbit_load_params.gpu_layers */
 
 #ifdef __cplusplus
 extern "C" {
@@ -79,10 +79,18 @@ typedef struct lowbit_batch lowbit_batch;
 
 /* ---- models ------------------------------------------------------------------------------- */
 
+/* lowbit_load_params.gpu_layers' special values; any n >= 0 is "the first n layers". */
+#define LOWBIT_GPU_LAYERS_ALL (-1)  /* every layer and the output head on the GPU */
+#define LOWBIT_GPU_LAYERS_AUTO (-2) /* as many as fit in the GPU's free memory (the planner) */
+
 typedef struct lowbit_load_params {
   int32_t threads; /* matmul threads; 0: all cores */
   int64_t ctx;     /* context length of each session; 0: the model's maximum */
   const char* isa; /* CPU kernels: "auto" (or NULL), "scalar", "avx2", "avxvnni", "avx512", "neon" */
+  /* The first gpu_layers layers on the GPU, the rest on the CPU (default 0: CPU only). A count
+   * > 0 or ALL without a usable GPU is LOWBIT_INVALID_ARGUMENT, saying why; AUTO then uses the
+   * CPU. A GPU that runs out of memory moves layers to the CPU with one warning on stderr. */
+  int32_t gpu_layers;
 } lowbit_load_params;
 
 LOWBIT_API lowbit_load_params lowbit_load_default_params(void);

@@ -3,8 +3,10 @@
 // on machines with no GPU and no driver, and says why when the backend is unavailable.
 //
 // The boundary is a C ABI: one entry symbol returning a table of function pointers with a
-// version number. Every function returns 0 on success or -1 with a message in last_error()
-// (per calling thread); nothing in the plugin aborts. No CUDA header is needed to use it.
+// version number. Every function returns 0 on success, or -1 with a message in last_error()
+// (per calling thread), -2 when the device is out of memory (cudaErrorMemoryAllocation), so
+// that the caller can place the work elsewhere; nothing in the plugin aborts. No CUDA header is
+// needed to use it.
 #pragma once
 
 #include <stddef.h>
@@ -17,7 +19,7 @@
 extern "C" {
 
 // Bumped whenever LowbitCudaBackend changes in any way; host and plugin must agree exactly.
-#define LOWBIT_CUDA_ABI_VERSION 1u
+#define LOWBIT_CUDA_ABI_VERSION 2u
 // The one symbol liblowbit_cuda.so exports: const LowbitCudaBackend* (uint32_t host_abi).
 #define LOWBIT_CUDA_ENTRY "lowbit_cuda_backend_entry"
 #define LOWBIT_CUDA_LIBRARY "liblowbit_cuda.so"
@@ -42,6 +44,14 @@ typedef struct LowbitCudaWeightDesc {
 } LowbitCudaWeightDesc;
 
 typedef struct LowbitCudaMatrix LowbitCudaMatrix;  // weights in device memory (opaque)
+
+// What one row of an attention call attends to: its sequence's cache for the layer, as
+// (capacity, kv_dim) keys and values in device memory, and the positions [first, end).
+typedef struct LowbitCudaAttnRow {
+  const float* k;
+  const float* v;
+  int64_t first, end;
+} LowbitCudaAttnRow;
 
 typedef struct LowbitCudaBackend {
   uint32_t abi_version;  // LOWBIT_CUDA_ABI_VERSION of the plugin
@@ -81,6 +91,22 @@ typedef struct LowbitCudaBackend {
                      float* y, int warmup, int iters, double* median_ms);
   // A device-to-device copy of `bytes` (allocated internally): the bandwidth probe.
   int (*time_copy)(uint64_t bytes, int warmup, int iters, double* median_ms);
+
+  // Layer operations (ABI 2), fp32 row-major in device memory on the current device, with the
+  // semantics of lowbit::Backend's (backend/backend.h). Arrays named *_host are host memory,
+  // copied with the launch. They are queued on the default stream, in order with matmul and
+  // copy; a kernel's own failure shows at the next call that waits for the device (copy).
+  int (*rmsnorm)(const float* x, const float* w, int64_t rows, int64_t cols, float eps, float* out);
+  int (*add)(float* out, const float* x, int64_t n);
+  int (*add_row)(float* out, const float* bias, int64_t rows, int64_t cols);
+  int (*swiglu)(float* gate, const float* up, int64_t n);
+  int (*gather_rows)(const float* src, int64_t cols, const int64_t* rows_host, int64_t n, float* dst);
+  int (*rope)(float* x, int64_t rows, int64_t n_heads, int64_t head_dim, const float* inv_freq,
+              const int64_t* pos_host);
+  // out (n, n_heads * head_dim): row r attends over rows_host[r] (GQA: query head h reads KV
+  // head h / (n_heads / n_kv_heads)); q (n, n_heads * head_dim).
+  int (*attention)(const LowbitCudaAttnRow* rows_host, int64_t n, const float* q, int64_t n_heads,
+                   int64_t n_kv_heads, int64_t head_dim, float scale, float* out);
 } LowbitCudaBackend;
 
 typedef const LowbitCudaBackend* (*LowbitCudaEntryFn)(uint32_t host_abi_version);

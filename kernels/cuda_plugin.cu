@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "kernels/cuda_backend.h"
+#include "kernels/layer_ops_cuda.h"
 #include "kernels/matmul_cuda.h"
 
 struct LowbitCudaMatrix {
@@ -33,7 +34,8 @@ int fail(std::string msg) {
 int check(cudaError_t e, const char* what) {
   if (e == cudaSuccess) return 0;
   cudaGetLastError();  // clear a non-sticky error so later calls start clean
-  return fail(std::string(what) + ": " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")");
+  fail(std::string(what) + ": " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")");
+  return e == cudaErrorMemoryAllocation ? -2 : -1;  // -2: the caller may place the work elsewhere
 }
 
 // Per device: the activation scratch and staging for host x / y. One mutex serializes matmuls
@@ -44,16 +46,20 @@ struct DeviceState {
   size_t x_bytes = 0;
   void* y = nullptr;
   size_t y_bytes = 0;
+  void* meta = nullptr;  // per-row arrays of the layer operations (positions, attention rows)
+  size_t meta_bytes = 0;
+  void* scores = nullptr;  // attention scores, (rows, heads, span)
+  size_t scores_bytes = 0;
 };
 std::mutex g_mutex;
 std::vector<DeviceState> g_states;
 
 int grow(void*& p, size_t& have, size_t want) {
   if (have >= want) return 0;
-  if (p) cudaFree(p);  // synchronous: nothing queued still uses it after the last matmul
+  if (p) cudaFree(p);  // synchronous: waits for the kernels queued that still use it
   p = nullptr;
   have = 0;
-  if (check(cudaMalloc(&p, want), "cudaMalloc (staging)")) return -1;
+  if (int rc = check(cudaMalloc(&p, want), "cudaMalloc (staging)")) return rc;
   have = want;
   return 0;
 }
@@ -148,9 +154,9 @@ int upload(const LowbitCudaWeightDesc* desc, const void* host, uint64_t bytes, L
   auto* w = new (std::nothrow) LowbitCudaMatrix;
   if (!w) return fail("upload: out of host memory");
   cudaGetDevice(&w->device);
-  if (check(cudaMalloc(&w->owned, bytes), "upload: cudaMalloc")) {
+  if (int rc = check(cudaMalloc(&w->owned, bytes), "upload: cudaMalloc")) {
     delete w;
-    return -1;
+    return rc;
   }
   if (check(cudaMemcpy(w->owned, host, bytes, cudaMemcpyHostToDevice), "upload: cudaMemcpy")) {
     cudaFree(w->owned);
@@ -278,6 +284,64 @@ int time_copy(uint64_t bytes, int warmup, int iters, double* median_ms) {
   return rc;
 }
 
+// ---- layer operations -------------------------------------------------------------------------
+
+int current_device() {
+  int d = 0;
+  cudaGetDevice(&d);
+  return d;
+}
+
+// Copies a host array into the device's per-row scratch (queued: the stream runs it after the
+// kernels that still read the previous contents).
+int stage_meta(DeviceState& st, const void* host, size_t bytes, void** out) {
+  if (int rc = grow(st.meta, st.meta_bytes, bytes)) return rc;
+  if (check(cudaMemcpyAsync(st.meta, host, bytes, cudaMemcpyHostToDevice, 0), "copy per-row arrays")) return -1;
+  *out = st.meta;
+  return 0;
+}
+
+int op_rmsnorm(const float* x, const float* w, int64_t rows, int64_t cols, float eps, float* out) {
+  return check(rmsnorm_device(x, w, rows, cols, eps, out, 0), "rmsnorm");
+}
+int op_add(float* out, const float* x, int64_t n) { return check(add_device(out, x, n, 0), "add"); }
+int op_add_row(float* out, const float* bias, int64_t rows, int64_t cols) {
+  return check(add_row_device(out, bias, rows, cols, 0), "add_row");
+}
+int op_swiglu(float* gate, const float* up, int64_t n) { return check(swiglu_device(gate, up, n, 0), "swiglu"); }
+
+int op_gather_rows(const float* src, int64_t cols, const int64_t* rows_host, int64_t n, float* dst) {
+  if (n <= 0) return 0;
+  std::lock_guard<std::mutex> lock(g_mutex);
+  void* rows = nullptr;
+  if (int rc = stage_meta(state(current_device()), rows_host, (size_t)n * sizeof(int64_t), &rows)) return rc;
+  return check(gather_rows_device(src, cols, static_cast<const int64_t*>(rows), n, dst, 0), "gather_rows");
+}
+
+int op_rope(float* x, int64_t rows, int64_t n_heads, int64_t head_dim, const float* inv_freq, const int64_t* pos_host) {
+  if (rows <= 0) return 0;
+  std::lock_guard<std::mutex> lock(g_mutex);
+  void* pos = nullptr;
+  if (int rc = stage_meta(state(current_device()), pos_host, (size_t)rows * sizeof(int64_t), &pos)) return rc;
+  return check(rope_device(x, rows, n_heads, head_dim, inv_freq, static_cast<const int64_t*>(pos), 0), "rope");
+}
+
+int op_attention(const LowbitCudaAttnRow* rows_host, int64_t n, const float* q, int64_t n_heads, int64_t n_kv_heads,
+                 int64_t head_dim, float scale, float* out) {
+  if (n <= 0) return 0;
+  if (n_kv_heads <= 0 || n_heads % n_kv_heads) return fail("attention: n_heads must be a multiple of n_kv_heads");
+  int64_t span = 1;
+  for (int64_t r = 0; r < n; ++r) span = std::max(span, rows_host[r].end - rows_host[r].first);
+  std::lock_guard<std::mutex> lock(g_mutex);
+  DeviceState& st = state(current_device());
+  if (int rc = grow(st.scores, st.scores_bytes, (size_t)(n * n_heads * span) * sizeof(float))) return rc;
+  void* rows = nullptr;
+  if (int rc = stage_meta(st, rows_host, (size_t)n * sizeof(LowbitCudaAttnRow), &rows)) return rc;
+  return check(attention_device(static_cast<const LowbitCudaAttnRow*>(rows), n, q, n_heads, n_kv_heads, head_dim,
+                                scale, static_cast<float*>(st.scores), span, out, 0),
+               "attention");
+}
+
 #define LOWBIT_STR2(x) #x
 #define LOWBIT_STR(x) LOWBIT_STR2(x)
 
@@ -298,6 +362,13 @@ const LowbitCudaBackend kBackend = {
     copy,
     time_matmul,
     time_copy,
+    op_rmsnorm,
+    op_add,
+    op_add_row,
+    op_swiglu,
+    op_gather_rows,
+    op_rope,
+    op_attention,
 };
 
 }  // namespace

@@ -38,7 +38,7 @@ struct Scheduler::Seq {
   SequenceParams params;
   Sampler sampler;
   std::unique_ptr<TextStream> text;  // null without a tokenizer
-  std::unique_ptr<KvCache> cache;    // from admission on
+  std::unique_ptr<SeqCache> cache;    // from admission on
   std::vector<int32_t> history;      // prompt and generated tokens: the sampler's penalty window
   int64_t read = 0;                  // prompt tokens in the cache
   int64_t pos = 0;                   // positions in the cache

@@ -5,17 +5,29 @@
 
 namespace lowbit {
 
-Tensor Workspace::get(size_t slot, int64_t rows, int64_t cols) {
-  if (buffers_.size() <= slot) buffers_.resize(slot + 1);
-  BufferPtr& b = buffers_[slot];
-  if (!b || b->size() < rows * cols) b = backend_.alloc(rows * cols);
+Tensor Workspace::get(Backend& backend, size_t slot, int64_t rows, int64_t cols) {
+  auto it = buffers_.begin();
+  while (it != buffers_.end() && it->first != &backend) ++it;
+  if (it == buffers_.end()) it = buffers_.emplace(it, &backend, std::vector<BufferPtr>());
+  std::vector<BufferPtr>& slots = it->second;
+  if (slots.size() <= slot) slots.resize(slot + 1);
+  BufferPtr& b = slots[slot];
+  if (!b || b->size() < rows * cols) {
+    b.reset();  // freed first, so a full device has its room back for the larger one
+    b = backend.alloc(rows * cols);
+  }
   return {b.get(), 0, rows, cols};
 }
 
-std::unique_ptr<ForwardPass> make_forward_pass(const ModelConfig& c, const Manifest& m, Backend& b) {
+std::unique_ptr<ForwardPass> make_forward_pass(const ModelConfig& c, const Manifest& m, std::span<const Stage> stages) {
   // models/arch.h's table holds only this family today; a new family is a new branch here.
-  if (c.arch == "llama" || c.arch == "mistral" || c.arch == "qwen2") return std::make_unique<LlamaForward>(c, m, b);
+  if (c.arch == "llama" || c.arch == "mistral" || c.arch == "qwen2") return std::make_unique<LlamaForward>(c, m, stages);
   throw Error(ErrorCode::bad_format, "architecture '" + c.arch + "' has no forward pass");
+}
+
+std::unique_ptr<ForwardPass> make_forward_pass(const ModelConfig& c, const Manifest& m, Backend& b) {
+  const Stage all{&b, 0, c.n_layers};
+  return make_forward_pass(c, m, {&all, 1});
 }
 
 int64_t logit_rows(std::span<const SeqChunk> chunks) {

@@ -19,6 +19,7 @@
 
 #include "backend/backend.h"
 #include "models/arch.h"
+#include "runtime/placement.h"
 
 namespace lowbit {
 
@@ -27,8 +28,19 @@ class Manifest;
 // Which of a chunk's rows go through the output head.
 enum class LogitRows { none, last, all };
 
+// One sequence's KV cache for a whole model: a part per stage of the model's placement, in that
+// stage's backend, holding its layers (part i: layers [first_i, first_i + parts[i]->layers)).
+// A model that moves layers to the CPU after a device ran out of memory (Model's fallback) moves
+// a cache's parts when it next sees it, so `placement` names the placement the parts follow.
+struct SeqCache {
+  std::vector<std::unique_ptr<KvCache>> parts;
+  std::vector<Backend*> backends;  // parts[i] lives in backends[i]
+  int64_t capacity = 0;            // positions
+  uint64_t placement = 0;
+};
+
 struct SeqChunk {
-  KvCache* cache = nullptr;
+  SeqCache* cache = nullptr;
   const int32_t* tokens = nullptr;  // (n) ids, host memory
   int64_t n = 0;
   int64_t pos = 0;  // position of tokens[0]; the cache holds positions [0, pos)
@@ -53,23 +65,27 @@ struct ForwardOptions {
 
 // The scratch of forward passes: backend buffers that grow to the largest batch seen (and are
 // reused, so steady decoding allocates nothing), and the host-side lists of one step. Belongs to
-// one caller (a Session, a Scheduler) and one thread at a time.
+// one caller (a Session, a Scheduler) and one thread at a time. A model split across backends
+// gets a set of slots in each, made when first asked for.
 class Workspace {
  public:
   explicit Workspace(Backend& backend) : backend_(backend) {}
-  // Slot `slot` viewed as (rows, cols); its buffer is reallocated only when too small.
-  Tensor get(size_t slot, int64_t rows, int64_t cols);
+  // Slot `slot` of backend b (default: the one given at construction) viewed as (rows, cols);
+  // its buffer is reallocated only when too small.
+  Tensor get(size_t slot, int64_t rows, int64_t cols) { return get(backend_, slot, rows, cols); }
+  Tensor get(Backend& b, size_t slot, int64_t rows, int64_t cols);
   Backend& backend() const { return backend_; }
 
   // Host-side lists a ForwardPass fills per step; cleared, never shrunk.
   std::vector<int32_t> ids;         // (rows) token ids of the batch
-  std::vector<SeqRows> seqs;        // one per chunk
+  std::vector<SeqRows> seqs;        // one per chunk, with the current stage's cache parts
   std::vector<int64_t> logit_rows;  // rows that go through the head, in chunk order
   std::vector<float> observed;      // an observer's copy of a matmul input
+  std::vector<float> crossing;      // (rows, dim) activations passed from one stage to the next
 
  private:
   Backend& backend_;
-  std::vector<BufferPtr> buffers_;
+  std::vector<std::pair<Backend*, std::vector<BufferPtr>>> buffers_;
 };
 
 class ForwardPass {
@@ -82,7 +98,9 @@ class ForwardPass {
                    const ForwardOptions& opt = {}) const = 0;
 };
 
-// The forward pass of c's architecture family, its weights taken from m and handed to b.
+// The forward pass of c's architecture family, its weights taken from m and handed to each
+// layer's stage's backend (stages cover the layers in order; see runtime/placement.h).
+std::unique_ptr<ForwardPass> make_forward_pass(const ModelConfig& c, const Manifest& m, std::span<const Stage> stages);
 std::unique_ptr<ForwardPass> make_forward_pass(const ModelConfig& c, const Manifest& m, Backend& b);
 
 // Rows of logits the chunks ask for.

@@ -11,8 +11,9 @@ namespace lowbit {
 
 class LlamaForward final : public ForwardPass {
  public:
-  // Hands every weight of the manifest to the backend (in place on the CPU).
-  LlamaForward(const ModelConfig& c, const Manifest& m, Backend& b);
+  // Hands every layer's weights of the manifest to its stage's backend (in place on the CPU), the
+  // embedding to the first stage's, the final norm and head to the last one's.
+  LlamaForward(const ModelConfig& c, const Manifest& m, std::span<const Stage> stages);
 
   void run(std::span<const SeqChunk> chunks, Workspace& ws, float* logits,
            const ForwardOptions& opt = {}) const override;
@@ -29,14 +30,18 @@ class LlamaForward final : public ForwardPass {
     Role role;
     Tensor y;
   };
-  void mm(std::initializer_list<Proj> projs, int64_t layer, const Tensor& x, Workspace& ws,
+  void mm(Backend& b, std::initializer_list<Proj> projs, int64_t layer, const Tensor& x, Workspace& ws,
           const ForwardOptions& opt) const;
 
+  struct StageWeights {
+    Stage stage;
+    Tensor inv_freq;  // (1, head_dim / 2) in this stage's backend
+  };
+
   ModelConfig c_;
-  Backend& b_;
-  Matrix embed_, lm_head_;
-  Tensor final_norm_;  // (1, dim)
-  Tensor inv_freq_;    // (1, head_dim / 2)
+  std::vector<StageWeights> stages_;
+  Matrix embed_, lm_head_;  // in the first stage's backend, the last one's
+  Tensor final_norm_;       // (1, dim), the last stage's
   std::vector<Layer> layers_;
 };
 

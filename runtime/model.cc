@@ -1,6 +1,7 @@
 #include "runtime/model.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cmath>
 #include <cstdint>
 #include <fstream>
@@ -82,12 +83,158 @@ std::unique_ptr<Model> Model::load(Manifest manifest, const LoadParams& params) 
   }
 
   // The ISA is resolved here, once (an unsupported one fails now, not inside the first matmul).
-  m->backend_ = make_backend({params.threads, params.isa, params.int8_acts});
-  m->forward_ = make_forward_pass(c, m->manifest_, *m->backend_);
+  m->cpu_ = make_backend({params.threads, params.isa, params.int8_acts});
+  int64_t n = params.gpu_layers == kGpuLayersAll ? c.n_layers : params.gpu_layers;
+  if (n < 0 && n != kGpuLayersAuto)
+    throw Error(ErrorCode::invalid_argument, "gpu_layers " + std::to_string(n) + ": not a layer count, all or auto");
+  n = std::min<int64_t>(n, c.n_layers);
+  if (n != 0) {
+    std::string why;
+    m->device_ = params.device ? params.device() : make_device_backend({params.threads, params.isa, params.int8_acts}, &why);
+    if (!m->device_ && n != kGpuLayersAuto)
+      throw Error(ErrorCode::invalid_argument, "gpu_layers " + gpu_layers_name(params.gpu_layers) + ": no device backend: " + why);
+    if (!m->device_) {
+      m->plan_ = "gpu_layers auto: no device (" + why + "): 0 layers on a device";
+      n = 0;
+    } else if (n == kGpuLayersAuto) {
+      const DeviceFootprint f = device_footprint(c, m->manifest_, m->ctx_, std::max<int64_t>(1, params.plan_sequences), 512);
+      const LayerPlan plan = plan_device_layers(f, m->device_->free_bytes());
+      m->plan_ = "gpu_layers auto: " + plan.arithmetic;
+      n = plan.layers;
+    } else {
+      m->plan_ = "gpu_layers " + gpu_layers_name(params.gpu_layers) + ": " + std::to_string(n) + " layers on the device";
+    }
+  }
+  m->place(n);
   if (params.load_tokenizer)
     m->tokenizer_ = m->manifest_.in_memory() ? load_tokenizer_files(m->manifest_.tokenizer_data(), dir)
                                              : load_tokenizer(dir);
   return m;
+}
+
+void Model::place(int64_t n) {
+  const ModelConfig& c = config();
+  while (true) {
+    if (n == 0) device_.reset();
+    stages_ = split_stages(c.n_layers, n, device_.get(), cpu_.get());
+    try {
+      forward_ = make_forward_pass(c, manifest_, stages_);
+      return;
+    } catch (const Error& e) {
+      if (e.code() != ErrorCode::out_of_memory || n == 0) throw;
+      // What went up is freed with the backend; a fresh one tells how much room there is, and
+      // the planner fits fewer layers in it (none when it cannot say).
+      forward_.reset();
+      device_.reset();
+      device_ = params_.device ? params_.device() : make_device_backend({params_.threads, params_.isa, params_.int8_acts}, nullptr);
+      const int64_t free = device_ ? device_->free_bytes() : -1;
+      const DeviceFootprint f = device_footprint(c, manifest_, ctx_, std::max<int64_t>(1, params_.plan_sequences), 512);
+      const LayerPlan plan = plan_device_layers(f, free);
+      const int64_t fewer = std::min(n - 1, plan.layers);
+      warn("the device ran out of memory loading " + std::to_string(n) + " layers (" + e.what() + "); " +
+           (fewer > 0 ? std::to_string(fewer) + " layers on the device, the rest on the CPU" : "the model runs on the CPU"));
+      plan_ += "; out of memory with " + std::to_string(n) + " layers, then " + plan.arithmetic;
+      n = fewer;
+    }
+  }
+}
+
+void Model::warn(const std::string& message) const {
+  if (warned_) return;  // one warning per model: the first fallback says what happened
+  warned_ = true;
+  if (params_.warn)
+    params_.warn(message);
+  else
+    std::fprintf(stderr, "lowbit: warning: %s\n", message.c_str());
+}
+
+void Model::fall_back_to_cpu(const std::string& why) const {
+  if (stages_.size() == 1 && stages_[0].backend == cpu_.get()) return;  // another thread did it
+  const ModelConfig& c = config();
+  std::vector<Stage> stages = split_stages(c.n_layers, 0, nullptr, cpu_.get());
+  // The CPU uses the mapped weights in place: building its forward pass allocates only norms.
+  forward_ = make_forward_pass(c, manifest_, stages);
+  stages_ = std::move(stages);
+  ++placement_;
+  warn("the device ran out of memory (" + why + "); the model runs on the CPU from now on");
+  // device_ stays: caches made for the old placement are read from it when they move.
+}
+
+int64_t Model::device_layers() const {
+  std::shared_lock lock(mutex_);
+  return device_layers_locked();
+}
+
+int64_t Model::device_layers_locked() const {
+  int64_t n = 0;
+  for (const Stage& s : stages_)
+    if (s.backend != cpu_.get()) n += s.layers;
+  return n;
+}
+
+std::string Model::placement() const {
+  std::shared_lock lock(mutex_);
+  std::string out;
+  for (const Stage& s : stages_) {
+    if (s.layers == 0) continue;
+    out += (out.empty() ? "layers " : ", ") + std::to_string(s.first) + "-" + std::to_string(s.first + s.layers - 1) +
+           " on " + s.backend->name();
+  }
+  return out;
+}
+
+std::unique_ptr<SeqCache> Model::make_cache(int64_t capacity) const {
+  const ModelConfig& c = config();
+  auto cache = std::make_unique<SeqCache>();
+  cache->capacity = capacity;
+  cache->placement = placement_;
+  for (const Stage& s : stages_) {
+    cache->parts.push_back(s.backend->new_kv_cache(s.layers, capacity, c.n_kv_heads * c.head_dim));
+    cache->backends.push_back(s.backend);
+  }
+  return cache;
+}
+
+void Model::migrate(SeqCache& cache) const {
+  std::unique_ptr<SeqCache> fresh = make_cache(cache.capacity);
+  const int64_t kv_dim = config().n_kv_heads * config().head_dim, cap = cache.capacity;
+  std::vector<float> rows((size_t)(cap * kv_dim));
+  // Layer by layer, through the host: (capacity, kv_dim) of K, then of V.
+  auto locate = [](const SeqCache& sc, int64_t layer, size_t& part) {
+    int64_t first = 0;
+    for (part = 0; layer >= first + sc.parts[part]->layers; ++part) first += sc.parts[part]->layers;
+    return layer - first;
+  };
+  for (int64_t l = 0; l < config().n_layers; ++l) {
+    size_t from = 0, to = 0;
+    const int64_t lf = locate(cache, l, from), lt = locate(*fresh, l, to);
+    const KvCache &src = *cache.parts[from], &dst = *fresh->parts[to];
+    for (auto member : {&KvCache::k, &KvCache::v}) {
+      cache.backends[from]->read({(src.*member).get(), lf * cap * kv_dim, cap, kv_dim}, rows.data());
+      fresh->backends[to]->write({(dst.*member).get(), lt * cap * kv_dim, cap, kv_dim}, rows.data());
+    }
+  }
+  cache = std::move(*fresh);
+}
+
+void Model::forward(std::span<const SeqChunk> chunks, Workspace& ws, float* logits, const ForwardOptions& opt) const {
+  for (int attempt = 0;; ++attempt) {
+    std::string why;
+    {
+      std::shared_lock lock(mutex_);
+      try {
+        for (const SeqChunk& ch : chunks)
+          if (ch.cache && ch.cache->placement != placement_) migrate(*ch.cache);
+        forward_->run(chunks, ws, logits, opt);
+        return;
+      } catch (const Error& e) {
+        if (e.code() != ErrorCode::out_of_memory || device_layers_locked() == 0 || attempt > 0) throw;
+        why = e.what();
+      }
+    }
+    std::unique_lock lock(mutex_);
+    fall_back_to_cpu(why);
+  }
 }
 
 const Tokenizer& Model::tokenizer() const {
@@ -105,16 +252,30 @@ const CpuBackend& cpu(const Backend& b) {
 
 }  // namespace
 
-ThreadPool& Model::pool() const { return cpu(*backend_).pool(); }
+ThreadPool& Model::pool() const { return cpu(*cpu_).pool(); }
 
-MatmulOptions Model::matmul_options() const { return cpu(*backend_).matmul_options(); }
+MatmulOptions Model::matmul_options() const { return cpu(*cpu_).matmul_options(); }
 
-std::unique_ptr<KvCache> Model::new_kv_cache(int64_t capacity) const {
+std::unique_ptr<SeqCache> Model::new_kv_cache(int64_t capacity) const {
   if (capacity <= 0 || capacity > ctx_)
     throw Error(ErrorCode::invalid_argument, "KV cache of " + std::to_string(capacity) + " positions outside [1, " +
                                                  std::to_string(ctx_) + "]");
-  const ModelConfig& c = config();
-  return backend_->new_kv_cache(c.n_layers, capacity, c.n_kv_heads * c.head_dim);
+  std::string why;
+  {
+    std::shared_lock lock(mutex_);
+    try {
+      return make_cache(capacity);
+    } catch (const Error& e) {
+      if (e.code() != ErrorCode::out_of_memory || device_layers_locked() == 0) throw;
+      why = e.what();
+    }
+  }
+  {
+    std::unique_lock lock(mutex_);
+    fall_back_to_cpu(why);
+  }
+  std::shared_lock lock(mutex_);
+  return make_cache(capacity);
 }
 
 Session::Session(const Model& model) : model_(model), cache_(model.new_kv_cache(model.ctx())), ws_(model.backend()) {}

@@ -9,7 +9,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <shared_mutex>
 #include <span>
 #include <string>
 #include <vector>
@@ -21,6 +23,7 @@
 #include "models/arch.h"
 #include "runtime/forward.h"
 #include "runtime/manifest.h"
+#include "runtime/placement.h"
 #include "runtime/tokenizer/tokenizer.h"
 
 namespace lowbit {
@@ -31,6 +34,18 @@ struct LoadParams {
   Isa isa = Isa::automatic;
   bool load_tokenizer = true;
   bool int8_acts = false;  // MatmulOptions::int8_acts for every matmul of the model
+  // The first gpu_layers layers on the device backend (make_device_backend), the rest on the
+  // CPU; kGpuLayersAll, or kGpuLayersAuto for the memory planner's choice (runtime/placement.h).
+  // A count > 0 or "all" without a device fails (invalid_argument, saying why); "auto" then
+  // places nothing on a device.
+  int64_t gpu_layers = 0;
+  // KV caches of ctx positions the planner keeps device room for (a server's sequences at once).
+  int64_t plan_sequences = 1;
+  // Test seam: makes the device backend instead of make_device_backend (e.g. a CPU backend with
+  // BackendParams::test_memory_budget); called again for a fresh one when a load falls back.
+  std::function<std::unique_ptr<Backend>()> device;
+  // Receives the out-of-memory fallback's one warning; null: stderr ("lowbit: warning: ...").
+  std::function<void(const std::string&)> warn;
 };
 
 struct MemoryEstimate {
@@ -56,31 +71,60 @@ class Model {
   const LoadParams& params() const { return params_; }
   int64_t ctx() const { return ctx_; }
 
-  // The backend the model runs on, chosen at load.
-  Backend& backend() const { return *backend_; }
+  // The CPU backend: the layers not on a device, the fallback, and the home of a Workspace (which
+  // makes slots in the other backends as the forward pass asks).
+  Backend& backend() const { return *cpu_; }
+  // Layers on the device now (0 after a fallback moved the model to the CPU), and the stages as
+  // text: "layers 0-3 on <device backend>, 4-7 on <cpu backend>".
+  int64_t device_layers() const;
+  std::string placement() const;
+  // How the layer count was chosen: the planner's arithmetic (gpu_layers auto), the count asked
+  // for, and any fallback.
+  const std::string& plan() const { return plan_; }
   // The CPU backend's thread pool and matmul options (its ISA resolved at load), for callers
   // that run kernels/ themselves beside the model (the accuracy harness, the benchmarks).
   ThreadPool& pool() const;
   MatmulOptions matmul_options() const;
 
-  // A KV cache for one sequence of up to `capacity` positions (at most ctx()).
-  std::unique_ptr<KvCache> new_kv_cache(int64_t capacity) const;
-  // Runs a batch of chunks of one or several sequences (runtime/forward.h).
-  void forward(std::span<const SeqChunk> chunks, Workspace& ws, float* logits, const ForwardOptions& opt = {}) const {
-    forward_->run(chunks, ws, logits, opt);
-  }
+  // A KV cache for one sequence of up to `capacity` positions (at most ctx()), a part per stage.
+  // When the device has no room for its part, the model moves to the CPU (see forward) and the
+  // cache is made there.
+  std::unique_ptr<SeqCache> new_kv_cache(int64_t capacity) const;
+  // Runs a batch of chunks of one or several sequences (runtime/forward.h). Out of memory on the
+  // device (a workspace growing for a larger batch) moves the whole model to the CPU with one
+  // warning and runs the batch again there: a rerun writes the same cache rows with the same
+  // values, so nothing is lost. Caches made for the old placement are moved when next seen.
+  void forward(std::span<const SeqChunk> chunks, Workspace& ws, float* logits, const ForwardOptions& opt = {}) const;
 
   static MemoryEstimate estimate(const ModelConfig& c, int64_t weights_bytes, int64_t ctx, int64_t batch);
 
  private:
   Model() = default;
+  // Places the first n layers on device_ (a fresh one per try), falling back to fewer when the
+  // device runs out of memory while the weights go up.
+  void place(int64_t n);
+  // With mutex_ held exclusively: every layer to the CPU, after the device ran out of memory.
+  void fall_back_to_cpu(const std::string& why) const;
+  std::unique_ptr<SeqCache> make_cache(int64_t capacity) const;  // mutex_ held (shared)
+  void migrate(SeqCache& cache) const;                          // to the current placement
+  void warn(const std::string& message) const;
+  int64_t device_layers_locked() const;  // mutex_ held
+
   // Declared in this order so they are destroyed in the reverse: the forward pass holds the
-  // backend's handles, which point into the manifest's mapping.
+  // backends' handles, which point into the manifest's mapping (CPU) or device memory.
   Manifest manifest_;
   LoadParams params_;
   int64_t ctx_ = 0;
-  std::unique_ptr<Backend> backend_;
-  std::unique_ptr<ForwardPass> forward_;
+  std::unique_ptr<Backend> cpu_;
+  std::unique_ptr<Backend> device_;  // null: nothing was placed on a device
+  std::string plan_;
+  // The placement may change once after load (the fallback), under an exclusive lock; forward
+  // passes and cache allocations hold it shared.
+  mutable std::shared_mutex mutex_;
+  mutable std::vector<Stage> stages_;
+  mutable std::unique_ptr<ForwardPass> forward_;
+  mutable uint64_t placement_ = 1;  // bumped when stages_ change (SeqCache::placement)
+  mutable bool warned_ = false;
   std::unique_ptr<Tokenizer> tokenizer_;
 };
 
@@ -105,7 +149,7 @@ class Session {
   const Model& model_;
   MatmulObserver observer_;
   int64_t pos_ = 0;
-  std::unique_ptr<KvCache> cache_;  // ctx positions
+  std::unique_ptr<SeqCache> cache_;  // ctx positions
   Workspace ws_;
 };
 

@@ -282,7 +282,8 @@ class Model:
     One Model may be used from several threads at once; each call runs in its own session.
     """
 
-    def __init__(self, path: str, threads: int = 0, ctx: int = 0, isa: str = "auto"):
+    def __init__(self, path: str, threads: int = 0, ctx: int = 0, isa: str = "auto",
+                 gpu_layers: Union[int, str] = 0):
         """Loads the model at path: a manifest directory's weights are mapped in place; a GGUF
         file is imported in memory, each tensor kept in its own type where lowbit has it (Q4_0,
         Q4_1, Q8_0, F16, ...) and the others requantized at no fewer bits, its tokenizer read from
@@ -294,12 +295,20 @@ class Model:
         allowed, with a warning: text past the trained length is likely to degrade. The KV cache
         of each generation takes memory in proportion to ctx, and a ctx that cannot fit in the
         available memory is refused. isa: the CPU kernels, "auto" (the best this CPU runs),
-        "scalar", "avx2", "avxvnni", "avx512" or "neon".
+        "scalar", "avx2", "avxvnni", "avx512" or "neon". gpu_layers: the first gpu_layers layers run on the GPU, the
+        rest on the CPU; "all", or "auto" for as many as fit in the GPU's free memory (none
+        without a GPU); 0 (the default) runs on the CPU. A count or "all" without a usable GPU
+        raises lowbit.Error saying why. A GPU that runs out of memory moves layers to the CPU
+        with one warning on stderr.
 
         Raises lowbit.Error when the manifest cannot be read (lowbit.VersionError when it is
         newer than this version) or does not fit in memory.
         """
-        self._core = _core.Model(str(path), threads=threads, ctx=ctx, isa=isa)
+        if isinstance(gpu_layers, bool) or not isinstance(gpu_layers, (int, str)):
+            raise TypeError(f"gpu_layers must be an int, 'all' or 'auto', not {gpu_layers!r}")
+        if isinstance(gpu_layers, int) and gpu_layers < 0:
+            raise ValueError(f"gpu_layers must be >= 0, 'all' or 'auto', not {gpu_layers}")
+        self._core = _core.Model(str(path), threads=threads, ctx=ctx, isa=isa, gpu_layers=str(gpu_layers))
         trained = self._core.config["max_ctx"]
         if ctx and 0 < trained < self._core.ctx:
             warnings.warn(
@@ -320,6 +329,16 @@ class Model:
     def ctx(self) -> int:
         """Context length each generation gets."""
         return self._core.ctx
+
+    @property
+    def gpu_layers(self) -> int:
+        """Layers running on the GPU now (0 on the CPU, and after an out-of-memory fallback)."""
+        return self._core.device_layers
+
+    @property
+    def placement(self) -> str:
+        """Which layers run on which backend: "layers 0-4 on cpu avx2, 2 threads"."""
+        return self._core.placement
 
     @property
     def config(self) -> dict:

@@ -18,13 +18,15 @@ namespace {
 
 class PyModel {
  public:
-  PyModel(const std::string& path, int threads, int64_t ctx, const std::string& isa) : path_(path) {
+  PyModel(const std::string& path, int threads, int64_t ctx, const std::string& isa, const std::string& gpu_layers)
+      : path_(path) {
     if (threads < 0) throw Error(ErrorCode::invalid_argument, "threads must be >= 0");
     if (ctx < 0) throw Error(ErrorCode::invalid_argument, "ctx must be >= 0");
     LoadParams lp;
     lp.threads = threads;
     lp.ctx = ctx;
     lp.isa = parse_isa(isa);
+    lp.gpu_layers = parse_gpu_layers(gpu_layers, "gpu_layers");
     py::gil_scoped_release nogil;
     model_ = load_model(path, lp);
   }
@@ -204,8 +206,10 @@ GenerateParams make_params(int64_t max_tokens, float temperature, int top_k, flo
 
 void register_model(py::module_& m) {
   py::class_<PyModel>(m, "Model", "A model loaded from a manifest directory (lowbit convert).")
-      .def(py::init<const std::string&, int, int64_t, const std::string&>(), py::arg("path"), py::arg("threads") = 0,
-           py::arg("ctx") = 0, py::arg("isa") = "auto")
+      .def(py::init<const std::string&, int, int64_t, const std::string&, const std::string&>(), py::arg("path"),
+           py::arg("threads") = 0, py::arg("ctx") = 0, py::arg("isa") = "auto", py::arg("gpu_layers") = "0")
+      .def_property_readonly("device_layers", [](const PyModel& p) { return p.model().device_layers(); })
+      .def_property_readonly("placement", [](const PyModel& p) { return p.model().placement(); })
       .def_property_readonly("path", &PyModel::path)
       .def_property_readonly("vocab_size", [](const PyModel& p) { return p.model().config().vocab_size; })
       .def_property_readonly("ctx", [](const PyModel& p) { return p.model().ctx(); })

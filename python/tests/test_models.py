@@ -292,3 +292,24 @@ def test_generate_batch_errors_have_codes(stories):
     with pytest.raises(lowbit.Error) as e:
         small.generate_batch(["Once upon a time, there was a little girl"])
     assert e.value.code == "context_full"
+
+
+def test_gpu_layers(stories_dir, stories_golden):
+    # auto places what fits on a GPU and nothing without one; either way the text is llama2.c's.
+    m = lowbit.Model(stories_dir, gpu_layers="auto")
+    assert 0 <= m.gpu_layers <= 5
+    assert m.placement.startswith("layers 0-")
+    assert m.generate("", max_tokens=256) + "\n" == stories_golden
+    assert lowbit.Model(stories_dir).gpu_layers == 0
+    with pytest.raises(ValueError, match="gpu_layers"):
+        lowbit.Model(stories_dir, gpu_layers=-1)
+    with pytest.raises(TypeError, match="gpu_layers"):
+        lowbit.Model(stories_dir, gpu_layers=True)
+    with pytest.raises(lowbit.Error, match="gpu_layers"):
+        lowbit.Model(stories_dir, gpu_layers="most")
+    try:
+        on_gpu = lowbit.Model(stories_dir, gpu_layers=2)
+    except lowbit.Error as e:  # no usable GPU here: the reason, not a crash
+        assert "gpu_layers 2: no device backend" in str(e)
+    else:
+        assert on_gpu.gpu_layers == 2

@@ -256,6 +256,29 @@ TEST_F(CApi, TokenizeAndDetokenizeWithSizeQueries) {
   EXPECT_STRNE(lowbit_last_error(), "");
 }
 
+TEST_F(CApi, GpuLayers) {
+  lowbit_load_params lp = lowbit_load_default_params();
+  EXPECT_EQ(lp.gpu_layers, 0);
+  lp.ctx = 8;
+  lp.threads = 1;
+  ModelHandle model;
+  lp.gpu_layers = -3;
+  EXPECT_EQ(lowbit_model_load(manifest_.c_str(), &lp, &model.m), LOWBIT_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(lowbit_last_error()).find("gpu_layers"), std::string::npos) << lowbit_last_error();
+  // auto places what fits on a GPU, nothing without one: it always loads.
+  lp.gpu_layers = LOWBIT_GPU_LAYERS_AUTO;
+  ASSERT_EQ(lowbit_model_load(manifest_.c_str(), &lp, &model.m), LOWBIT_OK) << lowbit_last_error();
+  // A count asks for a GPU: without a usable one the load says why.
+  lp.gpu_layers = 2;
+  ModelHandle on_gpu;
+  const lowbit_status s = lowbit_model_load(manifest_.c_str(), &lp, &on_gpu.m);
+  if (s != LOWBIT_OK) {
+    EXPECT_EQ(s, LOWBIT_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(lowbit_last_error()).find("gpu_layers 2: no device backend"), std::string::npos)
+        << lowbit_last_error();
+  }
+}
+
 TEST_F(CApi, EvalLogitsAndSample) {
   lowbit_load_params lp = lowbit_load_default_params();
   lp.ctx = 8;

@@ -16,7 +16,12 @@
 namespace lowbit::test {
 
 inline const std::string kSourceDir = LOWBIT_SOURCE_DIR;
-inline const std::string kModels = kSourceDir + "/../shared/models";
+// The shared test models: $LOWBIT_MODELS_DIR when set (bench/run_cuda.sh sets it on a machine
+// given a copy of the tree with the models inside it), else ../shared/models beside the tree.
+inline const std::string kModels = [] {
+  const char* env = std::getenv("LOWBIT_MODELS_DIR");
+  return env && *env ? std::string(env) : kSourceDir + "/../shared/models";
+}();
 
 // A fresh directory under $TMPDIR (or /tmp), removed with everything in it on destruction.
 class TempDir {

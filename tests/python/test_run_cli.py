@@ -84,6 +84,7 @@ USAGE_ERRORS = [
     (["run", NO_MODEL, "-p", "x", "--repeat-penalty", "0"], "--repeat-penalty: '0' must be > 0"),
     (["run", NO_MODEL, "-p", "x", "--seed", "-1"], "--seed: '-1' is not an integer"),
     (["run", NO_MODEL, "-p", "x", "--isa", "sse"], "--isa: 'sse' is not one of auto, scalar, avx2, avxvnni, avx512, neon"),
+    (["run", NO_MODEL, "-p", "x", "--gpu-layers", "most"], "--gpu-layers: 'most' is not a layer count, all or auto"),
     (["run", NO_MODEL, "-p", "x", "--stop", ""], "--stop: '' must be non-empty"),
     (["run", NO_MODEL, "-p", "x", "--bogus"], "--bogus"),
     (["run", NO_MODEL], "a prompt (-p or PROMPT) is needed when stdin is not a terminal"),
@@ -129,6 +130,16 @@ def test_ctx_beyond_the_trained_length_warns(stories):
     assert f"warning: --ctx {8 * trained} is longer than the {trained} positions" in r.stderr
     quiet = lowbit("run", stories, "-p", "Once", "-n", "4", "--ctx", trained)
     assert "warning" not in quiet.stderr
+
+
+def test_gpu_layers_auto_runs_and_says_where(stories):
+    # auto puts on a GPU what fits and nothing without one: the text is the CPU's either way.
+    cpu = lowbit("run", stories, "-p", "Once", "-n", "8", "--seed", "1")
+    r = lowbit("run", stories, "-p", "Once", "-n", "8", "--seed", "1", "--gpu-layers", "auto")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == cpu.stdout
+    assert re.search(r"lowbit run: layers 0-\d+ on ", r.stderr), r.stderr
+    assert "gpu_layers auto: " in r.stderr
 
 
 def test_memory_refusal_lists_parts_that_add_up(stories):

@@ -67,7 +67,7 @@ TEST(Decode, NoHeapAllocationPerToken) {
 
       // Four sequences in one forward pass per step, as the scheduler runs them.
       Workspace ws(model->backend());
-      std::vector<std::unique_ptr<KvCache>> caches;
+      std::vector<std::unique_ptr<SeqCache>> caches;
       std::vector<SeqChunk> chunks;
       for (int i = 0; i < 4; ++i) {
         caches.push_back(model->new_kv_cache(64));

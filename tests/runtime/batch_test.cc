@@ -253,7 +253,7 @@ TEST(Forward, BatchRowsEqualEachSequenceAlone) {
         want.push_back(out);
       }
       // Together: the three prompts as one batch, then the three decode rows as another.
-      std::vector<std::unique_ptr<KvCache>> caches;
+      std::vector<std::unique_ptr<SeqCache>> caches;
       std::vector<SeqChunk> chunks;
       size_t rows = 0;
       for (const auto& p : prompts) {
