@@ -68,6 +68,8 @@ int convert_main(int argc, char** argv) {
   args.integer("--calib-tokens", calib_tokens, "tokens of --calib to run (default 8192)", 2).metavar("N");
   args.integer("--calib-ctx", calib_ctx, "tokens per calibration window (default 512)", 2).metavar("N");
   args.text("--calib-save", calib_save, "write the calibration statistics (JSON) to this file").metavar("FILE");
+  std::string calib_load;
+  args.text("--calib-load", calib_load, "use statistics written by --calib-save instead of --calib").metavar("FILE");
   double target_bpw = 0;
   args.number("--target-bpw", target_bpw,
               "choose each matrix's type so weights.bin is at most X bits per weight (needs --calib)")
@@ -100,9 +102,23 @@ int convert_main(int argc, char** argv) {
   } else if (!calib_save.empty()) {
     throw Error("--calib-save needs --calib");
   }
+  if (!calib_load.empty()) {
+    if (!calib_text.empty()) throw Error("--calib and --calib-load exclude each other");
+    std::ifstream f(calib_load);
+    if (!f) throw Error(calib_load + ": cannot read (--calib-load)");
+    nlohmann::json j;
+    try {
+      f >> j;
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(calib_load + ": not JSON (" + e.what() + ")");
+    }
+    calib = CalibStats::from_json(j, calib_load);
+    calib_text = calib.text_file;
+    opt.calib = &calib;
+  }
   Allocation alloc;
   if (args.given("--target-bpw")) {
-    if (calib_text.empty()) throw Error("--target-bpw needs --calib TEXT (the sensitivities are measured on it)");
+    if (calib_text.empty()) throw Error("--target-bpw needs --calib TEXT or --calib-load FILE (the sensitivities are measured on it)");
     AllocationOptions ao;
     ao.target_bpw = target_bpw;
     ao.progress = [](const std::string& stage, double f) {

@@ -1,5 +1,6 @@
 #include "convert/calib.h"
 
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <iterator>
@@ -37,6 +38,32 @@ nlohmann::json CalibStats::to_json() const {
   for (const auto& [name, s] : tensors) t[name] = {{"rows", s.rows}, {"sum_sq", s.sum_sq}};
   j["tensors"] = std::move(t);
   return j;
+}
+
+CalibStats CalibStats::from_json(const nlohmann::json& j, const std::string& label) {
+  CalibStats st;
+  try {
+    st.text_file = j.at("text").get<std::string>();
+    const std::string ck = j.at("text_checksum").get<std::string>();
+    if (ck.rfind("xxh3:", 0) != 0 || ck.size() != 21) throw Error("text_checksum '" + ck + "' is not xxh3:<16 hex>");
+    st.text_checksum = std::stoull(ck.substr(5), nullptr, 16);
+    st.ctx = j.at("ctx").get<int64_t>();
+    st.tokens = j.at("tokens").get<int64_t>();
+    st.windows = j.at("windows").get<std::vector<std::vector<int32_t>>>();
+    for (const auto& [name, t] : j.at("tensors").items()) {
+      CalibStats::Tensor& x = st.tensors[name];
+      x.rows = t.at("rows").get<int64_t>();
+      x.sum_sq = t.at("sum_sq").get<std::vector<double>>();
+      for (double v : x.sum_sq)
+        if (!(v >= 0) || !std::isfinite(v)) throw Error("tensor '" + name + "': sum_sq holds " + std::to_string(v));
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(label + ": not a calibration file (" + e.what() + ")");
+  } catch (const Error& e) {
+    throw Error(label + ": " + e.what());
+  }
+  st.finish();
+  return st;
 }
 
 CalibStats collect_calibration(const Model& model, const std::string& text_file, int64_t max_tokens,

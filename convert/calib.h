@@ -33,8 +33,10 @@ struct CalibStats {
   const std::vector<float>* importance(const std::string& tensor) const;
   // What the manifest's recipe records: file, checksum, ctx, tokens (not the statistics).
   nlohmann::json recipe() const;
-  // Everything, statistics and windows included (lowbit convert --calib-save).
+  // Everything, statistics and windows included (lowbit convert --calib-save), and back
+  // (--calib-load; throws Error naming the field that is missing or malformed).
   nlohmann::json to_json() const;
+  static CalibStats from_json(const nlohmann::json& j, const std::string& label);
 
   std::map<std::string, std::vector<float>> mean_sq;  // filled by finish()
   void finish();

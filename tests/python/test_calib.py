@@ -95,3 +95,18 @@ def test_calibrated_no_worse_on_held_out_text(bits, group, tmp_path):
     plain, calib = kl(tmp_path / "plain", ref, held_out), kl(tmp_path / "calib", ref, held_out)
     print(f"q{bits} g{group}: KL plain {plain:.5f} calibrated {calib:.5f}")
     assert calib <= plain
+
+
+def test_saved_statistics_reproduce_the_conversion(tmp_path):
+    stats = tmp_path / "calib.json"
+    lowbit("convert", STORIES, tmp_path / "a", "--bits", "2", "--calib", TEXT, "--calib-tokens", 600,
+           "--calib-save", stats, "--threads", 1)
+    lowbit("convert", STORIES, tmp_path / "b", "--bits", "2", "--calib-load", stats, "--threads", 1)
+    assert (tmp_path / "a" / "weights.bin").read_bytes() == (tmp_path / "b" / "weights.bin").read_bytes()
+    recipe = lambda d: json.loads((d / "manifest.json").read_text())["recipe"]["calibration"]  # noqa: E731
+    assert recipe(tmp_path / "a") == recipe(tmp_path / "b")
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"text": "x"}')
+    r = subprocess.run([str(BIN), "convert", STORIES, tmp_path / "c", "--bits", "2", "--calib-load", bad],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and str(bad) in r.stderr and "not a calibration file" in r.stderr
