@@ -44,7 +44,7 @@ CALIB = ["--calib", TEXT, "--calib-tokens", 2048, "--threads", 1]
 @pytest.mark.parametrize("model", ["stories260K", "aidreams260K"])
 def test_never_over_budget(model, tmp_path):
     src = SHARED / "models" / model
-    for target in (4.6, 5.0, 5.5, 6.5, 9.0):
+    for target in (4.6, 5.5, 9.0):
         out = tmp_path / f"a{target}"
         r = lowbit("convert", src, out, "--target-bpw", target, *CALIB)
         bpw, m = file_bpw(out)
