@@ -6,11 +6,14 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <string>
 
 #include "cli/args.h"
 #include "cli/command.h"
 #include "cli/progress.h"
+#include "convert/allocate.h"
+#include "convert/calib.h"
 #include "convert/convert.h"
 #include "kernels/error.h"
 #include "runtime/manifest.h"
@@ -27,7 +30,14 @@ const char* kConvertFooter =
     "the relative error each one gained; an HF directory gets --bits 4.\n"
     "Defaults: --group 32, --scheme sym at 8 bits and asym below, --quantizer search;\n"
     "norms stay f32, embeddings and lm_head q8_g32_sym (f16/f32 with --bits 16/32).\n"
-    "TYPE is f32, f16, bf16, qB (B bits, group 32) or qB_gG_sym|asym / qB_row_sym|asym.\n";
+    "TYPE is f32, f16, bf16, qB (B bits, group 32) or qB_gG_sym|asym / qB_row_sym|asym.\n"
+    "--calib TEXT runs the source at fp32 over the first --calib-tokens tokens of TEXT (windows of\n"
+    "--calib-ctx, each starting with BOS) and keeps each projection's mean squared input per channel;\n"
+    "the search quantizer then minimizes the error weighted by it (as llama.cpp's imatrix). The text's\n"
+    "name, checksum and token count go into the manifest's recipe.\n"
+    "--target-bpw X picks every matrix's type among 1/2/4/8-bit types and f16 to minimize the\n"
+    "predicted KL divergence within X bits per weight (the whole weights.bin); the choice is printed\n"
+    "and stored in the recipe (convert/allocate.h says how it predicts).\n";
 
 int convert_main(int argc, char** argv) {
   ConvertOptions opt;
@@ -52,6 +62,18 @@ int convert_main(int argc, char** argv) {
         const auto eq = v.rfind('=');
         return eq == std::string::npos || eq == 0 ? "'" + v + "' is not NAME_GLOB=TYPE" : std::string();
       });
+  std::string calib_text, calib_save;
+  int64_t calib_tokens = 8192, calib_ctx = 512;
+  args.text("--calib", calib_text, "calibrate on this text file (held out from what you evaluate on)").metavar("TEXT");
+  args.integer("--calib-tokens", calib_tokens, "tokens of --calib to run (default 8192)", 2).metavar("N");
+  args.integer("--calib-ctx", calib_ctx, "tokens per calibration window (default 512)", 2).metavar("N");
+  args.text("--calib-save", calib_save, "write the calibration statistics (JSON) to this file").metavar("FILE");
+  std::string calib_load;
+  args.text("--calib-load", calib_load, "use statistics written by --calib-save instead of --calib").metavar("FILE");
+  double target_bpw = 0;
+  args.number("--target-bpw", target_bpw,
+              "choose each matrix's type so weights.bin is at most X bits per weight (needs --calib)")
+      .metavar("X");
   add_threads(args, opt.threads);
   args.flag("--force", opt.force, "replace OUT_DIR if it exists");
   args.flag("--allow-nonfinite", opt.allow_nonfinite, "store NaN/inf weights as 0 instead of failing");
@@ -63,6 +85,56 @@ int convert_main(int argc, char** argv) {
   for (const std::string& k : keep) {
     const auto eq = k.rfind('=');
     opt.keep.emplace_back(k.substr(0, eq), k.substr(eq + 1));
+  }
+  CalibStats calib;
+  if (!calib_text.empty()) {
+    std::fprintf(stderr, "calibrating on %s (%lld tokens, windows of %lld)...\n", calib_text.c_str(),
+                 (long long)calib_tokens, (long long)calib_ctx);
+    calib = collect_calibration(source, calib_text, calib_tokens, calib_ctx, opt.threads);
+    std::fprintf(stderr, "calibrated: %lld tokens in %zu windows, %zu projections\n", (long long)calib.tokens,
+                 calib.windows.size(), calib.tensors.size());
+    opt.calib = &calib;
+    if (!calib_save.empty()) {
+      std::ofstream f(calib_save);
+      f << calib.to_json().dump() << "\n";
+      if (!f) throw Error(calib_save + ": write failed (--calib-save)");
+    }
+  } else if (!calib_save.empty()) {
+    throw Error("--calib-save needs --calib");
+  }
+  if (!calib_load.empty()) {
+    if (!calib_text.empty()) throw Error("--calib and --calib-load exclude each other");
+    std::ifstream f(calib_load);
+    if (!f) throw Error(calib_load + ": cannot read (--calib-load)");
+    nlohmann::json j;
+    try {
+      f >> j;
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(calib_load + ": not JSON (" + e.what() + ")");
+    }
+    calib = CalibStats::from_json(j, calib_load);
+    calib_text = calib.text_file;
+    opt.calib = &calib;
+  }
+  Allocation alloc;
+  if (args.given("--target-bpw")) {
+    if (calib_text.empty()) throw Error("--target-bpw needs --calib TEXT or --calib-load FILE (the sensitivities are measured on it)");
+    AllocationOptions ao;
+    ao.target_bpw = target_bpw;
+    ao.progress = [](const std::string& stage, double f) {
+      std::fprintf(stderr, "\rallocating: %s %3.0f%%", stage.c_str(), 100 * f);
+      if (f >= 1) std::fprintf(stderr, "\n");
+    };
+    opt.source_types = false;
+    alloc = allocate_bits(source, opt, calib, ao);
+    for (const auto& [name, type] : alloc.types) opt.tensor_types[name] = type;
+    opt.allocation = &alloc;
+    std::printf("allocation for %.3f bits/weight (probe type %s):\n", target_bpw, alloc.probe_type.c_str());
+    for (const auto& [role, g] : alloc.role_gain)
+      std::printf("  role %-8s probe KL %.5f  gain %.4g\n", role.c_str(), alloc.role_probe_kl[role], g);
+    for (const auto& [name, type] : alloc.types) std::printf("  %-48s %s\n", name.c_str(), type_name(type).c_str());
+    std::printf("planned %.4f bits/weight (%lld of %lld bytes), predicted KL %.5f\n", alloc.bits_per_weight,
+                (long long)alloc.bytes, (long long)alloc.budget_bytes, alloc.predicted_kl);
   }
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);

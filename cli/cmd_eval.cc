@@ -236,6 +236,10 @@ int eval_main(int argc, char** argv) {
         const double d = std::strtod(v.c_str(), nullptr);
         return d < 0 || d > 100 ? "'" + v + "' must be in [0, 100]" : std::string();
       });
+  bool fp32_acts = false;
+  args.flag("--fp32-acts", fp32_acts,
+            "keep activations fp32 where the ISA has such a path (8-bit grouped weights in windows of "
+            "128+ tokens on AVX2): the weights' own error, without activation rounding");
   add_threads(args, threads);
   args.text("--sweep", sweep_dir, "sweep the quantization settings of this HF model instead").metavar("HF_DIR");
   args.text("--bits", bits_list, "with --sweep: bit widths (default 8,4,2,1)")
@@ -287,7 +291,8 @@ int eval_main(int argc, char** argv) {
   if (!save_ref.empty() && !ref_logits.empty()) throw UsageError("--save-ref and --ref-logits exclude each other");
   if (per_tensor && ref_dir.empty()) throw UsageError("--per-tensor needs --ref");
 
-  const LoadParams lp = eval_load_params(threads, ctx);
+  LoadParams lp = eval_load_params(threads, ctx);
+  if (fp32_acts) lp.int8_acts = false;
   std::unique_ptr<Model> quant = load_model(resolve_model(pos[0], models), lp);
   std::unique_ptr<Model> ref = ref_dir.empty() ? nullptr : load_model(resolve_model(ref_dir, models), lp);
   const Tokenizer& tok = ref ? ref->tokenizer() : quant->tokenizer();

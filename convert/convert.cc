@@ -9,6 +9,8 @@
 #include <fstream>
 #include <optional>
 
+#include "convert/allocate.h"
+#include "convert/calib.h"
 #include "convert/source.h"
 #include "kernels/error.h"
 #include "kernels/quantize.h"
@@ -59,6 +61,8 @@ void validate_options(const ConvertOptions& opt) {
   if (opt.bits != 1 && opt.bits != 2 && opt.bits != 4 && opt.bits != 8 && opt.bits != 16 && opt.bits != 32)
     throw Error("--bits " + std::to_string(opt.bits) + " is not one of 1, 2, 4, 8, 16, 32");
   linear_type(opt);  // validates group and scheme before any work
+  if (opt.calib && opt.quantizer != Quantizer::search)
+    throw Error("--calib needs --quantizer search (round to nearest has no error to weigh)");
   for (const auto& [glob, type] : opt.keep) parse_type(type);
 }
 
@@ -83,6 +87,11 @@ std::vector<TensorEntry> plan_tensors(const ModelSource& src, const ConvertOptio
     const bool is_embed = s.role == Role::embed || s.role == Role::lm_head;
     const std::optional<QType> own = opt.source_types ? src.source_type(s) : std::nullopt;
     e.type = own ? *own : recipe_type(opt, s.name, s.is_norm_or_bias, is_embed);
+    if (const auto it = opt.tensor_types.find(s.name); it != opt.tensor_types.end()) {
+      e.type = it->second;
+      for (const auto& [glob, type] : opt.keep)
+        if (fnmatch(glob.c_str(), s.name.c_str(), 0) == 0) e.type = parse_type(type);
+    }
     if (own)  // --keep still overrides the source's types
       for (const auto& [glob, type] : opt.keep)
         if (fnmatch(glob.c_str(), s.name.c_str(), 0) == 0) e.type = parse_type(type);
@@ -138,8 +147,12 @@ ConvertSummary emit_tensors(const ModelSource& src, const ConvertOptions& opt, s
         v = 0.0f;
         ++sum.nonfinite_replaced;
       }
+      const std::vector<float>* imp = opt.calib ? opt.calib->importance(s.name) : nullptr;
+      if (imp && (int64_t)imp->size() != cols)
+        throw Error("calibration: tensor '" + s.name + "' has " + std::to_string(cols) + " columns but " +
+                    std::to_string(imp->size()) + " statistics");
       try {
-        quantize(e.type, w.data(), rows, cols, dst, opt.quantizer, &pool);
+        quantize(e.type, w.data(), rows, cols, dst, opt.quantizer, &pool, imp ? imp->data() : nullptr);
       } catch (const Error& err) {
         throw Error("tensor '" + s.name + "': " + err.what());
       }
@@ -172,6 +185,8 @@ nlohmann::json recipe_json(const ModelSource& src, const ConvertOptions& opt, co
                       {"source", fs::absolute(src.path()).lexically_normal().string()},
                       {"source_format", src.format()}};
   for (const auto& [glob, type] : opt.keep) r["keep"].push_back(glob + "=" + type);
+  if (opt.calib) r["calibration"] = opt.calib->recipe();
+  if (opt.allocation) r["allocation"] = opt.allocation->to_json();
   return r;
 }
 

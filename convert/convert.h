@@ -16,6 +16,9 @@
 
 namespace lowbit {
 
+struct CalibStats;
+struct Allocation;
+
 struct ConvertProgress {
   int64_t tensor = 0, tensors = 0;       // index of the tensor just finished, and the count
   std::string name;
@@ -38,6 +41,13 @@ struct ConvertOptions {
   // NAME_GLOB=TYPE overrides, applied in order (the last match wins), e.g.
   // {"model.layers.*.mlp.down_proj.weight", "q8"}.
   std::vector<std::pair<std::string, std::string>> keep;
+  // Calibration statistics (convert/calib.h, `--calib`): `search` then minimizes each tensor's
+  // error weighted by its inputs' mean squared activation; recorded in the recipe. Not owned.
+  const CalibStats* calib = nullptr;
+  // Per-tensor types by exact name (convert/allocate.h, `--target-bpw`): they replace the recipe's
+  // type; --keep still wins. `allocation`, when set, is recorded in the recipe. Not owned.
+  std::map<std::string, QType> tensor_types;
+  const Allocation* allocation = nullptr;
   int threads = 0;              // 0: all cores
   bool force = false;           // replace an existing OUT_DIR
   bool allow_nonfinite = false; // store NaN/Inf weights as 0 instead of failing

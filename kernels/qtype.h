@@ -15,7 +15,7 @@ namespace lowbit {
 
 enum class Quantizer : uint8_t {
   rtn,     // round to nearest from absmax (sym) or min/max (asym)
-  search,  // search the scale (and minimum) minimizing the group's squared error
+  search,  // search the scale (and minimum) minimizing the group's (importance-weighted) squared error
 };
 
 struct TypeTraits {
@@ -24,9 +24,10 @@ struct TypeTraits {
   uint8_t bits;
   Scheme scheme;
   // Row-level functions; `t` carries the group. codes/scales/mins point into one row of each
-  // section (mins is null for sym and float types; scales too for float types).
+  // section (mins is null for sym and float types; scales too for float types). importance:
+  // null, or k non-negative weights of each column in the error `search` minimizes (quantize.h).
   void (*quantize_row)(const QType& t, const float* w, int64_t k, uint8_t* codes, uint16_t* scales,
-                       uint16_t* mins, Quantizer qz);
+                       uint16_t* mins, Quantizer qz, const float* importance);
   void (*dequantize_row)(const QType& t, const uint8_t* codes, const uint16_t* scales,
                          const uint16_t* mins, int64_t k, float* out);
 };

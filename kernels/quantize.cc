@@ -1,6 +1,7 @@
 #include "kernels/quantize.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <functional>
 #include <string>
@@ -27,15 +28,20 @@ void for_rows(int64_t n, ThreadPool* pool, const std::function<void(int64_t, int
 }  // namespace
 
 void quantize(const QType& t, const float* w, int64_t n, int64_t k, uint8_t* out, Quantizer qz,
-              ThreadPool* pool) {
+              ThreadPool* pool, const float* importance) {
   check_type(t);
+  if (importance)
+    for (int64_t j = 0; j < k; ++j)
+      if (!(importance[j] >= 0) || !std::isfinite(importance[j]))
+        throw Error("quantizer: importance " + std::to_string(importance[j]) + " of column " + std::to_string(j) +
+                    " is not a finite value >= 0");
   const TypeTraits& tr = traits(t);
   std::memset(out, 0, q_layout(t, n, k).bytes);  // padding between sections is zero, so files are reproducible
   const QSections<uint8_t> sec = q_sections(t, n, k, out);
   for_rows(n, pool, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       try {
-        tr.quantize_row(t, w + r * k, k, sec.row_codes(r), sec.row_scales(r), sec.row_mins(r), qz);
+        tr.quantize_row(t, w + r * k, k, sec.row_codes(r), sec.row_scales(r), sec.row_mins(r), qz, importance);
       } catch (const Error& e) {
         throw Error(e.code(), std::string(e.what()) + " (row " + std::to_string(r) + ")");
       }

@@ -22,28 +22,42 @@ uint16_t to_f16_checked(float v, const char* what) {
 
 float round_f16(float v) { return f16_to_f32(f32_to_f16(v)); }
 
-// Codes for fixed (d, m) in the asymmetric decode w = d*q + m, and their squared error.
-float asym_assign(const float* v, int n, float d, float m, int levels, uint8_t* q) {
+// Per-weight importance in the error the search minimizes: Unit (every weight counts alike, the
+// plain squared error) or a calibration's per-input-channel activation energy (Weighted, see
+// quantize.h). Multiplying by Unit's 1.0f is exact, so the unweighted path is bit-identical to
+// the code before importance existed.
+struct Unit {
+  float operator[](int) const { return 1.0f; }
+};
+struct Weighted {
+  const float* w;
+  float operator[](int i) const { return w[i]; }
+};
+
+// Codes for fixed (d, m) in the asymmetric decode w = d*q + m, and their (weighted) squared error.
+template <class W>
+float asym_assign(const float* v, int n, float d, float m, int levels, uint8_t* q, W wt) {
   float err = 0;
   const float id = d != 0 ? 1.0f / d : 0.0f;
   for (int i = 0; i < n; ++i) {
     const int c = std::clamp((int)std::nearbyint((v[i] - m) * id), 0, levels - 1);
     q[i] = (uint8_t)c;
     const float e = v[i] - (d * c + m);
-    err += e * e;
+    err += wt[i] * (e * e);
   }
   return err;
 }
 
-// Symmetric decode w = d*(q - z): codes for fixed d and their squared error.
-float sym_assign(const float* v, int n, float d, int z, int levels, uint8_t* q) {
+// Symmetric decode w = d*(q - z): codes for fixed d and their (weighted) squared error.
+template <class W>
+float sym_assign(const float* v, int n, float d, int z, int levels, uint8_t* q, W wt) {
   float err = 0;
   const float id = d != 0 ? 1.0f / d : 0.0f;
   for (int i = 0; i < n; ++i) {
     const int c = std::clamp((int)std::nearbyint(v[i] * id) + z, 0, levels - 1);
     q[i] = (uint8_t)c;
     const float e = v[i] - d * (c - z);
-    err += e * e;
+    err += wt[i] * (e * e);
   }
   return err;
 }
@@ -55,7 +69,8 @@ struct GroupResult {
 // Symmetric, b >= 2. RTN maps the largest-magnitude weight to level -z (ggml's q4_0 choice,
 // which spends the extra negative level on it). Search tries a grid of scales around that,
 // both orientations, and refits d by least squares for the chosen codes.
-GroupResult quant_sym(const float* v, int n, int bits, Quantizer qz, uint8_t* q) {
+template <class W>
+GroupResult quant_sym(const float* v, int n, int bits, Quantizer qz, uint8_t* q, W wt) {
   const int z = sym_offset(bits), levels = 1 << bits;
   float amax = 0, vmax = 0;
   for (int i = 0; i < n; ++i)
@@ -65,7 +80,7 @@ GroupResult quant_sym(const float* v, int n, int bits, Quantizer qz, uint8_t* q)
     return {};
   }
   float best_d = round_f16(vmax / -z);
-  float best_err = sym_assign(v, n, best_d, z, levels, q);
+  float best_err = sym_assign(v, n, best_d, z, levels, q, wt);
   if (qz == Quantizer::rtn) return {best_d};
   std::vector<uint8_t> buf(n);
   uint8_t* trial = buf.data();
@@ -80,34 +95,37 @@ GroupResult quant_sym(const float* v, int n, int bits, Quantizer qz, uint8_t* q)
       float d = vmax / (target * (bits >= 8 ? 1.0f : 0.75f + 0.0125f * step));
       for (int iter = 0; iter < 2; ++iter) {
         const float dr = round_f16(d);
-        sym_assign(v, n, dr, z, levels, trial);
+        sym_assign(v, n, dr, z, levels, trial, wt);
         double num = 0, den = 0;
         for (int i = 0; i < n; ++i) {
           const int l = trial[i] - z;
-          num += (double)v[i] * l, den += (double)l * l;
+          num += (double)wt[i] * ((double)v[i] * l), den += (double)wt[i] * ((double)l * l);
         }
         if (den == 0) break;
         d = (float)(num / den);
       }
       const float dr = round_f16(d);
-      const float err = sym_assign(v, n, dr, z, levels, trial);
+      const float err = sym_assign(v, n, dr, z, levels, trial, wt);
       if (err < best_err) best_err = err, best_d = dr, std::memcpy(q, trial, n);
     }
   }
   return {best_d};
 }
 
-// Symmetric 1-bit: level = +-1 by sign; the scale minimizing squared error is mean |w|.
-GroupResult quant_sign(const float* v, int n, uint8_t* q) {
-  double s = 0;
-  for (int i = 0; i < n; ++i) s += std::fabs(v[i]), q[i] = v[i] >= 0 ? 1 : 0;
-  return {round_f16((float)(s / n))};
+// Symmetric 1-bit: level = +-1 by sign; the scale minimizing squared error is mean |w|
+// (weighted: sum imp |w| / sum imp).
+template <class W>
+GroupResult quant_sign(const float* v, int n, uint8_t* q, W wt) {
+  double s = 0, sw = 0;
+  for (int i = 0; i < n; ++i) s += (double)wt[i] * std::fabs(v[i]), sw += wt[i], q[i] = v[i] >= 0 ? 1 : 0;
+  return {round_f16((float)(s / sw))};
 }
 
 // Asymmetric: RTN spans [min, max]. Search shrinks the range from either end over a grid and
 // alternates code assignment with a least-squares refit of (d, m) (Lloyd-style), keeping the
 // best squared error; the RTN result is a candidate, so search never does worse.
-GroupResult quant_asym(const float* v, int n, int bits, Quantizer qz, uint8_t* q) {
+template <class W>
+GroupResult quant_asym(const float* v, int n, int bits, Quantizer qz, uint8_t* q, W wt) {
   const int levels = 1 << bits;
   float mn = v[0], mx = v[0];
   for (int i = 1; i < n; ++i) mn = std::min(mn, v[i]), mx = std::max(mx, v[i]);
@@ -116,7 +134,7 @@ GroupResult quant_asym(const float* v, int n, int bits, Quantizer qz, uint8_t* q
     std::fill(q, q + n, 0);
     return {0.0f, best.m};
   }
-  float best_err = asym_assign(v, n, best.d, best.m, levels, q);
+  float best_err = asym_assign(v, n, best.d, best.m, levels, q, wt);
   if (qz == Quantizer::rtn) return best;
   static const float kShrink[] = {0.0f, 0.02f, 0.05f, 0.1f, 0.15f, 0.2f, 0.3f};
   std::vector<uint8_t> buf(n);
@@ -128,21 +146,24 @@ GroupResult quant_asym(const float* v, int n, int bits, Quantizer qz, uint8_t* q
       if (hi <= lo) continue;
       float d = (hi - lo) / (levels - 1), m = lo;
       for (int iter = 0; iter < 3; ++iter) {
-        asym_assign(v, n, round_f16(d), round_f16(m), levels, trial);
-        double sq = 0, sqq = 0, sv = 0, sqv = 0;
+        asym_assign(v, n, round_f16(d), round_f16(m), levels, trial, wt);
+        // Weighted least squares of v ~ d*q + m (with Unit weights sw = n exactly).
+        double sw = 0, sq = 0, sqq = 0, sv = 0, sqv = 0;
         for (int i = 0; i < n; ++i) {
-          sq += trial[i], sqq += (double)trial[i] * trial[i];
-          sv += v[i], sqv += (double)trial[i] * v[i];
+          const double wi = wt[i];
+          sw += wi;
+          sq += wi * trial[i], sqq += wi * ((double)trial[i] * trial[i]);
+          sv += wi * v[i], sqv += wi * ((double)trial[i] * v[i]);
         }
-        const double det = n * sqq - sq * sq;
+        const double det = sw * sqq - sq * sq;
         if (det <= 0) break;
-        d = (float)((n * sqv - sq * sv) / det);
-        m = (float)((sv - d * sq) / n);
+        d = (float)((sw * sqv - sq * sv) / det);
+        m = (float)((sv - d * sq) / sw);
         if (!(d > 0)) break;
       }
       if (!(d > 0)) continue;
       const float dr = round_f16(d), mr = round_f16(m);
-      const float err = asym_assign(v, n, dr, mr, levels, trial);
+      const float err = asym_assign(v, n, dr, mr, levels, trial, wt);
       if (err < best_err) best_err = err, best = {dr, mr}, std::memcpy(q, trial, n);
     }
   }
@@ -156,8 +177,15 @@ void check_finite(const float* w, int64_t k) {
                   std::to_string(i));
 }
 
+template <class W>
+GroupResult quant_group(const QType& t, const float* v, int n, Quantizer qz, uint8_t* q, W wt) {
+  if (t.scheme == Scheme::asym) return quant_asym(v, n, t.bits, qz, q, wt);
+  if (t.bits == 1) return quant_sign(v, n, q, wt);
+  return quant_sym(v, n, t.bits, qz, q, wt);
+}
+
 void quantize_row_q(const QType& t, const float* w, int64_t k, uint8_t* codes, uint16_t* scales,
-                    uint16_t* mins, Quantizer qz) {
+                    uint16_t* mins, Quantizer qz, const float* importance) {
   check_finite(w, k);
   const int64_t gs = group_size(t, k), ng = groups_per_row(t, k);
   std::memset(codes, 0, code_row_bytes(t.bits, k));
@@ -165,14 +193,13 @@ void quantize_row_q(const QType& t, const float* w, int64_t k, uint8_t* codes, u
   for (int64_t g = 0; g < ng; ++g) {
     const int64_t begin = g * gs, n = std::min(gs, k - begin);
     const float* v = w + begin;
-    GroupResult r;
-    if (t.scheme == Scheme::asym) {
-      r = quant_asym(v, (int)n, t.bits, qz, q.data());
-    } else if (t.bits == 1) {
-      r = quant_sign(v, (int)n, q.data());
-    } else {
-      r = quant_sym(v, (int)n, t.bits, qz, q.data());
-    }
+    // A group whose inputs were never active (all importance 0) has no error to weigh: it falls
+    // back to the plain squared error rather than to an arbitrary scale.
+    double wsum = 0;
+    if (importance && qz == Quantizer::search)
+      for (int64_t i = 0; i < n; ++i) wsum += importance[begin + i];
+    const GroupResult r = wsum > 0 ? quant_group(t, v, (int)n, qz, q.data(), Weighted{importance + begin})
+                                   : quant_group(t, v, (int)n, qz, q.data(), Unit{});
     scales[g] = to_f16_checked(r.d, "scale");
     if (mins) mins[g] = to_f16_checked(r.m, "minimum");
     for (int64_t i = 0; i < n; ++i) put_code(codes, t.bits, begin + i, q[i]);
@@ -190,7 +217,7 @@ void dequantize_row_q(const QType& t, const uint8_t* codes, const uint16_t* scal
 }
 
 void quantize_row_float(const QType& t, const float* w, int64_t k, uint8_t* codes, uint16_t*,
-                        uint16_t*, Quantizer) {
+                        uint16_t*, Quantizer, const float*) {
   check_finite(w, k);
   if (t.base == Base::f32) {
     std::memcpy(codes, w, k * sizeof(float));

@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
+#include <random>
 
 #include "kernels/error.h"
 #include "kernels/quantize.h"
@@ -149,6 +151,114 @@ TEST(Quantize, NonFiniteIsAnError) {
         EXPECT_NE(std::string(e.what()).find("column 17"), std::string::npos) << e.what();
         EXPECT_NE(std::string(e.what()).find("row 1"), std::string::npos) << e.what();
       }
+    }
+  }
+}
+
+// ---- importance-weighted search (quantize.h) ----------------------------------------------------
+
+double weighted_sq_error(const QType& t, const std::vector<float>& w, int64_t n, int64_t k, const uint8_t* q,
+                         const std::vector<float>* imp) {
+  std::vector<float> back(n * k);
+  dequantize(t, q, n, k, back.data());
+  double e = 0;
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t j = 0; j < k; ++j)
+      e += (imp ? (*imp)[j] : 1.0) * std::pow((double)back[r * k + j] - w[r * k + j], 2);
+  return e;
+}
+
+// A column whose importance dwarfs the rest of its group must come back as exactly as the fp16
+// scale (and minimum) allow: minimizing sum_j imp_j (w_j - q_j)^2 fits it first. The column is
+// each group's largest weight, so every scale the search tries gives it a nonzero level.
+TEST(QuantizeImportance, DominantColumnIsKept) {
+  const int64_t n = 8, k = 128;
+  auto w = test::random_matrix(n, k, 21);
+  for (const char* name : {"q2_g32_asym", "q2_g32_sym", "q4_g32_asym", "q4_g64_sym", "q8_g32_sym", "q2_g128_asym"}) {
+    const QType t = parse_type(name);
+    const int64_t gs = group_size(t, k);
+    for (int64_t r = 0; r < n; ++r) {
+      // The row's own dominant columns: its largest |w| in each group.
+      std::vector<float> imp(k, 1.0f);
+      std::vector<int64_t> cols;
+      for (int64_t b = 0; b < k; b += gs) {
+        int64_t j = b;
+        for (int64_t i = b; i < b + gs; ++i)
+          if (std::fabs(w[r * k + i]) > std::fabs(w[r * k + j])) j = i;
+        imp[j] = 1e6f;
+        cols.push_back(j);
+      }
+      AlignedBytes buf(q_layout(t, 1, k).bytes);
+      quantize(t, w.data() + r * k, 1, k, buf.data(), Quantizer::search, nullptr, imp.data());
+      std::vector<float> back(k);
+      dequantize(t, buf.data(), 1, k, back.data());
+      const QSections<const uint8_t> sec = q_sections(t, 1, k, (const uint8_t*)buf.data());
+      for (int64_t j : cols) {
+        const float d = std::fabs(f16_to_f32(sec.row_scales(0)[j / gs]));
+        const float m = sec.mins ? std::fabs(f16_to_f32(sec.row_mins(0)[j / gs])) : 0.0f;
+        // fp16 rounding of d times the largest level, and of m.
+        const float bound = ((1 << t.bits) * d + m) * kF16Eps;
+        EXPECT_LE(std::fabs(back[j] - w[r * k + j]), bound) << name << " row " << r << " column " << j;
+      }
+    }
+  }
+}
+
+// Over many groups with importance spread over three orders of magnitude, the weighted search
+// reaches a lower weighted error than the plain search (it optimizes that error; the plain one
+// does not look at it), and the plain search a lower plain error than the weighted one.
+TEST(QuantizeImportance, LowersTheWeightedError) {
+  const int64_t n = 64, k = 256;
+  auto w = test::random_matrix(n, k, 5);
+  std::mt19937 rng(9);
+  std::uniform_real_distribution<float> u(-1.5f, 1.5f);
+  std::vector<float> imp(k);
+  for (float& v : imp) v = std::pow(10.0f, u(rng));
+  for (const char* name : {"q2_g32_asym", "q2_g32_sym", "q4_g32_asym", "q4_g128_asym", "q4_g32_sym", "q1_g32_sym",
+                           "q1_g64_asym", "q8_g32_sym"}) {
+    const QType t = parse_type(name);
+    AlignedBytes plain(q_layout(t, n, k).bytes), weighted(q_layout(t, n, k).bytes);
+    quantize(t, w.data(), n, k, plain.data(), Quantizer::search);
+    quantize(t, w.data(), n, k, weighted.data(), Quantizer::search, nullptr, imp.data());
+    const double wp = weighted_sq_error(t, w, n, k, plain.data(), &imp);
+    const double ww = weighted_sq_error(t, w, n, k, weighted.data(), &imp);
+    EXPECT_LT(ww, wp) << name;
+    EXPECT_LE(weighted_sq_error(t, w, n, k, plain.data(), nullptr), weighted_sq_error(t, w, n, k, weighted.data(), nullptr))
+        << name;
+  }
+}
+
+// Round to nearest has no error to weigh, and a group whose importance is all 0 uses the plain
+// error: both give the unweighted bytes exactly.
+TEST(QuantizeImportance, IgnoredWhereThereIsNothingToWeigh) {
+  const int64_t n = 4, k = 96;
+  auto w = test::random_matrix(n, k, 8);
+  std::vector<float> ones(k, 1.0f), zeros(k, 0.0f);
+  for (int i = 0; i < k; ++i) ones[i] = 0.5f + (i % 7);
+  for (const QType& t : test::all_quant_types()) {
+    const size_t bytes = q_layout(t, n, k).bytes;
+    AlignedBytes a(bytes), b(bytes);
+    quantize(t, w.data(), n, k, a.data(), Quantizer::rtn);
+    quantize(t, w.data(), n, k, b.data(), Quantizer::rtn, nullptr, ones.data());
+    EXPECT_EQ(std::memcmp(a.data(), b.data(), bytes), 0) << type_name(t) << " rtn";
+    quantize(t, w.data(), n, k, a.data(), Quantizer::search);
+    quantize(t, w.data(), n, k, b.data(), Quantizer::search, nullptr, zeros.data());
+    EXPECT_EQ(std::memcmp(a.data(), b.data(), bytes), 0) << type_name(t) << " search, importance 0";
+  }
+}
+
+TEST(QuantizeImportance, BadValueIsAnError) {
+  const int64_t k = 64;
+  auto w = test::random_matrix(1, k, 1);
+  for (float bad : {-1.0f, NAN, INFINITY}) {
+    std::vector<float> imp(k, 1.0f);
+    imp[3] = bad;
+    AlignedBytes buf(q_layout(parse_type("q4"), 1, k).bytes);
+    try {
+      quantize(parse_type("q4"), w.data(), 1, k, buf.data(), Quantizer::search, nullptr, imp.data());
+      FAIL() << "no error for " << bad;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("column 3"), std::string::npos) << e.what();
     }
   }
 }

@@ -58,9 +58,13 @@ def rmsnorm(x, w, eps):
     return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * w
 
 
-def forward(hf_dir, ids, hidden=False):
+def forward(hf_dir, ids, hidden=False, inputs=None):
     """Logits (len(ids), vocab) of one sequence starting at position 0; with hidden, the hidden
-    states after the final norm (len(ids), hidden_size) instead."""
+    states after the final norm (len(ids), hidden_size) instead. inputs: a dict that, when given,
+    receives the input of every projection under the weight's HF name (n, k)."""
+    def seen(name, x):
+        if inputs is not None:
+            inputs[name] = x
     cfg, t = load_hf(hf_dir)
     dim, nh = cfg["hidden_size"], cfg["num_attention_heads"]
     nkv = cfg.get("num_key_value_heads", nh)
@@ -79,6 +83,8 @@ def forward(hf_dir, ids, hidden=False):
     for l in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{l}."
         h = rmsnorm(x, t[p + "input_layernorm.weight"], eps)
+        for r in ("q", "k", "v"):
+            seen(p + f"self_attn.{r}_proj.weight", h)
         q = h @ t[p + "self_attn.q_proj.weight"].T + t.get(p + "self_attn.q_proj.bias", 0)
         k = h @ t[p + "self_attn.k_proj.weight"].T + t.get(p + "self_attn.k_proj.bias", 0)
         v = h @ t[p + "self_attn.v_proj.weight"].T + t.get(p + "self_attn.v_proj.bias", 0)
@@ -96,13 +102,20 @@ def forward(hf_dir, ids, hidden=False):
         w = np.exp(scores)
         w /= w.sum(axis=-1, keepdims=True)
         att = np.einsum("hqk,khd->qhd", w, v).reshape(n, nh * hd)
+        seen(p + "self_attn.o_proj.weight", att)
         x = x + att @ t[p + "self_attn.o_proj.weight"].T
         h = rmsnorm(x, t[p + "post_attention_layernorm.weight"], eps)
+        seen(p + "mlp.gate_proj.weight", h)
+        seen(p + "mlp.up_proj.weight", h)
         g = h @ t[p + "mlp.gate_proj.weight"].T
         u = h @ t[p + "mlp.up_proj.weight"].T
-        x = x + ((g / (1 + np.exp(-g))) * u) @ t[p + "mlp.down_proj.weight"].T
+        a = (g / (1 + np.exp(-g))) * u
+        seen(p + "mlp.down_proj.weight", a)
+        x = x + a @ t[p + "mlp.down_proj.weight"].T
     x = rmsnorm(x, t["model.norm.weight"], eps)
     if hidden:
         return x
-    head = t["model.embed_tokens.weight"] if cfg.get("tie_word_embeddings", False) else t["lm_head.weight"]
+    tied = cfg.get("tie_word_embeddings", False)
+    seen("model.embed_tokens.weight" if tied else "lm_head.weight", x)
+    head = t["model.embed_tokens.weight"] if tied else t["lm_head.weight"]
     return x @ head.T

@@ -92,3 +92,20 @@ def test_sweep_plot_is_drawn_and_a_plot_that_cannot_be_made_is_an_error(tmp_path
     bad = sweep(tmp_path / "missing_dir" / "sweep.png")
     assert bad.returncode == 1
     assert "--plot" in bad.stderr
+
+
+def test_fp32_acts_leaves_out_activation_rounding(models, tmp_path):
+    # ctx 256: each window is a prompt of 255 rows, past the AVX2 fp32 path's 128-row threshold
+    # for 8-bit grouped weights (kernels/matmul_qf32_avx2.cc); elsewhere both runs are int8.
+    kl = {}
+    for extra in ([], ["--fp32-acts"]):
+        out = tmp_path / f"r{len(extra)}.json"
+        r = lowbit("eval", models / "q8", "--ref", models / "f32", "--text", TEXT, "--ctx", "256",
+                   "--max-tokens", "1024", "--threads", "1", "--json", out, *extra)
+        assert r.returncode == 0, r.stderr
+        kl[len(extra)] = json.loads(out.read_text())["kl_mean"]["value"]
+    import platform
+    if platform.machine() in ("x86_64", "AMD64"):
+        assert kl[1] < kl[0]  # activation rounding is part of the int8 figure only
+    else:
+        assert kl[1] <= kl[0]

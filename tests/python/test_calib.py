@@ -1,0 +1,112 @@
+"""`lowbit convert --calib`: the activation statistics against an independent numpy forward
+(reference_forward.py) over the same token windows, the recipe that records the calibration, and
+a harness gate: on stories260K a calibrated conversion is no worse than an uncalibrated one on
+text held out from the calibration."""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+HERE = pathlib.Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+SHARED = REPO.parent / "shared"
+STORIES = SHARED / "models" / "stories260K"
+TEXT = SHARED / "corpus" / "tinystories_sample.txt"
+BIN = pathlib.Path(os.environ.get("LOWBIT_BIN", REPO / "build" / "lowbit"))
+sys.path.insert(0, str(HERE))
+
+import reference_forward  # noqa: E402
+
+pytestmark = [
+    pytest.mark.skipif(not BIN.exists(), reason=f"lowbit binary not built ({BIN}; set LOWBIT_BIN)"),
+    pytest.mark.skipif(not STORIES.exists(), reason=f"{STORIES} not present"),
+]
+
+
+def lowbit(*args):
+    r = subprocess.run([str(BIN), *map(str, args)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    return r
+
+
+def test_statistics_equal_numpy(tmp_path):
+    stats = tmp_path / "calib.json"
+    lowbit("convert", STORIES, tmp_path / "q", "--bits", "4", "--calib", TEXT, "--calib-tokens", 300,
+           "--calib-ctx", 128, "--calib-save", stats, "--threads", 1)
+    got = json.loads(stats.read_text())
+    assert got["tokens"] == 300 and got["ctx"] == 128
+    assert [len(w) for w in got["windows"]] == [128, 128, 44]
+    assert all(w[0] == 1 for w in got["windows"])  # each window starts with BOS
+
+    ref, rows = {}, 0
+    for ids in got["windows"]:
+        inputs = {}
+        reference_forward.forward(str(STORIES), ids, inputs)
+        for name, x in inputs.items():
+            ref[name] = ref.get(name, 0) + (x * x).sum(axis=0)
+        rows += len(ids)
+    # Every projection: 5 layers x 7, plus the head (the tied embedding).
+    assert sorted(got["tensors"]) == sorted(ref)
+    assert len(ref) == 5 * 7 + 1
+    for name, r in ref.items():
+        t = got["tensors"][name]
+        assert t["rows"] == rows, name
+        s = np.array(t["sum_sq"])
+        # lowbit's fp32 forward agrees with the float64 one to ~1e-6 relative per activation
+        # (test_reference_forward asks 1e-4 of the logits); a sum of squares doubles that.
+        np.testing.assert_allclose(s, r, rtol=1e-4, atol=1e-6 * r.max(), err_msg=name)
+
+    recipe = json.loads((tmp_path / "q" / "manifest.json").read_text())["recipe"]
+    c = recipe["calibration"]
+    assert c["text"] == str(TEXT) and c["tokens"] == 300 and c["ctx"] == 128
+    assert c["text_checksum"].startswith("xxh3:") and len(c["text_checksum"]) == 5 + 16
+
+
+def test_calib_needs_search(tmp_path):
+    r = subprocess.run([str(BIN), "convert", STORIES, tmp_path / "q", "--bits", "4", "--quantizer", "rtn",
+                        "--calib", TEXT], capture_output=True, text=True)
+    assert r.returncode == 1 and "--calib needs --quantizer search" in r.stderr
+
+
+def kl(model, ref_logits, text):
+    out = model.parent / (model.name + ".json")
+    lowbit("eval", model, "--ref-logits", ref_logits, "--text", text, "--ctx", 128, "--max-tokens", 4096,
+           "--threads", 1, "--json", out)
+    return json.loads(out.read_text())["kl_mean"]["value"]
+
+
+@pytest.mark.parametrize("bits,group", [(4, "32"), (2, "32"), (4, "128")])
+def test_calibrated_no_worse_on_held_out_text(bits, group, tmp_path):
+    # Calibrate on the first 8192 tokens (about 35 KB) of the sample, evaluate on its last 120 KB.
+    held_out = tmp_path / "held_out.txt"
+    held_out.write_bytes(TEXT.read_bytes()[-120000:])
+    assert len(TEXT.read_bytes()) > 190000
+    lowbit("convert", STORIES, tmp_path / "f32", "--bits", 32)
+    ref = tmp_path / "ref.bin"
+    lowbit("eval", tmp_path / "f32", "--ref", tmp_path / "f32", "--text", held_out, "--ctx", 128,
+           "--max-tokens", 4096, "--threads", 1, "--save-ref", ref)
+    common = ["--bits", bits, "--group", group, "--threads", 1]
+    lowbit("convert", STORIES, tmp_path / "plain", *common)
+    lowbit("convert", STORIES, tmp_path / "calib", *common, "--calib", TEXT, "--calib-tokens", 8192)
+    plain, calib = kl(tmp_path / "plain", ref, held_out), kl(tmp_path / "calib", ref, held_out)
+    print(f"q{bits} g{group}: KL plain {plain:.5f} calibrated {calib:.5f}")
+    assert calib <= plain
+
+
+def test_saved_statistics_reproduce_the_conversion(tmp_path):
+    stats = tmp_path / "calib.json"
+    lowbit("convert", STORIES, tmp_path / "a", "--bits", "2", "--calib", TEXT, "--calib-tokens", 600,
+           "--calib-save", stats, "--threads", 1)
+    lowbit("convert", STORIES, tmp_path / "b", "--bits", "2", "--calib-load", stats, "--threads", 1)
+    assert (tmp_path / "a" / "weights.bin").read_bytes() == (tmp_path / "b" / "weights.bin").read_bytes()
+    recipe = lambda d: json.loads((d / "manifest.json").read_text())["recipe"]["calibration"]  # noqa: E731
+    assert recipe(tmp_path / "a") == recipe(tmp_path / "b")
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"text": "x"}')
+    r = subprocess.run([str(BIN), "convert", STORIES, tmp_path / "c", "--bits", "2", "--calib-load", bad],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and str(bad) in r.stderr and "not a calibration file" in r.stderr
