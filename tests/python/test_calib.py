@@ -45,7 +45,7 @@ def test_statistics_equal_numpy(tmp_path):
     ref, rows = {}, 0
     for ids in got["windows"]:
         inputs = {}
-        reference_forward.forward(str(STORIES), ids, inputs)
+        reference_forward.forward(str(STORIES), ids, inputs=inputs)
         for name, x in inputs.items():
             ref[name] = ref.get(name, 0) + (x * x).sum(axis=0)
         rows += len(ids)
