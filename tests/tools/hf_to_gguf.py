@@ -5,10 +5,13 @@ permuted for `llama` (convert_hf_to_gguf.py LlamaModel.permute; `qwen2` is left 
 matrix stored as --type (F32, F16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, quantized by gguf.quants.quantize; norms and
 biases stay F32), and Llama 3.1-style RoPE scaling as llama.cpp's converter writes it: no
 metadata, a tensor rope_freqs.weight of per-frequency factors (LlamaModel.generate_extra_tensors).
-No tokenizer metadata is written: tests feed token ids. For the importer's tests, so they need no
-llama.cpp.
+No tokenizer metadata is written unless --spm-vocab: tests feed token ids. For the importer's
+tests, so they need no llama.cpp; bench/compare_llamacpp.py adds --spm-vocab, which writes a
+SentencePiece tokenizer.model's pieces, scores and piece types the way llama.cpp's converter does
+(tokenizer.ggml.model "llama"; needs the `sentencepiece` package), because llama.cpp will not load
+a model without a vocabulary.
 
-  python hf_to_gguf.py HF_DIR OUT.gguf [--type Q8_0]
+  python hf_to_gguf.py HF_DIR OUT.gguf [--type Q8_0] [--spm-vocab]
 """
 import argparse
 import json
@@ -70,11 +73,35 @@ def llama3_rope_factors(cfg, head_dim):
     return np.array(out, dtype=np.float32)
 
 
+# llama.cpp's token types (llama.h, enum llama_token_type), in SentencePiece's terms.
+TOKEN_NORMAL, TOKEN_UNKNOWN, TOKEN_CONTROL, TOKEN_UNUSED, TOKEN_BYTE = 1, 2, 3, 5, 6
+
+
+def add_spm_vocab(w, model_file):
+    import sentencepiece
+
+    sp = sentencepiece.SentencePieceProcessor(model_file=str(model_file))
+    pieces, scores, types = [], [], []
+    for i in range(sp.vocab_size()):
+        pieces.append(sp.id_to_piece(i).encode("utf-8"))
+        scores.append(sp.get_score(i))
+        types.append(TOKEN_UNKNOWN if sp.is_unknown(i) else TOKEN_CONTROL if sp.is_control(i)
+                     else TOKEN_UNUSED if sp.is_unused(i) else TOKEN_BYTE if sp.is_byte(i) else TOKEN_NORMAL)
+    w.add_tokenizer_model("llama")
+    w.add_token_list(pieces)
+    w.add_token_scores(scores)
+    w.add_token_types(types)
+    for add, tid in ((w.add_bos_token_id, sp.bos_id()), (w.add_eos_token_id, sp.eos_id()), (w.add_unk_token_id, sp.unk_id())):
+        if tid >= 0:
+            add(tid)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("hf_dir")
     ap.add_argument("out")
     ap.add_argument("--type", default="F32", choices=["F32", "F16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"])
+    ap.add_argument("--spm-vocab", action="store_true", help="write HF_DIR/tokenizer.model as the GGUF vocabulary")
     a = ap.parse_args()
     hf = Path(a.hf_dir)
     cfg = json.loads((hf / "config.json").read_text())
@@ -95,6 +122,8 @@ def main():
         w.add_key_length(cfg["head_dim"])
         w.add_value_length(cfg["head_dim"])
     w.add_vocab_size(cfg["vocab_size"])
+    if a.spm_vocab:
+        add_spm_vocab(w, hf / "tokenizer.model")
     rs = cfg.get("rope_scaling") or {}
     if rs.get("rope_type", rs.get("type")) == "llama3":
         w.add_tensor("rope_freqs.weight", llama3_rope_factors(cfg, cfg.get("head_dim") or cfg["hidden_size"] // nh))
