@@ -106,7 +106,8 @@ inline __m256i lane_mask(int n) {
 
 // Everything a tile needs about W and the activations; fixed for one matmul.
 struct Ctx {
-  const uint8_t* codes = nullptr;    // (n, row_bytes)
+  const uint8_t* codes = nullptr;    // (n_rows, row_bytes)
+  int64_t n_rows = 0;
   int64_t row_bytes = 0;
   const uint16_t* scales = nullptr;  // (n, groups) fp16 d
   const uint16_t* mins = nullptr;    // (n, groups) fp16 m; null when symmetric
@@ -594,6 +595,14 @@ bool try_gemv(const Ctx& x, int64_t n0, int64_t n1) {
   return x.mins ? with_gb(std::true_type{}) : with_gb(std::false_type{});
 }
 
+}  // namespace
+}  // namespace lowbit::x86
+
+#include "kernels/matmul_lanes_x86.h"  // try_lanes: M > 1 with VNNI, activation rows in lanes
+
+namespace lowbit::x86 {
+namespace {
+
 // All activation rows of [p0, p1) against weight rows n .. n+R-1.
 template <int BITS, int R>
 void act_tiles(const Ctx& x, int64_t n, int64_t p0, int64_t p1) {
@@ -617,7 +626,8 @@ void gemm_bits(const Ctx& x, const QuantizedActs& a, int64_t n0, int64_t n1) {
     for (; n < n1; ++n) tile<BITS, 1, 1>(x, n, 0, true);
     return;
   }
-  for (int64_t p0 = 0; p0 < m; p0 += kPanelActs) {
+  // The lane kernel where it runs, tile<> for the rows it leaves (all of them without VNNI).
+  for (int64_t p0 = m > 1 ? try_lanes<BITS>(x, m, n0, n1) : 0; p0 < m; p0 += kPanelActs) {
     const int64_t p1 = std::min(m, p0 + kPanelActs);
     int64_t n = n0;
     for (; n + kGemmRows <= n1; n += kGemmRows) act_tiles<BITS, kGemmRows>(x, n, p0, p1);
@@ -631,6 +641,7 @@ void gemm_q_kernel(const QMatrix& w, const QuantizedActs& a, float* y, int64_t n
   const QSections<const uint8_t> sec = q_sections(t, w.n, w.k, w.data);
   Ctx x;
   x.codes = sec.codes;
+  x.n_rows = w.n;
   x.row_bytes = sec.row_bytes;
   x.scales = sec.scales;
   x.mins = sec.mins;

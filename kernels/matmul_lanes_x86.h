@@ -1,0 +1,253 @@
+// Prefill and batched decoding (M > 1) with VNNI: activation rows in lanes. A fragment of
+// matmul_quant_x86.h (included there, after gemv(), whose Ctx, dot_codes, step_scales and
+// plane_factor it uses), built only where vpdpbusd exists (kVnni).
+//
+// tile<> (the general M > 1 kernel) gives each (weight row, activation row) pair its own vector
+// of 8 partial sums and pays, per block of 32 weights, a share of the unpacks that reduce them
+// to one block sum before the fp32 multiply: ~4 instructions per 32 products. Here a vector's
+// 8 lanes are 8 activation rows instead. The activations of a panel of 8 rows are laid out once
+// per task as, per block b and dword j of it, one vector holding the 8 rows' bytes 4j..4j+3;
+// a weight row's block is unpacked once to bytes, and each of its 8 dwords is broadcast to all
+// lanes, so one vpdpbusd does 32 products of 8 different rows and the block's 8 row sums come
+// out in lanes, ready for one convert and one FMA with their 8 multipliers: ~16 instructions per
+// 256 products. Broadcasting from memory costs only a load.
+//
+// Each row's result is bit for bit what gemv() computes for it alone (batched decoding needs a
+// row's result not to depend on the rows beside it; tests/kernels/matmul_test.cc
+// RowResultsIndependentOfM): the same integer block sums, split in the same two halves (bytes
+// 0-15 and 16-31 of the block: gemv's two 128-bit lanes), the same multipliers d_b * (s_b * pf),
+// and the fp32 sums in gemv's order: 8 accumulators, one per (block mod 4, half), each
+// summing its blocks in order, then hsum()'s tree; the group-sum terms are dot_f16's lanes and
+// tree, and the last few scalar operations are gemv's own expression.
+#pragma once
+
+namespace lowbit::x86 {
+namespace {
+
+constexpr int64_t kLanes = 8;        // activation rows per panel: the lanes of a ymm
+constexpr int64_t kLaneMinRows = 4;  // fewer rows left than this go to tile<>
+// Weight rows per pass: 2 share each activation load, and their 16 accumulators fit AVX-512's
+// 32 vector registers; AVX-VNNI has 16.
+#if defined(__AVX512VL__)
+constexpr int kLaneRows = 2;
+#else
+constexpr int kLaneRows = 1;
+#endif
+
+// Per thread, reused across calls: the panels of one group of activation rows and one unpacked
+// weight row. Sized the first time a thread meets a shape (never at M = 1: decode does not get
+// here), as tile<>'s heap scratch.
+struct alignas(32) Lanes {  // one ymm's worth, kept in a std::vector (aligned by operator new)
+  int32_t v[8];
+};
+struct LaneScratch {
+  std::vector<Lanes> acts;    // [panel][block][dword j] -> 8 rows' dword j of the block (i32)
+  std::vector<Lanes> scales;  // [panel][block] -> 8 rows' s_b * pf_b (f32)
+  std::vector<Lanes> gsum;    // [panel][group] -> 8 rows' gsum (f32)
+  std::vector<int32_t> codes;  // [block][8 dwords]: one weight row's codes, one per byte
+  std::vector<float> d, mins;  // one weight row's scales and minima in fp32, per group
+};
+
+inline __m256 lanes_f32(const Lanes& l) { return _mm256_load_ps(reinterpret_cast<const float*>(l.v)); }
+
+// The 8 x 8 dwords of r transposed: r[j] lane c becomes r[c] lane j.
+[[gnu::always_inline]] inline void transpose8x8_epi32(__m256i (&r)[8]) {
+  __m256i t[8], u[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_epi32(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_epi32(r[i], r[i + 1]);
+  }
+  // t[i] (i even): rows i, i+1 interleaved, dwords 0-1 | 4-5 per 128-bit half; t[i+1]: 2-3 | 6-7.
+  for (int i = 0; i < 8; i += 4)
+    for (int h = 0; h < 2; ++h) {
+      u[i + 2 * h] = _mm256_unpacklo_epi64(t[i + h], t[i + h + 2]);
+      u[i + 2 * h + 1] = _mm256_unpackhi_epi64(t[i + h], t[i + h + 2]);
+    }
+  // u[i + k]: dword k | dword k + 4 of rows i .. i+3; the halves of rows 0-3 and 4-7 meet here.
+  for (int i = 0; i < 4; ++i) {
+    r[i] = _mm256_permute2x128_si256(u[i], u[i + 4], 0x20);
+    r[i + 4] = _mm256_permute2x128_si256(u[i], u[i + 4], 0x31);
+  }
+}
+
+// Activation rows m0 .. m0 + rows - 1 (rows <= kLanes; the missing lanes are zero) as panel p.
+template <int BITS>
+void build_panel(const Ctx& x, LaneScratch& s, int64_t p, int64_t m0, int64_t rows) {
+  const int64_t nbw = x.nbw, groups = x.groups;
+  __m256i* acts = reinterpret_cast<__m256i*>(s.acts.data() + p * nbw * 8);
+  for (int64_t b = 0; b < nbw; ++b) {
+    __m256i r[8];
+    for (int c = 0; c < 8; ++c) r[c] = c < rows ? load32(x.q + (m0 + c) * x.kp + b * kActBlock) : _mm256_setzero_si256();
+    transpose8x8_epi32(r);  // r[j]: the rows' dword j of block b (lanes of r[c] were its dwords)
+    for (int j = 0; j < 8; ++j) _mm256_store_si256(acts + b * 8 + j, r[j]);
+  }
+  alignas(32) float pf[8];
+  _mm256_store_ps(pf, plane_factor<BITS>());
+  for (int64_t b = 0; b < nbw; ++b) {
+    alignas(32) float v[8] = {};
+    for (int c = 0; c < rows; ++c) {
+      const float a = x.ascale[(m0 + c) * x.ablocks + b];
+      v[c] = BITS <= 2 ? a * pf[b % 8] : a;  // gemv's s8 = ascale * plane_factor
+    }
+    std::memcpy(&s.scales[p * nbw + b], v, sizeof v);
+  }
+  for (int64_t g = 0; g < groups; ++g) {
+    alignas(32) float v[8] = {};
+    for (int c = 0; c < rows; ++c) v[c] = x.gsum[(m0 + c) * groups + g];
+    std::memcpy(&s.gsum[p * groups + g], v, sizeof v);
+  }
+}
+
+// For 8 rows in lanes: dot_f16(v, gsum_c, groups) of each, with dot_f16's association: lane
+// position i of its accumulator sums groups i, i + 8, ... in order; then hsum()'s tree.
+inline __m256 lanes_dot(const float* v, const Lanes* gsum, int64_t groups) {
+  __m256 a[8];
+  unroll<8>([&](auto i) { a[i] = _mm256_setzero_ps(); });
+  int64_t g = 0;
+  for (; g + 8 <= groups; g += 8)
+    unroll<8>([&](auto i) { a[i] = _mm256_fmadd_ps(_mm256_set1_ps(v[g + i]), lanes_f32(gsum[g + i]), a[i]); });
+  unroll<8>([&](auto i) {
+    if (g + i < groups) a[i] = _mm256_fmadd_ps(_mm256_set1_ps(v[g + i]), lanes_f32(gsum[g + i]), a[i]);
+  });
+  const __m256 t0 = _mm256_add_ps(a[0], a[4]), t1 = _mm256_add_ps(a[1], a[5]);
+  const __m256 t2 = _mm256_add_ps(a[2], a[6]), t3 = _mm256_add_ps(a[3], a[7]);
+  return _mm256_add_ps(_mm256_add_ps(t0, t2), _mm256_add_ps(t1, t3));
+}
+
+// Weight rows n .. n + R - 1 (unpacked into slots 0 .. R - 1 of s) against panel p: rows m0 ..
+// m0 + rows - 1 of y. R rows share each load of the panel's activations.
+template <int BITS, bool ASYM, int GB, int R>
+void lane_rows(const Ctx& x, const LaneScratch& s, int64_t n, int64_t p, int64_t m0, int64_t rows) {
+  constexpr bool kNeedD = !ASYM;  // with VNNI only the symmetric offsets use the d terms
+  const int64_t nbw = x.nbw, gstride = round_up(x.groups, 8);
+  const __m256i* acts = reinterpret_cast<const __m256i*>(s.acts.data() + p * nbw * 8);
+  const Lanes* sc = s.scales.data() + p * nbw;
+  __m256 acc[R][4][2];
+  unroll<R>([&](auto r) { unroll<4>([&](auto l) { acc[r][l][0] = acc[r][l][1] = _mm256_setzero_ps(); }); });
+  for (int64_t b = 0; b < nbw; b += 4) {
+    unroll<4>([&](auto l) {
+      const int64_t bb = b + l;
+      const __m256i* a = acts + bb * 8;
+      __m256i lo[R], hi[R];
+      unroll<R>([&](auto r) { lo[r] = hi[r] = _mm256_setzero_si256(); });
+      unroll<4>([&](auto j) {
+        const __m256i alo = _mm256_load_si256(a + j), ahi = _mm256_load_si256(a + 4 + j);
+        unroll<R>([&](auto r) {
+          const int32_t* wb = s.codes.data() + (r * nbw + bb) * 8;
+          lo[r] = dpbusd(lo[r], _mm256_set1_epi32(wb[j]), alo);
+          hi[r] = dpbusd(hi[r], _mm256_set1_epi32(wb[4 + j]), ahi);
+        });
+      });
+      const __m256 sv = lanes_f32(sc[bb]);
+      unroll<R>([&](auto r) {
+        const __m256 m = _mm256_mul_ps(_mm256_set1_ps(s.d[r * gstride + bb / GB]), sv);
+        acc[r][l][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lo[r]), m, acc[r][l][0]);
+        acc[r][l][1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(hi[r]), m, acc[r][l][1]);
+      });
+    });
+  }
+  const Lanes* gs = s.gsum.data() + p * x.groups;
+  for (int r = 0; r < R; ++r) {
+    const __m256 t0 = _mm256_add_ps(acc[r][0][0], acc[r][0][1]), t1 = _mm256_add_ps(acc[r][1][0], acc[r][1][1]);
+    const __m256 t2 = _mm256_add_ps(acc[r][2][0], acc[r][2][1]), t3 = _mm256_add_ps(acc[r][3][0], acc[r][3][1]);
+    alignas(32) float h[8], dd[8], dm[8];
+    _mm256_store_ps(h, _mm256_add_ps(_mm256_add_ps(t0, t2), _mm256_add_ps(t1, t3)));
+    if constexpr (kNeedD) _mm256_store_ps(dd, lanes_dot(s.d.data() + r * gstride, gs, x.groups));
+    if constexpr (ASYM) _mm256_store_ps(dm, lanes_dot(s.mins.data() + r * gstride, gs, x.groups));
+    for (int64_t c = 0; c < rows; ++c) {
+      float y = x.de_mul * h[c];  // gemv's expression, term by term
+      if constexpr (kNeedD) y += x.cd_mul * dd[c];
+      if constexpr (ASYM) y += dm[c];
+      x.y[(m0 + c) * x.ldy + n + r] = y;
+    }
+  }
+}
+
+// Weight row n's codes one per byte (dot_codes, as gemv takes them) and its scales and minima
+// in fp32 (exact: every fp16 is an fp32), into slot `slot` of s.
+template <int BITS>
+void unpack_row(const Ctx& x, LaneScratch& s, int64_t n, int slot) {
+  constexpr int CB = 8 / BITS;
+  const int64_t gstride = round_up(x.groups, 8);
+  const uint8_t* row = x.codes + n * x.row_bytes;
+  // Batches of a few rows stream W from DRAM once, at the pace of this loop: fetch the row
+  // kPrefetch * kLaneRows ahead (as tile<> does) so the next rows are on their way.
+  if (n + kPrefetch * kLaneRows < x.n_rows) {
+    const uint8_t* ahead = row + kPrefetch * kLaneRows * x.row_bytes;
+    for (int64_t o = 0; o < x.row_bytes; o += 64) __builtin_prefetch(ahead + o, 0, 3);
+    const int64_t g = (n + kPrefetch * kLaneRows) * x.groups;
+    for (int64_t o = 0; o < x.groups; o += 32) {
+      __builtin_prefetch(x.scales + g + o, 0, 3);
+      if (x.mins) __builtin_prefetch(x.mins + g + o, 0, 3);
+    }
+  }
+  __m256i* out = reinterpret_cast<__m256i*>(s.codes.data() + slot * x.nbw * 8);
+  for (int64_t ch = 0; ch < x.nbw / CB; ++ch) {
+    const __m256i raw = load32(row + ch * kChunkBytes);
+    unroll<CB>([&](auto p) { _mm256_storeu_si256(out + ch * CB + p, dot_codes<BITS, p>(raw)); });
+  }
+  auto to_f32 = [&](const uint16_t* h, float* f) {
+    for (int64_t g = 0; g < x.groups; g += 8) _mm256_storeu_ps(f + g, load_f16(h + g, (int)std::min<int64_t>(8, x.groups - g)));
+  };
+  to_f32(x.scales + n * x.groups, s.d.data() + slot * gstride);
+  if (x.mins) to_f32(x.mins + n * x.groups, s.mins.data() + slot * gstride);
+}
+
+// Rows [n0, n1) x activation rows [0, m1) through the lane kernel, in groups of kPanelActs
+// activation rows (the panels of a group stay in L2 while every weight row passes over them);
+// m1 is a multiple of kLanes or leaves >= kLaneMinRows in the last panel.
+template <int BITS, bool ASYM, int GB>
+void lanes_gemm(const Ctx& x, int64_t m1, int64_t n0, int64_t n1) {
+  thread_local LaneScratch s;
+  constexpr int64_t kPanels = kPanelActs / kLanes;
+  s.acts.resize(std::max<size_t>(s.acts.size(), kPanels * x.nbw * 8));
+  s.scales.resize(std::max<size_t>(s.scales.size(), kPanels * x.nbw));
+  s.gsum.resize(std::max<size_t>(s.gsum.size(), kPanels * x.groups));
+  s.codes.resize(std::max<size_t>(s.codes.size(), kLaneRows * x.nbw * 8));
+  s.d.resize(std::max<size_t>(s.d.size(), kLaneRows * round_up(x.groups, 8)));
+  s.mins.resize(std::max<size_t>(s.mins.size(), kLaneRows * round_up(x.groups, 8)));
+  for (int64_t g0 = 0; g0 < m1; g0 += kPanelActs) {
+    const int64_t g1 = std::min(m1, g0 + kPanelActs), panels = ceil_div(g1 - g0, kLanes);
+    for (int64_t p = 0; p < panels; ++p) build_panel<BITS>(x, s, p, g0 + p * kLanes, std::min(kLanes, g1 - g0 - p * kLanes));
+    int64_t n = n0;
+    auto rows_of = [&](auto r) {  // r weight rows from n against every panel of the group
+      for (int64_t p = 0; p < panels; ++p)
+        lane_rows<BITS, ASYM, GB, r>(x, s, n, p, g0 + p * kLanes, std::min(kLanes, g1 - g0 - p * kLanes));
+    };
+    for (; n + kLaneRows <= n1; n += kLaneRows) {
+      for (int r = 0; r < kLaneRows; ++r) unpack_row<BITS>(x, s, n + r, r);
+      rows_of(std::integral_constant<int, kLaneRows>{});
+    }
+    for (; n < n1; ++n) {
+      unpack_row<BITS>(x, s, n, 0);
+      rows_of(std::integral_constant<int, 1>{});
+    }
+  }
+}
+
+// The lane kernel for the activation rows it suits (whole panels, and a last one of at least
+// kLaneMinRows); returns the first row it left to tile<> (0: the shape is not for it).
+template <int BITS>
+int64_t try_lanes(const Ctx& x, int64_t m, int64_t n0, int64_t n1) {
+  if constexpr (!kVnni) {
+    return 0;
+  } else {
+    if (x.nbw != x.groups * x.gb || x.nbw % 4 != 0 || (BITS == 1 && x.nbw % 8 != 0)) return 0;
+    const int64_t m1 = m % kLanes >= kLaneMinRows ? m : m - m % kLanes;
+    if (m1 < kLanes) return 0;
+    auto run = [&](auto asym, auto gb) { lanes_gemm<BITS, asym, gb>(x, m1, n0, n1); };
+    auto with_gb = [&](auto asym) {
+      switch (x.gb) {
+        case 1: run(asym, std::integral_constant<int, 1>{}); return m1;
+        case 2: run(asym, std::integral_constant<int, 2>{}); return m1;
+        case 4: run(asym, std::integral_constant<int, 4>{}); return m1;
+        case 8: run(asym, std::integral_constant<int, 8>{}); return m1;
+        default: return int64_t(0);
+      }
+    };
+    return x.mins ? with_gb(std::true_type{}) : with_gb(std::false_type{});
+  }
+}
+
+}  // namespace
+}  // namespace lowbit::x86
