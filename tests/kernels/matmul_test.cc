@@ -256,7 +256,9 @@ TEST(MatmulMany, IdenticalToSeparateMatmuls) {
 // in a tile of the M > 1 kernels. Activations are quantized per row and 32-block, so the int8
 // inputs are identical; the kernels must then also sum in the same order at every M. Shapes: K
 // whole steps of the decode kernel (256, 4096), a half step (384), not a whole group (172), and
-// over one K slice of the float tiles (1100); M up to two 4-row tiles and a remainder.
+// over one K slice of the float tiles (1100); M = 11 (two 4-row tiles and a remainder; with
+// VNNI one 8-row panel of matmul_lanes_x86.h and 3 rows of tiles) and 13 (a panel and a
+// zero-padded one of 5 rows).
 TEST(MatmulIsa, RowResultsIndependentOfM) {
   const int64_t n = 37;
   ThreadPool pool(2);
@@ -264,8 +266,8 @@ TEST(MatmulIsa, RowResultsIndependentOfM) {
   for (const QType& t : test::float_types()) types.push_back(t);
   for (Isa isa : available_isas())
     for (const QType& t : types)
-      for (int64_t k : {172, 256, 384, 1100, 4096}) {
-        const int64_t m = 11;
+      for (int64_t k : {172, 256, 384, 1100, 4096})
+        for (int64_t m : {11, 13}) {
         const auto w = test::matmul_test_weights(n, k);
         const auto x = test::random_matrix(m, k, 90 + (uint32_t)k);
         AlignedBytes buf(q_layout(t, n, k).bytes);
@@ -278,7 +280,7 @@ TEST(MatmulIsa, RowResultsIndependentOfM) {
           matmul(qm, &x[r * k], 1, one.data(), {isa, &pool, true});
           for (int64_t j = 0; j < n; ++j) differ += all[r * n + j] != one[j];
         }
-        EXPECT_EQ(differ, 0) << type_name(t) << " k " << k << " " << isa_name(isa) << ": elements that differ";
+        EXPECT_EQ(differ, 0) << type_name(t) << " k " << k << " m " << m << " " << isa_name(isa) << ": elements that differ";
       }
 }
 
