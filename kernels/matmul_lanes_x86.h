@@ -1,6 +1,7 @@
-// Prefill and batched decoding (M > 1) with VNNI: activation rows in lanes. A fragment of
+// Prefill and batched decoding (M > 1): activation rows in lanes. A fragment of
 // matmul_quant_x86.h (included there, after gemv(), whose Ctx, dot_codes, step_scales and
-// plane_factor it uses), built only where vpdpbusd exists (kVnni).
+// plane_factor it uses), for every x86 ISA: with vpdpbusd (kVnni) at every width, on AVX2 below
+// 8 bits.
 //
 // tile<> (the general M > 1 kernel) gives each (weight row, activation row) pair its own vector
 // of 8 partial sums and pays, per block of 32 weights, a share of the unpacks that reduce them
@@ -70,6 +71,15 @@ inline __m256 lanes_f32(const Lanes& l) { return _mm256_load_ps(reinterpret_cast
   }
 }
 
+// acc + the products of 4 codes (u8, the same in every lane) with each lane's 4 activations
+// (s8): with VNNI one vpdpbusd into i32 lanes; on AVX2 (codes below 8 bits only) vpmaddubsw's two
+// i16 pair sums per lane added in i16: a half's 4 steps add 8 products per i16, <= 8 x 127 x 32 <
+// 2^15 for the scaled codes plane() gives (as quad_dot's i16 sums), widened after the 4th.
+[[gnu::always_inline]] inline __m256i lane_dot(__m256i acc, __m256i codes, __m256i acts) {
+  if constexpr (kVnni) return dpbusd(acc, codes, acts);
+  else return _mm256_add_epi16(acc, _mm256_maddubs_epi16(codes, acts));
+}
+
 // Activation rows m0 .. m0 + rows - 1 (rows <= kLanes; the missing lanes are zero) as panel p.
 template <int BITS>
 void build_panel(const Ctx& x, LaneScratch& s, int64_t p, int64_t m0, int64_t rows) {
@@ -134,10 +144,14 @@ void lane_rows(const Ctx& x, const LaneScratch& s, int64_t n, int64_t p, int64_t
         const __m256i alo = _mm256_load_si256(a + j), ahi = _mm256_load_si256(a + 4 + j);
         unroll<R>([&](auto r) {
           const int32_t* wb = s.codes.data() + (r * nbw + bb) * 8;
-          lo[r] = dpbusd(lo[r], _mm256_set1_epi32(wb[j]), alo);
-          hi[r] = dpbusd(hi[r], _mm256_set1_epi32(wb[4 + j]), ahi);
+          lo[r] = lane_dot(lo[r], _mm256_set1_epi32(wb[j]), alo);
+          hi[r] = lane_dot(hi[r], _mm256_set1_epi32(wb[4 + j]), ahi);
         });
       });
+      if constexpr (!kVnni) {  // widen the i16 sums once per half
+        const __m256i ones = _mm256_set1_epi16(1);
+        unroll<R>([&](auto r) { lo[r] = _mm256_madd_epi16(lo[r], ones), hi[r] = _mm256_madd_epi16(hi[r], ones); });
+      }
       const __m256 sv = lanes_f32(sc[bb]);
       unroll<R>([&](auto r) {
         const __m256 m = _mm256_mul_ps(_mm256_set1_ps(s.d[r * gstride + bb / GB]), sv);
@@ -229,8 +243,8 @@ void lanes_gemm(const Ctx& x, int64_t m1, int64_t n0, int64_t n1) {
 // kLaneMinRows); returns the first row it left to tile<> (0: the shape is not for it).
 template <int BITS>
 int64_t try_lanes(const Ctx& x, int64_t m, int64_t n0, int64_t n1) {
-  if constexpr (!kVnni) {
-    return 0;
+  if constexpr (!kVnni && BITS == 8) {
+    return 0;  // AVX2's 8-bit levels need the sign trick; its tile (and fp32 path) keep them
   } else {
     if (x.nbw != x.groups * x.gb || x.nbw % 4 != 0 || (BITS == 1 && x.nbw % 8 != 0)) return 0;
     const int64_t m1 = m % kLanes >= kLaneMinRows ? m : m - m % kLanes;

@@ -626,7 +626,7 @@ void gemm_bits(const Ctx& x, const QuantizedActs& a, int64_t n0, int64_t n1) {
     for (; n < n1; ++n) tile<BITS, 1, 1>(x, n, 0, true);
     return;
   }
-  // The lane kernel where it runs, tile<> for the rows it leaves (all of them without VNNI).
+  // The lane kernel where it runs, tile<> for the rows it leaves (all of them at 8 bits on AVX2).
   for (int64_t p0 = m > 1 ? try_lanes<BITS>(x, m, n0, n1) : 0; p0 < m; p0 += kPanelActs) {
     const int64_t p1 = std::min(m, p0 + kPanelActs);
     int64_t n = n0;
