@@ -146,7 +146,9 @@ def prepare_tinyllama(work, lowbit, py):
         if not (imported / "manifest.json").exists():
             run([lowbit, "convert", g, imported, "--force"])
         if not (own / "manifest.json").exists():
-            run([lowbit, "convert", hf, own, "--bits", bits, "--force"])
+            # rtn: the type (and so the speed) is what --bits gives; the search quantizer would take
+            # ~15 minutes here for the same bytes.
+            run([lowbit, "convert", hf, own, "--bits", bits, "--quantizer", "rtn", "--force"])
         pairs.append((f"TinyLlama shape, {ftype} file, both runtimes", imported, g))
         pairs.append((f"TinyLlama shape, lowbit --bits {bits} vs {ftype}", own, g))
     return pairs

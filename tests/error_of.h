@@ -1,4 +1,4 @@
-// The one helper every test folder uses to check an error's message.
+// The helpers every test folder uses to check an error's message and code.
 #pragma once
 
 #include <string>
@@ -19,6 +19,19 @@ std::string error_of(Fn fn) {
   }
   ADD_FAILURE() << "no lowbit::Error thrown";
   return "";
+}
+
+// The code of the lowbit::Error that fn throws (ErrorCode::unspecified and a test failure if it
+// throws none).
+template <typename Fn>
+ErrorCode code_of(Fn fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.code();
+  }
+  ADD_FAILURE() << "no lowbit::Error thrown";
+  return ErrorCode::unspecified;
 }
 
 }  // namespace lowbit::test

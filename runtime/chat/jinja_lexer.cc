@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "kernels/error.h"
+#include "runtime/tokenizer/tokenizer_unicode.h"
 
 namespace lowbit::jinja {
 
@@ -20,23 +21,7 @@ std::string rstrip_ws(const std::string& s) {
   return s.substr(0, n);
 }
 
-void append_utf8(uint32_t cp, std::string& out) {
-  if (cp < 0x80) {
-    out += (char)cp;
-  } else if (cp < 0x800) {
-    out += (char)(0xc0 | (cp >> 6));
-    out += (char)(0x80 | (cp & 0x3f));
-  } else if (cp < 0x10000) {
-    out += (char)(0xe0 | (cp >> 12));
-    out += (char)(0x80 | ((cp >> 6) & 0x3f));
-    out += (char)(0x80 | (cp & 0x3f));
-  } else {
-    out += (char)(0xf0 | (cp >> 18));
-    out += (char)(0x80 | ((cp >> 12) & 0x3f));
-    out += (char)(0x80 | ((cp >> 6) & 0x3f));
-    out += (char)(0x80 | (cp & 0x3f));
-  }
-}
+void append_utf8(uint32_t cp, std::string& out) { tok::append_utf8(out, (char32_t)cp); }
 
 class Lexer {
  public:

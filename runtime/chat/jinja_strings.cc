@@ -9,6 +9,7 @@
 
 #include "runtime/chat/jinja_builtins.h"
 #include "runtime/chat/jinja_value.h"
+#include "runtime/tokenizer/tokenizer_unicode.h"
 
 namespace lowbit::jinja {
 
@@ -22,23 +23,7 @@ uint32_t decode(std::string_view c) {
   return cp;
 }
 
-void encode(uint32_t cp, std::string& out) {
-  if (cp < 0x80) {
-    out += (char)cp;
-  } else if (cp < 0x800) {
-    out += (char)(0xc0 | (cp >> 6));
-    out += (char)(0x80 | (cp & 0x3f));
-  } else if (cp < 0x10000) {
-    out += (char)(0xe0 | (cp >> 12));
-    out += (char)(0x80 | ((cp >> 6) & 0x3f));
-    out += (char)(0x80 | (cp & 0x3f));
-  } else {
-    out += (char)(0xf0 | (cp >> 18));
-    out += (char)(0x80 | ((cp >> 12) & 0x3f));
-    out += (char)(0x80 | ((cp >> 6) & 0x3f));
-    out += (char)(0x80 | (cp & 0x3f));
-  }
-}
+void encode(uint32_t cp, std::string& out) { tok::append_utf8(out, (char32_t)cp); }
 
 // ASCII and Latin-1 (U+00C0..U+00FE less the multiplication and division signs).
 uint32_t to_lower(uint32_t cp) {

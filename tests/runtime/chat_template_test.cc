@@ -26,6 +26,7 @@ namespace lowbit {
 namespace {
 
 using nlohmann::json;
+using test::code_of;
 using test::error_of;
 using ::testing::AnyOf;
 using ::testing::HasSubstr;
@@ -35,16 +36,6 @@ const std::string kShared = LOWBIT_SOURCE_DIR "/../shared/models";
 std::string render(const std::string& source, const json& messages = json::array(), bool gen = false,
                    const json& tools = nullptr) {
   return ChatTemplate(source, "<s>", "</s>").render(messages, gen, tools);
-}
-
-ErrorCode code_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.code();
-  }
-  ADD_FAILURE() << "no lowbit::Error thrown";
-  return ErrorCode::unspecified;
 }
 
 const json kChat = json::array({{{"role", "system"}, {"content", "Be brief."}},

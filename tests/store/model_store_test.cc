@@ -29,6 +29,7 @@ namespace lowbit {
 namespace {
 
 namespace fs = std::filesystem;
+using test::code_of;
 using test::error_of;
 
 const std::string kStories = LOWBIT_SOURCE_DIR "/../shared/models/stories260K";
@@ -67,16 +68,6 @@ std::string read_all(const fs::path& p) {
   std::ostringstream s;
   s << f.rdbuf();
   return s.str();
-}
-
-ErrorCode code_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.code();
-  }
-  ADD_FAILURE() << "no lowbit::Error thrown";
-  return ErrorCode::internal;
 }
 
 // ---- SHA-256: FIPS 180-4's examples (csrc.nist.gov, "SHA256.pdf", "SHA2_Additional.pdf") ----
