@@ -11,6 +11,10 @@
 #include <mutex>
 #include <vector>
 
+#ifndef LOWBIT_CUDA_CONFIGURED  // set by CMakeLists.txt for lowbit_obj
+#define LOWBIT_CUDA_CONFIGURED 0
+#endif
+
 namespace lowbit {
 namespace {
 
@@ -75,7 +79,11 @@ Loaded load() {
     }
   }
   if (!lib) {
-    out.why_not = "CUDA plugin " LOWBIT_CUDA_LIBRARY " not found (build with -DLOWBIT_CUDA=ON; tried";
+    // A build configured with CUDA whose plugin target was not built (e.g. only lowbit_cli)
+    // needs that target, not a different configuration.
+    out.why_not = "CUDA plugin " LOWBIT_CUDA_LIBRARY " not found ("
+                  + std::string(LOWBIT_CUDA_CONFIGURED ? "build the lowbit_cuda target" : "build with -DLOWBIT_CUDA=ON")
+                  + "; tried";
     for (const std::string& t : tried) out.why_not += " " + t;
     out.why_not += ")" + errors;
     return out;
