@@ -133,6 +133,8 @@ int convert_main(int argc, char** argv) {
     for (const auto& [role, g] : alloc.role_gain)
       std::printf("  role %-8s probe KL %.5f  gain %.4g\n", role.c_str(), alloc.role_probe_kl[role], g);
     for (const auto& [name, type] : alloc.types) std::printf("  %-48s %s\n", name.c_str(), type_name(type).c_str());
+    for (const auto& [name, kl] : alloc.plan_kl)
+      std::printf("  plan %-44s measured KL %.5f%s\n", name.c_str(), kl, name == alloc.plan ? "  (chosen)" : "");
     std::printf("planned %.4f bits/weight (%lld of %lld bytes), predicted KL %.5f\n", alloc.bits_per_weight,
                 (long long)alloc.bytes, (long long)alloc.budget_bytes, alloc.predicted_kl);
   }

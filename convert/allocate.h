@@ -14,6 +14,8 @@
 // assignment: sum_i g_role(i) E_i(t_i). A greedy knapsack then starts every tensor at its
 // cheapest type and repeatedly takes the upgrade (along each tensor's lower convex hull of bytes
 // vs predicted KL) with the largest predicted-KL drop per byte that still fits the budget.
+// Finally that plan and the two largest uniform plans that fit are each measured on the probe
+// windows and the lowest measured KL is kept (allocate.cc, step 4, says why).
 #pragma once
 
 #include <cstdint>
@@ -45,6 +47,8 @@ struct Allocation {
   std::string probe_type;
   std::map<std::string, double> role_gain;     // KL (nats) per unit of E, by role name
   std::map<std::string, double> role_probe_kl;  // measured KL with the role at the probe type
+  std::string plan;                             // the plan chosen: "greedy" or "uniform TYPE[, ...]"
+  std::map<std::string, double> plan_kl;        // measured KL on the probe windows, by plan
   std::vector<std::pair<std::string, QType>> types;  // each allocated tensor, in file order
   nlohmann::json to_json() const;                    // what the manifest's recipe records
 };

@@ -55,6 +55,15 @@ def test_never_over_budget(model, tmp_path):
         for name, typ in alloc["types"].items():
             assert next(t for t in m["tensors"] if t["name"] == name)["type"] == typ
             assert f"{name}" in r.stdout  # printed
+        # The greedy plan was measured beside the uniform ones that fit, and the file holds the
+        # one of least measured KL: a uniform plan's types are one type everywhere but the
+        # embedding/head.
+        plans = alloc["plan_kl"]
+        assert "greedy" in plans and alloc["plan"] in plans
+        assert plans[alloc["plan"]] == min(plans.values())
+        if alloc["plan"].startswith("uniform "):
+            body = {t for n, t in alloc["types"].items() if "embed_tokens" not in n and "lm_head" not in n}
+            assert body == {alloc["plan"].split()[1].rstrip(",")}
     r = lowbit("convert", src, tmp_path / "tiny", "--target-bpw", 1.0, *CALIB, ok=False)
     assert r.returncode == 1 and "--target-bpw" in r.stderr and "cheapest" in r.stderr
 
