@@ -134,7 +134,8 @@ void lane_rows(const Ctx& x, const LaneScratch& s, int64_t n, int64_t p, int64_t
   const Lanes* sc = s.scales.data() + p * nbw;
   __m256 acc[R][4][2];
   unroll<R>([&](auto r) { unroll<4>([&](auto l) { acc[r][l][0] = acc[r][l][1] = _mm256_setzero_ps(); }); });
-  for (int64_t b = 0; b < nbw; b += 4) {
+  int64_t b = 0;
+  for (; b + 4 <= nbw; b += 4) {
     unroll<4>([&](auto l) {
       const int64_t bb = b + l;
       const __m256i* a = acts + bb * 8;
@@ -157,6 +158,21 @@ void lane_rows(const Ctx& x, const LaneScratch& s, int64_t n, int64_t p, int64_t
         const __m256 m = _mm256_mul_ps(_mm256_set1_ps(s.d[r * gstride + bb / GB]), sv);
         acc[r][l][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lo[r]), m, acc[r][l][0]);
         acc[r][l][1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(hi[r]), m, acc[r][l][1]);
+      });
+    });
+  }
+  // Blocks short of a quad (4 and 8 bits): gemv's tail, each dword's sum into its own lane of
+  // gemv's accumulator (lane i = h * 4 + l is acc[l][h] here).
+  for (; b < nbw; ++b) {
+    const __m256i* a = acts + b * 8;
+    const __m256 sv = lanes_f32(sc[b]);
+    unroll<R>([&](auto r) {
+      const int32_t* wb = s.codes.data() + (r * nbw + b) * 8;
+      const __m256 m = _mm256_mul_ps(_mm256_set1_ps(s.d[r * gstride + b / GB]), sv);
+      unroll<8>([&](auto i) {
+        __m256i q = lane_dot(_mm256_setzero_si256(), _mm256_set1_epi32(wb[i]), _mm256_load_si256(a + i));
+        if constexpr (!kVnni) q = _mm256_madd_epi16(q, _mm256_set1_epi16(1));
+        acc[r][i % 4][i / 4] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), m, acc[r][i % 4][i / 4]);
       });
     });
   }
@@ -246,7 +262,7 @@ int64_t try_lanes(const Ctx& x, int64_t m, int64_t n0, int64_t n1) {
   if constexpr (!kVnni && BITS == 8) {
     return 0;  // AVX2's 8-bit levels need the sign trick; its tile (and fp32 path) keep them
   } else {
-    if (x.nbw != x.groups * x.gb || x.nbw % 4 != 0 || (BITS == 1 && x.nbw % 8 != 0)) return 0;
+    if (x.nbw != x.groups * x.gb || (BITS <= 2 && x.nbw % 4 != 0) || (BITS == 1 && x.nbw % 8 != 0)) return 0;
     const int64_t m1 = m % kLanes >= kLaneMinRows ? m : m - m % kLanes;
     if (m1 < kLanes) return 0;
     auto run = [&](auto asym, auto gb) { lanes_gemm<BITS, asym, gb>(x, m1, n0, n1); };

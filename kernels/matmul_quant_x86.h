@@ -494,8 +494,9 @@ template <int GB>
 // 2R quads go through pipelined(). The group-sum terms (minima or scales times gsum) do not
 // depend on the codes and are a short fp16 dot per row after the loop. So a row costs no table
 // pass and no per-row call (at K = 2048 prepare() was a quarter of the row's instructions).
-// Needs nbw == groups * GB (no padding blocks past the scales) and whole quads (nbw % 4 == 0;
-// 1 bit: % 8).
+// Needs nbw == groups * GB (no padding blocks past the scales); below 4 bits rows are whole
+// quads anyway (a chunk is 4 or 8 blocks), at 4 and 8 bits the blocks past the last quad take
+// tile<>'s tail.
 template <int BITS, int R, bool ASYM, int GB>
 void gemv(const Ctx& x, int64_t n) {
   constexpr int CB = 8 / BITS;
@@ -552,7 +553,7 @@ void gemv(const Ctx& x, int64_t n) {
         });
   }
   if constexpr (BITS > 1 && GB < 8) {
-    if (b < nbw) {  // nbw % 8 == 4: one last quad (planes as in a step's first quad)
+    if (b + 4 <= nbw) {  // nbw % 8 >= 4: one last quad (planes as in a step's first quad)
       __m128 s4 = _mm_loadu_ps(x.ascale + b);
       if constexpr (BITS <= 2) s4 = _mm_mul_ps(s4, plane_factor4<BITS, 0>());
       unroll<R>([&](auto r) {
@@ -565,6 +566,22 @@ void gemv(const Ctx& x, int64_t n) {
         const __m256i q = quad_dot<BITS>(w, aw, act + b * kActBlock, ones);
         const __m128 m4 = _mm_mul_ps(quad_scales<GB>(sc[r], b), s4);
         acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), _mm256_set_m128(m4, m4), acc[r]);
+      });
+      b += 4;
+    }
+  }
+  if constexpr (BITS >= 4) {
+    // Blocks short of a quad (4 bits: rows of an odd chunk count, e.g. K = 576; 8 bits: any count
+    // not a multiple of 4): a chunk at a time, each block's 8 dword sums into the 8 lanes with its
+    // multiplier broadcast, exactly as tile<>'s tail does (so a row's result is the same there).
+    for (; b < nbw; b += 8 / BITS) {
+      unroll<R>([&](auto r) {
+        const __m256i raw = load32(row[r] + b * kChunkPerBlock);
+        unroll<8 / BITS>([&](auto p) {
+          const __m256i q = block_dot<BITS>(dot_codes<BITS, p>(raw), act + (b + p) * kActBlock, ones);
+          const float m = f16_to_f32(sc[r][(b + p) / GB]) * x.ascale[b + p];
+          acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), _mm256_set1_ps(m), acc[r]);
+        });
       });
     }
   }
@@ -579,8 +596,8 @@ void gemv(const Ctx& x, int64_t n) {
 // gemv<> over rows [n0, n1) when the shape allows it (see its comment); false otherwise.
 template <int BITS>
 bool try_gemv(const Ctx& x, int64_t n0, int64_t n1) {
-  constexpr int64_t kQuad = BITS == 1 ? 8 : 4;  // the smallest step
-  if (x.nbw != x.groups * x.gb || x.nbw % kQuad != 0) return false;
+  constexpr int64_t kQuad = BITS == 1 ? 8 : 4;  // the smallest step below 4 bits (whole chunks)
+  if (x.nbw != x.groups * x.gb || (BITS <= 2 && x.nbw % kQuad != 0)) return false;
   auto run = [&](auto asym, auto gb) {
     int64_t n = n0;
     for (; n + kGemvRows <= n1; n += kGemvRows) gemv<BITS, kGemvRows, asym, gb>(x, n);

@@ -255,7 +255,8 @@ TEST(MatmulMany, IdenticalToSeparateMatmuls) {
 // bit for bit the same as the row multiplied alone (M = 1, the decode kernels), wherever it sits
 // in a tile of the M > 1 kernels. Activations are quantized per row and 32-block, so the int8
 // inputs are identical; the kernels must then also sum in the same order at every M. Shapes: K
-// whole steps of the decode kernel (256, 4096), a half step (384), not a whole group (172), and
+// whole steps of the decode kernel (256, 4096), a half step (384), 18 blocks (576: SmolLM2's
+// hidden size; at 4 and 8 bits 2 blocks past the last quad), not a whole group (172), and
 // over one K slice of the float tiles (1100); M = 11 (two 4-row tiles and a remainder; with
 // VNNI one 8-row panel of matmul_lanes_x86.h and 3 rows of tiles) and 13 (a panel and a
 // zero-padded one of 5 rows).
@@ -266,7 +267,7 @@ TEST(MatmulIsa, RowResultsIndependentOfM) {
   for (const QType& t : test::float_types()) types.push_back(t);
   for (Isa isa : available_isas())
     for (const QType& t : types)
-      for (int64_t k : {172, 256, 384, 1100, 4096})
+      for (int64_t k : {172, 256, 384, 576, 1100, 4096})
         for (int64_t m : {11, 13}) {
         const auto w = test::matmul_test_weights(n, k);
         const auto x = test::random_matrix(m, k, 90 + (uint32_t)k);
