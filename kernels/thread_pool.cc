@@ -17,17 +17,9 @@ inline void cpu_relax() {
   asm volatile("yield");
 #endif
 }
-// A waiting worker first spins on pause instructions, ~50 microseconds here (25 ns a pause on a
-// Zen 4 EPYC): longer than the gaps between the pool's jobs within a decode step (norms, RoPE,
-// a matmul's activation quantization: a few microseconds each), so on an idle machine a step's
-// hand-offs cost no system call. Then it keeps watching but calls sched_yield between looks
-// (~0.5 us each, ~10 ms in all) before it sleeps on the condition variable: when the machine has
-// more runnable threads than cores, a worker spinning on pause holds a core that the caller,
-// preempted, needs to finish the step, and every job waits for it. SmolLM2-135M generation on 2
-// threads next to one other busy process: 1.2-2.5x the tokens/s of 20000 pauses (~500 us)
-// without yields.
-constexpr int kPauseSpins = 2000;
-constexpr int kYieldSpins = 18000;
+// About 50-100 microseconds of spinning: long enough to cover the gap between two matmuls of
+// one decode step, short enough not to burn a core when idle.
+constexpr int kSpinIterations = 20000;
 }  // namespace
 
 int hardware_threads() {
@@ -79,9 +71,8 @@ void ThreadPool::worker_loop(int index) {
   uint64_t seen = 0;
   for (;;) {
     uint64_t gen = generation_.load(std::memory_order_acquire);
-    for (int spin = 0; gen == seen && spin < kPauseSpins + kYieldSpins; ++spin) {
-      if (spin < kPauseSpins) cpu_relax();
-      else std::this_thread::yield();
+    for (int spin = 0; gen == seen && spin < kSpinIterations; ++spin) {
+      cpu_relax();
       gen = generation_.load(std::memory_order_acquire);
     }
     if (gen == seen) {

@@ -1,6 +1,6 @@
 // A persistent pool of worker threads for the CPU kernels. Decode calls a matmul a few hundred
 // times per token, so waking workers must cost microseconds: workers spin briefly on a
-// generation counter, then yield between looks at it, before sleeping on a condition variable.
+// generation counter before sleeping on a condition variable.
 // Thread-safety: one run() at a time per pool (run() serializes callers with a mutex).
 #pragma once
 
