@@ -204,15 +204,18 @@ void CpuBackend::attention(int64_t layer, const Tensor& q, const Tensor& k, cons
 
   // One task per (row, KV head, part of its query heads): the query heads of a KV head share its
   // reads of the cache (heads of KV head kvh: kvh * group .. kvh * group + group - 1). A prompt's
-  // rows give plenty of tasks; a decode step's few KV heads are cut into parts until there are
-  // ~16 tasks per thread, which evens out the threads' finish better than the shared reads save:
-  // TinyLlama shape (4 KV heads of 8), 1000-token context, 2 threads, generation tokens/s against
-  // one task per head: 4 tasks 6% slower, 8 tasks 7% slower, 32 tasks (one head each) the same;
-  // the 1000-token prompt gains 3-10% (85-92 -> 89-97 tokens/s). Every head's arithmetic is the
-  // same however the heads are cut, so the split never changes a result.
+  // rows give plenty of tasks; a decode step's few KV heads are cut into parts (the most that
+  // divides the group and keeps to ~16 tasks per thread), which evens out the threads' finish
+  // better than the shared reads save: TinyLlama shape (4 KV heads of 8), 1000-token context, 2
+  // threads, generation tokens/s against one task per head: 4 tasks 6% slower, 8 tasks 7% slower,
+  // 32 tasks (one head each) the same; the 1000-token prompt gains 3-10% (85-92 -> 89-97
+  // tokens/s). Any divisor, not only powers of two: SmolLM2-135M's groups of 3 heads (3 KV heads)
+  // were otherwise 3 tasks for 2 threads. Every head's arithmetic is the same however the heads
+  // are cut, so the split never changes a result.
   const int64_t threads = pool_->size();
   int64_t parts = 1;
-  while (group % (parts * 2) == 0 && n * sh.n_kv_heads * parts < 16 * threads) parts *= 2;
+  for (int64_t p = 2; p <= group && n * sh.n_kv_heads * p <= 16 * threads; ++p)
+    if (group % p == 0) parts = p;
   const int64_t heads = group / parts;  // query heads per task
   const int64_t tasks = n * sh.n_kv_heads * parts;
   auto attend_task = [&](int64_t task, int) {
@@ -232,8 +235,12 @@ void CpuBackend::attention(int64_t layer, const Tensor& q, const Tensor& k, cons
     attend(qp + t * q_dim + h0 * hd, heads, kc, vc, kv_dim, end, first, hd, sh.scale, scores.data(),
            op + t * q_dim + h0 * hd);
   };
-  // Short contexts of small models are cheaper on this thread than waking the pool.
-  if (work * sh.n_heads * hd < (int64_t(1) << 16)) {
+  // Short contexts of small models are cheaper on this thread than a hand-off to the pool. The
+  // cut is low: in a decode step the workers are still spinning from the last matmul, so the
+  // hand-off costs a few microseconds, while the caller attending alone leaves them idle:
+  // SmolLM2-135M (9 heads of 64) on 2 threads spent ~15% of a token's time in serial attention
+  // over 1-160 positions under the old cut of 2^16 (~110 positions there).
+  if (work * sh.n_heads * hd < (int64_t(1) << 13)) {
     for (int64_t task = 0; task < tasks; ++task) attend_task(task, 0);
   } else {
     pool_->run(tasks, attend_task);

@@ -40,7 +40,12 @@ class Sampler {
  private:
   SamplerParams p_;
   std::mt19937_64 rng_;
-  std::vector<std::pair<float, int32_t>> cand_;
+  std::vector<std::pair<float, int32_t>> cand_;  // (logit / temperature, id), best first
+  // sort_all()'s scratch, (vocab) each: kept so a token allocates nothing
+  std::vector<uint32_t> keys_, keys_tmp_;
+  std::vector<int32_t> ids_, ids_tmp_;
+  std::vector<std::pair<float, int32_t>> cand_tmp_;
+  void sort_all(int64_t vocab);
 };
 
 }  // namespace lowbit

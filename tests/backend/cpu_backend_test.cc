@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "backend/cpu_backend.h"
@@ -57,18 +58,22 @@ void reference(const float* q, const Mirror& m, int64_t kvh, int64_t hd, int64_t
 }
 
 TEST(CpuBackend, AttentionOfSeveralSequencesInOneCall) {
-  for (int64_t window : {0, 3}) {
+  // Query heads per KV head: 4 (a power of two) and 3 (as SmolLM2-135M: a decode row's heads
+  // are cut into parts that divide the group).
+  for (const auto& [n_heads, window] : {std::pair<int64_t, int64_t>{8, 0}, {8, 3}, {6, 0}, {6, 3}}) {
     CpuBackend b({.threads = 2});
-    const int64_t n_heads = 8, n_kv = 2, hd = 16, q_dim = n_heads * hd, kv_dim = n_kv * hd, layer = 1;
+    const int64_t n_kv = 2, hd = 16, q_dim = n_heads * hd, kv_dim = n_kv * hd, layer = 1;
     const AttentionShape shape{n_heads, n_kv, hd, window, 1.0f / std::sqrt((float)hd)};
-    // Two calls, three sequences: a 30-row prompt (enough work for the pool), a short one, and
-    // in the second call one decode row and a 3-row chunk at later positions.
+    // Three calls, three sequences: a 30-row prompt (enough work for the pool), a short one; in
+    // the second call one decode row and a 3-row chunk at later positions (the pool too); in the
+    // third one decode row at position 5 (little enough work to run inline).
     std::vector<std::unique_ptr<KvCache>> caches;
     for (int64_t cap : {40, 16, 8}) caches.push_back(b.new_kv_cache(2, cap, kv_dim));
     std::vector<Mirror> mirror(3);
     const std::vector<std::vector<SeqRows>> calls = {
         {{caches[0].get(), 0, 30, 0}, {caches[1].get(), 30, 2, 0}, {caches[2].get(), 32, 5, 0}},
-        {{caches[1].get(), 0, 1, 2}, {caches[0].get(), 1, 3, 30}}};
+        {{caches[1].get(), 0, 1, 2}, {caches[0].get(), 1, 3, 30}},
+        {{caches[2].get(), 0, 1, 5}}};
     uint32_t seed = 1;
     for (const auto& seqs : calls) {
       int64_t n = 0;
@@ -95,7 +100,7 @@ TEST(CpuBackend, AttentionOfSeveralSequencesInOneCall) {
                       want, tol);
             for (int64_t i = 0; i < hd; ++i)
               ASSERT_NEAR(got[(s.row0 + t) * q_dim + h * hd + i], want[i], tol[i] + 1e-30)
-                  << "window " << window << " position " << p << " head " << h;
+                  << n_heads << " heads, window " << window << " position " << p << " head " << h;
           }
         }
       }

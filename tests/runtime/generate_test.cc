@@ -9,6 +9,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <random>
 #include <regex>
 #include <set>
 
@@ -255,6 +256,69 @@ TEST(Sampler, FrequenciesFollowTheSoftmax) {
   }
   // Binomial(n, 0.75): standard deviation sqrt(n * 0.75 * 0.25) ~ 61; allow 5 sigma.
   EXPECT_NEAR(first, 0.75 * n, 5 * std::sqrt(n * 0.1875));
+}
+
+// The sampler's documented steps written out plainly, with std::sort for the order (what the
+// Sampler itself used before its radix sort): scale by 1/temperature, sort best first, softmax
+// (fp32 values, a double sum in that order), min-p, top-p, then one uniform draw over the
+// survivors' total from an mt19937_64 seeded with seed.
+struct ReferenceSampler {
+  SamplerParams p;
+  std::mt19937_64 rng{p.seed};
+  int32_t sample(const std::vector<float>& logits) {
+    std::vector<std::pair<float, int32_t>> c;
+    for (size_t i = 0; i < logits.size(); ++i) c.push_back({logits[i] / p.temperature, (int32_t)i});
+    std::sort(c.begin(), c.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+    const float mx = c[0].first;
+    double sum = 0;
+    for (auto& [v, id] : c) sum += v = std::exp(v - mx);
+    for (auto& [v, id] : c) v = (float)(v / sum);
+    size_t n = c.size();
+    if (p.min_p > 0) {
+      size_t keep = 1;
+      while (keep < n && c[keep].first >= p.min_p * c[0].first) ++keep;
+      n = keep;
+    }
+    if (p.top_p < 1) {
+      double cum = 0;
+      size_t keep = 0;
+      while (keep < n && (cum += c[keep++].first) < p.top_p) {
+      }
+      n = keep;
+    }
+    double total = 0;
+    for (size_t i = 0; i < n; ++i) total += c[i].first;
+    const double r = std::uniform_real_distribution<double>(0.0, total)(rng);
+    double acc = 0;
+    for (size_t i = 0; i < n; ++i)
+      if (r < (acc += c[i].first)) return c[i].second;
+    return c[n - 1].second;
+  }
+};
+
+TEST(Sampler, WholeVocabularyChoicesEqualTheReferenceSort) {
+  // A vocabulary of SmolLM2's size with no two logits equal, even divided by a temperature
+  // (the order of equal ones is the sort's to choose): -8 .. 8 in steps of 1/3072, ~300 ulps
+  // apart, shuffled over the ids; and the settings that sort all of it.
+  const int64_t vocab = 49152;
+  std::vector<float> logits(vocab);
+  for (int64_t i = 0; i < vocab; ++i) logits[i] = -8.0f + (float)i / 3072.0f;
+  std::shuffle(logits.begin(), logits.end(), std::mt19937(5));
+  for (const SamplerParams sp : {SamplerParams{.temperature = 1.0f, .seed = 1},
+                                 SamplerParams{.temperature = 0.7f, .top_p = 0.9f, .seed = 2},
+                                 SamplerParams{.temperature = 1.3f, .min_p = 0.02f, .seed = 3},
+                                 SamplerParams{.temperature = 3.0f, .top_p = 0.5f, .min_p = 0.001f, .seed = 4}}) {
+    Sampler s(sp);
+    ReferenceSampler ref{sp};
+    std::set<int32_t> seen;
+    for (int i = 0; i < 100; ++i) {
+      auto l = logits;
+      const int32_t got = s.sample(l.data(), vocab, {});
+      ASSERT_EQ(got, ref.sample(logits)) << "temperature " << sp.temperature << " draw " << i;
+      seen.insert(got);
+    }
+    EXPECT_GT(seen.size(), 1u) << "temperature " << sp.temperature;  // the draws do vary
+  }
 }
 
 TEST(Model, MemoryEstimateRefusesHugeContext) {
