@@ -262,20 +262,9 @@ int64_t try_lanes(const Ctx& x, int64_t m, int64_t n0, int64_t n1) {
   if constexpr (!kVnni && BITS == 8) {
     return 0;  // AVX2's 8-bit levels need the sign trick; its tile (and fp32 path) keep them
   } else {
-    if (x.nbw != x.groups * x.gb || (BITS <= 2 && x.nbw % 4 != 0) || (BITS == 1 && x.nbw % 8 != 0)) return 0;
     const int64_t m1 = m % kLanes >= kLaneMinRows ? m : m - m % kLanes;
     if (m1 < kLanes) return 0;
-    auto run = [&](auto asym, auto gb) { lanes_gemm<BITS, asym, gb>(x, m1, n0, n1); };
-    auto with_gb = [&](auto asym) {
-      switch (x.gb) {
-        case 1: run(asym, std::integral_constant<int, 1>{}); return m1;
-        case 2: run(asym, std::integral_constant<int, 2>{}); return m1;
-        case 4: run(asym, std::integral_constant<int, 4>{}); return m1;
-        case 8: run(asym, std::integral_constant<int, 8>{}); return m1;
-        default: return int64_t(0);
-      }
-    };
-    return x.mins ? with_gb(std::true_type{}) : with_gb(std::false_type{});
+    return with_gemv_shape<BITS>(x, [&](auto asym, auto gb) { lanes_gemm<BITS, asym, gb>(x, m1, n0, n1); }) ? m1 : 0;
   }
 }
 

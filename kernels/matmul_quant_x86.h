@@ -593,26 +593,33 @@ void gemv(const Ctx& x, int64_t n) {
   }
 }
 
-// gemv<> over rows [n0, n1) when the shape allows it (see its comment); false otherwise.
-template <int BITS>
-bool try_gemv(const Ctx& x, int64_t n0, int64_t n1) {
+// The shapes gemv<> (and the lane kernel, which sums as it does) take: groups of 1, 2, 4 or 8
+// whole blocks and no padding blocks past the scales (see gemv's comment). If x has one, calls
+// fn(asym, gb) with both as compile-time constants and returns true.
+template <int BITS, class Fn>
+bool with_gemv_shape(const Ctx& x, Fn&& fn) {
   constexpr int64_t kQuad = BITS == 1 ? 8 : 4;  // the smallest step below 4 bits (whole chunks)
   if (x.nbw != x.groups * x.gb || (BITS <= 2 && x.nbw % kQuad != 0)) return false;
-  auto run = [&](auto asym, auto gb) {
-    int64_t n = n0;
-    for (; n + kGemvRows <= n1; n += kGemvRows) gemv<BITS, kGemvRows, asym, gb>(x, n);
-    for (; n < n1; ++n) gemv<BITS, 1, asym, gb>(x, n);
-  };
   auto with_gb = [&](auto asym) {
     switch (x.gb) {
-      case 1: run(asym, std::integral_constant<int, 1>{}); return true;
-      case 2: run(asym, std::integral_constant<int, 2>{}); return true;
-      case 4: run(asym, std::integral_constant<int, 4>{}); return true;
-      case 8: run(asym, std::integral_constant<int, 8>{}); return true;
+      case 1: fn(asym, std::integral_constant<int, 1>{}); return true;
+      case 2: fn(asym, std::integral_constant<int, 2>{}); return true;
+      case 4: fn(asym, std::integral_constant<int, 4>{}); return true;
+      case 8: fn(asym, std::integral_constant<int, 8>{}); return true;
       default: return false;
     }
   };
   return x.mins ? with_gb(std::true_type{}) : with_gb(std::false_type{});
+}
+
+// gemv<> over rows [n0, n1) when the shape allows it; false otherwise.
+template <int BITS>
+bool try_gemv(const Ctx& x, int64_t n0, int64_t n1) {
+  return with_gemv_shape<BITS>(x, [&](auto asym, auto gb) {
+    int64_t n = n0;
+    for (; n + kGemvRows <= n1; n += kGemvRows) gemv<BITS, kGemvRows, asym, gb>(x, n);
+    for (; n < n1; ++n) gemv<BITS, 1, asym, gb>(x, n);
+  });
 }
 
 }  // namespace
