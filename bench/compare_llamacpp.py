@@ -155,13 +155,10 @@ def prepare_tinyllama(work, lowbit, py):
 
 
 def cpu_model():
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            name = line.split(":", 1)[1].strip()
-            fam = re.search(r"cpu family\s*:\s*(\d+)", open("/proc/cpuinfo").read())
-            mod = re.search(r"^model\s*:\s*(\d+)", open("/proc/cpuinfo").read(), re.M)
-            return f"{name} (family {fam.group(1) if fam else '?'}, model {mod.group(1) if mod else '?'})"
-    return "unknown CPU"
+    """lscpu's model name, family and model number, as bench/README.md records hosts."""
+    info = open("/proc/cpuinfo").read()
+    field = lambda key: (re.search(rf"^{key}\s*:\s*(.+)$", info, re.M) or [None, "?"])[1].strip()
+    return f"{field('model name')} (family {field('cpu family')}, model {field('model')})"
 
 
 def median(v):
