@@ -124,7 +124,10 @@ def test_a_timeout_ends_a_stream_with_an_error_line_and_a_whole_answer_with_503(
         with httpx.stream("POST", s.url + "/api/generate", json=body, timeout=60) as r:
             lines = [json.loads(line) for line in r.iter_lines() if line]
         assert "timed out" in lines[-1]["error"] and not any(line.get("done") for line in lines)
-        with httpx.stream("POST", s.url + "/v1/completions", json={"model": SMOL, "prompt": "Hi", "max_tokens": 2000,
+        # Greedy, on the prompt that outlasts the timeout above: sampled at the default temperature,
+        # "Hi" could reach its end token within the second, and the faster decode made that likely.
+        with httpx.stream("POST", s.url + "/v1/completions", json={"model": SMOL, "prompt": "Write a long story.",
+                                                                 "max_tokens": 2000, "temperature": 0,
                                                                  "stream": True}, timeout=60) as r:
             events = [line for line in r.iter_lines() if line.startswith("data: ")]
         assert "timed out" in json.loads(events[-2][6:])["error"]["message"] and events[-1] == "data: [DONE]"
