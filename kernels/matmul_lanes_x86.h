@@ -6,13 +6,16 @@
 // tile<> (the general M > 1 kernel) gives each (weight row, activation row) pair its own vector
 // of 8 partial sums and pays, per block of 32 weights, a share of the unpacks that reduce them
 // to one block sum before the fp32 multiply: ~4 instructions per 32 products. Here a vector's
-// 8 lanes are 8 activation rows instead. The activations of a panel of 8 rows are laid out once
-// per task as, per block b and dword j of it, one vector holding the 8 rows' bytes 4j..4j+3;
-// a weight row's block is unpacked once to bytes, and each of its 8 dwords is broadcast to all
-// lanes, so one vpdpbusd does 32 products of 8 different rows and the block's 8 row sums come
-// out in lanes, ready for one convert and one FMA with their 8 multipliers: ~16 instructions per
-// 256 products. Broadcasting from memory costs only a load.
-//
+// lanes are activation rows instead: the activations of a panel of 8 rows are laid out once per
+// task as, per block b, sub-panel q (rows 4q .. 4q+3) and j = 0..3, one vector whose lanes 0-3
+// hold those 4 rows' bytes 4j..4j+3 and lanes 4-7 their bytes 16+4j..16+4j+3. A weight row's
+// block (unpacked to one byte per code) is loaded once, and vpshufd j * 0x55 turns it into
+// [dword j x 4 | dword j+4 x 4] in a register, so one vpdpbusd does 32 products for 4 rows and
+// both halves of the block (bytes 0-15 and 16-31, gemv's two 128-bit lanes) come out in separate
+// lanes, ready for one convert and one FMA with their multipliers. Broadcasting each weight dword
+// from memory instead (8 rows in the lanes) costs a load per vpdpbusd and ran at ~0.6 of this
+// form's vpdpbusd rate here (bench/README.md).
+
 // Each row's result is bit for bit what gemv() computes for it alone (batched decoding needs a
 // row's result not to depend on the rows beside it; tests/kernels/matmul_test.cc
 // RowResultsIndependentOfM): the same integer block sums, split in the same two halves (bytes
@@ -42,8 +45,8 @@ struct alignas(32) Lanes {  // one ymm's worth, kept in a std::vector (aligned b
   int32_t v[8];
 };
 struct LaneScratch {
-  std::vector<Lanes> acts;    // [panel][block][dword j] -> 8 rows' dword j of the block (i32)
-  std::vector<Lanes> scales;  // [panel][block] -> 8 rows' s_b * pf_b (f32)
+  std::vector<Lanes> acts;    // [panel][block][q][j] -> rows 4q..4q+3: dwords j | j + 4 (i32)
+  std::vector<Lanes> scales;  // [panel][block][q] -> rows 4q..4q+3: s_b * pf_b, twice (f32)
   std::vector<Lanes> gsum;    // [panel][group] -> 8 rows' gsum (f32)
   std::vector<int32_t> codes;  // [block][8 dwords]: one weight row's codes, one per byte
   std::vector<float> d, mins;  // one weight row's scales and minima in fp32, per group
@@ -88,18 +91,22 @@ void build_panel(const Ctx& x, LaneScratch& s, int64_t p, int64_t m0, int64_t ro
   for (int64_t b = 0; b < nbw; ++b) {
     __m256i r[8];
     for (int c = 0; c < 8; ++c) r[c] = c < rows ? load32(x.q + (m0 + c) * x.kp + b * kActBlock) : _mm256_setzero_si256();
-    transpose8x8_epi32(r);  // r[j]: the rows' dword j of block b (lanes of r[c] were its dwords)
-    for (int j = 0; j < 8; ++j) _mm256_store_si256(acts + b * 8 + j, r[j]);
+    transpose8x8_epi32(r);  // r[j]: the 8 rows' dword j of block b (lanes of r[c] were its dwords)
+    for (int j = 0; j < 4; ++j) {
+      _mm256_store_si256(acts + b * 8 + j, _mm256_permute2x128_si256(r[j], r[j + 4], 0x20));
+      _mm256_store_si256(acts + b * 8 + 4 + j, _mm256_permute2x128_si256(r[j], r[j + 4], 0x31));
+    }
   }
   alignas(32) float pf[8];
   _mm256_store_ps(pf, plane_factor<BITS>());
   for (int64_t b = 0; b < nbw; ++b) {
-    alignas(32) float v[8] = {};
+    alignas(32) float v[16] = {};
     for (int c = 0; c < rows; ++c) {
       const float a = x.ascale[(m0 + c) * x.ablocks + b];
-      v[c] = BITS <= 2 ? a * pf[b % 8] : a;  // gemv's s8 = ascale * plane_factor
+      const float sc = BITS <= 2 ? a * pf[b % 8] : a;  // gemv's s8 = ascale * plane_factor
+      v[(c / 4) * 8 + c % 4] = v[(c / 4) * 8 + 4 + c % 4] = sc;
     }
-    std::memcpy(&s.scales[p * nbw + b], v, sizeof v);
+    std::memcpy(&s.scales[(p * nbw + b) * 2], v, sizeof v);
   }
   for (int64_t g = 0; g < groups; ++g) {
     alignas(32) float v[8] = {};
@@ -108,86 +115,114 @@ void build_panel(const Ctx& x, LaneScratch& s, int64_t p, int64_t m0, int64_t ro
   }
 }
 
-// For 8 rows in lanes: dot_f16(v, gsum_c, groups) of each, with dot_f16's association: lane
-// position i of its accumulator sums groups i, i + 8, ... in order; then hsum()'s tree.
-inline __m256 lanes_dot(const float* v, const Lanes* gsum, int64_t groups) {
-  __m256 a[8];
-  unroll<8>([&](auto i) { a[i] = _mm256_setzero_ps(); });
+// For 8 rows in lanes and R weight rows at once (sharing each load of gsum): dot_f16(v_r,
+// gsum_c, groups) of each, with dot_f16's association: lane position i of its accumulator sums
+// groups i, i + 8, ... in order; then hsum()'s tree. v_r = v + r * stride. (dot_f16 per
+// activation row instead, with its fp16 conversions and a horizontal sum each, ran slower.)
+template <int R>
+void lanes_dot(const float* v, int64_t stride, const Lanes* gsum, int64_t groups, __m256 (&out)[R]) {
+  __m256 a[R][8];
+  unroll<R>([&](auto r) { unroll<8>([&](auto i) { a[r][i] = _mm256_setzero_ps(); }); });
   int64_t g = 0;
   for (; g + 8 <= groups; g += 8)
-    unroll<8>([&](auto i) { a[i] = _mm256_fmadd_ps(_mm256_set1_ps(v[g + i]), lanes_f32(gsum[g + i]), a[i]); });
+    unroll<8>([&](auto i) {
+      const __m256 gs = lanes_f32(gsum[g + i]);
+      unroll<R>([&](auto r) { a[r][i] = _mm256_fmadd_ps(_mm256_set1_ps(v[r * stride + g + i]), gs, a[r][i]); });
+    });
   unroll<8>([&](auto i) {
-    if (g + i < groups) a[i] = _mm256_fmadd_ps(_mm256_set1_ps(v[g + i]), lanes_f32(gsum[g + i]), a[i]);
+    if (g + i < groups)
+      unroll<R>([&](auto r) { a[r][i] = _mm256_fmadd_ps(_mm256_set1_ps(v[r * stride + g + i]), lanes_f32(gsum[g + i]), a[r][i]); });
   });
-  const __m256 t0 = _mm256_add_ps(a[0], a[4]), t1 = _mm256_add_ps(a[1], a[5]);
-  const __m256 t2 = _mm256_add_ps(a[2], a[6]), t3 = _mm256_add_ps(a[3], a[7]);
-  return _mm256_add_ps(_mm256_add_ps(t0, t2), _mm256_add_ps(t1, t3));
+  unroll<R>([&](auto r) {
+    const __m256 t0 = _mm256_add_ps(a[r][0], a[r][4]), t1 = _mm256_add_ps(a[r][1], a[r][5]);
+    const __m256 t2 = _mm256_add_ps(a[r][2], a[r][6]), t3 = _mm256_add_ps(a[r][3], a[r][7]);
+    out[r] = _mm256_add_ps(_mm256_add_ps(t0, t2), _mm256_add_ps(t1, t3));
+  });
 }
 
+// [dword j x 4 | dword j + 4 x 4] of a block's 8 dwords of codes.
+template <int J>
+[[gnu::always_inline]] inline __m256i spread(__m256i w) { return _mm256_shuffle_epi32(w, J * 0x55); }
+
 // Weight rows n .. n + R - 1 (unpacked into slots 0 .. R - 1 of s) against panel p: rows m0 ..
-// m0 + rows - 1 of y. R rows share each load of the panel's activations.
+// m0 + rows - 1 of y. R rows share each load of the panel's activations. gemv's accumulator
+// (block mod 4 = l, half h) of row 4q + c is lane c + 4h of acc[r][l][q].
 template <int BITS, bool ASYM, int GB, int R>
 void lane_rows(const Ctx& x, const LaneScratch& s, int64_t n, int64_t p, int64_t m0, int64_t rows) {
   constexpr bool kNeedD = !ASYM;  // with VNNI only the symmetric offsets use the d terms
   const int64_t nbw = x.nbw, gstride = round_up(x.groups, 8);
   const __m256i* acts = reinterpret_cast<const __m256i*>(s.acts.data() + p * nbw * 8);
-  const Lanes* sc = s.scales.data() + p * nbw;
+  const Lanes* sc = s.scales.data() + p * nbw * 2;
+  const __m256i* codes = reinterpret_cast<const __m256i*>(s.codes.data());
   __m256 acc[R][4][2];
   unroll<R>([&](auto r) { unroll<4>([&](auto l) { acc[r][l][0] = acc[r][l][1] = _mm256_setzero_ps(); }); });
-  int64_t b = 0;
-  for (; b + 4 <= nbw; b += 4) {
-    unroll<4>([&](auto l) {
-      const int64_t bb = b + l;
-      const __m256i* a = acts + bb * 8;
-      __m256i lo[R], hi[R];
-      unroll<R>([&](auto r) { lo[r] = hi[r] = _mm256_setzero_si256(); });
-      unroll<4>([&](auto j) {
-        const __m256i alo = _mm256_load_si256(a + j), ahi = _mm256_load_si256(a + 4 + j);
-        unroll<R>([&](auto r) {
-          const int32_t* wb = s.codes.data() + (r * nbw + bb) * 8;
-          lo[r] = lane_dot(lo[r], _mm256_set1_epi32(wb[j]), alo);
-          hi[r] = lane_dot(hi[r], _mm256_set1_epi32(wb[4 + j]), ahi);
-        });
-      });
-      if constexpr (!kVnni) {  // widen the i16 sums once per half
-        const __m256i ones = _mm256_set1_epi16(1);
-        unroll<R>([&](auto r) { lo[r] = _mm256_madd_epi16(lo[r], ones), hi[r] = _mm256_madd_epi16(hi[r], ones); });
-      }
-      const __m256 sv = lanes_f32(sc[bb]);
-      unroll<R>([&](auto r) {
-        const __m256 m = _mm256_mul_ps(_mm256_set1_ps(s.d[r * gstride + bb / GB]), sv);
-        acc[r][l][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lo[r]), m, acc[r][l][0]);
-        acc[r][l][1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(hi[r]), m, acc[r][l][1]);
+  // Block bb into accumulators l: each (q, j) vector's products, summed in i32 (exact, so in any
+  // order), then one convert and FMA per (row, sub-panel).
+  auto block = [&](int64_t bb, auto l) {
+    const __m256i* a = acts + bb * 8;
+    __m256i w[R][4];
+    unroll<R>([&](auto r) {
+      const __m256i c = _mm256_loadu_si256(codes + r * nbw + bb);
+      unroll<4>([&](auto j) { w[r][j] = spread<j>(c); });
+    });
+    __m256i sum[R][2];  // R x 2 independent chains of 4 vpdpbusd each
+    unroll<R>([&](auto r) { sum[r][0] = sum[r][1] = _mm256_setzero_si256(); });
+    unroll<4>([&](auto j) {
+      unroll<2>([&](auto q) {
+        __m256i av = _mm256_load_si256(a + q * 4 + j);
+        if constexpr (R > 1) asm("" : "+v"(av));  // one load for all R rows, not one each
+        unroll<R>([&](auto r) { sum[r][q] = lane_dot(sum[r][q], w[r][j], av); });
       });
     });
-  }
-  // Blocks short of a quad (4 and 8 bits): gemv's tail, each dword's sum into its own lane of
-  // gemv's accumulator (lane i = h * 4 + l is acc[l][h] here).
+    if constexpr (!kVnni) {  // widen the i16 sums once per block
+      const __m256i ones = _mm256_set1_epi16(1);
+      unroll<R>([&](auto r) { unroll<2>([&](auto q) { sum[r][q] = _mm256_madd_epi16(sum[r][q], ones); }); });
+    }
+    unroll<2>([&](auto q) {
+      const __m256 sv = lanes_f32(sc[bb * 2 + q]);
+      unroll<R>([&](auto r) {
+        const __m256 m = _mm256_mul_ps(_mm256_set1_ps(s.d[r * gstride + bb / GB]), sv);
+        acc[r][l][q] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[r][q]), m, acc[r][l][q]);
+      });
+    });
+  };
+  int64_t b = 0;
+  for (; b + 4 <= nbw; b += 4) unroll<4>([&](auto l) { block(b + l, l); });
+  // Blocks short of a quad (4 and 8 bits): gemv's tail puts dword i's sum in lane i of its
+  // accumulator, that is (l, h) = (i % 4, i / 4): vector (q, j) holds exactly dwords j and j + 4.
   for (; b < nbw; ++b) {
     const __m256i* a = acts + b * 8;
-    const __m256 sv = lanes_f32(sc[b]);
     unroll<R>([&](auto r) {
-      const int32_t* wb = s.codes.data() + (r * nbw + b) * 8;
-      const __m256 m = _mm256_mul_ps(_mm256_set1_ps(s.d[r * gstride + b / GB]), sv);
-      unroll<8>([&](auto i) {
-        __m256i q = lane_dot(_mm256_setzero_si256(), _mm256_set1_epi32(wb[i]), _mm256_load_si256(a + i));
-        if constexpr (!kVnni) q = _mm256_madd_epi16(q, _mm256_set1_epi16(1));
-        acc[r][i % 4][i / 4] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), m, acc[r][i % 4][i / 4]);
+      const __m256i c = _mm256_loadu_si256(codes + r * nbw + b);
+      const float d = s.d[r * gstride + b / GB];
+      unroll<2>([&](auto q) {
+        const __m256 m = _mm256_mul_ps(_mm256_set1_ps(d), lanes_f32(sc[b * 2 + q]));
+        unroll<4>([&](auto j) {
+          __m256i t = lane_dot(_mm256_setzero_si256(), spread<j>(c), _mm256_load_si256(a + q * 4 + j));
+          if constexpr (!kVnni) t = _mm256_madd_epi16(t, _mm256_set1_epi16(1));
+          acc[r][j][q] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), m, acc[r][j][q]);
+        });
       });
     });
   }
   const Lanes* gs = s.gsum.data() + p * x.groups;
+  __m256 dd[R], dm[R];
+  if constexpr (kNeedD) lanes_dot<R>(s.d.data(), gstride, gs, x.groups, dd);
+  if constexpr (ASYM) lanes_dot<R>(s.mins.data(), gstride, gs, x.groups, dm);
   for (int r = 0; r < R; ++r) {
-    const __m256 t0 = _mm256_add_ps(acc[r][0][0], acc[r][0][1]), t1 = _mm256_add_ps(acc[r][1][0], acc[r][1][1]);
-    const __m256 t2 = _mm256_add_ps(acc[r][2][0], acc[r][2][1]), t3 = _mm256_add_ps(acc[r][3][0], acc[r][3][1]);
-    alignas(32) float h[8], dd[8], dm[8];
-    _mm256_store_ps(h, _mm256_add_ps(_mm256_add_ps(t0, t2), _mm256_add_ps(t1, t3)));
-    if constexpr (kNeedD) _mm256_store_ps(dd, lanes_dot(s.d.data() + r * gstride, gs, x.groups));
-    if constexpr (ASYM) _mm256_store_ps(dm, lanes_dot(s.mins.data() + r * gstride, gs, x.groups));
+    // Per sub-panel: t_l = half 0 + half 1 (gemv's acc[l][0] + acc[l][1]), then hsum()'s tree.
+    alignas(32) float h[8], hd[8], hm[8];
+    for (int q = 0; q < 2; ++q) {
+      __m256 t[4];
+      for (int l = 0; l < 4; ++l) t[l] = _mm256_add_ps(acc[r][l][q], _mm256_permute2f128_ps(acc[r][l][q], acc[r][l][q], 0x01));
+      _mm_store_ps(h + 4 * q, _mm256_castps256_ps128(_mm256_add_ps(_mm256_add_ps(t[0], t[2]), _mm256_add_ps(t[1], t[3]))));
+    }
+    if constexpr (kNeedD) _mm256_store_ps(hd, dd[r]);
+    if constexpr (ASYM) _mm256_store_ps(hm, dm[r]);
     for (int64_t c = 0; c < rows; ++c) {
       float y = x.de_mul * h[c];  // gemv's expression, term by term
-      if constexpr (kNeedD) y += x.cd_mul * dd[c];
-      if constexpr (ASYM) y += dm[c];
+      if constexpr (kNeedD) y += x.cd_mul * hd[c];
+      if constexpr (ASYM) y += hm[c];
       x.y[(m0 + c) * x.ldy + n + r] = y;
     }
   }
@@ -231,9 +266,9 @@ void lanes_gemm(const Ctx& x, int64_t m1, int64_t n0, int64_t n1) {
   thread_local LaneScratch s;
   constexpr int64_t kPanels = kPanelActs / kLanes;
   s.acts.resize(std::max<size_t>(s.acts.size(), kPanels * x.nbw * 8));
-  s.scales.resize(std::max<size_t>(s.scales.size(), kPanels * x.nbw));
-  s.gsum.resize(std::max<size_t>(s.gsum.size(), kPanels * x.groups));
+  s.scales.resize(std::max<size_t>(s.scales.size(), kPanels * x.nbw * 2));
   s.codes.resize(std::max<size_t>(s.codes.size(), kLaneRows * x.nbw * 8));
+  s.gsum.resize(std::max<size_t>(s.gsum.size(), kPanels * x.groups));
   s.d.resize(std::max<size_t>(s.d.size(), kLaneRows * round_up(x.groups, 8)));
   s.mins.resize(std::max<size_t>(s.mins.size(), kLaneRows * round_up(x.groups, 8)));
   for (int64_t g0 = 0; g0 < m1; g0 += kPanelActs) {
