@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 
 namespace lowbit {
 
@@ -28,20 +30,41 @@ void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, const float*
   }
 }
 
-void softmax(float* x, int64_t n) {
-  float mx = x[0];
-  for (int64_t i = 1; i < n; ++i) mx = std::max(mx, x[i]);
-  double sum = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    x[i] = std::exp(x[i] - mx);
-    sum += x[i];
-  }
-  const float inv = (float)(1.0 / sum);
-  for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+namespace {
+
+// softmax() and attend()'s: max and the sum of exps in 8 lanes each, so they vectorize (the sum
+// in double: up to ~1e5 terms of at most 1).
+[[gnu::always_inline]] inline void softmax_lanes(float* x, int64_t n) {
+  float mx[8];
+  for (int j = 0; j < 8; ++j) mx[j] = x[0];
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) mx[j] = std::max(mx[j], x[i + j]);
+  float m = mx[0];
+  for (int j = 1; j < 8; ++j) m = std::max(m, mx[j]);
+  for (; i < n; ++i) m = std::max(m, x[i]);
+  double sum[8] = {};
+  for (i = 0; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) sum[j] += x[i + j] = exp_f32(x[i + j] - m);
+  double total = 0;
+  for (int j = 0; j < 8; ++j) total += sum[j];
+  for (; i < n; ++i) total += x[i] = exp_f32(x[i] - m);
+  const float inv = (float)(1.0 / total);
+  for (i = 0; i < n; ++i) x[i] *= inv;
 }
 
-void swiglu(float* gate, const float* up, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}  // namespace
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define LOWBIT_X86_CLONES [[gnu::target_clones("arch=x86-64-v3", "default")]]
+#else
+#define LOWBIT_X86_CLONES
+#endif
+
+LOWBIT_X86_CLONES void softmax(float* x, int64_t n) { softmax_lanes(x, n); }
+
+LOWBIT_X86_CLONES void swiglu(float* gate, const float* up, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + exp_f32(-gate[i])) * up[i];
 }
 
 void add_inplace(float* out, const float* x, int64_t n) {
@@ -69,10 +92,7 @@ namespace {
 // Built twice on x86 (GCC function multiversioning, picked once at load time by CPUID): the
 // default x86-64 build has 4-wide SSE and no FMA, while attention over a prompt is ~20% of its
 // time (TinyLlama shape, 512 tokens), where 8-wide FMAs do the dots and the sums of V rows.
-#if defined(__x86_64__) && defined(__GNUC__)
-[[gnu::target_clones("arch=x86-64-v3", "default")]]
-#endif
-void attend(const float* q, int64_t group, const float* k_cache, const float* v_cache, int64_t kv_stride,
+LOWBIT_X86_CLONES void attend(const float* q, int64_t group, const float* k_cache, const float* v_cache, int64_t kv_stride,
             int64_t n_pos, int64_t first_pos, int64_t head_dim, float scale, float* scratch, float* out) {
   const int64_t n = n_pos - first_pos;
   // Position-major: a K or V row comes into L1 once and serves every head of the group.
@@ -80,7 +100,7 @@ void attend(const float* q, int64_t group, const float* k_cache, const float* v_
     const float* k = k_cache + (first_pos + p) * kv_stride;
     for (int64_t g = 0; g < group; ++g) scratch[g * n + p] = dot(q + g * head_dim, k, head_dim) * scale;
   }
-  for (int64_t g = 0; g < group; ++g) softmax(scratch + g * n, n);
+  for (int64_t g = 0; g < group; ++g) softmax_lanes(scratch + g * n, n);
   std::fill(out, out + group * head_dim, 0.0f);
   for (int64_t p = 0; p < n; ++p) {
     const float* v = v_cache + (first_pos + p) * kv_stride;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 namespace lowbit {
@@ -15,6 +16,38 @@ void rmsnorm(const float* x, const float* w, int64_t n, float eps, float* out);
 // element i pairs with i + head_dim/2, rotated by pos * inv_freq[i]. inv_freq has head_dim/2
 // entries (see rope_inv_freq in runtime/).
 void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, const float* inv_freq);
+
+// e^x in fp32 for every x, within 2 ulp of the true value where that is a normal float:
+// x = n ln2 + r with n = round(x log2 e) and |r| <= ln2 / 2 + 2^-9 (ln 2 in two parts, the first
+// with few enough bits that n * its first part and x minus it are exact; r's one rounding moves
+// e^r by <= 1/4 ulp), e^r by its Taylor series to r^7 in Horner's form (what it leaves out is
+// r^8 / 8! < 6e-9 of e^r; its roundings stay near 1 ulp, as the terms shrink), times 2^n built
+// in the exponent bits (exact; the product's rounding 1/2 ulp). x is clamped to [-87, 88], so
+// 2^n stays a normal float: above 88 the result is e^88 = 1.7e38, not inf; below -87 it is 0 (e^-87 = 1.6e-38 is where fp32 turns
+// subnormal); NaN stays NaN. Plain arithmetic, bit casts and selects, so the loops calling it
+// vectorize where FP operations are not taken to trap (kernels/ops.cc is built with
+// -fno-trapping-math), where libm's expf is a call per value (bench/README.md: softmax and
+// SwiGLU in a prompt).
+inline float exp_f32(float x) {
+  const float lo = x > -87.0f ? x : -87.0f, xc = lo < 88.0f ? lo : 88.0f;  // NaN -> -87
+  const float t = xc * 1.44269504088896341f + 12582912.0f;  // + 1.5 * 2^23: n in t's low bits
+  const float n = t - 12582912.0f;                          // round(x log2 e)
+  const float r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;
+  float e = 1.0f / 5040;
+  e = e * r + 1.0f / 720;
+  e = e * r + 1.0f / 120;
+  e = e * r + 1.0f / 24;
+  e = e * r + 1.0f / 6;
+  e = e * r + 0.5f;
+  e = e * r + 1.0f;
+  e = e * r + 1.0f;
+  uint32_t tb;
+  std::memcpy(&tb, &t, sizeof tb);
+  const uint32_t bits = (tb - 0x4B400000u + 127u) << 23;  // (n + 127) << 23: 2^n
+  float two_n;
+  std::memcpy(&two_n, &bits, sizeof two_n);
+  return x == x ? (x < -87.0f ? 0.0f : e * two_n) : x;  // NaN stays NaN
+}
 
 // In-place softmax over n values.
 void softmax(float* x, int64_t n);

@@ -3,7 +3,13 @@
 // q . k_p * scale is off by at most d_p = (head_dim + 8) 2^-24 sum_i |q_i k_pi| scale (a sum of
 // head_dim products, in any order, plus the scaling); a softmax weight w_p = e^s_p / sum e^s
 // moves by at most (2 max d + (n + 8) 2^-24) w_p, which carries over to out_i with the |v_pi|
-// it multiplies, plus the fp32 sum of n weighted values: (n + 8) 2^-24 sum_p w_p |v_pi|.
+// it multiplies, plus the fp32 sum of n weighted values: (n + 8) 2^-24 sum_p w_p |v_pi|. (The
+// 8 covers exp_f32's 2 ulp, <= 4 2^-24 of each e^s_p, in the weight and in the sum.)
+//
+// exp_f32 against std::exp in double: within 2 ulp (its own bound, ops.h), and softmax() built on
+// it: each output e^(x_i - max) / sum is off by the exp's 4 2^-24, the sum's (the same, in
+// double), 1/sum's rounding and the product's, so 10 2^-24 of itself, plus what the fp32
+// x_i - max rounds away, <= |x_i - max| 2^-24 in the exponent, for x_i and within the sum.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -58,6 +64,40 @@ TEST(Ops, AttendMatchesDoublePrecision) {
         EXPECT_NEAR(out[g * s.head_dim + i], ref, rel * mag * 1.01 + 1e-30) << "head " << g << " element " << i;
       }
     }
+  }
+}
+
+TEST(Ops, ExpF32WithinTwoUlp) {
+  constexpr int kSteps = 1 << 21;
+  double worst = 0;
+  for (int s = 0; s <= kSteps; ++s) {
+    const float x = -87.0f + 175.0f * (float)s / kSteps;
+    const double ref = std::exp((double)x);
+    if (ref < std::ldexp(1.0, -126)) continue;  // below the normal floats
+    int e;
+    std::frexp(ref, &e);  // ref in [2^(e-1), 2^e): its ulp as a float is 2^(e-24)
+    worst = std::max(worst, std::fabs(exp_f32(x) - ref) / std::ldexp(1.0, e - 24));
+  }
+  EXPECT_LE(worst, 2.0);
+  EXPECT_EQ(exp_f32(0.0f), 1.0f);
+  EXPECT_EQ(exp_f32(-100.0f), 0.0f);
+  EXPECT_EQ(exp_f32(-INFINITY), 0.0f);
+  EXPECT_TRUE(std::isnan(exp_f32(NAN)));
+}
+
+TEST(Ops, SoftmaxMatchesDoublePrecision) {
+  for (int64_t n : {1, 7, 8, 9, 300, 4097}) {
+    SCOPED_TRACE(testing::Message() << "n " << n);
+    auto x = test::random_matrix(1, n, 6, 30.0f);  // spreads of ~60: some weights below e^-87
+    std::vector<double> ref(n);
+    double mx = -1e300, sum = 0;
+    for (float v : x) mx = std::max(mx, (double)v);
+    for (int64_t i = 0; i < n; ++i) sum += ref[i] = x[i] - mx < -87 ? 0.0 : std::exp(x[i] - mx);
+    double spread = 0;
+    for (float v : x) spread = std::max(spread, mx - v);
+    softmax(x.data(), n);
+    for (int64_t i = 0; i < n; ++i)
+      EXPECT_NEAR(x[i], ref[i] / sum, (10 + 2 * spread) * std::ldexp(ref[i] / sum, -24) + 1e-45) << i;
   }
 }
 
