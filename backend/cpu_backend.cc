@@ -202,7 +202,7 @@ void CpuBackend::attention(int64_t layer, const Tensor& q, const Tensor& k, cons
     capacity = std::max(capacity, c.capacity);
   }
 
-  // One task per (row, KV head, part of its query heads): the query heads of a KV head share its
+  // One task per (KV head, row, part of its query heads): the query heads of a KV head share its
   // reads of the cache (heads of KV head kvh: kvh * group .. kvh * group + group - 1). A prompt's
   // rows give plenty of tasks; a decode step's few KV heads are cut into parts (the most that
   // divides the group and keeps to ~16 tasks per thread), which evens out the threads' finish
@@ -218,8 +218,11 @@ void CpuBackend::attention(int64_t layer, const Tensor& q, const Tensor& k, cons
     if (group % p == 0) parts = p;
   const int64_t heads = group / parts;  // query heads per task
   const int64_t tasks = n * sh.n_kv_heads * parts;
+  // KV-head-major: the tasks taken one after another read the same KV head's cache rows, which
+  // stay in the cores' L2 (a 512-token prompt's K and V of one KV head of 64 are 256 KiB; of all
+  // 4 of TinyLlama's, an L2's worth).
   auto attend_task = [&](int64_t task, int) {
-    const int64_t t = task / (sh.n_kv_heads * parts), kvh = task / parts % sh.n_kv_heads;
+    const int64_t kvh = task / (n * parts), t = task / parts % n;
     const int64_t h0 = kvh * group + task % parts * heads;
     const SeqRows* s = seqs.data();
     while (t >= s->row0 + s->rows) ++s;  // rows are few and sequences fewer: a scan
