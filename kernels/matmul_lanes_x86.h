@@ -13,7 +13,7 @@
 // [dword j x 4 | dword j+4 x 4] in a register, so one vpdpbusd does 32 products for 4 rows and
 // both halves of the block (bytes 0-15 and 16-31, gemv's two 128-bit lanes) come out in separate
 // lanes, ready for one convert and one FMA with their multipliers. Broadcasting each weight dword
-// from memory instead (8 rows in the lanes) costs a load per vpdpbusd and ran at ~0.6 of this
+// from memory instead (8 rows in the lanes) costs a load per vpdpbusd and ran at ~2/3 of this
 // form's vpdpbusd rate here (bench/README.md).
 
 // Each row's result is bit for bit what gemv() computes for it alone (batched decoding needs a
