@@ -515,9 +515,12 @@ void gemv(const Ctx& x, int64_t n) {
   const __m256i ones = _mm256_set1_epi16(1);
   const uint8_t* next = row[0] + kPrefetch * R * x.row_bytes;  // the codes kPrefetch tiles ahead
   // A step's share of `next` is 2R quads' bytes. From 4 bits up each quad of the step prefetches
-  // one quad's worth (at 8 bits: in its own row, R ahead), so the prefetches are spread over the
-  // step rather than issued as one burst (at 8 bits a burst of 16 lines per step read ~8% less
-  // of DRAM's bandwidth); below 4 bits the share is a few lines, taken at the start of the step.
+  // one quad's worth, so the prefetches are spread over the step rather than issued as one burst
+  // (at 8 bits a burst of 16 lines per step read ~8% less of DRAM's bandwidth); below 4 bits the
+  // share is a few lines, taken at the start of the step. Always in address order through the R
+  // rows ahead, never row by row as the rows are read: R rows read in step, a line of each in
+  // turn, get ~0.6 of one sequential stream's bandwidth unless the prefetches run ahead in
+  // address order (bench/README.md, ninth session; 8 bits prefetched row by row before).
   constexpr int64_t kQuadBytes = 4 * kChunkPerBlock;
   int64_t b = 0;
   for (; b + 8 <= nbw; b += 8) {
@@ -539,8 +542,7 @@ void gemv(const Ctx& x, int64_t n) {
         [&](auto i) {
           constexpr int qd = i / R, r = i % R;
           if constexpr (kQuadBytes >= 64 && kPrefetch > 0) {
-            if constexpr (BITS == 8) prefetch_bytes<kQuadBytes>(next + r * x.row_bytes + (b + 4 * qd) * kChunkPerBlock);
-            else prefetch_bytes<kQuadBytes>(next + b * kChunkPerBlock * R + i * kQuadBytes);
+            prefetch_bytes<kQuadBytes>(next + b * kChunkPerBlock * R + i * kQuadBytes);
           }
           __m256i w[4], aw[4];
           unpack_quad<BITS, qd>(row[r] + b * kChunkPerBlock, w, aw);
@@ -558,8 +560,7 @@ void gemv(const Ctx& x, int64_t n) {
       if constexpr (BITS <= 2) s4 = _mm_mul_ps(s4, plane_factor4<BITS, 0>());
       unroll<R>([&](auto r) {
         if constexpr (kPrefetch > 0) {
-          if constexpr (BITS == 8) prefetch_bytes<kQuadBytes>(next + r * x.row_bytes + b * kChunkPerBlock);
-          else prefetch_bytes<kQuadBytes>(next + b * kChunkPerBlock * R + r * kQuadBytes);
+          prefetch_bytes<kQuadBytes>(next + b * kChunkPerBlock * R + r * kQuadBytes);
         }
         __m256i w[4], aw[4];
         unpack_quad<BITS, 0>(row[r] + b * kChunkPerBlock, w, aw);
