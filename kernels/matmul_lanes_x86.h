@@ -15,7 +15,7 @@
 // lanes, ready for one convert and one FMA with their multipliers. Broadcasting each weight dword
 // from memory instead (8 rows in the lanes) costs a load per vpdpbusd and ran at ~2/3 of this
 // form's vpdpbusd rate here (bench/README.md).
-
+//
 // Each row's result is bit for bit what gemv() computes for it alone (batched decoding needs a
 // row's result not to depend on the rows beside it; tests/kernels/matmul_test.cc
 // RowResultsIndependentOfM): the same integer block sums, split in the same two halves (bytes
@@ -30,8 +30,8 @@ namespace {
 
 constexpr int64_t kLanes = 8;        // activation rows per panel: the lanes of a ymm
 constexpr int64_t kLaneMinRows = 4;  // fewer rows left than this go to tile<>
-// Weight rows per pass: 2 share each activation load, and their 16 accumulators fit AVX-512's
-// 32 vector registers; AVX-VNNI has 16.
+// Weight rows per pass: 2 share each activation load, and their 16 accumulators and 8 spread
+// weight vectors fit AVX-512's 32 vector registers; AVX-VNNI has 16.
 #if defined(__AVX512VL__)
 constexpr int kLaneRows = 2;
 #else
