@@ -520,7 +520,7 @@ void gemv(const Ctx& x, int64_t n) {
   // share is a few lines, taken at the start of the step. Always in address order through the R
   // rows ahead, never row by row as the rows are read: R rows read in step, a line of each in
   // turn, get ~0.6 of one sequential stream's bandwidth unless the prefetches run ahead in
-  // address order (bench/README.md, ninth session; 8 bits prefetched row by row before).
+  // address order (bench/dram_pattern_bench; 8 bits prefetched row by row before).
   constexpr int64_t kQuadBytes = 4 * kChunkPerBlock;
   int64_t b = 0;
   for (; b + 8 <= nbw; b += 8) {
