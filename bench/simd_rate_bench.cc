@@ -62,6 +62,28 @@ LOWBIT_RATE_LOOP_ZMM(loop_vpmaddubsw_zmm, "vpmaddubsw")
 LOWBIT_RATE_LOOP_ZMM(loop_vpdpbusd_zmm, "vpdpbusd")
 LOWBIT_RATE_LOOP_ZMM(loop_vfmadd231ps_zmm, "vfmadd231ps")
 
+// vpdpbusd with its activation operand loaded from memory, as in the lane kernel, fed its weight
+// operand two ways, 12 chains again (ymm0-11), the operand made fresh before each: broadcast
+// from memory (the lane kernel's first form: two loads per vpdpbusd) or spread from a register
+// by vpshufd (its form since the ninth session, kernels/matmul_lanes_x86.h). Counted per
+// vpdpbusd.
+#define LOWBIT_FED(MAKE, K) MAKE "\n%{evex%} vpdpbusd 32(%1),%%ymm12,%%ymm" #K "\n"
+#define LOWBIT_FED12(MAKE)                                                                        \
+  LOWBIT_FED(MAKE, 0) LOWBIT_FED(MAKE, 1) LOWBIT_FED(MAKE, 2) LOWBIT_FED(MAKE, 3) LOWBIT_FED(MAKE, 4) \
+  LOWBIT_FED(MAKE, 5) LOWBIT_FED(MAKE, 6) LOWBIT_FED(MAKE, 7) LOWBIT_FED(MAKE, 8) LOWBIT_FED(MAKE, 9) \
+  LOWBIT_FED(MAKE, 10) LOWBIT_FED(MAKE, 11)
+alignas(64) int32_t fed_word[16] = {};
+#define LOWBIT_FED_LOOP(NAME, MAKE)                                                              \
+  void NAME(long n) {                                                                            \
+    asm volatile("1:\n" LOWBIT_FED12(MAKE) "dec %0\n jnz 1b\n"                                  \
+                 : "+r"(n)                                                                       \
+                 : "r"(fed_word)                                                                 \
+                 : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", \
+                   "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "cc", "memory");                \
+  }
+LOWBIT_FED_LOOP(loop_vpdpbusd_fed_by_broadcast_load, "vpbroadcastd (%1),%%ymm12")
+LOWBIT_FED_LOOP(loop_vpdpbusd_fed_by_vpshufd, "vpshufd $0x55,%%ymm14,%%ymm12")
+
 constexpr long kLoopIters = 1 << 20;
 
 void BM_Rate(benchmark::State& state, void (*loop)(long), Isa needs) {
@@ -87,6 +109,8 @@ LOWBIT_RATE(vpblendd);
 // fma's 4-cycle latency over 12 chains allows 3 per cycle, above its 2-per-cycle ports.
 LOWBIT_RATE(vfmadd231ps);
 LOWBIT_RATE512(vpdpbusd);
+LOWBIT_RATE512(vpdpbusd_fed_by_broadcast_load);
+LOWBIT_RATE512(vpdpbusd_fed_by_vpshufd);
 LOWBIT_RATE512(vpaddw_zmm);
 LOWBIT_RATE512(vpunpckldq_zmm);
 LOWBIT_RATE512(vpmaddubsw_zmm);

@@ -13,8 +13,8 @@
 // [dword j x 4 | dword j+4 x 4] in a register, so one vpdpbusd does 32 products for 4 rows and
 // both halves of the block (bytes 0-15 and 16-31, gemv's two 128-bit lanes) come out in separate
 // lanes, ready for one convert and one FMA with their multipliers. Broadcasting each weight dword
-// from memory instead (8 rows in the lanes) costs a load per vpdpbusd and ran at ~2/3 of this
-// form's vpdpbusd rate here (bench/README.md).
+// from memory instead (8 rows in the lanes) adds a load to every vpdpbusd's activation load, and
+// loads then set the pace (simd_rate_bench's vpdpbusd_fed_by_* pair; bench/README.md).
 //
 // Each row's result is bit for bit what gemv() computes for it alone (batched decoding needs a
 // row's result not to depend on the rows beside it; tests/kernels/matmul_test.cc

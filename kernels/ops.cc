@@ -75,8 +75,7 @@ namespace {
 
 // a . b in 8 interleaved partial sums, added in a fixed order at the end: the compiler may
 // vectorize this (each lane is its own sum), where one running sum must stay scalar without
-// -ffast-math. TinyLlama-shape q4, 512-token prompt, 2 threads: attend() fell from 18% to 11%
-// of the time and the prompt rate rose from 92 to 101-102 tokens/s.
+// -ffast-math (what that gained a prompt: bench/README.md).
 [[gnu::always_inline]] inline float dot(const float* a, const float* b, int64_t n) {
   float lane[8] = {};
   int64_t i = 0;
@@ -90,9 +89,10 @@ namespace {
 }  // namespace
 
 // Built twice on x86 (GCC function multiversioning, picked once at load time by CPUID): the
-// default x86-64 build has 4-wide SSE and no FMA, while attention over a prompt is ~20% of its
-// time (TinyLlama shape, 512 tokens), where 8-wide FMAs do the dots and the sums of V rows.
-LOWBIT_X86_CLONES void attend(const float* q, int64_t group, const float* k_cache, const float* v_cache, int64_t kv_stride,
+// default x86-64 build has 4-wide SSE and no FMA, while attention is a sizeable part of a
+// prompt's time (bench/README.md), where 8-wide FMAs do the dots and the sums of V rows.
+LOWBIT_X86_CLONES
+void attend(const float* q, int64_t group, const float* k_cache, const float* v_cache, int64_t kv_stride,
             int64_t n_pos, int64_t first_pos, int64_t head_dim, float scale, float* scratch, float* out) {
   const int64_t n = n_pos - first_pos;
   // Position-major: a K or V row comes into L1 once and serves every head of the group.

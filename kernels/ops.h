@@ -23,11 +23,11 @@ void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, const float*
 // e^r by <= 1/4 ulp), e^r by its Taylor series to r^7 in Horner's form (what it leaves out is
 // r^8 / 8! < 6e-9 of e^r; its roundings stay near 1 ulp, as the terms shrink), times 2^n built
 // in the exponent bits (exact; the product's rounding 1/2 ulp). x is clamped to [-87, 88], so
-// 2^n stays a normal float: above 88 the result is e^88 = 1.7e38, not inf; below -87 it is 0 (e^-87 = 1.6e-38 is where fp32 turns
-// subnormal); NaN stays NaN. Plain arithmetic, bit casts and selects, so the loops calling it
-// vectorize where FP operations are not taken to trap (kernels/ops.cc is built with
-// -fno-trapping-math), where libm's expf is a call per value (bench/README.md: softmax and
-// SwiGLU in a prompt).
+// 2^n stays a normal float: above 88 the result is e^88 = 1.7e38, not inf; below -87 it is 0
+// (e^-87 = 1.6e-38 is where fp32 turns subnormal); NaN stays NaN. Plain arithmetic, bit casts
+// and selects, so the loops calling it vectorize where FP operations are not taken to trap
+// (kernels/ops.cc is built with -fno-trapping-math), where libm's expf is a call per value
+// (bench/README.md: softmax and SwiGLU in a prompt).
 inline float exp_f32(float x) {
   const float lo = x > -87.0f ? x : -87.0f, xc = lo < 88.0f ? lo : 88.0f;  // NaN -> -87
   const float t = xc * 1.44269504088896341f + 12582912.0f;  // + 1.5 * 2^23: n in t's low bits
