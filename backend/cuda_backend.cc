@@ -90,6 +90,9 @@ int64_t GpuBackend::free_bytes() const {
 
 Matrix GpuBackend::upload_matrix(const QMatrix& w) {
   if (!w.data) throw Error(ErrorCode::invalid_argument, "cuda backend: matrix without data");
+  if (w.type.base == Base::q && w.type.scales != ScaleCode::f16)
+    throw Error(ErrorCode::invalid_argument, "cuda backend: " + type_name(w.type) +
+                                            " (6-bit scale codes) has no CUDA kernel yet; run it on the CPU");
   ok(be_.set_device(device_), "set_device");
   auto u = std::make_unique<Uploaded>();
   u->be = &be_;

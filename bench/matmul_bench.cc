@@ -134,7 +134,8 @@ void BM_KernelCore(benchmark::State& state, QType t, int64_t m, bool f32_acts) {
 }
 
 // Quantized types at the groups a model uses (32, 128, per row; 256 too at <= 2 bits, the
-// group of llama.cpp's ternary formats), float types as they are. The scalar kernel is timed at
+// group of llama.cpp's ternary formats; asym at 32 and 128 with 6-bit scale codes too), float
+// types as they are. The scalar kernel is timed at
 // M = 1 and group 32 only: elsewhere it is too slow to be worth the wait.
 void register_all() {
   const bool have_simd = available_isas().size() > 1;
@@ -146,6 +147,8 @@ void register_all() {
       std::vector<uint32_t> groups = {32, 128, 0};
       if (tr.bits <= 2) groups.insert(groups.begin() + 2, 256);
       for (uint32_t g : groups) types.push_back({Base::q, tr.bits, tr.scheme, g});
+      if (tr.scheme == Scheme::asym)  // 6-bit scale codes (the kernels expand them per slice of rows)
+        for (uint32_t g : {32u, 128u}) types.push_back({Base::q, tr.bits, tr.scheme, g, ScaleCode::c6});
     }
     for (const QType& t : types) {
       const std::string core = "core/" + type_name(t) + "/m:";

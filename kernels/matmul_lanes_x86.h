@@ -241,7 +241,7 @@ void unpack_row(const Ctx& x, LaneScratch& s, int64_t n, int slot) {
     const uint8_t* ahead = row + kPrefetch * kLaneRows * x.row_bytes;
     for (int64_t o = 0; o < x.row_bytes; o += 64) __builtin_prefetch(ahead + o, 0, 3);
     const int64_t g = (n + kPrefetch * kLaneRows) * x.groups;
-    for (int64_t o = 0; o < x.groups; o += 32) {
+    for (int64_t o = 0; o < x.groups && !x.expanded; o += 32) {
       __builtin_prefetch(x.scales + g + o, 0, 3);
       if (x.mins) __builtin_prefetch(x.mins + g + o, 0, 3);
     }
@@ -254,8 +254,8 @@ void unpack_row(const Ctx& x, LaneScratch& s, int64_t n, int slot) {
   auto to_f32 = [&](const uint16_t* h, float* f) {
     for (int64_t g = 0; g < x.groups; g += 8) _mm256_storeu_ps(f + g, load_f16(h + g, (int)std::min<int64_t>(8, x.groups - g)));
   };
-  to_f32(x.scales + n * x.groups, s.d.data() + slot * gstride);
-  if (x.mins) to_f32(x.mins + n * x.groups, s.mins.data() + slot * gstride);
+  to_f32(x.row_sc(n), s.d.data() + slot * gstride);
+  if (x.mins) to_f32(x.row_mn(n), s.mins.data() + slot * gstride);
 }
 
 // Rows [n0, n1) x activation rows [0, m1) through the lane kernel, in groups of kPanelActs

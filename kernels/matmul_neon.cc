@@ -77,8 +77,6 @@ template <bool kSdot, int R>
 void q_row(const QMatrix& w, const QSections<const uint8_t>& l, const Unpacker& u, const QuantizedActs& a,
            int64_t r0, int64_t n, float* y) {
   const uint8_t* codes = l.row_codes(n);  // (row_bytes)
-  const uint16_t* scales = l.row_scales(n);
-  const uint16_t* mins = l.row_mins(n);
   const int64_t kb = ceil_div(w.k, kActBlock);  // blocks holding real weights
   const int8_t* q[R];     // per row: (kp) int8 activations
   const float* s[R];      // per row: (blocks) activation scales
@@ -96,7 +94,7 @@ void q_row(const QMatrix& w, const QSections<const uint8_t>& l, const Unpacker& 
     cacc[r] = 0.0f;
   }
   for (int64_t g = 0; g < l.groups; ++g) {
-    const GroupCoeffs c = group_coeffs(w.type, scales[g], mins ? mins[g] : 0);
+    const GroupCoeffs c = group_coeffs(w.type, l.scale_at(n, g), l.min_at(n, g));
     const float ce = c.ce + u.fold * c.de;
     float32x4_t sq[R];  // sum_{b in g} s_b * Q_b, in lanes
     for (int r = 0; r < R; ++r) sq[r] = vdupq_n_f32(0.0f);

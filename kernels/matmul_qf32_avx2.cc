@@ -64,10 +64,9 @@ inline __m256i lane_mask(int n) {
 // Where one matrix's codes, scales and minima are.
 struct QView {
   QType type;
+  QSections<const uint8_t> sec;
   const uint8_t* codes;
   int64_t row_bytes;
-  const uint16_t* scales;
-  const uint16_t* mins;  // null when symmetric
   int64_t groups, group_size, k;
 };
 
@@ -80,15 +79,13 @@ void dequantize_slice(const QView& v, int64_t n, int64_t k0, int64_t kc, float* 
   constexpr int CB = 8 / BITS;  // blocks per chunk
   constexpr int64_t CW = chunk_weights(BITS);
   const uint8_t* row = v.codes + n * v.row_bytes;
-  const uint16_t* sc = v.scales + n * v.groups;
-  const uint16_t* mn = v.mins ? v.mins + n * v.groups : nullptr;
   for (int64_t c = k0 / CW; c * CW < k0 + kc; ++c) {
     const __m256i raw = load32(row + c * kChunkBytes);
     unroll<CB>([&](auto p) {
       const int64_t kb = c * CW + p * kActBlock;  // first weight of the block
       if (kb >= k0 + kc) return;
       const int64_t g = kb / v.group_size;
-      const GroupCoeffs gc = group_coeffs(v.type, sc[g], mn ? mn[g] : 0);
+      const GroupCoeffs gc = group_coeffs(v.type, v.sec.scale_at(n, g), v.sec.min_at(n, g));
       const __m256 de = _mm256_set1_ps(gc.de / (float)(1 << plane_shift<BITS, p>()));
       const __m256 ce = _mm256_set1_ps(gc.ce);
       const __m256i q = BITS == 8 ? raw : plane<BITS, p>(raw);  // unsigned codes, one per byte
@@ -115,8 +112,15 @@ template <int BITS>
   for (int r = 0; r < cols; ++r) {
     const uint8_t* row = v.codes + (n + r) * v.row_bytes;
     for (int64_t b = b0; b < b1; b += 64) __builtin_prefetch(row + b, 0, 3);
-    __builtin_prefetch(v.scales + (n + r) * v.groups + g0, 0, 3);
-    if (v.mins) __builtin_prefetch(v.mins + (n + r) * v.groups + g0, 0, 3);
+    const int64_t g = (n + r) * v.groups + g0;
+    if (v.sec.coded()) {
+      __builtin_prefetch(v.sec.row_scale_codes(n + r), 0, 3);
+      __builtin_prefetch(v.sec.row_min_codes(n + r), 0, 3);
+      __builtin_prefetch(v.sec.factors + 2 * (n + r), 0, 3);
+    } else {
+      __builtin_prefetch(v.sec.scales + g, 0, 3);
+      if (v.sec.mins) __builtin_prefetch(v.sec.mins + g, 0, 3);
+    }
   }
 }
 
@@ -240,10 +244,9 @@ bool q_in_f32(const QType& t, int64_t m) {
 void gemm_q_f32(const QMatrix& w, const float* x, int64_t m, float* y, int64_t n0, int64_t n1) {
   const QSections<const uint8_t> sec = q_sections(w.type, w.n, w.k, w.data);
   const QView v{w.type,
+                sec,
                 sec.codes,
                 sec.row_bytes,
-                sec.scales,
-                sec.mins,
                 sec.groups,
                 group_size(w.type, w.k),
                 w.k};

@@ -112,9 +112,15 @@ struct Ctx {
   const uint8_t* codes = nullptr;    // (n_rows, row_bytes)
   int64_t n_rows = 0;
   int64_t row_bytes = 0;
-  const uint16_t* scales = nullptr;  // (n, groups) fp16 d
+  const uint16_t* scales = nullptr;  // (n, groups) fp16 d, or rows srow0.. of them (see expanded)
   const uint16_t* mins = nullptr;    // (n, groups) fp16 m; null when symmetric
   int64_t groups = 0;
+  // 6-bit scale codes: scales/mins hold the fp16 values of rows srow0 .. (expand_scales), and
+  // the tiles' scale prefetches are off (the expanded rows are in L1).
+  bool expanded = false;
+  int64_t srow0 = 0;
+  const uint16_t* row_sc(int64_t n) const { return scales + (n - srow0) * groups; }
+  const uint16_t* row_mn(int64_t n) const { return mins ? mins + (n - srow0) * groups : nullptr; }
   int64_t gb = 0;    // activation blocks per group
   int64_t nbw = 0;   // blocks a row's codes cover (whole chunks): the blocks the loops visit
   int64_t nb8 = 0;   // nbw rounded up to 8: the length of one multiplier row
@@ -158,8 +164,8 @@ float prepare(const Ctx& x, int64_t n, int64_t m0, float* mult, float* ct, float
   const int64_t groups = x.groups, nb8 = x.nb8, ab = x.ablocks;
   const float* s0 = x.ascale + m0 * ab;
   const float* gs0 = x.gsum + m0 * groups;
-  const uint16_t* sc = x.scales + n * groups;
-  const uint16_t* mn = x.mins ? x.mins + n * groups : nullptr;
+  const uint16_t* sc = x.row_sc(n);
+  const uint16_t* mn = x.row_mn(n);
   constexpr bool scaled_planes = BITS <= 2;
   if (row_scaled<BITS>(x)) {
     const float d = f16_to_f32(sc[0]), m = mn ? f16_to_f32(mn[0]) : 0.0f;
@@ -340,6 +346,7 @@ inline void prefetch_bytes(const uint8_t* p) {
 }
 template <int R>
 inline void prefetch_scales(const Ctx& x, int64_t n) {
+  if (x.expanded) return;
   const int64_t g0 = (n + kPrefetch * R) * x.groups, g1 = g0 + R * x.groups;
   for (int64_t g = g0; g < g1; g += 32) {
     __builtin_prefetch(x.scales + g, 0, 3);
@@ -507,7 +514,7 @@ void gemv(const Ctx& x, int64_t n) {
   const uint16_t* sc[R];
   for (int r = 0; r < R; ++r) {
     row[r] = x.codes + (n + r) * x.row_bytes;
-    sc[r] = x.scales + (n + r) * groups;
+    sc[r] = x.row_sc(n + r);
   }
   const int8_t* act = x.q;
   __m256 acc[R];
@@ -527,7 +534,7 @@ void gemv(const Ctx& x, int64_t n) {
     if constexpr (kQuadBytes < 64) {
       if constexpr (kPrefetch > 0) prefetch_bytes<2 * R * kQuadBytes>(next + b * kChunkPerBlock * R);
     }
-    if constexpr (kPrefetch > 0) {  // the step's share of the next rows' scales and minima
+    if (kPrefetch > 0 && !x.expanded) {  // the step's share of the next rows' scales and minima
       const int64_t o = (n + kPrefetch * R) * groups + b * R / GB;
       __builtin_prefetch(x.scales + o, 0, 3);
       if constexpr (ASYM) __builtin_prefetch(x.mins + o, 0, 3);
@@ -589,7 +596,7 @@ void gemv(const Ctx& x, int64_t n) {
   for (int r = 0; r < R; ++r) {
     float y = x.de_mul * hsum(acc[r]);
     if constexpr (kNeedD) y += x.cd_mul * dot_f16(sc[r], x.gsum, groups);
-    if constexpr (ASYM) y += dot_f16(x.mins + (n + r) * groups, x.gsum, groups);
+    if constexpr (ASYM) y += dot_f16(x.row_mn(n + r), x.gsum, groups);
     x.y[n + r] = y;
   }
 }
@@ -663,6 +670,41 @@ void gemm_bits(const Ctx& x, const QuantizedActs& a, int64_t n0, int64_t n1) {
   }
 }
 
+// 8 packed 6-bit codes (six bytes at p) as 8 int32 lanes: codes 0-4 lie in the first 32 bits,
+// codes 4-7 in the 32 bits from bit 24. Loads 8 bytes: a codes section is followed by at least
+// 2 more bytes of the matrix (the mins section, or the factors after it). The bytes stay in
+// registers: a 6-byte memcpy went through the stack and stalled store forwarding (4x slower
+// decode, bench/matmul_bench core/q4_g32_asym_s6).
+inline __m256i scale_codes8(const uint8_t* p) {
+  const __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+  const __m256i both = _mm256_blend_epi32(_mm256_broadcastd_epi32(v), _mm256_broadcastd_epi32(_mm_srli_epi64(v, 24)), 0xf0);
+  return _mm256_and_si256(_mm256_srlv_epi32(both, _mm256_setr_epi32(0, 6, 12, 18, 0, 6, 12, 18)), _mm256_set1_epi32(63));
+}
+
+// 6-bit scale codes of rows [r0, r1) as the fp16 d and m they stand for, into d and m
+// ((r1 - r0) x groups each): decode_scale of quant_format.h, 8 groups per instruction (the
+// product is exact in fp32 and vcvtps2ph rounds to nearest even, as f32_to_f16 does).
+void expand_scales(const QSections<const uint8_t>& sec, int64_t r0, int64_t r1, uint16_t* d, uint16_t* m) {
+  const int64_t groups = sec.groups;
+  constexpr int kRound = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+  for (int64_t r = r0; r < r1; ++r) {
+    const __m256 fd = _mm256_set1_ps(bf16_to_f32(sec.factors[2 * r]));
+    const __m256 fm = _mm256_set1_ps(bf16_to_f32(sec.factors[2 * r + 1]));
+    const uint8_t* cd = sec.row_scale_codes(r);
+    const uint8_t* cm = sec.row_min_codes(r);
+    uint16_t* od = d + (r - r0) * groups;
+    uint16_t* om = m + (r - r0) * groups;
+    int64_t g = 0;
+    for (; g + 8 <= groups; g += 8) {
+      const __m256i ud = scale_codes8(cd + g / 8 * 6);
+      const __m256i um = _mm256_sub_epi32(scale_codes8(cm + g / 8 * 6), _mm256_set1_epi32(32));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(od + g), _mm256_cvtps_ph(_mm256_mul_ps(_mm256_cvtepi32_ps(ud), fd), kRound));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(om + g), _mm256_cvtps_ph(_mm256_mul_ps(_mm256_cvtepi32_ps(um), fm), kRound));
+    }
+    for (; g < groups; ++g) od[g] = sec.scale_at(r, g), om[g] = sec.min_at(r, g);
+  }
+}
+
 // The kernel table's gemm_q, for the ISA this file is compiled for.
 void gemm_q_kernel(const QMatrix& w, const QuantizedActs& a, float* y, int64_t n0, int64_t n1) {
   const QType& t = w.type;
@@ -690,11 +732,30 @@ void gemm_q_kernel(const QMatrix& w, const QuantizedActs& a, float* y, int64_t n
   x.gsum = a.gsum.data();
   x.y = y;
   x.ldy = w.n;
-  switch (t.bits) {
-    case 1: return gemm_bits<1>(x, a, n0, n1);
-    case 2: return gemm_bits<2>(x, a, n0, n1);
-    case 4: return gemm_bits<4>(x, a, n0, n1);
-    default: return gemm_bits<8>(x, a, n0, n1);
+  auto rows = [&](int64_t r0, int64_t r1) {
+    switch (t.bits) {
+      case 1: return gemm_bits<1>(x, a, r0, r1);
+      case 2: return gemm_bits<2>(x, a, r0, r1);
+      case 4: return gemm_bits<4>(x, a, r0, r1);
+      default: return gemm_bits<8>(x, a, r0, r1);
+    }
+  };
+  if (!sec.coded()) return rows(n0, n1);
+  // 6-bit scale codes: the kernels run unchanged on fp16 scales expanded a slice of rows at a
+  // time, small enough to stay in L1 while decode streams the codes; at M > 1 larger, since the
+  // lane kernel builds its activation panels once per call.
+  const int64_t slice = a.m == 1 ? 64 : 512;
+  thread_local std::vector<uint16_t> dbuf, mbuf;
+  dbuf.resize(std::max<size_t>(dbuf.size(), slice * sec.groups));
+  mbuf.resize(std::max<size_t>(mbuf.size(), slice * sec.groups));
+  x.expanded = true;
+  x.scales = dbuf.data();
+  x.mins = mbuf.data();
+  for (int64_t r0 = n0; r0 < n1; r0 += slice) {
+    const int64_t r1 = std::min(n1, r0 + slice);
+    expand_scales(sec, r0, r1, dbuf.data(), mbuf.data());
+    x.srow0 = r0;
+    rows(r0, r1);
   }
 }
 

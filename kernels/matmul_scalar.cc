@@ -13,14 +13,12 @@ void gemm_q_scalar(const QMatrix& w, const QuantizedActs& a, float* y, int64_t n
   const int64_t kb = ceil_div(w.k, kActBlock);  // blocks holding real weights
   for (int64_t n = n0; n < n1; ++n) {
     const uint8_t* codes = l.row_codes(n);
-    const uint16_t* scales = l.row_scales(n);
-    const uint16_t* mins = l.row_mins(n);
     for (int64_t r = 0; r < a.m; ++r) {
       const int8_t* q = a.q.data() + r * a.kp;
       const float* s = a.scale.data() + r * a.blocks;
       float acc = 0;
       for (int64_t g = 0; g < l.groups; ++g) {
-        const GroupCoeffs c = group_coeffs(w.type, scales[g], mins ? mins[g] : 0);
+        const GroupCoeffs c = group_coeffs(w.type, l.scale_at(n, g), l.min_at(n, g));
         float sq = 0;
         const int64_t b_end = std::min(kb, (g + 1) * a.group_blocks);
         for (int64_t b = g * a.group_blocks; b < b_end; ++b) {

@@ -22,6 +22,8 @@ void check_type(const QType& t) {
   if (t.group != 0 && t.group != 32 && t.group != 64 && t.group != 128 && t.group != 256)
     throw Error("unsupported group size " + std::to_string(t.group) +
                 " (supported: 32, 64, 128, 256, row)");
+  if (t.scales == ScaleCode::c6 && (t.scheme != Scheme::asym || t.group == 0))
+    throw Error("6-bit scale codes (_s6) need the asym scheme and a group size (not per row)");
 }
 
 std::string type_name(const QType& t) {
@@ -43,6 +45,7 @@ std::string type_name(const QType& t) {
     name += "_";
   }
   name += t.scheme == Scheme::sym ? "sym" : "asym";
+  if (t.scales == ScaleCode::c6) name += "_s6";
   return name;
 }
 
@@ -54,7 +57,7 @@ QType parse_type(std::string_view name) {
   auto fail = [&]() -> QType {
     throw Error("unknown weight type '" + full +
                 "' (expected f32, f16, bf16, qB, or qB_gG_S / qB_row_S with B in 1,2,4,8, G in "
-                "32,64,128,256, S sym|asym)");
+                "32,64,128,256, S sym|asym, optionally _s6 after asym)");
   };
   if (name.size() < 2 || name[0] != 'q') return fail();
   QType t{Base::q, 0, Scheme::sym, 32};
@@ -79,6 +82,10 @@ QType parse_type(std::string_view name) {
       rest = std::string_view(r2.ptr + 1, rest.data() + rest.size() - (r2.ptr + 1));
     } else {
       return fail();
+    }
+    if (rest.size() > 3 && rest.substr(rest.size() - 3) == "_s6") {
+      t.scales = ScaleCode::c6;
+      rest.remove_suffix(3);
     }
     if (rest == "sym") t.scheme = Scheme::sym;
     else if (rest == "asym") t.scheme = Scheme::asym;

@@ -33,9 +33,20 @@ struct TypeTraits {
 };
 
 const std::vector<TypeTraits>& type_table();
+
+// 6-bit scale codes (ScaleCode::c6) for one row the f16 type of the same bits and group has
+// quantized: scales/mins are that row's fp16 d and m, codes its codes. Picks the row factors
+// (D = max d / 63, M = max |m| / 31, in bf16) and each group's codes; with Quantizer::search it
+// also tries the codes next to the nearest and the codes nearest the group's min-max (d, m),
+// reassigning the weights' codes for each and keeping the least (importance-weighted) squared
+// error. Writes codes and the row's scale codes, min codes and two factors.
+void code_row_scales(const QType& t, const float* w, int64_t k, uint8_t* codes, const uint16_t* scales,
+                     const uint16_t* mins, uint8_t* scale_codes, uint8_t* min_codes, uint16_t* factors,
+                     Quantizer qz, const float* importance);
 const TypeTraits& traits(const QType& t);
 
-// Canonical names: "f32", "f16", "bf16", "q4_g32_sym", "q4_row_asym", ... parse_type also takes
+// Canonical names: "f32", "f16", "bf16", "q4_g32_sym", "q4_row_asym", "q4_g32_asym_s6" (6-bit
+// scale codes), ... parse_type also takes
 // the short forms "q8" (= q8_g32_sym), "q4" (= q4_g32_asym).
 std::string type_name(const QType& t);
 QType parse_type(std::string_view name);

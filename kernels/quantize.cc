@@ -7,6 +7,7 @@
 #include <string>
 #include <tuple>
 #include <type_traits>
+#include <vector>
 
 #include "kernels/error.h"
 #include "kernels/thread_pool.h"
@@ -38,10 +39,20 @@ void quantize(const QType& t, const float* w, int64_t n, int64_t k, uint8_t* out
   const TypeTraits& tr = traits(t);
   std::memset(out, 0, q_layout(t, n, k).bytes);  // padding between sections is zero, so files are reproducible
   const QSections<uint8_t> sec = q_sections(t, n, k, out);
+  QType t16 = t;  // 6-bit scale codes start from the fp16 type's row, then code its scales
+  t16.scales = ScaleCode::f16;
+  const int64_t groups = sec.groups;
   for_rows(n, pool, [&](int64_t r0, int64_t r1) {
+    std::vector<uint16_t> d16(sec.coded() ? groups : 0), m16(sec.coded() ? groups : 0);
     for (int64_t r = r0; r < r1; ++r) {
       try {
-        tr.quantize_row(t, w + r * k, k, sec.row_codes(r), sec.row_scales(r), sec.row_mins(r), qz, importance);
+        if (sec.coded()) {
+          tr.quantize_row(t16, w + r * k, k, sec.row_codes(r), d16.data(), m16.data(), qz, importance);
+          code_row_scales(t, w + r * k, k, sec.row_codes(r), d16.data(), m16.data(), sec.row_scale_codes(r),
+                          sec.row_min_codes(r), sec.factors + 2 * r, qz, importance);
+        } else {
+          tr.quantize_row(t, w + r * k, k, sec.row_codes(r), sec.row_scales(r), sec.row_mins(r), qz, importance);
+        }
       } catch (const Error& e) {
         throw Error(e.code(), std::string(e.what()) + " (row " + std::to_string(r) + ")");
       }
@@ -52,7 +63,15 @@ void quantize(const QType& t, const float* w, int64_t n, int64_t k, uint8_t* out
 void dequantize_row(const QType& t, const uint8_t* data, int64_t n, int64_t k, int64_t row,
                     float* out) {
   const QSections<const uint8_t> sec = q_sections(t, n, k, data);
-  traits(t).dequantize_row(t, sec.row_codes(row), sec.row_scales(row), sec.row_mins(row), k, out);
+  if (!sec.coded()) {
+    traits(t).dequantize_row(t, sec.row_codes(row), sec.row_scales(row), sec.row_mins(row), k, out);
+    return;
+  }
+  std::vector<uint16_t> d16(sec.groups), m16(sec.groups);
+  for (int64_t g = 0; g < sec.groups; ++g) d16[g] = sec.scale_at(row, g), m16[g] = sec.min_at(row, g);
+  QType t16 = t;
+  t16.scales = ScaleCode::f16;
+  traits(t).dequantize_row(t16, sec.row_codes(row), d16.data(), m16.data(), k, out);
 }
 
 void dequantize(const QType& t, const uint8_t* data, int64_t n, int64_t k, float* out,

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/error.h"
@@ -242,7 +243,67 @@ void dequantize_row_float(const QType& t, const uint8_t* codes, const uint16_t*,
   for (int64_t i = 0; i < k; ++i) out[i] = t.base == Base::f16 ? f16_to_f32(in[i]) : bf16_to_f32(in[i]);
 }
 
+// One group's (d, m) codes for fixed row factors: the codes nearest each centre (d, m), and with
+// search the 5 x 7 codes around them, the weights' codes reassigned for each; returns the pair of
+// least (weighted) squared error and leaves its weight codes in q.
+template <class W>
+std::pair<int, int> code_group(const float* v, int n, int levels, uint16_t fd, uint16_t fm,
+                               const std::pair<float, float>* centres, int ncentres, Quantizer qz, uint8_t* q,
+                               uint8_t* trial, W wt) {
+  const float D = bf16_to_f32(fd), M = bf16_to_f32(fm);
+  const int dr = qz == Quantizer::search ? 2 : 0, mr = qz == Quantizer::search ? 3 : 0;
+  std::pair<int, int> best{0, 0};
+  float best_err = INFINITY;
+  for (int c = 0; c < ncentres; ++c) {
+    const int dc0 = D > 0 ? std::clamp((int)std::nearbyint(centres[c].first / D), 0, kMaxScaleCode) : 0;
+    const int mc0 = M > 0 ? std::clamp((int)std::nearbyint(centres[c].second / M), -kMaxMinCode, kMaxMinCode) : 0;
+    for (int dc = std::max(0, dc0 - dr); dc <= std::min(kMaxScaleCode, dc0 + dr); ++dc) {
+      for (int mc = std::max(-kMaxMinCode, mc0 - mr); mc <= std::min(kMaxMinCode, mc0 + mr); ++mc) {
+        const float dv = f16_to_f32(decode_scale(fd, dc)), mv = f16_to_f32(decode_scale(fm, mc));
+        if (!std::isfinite(dv) || !std::isfinite(mv))
+          throw Error("quantizer: coded group scale overflows fp16 (weights too large for an fp16 scale)");
+        const float err = asym_assign(v, n, dv, mv, levels, trial, wt);
+        if (err < best_err) best_err = err, best = {dc, mc}, std::memcpy(q, trial, n);
+      }
+    }
+  }
+  return best;
+}
+
 }  // namespace
+
+void code_row_scales(const QType& t, const float* w, int64_t k, uint8_t* codes, const uint16_t* scales,
+                     const uint16_t* mins, uint8_t* scale_codes, uint8_t* min_codes, uint16_t* factors,
+                     Quantizer qz, const float* importance) {
+  const int64_t gs = group_size(t, k), ng = groups_per_row(t, k);
+  const int levels = 1 << t.bits;
+  // Factors from the (searched) fp16 values: on SmolLM2 at g32, factors from the groups' min-max
+  // ranges instead gave a larger KL (docs/ACCURACY.md).
+  float dmax = 0, mmax = 0;
+  for (int64_t g = 0; g < ng; ++g)
+    dmax = std::max(dmax, f16_to_f32(scales[g])), mmax = std::max(mmax, std::fabs(f16_to_f32(mins[g])));
+  factors[0] = f32_to_bf16(dmax / kMaxScaleCode);
+  factors[1] = f32_to_bf16(mmax / kMaxMinCode);
+  std::vector<uint8_t> q(gs), trial(gs);
+  for (int64_t g = 0; g < ng; ++g) {
+    const int64_t begin = g * gs, n = std::min(gs, k - begin);
+    float mn = w[begin], mx = w[begin];
+    for (int64_t i = 1; i < n; ++i) mn = std::min(mn, w[begin + i]), mx = std::max(mx, w[begin + i]);
+    const std::pair<float, float> centres[2] = {{f16_to_f32(scales[g]), f16_to_f32(mins[g])},
+                                                {(mx - mn) / (levels - 1), mn}};
+    const int nc = qz == Quantizer::search ? 2 : 1;
+    double wsum = 0;  // as quantize_row_q: groups of zero importance use the plain error
+    if (importance && qz == Quantizer::search)
+      for (int64_t i = 0; i < n; ++i) wsum += importance[begin + i];
+    const auto [dc, mc] =
+        wsum > 0 ? code_group(w + begin, (int)n, levels, factors[0], factors[1], centres, nc, qz, q.data(), trial.data(),
+                              Weighted{importance + begin})
+                 : code_group(w + begin, (int)n, levels, factors[0], factors[1], centres, nc, qz, q.data(), trial.data(), Unit{});
+    put_scale_code(scale_codes, g, (unsigned)dc);
+    put_scale_code(min_codes, g, (unsigned)(mc + 32));
+    for (int64_t i = 0; i < n; ++i) put_code(codes, t.bits, begin + i, q[i]);
+  }
+}
 
 const std::vector<TypeTraits>& type_table() {
   static const std::vector<TypeTraits> table = {

@@ -63,8 +63,8 @@ TEST_P(ConvertShared, DequantizesWithinOneStep) {
         float bound;
         if (t.type.base == Base::q) {
           const int64_t g = i / group_size(t.type, t.cols());
-          const float d = std::fabs(f16_to_f32(l.row_scales(r)[g]));
-          const float mv = l.mins ? std::fabs(f16_to_f32(l.row_mins(r)[g])) : 0;
+          const float d = std::fabs(f16_to_f32(l.scale_at(r, g)));
+          const float mv = std::fabs(f16_to_f32(l.min_at(r, g)));
           bound = d * (1 + (1 << t.type.bits) / 512.0f) + mv / 1024;
           if (t.type.bits == 1 && t.type.scheme == Scheme::sym) bound = std::fabs(x) + d * 1.001f;
           if (t.type.bits == 1 && t.type.scheme == Scheme::asym) bound = d * 1.002f + mv / 1024;

@@ -1,6 +1,7 @@
 // Quantize -> dequantize against fp32: each weight within what one quantization step allows.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -60,8 +61,8 @@ TEST_P(QuantizeRoundTrip, WithinOneStep) {
   for (int64_t r = 0; r < n; ++r) {
     double err_sq = 0, ref_sq = 0;
     for (int64_t g = 0; g < l.groups; ++g) {
-      const float d = f16_to_f32(sec.row_scales(r)[g]);
-      const float m = sec.mins ? f16_to_f32(sec.row_mins(r)[g]) : 0.0f;
+      const float d = f16_to_f32(sec.scale_at(r, g));
+      const float m = f16_to_f32(sec.min_at(r, g));
       double mean_abs = 0;
       const int64_t b = g * gs, e = std::min(k, b + gs);
       for (int64_t i = b; i < e; ++i) mean_abs += std::fabs(w[r * k + i]) / (e - b);
@@ -74,11 +75,38 @@ TEST_P(QuantizeRoundTrip, WithinOneStep) {
           ASSERT_NEAR(y, x >= 0 ? d : -d, 1e-6f) << "row " << r << " col " << i;
           ASSERT_NEAR(d, mean_abs, mean_abs * kF16Eps);
         } else {
-          ASSERT_LE(std::fabs(x - y), rtn_bound(t, d, m) * 1.0001f) << "row " << r << " col " << i;
+          // Coded scales: RTN's d and m are each off by at most one code step (D, M) from the
+          // group's own, which moves the range's ends by (2^b - 1) D + M at most.
+          const float coded = sec.coded() ? ((1 << t.bits) - 1) * bf16_to_f32(sec.factors[2 * r]) +
+                                                std::fabs(bf16_to_f32(sec.factors[2 * r + 1]))
+                                          : 0.0f;
+          ASSERT_LE(std::fabs(x - y), (rtn_bound(t, d, m) + coded) * 1.0001f) << "row " << r << " col " << i;
         }
       }
     }
-    if (qz == Quantizer::search) {
+    if (qz == Quantizer::search && sec.coded()) {
+      // Coded scales: the row factors come from the fp16 search, whose (d, m) rounded to the
+      // nearest codes (each weight then at its nearest level) is one of the candidates, so the
+      // coded search's squared error is never larger than that.
+      QType t16 = t;
+      t16.scales = ScaleCode::f16;
+      AlignedBytes f16(q_layout(t16, 1, k).bytes);
+      quantize(t16, w.data() + r * k, 1, k, f16.data(), Quantizer::search);
+      const QSections<const uint8_t> s16 = q_sections(t16, 1, k, (const uint8_t*)f16.data());
+      const float D = bf16_to_f32(sec.factors[2 * r]), M = bf16_to_f32(sec.factors[2 * r + 1]);
+      double near_sq = 0;
+      for (int64_t g = 0; g < l.groups; ++g) {
+        const int dc = D > 0 ? std::clamp((int)std::nearbyint(f16_to_f32(s16.scale_at(0, g)) / D), 0, kMaxScaleCode) : 0;
+        const int mc = M > 0 ? std::clamp((int)std::nearbyint(f16_to_f32(s16.min_at(0, g)) / M), -kMaxMinCode, kMaxMinCode) : 0;
+        const float d = f16_to_f32(decode_scale(sec.factors[2 * r], dc)), m = f16_to_f32(decode_scale(sec.factors[2 * r + 1], mc));
+        for (int64_t i = g * gs; i < std::min(k, (g + 1) * gs); ++i) {
+          const float x = w[r * k + i];
+          const int c = std::clamp((int)std::nearbyint(d != 0 ? (x - m) / d : 0.0f), 0, (1 << t.bits) - 1);
+          near_sq += (double)(x - (d * c + m)) * (x - (d * c + m));
+        }
+      }
+      EXPECT_LE(err_sq, near_sq * (1 + 1e-5) + 1e-12) << "row " << r;
+    } else if (qz == Quantizer::search) {
       // The search keeps the RTN result as a candidate, so its squared error is never larger.
       AlignedBytes rtn(l.bytes);
       quantize(t, w.data() + r * k, 1, k, rtn.data(), Quantizer::rtn);
@@ -129,8 +157,11 @@ TEST(Quantize, SpecialRows) {
     std::vector<float> back(3 * k);
     dequantize(t, buf.data(), 3, k, back.data());
     for (int64_t i = 0; i < k; ++i) ASSERT_EQ(back[i], 0.0f) << type_name(t) << " zero row";
+    // Coded scales: the minimum 0.75 is a multiple of the row factor M, within half of M.
+    const QSections<const uint8_t> sec = q_sections(t, 3, k, (const uint8_t*)buf.data());
+    const float half_m = sec.coded() ? bf16_to_f32(sec.factors[2 * 1 + 1]) / 2 : 0.0f;
     for (int64_t i = 0; i < k; ++i)
-      ASSERT_NEAR(back[k + i], 0.75f, 0.75f * kF16Eps * 2) << type_name(t) << " constant row";
+      ASSERT_NEAR(back[k + i], 0.75f, 0.75f * kF16Eps * 2 + half_m) << type_name(t) << " constant row";
     double err = 0, ref = 0;
     for (int64_t i = 0; i < k; ++i) err += std::pow(back[2 * k + i] - w[2 * k + i], 2), ref += std::pow(w[2 * k + i], 2);
     EXPECT_LT(err, ref) << type_name(t) << " large row";
@@ -194,8 +225,8 @@ TEST(QuantizeImportance, DominantColumnIsKept) {
       dequantize(t, buf.data(), 1, k, back.data());
       const QSections<const uint8_t> sec = q_sections(t, 1, k, (const uint8_t*)buf.data());
       for (int64_t j : cols) {
-        const float d = std::fabs(f16_to_f32(sec.row_scales(0)[j / gs]));
-        const float m = sec.mins ? std::fabs(f16_to_f32(sec.row_mins(0)[j / gs])) : 0.0f;
+        const float d = std::fabs(f16_to_f32(sec.scale_at(0, j / gs)));
+        const float m = std::fabs(f16_to_f32(sec.min_at(0, j / gs)));
         // fp16 rounding of d times the largest level, and of m.
         const float bound = ((1 << t.bits) * d + m) * kF16Eps;
         EXPECT_LE(std::fabs(back[j] - w[r * k + j]), bound) << name << " row " << r << " column " << j;
@@ -272,6 +303,10 @@ TEST(QType, NamesRoundTrip) {
   EXPECT_EQ(type_name(parse_type("q4")), "q4_g32_asym");
   EXPECT_THROW(parse_type("q3_g32_sym"), Error);
   EXPECT_THROW(parse_type("q4_g48_sym"), Error);
+  EXPECT_EQ(parse_type("q2_g64_asym_s6").scales, ScaleCode::c6);
+  EXPECT_THROW(parse_type("q4_g32_sym_s6"), Error);   // coded scales need asym
+  EXPECT_THROW(parse_type("q4_row_asym_s6"), Error);  // and a group size
+  EXPECT_THROW(parse_type("q4_g32_asym_s8"), Error);
   EXPECT_THROW(parse_type("int4"), Error);
 }
 
@@ -296,6 +331,46 @@ TEST(Format, LayoutSizes) {
   EXPECT_EQ(l1.row_bytes, 512);
   EXPECT_EQ(l1.groups, 1);
   EXPECT_EQ(l1.bytes, 1024 + 4);
+  // 6-bit scale codes: 6 groups -> 36 bits -> 5 bytes a row for d and for m, then 2 bf16 row
+  // factors.
+  const QLayout l6 = q_layout(parse_type("q4_g32_asym_s6"), 5, 172);
+  EXPECT_EQ(l6.scales_offset, 512);
+  EXPECT_EQ(l6.mins_offset, 576);    // 512 + 5*5 = 537 -> 576
+  EXPECT_EQ(l6.factors_offset, 640); // 576 + 25 = 601 -> 640
+  EXPECT_EQ(l6.bytes, 660);
+  uint8_t base6[660];
+  const QSections<uint8_t> s6 = q_sections(parse_type("q4_g32_asym_s6"), 5, 172, base6);
+  EXPECT_EQ(s6.scales, nullptr);
+  EXPECT_EQ(s6.row_scale_codes(2) - base6, 512 + 2 * 5);
+  EXPECT_EQ(s6.row_min_codes(3) - base6, 576 + 3 * 5);
+  EXPECT_EQ((uint8_t*)s6.factors - base6, 640);
+  // A 4096 x 4096 matrix at 4 bits, groups of 32: 4.375 bits per weight plus 32 bits a row.
+  EXPECT_NEAR(bits_per_weight(parse_type("q4_g32_asym_s6"), 4096, 4096), 4.375 + 32.0 / 4096, 1e-3);
+}
+
+TEST(Format, ScaleCodesPackFourInThreeBytes) {
+  // Codes 1, 2, 3, 63 at bits 0, 6, 12, 18: 1 | 2 << 6 | 3 << 12 | 63 << 18 = 0xfc3081.
+  uint8_t row[4] = {0, 0, 0, 0xee};
+  const unsigned codes[4] = {1, 2, 3, 63};
+  for (int g = 0; g < 4; ++g) put_scale_code(row, g, codes[g]);
+  EXPECT_EQ(row[0], 0x81);
+  EXPECT_EQ(row[1], 0x30);
+  EXPECT_EQ(row[2], 0xfc);
+  EXPECT_EQ(row[3], 0xee);  // the next byte untouched
+  for (int g = 0; g < 4; ++g) EXPECT_EQ(get_scale_code(row, g), codes[g]);
+  put_scale_code(row, 1, 0);  // rewriting one code leaves its neighbours
+  EXPECT_EQ(get_scale_code(row, 0), 1u);
+  EXPECT_EQ(get_scale_code(row, 1), 0u);
+  EXPECT_EQ(get_scale_code(row, 2), 3u);
+}
+
+TEST(Format, CodedScalesDecodeToFp16) {
+  // d = fp16(D * c): 0.0078125 (bf16 0x3c00) * 200 = 1.5625, exact; rounding to nearest even
+  // in fp16: 1/3 in bf16 is 0.333984375, times 255 = 85.166..., whose fp16 neighbours are 85.125
+  // and 85.1875.
+  EXPECT_EQ(f16_to_f32(decode_scale(0x3c00, 200)), 1.5625f);
+  EXPECT_EQ(f16_to_f32(decode_scale(f32_to_bf16(1.0f / 3), 255)), 85.1875f);
+  EXPECT_EQ(f16_to_f32(decode_scale(0x3c00, -127)), -0.9921875f);
 }
 
 TEST(Format, CodePlanes) {

@@ -26,12 +26,15 @@ inline std::vector<float> random_matrix(int64_t rows, int64_t cols, uint32_t see
   return v;
 }
 
-// Every quantized type lowbit implements: bits x scheme x group (0 = per row).
+// Every quantized type lowbit implements: bits x scheme x group (0 = per row), and the
+// asymmetric ones with groups again with 6-bit scale codes.
 inline std::vector<QType> all_quant_types() {
   std::vector<QType> out;
   for (const auto& tr : type_table()) {
     if (tr.base != Base::q) continue;
     for (uint32_t g : {32u, 64u, 128u, 256u, 0u}) out.push_back({Base::q, tr.bits, tr.scheme, g});
+    if (tr.scheme == Scheme::asym)
+      for (uint32_t g : {32u, 64u, 128u, 256u}) out.push_back({Base::q, tr.bits, tr.scheme, g, ScaleCode::c6});
   }
   return out;
 }
@@ -87,12 +90,10 @@ inline std::vector<float> matmul_test_weights(int64_t n, int64_t k) {
 // with |de code| <= |w| + |ce|.
 inline double matmul_tolerance_f32_acts(const QMatrix& w, const float* w_row, const float* x_row, int64_t row) {
   const QSections<const uint8_t> l = q_sections(w.type, w.n, w.k, w.data);
-  const uint16_t* sc = l.row_scales(row);
-  const uint16_t* mn = l.row_mins(row);
   const int64_t gs = group_size(w.type, w.k);
   double mag = 0, dq = 0;
   for (int64_t i = 0; i < w.k; ++i) {
-    const double ce = std::fabs(group_coeffs(w.type, sc[i / gs], mn ? mn[i / gs] : 0).ce);
+    const double ce = std::fabs(group_coeffs(w.type, l.scale_at(row, i / gs), l.min_at(row, i / gs)).ce);
     mag += std::fabs(w_row[i] * x_row[i]);
     dq += (2 * std::fabs(w_row[i]) + ce) * std::fabs(x_row[i]);
   }
