@@ -18,8 +18,8 @@ namespace lowbit {
 
 std::vector<QType> default_candidates() {
   std::vector<QType> out;
-  for (const char* n : {"q1_g32_asym", "q2_g128_asym", "q2_g64_asym", "q2_g32_asym", "q4_g128_asym", "q4_g64_asym",
-                        "q4_g32_sym", "q4_g32_asym", "q8_g64_sym", "q8_g32_sym", "f16"})
+  for (const char* n : {"q1_g32_asym", "q2_g128_asym", "q2_g64_asym", "q2_g32_asym_s6", "q2_g32_asym", "q4_g128_asym",
+                        "q4_g64_asym", "q4_g32_asym_s6", "q4_g32_sym", "q4_g32_asym", "q8_g64_sym", "q8_g32_sym", "f16"})
     out.push_back(parse_type(n));
   return out;
 }
@@ -280,21 +280,24 @@ Allocation allocate_bits(const std::string& source, const ConvertOptions& base, 
   // and compounding errors of 1-2 bit picks are not (docs/ACCURACY.md: SmolLM2 at 4.5 bpw, a
   // greedy plan predicted at KL 0.05 measured 0.28, where q4_g64 everywhere with the embedding at
   // q4_g64_sym, 4.45 bpw, measures 0.147). So the probe windows also score the kUniformPlans
-  // largest uniform plans that fit: every tensor but the embedding/head at one candidate (2 bits
-  // or more), the embedding/head at the candidate of least predicted KL that still fits; the
-  // lowest measured KL wins. A plan can then be no worse than those uniform types on the
-  // calibration text.
-  constexpr size_t kUniformPlans = 2;
+  // uniform plans of least predicted KL that fit: every tensor but the embedding/head at one
+  // candidate (2 bits or more), the embedding/head at the candidate of least predicted KL that
+  // still fits; the lowest measured KL wins. A plan can then be no worse than those uniform types
+  // on the calibration text. (The largest plans were scored before; on SmolLM2 at 4.5 bpw that
+  // left out uniform q4_g32_asym_s6, 4.44 bpw, which measures below all three.)
+  constexpr size_t kUniformPlans = 3;
   struct Plan {
     std::string name;
     std::vector<size_t> pick;  // candidate per item
     int64_t bytes = 0;
+    double predicted_kl = 0;
   };
   std::vector<Plan> plans{{"greedy", greedy, used}};
   std::vector<Plan> uniform;
   for (size_t c = 0; c < cands.size(); ++c) {
     if (!is_quantized(cands[c]) || cands[c].bits < 2) continue;
     Plan pl{"uniform " + type_name(cands[c]), std::vector<size_t>(items.size(), c), fixed};
+    double kl_all = 0;  // predicted, of the whole plan
     double best_kl = INFINITY;
     size_t best_e = cands.size();
     for (size_t e = 0; e < cands.size(); ++e) {
@@ -308,12 +311,15 @@ Allocation allocate_bits(const std::string& source, const ConvertOptions& base, 
       if (b <= a.budget_bytes && kl < best_kl) best_kl = kl, best_e = e, pl.bytes = b;
     }
     if (best_e == cands.size()) continue;
-    for (size_t i = 0; i < items.size(); ++i)
+    for (size_t i = 0; i < items.size(); ++i) {
       if (items[i].role == "embed") pl.pick[i] = best_e;
+      kl_all += items[i].err[pl.pick[i]];
+    }
+    pl.predicted_kl = kl_all;
     if (best_e != c) pl.name += ", embedding/head " + type_name(cands[best_e]);
     uniform.push_back(std::move(pl));
   }
-  std::sort(uniform.begin(), uniform.end(), [](const Plan& x, const Plan& y) { return x.bytes > y.bytes; });
+  std::sort(uniform.begin(), uniform.end(), [](const Plan& x, const Plan& y) { return x.predicted_kl < y.predicted_kl; });
   for (size_t u = 0; u < std::min(kUniformPlans, uniform.size()); ++u) plans.push_back(uniform[u]);
   size_t chosen = 0;
   double chosen_kl = INFINITY;
