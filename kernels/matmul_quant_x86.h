@@ -119,6 +119,9 @@ struct Ctx {
   // the tiles' scale prefetches are off (the expanded rows are in L1).
   bool expanded = false;
   int64_t srow0 = 0;
+  // ... or, at M = 1 with groups of one block, read as codes by gemv (CodedRow) from sec.
+  bool coded = false;
+  QSections<const uint8_t> sec;
   const uint16_t* row_sc(int64_t n) const { return scales + (n - srow0) * groups; }
   const uint16_t* row_mn(int64_t n) const { return mins ? mins + (n - srow0) * groups : nullptr; }
   int64_t gb = 0;    // activation blocks per group
@@ -493,6 +496,70 @@ template <int GB>
   }
 }
 
+// 8 packed 6-bit codes (six bytes at p) as 8 int32 lanes: codes 0-4 lie in the first 32 bits,
+// codes 4-7 in the 32 bits from bit 24. Loads 8 bytes: a codes section is followed by at least
+// 2 more bytes of the matrix (the mins section, or the factors after it). The bytes stay in
+// registers: a 6-byte memcpy went through the stack and stalled store forwarding (4x slower
+// decode, bench/matmul_bench core/q4_g32_asym_s6).
+inline __m256i scale_codes8(const uint8_t* p) {
+  const __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+  const __m256i both = _mm256_blend_epi32(_mm256_broadcastd_epi32(v), _mm256_broadcastd_epi32(_mm_srli_epi64(v, 24)), 0xf0);
+  return _mm256_and_si256(_mm256_srlv_epi32(both, _mm256_setr_epi32(0, 6, 12, 18, 0, 6, 12, 18)), _mm256_set1_epi32(63));
+}
+
+// v rounded to fp16 and back: the d and m of 6-bit scale codes (quant_format.h's decode_scale).
+[[gnu::always_inline]] inline __m256 round_f16(__m256 v) {
+  return _mm256_cvtph_ps(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+[[gnu::always_inline]] inline __m128 round_f16(__m128 v) {
+  return _mm_cvtph_ps(_mm_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+
+// A row's group scales (or minima) as gemv reads them: fp16 values (F16Row), or 6-bit codes with
+// their row factor (CodedRow, groups of one block only) decoded where they are used, to the same
+// fp16 values, so a row sums alike either way.
+struct F16Row {
+  const uint16_t* v;
+  template <int GB>
+  __m256 step(int64_t b) const { return step_scales<GB>(v, b); }
+  template <int GB>
+  __m128 quad(int64_t b) const { return quad_scales<GB>(v, b); }
+  float at(int64_t g) const { return f16_to_f32(v[g]); }
+  float dot(const float* gsum, int64_t groups) const { return dot_f16(v, gsum, groups); }
+};
+struct CodedRow {
+  const uint8_t* codes;
+  uint16_t factor;  // bf16
+  int bias;         // 0 for scales, 32 for minima
+  __m256 eight(int64_t g) const {  // groups g .. g+7, g a multiple of 8
+    const __m256i c = _mm256_sub_epi32(scale_codes8(codes + g / 8 * 6), _mm256_set1_epi32(bias));
+    return round_f16(_mm256_mul_ps(_mm256_cvtepi32_ps(c), _mm256_set1_ps(bf16_to_f32(factor))));
+  }
+  template <int GB>
+  __m256 step(int64_t b) const {
+    static_assert(GB == 1, "coded scales in the loop: groups of one block");
+    return eight(b);
+  }
+  template <int GB>
+  __m128 quad(int64_t b) const {  // groups b .. b+3, b a multiple of 4: 24 bits from byte 3b/4
+    static_assert(GB == 1, "coded scales in the loop: groups of one block");
+    uint32_t v = 0;
+    std::memcpy(&v, codes + b / 4 * 3, 3);
+    const __m128i c = _mm_and_si128(_mm_srlv_epi32(_mm_set1_epi32((int)v), _mm_setr_epi32(0, 6, 12, 18)), _mm_set1_epi32(63));
+    return round_f16(_mm_mul_ps(_mm_cvtepi32_ps(_mm_sub_epi32(c, _mm_set1_epi32(bias))), _mm_set1_ps(bf16_to_f32(factor))));
+  }
+  float at(int64_t g) const { return f16_to_f32(decode_scale(factor, (int)get_scale_code(codes, g) - bias)); }
+  float dot(const float* gsum, int64_t groups) const {
+    __m256 acc = _mm256_setzero_ps();
+    int64_t g = 0;
+    for (; g + 8 <= groups; g += 8) acc = _mm256_fmadd_ps(eight(g), _mm256_loadu_ps(gsum + g), acc);
+    alignas(32) float rest[8] = {};
+    for (int64_t i = g; i < groups; ++i) rest[i - g] = at(i);
+    if (g < groups) acc = _mm256_fmadd_ps(_mm256_load_ps(rest), _mm256_maskload_ps(gsum + g, lane_mask((int)(groups - g))), acc);
+    return hsum(acc);
+  }
+};
+
 // Decode (M = 1) with groups of GB activation blocks (GB = 1, 2, 4, 8: groups of 32 to 256) and
 // rows of whole quads: tile<>'s arithmetic with prepare() folded into the loop. Each step
 // expands the row's scales to its 8 blocks (one fp16 convert, and a permute or broadcast when
@@ -504,17 +571,25 @@ template <int GB>
 // Needs nbw == groups * GB (no padding blocks past the scales); below 4 bits rows are whole
 // quads anyway (a chunk is 4 or 8 blocks), at 4 and 8 bits the blocks past the last quad take
 // tile<>'s tail.
-template <int BITS, int R, bool ASYM, int GB>
+// CODED: 6-bit scale codes read as they are (x.coded; asymmetric, GB == 1), not expanded.
+template <int BITS, int R, bool ASYM, int GB, bool CODED = false>
 void gemv(const Ctx& x, int64_t n) {
   constexpr int CB = 8 / BITS;
   constexpr int64_t kChunkPerBlock = kChunkBytes / CB;
   constexpr bool kNeedD = !ASYM || (BITS == 8 && !kVnni);  // cd_mul != 0: sym offsets, 8-bit's 128
   const int64_t nbw = x.nbw, groups = x.groups;
+  using Scales = std::conditional_t<CODED, CodedRow, F16Row>;
   const uint8_t* row[R];
-  const uint16_t* sc[R];
+  Scales sc[R], mn[R];
   for (int r = 0; r < R; ++r) {
     row[r] = x.codes + (n + r) * x.row_bytes;
-    sc[r] = x.row_sc(n + r);
+    if constexpr (CODED) {
+      sc[r] = {x.sec.row_scale_codes(n + r), x.sec.factors[2 * (n + r)], 0};
+      mn[r] = {x.sec.row_min_codes(n + r), x.sec.factors[2 * (n + r) + 1], 32};
+    } else {
+      sc[r] = {x.row_sc(n + r)};
+      mn[r] = {x.row_mn(n + r)};
+    }
   }
   const int8_t* act = x.q;
   __m256 acc[R];
@@ -534,7 +609,7 @@ void gemv(const Ctx& x, int64_t n) {
     if constexpr (kQuadBytes < 64) {
       if constexpr (kPrefetch > 0) prefetch_bytes<2 * R * kQuadBytes>(next + b * kChunkPerBlock * R);
     }
-    if (kPrefetch > 0 && !x.expanded) {  // the step's share of the next rows' scales and minima
+    if (kPrefetch > 0 && !x.expanded && !CODED) {  // the step's share of the next rows' scales and minima
       const int64_t o = (n + kPrefetch * R) * groups + b * R / GB;
       __builtin_prefetch(x.scales + o, 0, 3);
       if constexpr (ASYM) __builtin_prefetch(x.mins + o, 0, 3);
@@ -542,7 +617,7 @@ void gemv(const Ctx& x, int64_t n) {
     __m256 s8 = _mm256_loadu_ps(x.ascale + b);
     if constexpr (BITS <= 2) s8 = _mm256_mul_ps(s8, plane_factor<BITS>());
     alignas(32) float m8s[R][8];
-    unroll<R>([&](auto r) { _mm256_store_ps(m8s[r], _mm256_mul_ps(step_scales<GB>(sc[r], b), s8)); });
+    unroll<R>([&](auto r) { _mm256_store_ps(m8s[r], _mm256_mul_ps(sc[r].template step<GB>(b), s8)); });
     // Items (quad, r), r inner.
     __m256i h[kPipe + 1][2];
     pipelined<2 * R, kPipe>(
@@ -572,7 +647,7 @@ void gemv(const Ctx& x, int64_t n) {
         __m256i w[4], aw[4];
         unpack_quad<BITS, 0>(row[r] + b * kChunkPerBlock, w, aw);
         const __m256i q = quad_dot<BITS>(w, aw, act + b * kActBlock, ones);
-        const __m128 m4 = _mm_mul_ps(quad_scales<GB>(sc[r], b), s4);
+        const __m128 m4 = _mm_mul_ps(sc[r].template quad<GB>(b), s4);
         acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), _mm256_set_m128(m4, m4), acc[r]);
       });
       b += 4;
@@ -587,7 +662,7 @@ void gemv(const Ctx& x, int64_t n) {
         const __m256i raw = load32(row[r] + b * kChunkPerBlock);
         unroll<8 / BITS>([&](auto p) {
           const __m256i q = block_dot<BITS>(dot_codes<BITS, p>(raw), act + (b + p) * kActBlock, ones);
-          const float m = f16_to_f32(sc[r][(b + p) / GB]) * x.ascale[b + p];
+          const float m = sc[r].at((b + p) / GB) * x.ascale[b + p];
           acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), _mm256_set1_ps(m), acc[r]);
         });
       });
@@ -595,8 +670,8 @@ void gemv(const Ctx& x, int64_t n) {
   }
   for (int r = 0; r < R; ++r) {
     float y = x.de_mul * hsum(acc[r]);
-    if constexpr (kNeedD) y += x.cd_mul * dot_f16(sc[r], x.gsum, groups);
-    if constexpr (ASYM) y += dot_f16(x.row_mn(n + r), x.gsum, groups);
+    if constexpr (kNeedD) y += x.cd_mul * sc[r].dot(x.gsum, groups);
+    if constexpr (ASYM) y += mn[r].dot(x.gsum, groups);
     x.y[n + r] = y;
   }
 }
@@ -604,10 +679,14 @@ void gemv(const Ctx& x, int64_t n) {
 // The shapes gemv<> (and the lane kernel, which sums as it does) take: groups of 1, 2, 4 or 8
 // whole blocks and no padding blocks past the scales (see gemv's comment). If x has one, calls
 // fn(asym, gb) with both as compile-time constants and returns true.
+template <int BITS>
+bool gemv_shape(const Ctx& x) {
+  constexpr int64_t kQuad = BITS == 1 ? 8 : 4;  // the smallest step below 4 bits (whole chunks)
+  return x.nbw == x.groups * x.gb && (BITS > 2 || x.nbw % kQuad == 0) && x.gb <= 8 && (x.gb & (x.gb - 1)) == 0;
+}
 template <int BITS, class Fn>
 bool with_gemv_shape(const Ctx& x, Fn&& fn) {
-  constexpr int64_t kQuad = BITS == 1 ? 8 : 4;  // the smallest step below 4 bits (whole chunks)
-  if (x.nbw != x.groups * x.gb || (BITS <= 2 && x.nbw % kQuad != 0)) return false;
+  if (!gemv_shape<BITS>(x)) return false;
   auto with_gb = [&](auto asym) {
     switch (x.gb) {
       case 1: fn(asym, std::integral_constant<int, 1>{}); return true;
@@ -617,7 +696,7 @@ bool with_gemv_shape(const Ctx& x, Fn&& fn) {
       default: return false;
     }
   };
-  return x.mins ? with_gb(std::true_type{}) : with_gb(std::false_type{});
+  return x.mins || x.coded ? with_gb(std::true_type{}) : with_gb(std::false_type{});
 }
 
 // gemv<> over rows [n0, n1) when the shape allows it; false otherwise.
@@ -625,6 +704,13 @@ template <int BITS>
 bool try_gemv(const Ctx& x, int64_t n0, int64_t n1) {
   return with_gemv_shape<BITS>(x, [&](auto asym, auto gb) {
     int64_t n = n0;
+    if constexpr (asym && gb == 1) {
+      if (x.coded) {
+        for (; n + kGemvRows <= n1; n += kGemvRows) gemv<BITS, kGemvRows, asym, gb, true>(x, n);
+        for (; n < n1; ++n) gemv<BITS, 1, asym, gb, true>(x, n);
+        return;
+      }
+    }
     for (; n + kGemvRows <= n1; n += kGemvRows) gemv<BITS, kGemvRows, asym, gb>(x, n);
     for (; n < n1; ++n) gemv<BITS, 1, asym, gb>(x, n);
   });
@@ -668,17 +754,6 @@ void gemm_bits(const Ctx& x, const QuantizedActs& a, int64_t n0, int64_t n1) {
     for (; n + kGemmRows <= n1; n += kGemmRows) act_tiles<BITS, kGemmRows>(x, n, p0, p1);
     for (; n < n1; ++n) act_tiles<BITS, 1>(x, n, p0, p1);
   }
-}
-
-// 8 packed 6-bit codes (six bytes at p) as 8 int32 lanes: codes 0-4 lie in the first 32 bits,
-// codes 4-7 in the 32 bits from bit 24. Loads 8 bytes: a codes section is followed by at least
-// 2 more bytes of the matrix (the mins section, or the factors after it). The bytes stay in
-// registers: a 6-byte memcpy went through the stack and stalled store forwarding (4x slower
-// decode, bench/matmul_bench core/q4_g32_asym_s6).
-inline __m256i scale_codes8(const uint8_t* p) {
-  const __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
-  const __m256i both = _mm256_blend_epi32(_mm256_broadcastd_epi32(v), _mm256_broadcastd_epi32(_mm_srli_epi64(v, 24)), 0xf0);
-  return _mm256_and_si256(_mm256_srlv_epi32(both, _mm256_setr_epi32(0, 6, 12, 18, 0, 6, 12, 18)), _mm256_set1_epi32(63));
 }
 
 // 6-bit scale codes of rows [r0, r1) as the fp16 d and m they stand for, into d and m
@@ -741,6 +816,12 @@ void gemm_q_kernel(const QMatrix& w, const QuantizedActs& a, float* y, int64_t n
     }
   };
   if (!sec.coded()) return rows(n0, n1);
+  const bool gemv_ok = t.bits == 1 ? gemv_shape<1>(x) : t.bits == 2 ? gemv_shape<2>(x) : t.bits == 4 ? gemv_shape<4>(x) : gemv_shape<8>(x);
+  if (a.m == 1 && x.gb == 1 && gemv_ok) {  // gemv decodes the codes in its loop
+    x.coded = true;
+    x.sec = sec;
+    return rows(n0, n1);
+  }
   // 6-bit scale codes: the kernels run unchanged on fp16 scales expanded a slice of rows at a
   // time, small enough to stay in L1 while decode streams the codes; at M > 1 larger, since the
   // lane kernel builds its activation panels once per call.
