@@ -90,9 +90,12 @@ int64_t GpuBackend::free_bytes() const {
 
 Matrix GpuBackend::upload_matrix(const QMatrix& w) {
   if (!w.data) throw Error(ErrorCode::invalid_argument, "cuda backend: matrix without data");
-  if (w.type.base == Base::q && w.type.scales != ScaleCode::f16)
-    throw Error(ErrorCode::invalid_argument, "cuda backend: " + type_name(w.type) +
-                                            " (6-bit scale codes) has no CUDA kernel yet; run it on the CPU");
+  if (w.type.base == Base::q && w.type.scales != ScaleCode::f16) {
+    std::string msg = "cuda backend: ";  // appended, not "literal" + string&& (GCC bug 105651 warns)
+    msg += type_name(w.type);
+    msg += " (6-bit scale codes) has no CUDA kernel yet; run it on the CPU";
+    throw Error(ErrorCode::invalid_argument, msg);
+  }
   ok(be_.set_device(device_), "set_device");
   auto u = std::make_unique<Uploaded>();
   u->be = &be_;
