@@ -297,7 +297,6 @@ Allocation allocate_bits(const std::string& source, const ConvertOptions& base, 
   for (size_t c = 0; c < cands.size(); ++c) {
     if (!is_quantized(cands[c]) || cands[c].bits < 2) continue;
     Plan pl{"uniform " + type_name(cands[c]), std::vector<size_t>(items.size(), c), fixed};
-    double kl_all = 0;  // predicted, of the whole plan
     double best_kl = INFINITY;
     size_t best_e = cands.size();
     for (size_t e = 0; e < cands.size(); ++e) {
@@ -313,9 +312,8 @@ Allocation allocate_bits(const std::string& source, const ConvertOptions& base, 
     if (best_e == cands.size()) continue;
     for (size_t i = 0; i < items.size(); ++i) {
       if (items[i].role == "embed") pl.pick[i] = best_e;
-      kl_all += items[i].err[pl.pick[i]];
+      pl.predicted_kl += items[i].err[pl.pick[i]];
     }
-    pl.predicted_kl = kl_all;
     if (best_e != c) pl.name += ", embedding/head " + type_name(cands[best_e]);
     uniform.push_back(std::move(pl));
   }

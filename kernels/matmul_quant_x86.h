@@ -499,8 +499,7 @@ template <int GB>
 // 8 packed 6-bit codes (six bytes at p) as 8 int32 lanes: codes 0-4 lie in the first 32 bits,
 // codes 4-7 in the 32 bits from bit 24. Loads 8 bytes: a codes section is followed by at least
 // 2 more bytes of the matrix (the mins section, or the factors after it). The bytes stay in
-// registers: a 6-byte memcpy went through the stack and stalled store forwarding (4x slower
-// decode, bench/matmul_bench core/q4_g32_asym_s6).
+// registers: a 6-byte memcpy went through the stack and stalled store forwarding.
 inline __m256i scale_codes8(const uint8_t* p) {
   const __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
   const __m256i both = _mm256_blend_epi32(_mm256_broadcastd_epi32(v), _mm256_broadcastd_epi32(_mm_srli_epi64(v, 24)), 0xf0);
@@ -757,24 +756,19 @@ void gemm_bits(const Ctx& x, const QuantizedActs& a, int64_t n0, int64_t n1) {
 }
 
 // 6-bit scale codes of rows [r0, r1) as the fp16 d and m they stand for, into d and m
-// ((r1 - r0) x groups each): decode_scale of quant_format.h, 8 groups per instruction (the
-// product is exact in fp32 and vcvtps2ph rounds to nearest even, as f32_to_f16 does).
+// ((r1 - r0) x groups each), 8 groups at a time through CodedRow (already fp16 values, so the
+// conversion back to fp16 is exact).
 void expand_scales(const QSections<const uint8_t>& sec, int64_t r0, int64_t r1, uint16_t* d, uint16_t* m) {
   const int64_t groups = sec.groups;
-  constexpr int kRound = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
   for (int64_t r = r0; r < r1; ++r) {
-    const __m256 fd = _mm256_set1_ps(bf16_to_f32(sec.factors[2 * r]));
-    const __m256 fm = _mm256_set1_ps(bf16_to_f32(sec.factors[2 * r + 1]));
-    const uint8_t* cd = sec.row_scale_codes(r);
-    const uint8_t* cm = sec.row_min_codes(r);
+    const CodedRow sc{sec.row_scale_codes(r), sec.factors[2 * r], 0};
+    const CodedRow mn{sec.row_min_codes(r), sec.factors[2 * r + 1], 32};
     uint16_t* od = d + (r - r0) * groups;
     uint16_t* om = m + (r - r0) * groups;
     int64_t g = 0;
     for (; g + 8 <= groups; g += 8) {
-      const __m256i ud = scale_codes8(cd + g / 8 * 6);
-      const __m256i um = _mm256_sub_epi32(scale_codes8(cm + g / 8 * 6), _mm256_set1_epi32(32));
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(od + g), _mm256_cvtps_ph(_mm256_mul_ps(_mm256_cvtepi32_ps(ud), fd), kRound));
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(om + g), _mm256_cvtps_ph(_mm256_mul_ps(_mm256_cvtepi32_ps(um), fm), kRound));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(od + g), _mm256_cvtps_ph(sc.eight(g), _MM_FROUND_TO_NEAREST_INT));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(om + g), _mm256_cvtps_ph(mn.eight(g), _MM_FROUND_TO_NEAREST_INT));
     }
     for (; g < groups; ++g) od[g] = sec.scale_at(r, g), om[g] = sec.min_at(r, g);
   }

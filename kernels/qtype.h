@@ -33,6 +33,7 @@ struct TypeTraits {
 };
 
 const std::vector<TypeTraits>& type_table();
+const TypeTraits& traits(const QType& t);
 
 // 6-bit scale codes (ScaleCode::c6) for one row the f16 type of the same bits and group has
 // quantized: scales/mins are that row's fp16 d and m, codes its codes. Picks the row factors
@@ -43,11 +44,9 @@ const std::vector<TypeTraits>& type_table();
 void code_row_scales(const QType& t, const float* w, int64_t k, uint8_t* codes, const uint16_t* scales,
                      const uint16_t* mins, uint8_t* scale_codes, uint8_t* min_codes, uint16_t* factors,
                      Quantizer qz, const float* importance);
-const TypeTraits& traits(const QType& t);
 
 // Canonical names: "f32", "f16", "bf16", "q4_g32_sym", "q4_row_asym", "q4_g32_asym_s6" (6-bit
-// scale codes), ... parse_type also takes
-// the short forms "q8" (= q8_g32_sym), "q4" (= q4_g32_asym).
+// scale codes), ... parse_type also takes the short forms "q8" (= q8_g32_sym), "q4" (= q4_g32_asym).
 std::string type_name(const QType& t);
 QType parse_type(std::string_view name);
 // Throws Error unless t is a type lowbit implements (bits/group/scheme combination).

@@ -159,7 +159,6 @@ struct QSections {
   LOWBIT_HD U16* row_scales(int64_t r) const { return scales ? scales + r * groups : nullptr; }
   LOWBIT_HD U16* row_mins(int64_t r) const { return mins ? mins + r * groups : nullptr; }
   LOWBIT_HD bool coded() const { return factors != nullptr; }
-  LOWBIT_HD bool has_mins() const { return mins != nullptr || min_codes != nullptr; }
   LOWBIT_HD uint16_t scale_at(int64_t r, int64_t g) const {
     return coded() ? decode_scale(factors[2 * r], (int)get_scale_code(row_scale_codes(r), g)) : scales[r * groups + g];
   }
