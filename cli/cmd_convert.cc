@@ -36,6 +36,11 @@ const char* kConvertFooter =
     "--calib-ctx, each starting with BOS) and keeps each projection's mean squared input per channel;\n"
     "the search quantizer then minimizes the error weighted by it (as llama.cpp's imatrix). The text's\n"
     "name, checksum and token count go into the manifest's recipe.\n"
+    "--gptq (with --calib or --calib-load) quantizes every projection by GPTQ: columns in order, each\n"
+    "one's rounding error spread over the columns not yet quantized through the inverse of its\n"
+    "inputs' second moment (collected on the calibration windows), which minimizes the error of the\n"
+    "projection's output rather than of its weights; --gptq-damp adds that fraction of the mean\n"
+    "diagonal to the moment (default 0.01).\n"
     "--target-bpw X picks every matrix's type among 1/2/4/8-bit types and f16 to minimize the\n"
     "predicted KL divergence within X bits per weight (the whole weights.bin); the choice is printed\n"
     "and stored in the recipe (convert/allocate.h says how it predicts).\n";
@@ -71,6 +76,9 @@ int convert_main(int argc, char** argv) {
   args.text("--calib-save", calib_save, "write the calibration statistics (JSON) to this file").metavar("FILE");
   std::string calib_load;
   args.text("--calib-load", calib_load, "use statistics written by --calib-save instead of --calib").metavar("FILE");
+  bool gptq = false;
+  args.flag("--gptq", gptq, "quantize by GPTQ on the calibration's inputs (needs --calib or --calib-load)");
+  args.number("--gptq-damp", opt.gptq_damp, "GPTQ damping, a fraction of the mean diagonal (default 0.01)").metavar("F");
   double target_bpw = 0;
   args.number("--target-bpw", target_bpw,
               "choose each matrix's type so weights.bin is at most X bits per weight (needs --calib)")
@@ -80,6 +88,8 @@ int convert_main(int argc, char** argv) {
   args.flag("--allow-nonfinite", opt.allow_nonfinite, "store NaN/inf weights as 0 instead of failing");
   if (!args.parse(argc, argv)) return 0;
   opt.source_types = !args.given("--bits");
+  if (!(opt.gptq_damp > 0 && opt.gptq_damp < 1e3))  // before any calibration runs
+    throw Error("--gptq-damp " + std::to_string(opt.gptq_damp) + " is not in (0, 1000)");
   if (!quantizer.empty()) opt.quantizer = parse_quantizer(quantizer);
   opt.group = group == "row" ? 0 : (uint32_t)std::stoul(group);
   if (!scheme.empty()) opt.scheme = scheme == "sym" ? (int)Scheme::sym : (int)Scheme::asym;
@@ -116,6 +126,15 @@ int convert_main(int argc, char** argv) {
     calib = CalibStats::from_json(j, calib_load);
     calib_text = calib.text_file;
     opt.calib = &calib;
+  }
+  InputMoments moments;
+  if (gptq) {
+    if (calib_text.empty()) throw Error("--gptq needs --calib TEXT or --calib-load FILE");
+    std::fprintf(stderr, "collecting input moments for GPTQ on %zu windows...\n", calib.windows.size());
+    moments = collect_input_moments(source, calib.windows, opt.threads);
+    opt.moments = &moments;
+  } else if (args.given("--gptq-damp")) {
+    throw Error("--gptq-damp needs --gptq");
   }
   Allocation alloc;
   if (args.given("--target-bpw")) {

@@ -2,11 +2,13 @@
 
 #include <cmath>
 #include <cstdio>
+#include <algorithm>
 #include <fstream>
 #include <iterator>
 
 #include "convert/convert.h"
 #include "kernels/error.h"
+#include "kernels/matmul.h"
 #include "runtime/manifest.h"
 
 namespace lowbit {
@@ -121,6 +123,71 @@ CalibStats collect_calibration(const std::string& source, const std::string& tex
   const std::unique_ptr<Model> model =
       Model::load(Manifest::from_memory(m.header, std::move(m.weights), std::move(m.tokenizer_files), source), p);
   return collect_calibration(*model, text_file, max_tokens, ctx);
+}
+
+const std::vector<float>* InputMoments::of(const std::string& tensor) const {
+  const auto it = h.find(tensor);
+  return it == h.end() ? nullptr : it->second.get();
+}
+
+namespace {
+
+// H += X^T X for X (m, k): the fp32 matmul kernels with X^T (k, m) as both the weights and the
+// input, so the k^2 m products run at the kernels' rate rather than a scalar loop's.
+void add_moments(const float* x, int64_t m, int64_t k, std::vector<float>& h) {
+  std::vector<float> xt((size_t)(k * m)), y((size_t)(k * k));
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < k; ++j) xt[j * m + i] = x[i * k + j];
+  matmul(QMatrix{QType{Base::f32, 32}, k, m, reinterpret_cast<const uint8_t*>(xt.data())}, xt.data(), k, y.data());
+  for (size_t i = 0; i < h.size(); ++i) h[i] += y[i];
+}
+
+}  // namespace
+
+InputMoments collect_input_moments(const Model& model, const std::vector<std::vector<int32_t>>& windows) {
+  if (windows.empty()) throw Error("GPTQ: the calibration holds no windows");
+  InputMoments out;
+  std::map<std::string, std::shared_ptr<std::vector<float>>> acc;
+  std::map<std::string, std::string> canonical;  // projection -> the one whose H it shares
+  std::vector<float> last;                        // the previous projection's input
+  std::string last_name;
+  Session s(model);
+  s.set_observer([&](const std::string& name, const float* x, int64_t m, int64_t k) {
+    auto it = canonical.find(name);
+    if (it == canonical.end()) {
+      // Projections of one step that read the same input (q, k, v) arrive one after another.
+      const bool same = !last_name.empty() && last.size() == (size_t)(m * k) && acc.at(canonical.at(last_name))->size() == (size_t)(k * k) &&
+                        std::equal(last.begin(), last.end(), x);
+      it = canonical.emplace(name, same ? canonical.at(last_name) : name).first;
+      if (!same) acc[name] = std::make_shared<std::vector<float>>((size_t)(k * k), 0.0f);
+    }
+    if (it->second == name) add_moments(x, m, k, *acc.at(name));
+    last.assign(x, x + m * k);
+    last_name = name;
+  });
+  std::vector<float> logits;
+  for (const std::vector<int32_t>& w : windows) {
+    if (w.empty()) continue;
+    logits.resize(w.size() * (size_t)model.config().vocab_size);
+    s.reset();
+    s.eval(w.data(), (int64_t)w.size(), logits.data(), /*all_logits=*/true);
+    out.rows += (int64_t)w.size();
+  }
+  for (const auto& [name, c] : canonical) out.h[name] = acc.at(c);
+  return out;
+}
+
+InputMoments collect_input_moments(const std::string& source, const std::vector<std::vector<int32_t>>& windows,
+                                   int threads) {
+  ConvertOptions f32;
+  f32.bits = 32;
+  f32.threads = threads;
+  ImportedModel m = import_model(source, f32);
+  LoadParams p;
+  p.threads = threads;
+  const std::unique_ptr<Model> model =
+      Model::load(Manifest::from_memory(m.header, std::move(m.weights), std::move(m.tokenizer_files), source), p);
+  return collect_input_moments(*model, windows);
 }
 
 }  // namespace lowbit

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -53,5 +54,23 @@ CalibStats collect_calibration(const Model& model, const std::string& text_file,
 // The same on `source` (an HF directory or GGUF file) imported at fp32 in memory.
 CalibStats collect_calibration(const std::string& source, const std::string& text_file, int64_t max_tokens,
                                int64_t ctx, int threads);
+
+// Each projection input's second moment H = sum over rows x x^T (k x k, fp32, row-major), over
+// the calibration windows: what GPTQ (kernels/quantize.h, `lowbit convert --gptq`) needs where
+// the diagonal above is enough for the per-group search. Projections of one input (q, k and v;
+// gate and up; seen as equal inputs in one step) share one matrix, computed once.
+struct InputMoments {
+  int64_t rows = 0;  // activation rows per projection (the windows' tokens)
+  std::map<std::string, std::shared_ptr<const std::vector<float>>> h;  // by the projection's HF tensor name
+  // The tensor's H, or null when it was not seen.
+  const std::vector<float>* of(const std::string& tensor) const;
+};
+
+// Runs `model` at fp32 over the windows (each fed from an empty cache, as collect_calibration
+// fed them) and accumulates every projection's H. Throws Error on an empty window list.
+InputMoments collect_input_moments(const Model& model, const std::vector<std::vector<int32_t>>& windows);
+// The same on `source` imported at fp32 in memory.
+InputMoments collect_input_moments(const std::string& source, const std::vector<std::vector<int32_t>>& windows,
+                                   int threads);
 
 }  // namespace lowbit

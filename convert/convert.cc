@@ -63,6 +63,9 @@ void validate_options(const ConvertOptions& opt) {
   linear_type(opt);  // validates group and scheme before any work
   if (opt.calib && opt.quantizer != Quantizer::search)
     throw Error("--calib needs --quantizer search (round to nearest has no error to weigh)");
+  if (opt.moments && !opt.calib) throw Error("--gptq needs --calib TEXT or --calib-load FILE");
+  if (opt.moments && !(opt.gptq_damp > 0 && opt.gptq_damp < 1e3))
+    throw Error("--gptq-damp " + std::to_string(opt.gptq_damp) + " is not in (0, 1000)");
   for (const auto& [glob, type] : opt.keep) parse_type(type);
 }
 
@@ -125,6 +128,8 @@ ConvertSummary emit_tensors(const ModelSource& src, const ConvertOptions& opt, s
   const std::vector<TensorSpec> specs = expected_tensors(src.config());
   int64_t bytes_total = 0, bytes_done = 0;
   for (const TensorSpec& s : specs) bytes_total += src.source_bytes(s);
+  const std::vector<float>* factored = nullptr;  // the H whose GPTQ factor is in u (q, k, v share one)
+  std::vector<float> u;
   for (size_t i = 0; i < specs.size(); ++i) {
     const TensorSpec& s = specs[i];
     TensorEntry& e = plan[i];
@@ -151,8 +156,17 @@ ConvertSummary emit_tensors(const ModelSource& src, const ConvertOptions& opt, s
       if (imp && (int64_t)imp->size() != cols)
         throw Error("calibration: tensor '" + s.name + "' has " + std::to_string(cols) + " columns but " +
                     std::to_string(imp->size()) + " statistics");
+      const std::vector<float>* h = opt.moments && is_quantized(e.type) ? opt.moments->of(s.name) : nullptr;
+      if (h && (int64_t)h->size() != cols * cols)
+        throw Error("calibration: tensor '" + s.name + "' has " + std::to_string(cols) + " columns but a " +
+                    std::to_string(h->size()) + "-value second moment");
       try {
-        quantize(e.type, w.data(), rows, cols, dst, opt.quantizer, &pool, imp ? imp->data() : nullptr);
+        if (h) {
+          if (h != factored) u = gptq_factor(h->data(), cols, opt.gptq_damp), factored = h;
+          quantize_gptq(e.type, w.data(), rows, cols, dst, u.data(), opt.quantizer, &pool, imp ? imp->data() : nullptr);
+        } else {
+          quantize(e.type, w.data(), rows, cols, dst, opt.quantizer, &pool, imp ? imp->data() : nullptr);
+        }
       } catch (const Error& err) {
         throw Error("tensor '" + s.name + "': " + err.what());
       }
@@ -186,6 +200,7 @@ nlohmann::json recipe_json(const ModelSource& src, const ConvertOptions& opt, co
                       {"source_format", src.format()}};
   for (const auto& [glob, type] : opt.keep) r["keep"].push_back(glob + "=" + type);
   if (opt.calib) r["calibration"] = opt.calib->recipe();
+  if (opt.moments) r["gptq"] = {{"damp", opt.gptq_damp}, {"tokens", opt.moments->rows}};
   if (opt.allocation) r["allocation"] = opt.allocation->to_json();
   return r;
 }

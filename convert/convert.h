@@ -17,6 +17,7 @@
 namespace lowbit {
 
 struct CalibStats;
+struct InputMoments;
 struct Allocation;
 
 struct ConvertProgress {
@@ -44,6 +45,11 @@ struct ConvertOptions {
   // Calibration statistics (convert/calib.h, `--calib`): `search` then minimizes each tensor's
   // error weighted by its inputs' mean squared activation; recorded in the recipe. Not owned.
   const CalibStats* calib = nullptr;
+  // GPTQ (`--gptq`, convert/calib.h): a quantized matrix whose input has a second moment here is
+  // quantized by quantize_gptq (kernels/quantize.h) with damping gptq_damp; recorded in the
+  // recipe. Needs `calib` (the per-group search weighs by its importance). Not owned.
+  const InputMoments* moments = nullptr;
+  double gptq_damp = 0.01;
   // Per-tensor types by exact name (convert/allocate.h, `--target-bpw`): they replace the recipe's
   // type; --keep still wins. `allocation`, when set, is recorded in the recipe. Not owned.
   std::map<std::string, QType> tensor_types;

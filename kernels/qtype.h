@@ -44,6 +44,13 @@ const TypeTraits& traits(const QType& t);
 void code_row_scales(const QType& t, const float* w, int64_t k, uint8_t* codes, const uint16_t* scales,
                      const uint16_t* mins, uint8_t* scale_codes, uint8_t* min_codes, uint16_t* factors,
                      Quantizer qz, const float* importance);
+// The two steps of code_row_scales: the row factors from a row's fp16 (d, m), and the groups'
+// codes under given factors (GPTQ picks the factors once from the unchanged row, then codes
+// each group as the error it carries has changed it).
+void scale_factors(const uint16_t* scales, const uint16_t* mins, int64_t groups, uint16_t* factors);
+void code_scales(const QType& t, const float* w, int64_t k, uint8_t* codes, const uint16_t* scales,
+                 const uint16_t* mins, uint8_t* scale_codes, uint8_t* min_codes, const uint16_t* factors,
+                 Quantizer qz, const float* importance);
 
 // Canonical names: "f32", "f16", "bf16", "q4_g32_sym", "q4_row_asym", "q4_g32_asym_s6" (6-bit
 // scale codes), ... parse_type also takes the short forms "q8" (= q8_g32_sym), "q4" (= q4_g32_asym).

@@ -272,18 +272,28 @@ std::pair<int, int> code_group(const float* v, int n, int levels, uint16_t fd, u
 
 }  // namespace
 
-void code_row_scales(const QType& t, const float* w, int64_t k, uint8_t* codes, const uint16_t* scales,
-                     const uint16_t* mins, uint8_t* scale_codes, uint8_t* min_codes, uint16_t* factors,
-                     Quantizer qz, const float* importance) {
-  const int64_t gs = group_size(t, k), ng = groups_per_row(t, k);
-  const int levels = 1 << t.bits;
+void scale_factors(const uint16_t* scales, const uint16_t* mins, int64_t groups, uint16_t* factors) {
   // Factors from the (searched) fp16 values: on SmolLM2 at g32, factors from the groups' min-max
   // ranges instead gave a larger KL (docs/ACCURACY.md).
   float dmax = 0, mmax = 0;
-  for (int64_t g = 0; g < ng; ++g)
+  for (int64_t g = 0; g < groups; ++g)
     dmax = std::max(dmax, f16_to_f32(scales[g])), mmax = std::max(mmax, std::fabs(f16_to_f32(mins[g])));
   factors[0] = f32_to_bf16(dmax / kMaxScaleCode);
   factors[1] = f32_to_bf16(mmax / kMaxMinCode);
+}
+
+void code_row_scales(const QType& t, const float* w, int64_t k, uint8_t* codes, const uint16_t* scales,
+                     const uint16_t* mins, uint8_t* scale_codes, uint8_t* min_codes, uint16_t* factors,
+                     Quantizer qz, const float* importance) {
+  scale_factors(scales, mins, groups_per_row(t, k), factors);
+  code_scales(t, w, k, codes, scales, mins, scale_codes, min_codes, factors, qz, importance);
+}
+
+void code_scales(const QType& t, const float* w, int64_t k, uint8_t* codes, const uint16_t* scales,
+                 const uint16_t* mins, uint8_t* scale_codes, uint8_t* min_codes, const uint16_t* factors,
+                 Quantizer qz, const float* importance) {
+  const int64_t gs = group_size(t, k), ng = groups_per_row(t, k);
+  const int levels = 1 << t.bits;
   std::vector<uint8_t> q(gs), trial(gs);
   for (int64_t g = 0; g < ng; ++g) {
     const int64_t begin = g * gs, n = std::min(gs, k - begin);
