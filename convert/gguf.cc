@@ -34,7 +34,13 @@ std::string shown(std::string_view s) {
   return out;
 }
 
-std::string quoted(std::string_view s) { return "'" + shown(s) + "'"; }
+// Built by appending: "'" + std::string trips GCC 12's -Wrestrict false positive (bug 105651).
+std::string quoted(std::string_view s) {
+  std::string out(1, '\'');
+  out += shown(s);
+  out += '\'';
+  return out;
+}
 
 bool mul_overflows(uint64_t a, uint64_t b, uint64_t* out) { return __builtin_mul_overflow(a, b, out); }
 

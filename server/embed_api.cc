@@ -34,7 +34,8 @@ Embedded embed(Context& ctx, const EmbedRequest& req, const char* input_field) {
   out.load_seconds = lease->load_seconds();
   Workspace ws(model.backend());
   for (size_t i = 0; i < req.input.size(); ++i) {
-    const std::string field = std::string(input_field) + (req.input.size() > 1 ? "[" + std::to_string(i) + "]" : "");
+    std::string field = input_field;  // appended: "[" + std::string trips GCC 12's -Wrestrict (bug 105651)
+    if (req.input.size() > 1) field.append("[").append(std::to_string(i)).append("]");
     std::vector<int32_t> ids = model.tokenizer().encode(req.input[i], true);
     if (ids.empty()) throw RequestError(400, field, field + ": is empty (no tokens to embed)");
     if ((int64_t)ids.size() > m.ctx) {
