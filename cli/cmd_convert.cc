@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <string>
 
 #include "cli/args.h"
@@ -88,8 +89,10 @@ int convert_main(int argc, char** argv) {
   args.flag("--allow-nonfinite", opt.allow_nonfinite, "store NaN/inf weights as 0 instead of failing");
   if (!args.parse(argc, argv)) return 0;
   opt.source_types = !args.given("--bits");
-  if (!(opt.gptq_damp > 0 && opt.gptq_damp < 1e3))  // before any calibration runs
-    throw Error("--gptq-damp " + std::to_string(opt.gptq_damp) + " is not in (0, 1000)");
+  check_gptq_damp(opt.gptq_damp);  // flags checked before any calibration runs
+  if (!calib_text.empty() && !calib_load.empty()) throw Error("--calib and --calib-load exclude each other");
+  if (gptq && calib_text.empty() && calib_load.empty()) throw Error("--gptq needs --calib TEXT or --calib-load FILE");
+  if (!gptq && args.given("--gptq-damp")) throw Error("--gptq-damp needs --gptq");
   if (!quantizer.empty()) opt.quantizer = parse_quantizer(quantizer);
   opt.group = group == "row" ? 0 : (uint32_t)std::stoul(group);
   if (!scheme.empty()) opt.scheme = scheme == "sym" ? (int)Scheme::sym : (int)Scheme::asym;
@@ -98,10 +101,14 @@ int convert_main(int argc, char** argv) {
     opt.keep.emplace_back(k.substr(0, eq), k.substr(eq + 1));
   }
   CalibStats calib;
+  InputMoments moments;
+  std::unique_ptr<Model> f32;  // the source at fp32, imported once for calibration and moments
   if (!calib_text.empty()) {
     std::fprintf(stderr, "calibrating on %s (%lld tokens, windows of %lld)...\n", calib_text.c_str(),
                  (long long)calib_tokens, (long long)calib_ctx);
-    calib = collect_calibration(source, calib_text, calib_tokens, calib_ctx, opt.threads);
+    f32 = load_f32_model(source, opt.threads);
+    // With --gptq the input moments are collected in the same pass (one fp32 run, not two).
+    calib = collect_calibration(*f32, calib_text, calib_tokens, calib_ctx, gptq ? &moments : nullptr);
     std::fprintf(stderr, "calibrated: %lld tokens in %zu windows, %zu projections\n", (long long)calib.tokens,
                  calib.windows.size(), calib.tensors.size());
     opt.calib = &calib;
@@ -114,7 +121,6 @@ int convert_main(int argc, char** argv) {
     throw Error("--calib-save needs --calib");
   }
   if (!calib_load.empty()) {
-    if (!calib_text.empty()) throw Error("--calib and --calib-load exclude each other");
     std::ifstream f(calib_load);
     if (!f) throw Error(calib_load + ": cannot read (--calib-load)");
     nlohmann::json j;
@@ -127,15 +133,14 @@ int convert_main(int argc, char** argv) {
     calib_text = calib.text_file;
     opt.calib = &calib;
   }
-  InputMoments moments;
   if (gptq) {
-    if (calib_text.empty()) throw Error("--gptq needs --calib TEXT or --calib-load FILE");
-    std::fprintf(stderr, "collecting input moments for GPTQ on %zu windows...\n", calib.windows.size());
-    moments = collect_input_moments(source, calib.windows, opt.threads);
+    if (!f32) {  // --calib-load: the statistics came from the file, the moments need a pass
+      std::fprintf(stderr, "collecting input moments for GPTQ on %zu windows...\n", calib.windows.size());
+      moments = collect_input_moments(*load_f32_model(source, opt.threads), calib.windows);
+    }
     opt.moments = &moments;
-  } else if (args.given("--gptq-damp")) {
-    throw Error("--gptq-damp needs --gptq");
   }
+  f32.reset();
   Allocation alloc;
   if (args.given("--target-bpw")) {
     if (calib_text.empty()) throw Error("--target-bpw needs --calib TEXT or --calib-load FILE (the sensitivities are measured on it)");

@@ -68,8 +68,53 @@ CalibStats CalibStats::from_json(const nlohmann::json& j, const std::string& lab
   return st;
 }
 
+namespace {
+
+// H += X^T X for X (m, k): the fp32 matmul kernels with X^T (k, m) as both the weights and the
+// input, so the k^2 m products run at the kernels' rate rather than a scalar loop's.
+void add_moments(const float* x, int64_t m, int64_t k, std::vector<float>& h) {
+  std::vector<float> xt((size_t)(k * m)), y((size_t)(k * k));
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < k; ++j) xt[j * m + i] = x[i * k + j];
+  matmul(QMatrix{QType{Base::f32, 32}, k, m, reinterpret_cast<const uint8_t*>(xt.data())}, xt.data(), k, y.data());
+  for (size_t i = 0; i < h.size(); ++i) h[i] += y[i];
+}
+
+// Every projection's H from the observer's calls of a pass over the windows.
+class MomentsAccumulator {
+ public:
+  void observe(const std::string& name, const float* x, int64_t m, int64_t k) {
+    auto it = canonical_.find(name);
+    if (it == canonical_.end()) {
+      // Projections of one step that read the same input (q, k, v) arrive one after another.
+      const bool same = !last_name_.empty() && last_.size() == (size_t)(m * k) &&
+                        acc_.at(canonical_.at(last_name_))->size() == (size_t)(k * k) &&
+                        std::equal(last_.begin(), last_.end(), x);
+      it = canonical_.emplace(name, same ? canonical_.at(last_name_) : name).first;
+      if (!same) acc_[name] = std::make_shared<std::vector<float>>((size_t)(k * k), 0.0f);
+    }
+    if (it->second == name) add_moments(x, m, k, *acc_.at(name));
+    last_.assign(x, x + m * k);
+    last_name_ = name;
+  }
+  InputMoments finish(int64_t rows) const {
+    InputMoments out;
+    out.rows = rows;
+    for (const auto& [name, c] : canonical_) out.h[name] = acc_.at(c);
+    return out;
+  }
+
+ private:
+  std::map<std::string, std::shared_ptr<std::vector<float>>> acc_;
+  std::map<std::string, std::string> canonical_;  // projection -> the one whose H it shares
+  std::vector<float> last_;                       // the previous projection's input
+  std::string last_name_;
+};
+
+}  // namespace
+
 CalibStats collect_calibration(const Model& model, const std::string& text_file, int64_t max_tokens,
-                               int64_t ctx) {
+                               int64_t ctx, InputMoments* moments) {
   if (max_tokens < 2) throw Error("--calib-tokens " + std::to_string(max_tokens) + " is too small (at least 2)");
   if (ctx < 2) throw Error("calibration context " + std::to_string(ctx) + " is too small (at least 2)");
   std::ifstream f(text_file, std::ios::binary);
@@ -84,6 +129,7 @@ CalibStats collect_calibration(const Model& model, const std::string& text_file,
   if (stream.empty()) throw Error(text_file + ": the calibration text holds no tokens");
   const int32_t bos = tok.bos_id();
 
+  MomentsAccumulator acc;
   Session s(model);
   s.set_observer([&](const std::string& name, const float* x, int64_t m, int64_t k) {
     CalibStats::Tensor& t = st.tensors[name];
@@ -93,6 +139,7 @@ CalibStats collect_calibration(const Model& model, const std::string& text_file,
     for (int64_t i = 0; i < m; ++i)
       for (int64_t j = 0; j < k; ++j) t.sum_sq[j] += (double)x[i * k + j] * x[i * k + j];
     t.rows += m;
+    if (moments) acc.observe(name, x, m, k);
   });
   // Every row goes through the head too, so lm_head (or the tied embedding) gets statistics.
   std::vector<float> logits((size_t)(ctx * model.config().vocab_size));
@@ -109,20 +156,18 @@ CalibStats collect_calibration(const Model& model, const std::string& text_file,
     st.windows.push_back(std::move(w));
   }
   st.finish();
+  if (moments) *moments = acc.finish(st.tokens);
   return st;
 }
 
-CalibStats collect_calibration(const std::string& source, const std::string& text_file, int64_t max_tokens,
-                               int64_t ctx, int threads) {
+std::unique_ptr<Model> load_f32_model(const std::string& source, int threads) {
   ConvertOptions f32;
   f32.bits = 32;
   f32.threads = threads;
   ImportedModel m = import_model(source, f32);
   LoadParams p;
   p.threads = threads;
-  const std::unique_ptr<Model> model =
-      Model::load(Manifest::from_memory(m.header, std::move(m.weights), std::move(m.tokenizer_files), source), p);
-  return collect_calibration(*model, text_file, max_tokens, ctx);
+  return Model::load(Manifest::from_memory(m.header, std::move(m.weights), std::move(m.tokenizer_files), source), p);
 }
 
 const std::vector<float>* InputMoments::of(const std::string& tensor) const {
@@ -130,64 +175,21 @@ const std::vector<float>* InputMoments::of(const std::string& tensor) const {
   return it == h.end() ? nullptr : it->second.get();
 }
 
-namespace {
-
-// H += X^T X for X (m, k): the fp32 matmul kernels with X^T (k, m) as both the weights and the
-// input, so the k^2 m products run at the kernels' rate rather than a scalar loop's.
-void add_moments(const float* x, int64_t m, int64_t k, std::vector<float>& h) {
-  std::vector<float> xt((size_t)(k * m)), y((size_t)(k * k));
-  for (int64_t i = 0; i < m; ++i)
-    for (int64_t j = 0; j < k; ++j) xt[j * m + i] = x[i * k + j];
-  matmul(QMatrix{QType{Base::f32, 32}, k, m, reinterpret_cast<const uint8_t*>(xt.data())}, xt.data(), k, y.data());
-  for (size_t i = 0; i < h.size(); ++i) h[i] += y[i];
-}
-
-}  // namespace
-
 InputMoments collect_input_moments(const Model& model, const std::vector<std::vector<int32_t>>& windows) {
   if (windows.empty()) throw Error("GPTQ: the calibration holds no windows");
-  InputMoments out;
-  std::map<std::string, std::shared_ptr<std::vector<float>>> acc;
-  std::map<std::string, std::string> canonical;  // projection -> the one whose H it shares
-  std::vector<float> last;                        // the previous projection's input
-  std::string last_name;
+  MomentsAccumulator acc;
   Session s(model);
-  s.set_observer([&](const std::string& name, const float* x, int64_t m, int64_t k) {
-    auto it = canonical.find(name);
-    if (it == canonical.end()) {
-      // Projections of one step that read the same input (q, k, v) arrive one after another.
-      const bool same = !last_name.empty() && last.size() == (size_t)(m * k) && acc.at(canonical.at(last_name))->size() == (size_t)(k * k) &&
-                        std::equal(last.begin(), last.end(), x);
-      it = canonical.emplace(name, same ? canonical.at(last_name) : name).first;
-      if (!same) acc[name] = std::make_shared<std::vector<float>>((size_t)(k * k), 0.0f);
-    }
-    if (it->second == name) add_moments(x, m, k, *acc.at(name));
-    last.assign(x, x + m * k);
-    last_name = name;
-  });
+  s.set_observer([&](const std::string& name, const float* x, int64_t m, int64_t k) { acc.observe(name, x, m, k); });
   std::vector<float> logits;
+  int64_t rows = 0;
   for (const std::vector<int32_t>& w : windows) {
     if (w.empty()) continue;
     logits.resize(w.size() * (size_t)model.config().vocab_size);
     s.reset();
     s.eval(w.data(), (int64_t)w.size(), logits.data(), /*all_logits=*/true);
-    out.rows += (int64_t)w.size();
+    rows += (int64_t)w.size();
   }
-  for (const auto& [name, c] : canonical) out.h[name] = acc.at(c);
-  return out;
-}
-
-InputMoments collect_input_moments(const std::string& source, const std::vector<std::vector<int32_t>>& windows,
-                                   int threads) {
-  ConvertOptions f32;
-  f32.bits = 32;
-  f32.threads = threads;
-  ImportedModel m = import_model(source, f32);
-  LoadParams p;
-  p.threads = threads;
-  const std::unique_ptr<Model> model =
-      Model::load(Manifest::from_memory(m.header, std::move(m.weights), std::move(m.tokenizer_files), source), p);
-  return collect_input_moments(*model, windows);
+  return acc.finish(rows);
 }
 
 }  // namespace lowbit

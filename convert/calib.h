@@ -43,18 +43,6 @@ struct CalibStats {
   void finish();
 };
 
-// Runs `model` over text_file's tokens: the text is tokenized as one string, then fed in
-// windows of ctx tokens, each BOS (when the tokenizer has one) followed by the next tokens of
-// the stream, until max_tokens tokens have been fed or the text ends (a last short window is
-// fed too). Every matmul input is observed. Throws Error naming the file when it cannot be read
-// or holds no tokens, or on max_tokens / ctx < 2.
-CalibStats collect_calibration(const Model& model, const std::string& text_file, int64_t max_tokens,
-                               int64_t ctx);
-
-// The same on `source` (an HF directory or GGUF file) imported at fp32 in memory.
-CalibStats collect_calibration(const std::string& source, const std::string& text_file, int64_t max_tokens,
-                               int64_t ctx, int threads);
-
 // Each projection input's second moment H = sum over rows x x^T (k x k, fp32, row-major), over
 // the calibration windows: what GPTQ (kernels/quantize.h, `lowbit convert --gptq`) needs where
 // the diagonal above is enough for the per-group search. Projections of one input (q, k and v;
@@ -66,11 +54,21 @@ struct InputMoments {
   const std::vector<float>* of(const std::string& tensor) const;
 };
 
+// Runs `model` over text_file's tokens: the text is tokenized as one string, then fed in
+// windows of ctx tokens, each BOS (when the tokenizer has one) followed by the next tokens of
+// the stream, until max_tokens tokens have been fed or the text ends (a last short window is
+// fed too). Every matmul input is observed; with `moments`, the same pass also fills it (what
+// collect_input_moments would give on the windows fed). Throws Error naming the file when it
+// cannot be read or holds no tokens, or on max_tokens / ctx < 2.
+CalibStats collect_calibration(const Model& model, const std::string& text_file, int64_t max_tokens,
+                               int64_t ctx, InputMoments* moments = nullptr);
+
 // Runs `model` at fp32 over the windows (each fed from an empty cache, as collect_calibration
 // fed them) and accumulates every projection's H. Throws Error on an empty window list.
 InputMoments collect_input_moments(const Model& model, const std::vector<std::vector<int32_t>>& windows);
-// The same on `source` imported at fp32 in memory.
-InputMoments collect_input_moments(const std::string& source, const std::vector<std::vector<int32_t>>& windows,
-                                   int threads);
+
+// `source` (an HF directory or GGUF file) imported at fp32 in memory and loaded: the model the
+// calibration runs on.
+std::unique_ptr<Model> load_f32_model(const std::string& source, int threads);
 
 }  // namespace lowbit

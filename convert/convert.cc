@@ -55,6 +55,10 @@ QType recipe_type(const ConvertOptions& opt, const std::string& name, bool is_no
   return t;
 }
 
+void check_gptq_damp(double damp) {
+  if (!(damp > 0 && damp < 1e3)) throw Error("--gptq-damp " + std::to_string(damp) + " is not in (0, 1000)");
+}
+
 namespace {
 
 void validate_options(const ConvertOptions& opt) {
@@ -64,8 +68,7 @@ void validate_options(const ConvertOptions& opt) {
   if (opt.calib && opt.quantizer != Quantizer::search)
     throw Error("--calib needs --quantizer search (round to nearest has no error to weigh)");
   if (opt.moments && !opt.calib) throw Error("--gptq needs --calib TEXT or --calib-load FILE");
-  if (opt.moments && !(opt.gptq_damp > 0 && opt.gptq_damp < 1e3))
-    throw Error("--gptq-damp " + std::to_string(opt.gptq_damp) + " is not in (0, 1000)");
+  if (opt.moments) check_gptq_damp(opt.gptq_damp);
   for (const auto& [glob, type] : opt.keep) parse_type(type);
 }
 

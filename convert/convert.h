@@ -78,6 +78,9 @@ struct ConvertSummary {
 QType recipe_type(const ConvertOptions& opt, const std::string& name, bool is_norm_or_bias,
                   bool is_embedding_or_head);
 
+// Throws Error naming --gptq-damp unless 0 < damp < 1000 (the CLI checks before calibrating).
+void check_gptq_damp(double damp);
+
 // Writes OUT_DIR atomically: into a temporary sibling directory renamed at the end. Throws Error
 // (naming the file, tensor or field) and leaves nothing behind on failure or cancellation.
 // `source` is an HF directory or a GGUF file (open_source).

@@ -19,15 +19,7 @@
 namespace lowbit {
 namespace {
 
-std::unique_ptr<Model> load_f32(const std::string& source) {
-  ConvertOptions f32;
-  f32.bits = 32;
-  f32.threads = 1;
-  ImportedModel m = import_model(source, f32);
-  LoadParams p;
-  p.threads = 1;
-  return Model::load(Manifest::from_memory(m.header, std::move(m.weights), std::move(m.tokenizer_files), source), p);
-}
+std::unique_ptr<Model> load_f32(const std::string& source) { return load_f32_model(source, 1); }
 
 TEST(InputMoments, EqualXtXOfTheSameActivations) {
   const std::string src = test::kModels + "/stories260K";
@@ -83,6 +75,23 @@ TEST(InputMoments, EqualXtXOfTheSameActivations) {
     EXPECT_NE(mo.of(p + "self_attn.q_proj.weight"), mo.of(p + "self_attn.o_proj.weight"));
     EXPECT_NE(mo.of(p + "mlp.gate_proj.weight"), mo.of(p + "mlp.down_proj.weight"));
   }
+}
+
+// The calibration pass's moments are collect_input_moments' on the windows it fed, exactly: the
+// same activations summed by the same kernels in the same order.
+TEST(InputMoments, CollectedInTheCalibrationPassEqualASeparatePass) {
+  const std::unique_ptr<Model> model = load_f32(test::kModels + "/stories260K");
+  InputMoments in_pass;
+  const CalibStats st =
+      collect_calibration(*model, test::kModels + "/../corpus/tinystories_sample.txt", 150, 64, &in_pass);
+  const InputMoments separate = collect_input_moments(*model, st.windows);
+  EXPECT_EQ(in_pass.rows, separate.rows);
+  ASSERT_EQ(in_pass.h.size(), separate.h.size());
+  for (const auto& [name, h] : separate.h) {
+    ASSERT_NE(in_pass.of(name), nullptr) << name;
+    EXPECT_EQ(*in_pass.of(name), *h) << name;
+  }
+  EXPECT_EQ(in_pass.of("model.layers.0.self_attn.q_proj.weight"), in_pass.of("model.layers.0.self_attn.v_proj.weight"));
 }
 
 TEST(InputMoments, NoWindowsIsAnError) {

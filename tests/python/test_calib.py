@@ -103,6 +103,13 @@ def test_saved_statistics_reproduce_the_conversion(tmp_path):
            "--calib-save", stats, "--threads", 1)
     lowbit("convert", STORIES, tmp_path / "b", "--bits", "2", "--calib-load", stats, "--threads", 1)
     assert (tmp_path / "a" / "weights.bin").read_bytes() == (tmp_path / "b" / "weights.bin").read_bytes()
+    # GPTQ's moments: collected in the calibration pass with --calib, by a second pass over the
+    # saved windows with --calib-load; the same inputs, so the same file.
+    lowbit("convert", STORIES, tmp_path / "ga", "--bits", "2", "--calib", TEXT, "--calib-tokens", 600,
+           "--gptq", "--threads", 1)
+    lowbit("convert", STORIES, tmp_path / "gb", "--bits", "2", "--calib-load", stats, "--gptq", "--threads", 1)
+    assert (tmp_path / "ga" / "weights.bin").read_bytes() == (tmp_path / "gb" / "weights.bin").read_bytes()
+    assert (tmp_path / "ga" / "weights.bin").read_bytes() != (tmp_path / "a" / "weights.bin").read_bytes()
     recipe = lambda d: json.loads((d / "manifest.json").read_text())["recipe"]["calibration"]  # noqa: E731
     assert recipe(tmp_path / "a") == recipe(tmp_path / "b")
     bad = tmp_path / "bad.json"
