@@ -202,41 +202,58 @@ void CpuBackend::attention(int64_t layer, const Tensor& q, const Tensor& k, cons
     capacity = std::max(capacity, c.capacity);
   }
 
-  // One task per (KV head, row, part of its query heads): the query heads of a KV head share its
-  // reads of the cache (heads of KV head kvh: kvh * group .. kvh * group + group - 1). A prompt's
-  // rows give plenty of tasks; a decode step's few KV heads are cut into parts (the most that
-  // divides the group and keeps to ~16 tasks per thread), which evens out the threads' finish
-  // better than the shared reads save: TinyLlama shape (4 KV heads of 8), 1000-token context, 2
-  // threads, generation tokens/s against one task per head: 4 tasks 6% slower, 8 tasks 7% slower,
-  // 32 tasks (one head each) the same; the 1000-token prompt gains 3-10% (85-92 -> 89-97
-  // tokens/s). Any divisor, not only powers of two: SmolLM2-135M's groups of 3 heads (3 KV heads)
-  // were otherwise 3 tasks for 2 threads. Every head's arithmetic is the same however the heads
-  // are cut, so the split never changes a result.
+  // One task per (KV head, tile, part of its query heads), a tile being up to kTileRows rows of
+  // one sequence: the query heads of a KV head share its reads of the cache (heads of KV head
+  // kvh: kvh * group .. kvh * group + group - 1), and a prompt's tile of rows shares them too
+  // (attend_rows). A prompt's tiles give plenty of tasks; a decode step's few KV heads are cut
+  // into parts (the most that divides the group and keeps to ~16 tasks per thread), which evens
+  // out the threads' finish better than the shared reads save: TinyLlama shape (4 KV heads of
+  // 8), 1000-token context, 2 threads, generation tokens/s against one task per head: 4 tasks 6%
+  // slower, 8 tasks 7% slower, 32 tasks (one head each) the same; the 1000-token prompt gains
+  // 3-10% (85-92 -> 89-97 tokens/s). Any divisor, not only powers of two: SmolLM2-135M's groups
+  // of 3 heads (3 KV heads) were otherwise 3 tasks for 2 threads. Every row's and head's
+  // arithmetic is the same however the rows and heads are cut (attend_rows), so the split never
+  // changes a result.
+  constexpr int64_t kTileRows = 8;
+  int64_t tiles = 0;
+  for (const SeqRows& s : seqs) tiles += (s.rows + kTileRows - 1) / kTileRows;
   const int64_t threads = pool_->size();
   int64_t parts = 1;
-  for (int64_t p = 2; p <= group && n * sh.n_kv_heads * p <= 16 * threads; ++p)
+  for (int64_t p = 2; p <= group && tiles * sh.n_kv_heads * p <= 16 * threads; ++p)
     if (group % p == 0) parts = p;
   const int64_t heads = group / parts;  // query heads per task
-  const int64_t tasks = n * sh.n_kv_heads * parts;
+  const int64_t tasks = tiles * sh.n_kv_heads * parts;
   // KV-head-major: the tasks taken one after another read the same KV head's cache rows, which
   // stay in the cores' L2 (a 512-token prompt's K and V of one KV head of 64 are 256 KiB; of all
   // 4 of TinyLlama's, an L2's worth).
   auto attend_task = [&](int64_t task, int) {
-    const int64_t kvh = task / (n * parts), t = task / parts % n;
+    const int64_t kvh = task / (tiles * parts), tile = task / parts % tiles;
     const int64_t h0 = kvh * group + task % parts * heads;
     const SeqRows* s = seqs.data();
-    while (t >= s->row0 + s->rows) ++s;  // rows are few and sequences fewer: a scan
+    int64_t first_tile = 0;  // rows are few and sequences fewer: a scan
+    for (; tile >= first_tile + (s->rows + kTileRows - 1) / kTileRows; ++s) first_tile += (s->rows + kTileRows - 1) / kTileRows;
     const KvCache& c = *s->cache;
-    const int64_t end = s->pos + (t - s->row0) + 1;
-    const int64_t first = sh.sliding_window > 0 ? std::max<int64_t>(0, end - sh.sliding_window) : 0;
-    // Scores of `heads` heads over at most a cache's capacity, per thread, sized once for the
+    const int64_t i0 = (tile - first_tile) * kTileRows, t = s->row0 + i0;
+    AttendRows a;
+    a.rows = std::min(kTileRows, s->rows - i0);
+    a.group = heads;
+    a.head_dim = hd;
+    a.q = qp + t * q_dim + h0 * hd;
+    a.out = op + t * q_dim + h0 * hd;
+    a.q_stride = a.out_stride = q_dim;
+    a.k_cache = host(c.k.get()) + layer * c.capacity * kv_dim + kvh * hd;
+    a.v_cache = host(c.v.get()) + layer * c.capacity * kv_dim + kvh * hd;
+    a.kv_stride = kv_dim;
+    a.n_pos = s->pos + i0 + 1;
+    a.window = sh.sliding_window > 0 ? sh.sliding_window : 0;
+    a.scale = sh.scale;
+    // Scores of a tile's heads over at most a cache's capacity, per thread, sized once for the
     // largest cache this thread has served (no allocation as a context grows).
     thread_local std::vector<float> scores;
-    if ((int64_t)scores.size() < group * capacity) scores.resize(group * capacity);
-    const float* kc = host(c.k.get()) + layer * c.capacity * kv_dim + kvh * hd;
-    const float* vc = host(c.v.get()) + layer * c.capacity * kv_dim + kvh * hd;
-    attend(qp + t * q_dim + h0 * hd, heads, kc, vc, kv_dim, end, first, hd, sh.scale, scores.data(),
-           op + t * q_dim + h0 * hd);
+    const int64_t need = attend_rows_scratch(kTileRows, group, capacity, 0);
+    if ((int64_t)scores.size() < need) scores.resize(need);
+    a.scratch = scores.data();
+    attend_rows(a);
   };
   // Short contexts of small models are cheaper on this thread than a hand-off to the pool. The
   // cut is low: in a decode step the workers are still spinning from the last matmul, so the

@@ -5,6 +5,14 @@
 #include <cstdint>
 #include <cstring>
 
+#include "kernels/isa.h"
+
+#ifdef LOWBIT_HAVE_AVX2
+namespace lowbit::avx2 {
+bool attend_rows(const AttendRows& a);  // kernels/attend_avx2.cc; false: a head size it does not take
+}
+#endif
+
 namespace lowbit {
 
 void rmsnorm(const float* x, const float* w, int64_t n, float eps, float* out) {
@@ -109,6 +117,25 @@ void attend(const float* q, int64_t group, const float* k_cache, const float* v_
       float* o = out + g * head_dim;
       for (int64_t i = 0; i < head_dim; ++i) o[i] += a * v[i];
     }
+  }
+}
+
+int64_t attend_rows_scratch(int64_t rows, int64_t group, int64_t n_pos, int64_t window) {
+  // The AVX2 path's scores of every row from the first row's first position, in whole 8s; the
+  // row-by-row path needs less.
+  return rows * group * ((n_pos + rows - 1 - attend_first(n_pos, window) + 7) / 8 * 8);
+}
+
+void attend_rows(const AttendRows& a) {
+#ifdef LOWBIT_HAVE_AVX2
+  // The kernels' ISA choice (LOWBIT_ISA=scalar keeps to the portable code here too).
+  static const bool simd = default_isa() != Isa::scalar;
+  if (simd && avx2::attend_rows(a)) return;
+#endif
+  for (int64_t r = 0; r < a.rows; ++r) {
+    const int64_t end = a.n_pos + r;
+    attend(a.q + r * a.q_stride, a.group, a.k_cache, a.v_cache, a.kv_stride, end, attend_first(end, a.window),
+           a.head_dim, a.scale, a.scratch, a.out + r * a.out_stride);
   }
 }
 

@@ -66,4 +66,30 @@ void add_inplace(float* out, const float* x, int64_t n);
 void attend(const float* q, int64_t group, const float* k_cache, const float* v_cache, int64_t kv_stride,
             int64_t n_pos, int64_t first_pos, int64_t head_dim, float scale, float* scratch, float* out);
 
+// attend() for `rows` consecutive positions of one sequence at once (a prompt's rows, or one
+// decode row): row r's `group` query heads start at q + r * q_stride, it attends positions
+// [first_r, n_pos + r) with first_r = max(0, n_pos + r - window) (window 0: first_r = 0), and
+// its output goes to out + r * out_stride. Every row's result is bit for bit attend()'s for that
+// row (tested), whichever path runs: the AVX2 twin (kernels/attend_avx2.cc) scores 8 keys per
+// vector and keeps each head's output sum in registers over a block of positions, with a block
+// of keys and values read once for all the rows' heads; elsewhere, attend() row by row.
+struct AttendRows {
+  const float* q = nullptr;
+  int64_t q_stride = 0;
+  float* out = nullptr;
+  int64_t out_stride = 0;
+  int64_t rows = 1, group = 1, head_dim = 0;
+  const float* k_cache = nullptr;  // (pos, kv_stride), this KV head's first value at column 0
+  const float* v_cache = nullptr;
+  int64_t kv_stride = 0;
+  int64_t n_pos = 0;   // row 0 attends up to (not including) n_pos
+  int64_t window = 0;  // 0: every earlier position
+  float scale = 1;
+  float* scratch = nullptr;  // attend_rows_scratch(rows, group, n_pos, window) floats
+};
+void attend_rows(const AttendRows& a);
+int64_t attend_rows_scratch(int64_t rows, int64_t group, int64_t n_pos, int64_t window);
+// The first position row `end - 1` attends (end = n_pos + r).
+inline int64_t attend_first(int64_t end, int64_t window) { return window > 0 && end > window ? end - window : 0; }
+
 }  // namespace lowbit

@@ -67,6 +67,54 @@ TEST(Ops, AttendMatchesDoublePrecision) {
   }
 }
 
+// attend_rows() is attend() row by row, bit for bit (its contract, ops.h), whichever path runs:
+// head sizes the AVX2 twin takes (64, 128, 192) and one it leaves to attend() (40); tiles of 1 to
+// 8 rows; contexts not a multiple of the 8-key groups or the 64-position blocks; a sliding
+// window (rows' first positions differ); grouped-query heads. attend() itself is held against
+// double precision above.
+TEST(Ops, AttendRowsIsAttendRowByRow) {
+  struct Shape {
+    int64_t head_dim, group, rows, n_pos, window;
+  };
+  for (const Shape& s : {Shape{64, 3, 8, 1, 0}, Shape{64, 8, 8, 130, 0}, Shape{64, 1, 1, 77, 0},
+                         Shape{128, 4, 5, 200, 0}, Shape{64, 3, 7, 300, 50}, Shape{192, 2, 3, 65, 0},
+                         Shape{40, 2, 4, 33, 0}, Shape{128, 1, 8, 513, 100}, Shape{64, 2, 2, 5, 3}}) {
+    SCOPED_TRACE(testing::Message() << "head_dim " << s.head_dim << " group " << s.group << " rows " << s.rows
+                                    << " n_pos " << s.n_pos << " window " << s.window);
+    const int64_t stride = s.head_dim * 2 + 8, q_stride = s.group * s.head_dim + 16, positions = s.n_pos + s.rows - 1;
+    const auto q = test::random_matrix(s.rows, q_stride, 6, 2.0f);
+    const auto k = test::random_matrix(positions, stride, 7, 1.5f);
+    const auto v = test::random_matrix(positions, stride, 8);
+    const float scale = 1.0f / std::sqrt((float)s.head_dim);
+    AttendRows a;
+    a.q = q.data() + 3;
+    a.q_stride = a.out_stride = q_stride;
+    a.rows = s.rows;
+    a.group = s.group;
+    a.head_dim = s.head_dim;
+    a.k_cache = k.data() + 5;  // a KV head at an offset within the row, as the cache's second one
+    a.v_cache = v.data() + 5;
+    a.kv_stride = stride;
+    a.n_pos = s.n_pos;
+    a.window = s.window;
+    a.scale = scale;
+    std::vector<float> scratch(attend_rows_scratch(s.rows, s.group, s.n_pos, s.window), NAN);
+    std::vector<float> out(s.rows * q_stride, -7.0f);
+    a.scratch = scratch.data();
+    a.out = out.data();
+    attend_rows(a);
+    for (int64_t r = 0; r < s.rows; ++r) {
+      const int64_t end = s.n_pos + r, first = attend_first(end, s.window);
+      ASSERT_EQ(first, s.window > 0 ? std::max<int64_t>(0, end - s.window) : 0);
+      std::vector<float> sc(s.group * (end - first)), ref(s.group * s.head_dim);
+      attend(a.q + r * q_stride, s.group, a.k_cache, a.v_cache, stride, end, first, s.head_dim, scale, sc.data(), ref.data());
+      for (int64_t i = 0; i < s.group * s.head_dim; ++i)
+        ASSERT_EQ(out[r * q_stride + i], ref[i]) << "row " << r << " element " << i;
+      for (int64_t i = s.group * s.head_dim; i < q_stride; ++i) ASSERT_EQ(out[r * q_stride + i], -7.0f) << "written past the heads";
+    }
+  }
+}
+
 TEST(Ops, ExpF32WithinTwoUlp) {
   constexpr int kSteps = 1 << 21;
   double worst = 0;
