@@ -12,128 +12,63 @@
 // - Softmax: the same function on the same scores.
 #include <immintrin.h>
 
-#include <algorithm>
-#include <cstring>
-
-#include "kernels/ops.h"
+#include "kernels/attend_rows_impl.h"
 
 namespace lowbit::avx2 {
 namespace {
 
-// Positions per block: 64 keys or values of head_dim 64 are 16 KiB, within L1 beside the rows'
-// queries and outputs.
-constexpr int64_t kBlock = 64;
+struct Lanes {
+  static constexpr int64_t kKeys = 8;
 
-// Scores of 8 keys from k (rows kv_stride apart), `valid` of them real (the rest give 0). Keys j
-// and j + 4 are summed side by side and their halves added at once, so 4 vectors stay live; with
-// HD known the query stays in registers over the 8 keys (one load per FMA, not two).
-template <int HD>
-inline __m256 scores8(const float* q, const float* k, int64_t kv_stride, int64_t valid, int64_t hd, float scale) {
-  constexpr int kRegs = HD > 0 && HD <= 64 ? HD / 8 : 1;
-  __m256 qr[kRegs];
-  if constexpr (HD > 0 && HD <= 64)
-    for (int i = 0; i < kRegs; ++i) qr[i] = _mm256_loadu_ps(q + 8 * i);
-  auto chain = [&](int j) {
-    __m256 acc = _mm256_setzero_ps();
-    if (j < valid) {
-      const float* kj = k + j * kv_stride;
-      if constexpr (HD > 0 && HD <= 64) {
-        for (int i = 0; i < kRegs; ++i) acc = _mm256_fmadd_ps(qr[i], _mm256_loadu_ps(kj + 8 * i), acc);
-      } else {
-        for (int64_t i = 0; i < (HD > 0 ? HD : hd); i += 8)
-          acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(kj + i), acc);
-      }
-    }
-    return acc;
-  };
-  // x[j] holds key j's 4 half sums (lanes 0-3) and key j + 4's (lanes 4-7).
-  __m256 x[4];
-  for (int j = 0; j < 4; ++j) {
-    const __m256 lo = chain(j), hi = chain(j + 4);
-    x[j] = _mm256_add_ps(_mm256_permute2f128_ps(lo, hi, 0x20), _mm256_permute2f128_ps(lo, hi, 0x31));
-  }
-  const __m256 s = _mm256_hadd_ps(_mm256_hadd_ps(x[0], x[1]), _mm256_hadd_ps(x[2], x[3]));
-  return _mm256_mul_ps(s, _mm256_set1_ps(scale));
-}
-
-// o += w[p] * v_p for p in [p0, p1), in position order, the HD-wide output in registers.
-template <int HD>
-inline void weighted_sum(const float* w, const float* v, int64_t kv_stride, int64_t p0, int64_t p1, float* o) {
-  __m256 acc[HD / 8];
-  for (int i = 0; i < HD / 8; ++i) acc[i] = _mm256_loadu_ps(o + 8 * i);
-  for (int64_t p = p0; p < p1; ++p) {
-    const __m256 a = _mm256_broadcast_ss(w + p);
-    const float* vp = v + p * kv_stride;
-    for (int i = 0; i < HD / 8; ++i) acc[i] = _mm256_fmadd_ps(a, _mm256_loadu_ps(vp + 8 * i), acc[i]);
-  }
-  for (int i = 0; i < HD / 8; ++i) _mm256_storeu_ps(o + 8 * i, acc[i]);
-}
-
-template <int HD>
-void run(const AttendRows& a) {
-  const int64_t hd = HD > 0 ? HD : a.head_dim, group = a.group, rows = a.rows;
-  const int64_t lo = attend_first(a.n_pos, a.window), hi = a.n_pos + rows - 1;
-  const int64_t width = (hi - lo + 7) / 8 * 8;  // scores per head, from lo
-  auto range = [&](int64_t r, int64_t b0, int64_t b1, int64_t* p0, int64_t* p1) {
-    const int64_t end = a.n_pos + r;
-    *p0 = std::max(b0, attend_first(end, a.window));
-    *p1 = std::min(b1, end);
-    return *p0 < *p1;
-  };
-  for (int64_t b0 = lo; b0 < hi; b0 += kBlock) {
-    const int64_t b1 = std::min(hi, b0 + kBlock);
-    for (int64_t r = 0; r < rows; ++r) {
-      int64_t p0, p1;
-      if (!range(r, b0, b1, &p0, &p1)) continue;
-      p0 = lo + (p0 - lo) / 8 * 8;  // whole groups of 8 from lo; scores outside the row's range go unused
-      for (int64_t g = 0; g < group; ++g) {
-        const float* q = a.q + r * a.q_stride + g * hd;
-        float* s = a.scratch + (r * group + g) * width - lo;
-        for (int64_t p = p0; p < p1; p += 8)
-          _mm256_storeu_ps(s + p, scores8<HD>(q, a.k_cache + p * a.kv_stride, a.kv_stride, std::min<int64_t>(8, hi - p),
-                                              hd, a.scale));
-      }
-    }
-  }
-  for (int64_t r = 0; r < rows; ++r) {
-    const int64_t end = a.n_pos + r, first = attend_first(end, a.window);
-    for (int64_t g = 0; g < group; ++g) softmax(a.scratch + (r * group + g) * width + (first - lo), end - first);
-    std::fill(a.out + r * a.out_stride, a.out + r * a.out_stride + group * hd, 0.0f);
-  }
-  for (int64_t b0 = lo; b0 < hi; b0 += kBlock) {
-    const int64_t b1 = std::min(hi, b0 + kBlock);
-    for (int64_t r = 0; r < rows; ++r) {
-      int64_t p0, p1;
-      if (!range(r, b0, b1, &p0, &p1)) continue;
-      for (int64_t g = 0; g < group; ++g) {
-        const float* w = a.scratch + (r * group + g) * width - lo;
-        float* o = a.out + r * a.out_stride + g * hd;
-        if constexpr (HD > 0) {
-          weighted_sum<HD>(w, a.v_cache, a.kv_stride, p0, p1, o);
+  // Scores of 8 keys from k (rows kv_stride apart), `valid` of them real (the rest give 0). Keys j
+  // and j + 4 are summed side by side and their halves added at once, so 4 vectors stay live; with
+  // HD known the query stays in registers over the 8 keys (one load per FMA, not two).
+  template <int HD>
+  static void scores(const float* q, const float* k, int64_t kv_stride, int64_t valid, int64_t hd, float scale,
+                     float* out) {
+    constexpr int kRegs = HD > 0 && HD <= 64 ? HD / 8 : 1;
+    __m256 qr[kRegs];
+    if constexpr (HD > 0 && HD <= 64)
+      for (int i = 0; i < kRegs; ++i) qr[i] = _mm256_loadu_ps(q + 8 * i);
+    auto chain = [&](int j) {
+      __m256 acc = _mm256_setzero_ps();
+      if (j < valid) {
+        const float* kj = k + j * kv_stride;
+        if constexpr (HD > 0 && HD <= 64) {
+          for (int i = 0; i < kRegs; ++i) acc = _mm256_fmadd_ps(qr[i], _mm256_loadu_ps(kj + 8 * i), acc);
         } else {
-          for (int64_t i = 0; i < hd; i += 64) {  // 64 dims at a time; hd a multiple of 64 here
-            weighted_sum<64>(w, a.v_cache + i, a.kv_stride, p0, p1, o + i);
-          }
+          for (int64_t i = 0; i < (HD > 0 ? HD : hd); i += 8)
+            acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(kj + i), acc);
         }
       }
+      return acc;
+    };
+    // x[j] holds key j's 4 half sums (lanes 0-3) and key j + 4's (lanes 4-7).
+    __m256 x[4];
+    for (int j = 0; j < 4; ++j) {
+      const __m256 lo = chain(j), hi = chain(j + 4);
+      x[j] = _mm256_add_ps(_mm256_permute2f128_ps(lo, hi, 0x20), _mm256_permute2f128_ps(lo, hi, 0x31));
     }
+    const __m256 s = _mm256_hadd_ps(_mm256_hadd_ps(x[0], x[1]), _mm256_hadd_ps(x[2], x[3]));
+    _mm256_storeu_ps(out, _mm256_mul_ps(s, _mm256_set1_ps(scale)));
   }
-}
+
+  // o += w[p] * v_p for p in [p0, p1), in position order, the HD-wide output in registers.
+  template <int HD>
+  static void weighted_sum(const float* w, const float* v, int64_t kv_stride, int64_t p0, int64_t p1, float* o) {
+    __m256 acc[HD / 8];
+    for (int i = 0; i < HD / 8; ++i) acc[i] = _mm256_loadu_ps(o + 8 * i);
+    for (int64_t p = p0; p < p1; ++p) {
+      const __m256 a = _mm256_broadcast_ss(w + p);
+      const float* vp = v + p * kv_stride;
+      for (int i = 0; i < HD / 8; ++i) acc[i] = _mm256_fmadd_ps(a, _mm256_loadu_ps(vp + 8 * i), acc[i]);
+    }
+    for (int i = 0; i < HD / 8; ++i) _mm256_storeu_ps(o + 8 * i, acc[i]);
+  }
+};
 
 }  // namespace
 
-// Head sizes of the Llama family: 64 (SmolLM2, TinyLlama) and 128 (Llama 2/3, Mistral, Qwen2.5
-// 7B) as constants; other multiples of 64 through the 64-wide blocks; the caller sends the rest
-// to attend().
-bool attend_rows(const AttendRows& a) {
-  switch (a.head_dim) {
-    case 64: run<64>(a); return true;
-    case 128: run<128>(a); return true;
-    default:
-      if (a.head_dim % 64 != 0) return false;
-      run<0>(a);
-      return true;
-  }
-}
+bool attend_rows(const AttendRows& a) { return attend_impl::attend_rows<Lanes>(a); }
 
 }  // namespace lowbit::avx2

@@ -7,9 +7,15 @@
 
 #include "kernels/isa.h"
 
+// The SIMD twins of attend_rows (kernels/attend_*.cc); false: a head size they do not take.
 #ifdef LOWBIT_HAVE_AVX2
 namespace lowbit::avx2 {
-bool attend_rows(const AttendRows& a);  // kernels/attend_avx2.cc; false: a head size it does not take
+bool attend_rows(const AttendRows& a);
+}
+#endif
+#ifdef LOWBIT_HAVE_NEON
+namespace lowbit::neon {
+bool attend_rows(const AttendRows& a);
 }
 #endif
 
@@ -127,10 +133,14 @@ int64_t attend_rows_scratch(int64_t rows, int64_t group, int64_t n_pos, int64_t 
 }
 
 void attend_rows(const AttendRows& a) {
-#ifdef LOWBIT_HAVE_AVX2
   // The kernels' ISA choice (LOWBIT_ISA=scalar keeps to the portable code here too).
+#ifdef LOWBIT_HAVE_AVX2
   static const bool simd = default_isa() != Isa::scalar;
   if (simd && avx2::attend_rows(a)) return;
+#endif
+#ifdef LOWBIT_HAVE_NEON
+  static const bool simd = default_isa() == Isa::neon;
+  if (simd && neon::attend_rows(a)) return;
 #endif
   for (int64_t r = 0; r < a.rows; ++r) {
     const int64_t end = a.n_pos + r;

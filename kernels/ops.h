@@ -70,9 +70,10 @@ void attend(const float* q, int64_t group, const float* k_cache, const float* v_
 // decode row): row r's `group` query heads start at q + r * q_stride, it attends positions
 // [first_r, n_pos + r) with first_r = max(0, n_pos + r - window) (window 0: first_r = 0), and
 // its output goes to out + r * out_stride. Every row's result is bit for bit attend()'s for that
-// row (tested), whichever path runs: the AVX2 twin (kernels/attend_avx2.cc) scores 8 keys per
-// vector and keeps each head's output sum in registers over a block of positions, with a block
-// of keys and values read once for all the rows' heads; elsewhere, attend() row by row.
+// row (tested), whichever path runs: the AVX2 and NEON twins (kernels/attend_avx2.cc,
+// attend_neon.cc; head sizes that are multiples of 64) score 8 or 4 keys per vector and keep each
+// head's output sum in registers over a block of positions, with a block of keys and values read
+// once for all the rows' heads; elsewhere, attend() row by row.
 struct AttendRows {
   const float* q = nullptr;
   int64_t q_stride = 0;
