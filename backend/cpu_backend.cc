@@ -215,8 +215,9 @@ void CpuBackend::attention(int64_t layer, const Tensor& q, const Tensor& k, cons
   // arithmetic is the same however the rows and heads are cut (attend_rows), so the split never
   // changes a result.
   constexpr int64_t kTileRows = 8;
+  auto tiles_of = [](const SeqRows& s) { return (s.rows + kTileRows - 1) / kTileRows; };
   int64_t tiles = 0;
-  for (const SeqRows& s : seqs) tiles += (s.rows + kTileRows - 1) / kTileRows;
+  for (const SeqRows& s : seqs) tiles += tiles_of(s);
   const int64_t threads = pool_->size();
   int64_t parts = 1;
   for (int64_t p = 2; p <= group && tiles * sh.n_kv_heads * p <= 16 * threads; ++p)
@@ -230,8 +231,8 @@ void CpuBackend::attention(int64_t layer, const Tensor& q, const Tensor& k, cons
     const int64_t kvh = task / (tiles * parts), tile = task / parts % tiles;
     const int64_t h0 = kvh * group + task % parts * heads;
     const SeqRows* s = seqs.data();
-    int64_t first_tile = 0;  // rows are few and sequences fewer: a scan
-    for (; tile >= first_tile + (s->rows + kTileRows - 1) / kTileRows; ++s) first_tile += (s->rows + kTileRows - 1) / kTileRows;
+    int64_t first_tile = 0;  // the sequence's first tile; sequences are few: a scan
+    for (; tile >= first_tile + tiles_of(*s); ++s) first_tile += tiles_of(*s);
     const KvCache& c = *s->cache;
     const int64_t i0 = (tile - first_tile) * kTileRows, t = s->row0 + i0;
     AttendRows a;
