@@ -81,13 +81,14 @@ def ensure_venv():
 
 # ---- llama.cpp side (runs inside .venv-bench) -------------------------------------------------
 
-def llama_time(gguf_path, prompt, gen, threads, seed=1):
+def llama_time(gguf_path, prompt, gen, threads, flash_attn=False, seed=1):
     """Prompt and generation tokens/s of llama.cpp on one GGUF file."""
     import llama_cpp
     import numpy as np
 
     llm = llama_cpp.Llama(model_path=str(gguf_path), n_ctx=prompt + gen + 32, n_batch=prompt,
-                          n_ubatch=prompt, n_threads=threads, n_threads_batch=threads, verbose=False)
+                          n_ubatch=prompt, n_threads=threads, n_threads_batch=threads, flash_attn=flash_attn,
+                          verbose=False)
     vocab = llm.n_vocab()
     ids = np.random.default_rng(seed).integers(16, vocab, size=prompt + gen).tolist()
     llm.eval(ids[:16])  # warm-up: pages the weights in, starts the threads
@@ -175,12 +176,14 @@ def main():
     ap.add_argument("--gen", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--models", default="tinyllama,smollm2")
+    ap.add_argument("--llama-flash-attn", action="store_true",
+                    help="llama.cpp with its flash attention (llama_cpp.Llama's default is off)")
     ap.add_argument("--llama-worker", nargs=4, metavar=("GGUF", "PROMPT", "GEN", "THREADS"), help=argparse.SUPPRESS)
     a = ap.parse_args()
 
     if a.llama_worker:  # one llama.cpp timing in a fresh process, as lowbit gets
         g, p, n, t = a.llama_worker
-        print(json.dumps(llama_time(g, int(p), int(n), int(t))))
+        print(json.dumps(llama_time(g, int(p), int(n), int(t), a.llama_flash_attn)))
         return
     py = ensure_venv()
     if Path(sys.prefix).resolve() != VENV.resolve():
@@ -202,14 +205,16 @@ def main():
     for rep in range(a.reps):
         for label, lb_model, gguf in pairs:
             lb = lowbit_time(lowbit, lb_model, a.prompt, a.gen, a.threads)
-            ll = json.loads(subprocess.run([str(py), __file__, "--llama-worker", str(gguf), str(a.prompt), str(a.gen),
+            fa = ["--llama-flash-attn"] if a.llama_flash_attn else []
+            ll = json.loads(subprocess.run([str(py), __file__, *fa, "--llama-worker", str(gguf), str(a.prompt), str(a.gen),
                                             str(a.threads)], check=True, capture_output=True, text=True).stdout)
             rows[label]["lb"].append(lb)
             rows[label]["ll"].append(ll)
             log(f"rep {rep + 1}/{a.reps} {label}: lowbit pp {lb['prompt_tokens_per_s']:.1f} tg {lb['gen_tokens_per_s']:.1f}"
                 f" | llama.cpp pp {ll['prompt_tokens_per_s']:.1f} tg {ll['gen_tokens_per_s']:.1f}")
 
-    print(f"host: {cpu_model()}, {a.threads} threads; {llama_version()}")
+    print(f"host: {cpu_model()}, {a.threads} threads; {llama_version()}"
+          f"{', llama.cpp flash attention on' if a.llama_flash_attn else ''}")
     print(f"prompt {a.prompt} tokens, generation {a.gen} tokens, {a.reps} alternated repetitions; "
           "tokens/s medians, ratio = lowbit / llama.cpp per repetition (min-max)\n")
     print("| model | measure | lowbit | llama.cpp | ratio |")
