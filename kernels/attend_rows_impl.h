@@ -22,7 +22,7 @@ void run(const AttendRows& a) {
   constexpr int64_t kKeys = L::kKeys;
   const int64_t hd = HD > 0 ? HD : a.head_dim, group = a.group, rows = a.rows;
   const int64_t lo = attend_first(a.n_pos, a.window), hi = a.n_pos + rows - 1;
-  const int64_t width = (hi - lo + 7) / 8 * 8;  // scores per head, from lo (attend_rows_scratch)
+  const int64_t width = attend_rows_width(rows, a.n_pos, a.window);  // scores per head, from lo
   auto range = [&](int64_t r, int64_t b0, int64_t b1, int64_t* p0, int64_t* p1) {
     const int64_t end = a.n_pos + r;
     *p0 = std::max(b0, attend_first(end, a.window));

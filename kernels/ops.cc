@@ -127,9 +127,7 @@ void attend(const float* q, int64_t group, const float* k_cache, const float* v_
 }
 
 int64_t attend_rows_scratch(int64_t rows, int64_t group, int64_t n_pos, int64_t window) {
-  // The AVX2 path's scores of every row from the first row's first position, in whole 8s; the
-  // row-by-row path needs less.
-  return rows * group * ((n_pos + rows - 1 - attend_first(n_pos, window) + 7) / 8 * 8);
+  return rows * group * attend_rows_width(rows, n_pos, window);  // the row-by-row path needs less
 }
 
 void attend_rows(const AttendRows& a) {

@@ -92,5 +92,10 @@ void attend_rows(const AttendRows& a);
 int64_t attend_rows_scratch(int64_t rows, int64_t group, int64_t n_pos, int64_t window);
 // The first position row `end - 1` attends (end = n_pos + r).
 inline int64_t attend_first(int64_t end, int64_t window) { return window > 0 && end > window ? end - window : 0; }
+// Scores kept per head by the SIMD twins: from the first row's first position to the last row's
+// end, in whole 8s (the widest twin scores 8 keys at a time).
+inline int64_t attend_rows_width(int64_t rows, int64_t n_pos, int64_t window) {
+  return (n_pos + rows - 1 - attend_first(n_pos, window) + 7) / 8 * 8;
+}
 
 }  // namespace lowbit
