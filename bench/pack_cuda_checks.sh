@@ -2,7 +2,8 @@
 # Packs what bench/run_cuda.sh needs to run the device checks without building there: the test
 # binaries, `lowbit`, the CUDA plugin and the GPU benchmark from a build tree made here (with
 # nvcc and -DLOWBIT_CUDA=ON; sm_80 and sm_90 by default), the shared libraries they use that a
-# CUDA image may lack (sentencepiece, pcre2, xxhash), and the stories260K test model. A GPU
+# CUDA image may lack (sentencepiece, pcre2, xxhash), the stories260K test model and TinyLlama's
+# config (run_cuda.sh's whole-model run). A GPU
 # machine given a copy of the tree runs them with PREBUILT=<dir> bench/run_cuda.sh; where the
 # image has the -dev packages, run_cuda.sh builds from source instead.
 #
@@ -26,4 +27,6 @@ for lib in $(ldd "$build/lowbit" "$build/tests/test_backend" | awk '/=>/ {print 
   esac
 done
 cp -r "$models/stories260K" "$out/models/"
+# The config and tokenizer run_cuda.sh writes the TinyLlama-shaped model from.
+mkdir -p "$out/models/configs" && cp -r "$models/configs/tinyllama-1.1b-chat-v1.0" "$out/models/configs/"
 du -sh "$out"

@@ -14,6 +14,7 @@
 #   BENCH=0 bench/run_cuda.sh        # no benchmark
 #   KERNELS=0 bench/run_cuda.sh      # skip the kernel tests (1.)
 #   MODEL=0 bench/run_cuda.sh        # kernels only: no nlohmann-json/sentencepiece/... needed
+#   WHOLE=0 bench/run_cuda.sh        # no TinyLlama-shaped whole-model run (TL_MODEL=DIR: use that model)
 #   SANITIZE=1 bench/run_cuda.sh     # also run a slice of the kernel tests under compute-sanitizer
 #   PREBUILT=.cuda-checks bench/run_cuda.sh   # binaries packed by bench/pack_cuda_checks.sh on
 #                                    # another machine: no build here (falls back to one if
@@ -25,7 +26,7 @@
 # shared/models inside it.
 # Environment: BUILD_DIR (default build-cuda-run), CUDA_ARCHS (default: the GPU's own, from
 # nvidia-smi, else "80;90"), RESULTS_DIR (default BUILD_DIR) for the logs and bench JSON,
-# JOBS (default nproc), LOWBIT_CMAKE_ARGS (extra cmake arguments, e.g. ccache launchers).
+# JOBS (default nproc), STEP_TIMEOUT (seconds per program, default 900), LOWBIT_CMAKE_ARGS (extra cmake arguments, e.g. ccache launchers).
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -92,6 +93,10 @@ if [[ -z "$pre" ]]; then
 fi
 
 status=0
+# Every program below runs under a time limit, so that one hung kernel costs its step, not the
+# lease (a device machine is lent for minutes).
+step_limit=${STEP_TIMEOUT:-900}
+t() { timeout -k 5 "$step_limit" "$@"; }
 # The summary of a GoogleTest log, each failure, and the reason for skips (one line: they share it).
 summary() {
   grep -E '^\[==========\]|^\[  PASSED  \]|^\[  FAILED  \]|^\[  SKIPPED \] [0-9]' "$1"
@@ -101,14 +106,14 @@ summary() {
 
 if ((have_tests)) && [[ "${KERNELS:-1}" != 0 ]]; then
   echo "== kernel tests (CUDA vs the reference; the CPU matmul tests too)"
-  "$bin/tests/test_kernels" --gtest_filter='*Cuda*:*Matmul*' >"$results/test.log" 2>&1 || status=1
+  t "$bin/tests/test_kernels" --gtest_filter='*Cuda*:*Matmul*' >"$results/test.log" 2>&1 || status=1
   summary "$results/test.log"
   grep -m1 "CUDA device 0:" "$results/test.log"
   if [[ "${SANITIZE:-0}" == 1 ]] && command -v compute-sanitizer >/dev/null; then
     echo "== compute-sanitizer (memcheck, racecheck) on a slice"
     slice='*CudaMatmul*q4_g32_asym_m7_k172*:*CudaMatmul*q1_row_sym_m32_k172*:*CudaMatmul*q8_g256_asym_m100_k64*:*CudaMatmul*f16_m3_k172*'
     for tool in memcheck racecheck; do
-      compute-sanitizer --tool "$tool" --error-exitcode 9 "$bin/tests/test_kernels" --gtest_filter="$slice" \
+      t compute-sanitizer --tool "$tool" --error-exitcode 9 "$bin/tests/test_kernels" --gtest_filter="$slice" \
         >"$results/sanitize_$tool.log" 2>&1 && echo "$tool: clean" || { echo "$tool: FAILED (see $results/sanitize_$tool.log)"; status=1; }
     done
   fi
@@ -125,18 +130,18 @@ if ((full)); then
   [[ -d "$models/stories260K" ]] || echo "warning: no stories260K in $models: the model tests will fail"
   "$bin/lowbit" info | grep -E "^CUDA|^lowbit"
   echo "-- backend ops vs the CPU backend, the whole model on the GPU (tests/backend)"
-  "$bin/tests/test_backend" >"$results/model_test.log" 2>&1 || status=1
+  t "$bin/tests/test_backend" >"$results/model_test.log" 2>&1 || status=1
   summary "$results/model_test.log"
   echo "-- placement, planner and fallback on the CPU (tests/runtime/placement_test.cc)"
-  "$bin/tests/test_runtime" --gtest_filter='Placement*:Planner*:Fallback*' >"$results/placement_test.log" 2>&1 || status=1
+  t "$bin/tests/test_runtime" --gtest_filter='Placement*:Planner*:Fallback*' >"$results/placement_test.log" 2>&1 || status=1
   summary "$results/placement_test.log"
   echo "-- lowbit run: the CPU's text vs --gpu-layers all / 2 / auto (stories260K fp32, greedy: identical)"
   stories="$results/stories260K_f32"
   rm -rf "$stories"
-  if "$bin/lowbit" convert "$models/stories260K" "$stories" --bits 32 >"$results/convert.log" 2>&1; then
-    cpu_text=$("$bin/lowbit" run "$stories" -p "Once upon a time" -n 64 2>/dev/null)
+  if t "$bin/lowbit" convert "$models/stories260K" "$stories" --bits 32 >"$results/convert.log" 2>&1; then
+    cpu_text=$(t "$bin/lowbit" run "$stories" -p "Once upon a time" -n 64 2>/dev/null)
     for g in all 2 auto; do
-      gpu_text=$("$bin/lowbit" run "$stories" -p "Once upon a time" -n 64 --gpu-layers $g 2>"$results/run_$g.err")
+      gpu_text=$(t "$bin/lowbit" run "$stories" -p "Once upon a time" -n 64 --gpu-layers $g 2>"$results/run_$g.err")
       if [[ -n "$gpu_text" && "$gpu_text" == "$cpu_text" ]]; then
         echo "--gpu-layers $g: the CPU's text ($(grep -m1 "lowbit run: layers" "$results/run_$g.err"))"
       else
@@ -150,8 +155,41 @@ if ((full)); then
   smol="$models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
   if [[ -f "$smol" ]]; then
     echo "-- SmolLM2-135M Q4_1, greedy, CPU then --gpu-layers all (int8 activations on both: equal up to near-ties)"
-    "$bin/lowbit" run "$smol" -p "The capital of France is" -n 32 2>/dev/null | sed 's/^/ cpu: /'
-    "$bin/lowbit" run "$smol" -p "The capital of France is" -n 32 --gpu-layers all 2>&1 | sed 's/^/ gpu: /'
+    t "$bin/lowbit" run "$smol" -p "The capital of France is" -n 32 2>/dev/null | sed 's/^/ cpu: /'
+    t "$bin/lowbit" run "$smol" -p "The capital of France is" -n 32 --gpu-layers all 2>&1 | sed 's/^/ gpu: /'
+  fi
+fi
+
+# The whole model on the GPU at a real size: TinyLlama-1.1B's shape with random weights (written
+# here by tests/tools/make_hf_model.py from the carried config; python3 with numpy), converted to
+# 4 bits, greedy text CPU vs GPU (int8 activations on both: equal up to near-ties), then decode
+# at batch 1 and 16 on the GPU and on all the host's cores.
+if ((full)) && [[ "${WHOLE:-1}" != 0 ]]; then
+  echo "== whole model, TinyLlama-1.1B shape, 4 bits"
+  shared=${LOWBIT_SHARED_DIR:-}
+  [[ -z "$shared" && -n "$pre" && -d "$pre/models/configs" ]] && shared=$pre
+  tl="$results/tinyllama"
+  if [[ -z "${TL_MODEL:-}" ]]; then
+    rm -rf "$tl" && mkdir -p "$tl"
+    if LOWBIT_SHARED_DIR=${shared:-$root/../shared} t python3 "$root/tests/tools/make_hf_model.py" "$tl/hf" \
+         --config tinyllama-1.1b-chat-v1.0 --dtype F16 >"$results/tl_make.log" 2>&1 &&
+       t "$bin/lowbit" convert "$tl/hf" "$tl/q4" --bits 4 --quantizer rtn >"$results/tl_convert.log" 2>&1; then
+      rm -rf "$tl/hf"
+      TL_MODEL="$tl/q4"
+    else
+      echo "TinyLlama shape NOT RUN: $(tail -1 "$results/tl_make.log" "$results/tl_convert.log" 2>/dev/null | tr '\n' ' ')"
+    fi
+  fi
+  if [[ -n "${TL_MODEL:-}" ]]; then
+    cpu_text=$(t "$bin/lowbit" run "$TL_MODEL" -p "Once upon a time" -n 24 --threads "$jobs" 2>/dev/null | od -An -tx1 | tr -d ' \n')
+    gpu_text=$(t "$bin/lowbit" run "$TL_MODEL" -p "Once upon a time" -n 24 --gpu-layers all 2>"$results/tl_run.err" | od -An -tx1 | tr -d ' \n')
+    [[ -n "$gpu_text" && "$gpu_text" == "$cpu_text" ]] && echo "greedy 24 tokens: the CPU's bytes" ||
+      { echo "greedy 24 tokens: DIFFERENT (near-tie or fault)"; echo " cpu: $cpu_text"; echo " gpu: $gpu_text"; head -3 "$results/tl_run.err"; }
+    for p in 0 16; do
+      par=(); ((p)) && par=(--parallel "$p")
+      echo "-- gpu, ${par[*]:-batch 1}"; t "$bin/lowbit" bench model "$TL_MODEL" --prompt-len 128 --gen-len 64 --reps 2 --gpu-layers all "${par[@]}" 2>&1 | tail -2
+      echo "-- cpu ($jobs threads), ${par[*]:-batch 1}"; t "$bin/lowbit" bench model "$TL_MODEL" --prompt-len 128 --gen-len 32 --reps 1 --threads "$jobs" "${par[@]}" 2>&1 | tail -2
+    done
   fi
 fi
 
@@ -159,6 +197,6 @@ if [[ "${BENCH:-1}" != 0 ]]; then
   echo "== benchmark"
   bench_args=(--json "$results/cuda_bench.json")
   [[ "${QUICK:-0}" == 1 ]] && bench_args+=(--quick)
-  "$bin/cuda_matmul_bench" "${bench_args[@]}" 2>&1 | tee "$results/bench.log" || status=1
+  t "$bin/cuda_matmul_bench" "${bench_args[@]}" 2>&1 | tee "$results/bench.log" || status=1
 fi
 exit $status

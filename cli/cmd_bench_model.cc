@@ -29,7 +29,9 @@ const char* kFooter =
     "--parallel N: N sequences through the batch scheduler (runtime/batch.h): their N prompts in\n"
     "one step, then G greedy tokens each, N rows per step (end tokens ignored). Generation\n"
     "tokens/s is the aggregate over the decode steps, per_sequence the rate of each sequence\n"
-    "(its tokens after the first over the time between its first and last).\n";
+    "(its tokens after the first over the time between its first and last).\n"
+    "--gpu-layers: layers on the GPU (run's flag); the DRAM probe is still the host's, so judge\n"
+    "gen_weight_gbps against the device's copy bandwidth (cuda_matmul_bench) instead.\n";
 
 double now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -87,6 +89,7 @@ int bench_model_main(int argc, char** argv) {
       .metavar("N");
   add_threads(args, lp.threads);
   add_isa(args, isa);
+  add_gpu_layers(args, lp.gpu_layers);
   add_models(args, models);
   args.flag("--json", json_out, "print one JSON object");
   if (!args.parse(argc, argv)) return 0;
@@ -136,6 +139,8 @@ int bench_model_main(int argc, char** argv) {
                         {"weight_bytes_per_step", read_bytes},
                         {"dram_read_gbps", bw},
                         {"ratio_to_dram", ratio},
+                        {"device_layers", model->device_layers()},
+                        {"placement", model->placement()},
                         {"isa", isa_name(resolve_isa(lp.isa))}};
     if (json_out) {
       std::printf("%s\n", j.dump().c_str());
@@ -176,6 +181,8 @@ int bench_model_main(int argc, char** argv) {
                       {"gen_weight_gbps", weight_gbps},
                       {"dram_read_gbps", bw},
                       {"ratio_to_dram", ratio},
+                      {"device_layers", model->device_layers()},
+                      {"placement", model->placement()},
                       {"isa", isa_name(resolve_isa(lp.isa))}};
   if (json_out) {
     std::printf("%s\n", j.dump().c_str());

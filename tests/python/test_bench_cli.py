@@ -9,6 +9,7 @@ import json
 import math
 import os
 import pathlib
+import re
 import subprocess
 
 import pytest
@@ -71,8 +72,9 @@ def test_bench_model_json_figures(tmp_path):
     r = subprocess.run([str(BIN), "convert", str(stories), str(out), "--bits", "8", "--threads", "1"],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
+    # --gpu-layers auto places what fits on a GPU, and nothing without one: the JSON says which.
     r = subprocess.run([str(BIN), "bench", "model", str(out), "--prompt-len", "16", "--gen-len", "8", "--reps", "2",
-                        "--threads", "1", "--json"], capture_output=True, text=True, timeout=600)
+                        "--threads", "1", "--json", "--gpu-layers", "auto"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     j = json.loads(r.stdout)
     # Bytes a generated token reads: all of weights.bin but the embedding, of which it reads one row
@@ -82,5 +84,10 @@ def test_bench_model_json_figures(tmp_path):
     embed = tensors["model.embed_tokens.weight"]["bytes"]
     assert j["weight_bytes_per_token"] == (out / "weights.bin").stat().st_size - (0 if tied else embed)
     assert (j["prompt_len"], j["gen_len"], j["threads"]) == (16, 8, 1)
+    layers = json.loads((out / "manifest.json").read_text())["architecture"]["n_layers"]
+    # Every layer is placed: the stages named in the placement cover 0 .. layers - 1.
+    assert 0 <= j["device_layers"] <= layers
+    assert re.fullmatch(rf"layers 0-{layers - 1} on cpu .*" if j["device_layers"] == 0
+                        else rf"layers 0-\d+ on cuda .*", j["placement"]), j["placement"]
     assert j["gen_weight_gbps"] == pytest.approx(j["gen_tokens_per_s"] * j["weight_bytes_per_token"] / 1e9, rel=1e-6)
     assert j["prompt_tokens_per_s"] > 0 and j["dram_read_gbps"] > 0 and j["ratio_to_dram"] > 0
