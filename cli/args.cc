@@ -9,6 +9,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "kernels/isa.h"
 #include "kernels/thread_pool.h"
 #include "runtime/placement.h"
 
@@ -189,9 +190,11 @@ void add_threads(Args& args, int& threads) {
 void add_ctx(Args& args, int64_t& ctx, const std::string& what_it_is) { args.integer("--ctx", ctx, what_it_is, 1); }
 
 void add_isa(Args& args, std::string& isa) {
-  args.choice("--isa", isa, "CPU kernels: auto (the best this CPU runs), scalar, avx2, avxvnni, avx512 or neon; default auto",
-              {"auto", "scalar", "avx2", "avxvnni", "avx512", "neon"})
-      .metavar("ISA");
+  std::vector<std::string> names = {"auto"};
+  for (Isa i : kIsas) names.push_back(isa_name(i));
+  std::string help = "CPU kernels: auto (the best this CPU runs)";
+  for (size_t i = 1; i < names.size(); ++i) help += (i + 1 == names.size() ? " or " : ", ") + names[i];
+  args.choice("--isa", isa, help + "; default auto", names).metavar("ISA");
 }
 
 void add_gpu_layers(Args& args, int64_t& gpu_layers) {

@@ -86,7 +86,7 @@ typedef struct lowbit_batch lowbit_batch;
 typedef struct lowbit_load_params {
   int32_t threads; /* matmul threads; 0: all cores */
   int64_t ctx;     /* context length of each session; 0: the model's maximum */
-  const char* isa; /* CPU kernels: "auto" (or NULL), "scalar", "avx2", "avxvnni", "avx512", "neon" */
+  const char* isa; /* CPU kernels: "auto" (or NULL), "scalar", "avx2", "avxvnni", "avx512", "avx512zmm", "neon" */
   /* The first gpu_layers layers on the GPU, the rest on the CPU (default 0: CPU only). A count
    * > 0 or ALL without a usable GPU is LOWBIT_INVALID_ARGUMENT, saying why; AUTO then uses the
    * CPU. A GPU that runs out of memory moves layers to the CPU with one warning on stderr. */

@@ -6,6 +6,9 @@
 #include "kernels/error.h"
 #include "kernels/thread_pool.h"
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
 #if defined(__aarch64__) && defined(__linux__)
 #include <asm/hwcap.h>
 #include <sys/auxv.h>
@@ -20,6 +23,7 @@ const char* isa_name(Isa isa) {
     case Isa::avx2: return "avx2";
     case Isa::avxvnni: return "avxvnni";
     case Isa::avx512: return "avx512";
+    case Isa::avx512zmm: return "avx512zmm";
     case Isa::neon: return "neon";
   }
   return "?";
@@ -27,13 +31,11 @@ const char* isa_name(Isa isa) {
 
 Isa parse_isa(const std::string& name) {
   if (name == "auto") return Isa::automatic;
-  if (name == "scalar") return Isa::scalar;
-  if (name == "avx2") return Isa::avx2;
-  if (name == "avxvnni") return Isa::avxvnni;
-  if (name == "avx512") return Isa::avx512;
-  if (name == "neon") return Isa::neon;
-  throw Error(ErrorCode::invalid_argument,
-              "unknown ISA '" + name + "' (expected auto, scalar, avx2, avxvnni, avx512 or neon)");
+  for (Isa i : kIsas)
+    if (name == isa_name(i)) return i;
+  std::string names = "auto";
+  for (Isa i : kIsas) names += std::string(", ") + isa_name(i);
+  throw Error(ErrorCode::invalid_argument, "unknown ISA '" + name + "' (expected one of " + names + ")");
 }
 
 bool isa_compiled(Isa isa) {
@@ -47,7 +49,8 @@ bool isa_compiled(Isa isa) {
     case Isa::avxvnni: return true;
 #endif
 #ifdef LOWBIT_HAVE_AVX512
-    case Isa::avx512: return true;
+    case Isa::avx512:
+    case Isa::avx512zmm: return true;
 #endif
 #ifdef LOWBIT_HAVE_NEON
     case Isa::neon: return true;
@@ -59,6 +62,20 @@ bool isa_compiled(Isa isa) {
 bool cpu_has_dotprod() {
 #if defined(__aarch64__) && defined(__linux__) && defined(HWCAP_ASIMDDP)
   return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+#else
+  return false;
+#endif
+}
+
+bool zmm_full_rate() {
+#if defined(__x86_64__)
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid(0, &a, &b, &c, &d)) return false;
+  const bool intel = b == 0x756e6547u && d == 0x49656e69u && c == 0x6c65746eu;  // "GenuineIntel"
+  const bool amd = b == 0x68747541u && d == 0x69746e65u && c == 0x444d4163u;    // "AuthenticAMD"
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
+  const unsigned family = ((a >> 8) & 0xf) + (((a >> 8) & 0xf) == 0xf ? (a >> 20) & 0xff : 0);
+  return intel || (amd && family >= 0x1a);
 #else
   return false;
 #endif
@@ -83,6 +100,7 @@ bool isa_supported(Isa isa) {
       return false;
 #endif
     case Isa::avx512:
+    case Isa::avx512zmm:
 #if defined(__x86_64__)
       // __builtin_cpu_supports also checks that the OS saves the AVX-512 registers (XCR0).
       return isa_supported(Isa::avx2) && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
@@ -102,7 +120,7 @@ bool isa_supported(Isa isa) {
 
 std::vector<Isa> available_isas() {
   std::vector<Isa> out;
-  for (Isa i : {Isa::scalar, Isa::avx2, Isa::avxvnni, Isa::avx512, Isa::neon})
+  for (Isa i : kIsas)
     if (isa_supported(i)) out.push_back(i);
   return out;
 }
@@ -119,7 +137,10 @@ Isa default_isa() {
         return want;
       }
     }
-    return available_isas().back();
+    // The best the CPU runs, but 512-bit registers only where they are not half rate.
+    std::vector<Isa> isas = available_isas();
+    if (isas.back() == Isa::avx512zmm && !zmm_full_rate()) isas.pop_back();
+    return isas.back();
   }();
   return chosen;
 }

@@ -66,6 +66,7 @@ const CpuKernels& kernels_for(Isa isa) {
 #endif
 #ifdef LOWBIT_HAVE_AVX512
     case Isa::avx512: return avx512_kernels();
+    case Isa::avx512zmm: return avx512zmm_kernels();
 #endif
 #ifdef LOWBIT_HAVE_NEON
     case Isa::neon: return neon_kernels();

@@ -17,4 +17,10 @@ const CpuKernels& avx512_kernels() {
   return k;
 }
 
+const CpuKernels& avx512zmm_kernels() {
+  static const CpuKernels k{"avx512zmm", avx512::gemm_q_zmm, avx2::gemm_f, avx2::kRowTile, avx2::quantize_act_row,
+                            [](const QType&, int64_t) { return false; }, avx2::gemm_q_f32};
+  return k;
+}
+
 }  // namespace lowbit

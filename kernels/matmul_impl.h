@@ -60,6 +60,7 @@ const CpuKernels& avx2_kernels();
 #endif
 #ifdef LOWBIT_HAVE_AVX512
 const CpuKernels& avx512_kernels();
+const CpuKernels& avx512zmm_kernels();
 #endif
 #ifdef LOWBIT_HAVE_AVXVNNI
 const CpuKernels& avxvnni_kernels();

@@ -7,7 +7,7 @@
 // of 8 partial sums and pays, per block of 32 weights, a share of the unpacks that reduce them
 // to one block sum before the fp32 multiply: ~4 instructions per 32 products. Here a vector's
 // lanes are activation rows instead: the activations of a panel of 8 rows are laid out once per
-// task as, per block b, sub-panel q (rows 4q .. 4q+3) and j = 0..3, one vector whose lanes 0-3
+// task as, per block b, j = 0..3 and sub-panel q (rows 4q .. 4q+3), one vector whose lanes 0-3
 // hold those 4 rows' bytes 4j..4j+3 and lanes 4-7 their bytes 16+4j..16+4j+3. A weight row's
 // block (unpacked to one byte per code) is loaded once, and vpshufd j * 0x55 turns it into
 // [dword j x 4 | dword j+4 x 4] in a register, so one vpdpbusd does 32 products for 4 rows and
@@ -31,8 +31,11 @@ namespace {
 constexpr int64_t kLanes = 8;        // activation rows per panel: the lanes of a ymm
 constexpr int64_t kLaneMinRows = 4;  // fewer rows left than this go to tile<>
 // Weight rows per pass: 2 share each activation load, and their 16 accumulators and 8 spread
-// weight vectors fit AVX-512's 32 vector registers; AVX-VNNI has 16.
-#if defined(__AVX512VL__)
+// weight vectors fit AVX-512's 32 vector registers; AVX-VNNI has 16. The zmm kernel's R rows
+// hold 4 accumulators each (both sub-panels in one register) and spread the weights as it goes.
+#if defined(LOWBIT_LANES_ZMM)
+constexpr int kLaneRows = LOWBIT_LANES_ZMM;
+#elif defined(__AVX512VL__)
 constexpr int kLaneRows = 2;
 #else
 constexpr int kLaneRows = 1;
@@ -45,7 +48,7 @@ struct alignas(32) Lanes {  // one ymm's worth, kept in a std::vector (aligned b
   int32_t v[8];
 };
 struct LaneScratch {
-  std::vector<Lanes> acts;    // [panel][block][q][j] -> rows 4q..4q+3: dwords j | j + 4 (i32)
+  std::vector<Lanes> acts;    // [panel][block][j][q] -> rows 4q..4q+3: dwords j | j + 4 (i32)
   std::vector<Lanes> scales;  // [panel][block][q] -> rows 4q..4q+3: s_b * pf_b, twice (f32)
   std::vector<Lanes> gsum;    // [panel][group] -> 8 rows' gsum (f32)
   std::vector<int32_t> codes;  // [block][8 dwords]: one weight row's codes, one per byte
@@ -92,9 +95,9 @@ void build_panel(const Ctx& x, LaneScratch& s, int64_t p, int64_t m0, int64_t ro
     __m256i r[8];
     for (int c = 0; c < 8; ++c) r[c] = c < rows ? load32(x.q + (m0 + c) * x.kp + b * kActBlock) : _mm256_setzero_si256();
     transpose8x8_epi32(r);  // r[j]: the 8 rows' dword j of block b (lanes of r[c] were its dwords)
-    for (int j = 0; j < 4; ++j) {
-      _mm256_store_si256(acts + b * 8 + j, _mm256_permute2x128_si256(r[j], r[j + 4], 0x20));
-      _mm256_store_si256(acts + b * 8 + 4 + j, _mm256_permute2x128_si256(r[j], r[j + 4], 0x31));
+    for (int j = 0; j < 4; ++j) {  // (j, q) order: a zmm kernel loads both sub-panels of a j at once
+      _mm256_store_si256(acts + b * 8 + 2 * j, _mm256_permute2x128_si256(r[j], r[j + 4], 0x20));
+      _mm256_store_si256(acts + b * 8 + 2 * j + 1, _mm256_permute2x128_si256(r[j], r[j + 4], 0x31));
     }
   }
   alignas(32) float pf[8];
@@ -147,6 +150,7 @@ template <int J>
 // Weight rows n .. n + R - 1 (unpacked into slots 0 .. R - 1 of s) against panel p: rows m0 ..
 // m0 + rows - 1 of y. R rows share each load of the panel's activations. gemv's accumulator
 // (block mod 4 = l, half h) of row 4q + c is lane c + 4h of acc[r][l][q].
+#if !defined(LOWBIT_LANES_ZMM)
 template <int BITS, bool ASYM, int GB, int R>
 void lane_rows(const Ctx& x, const LaneScratch& s, int64_t n, int64_t p, int64_t m0, int64_t rows) {
   constexpr bool kNeedD = !ASYM;  // with VNNI only the symmetric offsets use the d terms
@@ -169,7 +173,7 @@ void lane_rows(const Ctx& x, const LaneScratch& s, int64_t n, int64_t p, int64_t
     unroll<R>([&](auto r) { sum[r][0] = sum[r][1] = _mm256_setzero_si256(); });
     unroll<4>([&](auto j) {
       unroll<2>([&](auto q) {
-        __m256i av = _mm256_load_si256(a + q * 4 + j);
+        __m256i av = _mm256_load_si256(a + 2 * j + q);
         if constexpr (R > 1) asm("" : "+v"(av));  // one load for all R rows, not one each
         unroll<R>([&](auto r) { sum[r][q] = lane_dot(sum[r][q], w[r][j], av); });
       });
@@ -198,7 +202,7 @@ void lane_rows(const Ctx& x, const LaneScratch& s, int64_t n, int64_t p, int64_t
       unroll<2>([&](auto q) {
         const __m256 m = _mm256_mul_ps(_mm256_set1_ps(d), lanes_f32(sc[b * 2 + q]));
         unroll<4>([&](auto j) {
-          __m256i t = lane_dot(_mm256_setzero_si256(), spread<j>(c), _mm256_load_si256(a + q * 4 + j));
+          __m256i t = lane_dot(_mm256_setzero_si256(), spread<j>(c), _mm256_load_si256(a + 2 * j + q));
           if constexpr (!kVnni) t = _mm256_madd_epi16(t, _mm256_set1_epi16(1));
           acc[r][j][q] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), m, acc[r][j][q]);
         });
@@ -227,6 +231,86 @@ void lane_rows(const Ctx& x, const LaneScratch& s, int64_t n, int64_t p, int64_t
     }
   }
 }
+#endif
+
+#if defined(LOWBIT_LANES_ZMM)
+// lane_rows in 512-bit registers, for hosts that run them at the 256-bit instruction rate (twice
+// the products per cycle; kernels/isa.h avx512zmm). One zmm holds what lane_rows keeps in the
+// two sub-panels' ymm of a j (the panel's [j][q] order makes that one load): the weight block's
+// 8 dwords broadcast to both 256-bit halves and spread by vpshufd per 128-bit lane give
+// [dword j x 4 | dword j+4 x 4] twice, so one vpdpbusd does 64 products for 8 rows. Lane
+// 8q + 4h + c is lane_rows' lane 4h + c of sub-panel q: the same integer sums, multipliers and
+// fp32 accumulation order per row, so the results are lane_rows' bit for bit.
+// (The all-lanes maskz forms: GCC 12's unmasked ones start from an "undefined" register and warn
+// -Wmaybe-uninitialized; the instructions are the same.)
+template <int J>
+[[gnu::always_inline]] inline __m512i spread_zmm(__m512i w) {
+  return _mm512_maskz_shuffle_epi32(0xffff, w, (_MM_PERM_ENUM)(J * 0x55));
+}
+[[gnu::always_inline]] inline __m512 cvt_zmm(__m512i v) { return _mm512_maskz_cvtepi32_ps(0xffff, v); }
+// A weight block's 8 dwords in both 256-bit halves.
+[[gnu::always_inline]] inline __m512i block_twice(const __m256i* p) { return _mm512_maskz_broadcast_i64x4(0xff, _mm256_loadu_si256(p)); }
+
+template <int BITS, bool ASYM, int GB, int R>
+void lane_rows(const Ctx& x, const LaneScratch& s, int64_t n, int64_t p, int64_t m0, int64_t rows) {
+  constexpr bool kNeedD = !ASYM;
+  const int64_t nbw = x.nbw, gstride = round_up(x.groups, 8);
+  const __m256i* acts = reinterpret_cast<const __m256i*>(s.acts.data() + p * nbw * 8);
+  const float* sc = reinterpret_cast<const float*>(s.scales.data() + p * nbw * 2);
+  const __m256i* codes = reinterpret_cast<const __m256i*>(s.codes.data());
+  __m512 acc[R][4];
+  unroll<R>([&](auto r) { unroll<4>([&](auto l) { acc[r][l] = _mm512_setzero_ps(); }); });
+  auto block = [&](int64_t bb, auto l) {
+    __m512i c[R], sum[R];
+    unroll<R>([&](auto r) {
+      c[r] = block_twice(codes + r * nbw + bb);
+      sum[r] = _mm512_setzero_si512();
+    });
+    unroll<4>([&](auto j) {
+      __m512i av = _mm512_loadu_si512(acts + bb * 8 + 2 * j);
+      if constexpr (R > 1) asm("" : "+v"(av));  // one load for all R rows
+      unroll<R>([&](auto r) { sum[r] = _mm512_dpbusd_epi32(sum[r], spread_zmm<j>(c[r]), av); });
+    });
+    const __m512 sv = _mm512_loadu_ps(sc + bb * 16);
+    unroll<R>([&](auto r) {
+      const __m512 m = _mm512_mul_ps(_mm512_set1_ps(s.d[r * gstride + bb / GB]), sv);
+      acc[r][l] = _mm512_fmadd_ps(cvt_zmm(sum[r]), m, acc[r][l]);
+    });
+  };
+  int64_t b = 0;
+  for (; b + 4 <= nbw; b += 4) unroll<4>([&](auto l) { block(b + l, l); });
+  for (; b < nbw; ++b) {  // lane_rows' tail: dword i's sum into accumulator i % 4, half i / 4
+    unroll<R>([&](auto r) {
+      const __m512i c = block_twice(codes + r * nbw + b);
+      const __m512 m = _mm512_mul_ps(_mm512_set1_ps(s.d[r * gstride + b / GB]), _mm512_loadu_ps(sc + b * 16));
+      unroll<4>([&](auto j) {
+        const __m512i t = _mm512_dpbusd_epi32(_mm512_setzero_si512(), spread_zmm<j>(c), _mm512_loadu_si512(acts + b * 8 + 2 * j));
+        acc[r][j] = _mm512_fmadd_ps(cvt_zmm(t), m, acc[r][j]);
+      });
+    });
+  }
+  const Lanes* gs = s.gsum.data() + p * x.groups;
+  __m256 dd[R], dm[R];
+  if constexpr (kNeedD) lanes_dot<R>(s.d.data(), gstride, gs, x.groups, dd);
+  if constexpr (ASYM) lanes_dot<R>(s.mins.data(), gstride, gs, x.groups, dm);
+  for (int r = 0; r < R; ++r) {
+    // t_l = half 0 + half 1 per sub-panel (lanes 4h + c of each 256-bit half), then the tree.
+    __m512 t[4];
+    for (int l = 0; l < 4; ++l)
+      t[l] = _mm512_add_ps(acc[r][l], _mm512_maskz_shuffle_f32x4(0xffff, acc[r][l], acc[r][l], _MM_SHUFFLE(2, 3, 0, 1)));
+    alignas(64) float u[16], hd[8], hm[8];
+    _mm512_store_ps(u, _mm512_add_ps(_mm512_add_ps(t[0], t[2]), _mm512_add_ps(t[1], t[3])));
+    if constexpr (kNeedD) _mm256_store_ps(hd, dd[r]);
+    if constexpr (ASYM) _mm256_store_ps(hm, dm[r]);
+    for (int64_t c = 0; c < rows; ++c) {
+      float y = x.de_mul * u[(c / 4) * 8 + c % 4];
+      if constexpr (kNeedD) y += x.cd_mul * hd[c];
+      if constexpr (ASYM) y += hm[c];
+      x.y[(m0 + c) * x.ldy + n + r] = y;
+    }
+  }
+}
+#endif
 
 // Weight row n's codes one per byte (dot_codes, as gemv takes them) and its scales and minima
 // in fp32 (exact: every fp16 is an fp32), into slot `slot` of s.

@@ -7,7 +7,9 @@
 // (quant_format.h) gives one activation block per 32-byte plane, so 512-bit registers would
 // hold two blocks that are not neighbours in K and need their activations shuffled together,
 // and the Zen 4 cores this was measured on run a 512-bit integer instruction as two 256-bit
-// halves, at the same products per cycle (bench/simd_rate_bench.cc, bench/README.md).
+// halves, at the same products per cycle (bench/simd_rate_bench.cc, bench/README.md). Where a
+// 512-bit instruction runs at the full rate (Intel, Zen 5), avx512zmm runs the M > 1 lane kernel
+// in zmm registers (matmul_quant_zmm_avx512.cc); decode stays here.
 #include "kernels/matmul_avx512.h"
 #include "kernels/matmul_quant_x86.h"
 

@@ -295,7 +295,7 @@ class Model:
         allowed, with a warning: text past the trained length is likely to degrade. The KV cache
         of each generation takes memory in proportion to ctx, and a ctx that cannot fit in the
         available memory is refused. isa: the CPU kernels, "auto" (the best this CPU runs),
-        "scalar", "avx2", "avxvnni", "avx512" or "neon". gpu_layers: the first gpu_layers layers run on the GPU, the
+        "scalar", "avx2", "avxvnni", "avx512", "avx512zmm" or "neon". gpu_layers: the first gpu_layers layers run on the GPU, the
         rest on the CPU; "all", or "auto" for as many as fit in the GPU's free memory (none
         without a GPU); 0 (the default) runs on the CPU. A count or "all" without a usable GPU
         raises lowbit.Error saying why. A GPU that runs out of memory moves layers to the CPU

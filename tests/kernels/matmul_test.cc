@@ -9,9 +9,12 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <string>
 
 #include "kernels/error.h"
+#include "kernels/isa.h"
 #include "kernels/matmul_impl.h"
 #include "kernels/quantize.h"
 #include "kernels/thread_pool.h"
@@ -324,16 +327,35 @@ TEST(MatmulIsa, ActivationQuantizationIdentical) {
 TEST(MatmulIsa, ForcedIsaNames) {
   EXPECT_EQ(resolve_isa(Isa::scalar), Isa::scalar);
   EXPECT_THROW(parse_isa("sse9"), Error);
-  for (Isa i : {Isa::automatic, Isa::scalar, Isa::avx2, Isa::avxvnni, Isa::avx512, Isa::neon})
-    EXPECT_EQ(parse_isa(isa_name(i)), i);
+  EXPECT_EQ(parse_isa("auto"), Isa::automatic);
+  for (Isa i : kIsas) EXPECT_EQ(parse_isa(isa_name(i)), i);
   for (Isa i : available_isas()) EXPECT_TRUE(isa_supported(i));
+}
+
+// The default takes 512-bit registers only where they run at full rate, which the vendor and
+// family in /proc/cpuinfo say independently of CPUID's reading in isa.cc.
+TEST(MatmulIsa, ZmmOnlyWhereFullRate) {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line, vendor;
+  int family = -1;
+  while (std::getline(in, line) && (vendor.empty() || family < 0)) {
+    const auto value = [&] { return line.substr(line.find(':') + 2); };
+    if (line.rfind("vendor_id", 0) == 0) vendor = value();
+    if (line.rfind("cpu family", 0) == 0) family = std::stoi(value());
+  }
+  if (vendor.empty() || family < 0) GTEST_SKIP() << "no x86 vendor and family in /proc/cpuinfo";
+  EXPECT_EQ(zmm_full_rate(), vendor == "GenuineIntel" || (vendor == "AuthenticAMD" && family >= 0x1a))
+      << vendor << " family " << family;
+  const char* forced = std::getenv("LOWBIT_ISA");
+  if (isa_supported(Isa::avx512zmm) && !(forced && *forced))
+    EXPECT_EQ(default_isa(), zmm_full_rate() ? Isa::avx512zmm : Isa::avx512);
 }
 
 // The ISA tests above check every ISA this host runs; CI hosts differ, so the output says which
 // ran here and which compiled ones this CPU could not run (their kernels went untested).
 TEST(MatmulIsa, SaysWhichIsasRan) {
   std::string ran, not_here;
-  for (Isa i : {Isa::scalar, Isa::avx2, Isa::avxvnni, Isa::avx512, Isa::neon}) {
+  for (Isa i : kIsas) {
     if (isa_supported(i)) ran += std::string(ran.empty() ? "" : " ") + isa_name(i);
     else if (isa_compiled(i)) not_here += std::string(not_here.empty() ? "" : " ") + isa_name(i);
   }

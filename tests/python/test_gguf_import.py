@@ -237,7 +237,7 @@ def test_smollm2_greedy_agrees_across_isas_up_to_a_proven_near_tie(prompt, tmp_p
     if not SMOL.is_file():
         pytest.skip(f"{SMOL} not found")
     supported = run("info", "--json").stdout
-    isas = [i for i in ("scalar", "avx2", "avxvnni", "avx512", "neon") if f'"{i}"' in supported.split('"cpu_isas"')[1].split("]")[0]]
+    isas = [i for i in ("scalar", "avx2", "avxvnni", "avx512", "avx512zmm", "neon") if f'"{i}"' in supported.split('"cpu_isas"')[1].split("]")[0]]
     a, b = greedy(SMOL, prompt, isas[0]), greedy(SMOL, prompt, isas[-1])
     first = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None)
     if first is None:

@@ -83,7 +83,7 @@ USAGE_ERRORS = [
     (["run", NO_MODEL, "-p", "x", "--min-p", "3"], "--min-p: '3' must be in [0, 1]"),
     (["run", NO_MODEL, "-p", "x", "--repeat-penalty", "0"], "--repeat-penalty: '0' must be > 0"),
     (["run", NO_MODEL, "-p", "x", "--seed", "-1"], "--seed: '-1' is not an integer"),
-    (["run", NO_MODEL, "-p", "x", "--isa", "sse"], "--isa: 'sse' is not one of auto, scalar, avx2, avxvnni, avx512, neon"),
+    (["run", NO_MODEL, "-p", "x", "--isa", "sse"], "--isa: 'sse' is not one of auto, scalar, avx2, avxvnni, avx512, avx512zmm, neon"),
     (["run", NO_MODEL, "-p", "x", "--gpu-layers", "most"], "--gpu-layers: 'most' is not a layer count, all or auto"),
     (["run", NO_MODEL, "-p", "x", "--stop", ""], "--stop: '' must be non-empty"),
     (["run", NO_MODEL, "-p", "x", "--bogus"], "--bogus"),
