@@ -40,8 +40,9 @@ class DramProbe {
 // The fp32 multiply-add rate of every thread of a pool together, in GFLOP/s (a fused
 // multiply-add counts 2): the compute limit a prefill (M > 1) matmul is set against, taken in the
 // same run for the same reason as DramProbe. Chains of FMAs on registers only, enough of them
-// to cover the FMA latency on both FMA pipes (256-bit with AVX2 + FMA; otherwise whatever the
-// compiler makes of a float loop for the baseline ISA).
+// to cover the FMA latency on both FMA pipes, in the widest registers the host has (512-bit
+// with AVX-512, 256-bit with AVX2 + FMA; otherwise whatever the compiler makes of a float loop
+// for the baseline ISA).
 class FmaProbe {
  public:
   explicit FmaProbe(ThreadPool& pool) : pool_(pool) {}
