@@ -135,23 +135,17 @@ struct FmaChains {
   float (*run)(int64_t steps);
   int64_t flops_per_step;
 };
-FmaChains widest_fma() {
+const FmaChains& widest_fma() {
+  static const FmaChains f = [] {
 #ifdef LOWBIT_HAVE_AVX512
-  if (isa_supported(Isa::avx512)) return {fma_chains_avx512, kFlopsPerStep * 2};
+    if (isa_supported(Isa::avx512)) return FmaChains{fma_chains_avx512, kFlopsPerStep * 2};
 #endif
 #ifdef LOWBIT_HAVE_AVX2
-  if (isa_supported(Isa::avx2)) return {fma_chains_avx2, kFlopsPerStep};
+    if (isa_supported(Isa::avx2)) return FmaChains{fma_chains_avx2, kFlopsPerStep};
 #endif
-  return {fma_chains, kFlopsPerStep};
-}
-
-float fma_any(int64_t steps) {
-  static const FmaChains f = widest_fma();
-  return f.run(steps);
-}
-int64_t fma_flops_per_step() {
-  static const FmaChains f = widest_fma();
-  return f.flops_per_step;
+    return FmaChains{fma_chains, kFlopsPerStep};
+  }();
+  return f;
 }
 
 uint64_t sum_any(const uint64_t* p, size_t n) {
@@ -212,7 +206,7 @@ double FmaProbe::pass(double seconds) {
     int64_t steps = 1 << 12;
     for (;;) {
       const auto t0 = std::chrono::steady_clock::now();
-      sink_ += fma_any(steps);
+      sink_ += widest_fma().run(steps);
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       if (s > 0.005) {
         steps_per_s_ = (double)steps / s;
@@ -227,12 +221,12 @@ double FmaProbe::pass(double seconds) {
   const int64_t steps = std::max<int64_t>(1, (int64_t)(steps_per_s_ * seconds * pool_.size() / (double)tasks));
   std::vector<float> sums(tasks);
   const auto t0 = std::chrono::steady_clock::now();
-  pool_.run(tasks, [&](int64_t t, int) { sums[t] = fma_any(steps); });
+  pool_.run(tasks, [&](int64_t t, int) { sums[t] = widest_fma().run(steps); });
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   for (float v : sums) sink_ += v;
   volatile float keep = sink_;  // the chains' results stay observable
   (void)keep;
-  return (double)tasks * (double)steps * (double)fma_flops_per_step() / s / 1e9;
+  return (double)tasks * (double)steps * (double)widest_fma().flops_per_step / s / 1e9;
 }
 
 double FmaProbe::median(int passes) {
