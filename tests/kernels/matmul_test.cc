@@ -261,8 +261,8 @@ TEST(MatmulMany, IdenticalToSeparateMatmuls) {
 // whole steps of the decode kernel (256, 4096), a half step (384), 18 blocks (576: SmolLM2's
 // hidden size; at 4 and 8 bits 2 blocks past the last quad), not a whole group (172), and
 // over one K slice of the float tiles (1100); M = 11 (two 4-row tiles and a remainder; with
-// VNNI one 8-row panel of matmul_lanes_x86.h and 3 rows of tiles) and 13 (a panel and a
-// zero-padded one of 5 rows).
+// VNNI one 8-row panel of matmul_lanes_x86.h and 3 rows of tiles), 13 (a panel and a
+// zero-padded one of 5 rows) and 80 (a whole group of kPanelActs = 64 rows, then a second group).
 TEST(MatmulIsa, RowResultsIndependentOfM) {
   const int64_t n = 37;
   ThreadPool pool(2);
@@ -271,7 +271,7 @@ TEST(MatmulIsa, RowResultsIndependentOfM) {
   for (Isa isa : available_isas())
     for (const QType& t : types)
       for (int64_t k : {172, 256, 384, 576, 1100, 4096})
-        for (int64_t m : {11, 13}) {
+        for (int64_t m : {11, 13, 80}) {
         const auto w = test::matmul_test_weights(n, k);
         const auto x = test::random_matrix(m, k, 90 + (uint32_t)k);
         AlignedBytes buf(q_layout(t, n, k).bytes);
