@@ -50,12 +50,29 @@ def log(*a):
 
 
 def run(cmd, **kw):
+    """A step of the set-up; its output goes to stderr, so stdout is the table alone."""
     log("+", " ".join(str(c) for c in cmd))
+    if "capture_output" not in kw:
+        kw.setdefault("stdout", sys.stderr)
     return subprocess.run([str(c) for c in cmd], check=True, **kw)
 
 
-def cmake_args():
-    """A native build; AMX off where GCC 12 would build llama.cpp's crashing AMX path."""
+# --avx2: llama.cpp built for AVX2-class CPUs (no AVX-512, no VNNI) in its own environment, and
+# lowbit run with --isa avx2: what a Zen 3-class user gets from each, measured on whatever host
+# this is (its caches and memory stay this host's).
+AVX2_ARGS = ["-DGGML_NATIVE=OFF", "-DGGML_AVX=ON", "-DGGML_AVX2=ON", "-DGGML_FMA=ON", "-DGGML_F16C=ON",
+             "-DGGML_BMI2=ON", "-DGGML_AVX512=OFF", "-DGGML_AVX_VNNI=OFF", "-DGGML_CUDA=OFF"]
+
+
+def venv_dir(avx2):
+    return ROOT / ".venv-bench-avx2" if avx2 else VENV
+
+
+def cmake_args(avx2=False):
+    """A native build (or an AVX2-only one); AMX off where GCC 12 would build llama.cpp's crashing
+    AMX path."""
+    if avx2:
+        return list(AVX2_ARGS)
     args = ["-DGGML_NATIVE=ON", "-DGGML_CUDA=OFF"]
     flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
     gcc = subprocess.run(["gcc", "-dumpversion"], capture_output=True, text=True).stdout.strip()
@@ -65,14 +82,15 @@ def cmake_args():
     return args
 
 
-def ensure_venv():
-    py = VENV / "bin/python"
+def ensure_venv(avx2=False):
+    venv = venv_dir(avx2)
+    py = venv / "bin/python"
     if py.exists() and subprocess.run([py, "-c", "import llama_cpp, gguf, sentencepiece, safetensors"],
                                       capture_output=True).returncode == 0:
         return py
     if not py.exists():
-        run([sys.executable, "-m", "venv", VENV])
-    env = dict(os.environ, CMAKE_ARGS=" ".join(cmake_args()),
+        run([sys.executable, "-m", "venv", venv])
+    env = dict(os.environ, CMAKE_ARGS=" ".join(cmake_args(avx2)),
                CMAKE_BUILD_PARALLEL_LEVEL=str(os.cpu_count() or 2))
     log("building llama.cpp through", LLAMA_CPP_PYTHON, "with CMAKE_ARGS:", env["CMAKE_ARGS"])
     run([py, "-m", "pip", "install", "--no-cache-dir", *BENCH_PACKAGES], env=env)
@@ -121,9 +139,10 @@ def llama_version():
 
 # ---- lowbit side ------------------------------------------------------------------------------
 
-def lowbit_time(lowbit, model, prompt, gen, threads):
+def lowbit_time(lowbit, model, prompt, gen, threads, isa=None):
     out = subprocess.run([str(lowbit), "bench", "model", str(model), "--prompt-len", str(prompt),
-                          "--gen-len", str(gen), "--reps", "1", "--threads", str(threads), "--json"],
+                          "--gen-len", str(gen), "--reps", "1", "--threads", str(threads), "--json",
+                          *(["--isa", isa] if isa else [])],
                          check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -178,6 +197,9 @@ def main():
     ap.add_argument("--models", default="tinyllama,smollm2")
     ap.add_argument("--llama-flash-attn", action="store_true",
                     help="llama.cpp with its flash attention (llama_cpp.Llama's default is off)")
+    ap.add_argument("--avx2", action="store_true",
+                    help="both sides on AVX2-class kernels: llama.cpp built without AVX-512/VNNI (in "
+                         ".venv-bench-avx2), lowbit with --isa avx2")
     ap.add_argument("--llama-worker", nargs=4, metavar=("GGUF", "PROMPT", "GEN", "THREADS"), help=argparse.SUPPRESS)
     a = ap.parse_args()
 
@@ -185,8 +207,8 @@ def main():
         g, p, n, t = a.llama_worker
         print(json.dumps(llama_time(g, int(p), int(n), int(t), a.llama_flash_attn)))
         return
-    py = ensure_venv()
-    if Path(sys.prefix).resolve() != VENV.resolve():
+    py = ensure_venv(a.avx2)
+    if Path(sys.prefix).resolve() != venv_dir(a.avx2).resolve():
         os.execv(str(py), [str(py), __file__, *sys.argv[1:]])
 
     lowbit = Path(a.build) / "lowbit"
@@ -204,7 +226,7 @@ def main():
     rows = {label: {"lb": [], "ll": [], "dram": []} for label, _, _ in pairs}
     for rep in range(a.reps):
         for label, lb_model, gguf in pairs:
-            lb = lowbit_time(lowbit, lb_model, a.prompt, a.gen, a.threads)
+            lb = lowbit_time(lowbit, lb_model, a.prompt, a.gen, a.threads, "avx2" if a.avx2 else None)
             fa = ["--llama-flash-attn"] if a.llama_flash_attn else []
             ll = json.loads(subprocess.run([str(py), __file__, *fa, "--llama-worker", str(gguf), str(a.prompt), str(a.gen),
                                             str(a.threads)], check=True, capture_output=True, text=True).stdout)
@@ -214,6 +236,7 @@ def main():
                 f" | llama.cpp pp {ll['prompt_tokens_per_s']:.1f} tg {ll['gen_tokens_per_s']:.1f}")
 
     print(f"host: {cpu_model()}, {a.threads} threads; {llama_version()}"
+          f"{'; AVX2-only on both sides (lowbit --isa avx2)' if a.avx2 else ''}"
           f"{', llama.cpp flash attention on' if a.llama_flash_attn else ''}")
     print(f"prompt {a.prompt} tokens, generation {a.gen} tokens, {a.reps} alternated repetitions; "
           "tokens/s medians, ratio = lowbit / llama.cpp per repetition (min-max)\n")
