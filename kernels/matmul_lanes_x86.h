@@ -1,7 +1,7 @@
 // Prefill and batched decoding (M > 1): activation rows in lanes. A fragment of
 // matmul_quant_x86.h (included there, after gemv(), whose Ctx, dot_codes, step_scales and
-// plane_factor it uses), for every x86 ISA: with vpdpbusd (kVnni) at every width, on AVX2 below
-// 8 bits.
+// plane_factor it uses), for every x86 ISA and width: with vpdpbusd (kVnni), or on AVX2 with
+// vpmaddubsw (8 bits through the sign trick, see lane_dot).
 //
 // tile<> (the general M > 1 kernel) gives each (weight row, activation row) pair its own vector
 // of 8 partial sums and pays, per block of 32 weights, a share of the unpacks that reduce them
@@ -78,12 +78,21 @@ inline __m256 lanes_f32(const Lanes& l) { return _mm256_load_ps(reinterpret_cast
 }
 
 // acc + the products of 4 codes (u8, the same in every lane) with each lane's 4 activations
-// (s8): with VNNI one vpdpbusd into i32 lanes; on AVX2 (codes below 8 bits only) vpmaddubsw's two
-// i16 pair sums per lane added in i16: a half's 4 steps add 8 products per i16, <= 8 x 127 x 32 <
-// 2^15 for the scaled codes plane() gives (as quad_dot's i16 sums), widened after the 4th.
+// (s8): with VNNI one vpdpbusd into i32 lanes; on AVX2 below 8 bits vpmaddubsw's two i16 pair
+// sums per lane added in i16: a half's 4 steps add 8 products per i16, <= 8 x 127 x 32 < 2^15
+// for the scaled codes plane() gives (as quad_dot's i16 sums), widened after the 4th (kI16Sums).
+// AVX2's 8-bit codes are levels (code - 128 as int8): quad_dot's |w| x sign(a, w) identity, each
+// pair (<= 2 x 128 x 127) widened at once by vpmaddwd and added in i32.
+template <int BITS>
 [[gnu::always_inline]] inline __m256i lane_dot(__m256i acc, __m256i codes, __m256i acts) {
-  if constexpr (kVnni) return dpbusd(acc, codes, acts);
-  else return _mm256_add_epi16(acc, _mm256_maddubs_epi16(codes, acts));
+  if constexpr (kVnni) {
+    return dpbusd(acc, codes, acts);
+  } else if constexpr (BITS == 8) {
+    const __m256i pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(codes), _mm256_sign_epi8(acts, codes));
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
+  } else {
+    return _mm256_add_epi16(acc, _mm256_maddubs_epi16(codes, acts));
+  }
 }
 
 // Activation rows m0 .. m0 + rows - 1 (rows <= kLanes; the missing lanes are zero) as panel p.
@@ -153,7 +162,8 @@ template <int J>
 #if !defined(LOWBIT_LANES_ZMM)
 template <int BITS, bool ASYM, int GB, int R>
 void lane_rows(const Ctx& x, const LaneScratch& s, int64_t n, int64_t p, int64_t m0, int64_t rows) {
-  constexpr bool kNeedD = !ASYM;  // with VNNI only the symmetric offsets use the d terms
+  // The d terms carry the symmetric offsets and, at 8 bits without VNNI, the levels' shift by 128.
+  constexpr bool kNeedD = !ASYM || (!kVnni && BITS == 8);
   const int64_t nbw = x.nbw, gstride = round_up(x.groups, 8);
   const __m256i* acts = reinterpret_cast<const __m256i*>(s.acts.data() + p * nbw * 8);
   const Lanes* sc = s.scales.data() + p * nbw * 2;
@@ -175,10 +185,10 @@ void lane_rows(const Ctx& x, const LaneScratch& s, int64_t n, int64_t p, int64_t
       unroll<2>([&](auto q) {
         __m256i av = _mm256_load_si256(a + 2 * j + q);
         if constexpr (R > 1) asm("" : "+v"(av));  // one load for all R rows, not one each
-        unroll<R>([&](auto r) { sum[r][q] = lane_dot(sum[r][q], w[r][j], av); });
+        unroll<R>([&](auto r) { sum[r][q] = lane_dot<BITS>(sum[r][q], w[r][j], av); });
       });
     });
-    if constexpr (!kVnni) {  // widen the i16 sums once per block
+    if constexpr (kI16Sums<BITS>) {  // widen the i16 sums once per block
       const __m256i ones = _mm256_set1_epi16(1);
       unroll<R>([&](auto r) { unroll<2>([&](auto q) { sum[r][q] = _mm256_madd_epi16(sum[r][q], ones); }); });
     }
@@ -202,8 +212,8 @@ void lane_rows(const Ctx& x, const LaneScratch& s, int64_t n, int64_t p, int64_t
       unroll<2>([&](auto q) {
         const __m256 m = _mm256_mul_ps(_mm256_set1_ps(d), lanes_f32(sc[b * 2 + q]));
         unroll<4>([&](auto j) {
-          __m256i t = lane_dot(_mm256_setzero_si256(), spread<j>(c), _mm256_load_si256(a + 2 * j + q));
-          if constexpr (!kVnni) t = _mm256_madd_epi16(t, _mm256_set1_epi16(1));
+          __m256i t = lane_dot<BITS>(_mm256_setzero_si256(), spread<j>(c), _mm256_load_si256(a + 2 * j + q));
+          if constexpr (kI16Sums<BITS>) t = _mm256_madd_epi16(t, _mm256_set1_epi16(1));
           acc[r][j][q] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), m, acc[r][j][q]);
         });
       });
@@ -378,13 +388,9 @@ void lanes_gemm(const Ctx& x, int64_t m1, int64_t n0, int64_t n1) {
 // kLaneMinRows); returns the first row it left to tile<> (0: the shape is not for it).
 template <int BITS>
 int64_t try_lanes(const Ctx& x, int64_t m, int64_t n0, int64_t n1) {
-  if constexpr (!kVnni && BITS == 8) {
-    return 0;  // AVX2's 8-bit levels need the sign trick; its tile (and fp32 path) keep them
-  } else {
-    const int64_t m1 = m % kLanes >= kLaneMinRows ? m : m - m % kLanes;
-    if (m1 < kLanes) return 0;
-    return with_gemv_shape<BITS>(x, [&](auto asym, auto gb) { lanes_gemm<BITS, asym, gb>(x, m1, n0, n1); }) ? m1 : 0;
-  }
+  const int64_t m1 = m % kLanes >= kLaneMinRows ? m : m - m % kLanes;
+  if (m1 < kLanes) return 0;
+  return with_gemv_shape<BITS>(x, [&](auto asym, auto gb) { lanes_gemm<BITS, asym, gb>(x, m1, n0, n1); }) ? m1 : 0;
 }
 
 }  // namespace

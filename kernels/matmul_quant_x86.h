@@ -32,7 +32,7 @@
 // Tiles: M == 1 (decode) runs 4 weight rows per pass, sharing the activation loads (with groups
 // of 32 to 256, gemv builds the multipliers inside that loop instead of in prepare()); M > 1 runs
 // the lane kernel of matmul_lanes_x86.h (8 activation rows in the lanes of a vector) where the
-// shape allows it (gemv's shapes, at least 4 rows in a panel; on AVX2 below 8 bits), and tile<>
+// shape allows it (gemv's shapes, at least 4 rows in a panel), and tile<>
 // for the rest: 2 weight rows x 4 activation rows, so each unpacked weight block feeds 4
 // activation rows and each activation block feeds 2 weight rows, over panels of activation rows
 // that stay in L2.
