@@ -260,8 +260,8 @@ TEST(MatmulMany, IdenticalToSeparateMatmuls) {
 // inputs are identical; the kernels must then also sum in the same order at every M. Shapes: K
 // whole steps of the decode kernel (256, 4096), a half step (384), 18 blocks (576: SmolLM2's
 // hidden size; at 4 and 8 bits 2 blocks past the last quad), not a whole group (172), and
-// over one K slice of the float tiles (1100); M = 11 (two 4-row tiles and a remainder; with
-// VNNI one 8-row panel of matmul_lanes_x86.h and 3 rows of tiles), 13 (a panel and a
+// over one K slice of the float tiles (1100); M = 11 (two 4-row tiles and a remainder; on x86
+// one 8-row panel of matmul_lanes_x86.h and 3 rows of tiles), 13 (a panel and a
 // zero-padded one of 5 rows) and 80 (a whole group of kPanelActs = 64 rows, then a second group).
 TEST(MatmulIsa, RowResultsIndependentOfM) {
   const int64_t n = 37;
