@@ -450,10 +450,12 @@ template <int BITS, int QD>
   return _mm_setr_ps(f0, f1, f2, f3);
 }
 
-// sum_g v_g * gsum_g over one row's groups, v in fp16 (the row's scales or minima).
-inline float dot_f16(const uint16_t* v, const float* gsum, int64_t groups) {
-  __m256 acc = _mm256_setzero_ps();
-  int64_t g = 0;
+// sum_g v_g * gsum_g over one row's groups, v in fp16 (the row's scales or minima): lane i of
+// one accumulator sums groups i, i + 8, ... in order, then hsum()'s tree. gemv() runs the first
+// g0 groups' FMAs (g0 a multiple of 8) in its step loop and passes their accumulator.
+inline float dot_f16(const uint16_t* v, const float* gsum, int64_t groups, __m256 acc = _mm256_setzero_ps(),
+                     int64_t g0 = 0) {
+  int64_t g = g0;
   for (; g + 8 <= groups; g += 8)
     acc = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v + g))),
                           _mm256_loadu_ps(gsum + g), acc);
@@ -524,7 +526,8 @@ struct F16Row {
   template <int GB>
   __m128 quad(int64_t b) const { return quad_scales<GB>(v, b); }
   float at(int64_t g) const { return f16_to_f32(v[g]); }
-  float dot(const float* gsum, int64_t groups) const { return dot_f16(v, gsum, groups); }
+  __m256 eight(int64_t g) const { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v + g))); }
+  float dot(const float* gsum, int64_t groups, __m256 acc, int64_t g0) const { return dot_f16(v, gsum, groups, acc, g0); }
 };
 struct CodedRow {
   const uint8_t* codes;
@@ -548,9 +551,8 @@ struct CodedRow {
     return round_f16(_mm_mul_ps(_mm_cvtepi32_ps(_mm_sub_epi32(c, _mm_set1_epi32(bias))), _mm_set1_ps(bf16_to_f32(factor))));
   }
   float at(int64_t g) const { return f16_to_f32(decode_scale(factor, (int)get_scale_code(codes, g) - bias)); }
-  float dot(const float* gsum, int64_t groups) const {
-    __m256 acc = _mm256_setzero_ps();
-    int64_t g = 0;
+  float dot(const float* gsum, int64_t groups, __m256 acc, int64_t g0) const {  // dot_f16's order
+    int64_t g = g0;
     for (; g + 8 <= groups; g += 8) acc = _mm256_fmadd_ps(eight(g), _mm256_loadu_ps(gsum + g), acc);
     alignas(32) float rest[8] = {};
     for (int64_t i = g; i < groups; ++i) rest[i - g] = at(i);
@@ -591,8 +593,8 @@ void gemv(const Ctx& x, int64_t n) {
     }
   }
   const int8_t* act = x.q;
-  __m256 acc[R];
-  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+  __m256 acc[R], accd[R], accm[R];  // the codes' sums; the group-sum terms' (dot_f16's) accumulators
+  for (int r = 0; r < R; ++r) acc[r] = accd[r] = accm[r] = _mm256_setzero_ps();
   const __m256i ones = _mm256_set1_epi16(1);
   const uint8_t* next = row[0] + kPrefetch * R * x.row_bytes;  // the codes kPrefetch tiles ahead
   // A step's share of `next` is 2R quads' bytes. From 4 bits up each quad of the step prefetches
@@ -612,6 +614,16 @@ void gemv(const Ctx& x, int64_t n) {
       const int64_t o = (n + kPrefetch * R) * groups + b * R / GB;
       __builtin_prefetch(x.scales + o, 0, 3);
       if constexpr (ASYM) __builtin_prefetch(x.mins + o, 0, 3);
+    }
+    // The group-sum terms' FMAs for the 8 groups from b / GB, at the first step of each whole 8:
+    // dot_f16's operations in its order, issued here so they overlap the codes' work instead of
+    // ending the row with a chain of dependent FMAs. The steps reach every whole 8 (b + 8 <= nbw).
+    if ((b / GB) % 8 == 0 && b / GB + 8 <= groups) {
+      const __m256 gs = _mm256_loadu_ps(x.gsum + b / GB);
+      unroll<R>([&](auto r) {
+        if constexpr (kNeedD) accd[r] = _mm256_fmadd_ps(sc[r].eight(b / GB), gs, accd[r]);
+        if constexpr (ASYM) accm[r] = _mm256_fmadd_ps(mn[r].eight(b / GB), gs, accm[r]);
+      });
     }
     __m256 s8 = _mm256_loadu_ps(x.ascale + b);
     if constexpr (BITS <= 2) s8 = _mm256_mul_ps(s8, plane_factor<BITS>());
@@ -669,8 +681,8 @@ void gemv(const Ctx& x, int64_t n) {
   }
   for (int r = 0; r < R; ++r) {
     float y = x.de_mul * hsum(acc[r]);
-    if constexpr (kNeedD) y += x.cd_mul * sc[r].dot(x.gsum, groups);
-    if constexpr (ASYM) y += mn[r].dot(x.gsum, groups);
+    if constexpr (kNeedD) y += x.cd_mul * sc[r].dot(x.gsum, groups, accd[r], groups / 8 * 8);
+    if constexpr (ASYM) y += mn[r].dot(x.gsum, groups, accm[r], groups / 8 * 8);
     x.y[n + r] = y;
   }
 }
