@@ -567,8 +567,10 @@ struct CodedRow {
 // groups span blocks) and multiplies them by the 8 activation scales; each half of that vector
 // is the multiplier of one quad, read back to both 128-bit lanes by a broadcast load. The step's
 // 2R quads go through pipelined(). The group-sum terms (minima or scales times gsum) do not
-// depend on the codes and are a short fp16 dot per row after the loop. So a row costs no table
-// pass and no per-row call (at K = 2048 prepare() was a quarter of the row's instructions).
+// depend on the codes: dot_f16's FMAs, in its order, ride along in the steps (a chain of them
+// after the loop ended every row; bench/README.md, fifteenth session), and its
+// tail after the loop. So a row costs no table pass and no per-row call (at K = 2048 prepare()
+// was a quarter of the row's instructions).
 // Needs nbw == groups * GB (no padding blocks past the scales); below 4 bits rows are whole
 // quads anyway (a chunk is 4 or 8 blocks), at 4 and 8 bits the blocks past the last quad take
 // tile<>'s tail.
