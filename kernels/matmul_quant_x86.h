@@ -526,7 +526,7 @@ struct F16Row {
   template <int GB>
   __m128 quad(int64_t b) const { return quad_scales<GB>(v, b); }
   float at(int64_t g) const { return f16_to_f32(v[g]); }
-  __m256 eight(int64_t g) const { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v + g))); }
+  __m256 eight(int64_t g) const { return step_scales<1>(v, g); }  // groups g .. g+7, g a multiple of 8
   float dot(const float* gsum, int64_t groups, __m256 acc, int64_t g0) const { return dot_f16(v, gsum, groups, acc, g0); }
 };
 struct CodedRow {
