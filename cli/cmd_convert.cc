@@ -37,6 +37,10 @@ const char* kConvertFooter =
     "--calib-ctx, each starting with BOS) and keeps each projection's mean squared input per channel;\n"
     "the search quantizer then minimizes the error weighted by it (as llama.cpp's imatrix). The text's\n"
     "name, checksum and token count go into the manifest's recipe.\n"
+    "--calib-chat QUESTIONS (one per line) calibrates on conversations instead of, or after, TEXT: each\n"
+    "question goes through the model's own chat template, the source at fp32 answers it greedily (at\n"
+    "most --calib-chat-tokens tokens), and the prompt, the answer and its end token are one window. A\n"
+    "chat model quantized this way keeps more of its chat (docs/ACCURACY.md section 4).\n"
     "--gptq (with --calib or --calib-load) quantizes every projection by GPTQ: columns in order, each\n"
     "one's rounding error spread over the columns not yet quantized through the inverse of its\n"
     "inputs' second moment (collected on the calibration windows), which minimizes the error of the\n"
@@ -69,11 +73,15 @@ int convert_main(int argc, char** argv) {
         const auto eq = v.rfind('=');
         return eq == std::string::npos || eq == 0 ? "'" + v + "' is not NAME_GLOB=TYPE" : std::string();
       });
-  std::string calib_text, calib_save;
-  int64_t calib_tokens = 8192, calib_ctx = 512;
-  args.text("--calib", calib_text, "calibrate on this text file (held out from what you evaluate on)").metavar("TEXT");
-  args.integer("--calib-tokens", calib_tokens, "tokens of --calib to run (default 8192)", 2).metavar("N");
-  args.integer("--calib-ctx", calib_ctx, "tokens per calibration window (default 512)", 2).metavar("N");
+  CalibSources src;
+  std::string calib_save;
+  args.text("--calib", src.text_file, "calibrate on this text file (held out from what you evaluate on)").metavar("TEXT");
+  args.integer("--calib-tokens", src.text_tokens, "tokens of --calib to run (default 8192)", 2).metavar("N");
+  args.text("--calib-chat", src.questions_file, "calibrate on the model's own answers to these questions (one per line)")
+      .metavar("QUESTIONS");
+  args.integer("--calib-chat-tokens", src.answer_tokens, "tokens per answer of --calib-chat at most (default 200)", 1)
+      .metavar("N");
+  args.integer("--calib-ctx", src.ctx, "tokens per calibration window (default 512)", 2).metavar("N");
   args.text("--calib-save", calib_save, "write the calibration statistics (JSON) to this file").metavar("FILE");
   std::string calib_load;
   args.text("--calib-load", calib_load, "use statistics written by --calib-save instead of --calib").metavar("FILE");
@@ -90,8 +98,12 @@ int convert_main(int argc, char** argv) {
   if (!args.parse(argc, argv)) return 0;
   opt.source_types = !args.given("--bits");
   check_gptq_damp(opt.gptq_damp);  // flags checked before any calibration runs
-  if (!calib_text.empty() && !calib_load.empty()) throw Error("--calib and --calib-load exclude each other");
-  if (gptq && calib_text.empty() && calib_load.empty()) throw Error("--gptq needs --calib TEXT or --calib-load FILE");
+  const bool run_calib = !src.text_file.empty() || !src.questions_file.empty();
+  if (run_calib && !calib_load.empty()) throw Error("--calib/--calib-chat and --calib-load exclude each other");
+  if (gptq && !run_calib && calib_load.empty()) throw Error("--gptq needs --calib TEXT, --calib-chat QUESTIONS or --calib-load FILE");
+  if (args.given("--calib-tokens") && src.text_file.empty()) throw Error("--calib-tokens needs --calib TEXT");
+  if (args.given("--calib-chat-tokens") && src.questions_file.empty())
+    throw Error("--calib-chat-tokens needs --calib-chat QUESTIONS");
   if (!gptq && args.given("--gptq-damp")) throw Error("--gptq-damp needs --gptq");
   if (!quantizer.empty()) opt.quantizer = parse_quantizer(quantizer);
   opt.group = group == "row" ? 0 : (uint32_t)std::stoul(group);
@@ -103,14 +115,22 @@ int convert_main(int argc, char** argv) {
   CalibStats calib;
   InputMoments moments;
   std::unique_ptr<Model> f32;  // the source at fp32, imported once for calibration and moments
-  if (!calib_text.empty()) {
-    std::fprintf(stderr, "calibrating on %s (%lld tokens, windows of %lld)...\n", calib_text.c_str(),
-                 (long long)calib_tokens, (long long)calib_ctx);
+  if (run_calib) {
+    if (!src.text_file.empty())
+      std::fprintf(stderr, "calibrating on %s (%lld tokens, windows of %lld)...\n", src.text_file.c_str(),
+                   (long long)src.text_tokens, (long long)src.ctx);
+    if (!src.questions_file.empty())
+      std::fprintf(stderr, "calibrating on the answers to %s (%lld tokens each at most)...\n",
+                   src.questions_file.c_str(), (long long)src.answer_tokens);
+    src.progress = [](int64_t done, int64_t total) {
+      std::fprintf(stderr, "\ranswered %lld of %lld questions", (long long)done, (long long)total);
+      if (done == total) std::fprintf(stderr, "\n");
+    };
     f32 = load_f32_model(source, opt.threads);
     // With --gptq the input moments are collected in the same pass (one fp32 run, not two).
-    calib = collect_calibration(*f32, calib_text, calib_tokens, calib_ctx, gptq ? &moments : nullptr);
-    std::fprintf(stderr, "calibrated: %lld tokens in %zu windows, %zu projections\n", (long long)calib.tokens,
-                 calib.windows.size(), calib.tensors.size());
+    calib = collect_calibration(*f32, src, gptq ? &moments : nullptr);
+    std::fprintf(stderr, "calibrated: %lld tokens in %zu windows (%lld conversations), %zu projections\n",
+                 (long long)calib.tokens, calib.windows.size(), (long long)calib.conversations, calib.tensors.size());
     opt.calib = &calib;
     if (!calib_save.empty()) {
       std::ofstream f(calib_save);
@@ -118,7 +138,7 @@ int convert_main(int argc, char** argv) {
       if (!f) throw Error(calib_save + ": write failed (--calib-save)");
     }
   } else if (!calib_save.empty()) {
-    throw Error("--calib-save needs --calib");
+    throw Error("--calib-save needs --calib or --calib-chat");
   }
   if (!calib_load.empty()) {
     std::ifstream f(calib_load);
@@ -130,7 +150,6 @@ int convert_main(int argc, char** argv) {
       throw Error(calib_load + ": not JSON (" + e.what() + ")");
     }
     calib = CalibStats::from_json(j, calib_load);
-    calib_text = calib.text_file;
     opt.calib = &calib;
   }
   if (gptq) {
@@ -143,7 +162,8 @@ int convert_main(int argc, char** argv) {
   f32.reset();
   Allocation alloc;
   if (args.given("--target-bpw")) {
-    if (calib_text.empty()) throw Error("--target-bpw needs --calib TEXT or --calib-load FILE (the sensitivities are measured on it)");
+    if (!opt.calib)
+      throw Error("--target-bpw needs --calib TEXT, --calib-chat QUESTIONS or --calib-load FILE (the sensitivities are measured on it)");
     AllocationOptions ao;
     ao.target_bpw = target_bpw;
     ao.progress = [](const std::string& stage, double f) {

@@ -27,10 +27,34 @@ void CalibStats::finish() {
   }
 }
 
-nlohmann::json CalibStats::recipe() const {
+namespace {
+
+std::string xxh3_text(uint64_t h) {
   char hex[17];
-  std::snprintf(hex, sizeof hex, "%016llx", (unsigned long long)text_checksum);
-  return {{"text", text_file}, {"text_checksum", std::string("xxh3:") + hex}, {"ctx", ctx}, {"tokens", tokens}};
+  std::snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);
+  return std::string("xxh3:") + hex;
+}
+
+uint64_t parse_xxh3(const std::string& ck, const char* field) {
+  if (ck.rfind("xxh3:", 0) != 0 || ck.size() != 21 || ck.find_first_not_of("0123456789abcdef", 5) != std::string::npos)
+    throw Error(std::string(field) + " '" + ck + "' is not xxh3:<16 hex>");
+  return std::stoull(ck.substr(5), nullptr, 16);
+}
+
+}  // namespace
+
+nlohmann::json CalibStats::recipe() const {
+  nlohmann::json r = {{"ctx", ctx}, {"tokens", tokens}};
+  if (!text_file.empty()) {
+    r["text"] = text_file;
+    r["text_checksum"] = xxh3_text(text_checksum);
+  }
+  if (!questions_file.empty())
+    r["chat"] = {{"questions", questions_file},
+                 {"checksum", xxh3_text(questions_checksum)},
+                 {"answer_tokens", answer_tokens},
+                 {"conversations", conversations}};
+  return r;
 }
 
 nlohmann::json CalibStats::to_json() const {
@@ -45,13 +69,24 @@ nlohmann::json CalibStats::to_json() const {
 CalibStats CalibStats::from_json(const nlohmann::json& j, const std::string& label) {
   CalibStats st;
   try {
-    st.text_file = j.at("text").get<std::string>();
-    const std::string ck = j.at("text_checksum").get<std::string>();
-    if (ck.rfind("xxh3:", 0) != 0 || ck.size() != 21) throw Error("text_checksum '" + ck + "' is not xxh3:<16 hex>");
-    st.text_checksum = std::stoull(ck.substr(5), nullptr, 16);
+    if (!j.contains("text") && !j.contains("chat")) throw Error("neither 'text' nor 'chat' says what was run");
+    if (j.contains("text")) {
+      st.text_file = j.at("text").get<std::string>();
+      st.text_checksum = parse_xxh3(j.at("text_checksum").get<std::string>(), "text_checksum");
+    }
+    if (j.contains("chat")) {
+      const nlohmann::json& c = j.at("chat");
+      st.questions_file = c.at("questions").get<std::string>();
+      st.questions_checksum = parse_xxh3(c.at("checksum").get<std::string>(), "chat.checksum");
+      st.answer_tokens = c.at("answer_tokens").get<int64_t>();
+      st.conversations = c.at("conversations").get<int64_t>();
+    }
     st.ctx = j.at("ctx").get<int64_t>();
     st.tokens = j.at("tokens").get<int64_t>();
     st.windows = j.at("windows").get<std::vector<std::vector<int32_t>>>();
+    if (st.conversations < 0 || st.conversations > (int64_t)st.windows.size())
+      throw Error("chat.conversations " + std::to_string(st.conversations) + " is not between 0 and the " +
+                  std::to_string(st.windows.size()) + " windows");
     for (const auto& [name, t] : j.at("tensors").items()) {
       CalibStats::Tensor& x = st.tensors[name];
       x.rows = t.at("rows").get<int64_t>();
@@ -113,21 +148,52 @@ class MomentsAccumulator {
 
 }  // namespace
 
-CalibStats collect_calibration(const Model& model, const std::string& text_file, int64_t max_tokens,
-                               int64_t ctx, InputMoments* moments) {
-  if (max_tokens < 2) throw Error("--calib-tokens " + std::to_string(max_tokens) + " is too small (at least 2)");
-  if (ctx < 2) throw Error("calibration context " + std::to_string(ctx) + " is too small (at least 2)");
+std::vector<std::vector<int32_t>> text_windows(const Tokenizer& tok, const std::string& text_file,
+                                               int64_t max_tokens, int64_t ctx, uint64_t* checksum) {
   std::ifstream f(text_file, std::ios::binary);
   if (!f) throw Error(text_file + ": cannot read the calibration text");
   const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  CalibStats st;
-  st.text_file = text_file;
-  st.text_checksum = checksum_bytes(text.data(), text.size());
-  st.ctx = ctx = std::min(ctx, model.ctx());
-  const Tokenizer& tok = model.tokenizer();
+  *checksum = checksum_bytes(text.data(), text.size());
   const std::vector<int32_t> stream = tok.encode(text, /*add_special=*/false);
   if (stream.empty()) throw Error(text_file + ": the calibration text holds no tokens");
   const int32_t bos = tok.bos_id();
+  std::vector<std::vector<int32_t>> windows;
+  int64_t fed = 0;
+  size_t next = 0;
+  while (fed < max_tokens && next < stream.size()) {
+    std::vector<int32_t> w;
+    const int64_t room = std::min(ctx, max_tokens - fed);
+    if (bos >= 0) w.push_back(bos);
+    while ((int64_t)w.size() < room && next < stream.size()) w.push_back(stream[next++]);
+    if (w.size() < 2) break;  // a lone BOS teaches nothing
+    fed += (int64_t)w.size();
+    windows.push_back(std::move(w));
+  }
+  return windows;
+}
+
+CalibStats collect_calibration(const Model& model, const CalibSources& src, InputMoments* moments) {
+  if (src.text_file.empty() && src.questions_file.empty())
+    throw Error("calibration needs a text (--calib) or questions (--calib-chat)");
+  if (src.text_tokens < 2)
+    throw Error("--calib-tokens " + std::to_string(src.text_tokens) + " is too small (at least 2)");
+  if (src.answer_tokens < 1)
+    throw Error("--calib-chat-tokens " + std::to_string(src.answer_tokens) + " is too small (at least 1)");
+  if (src.ctx < 2) throw Error("calibration context " + std::to_string(src.ctx) + " is too small (at least 2)");
+  CalibStats st;
+  st.ctx = std::min(src.ctx, model.ctx());
+  if (!src.text_file.empty()) {
+    st.text_file = src.text_file;
+    st.windows = text_windows(model.tokenizer(), src.text_file, src.text_tokens, st.ctx, &st.text_checksum);
+  }
+  if (!src.questions_file.empty()) {
+    st.questions_file = src.questions_file;
+    st.answer_tokens = src.answer_tokens;
+    std::vector<std::vector<int32_t>> chats =
+        chat_windows(model, src.questions_file, src.answer_tokens, st.ctx, &st.questions_checksum, src.progress);
+    st.conversations = (int64_t)chats.size();
+    for (auto& w : chats) st.windows.push_back(std::move(w));
+  }
 
   MomentsAccumulator acc;
   Session s(model);
@@ -142,18 +208,12 @@ CalibStats collect_calibration(const Model& model, const std::string& text_file,
     if (moments) acc.observe(name, x, m, k);
   });
   // Every row goes through the head too, so lm_head (or the tied embedding) gets statistics.
-  std::vector<float> logits((size_t)(ctx * model.config().vocab_size));
-  size_t next = 0;
-  while (st.tokens < max_tokens && next < stream.size()) {
-    std::vector<int32_t> w;
-    const int64_t room = std::min(ctx, max_tokens - st.tokens);
-    if (bos >= 0) w.push_back(bos);
-    while ((int64_t)w.size() < room && next < stream.size()) w.push_back(stream[next++]);
-    if (w.size() < 2) break;  // a lone BOS teaches nothing
+  std::vector<float> logits;
+  for (const std::vector<int32_t>& w : st.windows) {
+    logits.resize(w.size() * (size_t)model.config().vocab_size);
     s.reset();
     s.eval(w.data(), (int64_t)w.size(), logits.data(), /*all_logits=*/true);
     st.tokens += (int64_t)w.size();
-    st.windows.push_back(std::move(w));
   }
   st.finish();
   if (moments) *moments = acc.finish(st.tokens);

@@ -112,6 +112,7 @@ GenerateResult generate(Session& session, std::vector<int32_t> prompt_ids, const
     const int32_t id = sampler.sample(logits.data(), vocab, history);
     if (tok.is_eos(id) || (params.stop_on_bos && id == tok.bos_id())) {
       r.stop_reason = "eos";
+      r.end_id = id;
       break;
     }
     r.ids.push_back(id);

@@ -27,6 +27,7 @@ struct GenerateResult {
   std::string text;
   std::vector<int32_t> prompt_ids, ids;  // ids: generated tokens
   std::string stop_reason;               // "eos", "length", "stop", "callback", "context"
+  int32_t end_id = -1;                   // on "eos": the end token sampled (not in ids)
   double prompt_seconds = 0, gen_seconds = 0;
   double prompt_tokens_per_s() const { return prompt_seconds > 0 ? prompt_ids.size() / prompt_seconds : 0; }
   double gen_tokens_per_s() const { return gen_seconds > 0 ? ids.size() / gen_seconds : 0; }

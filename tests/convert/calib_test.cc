@@ -21,11 +21,19 @@ namespace {
 
 std::unique_ptr<Model> load_f32(const std::string& source) { return load_f32_model(source, 1); }
 
+CalibSources text_source(const std::string& text, int64_t tokens, int64_t ctx) {
+  CalibSources s;
+  s.text_file = text;
+  s.text_tokens = tokens;
+  s.ctx = ctx;
+  return s;
+}
+
 TEST(InputMoments, EqualXtXOfTheSameActivations) {
   const std::string src = test::kModels + "/stories260K";
   const std::string text = test::kModels + "/../corpus/tinystories_sample.txt";
   const std::unique_ptr<Model> model = load_f32(src);
-  const CalibStats st = collect_calibration(*model, text, 200, 64);  // windows of 64, 64, 64, 8
+  const CalibStats st = collect_calibration(*model, text_source(text, 200, 64));  // windows of 64, 64, 64, 8
   ASSERT_EQ(st.windows.size(), 4u);
   const InputMoments mo = collect_input_moments(*model, st.windows);
   EXPECT_EQ(mo.rows, st.tokens);
@@ -83,7 +91,7 @@ TEST(InputMoments, CollectedInTheCalibrationPassEqualASeparatePass) {
   const std::unique_ptr<Model> model = load_f32(test::kModels + "/stories260K");
   InputMoments in_pass;
   const CalibStats st =
-      collect_calibration(*model, test::kModels + "/../corpus/tinystories_sample.txt", 150, 64, &in_pass);
+      collect_calibration(*model, text_source(test::kModels + "/../corpus/tinystories_sample.txt", 150, 64), &in_pass);
   const InputMoments separate = collect_input_moments(*model, st.windows);
   EXPECT_EQ(in_pass.rows, separate.rows);
   ASSERT_EQ(in_pass.h.size(), separate.h.size());

@@ -150,3 +150,96 @@ def test_gptq_needs_calibration(tmp_path):
     r = subprocess.run([str(BIN), "convert", STORIES, tmp_path / "q", "--bits", "2", "--calib", TEXT,
                         "--gptq", "--gptq-damp", "-1"], capture_output=True, text=True)
     assert r.returncode == 1 and "--gptq-damp" in r.stderr
+
+
+SMOLLM2 = next((SHARED / "models" / "smollm2-135m-instruct").glob("*.gguf"), None)
+CHATML = "<|im_start|>{role}\n{content}<|im_end|>\n"
+
+
+def smollm2_prompt(question):
+    """The prompt for one user question, rendered by jinja2 from the GGUF's own chat template
+    (transformers' renderer, as test_chat_template_reference checks lowbit's against)."""
+    ctu = pytest.importorskip("transformers.utils.chat_template_utils")
+    gguf = pytest.importorskip("gguf")
+    field = gguf.GGUFReader(str(SMOLLM2)).fields["tokenizer.chat_template"]
+    template = bytes(field.parts[field.data[0]]).decode("utf-8")
+    rendered, _ = ctu.render_jinja_template(conversations=[[{"role": "user", "content": question}]],
+                                            chat_template=template, add_generation_prompt=True)
+    return rendered[0]
+
+
+def smollm2_tokens(text):
+    """SmolLM2's token ids of text, specials parsed, no BOS added (`lowbit tokenize`, checked against
+    the HF tokenizer by test_gguf_tokenizer)."""
+    r = subprocess.run([str(BIN), "tokenize", "--no-bos", str(SMOLLM2), text], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return [int(t) for t in r.stdout.split()]
+
+
+@pytest.mark.skipif(SMOLLM2 is None, reason="../shared/models/smollm2-135m-instruct not present")
+def test_chat_windows_are_the_models_own_greedy_answers(tmp_path):
+    """--calib-chat: each window is the question rendered by the model's chat template (checked
+    against jinja2's rendering), then tokens each of which is the float64 reference forward's argmax
+    at its position (gguf_reference_forward, sharing no code with lowbit), ending with an end token
+    or at --calib-chat-tokens; a --calib text's windows come first."""
+    import gguf_reference_forward as ref_fwd
+
+    questions = ["What is the capital of France?", "Name a fruit that is yellow."]
+    qfile = tmp_path / "questions.txt"
+    qfile.write_text(f"{questions[0]}\n\n   \n{questions[1]}\r\n")
+    stats, cap = tmp_path / "calib.json", 24
+    lowbit("convert", SMOLLM2, tmp_path / "q", "--bits", 8, "--calib", TEXT, "--calib-tokens", 100,
+           "--calib-chat", qfile, "--calib-chat-tokens", cap, "--calib-save", stats)
+    got = json.loads(stats.read_text())
+    recipe = json.loads((tmp_path / "q" / "manifest.json").read_text())["recipe"]["calibration"]
+    assert recipe == {k: v for k, v in got.items() if k not in ("windows", "tensors")}
+    assert recipe["chat"]["questions"] == str(qfile) and recipe["chat"]["answer_tokens"] == cap
+    assert recipe["chat"]["conversations"] == 2 and recipe["chat"]["checksum"].startswith("xxh3:")
+    assert recipe["text"] == str(TEXT) and recipe["tokens"] == sum(len(w) for w in got["windows"])
+    assert len(got["windows"]) == 3 and len(got["windows"][0]) == 100  # the text's window, first
+    assert all(t["rows"] == recipe["tokens"] for t in got["tensors"].values())
+
+    loaded = ref_fwd.load(str(SMOLLM2))
+    eos = {2, 0}  # <|im_end|> (the template's end of turn) and <|endoftext|>
+    for question, window in zip(questions, got["windows"][1:]):
+        prompt = smollm2_tokens(smollm2_prompt(question))
+        assert window[:len(prompt)] == prompt, question
+        answer = window[len(prompt):]
+        assert 1 <= len(answer) <= cap + 1
+        assert answer[-1] in eos or len(answer) == cap, (question, answer)
+        assert not any(t in eos for t in answer[:-1])
+        logits = ref_fwd.forward(str(SMOLLM2), window, loaded)
+        for i in range(len(prompt), len(window)):
+            row = logits[i - 1]
+            best = int(np.argmax(row))
+            # lowbit's fp32 logits agree with the float64 reference to ~1e-4 (test_reference_forward):
+            # a token other than the argmax is an error unless the two are closer than that.
+            assert window[i] == best or row[best] - row[window[i]] < 1e-3, (question, i, window[i], best)
+
+
+def test_calib_chat_errors_name_what_is_wrong(tmp_path):
+    def convert(*extra):
+        r = subprocess.run([str(BIN), "convert", STORIES, tmp_path / "q", "--bits", "4", *map(str, extra)],
+                           capture_output=True, text=True)
+        assert r.returncode == 1
+        assert not (tmp_path / "q").exists()
+        return r.stderr
+    q = tmp_path / "q.txt"
+    q.write_text("Hello?\n")
+    # stories260K's tokenizer carries no chat template
+    assert str(q) in (e := convert("--calib-chat", q)) and "no chat template" in e
+    assert str(tmp_path / "none.txt") in convert("--calib-chat", tmp_path / "none.txt")
+    assert "--calib-chat-tokens needs --calib-chat" in convert("--calib", TEXT, "--calib-chat-tokens", 5)
+    assert "--calib-tokens needs --calib" in convert("--calib-chat", q, "--calib-tokens", 5)
+    if SMOLLM2 is not None:
+        blank = tmp_path / "blank.txt"
+        blank.write_text("\n  \n")
+        r = subprocess.run([str(BIN), "convert", SMOLLM2, tmp_path / "q", "--bits", "8", "--calib-chat", blank],
+                           capture_output=True, text=True)
+        assert r.returncode == 1 and str(blank) in r.stderr and "holds no question" in r.stderr
+        long_q = tmp_path / "long.txt"
+        long_q.write_text("first\n" + "word " * 600 + "\n")
+        r = subprocess.run([str(BIN), "convert", SMOLLM2, tmp_path / "q", "--bits", "8", "--calib-chat", long_q,
+                            "--calib-ctx", "256"], capture_output=True, text=True)
+        assert r.returncode == 1 and f"{long_q} line 2" in r.stderr and "--calib-ctx" in r.stderr
+        assert not (tmp_path / "q").exists()
