@@ -130,6 +130,7 @@ struct Ctx {
   float de_mul = 1;  // de = de_mul * d
   float cd_mul = 0;  // ce = cd_mul * d (+ m): the scheme's offset plus 128 de at 8 bits
   const int8_t* q = nullptr;       // activations (m, kp)
+  const int8_t* qrot = nullptr;    // 2-bit gemv with VNNI: row 0's whole quads as rotate_quads() lays them out
   int64_t kp = 0;
   const float* ascale = nullptr;   // (m, ablocks)
   int64_t ablocks = 0;
@@ -561,6 +562,42 @@ struct CodedRow {
   }
 };
 
+// 2-bit decode with VNNI (gemv's kRot): a quad's 4 blocks (one 32-byte chunk of codes) go into
+// ONE vpdpbusd accumulator, block j in i32 lane j of each 128-bit half, which is where quad_total
+// leaves block j's sum, so the unpack tree (9 of a quad's ~20 uops) is gone. Lane j keeps block j
+// by masking its own 2 bits (code x 4^j <= 192: still a u8) of the chunk's dwords rotated by r =
+// 0..3 (vpshufd), so over the 4 products it meets all 4 dwords of block j's half; the activations
+// come rotated to match (rotate_quads, once per call) and the multipliers carry 4^-j (rot_factor),
+// so each lane's product with its multiplier is the same real number as gemv's other path, and
+// the fp32 results are bit for bit the same.
+inline void rotate_quads(const int8_t* q, int64_t quads, int8_t* out) {
+  for (int64_t i = 0; i < quads; ++i) {
+    const int8_t* a = q + i * 4 * kActBlock;
+    // y_j: block j's dwords rotated by j in each half; then a 4 x 4 dword transpose per half
+    // gives A_r, dword j = y_j's dword r = block j's dword (j + r) % 4.
+    const __m256i y0 = load32(a), y1 = _mm256_shuffle_epi32(load32(a + 32), 0x39);
+    const __m256i y2 = _mm256_shuffle_epi32(load32(a + 64), 0x4e), y3 = _mm256_shuffle_epi32(load32(a + 96), 0x93);
+    const __m256i t0 = _mm256_unpacklo_epi32(y0, y1), t1 = _mm256_unpackhi_epi32(y0, y1);
+    const __m256i t2 = _mm256_unpacklo_epi32(y2, y3), t3 = _mm256_unpackhi_epi32(y2, y3);
+    __m256i* o = reinterpret_cast<__m256i*>(out + i * 4 * kActBlock);
+    _mm256_storeu_si256(o + 0, _mm256_unpacklo_epi64(t0, t2));
+    _mm256_storeu_si256(o + 1, _mm256_unpackhi_epi64(t0, t2));
+    _mm256_storeu_si256(o + 2, _mm256_unpacklo_epi64(t1, t3));
+    _mm256_storeu_si256(o + 3, _mm256_unpackhi_epi64(t1, t3));
+  }
+}
+// One chunk of 2-bit codes against its rotated activations: lane j of each half = 4^j x block j's sum.
+[[gnu::always_inline]] inline __m256i rot_quad_dot(const uint8_t* chunk, const int8_t* arot) {
+  const __m256i raw = load32(chunk);
+  const __m256i mask = _mm256_setr_epi32(0x03030303, 0x0c0c0c0c, 0x30303030, (int)0xc0c0c0c0, 0x03030303, 0x0c0c0c0c,
+                                         0x30303030, (int)0xc0c0c0c0);
+  __m256i s = dpbusd(_mm256_setzero_si256(), _mm256_and_si256(raw, mask), load32(arot));
+  s = dpbusd(s, _mm256_and_si256(_mm256_shuffle_epi32(raw, 0x39), mask), load32(arot + 32));
+  s = dpbusd(s, _mm256_and_si256(_mm256_shuffle_epi32(raw, 0x4e), mask), load32(arot + 64));
+  return dpbusd(s, _mm256_and_si256(_mm256_shuffle_epi32(raw, 0x93), mask), load32(arot + 96));
+}
+inline __m256 rot_factor() { return _mm256_setr_ps(1.f, .25f, .0625f, .015625f, 1.f, .25f, .0625f, .015625f); }
+
 // Decode (M = 1) with groups of GB activation blocks (GB = 1, 2, 4, 8: groups of 32 to 256) and
 // rows of whole quads: tile<>'s arithmetic with prepare() folded into the loop. Each step
 // expands the row's scales to its 8 blocks (one fp16 convert, and a permute or broadcast when
@@ -580,6 +617,7 @@ void gemv(const Ctx& x, int64_t n) {
   constexpr int CB = 8 / BITS;
   constexpr int64_t kChunkPerBlock = kChunkBytes / CB;
   constexpr bool kNeedD = !ASYM || (BITS == 8 && !kVnni);  // cd_mul != 0: sym offsets, 8-bit's 128
+  constexpr bool kRot = kVnni && BITS == 2;  // rot_quad_dot (x.qrot set by try_gemv)
   const int64_t nbw = x.nbw, groups = x.groups;
   using Scales = std::conditional_t<CODED, CodedRow, F16Row>;
   const uint8_t* row[R];
@@ -628,7 +666,7 @@ void gemv(const Ctx& x, int64_t n) {
       });
     }
     __m256 s8 = _mm256_loadu_ps(x.ascale + b);
-    if constexpr (BITS <= 2) s8 = _mm256_mul_ps(s8, plane_factor<BITS>());
+    if constexpr (BITS <= 2) s8 = _mm256_mul_ps(s8, kRot ? rot_factor() : plane_factor<BITS>());
     alignas(32) float m8s[R][8];
     unroll<R>([&](auto r) { _mm256_store_ps(m8s[r], _mm256_mul_ps(sc[r].template step<GB>(b), s8)); });
     // Items (quad, r), r inner.
@@ -639,14 +677,19 @@ void gemv(const Ctx& x, int64_t n) {
           if constexpr (kQuadBytes >= 64 && kPrefetch > 0) {
             prefetch_bytes<kQuadBytes>(next + b * kChunkPerBlock * R + i * kQuadBytes);
           }
-          __m256i w[4], aw[4];
-          unpack_quad<BITS, qd>(row[r] + b * kChunkPerBlock, w, aw);
-          quad_half_sums<BITS>(w, aw, act + (b + 4 * qd) * kActBlock, ones, h[i % (kPipe + 1)]);
+          if constexpr (kRot) {
+            h[i % (kPipe + 1)][0] = rot_quad_dot(row[r] + b * kChunkPerBlock + qd * kChunkBytes, x.qrot + (b + 4 * qd) * kActBlock);
+          } else {
+            __m256i w[4], aw[4];
+            unpack_quad<BITS, qd>(row[r] + b * kChunkPerBlock, w, aw);
+            quad_half_sums<BITS>(w, aw, act + (b + 4 * qd) * kActBlock, ones, h[i % (kPipe + 1)]);
+          }
         },
         [&](auto i) {
           constexpr int qd = i / R, r = i % R;
           const __m256 mv = _mm256_broadcast_ps(reinterpret_cast<const __m128*>(m8s[r] + 4 * qd));
-          acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(quad_total<BITS>(h[i % (kPipe + 1)], ones)), mv, acc[r]);
+          const __m256i q = kRot ? h[i % (kPipe + 1)][0] : quad_total<BITS>(h[i % (kPipe + 1)], ones);
+          acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), mv, acc[r]);
         });
   }
   if constexpr (BITS > 1 && GB < 8) {
@@ -714,7 +757,24 @@ bool with_gemv_shape(const Ctx& x, Fn&& fn) {
 
 // gemv<> over rows [n0, n1) when the shape allows it; false otherwise.
 template <int BITS>
-bool try_gemv(const Ctx& x, int64_t n0, int64_t n1) {
+bool try_gemv(const Ctx& x0, int64_t n0, int64_t n1) {
+  if (!gemv_shape<BITS>(x0)) return false;
+  Ctx x = x0;
+  // kRot's activations: on the stack up to K = 8192 (decode allocates nothing per token), else
+  // a thread_local buffer sized once.
+  constexpr int64_t kStackBytes = 8192;
+  alignas(32) int8_t stack_rot[kVnni && BITS == 2 ? kStackBytes : 1];
+  if constexpr (kVnni && BITS == 2) {
+    const int64_t quads = x.nbw / 8 * 2;  // the steps' quads (gemv's last odd quad reads x.q)
+    int8_t* rot = stack_rot;
+    thread_local std::vector<int8_t> heap_rot;
+    if (quads * 4 * kActBlock > kStackBytes) {
+      if ((int64_t)heap_rot.size() < quads * 4 * kActBlock) heap_rot.resize(quads * 4 * kActBlock);
+      rot = heap_rot.data();
+    }
+    rotate_quads(x.q, quads, rot);
+    x.qrot = rot;
+  }
   return with_gemv_shape<BITS>(x, [&](auto asym, auto gb) {
     int64_t n = n0;
     if constexpr (asym && gb == 1) {
