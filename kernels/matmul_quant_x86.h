@@ -95,12 +95,22 @@ inline float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-// n (1..8) fp16 values as fp32, the lanes past n zero; never reads past p[n - 1].
+// n (1..8) fp16 values as fp32, the lanes past n zero; never reads past p[n - 1]. Inserted in
+// registers: a copy through the stack read back as one vector stalls on store forwarding, and a
+// row's tail (K = 576 at groups of 32: 2 groups) paid that stall on every row (20% of gemv).
 inline __m256 load_f16(const uint16_t* p, int n) {
   if (n == 8) return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-  alignas(16) uint16_t tmp[8] = {};
-  std::memcpy(tmp, p, 2 * (size_t)n);
-  return _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(tmp)));
+  __m128i v = _mm_setzero_si128();
+  switch (n) {
+    case 7: v = _mm_insert_epi16(v, p[6], 6); [[fallthrough]];
+    case 6: v = _mm_insert_epi16(v, p[5], 5); [[fallthrough]];
+    case 5: v = _mm_insert_epi16(v, p[4], 4); [[fallthrough]];
+    case 4: v = _mm_insert_epi16(v, p[3], 3); [[fallthrough]];
+    case 3: v = _mm_insert_epi16(v, p[2], 2); [[fallthrough]];
+    case 2: v = _mm_insert_epi16(v, p[1], 1); [[fallthrough]];
+    default: v = _mm_insert_epi16(v, p[0], 0);
+  }
+  return _mm256_cvtph_ps(v);
 }
 
 inline __m256i lane_mask(int n) {
@@ -555,9 +565,11 @@ struct CodedRow {
   float dot(const float* gsum, int64_t groups, __m256 acc, int64_t g0) const {  // dot_f16's order
     int64_t g = g0;
     for (; g + 8 <= groups; g += 8) acc = _mm256_fmadd_ps(eight(g), _mm256_loadu_ps(gsum + g), acc);
-    alignas(32) float rest[8] = {};
-    for (int64_t i = g; i < groups; ++i) rest[i - g] = at(i);
-    if (g < groups) acc = _mm256_fmadd_ps(_mm256_load_ps(rest), _mm256_maskload_ps(gsum + g, lane_mask((int)(groups - g))), acc);
+    if (g < groups) {  // the last groups, in registers (see load_f16)
+      auto rest = [&](int64_t i) { return g + i < groups ? at(g + i) : 0.0f; };
+      const __m256 v = _mm256_setr_ps(rest(0), rest(1), rest(2), rest(3), rest(4), rest(5), rest(6), rest(7));
+      acc = _mm256_fmadd_ps(v, _mm256_maskload_ps(gsum + g, lane_mask((int)(groups - g))), acc);
+    }
     return hsum(acc);
   }
 };
@@ -608,17 +620,25 @@ inline __m256 rot_factor() { return _mm256_setr_ps(1.f, .25f, .0625f, .015625f, 
 // after the loop ended every row; bench/README.md, fifteenth session), and its
 // tail after the loop. So a row costs no table pass and no per-row call (at K = 2048 prepare()
 // was a quarter of the row's instructions).
-// Needs nbw == groups * GB (no padding blocks past the scales); below 4 bits rows are whole
-// quads anyway (a chunk is 4 or 8 blocks), at 4 and 8 bits the blocks past the last quad take
-// tile<>'s tail.
+// Needs nbw == groups * GB, or below 4 bits nbw > groups * GB with GB < 8 (gemv_padded: rows of
+// whole chunks past the last scale, e.g. K = 576 at groups of 32 or 64): the step or quad that
+// crosses the last scale reads the row's scales one by one (partial_scales), zero past them,
+// where the codes and the activations are zero too. Below 4 bits rows are whole quads anyway (a
+// chunk is 4 or 8 blocks), at 4 and 8 bits the blocks past the last quad take tile<>'s tail.
 // CODED: 6-bit scale codes read as they are (x.coded; asymmetric, GB == 1), not expanded.
+// Built in registers, not through the stack (see load_f16).
+template <int GB, class Scales>
+inline __m256 partial_scales(const Scales& sc, int64_t b, int64_t scaled_blocks) {
+  auto at = [&](int i) { return b + i < scaled_blocks ? sc.at((b + i) / GB) : 0.0f; };
+  return _mm256_setr_ps(at(0), at(1), at(2), at(3), at(4), at(5), at(6), at(7));
+}
 template <int BITS, int R, bool ASYM, int GB, bool CODED = false>
 void gemv(const Ctx& x, int64_t n) {
   constexpr int CB = 8 / BITS;
   constexpr int64_t kChunkPerBlock = kChunkBytes / CB;
   constexpr bool kNeedD = !ASYM || (BITS == 8 && !kVnni);  // cd_mul != 0: sym offsets, 8-bit's 128
   constexpr bool kRot = kVnni && BITS == 2;  // rot_quad_dot (x.qrot set by try_gemv)
-  const int64_t nbw = x.nbw, groups = x.groups;
+  const int64_t nbw = x.nbw, groups = x.groups, scaled_blocks = groups * GB;
   using Scales = std::conditional_t<CODED, CodedRow, F16Row>;
   const uint8_t* row[R];
   Scales sc[R], mn[R];
@@ -668,7 +688,11 @@ void gemv(const Ctx& x, int64_t n) {
     __m256 s8 = _mm256_loadu_ps(x.ascale + b);
     if constexpr (BITS <= 2) s8 = _mm256_mul_ps(s8, kRot ? rot_factor() : plane_factor<BITS>());
     alignas(32) float m8s[R][8];
-    unroll<R>([&](auto r) { _mm256_store_ps(m8s[r], _mm256_mul_ps(sc[r].template step<GB>(b), s8)); });
+    if (b + 8 <= scaled_blocks) {
+      unroll<R>([&](auto r) { _mm256_store_ps(m8s[r], _mm256_mul_ps(sc[r].template step<GB>(b), s8)); });
+    } else {
+      for (int r = 0; r < R; ++r) _mm256_store_ps(m8s[r], _mm256_mul_ps(partial_scales<GB>(sc[r], b, scaled_blocks), s8));
+    }
     // Items (quad, r), r inner.
     __m256i h[kPipe + 1][2];
     pipelined<2 * R, kPipe>(
@@ -703,7 +727,9 @@ void gemv(const Ctx& x, int64_t n) {
         __m256i w[4], aw[4];
         unpack_quad<BITS, 0>(row[r] + b * kChunkPerBlock, w, aw);
         const __m256i q = quad_dot<BITS>(w, aw, act + b * kActBlock, ones);
-        const __m128 m4 = _mm_mul_ps(sc[r].template quad<GB>(b), s4);
+        const __m128 d4 = b + 4 <= scaled_blocks ? sc[r].template quad<GB>(b)
+                                                 : _mm256_castps256_ps128(partial_scales<GB>(sc[r], b, scaled_blocks));
+        const __m128 m4 = _mm_mul_ps(d4, s4);
         acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), _mm256_set_m128(m4, m4), acc[r]);
       });
       b += 4;
@@ -740,9 +766,14 @@ bool gemv_shape(const Ctx& x) {
   constexpr int64_t kQuad = BITS == 1 ? 8 : 4;  // the smallest step below 4 bits (whole chunks)
   return x.nbw == x.groups * x.gb && (BITS > 2 || x.nbw % kQuad == 0) && x.gb <= 8 && (x.gb & (x.gb - 1)) == 0;
 }
+// The padded rows gemv<> takes too (at M = 1 only: see gemv's comment).
+template <int BITS>
+bool gemv_padded(const Ctx& x) {
+  return BITS <= 2 && x.nbw > x.groups * x.gb && x.gb < 8 && (x.gb & (x.gb - 1)) == 0;
+}
 template <int BITS, class Fn>
-bool with_gemv_shape(const Ctx& x, Fn&& fn) {
-  if (!gemv_shape<BITS>(x)) return false;
+bool with_gemv_shape(const Ctx& x, Fn&& fn, bool padded_ok = false) {
+  if (!gemv_shape<BITS>(x) && !(padded_ok && gemv_padded<BITS>(x))) return false;
   auto with_gb = [&](auto asym) {
     switch (x.gb) {
       case 1: fn(asym, std::integral_constant<int, 1>{}); return true;
@@ -758,7 +789,7 @@ bool with_gemv_shape(const Ctx& x, Fn&& fn) {
 // gemv<> over rows [n0, n1) when the shape allows it; false otherwise.
 template <int BITS>
 bool try_gemv(const Ctx& x0, int64_t n0, int64_t n1) {
-  if (!gemv_shape<BITS>(x0)) return false;
+  if (!gemv_shape<BITS>(x0) && !gemv_padded<BITS>(x0)) return false;
   Ctx x = x0;
   // kRot's activations: on the stack up to K = 8192 (decode allocates nothing per token), else
   // a thread_local buffer sized once.
@@ -786,7 +817,7 @@ bool try_gemv(const Ctx& x0, int64_t n0, int64_t n1) {
     }
     for (; n + kGemvRows <= n1; n += kGemvRows) gemv<BITS, kGemvRows, asym, gb>(x, n);
     for (; n < n1; ++n) gemv<BITS, 1, asym, gb>(x, n);
-  });
+  }, /*padded_ok=*/true);
 }
 
 }  // namespace
@@ -884,7 +915,10 @@ void gemm_q_kernel(const QMatrix& w, const QuantizedActs& a, float* y, int64_t n
     }
   };
   if (!sec.coded()) return rows(n0, n1);
-  const bool gemv_ok = t.bits == 1 ? gemv_shape<1>(x) : t.bits == 2 ? gemv_shape<2>(x) : t.bits == 4 ? gemv_shape<4>(x) : gemv_shape<8>(x);
+  const bool gemv_ok = t.bits == 1   ? gemv_shape<1>(x) || gemv_padded<1>(x)
+                       : t.bits == 2 ? gemv_shape<2>(x) || gemv_padded<2>(x)
+                       : t.bits == 4 ? gemv_shape<4>(x)
+                                     : gemv_shape<8>(x);
   if (a.m == 1 && x.gb == 1 && gemv_ok) {  // gemv decodes the codes in its loop
     x.coded = true;
     x.sec = sec;
