@@ -1,6 +1,8 @@
 #!/bin/bash
-# Calibration text of the kind a chat model sees: the model's own greedy answers to QUESTIONS
-# (one per line), each turn in ChatML (SmolLM2's and Qwen2's template), written to OUT.
+# Text of the kind a chat model sees: the model's own greedy answers to QUESTIONS (one per line),
+# each turn in ChatML (SmolLM2's and Qwen2's template), written to OUT. To calibrate, `lowbit
+# convert --calib-chat QUESTIONS` does this through the model's own template; this script writes
+# held-out chat text to score with `lowbit eval --text` (docs/ACCURACY.md section 4).
 # usage: scripts/chatml_calib_text.sh MODEL QUESTIONS OUT [TOKENS_PER_ANSWER]
 # e.g. scripts/chatml_calib_text.sh f32 docs/calib/chat_calib_questions.txt chat.txt 200
 set -euo pipefail
