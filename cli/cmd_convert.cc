@@ -41,7 +41,7 @@ const char* kConvertFooter =
     "question goes through the model's own chat template, the source at fp32 answers it greedily (at\n"
     "most --calib-chat-tokens tokens), and the prompt, the answer and its end token are one window. A\n"
     "chat model quantized this way keeps more of its chat (docs/ACCURACY.md section 4).\n"
-    "--gptq (with --calib or --calib-load) quantizes every projection by GPTQ: columns in order, each\n"
+    "--gptq (with --calib, --calib-chat or --calib-load) quantizes every projection by GPTQ: columns in order, each\n"
     "one's rounding error spread over the columns not yet quantized through the inverse of its\n"
     "inputs' second moment (collected on the calibration windows), which minimizes the error of the\n"
     "projection's output rather than of its weights; --gptq-damp adds that fraction of the mean\n"
@@ -86,11 +86,11 @@ int convert_main(int argc, char** argv) {
   std::string calib_load;
   args.text("--calib-load", calib_load, "use statistics written by --calib-save instead of --calib").metavar("FILE");
   bool gptq = false;
-  args.flag("--gptq", gptq, "quantize by GPTQ on the calibration's inputs (needs --calib or --calib-load)");
+  args.flag("--gptq", gptq, "quantize by GPTQ on the calibration's inputs (needs --calib, --calib-chat or --calib-load)");
   args.number("--gptq-damp", opt.gptq_damp, "GPTQ damping, a fraction of the mean diagonal (default 0.01)").metavar("F");
   double target_bpw = 0;
   args.number("--target-bpw", target_bpw,
-              "choose each matrix's type so weights.bin is at most X bits per weight (needs --calib)")
+              "choose each matrix's type so weights.bin is at most X bits per weight (needs a calibration)")
       .metavar("X");
   add_threads(args, opt.threads);
   args.flag("--force", opt.force, "replace OUT_DIR if it exists");

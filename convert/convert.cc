@@ -67,7 +67,7 @@ void validate_options(const ConvertOptions& opt) {
   linear_type(opt);  // validates group and scheme before any work
   if (opt.calib && opt.quantizer != Quantizer::search)
     throw Error("--calib needs --quantizer search (round to nearest has no error to weigh)");
-  if (opt.moments && !opt.calib) throw Error("--gptq needs --calib TEXT or --calib-load FILE");
+  if (opt.moments && !opt.calib) throw Error("--gptq needs --calib TEXT, --calib-chat QUESTIONS or --calib-load FILE");
   if (opt.moments) check_gptq_damp(opt.gptq_damp);
   for (const auto& [glob, type] : opt.keep) parse_type(type);
 }
