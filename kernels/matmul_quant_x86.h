@@ -791,9 +791,9 @@ template <int BITS>
 bool try_gemv(const Ctx& x0, int64_t n0, int64_t n1) {
   if (!gemv_shape<BITS>(x0) && !gemv_padded<BITS>(x0)) return false;
   Ctx x = x0;
-  // kRot's activations: on the stack up to K = 8192 (decode allocates nothing per token), else
+  // kRot's activations: on the stack up to K = 16384 (decode allocates nothing per token), else
   // a thread_local buffer sized once.
-  constexpr int64_t kStackBytes = 8192;
+  constexpr int64_t kStackBytes = 16384;
   alignas(32) int8_t stack_rot[kVnni && BITS == 2 ? kStackBytes : 1];
   if constexpr (kVnni && BITS == 2) {
     const int64_t quads = x.nbw / 8 * 2;  // the steps' quads (gemv's last odd quad reads x.q)

@@ -288,6 +288,32 @@ TEST(MatmulIsa, RowResultsIndependentOfM) {
       }
 }
 
+// 2-bit decode with VNNI rotates the activations into a stack buffer up to K = 16384 and into a
+// per-thread heap buffer past it: a row past that (16960: also a padded last chunk at groups of
+// 32 and 64) still sums as the M > 1 kernels do, at every 2-bit type and ISA.
+TEST(MatmulIsa, LongTwoBitRowsIndependentOfM) {
+  const int64_t n = 9, k = 16960, m = 3;
+  ThreadPool pool(2);
+  const auto w = test::matmul_test_weights(n, k);
+  const auto x = test::random_matrix(m, k, 7);
+  for (Isa isa : available_isas())
+    for (const QType& t : test::all_quant_types()) {
+      if (t.bits != 2) continue;
+      AlignedBytes buf(q_layout(t, n, k).bytes);
+      quantize(t, w.data(), n, k, buf.data());
+      const QMatrix qm{t, n, k, buf.data()};
+      std::vector<float> all(m * n), one(n);
+      matmul(qm, x.data(), m, all.data(), {isa, &pool, true});
+      EXPECT_TRUE(test::matches_reference(qm, x.data(), m, all, k / 32.0 + 8)) << type_name(t) << " " << isa_name(isa);
+      int64_t differ = 0;
+      for (int64_t r = 0; r < m; ++r) {
+        matmul(qm, &x[r * k], 1, one.data(), {isa, &pool, true});
+        for (int64_t j = 0; j < n; ++j) differ += all[r * n + j] != one[j];
+      }
+      EXPECT_EQ(differ, 0) << type_name(t) << " " << isa_name(isa) << ": elements that differ";
+    }
+}
+
 TEST(MatmulMany, RejectsDifferentK) {
   AlignedBytes a(q_layout({Base::f32, 32}, 4, 64).bytes), b(q_layout({Base::f32, 32}, 4, 32).bytes);
   std::vector<float> x(64), y1(4), y2(4);
