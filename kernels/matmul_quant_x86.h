@@ -610,6 +610,14 @@ inline void rotate_quads(const int8_t* q, int64_t quads, int8_t* out) {
 }
 inline __m256 rot_factor() { return _mm256_setr_ps(1.f, .25f, .0625f, .015625f, 1.f, .25f, .0625f, .015625f); }
 
+// The d of blocks b .. b+7 of a row padded past its last scale (gemv_padded): the row's scales
+// one by one, zero past scaled_blocks; built in registers, not through the stack (see load_f16).
+template <int GB, class Scales>
+inline __m256 partial_scales(const Scales& sc, int64_t b, int64_t scaled_blocks) {
+  auto at = [&](int i) { return b + i < scaled_blocks ? sc.at((b + i) / GB) : 0.0f; };
+  return _mm256_setr_ps(at(0), at(1), at(2), at(3), at(4), at(5), at(6), at(7));
+}
+
 // Decode (M = 1) with groups of GB activation blocks (GB = 1, 2, 4, 8: groups of 32 to 256) and
 // rows of whole quads: tile<>'s arithmetic with prepare() folded into the loop. Each step
 // expands the row's scales to its 8 blocks (one fp16 convert, and a permute or broadcast when
@@ -626,12 +634,6 @@ inline __m256 rot_factor() { return _mm256_setr_ps(1.f, .25f, .0625f, .015625f, 
 // where the codes and the activations are zero too. Below 4 bits rows are whole quads anyway (a
 // chunk is 4 or 8 blocks), at 4 and 8 bits the blocks past the last quad take tile<>'s tail.
 // CODED: 6-bit scale codes read as they are (x.coded; asymmetric, GB == 1), not expanded.
-// Built in registers, not through the stack (see load_f16).
-template <int GB, class Scales>
-inline __m256 partial_scales(const Scales& sc, int64_t b, int64_t scaled_blocks) {
-  auto at = [&](int i) { return b + i < scaled_blocks ? sc.at((b + i) / GB) : 0.0f; };
-  return _mm256_setr_ps(at(0), at(1), at(2), at(3), at(4), at(5), at(6), at(7));
-}
 template <int BITS, int R, bool ASYM, int GB, bool CODED = false>
 void gemv(const Ctx& x, int64_t n) {
   constexpr int CB = 8 / BITS;
