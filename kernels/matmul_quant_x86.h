@@ -42,6 +42,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -610,12 +611,22 @@ inline void rotate_quads(const int8_t* q, int64_t quads, int8_t* out) {
 }
 inline __m256 rot_factor() { return _mm256_setr_ps(1.f, .25f, .0625f, .015625f, 1.f, .25f, .0625f, .015625f); }
 
-// The d of blocks b .. b+7 of a row padded past its last scale (gemv_padded): the row's scales
-// one by one, zero past scaled_blocks; built in registers, not through the stack (see load_f16).
+// The d of blocks b .. b+7 of a row padded past its last scale (gemv_padded; b inside the
+// scales, b a multiple of 4): the row's last groups, zero past them, built in registers, not
+// through the stack (see load_f16). fp16 scales: one load_f16 and step_scales' expansion; 6-bit
+// codes: one by one.
 template <int GB, class Scales>
 inline __m256 partial_scales(const Scales& sc, int64_t b, int64_t scaled_blocks) {
-  auto at = [&](int i) { return b + i < scaled_blocks ? sc.at((b + i) / GB) : 0.0f; };
-  return _mm256_setr_ps(at(0), at(1), at(2), at(3), at(4), at(5), at(6), at(7));
+  if constexpr (std::is_same_v<Scales, F16Row>) {
+    const __m256 d = load_f16(sc.v + b / GB, (int)std::min<int64_t>(8, (scaled_blocks - b) / GB));
+    if constexpr (GB == 1) return d;
+    else if constexpr (GB == 2) return _mm256_permutevar8x32_ps(d, _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3));
+    else if constexpr (GB == 4) return _mm256_permutevar8x32_ps(d, _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
+    else return _mm256_permutevar8x32_ps(d, _mm256_setzero_si256());
+  } else {
+    auto at = [&](int i) { return b + i < scaled_blocks ? sc.at((b + i) / GB) : 0.0f; };
+    return _mm256_setr_ps(at(0), at(1), at(2), at(3), at(4), at(5), at(6), at(7));
+  }
 }
 
 // Decode (M = 1) with groups of GB activation blocks (GB = 1, 2, 4, 8: groups of 32 to 256) and
