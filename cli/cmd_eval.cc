@@ -22,6 +22,7 @@
 #include "convert/load.h"
 #include "kernels/error.h"
 #include "eval/eval.h"
+#include "runtime/mapped_file.h"
 
 namespace fs = std::filesystem;
 
@@ -296,7 +297,7 @@ int eval_main(int argc, char** argv) {
   std::unique_ptr<Model> quant = load_model(resolve_model(pos[0], models), lp);
   std::unique_ptr<Model> ref = ref_dir.empty() ? nullptr : load_model(resolve_model(ref_dir, models), lp);
   const Tokenizer& tok = ref ? ref->tokenizer() : quant->tokenizer();
-  const EvalWindows windows = make_windows(tok, read_text_file(text), text, ctx, max_tokens);
+  const EvalWindows windows = make_windows(tok, read_file(text, "the text file"), text, ctx, max_tokens);
 
   EvalOptions eo;
   eo.save_ref = save_ref;

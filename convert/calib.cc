@@ -3,13 +3,12 @@
 #include <cmath>
 #include <cstdio>
 #include <algorithm>
-#include <fstream>
-#include <iterator>
 
 #include "convert/convert.h"
 #include "kernels/error.h"
 #include "kernels/matmul.h"
 #include "runtime/manifest.h"
+#include "runtime/mapped_file.h"
 
 namespace lowbit {
 
@@ -150,9 +149,7 @@ class MomentsAccumulator {
 
 std::vector<std::vector<int32_t>> text_windows(const Tokenizer& tok, const std::string& text_file,
                                                int64_t max_tokens, int64_t ctx, uint64_t* checksum) {
-  std::ifstream f(text_file, std::ios::binary);
-  if (!f) throw Error(text_file + ": cannot read the calibration text");
-  const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  const std::string text = read_file(text_file, "the calibration text (--calib)");
   *checksum = checksum_bytes(text.data(), text.size());
   const std::vector<int32_t> stream = tok.encode(text, /*add_special=*/false);
   if (stream.empty()) throw Error(text_file + ": the calibration text holds no tokens");

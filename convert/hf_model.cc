@@ -1,11 +1,10 @@
 #include "convert/hf_model.h"
 
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <set>
 
 #include "kernels/error.h"
+#include "runtime/mapped_file.h"
 
 namespace lowbit {
 
@@ -25,9 +24,7 @@ bool is_file(const fs::path& p) {
 json read_json(const fs::path& path) {
   const std::string p = path.string();
   if (!is_file(path)) throw Error(p + ": not found");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(p + ": cannot be read");
-  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string text = read_file(p, "the JSON file");
   try {
     return json::parse(text);
   } catch (const json::parse_error& e) {

@@ -7,7 +7,6 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
-#include <sstream>
 
 #include "kernels/error.h"
 
@@ -157,14 +156,6 @@ class RefFile {
 };
 
 }  // namespace
-
-std::string read_text_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw Error(path + ": cannot open the text file");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
 
 EvalWindows make_windows(const Tokenizer& tok, std::string_view text, const std::string& label,
                          int64_t ctx, int64_t max_tokens) {

@@ -50,7 +50,6 @@ struct EvalWindows {
 // does not fill one window.
 EvalWindows make_windows(const Tokenizer& tok, std::string_view text, const std::string& label,
                          int64_t ctx, int64_t max_tokens);
-std::string read_text_file(const std::string& path);
 
 // A value with its 95% confidence interval.
 struct Estimate {

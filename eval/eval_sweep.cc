@@ -8,6 +8,7 @@
 #include "convert/convert.h"
 #include "kernels/error.h"
 #include "eval/eval.h"
+#include "runtime/mapped_file.h"
 
 namespace fs = std::filesystem;
 
@@ -43,7 +44,7 @@ SweepResult run_sweep(const std::string& hf_dir, const std::string& text_path, c
     throw Error("sweep: --bits, --groups and --quantizers each need at least one value");
   for (int b : opt.bits)
     if (b != 1 && b != 2 && b != 4 && b != 8) throw Error("sweep: --bits " + std::to_string(b) + " is not 1, 2, 4 or 8");
-  const std::string text = read_text_file(text_path);
+  const std::string text = read_file(text_path, "the text file");
   WorkDir work(opt.work_dir);
   const int64_t n_configs = (int64_t)(opt.bits.size() * opt.groups.size() * opt.quantizers.size());
   const double steps = 1.0 + (double)n_configs;  // the reference counts as one step

@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <fstream>
+#include <sstream>
 #include <utility>
 
 #include "kernels/error.h"
@@ -103,6 +105,19 @@ void MappedFile::drop_pages(const void* p, size_t n) const {
   const uintptr_t begin = std::max((uintptr_t)p & ~(page - 1), (uintptr_t)data_);
   const uintptr_t end = std::min((uintptr_t)p + n, (uintptr_t)data_ + size_);
   if (end > begin) madvise((void*)begin, end - begin, MADV_DONTNEED);  // advice only: errors ignored
+}
+
+std::string read_file(const std::string& path, const std::string& what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    const int err = errno;
+    throw Error(err == ENOENT ? ErrorCode::not_found : ErrorCode::io,
+                path + ": cannot open " + what + ": " + strerror(err));
+  }
+  std::ostringstream s;
+  s << in.rdbuf();
+  if (in.bad()) throw Error(ErrorCode::io, path + ": cannot read " + what);
+  return s.str();
 }
 
 }  // namespace lowbit

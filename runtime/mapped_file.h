@@ -57,4 +57,9 @@ class MappedFile {
   static const uint8_t empty_[1];
 };
 
+// The whole of a small file (a config, tokenizer, text or question list) as a string. `what` says
+// what the file is for, so an error reads "PATH: cannot open WHAT: REASON" (ErrorCode::not_found
+// when it does not exist, io otherwise). Weights are mapped instead (MappedFile::open).
+std::string read_file(const std::string& path, const std::string& what);
+
 }  // namespace lowbit

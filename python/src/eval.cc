@@ -10,6 +10,7 @@
 #include "convert/load.h"
 #include "kernels/error.h"
 #include "eval/eval.h"
+#include "runtime/mapped_file.h"
 #include "runtime/model.h"
 
 namespace lowbit::python {
@@ -35,7 +36,7 @@ py::object evaluate_models(const std::string& model_dir, const std::string& text
     const LoadParams lp = eval_load_params(threads, ctx);
     std::unique_ptr<Model> quant = load_model(model_dir, lp);
     std::unique_ptr<Model> ref = ref_dir && !ref_logits ? load_model(*ref_dir, lp) : nullptr;
-    const EvalWindows windows = make_windows(quant->tokenizer(), read_text_file(text_path), text_path, ctx, max_tokens);
+    const EvalWindows windows = make_windows(quant->tokenizer(), read_file(text_path, "the text file"), text_path, ctx, max_tokens);
     json = to_json(evaluate(*quant, ref.get(), windows, opt)).dump();
   }
   return py::module_::import("json").attr("loads")(json);

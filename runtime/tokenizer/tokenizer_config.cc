@@ -2,28 +2,18 @@
 // generation_config.json) and resolves them to ids.
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <map>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "kernels/error.h"
+#include "runtime/mapped_file.h"
 #include "runtime/tokenizer/tokenizer_internal.h"
 
 namespace lowbit::tok {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error("cannot open " + path);
-  std::ostringstream s;
-  s << in.rdbuf();
-  if (in.bad()) throw Error("cannot read " + path);
-  return s.str();
-}
 
 namespace {
 
@@ -176,7 +166,7 @@ TokenizerConfig read_tokenizer_config(const std::vector<std::string>& dirs) {
   auto find = [&](const char* name) -> std::optional<NamedText> {
     for (const std::string& d : dirs) {
       fs::path p = fs::path(d) / name;
-      if (fs::is_regular_file(p)) return NamedText{read_file(p.string()), p.string()};
+      if (fs::is_regular_file(p)) return NamedText{read_file(p.string(), "the tokenizer file"), p.string()};
     }
     return std::nullopt;
   };

@@ -74,7 +74,4 @@ std::unique_ptr<Tokenizer> make_vocab_merges_tokenizer(const std::string& vocab_
                                                        const std::string& merges_path,
                                                        const TokenizerConfig& cfg);
 
-// Reads a whole file; throws lowbit::Error naming it if it cannot be opened.
-std::string read_file(const std::string& path);
-
 }  // namespace lowbit::tok

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kernels/error.h"
+#include "runtime/mapped_file.h"
 #include "runtime/tokenizer/tokenizer_bpe.h"
 
 namespace lowbit::tok {
@@ -295,7 +296,7 @@ class JsonReader {
 }  // namespace
 
 std::unique_ptr<Tokenizer> make_json_tokenizer(const std::string& json_path, const TokenizerConfig& cfg) {
-  return make_json_tokenizer_text(read_file(json_path), json_path, cfg);
+  return make_json_tokenizer_text(read_file(json_path, "the tokenizer"), json_path, cfg);
 }
 
 std::unique_ptr<Tokenizer> make_json_tokenizer_text(const std::string& json_text, const std::string& label,

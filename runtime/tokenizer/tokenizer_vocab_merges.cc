@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kernels/error.h"
+#include "runtime/mapped_file.h"
 #include "runtime/tokenizer/tokenizer_bpe.h"
 
 namespace lowbit::tok {
@@ -23,7 +24,7 @@ bool is_qwen2(const TokenizerConfig& cfg) {
 TokenMap read_vocab(const std::string& path) {
   json j;
   try {
-    j = json::parse(read_file(path));
+    j = json::parse(read_file(path, "the vocabulary"));
   } catch (const json::exception& e) {
     throw Error(path + ": not valid JSON (" + e.what() + ")");
   }
@@ -39,7 +40,7 @@ TokenMap read_vocab(const std::string& path) {
 
 // One merge per line, "left right"; an optional "#version: ..." first line; blank lines skipped.
 std::vector<std::pair<std::string, std::string>> read_merges(const std::string& path) {
-  const std::string text = read_file(path);
+  const std::string text = read_file(path, "the merges");
   std::vector<std::pair<std::string, std::string>> merges;
   size_t line_no = 0;
   for (size_t pos = 0; pos < text.size();) {

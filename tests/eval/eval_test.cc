@@ -2,6 +2,7 @@
 // itself (exactly zero divergence), an outside reference NLL for stories260K, the gates, the
 // reference log-prob files, the per-tensor errors and a one-row sweep.
 #include "eval/eval.h"
+#include "runtime/mapped_file.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -42,7 +43,7 @@ class EvalModels : public ::testing::Test {
     f32_ = make("f32", 32, 32, Quantizer::rtn);
     q8_ = make("q8", 8, 32, Quantizer::rtn);
     q1_ = make("q1row", 1, 0, Quantizer::search);
-    windows_ = new EvalWindows(make_windows(f32_->tokenizer(), read_text_file(kText), kText, kCtx, kMaxTokens));
+    windows_ = new EvalWindows(make_windows(f32_->tokenizer(), read_file(kText, "the text file"), kText, kCtx, kMaxTokens));
   }
   static void TearDownTestSuite() {
     delete f32_;
@@ -141,7 +142,7 @@ TEST_F(EvalModels, WindowsStartWithBosAndFollowTheStream) {
   EXPECT_EQ(w.first, kCtx / 2);
   EXPECT_EQ(w.total_scored, kMaxTokens);
   EXPECT_EQ(w.windows(), (kMaxTokens + kCtx / 2 - 1) / (kCtx / 2));
-  const std::vector<int32_t> stream = f32_->tokenizer().encode(read_text_file(kText), false);
+  const std::vector<int32_t> stream = f32_->tokenizer().encode(read_file(kText, "the text file"), false);
   for (int64_t i = 0; i < w.windows(); ++i) {
     EXPECT_EQ(w.window(i)[0], f32_->tokenizer().bos_id());
     for (int64_t j = 1; j < kCtx; ++j) ASSERT_EQ(w.window(i)[j], stream[i * (kCtx - 1) + j - 1]);
@@ -168,7 +169,7 @@ TEST_F(EvalModels, Fp32AgainstItselfIsExact) {
 // replaced by spaces, BOS + encoding, at most 256 tokens each, every position scored. 1.513 nats
 // per token comes from an independent numpy forward.
 TEST_F(EvalModels, Stories260KReferenceNll) {
-  const std::string text = read_text_file(kText);
+  const std::string text = read_file(kText, "the text file");
   std::vector<std::string> stories;
   size_t pos = 0;
   while (stories.size() < 12 && pos < text.size()) {
@@ -289,7 +290,7 @@ TEST_F(EvalModels, MismatchedReferenceIsAnError) {
     }
     return "no error";
   };
-  const std::string text = read_text_file(kText);
+  const std::string text = read_file(kText, "the text file");
   const EvalWindows other_ctx = make_windows(f32_->tokenizer(), text, kText, 128, kMaxTokens);
   EXPECT_NE(message(nullptr, other_ctx).find("ctx differs"), std::string::npos) << message(nullptr, other_ctx);
   const EvalWindows fewer = make_windows(f32_->tokenizer(), text, kText, kCtx, 1000);
