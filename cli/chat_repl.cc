@@ -156,11 +156,7 @@ int run_chat(const Model& model, const ChatOptions& opt) {
     std::vector<int32_t> ids;
     try {
       const std::string prompt = tmpl->render(conversation, /*add_generation_prompt=*/true);
-      // Encoded as `lowbit run -p` encodes a prompt. A template that writes bos_token itself
-      // would get a second BOS from the tokenizer's own: one is dropped, as llama.cpp does.
-      ids = tok.encode(prompt, opt.gen.add_bos);
-      if (ids.size() >= 2 && tok.bos_id() >= 0 && ids[0] == tok.bos_id() && ids[1] == tok.bos_id())
-        ids.erase(ids.begin());
+      ids = encode_conversation(tok, prompt, opt.gen.add_bos);
     } catch (const Error& e) {
       messages.erase(messages.size() - 1);
       std::printf("error: %s\n", e.what());

@@ -1,9 +1,7 @@
 // Calibration on conversations (lowbit convert --calib-chat): a chat model quantized on prose
 // keeps its prose and loses its chat (docs/ACCURACY.md section 4), so this feeds it what a chat
 // feeds it: its own template around a question, then its own answer.
-#include <fstream>
 #include <functional>
-#include <iterator>
 #include <string>
 #include <utility>
 #include <vector>
@@ -12,6 +10,7 @@
 
 #include "convert/calib.h"
 #include "kernels/error.h"
+#include "runtime/mapped_file.h"
 #include "runtime/chat/chat_template.h"
 #include "runtime/generate.h"
 #include "runtime/manifest.h"
@@ -21,9 +20,7 @@ namespace lowbit {
 std::vector<std::vector<int32_t>> chat_windows(const Model& model, const std::string& questions_file,
                                                int64_t answer_tokens, int64_t ctx, uint64_t* checksum,
                                                const std::function<void(int64_t, int64_t)>& progress) {
-  std::ifstream f(questions_file, std::ios::binary);
-  if (!f) throw Error(questions_file + ": cannot read the calibration questions (--calib-chat)");
-  const std::string all((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  const std::string all = read_file(questions_file, "the calibration questions (--calib-chat)");
   *checksum = checksum_bytes(all.data(), all.size());
   const Tokenizer& tok = model.tokenizer();
   const std::unique_ptr<ChatTemplate> tmpl = chat_template_of(tok);
@@ -56,9 +53,9 @@ std::vector<std::vector<int32_t>> chat_windows(const Model& model, const std::st
     } catch (const Error& e) {
       throw Error(e.code(), where + ": the chat template refused the question: " + e.what());
     }
-    // As lowbit serve (and transformers' apply_chat_template) encodes a rendered conversation: the
-    // template writes BOS itself where the model wants one.
-    std::vector<int32_t> w = tok.encode(prompt, /*add_special=*/false);
+    // As lowbit chat and lowbit serve encode a rendered conversation, so the calibration sees the
+    // prompts the model will be served.
+    std::vector<int32_t> w = encode_conversation(tok, prompt);
     if ((int64_t)w.size() >= ctx)
       throw Error(ErrorCode::invalid_argument, where + ": the question's prompt is " + std::to_string(w.size()) +
                                                    " tokens, no room to answer in a window of " + std::to_string(ctx) +

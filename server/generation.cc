@@ -182,7 +182,10 @@ void generate_response(Context& ctx, const GenerationRequest& req, std::shared_p
   const int64_t ctx_len = req.num_ctx > 0 ? req.num_ctx : m.ctx;
   bool templated = false;
   const std::string text = prompt_text(m, req, templated);
-  std::vector<int32_t> ids = m.model->tokenizer().encode(text, !templated);
+  // A plain prompt gets the tokenizer's specials as `lowbit run -p` gives them; a rendered
+  // conversation the same, with BOS never doubled where the template wrote it.
+  std::vector<int32_t> ids = templated ? encode_conversation(m.model->tokenizer(), text)
+                                       : m.model->tokenizer().encode(text, true);
   const char* prompt_field = is_chat(req.route) ? "messages" : "prompt";
   if (ids.empty())
     throw RequestError(400, prompt_field, std::string(prompt_field) + ": is empty (no tokens to continue from)");

@@ -97,4 +97,11 @@ std::unique_ptr<ChatTemplate> chat_template_of(const Tokenizer& tok) {
   return std::make_unique<ChatTemplate>(tok.chat_template(), bos, eos);
 }
 
+std::vector<int32_t> encode_conversation(const Tokenizer& tok, const std::string& rendered, bool add_special) {
+  std::vector<int32_t> ids = tok.encode(rendered, add_special);
+  const int32_t bos = tok.bos_id();
+  if (add_special && bos >= 0 && ids.size() >= 2 && ids[0] == bos && ids[1] == bos) ids.erase(ids.begin());
+  return ids;
+}
+
 }  // namespace lowbit

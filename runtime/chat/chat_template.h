@@ -7,8 +7,11 @@
 // any number of threads at once.
 #pragma once
 
+#include <stdint.h>
+
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -50,5 +53,13 @@ class ChatTemplate {
 // The template the tokenizer was loaded with (bos/eos strings from its vocabulary), or nullptr
 // when the model has none. Throws Error(bad_format) when the template does not parse.
 std::unique_ptr<ChatTemplate> chat_template_of(const Tokenizer& tok);
+
+// The tokens of a rendered conversation, as every chat front end (the REPL, the server, chat
+// calibration) feeds them: encoded with the tokenizer's own specials when add_special (BOS where
+// the model's convention adds one), and with one BOS, not two, when the template wrote bos_token
+// itself. This is llama.cpp's rule; transformers' apply_chat_template adds no specials, which
+// differs only for a model whose tokenizer adds BOS and whose template does not write it
+// (TinyLlama's), and there the model was trained with the BOS.
+std::vector<int32_t> encode_conversation(const Tokenizer& tok, const std::string& rendered, bool add_special = true);
 
 }  // namespace lowbit

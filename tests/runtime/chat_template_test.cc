@@ -243,6 +243,34 @@ TEST(ChatTemplate, from_tokenizer_config_and_gguf) {
   EXPECT_EQ(chat_template_of(*none), nullptr);
 }
 
+// encode_conversation's rule (llama.cpp's): the tokenizer's specials, one BOS, never two. The
+// expected ids are built from the tokenizer's plain encode, so a tokenizer change moves both.
+TEST(ChatTemplate, encode_conversation_adds_one_bos) {
+  const std::string dir = kShared + "/configs/tinyllama-1.1b-chat-v1.0";
+  if (!std::filesystem::exists(dir)) GTEST_SKIP() << dir << " not present";
+  auto tok = load_tokenizer(dir);  // add_bos_token: true; its template writes no bos_token
+  const int32_t bos = tok->bos_id();
+  ASSERT_GE(bos, 0);
+  const json msgs = json::array({{{"role", "user"}, {"content", "Hi"}}});
+  const std::string plain = chat_template_of(*tok)->render(msgs, true);
+  std::vector<int32_t> want = tok->encode(plain, false);
+  EXPECT_EQ(encode_conversation(*tok, plain, false), want);
+  want.insert(want.begin(), bos);
+  EXPECT_EQ(encode_conversation(*tok, plain), want);
+  // A template that writes bos_token itself (Llama 2's, Mistral's): still one BOS.
+  const std::string with_bos =
+      ChatTemplate("{{ bos_token }}" + tok->chat_template(), tok->id_to_piece(bos), "</s>").render(msgs, true);
+  ASSERT_EQ(with_bos, tok->id_to_piece(bos) + plain);
+  EXPECT_EQ(encode_conversation(*tok, with_bos), want);
+  // Without specials the template's BOS stays: what it wrote is what is fed.
+  EXPECT_EQ(encode_conversation(*tok, with_bos, false), want);
+  // SmolLM2 adds no BOS: the rule gives transformers' apply_chat_template tokens.
+  const std::string smol = kShared + "/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
+  auto stok = load_tokenizer_files(gguf_tokenizer_files(GgufFile::open(smol)), smol);
+  const std::string s = chat_template_of(*stok)->render(msgs, true);
+  EXPECT_EQ(encode_conversation(*stok, s), stok->encode(s, false));
+}
+
 TEST(ChatTemplate, named_templates_and_chat_template_jinja) {
   const std::string dir = kShared + "/configs/tinyllama-1.1b-chat-v1.0";
   if (!std::filesystem::exists(dir)) GTEST_SKIP() << dir << " not present";
