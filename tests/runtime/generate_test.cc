@@ -65,26 +65,36 @@ TEST(Golden, EveryIsaGivesTheSameText) {
 }
 
 // Quantized weights and int8 activations move the logits by a fraction of a percent, so 8-bit
-// greedy decoding follows fp32 until fp32 itself nearly ties. Measured: on stories260K the
-// first divergence is at generated token 44, where fp32's two best logits differ by 0.07 (about
-// 0.4% of their value, the size of the int8 activation rounding). The test holds the 8-bit path
-// to that: identical for at least 40 tokens, and any divergence only at a near-tie of fp32.
+// greedy decoding follows fp32 until fp32 itself nearly ties. Measured with the scalar reference
+// kernels: on stories260K the first divergence is at generated token 44, where fp32's two best
+// logits differ by 0.07 (about 0.4% of their value, the size of the int8 activation rounding);
+// the reference is held to that (at least 40 tokens). A SIMD ISA's fp32 ops (norms, softmax,
+// sums in another order) differ from the reference's by ulps, and an ulp can move an activation
+// across an int8 rounding boundary, a full quantum: measured on an AVX2-only host, the avx2
+// kernels leave at token 20, where fp32's margin is 0.8%. So every ISA is held to the rule
+// itself: any divergence only where fp32 nearly ties (within 1%).
 TEST(Golden, EightBitFollowsFp32UntilANearTie) {
-  auto ids = [](const std::string& dir) {
-    auto model = Model::load(dir);
+  auto ids = [](const std::string& dir, Isa isa) {
+    LoadParams lp;
+    lp.isa = isa;
+    auto model = Model::load(dir, lp);
     Session s(*model);
     GenerateParams gp;
     gp.max_tokens = 64;
     return generate(s, "", gp).ids;
   };
-  const auto ref = ids(converted("stories260K", 32));
-  const auto q8 = ids(converted("stories260K", 8));
-  ASSERT_EQ(ref.size(), 64u);
-  size_t d = 0;
-  while (d < ref.size() && d < q8.size() && q8[d] == ref[d]) ++d;
-  EXPECT_GE(d, 40u);
-  if (d < ref.size()) {
-    auto model = Model::load(converted("stories260K", 32));
+  for (Isa isa : available_isas()) {
+    SCOPED_TRACE(isa_name(isa));
+    const auto ref = ids(converted("stories260K", 32), isa);
+    const auto q8 = ids(converted("stories260K", 8), isa);
+    ASSERT_EQ(ref.size(), 64u);
+    size_t d = 0;
+    while (d < ref.size() && d < q8.size() && q8[d] == ref[d]) ++d;
+    if (isa == Isa::scalar) EXPECT_GE(d, 40u);
+    if (d == ref.size()) continue;
+    LoadParams lp;
+    lp.isa = isa;
+    auto model = Model::load(converted("stories260K", 32), lp);
     const int64_t vocab = model->config().vocab_size;
     std::vector<int32_t> path = {model->tokenizer().bos_id()};
     path.insert(path.end(), ref.begin(), ref.begin() + d);
