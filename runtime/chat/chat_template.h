@@ -59,7 +59,7 @@ std::unique_ptr<ChatTemplate> chat_template_of(const Tokenizer& tok);
 // the model's convention adds one), and with one BOS, not two, when the template wrote bos_token
 // itself. This is llama.cpp's rule; transformers' apply_chat_template adds no specials, which
 // differs only for a model whose tokenizer adds BOS and whose template does not write it
-// (TinyLlama's), and there the model was trained with the BOS.
+// (TinyLlama's), whose tokenizer puts BOS before every text it encodes.
 std::vector<int32_t> encode_conversation(const Tokenizer& tok, const std::string& rendered, bool add_special = true);
 
 }  // namespace lowbit
