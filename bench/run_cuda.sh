@@ -155,8 +155,8 @@ if ((full)); then
   smol="$models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
   if [[ -f "$smol" ]]; then
     echo "-- SmolLM2-135M Q4_1, greedy, CPU then --gpu-layers all (int8 activations on both: equal up to near-ties)"
-    t "$bin/lowbit" run "$smol" -p "The capital of France is" -n 32 2>/dev/null | sed 's/^/ cpu: /'
-    t "$bin/lowbit" run "$smol" -p "The capital of France is" -n 32 --gpu-layers all 2>&1 | sed 's/^/ gpu: /'
+    t "$bin/lowbit" run "$smol" --raw -p "The capital of France is" -n 32 2>/dev/null | sed 's/^/ cpu: /'
+    t "$bin/lowbit" run "$smol" --raw -p "The capital of France is" -n 32 --gpu-layers all 2>&1 | sed 's/^/ gpu: /'
   fi
 fi
 

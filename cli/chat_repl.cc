@@ -13,10 +13,7 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "kernels/error.h"
-#include "runtime/chat/chat_template.h"
 #include "runtime/tokenizer/tokenizer.h"
 
 namespace lowbit::cli {
@@ -96,6 +93,14 @@ size_t common_prefix(const std::vector<int32_t>& a, const std::vector<int32_t>& 
 
 }  // namespace
 
+std::vector<int32_t> conversation_ids(const Tokenizer& tok, const ChatTemplate& tmpl, const std::string& system,
+                                      const nlohmann::json& messages, bool add_bos) {
+  nlohmann::json conversation = nlohmann::json::array();
+  if (!system.empty()) conversation.push_back({{"role", "system"}, {"content", system}});
+  for (const auto& m : messages) conversation.push_back(m);
+  return encode_conversation(tok, tmpl.render(conversation, /*add_generation_prompt=*/true), add_bos);
+}
+
 int run_chat(const Model& model, const ChatOptions& opt) {
   const Tokenizer& tok = model.tokenizer();
   const std::unique_ptr<ChatTemplate> tmpl = chat_template_of(tok);
@@ -150,13 +155,9 @@ int run_chat(const Model& model, const ChatOptions& opt) {
     }
 
     messages.push_back({{"role", "user"}, {"content", line}});
-    nlohmann::json conversation = nlohmann::json::array();
-    if (!system.empty()) conversation.push_back({{"role", "system"}, {"content", system}});
-    for (const auto& m : messages) conversation.push_back(m);
     std::vector<int32_t> ids;
     try {
-      const std::string prompt = tmpl->render(conversation, /*add_generation_prompt=*/true);
-      ids = encode_conversation(tok, prompt, opt.gen.add_bos);
+      ids = conversation_ids(tok, *tmpl, system, messages, opt.gen.add_bos);
     } catch (const Error& e) {
       messages.erase(messages.size() - 1);
       std::printf("error: %s\n", e.what());

@@ -3,7 +3,11 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
+#include <nlohmann/json.hpp>
+
+#include "runtime/chat/chat_template.h"
 #include "runtime/generate.h"
 #include "runtime/model.h"
 
@@ -15,6 +19,12 @@ struct ChatOptions {
   std::string system;               // a system message to start with ("" for the template's default)
   std::string model_label;          // for the banner and messages
 };
+
+// The tokens the model reads for a conversation: the system message (when not empty), then the
+// messages, rendered by the template with the assistant's turn opened and encoded as every chat
+// front end encodes (encode_conversation). The chat and `lowbit run MODEL PROMPT` share it.
+std::vector<int32_t> conversation_ids(const Tokenizer& tok, const ChatTemplate& tmpl, const std::string& system,
+                                      const nlohmann::json& messages, bool add_bos);
 
 // Reads lines from stdin until /bye or end of input; returns the exit status (0). Throws
 // Error(not_found) before reading anything when the model has no chat template.

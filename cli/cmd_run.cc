@@ -1,10 +1,14 @@
-// lowbit run: stream a generation from a manifest.
+// lowbit run: stream a generation from a model: one chat turn, a text continuation (--raw, or a
+// model without a chat template), or an interactive chat.
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <iostream>
+#include <iterator>
+#include <memory>
 #include <random>
 #include <string>
 
@@ -37,17 +41,30 @@ const char* kFooter =
     "MODEL is a manifest directory (lowbit convert), or a GGUF file or HF directory, imported in\n"
     "memory at load (a GGUF keeps its own types; an HF directory gets 4 bits), or the name of a\n"
     "model in the store (lowbit list). An existing path wins over a name.\n"
+    "With a prompt (-p, PROMPT, or the whole of stdin when it is not a terminal), as Ollama does:\n"
+    "a model with a chat template answers it as one user message (after --system, else the\n"
+    "template's own system message) and only the reply is printed; with --raw, or for a model\n"
+    "without a template, the prompt is continued as text and echoed before the continuation.\n"
     "Without a prompt and with stdin a terminal: an interactive chat in the model's chat template\n"
     "(/bye or Ctrl-D ends it, Ctrl-C stops a reply, /clear forgets the conversation, /? helps);\n"
     "-n then limits each reply (default: until the model ends it or the context is full).\n"
-    "With a prompt: echoes the prompt and streams the text, then\n"
-    "prints the prompt and generation tokens/s on stderr; --json prints one object at the end\n"
-    "instead (text, ids, token counts, tokens/s, stop_reason, seed). Settings are checked, and\n"
-    "the prompt's length against the context, before anything is printed. Without --seed the\n"
-    "sampler is seeded from the clock and the OS's entropy, so each run differs; the seed used\n"
-    "is printed (with the speed line, or as \"seed\" in --json) to repeat a run. Ctrl-C stops\n"
-    "the generation: what was generated and the speed line are printed, and the exit status is\n"
-    "130.\n";
+    "With a prompt the text streams, then the prompt and generation tokens/s go to stderr; --json\n"
+    "prints one object at the end instead (text, ids, token counts, tokens/s, stop_reason, seed,\n"
+    "templated). Settings are checked, and the prompt's length against the context, before\n"
+    "anything is printed. Without --seed the sampler is seeded from the clock and the OS's\n"
+    "entropy, so each run differs; the seed used is printed (with the speed line, or as \"seed\"\n"
+    "in --json) to repeat a run. Ctrl-C stops the generation: what was generated and the speed\n"
+    "line are printed, and the exit status is 130.\n";
+
+// The model's chat template for a prompt; nullptr when it has none. A template that does not
+// parse is an error that says how to go on without it.
+std::unique_ptr<ChatTemplate> template_for_prompt(const Model& model, const std::string& label) {
+  try {
+    return chat_template_of(model.tokenizer());
+  } catch (const Error& e) {
+    throw Error(e.code(), label + ": " + e.what() + " (--raw continues the prompt as text without it)");
+  }
+}
 
 uint64_t fresh_seed() {
   std::random_device rd;
@@ -58,7 +75,7 @@ uint64_t fresh_seed() {
 
 int run_main(int argc, char** argv) {
   std::string model_dir, prompt, positional_prompt, system, models, isa = "auto";
-  bool json_out = false, no_bos = false;
+  bool json_out = false, no_bos = false, raw = false;
   GenerateParams gp;
   LoadParams lp;
   uint64_t seed = 0;
@@ -67,10 +84,15 @@ int run_main(int argc, char** argv) {
   args.positional("MODEL", model_dir, "manifest directory, GGUF file, HF directory or stored model name")
       .metavar("MODEL")
       .required();
-  Opt pos_prompt = args.positional("PROMPT", positional_prompt, "the text to continue (as -p)").metavar("PROMPT");
-  args.text("-p,--prompt", prompt, "the text to continue (may be \"\"); left out: a chat when stdin is a terminal")
+  Opt pos_prompt = args.positional("PROMPT", positional_prompt, "the message to answer or text to continue (as -p)")
+                       .metavar("PROMPT");
+  args.text("-p,--prompt", prompt,
+            "the message to answer, or with --raw the text to continue (may be \"\"); left out: stdin, or a chat "
+            "when stdin is a terminal")
       .excludes(pos_prompt);
-  args.text("--system", system, "chat: the system message (default: the template's own)").metavar("TEXT");
+  args.flag("--raw", raw, "continue the prompt as text: no chat template");
+  args.text("--system", system, "the system message of a chat or a templated prompt (default: the template's own)")
+      .metavar("TEXT");
   add_models(args, models);
   args.integer("-n", gp.max_tokens, "new tokens at most (default 256; 0 runs the prompt only)");
   args.number("--temp", gp.sampler.temperature, "temperature >= 0 (default 0: greedy)").metavar("T");
@@ -94,11 +116,17 @@ int run_main(int argc, char** argv) {
   lp.isa = parse_isa(isa);
   gp.add_bos = !no_bos;
   if (args.given("PROMPT")) prompt = positional_prompt;
-  const bool chat = !args.given("-p") && !args.given("PROMPT");
-  if (chat && !isatty(STDIN_FILENO))
-    throw UsageError("a prompt (-p or PROMPT) is needed when stdin is not a terminal (the chat reads a terminal)");
-  if (chat && json_out) throw UsageError("--json needs a prompt (-p or PROMPT); the chat prints text");
-  if (!chat && args.given("--system")) throw UsageError("--system goes with the chat (no prompt)");
+  bool chat = !args.given("-p") && !args.given("PROMPT");
+  if (chat && !isatty(STDIN_FILENO)) {  // `echo QUESTION | lowbit run MODEL`, as Ollama reads it
+    prompt.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+    while (!prompt.empty() && (prompt.back() == '\n' || prompt.back() == '\r')) prompt.pop_back();
+    if (prompt.empty())
+      throw UsageError("no prompt: give -p, PROMPT or text on stdin (the interactive chat needs stdin a terminal)");
+    chat = false;
+  }
+  if (chat && json_out) throw UsageError("--json needs a prompt (-p, PROMPT or stdin); the chat prints text");
+  if (chat && raw) throw UsageError("--raw needs a prompt (-p, PROMPT or stdin) to continue");
+  if (raw && args.given("--system")) throw UsageError("--system goes with the chat template, which --raw leaves out");
   gp.sampler.seed = args.given("--seed") ? seed : fresh_seed();
   check_setting(args, invalid_setting(gp),
                 {{"max_tokens", "-n"}, {"temperature", "--temp"}, {"top_k", "--top-k"}, {"top_p", "--top-p"},
@@ -125,7 +153,13 @@ int run_main(int argc, char** argv) {
     co.model_label = model_dir;
     return run_chat(*model, co);
   }
-  std::vector<int32_t> prompt_ids = model->tokenizer().encode(prompt, gp.add_bos);
+  // One chat turn unless --raw or the model has no template (then the text is continued).
+  const std::unique_ptr<ChatTemplate> tmpl = raw ? nullptr : template_for_prompt(*model, model_dir);
+  if (!tmpl && args.given("--system"))
+    throw UsageError("--system: " + model_dir + " has no chat template to put a system message in");
+  const nlohmann::json turn = nlohmann::json::array({{{"role", "user"}, {"content", prompt}}});
+  std::vector<int32_t> prompt_ids = tmpl ? conversation_ids(model->tokenizer(), *tmpl, system, turn, gp.add_bos)
+                                         : model->tokenizer().encode(prompt, gp.add_bos);
   if ((int64_t)prompt_ids.size() > model->ctx())
     throw Error("the prompt is " + std::to_string(prompt_ids.size()) + " tokens but the context holds " +
                 std::to_string(model->ctx()) +
@@ -133,7 +167,7 @@ int run_main(int argc, char** argv) {
 
   Session session(*model);
   std::signal(SIGINT, on_sigint);
-  if (!json_out) {  // the continuation reads on from the prompt, as it would in a terminal
+  if (!json_out && !tmpl) {  // the continuation reads on from the prompt, as it would in a terminal
     std::fwrite(prompt.data(), 1, prompt.size(), stdout);
     std::fflush(stdout);
   }
@@ -156,7 +190,8 @@ int run_main(int argc, char** argv) {
                         {"prompt_tokens_per_s", r.prompt_tokens_per_s()},
                         {"gen_tokens_per_s", r.gen_tokens_per_s()},
                         {"stop_reason", r.stop_reason},
-                        {"seed", gp.sampler.seed}};
+                        {"seed", gp.sampler.seed},
+                        {"templated", tmpl != nullptr}};
     std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   } else {
     std::printf("\n");

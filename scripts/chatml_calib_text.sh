@@ -15,8 +15,8 @@ trap 'rm -f "$tmp"' EXIT
 while IFS= read -r q; do
   [ -n "$q" ] || continue
   prompt=$(printf '<|im_start|>user\n%s<|im_end|>\n<|im_start|>assistant\n' "$q")
-  # `lowbit run` prints the prompt, then the greedy continuation (a failure stops the script)
-  turn=$("$lowbit" run "$model" -p "$prompt" -n "$n" --temp 0)
+  # `lowbit run --raw` prints the prompt, then the greedy continuation (a failure stops the script)
+  turn=$("$lowbit" run "$model" --raw -p "$prompt" -n "$n" --temp 0)
   printf '%s<|im_end|>\n' "$turn" >> "$tmp"
 done < "$questions"
 mv "$tmp" "$out"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The main job: take a model (GGUF file, HF directory or lowbit manifest), convert it, generate
-# text from a plain prompt and a chat prompt, and print the accuracy table of lowbit's bit widths
+# The main job: take a model (GGUF file, HF directory or lowbit manifest), convert it, continue
+# a plain prompt, answer a question in the model's chat template, and print the accuracy table of lowbit's bit widths
 # against the model's own fp32 weights.
 #   bash scripts/demo.sh [MODEL] [PROMPT]
 # MODEL defaults to ../shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf (a real,
@@ -29,14 +29,10 @@ else
   $LB convert "$MODEL" "$OUT/model" --force
   RUN="$OUT/model"
 fi
-echo "== generate (greedy)"
-$LB run "$RUN" -p "$PROMPT" -n 96 --ctx 1024
-# A model that knows <|im_start|> as one token was tuned on ChatML.
-if [ "$($LB tokenize "$RUN" --no-bos -- '<|im_start|>' | wc -w)" = 1 ]; then
-  echo "== chat (ChatML, the template this model was tuned with)"
-  $LB run "$RUN" --no-bos --ctx 1024 -n 96 \
-    -p $'<|im_start|>user\nWrite one sentence about the sea.<|im_end|>\n<|im_start|>assistant\n'
-fi
+echo "== continue text (greedy, --raw: no chat template)"
+$LB run "$RUN" --raw -p "$PROMPT" -n 96 --ctx 1024
+echo "== one chat turn (the model's own chat template; a model without one continues the text)"
+$LB run "$RUN" --ctx 1024 -n 96 "Write one sentence about the sea."
 
 if [ -f "$MODEL/manifest.json" ]; then
   exit 0  # the sweep needs the source weights

@@ -238,7 +238,7 @@ def test_gguf_model_runs_directly_and_agrees_with_the_cli():
     m = lowbit.Model(str(path), threads=2)
     assert m.vocab_size == 49152 and m.config["n_layers"] == 30  # SOURCE.md's shape
     raw = m.generate("The capital of France is", max_tokens=12)
-    cli = subprocess.run([os.environ.get("LOWBIT_BIN", str(REPO / "build" / "lowbit")), "run", str(path), "-p",
+    cli = subprocess.run([os.environ.get("LOWBIT_BIN", str(REPO / "build" / "lowbit")), "run", str(path), "--raw", "-p",
                           "The capital of France is", "-n", "12", "--threads", "2", "--json"],
                          capture_output=True, text=True, check=True)
     assert raw.ids == json.loads(cli.stdout)["ids"]

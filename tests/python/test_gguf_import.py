@@ -221,7 +221,7 @@ def test_types_kept_or_requantized_at_no_fewer_bits(gguf_type, lowbit_type, exac
 
 
 def greedy(model, prompt, isa, n=32):
-    out = run("run", model, "-p", prompt, "-n", n, "--isa", isa, "--threads", "2", "--ctx", 256, "--json").stdout
+    out = run("run", model, "--raw", "-p", prompt, "-n", n, "--isa", isa, "--threads", "2", "--ctx", 256, "--json").stdout
     return __import__("json").loads(out)["ids"]
 
 

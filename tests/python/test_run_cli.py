@@ -66,6 +66,20 @@ def test_text_reads_on_from_the_prompt_as_sentencepiece_decodes(stories, sp, pro
     assert plain.stdout == prompt + whole[len(head):] + "\n"
 
 
+def test_a_model_without_a_chat_template_continues_the_prompt_from_stdin_too(stories):
+    """stories260K has no chat template: a prompt is continued as text, with or without --raw,
+    and text on stdin (not a terminal) is the prompt, its last newline dropped."""
+    want = json.loads(lowbit("run", stories, "-p", "Once upon a time", "-n", "16", "--json").stdout)
+    assert want["templated"] is False
+    for args, stdin in [(["--raw", "-p", "Once upon a time"], None), ([], "Once upon a time\n")]:
+        kw = {"input": stdin} if stdin is not None else {}
+        r = lowbit("run", stories, *args, "-n", "16", "--json", **kw)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["ids"] == want["ids"]
+    r = lowbit("run", stories, "--system", "Be brief.", "-p", "Once")
+    assert r.returncode == 2 and "has no chat template to put a system message in" in r.stderr
+
+
 # ---- 3: usage errors name the flag and exit 2 ---------------------------------------------------
 NO_MODEL = "/nonexistent/model"  # a usage error is found before anything is loaded
 USAGE_ERRORS = [
@@ -87,7 +101,9 @@ USAGE_ERRORS = [
     (["run", NO_MODEL, "-p", "x", "--gpu-layers", "most"], "--gpu-layers: 'most' is not a layer count, all or auto"),
     (["run", NO_MODEL, "-p", "x", "--stop", ""], "--stop: '' must be non-empty"),
     (["run", NO_MODEL, "-p", "x", "--bogus"], "--bogus"),
-    (["run", NO_MODEL], "a prompt (-p or PROMPT) is needed when stdin is not a terminal"),
+    (["run", NO_MODEL], "no prompt: give -p, PROMPT or text on stdin"),
+    (["run", NO_MODEL, "--raw"], "no prompt: give -p, PROMPT or text on stdin"),
+    (["run", NO_MODEL, "-p", "x", "--raw", "--system", "s"], "--system goes with the chat template, which --raw leaves out"),
     (["run", NO_MODEL, "-p", "x", "-n"], "-n"),
     (["convert", NO_MODEL, "/tmp/out", "--bits", "four"], "--bits: 'four' is not an integer"),
     (["convert", NO_MODEL, "/tmp/out", "--bits", "4", "--group", "3x"], "--group: '3x' is not an integer"),

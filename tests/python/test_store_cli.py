@@ -292,7 +292,7 @@ def smol_template_prompt(messages):
 def test_chat_first_reply_is_run_on_the_template_rendered_by_jinja2():
     question = "What is the capital of France?"
     prompt = smol_template_prompt([{"role": "user", "content": question}])
-    expected = json.loads(ok(lowbit("run", SMOL, "-p", prompt, "-n", 24, "--json", "--threads", "2")).stdout)["text"]
+    expected = json.loads(ok(lowbit("run", SMOL, "--raw", "-p", prompt, "-n", 24, "--json", "--threads", "2")).stdout)["text"]
     chat = Chat(SMOL, "-n", 24, "--threads", "2")
     chat.read_until(b">>> ")
     reply = chat.say(question)
@@ -302,6 +302,30 @@ def test_chat_first_reply_is_run_on_the_template_rendered_by_jinja2():
     chat.say("/clear")
     chat.send("/bye\n")
     assert chat.wait() == 0
+
+
+# ---- one chat turn from the shell: `lowbit run MODEL PROMPT`, as `ollama run MODEL PROMPT` --------
+def run_json(*args, **kw):
+    return json.loads(ok(lowbit("run", SMOL, "-n", 16, "--json", "--threads", "2", *args, **kw)).stdout)
+
+
+@needs_smol
+@pytest.mark.parametrize("system", [None, "You are a pirate."])
+def test_a_prompt_is_one_user_turn_in_the_template_rendered_by_jinja2(system):
+    """The question reads as one user message in the model's own template (its default system
+    message, or --system's): the same tokens as the jinja2 rendering continued with --raw, and
+    only the reply is printed. From stdin (`echo QUESTION | lowbit run MODEL`) it is the same turn."""
+    question = "What is the capital of France?"
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
+    reference = run_json("--raw", "-p", smol_template_prompt(messages))
+    flags = ["--system", system] if system else []
+    turn = run_json(*flags, question)
+    assert reference["templated"] is False and turn["templated"] is True
+    assert turn["prompt_tokens"] == reference["prompt_tokens"]
+    assert turn["ids"] == reference["ids"] and turn["text"] == reference["text"]
+    assert run_json(*flags, input=question + "\n")["ids"] == turn["ids"]
+    printed = ok(lowbit("run", SMOL, "-n", 16, "--threads", "2", *flags, question)).stdout
+    assert printed == turn["text"] + "\n"  # the reply alone, not the rendered prompt
 
 
 @needs_smol
