@@ -25,6 +25,7 @@
 #include "kernels/quantize.h"
 #include "kernels/thread_pool.h"
 #include "runtime/batch.h"
+#include "runtime/chat/chat_template.h"
 #include "runtime/generate.h"
 #include "runtime/model.h"
 #include "runtime/sampler.h"
@@ -465,42 +466,122 @@ lowbit_generate_params lowbit_generate_default_params(void) {
   return p;
 }
 
+namespace {
+
+// generate()'s settings from the C struct (NULL: the defaults), checked; fn names the caller.
+GenerateParams to_generate_params(const lowbit_generate_params* params, const std::string& fn) {
+  const lowbit_generate_params p = params ? *params : lowbit_generate_default_params();
+  GenerateParams gp;
+  if (p.max_tokens < 0) fail(LOWBIT_INVALID_ARGUMENT, fn + ": max_tokens must be >= 0");
+  gp.max_tokens = p.max_tokens;
+  gp.sampler = to_cpp(p.sampler);
+  gp.add_bos = p.add_bos != 0;
+  if (!p.stop && p.n_stop) fail(LOWBIT_INVALID_ARGUMENT, fn + ": stop is NULL but n_stop is not 0");
+  for (size_t i = 0; i < p.n_stop; ++i) {
+    if (!p.stop[i] || !*p.stop[i]) fail(LOWBIT_INVALID_ARGUMENT, fn + ": stop[" + std::to_string(i) + "] is NULL or empty");
+    gp.stop.emplace_back(p.stop[i]);
+  }
+  return gp;
+}
+
+// Generates from the prompt's ids at the session's position: what lowbit_generate and
+// lowbit_generate_tokens share once the prompt is tokens.
+void generate_ids(Session& s, std::vector<int32_t> ids, const GenerateParams& gp, lowbit_token_callback callback,
+                  void* user, lowbit_generate_result* result, const std::string& fn) {
+  const Model& m = s.model();
+  // Checked here so a long prompt reports CONTEXT_FULL rather than a generic error from eval.
+  if ((int64_t)ids.size() > m.ctx() - s.position())
+    fail(LOWBIT_CONTEXT_FULL, fn + ": a prompt of " + std::to_string(ids.size()) + " tokens at position " +
+                                  std::to_string(s.position()) + " does not fit a context of " + std::to_string(m.ctx()));
+  TokenCallback cb;
+  if (callback)
+    cb = [&](const std::string& piece, int32_t id) { return callback(piece.data(), piece.size(), id, user) == 0; };
+  const GenerateResult r = generate(s, std::move(ids), gp, cb);
+  if (result) {
+    result->stop_reason = to_c_stop(r.stop_reason);
+    result->prompt_tokens = (int64_t)r.prompt_ids.size();
+    result->generated_tokens = (int64_t)r.ids.size();
+    result->prompt_seconds = r.prompt_seconds;
+    result->gen_seconds = r.gen_seconds;
+  }
+}
+
+}  // namespace
+
 lowbit_status lowbit_generate(lowbit_session* session, const char* prompt, const lowbit_generate_params* params,
                               lowbit_token_callback callback, void* user, lowbit_generate_result* result) {
   return guard(LOWBIT_INVALID_ARGUMENT, [&] {
     check(session, Kind::session, "lowbit_generate", "session");
     need(prompt, "lowbit_generate", "prompt");
-    const lowbit_generate_params p = params ? *params : lowbit_generate_default_params();
-    GenerateParams gp;
-    if (p.max_tokens < 0) fail(LOWBIT_INVALID_ARGUMENT, "lowbit_generate: max_tokens must be >= 0");
-    gp.max_tokens = p.max_tokens;
-    gp.sampler = to_cpp(p.sampler);
-    gp.add_bos = p.add_bos != 0;
-    if (!p.stop && p.n_stop) fail(LOWBIT_INVALID_ARGUMENT, "lowbit_generate: stop is NULL but n_stop is not 0");
-    for (size_t i = 0; i < p.n_stop; ++i) {
-      if (!p.stop[i] || !*p.stop[i])
-        fail(LOWBIT_INVALID_ARGUMENT, "lowbit_generate: stop[" + std::to_string(i) + "] is NULL or empty");
-      gp.stop.emplace_back(p.stop[i]);
-    }
+    const GenerateParams gp = to_generate_params(params, "lowbit_generate");
     Session& s = *session->session;
-    const Model& m = s.model();
-    // Checked here so a long prompt reports CONTEXT_FULL rather than a generic error from eval.
-    const size_t n_prompt = m.tokenizer().encode(prompt, gp.add_bos).size();
-    if ((int64_t)n_prompt > m.ctx() - s.position())
-      fail(LOWBIT_CONTEXT_FULL, "lowbit_generate: a prompt of " + std::to_string(n_prompt) + " tokens at position " +
-                                    std::to_string(s.position()) + " does not fit a context of " +
-                                    std::to_string(m.ctx()));
-    TokenCallback cb;
-    if (callback)
-      cb = [&](const std::string& piece, int32_t id) { return callback(piece.data(), piece.size(), id, user) == 0; };
-    const GenerateResult r = generate(s, prompt, gp, cb);
-    if (result) {
-      result->stop_reason = to_c_stop(r.stop_reason);
-      result->prompt_tokens = (int64_t)r.prompt_ids.size();
-      result->generated_tokens = (int64_t)r.ids.size();
-      result->prompt_seconds = r.prompt_seconds;
-      result->gen_seconds = r.gen_seconds;
+    generate_ids(s, s.model().tokenizer().encode(prompt, gp.add_bos), gp, callback, user, result, "lowbit_generate");
+  });
+}
+
+lowbit_status lowbit_generate_tokens(lowbit_session* session, const int32_t* prompt, size_t n_prompt,
+                                     const lowbit_generate_params* params, lowbit_token_callback callback, void* user,
+                                     lowbit_generate_result* result) {
+  return guard(LOWBIT_INVALID_ARGUMENT, [&] {
+    check(session, Kind::session, "lowbit_generate_tokens", "session");
+    need(prompt, "lowbit_generate_tokens", "prompt");
+    if (n_prompt == 0) fail(LOWBIT_INVALID_ARGUMENT, "lowbit_generate_tokens: n_prompt is 0");
+    const GenerateParams gp = to_generate_params(params, "lowbit_generate_tokens");
+    generate_ids(*session->session, std::vector<int32_t>(prompt, prompt + n_prompt), gp, callback, user, result,
+                 "lowbit_generate_tokens");
+  });
+}
+
+// ---- chat templates -------------------------------------------------------------------------
+
+lowbit_status lowbit_chat_apply_template(const lowbit_model* model, const char* messages_json,
+                                         int add_generation_prompt, char* text, size_t capacity, size_t* text_len) {
+  return guard(LOWBIT_INVALID_ARGUMENT, [&] {
+    const std::string fn = "lowbit_chat_apply_template";
+    check(model, Kind::model, fn.c_str(), "model");
+    need(messages_json, fn.c_str(), "messages_json");
+    need(text_len, fn.c_str(), "text_len");
+    if (!text && capacity) fail(LOWBIT_INVALID_ARGUMENT, fn + ": text is NULL but capacity is not 0");
+    nlohmann::ordered_json messages;
+    try {
+      messages = nlohmann::ordered_json::parse(messages_json);
+    } catch (const nlohmann::json::exception& e) {
+      fail(LOWBIT_INVALID_ARGUMENT, fn + ": messages_json is not JSON: " + e.what());
     }
+    if (!messages.is_array()) fail(LOWBIT_INVALID_ARGUMENT, fn + ": messages_json is not a JSON array of messages");
+    const std::unique_ptr<ChatTemplate> tmpl = chat_template_of(model->model->tokenizer());
+    if (!tmpl) fail(LOWBIT_NOT_FOUND, fn + ": the model has no chat template");
+    std::string s;
+    try {
+      s = tmpl->render(messages, add_generation_prompt != 0);
+    } catch (const Error& e) {  // raise_exception() in the template, or a message it cannot read
+      fail(LOWBIT_INVALID_ARGUMENT, fn + ": the template refused the messages: " + e.what());
+    }
+    *text_len = s.size();
+    if (!text) return;  // size query
+    if (capacity < s.size() + 1)
+      fail(LOWBIT_BUFFER_TOO_SMALL, fn + ": the text needs " + std::to_string(s.size() + 1) +
+                                        " bytes with its NUL, the buffer holds " + std::to_string(capacity));
+    std::memcpy(text, s.data(), s.size());
+    text[s.size()] = '\0';
+  });
+}
+
+lowbit_status lowbit_chat_tokenize(const lowbit_model* model, const char* text, size_t text_len, int32_t* tokens,
+                                   size_t capacity, size_t* n_tokens) {
+  return guard(LOWBIT_INVALID_ARGUMENT, [&] {
+    check(model, Kind::model, "lowbit_chat_tokenize", "model");
+    need(n_tokens, "lowbit_chat_tokenize", "n_tokens");
+    if (!text && text_len) fail(LOWBIT_INVALID_ARGUMENT, "lowbit_chat_tokenize: text is NULL");
+    if (!tokens && capacity) fail(LOWBIT_INVALID_ARGUMENT, "lowbit_chat_tokenize: tokens is NULL but capacity is not 0");
+    const std::vector<int32_t> ids =
+        encode_conversation(model->model->tokenizer(), std::string(text ? text : "", text_len));
+    *n_tokens = ids.size();
+    if (!tokens) return;  // size query
+    if (capacity < ids.size())
+      fail(LOWBIT_BUFFER_TOO_SMALL, "lowbit_chat_tokenize: the text needs " + std::to_string(ids.size()) +
+                                        " tokens, the buffer holds " + std::to_string(capacity));
+    std::copy(ids.begin(), ids.end(), tokens);
   });
 }
 

@@ -213,6 +213,35 @@ LOWBIT_API lowbit_status lowbit_generate(lowbit_session* session, const char* pr
                                          lowbit_token_callback callback, void* user,
                                          lowbit_generate_result* result);
 
+/* The same from the prompt's token ids (n_prompt >= 1), e.g. lowbit_chat_tokenize's; add_bos in
+ * params is not looked at. */
+LOWBIT_API lowbit_status lowbit_generate_tokens(lowbit_session* session, const int32_t* prompt,
+                                                size_t n_prompt, const lowbit_generate_params* params,
+                                                lowbit_token_callback callback, void* user,
+                                                lowbit_generate_result* result);
+
+/* ---- chat templates ----------------------------------------------------------------------- */
+
+/* A conversation through the model's own chat template (tokenizer_config.json's chat_template or
+ * the GGUF's tokenizer.chat_template), as transformers' apply_chat_template renders it.
+ * messages_json: a NUL-terminated JSON array of {"role": ..., "content": ...} objects;
+ * add_generation_prompt != 0 opens the assistant's turn. Writes the text NUL-terminated, with the
+ * size convention of lowbit_detokenize (text == NULL, capacity == 0: a size query).
+ * LOWBIT_NOT_FOUND: the model has no template; LOWBIT_INVALID_ARGUMENT: not a JSON array, or
+ * messages the template refuses (its raise_exception); LOWBIT_FORMAT: a template that does not
+ * parse. A chat turn is then: this, lowbit_chat_tokenize, lowbit_generate_tokens. */
+LOWBIT_API lowbit_status lowbit_chat_apply_template(const lowbit_model* model,
+                                                    const char* messages_json,
+                                                    int add_generation_prompt, char* text,
+                                                    size_t capacity, size_t* text_len);
+
+/* The ids of a rendered conversation as lowbit's chat front ends (lowbit run, lowbit serve) feed
+ * them: the tokenizer's specials (BOS where the model's tokenizer adds one), and never a second
+ * BOS when the template wrote one itself. Size convention of lowbit_tokenize. */
+LOWBIT_API lowbit_status lowbit_chat_tokenize(const lowbit_model* model, const char* text,
+                                              size_t text_len, int32_t* tokens, size_t capacity,
+                                              size_t* n_tokens);
+
 /* ---- batches: many sequences decoded together ---------------------------------------------- */
 
 /* A batch advances many independent sequences of one model together: each lowbit_batch_step is

@@ -9,6 +9,7 @@
     for piece in stream:
         print(piece, end="", flush=True)
     print(stream.result.stop_reason)
+    reply = model.chat([{"role": "user", "content": "Why is the sky blue?"}])  # its chat template
 
     w = lowbit.quantize(weights, bits=4, group=32)   # float32 (n, k) -> QTensor
     y = lowbit.matmul(w, x)                          # x (m, k) -> (m, n)
@@ -20,6 +21,7 @@ Ctrl-C stops a generation or a conversion with KeyboardInterrupt.
 
 from __future__ import annotations
 
+import json
 import queue
 import random
 import threading
@@ -275,6 +277,33 @@ def _streamed(run: Callable[[Callable[..., bool]], None], name: str) -> Iterator
         worker.join()
 
 
+def _settings(max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, seed, stop) -> dict:
+    """generate()'s and chat()'s sampling keywords as the core takes them; seed None draws one."""
+    return dict(
+        max_tokens=max_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        min_p=min_p,
+        repetition_penalty=repetition_penalty,
+        seed=random.SystemRandom().getrandbits(32) if seed is None else seed,
+        stop=list(stop) if stop is not None else None,
+    )
+
+
+def _messages_json(messages: Sequence[Mapping]) -> str:
+    """messages as the JSON text the core's template reads; each must be a mapping with a role."""
+    if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
+        raise Error(f"messages: a list of {{'role': ..., 'content': ...}} dicts, not {type(messages).__name__}")
+    for i, m in enumerate(messages):
+        if not isinstance(m, Mapping) or "role" not in m:
+            raise Error(f"messages[{i}]: a dict with 'role' and 'content', not {m!r}")
+    try:
+        return json.dumps([dict(m) for m in messages], ensure_ascii=False)
+    except (TypeError, ValueError) as e:
+        raise Error(f"messages: not JSON-serializable: {e}") from None
+
+
 class Model:
     """A model loaded from a manifest directory (lowbit convert / lowbit.convert), a GGUF file or
     an HF model directory (both imported in memory when loaded).
@@ -397,22 +426,47 @@ class Model:
         Raises lowbit.Error, before generating anything, for a setting out of range or a prompt
         longer than ctx.
         """
-        kwargs = dict(
-            max_tokens=max_tokens,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            min_p=min_p,
-            repetition_penalty=repetition_penalty,
-            seed=random.SystemRandom().getrandbits(32) if seed is None else seed,
-            stop=list(stop) if stop is not None else None,
-            add_bos=add_bos,
-        )
+        kwargs = _settings(max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, seed, stop)
+        kwargs["add_bos"] = add_bos
         if stream:
             s = Stream()
-            s._pieces = self._stream(prompt, kwargs, s)
+            s._pieces = self._stream(lambda **kw: self._core.generate(prompt, **kw), kwargs, s)
             return s
         return Generation(self._core.generate(prompt, **kwargs))
+
+    def apply_chat_template(self, messages: Sequence[Mapping], add_generation_prompt: bool = True) -> str:
+        """The model's own chat template (tokenizer_config.json's chat_template or the GGUF's
+        tokenizer.chat_template) over messages, as transformers' apply_chat_template renders it:
+        a list of {"role": ..., "content": ...} dicts, with the assistant's turn opened when
+        add_generation_prompt. Raises lowbit.Error when the model has no template."""
+        return self._core.render_chat(_messages_json(messages), add_generation_prompt)
+
+    def chat(
+        self,
+        messages: Sequence[Mapping],
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        min_p: float = 0.0,
+        repetition_penalty: float = 1.0,
+        seed: Optional[int] = None,
+        stop: Optional[Sequence[str]] = None,
+        stream: bool = False,
+    ) -> Union[Generation, Stream]:
+        """The assistant's reply to a conversation: messages (a list of {"role", "content"} dicts:
+        "system", "user", "assistant") rendered by the model's chat template
+        (apply_chat_template) and encoded as `lowbit run`'s chat and `lowbit serve` encode it
+        (the tokenizer's BOS where the model uses one, never twice). The reply ends at the
+        template's end-of-turn token, which is not in the text. Settings and the result as
+        generate()'s. Raises lowbit.Error when the model has no chat template."""
+        kwargs = _settings(max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, seed, stop)
+        ids = self._core.chat_tokens(_messages_json(messages))
+        if stream:
+            s = Stream()
+            s._pieces = self._stream(lambda **kw: self._core.generate_tokens(ids, **kw), kwargs, s)
+            return s
+        return Generation(self._core.generate_tokens(ids, **kwargs))
 
     def generate_batch(
         self,
@@ -482,9 +536,9 @@ class Model:
 
         return _streamed(run, "lowbit-generate-batch")  # yields (index, piece)
 
-    def _stream(self, prompt: str, kwargs: dict, into: Stream) -> Iterator[str]:
+    def _stream(self, generate: Callable[..., dict], kwargs: dict, into: Stream) -> Iterator[str]:
         def run(on_piece: Callable[..., bool]) -> None:
-            into.result = Generation(self._core.generate(prompt, callback=on_piece, **kwargs))
+            into.result = Generation(generate(callback=on_piece, **kwargs))
 
         return _streamed(run, "lowbit-generate")
 

@@ -67,6 +67,21 @@ class Model:
         add_bos: bool = True,
         callback: Optional[Callable[[str], Optional[bool]]] = None,
     ) -> dict: ...
+    def render_chat(self, messages_json: str, add_generation_prompt: bool = True) -> str: ...
+    def chat_tokens(self, messages_json: str, add_special: bool = True) -> List[int]: ...
+    def generate_tokens(
+        self,
+        ids: Sequence[int],
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        min_p: float = 0.0,
+        repetition_penalty: float = 1.0,
+        seed: int = 0,
+        stop: Optional[Sequence[str]] = None,
+        callback: Optional[Callable[[str], Optional[bool]]] = None,
+    ) -> dict: ...
     def generate_batch(
         self,
         prompts: Sequence[str],

@@ -1,4 +1,5 @@
-// Model: a loaded manifest with tokenize / detokenize / logits / generate.
+// Model: a loaded manifest with tokenize / detokenize / logits / generate, and the model's chat
+// template for chat().
 #include <map>
 #include <memory>
 #include <optional>
@@ -10,6 +11,7 @@
 #include "kernels/isa.h"
 #include "python/src/bindings.h"
 #include "runtime/batch.h"
+#include "runtime/chat/chat_template.h"
 #include "runtime/generate.h"
 #include "runtime/model.h"
 
@@ -56,16 +58,44 @@ class PyModel {
     return out;
   }
 
+  // The chat template over messages (JSON text of a list of {"role", "content", ...} objects,
+  // key order kept), with the assistant's turn opened when add_generation_prompt.
+  std::string render_chat(const std::string& messages_json, bool add_generation_prompt) const {
+    nlohmann::ordered_json messages;
+    try {
+      messages = nlohmann::ordered_json::parse(messages_json);
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(ErrorCode::invalid_argument, std::string("messages: not JSON: ") + e.what());
+    }
+    const std::unique_ptr<ChatTemplate> tmpl = chat_template_of(model_->tokenizer());
+    if (!tmpl)
+      throw Error(ErrorCode::not_found, path_ + " has no chat template (tokenizer_config.json chat_template or GGUF "
+                                                "tokenizer.chat_template); generate() continues plain text");
+    return tmpl->render(messages, add_generation_prompt);
+  }
+
+  // The conversation's tokens as every chat front end feeds them (encode_conversation).
+  std::vector<int32_t> chat_tokens(const std::string& messages_json, bool add_special) const {
+    const std::string text = render_chat(messages_json, true);
+    py::gil_scoped_release nogil;
+    return encode_conversation(model_->tokenizer(), text, add_special);
+  }
+
   // callback(piece) is called for each piece of text; returning True stops the generation.
   py::dict generate(const std::string& prompt, const GenerateParams& params, const py::object& callback) const {
-    // Checked here, before any work, to name the settings as a Python caller passed them: the
-    // library's own messages name the GenerateParams fields, which are the keyword arguments.
-    if (const auto bad = invalid_setting(params)) throw Error(bad->field + " must be " + bad->requirement);
+    check_settings(params);
     std::vector<int32_t> ids;
     {
       py::gil_scoped_release nogil;
       ids = model_->tokenizer().encode(prompt, params.add_bos);
     }
+    return generate_tokens(std::move(ids), params, callback);
+  }
+
+  // The same from the prompt's tokens (chat: the rendered conversation's).
+  py::dict generate_tokens(std::vector<int32_t> ids, const GenerateParams& params, const py::object& callback) const {
+    check_settings(params);
+    if (ids.empty()) throw Error(ErrorCode::invalid_argument, "generate: no prompt tokens");
     if ((int64_t)ids.size() > model_->ctx())
       throw Error("the prompt is " + std::to_string(ids.size()) + " tokens but the model was loaded with ctx=" +
                   std::to_string(model_->ctx()) + "; load it with a larger ctx (lowbit.Model(path, ctx=N))");
@@ -183,6 +213,12 @@ class PyModel {
   }
 
  private:
+  // Checked before any work, to name the settings as a Python caller passed them: the library's
+  // own messages name the GenerateParams fields, which are the keyword arguments.
+  static void check_settings(const GenerateParams& params) {
+    if (const auto bad = invalid_setting(params)) throw Error(bad->field + " must be " + bad->requirement);
+  }
+
   std::string path_;
   std::shared_ptr<const Model> model_;
 };
@@ -232,6 +268,20 @@ void register_model(py::module_& m) {
           py::arg("top_p") = 1.0f, py::arg("min_p") = 0.0f, py::arg("repetition_penalty") = 1.0f,
           py::arg("seed") = 0, py::arg("stop") = py::none(), py::arg("add_bos") = true,
           py::arg("callback") = py::none())
+      .def("render_chat", &PyModel::render_chat, py::arg("messages_json"), py::arg("add_generation_prompt") = true)
+      .def("chat_tokens", &PyModel::chat_tokens, py::arg("messages_json"), py::arg("add_special") = true)
+      .def(
+          "generate_tokens",
+          [](const PyModel& self, const std::vector<int32_t>& ids, int64_t max_tokens, float temperature, int top_k,
+             float top_p, float min_p, float repetition_penalty, uint64_t seed,
+             const std::optional<std::vector<std::string>>& stop, const py::object& callback) {
+            const GenerateParams p = make_params(max_tokens, temperature, top_k, top_p, min_p, repetition_penalty,
+                                                 seed, stop.value_or(std::vector<std::string>{}), false);
+            return self.generate_tokens(ids, p, callback);
+          },
+          py::arg("ids"), py::arg("max_tokens") = 256, py::arg("temperature") = 0.0f, py::arg("top_k") = 0,
+          py::arg("top_p") = 1.0f, py::arg("min_p") = 0.0f, py::arg("repetition_penalty") = 1.0f,
+          py::arg("seed") = 0, py::arg("stop") = py::none(), py::arg("callback") = py::none())
       .def(
           "generate_batch",
           [](const PyModel& self, const std::vector<std::string>& prompts, const std::vector<py::dict>& settings,

@@ -248,6 +248,45 @@ def test_gguf_model_runs_directly_and_agrees_with_the_cli():
     assert "Paris" in chat and chat.stop_reason == "eos"
 
 
+@pytest.mark.parametrize("system", [None, "You are a pirate."])
+def test_chat_replies_to_the_conversation_its_template_renders(system):
+    """chat() reads the conversation as jinja2 renders the model's own template (the reference),
+    so its reply is generate() of that text, token for token; streamed it is the same reply."""
+    import sys
+
+    from conftest import MODELS, REPO
+
+    sys.path.insert(0, str(REPO / "tests" / "python"))
+    from cli_helpers import jinja2_chat_prompt  # the reference rendering, shared with the CLI's tests
+
+    path = MODELS / SMOLLM2
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    m = lowbit.Model(str(path), threads=2, ctx=512)
+    messages = ([{"role": "system", "content": system}] if system else []) + [
+        {"role": "user", "content": "What is the capital of France?"},
+        {"role": "assistant", "content": "Paris."},
+        {"role": "user", "content": "And of Italy?"},
+    ]
+    rendered = jinja2_chat_prompt(path, messages)
+    assert m.apply_chat_template(messages) == rendered
+    reply = m.chat(messages, max_tokens=24)
+    reference = m.generate(rendered, max_tokens=24)
+    assert reply.ids == reference.ids and reply == reference
+    assert reply.prompt_tokens == len(m.tokenize(rendered))
+    stream = m.chat(messages, max_tokens=24, stream=True)
+    assert "".join(stream) == reply and stream.result.ids == reply.ids
+
+
+def test_chat_errors_name_what_is_wrong(stories):
+    with pytest.raises(lowbit.Error, match="has no chat template"):
+        stories.chat([{"role": "user", "content": "hi"}])
+    with pytest.raises(lowbit.Error, match=r"messages\[0\]: a dict with 'role'"):
+        stories.chat(["hi"])
+    with pytest.raises(lowbit.Error, match="messages: a list of"):
+        stories.chat("hi")
+
+
 def test_generate_batch_matches_generate_alone(stories, stories_golden):
     # Mixed prompts and settings, decoded together 2 at a time with prompts read in chunks: each
     # sequence's text is the one generate() gives it alone, and the greedy one from BOS is

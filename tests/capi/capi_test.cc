@@ -1,5 +1,5 @@
 // The C API (include/lowbit.h): conversion, generation against llama2.c's published output (in
-// process and through dlopen from a plain C program), tokenizer buffers, sessions and sampling,
+// process and through dlopen from a plain C program), tokenizer buffers, chat templates, sessions and sampling,
 // kernel-level calls against the library's reference, misuse, and the exported symbol set.
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -344,6 +344,9 @@ TEST_F(CApi, NullHandlesAreInvalidArguments) {
   expect_null(lowbit_session_truncate(nullptr, 0), "session_truncate");
   expect_null(lowbit_sampler_sample(nullptr, f, 4, nullptr, 0, &tok), "sampler_sample");
   expect_null(lowbit_generate(nullptr, "", nullptr, nullptr, nullptr, nullptr), "generate");
+  expect_null(lowbit_generate_tokens(nullptr, &tok, 1, nullptr, nullptr, nullptr, nullptr), "generate_tokens");
+  expect_null(lowbit_chat_apply_template(nullptr, "[]", 1, nullptr, 0, &n), "chat_apply_template");
+  expect_null(lowbit_chat_tokenize(nullptr, "a", 1, nullptr, 0, &n), "chat_tokenize");
   expect_null(lowbit_quantize(nullptr, 1, 32, "q4", nullptr, &q), "quantize");
   expect_null(lowbit_quantize(f, 1, 4, nullptr, nullptr, &q), "quantize type");
   expect_null(lowbit_qtensor_get_info(nullptr, &qi), "qtensor_get_info");
@@ -422,6 +425,77 @@ TEST_F(CApi, LoadsHfDirectoriesAndGgufFiles) {
     EXPECT_EQ(info.n_layers, path == gguf ? 30 : 5);
     lowbit_model_free(m);
   }
+}
+
+// A chat turn through the C API: render, tokenize, generate. The rendering is SmolLM2's ChatML
+// with the default system message its GGUF template writes (tests/python/test_capi_chat.py holds
+// it to jinja2's rendering); the reply is the text generated from those tokens.
+TEST_F(CApi, ChatTemplateRenderTokenizeGenerate) {
+  const std::string gguf = kModels + "/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
+  ModelHandle model;
+  lowbit_load_params lp = lowbit_load_default_params();
+  lp.ctx = 256;
+  ASSERT_EQ(lowbit_model_load(gguf.c_str(), &lp, &model.m), LOWBIT_OK) << lowbit_last_error();
+  const char* messages = R"([{"role": "user", "content": "What is the capital of France?"}])";
+  const std::string want =
+      "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+      "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n";
+  size_t len = 0;
+  ASSERT_EQ(lowbit_chat_apply_template(model.m, messages, 1, nullptr, 0, &len), LOWBIT_OK) << lowbit_last_error();
+  ASSERT_EQ(len, want.size());
+  std::vector<char> text(len);  // no room for the NUL
+  EXPECT_EQ(lowbit_chat_apply_template(model.m, messages, 1, text.data(), text.size(), &len), LOWBIT_BUFFER_TOO_SMALL);
+  text.resize(len + 1);
+  ASSERT_EQ(lowbit_chat_apply_template(model.m, messages, 1, text.data(), text.size(), &len), LOWBIT_OK);
+  EXPECT_EQ(std::string(text.data()), want);
+  // Without the generation prompt the assistant's turn is not opened.
+  ASSERT_EQ(lowbit_chat_apply_template(model.m, messages, 0, nullptr, 0, &len), LOWBIT_OK);
+  EXPECT_EQ(len, want.size() - std::string("<|im_start|>assistant\n").size());
+
+  size_t n = 0;
+  ASSERT_EQ(lowbit_chat_tokenize(model.m, want.data(), want.size(), nullptr, 0, &n), LOWBIT_OK);
+  std::vector<int32_t> ids(n);
+  ASSERT_EQ(lowbit_chat_tokenize(model.m, want.data(), want.size(), ids.data(), ids.size(), &n), LOWBIT_OK);
+  // SmolLM2's tokenizer adds no BOS, and <|im_start|> / <|im_end|> are single special tokens:
+  // the same ids as plain tokenization without BOS.
+  std::vector<int32_t> plain(n + 4);
+  size_t n_plain = 0;
+  ASSERT_EQ(lowbit_tokenize(model.m, want.data(), want.size(), 0, plain.data(), plain.size(), &n_plain), LOWBIT_OK);
+  plain.resize(n_plain);
+  EXPECT_EQ(ids, plain);
+
+  lowbit_generate_params gp = lowbit_generate_default_params();
+  gp.max_tokens = 16;
+  gp.add_bos = 0;
+  std::string from_ids, from_text;
+  lowbit_generate_result r1, r2;
+  SessionHandle s1, s2;
+  ASSERT_EQ(lowbit_session_create(model.m, &s1.s), LOWBIT_OK);
+  ASSERT_EQ(lowbit_session_create(model.m, &s2.s), LOWBIT_OK);
+  ASSERT_EQ(lowbit_generate_tokens(s1.s, ids.data(), ids.size(), &gp, collect, &from_ids, &r1), LOWBIT_OK)
+      << lowbit_last_error();
+  ASSERT_EQ(lowbit_generate(s2.s, want.c_str(), &gp, collect, &from_text, &r2), LOWBIT_OK) << lowbit_last_error();
+  EXPECT_EQ(r1.prompt_tokens, (int64_t)ids.size());
+  EXPECT_GT(r1.generated_tokens, 0);
+  EXPECT_EQ(from_ids, from_text);
+
+  // Misuse: what is wrong is named, nothing is written.
+  EXPECT_EQ(lowbit_chat_apply_template(model.m, "not json", 1, nullptr, 0, &len), LOWBIT_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(lowbit_last_error()).find("messages_json is not JSON"), std::string::npos);
+  EXPECT_EQ(lowbit_chat_apply_template(model.m, R"({"role": "user"})", 1, nullptr, 0, &len), LOWBIT_INVALID_ARGUMENT);
+  EXPECT_EQ(lowbit_chat_apply_template(model.m, nullptr, 1, nullptr, 0, &len), LOWBIT_INVALID_ARGUMENT);
+  EXPECT_EQ(lowbit_generate_tokens(s1.s, ids.data(), 0, &gp, nullptr, nullptr, nullptr), LOWBIT_INVALID_ARGUMENT);
+  const int32_t bad = 1 << 30;
+  EXPECT_EQ(lowbit_generate_tokens(s1.s, &bad, 1, &gp, nullptr, nullptr, nullptr), LOWBIT_INVALID_ARGUMENT);
+  std::vector<int32_t> too_long(300, ids[0]);
+  EXPECT_EQ(lowbit_generate_tokens(s2.s, too_long.data(), too_long.size(), &gp, nullptr, nullptr, nullptr),
+            LOWBIT_CONTEXT_FULL);
+
+  // stories260K has no chat template.
+  ModelHandle stories;
+  ASSERT_EQ(lowbit_model_load(manifest_.c_str(), nullptr, &stories.m), LOWBIT_OK);
+  EXPECT_EQ(lowbit_chat_apply_template(stories.m, messages, 1, nullptr, 0, &len), LOWBIT_NOT_FOUND);
+  EXPECT_NE(std::string(lowbit_last_error()).find("no chat template"), std::string::npos);
 }
 
 TEST_F(CApi, NewerManifestIsVersionError) {

@@ -20,3 +20,36 @@ def lowbit(*args, **kw):
     if "input" not in kw:
         kw.setdefault("stdin", subprocess.DEVNULL)
     return subprocess.run([str(BIN), *map(str, args)], capture_output=True, text=True, timeout=600, **kw)
+
+
+def gguf_string(path, key):
+    """A string field of a GGUF file's metadata, read by the `gguf` package."""
+    gguf = pytest.importorskip("gguf")
+    f = gguf.GGUFReader(str(path)).fields[key]
+    return bytes(f.parts[f.data[0]]).decode()
+
+
+def jinja2_chat_prompt(gguf_path, messages):
+    """The prompt for `messages` as transformers renders a chat template: jinja2 (sandboxed,
+    trim_blocks and lstrip_blocks, raise_exception) over the GGUF's own tokenizer.chat_template,
+    with its bos/eos strings. The reference every lowbit chat front end is held to."""
+    gguf = pytest.importorskip("gguf")
+    jinja2 = pytest.importorskip("jinja2")
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    reader = gguf.GGUFReader(str(gguf_path))
+
+    def token(key):
+        f = reader.fields[key]
+        tid = int(f.parts[f.data[0]][0])
+        toks = reader.fields["tokenizer.ggml.tokens"]
+        return bytes(toks.parts[toks.data[tid]]).decode()
+
+    def raise_exception(message):
+        raise jinja2.exceptions.TemplateError(message)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    env.globals["raise_exception"] = raise_exception
+    template = env.from_string(gguf_string(gguf_path, "tokenizer.chat_template"))
+    return template.render(messages=messages, add_generation_prompt=True, bos_token=token("tokenizer.ggml.bos_token_id"),
+                           eos_token=token("tokenizer.ggml.eos_token_id"))

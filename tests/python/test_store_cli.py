@@ -24,7 +24,7 @@ import time
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from cli_helpers import BIN, SHARED, lowbit, needs_bin  # noqa: E402
+from cli_helpers import BIN, SHARED, gguf_string, jinja2_chat_prompt, lowbit, needs_bin  # noqa: E402
 
 STORIES = SHARED / "models" / "stories260K"
 SMOL = SHARED / "models" / "smollm2-135m-instruct" / "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -257,35 +257,8 @@ class Chat:
         raise AssertionError("the chat did not exit")
 
 
-def gguf_string(path, key):
-    gguf = pytest.importorskip("gguf")
-    f = gguf.GGUFReader(str(path)).fields[key]
-    return bytes(f.parts[f.data[0]]).decode()
-
-
 def smol_template_prompt(messages):
-    """The prompt for `messages` as transformers renders a chat template: jinja2 over the GGUF's
-    own tokenizer.chat_template, with its bos/eos strings."""
-    gguf = pytest.importorskip("gguf")
-    jinja2 = pytest.importorskip("jinja2")
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-    reader = gguf.GGUFReader(str(SMOL))
-
-    def token(key):
-        f = reader.fields[key]
-        tid = int(f.parts[f.data[0]][0])
-        toks = reader.fields["tokenizer.ggml.tokens"]
-        return bytes(toks.parts[toks.data[tid]]).decode()
-
-    def raise_exception(message):
-        raise jinja2.exceptions.TemplateError(message)
-
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-    env.globals["raise_exception"] = raise_exception
-    template = env.from_string(gguf_string(SMOL, "tokenizer.chat_template"))
-    return template.render(messages=messages, add_generation_prompt=True, bos_token=token("tokenizer.ggml.bos_token_id"),
-                           eos_token=token("tokenizer.ggml.eos_token_id"))
+    return jinja2_chat_prompt(SMOL, messages)
 
 
 @needs_smol
