@@ -223,6 +223,39 @@ bool path_exists(const std::string& p) {
   return std::filesystem::exists(p, ec);
 }
 
+// The arguments of a call that encodes text into a caller's buffer of ids (lowbit_tokenize,
+// lowbit_chat_tokenize), checked; the text as a view.
+std::string_view text_arg(const lowbit_model* model, const char* text, size_t text_len, const int32_t* tokens,
+                          size_t capacity, const size_t* n_tokens, const std::string& fn) {
+  check(model, Kind::model, fn.c_str(), "model");
+  need(n_tokens, fn.c_str(), "n_tokens");
+  if (!text && text_len) fail(LOWBIT_INVALID_ARGUMENT, fn + ": text is NULL");
+  if (!tokens && capacity) fail(LOWBIT_INVALID_ARGUMENT, fn + ": tokens is NULL but capacity is not 0");
+  return std::string_view(text ? text : "", text_len);
+}
+
+// The buffer conventions of include/lowbit.h: the size is always set; the result is written when
+// the buffer holds it (text with its NUL), else BUFFER_TOO_SMALL; a NULL buffer is a size query.
+void return_ids(const std::vector<int32_t>& ids, int32_t* tokens, size_t capacity, size_t* n_tokens,
+                const std::string& fn) {
+  *n_tokens = ids.size();
+  if (!tokens) return;
+  if (capacity < ids.size())
+    fail(LOWBIT_BUFFER_TOO_SMALL, fn + ": the text needs " + std::to_string(ids.size()) + " tokens, the buffer holds " +
+                                      std::to_string(capacity));
+  std::copy(ids.begin(), ids.end(), tokens);
+}
+
+void return_text(const std::string& s, char* text, size_t capacity, size_t* text_len, const std::string& fn) {
+  *text_len = s.size();
+  if (!text) return;
+  if (capacity < s.size() + 1)
+    fail(LOWBIT_BUFFER_TOO_SMALL, fn + ": the text needs " + std::to_string(s.size() + 1) +
+                                      " bytes with its NUL, the buffer holds " + std::to_string(capacity));
+  std::memcpy(text, s.data(), s.size());
+  text[s.size()] = '\0';
+}
+
 }  // namespace
 }  // namespace lowbit::capi
 
@@ -324,18 +357,8 @@ lowbit_status lowbit_model_get_info(const lowbit_model* model, lowbit_model_info
 lowbit_status lowbit_tokenize(const lowbit_model* model, const char* text, size_t text_len, int add_bos,
                               int32_t* tokens, size_t capacity, size_t* n_tokens) {
   return guard(LOWBIT_INVALID_ARGUMENT, [&] {
-    check(model, Kind::model, "lowbit_tokenize", "model");
-    need(n_tokens, "lowbit_tokenize", "n_tokens");
-    if (!text && text_len) fail(LOWBIT_INVALID_ARGUMENT, "lowbit_tokenize: text is NULL");
-    if (!tokens && capacity) fail(LOWBIT_INVALID_ARGUMENT, "lowbit_tokenize: tokens is NULL but capacity is not 0");
-    const std::vector<int32_t> ids =
-        model->model->tokenizer().encode(std::string_view(text ? text : "", text_len), add_bos != 0);
-    *n_tokens = ids.size();
-    if (!tokens) return;  // size query
-    if (capacity < ids.size())
-      fail(LOWBIT_BUFFER_TOO_SMALL, "lowbit_tokenize: the text needs " + std::to_string(ids.size()) +
-                                        " tokens, the buffer holds " + std::to_string(capacity));
-    std::copy(ids.begin(), ids.end(), tokens);
+    const std::string_view t = text_arg(model, text, text_len, tokens, capacity, n_tokens, "lowbit_tokenize");
+    return_ids(model->model->tokenizer().encode(t, add_bos != 0), tokens, capacity, n_tokens, "lowbit_tokenize");
   });
 }
 
@@ -347,13 +370,7 @@ lowbit_status lowbit_detokenize(const lowbit_model* model, const int32_t* tokens
     if (!tokens && n_tokens) fail(LOWBIT_INVALID_ARGUMENT, "lowbit_detokenize: tokens is NULL");
     if (!text && capacity) fail(LOWBIT_INVALID_ARGUMENT, "lowbit_detokenize: text is NULL but capacity is not 0");
     const std::string s = model->model->tokenizer().decode(std::vector<int32_t>(tokens, tokens + n_tokens));
-    *text_len = s.size();
-    if (!text) return;
-    if (capacity < s.size() + 1)
-      fail(LOWBIT_BUFFER_TOO_SMALL, "lowbit_detokenize: the text needs " + std::to_string(s.size() + 1) +
-                                        " bytes with its NUL, the buffer holds " + std::to_string(capacity));
-    std::memcpy(text, s.data(), s.size());
-    text[s.size()] = '\0';
+    return_text(s, text, capacity, text_len, "lowbit_detokenize");
   });
 }
 
@@ -557,31 +574,16 @@ lowbit_status lowbit_chat_apply_template(const lowbit_model* model, const char* 
     } catch (const Error& e) {  // raise_exception() in the template, or a message it cannot read
       fail(LOWBIT_INVALID_ARGUMENT, fn + ": the template refused the messages: " + e.what());
     }
-    *text_len = s.size();
-    if (!text) return;  // size query
-    if (capacity < s.size() + 1)
-      fail(LOWBIT_BUFFER_TOO_SMALL, fn + ": the text needs " + std::to_string(s.size() + 1) +
-                                        " bytes with its NUL, the buffer holds " + std::to_string(capacity));
-    std::memcpy(text, s.data(), s.size());
-    text[s.size()] = '\0';
+    return_text(s, text, capacity, text_len, fn);
   });
 }
 
 lowbit_status lowbit_chat_tokenize(const lowbit_model* model, const char* text, size_t text_len, int32_t* tokens,
                                    size_t capacity, size_t* n_tokens) {
   return guard(LOWBIT_INVALID_ARGUMENT, [&] {
-    check(model, Kind::model, "lowbit_chat_tokenize", "model");
-    need(n_tokens, "lowbit_chat_tokenize", "n_tokens");
-    if (!text && text_len) fail(LOWBIT_INVALID_ARGUMENT, "lowbit_chat_tokenize: text is NULL");
-    if (!tokens && capacity) fail(LOWBIT_INVALID_ARGUMENT, "lowbit_chat_tokenize: tokens is NULL but capacity is not 0");
-    const std::vector<int32_t> ids =
-        encode_conversation(model->model->tokenizer(), std::string(text ? text : "", text_len));
-    *n_tokens = ids.size();
-    if (!tokens) return;  // size query
-    if (capacity < ids.size())
-      fail(LOWBIT_BUFFER_TOO_SMALL, "lowbit_chat_tokenize: the text needs " + std::to_string(ids.size()) +
-                                        " tokens, the buffer holds " + std::to_string(capacity));
-    std::copy(ids.begin(), ids.end(), tokens);
+    const std::string_view t = text_arg(model, text, text_len, tokens, capacity, n_tokens, "lowbit_chat_tokenize");
+    return_ids(encode_conversation(model->model->tokenizer(), std::string(t)), tokens, capacity, n_tokens,
+               "lowbit_chat_tokenize");
   });
 }
 
