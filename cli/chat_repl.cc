@@ -11,6 +11,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "kernels/error.h"
@@ -28,7 +29,10 @@ const char* kHelp =
     "  /clear            forget the conversation (the system message stays)\n"
     "  /set system TEXT  start over with TEXT as the system message\n"
     "  /?, /help         this help\n"
+    "A message that starts with \"\"\" goes on over several lines until one that ends with \"\"\".\n"
     "Ctrl-C stops a reply; the chat goes on.\n";
+
+constexpr std::string_view kFence = "\"\"\"";  // opens and closes a message of several lines, as in Ollama
 
 // Ctrl-C interrupts a reply (the generation's callback reads the flag) and an unfinished line
 // at the prompt (read_line polls the flag), never the process; the previous handler comes back when the chat ends.
@@ -85,6 +89,25 @@ bool read_line(std::string& out, bool& interrupted) {
   }
 }
 
+bool ends_with(const std::string& s, std::string_view end) {
+  return s.size() >= end.size() && s.compare(s.size() - end.size(), end.size(), end) == 0;
+}
+
+// A message of several lines: line began with the fence; the lines up to one that ends with it,
+// joined by newlines, without the fences. False when the input ends or Ctrl-C comes first (the
+// unfinished message is dropped).
+bool read_fenced(std::string line, std::string& message, bool& interrupted) {
+  message = line.substr(kFence.size());
+  while (!ends_with(message, kFence)) {
+    std::fputs("... ", stdout);
+    std::fflush(stdout);
+    if (!read_line(line, interrupted) || interrupted) return false;
+    message += "\n" + line;
+  }
+  message.resize(message.size() - kFence.size());
+  return true;
+}
+
 size_t common_prefix(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
   size_t i = 0;
   while (i < a.size() && i < b.size() && a[i] == b[i]) ++i;
@@ -133,7 +156,19 @@ int run_chat(const Model& model, const ChatOptions& opt) {
       continue;
     }
     if (line.empty()) continue;
-    if (line[0] == '/') {
+    if (line.rfind(kFence, 0) == 0) {
+      std::string message;
+      if (!read_fenced(line, message, interrupted_line)) {
+        if (!interrupted_line) {  // end of input inside the message
+          std::fputs("\n", stdout);
+          return 0;
+        }
+        std::fputs("\nThe message was dropped.\n", stdout);
+        continue;
+      }
+      line = message;
+      if (line.empty()) continue;
+    } else if (line[0] == '/') {
       if (line == "/bye") return 0;
       if (line == "/clear") {
         messages = nlohmann::json::array();

@@ -302,6 +302,38 @@ def test_a_prompt_is_one_user_turn_in_the_template_rendered_by_jinja2(system):
 
 
 @needs_smol
+def test_a_message_of_several_lines_between_triple_quotes():
+    """Pasted text: lines from one that starts with \"\"\" to one that ends with it are one user
+    message (joined by newlines, without the quotes), answered as jinja2's rendering of it is."""
+    message = "Summarize this poem:\nRoses are red,\n  violets are blue."
+    expected = json.loads(ok(lowbit("run", SMOL, "--raw", "-p", smol_template_prompt([{"role": "user", "content": message}]),
+                                    "-n", 24, "--json", "--threads", "2")).stdout)["text"]
+    chat = Chat(SMOL, "-n", 24, "--threads", "2")
+    chat.read_until(b">>> ")
+    first, *middle, last = message.split("\n")
+    chat.send('"""' + first + "\n")
+    for line in middle:
+        chat.read_until(b"... ")
+        chat.send(line + "\n")
+    chat.read_until(b"... ")
+    chat.send(last + '"""\n')
+    chat.read_until(b'"""\r\n')  # the terminal's echo of the closing line
+    reply = chat.read_until(b">>> ")[:-4].decode().replace("\r\n", "\n")
+    assert reply == expected + "\n\n"
+    # A one-line message between the quotes is that line; Ctrl-C inside a message drops it.
+    chat.send('"""/bye"""\n')  # text, not the command
+    chat.read_until(b'"""/bye"""\r\n')
+    assert chat.read_until(b">>> ")
+    chat.send('"""unfinished\n')
+    chat.read_until(b"... ")
+    chat.send("\x03")
+    chat.read_until(b"The message was dropped.")
+    chat.read_until(b">>> ")
+    chat.send("/bye\n")
+    assert chat.wait() == 0
+
+
+@needs_smol
 def test_ctrl_c_stops_a_reply_not_the_chat():
     chat = Chat(SMOL, "-n", 2000, "--threads", "2")
     chat.read_until(b">>> ")
