@@ -74,7 +74,7 @@ uint64_t fresh_seed() {
 }
 
 int run_main(int argc, char** argv) {
-  std::string model_dir, prompt, positional_prompt, system, models, isa = "auto";
+  std::string model_dir, prompt, positional_prompt, system, models, isa = "auto", format;
   bool json_out = false, no_bos = false, raw = false;
   GenerateParams gp;
   LoadParams lp;
@@ -91,6 +91,8 @@ int run_main(int argc, char** argv) {
             "when stdin is a terminal")
       .excludes(pos_prompt);
   args.flag("--raw", raw, "continue the prompt as text: no chat template");
+  args.text("--format", format, "json: the output is one JSON object (tokens that cannot continue one are never sampled)")
+      .metavar("json");
   args.text("--system", system, "the system message of a chat or a templated prompt (default: the template's own)")
       .metavar("TEXT");
   add_models(args, models);
@@ -127,6 +129,8 @@ int run_main(int argc, char** argv) {
   if (chat && json_out) throw UsageError("--json needs a prompt (-p, PROMPT or stdin); the chat prints text");
   if (chat && raw) throw UsageError("--raw needs a prompt (-p, PROMPT or stdin) to continue");
   if (raw && args.given("--system")) throw UsageError("--system goes with the chat template, which --raw leaves out");
+  if (args.given("--format") && format != "json") throw UsageError("--format: '" + format + "' is not json");
+  if (args.given("--format") && chat) throw UsageError("--format needs a prompt (-p, PROMPT or stdin)");
   gp.sampler.seed = args.given("--seed") ? seed : fresh_seed();
   check_setting(args, invalid_setting(gp),
                 {{"max_tokens", "-n"}, {"temperature", "--temp"}, {"top_k", "--top-k"}, {"top_p", "--top-p"},
@@ -165,6 +169,7 @@ int run_main(int argc, char** argv) {
                 std::to_string(model->ctx()) +
                 (lp.ctx ? " (--ctx)" : " (the model's trained context; --ctx sets another)"));
 
+  if (!format.empty()) gp.json = std::make_shared<const JsonTokens>(model->tokenizer());
   Session session(*model);
   std::signal(SIGINT, on_sigint);
   if (!json_out && !tmpl) {  // the continuation reads on from the prompt, as it would in a terminal

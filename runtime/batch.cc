@@ -1,5 +1,6 @@
 #include "runtime/batch.h"
 
+#include <optional>
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -31,12 +32,15 @@ const char* finish_reason_name(FinishReason r) {
 
 struct Scheduler::Seq {
   Seq(SequenceId id, std::vector<int32_t> p, const SequenceParams& sp)
-      : id(id), prompt(std::move(p)), params(sp), sampler(sp.sampler), history(prompt) {}
+      : id(id), prompt(std::move(p)), params(sp), sampler(sp.sampler), history(prompt) {
+    if (sp.json) json.emplace(sp.json);
+  }
 
   SequenceId id;
   std::vector<int32_t> prompt;
   SequenceParams params;
   Sampler sampler;
+  std::optional<JsonConstraint> json;  // JSON mode
   std::unique_ptr<TextStream> text;  // null without a tokenizer
   std::unique_ptr<SeqCache> cache;    // from admission on
   std::vector<int32_t> history;      // prompt and generated tokens: the sampler's penalty window
@@ -224,7 +228,8 @@ const std::vector<SequenceEvent>& Scheduler::step() {
     // As generate(): sample; an end token ends the sequence unshown; otherwise the token counts,
     // then a stop string, the token budget or the context may end it.
     if (s.params.logprobs) raw_row_.assign(row, row + vocab);  // the sampler's penalty edits row
-    const int32_t id = s.sampler.sample(row, vocab, s.history);
+    const int32_t id = s.json ? s.json->sample(s.sampler, row, vocab, s.history) : s.sampler.sample(row, vocab, s.history);
+    if (s.json) s.json->accept(id);
     row += vocab;
     if (is_end(s, id)) {
       finish(s, FinishReason::eos);

@@ -57,6 +57,7 @@ struct SequenceParams {
   // log-softmax of its logits, before the sampler's penalty, temperature and filters), as
   // OpenAI's logprobs do. Costs one pass over the vocabulary per token.
   bool logprobs = false;
+  std::shared_ptr<const JsonTokens> json;  // set: JSON mode, as GenerateParams::json
 };
 
 enum class FinishReason { none, eos, length, stop, context, cancelled };

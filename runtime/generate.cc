@@ -1,5 +1,6 @@
 #include "runtime/generate.h"
 
+#include <optional>
 #include <chrono>
 
 #include "kernels/error.h"
@@ -94,6 +95,8 @@ GenerateResult generate(Session& session, std::vector<int32_t> prompt_ids, const
   TextStream text(tok, params.stop, r.prompt_ids);
 
   Sampler sampler(params.sampler);
+  std::optional<JsonConstraint> json;
+  if (params.json) json.emplace(params.json);
   std::vector<float> logits(vocab);
   std::vector<int32_t> history = r.prompt_ids;
   auto t0 = std::chrono::steady_clock::now();
@@ -109,7 +112,9 @@ GenerateResult generate(Session& session, std::vector<int32_t> prompt_ids, const
   t0 = std::chrono::steady_clock::now();
   r.stop_reason = "length";
   while ((int64_t)r.ids.size() < params.max_tokens) {
-    const int32_t id = sampler.sample(logits.data(), vocab, history);
+    const int32_t id = json ? json->sample(sampler, logits.data(), vocab, history)
+                            : sampler.sample(logits.data(), vocab, history);
+    if (json) json->accept(id);
     if (tok.is_eos(id) || (params.stop_on_bos && id == tok.bos_id())) {
       r.stop_reason = "eos";
       r.end_id = id;

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/json_mode.h"
 #include "runtime/model.h"
 #include "runtime/sampler.h"
 
@@ -21,6 +22,8 @@ struct GenerateParams {
   // Also stop when the model emits BOS. llama2.c's run.c does this, and its published outputs
   // for the test models are produced that way.
   bool stop_on_bos = true;
+  // Set: JSON mode, the text one JSON object (runtime/json_mode.h); the model's tokens' texts.
+  std::shared_ptr<const JsonTokens> json;
 };
 
 struct GenerateResult {

@@ -202,6 +202,7 @@ void generate_response(Context& ctx, const GenerationRequest& req, std::shared_p
   if (!req.seed_given) sp.sampler.seed = ((uint64_t)std::random_device{}() << 32) ^ std::random_device{}();
   sp.stop = req.stop;
   sp.logprobs = req.logprobs;
+  if (req.json) sp.json = m.json_tokens();
   if (req.logprobs) run->logprobs_tokenizer = &m.model->tokenizer();
   run->stream = m.engine->submit(std::move(ids), sp);
 

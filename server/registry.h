@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "runtime/chat/chat_template.h"
+#include "runtime/json_mode.h"
 #include "runtime/model.h"
 #include "server/engine.h"
 #include "server/metrics.h"
@@ -47,6 +48,13 @@ struct LoadedModel {
   int64_t ctx = 0;        // the context requests get: --ctx capped at the model's trained one
   double load_seconds = 0;
   int64_t size_bytes = 0; // weights in memory
+  // JSON mode's token texts: built by the first request that asks for JSON (json_tokens()).
+  std::once_flag json_once;
+  std::shared_ptr<const JsonTokens> json;
+  const std::shared_ptr<const JsonTokens>& json_tokens() {
+    std::call_once(json_once, [this] { json = std::make_shared<const JsonTokens>(model->tokenizer()); });
+    return json;
+  }
   // Guarded by the registry's mutex.
   int active = 0;
   bool forever = false;

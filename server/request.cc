@@ -10,6 +10,28 @@ namespace {
 
 using nlohmann::json;
 
+}  // namespace
+
+std::string one_line(const std::string& text) {
+  std::string out;
+  out.reserve(text.size());
+  for (unsigned char c : text) {
+    if (c >= 0x20 && c != 0x7f) {
+      out += (char)c;
+    } else if (c == '\n' || c == '\r' || c == '\t') {
+      out += c == '\n' ? "\\n" : c == '\r' ? "\\r" : "\\t";
+    } else {
+      static const char* hex = "0123456789abcdef";
+      out += "\\x";
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out;
+}
+
+namespace {
+
 [[noreturn]] void bad(const std::string& field, const std::string& what) {
   throw RequestError(400, field, field + ": " + what);
 }
@@ -169,9 +191,11 @@ void parse_common_ollama(const json& body, GenerationRequest& r, int64_t max_ctx
   if (auto v = opt_bool(body, "stream", "stream")) r.stream = *v;
   if (const json* k = field(body, "keep_alive")) r.keep_alive = parse_keep_alive(*k, "keep_alive");
   if (const json* f = field(body, "format")) {
-    // Structured outputs need constrained decoding, which this server does not do: say so rather
-    // than return text that ignores the format.
-    if (!(f->is_string() && f->get<std::string>().empty())) bad("format", "is not supported by this server");
+    // JSON mode is constrained decoding (runtime/json_mode.h); a schema would need a grammar of
+    // its own: say so rather than return text that ignores it.
+    if (f->is_string() && f->get<std::string>() == "json") r.json = true;
+    else if (!(f->is_string() && f->get<std::string>().empty()))
+      bad("format", "only \"json\" is supported (one JSON object); a JSON schema is not");
   }
   ollama_defaults(r);
   parse_ollama_options(body, r, max_ctx);
@@ -255,6 +279,14 @@ void parse_openai_common(const json& body, GenerationRequest& r, int64_t max_ctx
     }
   }
   if (const json* k = field(body, "keep_alive")) r.keep_alive = parse_keep_alive(*k, "keep_alive");
+  if (const json* f = field(body, "response_format")) {
+    check_object(*f, "response_format");
+    const auto type = opt_string(*f, "type", "response_format.type");
+    if (!type) bad("response_format.type", "is required");
+    if (*type == "json_object") r.json = true;
+    else if (*type != "text")
+      bad("response_format.type", "'" + *type + "' is not supported: \"json_object\" (one JSON object) and \"text\" are");
+  }
   check_sampler(r.sampler, "", "repetition_penalty");
 }
 

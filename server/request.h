@@ -23,10 +23,14 @@ namespace lowbit::server {
 // A request the client got wrong (or cannot have now): the HTTP status to answer with, the field
 // at fault in the dotted form the client wrote it ("options.num_ctx", "messages[2].content"; ""
 // when it is the request as a whole) and a one-line message that names it.
+// text with its control characters written as escapes ("\n", "\x01"): a request's own bytes
+// quoted in a message keep it one line (a log line, an error field).
+std::string one_line(const std::string& text);
+
 class RequestError : public std::runtime_error {
  public:
-  RequestError(int status, std::string field, const std::string& message)
-      : std::runtime_error(message), status_(status), field_(std::move(field)) {}
+  RequestError(int status, const std::string& field, const std::string& message)
+      : std::runtime_error(one_line(message)), status_(status), field_(one_line(field)) {}
   int status() const { return status_; }
   const std::string& field() const { return field_; }
 
@@ -74,6 +78,7 @@ struct GenerationRequest {
   bool seed_given = false;       // else the server draws a fresh seed
   std::vector<std::string> stop;
   bool logprobs = false;         // OpenAI chat: each generated token's log-probability
+  bool json = false;             // Ollama format "json", OpenAI response_format json_object: JSON mode
 
   // Ollama: no prompt (generate) or no messages (chat): load the model, generate nothing.
   bool load_only() const;

@@ -277,9 +277,12 @@ def _streamed(run: Callable[[Callable[..., bool]], None], name: str) -> Iterator
         worker.join()
 
 
-def _settings(max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, seed, stop) -> dict:
-    """generate()'s and chat()'s sampling keywords as the core takes them; seed None draws one."""
+def _settings(max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, seed, stop, format) -> dict:
+    """generate()'s and chat()'s keywords as the core takes them; seed None draws one."""
+    if format not in (None, "json"):
+        raise Error(f"format: {format!r} is not supported (None, or \"json\" for one JSON object)")
     return dict(
+        json=format == "json",
         max_tokens=max_tokens,
         temperature=temperature,
         top_k=top_k,
@@ -408,6 +411,7 @@ class Model:
         stop: Optional[Sequence[str]] = None,
         stream: bool = False,
         add_bos: bool = True,
+        format: Optional[str] = None,
     ) -> Union[Generation, Stream]:
         """Generates a continuation of prompt.
 
@@ -421,12 +425,14 @@ class Model:
         0: off). repetition_penalty > 0 (1: off) divides the logits of the last 64 tokens.
         seed: the sampler's seed; None draws a fresh one, so each call differs (the one used is
         result.seed). stop: strings that end the generation (left out of the text). add_bos:
-        put the tokenizer's BOS in front of the prompt.
+        put the tokenizer's BOS in front of the prompt. format="json": JSON mode, the text is one
+        JSON object (tokens that cannot continue one are never sampled; it ends at the closing
+        brace), as Ollama's format and OpenAI's json_object response format.
 
         Raises lowbit.Error, before generating anything, for a setting out of range or a prompt
         longer than ctx.
         """
-        kwargs = _settings(max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, seed, stop)
+        kwargs = _settings(max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, seed, stop, format)
         kwargs["add_bos"] = add_bos
         if stream:
             s = Stream()
@@ -453,14 +459,15 @@ class Model:
         seed: Optional[int] = None,
         stop: Optional[Sequence[str]] = None,
         stream: bool = False,
+        format: Optional[str] = None,
     ) -> Union[Generation, Stream]:
         """The assistant's reply to a conversation: messages (a list of {"role", "content"} dicts:
         "system", "user", "assistant") rendered by the model's chat template
         (apply_chat_template) and encoded as `lowbit run`'s chat and `lowbit serve` encode it
         (the tokenizer's BOS where the model uses one, never twice). The reply ends at the
         template's end-of-turn token, which is not in the text. Settings and the result as
-        generate()'s. Raises lowbit.Error when the model has no chat template."""
-        kwargs = _settings(max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, seed, stop)
+        generate()'s (format="json" too). Raises lowbit.Error when the model has no chat template."""
+        kwargs = _settings(max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, seed, stop, format)
         ids = self._core.chat_tokens(_messages_json(messages))
         if stream:
             s = Stream()

@@ -65,6 +65,7 @@ class Model:
         seed: int = 0,
         stop: Optional[Sequence[str]] = None,
         add_bos: bool = True,
+        json: bool = False,
         callback: Optional[Callable[[str], Optional[bool]]] = None,
     ) -> dict: ...
     def render_chat(self, messages_json: str, add_generation_prompt: bool = True) -> str: ...
@@ -80,6 +81,7 @@ class Model:
         repetition_penalty: float = 1.0,
         seed: int = 0,
         stop: Optional[Sequence[str]] = None,
+        json: bool = False,
         callback: Optional[Callable[[str], Optional[bool]]] = None,
     ) -> dict: ...
     def generate_batch(

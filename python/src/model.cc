@@ -2,6 +2,7 @@
 // template for chat().
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "runtime/batch.h"
 #include "runtime/chat/chat_template.h"
 #include "runtime/generate.h"
+#include "runtime/json_mode.h"
 #include "runtime/model.h"
 
 namespace lowbit::python {
@@ -35,6 +37,12 @@ class PyModel {
 
   const std::string& path() const { return path_; }
   const Model& model() const { return *model_; }
+
+  // JSON mode's token texts, built by the first generation that asks for JSON.
+  std::shared_ptr<const JsonTokens> json_tokens() const {
+    std::call_once(json_once_, [this] { json_ = std::make_shared<const JsonTokens>(model_->tokenizer()); });
+    return json_;
+  }
 
   std::vector<int32_t> tokenize(const std::string& text, bool add_bos) const {
     py::gil_scoped_release nogil;
@@ -221,6 +229,8 @@ class PyModel {
 
   std::string path_;
   std::shared_ptr<const Model> model_;
+  mutable std::once_flag json_once_;
+  mutable std::shared_ptr<const JsonTokens> json_;
 };
 
 GenerateParams make_params(int64_t max_tokens, float temperature, int top_k, float top_p, float min_p,
@@ -259,14 +269,15 @@ void register_model(py::module_& m) {
           "generate",
           [](const PyModel& self, const std::string& prompt, int64_t max_tokens, float temperature, int top_k,
              float top_p, float min_p, float repetition_penalty, uint64_t seed,
-             const std::optional<std::vector<std::string>>& stop, bool add_bos, const py::object& callback) {
-            const GenerateParams p = make_params(max_tokens, temperature, top_k, top_p, min_p, repetition_penalty,
-                                                 seed, stop.value_or(std::vector<std::string>{}), add_bos);
+             const std::optional<std::vector<std::string>>& stop, bool add_bos, bool json, const py::object& callback) {
+            GenerateParams p = make_params(max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, seed,
+                                           stop.value_or(std::vector<std::string>{}), add_bos);
+            if (json) p.json = self.json_tokens();
             return self.generate(prompt, p, callback);
           },
           py::arg("prompt"), py::arg("max_tokens") = 256, py::arg("temperature") = 0.0f, py::arg("top_k") = 0,
           py::arg("top_p") = 1.0f, py::arg("min_p") = 0.0f, py::arg("repetition_penalty") = 1.0f,
-          py::arg("seed") = 0, py::arg("stop") = py::none(), py::arg("add_bos") = true,
+          py::arg("seed") = 0, py::arg("stop") = py::none(), py::arg("add_bos") = true, py::arg("json") = false,
           py::arg("callback") = py::none())
       .def("render_chat", &PyModel::render_chat, py::arg("messages_json"), py::arg("add_generation_prompt") = true)
       .def("chat_tokens", &PyModel::chat_tokens, py::arg("messages_json"), py::arg("add_special") = true)
@@ -274,14 +285,15 @@ void register_model(py::module_& m) {
           "generate_tokens",
           [](const PyModel& self, const std::vector<int32_t>& ids, int64_t max_tokens, float temperature, int top_k,
              float top_p, float min_p, float repetition_penalty, uint64_t seed,
-             const std::optional<std::vector<std::string>>& stop, const py::object& callback) {
-            const GenerateParams p = make_params(max_tokens, temperature, top_k, top_p, min_p, repetition_penalty,
-                                                 seed, stop.value_or(std::vector<std::string>{}), false);
+             const std::optional<std::vector<std::string>>& stop, bool json, const py::object& callback) {
+            GenerateParams p = make_params(max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, seed,
+                                           stop.value_or(std::vector<std::string>{}), false);
+            if (json) p.json = self.json_tokens();
             return self.generate_tokens(ids, p, callback);
           },
           py::arg("ids"), py::arg("max_tokens") = 256, py::arg("temperature") = 0.0f, py::arg("top_k") = 0,
           py::arg("top_p") = 1.0f, py::arg("min_p") = 0.0f, py::arg("repetition_penalty") = 1.0f,
-          py::arg("seed") = 0, py::arg("stop") = py::none(), py::arg("callback") = py::none())
+          py::arg("seed") = 0, py::arg("stop") = py::none(), py::arg("json") = false, py::arg("callback") = py::none())
       .def(
           "generate_batch",
           [](const PyModel& self, const std::vector<std::string>& prompts, const std::vector<py::dict>& settings,

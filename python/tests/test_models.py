@@ -278,6 +278,25 @@ def test_chat_replies_to_the_conversation_its_template_renders(system):
     assert "".join(stream) == reply and stream.result.ids == reply.ids
 
 
+def test_json_format_gives_one_object():
+    """format="json": the reply is one object as Python's json module reads it (the same prompt
+    without it is not), through chat() and generate() alike."""
+    from conftest import MODELS
+
+    path = MODELS / SMOLLM2
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    m = lowbit.Model(str(path), threads=2, ctx=512)
+    messages = [{"role": "user", "content": "Describe a cat as a JSON object with name, age and color."}]
+    reply = m.chat(messages, max_tokens=200, format="json")
+    assert reply.stop_reason == "eos" and isinstance(json.loads(reply), dict), reply
+    assert m.generate(m.apply_chat_template(messages), max_tokens=200, format="json").ids == reply.ids
+    with pytest.raises(ValueError):
+        json.loads(m.chat(messages, max_tokens=200))
+    with pytest.raises(lowbit.Error, match="format: 'yaml' is not supported"):
+        m.chat(messages, format="yaml")
+
+
 def test_chat_errors_name_what_is_wrong(stories):
     with pytest.raises(lowbit.Error, match="has no chat template"):
         stories.chat([{"role": "user", "content": "hi"}])

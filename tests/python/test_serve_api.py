@@ -281,3 +281,37 @@ def test_openai_chat_logprobs_are_the_models_log_softmax(server, ai, tmp_path):
         row = logits[len(prompt_ids) - 1 + k]
         ref = row[tid] - row.max() - np.log(np.exp(row - row.max()).sum())
         assert abs(entry.logprob - ref) <= abs(ref) * 2**-24 + 1e-9, (k, entry.token, entry.logprob, ref)
+
+
+# ---- JSON mode: Ollama's format "json", OpenAI's response_format json_object ----------------------
+JSON_ASKS = ["List three colors and their hex codes as JSON.", "Describe a cat as a JSON object with name, age and color."]
+
+
+@pytest.mark.parametrize("question", JSON_ASKS)
+def test_json_mode_answers_are_one_object_python_parses(oc, ai, question):
+    """Python's json module (not the server's code) reads each answer back as one object, from
+    both clients; the answer without JSON mode is not one. Greedy answers must end (the model
+    closes its object); a sampled one may wander until its budget, and is held to the rule when it
+    ends."""
+    import json
+
+    messages = [{"role": "user", "content": question}]
+    greedy = {"temperature": 0, "num_predict": 200}
+    ended = [
+        (oc.chat(model=SMOL, messages=messages, format="json", options=greedy).message.content, "stop"),
+        (oc.generate(model=SMOL, prompt=question, format="json", options=greedy).response, "stop"),
+    ]
+    oa = ai.chat.completions.create(model=SMOL, messages=messages, response_format={"type": "json_object"},
+                                    max_tokens=200, temperature=0)
+    ended.append((oa.choices[0].message.content, oa.choices[0].finish_reason))
+    sampled = [
+        oc.chat(model=SMOL, messages=messages, format="json", options={"temperature": 0.7, "seed": 3, "num_predict": 200}),
+        oc.chat(model=SMOL, messages=messages, format="json", options={"temperature": 1.0, "seed": 4, "num_predict": 200}),
+    ]
+    ended += [(a.message.content, "stop") for a in sampled if a.done_reason == "stop"]
+    for text, reason in ended:
+        assert reason == "stop", text
+        assert isinstance(json.loads(text), dict), text
+    free = oc.chat(model=SMOL, messages=messages, options=greedy).message.content
+    with pytest.raises(ValueError):
+        json.loads(free)

@@ -57,6 +57,8 @@ CASES = [
     ("/api/delete", {}, 400, "model"),
     ("/api/copy", {"source": SMOL}, 400, "destination"),
     ("/api/create", {"model": "x"}, 400, "from"),
+    ("/api/generate", {"model": SMOL, "prompt": "x", "format": {"type": "object"}}, 400, "format"),  # a schema
+    ("/api/chat", {"model": SMOL, "messages": [{"role": "user", "content": "x"}], "format": "yaml"}, 400, "format"),
 ]
 
 OPENAI_CASES = [
@@ -76,6 +78,11 @@ OPENAI_CASES = [
     ("/v1/completions", {"model": SMOL, "prompt": {"a": 1}}, 400, "prompt"),
     ("/v1/completions", {"model": SMOL, "prompt": "x", "max_tokens": "ten"}, 400, "max_tokens"),
     ("/v1/completions", {"model": "no-such-model", "prompt": "x"}, 404, "model"),
+    ("/v1/chat/completions", {"model": SMOL, "messages": [{"role": "user", "content": "x"}],
+                              "response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}, 400,
+     "response_format.type"),
+    ("/v1/chat/completions", {"model": SMOL, "messages": [{"role": "user", "content": "x"}],
+                              "response_format": "json"}, 400, "response_format"),
 ]
 
 

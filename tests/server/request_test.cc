@@ -49,6 +49,43 @@ TEST(KeepAlive, RefusalsNameTheField) {
   }
 }
 
+// A refusal quotes the request's own text; its control characters come out as escapes, so the
+// message stays one line (found by the fuzzer: a keep_alive of "2n\ns30m").
+TEST(KeepAlive, RefusalQuotingControlCharactersIsOneLine) {
+  try {
+    parse_keep_alive("2n\ns30m\x01", "keep_alive");
+    ADD_FAILURE() << "accepted";
+  } catch (const RequestError& e) {
+    EXPECT_EQ(std::string(e.what()), "keep_alive: '2n\\ns30m\\x01': unknown unit 'n' (ns, us, ms, s, m, h)");
+  }
+}
+
+TEST(ParseJsonMode, FormatAndResponseFormat) {
+  EXPECT_TRUE(parse_ollama_chat({{"model", "m"}, {"messages", json::array()}, {"format", "json"}}, 4096).json);
+  EXPECT_FALSE(parse_ollama_generate({{"model", "m"}, {"prompt", "p"}, {"format", ""}}, 4096).json);
+  const json msgs = json::array({{{"role", "user"}, {"content", "x"}}});
+  EXPECT_TRUE(parse_openai_chat({{"model", "m"}, {"messages", msgs}, {"response_format", {{"type", "json_object"}}}}, 4096).json);
+  EXPECT_FALSE(parse_openai_chat({{"model", "m"}, {"messages", msgs}, {"response_format", {{"type", "text"}}}}, 4096).json);
+  const std::pair<json, std::string> refused[] = {
+      {{{"model", "m"}, {"prompt", "p"}, {"format", {{"type", "object"}}}}, "format"},
+      {{{"model", "m"}, {"prompt", "p"}, {"format", "xml"}}, "format"},
+  };
+  for (const auto& [body, field] : refused) {
+    try {
+      parse_ollama_generate(body, 4096);
+      ADD_FAILURE() << body.dump() << " was accepted";
+    } catch (const RequestError& e) {
+      EXPECT_EQ(e.field(), field) << e.what();
+    }
+  }
+  try {
+    parse_openai_chat({{"model", "m"}, {"messages", msgs}, {"response_format", {{"type", "json_schema"}}}}, 4096);
+    ADD_FAILURE() << "json_schema was accepted";
+  } catch (const RequestError& e) {
+    EXPECT_EQ(e.field(), "response_format.type") << e.what();
+  }
+}
+
 TEST(ParseBody, RefusesWhatIsNotAJsonObject) {
   for (const std::string body : {"", "{", "[1]", "\"x\"", "{\"a\": 1e999999}", "{\"a\": \"\xff\"}"}) {
     try {
