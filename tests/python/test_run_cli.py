@@ -104,6 +104,7 @@ USAGE_ERRORS = [
     (["run", NO_MODEL], "no prompt: give -p, PROMPT or text on stdin"),
     (["run", NO_MODEL, "--raw"], "no prompt: give -p, PROMPT or text on stdin"),
     (["run", NO_MODEL, "-p", "x", "--raw", "--system", "s"], "--system goes with the chat template, which --raw leaves out"),
+    (["run", NO_MODEL, "-p", "x", "--format", "xml"], "--format: 'xml' is not json"),
     (["run", NO_MODEL, "-p", "x", "-n"], "-n"),
     (["convert", NO_MODEL, "/tmp/out", "--bits", "four"], "--bits: 'four' is not an integer"),
     (["convert", NO_MODEL, "/tmp/out", "--bits", "4", "--group", "3x"], "--group: '3x' is not an integer"),

@@ -278,8 +278,8 @@ def test_chat_first_reply_is_run_on_the_template_rendered_by_jinja2():
 
 
 # ---- one chat turn from the shell: `lowbit run MODEL PROMPT`, as `ollama run MODEL PROMPT` --------
-def run_json(*args, **kw):
-    return json.loads(ok(lowbit("run", SMOL, "-n", 16, "--json", "--threads", "2", *args, **kw)).stdout)
+def run_json(*args, n=16, **kw):
+    return json.loads(ok(lowbit("run", SMOL, "-n", n, "--json", "--threads", "2", *args, **kw)).stdout)
 
 
 @needs_smol
@@ -299,6 +299,18 @@ def test_a_prompt_is_one_user_turn_in_the_template_rendered_by_jinja2(system):
     assert run_json(*flags, input=question + "\n")["ids"] == turn["ids"]
     printed = ok(lowbit("run", SMOL, "-n", 16, "--threads", "2", *flags, question)).stdout
     assert printed == turn["text"] + "\n"  # the reply alone, not the rendered prompt
+
+
+@needs_smol
+def test_format_json_answers_with_one_object():
+    """--format json: Python's json module reads the answer back as one object; without it the
+    same question is answered in prose."""
+    question = "List three colors and their hex codes as JSON."
+    answer = run_json("--format", "json", question, n=200)
+    assert answer["stop_reason"] == "eos"
+    assert isinstance(json.loads(answer["text"]), dict), answer["text"]
+    with pytest.raises(ValueError):
+        json.loads(run_json(question, n=200)["text"])
 
 
 @needs_smol
