@@ -89,16 +89,12 @@ bool read_line(std::string& out, bool& interrupted) {
   }
 }
 
-bool ends_with(const std::string& s, std::string_view end) {
-  return s.size() >= end.size() && s.compare(s.size() - end.size(), end.size(), end) == 0;
-}
-
 // A message of several lines: line began with the fence; the lines up to one that ends with it,
 // joined by newlines, without the fences. False when the input ends or Ctrl-C comes first (the
 // unfinished message is dropped).
 bool read_fenced(std::string line, std::string& message, bool& interrupted) {
   message = line.substr(kFence.size());
-  while (!ends_with(message, kFence)) {
+  while (!message.ends_with(kFence)) {
     std::fputs("... ", stdout);
     std::fflush(stdout);
     if (!read_line(line, interrupted) || interrupted) return false;
@@ -156,7 +152,7 @@ int run_chat(const Model& model, const ChatOptions& opt) {
       continue;
     }
     if (line.empty()) continue;
-    if (line.rfind(kFence, 0) == 0) {
+    if (line.starts_with(kFence)) {
       std::string message;
       if (!read_fenced(line, message, interrupted_line)) {
         if (!interrupted_line) {  // end of input inside the message
