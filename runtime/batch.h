@@ -58,6 +58,7 @@ struct SequenceParams {
   // OpenAI's logprobs do. Costs one pass over the vocabulary per token.
   bool logprobs = false;
   std::shared_ptr<const JsonTokens> json;  // set: JSON mode, as GenerateParams::json
+  std::shared_ptr<const JsonSchema> schema;  // with json: as GenerateParams::schema
 };
 
 enum class FinishReason { none, eos, length, stop, context, cancelled };

@@ -96,7 +96,7 @@ GenerateResult generate(Session& session, std::vector<int32_t> prompt_ids, const
 
   Sampler sampler(params.sampler);
   std::optional<JsonConstraint> json;
-  if (params.json) json.emplace(params.json);
+  if (params.json) json.emplace(params.json, params.schema);
   std::vector<float> logits(vocab);
   std::vector<int32_t> history = r.prompt_ids;
   auto t0 = std::chrono::steady_clock::now();

@@ -24,6 +24,8 @@ struct GenerateParams {
   bool stop_on_bos = true;
   // Set: JSON mode, the text one JSON object (runtime/json_mode.h); the model's tokens' texts.
   std::shared_ptr<const JsonTokens> json;
+  // With json: the text one value of this schema instead (runtime/json_schema.h).
+  std::shared_ptr<const JsonSchema> schema;
 };
 
 struct GenerateResult {

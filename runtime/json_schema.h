@@ -1,0 +1,71 @@
+// A JSON Schema compiled for constrained generation (runtime/json_mode.h): the part of the
+// standard that can be decided byte by byte while a model writes, which is what Ollama's
+// "format": {schema} and OpenAI's response_format {"type": "json_schema"} ask for.
+//
+// Supported: type (one name or a list), properties, required, additionalProperties (a bool or a
+// schema), items, minItems, maxItems, minLength, maxLength, enum, const, anyOf, allOf of one
+// schema, $ref to "#", "#/$defs/NAME" or "#/definitions/NAME" (recursion included), and the
+// annotations title, description, default, examples, format, $schema, $id, $comment,
+// deprecated, readOnly, writeOnly. Anything else (pattern, minimum, oneOf, prefixItems, ...)
+// is refused with an error naming the keyword and where it is: a schema the output might not
+// satisfy is not accepted silently.
+// Choices where the standard leaves room: an object schema that lists properties admits only
+// those unless additionalProperties says otherwise (a model asked for {"name": ...} should not
+// add keys), and "format" is not checked (it is an annotation in JSON Schema's own default).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace lowbit {
+
+class JsonSchema {
+ public:
+  enum Type : uint8_t {
+    kObject = 1, kArray = 2, kString = 4, kNumber = 8, kInteger = 16, kBoolean = 32, kNull = 64,
+    kAnyType = 127,
+  };
+  static constexpr int32_t kNone = -1;       // no value allowed (additionalProperties: false)
+  static constexpr int32_t kAny = 0;         // node 0 accepts every value
+  static constexpr int kMaxProperties = 64;  // per object schema: a bit each in the recognizer
+  static constexpr int kMaxNesting = 64;     // schemas inside schemas
+  static constexpr int kMaxAlternatives = 64;  // per anyOf, nested ones and $ref links flattened
+
+  struct Property {
+    std::string text;  // the name (UTF-8); a key's escapes are decoded before it is matched
+    int32_t node;
+  };
+  struct Node {
+    uint8_t types = kAnyType;
+    std::vector<int32_t> any_of;       // not empty: the value satisfies one of these nodes (none an anyOf)
+    bool has_options = false;          // enum or const given: the value is one of options
+    std::vector<std::string> options;  // each allowed value as compact JSON text, sorted
+    std::vector<Property> properties;  // sorted by text
+    uint64_t required = 0;             // bit i: properties[i] must be present
+    int32_t additional = kAny;         // schema of keys not in properties, or kNone
+    int32_t items = kAny;
+    uint32_t min_items = 0, max_items = UINT32_MAX;
+    uint32_t min_length = 0, max_length = UINT32_MAX;  // characters
+  };
+
+  // Throws Error(invalid_argument) naming the keyword and its place ("format.properties.age:
+  // 'minimum' is not supported ..."); where names the schema in the message ("format").
+  static std::shared_ptr<const JsonSchema> compile(const nlohmann::json& schema, const std::string& where);
+  // Any JSON object: JSON mode.
+  static const JsonSchema& any_object();
+
+  int32_t root() const { return root_; }
+  const Node& node(int32_t i) const { return nodes_[i]; }
+
+ private:
+  JsonSchema();
+  friend class SchemaCompiler;
+  std::vector<Node> nodes_;
+  int32_t root_ = kAny;
+};
+
+}  // namespace lowbit

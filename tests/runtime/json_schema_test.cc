@@ -1,0 +1,177 @@
+// JSON schemas in constrained generation (runtime/json_schema.h, runtime/json_mode.h): the
+// recognizer against the `jsonschema` package on the texts of tests/data/json_schema_cases.json
+// (tests/tools/make_json_schema_cases.py: instances drawn from 13 schemas, their one-byte
+// mutations and near misses, labelled by the validator), and the refusals of what it cannot
+// enforce. Generation under a schema is checked end to end through the server's clients
+// (tests/python/test_serve_schema.py).
+#include <gtest/gtest.h>
+
+#include <random>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "kernels/error.h"
+#include "runtime/json_mode.h"
+#include "runtime/json_schema.h"
+#include "tests/convert/hf_test_util.h"
+
+namespace lowbit {
+namespace {
+
+bool starts_number(const std::string& text) {
+  const size_t i = text.find_first_not_of(" \t\n\r");
+  return i != std::string::npos && (text[i] == '-' || (text[i] >= '0' && text[i] <= '9'));
+}
+
+TEST(JsonSchema, AgreesWithTheJsonschemaPackageOnEveryCase) {
+  const auto rows = nlohmann::json::parse(test::read_file(test::kSourceDir + "/tests/data/json_schema_cases.json"));
+  ASSERT_GE(rows.size(), 13u);
+  int valid = 0, invalid = 0;
+  for (const auto& row : rows) {
+    const auto schema = JsonSchema::compile(row.at("schema"), "format");
+    for (const auto& c : row.at("cases")) {
+      const std::string text = c.at("text");
+      const bool ok = c.at("valid");
+      JsonPrefix p(*schema);
+      size_t fed = 0;
+      while (fed < text.size() && p.feed((unsigned char)text[fed])) {
+        ++fed;
+        // Whole only at the last byte, unless a top-level number could have stopped earlier.
+        if (ok && fed < text.size() && !starts_number(text))
+          ASSERT_FALSE(p.complete()) << "complete after " << fed << " bytes of " << text << "\nschema "
+                                     << row.at("schema").dump();
+      }
+      const bool accepted = fed == text.size() && p.complete();
+      EXPECT_EQ(accepted, ok) << (ok ? "refused byte " + std::to_string(fed) + " of " : "accepted ") << text
+                              << "\nschema " << row.at("schema").dump();
+      (ok ? valid : invalid)++;
+    }
+  }
+  EXPECT_GT(valid, 800);
+  EXPECT_GT(invalid, 800);
+}
+
+// No dead ends: from wherever a valid text's prefix leads, random walks over the bytes the
+// recognizer accepts never reach a state that accepts no byte and is not whole. (A \u escape in a
+// key of a closed object once could: "coun\u20" fits no property's name, whatever follows.)
+TEST(JsonSchema, EveryAcceptedPrefixCanStillEnd) {
+  const auto rows = nlohmann::json::parse(test::read_file(test::kSourceDir + "/tests/data/json_schema_cases.json"));
+  std::mt19937 rng(7);
+  int walks = 0;
+  for (const auto& row : rows) {
+    const auto schema = JsonSchema::compile(row.at("schema"), "format");
+    for (const auto& c : row.at("cases")) {
+      if (!c.at("valid")) continue;
+      const std::string text = c.at("text");
+      JsonPrefix p(*schema);
+      for (size_t at = 0; at < text.size(); ++at) {
+        ASSERT_TRUE(p.feed((unsigned char)text[at]));
+        if (at % 5 != 0) continue;
+        JsonPrefix walk = p;
+        std::string path = text.substr(0, at + 1);
+        for (int step = 0; step < 8; ++step, ++walks) {
+          std::vector<int> next;
+          for (int b = 0; b < 256; ++b)
+            if (JsonPrefix(walk).feed((unsigned char)b)) next.push_back(b);
+          ASSERT_TRUE(!next.empty() || walk.complete()) << "dead end after " << path << "\nschema "
+                                                        << row.at("schema").dump();
+          if (next.empty()) break;
+          const int b = next[rng() % next.size()];
+          walk.feed((unsigned char)b);
+          path += (char)b;
+        }
+      }
+    }
+  }
+  EXPECT_GT(walks, 50000);
+}
+
+TEST(JsonSchema, RefusesWhatItCannotEnforceNamingWhere) {
+  const std::pair<const char*, const char*> cases[] = {
+      {R"({"type": "string", "pattern": "a+"})", "format: 'pattern' is not supported"},
+      {R"({"properties": {"age": {"type": "integer", "minimum": 0}}})", "format.properties.age: 'minimum'"},
+      {R"({"oneOf": [{"type": "string"}, {"type": "null"}]})", "format: 'oneOf' is not supported"},
+      {R"({"items": [{"type": "string"}]})", "format.items: an array of schemas"},
+      {R"({"$ref": "#/$defs/missing"})", "format.$ref: '#/$defs/missing'"},
+      {R"({"$ref": "#"})", "lead back to themselves"},
+      {R"({"type": "strin"})", "format.type: \"strin\" is not a JSON Schema type"},
+      {R"(false)", "format: the schema false allows no value"},
+      {R"({"enum": []})", "format.enum: must be a non-empty array"},
+      {R"({"type": "string", "enum": [1, 2]})", "no value of enum/const has the schema's type"},
+      {R"({"minItems": 3, "maxItems": 1})", "minItems is above maxItems"},
+      {R"({"type": "string", "maxLength": -1})", "format.maxLength: must be a non-negative integer"},
+      {R"({"properties": {"a": {}}, "required": ["b"]})", "format.required: 'b' is not in properties"},
+      {R"({"type": "string", "anyOf": [{"maxLength": 2}]})", "supported only alone"},
+      {R"({"type": "array", "items": false, "minItems": 1})", "allows no value"},
+      {R"("string")", "a schema must be an object or a boolean"},
+  };
+  for (const auto& [schema, message] : cases) {
+    try {
+      JsonSchema::compile(nlohmann::json::parse(schema), "format");
+      ADD_FAILURE() << "accepted " << schema;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::invalid_argument) << schema;
+      EXPECT_NE(std::string(e.what()).find(message), std::string::npos) << schema << " -> " << e.what();
+    }
+  }
+}
+
+// What would make a request expensive is refused when the schema is read: nesting past what
+// the compiler recurses into, and anyOf inside anyOf whose alternatives multiply.
+TEST(JsonSchema, RefusesSchemasThatWouldCostTooMuch) {
+  nlohmann::json deep = {{"type", "string"}};
+  for (int i = 0; i < JsonSchema::kMaxNesting; ++i) deep = {{"items", deep}};
+  EXPECT_THROW(JsonSchema::compile(deep, "format"), Error);
+  EXPECT_NO_THROW(JsonSchema::compile(deep["items"], "format"));
+  nlohmann::json wide = {{"type", "integer"}};
+  for (int i = 0; i < 7; ++i) wide = {{"anyOf", {wide, wide}}};  // 2^7 = 128 schemas once flattened
+  try {
+    JsonSchema::compile(wide, "format");
+    ADD_FAILURE() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("more than 64 alternatives"), std::string::npos) << e.what();
+  }
+}
+
+// A long enum is matched by bisection: every one of 5,000 values is accepted, a near miss is not.
+TEST(JsonSchema, LongEnumsMatchEveryValue) {
+  nlohmann::json values = nlohmann::json::array();
+  for (int i = 0; i < 5000; ++i) values.push_back("v" + std::to_string(i * 7));
+  const auto s = JsonSchema::compile({{"enum", values}}, "format");
+  for (const auto& v : values) {
+    JsonPrefix p(*s);
+    ASSERT_TRUE(p.feed(v.dump()) && p.complete()) << v;
+  }
+  JsonPrefix miss(*s);
+  EXPECT_FALSE(miss.feed("\"v1\""));
+}
+
+// Sixty-five properties do not fit the recognizer's bit per property.
+TEST(JsonSchema, RefusesMoreThanItCanTrack) {
+  nlohmann::json props = nlohmann::json::object();
+  for (int i = 0; i <= JsonSchema::kMaxProperties; ++i) props["p" + std::to_string(i)] = {{"type", "integer"}};
+  EXPECT_THROW(JsonSchema::compile({{"properties", props}}, "format"), Error);
+  props.erase("p0");
+  EXPECT_NO_THROW(JsonSchema::compile({{"properties", props}}, "format"));
+}
+
+// A key may not repeat, and a required one must come before the object closes.
+TEST(JsonSchema, ObjectsHoldTheirKeysToTheSchema) {
+  const auto s = JsonSchema::compile(nlohmann::json::parse(R"({"properties": {"a": {"type": "integer"},
+      "ab": {"type": "string"}}, "required": ["ab"]})"), "format");
+  EXPECT_FALSE(JsonPrefix(*s).feed(R"({"b)"));          // no such property
+  EXPECT_FALSE(JsonPrefix(*s).feed(R"({"a":1})"));      // "ab" is missing
+  EXPECT_FALSE(JsonPrefix(*s).feed(R"({"a":1,"a")"));   // twice
+  EXPECT_FALSE(JsonPrefix(*s).feed(R"({"a":"x")"));     // a string where an integer goes
+  JsonPrefix p(*s);
+  EXPECT_TRUE(p.feed(R"({"ab": "x", "a": 2})"));
+  EXPECT_TRUE(p.complete());
+  JsonPrefix full(*s);  // both present: no key can follow a comma
+  EXPECT_TRUE(full.feed(R"({"ab": "x", "a": 2)"));
+  EXPECT_FALSE(full.feed(','));
+}
+
+}  // namespace
+}  // namespace lowbit

@@ -1,0 +1,288 @@
+"""Writes tests/data/json_schema_cases.json: JSON schemas, texts, and whether each text is one
+value of its schema as the `jsonschema` package (Draft 2020-12) decides: the reference for the
+schema side of runtime/json_mode.h's JsonPrefix (test: json_mode_test.cc).
+
+Valid texts are random instances drawn from each schema and dumped with assorted separators and
+indents; the rest are one-byte mutations of them and hand-picked near misses, labelled by the
+validator. The validator is given lowbit's documented choices (runtime/json_schema.h) so that it
+judges the same language:
+- an object schema that lists properties and says nothing of additionalProperties gets
+  "additionalProperties": false; without "type", properties imply an object, items an array,
+  minLength/maxLength a string;
+- "integer" means a number written without a fraction or exponent (the standard also counts
+  2.0), and a key may appear only once;
+- a key of an object that admits only its listed properties is written without \\u escapes
+  (lowbit could not tell before the fourth hex digit whether one leads to a listed name);
+- as in JSON mode, nothing may follow the value (not even whitespace), and no run of whitespace
+  outside strings is longer than 32 bytes.
+Enums hold no floats and no 0: lowbit matches an option's text, and a one-byte mutation could
+spell the same number another way ("-0").
+
+    .venv/bin/python tests/tools/make_json_schema_cases.py   # rewrites the file (seeded)
+"""
+
+import copy
+import json
+import pathlib
+import random
+import re
+
+import jsonschema
+
+OUT = pathlib.Path(__file__).resolve().parents[1] / "data" / "json_schema_cases.json"
+rng = random.Random(20261205)
+
+SCHEMAS = [
+    {  # what pydantic's model_json_schema() writes for a nested model with an enum and Optional
+        "$defs": {
+            "Address": {"properties": {"street": {"title": "Street", "type": "string"},
+                                       "city": {"title": "City", "type": "string", "maxLength": 12}},
+                        "required": ["street", "city"], "title": "Address", "type": "object"},
+            "Color": {"enum": ["red", "green", "blue"], "title": "Color", "type": "string"},
+        },
+        "properties": {
+            "name": {"title": "Name", "type": "string", "minLength": 1},
+            "age": {"title": "Age", "type": "integer"},
+            "email": {"anyOf": [{"type": "string"}, {"type": "null"}], "default": None, "title": "Email"},
+            "tags": {"items": {"type": "string"}, "title": "Tags", "type": "array", "maxItems": 3},
+            "address": {"$ref": "#/$defs/Address"},
+            "color": {"$ref": "#/$defs/Color"},
+        },
+        "required": ["name", "age", "address"], "title": "Person", "type": "object",
+    },
+    {  # recursion through $defs
+        "$defs": {"node": {"type": "object", "properties": {
+            "value": {"type": "integer"},
+            "children": {"type": "array", "items": {"$ref": "#/$defs/node"}}}, "required": ["value"]}},
+        "$ref": "#/$defs/node",
+    },
+    {"type": "array", "items": {"type": "string", "minLength": 2, "maxLength": 4}, "minItems": 1, "maxItems": 3},
+    {"anyOf": [  # two objects whose first key is the same
+        {"type": "object", "properties": {"kind": {"const": "a"}, "x": {"type": "number"}}, "required": ["kind", "x"]},
+        {"type": "object", "properties": {"kind": {"const": "b"}, "y": {"type": "string"}}, "required": ["kind"]},
+    ]},
+    {"type": ["string", "null", "boolean"]},
+    {"type": "number"},
+    {"type": "integer"},
+    {"enum": [1, 12, -3, "a", "ab", None, True, [1, 2], {"k": "v"}]},
+    {"type": "object", "additionalProperties": {"type": "integer"}},
+    {"type": "object", "properties": {"a": {"type": "boolean"}, "ab": {"type": "null"}, "abc": {"type": "integer"},
+                                      "quo\"te": {"type": "string"}, "\u00e9t\u00e9": {"type": "number"}}},
+    {"properties": {"id": {"type": "integer"}, "extra": {"type": "string"}}, "required": ["id"],
+     "additionalProperties": True},
+    {"type": "object", "properties": {"list": {"type": "array", "items": False}}, "required": ["list"]},
+    {"type": "object", "properties": {"n": {"type": "array", "minItems": 2, "items": {"type": "integer"}}}},
+]
+
+WORDS = ["x", "Paris", "\u00fcn\u00efc\u00f6d\u00e9", "tab\there", "quote\"d", "back\\slash", "emoji \U0001F600", ""]
+
+
+def resolve(schema, root):
+    while isinstance(schema, dict) and "$ref" in schema:
+        ref = schema["$ref"]
+        schema = root if ref == "#" else root[ref.split("/")[1]][ref.split("/")[2]]
+    if isinstance(schema, dict) and "allOf" in schema:
+        return resolve(schema["allOf"][0], root)
+    return schema
+
+
+def types_of(s):
+    if "type" in s:
+        return s["type"] if isinstance(s["type"], list) else [s["type"]]
+    implied = []
+    if any(k in s for k in ("properties", "required", "additionalProperties")):
+        implied.append("object")
+    if any(k in s for k in ("items", "minItems", "maxItems")):
+        implied.append("array")
+    if any(k in s for k in ("minLength", "maxLength")):
+        implied.append("string")
+    return implied or ["object", "array", "string", "number", "integer", "boolean", "null"]
+
+
+def instance(s, root, depth=0):
+    s = resolve(s, root)
+    if s is True or s == {}:
+        s = {"type": rng.choice(["string", "integer", "boolean", "null"])}
+    if "anyOf" in s:
+        return instance(rng.choice(s["anyOf"]), root, depth)
+    if "const" in s:
+        return copy.deepcopy(s["const"])
+    if "enum" in s:
+        return copy.deepcopy(rng.choice(s["enum"]))
+    t = rng.choice(types_of(s))
+    if t == "object":
+        props = s.get("properties", {})
+        required = set(s.get("required", []))
+        out = {}
+        names = list(props)
+        rng.shuffle(names)
+        for name in names:
+            if name in required or (depth < 3 and rng.random() < 0.6):
+                out[name] = instance(props[name], root, depth + 1)
+        extra = s.get("additionalProperties", not props)
+        if extra is not False and depth < 3:
+            for i in range(rng.randint(0, 2)):
+                out[rng.choice(WORDS) + str(i)] = instance(extra, root, depth + 1)
+        return out
+    if t == "array":
+        items = s.get("items", True)
+        lo = s.get("minItems", 0)
+        hi = min(s.get("maxItems", 4), 4 if depth < 3 else lo)
+        n = 0 if items is False else rng.randint(lo, max(lo, hi))
+        return [instance(items, root, depth + 1) for _ in range(n)]
+    if t == "string":
+        lo, hi = s.get("minLength", 0), s.get("maxLength", 10)
+        text = "".join(rng.choice(WORDS) for _ in range(3))
+        while len(text) < lo:
+            text += "y"
+        return text[:rng.randint(lo, hi)]
+    if t == "integer":
+        return rng.randint(-10**6, 10**6)
+    if t == "number":
+        return rng.choice([0.5, -2.5e-3, 3.25e12, 17, -4, 123.456])
+    if t == "boolean":
+        return rng.choice([True, False])
+    return None
+
+
+def as_lowbit_reads(s):
+    """The schema with lowbit's documented choices written out for the standard validator."""
+    if isinstance(s, list):
+        return [as_lowbit_reads(x) for x in s]
+    if not isinstance(s, dict):
+        return s
+    out = {k: as_lowbit_reads(v) if k != "const" and k != "enum" else v for k, v in s.items()}
+    validates = [k for k in s if k not in ("$ref", "anyOf", "allOf", "title", "description", "default", "$defs")]
+    if validates and "type" not in s and "enum" not in s and "const" not in s:
+        implied = types_of(s)
+        if len(implied) < 7:
+            out["type"] = implied
+    if "properties" in s and "additionalProperties" not in s:
+        out["additionalProperties"] = False
+    return out
+
+
+def integer_without_fraction(checker, value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", integer_without_fraction))
+
+
+def no_duplicates(pairs):
+    keys = [k for k, _ in pairs]
+    if len(keys) != len(set(keys)):
+        raise ValueError("duplicate key")
+    return dict(pairs)
+
+
+def no_constants(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+def longest_whitespace_run(text):
+    """Outside strings."""
+    run = best = 0
+    in_string = escaped = False
+    for c in text:
+        if in_string:
+            in_string = escaped or c != '"'
+            escaped = not escaped and c == "\\"
+            continue
+        if c == '"':
+            in_string = True
+        run = run + 1 if c in " \t\n\r" else 0
+        best = max(best, run)
+    return best
+
+
+def closed_names(s):
+    """Property names of the object schemas in s that admit only them."""
+    names = set()
+    if isinstance(s, dict):
+        if "properties" in s and s.get("additionalProperties", False) is False:
+            names |= set(s["properties"])
+        for v in s.values():
+            names |= closed_names(v)
+    elif isinstance(s, list):
+        for v in s:
+            names |= closed_names(v)
+    return names
+
+
+KEY = re.compile(r'"((?:[^"\\]|\\.)*)"\s*:')
+
+
+def escaped_closed_key(text, names):
+    for m in KEY.finditer(text):
+        if "\\u" in m.group(1):
+            try:
+                if json.loads('"' + m.group(1) + '"') in names:
+                    return True
+            except ValueError:
+                pass
+    return False
+
+
+def valid(text, validator, names=frozenset()):
+    if not text or text[-1:].isspace() or longest_whitespace_run(text) > 32:
+        return False
+    if escaped_closed_key(text, names):
+        return False
+    try:
+        value = json.loads(text, parse_constant=no_constants, object_pairs_hook=no_duplicates)
+    except ValueError:
+        return False
+    return validator.is_valid(value)
+
+
+def dumps(v):
+    style = rng.randrange(4)
+    if style == 0:
+        return json.dumps(v)
+    if style == 1:
+        return json.dumps(v, separators=(",", ":"), ensure_ascii=False)
+    if style == 2:
+        return json.dumps(v, indent=2, ensure_ascii=False)
+    return json.dumps(v, indent="\t")
+
+
+def mutate(text):
+    i = rng.randrange(len(text))
+    kind = rng.randrange(3)
+    if kind == 0:
+        return text[:i] + text[i + 1:]
+    c = rng.choice('{}[]:,"\\ 0-1e.tfnx\n')
+    return text[:i] + c + text[i + (kind == 2):]
+
+
+NEAR_MISSES = ['', ' ', '{}', '[]', '""', '1', '1.5', '-', 'null', 'true', '"a"', '{"name": "x"}', '[1, 2]', '12 ']
+
+
+def main():
+    rows = []
+    for index, schema in enumerate(SCHEMAS):
+        validator = Validator(as_lowbit_reads(schema))
+        names = closed_names(schema)
+        cases = {t: valid(t, validator, names) for t in NEAR_MISSES}
+        drawn = 0
+        while drawn < 60:
+            text = dumps(instance(schema, schema))
+            if not valid(text, validator, names):  # a listed name with \\u escapes
+                continue
+            drawn += 1
+            cases[text] = True
+            for _ in range(3):
+                m = mutate(text)
+                cases[m] = valid(m, validator, names)
+        rows.append({"schema": schema, "cases": [{"text": t, "valid": v} for t, v in cases.items()]})
+    OUT.write_text(json.dumps(rows, ensure_ascii=False, indent=0) + "\n", encoding="utf-8")
+    total = sum(len(r["cases"]) for r in rows)
+    good = sum(c["valid"] for r in rows for c in r["cases"])
+    print(f"wrote {OUT}: {len(rows)} schemas, {total} texts, {good} valid")
+
+
+if __name__ == "__main__":
+    main()
