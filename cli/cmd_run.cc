@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <csignal>
+#include <filesystem>
 #include <cstdio>
 #include <iostream>
 #include <iterator>
@@ -21,6 +22,8 @@
 #include "convert/load.h"
 #include "kernels/error.h"
 #include "runtime/generate.h"
+#include "runtime/json_schema.h"
+#include "runtime/mapped_file.h"
 
 namespace lowbit::cli {
 namespace {
@@ -35,6 +38,24 @@ std::atomic<bool> g_interrupted{false};
 extern "C" void on_sigint(int) {
   g_interrupted.store(true);
   std::signal(SIGINT, SIG_DFL);
+}
+
+// --format: "json" (any object: no schema), an inline schema, or a file holding one.
+std::shared_ptr<const JsonSchema> format_schema(const std::string& format) {
+  if (format == "json") return nullptr;
+  if (format.empty()) throw UsageError("--format: give json, a JSON schema or a schema file");
+  const bool inline_schema = format[0] == '{';
+  if (!inline_schema && !std::filesystem::exists(format))
+    throw UsageError("--format: '" + format + "' is not json, a JSON schema or a schema file");
+  const std::string text = inline_schema ? format : read_file(format, "--format schema");
+  const nlohmann::json schema = nlohmann::json::parse(text, nullptr, false);
+  const std::string what = inline_schema ? "--format" : "--format " + format;
+  if (schema.is_discarded()) throw UsageError(what + ": not valid JSON (give json, a JSON schema or a schema file)");
+  try {
+    return JsonSchema::compile(schema, what);
+  } catch (const Error& e) {
+    throw UsageError(e.what());
+  }
 }
 
 const char* kFooter =
@@ -91,8 +112,10 @@ int run_main(int argc, char** argv) {
             "when stdin is a terminal")
       .excludes(pos_prompt);
   args.flag("--raw", raw, "continue the prompt as text: no chat template");
-  args.text("--format", format, "json: the output is one JSON object (tokens that cannot continue one are never sampled)")
-      .metavar("json");
+  args.text("--format", format,
+            "json: the output is one JSON object; or a JSON schema (inline, starting with '{', or a file) the output "
+            "is one value of (tokens that cannot continue one are never sampled)")
+      .metavar("json|SCHEMA");
   args.text("--system", system, "the system message of a chat or a templated prompt (default: the template's own)")
       .metavar("TEXT");
   add_models(args, models);
@@ -129,7 +152,7 @@ int run_main(int argc, char** argv) {
   if (chat && json_out) throw UsageError("--json needs a prompt (-p, PROMPT or stdin); the chat prints text");
   if (chat && raw) throw UsageError("--raw needs a prompt (-p, PROMPT or stdin) to continue");
   if (raw && args.given("--system")) throw UsageError("--system goes with the chat template, which --raw leaves out");
-  if (args.given("--format") && format != "json") throw UsageError("--format: '" + format + "' is not json");
+  const std::shared_ptr<const JsonSchema> schema = args.given("--format") ? format_schema(format) : nullptr;
   if (args.given("--format") && chat) throw UsageError("--format needs a prompt (-p, PROMPT or stdin)");
   gp.sampler.seed = args.given("--seed") ? seed : fresh_seed();
   check_setting(args, invalid_setting(gp),
@@ -170,6 +193,7 @@ int run_main(int argc, char** argv) {
                 (lp.ctx ? " (--ctx)" : " (the model's trained context; --ctx sets another)"));
 
   if (!format.empty()) gp.json = std::make_shared<const JsonTokens>(model->tokenizer());
+  gp.schema = schema;
   Session session(*model);
   std::signal(SIGINT, on_sigint);
   if (!json_out && !tmpl) {  // the continuation reads on from the prompt, as it would in a terminal

@@ -24,9 +24,10 @@ if [ "$MODE" = all ]; then
   # Tests and benchmarks, the Python package, the aarch64 cross build run under qemu, the fuzzers.
   APT_PACKAGES+=(libgtest-dev libbenchmark-dev libeigen3-dev libxsimd-dev pybind11-dev
     g++-aarch64-linux-gnu qemu-user clang libclang-rt-14-dev)
-  # ollama, openai: the official clients the server tests drive; jinja2: the chat-template reference.
+  # ollama, openai: the official clients the server tests drive; jinja2: the chat-template reference;
+  # jsonschema: the reference validator of structured outputs (pydantic: the models they are written as).
   PIP_PACKAGES+=(numpy sentencepiece tokenizers safetensors pytest gguf transformers protobuf ollama openai
-    jinja2)
+    jinja2 jsonschema pydantic)
 fi
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

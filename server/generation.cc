@@ -203,6 +203,7 @@ void generate_response(Context& ctx, const GenerationRequest& req, std::shared_p
   sp.stop = req.stop;
   sp.logprobs = req.logprobs;
   if (req.json) sp.json = m.json_tokens();
+  sp.schema = req.schema;
   if (req.logprobs) run->logprobs_tokenizer = &m.model->tokenizer();
   run->stream = m.engine->submit(std::move(ids), sp);
 

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <limits>
 
+#include "kernels/error.h"
 #include "runtime/tokenizer/tokenizer_unicode.h"
 
 namespace lowbit::server {
@@ -34,6 +35,15 @@ namespace {
 
 [[noreturn]] void bad(const std::string& field, const std::string& what) {
   throw RequestError(400, field, field + ": " + what);
+}
+
+// The schema's own errors name the keyword and its place under field ("format.properties.age").
+std::shared_ptr<const JsonSchema> compile_schema(const json& schema, const std::string& field) {
+  try {
+    return JsonSchema::compile(schema, field);
+  } catch (const Error& e) {
+    throw RequestError(400, field, e.what());
+  }
 }
 
 const char* type_name(const json& v) {
@@ -191,11 +201,15 @@ void parse_common_ollama(const json& body, GenerationRequest& r, int64_t max_ctx
   if (auto v = opt_bool(body, "stream", "stream")) r.stream = *v;
   if (const json* k = field(body, "keep_alive")) r.keep_alive = parse_keep_alive(*k, "keep_alive");
   if (const json* f = field(body, "format")) {
-    // JSON mode is constrained decoding (runtime/json_mode.h); a schema would need a grammar of
-    // its own: say so rather than return text that ignores it.
-    if (f->is_string() && f->get<std::string>() == "json") r.json = true;
-    else if (!(f->is_string() && f->get<std::string>().empty()))
-      bad("format", "only \"json\" is supported (one JSON object); a JSON schema is not");
+    // Constrained decoding (runtime/json_mode.h): "json" for any object, or a JSON schema.
+    if (f->is_object()) {
+      r.json = true;
+      r.schema = compile_schema(*f, "format");
+    } else if (f->is_string() && f->get<std::string>() == "json") {
+      r.json = true;
+    } else if (!(f->is_string() && f->get<std::string>().empty())) {
+      bad("format", "must be \"json\" (one JSON object) or a JSON schema (an object)");
+    }
   }
   ollama_defaults(r);
   parse_ollama_options(body, r, max_ctx);
@@ -283,9 +297,19 @@ void parse_openai_common(const json& body, GenerationRequest& r, int64_t max_ctx
     check_object(*f, "response_format");
     const auto type = opt_string(*f, "type", "response_format.type");
     if (!type) bad("response_format.type", "is required");
-    if (*type == "json_object") r.json = true;
-    else if (*type != "text")
-      bad("response_format.type", "'" + *type + "' is not supported: \"json_object\" (one JSON object) and \"text\" are");
+    if (*type == "json_object") {
+      r.json = true;
+    } else if (*type == "json_schema") {
+      const json* js = field(*f, "json_schema");
+      if (!js) bad("response_format.json_schema", "is required with type \"json_schema\"");
+      check_object(*js, "response_format.json_schema");
+      const json* schema = field(*js, "schema");
+      r.json = true;  // without a schema any object, as OpenAI reads it
+      if (schema) r.schema = compile_schema(*schema, "response_format.json_schema.schema");
+    } else if (*type != "text") {
+      bad("response_format.type",
+          "'" + *type + "' is not supported: \"json_schema\", \"json_object\" (one JSON object) and \"text\" are");
+    }
   }
   check_sampler(r.sampler, "", "repetition_penalty");
 }

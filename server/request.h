@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -16,6 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "runtime/json_schema.h"
 #include "runtime/sampler.h"
 
 namespace lowbit::server {
@@ -79,6 +81,7 @@ struct GenerationRequest {
   std::vector<std::string> stop;
   bool logprobs = false;         // OpenAI chat: each generated token's log-probability
   bool json = false;             // Ollama format "json", OpenAI response_format json_object: JSON mode
+  std::shared_ptr<const JsonSchema> schema;  // with json: Ollama format {schema}, OpenAI json_schema
 
   // Ollama: no prompt (generate) or no messages (chat): load the model, generate nothing.
   bool load_only() const;

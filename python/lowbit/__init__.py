@@ -279,10 +279,11 @@ def _streamed(run: Callable[[Callable[..., bool]], None], name: str) -> Iterator
 
 def _settings(max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, seed, stop, format) -> dict:
     """generate()'s and chat()'s keywords as the core takes them; seed None draws one."""
-    if format not in (None, "json"):
-        raise Error(f"format: {format!r} is not supported (None, or \"json\" for one JSON object)")
+    if not (format is None or format == "json" or isinstance(format, dict)):
+        raise Error(f"format: {format!r} is not supported (None, \"json\" for one JSON object, or a JSON schema as a dict)")
     return dict(
-        json=format == "json",
+        json=format is not None,
+        schema=json.dumps(format) if isinstance(format, dict) else None,
         max_tokens=max_tokens,
         temperature=temperature,
         top_k=top_k,
@@ -411,7 +412,7 @@ class Model:
         stop: Optional[Sequence[str]] = None,
         stream: bool = False,
         add_bos: bool = True,
-        format: Optional[str] = None,
+        format: Union[None, str, dict] = None,
     ) -> Union[Generation, Stream]:
         """Generates a continuation of prompt.
 
@@ -427,7 +428,10 @@ class Model:
         result.seed). stop: strings that end the generation (left out of the text). add_bos:
         put the tokenizer's BOS in front of the prompt. format="json": JSON mode, the text is one
         JSON object (tokens that cannot continue one are never sampled; it ends at the closing
-        brace), as Ollama's format and OpenAI's json_object response format.
+        brace), as Ollama's format and OpenAI's json_object response format; format=a JSON
+        schema as a dict (e.g. a pydantic model's model_json_schema()): the text is one value
+        of it (docs/SERVING.md, "Structured outputs", lists what is supported; a schema with
+        other keywords raises lowbit.Error).
 
         Raises lowbit.Error, before generating anything, for a setting out of range or a prompt
         longer than ctx.
@@ -459,7 +463,7 @@ class Model:
         seed: Optional[int] = None,
         stop: Optional[Sequence[str]] = None,
         stream: bool = False,
-        format: Optional[str] = None,
+        format: Union[None, str, dict] = None,
     ) -> Union[Generation, Stream]:
         """The assistant's reply to a conversation: messages (a list of {"role", "content"} dicts:
         "system", "user", "assistant") rendered by the model's chat template

@@ -66,6 +66,7 @@ class Model:
         stop: Optional[Sequence[str]] = None,
         add_bos: bool = True,
         json: bool = False,
+        schema: Optional[str] = None,  # a JSON schema's text (with json=True)
         callback: Optional[Callable[[str], Optional[bool]]] = None,
     ) -> dict: ...
     def render_chat(self, messages_json: str, add_generation_prompt: bool = True) -> str: ...
@@ -82,6 +83,7 @@ class Model:
         seed: int = 0,
         stop: Optional[Sequence[str]] = None,
         json: bool = False,
+        schema: Optional[str] = None,  # a JSON schema's text (with json=True)
         callback: Optional[Callable[[str], Optional[bool]]] = None,
     ) -> dict: ...
     def generate_batch(

@@ -15,6 +15,7 @@
 #include "runtime/chat/chat_template.h"
 #include "runtime/generate.h"
 #include "runtime/json_mode.h"
+#include "runtime/json_schema.h"
 #include "runtime/model.h"
 
 namespace lowbit::python {
@@ -42,6 +43,15 @@ class PyModel {
   std::shared_ptr<const JsonTokens> json_tokens() const {
     std::call_once(json_once_, [this] { json_ = std::make_shared<const JsonTokens>(model_->tokenizer()); });
     return json_;
+  }
+  // json: JSON mode; schema (JSON text): the value follows it (runtime/json_schema.h).
+  void set_format(GenerateParams& p, bool json, const std::optional<std::string>& schema) const {
+    if (!json && !schema) return;
+    p.json = json_tokens();
+    if (!schema) return;
+    const auto parsed = nlohmann::json::parse(*schema, nullptr, false);
+    if (parsed.is_discarded()) throw Error(ErrorCode::invalid_argument, "format: the schema is not valid JSON");
+    p.schema = JsonSchema::compile(parsed, "format");
   }
 
   std::vector<int32_t> tokenize(const std::string& text, bool add_bos) const {
@@ -269,31 +279,34 @@ void register_model(py::module_& m) {
           "generate",
           [](const PyModel& self, const std::string& prompt, int64_t max_tokens, float temperature, int top_k,
              float top_p, float min_p, float repetition_penalty, uint64_t seed,
-             const std::optional<std::vector<std::string>>& stop, bool add_bos, bool json, const py::object& callback) {
+             const std::optional<std::vector<std::string>>& stop, bool add_bos, bool json,
+             const std::optional<std::string>& schema, const py::object& callback) {
             GenerateParams p = make_params(max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, seed,
                                            stop.value_or(std::vector<std::string>{}), add_bos);
-            if (json) p.json = self.json_tokens();
+            self.set_format(p, json, schema);
             return self.generate(prompt, p, callback);
           },
           py::arg("prompt"), py::arg("max_tokens") = 256, py::arg("temperature") = 0.0f, py::arg("top_k") = 0,
           py::arg("top_p") = 1.0f, py::arg("min_p") = 0.0f, py::arg("repetition_penalty") = 1.0f,
           py::arg("seed") = 0, py::arg("stop") = py::none(), py::arg("add_bos") = true, py::arg("json") = false,
-          py::arg("callback") = py::none())
+          py::arg("schema") = py::none(), py::arg("callback") = py::none())
       .def("render_chat", &PyModel::render_chat, py::arg("messages_json"), py::arg("add_generation_prompt") = true)
       .def("chat_tokens", &PyModel::chat_tokens, py::arg("messages_json"), py::arg("add_special") = true)
       .def(
           "generate_tokens",
           [](const PyModel& self, const std::vector<int32_t>& ids, int64_t max_tokens, float temperature, int top_k,
              float top_p, float min_p, float repetition_penalty, uint64_t seed,
-             const std::optional<std::vector<std::string>>& stop, bool json, const py::object& callback) {
+             const std::optional<std::vector<std::string>>& stop, bool json, const std::optional<std::string>& schema,
+             const py::object& callback) {
             GenerateParams p = make_params(max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, seed,
                                            stop.value_or(std::vector<std::string>{}), false);
-            if (json) p.json = self.json_tokens();
+            self.set_format(p, json, schema);
             return self.generate_tokens(ids, p, callback);
           },
           py::arg("ids"), py::arg("max_tokens") = 256, py::arg("temperature") = 0.0f, py::arg("top_k") = 0,
           py::arg("top_p") = 1.0f, py::arg("min_p") = 0.0f, py::arg("repetition_penalty") = 1.0f,
-          py::arg("seed") = 0, py::arg("stop") = py::none(), py::arg("json") = false, py::arg("callback") = py::none())
+          py::arg("seed") = 0, py::arg("stop") = py::none(), py::arg("json") = false,
+          py::arg("schema") = py::none(), py::arg("callback") = py::none())
       .def(
           "generate_batch",
           [](const PyModel& self, const std::vector<std::string>& prompts, const std::vector<py::dict>& settings,

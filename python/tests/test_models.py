@@ -297,6 +297,34 @@ def test_json_format_gives_one_object():
         m.chat(messages, format="yaml")
 
 
+def test_json_schema_format_gives_a_value_of_the_schema():
+    """format=a schema dict: the reply validates against it (the jsonschema package's judgement)
+    and parses into the pydantic model it came from, through chat() and generate() alike; a
+    keyword the constraint cannot enforce is an error naming it."""
+    jsonschema = pytest.importorskip("jsonschema")
+    pydantic = pytest.importorskip("pydantic")
+    from conftest import MODELS
+
+    class Cat(pydantic.BaseModel):
+        name: str
+        age: int
+        color: str
+
+    path = MODELS / SMOLLM2
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    m = lowbit.Model(str(path), threads=2, ctx=512)
+    schema = Cat.model_json_schema()
+    messages = [{"role": "user", "content": "Describe a cat as JSON."}]
+    reply = m.chat(messages, max_tokens=200, format=schema)
+    assert reply.stop_reason == "eos", reply
+    jsonschema.validate(json.loads(reply), schema)
+    Cat.model_validate_json(str(reply))
+    assert m.generate(m.apply_chat_template(messages), max_tokens=200, format=schema).ids == reply.ids
+    with pytest.raises(lowbit.Error, match="format.properties.age: 'minimum' is not supported"):
+        m.chat(messages, format={"properties": {"age": {"type": "integer", "minimum": 0}}})
+
+
 def test_chat_errors_name_what_is_wrong(stories):
     with pytest.raises(lowbit.Error, match="has no chat template"):
         stories.chat([{"role": "user", "content": "hi"}])

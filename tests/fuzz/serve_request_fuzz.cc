@@ -2,13 +2,15 @@
 // each generation route and of /api/embed. Junk must be refused with RequestError only (never
 // another exception, a crash or UB), as a 4xx whose one-line message names the field it blames;
 // an accepted request must keep the parser's promises (sampler settings the library accepts,
-// max_tokens -1 or in [0, max_ctx], num_ctx in [0, max_ctx], no empty stop string).
+// max_tokens -1 or in [0, max_ctx], num_ctx in [0, max_ctx], no empty stop string), and a JSON
+// schema it accepted must hold up in the recognizer (runtime/json_mode.h).
 // Seeds: tests/fuzz/corpus_serve_request (request bodies from Ollama's and OpenAI's docs).
 #include <stdint.h>
 #include <string.h>
 
 #include <string>
 
+#include "runtime/json_mode.h"
 #include "server/request.h"
 
 namespace {
@@ -34,6 +36,19 @@ void check_request(const lowbit::server::GenerationRequest& r) {
         !m.at("content").is_string())
       __builtin_trap();
   if (r.keep_alive.seconds < 0) __builtin_trap();
+  if (r.schema && !r.json) __builtin_trap();
+}
+
+// A schema that compiled is then walked by the recognizer over the same bytes (as a model's
+// output would be), so what the compiler accepts is also what the recognizer can hold.
+void walk(const lowbit::server::GenerationRequest& r, const std::string& bytes) {
+  if (!r.schema) return;
+  lowbit::JsonPrefix p(*r.schema);
+  for (unsigned char c : bytes) {
+    lowbit::JsonPrefix before = p;
+    if (!p.feed(c)) p = before;  // skip a byte that cannot come, keep walking
+  }
+  (void)p.complete();
 }
 
 }  // namespace
@@ -51,7 +66,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using Parser = GenerationRequest (*)(const nlohmann::json&, int64_t);
   for (Parser p : {parse_ollama_generate, parse_ollama_chat, parse_openai_chat, parse_openai_completion}) {
     try {
-      check_request(p(j, kMaxCtx));
+      const GenerationRequest r = p(j, kMaxCtx);
+      check_request(r);
+      walk(r, body);
     } catch (const RequestError& e) {
       check_error(e);
     }

@@ -57,7 +57,8 @@ CASES = [
     ("/api/delete", {}, 400, "model"),
     ("/api/copy", {"source": SMOL}, 400, "destination"),
     ("/api/create", {"model": "x"}, 400, "from"),
-    ("/api/generate", {"model": SMOL, "prompt": "x", "format": {"type": "object"}}, 400, "format"),  # a schema
+    ("/api/generate", {"model": SMOL, "prompt": "x", "format": {"type": "string", "pattern": "a"}}, 400, "format"),
+    ("/api/generate", {"model": SMOL, "prompt": "x", "format": 3}, 400, "format"),
     ("/api/chat", {"model": SMOL, "messages": [{"role": "user", "content": "x"}], "format": "yaml"}, 400, "format"),
 ]
 
@@ -79,8 +80,13 @@ OPENAI_CASES = [
     ("/v1/completions", {"model": SMOL, "prompt": "x", "max_tokens": "ten"}, 400, "max_tokens"),
     ("/v1/completions", {"model": "no-such-model", "prompt": "x"}, 404, "model"),
     ("/v1/chat/completions", {"model": SMOL, "messages": [{"role": "user", "content": "x"}],
-                              "response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}, 400,
-     "response_format.type"),
+                              "response_format": {"type": "json_schema"}}, 400, "response_format.json_schema"),
+    ("/v1/chat/completions", {"model": SMOL, "messages": [{"role": "user", "content": "x"}],
+                              "response_format": {"type": "json_schema", "json_schema": {
+                                  "name": "x", "schema": {"properties": {"a": {"type": "integer", "minimum": 0}}}}}},
+     400, "response_format.json_schema.schema"),
+    ("/v1/chat/completions", {"model": SMOL, "messages": [{"role": "user", "content": "x"}],
+                              "response_format": {"type": "xml"}}, 400, "response_format.type"),
     ("/v1/chat/completions", {"model": SMOL, "messages": [{"role": "user", "content": "x"}],
                               "response_format": "json"}, 400, "response_format"),
 ]

@@ -314,6 +314,28 @@ def test_format_json_answers_with_one_object():
 
 
 @needs_smol
+def test_format_schema_answers_with_a_value_of_it(tmp_path):
+    """--format FILE or --format '{...}': the answer validates against the schema (the jsonschema
+    package's judgement) where --format json alone gives an object of another shape."""
+    import jsonschema
+
+    schema = {"type": "object", "properties": {"name": {"type": "string"}, "country": {"type": "string"},
+                                               "population": {"type": "integer"},
+                                               "landmarks": {"type": "array", "items": {"type": "string"},
+                                                             "maxItems": 3}},
+              "required": ["name", "country", "population", "landmarks"]}
+    path = tmp_path / "city.json"
+    path.write_text(json.dumps(schema))
+    question = "Describe Paris as JSON."
+    answer = run_json("--format", str(path), question, n=200)
+    assert answer["stop_reason"] == "eos", answer["text"]
+    jsonschema.validate(json.loads(answer["text"]), schema)
+    assert run_json("--format", json.dumps(schema), question, n=200)["ids"] == answer["ids"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(json.loads(run_json("--format", "json", question, n=200)["text"]), schema)
+
+
+@needs_smol
 def test_a_message_of_several_lines_between_triple_quotes():
     """Pasted text: lines from one that starts with \"\"\" to one that ends with it are one user
     message (joined by newlines, without the quotes), answered as jinja2's rendering of it is."""
