@@ -153,7 +153,6 @@ int run_main(int argc, char** argv) {
   if (chat && raw) throw UsageError("--raw needs a prompt (-p, PROMPT or stdin) to continue");
   if (raw && args.given("--system")) throw UsageError("--system goes with the chat template, which --raw leaves out");
   const std::shared_ptr<const JsonSchema> schema = args.given("--format") ? format_schema(format) : nullptr;
-  if (args.given("--format") && chat) throw UsageError("--format needs a prompt (-p, PROMPT or stdin)");
   gp.sampler.seed = args.given("--seed") ? seed : fresh_seed();
   check_setting(args, invalid_setting(gp),
                 {{"max_tokens", "-n"}, {"temperature", "--temp"}, {"top_k", "--top-k"}, {"top_p", "--top-p"},
@@ -172,7 +171,9 @@ int run_main(int argc, char** argv) {
                  "lowbit run: warning: --ctx %lld is longer than the %lld positions the model was trained on; "
                  "text past position %lld is likely to degrade\n",
                  (long long)model->ctx(), (long long)trained, (long long)trained);
-  if (chat) {
+  if (!format.empty()) gp.json = std::make_shared<const JsonTokens>(model->tokenizer());
+  gp.schema = schema;
+  if (chat) {  // with --format every reply is held to it, as `ollama run --format` does
     ChatOptions co;
     co.gen = gp;
     co.max_tokens_given = args.given("-n");
@@ -192,8 +193,6 @@ int run_main(int argc, char** argv) {
                 std::to_string(model->ctx()) +
                 (lp.ctx ? " (--ctx)" : " (the model's trained context; --ctx sets another)"));
 
-  if (!format.empty()) gp.json = std::make_shared<const JsonTokens>(model->tokenizer());
-  gp.schema = schema;
   Session session(*model);
   std::signal(SIGINT, on_sigint);
   if (!json_out && !tmpl) {  // the continuation reads on from the prompt, as it would in a terminal

@@ -279,8 +279,11 @@ def _streamed(run: Callable[[Callable[..., bool]], None], name: str) -> Iterator
 
 def _settings(max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, seed, stop, format) -> dict:
     """generate()'s and chat()'s keywords as the core takes them; seed None draws one."""
+    if hasattr(format, "model_json_schema"):  # a pydantic model class: its schema
+        format = format.model_json_schema()
     if not (format is None or format == "json" or isinstance(format, dict)):
-        raise Error(f"format: {format!r} is not supported (None, \"json\" for one JSON object, or a JSON schema as a dict)")
+        raise Error(f"format: {format!r} is not supported (None, \"json\" for one JSON object, a JSON schema as a "
+                    "dict, or a pydantic model)")
     return dict(
         json=format is not None,
         schema=json.dumps(format) if isinstance(format, dict) else None,
@@ -412,7 +415,7 @@ class Model:
         stop: Optional[Sequence[str]] = None,
         stream: bool = False,
         add_bos: bool = True,
-        format: Union[None, str, dict] = None,
+        format: Union[None, str, dict, type] = None,
     ) -> Union[Generation, Stream]:
         """Generates a continuation of prompt.
 
@@ -429,7 +432,7 @@ class Model:
         put the tokenizer's BOS in front of the prompt. format="json": JSON mode, the text is one
         JSON object (tokens that cannot continue one are never sampled; it ends at the closing
         brace), as Ollama's format and OpenAI's json_object response format; format=a JSON
-        schema as a dict (e.g. a pydantic model's model_json_schema()): the text is one value
+        schema as a dict, or a pydantic model class (its model_json_schema()): the text is one value
         of it (docs/SERVING.md, "Structured outputs", lists what is supported; a schema with
         other keywords raises lowbit.Error).
 
@@ -463,7 +466,7 @@ class Model:
         seed: Optional[int] = None,
         stop: Optional[Sequence[str]] = None,
         stream: bool = False,
-        format: Union[None, str, dict] = None,
+        format: Union[None, str, dict, type] = None,
     ) -> Union[Generation, Stream]:
         """The assistant's reply to a conversation: messages (a list of {"role", "content"} dicts:
         "system", "user", "assistant") rendered by the model's chat template

@@ -321,6 +321,7 @@ def test_json_schema_format_gives_a_value_of_the_schema():
     jsonschema.validate(json.loads(reply), schema)
     Cat.model_validate_json(str(reply))
     assert m.generate(m.apply_chat_template(messages), max_tokens=200, format=schema).ids == reply.ids
+    assert m.chat(messages, max_tokens=200, format=Cat).ids == reply.ids  # the model class itself
     with pytest.raises(lowbit.Error, match="format.properties.age: 'minimum' is not supported"):
         m.chat(messages, format={"properties": {"age": {"type": "integer", "minimum": 0}}})
 

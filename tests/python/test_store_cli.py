@@ -336,6 +336,26 @@ def test_format_schema_answers_with_a_value_of_it(tmp_path):
 
 
 @needs_smol
+def test_chat_with_format_holds_every_reply_to_the_schema(tmp_path):
+    """`lowbit run MODEL --format SCHEMA` without a prompt: each reply of the chat is a value of
+    the schema (the jsonschema package's judgement), as with `ollama run --format`."""
+    import jsonschema
+
+    schema = {"type": "object", "properties": {"answer": {"type": "string", "maxLength": 80},
+                                               "confident": {"type": "boolean"}},
+              "required": ["answer", "confident"]}
+    path = tmp_path / "answer.json"
+    path.write_text(json.dumps(schema))
+    chat = Chat(SMOL, "-n", 120, "--threads", "2", "--format", str(path))
+    chat.read_until(b">>> ")
+    for question in ("What is the capital of France?", "And of Italy?"):
+        reply = chat.say(question)
+        jsonschema.validate(json.loads(reply), schema)
+    chat.send("/bye\n")
+    assert chat.wait() == 0
+
+
+@needs_smol
 def test_a_message_of_several_lines_between_triple_quotes():
     """Pasted text: lines from one that starts with \"\"\" to one that ends with it are one user
     message (joined by newlines, without the quotes), answered as jinja2's rendering of it is."""
