@@ -66,8 +66,21 @@ TEST(ParseJsonMode, FormatAndResponseFormat) {
   const json msgs = json::array({{{"role", "user"}, {"content", "x"}}});
   EXPECT_TRUE(parse_openai_chat({{"model", "m"}, {"messages", msgs}, {"response_format", {{"type", "json_object"}}}}, 4096).json);
   EXPECT_FALSE(parse_openai_chat({{"model", "m"}, {"messages", msgs}, {"response_format", {{"type", "text"}}}}, 4096).json);
+  // A schema: JSON mode held to it (runtime/json_schema.h); OpenAI's json_schema without one is
+  // any object.
+  const json schema = {{"type", "object"}, {"properties", {{"a", {{"type", "integer"}}}}}};
+  const GenerationRequest o = parse_ollama_generate({{"model", "m"}, {"prompt", "p"}, {"format", schema}}, 4096);
+  EXPECT_TRUE(o.json && o.schema);
+  const GenerationRequest a = parse_openai_chat(
+      {{"model", "m"}, {"messages", msgs},
+       {"response_format", {{"type", "json_schema"}, {"json_schema", {{"name", "n"}, {"schema", schema}}}}}}, 4096);
+  EXPECT_TRUE(a.json && a.schema);
+  const GenerationRequest any = parse_openai_chat(
+      {{"model", "m"}, {"messages", msgs}, {"response_format", {{"type", "json_schema"}, {"json_schema", {{"name", "n"}}}}}},
+      4096);
+  EXPECT_TRUE(any.json && !any.schema);
   const std::pair<json, std::string> refused[] = {
-      {{{"model", "m"}, {"prompt", "p"}, {"format", {{"type", "object"}}}}, "format"},
+      {{{"model", "m"}, {"prompt", "p"}, {"format", {{"type", "string"}, {"pattern", "a"}}}}, "format"},
       {{{"model", "m"}, {"prompt", "p"}, {"format", "xml"}}, "format"},
   };
   for (const auto& [body, field] : refused) {
@@ -78,11 +91,19 @@ TEST(ParseJsonMode, FormatAndResponseFormat) {
       EXPECT_EQ(e.field(), field) << e.what();
     }
   }
-  try {
-    parse_openai_chat({{"model", "m"}, {"messages", msgs}, {"response_format", {{"type", "json_schema"}}}}, 4096);
-    ADD_FAILURE() << "json_schema was accepted";
-  } catch (const RequestError& e) {
-    EXPECT_EQ(e.field(), "response_format.type") << e.what();
+  const std::pair<json, std::string> refused_openai[] = {
+      {{{"type", "json_schema"}}, "response_format.json_schema"},
+      {{{"type", "json_schema"}, {"json_schema", {{"schema", {{"oneOf", json::array()}}}}}},
+       "response_format.json_schema.schema"},
+      {{{"type", "yaml"}}, "response_format.type"},
+  };
+  for (const auto& [format, field] : refused_openai) {
+    try {
+      parse_openai_chat({{"model", "m"}, {"messages", msgs}, {"response_format", format}}, 4096);
+      ADD_FAILURE() << format.dump() << " was accepted";
+    } catch (const RequestError& e) {
+      EXPECT_EQ(e.field(), field) << e.what();
+    }
   }
 }
 
