@@ -24,13 +24,14 @@ spell the same number another way ("-0").
 import copy
 import json
 import pathlib
-import random
 import re
 
 import jsonschema
 
+# The JSON-mode generator's seeded stream, dumping styles and one-byte mutations.
+from make_json_mode_cases import dumps, mutate, no_constants, rng
+
 OUT = pathlib.Path(__file__).resolve().parents[1] / "data" / "json_schema_cases.json"
-rng = random.Random(20261205)
 
 SCHEMAS = [
     {  # what pydantic's model_json_schema() writes for a nested model with an enum and Optional
@@ -178,8 +179,6 @@ def no_duplicates(pairs):
     return dict(pairs)
 
 
-def no_constants(name):
-    raise ValueError(f"{name} is not JSON")
 
 
 def longest_whitespace_run(text):
@@ -238,24 +237,8 @@ def valid(text, validator, names=frozenset()):
     return validator.is_valid(value)
 
 
-def dumps(v):
-    style = rng.randrange(4)
-    if style == 0:
-        return json.dumps(v)
-    if style == 1:
-        return json.dumps(v, separators=(",", ":"), ensure_ascii=False)
-    if style == 2:
-        return json.dumps(v, indent=2, ensure_ascii=False)
-    return json.dumps(v, indent="\t")
 
 
-def mutate(text):
-    i = rng.randrange(len(text))
-    kind = rng.randrange(3)
-    if kind == 0:
-        return text[:i] + text[i + 1:]
-    c = rng.choice('{}[]:,"\\ 0-1e.tfnx\n')
-    return text[:i] + c + text[i + (kind == 2):]
 
 
 NEAR_MISSES = ['', ' ', '{}', '[]', '""', '1', '1.5', '-', 'null', 'true', '"a"', '{"name": "x"}', '[1, 2]', '12 ']
