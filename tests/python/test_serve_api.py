@@ -26,16 +26,6 @@ def server():
     assert s.stop() == 0, s.stderr()
 
 
-@pytest.fixture(scope="module")
-def oc(server):
-    return ollama.Client(host=server.url)
-
-
-@pytest.fixture(scope="module")
-def ai(server):
-    return openai.OpenAI(base_url=server.url + "/v1", api_key="unused")
-
-
 def render(server, messages):
     """The prompt as jinja2 renders SmolLM2's own template (as transformers' apply_chat_template)."""
     source = server.post("/api/show", {"model": SMOL}).json()["template"]

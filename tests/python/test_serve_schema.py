@@ -13,7 +13,6 @@ from typing import List, Literal, Optional
 
 import jsonschema
 import ollama
-import openai
 import pydantic
 import pytest
 
@@ -44,16 +43,6 @@ def server():
     s = start("--parallel", "2")
     yield s
     assert s.stop() == 0, s.stderr()
-
-
-@pytest.fixture(scope="module")
-def oc(server):
-    return ollama.Client(host=server.url)
-
-
-@pytest.fixture(scope="module")
-def ai(server):
-    return openai.OpenAI(base_url=server.url + "/v1", api_key="unused")
 
 
 def check(text, schema=PERSON):
