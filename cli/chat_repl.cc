@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdlib>
@@ -112,12 +113,20 @@ size_t common_prefix(const std::vector<int32_t>& a, const std::vector<int32_t>& 
 
 }  // namespace
 
-std::vector<int32_t> conversation_ids(const Tokenizer& tok, const ChatTemplate& tmpl, const std::string& system,
-                                      const nlohmann::json& messages, bool add_bos) {
+namespace {
+
+nlohmann::json with_system(const std::string& system, const nlohmann::json& messages) {
   nlohmann::json conversation = nlohmann::json::array();
   if (!system.empty()) conversation.push_back({{"role", "system"}, {"content", system}});
   for (const auto& m : messages) conversation.push_back(m);
-  return encode_conversation(tok, tmpl.render(conversation, /*add_generation_prompt=*/true), add_bos);
+  return conversation;
+}
+
+}  // namespace
+
+std::vector<int32_t> conversation_ids(const Tokenizer& tok, const ChatTemplate& tmpl, const std::string& system,
+                                      const nlohmann::json& messages, bool add_bos) {
+  return encode_conversation(tok, tmpl.render(with_system(system, messages), /*add_generation_prompt=*/true), add_bos);
 }
 
 int run_chat(const Model& model, const ChatOptions& opt) {
@@ -186,19 +195,29 @@ int run_chat(const Model& model, const ChatOptions& opt) {
     }
 
     messages.push_back({{"role", "user"}, {"content", line}});
-    std::vector<int32_t> ids;
+    // A chat that outgrows the context forgets its oldest turns, keeping room for the reply: -n
+    // when given (at most half the context), else a quarter of it.
+    const int64_t reserve =
+        std::max<int64_t>(1, opt.max_tokens_given ? std::min(opt.gen.max_tokens, model.ctx() / 2) : model.ctx() / 4);
+    FittedConversation fit;
     try {
-      ids = conversation_ids(tok, *tmpl, system, messages, opt.gen.add_bos);
+      fit = fit_conversation(tok, *tmpl, with_system(system, messages), model.ctx() - reserve, opt.gen.add_bos);
     } catch (const Error& e) {
       messages.erase(messages.size() - 1);
       std::printf("error: %s\n", e.what());
       continue;
     }
+    std::vector<int32_t>& ids = fit.ids;
     if ((int64_t)ids.size() >= model.ctx()) {
       messages.erase(messages.size() - 1);
-      std::printf("error: the conversation is %zu tokens and the context holds %lld; /clear starts a new one\n",
-                  ids.size(), (long long)model.ctx());
+      std::printf("error: the message is %zu tokens with the system message, and the context holds %lld\n", ids.size(),
+                  (long long)model.ctx());
       continue;
+    }
+    if (fit.dropped > 0) {
+      messages.erase(messages.begin(), messages.begin() + (long)fit.dropped);
+      std::printf("(the conversation outgrew the context of %lld tokens: its %zu oldest messages are forgotten)\n",
+                  (long long)model.ctx(), fit.dropped);
     }
     // Reuse the cached prefix, keeping at least one token to run for the next token's logits.
     const size_t keep = std::min(common_prefix(cached, ids), ids.size() - 1);
@@ -216,7 +235,7 @@ int run_chat(const Model& model, const ChatOptions& opt) {
     g_interrupted.store(false);
     std::fputs(stopped ? "\n[stopped]\n\n" : "\n\n", stdout);
     if (r.stop_reason == "context")
-      std::fputs("(the context is full: /clear starts a new conversation)\n", stdout);
+      std::fputs("(the context is full: the next message forgets the oldest turns; /clear starts over)\n", stdout);
     // What was shown is what the model said, an interrupted reply included.
     messages.push_back({{"role", "assistant"}, {"content", r.text}});
     cached = ids;

@@ -1,5 +1,6 @@
 #include "server/generation.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <random>
@@ -180,20 +181,40 @@ void generate_response(Context& ctx, const GenerationRequest& req, std::shared_p
                        "options.num_ctx: must be <= " + std::to_string(m.ctx) + ", the context of '" + req.model +
                            "' here, got " + std::to_string(req.num_ctx));
   const int64_t ctx_len = req.num_ctx > 0 ? req.num_ctx : m.ctx;
-  bool templated = false;
-  const std::string text = prompt_text(m, req, templated);
-  // A plain prompt gets the tokenizer's specials as `lowbit run -p` gives them; a rendered
-  // conversation the same, with BOS never doubled where the template wrote it.
-  std::vector<int32_t> ids = templated ? encode_conversation(m.model->tokenizer(), text)
-                                       : m.model->tokenizer().encode(text, true);
+  std::vector<int32_t> ids;
+  size_t dropped = 0;
+  if (is_chat(req.route) && m.chat_template && req.truncate) {
+    // A conversation longer than the context loses its oldest turns, as Ollama's does, keeping
+    // room for the reply: max_tokens when given (at most half the context), else a quarter.
+    const int64_t reserve = std::max<int64_t>(1, req.max_tokens >= 0 ? std::min(req.max_tokens, ctx_len / 2) : ctx_len / 4);
+    try {
+      FittedConversation fit = fit_conversation(m.model->tokenizer(), *m.chat_template, req.messages, ctx_len - reserve);
+      ids = std::move(fit.ids);
+      dropped = fit.dropped;
+    } catch (const Error& e) {
+      throw RequestError(400, "messages", std::string("messages: the model's chat template refused them: ") + e.what());
+    }
+  } else {
+    bool templated = false;
+    const std::string text = prompt_text(m, req, templated);
+    // A plain prompt gets the tokenizer's specials as `lowbit run -p` gives them; a rendered
+    // conversation the same, with BOS never doubled where the template wrote it.
+    ids = templated ? encode_conversation(m.model->tokenizer(), text) : m.model->tokenizer().encode(text, true);
+  }
   const char* prompt_field = is_chat(req.route) ? "messages" : "prompt";
   if (ids.empty())
     throw RequestError(400, prompt_field, std::string(prompt_field) + ": is empty (no tokens to continue from)");
   if ((int64_t)ids.size() >= ctx_len)
     throw RequestError(400, prompt_field,
                        std::string(prompt_field) + ": the prompt is " + std::to_string(ids.size()) +
-                           " tokens, which leaves no room in a context of " + std::to_string(ctx_len) + " tokens" +
+                           " tokens" + (dropped ? " even with only the system messages and the last one" : "") +
+                           ", which leaves no room in a context of " + std::to_string(ctx_len) + " tokens" +
                            (req.num_ctx > 0 ? " (options.num_ctx)" : " (the server's --ctx or the model's)"));
+  if (dropped) {
+    res.set_header("X-Lowbit-Dropped-Messages", std::to_string(dropped));
+    std::fprintf(stderr, "lowbit serve: %s: dropped the %zu oldest messages to fit a context of %lld tokens\n",
+                 req.model.c_str(), dropped, (long long)ctx_len);
+  }
 
   SequenceParams sp;
   const int64_t room = ctx_len - (int64_t)ids.size();

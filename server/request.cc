@@ -430,6 +430,7 @@ GenerationRequest parse_ollama_chat(const json& body, int64_t max_ctx) {
   r.route = Route::ollama_chat;
   parse_common_ollama(body, r, max_ctx);
   r.messages = parse_messages(body, false);
+  if (auto v = opt_bool(body, "truncate", "truncate")) r.truncate = *v;
   if (const json* t = field(body, "tools"); t && !(t->is_array() && t->empty()))
     bad("tools", "tool calling is not supported by this server");
   return r;

@@ -68,6 +68,9 @@ struct GenerationRequest {
   std::string system;            // Ollama generate: the system message of the template
   bool raw = false;              // Ollama generate: the prompt as it is, no template
   nlohmann::json messages = nlohmann::json::array();
+  // Chat routes: drop the oldest turns of a conversation too long for the context (Ollama's
+  // `truncate`, default true; OpenAI's route always does); false makes it a 400.
+  bool truncate = true;
   bool stream = true;            // Ollama: default true; OpenAI: default false
   bool include_usage = false;    // OpenAI stream_options.include_usage
   KeepAlive keep_alive;

@@ -104,4 +104,53 @@ std::vector<int32_t> encode_conversation(const Tokenizer& tok, const std::string
   return ids;
 }
 
+FittedConversation fit_conversation(const Tokenizer& tok, const ChatTemplate& tmpl, const nlohmann::json& messages,
+                                    int64_t budget, bool add_special) {
+  if (!messages.is_array()) throw Error(ErrorCode::invalid_argument, "messages must be an array");
+  auto is_system = [](const nlohmann::json& m) { return m.is_object() && m.value("role", nlohmann::json()) == "system"; };
+  auto encode = [&](size_t start) {
+    nlohmann::json kept = nlohmann::json::array();
+    for (size_t i = 0; i < messages.size(); ++i)
+      if (i >= start || is_system(messages[i])) kept.push_back(messages[i]);
+    return encode_conversation(tok, tmpl.render(kept, /*add_generation_prompt=*/true), add_special);
+  };
+  FittedConversation out;
+  out.ids = encode(0);
+  if ((int64_t)out.ids.size() <= budget || messages.empty()) return out;
+
+  // Where the kept part may start: a user message with something to drop before it, or the last
+  // message.
+  std::vector<size_t> starts;
+  bool droppable = false;
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const bool user = messages[i].is_object() && messages[i].value("role", nlohmann::json()) == "user";
+    if ((user && droppable) || i + 1 == messages.size()) starts.push_back(i);
+    droppable = droppable || !is_system(messages[i]);
+  }
+
+  // Dropping more never lengthens the prompt, so the fitting starts are a suffix of `starts`.
+  size_t lo = 0, hi = starts.size() - 1;  // the answer is in [lo, hi]; hi is taken when nothing fits
+  std::vector<int32_t> at_hi;  // encode(starts[hi]) once a fitting hi has been rendered
+  while (lo < hi) {
+    const size_t mid = lo + (hi - lo) / 2;
+    std::vector<int32_t> ids;
+    bool fits = false;
+    try {
+      ids = encode(starts[mid]);
+      fits = (int64_t)ids.size() <= budget;
+    } catch (const Error&) {
+    }
+    if (fits) {
+      hi = mid;
+      at_hi = std::move(ids);
+    } else {
+      lo = mid + 1;
+    }
+  }
+  out.ids = at_hi.empty() ? encode(starts[hi]) : std::move(at_hi);
+  out.dropped = 0;
+  for (size_t i = 0; i < starts[hi]; ++i) out.dropped += is_system(messages[i]) ? 0 : 1;
+  return out;
+}
+
 }  // namespace lowbit

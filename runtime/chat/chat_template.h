@@ -62,4 +62,18 @@ std::unique_ptr<ChatTemplate> chat_template_of(const Tokenizer& tok);
 // (TinyLlama's), whose tokenizer puts BOS before every text it encodes.
 std::vector<int32_t> encode_conversation(const Tokenizer& tok, const std::string& rendered, bool add_special = true);
 
+// A conversation cut to a token budget, as a chat outgrows its context: every system message
+// stays, and the oldest others go, whole turns at a time (the kept part starts at a user message,
+// or is the last message alone), so no template sees an assistant message first. The earliest
+// such start whose rendering (with the generation prompt) is at most `budget` tokens is taken;
+// when none is, the shortest (system messages and the last message). Each candidate is rendered
+// and encoded as encode_conversation does; a candidate the template refuses counts as not
+// fitting, except the last, whose refusal is thrown. Binary search: O(log n) renderings.
+struct FittedConversation {
+  std::vector<int32_t> ids;   // the kept conversation's tokens
+  size_t dropped = 0;         // how many of the oldest non-system messages were left out
+};
+FittedConversation fit_conversation(const Tokenizer& tok, const ChatTemplate& tmpl, const nlohmann::json& messages,
+                                    int64_t budget, bool add_special = true);
+
 }  // namespace lowbit

@@ -24,7 +24,7 @@ import time
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from cli_helpers import BIN, SHARED, gguf_string, jinja2_chat_prompt, lowbit, needs_bin  # noqa: E402
+from cli_helpers import BIN, SHARED, gguf_string, jinja2_chat_prompt, lowbit, needs_bin, reference_fit  # noqa: E402
 
 STORIES = SHARED / "models" / "stories260K"
 SMOL = SHARED / "models" / "smollm2-135m-instruct" / "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -273,6 +273,36 @@ def test_chat_first_reply_is_run_on_the_template_rendered_by_jinja2():
     # A second turn runs on the conversation so far (the reply is there and ends).
     assert chat.say("And of Italy?").strip()
     chat.say("/clear")
+    chat.send("/bye\n")
+    assert chat.wait() == 0
+
+
+@needs_smol
+def test_a_chat_longer_than_the_context_forgets_its_oldest_turns():
+    """With --ctx 200 and -n 24 the chat outgrows its context within a few turns: each turn runs
+    on the latest turns that fit in 176 tokens (which ones, worked out here from jinja2's
+    rendering and `lowbit tokenize`), says how many messages it forgot, and replies as `lowbit run
+    --raw` does on that conversation rendered by jinja2."""
+    ctx, n = 200, 24
+    flags = ["-n", n, "--ctx", ctx, "--threads", "2"]
+
+    def n_tokens(messages):
+        return len(ok(lowbit("tokenize", SMOL, smol_template_prompt(messages))).stdout.split())
+
+    chat = Chat(SMOL, *flags)
+    chat.read_until(b">>> ")
+    messages, drops = [], []
+    for k in range(6):
+        line = f"Tell me fact number {k} about the sea, with some detail please."
+        dropped, kept, _ = reference_fit(messages + [{"role": "user", "content": line}], ctx - n, n_tokens)
+        expected = json.loads(ok(lowbit("run", SMOL, "--raw", "-p", smol_template_prompt(kept), "--json",
+                                        *flags)).stdout)["text"]
+        notice = (f"(the conversation outgrew the context of {ctx} tokens: its {dropped} oldest messages are "
+                  f"forgotten)\n") if dropped else ""
+        assert chat.say(line) == notice + expected + "\n\n", f"turn {k}"
+        messages = kept + [{"role": "assistant", "content": expected}]
+        drops.append(dropped)
+    assert drops[0] == 0 and any(drops), drops
     chat.send("/bye\n")
     assert chat.wait() == 0
 

@@ -289,5 +289,72 @@ TEST(ChatTemplate, named_templates_and_chat_template_jinja) {
   EXPECT_THAT(error_of([&] { load_tokenizer_files(files, "m"); }), HasSubstr("m:tokenizer_config.json"));
 }
 
+// fit_conversation keeps every system message and the latest turns that fit: checked against
+// the definition (the kept part rendered and encoded on its own; one turn more does not fit).
+TEST(ChatTemplate, fit_conversation_drops_the_oldest_turns) {
+  const std::string qwen = kShared + "/configs/qwen2.5-0.5b";
+  if (!std::filesystem::exists(qwen)) GTEST_SKIP() << qwen << " not present";
+  auto tok = load_tokenizer(qwen);
+  auto tmpl = chat_template_of(*tok);
+  ASSERT_NE(tmpl, nullptr);
+  json msgs = json::array({{{"role", "system"}, {"content", "You answer in one line."}}});
+  for (int k = 0; k < 8; ++k) {
+    msgs.push_back({{"role", "user"}, {"content", "Question " + std::to_string(k) + ": what is " + std::to_string(k * 7) + " plus " + std::to_string(k) + "?"}});
+    msgs.push_back({{"role", "assistant"}, {"content", "It is " + std::to_string(k * 8) + ", as adding them shows."}});
+    if (k == 3) msgs.push_back({{"role", "system"}, {"content", "Midway note."}});
+  }
+  msgs.push_back({{"role", "user"}, {"content", "And the last one?"}});
+  // The conversation without its non-system messages before `start`.
+  auto kept_from = [&](size_t start) {
+    json kept = json::array();
+    for (size_t i = 0; i < msgs.size(); ++i)
+      if (i >= start || msgs[i]["role"] == "system") kept.push_back(msgs[i]);
+    return encode_conversation(*tok, tmpl->render(kept, true));
+  };
+  auto start_of = [&](size_t dropped) {  // the index after the dropped-th non-system message
+    size_t i = 0;
+    for (size_t n = 0; n < dropped; ++i) n += msgs[i]["role"] == "system" ? 0 : 1;
+    while (msgs[i]["role"] == "system") ++i;
+    return i;
+  };
+  const std::vector<int32_t> whole = kept_from(0);
+  FittedConversation f = fit_conversation(*tok, *tmpl, msgs, (int64_t)whole.size());
+  EXPECT_EQ(f.dropped, 0u);
+  EXPECT_EQ(f.ids, whole);
+  const std::vector<int32_t> last = kept_from(msgs.size() - 1);
+  for (int64_t budget = (int64_t)last.size(); budget < (int64_t)whole.size(); budget += 7) {
+    SCOPED_TRACE("budget " + std::to_string(budget));
+    f = fit_conversation(*tok, *tmpl, msgs, budget);
+    ASSERT_GT(f.dropped, 0u);
+    const size_t start = start_of(f.dropped);
+    EXPECT_EQ(msgs[start]["role"], "user");
+    EXPECT_EQ(f.ids, kept_from(start));
+    EXPECT_LE((int64_t)f.ids.size(), budget);
+    // The turn before (a user message and its answer, or that and the midway system note).
+    size_t before = start - 1;
+    while (msgs[before]["role"] != "user") --before;
+    EXPECT_GT((int64_t)kept_from(before).size(), budget);
+  }
+  // Nothing fits: the system messages and the last message, for the caller to refuse.
+  f = fit_conversation(*tok, *tmpl, msgs, 1);
+  EXPECT_EQ(f.dropped, 16u);
+  EXPECT_EQ(f.ids, last);
+  const std::string text = tok->decode(f.ids);
+  EXPECT_THAT(text, HasSubstr("You answer in one line."));
+  EXPECT_THAT(text, HasSubstr("Midway note."));
+  EXPECT_THAT(text, ::testing::Not(HasSubstr("Question 7")));
+  // A conversation of one message has nothing to drop.
+  const json one = json::array({{{"role", "user"}, {"content", "Hi"}}});
+  f = fit_conversation(*tok, *tmpl, one, 1);
+  EXPECT_EQ(f.dropped, 0u);
+  EXPECT_EQ(f.ids, encode_conversation(*tok, tmpl->render(one, true)));
+  // The template's refusal of what must be kept is the caller's error.
+  const ChatTemplate strict(std::string("{% if messages[-1]['content'] == 'BAD' %}{{ raise_exception('refused') }}{% endif %}") + kChatml,
+                            "", "<|im_end|>");
+  json bad = msgs;
+  bad.back()["content"] = "BAD";
+  EXPECT_THAT(error_of([&] { fit_conversation(*tok, strict, bad, 1); }), HasSubstr("refused"));
+}
+
 }  // namespace
 }  // namespace lowbit
