@@ -56,7 +56,8 @@ bool JsonPrefix::complete() const {
     const Path& p = paths_[i];
     if (p.mode == Mode::done) return true;
     if (p.depth > 0) continue;
-    if (p.mode == Mode::number && p.num != Num::minus && p.num != Num::dot && p.num != Num::e && p.num != Num::e_sign)
+    if (p.mode == Mode::number && p.num != Num::minus && p.num != Num::dot && p.num != Num::e && p.num != Num::e_sign &&
+        integer_fits(p, true))
       return true;
     if (p.mode == Mode::option && schema_->node(p.want).options[p.lo].size() == p.pos) return true;
   }
@@ -239,9 +240,12 @@ bool JsonPrefix::start_value(Path& p, int32_t node, unsigned char c, Extra& extr
   if (c == '-' || is_digit(c)) {
     if (!(n.types & (JsonSchema::kNumber | JsonSchema::kInteger))) return false;
     p.mode = Mode::number;
+    p.want = node;
     p.integer = !(n.types & JsonSchema::kNumber);
-    p.num = c == '-' ? Num::minus : c == '0' ? Num::zero : Num::integer;
-    return true;
+    p.negative = c == '-';
+    p.magnitude = 0;
+    p.num = Num::minus;
+    return c == '-' ? integer_fits(p, false) : integer_digit(p, c);
   }
   const uint8_t type = c == 'n' ? JsonSchema::kNull : JsonSchema::kBoolean;
   p.literal = c == 't' ? "rue" : c == 'f' ? "alse" : c == 'n' ? "ull" : nullptr;
@@ -429,8 +433,7 @@ bool JsonPrefix::number(Path& p, unsigned char c, Extra& extra) const {
   const bool dot = !p.integer && c == '.';
   switch (p.num) {
     case Num::minus:
-      p.num = c == '0' ? Num::zero : Num::integer;
-      return digit;
+      return digit && integer_digit(p, c);
     case Num::zero:
       if (dot || e) {
         p.num = e ? Num::e : Num::dot;
@@ -438,6 +441,8 @@ bool JsonPrefix::number(Path& p, unsigned char c, Extra& extra) const {
       }
       break;
     case Num::integer:
+      if (digit) return integer_digit(p, c);
+      [[fallthrough]];
     case Num::fraction:
       if (digit) return true;
       if (dot && p.num == Num::integer) {
@@ -467,8 +472,39 @@ bool JsonPrefix::number(Path& p, unsigned char c, Extra& extra) const {
       break;
   }
   // A complete number has ended: c belongs to what follows it.
+  if (!integer_fits(p, true)) return false;
   finish(p);
   return step(p, c, extra);
+}
+
+// A digit of the integer part (after an optional minus): the first 0 is the whole part.
+bool JsonPrefix::integer_digit(Path& p, unsigned char c) const {
+  const uint64_t d = c - '0';
+  if (p.num == Num::minus) p.num = d == 0 ? Num::zero : Num::integer;
+  p.magnitude = p.magnitude > (kSaturated - d) / 10 ? kSaturated : p.magnitude * 10 + d;
+  return integer_fits(p, false);
+}
+
+// Whether the integer read so far can still become (or, whole, is) one within its schema's
+// bounds. A number without bounds, or with a fraction allowed, always can: bounds come only with
+// type "integer". More digits make m into m * 10^k + [0, 10^k) for some k >= 0; by k = 19 that
+// passes every int64 bound, so the loop ends there.
+bool JsonPrefix::integer_fits(const Path& p, bool whole) const {
+  const JsonSchema::Node& n = schema_->node(p.want);
+  if (!p.integer || (!n.has_min && !n.has_max)) return true;
+  using i128 = __int128;
+  const i128 huge = (i128)kSaturated * kSaturated;  // past anything a saturated magnitude reaches
+  const i128 lo = n.has_min ? (i128)n.min : -huge, hi = n.has_max ? (i128)n.max : huge;
+  const auto meets = [&](i128 m0, i128 m1) {  // magnitudes [m0, m1] with the sign read
+    return p.negative ? (-m1 <= hi && -m0 >= lo) : (m0 <= hi && m1 >= lo);
+  };
+  if (p.num == Num::minus) return !whole && meets(0, huge);  // "-" goes on to -0 or a negative
+  const i128 m = p.magnitude;
+  if (whole || p.num == Num::zero) return meets(m, m);
+  i128 scale = 1;
+  for (int k = 0; k <= 19; ++k, scale *= 10)
+    if (meets(m * scale, m * scale + scale - 1)) return true;
+  return false;
 }
 
 }  // namespace lowbit

@@ -45,6 +45,7 @@ class JsonPrefix {
     uint32_t items;  // array: values started
     uint64_t seen;   // object: bit i, property i is present
   };
+  static constexpr uint64_t kSaturated = 10000000000000000000ull;  // 10^19: past every int64 bound
   static constexpr int kInlineFrames = 4;  // below the top one; deeper frames are shared by copies
   struct Link;
   struct Path {  // one reading of the bytes so far
@@ -52,6 +53,8 @@ class JsonPrefix {
     Num num = Num::minus;
     bool key = false;      // the open string is an object key
     bool integer = false;  // the open number may not have a fraction or exponent
+    bool negative = false;  // number: its sign
+    uint64_t magnitude = 0;  // number: its integer part so far, saturated at kSaturated
     bool gap = false;      // option: whitespace came where only a structural byte may follow it
     bool in_string = false, escaped = false;  // option: where its pos bytes end
     uint8_t depth = 0;     // open containers
@@ -105,6 +108,8 @@ class JsonPrefix {
   bool start_value(Path& p, int32_t node, unsigned char c, Extra& extra) const;
   bool after_value(Path& p, unsigned char c) const;
   bool number(Path& p, unsigned char c, Extra& extra) const;
+  bool integer_digit(Path& p, unsigned char c) const;
+  bool integer_fits(const Path& p, bool whole) const;
   bool option(Path& p, unsigned char c, Extra& extra) const;
   std::pair<uint32_t, uint32_t> option_run(const Path& p, uint32_t lo, unsigned char c) const;
   bool end_key(Path& p) const;

@@ -1,6 +1,7 @@
 #include "runtime/json_schema.h"
 
 #include <algorithm>
+#include <cmath>
 #include <functional>
 #include <map>
 #include <set>
@@ -19,7 +20,8 @@ namespace {
 constexpr std::string_view kKeywords[] = {"type",     "properties", "required",  "additionalProperties",
                                           "items",    "minItems",   "maxItems",  "minLength",
                                           "maxLength", "enum",      "const",     "anyOf",
-                                          "allOf",    "$ref"};
+                                          "allOf",    "$ref",       "minimum",   "maximum",
+                                          "exclusiveMinimum", "exclusiveMaximum"};
 constexpr std::string_view kAnnotations[] = {"title",   "description", "default",   "examples",
                                              "format",  "$schema",     "$id",       "$comment",
                                              "deprecated", "readOnly", "writeOnly", "$defs",
@@ -101,7 +103,8 @@ class SchemaCompiler {
       if (!among(key, kKeywords))
         fail(path, "'" + key + "' is not supported (constrained generation supports type, properties, required, "
                    "additionalProperties, items, minItems, maxItems, minLength, maxLength, enum, const, anyOf, "
-                   "allOf of one schema and $ref)");
+                   "allOf of one schema, $ref, and minimum, maximum, exclusiveMinimum, exclusiveMaximum on "
+                   "integers)");
       if (key != "$ref" && key != "anyOf" && key != "allOf") validates = true;
     }
     const int combinators = (int)s.contains("$ref") + (int)s.contains("anyOf") + (int)s.contains("allOf");
@@ -124,6 +127,7 @@ class SchemaCompiler {
       return n;
     }
     types(s, path, n);
+    bounds(s, path, n);
     options(s, path, n);
     if (n.types & JsonSchema::kObject) object(s, path, n);
     if (n.types & JsonSchema::kArray) {
@@ -165,6 +169,49 @@ class SchemaCompiler {
     if (implied) n.types = implied;
   }
 
+  // An integer's bounds as inclusive int64 ones: minimum 2.5 is 3, exclusiveMaximum 10 is 9.
+  void bounds(const json& s, const std::string& path, JsonSchema::Node& n) {
+    constexpr double kLimit = 9223372036854775807.0;  // 2^63: past it int64 cannot say the bound
+    struct Bound {
+      const char* key;
+      bool lower, exclusive;
+    };
+    for (const auto& [key, lower, exclusive] : {Bound{"minimum", true, false}, Bound{"exclusiveMinimum", true, true},
+                                                Bound{"maximum", false, false}, Bound{"exclusiveMaximum", false, true}}) {
+      const auto it = s.find(key);
+      if (it == s.end()) continue;
+      const std::string where = path + "." + key;
+      if (it->is_boolean())
+        fail(where, "draft 4's boolean form is not supported; give the bound itself as the number");
+      if (!it->is_number()) fail(where, "must be a number, got " + it->dump());
+      if (n.types & JsonSchema::kNumber)
+        fail(where, "bounds are supported only where the type is \"integer\" (a number's fraction digits "
+                    "cannot be bounded byte by byte here)");
+      int64_t bound;
+      if (it->is_number_integer()) {
+        if (it->is_number_unsigned() && it->get<uint64_t>() > (uint64_t)INT64_MAX)
+          fail(where, "must be within +-2^63, got " + it->dump());
+        const int64_t v = it->get<int64_t>();
+        if (exclusive && v == (lower ? INT64_MAX : INT64_MIN)) fail(where, "leaves no 64-bit integer");
+        bound = exclusive ? (lower ? v + 1 : v - 1) : v;
+      } else {
+        const double v = it->get<double>();
+        if (!(std::fabs(v) < kLimit)) fail(where, "must be within +-2^63, got " + it->dump());
+        double r = lower ? std::ceil(v) : std::floor(v);
+        if (exclusive && r == v) r += lower ? 1 : -1;
+        bound = (int64_t)r;
+      }
+      if (lower) {
+        if (!n.has_min || bound > n.min) n.min = bound;
+        n.has_min = true;
+      } else {
+        if (!n.has_max || bound < n.max) n.max = bound;
+        n.has_max = true;
+      }
+    }
+    if (n.has_min && n.has_max && n.min > n.max) fail(path, "no integer lies within minimum and maximum");
+  }
+
   void options(const json& s, const std::string& path, JsonSchema::Node& n) {
     std::vector<json> values;
     if (const auto it = s.find("enum"); it != s.end()) {
@@ -178,8 +225,14 @@ class SchemaCompiler {
     }
     if (!s.contains("enum") && !s.contains("const")) return;
     n.has_options = true;
-    for (const json& v : values)  // an integer has both number bits, so "number" takes it too
-      if (type_of(v) & n.types) n.options.push_back(v.dump());
+    for (const json& v : values) {  // an integer has both number bits, so "number" takes it too
+      if (!(type_of(v) & n.types)) continue;
+      if (v.is_number() && (n.has_min || n.has_max)) {
+        const double d = v.get<double>();
+        if ((n.has_min && d < (double)n.min) || (n.has_max && d > (double)n.max)) continue;
+      }
+      n.options.push_back(v.dump());
+    }
     if (n.options.empty()) fail(path, "no value of enum/const has the schema's type");
     std::sort(n.options.begin(), n.options.end());
     n.options.erase(std::unique(n.options.begin(), n.options.end()), n.options.end());

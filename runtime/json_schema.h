@@ -4,11 +4,13 @@
 //
 // Supported: type (one name or a list), properties, required, additionalProperties (a bool or a
 // schema), items, minItems, maxItems, minLength, maxLength, enum, const, anyOf, allOf of one
-// schema, $ref to "#", "#/$defs/NAME" or "#/definitions/NAME" (recursion included), and the
-// annotations title, description, default, examples, format, $schema, $id, $comment,
-// deprecated, readOnly, writeOnly. Anything else (pattern, minimum, oneOf, prefixItems, ...)
-// is refused with an error naming the keyword and where it is: a schema the output might not
-// satisfy is not accepted silently.
+// schema, $ref to "#", "#/$defs/NAME" or "#/definitions/NAME" (recursion included), minimum,
+// maximum, exclusiveMinimum and exclusiveMaximum where the type is "integer" (pydantic's
+// Field(ge=, le=, gt=, lt=) on an int), and the annotations title, description, default,
+// examples, format, $schema, $id, $comment, deprecated, readOnly, writeOnly. Anything else
+// (pattern, bounds on non-integer numbers, multipleOf, oneOf, prefixItems, ...) is refused with
+// an error naming the keyword and where it is: a schema the output might not satisfy is not
+// accepted silently.
 // Choices where the standard leaves room: an object schema that lists properties admits only
 // those unless additionalProperties says otherwise (a model asked for {"name": ...} should not
 // add keys), and "format" is not checked (it is an annotation in JSON Schema's own default).
@@ -50,6 +52,9 @@ class JsonSchema {
     int32_t items = kAny;
     uint32_t min_items = 0, max_items = UINT32_MAX;
     uint32_t min_length = 0, max_length = UINT32_MAX;  // characters
+    // An integer's bounds, inclusive (exclusive ones and fractional ones rounded inward).
+    bool has_min = false, has_max = false;
+    int64_t min = 0, max = 0;
   };
 
   // Throws Error(invalid_argument) naming the keyword and its place ("format.properties.age:

@@ -322,8 +322,8 @@ def test_json_schema_format_gives_a_value_of_the_schema():
     Cat.model_validate_json(str(reply))
     assert m.generate(m.apply_chat_template(messages), max_tokens=200, format=schema).ids == reply.ids
     assert m.chat(messages, max_tokens=200, format=Cat).ids == reply.ids  # the model class itself
-    with pytest.raises(lowbit.Error, match="format.properties.age: 'minimum' is not supported"):
-        m.chat(messages, format={"properties": {"age": {"type": "integer", "minimum": 0}}})
+    with pytest.raises(lowbit.Error, match="format.properties.age: 'multipleOf' is not supported"):
+        m.chat(messages, format={"properties": {"age": {"type": "integer", "multipleOf": 2}}})
 
 
 def test_chat_errors_name_what_is_wrong(stories):

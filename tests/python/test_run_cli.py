@@ -108,7 +108,7 @@ USAGE_ERRORS = [
     (["run", NO_MODEL, "-p", "x", "--format", "{\"type\": "], "--format: not valid JSON"),
     (["run", NO_MODEL, "-p", "x", "--format", '{"type": "string", "pattern": "a"}'], "--format: 'pattern' is not supported"),
     (["run", NO_MODEL, "-p", "x", "--format", '{"properties": {"a": {"minimum": 1}}}'],
-     "--format.properties.a: 'minimum' is not supported"),
+     "--format.properties.a.minimum: bounds are supported only where the type is \"integer\""),
     (["run", NO_MODEL, "-p", "x", "-n"], "-n"),
     (["convert", NO_MODEL, "/tmp/out", "--bits", "four"], "--bits: 'four' is not an integer"),
     (["convert", NO_MODEL, "/tmp/out", "--bits", "4", "--group", "3x"], "--group: '3x' is not an integer"),

@@ -83,7 +83,7 @@ OPENAI_CASES = [
                               "response_format": {"type": "json_schema"}}, 400, "response_format.json_schema"),
     ("/v1/chat/completions", {"model": SMOL, "messages": [{"role": "user", "content": "x"}],
                               "response_format": {"type": "json_schema", "json_schema": {
-                                  "name": "x", "schema": {"properties": {"a": {"type": "integer", "minimum": 0}}}}}},
+                                  "name": "x", "schema": {"properties": {"a": {"type": "integer", "multipleOf": 2}}}}}},
      400, "response_format.json_schema.schema"),
     ("/v1/chat/completions", {"model": SMOL, "messages": [{"role": "user", "content": "x"}],
                               "response_format": {"type": "xml"}}, 400, "response_format.type"),

@@ -23,6 +23,7 @@ spell the same number another way ("-0").
 
 import copy
 import json
+import math
 import pathlib
 import re
 
@@ -73,6 +74,18 @@ SCHEMAS = [
      "additionalProperties": True},
     {"type": "object", "properties": {"list": {"type": "array", "items": False}}, "required": ["list"]},
     {"type": "object", "properties": {"n": {"type": "array", "minItems": 2, "items": {"type": "integer"}}}},
+    # integer bounds (pydantic's Field(ge=, le=, gt=, lt=) on an int)
+    {"type": "integer", "minimum": -5, "maximum": 37},
+    {"type": "integer", "exclusiveMinimum": 100},
+    {"type": "integer", "minimum": -1000, "exclusiveMaximum": -99.5},
+    {"type": "integer", "minimum": 7, "maximum": 7},
+    {"type": "integer", "minimum": 9223372036854775800},
+    {"type": "array", "items": {"type": "integer", "minimum": 10, "maximum": 19}, "maxItems": 4},
+    {"properties": {"age": {"type": "integer", "minimum": 0, "maximum": 150},
+                    "count": {"type": "integer", "exclusiveMinimum": 0},
+                    "delta": {"type": ["integer", "null"], "minimum": -3, "maximum": 3},
+                    "level": {"type": "integer", "enum": [1, 2, 3, 40], "maximum": 3}},
+     "required": ["age"]},
 ]
 
 WORDS = ["x", "Paris", "\u00fcn\u00efc\u00f6d\u00e9", "tab\there", "quote\"d", "back\\slash", "emoji \U0001F600", ""]
@@ -138,7 +151,13 @@ def instance(s, root, depth=0):
             text += "y"
         return text[:rng.randint(lo, hi)]
     if t == "integer":
-        return rng.randint(-10**6, 10**6)
+        lo = s.get("minimum", s.get("exclusiveMinimum", None))
+        hi = s.get("maximum", s.get("exclusiveMaximum", None))
+        if lo is None and hi is None:
+            return rng.randint(-10**6, 10**6)
+        lo = -10**6 if lo is None else math.ceil(lo) + (1 if "exclusiveMinimum" in s and lo == math.ceil(lo) else 0)
+        hi = lo + 10**6 if hi is None else math.floor(hi) - (1 if "exclusiveMaximum" in s and hi == math.floor(hi) else 0)
+        return rng.choice([lo, hi, rng.randint(lo, hi), rng.randint(lo, hi)])
     if t == "number":
         return rng.choice([0.5, -2.5e-3, 3.25e12, 17, -4, 123.456])
     if t == "boolean":
