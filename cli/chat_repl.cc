@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "cli/chat_settings.h"
 #include "kernels/error.h"
 #include "runtime/tokenizer/tokenizer.h"
 
@@ -29,6 +30,12 @@ const char* kHelp =
     "  /bye              end the chat (as does Ctrl-D)\n"
     "  /clear            forget the conversation (the system message stays)\n"
     "  /set system TEXT  start over with TEXT as the system message\n"
+    "  /set parameter NAME VALUE\n"
+    "                    temperature, top_k, top_p, min_p, seed, num_predict (-1: no limit),\n"
+    "                    repeat_penalty, repeat_last_n, or stop STR...\n"
+    "  /set verbose, /set quiet\n"
+    "                    show the prompt and generation rates after each reply, or not\n"
+    "  /show parameters  the settings in use\n"
     "  /?, /help         this help\n"
     "A message that starts with \"\"\" goes on over several lines until one that ends with \"\"\".\n"
     "Ctrl-C stops a reply; the chat goes on.\n";
@@ -141,6 +148,7 @@ int run_chat(const Model& model, const ChatOptions& opt) {
 
   nlohmann::json messages = nlohmann::json::array();
   std::string system = opt.system;
+  ChatSettings settings{opt.gen, opt.max_tokens_given, opt.verbose};
   Session session(model);
   // The tokens the session's KV cache holds, position by position: a new turn re-runs only
   // what differs from them (normally just the new message).
@@ -184,6 +192,19 @@ int run_chat(const Model& model, const ChatOptions& opt) {
         std::fputs(kHelp, stdout);
         continue;
       }
+      if (line.starts_with("/set parameter")) {
+        std::printf("%s\n", set_parameter(settings, line.substr(14)).c_str());
+        continue;
+      }
+      if (line == "/set verbose" || line == "/set quiet") {
+        settings.verbose = line == "/set verbose";
+        std::printf("Set '%s' mode.\n", settings.verbose ? "verbose" : "quiet");
+        continue;
+      }
+      if (line == "/show parameters") {
+        std::fputs(show_parameters(settings).c_str(), stdout);
+        continue;
+      }
       if (line.rfind("/set system ", 0) == 0) {
         system = line.substr(12);
         messages = nlohmann::json::array();
@@ -198,10 +219,10 @@ int run_chat(const Model& model, const ChatOptions& opt) {
     // A chat that outgrows the context forgets its oldest turns, keeping room for the reply: -n
     // when given (at most half the context), else a quarter of it.
     const int64_t reserve =
-        std::max<int64_t>(1, opt.max_tokens_given ? std::min(opt.gen.max_tokens, model.ctx() / 2) : model.ctx() / 4);
+        std::max<int64_t>(1, settings.max_tokens_given ? std::min(settings.gen.max_tokens, model.ctx() / 2) : model.ctx() / 4);
     FittedConversation fit;
     try {
-      fit = fit_conversation(tok, *tmpl, with_system(system, messages), model.ctx() - reserve, opt.gen.add_bos);
+      fit = fit_conversation(tok, *tmpl, with_system(system, messages), model.ctx() - reserve, settings.gen.add_bos);
     } catch (const Error& e) {
       messages.erase(messages.size() - 1);
       std::printf("error: %s\n", e.what());
@@ -222,8 +243,8 @@ int run_chat(const Model& model, const ChatOptions& opt) {
     // Reuse the cached prefix, keeping at least one token to run for the next token's logits.
     const size_t keep = std::min(common_prefix(cached, ids), ids.size() - 1);
     session.truncate((int64_t)keep);
-    GenerateParams gp = opt.gen;
-    if (!opt.max_tokens_given) gp.max_tokens = model.ctx() - (int64_t)ids.size();
+    GenerateParams gp = settings.gen;
+    if (!settings.max_tokens_given) gp.max_tokens = model.ctx() - (int64_t)ids.size();
     g_interrupted.store(false);
     GenerateResult r = generate(session, std::vector<int32_t>(ids.begin() + (long)keep, ids.end()), gp,
                                 [&](const std::string& piece, int32_t) {
@@ -234,6 +255,12 @@ int run_chat(const Model& model, const ChatOptions& opt) {
     const bool stopped = r.stop_reason == "callback";
     g_interrupted.store(false);
     std::fputs(stopped ? "\n[stopped]\n\n" : "\n\n", stdout);
+    if (settings.verbose) {
+      std::fflush(stdout);
+      std::fprintf(stderr, "prompt: %zu tokens, %.1f tokens/s | generation: %zu tokens, %.1f tokens/s (%s)\n",
+                   r.prompt_ids.size(), r.prompt_tokens_per_s(), r.ids.size(), r.gen_tokens_per_s(),
+                   r.stop_reason.c_str());
+    }
     if (r.stop_reason == "context")
       std::fputs("(the context is full: the next message forgets the oldest turns; /clear starts over)\n", stdout);
     // What was shown is what the model said, an interrupted reply included.

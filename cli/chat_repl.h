@@ -17,6 +17,7 @@ struct ChatOptions {
   GenerateParams gen;               // sampling, stop strings, add_bos
   bool max_tokens_given = false;    // -n was given; else a reply may fill the context
   std::string system;               // a system message to start with ("" for the template's default)
+  bool verbose = false;             // the prompt and generation rates after each reply (/set verbose)
   std::string model_label;          // for the banner and messages
 };
 

@@ -96,7 +96,7 @@ uint64_t fresh_seed() {
 
 int run_main(int argc, char** argv) {
   std::string model_dir, prompt, positional_prompt, system, models, isa = "auto", format;
-  bool json_out = false, no_bos = false, raw = false;
+  bool json_out = false, no_bos = false, raw = false, verbose = false;
   GenerateParams gp;
   LoadParams lp;
   uint64_t seed = 0;
@@ -137,6 +137,7 @@ int run_main(int argc, char** argv) {
   add_gpu_layers(args, lp.gpu_layers);
   args.flag("--no-bos", no_bos, "do not add BOS in front of the prompt");
   args.flag("--json", json_out, "print one JSON object at the end instead of streaming");
+  args.flag("--verbose", verbose, "the chat: print the prompt and generation rates after each reply (/set verbose)");
   if (!args.parse(argc, argv)) return 0;
   lp.isa = parse_isa(isa);
   gp.add_bos = !no_bos;
@@ -178,6 +179,7 @@ int run_main(int argc, char** argv) {
     co.gen = gp;
     co.max_tokens_given = args.given("-n");
     co.system = system;
+    co.verbose = verbose;
     co.model_label = model_dir;
     return run_chat(*model, co);
   }

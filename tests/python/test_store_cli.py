@@ -307,6 +307,43 @@ def test_a_chat_longer_than_the_context_forgets_its_oldest_turns():
     assert chat.wait() == 0
 
 
+@needs_smol
+def test_chat_set_parameter_changes_the_next_reply():
+    """`/set parameter` under Ollama's names: the next reply is what `lowbit run --raw` gives on
+    the jinja2 rendering with the same settings as flags; bad names and values are refused and
+    change nothing; `/show parameters` lists them; `/set verbose` adds the rates line."""
+    question = "What is the capital of France?"
+    prompt = smol_template_prompt([{"role": "user", "content": question}])
+
+    def expected(*flags):
+        return json.loads(ok(lowbit("run", SMOL, "--raw", "-p", prompt, "--json", "--threads", "2", "--seed", 7,
+                                    *flags)).stdout)["text"]
+
+    chat = Chat(SMOL, "-n", 24, "--threads", "2", "--seed", 7)
+    chat.read_until(b">>> ")
+    shown = chat.say("/show parameters")
+    assert "temperature 0\n" in shown and "num_predict 24\n" in shown and "seed 7\n" in shown, shown
+    assert chat.say("/set parameter temperature 0.9").strip() == "Set parameter 'temperature' to '0.9'"
+    assert chat.say("/set parameter num_predict 12").strip() == "Set parameter 'num_predict' to '12'"
+    assert chat.say("/set parameter top_k 5").strip() == "Set parameter 'top_k' to '5'"
+    assert chat.say("/set parameter top_p 2").strip() == "error: top_p must be in (0, 1]"
+    assert chat.say("/set parameter top_k many").strip() == "error: 'many' is not a value for top_k"
+    assert chat.say("/set parameter warmth 3").strip().startswith("error: unknown parameter 'warmth'; known: ")
+    shown = chat.say("/show parameters")
+    assert "temperature 0.9\n" in shown and "top_k 5\n" in shown and "top_p 1\n" in shown, shown
+    assert chat.say(question) == expected("--temp", 0.9, "--top-k", 5, "-n", 12) + "\n\n"
+    chat.say("/clear")
+    assert chat.say("/set parameter temperature 0").strip() == "Set parameter 'temperature' to '0'"
+    assert chat.say("/set parameter stop , .").strip() == "Set parameter 'stop' to ', .'"
+    assert chat.say("/set verbose").strip() == "Set 'verbose' mode."
+    reply = chat.say(question)
+    want = expected("-n", 12, "--stop", ",", "--stop", ".")
+    assert reply.startswith(want + "\n\n"), reply
+    assert re.search(r"prompt: \d+ tokens, [\d.]+ tokens/s \| generation: \d+ tokens, [\d.]+ tokens/s \(stop\)", reply)
+    chat.send("/bye\n")
+    assert chat.wait() == 0
+
+
 # ---- one chat turn from the shell: `lowbit run MODEL PROMPT`, as `ollama run MODEL PROMPT` --------
 def run_json(*args, n=16, **kw):
     return json.loads(ok(lowbit("run", SMOL, "-n", n, "--json", "--threads", "2", *args, **kw)).stdout)
