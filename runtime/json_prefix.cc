@@ -57,7 +57,7 @@ bool JsonPrefix::complete() const {
     if (p.mode == Mode::done) return true;
     if (p.depth > 0) continue;
     if (p.mode == Mode::number && p.num != Num::minus && p.num != Num::dot && p.num != Num::e && p.num != Num::e_sign &&
-        integer_fits(p, true))
+        number_fits(p, true))
       return true;
     if (p.mode == Mode::option && schema_->node(p.want).options[p.lo].size() == p.pos) return true;
   }
@@ -244,8 +244,10 @@ bool JsonPrefix::start_value(Path& p, int32_t node, unsigned char c, Extra& extr
     p.integer = !(n.types & JsonSchema::kNumber);
     p.negative = c == '-';
     p.magnitude = 0;
+    p.digits = 0;
+    p.fraction = -1;
     p.num = Num::minus;
-    return c == '-' ? integer_fits(p, false) : integer_digit(p, c);
+    return c == '-' ? number_fits(p, false) : number_digit(p, c);
   }
   const uint8_t type = c == 'n' ? JsonSchema::kNull : JsonSchema::kBoolean;
   p.literal = c == 't' ? "rue" : c == 'f' ? "alse" : c == 'n' ? "ull" : nullptr;
@@ -429,25 +431,19 @@ bool JsonPrefix::option(Path& p, unsigned char c, Extra& extra) const {
 
 bool JsonPrefix::number(Path& p, unsigned char c, Extra& extra) const {
   const bool digit = is_digit(c);
-  const bool e = !p.integer && (c == 'e' || c == 'E');
+  // A bounded number that may have a fraction has no exponent (JsonSchema::number_reachable).
+  const bool e = !p.integer && !schema_->node(p.want).has_number_bounds && (c == 'e' || c == 'E');
   const bool dot = !p.integer && c == '.';
   switch (p.num) {
     case Num::minus:
-      return digit && integer_digit(p, c);
+      return digit && number_digit(p, c);
     case Num::zero:
-      if (dot || e) {
-        p.num = e ? Num::e : Num::dot;
-        return true;
-      }
-      break;
     case Num::integer:
-      if (digit) return integer_digit(p, c);
-      [[fallthrough]];
-    case Num::fraction:
-      if (digit) return true;
-      if (dot && p.num == Num::integer) {
+      if (digit && p.num == Num::integer) return number_digit(p, c);
+      if (dot) {
         p.num = Num::dot;
-        return true;
+        p.fraction = 0;
+        return number_fits(p, false);
       }
       if (e) {
         p.num = Num::e;
@@ -456,7 +452,14 @@ bool JsonPrefix::number(Path& p, unsigned char c, Extra& extra) const {
       break;
     case Num::dot:
       p.num = Num::fraction;
-      return digit;
+      return digit && number_digit(p, c);
+    case Num::fraction:
+      if (digit) return number_digit(p, c);
+      if (e) {
+        p.num = Num::e;
+        return true;
+      }
+      break;
     case Num::e:
       if (c == '+' || c == '-') {
         p.num = Num::e_sign;
@@ -472,17 +475,28 @@ bool JsonPrefix::number(Path& p, unsigned char c, Extra& extra) const {
       break;
   }
   // A complete number has ended: c belongs to what follows it.
-  if (!integer_fits(p, true)) return false;
+  if (!number_fits(p, true)) return false;
   finish(p);
   return step(p, c, extra);
 }
 
-// A digit of the integer part (after an optional minus): the first 0 is the whole part.
-bool JsonPrefix::integer_digit(Path& p, unsigned char c) const {
+// A digit before the exponent: the first 0 is the whole integer part.
+bool JsonPrefix::number_digit(Path& p, unsigned char c) const {
   const uint64_t d = c - '0';
   if (p.num == Num::minus) p.num = d == 0 ? Num::zero : Num::integer;
   p.magnitude = p.magnitude > (kSaturated - d) / 10 ? kSaturated : p.magnitude * 10 + d;
-  return integer_fits(p, false);
+  if (p.digits < 255) ++p.digits;
+  if (p.fraction >= 0 && p.fraction < 127) ++p.fraction;
+  return number_fits(p, false);
+}
+
+// Whether the number read so far can still become (or, whole, is) one within its schema's
+// bounds, if it has any.
+bool JsonPrefix::number_fits(const Path& p, bool whole) const {
+  if (p.integer) return integer_fits(p, whole);
+  const JsonSchema::Node& n = schema_->node(p.want);
+  if (!n.has_number_bounds) return true;
+  return JsonSchema::number_reachable(n, p.negative, p.magnitude, p.digits, p.fraction, whole);
 }
 
 // Whether the integer read so far can still become (or, whole, is) one within its schema's
@@ -491,7 +505,7 @@ bool JsonPrefix::integer_digit(Path& p, unsigned char c) const {
 // passes every int64 bound, so the loop ends there.
 bool JsonPrefix::integer_fits(const Path& p, bool whole) const {
   const JsonSchema::Node& n = schema_->node(p.want);
-  if (!p.integer || (!n.has_min && !n.has_max)) return true;
+  if (!n.has_min && !n.has_max) return true;
   using i128 = __int128;
   const i128 huge = (i128)kSaturated * kSaturated;  // past anything a saturated magnitude reaches
   const i128 lo = n.has_min ? (i128)n.min : -huge, hi = n.has_max ? (i128)n.max : huge;

@@ -54,7 +54,9 @@ class JsonPrefix {
     bool key = false;      // the open string is an object key
     bool integer = false;  // the open number may not have a fraction or exponent
     bool negative = false;  // number: its sign
-    uint64_t magnitude = 0;  // number: its integer part so far, saturated at kSaturated
+    uint64_t magnitude = 0;  // number: its digits so far as one integer, saturated at kSaturated
+    uint8_t digits = 0;      // number: how many (at most 255 counted)
+    int8_t fraction = -1;    // number: how many after the point; -1 before one
     bool gap = false;      // option: whitespace came where only a structural byte may follow it
     bool in_string = false, escaped = false;  // option: where its pos bytes end
     uint8_t depth = 0;     // open containers
@@ -108,7 +110,8 @@ class JsonPrefix {
   bool start_value(Path& p, int32_t node, unsigned char c, Extra& extra) const;
   bool after_value(Path& p, unsigned char c) const;
   bool number(Path& p, unsigned char c, Extra& extra) const;
-  bool integer_digit(Path& p, unsigned char c) const;
+  bool number_digit(Path& p, unsigned char c) const;
+  bool number_fits(const Path& p, bool whole) const;
   bool integer_fits(const Path& p, bool whole) const;
   bool option(Path& p, unsigned char c, Extra& extra) const;
   std::pair<uint32_t, uint32_t> option_run(const Path& p, uint32_t lo, unsigned char c) const;

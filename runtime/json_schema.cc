@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <map>
 #include <set>
@@ -169,13 +171,14 @@ class SchemaCompiler {
     if (implied) n.types = implied;
   }
 
-  // An integer's bounds as inclusive int64 ones: minimum 2.5 is 3, exclusiveMaximum 10 is 9.
+  // Bounds of an integer become inclusive int64 ones (minimum 2.5 is 3, exclusiveMaximum 10 is
+  // 9); of a number that may have a fraction, inclusive counts of 10^-15 units.
   void bounds(const json& s, const std::string& path, JsonSchema::Node& n) {
-    constexpr double kLimit = 9223372036854775807.0;  // 2^63: past it int64 cannot say the bound
     struct Bound {
       const char* key;
       bool lower, exclusive;
     };
+    bool any = false;
     for (const auto& [key, lower, exclusive] : {Bound{"minimum", true, false}, Bound{"exclusiveMinimum", true, true},
                                                 Bound{"maximum", false, false}, Bound{"exclusiveMaximum", false, true}}) {
       const auto it = s.find(key);
@@ -184,33 +187,123 @@ class SchemaCompiler {
       if (it->is_boolean())
         fail(where, "draft 4's boolean form is not supported; give the bound itself as the number");
       if (!it->is_number()) fail(where, "must be a number, got " + it->dump());
-      if (n.types & JsonSchema::kNumber)
-        fail(where, "bounds are supported only where the type is \"integer\" (a number's fraction digits "
-                    "cannot be bounded byte by byte here)");
-      int64_t bound;
-      if (it->is_number_integer()) {
-        if (it->is_number_unsigned() && it->get<uint64_t>() > (uint64_t)INT64_MAX)
-          fail(where, "must be within +-2^63, got " + it->dump());
-        const int64_t v = it->get<int64_t>();
-        if (exclusive && v == (lower ? INT64_MAX : INT64_MIN)) fail(where, "leaves no 64-bit integer");
-        bound = exclusive ? (lower ? v + 1 : v - 1) : v;
-      } else {
-        const double v = it->get<double>();
-        if (!(std::fabs(v) < kLimit)) fail(where, "must be within +-2^63, got " + it->dump());
-        double r = lower ? std::ceil(v) : std::floor(v);
-        if (exclusive && r == v) r += lower ? 1 : -1;
-        bound = (int64_t)r;
-      }
-      if (lower) {
-        if (!n.has_min || bound > n.min) n.min = bound;
-        n.has_min = true;
-      } else {
-        if (!n.has_max || bound < n.max) n.max = bound;
-        n.has_max = true;
-      }
+      any = true;
+      if (n.types & JsonSchema::kNumber) number_bound(*it, where, lower, exclusive, n);
+      else integer_bound(*it, where, lower, exclusive, n);
     }
-    if (n.has_min && n.has_max && n.min > n.max) fail(path, "no integer lies within minimum and maximum");
+    if (!any) return;
+    if (n.types & JsonSchema::kNumber) {  // has_min/has_max said which sides were given
+      if (!n.has_min) n.unit_min = -kUnitsPastAll;
+      if (!n.has_max) n.unit_max = kUnitsPastAll;
+      n.has_number_bounds = true;
+      n.has_min = n.has_max = false;
+      if (!JsonSchema::number_reachable(n, false, 0, 0, -1, false) && !JsonSchema::number_reachable(n, true, 0, 0, -1, false))
+        fail(path, "no number of at most " + std::to_string(JsonSchema::kBoundedDigits) +
+                       " digits lies within minimum and maximum");
+    } else if (n.has_min && n.has_max && n.min > n.max) {
+      fail(path, "no integer lies within minimum and maximum");
+    }
   }
+
+  static void integer_bound(const json& v, const std::string& where, bool lower, bool exclusive, JsonSchema::Node& n) {
+    constexpr double kLimit = 9223372036854775807.0;  // 2^63: past it int64 cannot say the bound
+    int64_t bound;
+    if (v.is_number_integer()) {
+      if (v.is_number_unsigned() && v.get<uint64_t>() > (uint64_t)INT64_MAX)
+        fail(where, "must be within +-2^63, got " + v.dump());
+      const int64_t i = v.get<int64_t>();
+      if (exclusive && i == (lower ? INT64_MAX : INT64_MIN)) fail(where, "leaves no 64-bit integer");
+      bound = exclusive ? (lower ? i + 1 : i - 1) : i;
+    } else {
+      const double d = v.get<double>();
+      if (!(std::fabs(d) < kLimit)) fail(where, "must be within +-2^63, got " + v.dump());
+      double r = lower ? std::ceil(d) : std::floor(d);
+      if (exclusive && r == d) r += lower ? 1 : -1;
+      bound = (int64_t)r;
+    }
+    if (lower) {
+      if (!n.has_min || bound > n.min) n.min = bound;
+      n.has_min = true;
+    } else {
+      if (!n.has_max || bound < n.max) n.max = bound;
+      n.has_max = true;
+    }
+  }
+
+  // A number below 2^52 in units of 10^-15, rounded down and up. Its decimal is the shortest that
+  // reads back as the same double: a text of at most 15 digits reads as that double only if it is
+  // that decimal (two decimals of 15 digits never read as one double), and below 2^52 a double
+  // that reads as an integer is that integer, so comparing decimals exactly decides as a
+  // validator comparing doubles (or Python's exact int/float comparison) does.
+  static void to_units(const json& v, __int128& floor_u, __int128& ceil_u) {
+    std::string text = v.dump();
+    if (!v.is_number_integer()) {
+      const double d = v.get<double>();
+      char buf[40];
+      for (int digits = 1; digits <= 17; ++digits) {
+        std::snprintf(buf, sizeof buf, "%.*e", digits - 1, d);
+        if (std::strtod(buf, nullptr) == d) break;
+      }
+      text = buf;
+    }
+    // text = [-]digits[.digits][e[+-]digits]: the value is m * 10^exp10.
+    bool negative = false;
+    __int128 m = 0;
+    int exp10 = 0;
+    size_t i = 0;
+    if (text[i] == '-') negative = true, ++i;
+    bool point = false;
+    for (; i < text.size() && text[i] != 'e'; ++i) {
+      if (text[i] == '.') point = true;
+      else m = m * 10 + (text[i] - '0'), exp10 -= point ? 1 : 0;
+    }
+    if (i < text.size()) exp10 += std::atoi(text.c_str() + i + 1);
+    const int shift = exp10 + JsonSchema::kUnitDigits;
+    if (shift >= 0) {
+      for (int k = 0; k < shift; ++k) m *= 10;
+      floor_u = ceil_u = negative ? -m : m;
+    } else if (-shift > 30) {  // far below one unit
+      floor_u = m == 0 ? 0 : negative ? -1 : 0;
+      ceil_u = m == 0 ? 0 : negative ? 0 : 1;
+    } else {
+      __int128 div = 1;
+      for (int k = 0; k < -shift; ++k) div *= 10;
+      const __int128 q = m / div;
+      const bool exact = m % div == 0;
+      floor_u = negative ? -(q + (exact ? 0 : 1)) : q;
+      ceil_u = negative ? -q : q + (exact ? 0 : 1);
+    }
+  }
+
+  static constexpr double kNumberLimit = 4503599627370496.0;  // 2^52
+
+  static void number_bound(const json& v, const std::string& where, bool lower, bool exclusive, JsonSchema::Node& n) {
+    if (!(std::fabs(v.get<double>()) < kNumberLimit))
+      fail(where, "must be within +-2^52 for a number that may have a fraction, got " + v.dump());
+    __int128 floor_u, ceil_u;
+    to_units(v, floor_u, ceil_u);
+    const bool exact = floor_u == ceil_u;  // every text counts whole units: round inward
+    if (lower) {
+      const __int128 b = exclusive && exact ? ceil_u + 1 : ceil_u;
+      if (!n.has_min || b > n.unit_min) n.unit_min = b;
+      n.has_min = true;
+    } else {
+      const __int128 b = exclusive && exact ? floor_u - 1 : floor_u;
+      if (!n.has_max || b < n.unit_max) n.unit_max = b;
+      n.has_max = true;
+    }
+  }
+
+  // An enum/const number within a number's bounds (matched as its text, so any length).
+  static bool option_within(const json& v, const JsonSchema::Node& n) {
+    const double d = v.get<double>();
+    if (!(std::fabs(d) < kNumberLimit)) return d > 0 ? n.unit_max == kUnitsPastAll : n.unit_min == -kUnitsPastAll;
+    __int128 floor_u, ceil_u;
+    to_units(v, floor_u, ceil_u);
+    return floor_u >= n.unit_min && ceil_u <= n.unit_max;  // between two units: only when both are inside
+  }
+
+  static constexpr __int128 kUnitsPastAll = (__int128)1000000000000000ll * 1000000000000000ll * 10;  // 10^31
 
   void options(const json& s, const std::string& path, JsonSchema::Node& n) {
     std::vector<json> values;
@@ -231,6 +324,7 @@ class SchemaCompiler {
         const double d = v.get<double>();
         if ((n.has_min && d < (double)n.min) || (n.has_max && d > (double)n.max)) continue;
       }
+      if (v.is_number() && n.has_number_bounds && !option_within(v, n)) continue;
       n.options.push_back(v.dump());
     }
     if (n.options.empty()) fail(path, "no value of enum/const has the schema's type");
@@ -356,6 +450,65 @@ std::shared_ptr<const JsonSchema> JsonSchema::compile(const json& schema, const 
   for (int32_t i = 0; i < (int32_t)s->nodes_.size(); ++i)
     if (!s->nodes_[i].any_of.empty()) s->nodes_[i].any_of = leaves[i];
   return s;
+}
+
+namespace {
+
+using i128 = __int128;
+
+i128 pow10(int k) {
+  i128 r = 1;
+  while (k-- > 0) r *= 10;
+  return r;
+}
+
+i128 ceil_div(i128 a, i128 b) {  // b > 0
+  const i128 q = a / b;
+  return q + (a % b != 0 && a > 0 ? 1 : 0);
+}
+
+// Whether a multiple of step lies in [lo, hi] and within the node's bounds.
+bool grid_meets(const JsonSchema::Node& n, i128 lo, i128 hi, i128 step) {
+  lo = std::max(lo, n.unit_min);
+  hi = std::min(hi, n.unit_max);
+  return lo <= hi && ceil_div(lo, step) * step <= hi;
+}
+
+}  // namespace
+
+// What a text can still become, in units of 10^-15 (every such value is a whole number of
+// them): with r digits left, a point already read after f fraction digits leaves the multiples
+// of 10^-(f+r) from n * 10^-f up to the next multiple of 10^-f; before a point, k more integer
+// digits (none after a leading 0) and up to r - k fraction digits leave the multiples of
+// 10^-(r-k) from n * 10^k up to (n + 1) * 10^k. Below 10^15 all of it fits in 128 bits.
+bool JsonSchema::number_reachable(const Node& node, bool negative, uint64_t n, int digits, int fraction, bool whole) {
+  const auto meets = [&](i128 a, i128 b, i128 step) {
+    return negative ? grid_meets(node, -b, -a, step) : grid_meets(node, a, b, step);
+  };
+  if (digits > kBoundedDigits) return false;
+  if (whole) {
+    if (digits == 0 || fraction == 0) return false;
+    const i128 v = (i128)n * pow10(kUnitDigits - std::max(fraction, 0));
+    return meets(v, v, 1);
+  }
+  if (digits == 0) {  // nothing or "-": the first digit is still to come
+    for (uint64_t d = 0; d <= 9; ++d)
+      if (number_reachable(node, negative, d, 1, -1, false)) return true;
+    return false;
+  }
+  const int left = kBoundedDigits - digits;
+  if (fraction >= 0) {
+    if (fraction == 0 && left == 0) return false;  // a point needs a digit after it
+    const i128 step = pow10(kUnitDigits - (fraction + left));
+    const i128 a = (i128)n * pow10(kUnitDigits - fraction);
+    return meets(a, a + pow10(kUnitDigits - fraction) - step, step);
+  }
+  for (int k = 0; k <= (n == 0 ? 0 : left); ++k) {
+    const i128 step = pow10(kUnitDigits - (left - k));
+    const i128 a = (i128)n * pow10(kUnitDigits + k);
+    if (meets(a, a + pow10(kUnitDigits + k) - step, step)) return true;
+  }
+  return false;
 }
 
 const JsonSchema& JsonSchema::any_object() {

@@ -5,15 +5,17 @@
 // Supported: type (one name or a list), properties, required, additionalProperties (a bool or a
 // schema), items, minItems, maxItems, minLength, maxLength, enum, const, anyOf, allOf of one
 // schema, $ref to "#", "#/$defs/NAME" or "#/definitions/NAME" (recursion included), minimum,
-// maximum, exclusiveMinimum and exclusiveMaximum where the type is "integer" (pydantic's
-// Field(ge=, le=, gt=, lt=) on an int), and the annotations title, description, default,
-// examples, format, $schema, $id, $comment, deprecated, readOnly, writeOnly. Anything else
-// (pattern, bounds on non-integer numbers, multipleOf, oneOf, prefixItems, ...) is refused with
-// an error naming the keyword and where it is: a schema the output might not satisfy is not
-// accepted silently.
+// maximum, exclusiveMinimum and exclusiveMaximum (pydantic's Field(ge=, le=, gt=, lt=)), and the
+// annotations title, description, default, examples, format, $schema, $id, $comment,
+// deprecated, readOnly, writeOnly. Anything else (pattern, multipleOf, oneOf, prefixItems, ...)
+// is refused with an error naming the keyword and where it is: a schema the output might not
+// satisfy is not accepted silently.
 // Choices where the standard leaves room: an object schema that lists properties admits only
 // those unless additionalProperties says otherwise (a model asked for {"name": ...} should not
-// add keys), and "format" is not checked (it is an annotation in JSON Schema's own default).
+// add keys), "format" is not checked (it is an annotation in JSON Schema's own default), and a
+// number with bounds whose type admits fractions is written with at most kBoundedDigits digits
+// and no exponent: then every text it can still become is known exactly, and the bounds are
+// decided as a validator parsing the text into a double decides them (json_schema.cc says why).
 #pragma once
 
 #include <cstdint>
@@ -36,6 +38,8 @@ class JsonSchema {
   static constexpr int kMaxProperties = 64;  // per object schema: a bit each in the recognizer
   static constexpr int kMaxNesting = 64;     // schemas inside schemas
   static constexpr int kMaxAlternatives = 64;  // per anyOf, nested ones and $ref links flattened
+  static constexpr int kBoundedDigits = 15;    // of a bounded number's text: a double keeps 15 digits
+  static constexpr int kUnitDigits = 15;       // bounded numbers are counted in units of 10^-15
 
   struct Property {
     std::string text;  // the name (UTF-8); a key's escapes are decoded before it is matched
@@ -52,9 +56,14 @@ class JsonSchema {
     int32_t items = kAny;
     uint32_t min_items = 0, max_items = UINT32_MAX;
     uint32_t min_length = 0, max_length = UINT32_MAX;  // characters
-    // An integer's bounds, inclusive (exclusive ones and fractional ones rounded inward).
+    // An integer's bounds (type "integer" alone), inclusive: exclusive ones and fractional ones
+    // rounded inward.
     bool has_min = false, has_max = false;
     int64_t min = 0, max = 0;
+    // A number's bounds where fractions are allowed, in units of 10^-kUnitDigits: the least and
+    // the greatest allowed (an open side is past every value a bounded text can have).
+    bool has_number_bounds = false;
+    __int128 unit_min = 0, unit_max = 0;
   };
 
   // Throws Error(invalid_argument) naming the keyword and its place ("format.properties.age:
@@ -62,6 +71,11 @@ class JsonSchema {
   static std::shared_ptr<const JsonSchema> compile(const nlohmann::json& schema, const std::string& where);
   // Any JSON object: JSON mode.
   static const JsonSchema& any_object();
+
+  // Whether a bounded number's text can still become (or, whole, is) one within node's number
+  // bounds: its sign, its digits so far read as one integer (n; the point left out), how many
+  // (digits), and how many of those after the point (fraction; -1 before a point, 0 just after).
+  static bool number_reachable(const Node& node, bool negative, uint64_t n, int digits, int fraction, bool whole);
 
   int32_t root() const { return root_; }
   const Node& node(int32_t i) const { return nodes_[i]; }

@@ -109,21 +109,22 @@ class Event(pydantic.BaseModel):
     event: str
     year: int = pydantic.Field(ge=2030, le=2040)
     month: int = pydantic.Field(gt=0, lt=13)
+    certainty: float = pydantic.Field(gt=0.25, le=0.75)
 
 
-def test_integer_bounds_hold_where_the_model_would_leave_them(oc):
-    """pydantic's Field(ge=, le=, gt=, lt=) on ints: the year is held to 2030-2040 although the
-    model, asked about 1945 and free of the bounds, answers outside them."""
+def test_bounds_hold_where_the_model_would_leave_them(oc):
+    """pydantic's Field(ge=, le=, gt=, lt=) on ints and floats: the year is held to 2030-2040
+    although the model, asked about 1945 and free of the bounds, answers outside them."""
     schema = Event.model_json_schema()
     assert schema["properties"]["year"]["minimum"] == 2030 and schema["properties"]["month"]["exclusiveMaximum"] == 13
     ask = [{"role": "user", "content": "When did the Second World War end in Europe? Answer as JSON with the event, "
-                                       "the year and the month."}]
+                                       "the year, the month and how certain you are (0 to 1)."}]
     opts = {"temperature": 0, "num_predict": 200}
     bounded = oc.chat(model=SMOL, messages=ask, format=schema, options=opts)
     assert bounded.done_reason == "stop", bounded.message.content
     jsonschema.validate(json.loads(bounded.message.content), schema)
     event = Event.model_validate_json(bounded.message.content)
-    assert 2030 <= event.year <= 2040 and 1 <= event.month <= 12
+    assert 2030 <= event.year <= 2040 and 1 <= event.month <= 12 and 0.25 < event.certainty <= 0.75
     free_schema = json.loads(json.dumps(schema))
     for p in free_schema["properties"].values():
         for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
@@ -135,8 +136,8 @@ def test_integer_bounds_hold_where_the_model_would_leave_them(oc):
 
 @pytest.mark.parametrize("schema,where", [
     ({"type": "string", "pattern": "^a"}, "format: 'pattern' is not supported"),
-    ({"type": "object", "properties": {"price": {"type": "number", "minimum": 0}}},
-     "format.properties.price.minimum: bounds are supported only where the type is \"integer\""),
+    ({"type": "object", "properties": {"price": {"type": "number", "maximum": 1e300}}},
+     "format.properties.price.maximum: must be within +-2^52"),
     ({"$ref": "#/$defs/nowhere"}, "format.$ref"),
 ])
 def test_what_a_schema_cannot_enforce_is_a_400(oc, schema, where):

@@ -88,6 +88,22 @@ SCHEMAS = [
      "required": ["age"]},
 ]
 
+# Bounds on numbers that may have a fraction (pydantic's Field(ge=, ...) on a float). Every number
+# these schemas allow is such a one: lowbit writes it with at most 15 digits and no exponent.
+NUMBER_BOUND_SCHEMAS = [
+    {"type": "number", "minimum": 0, "maximum": 1},
+    {"type": "number", "exclusiveMinimum": -2.5, "exclusiveMaximum": 0.1},
+    {"type": "number", "minimum": 0.3333333333333333},
+    {"type": ["number", "null"], "maximum": -1000.125},
+    {"type": "number", "minimum": 0.0001, "maximum": 0.0002},
+    {"type": "number", "minimum": 123456789.5, "maximum": 123456789.75},
+    {"properties": {"score": {"type": "number", "minimum": 0, "maximum": 10},
+                    "price": {"type": "number", "exclusiveMinimum": 0},
+                    "ratio": {"type": "number", "minimum": -1, "maximum": 1, "enum": [-1, 1, 2, "x"]}},
+     "required": ["score"]},
+]
+SCHEMAS += NUMBER_BOUND_SCHEMAS
+
 WORDS = ["x", "Paris", "\u00fcn\u00efc\u00f6d\u00e9", "tab\there", "quote\"d", "back\\slash", "emoji \U0001F600", ""]
 
 
@@ -159,7 +175,14 @@ def instance(s, root, depth=0):
         hi = lo + 10**6 if hi is None else math.floor(hi) - (1 if "exclusiveMaximum" in s and hi == math.floor(hi) else 0)
         return rng.choice([lo, hi, rng.randint(lo, hi), rng.randint(lo, hi)])
     if t == "number":
-        return rng.choice([0.5, -2.5e-3, 3.25e12, 17, -4, 123.456])
+        lo = s.get("minimum", s.get("exclusiveMinimum", None))
+        hi = s.get("maximum", s.get("exclusiveMaximum", None))
+        if lo is None and hi is None:
+            return rng.choice([0.5, -2.5e-3, 3.25e12, 17, -4, 123.456])
+        lo = -1e6 if lo is None else lo
+        hi = lo + 1e6 if hi is None else hi
+        x = rng.choice([lo, hi, rng.uniform(lo, hi), rng.uniform(lo, hi), rng.uniform(lo, hi)])
+        return x if x in (lo, hi) else round(x, rng.randint(0, 8))
     if t == "boolean":
         return rng.choice([True, False])
     return None
@@ -244,14 +267,31 @@ def escaped_closed_key(text, names):
     return False
 
 
-def valid(text, validator, names=frozenset()):
+def bounded_number_text(text):
+    """How lowbit writes a number with bounds that may have a fraction: at most 15 digits, no
+    exponent."""
+    return "e" not in text.lower() and sum(c.isdigit() for c in text) <= 15
+
+
+def valid(text, validator, names=frozenset(), bounded_numbers=False):
     if not text or text[-1:].isspace() or longest_whitespace_run(text) > 32:
         return False
     if escaped_closed_key(text, names):
         return False
+    numbers = []
+
+    def number(kind):
+        def parse(t):
+            numbers.append(t)
+            return kind(t)
+        return parse
+
     try:
-        value = json.loads(text, parse_constant=no_constants, object_pairs_hook=no_duplicates)
+        value = json.loads(text, parse_constant=no_constants, object_pairs_hook=no_duplicates,
+                           parse_float=number(float), parse_int=number(int))
     except ValueError:
+        return False
+    if bounded_numbers and not all(bounded_number_text(t) for t in numbers):
         return False
     return validator.is_valid(value)
 
@@ -268,17 +308,18 @@ def main():
     for index, schema in enumerate(SCHEMAS):
         validator = Validator(as_lowbit_reads(schema))
         names = closed_names(schema)
-        cases = {t: valid(t, validator, names) for t in NEAR_MISSES}
+        bounded = any(schema is b for b in NUMBER_BOUND_SCHEMAS)
+        cases = {t: valid(t, validator, names, bounded) for t in NEAR_MISSES}
         drawn = 0
         while drawn < 60:
             text = dumps(instance(schema, schema))
-            if not valid(text, validator, names):  # a listed name with \\u escapes
+            if not valid(text, validator, names, bounded):  # a listed name with \\u escapes, a draw past a bound
                 continue
             drawn += 1
             cases[text] = True
             for _ in range(3):
                 m = mutate(text)
-                cases[m] = valid(m, validator, names)
+                cases[m] = valid(m, validator, names, bounded)
         rows.append({"schema": schema, "cases": [{"text": t, "valid": v} for t, v in cases.items()]})
     OUT.write_text(json.dumps(rows, ensure_ascii=False, indent=0) + "\n", encoding="utf-8")
     total = sum(len(r["cases"]) for r in rows)
