@@ -27,17 +27,20 @@
 #include "runtime/batch.h"
 #include "runtime/chat/chat_template.h"
 #include "runtime/generate.h"
+#include "runtime/json_mode.h"
 #include "runtime/model.h"
 #include "runtime/sampler.h"
 
 // The opaque handles. Each holds what the C++ objects need to outlive one call.
 struct lowbit_model {
   std::shared_ptr<const lowbit::Model> model;
+  std::shared_ptr<lowbit::LazyJsonTokens> json;  // the format's token texts; null without a tokenizer
 };
 
 struct lowbit_session {
   // Shares the model, so freeing the model handle first cannot leave the session dangling.
   std::shared_ptr<const lowbit::Model> model;
+  std::shared_ptr<lowbit::LazyJsonTokens> json;
   std::unique_ptr<lowbit::Session> session;
 };
 
@@ -49,6 +52,7 @@ struct lowbit_sampler {
 
 struct lowbit_batch {
   std::shared_ptr<const lowbit::Model> model;  // kept loaded while the batch lives
+  std::shared_ptr<lowbit::LazyJsonTokens> json;
   std::unique_ptr<lowbit::Scheduler> scheduler;
   std::vector<lowbit_batch_event> events;       // the last step's, pointing into its events
 };
@@ -327,6 +331,7 @@ lowbit_status lowbit_model_load(const char* dir, const lowbit_load_params* param
     // KV cache would not fit; its unspecified ones are a bad model file (LOWBIT_FORMAT).
     auto m = std::make_unique<lowbit_model>();
     m->model = load_model(d, lp);
+    if (m->model->has_tokenizer()) m->json = std::make_shared<LazyJsonTokens>(m->model->tokenizer());
     *out = track(std::move(m), Kind::model);
   });
 }
@@ -382,6 +387,7 @@ lowbit_status lowbit_session_create(const lowbit_model* model, lowbit_session** 
     need(out, "lowbit_session_create", "out");
     auto s = std::make_unique<lowbit_session>();
     s->model = model->model;
+    s->json = model->json;
     s->session = std::make_unique<Session>(*s->model);
     *out = track(std::move(s), Kind::session);
   });
@@ -480,13 +486,26 @@ lowbit_generate_params lowbit_generate_default_params(void) {
   p.stop = nullptr;
   p.n_stop = 0;
   p.add_bos = d.add_bos ? 1 : 0;
+  p.format = nullptr;
   return p;
 }
 
 namespace {
 
+// The output format of a generation: NULL or "" free text, "json" one JSON object, else a JSON
+// schema the text is one value of (runtime/json_schema.h; its refusal names the keyword).
+void set_format(const char* format, const std::shared_ptr<LazyJsonTokens>& json,
+                std::shared_ptr<const JsonTokens>& tokens, std::shared_ptr<const JsonSchema>& schema,
+                const std::string& fn) {
+  if (!format || !*format) return;
+  if (!json) fail(LOWBIT_INVALID_ARGUMENT, fn + ": format needs the model's tokenizer, and it has none");
+  if (std::strcmp(format, "json") != 0) schema = JsonSchema::compile_text(format, fn + ": format");
+  tokens = json->get();
+}
+
 // generate()'s settings from the C struct (NULL: the defaults), checked; fn names the caller.
-GenerateParams to_generate_params(const lowbit_generate_params* params, const std::string& fn) {
+GenerateParams to_generate_params(const lowbit_generate_params* params, const lowbit_session* session,
+                                  const std::string& fn) {
   const lowbit_generate_params p = params ? *params : lowbit_generate_default_params();
   GenerateParams gp;
   if (p.max_tokens < 0) fail(LOWBIT_INVALID_ARGUMENT, fn + ": max_tokens must be >= 0");
@@ -498,6 +517,7 @@ GenerateParams to_generate_params(const lowbit_generate_params* params, const st
     if (!p.stop[i] || !*p.stop[i]) fail(LOWBIT_INVALID_ARGUMENT, fn + ": stop[" + std::to_string(i) + "] is NULL or empty");
     gp.stop.emplace_back(p.stop[i]);
   }
+  set_format(p.format, session->json, gp.json, gp.schema, fn);
   return gp;
 }
 
@@ -530,7 +550,7 @@ lowbit_status lowbit_generate(lowbit_session* session, const char* prompt, const
   return guard(LOWBIT_INVALID_ARGUMENT, [&] {
     check(session, Kind::session, "lowbit_generate", "session");
     need(prompt, "lowbit_generate", "prompt");
-    const GenerateParams gp = to_generate_params(params, "lowbit_generate");
+    const GenerateParams gp = to_generate_params(params, session, "lowbit_generate");
     Session& s = *session->session;
     generate_ids(s, s.model().tokenizer().encode(prompt, gp.add_bos), gp, callback, user, result, "lowbit_generate");
   });
@@ -543,7 +563,7 @@ lowbit_status lowbit_generate_tokens(lowbit_session* session, const int32_t* pro
     check(session, Kind::session, "lowbit_generate_tokens", "session");
     need(prompt, "lowbit_generate_tokens", "prompt");
     if (n_prompt == 0) fail(LOWBIT_INVALID_ARGUMENT, "lowbit_generate_tokens: n_prompt is 0");
-    const GenerateParams gp = to_generate_params(params, "lowbit_generate_tokens");
+    const GenerateParams gp = to_generate_params(params, session, "lowbit_generate_tokens");
     generate_ids(*session->session, std::vector<int32_t>(prompt, prompt + n_prompt), gp, callback, user, result,
                  "lowbit_generate_tokens");
   });
@@ -604,6 +624,7 @@ lowbit_status lowbit_batch_create(const lowbit_model* model, const lowbit_batch_
     const lowbit_batch_params p = params ? *params : lowbit_batch_default_params();
     auto b = std::make_unique<lowbit_batch>();
     b->model = model->model;
+    b->json = model->json;
     b->scheduler = std::make_unique<Scheduler>(*b->model, SchedulerParams{p.max_sequences, p.max_step_tokens});
     *out = track(std::move(b), Kind::batch);
   });
@@ -618,6 +639,7 @@ lowbit_sequence_params lowbit_sequence_default_params(void) {
   p.sampler = lowbit_sampler_default_params();
   p.stop = nullptr;
   p.n_stop = 0;
+  p.format = nullptr;
   return p;
 }
 
@@ -636,6 +658,7 @@ lowbit_status lowbit_batch_add(lowbit_batch* batch, const int32_t* prompt, size_
         fail(LOWBIT_INVALID_ARGUMENT, "lowbit_batch_add: stop[" + std::to_string(i) + "] is NULL or empty");
       sp.stop.emplace_back(p.stop[i]);
     }
+    set_format(p.format, batch->json, sp.json, sp.schema, "lowbit_batch_add");
     // The scheduler's own codes: invalid_argument, context_full.
     const SequenceId id = batch->scheduler->submit(std::vector<int32_t>(prompt, prompt + n_prompt), sp);
     if (out_id) *out_id = id;

@@ -46,7 +46,7 @@
 
 /* Bumped whenever a declaration below changes in a way that breaks compiled callers. Compare it
  * with lowbit_abi_version() after dlopen() before using anything else. */
-#define LOWBIT_ABI_VERSION 2  /* 2: lowbit_load_params.gpu_layers */
+#define LOWBIT_ABI_VERSION 3  /* 2: lowbit_load_params.gpu_layers; 3: format in the generate and sequence params */
 
 #ifdef __cplusplus
 extern "C" {
@@ -178,6 +178,11 @@ typedef struct lowbit_generate_params {
   const char* const* stop; /* n_stop non-empty stop strings, not included in the output */
   size_t n_stop;
   int add_bos; /* nonzero: encode the prompt with the tokenizer's BOS */
+  /* NULL or "": free text. "json": the text is one JSON object. Otherwise a JSON schema (as text)
+   * the text is one value of: tokens that cannot continue one are never sampled, as Ollama's
+   * format and OpenAI's json_schema (docs/SERVING.md "Structured outputs" lists what a schema may
+   * say; anything else is LOWBIT_INVALID_ARGUMENT naming the keyword and its place). */
+  const char* format;
 } lowbit_generate_params;
 
 LOWBIT_API lowbit_generate_params lowbit_generate_default_params(void);
@@ -267,6 +272,7 @@ typedef struct lowbit_sequence_params {
   lowbit_sampler_params sampler;
   const char* const* stop; /* n_stop non-empty stop strings, not included in the text */
   size_t n_stop;
+  const char* format; /* as lowbit_generate_params.format */
 } lowbit_sequence_params;
 
 LOWBIT_API lowbit_sequence_params lowbit_sequence_default_params(void);

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,23 @@ class JsonTokens {
   std::vector<std::string> text_;
   std::vector<int32_t> end_;
   std::string none_;
+};
+
+// A model's JsonTokens, built by the first generation that asks for JSON (a fraction of a second
+// to seconds, one decode per token) and shared after: what each front end keeps beside a model.
+// Thread safety: get() may be called from any number of threads at once.
+class LazyJsonTokens {
+ public:
+  explicit LazyJsonTokens(const Tokenizer& tok) : tok_(&tok) {}
+  const std::shared_ptr<const JsonTokens>& get() const {
+    std::call_once(once_, [this] { tokens_ = std::make_shared<const JsonTokens>(*tok_); });
+    return tokens_;
+  }
+
+ private:
+  const Tokenizer* tok_;
+  mutable std::once_flag once_;
+  mutable std::shared_ptr<const JsonTokens> tokens_;
 };
 
 // One sequence's JSON mode.

@@ -511,6 +511,12 @@ bool JsonSchema::number_reachable(const Node& node, bool negative, uint64_t n, i
   return false;
 }
 
+std::shared_ptr<const JsonSchema> JsonSchema::compile_text(const std::string& text, const std::string& where) {
+  const json parsed = json::parse(text, nullptr, false);
+  if (parsed.is_discarded()) fail(where, "the schema is not valid JSON");
+  return compile(parsed, where);
+}
+
 const JsonSchema& JsonSchema::any_object() {
   static const std::shared_ptr<const JsonSchema> s = compile(json{{"type", "object"}}, "json");
   return *s;

@@ -69,6 +69,8 @@ class JsonSchema {
   // Throws Error(invalid_argument) naming the keyword and its place ("format.properties.age:
   // 'minimum' is not supported ..."); where names the schema in the message ("format").
   static std::shared_ptr<const JsonSchema> compile(const nlohmann::json& schema, const std::string& where);
+  // The same from JSON text; text that is not JSON is Error(invalid_argument) naming where.
+  static std::shared_ptr<const JsonSchema> compile_text(const std::string& text, const std::string& where);
   // Any JSON object: JSON mode.
   static const JsonSchema& any_object();
 

@@ -67,6 +67,7 @@ std::unique_ptr<ModelLease> Registry::acquire(const std::string& name, const Kee
   m->ctx = trained > 0 ? std::min(m->model->ctx(), trained) : m->model->ctx();
   m->size_bytes = (int64_t)m->model->manifest().weights_bytes();
   if (m->model->has_tokenizer()) {
+    m->json = std::make_unique<LazyJsonTokens>(m->model->tokenizer());
     try {
       m->chat_template = chat_template_of(m->model->tokenizer());
     } catch (const Error& e) {

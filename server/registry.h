@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "kernels/error.h"
 #include "runtime/chat/chat_template.h"
 #include "runtime/json_mode.h"
 #include "runtime/model.h"
@@ -48,12 +49,11 @@ struct LoadedModel {
   int64_t ctx = 0;        // the context requests get: --ctx capped at the model's trained one
   double load_seconds = 0;
   int64_t size_bytes = 0; // weights in memory
-  // JSON mode's token texts: built by the first request that asks for JSON (json_tokens()).
-  std::once_flag json_once;
-  std::shared_ptr<const JsonTokens> json;
-  const std::shared_ptr<const JsonTokens>& json_tokens() {
-    std::call_once(json_once, [this] { json = std::make_shared<const JsonTokens>(model->tokenizer()); });
-    return json;
+  // JSON mode's token texts: built by the first request that asks for JSON.
+  std::unique_ptr<LazyJsonTokens> json;
+  const std::shared_ptr<const JsonTokens>& json_tokens() const {
+    if (!json) throw lowbit::Error(lowbit::ErrorCode::invalid_argument, "JSON mode needs the model's tokenizer, and it has none");
+    return json->get();
   }
   // Guarded by the registry's mutex.
   int active = 0;

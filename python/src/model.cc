@@ -34,6 +34,7 @@ class PyModel {
     lp.gpu_layers = parse_gpu_layers(gpu_layers, "gpu_layers");
     py::gil_scoped_release nogil;
     model_ = load_model(path, lp);
+    if (model_->has_tokenizer()) json_ = std::make_unique<LazyJsonTokens>(model_->tokenizer());
   }
 
   const std::string& path() const { return path_; }
@@ -41,17 +42,15 @@ class PyModel {
 
   // JSON mode's token texts, built by the first generation that asks for JSON.
   std::shared_ptr<const JsonTokens> json_tokens() const {
-    std::call_once(json_once_, [this] { json_ = std::make_shared<const JsonTokens>(model_->tokenizer()); });
-    return json_;
+    if (!json_) throw Error(ErrorCode::invalid_argument, "JSON mode needs the model's tokenizer, and it has none");
+    return json_->get();
   }
   // json: JSON mode; schema (JSON text): the value follows it (runtime/json_schema.h).
   void set_format(GenerateParams& p, bool json, const std::optional<std::string>& schema) const {
     if (!json && !schema) return;
     p.json = json_tokens();
     if (!schema) return;
-    const auto parsed = nlohmann::json::parse(*schema, nullptr, false);
-    if (parsed.is_discarded()) throw Error(ErrorCode::invalid_argument, "format: the schema is not valid JSON");
-    p.schema = JsonSchema::compile(parsed, "format");
+    p.schema = JsonSchema::compile_text(*schema, "format");
   }
 
   std::vector<int32_t> tokenize(const std::string& text, bool add_bos) const {
@@ -239,8 +238,7 @@ class PyModel {
 
   std::string path_;
   std::shared_ptr<const Model> model_;
-  mutable std::once_flag json_once_;
-  mutable std::shared_ptr<const JsonTokens> json_;
+  std::unique_ptr<LazyJsonTokens> json_;
 };
 
 GenerateParams make_params(int64_t max_tokens, float temperature, int top_k, float top_p, float min_p,

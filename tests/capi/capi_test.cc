@@ -613,6 +613,83 @@ TEST_F(CApi, BatchSequencesMatchGenerateAlone) {
   EXPECT_EQ(got[ids[2]].reason, LOWBIT_STOP_STRING);
 }
 
+// format: "json" and a JSON schema hold the text to one value, alone and in a batch (the same
+// text both ways); what a schema cannot say is named. The schema's checks here are the maths of
+// its keywords; tests/python/test_capi_chat.py validates with the jsonschema package.
+TEST_F(CApi, FormatHoldsTheTextToJsonOrASchema) {
+  const std::string gguf = kModels + "/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
+  ModelHandle model;
+  lowbit_load_params lp = lowbit_load_default_params();
+  lp.ctx = 512;
+  ASSERT_EQ(lowbit_model_load(gguf.c_str(), &lp, &model.m), LOWBIT_OK) << lowbit_last_error();
+  const char* messages = R"([{"role": "user", "content": "Describe a cat as JSON: its name, age, weight and colors."}])";
+  size_t len = 0;
+  ASSERT_EQ(lowbit_chat_apply_template(model.m, messages, 1, nullptr, 0, &len), LOWBIT_OK);
+  std::vector<char> text(len + 1);
+  ASSERT_EQ(lowbit_chat_apply_template(model.m, messages, 1, text.data(), text.size(), &len), LOWBIT_OK);
+  size_t n = 0;
+  ASSERT_EQ(lowbit_chat_tokenize(model.m, text.data(), len, nullptr, 0, &n), LOWBIT_OK);
+  std::vector<int32_t> ids(n);
+  ASSERT_EQ(lowbit_chat_tokenize(model.m, text.data(), len, ids.data(), n, &n), LOWBIT_OK);
+
+  const char* schema = R"({"type": "object", "properties": {"name": {"type": "string", "maxLength": 12},
+      "age": {"type": "integer", "minimum": 1, "maximum": 20}, "weight": {"type": "number", "exclusiveMinimum": 0,
+      "maximum": 9.5}, "colors": {"type": "array", "items": {"enum": ["black", "white", "orange"]}, "maxItems": 2}},
+      "required": ["name", "age", "weight", "colors"]})";
+  for (const char* format : {"json", schema}) {
+    SCOPED_TRACE(format);
+    lowbit_generate_params gp = lowbit_generate_default_params();
+    gp.max_tokens = 200;
+    gp.format = format;
+    SessionHandle session;
+    ASSERT_EQ(lowbit_session_create(model.m, &session.s), LOWBIT_OK);
+    std::string alone;
+    lowbit_generate_result r;
+    ASSERT_EQ(lowbit_generate_tokens(session.s, ids.data(), ids.size(), &gp, collect, &alone, &r), LOWBIT_OK)
+        << lowbit_last_error();
+    EXPECT_EQ(r.stop_reason, LOWBIT_STOP_EOS) << alone;
+    const nlohmann::json v = nlohmann::json::parse(alone);
+    ASSERT_TRUE(v.is_object()) << alone;
+    if (format == schema) {
+      EXPECT_EQ(v.size(), 4u) << alone;
+      EXPECT_LE(v.at("name").get<std::string>().size(), 12u);
+      EXPECT_GE(v.at("age").get<int64_t>(), 1);
+      EXPECT_LE(v.at("age").get<int64_t>(), 20);
+      EXPECT_GT(v.at("weight").get<double>(), 0);
+      EXPECT_LE(v.at("weight").get<double>(), 9.5);
+      EXPECT_LE(v.at("colors").size(), 2u);
+    }
+    BatchHandle batch;
+    ASSERT_EQ(lowbit_batch_create(model.m, nullptr, &batch.b), LOWBIT_OK);
+    lowbit_sequence_params sp = lowbit_sequence_default_params();
+    sp.max_tokens = gp.max_tokens;
+    sp.format = format;
+    uint64_t id = 0;
+    ASSERT_EQ(lowbit_batch_add(batch.b, ids.data(), ids.size(), &sp, &id), LOWBIT_OK) << lowbit_last_error();
+    std::map<uint64_t, Streamed> got;
+    drain(batch.b, got);
+    EXPECT_EQ(got[id].text, alone);
+  }
+  // What a schema cannot say, and text that is no schema, are named; nothing runs.
+  SessionHandle session;
+  ASSERT_EQ(lowbit_session_create(model.m, &session.s), LOWBIT_OK);
+  lowbit_generate_params gp = lowbit_generate_default_params();
+  gp.format = R"({"type": "string", "pattern": "^a"})";
+  EXPECT_EQ(lowbit_generate(session.s, "x", &gp, nullptr, nullptr, nullptr), LOWBIT_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(lowbit_last_error()).find("lowbit_generate: format: 'pattern' is not supported"),
+            std::string::npos) << lowbit_last_error();
+  gp.format = "yaml";
+  EXPECT_EQ(lowbit_generate(session.s, "x", &gp, nullptr, nullptr, nullptr), LOWBIT_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(lowbit_last_error()).find("format: the schema is not valid JSON"), std::string::npos);
+  BatchHandle batch;
+  ASSERT_EQ(lowbit_batch_create(model.m, nullptr, &batch.b), LOWBIT_OK);
+  lowbit_sequence_params sp = lowbit_sequence_default_params();
+  sp.format = R"({"type": "integer", "minimum": 5, "maximum": 4})";
+  EXPECT_EQ(lowbit_batch_add(batch.b, ids.data(), ids.size(), &sp, nullptr), LOWBIT_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(lowbit_last_error()).find("lowbit_batch_add: format: no integer lies within"),
+            std::string::npos) << lowbit_last_error();
+}
+
 // One engine thread steps while another adds and cancels, as a server would.
 TEST_F(CApi, BatchAddAndCancelFromAnotherThread) {
   ModelHandle model;

@@ -22,7 +22,7 @@ OK, BUFFER_TOO_SMALL = 0, 8
 CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int32, ctypes.c_void_p)
 
 
-# The parameter structs as include/lowbit.h declares them (ABI version 2).
+# The parameter structs as include/lowbit.h declares them (ABI version 3).
 class LoadParams(ctypes.Structure):
     _fields_ = [("threads", ctypes.c_int32), ("ctx", ctypes.c_int64), ("isa", ctypes.c_char_p),
                 ("gpu_layers", ctypes.c_int32)]
@@ -36,14 +36,15 @@ class SamplerParams(ctypes.Structure):
 
 class GenerateParams(ctypes.Structure):
     _fields_ = [("max_tokens", ctypes.c_int64), ("sampler", SamplerParams),
-                ("stop", ctypes.POINTER(ctypes.c_char_p)), ("n_stop", ctypes.c_size_t), ("add_bos", ctypes.c_int)]
+                ("stop", ctypes.POINTER(ctypes.c_char_p)), ("n_stop", ctypes.c_size_t), ("add_bos", ctypes.c_int),
+                ("format", ctypes.c_char_p)]
 
 
 @pytest.fixture(scope="module")
 def lib():
     c = ctypes.CDLL(str(LIB))
     c.lowbit_last_error.restype = ctypes.c_char_p
-    assert c.lowbit_abi_version() == 2, "the structs below follow ABI version 2"
+    assert c.lowbit_abi_version() == 3, "the structs below follow ABI version 3"
     c.lowbit_load_default_params.restype = LoadParams
     c.lowbit_generate_default_params.restype = GenerateParams
     c.lowbit_chat_apply_template.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
@@ -107,3 +108,43 @@ def test_a_chat_turn_from_c_is_lowbit_run_s_reply(lib, model):
     cli = json.loads(lowbit("run", SMOL, question, "-n", 16, "--json", "--threads", "2", "--ctx", 512).stdout)
     assert cli["templated"] and cli["prompt_tokens"] == n.value
     assert b"".join(pieces).decode() == cli["text"]
+
+
+def generate_from_c(lib, model, question, max_tokens, fmt=None):
+    text = render(lib, model, [{"role": "user", "content": question}]).encode()
+    n = ctypes.c_size_t()
+    assert lib.lowbit_chat_tokenize(model, text, len(text), None, 0, ctypes.byref(n)) == OK
+    ids = (ctypes.c_int32 * n.value)()
+    assert lib.lowbit_chat_tokenize(model, text, len(text), ids, n.value, ctypes.byref(n)) == OK
+    params = lib.lowbit_generate_default_params()
+    params.max_tokens = max_tokens
+    params.format = fmt
+    pieces = []
+    collect = CALLBACK(lambda piece, size, token, user: pieces.append(ctypes.string_at(piece, size)) or 0)
+    session = ctypes.c_void_p()
+    assert lib.lowbit_session_create(model, ctypes.byref(session)) == OK
+    try:
+        status = lib.lowbit_generate_tokens(session, ids, n.value, ctypes.byref(params), collect, None, None)
+        error = lib.lowbit_last_error().decode()  # before another call clears it
+    finally:
+        lib.lowbit_session_free(session)
+    return status, b"".join(pieces).decode(), error
+
+
+def test_format_from_c_is_lowbit_run_s_structured_output(lib, model):
+    """lowbit_generate_params.format: a schema holds the reply to one value of it (the jsonschema
+    package's judgement), the same reply `lowbit run --format SCHEMA` gives."""
+    import jsonschema
+
+    schema = {"type": "object", "properties": {"city": {"type": "string"}, "population": {"type": "integer", "minimum": 0},
+                                               "area_km2": {"type": "number", "exclusiveMinimum": 0}},
+              "required": ["city", "population", "area_km2"]}
+    question = "Describe Lyon as JSON."
+    status, reply, error = generate_from_c(lib, model, question, 200, json.dumps(schema).encode())
+    assert status == OK, error
+    jsonschema.validate(json.loads(reply), schema)
+    cli = json.loads(lowbit("run", SMOL, question, "-n", 200, "--json", "--threads", "2", "--ctx", 512,
+                            "--format", json.dumps(schema)).stdout)
+    assert reply == cli["text"]
+    status, _, error = generate_from_c(lib, model, question, 8, b'{"type": "string", "pattern": "^a"}')
+    assert status == 1 and "lowbit_generate_tokens: format: 'pattern' is not supported" in error
