@@ -277,16 +277,20 @@ def _streamed(run: Callable[[Callable[..., bool]], None], name: str) -> Iterator
         worker.join()
 
 
-def _settings(max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, seed, stop, format) -> dict:
-    """generate()'s and chat()'s keywords as the core takes them; seed None draws one."""
+def _format_args(format) -> dict:
+    """format= as the core takes it: json (JSON mode on) and schema (JSON text, or None)."""
     if hasattr(format, "model_json_schema"):  # a pydantic model class: its schema
         format = format.model_json_schema()
     if not (format is None or format == "json" or isinstance(format, dict)):
         raise Error(f"format: {format!r} is not supported (None, \"json\" for one JSON object, a JSON schema as a "
                     "dict, or a pydantic model)")
+    return dict(json=format is not None, schema=json.dumps(format) if isinstance(format, dict) else None)
+
+
+def _settings(max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, seed, stop, format) -> dict:
+    """generate()'s and chat()'s keywords as the core takes them; seed None draws one."""
     return dict(
-        json=format is not None,
-        schema=json.dumps(format) if isinstance(format, dict) else None,
+        **_format_args(format),
         max_tokens=max_tokens,
         temperature=temperature,
         top_k=top_k,
@@ -498,6 +502,7 @@ class Model:
         max_sequences: int = 16,
         max_step_tokens: int = 256,
         stream: bool = False,
+        format: Union[None, str, dict, type] = None,
     ) -> Union[list, Iterator[tuple]]:
         """Generates from many prompts at once, decoded together (one pass over the weights per
         step serves every sequence; see runtime/batch.h).
@@ -506,7 +511,7 @@ class Model:
         prompt alone (e.g. {"prompt": "Once", "temperature": 0.8, "seed": 3}); the keywords are
         the defaults. Each sequence gets exactly the text generate() gives it alone. max_sequences
         generate at once (the rest wait); max_step_tokens bounds the rows of one step (decode
-        rows plus prompt chunks).
+        rows plus prompt chunks). format: as generate()'s, for every prompt or per prompt.
 
         Returns one dict per prompt, in order: text, ids, stop_reason ("eos", "length", "stop",
         "context"), prompt_tokens, generated_tokens, gen_tokens_per_s (its decode rate). With
@@ -522,6 +527,7 @@ class Model:
             seed=seed,
             stop=list(stop) if stop is not None else None,
             add_bos=add_bos,
+            format=format,
         )
         texts, settings = [], []
         for p in prompts:
@@ -538,6 +544,8 @@ class Model:
             if one.get("stop") is not None:
                 one["stop"] = list(one["stop"])
             settings.append(one)
+        for one in settings:
+            one.update(_format_args(one.pop("format")))
         if stream:
             return self._stream_batch(texts, settings, max_sequences, max_step_tokens)
         return self._core.generate_batch(texts, settings, max_sequences=max_sequences, max_step_tokens=max_step_tokens)

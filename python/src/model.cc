@@ -168,6 +168,8 @@ class PyModel {
         sp.sampler = params[i].sampler;
         sp.stop = params[i].stop;
         sp.stop_on_bos = params[i].stop_on_bos;
+        sp.json = params[i].json;
+        sp.schema = params[i].schema;
         index[sched.submit(out[i].prompt, sp)] = i;
       }
       bool stop_all = false;
@@ -321,6 +323,9 @@ void register_model(py::module_& m) {
                                            get("seed", uint64_t(0)),
                                            stop.is_none() ? std::vector<std::string>{} : stop.cast<std::vector<std::string>>(),
                                            get("add_bos", true)));
+              const py::object schema = d.contains("schema") ? py::object(d["schema"]) : py::none();
+              self.set_format(params.back(), get("json", false),
+                              schema.is_none() ? std::nullopt : std::optional<std::string>(schema.cast<std::string>()));
             }
             return self.generate_batch(prompts, params, max_sequences, max_step_tokens, callback);
           },

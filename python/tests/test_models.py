@@ -326,6 +326,32 @@ def test_json_schema_format_gives_a_value_of_the_schema():
         m.chat(messages, format={"properties": {"age": {"type": "integer", "multipleOf": 2}}})
 
 
+def test_generate_batch_format_per_prompt_matches_generate_alone():
+    """format in generate_batch, for all prompts or one: each text is the one generate() gives it
+    alone with the same format, and the schema's validates (the jsonschema package)."""
+    jsonschema = pytest.importorskip("jsonschema")
+    from conftest import MODELS
+
+    path = MODELS / SMOLLM2
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    m = lowbit.Model(str(path), threads=2, ctx=512)
+    schema = {"type": "object", "properties": {"name": {"type": "string"}, "lives": {"type": "integer", "minimum": 1,
+                                                                                     "maximum": 9}},
+              "required": ["name", "lives"]}
+    ask = "Describe a cat as JSON: its name, age, weight and colors."
+    prompt = m.apply_chat_template([{"role": "user", "content": ask}])
+    prompts = [prompt, {"prompt": prompt, "format": "json"}, {"prompt": prompt, "format": None}]
+    results = m.generate_batch(prompts, max_tokens=200, format=schema, add_bos=False)
+    assert [r["stop_reason"] for r in results[:2]] == ["eos", "eos"], results
+    jsonschema.validate(json.loads(results[0]["text"]), schema)
+    assert isinstance(json.loads(results[1]["text"]), dict)
+    for p, fmt, r in zip(prompts, [schema, "json", None], results):
+        assert r["text"] == m.generate(prompt, max_tokens=200, format=fmt, add_bos=False, seed=0), fmt
+    with pytest.raises(lowbit.Error, match="format: 'pattern' is not supported"):
+        m.generate_batch([prompt], format={"type": "string", "pattern": "a"})
+
+
 def test_chat_errors_name_what_is_wrong(stories):
     with pytest.raises(lowbit.Error, match="has no chat template"):
         stories.chat([{"role": "user", "content": "hi"}])
