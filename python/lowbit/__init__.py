@@ -187,7 +187,8 @@ class Generation(str):
     ids: the generated token ids. prompt_tokens, generated_tokens: counts.
     prompt_tokens_per_s, gen_tokens_per_s: speed of the prompt (one batch) and of generation.
     prompt_seconds, gen_seconds: the times they took. seed: the sampler's seed (pass it as
-    seed= to repeat a sampled text).
+    seed= to repeat a sampled text). dropped_messages: chat(truncate=True) only, how many of the
+    oldest messages were left out to fit the context (0 otherwise).
 
     Operations on it (+, slicing, .strip(), ...) give plain str, as for any str.
     """
@@ -209,6 +210,7 @@ class Generation(str):
         self = super().__new__(cls, result["text"])
         for name in cls._FIELDS:
             setattr(self, name, result[name])
+        self.dropped_messages = result.get("dropped_messages", 0)
         return self
 
     def __reduce__(self):
@@ -471,20 +473,36 @@ class Model:
         stop: Optional[Sequence[str]] = None,
         stream: bool = False,
         format: Union[None, str, dict, type] = None,
+        truncate: bool = False,
     ) -> Union[Generation, Stream]:
         """The assistant's reply to a conversation: messages (a list of {"role", "content"} dicts:
         "system", "user", "assistant") rendered by the model's chat template
         (apply_chat_template) and encoded as `lowbit run`'s chat and `lowbit serve` encode it
         (the tokenizer's BOS where the model uses one, never twice). The reply ends at the
         template's end-of-turn token, which is not in the text. Settings and the result as
-        generate()'s (format="json" too). Raises lowbit.Error when the model has no chat template."""
+        generate()'s (format="json" too). Raises lowbit.Error when the model has no chat template.
+
+        truncate=True: a conversation too long for the context keeps every system message and the
+        latest turns that fit with room for the reply (max_tokens, at most half the context), as
+        `lowbit serve` and `lowbit run`'s chat do; the result's dropped_messages says how many of
+        the oldest messages went. Without it such a conversation raises lowbit.Error."""
         kwargs = _settings(max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, seed, stop, format)
-        ids = self._core.chat_tokens(_messages_json(messages))
+        dropped = 0
+        if truncate:
+            ctx = self._core.ctx
+            budget = ctx - max(1, min(max_tokens, ctx // 2))
+            ids, dropped = self._core.chat_tokens_fit(_messages_json(messages), budget)
+        else:
+            ids = self._core.chat_tokens(_messages_json(messages))
+
+        def run(**kw):
+            return dict(self._core.generate_tokens(ids, **kw), dropped_messages=dropped)
+
         if stream:
             s = Stream()
-            s._pieces = self._stream(lambda **kw: self._core.generate_tokens(ids, **kw), kwargs, s)
+            s._pieces = self._stream(run, kwargs, s)
             return s
-        return Generation(self._core.generate_tokens(ids, **kwargs))
+        return Generation(run(**kwargs))
 
     def generate_batch(
         self,

@@ -78,17 +78,17 @@ class PyModel {
   // The chat template over messages (JSON text of a list of {"role", "content", ...} objects,
   // key order kept), with the assistant's turn opened when add_generation_prompt.
   std::string render_chat(const std::string& messages_json, bool add_generation_prompt) const {
-    nlohmann::ordered_json messages;
-    try {
-      messages = nlohmann::ordered_json::parse(messages_json);
-    } catch (const nlohmann::json::exception& e) {
-      throw Error(ErrorCode::invalid_argument, std::string("messages: not JSON: ") + e.what());
-    }
-    const std::unique_ptr<ChatTemplate> tmpl = chat_template_of(model_->tokenizer());
-    if (!tmpl)
-      throw Error(ErrorCode::not_found, path_ + " has no chat template (tokenizer_config.json chat_template or GGUF "
-                                                "tokenizer.chat_template); generate() continues plain text");
-    return tmpl->render(messages, add_generation_prompt);
+    return chat_template()->render(parse_messages<nlohmann::ordered_json>(messages_json), add_generation_prompt);
+  }
+
+  // The conversation cut to budget tokens as `lowbit serve` and the chat cut it
+  // (fit_conversation): its ids and how many of the oldest non-system messages were left out.
+  std::pair<std::vector<int32_t>, size_t> chat_tokens_fit(const std::string& messages_json, int64_t budget) const {
+    const nlohmann::json messages = parse_messages<nlohmann::json>(messages_json);
+    const std::unique_ptr<ChatTemplate> tmpl = chat_template();
+    py::gil_scoped_release nogil;
+    FittedConversation f = fit_conversation(model_->tokenizer(), *tmpl, messages, budget);
+    return {std::move(f.ids), f.dropped};
   }
 
   // The conversation's tokens as every chat front end feeds them (encode_conversation).
@@ -234,6 +234,23 @@ class PyModel {
  private:
   // Checked before any work, to name the settings as a Python caller passed them: the library's
   // own messages name the GenerateParams fields, which are the keyword arguments.
+  template <class Json>
+  static Json parse_messages(const std::string& messages_json) {
+    try {
+      return Json::parse(messages_json);
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(ErrorCode::invalid_argument, std::string("messages: not JSON: ") + e.what());
+    }
+  }
+
+  std::unique_ptr<ChatTemplate> chat_template() const {
+    std::unique_ptr<ChatTemplate> tmpl = chat_template_of(model_->tokenizer());
+    if (!tmpl)
+      throw Error(ErrorCode::not_found, path_ + " has no chat template (tokenizer_config.json chat_template or GGUF "
+                                                "tokenizer.chat_template); generate() continues plain text");
+    return tmpl;
+  }
+
   static void check_settings(const GenerateParams& params) {
     if (const auto bad = invalid_setting(params)) throw Error(bad->field + " must be " + bad->requirement);
   }
@@ -292,6 +309,7 @@ void register_model(py::module_& m) {
           py::arg("schema") = py::none(), py::arg("callback") = py::none())
       .def("render_chat", &PyModel::render_chat, py::arg("messages_json"), py::arg("add_generation_prompt") = true)
       .def("chat_tokens", &PyModel::chat_tokens, py::arg("messages_json"), py::arg("add_special") = true)
+      .def("chat_tokens_fit", &PyModel::chat_tokens_fit, py::arg("messages_json"), py::arg("budget"))
       .def(
           "generate_tokens",
           [](const PyModel& self, const std::vector<int32_t>& ids, int64_t max_tokens, float temperature, int top_k,

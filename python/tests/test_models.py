@@ -352,6 +352,43 @@ def test_generate_batch_format_per_prompt_matches_generate_alone():
         m.generate_batch([prompt], format={"type": "string", "pattern": "a"})
 
 
+def test_chat_truncate_keeps_the_latest_turns_that_fit():
+    """chat(truncate=True): every system message and the latest turns that fit the context with
+    room for the reply (which turns: worked out here from the rendering's token count); the reply
+    is the one to those turns sent alone."""
+    from conftest import MODELS
+
+    path = MODELS / SMOLLM2
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    ctx, reply = 256, 24
+    m = lowbit.Model(str(path), threads=2, ctx=ctx)
+    history = [{"role": "system", "content": "You are a helpful assistant who answers briefly."}]
+    for k in range(6):
+        history.append({"role": "user", "content": f"Tell me fact number {k} about the sea, with some detail please."})
+        history.append({"role": "assistant", "content": f"Fact {k}: the sea covers much of the planet, and its water "
+                                                        f"moves in great currents that carry heat from place to place."})
+    history.append({"role": "user", "content": "Which fact was the most surprising?"})
+
+    def n_tokens(msgs):
+        return len(m.tokenize(m.apply_chat_template(msgs), add_bos=False))
+
+    assert n_tokens(history) > ctx
+    with pytest.raises(lowbit.Error, match="ctx"):
+        m.chat(history, max_tokens=reply)
+    for start in [i for i, x in enumerate(history) if x["role"] == "user" and i > 0]:
+        kept = [x for x in history[:start] if x["role"] == "system"] + history[start:]
+        if n_tokens(kept) <= ctx - reply:
+            break
+    r = m.chat(history, max_tokens=reply, truncate=True)
+    assert r.dropped_messages == sum(x["role"] != "system" for x in history[:start]) > 0
+    assert r.prompt_tokens == n_tokens(kept)
+    alone = m.chat(kept, max_tokens=reply)
+    assert r == alone and alone.dropped_messages == 0
+    streamed = m.chat(history, max_tokens=reply, truncate=True, stream=True)
+    assert "".join(streamed) == r and streamed.result.dropped_messages == r.dropped_messages
+
+
 def test_chat_errors_name_what_is_wrong(stories):
     with pytest.raises(lowbit.Error, match="has no chat template"):
         stories.chat([{"role": "user", "content": "hi"}])
