@@ -86,31 +86,9 @@ def test_the_template_renders_as_jinja2_does(lib, model, messages):
     assert render(lib, model, messages) == jinja2_chat_prompt(SMOL, messages)
 
 
-def test_a_chat_turn_from_c_is_lowbit_run_s_reply(lib, model):
-    question = "What is the capital of France?"
-    text = render(lib, model, [{"role": "user", "content": question}]).encode()
-    n = ctypes.c_size_t()
-    assert lib.lowbit_chat_tokenize(model, text, len(text), None, 0, ctypes.byref(n)) == OK
-    ids = (ctypes.c_int32 * n.value)()
-    assert lib.lowbit_chat_tokenize(model, text, len(text), ids, n.value, ctypes.byref(n)) == OK
-
-    params = lib.lowbit_generate_default_params()  # greedy
-    params.max_tokens = 16
-    pieces = []
-    collect = CALLBACK(lambda piece, size, token, user: pieces.append(ctypes.string_at(piece, size)) or 0)
-    session = ctypes.c_void_p()
-    assert lib.lowbit_session_create(model, ctypes.byref(session)) == OK
-    try:
-        status = lib.lowbit_generate_tokens(session, ids, n.value, ctypes.byref(params), collect, None, None)
-        assert status == OK, lib.lowbit_last_error()
-    finally:
-        lib.lowbit_session_free(session)
-    cli = json.loads(lowbit("run", SMOL, question, "-n", 16, "--json", "--threads", "2", "--ctx", 512).stdout)
-    assert cli["templated"] and cli["prompt_tokens"] == n.value
-    assert b"".join(pieces).decode() == cli["text"]
-
-
 def generate_from_c(lib, model, question, max_tokens, fmt=None):
+    """A chat turn through the C calls: the question rendered by lowbit_chat_apply_template,
+    lowbit_chat_tokenize, lowbit_generate_tokens (greedy). (status, prompt tokens, reply, error)."""
     text = render(lib, model, [{"role": "user", "content": question}]).encode()
     n = ctypes.c_size_t()
     assert lib.lowbit_chat_tokenize(model, text, len(text), None, 0, ctypes.byref(n)) == OK
@@ -128,7 +106,16 @@ def generate_from_c(lib, model, question, max_tokens, fmt=None):
         error = lib.lowbit_last_error().decode()  # before another call clears it
     finally:
         lib.lowbit_session_free(session)
-    return status, b"".join(pieces).decode(), error
+    return status, n.value, b"".join(pieces).decode(), error
+
+
+def test_a_chat_turn_from_c_is_lowbit_run_s_reply(lib, model):
+    question = "What is the capital of France?"
+    status, n, reply, error = generate_from_c(lib, model, question, 16)
+    assert status == OK, error
+    cli = json.loads(lowbit("run", SMOL, question, "-n", 16, "--json", "--threads", "2", "--ctx", 512).stdout)
+    assert cli["templated"] and cli["prompt_tokens"] == n
+    assert reply == cli["text"]
 
 
 def test_format_from_c_is_lowbit_run_s_structured_output(lib, model):
@@ -140,11 +127,11 @@ def test_format_from_c_is_lowbit_run_s_structured_output(lib, model):
                                                "area_km2": {"type": "number", "exclusiveMinimum": 0}},
               "required": ["city", "population", "area_km2"]}
     question = "Describe Lyon as JSON."
-    status, reply, error = generate_from_c(lib, model, question, 200, json.dumps(schema).encode())
+    status, _, reply, error = generate_from_c(lib, model, question, 200, json.dumps(schema).encode())
     assert status == OK, error
     jsonschema.validate(json.loads(reply), schema)
     cli = json.loads(lowbit("run", SMOL, question, "-n", 200, "--json", "--threads", "2", "--ctx", 512,
                             "--format", json.dumps(schema)).stdout)
     assert reply == cli["text"]
-    status, _, error = generate_from_c(lib, model, question, 8, b'{"type": "string", "pattern": "^a"}')
+    status, _, _, error = generate_from_c(lib, model, question, 8, b'{"type": "string", "pattern": "^a"}')
     assert status == 1 and "lowbit_generate_tokens: format: 'pattern' is not supported" in error
