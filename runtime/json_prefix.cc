@@ -499,10 +499,9 @@ bool JsonPrefix::number_fits(const Path& p, bool whole) const {
   return JsonSchema::number_reachable(n, p.negative, p.magnitude, p.digits, p.fraction, whole);
 }
 
-// Whether the integer read so far can still become (or, whole, is) one within its schema's
-// bounds. A number without bounds, or with a fraction allowed, always can: bounds come only with
-// type "integer". More digits make m into m * 10^k + [0, 10^k) for some k >= 0; by k = 19 that
-// passes every int64 bound, so the loop ends there.
+// Whether the integer read so far (type "integer": no fraction can come) can still become (or,
+// whole, is) one within its schema's int64 bounds. More digits make m into m * 10^k + [0, 10^k)
+// for some k >= 0; by k = 19 that passes every int64 bound, so the loop ends there.
 bool JsonPrefix::integer_fits(const Path& p, bool whole) const {
   const JsonSchema::Node& n = schema_->node(p.want);
   if (!n.has_min && !n.has_max) return true;

@@ -105,8 +105,7 @@ class SchemaCompiler {
       if (!among(key, kKeywords))
         fail(path, "'" + key + "' is not supported (constrained generation supports type, properties, required, "
                    "additionalProperties, items, minItems, maxItems, minLength, maxLength, enum, const, anyOf, "
-                   "allOf of one schema, $ref, and minimum, maximum, exclusiveMinimum, exclusiveMaximum on "
-                   "integers)");
+                   "allOf of one schema, $ref, minimum, maximum, exclusiveMinimum and exclusiveMaximum)");
       if (key != "$ref" && key != "anyOf" && key != "allOf") validates = true;
     }
     const int combinators = (int)s.contains("$ref") + (int)s.contains("anyOf") + (int)s.contains("allOf");
