@@ -216,13 +216,11 @@ int run_chat(const Model& model, const ChatOptions& opt) {
     }
 
     messages.push_back({{"role", "user"}, {"content", line}});
-    // A chat that outgrows the context forgets its oldest turns, keeping room for the reply: -n
-    // when given (at most half the context), else a quarter of it.
-    const int64_t reserve =
-        std::max<int64_t>(1, settings.max_tokens_given ? std::min(settings.gen.max_tokens, model.ctx() / 2) : model.ctx() / 4);
+    // A chat that outgrows the context forgets its oldest turns, keeping room for the reply.
+    const int64_t budget = conversation_budget(model.ctx(), settings.max_tokens_given ? settings.gen.max_tokens : -1);
     FittedConversation fit;
     try {
-      fit = fit_conversation(tok, *tmpl, with_system(system, messages), model.ctx() - reserve, settings.gen.add_bos);
+      fit = fit_conversation(tok, *tmpl, with_system(system, messages), budget, settings.gen.add_bos);
     } catch (const Error& e) {
       messages.erase(messages.size() - 1);
       std::printf("error: %s\n", e.what());

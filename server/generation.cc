@@ -185,10 +185,10 @@ void generate_response(Context& ctx, const GenerationRequest& req, std::shared_p
   size_t dropped = 0;
   if (is_chat(req.route) && m.chat_template && req.truncate) {
     // A conversation longer than the context loses its oldest turns, as Ollama's does, keeping
-    // room for the reply: max_tokens when given (at most half the context), else a quarter.
-    const int64_t reserve = std::max<int64_t>(1, req.max_tokens >= 0 ? std::min(req.max_tokens, ctx_len / 2) : ctx_len / 4);
+    // room for the reply.
     try {
-      FittedConversation fit = fit_conversation(m.model->tokenizer(), *m.chat_template, req.messages, ctx_len - reserve);
+      FittedConversation fit = fit_conversation(m.model->tokenizer(), *m.chat_template, req.messages,
+                                                conversation_budget(ctx_len, req.max_tokens));
       ids = std::move(fit.ids);
       dropped = fit.dropped;
     } catch (const Error& e) {

@@ -489,9 +489,7 @@ class Model:
         kwargs = _settings(max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, seed, stop, format)
         dropped = 0
         if truncate:
-            ctx = self._core.ctx
-            budget = ctx - max(1, min(max_tokens, ctx // 2))
-            ids, dropped = self._core.chat_tokens_fit(_messages_json(messages), budget)
+            ids, dropped = self._core.chat_tokens_fit(_messages_json(messages), max_tokens)
         else:
             ids = self._core.chat_tokens(_messages_json(messages))
 

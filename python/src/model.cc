@@ -81,13 +81,15 @@ class PyModel {
     return chat_template()->render(parse_messages<nlohmann::ordered_json>(messages_json), add_generation_prompt);
   }
 
-  // The conversation cut to budget tokens as `lowbit serve` and the chat cut it
-  // (fit_conversation): its ids and how many of the oldest non-system messages were left out.
-  std::pair<std::vector<int32_t>, size_t> chat_tokens_fit(const std::string& messages_json, int64_t budget) const {
+  // The conversation cut to the context, with room for a reply of max_tokens, as `lowbit serve`
+  // and the chat cut it (fit_conversation): its ids and how many of the oldest non-system
+  // messages were left out.
+  std::pair<std::vector<int32_t>, size_t> chat_tokens_fit(const std::string& messages_json, int64_t max_tokens) const {
     const nlohmann::json messages = parse_messages<nlohmann::json>(messages_json);
     const std::unique_ptr<ChatTemplate> tmpl = chat_template();
     py::gil_scoped_release nogil;
-    FittedConversation f = fit_conversation(model_->tokenizer(), *tmpl, messages, budget);
+    FittedConversation f =
+        fit_conversation(model_->tokenizer(), *tmpl, messages, conversation_budget(model_->ctx(), max_tokens));
     return {std::move(f.ids), f.dropped};
   }
 
@@ -309,7 +311,7 @@ void register_model(py::module_& m) {
           py::arg("schema") = py::none(), py::arg("callback") = py::none())
       .def("render_chat", &PyModel::render_chat, py::arg("messages_json"), py::arg("add_generation_prompt") = true)
       .def("chat_tokens", &PyModel::chat_tokens, py::arg("messages_json"), py::arg("add_special") = true)
-      .def("chat_tokens_fit", &PyModel::chat_tokens_fit, py::arg("messages_json"), py::arg("budget"))
+      .def("chat_tokens_fit", &PyModel::chat_tokens_fit, py::arg("messages_json"), py::arg("max_tokens"))
       .def(
           "generate_tokens",
           [](const PyModel& self, const std::vector<int32_t>& ids, int64_t max_tokens, float temperature, int top_k,

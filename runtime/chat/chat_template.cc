@@ -4,6 +4,7 @@
 // render_jinja_template).
 #include "runtime/chat/chat_template.h"
 
+#include <algorithm>
 #include <map>
 
 #include "kernels/error.h"
@@ -102,6 +103,11 @@ std::vector<int32_t> encode_conversation(const Tokenizer& tok, const std::string
   const int32_t bos = tok.bos_id();
   if (add_special && bos >= 0 && ids.size() >= 2 && ids[0] == bos && ids[1] == bos) ids.erase(ids.begin());
   return ids;
+}
+
+int64_t conversation_budget(int64_t ctx, int64_t max_tokens) {
+  const int64_t reserve = max_tokens >= 0 ? std::min(max_tokens, ctx / 2) : ctx / 4;
+  return ctx - std::max<int64_t>(1, reserve);
 }
 
 FittedConversation fit_conversation(const Tokenizer& tok, const ChatTemplate& tmpl, const nlohmann::json& messages,

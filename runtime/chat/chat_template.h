@@ -69,6 +69,11 @@ std::vector<int32_t> encode_conversation(const Tokenizer& tok, const std::string
 // when none is, the shortest (system messages and the last message). Each candidate is rendered
 // and encoded as encode_conversation does; a candidate the template refuses counts as not
 // fitting, except the last, whose refusal is thrown. Binary search: O(log n) renderings.
+// The tokens a conversation may take in a context of ctx positions, leaving room for the reply:
+// max_tokens when given (>= 0; at most half the context), else a quarter of the context; at
+// least one position. What every chat front end passes fit_conversation as its budget.
+int64_t conversation_budget(int64_t ctx, int64_t max_tokens);
+
 struct FittedConversation {
   std::vector<int32_t> ids;   // the kept conversation's tokens
   size_t dropped = 0;         // how many of the oldest non-system messages were left out

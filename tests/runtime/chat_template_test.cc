@@ -289,6 +289,15 @@ TEST(ChatTemplate, named_templates_and_chat_template_jinja) {
   EXPECT_THAT(error_of([&] { load_tokenizer_files(files, "m"); }), HasSubstr("m:tokenizer_config.json"));
 }
 
+// The room a reply keeps: max_tokens up to half the context, else a quarter, at least one.
+TEST(ChatTemplate, conversation_budget_keeps_room_for_the_reply) {
+  EXPECT_EQ(conversation_budget(8192, -1), 8192 - 2048);
+  EXPECT_EQ(conversation_budget(256, 24), 232);
+  EXPECT_EQ(conversation_budget(256, 1000), 128);
+  EXPECT_EQ(conversation_budget(256, 0), 255);
+  EXPECT_EQ(conversation_budget(2, -1), 1);
+}
+
 // fit_conversation keeps every system message and the latest turns that fit: checked against
 // the definition (the kept part rendered and encoded on its own; one turn more does not fit).
 TEST(ChatTemplate, fit_conversation_drops_the_oldest_turns) {
