@@ -1,0 +1,74 @@
+// Tool calling over a model's chat template. A template that offers tools also shows, when it
+// renders an assistant message that called one, the text the model was trained to write for a
+// call (Qwen2.5 and Hermes: `<tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call>`; Llama
+// 3.x: a bare `{"name": ..., "parameters": {...}}`). ToolCallSyntax learns that text by rendering
+// one probe call, so no model family is written into lowbit; it then reads calls back out of a
+// reply and builds the JSON schema that holds a reply to a call of the offered tools.
+//
+// Thread safety: a ToolCallSyntax is immutable after of(); its methods may be called from any
+// number of threads at once.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace lowbit {
+
+class ChatTemplate;
+
+struct ToolCall {
+  std::string name;
+  nlohmann::ordered_json arguments;  // an object
+};
+
+// What a reply says: its text outside the calls, and the calls in order.
+struct ToolReply {
+  std::string content;
+  std::vector<ToolCall> calls;
+};
+
+class ToolCallSyntax {
+ public:
+  // How tmpl writes a call, or nullopt when it cannot be offered tools: its rendering ignores
+  // `tools`, it renders no readable JSON object for an assistant's tool_calls, or it refuses the
+  // probe conversation (a system message, a user message, an assistant message with one call).
+  static std::optional<ToolCallSyntax> of(const ChatTemplate& tmpl);
+
+  const std::string& prefix() const { return prefix_; }  // before a call's object ("<tool_call>\n"; "" for bare JSON)
+  const std::string& suffix() const { return suffix_; }  // after it ("\n</tool_call>")
+  const std::string& name_key() const { return name_key_; }            // "name"
+  const std::string& arguments_key() const { return arguments_key_; }  // "arguments" or "parameters"
+  // The template writes the arguments as a JSON string holding the object, not as the object.
+  bool arguments_as_string() const { return arguments_as_string_; }
+
+  // The calls in a reply, of tools named in `tools` (an array of {"type": "function", "function":
+  // {"name", ...}}). With a prefix: each call is the prefix (whitespace around it optional), a
+  // JSON object naming a tool, then optionally the suffix; calls may follow one another; text
+  // before the first is the content, and a reply with anything unreadable after a prefix is all
+  // content. Without one: a reply that is one such object alone is a call. Never throws.
+  ToolReply parse(const std::string& text, const nlohmann::ordered_json& tools) const;
+
+  // Where, in a reply streamed so far, a call may have begun: text before this offset can be
+  // sent as content, the rest is held until the reply ends (text.size() when nothing is held).
+  size_t hold_from(const std::string& text) const;
+
+  // What a reply forced to call `tool` (one element of tools) continues after: the prefix and the
+  // object's text up to the arguments value, in the template's own spelling (`<tool_call>\n{"name":
+  // "get_weather", "arguments": `). Empty when the template writes the arguments before the name.
+  std::string forced_opening(const std::string& name) const;
+  // And what closes the object after the arguments value ("}").
+  const std::string& forced_closing() const { return after_arguments_; }
+
+ private:
+  std::string prefix_, suffix_, name_key_, arguments_key_;
+  bool arguments_as_string_ = false;
+  // The probe object's text around its name and arguments values, the name replaced by a hole:
+  // `{"name": "` + name + `", "arguments": ` ... `}`; empty before_name_ when the arguments come
+  // first.
+  std::string before_name_, after_name_, after_arguments_;
+};
+
+}  // namespace lowbit
