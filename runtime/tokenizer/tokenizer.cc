@@ -71,7 +71,12 @@ std::unique_ptr<Tokenizer> load_tokenizer_files(const std::map<std::string, std:
     return tok::make_json_tokenizer_text(it->second, label + ":tokenizer.json", cfg);
   if (auto it = files.find("tokenizer.model"); it != files.end())
     return tok::make_spm_tokenizer_bytes(it->second, label + ":tokenizer.model", cfg);
-  throw Error(label + ": no tokenizer among its files (needs tokenizer.json or tokenizer.model)");
+  auto vocab = files.find("vocab.json"), merges = files.find("merges.txt");
+  if (vocab != files.end() && merges != files.end())
+    return tok::make_vocab_merges_tokenizer_text(vocab->second, label + ":vocab.json", merges->second,
+                                                 label + ":merges.txt", cfg);
+  if (vocab != files.end()) throw Error(label + ":vocab.json has no merges.txt beside it");
+  throw Error(label + ": no tokenizer among its files (needs tokenizer.json, tokenizer.model or vocab.json + merges.txt)");
 }
 
 namespace {

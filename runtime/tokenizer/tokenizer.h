@@ -83,7 +83,7 @@ class Tokenizer {
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path);
 
 // The same from files held in memory: file name -> contents, as a model folder would hold them
-// (tokenizer.json or tokenizer.model, with tokenizer_config.json, config.json and
+// (tokenizer.json, tokenizer.model or vocab.json + merges.txt, with tokenizer_config.json, config.json and
 // generation_config.json read as above when present). The GGUF importer builds such a map from a
 // file's metadata (convert/gguf_tokenizer.h). `label` says where the files came from (the GGUF's
 // path): messages name each file as LABEL:NAME. Throws lowbit::Error.

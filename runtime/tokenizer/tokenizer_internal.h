@@ -73,5 +73,10 @@ std::unique_ptr<Tokenizer> make_json_tokenizer_text(const std::string& json_text
 std::unique_ptr<Tokenizer> make_vocab_merges_tokenizer(const std::string& vocab_path,
                                                        const std::string& merges_path,
                                                        const TokenizerConfig& cfg);
+// The same from the files' contents (a model's tokenizer files held in memory); the paths name
+// them in messages.
+std::unique_ptr<Tokenizer> make_vocab_merges_tokenizer_text(const std::string& vocab_text, const std::string& vocab_path,
+                                                            const std::string& merges_text, const std::string& merges_path,
+                                                            const TokenizerConfig& cfg);
 
 }  // namespace lowbit::tok

@@ -21,10 +21,10 @@ bool is_qwen2(const TokenizerConfig& cfg) {
   return cfg.model_type.rfind("qwen", 0) == 0;
 }
 
-TokenMap read_vocab(const std::string& path) {
+TokenMap read_vocab(const std::string& text, const std::string& path) {
   json j;
   try {
-    j = json::parse(read_file(path, "the vocabulary"));
+    j = json::parse(text);
   } catch (const json::exception& e) {
     throw Error(path + ": not valid JSON (" + e.what() + ")");
   }
@@ -39,8 +39,7 @@ TokenMap read_vocab(const std::string& path) {
 }
 
 // One merge per line, "left right"; an optional "#version: ..." first line; blank lines skipped.
-std::vector<std::pair<std::string, std::string>> read_merges(const std::string& path) {
-  const std::string text = read_file(path, "the merges");
+std::vector<std::pair<std::string, std::string>> read_merges(const std::string& text, const std::string& path) {
   std::vector<std::pair<std::string, std::string>> merges;
   size_t line_no = 0;
   for (size_t pos = 0; pos < text.size();) {
@@ -65,13 +64,20 @@ std::vector<std::pair<std::string, std::string>> read_merges(const std::string& 
 std::unique_ptr<Tokenizer> make_vocab_merges_tokenizer(const std::string& vocab_path,
                                                        const std::string& merges_path,
                                                        const TokenizerConfig& config) {
+  return make_vocab_merges_tokenizer_text(read_file(vocab_path, "the vocabulary"), vocab_path,
+                                          read_file(merges_path, "the merges"), merges_path, config);
+}
+
+std::unique_ptr<Tokenizer> make_vocab_merges_tokenizer_text(const std::string& vocab_text, const std::string& vocab_path,
+                                                            const std::string& merges_text, const std::string& merges_path,
+                                                            const TokenizerConfig& config) {
   TokenizerConfig cfg = config;
   const bool qwen2 = is_qwen2(cfg);
   BpePipeline p;
   p.source = vocab_path;
   // Byte-level BPE needs no unk token: every byte has one.
-  p.model = std::make_unique<BpeModel>(read_vocab(vocab_path), read_merges(merges_path), BpeOptions{},
-                                       vocab_path + " + merges.txt");
+  p.model = std::make_unique<BpeModel>(read_vocab(vocab_text, vocab_path), read_merges(merges_text, merges_path),
+                                       BpeOptions{}, vocab_path + " + merges.txt");
 
   // GPT2Tokenizer's defaults, where tokenizer_config.json names none and the vocabulary has it.
   const std::string endoftext = "<|endoftext|>";

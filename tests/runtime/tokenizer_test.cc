@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <random>
 
@@ -467,6 +468,36 @@ TEST(LoadTokenizer, errors_name_what_is_missing) {
   bad.write("tokenizer_config.json", R"({"eos_token": "<nope>"})");
   bad.write("tokenizer.json", R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}})");
   EXPECT_NE(error_of([&] { lowbit::load_tokenizer(bad.path().string()); }).find("<nope>"), std::string::npos);
+}
+
+}  // namespace
+
+namespace {
+
+std::string file_text(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+TEST(LoadTokenizerFiles, vocab_merges_held_in_memory_read_as_from_disk) {
+  // A model folder whose tokenizer is vocab.json + merges.txt (Qwen2.5's as published): the HF
+  // converter hands the files over in memory; they must read as load_tokenizer reads the folder
+  // (which test_tokenizer_reference.py holds to transformers).
+  const std::string dir = kModels + "/configs/qwen2.5-0.5b";
+  if (!fs::exists(dir)) GTEST_SKIP() << dir << " not present";
+  std::map<std::string, std::string> files;
+  for (const char* name : {"vocab.json", "merges.txt", "tokenizer_config.json", "config.json"})
+    files[name] = file_text(dir + "/" + name);
+  auto from_disk = lowbit::load_tokenizer(dir);
+  auto in_memory = lowbit::load_tokenizer_files(files, "qwen");
+  for (const std::string text : {"Hello world", "<|im_start|>user\n2 + 2 = 4?<|im_end|>\n", "naïve café 日本語 123456"})
+    EXPECT_EQ(in_memory->encode(text), from_disk->encode(text)) << text;
+  EXPECT_EQ(in_memory->eos_ids(), from_disk->eos_ids());
+  EXPECT_EQ(in_memory->chat_template(), from_disk->chat_template());
+
+  files.erase("merges.txt");
+  EXPECT_NE(error_of([&] { lowbit::load_tokenizer_files(files, "qwen"); }).find("qwen:vocab.json has no merges.txt"),
+            std::string::npos);
 }
 
 }  // namespace
