@@ -15,6 +15,7 @@
 #include "cli/store_format.h"
 #include "kernels/error.h"
 #include "runtime/manifest.h"
+#include "runtime/mapped_file.h"
 #include "store/model_store.h"
 
 namespace lowbit::cli {
@@ -33,7 +34,7 @@ const char* kCreateFooter =
     "visible under NAME until it is complete, and a failed or interrupted create leaves nothing.\n";
 
 int create_main(int argc, char** argv) {
-  std::string name, from, models, quantize;
+  std::string name, from, models, quantize, template_file;
   int64_t bits = 0;
   CreateOptions opt;
   Args args("lowbit create", "Imports a model into the store under a name.", kCreateFooter);
@@ -42,10 +43,12 @@ int create_main(int argc, char** argv) {
   Opt q = args.text("-q,--quantize", quantize, "quantization name or bit width (default: the source's types)");
   q.metavar("Q");
   args.integer("--bits", bits, "bit width of the linear layers: 1, 2, 4, 8, 16 or 32", 1, 32).metavar("B").excludes(q);
+  args.text("--template", template_file, "a Jinja chat template file to use instead of the source's").metavar("FILE");
   add_threads(args, opt.threads);
   add_models(args, models);
   if (!args.parse(argc, argv)) return 0;
   opt.quantize = args.given("--bits") ? std::to_string(bits) : quantize;
+  if (args.given("--template")) opt.chat_template = read_file(template_file, "the --template file");
   std::signal(SIGINT, on_create_signal);
   std::signal(SIGTERM, on_create_signal);
   opt.cancel = &g_cancel;

@@ -34,6 +34,7 @@
 
 #include "convert/convert.h"
 #include "kernels/error.h"
+#include "runtime/chat/chat_template.h"
 #include "runtime/manifest.h"
 #include "store/sha256.h"
 
@@ -357,15 +358,31 @@ std::optional<StoredModel> describe_dir(const fs::path& dir, const std::string& 
   }
 }
 
-// Records where the model came from in its manifest's recipe (readers ignore fields they do not
-// know, so the manifest stays valid for every reader).
-void set_parent(const fs::path& dir, const std::string& parent) {
+// Sets recipe.KEY in a model's manifest (readers ignore fields they do not know, so the manifest
+// stays valid for every reader): where it came from, which chat template it carries.
+void set_recipe(const fs::path& dir, const std::string& key, const std::string& value) {
   const fs::path file = dir / kManifestFile;
   nlohmann::json j = nlohmann::json::parse(read_file(file), nullptr, false);
   if (j.is_discarded() || !j.is_object())
     throw Error(ErrorCode::bad_format, file.string() + ": not a JSON object");
-  j["recipe"]["parent_model"] = parent;
+  j["recipe"][key] = value;
   write_file(file, j.dump(1) + "\n");
+}
+
+// A chat template given at create: refused before any work when it does not parse. Ollama's
+// `template` is a Go template ({{ .Prompt }}); one of those gets a message saying so.
+void check_chat_template(const std::string& name, const std::string& text) {
+  const bool go = text.find("{{ .") != std::string::npos || text.find("{{- .") != std::string::npos ||
+                  text.find("{{ range .") != std::string::npos || text.find("{{- range .") != std::string::npos;
+  try {
+    ChatTemplate(text, "", "");
+  } catch (const Error& e) {
+    throw Error(ErrorCode::invalid_argument,
+                "cannot create '" + name + "': its chat template " +
+                    (go ? std::string("looks like an Ollama Go template ({{ .Prompt }}); lowbit reads Jinja chat "
+                                      "templates, as Hugging Face's tokenizer_config.json carries them")
+                        : std::string("does not parse: ") + e.what()));
+  }
 }
 
 void copy_model_files(const fs::path& from, const fs::path& to) {
@@ -456,6 +473,7 @@ std::optional<StoredModel> ModelStore::find(const std::string& name) const {
 StoredModel ModelStore::create(const std::string& name, const std::string& from, const CreateOptions& opt,
                                const std::function<void(const std::string&)>& progress) {
   const std::string n = normalize(name);
+  if (opt.chat_template) check_chat_template(n, *opt.chat_template);
   ConvertOptions co = convert_options(opt.quantize);
   co.threads = opt.threads;
   co.cancel = opt.cancel;
@@ -501,7 +519,11 @@ StoredModel ModelStore::create(const std::string& name, const std::string& from,
     // A path as an absolute one (a relative path means nothing to a later reader); a stored
     // model by its full name.
     std::error_code pec;
-    set_parent(ready, fs::exists(from, pec) ? fs::absolute(from).lexically_normal().string() : normalize(from));
+    set_recipe(ready, "parent_model", fs::exists(from, pec) ? fs::absolute(from).lexically_normal().string() : normalize(from));
+    if (opt.chat_template) {
+      write_file(ready / "chat_template.jinja", *opt.chat_template);
+      set_recipe(ready, "chat_template_sha256", sha256_hex(*opt.chat_template));
+    }
     Manifest::open(ready.string());  // what load_model() will check: refuse to store what cannot load
     if (opt.cancel && opt.cancel->load()) throw Error(ErrorCode::cancelled, "creating '" + n + "': interrupted");
     publish(fs::path(root_), ready, dest);

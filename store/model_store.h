@@ -42,6 +42,10 @@ struct CreateOptions {
   // bit width ("8", "4", "2", "1") or an Ollama/llama.cpp quantization name ("q8_0", "q4_0",
   // "q4_1", "q4_K_M", "q4_K_S", ...) mapped to the nearest lowbit type at no fewer bits.
   std::string quantize;
+  // A chat template (Jinja, as a Hugging Face tokenizer_config.json carries it) replacing the
+  // source's: kept as chat_template.jinja beside the model's tokenizer, which readers prefer, as
+  // transformers does. Refused when it does not parse (or is an Ollama Go template).
+  std::optional<std::string> chat_template;
   int threads = 0;  // 0: all cores
   // Set (by SIGINT, a client gone) to stop between tensors: create() then throws
   // Error(cancelled) and leaves nothing behind.
@@ -63,7 +67,8 @@ class ModelStore {
   std::optional<StoredModel> find(const std::string& name) const;
 
   // Imports `from` (a GGUF file, an HF directory or a manifest directory) as `name`, replacing a
-  // model of that name. progress: lines for a person ("converting 12/30 tensors"), may be null.
+  // model of that name; with opt.chat_template, under that template (its sha256 goes into the
+  // manifest's recipe, so the model's digest differs from the same weights under another). progress: lines for a person ("converting 12/30 tensors"), may be null.
   // Throws Error: invalid_argument for a bad name or quantization, not_found / bad_format for
   // the source (the message names it).
   StoredModel create(const std::string& name, const std::string& from, const CreateOptions& opt = {},
