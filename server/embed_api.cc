@@ -105,7 +105,7 @@ void add_embed_routes(httplib::Server& http, Context& ctx) {
   // The older route: {"model", "prompt"} -> {"embedding": [...]}.
   http.Post("/api/embeddings", [&ctx](const httplib::Request& req, httplib::Response& res) {
     try {
-      json body = parse_body(req.body);
+      const auto body = parse_body(req.body);
       EmbedRequest r;
       r.model = required_string(body, "model");
       r.input.push_back(required_string(body, "prompt"));
@@ -118,7 +118,7 @@ void add_embed_routes(httplib::Server& http, Context& ctx) {
   });
   http.Post("/v1/embeddings", [&ctx](const httplib::Request& req, httplib::Response& res) {
     try {
-      json body = parse_body(req.body);
+      const auto body = parse_body(req.body);
       bool base64 = false;  // the openai client asks for base64 by default
       if (body.contains("encoding_format") && !body["encoding_format"].is_null()) {
         const json& f = body["encoding_format"];

@@ -6,6 +6,7 @@
 #include <random>
 
 #include "kernels/error.h"
+#include "server/tool_use.h"
 
 namespace lowbit::server {
 namespace {
@@ -21,7 +22,7 @@ bool is_chat(Route r) { return r == Route::ollama_chat || r == Route::openai_cha
 // The text the model reads: the chat template over the messages (chat routes, and Ollama's
 // generate unless raw), else the prompt as it is. templated: whether the template made it (its
 // text then carries the special tokens itself, so the tokenizer adds none).
-std::string prompt_text(const LoadedModel& m, const GenerationRequest& req, bool& templated) {
+std::string prompt_text(const LoadedModel& m, const GenerationRequest& req, const ToolUse& tools, bool& templated) {
   templated = false;
   if (req.route == Route::openai_completion) return req.prompt;
   if (req.route == Route::ollama_generate && (req.raw || !m.chat_template)) {
@@ -35,15 +36,15 @@ std::string prompt_text(const LoadedModel& m, const GenerationRequest& req, bool
                        "model: '" + req.model + "' has no chat template (" + why +
                            "); send a plain prompt to /api/generate or /v1/completions instead");
   }
-  nlohmann::json messages = req.messages;
+  nlohmann::ordered_json messages = req.messages;
   if (req.route == Route::ollama_generate) {
-    messages = nlohmann::json::array();
+    messages = nlohmann::ordered_json::array();
     if (!req.system.empty()) messages.push_back({{"role", "system"}, {"content", req.system}});
     messages.push_back({{"role", "user"}, {"content", req.prompt}});
   }
   templated = true;
   try {
-    return m.chat_template->render(messages, true);
+    return m.chat_template->render(messages, true, tools.tools()) + tools.reply_start();
   } catch (const Error& e) {
     const char* field = req.route == Route::ollama_generate ? "prompt" : "messages";
     throw RequestError(400, field, std::string(field) + ": the model's chat template refused them: " + e.what());
@@ -63,6 +64,7 @@ struct Running {
   double start = 0;        // now_seconds() when the request arrived
   double load_seconds = 0;
   const Tokenizer* logprobs_tokenizer = nullptr;  // set when logprobs were asked for: spells the tokens
+  std::shared_ptr<const ToolUse> tools;            // the request's tools; the reply is read for calls when active
 };
 
 using TextSink = std::function<bool(const std::string& text, const std::vector<TokenLogprob>& logprobs)>;
@@ -141,13 +143,36 @@ bool stream_to(const Context& ctx, Running& run, Format& format, httplib::DataSi
   write(format.begin());
   bool gone = false;
   const std::string keep_alive = format.keep_alive();
-  Outcome o = drive(
-      ctx, run,
-      [&](const std::string& text, const std::vector<TokenLogprob>& lps) { return write(format.piece(text, lps)); },
-      false, gone,
-      keep_alive.empty() ? std::function<bool()>() : [&] { return write(keep_alive); });
+  // With tools, text that may begin a call is held until the reply ends (with the log-
+  // probabilities of its tokens), then sent as content or as calls.
+  const ToolUse* tools = run.tools && run.tools->active() ? run.tools.get() : nullptr;
+  std::string generated;
+  size_t sent = 0;
+  std::vector<TokenLogprob> held;
+  auto send = [&](const std::string& text, const std::vector<TokenLogprob>& lps) {
+    if (!tools) return write(format.piece(text, lps));
+    generated += text;
+    held.insert(held.end(), lps.begin(), lps.end());
+    const size_t n = tools->sendable(generated);
+    if (n <= sent) return ok;
+    write(format.piece(generated.substr(sent, n - sent), held));
+    sent = n;
+    held.clear();
+    return ok;
+  };
+  Outcome o = drive(ctx, run, send, false, gone,
+                    keep_alive.empty() ? std::function<bool()>() : [&] { return write(keep_alive); });
   run.lease.reset();  // before the last bytes, so a client that reads them sees the model's keep_alive applied
   if (gone || !ok) return false;
+  if (tools && o.error.empty()) {
+    ToolReply reply = tools->read(generated);
+    if (reply.content.size() > sent) {
+      write(format.piece(reply.content.substr(sent), held));
+      held.clear();
+    }
+    o.tool_calls = std::move(reply.calls);
+    o.logprobs = std::move(held);
+  }
   write(o.error.empty() ? format.end(o) : format.error(o.error));
   if (ok) sink.done();
   return ok;
@@ -181,6 +206,8 @@ void generate_response(Context& ctx, const GenerationRequest& req, std::shared_p
                        "options.num_ctx: must be <= " + std::to_string(m.ctx) + ", the context of '" + req.model +
                            "' here, got " + std::to_string(req.num_ctx));
   const int64_t ctx_len = req.num_ctx > 0 ? req.num_ctx : m.ctx;
+  run->tools = std::make_shared<const ToolUse>(m, req);
+  const ToolUse& tools = *run->tools;
   std::vector<int32_t> ids;
   size_t dropped = 0;
   if (is_chat(req.route) && m.chat_template && req.truncate) {
@@ -188,7 +215,8 @@ void generate_response(Context& ctx, const GenerationRequest& req, std::shared_p
     // room for the reply.
     try {
       FittedConversation fit = fit_conversation(m.model->tokenizer(), *m.chat_template, req.messages,
-                                                conversation_budget(ctx_len, req.max_tokens));
+                                                conversation_budget(ctx_len, req.max_tokens), true, tools.tools(),
+                                                tools.reply_start());
       ids = std::move(fit.ids);
       dropped = fit.dropped;
     } catch (const Error& e) {
@@ -196,7 +224,7 @@ void generate_response(Context& ctx, const GenerationRequest& req, std::shared_p
     }
   } else {
     bool templated = false;
-    const std::string text = prompt_text(m, req, templated);
+    const std::string text = prompt_text(m, req, tools, templated);
     // A plain prompt gets the tokenizer's specials as `lowbit run -p` gives them; a rendered
     // conversation the same, with BOS never doubled where the template wrote it.
     ids = templated ? encode_conversation(m.model->tokenizer(), text) : m.model->tokenizer().encode(text, true);
@@ -225,6 +253,10 @@ void generate_response(Context& ctx, const GenerationRequest& req, std::shared_p
   sp.logprobs = req.logprobs;
   if (req.json) sp.json = m.json_tokens();
   sp.schema = req.schema;
+  if (tools.schema()) {
+    sp.json = m.json_tokens();
+    sp.schema = tools.schema();
+  }
   if (req.logprobs) run->logprobs_tokenizer = &m.model->tokenizer();
   run->stream = m.engine->submit(std::move(ids), sp);
 
@@ -233,6 +265,9 @@ void generate_response(Context& ctx, const GenerationRequest& req, std::shared_p
     Outcome o = drive(ctx, *run, nullptr, true, gone);
     run->lease.reset();
     if (!o.error.empty()) throw RequestError(o.finish == FinishReason::cancelled ? 503 : 500, "", o.error);
+    ToolReply reply = run->tools->read(o.text);
+    o.text = std::move(reply.content);
+    o.tool_calls = std::move(reply.calls);
     set_json(res, format->whole(o));
     return;
   }

@@ -11,6 +11,7 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
+#include "runtime/chat/tool_calls.h"
 #include "server/context.h"
 #include "server/request.h"
 
@@ -24,7 +25,8 @@ struct TokenLogprob {
 
 // How a generation ended, for the final chunk or the whole response.
 struct Outcome {
-  std::string text;                          // all of it (non-streamed responses)
+  std::string text;                          // all of it (non-streamed responses), or the content outside tool calls
+  std::vector<ToolCall> tool_calls;          // the calls the reply makes (chat routes with tools)
   FinishReason finish = FinishReason::none;
   int64_t prompt_tokens = 0, generated_tokens = 0;
   double load_seconds = 0, total_seconds = 0;

@@ -18,15 +18,23 @@ class OllamaFormat : public Format {
   std::string piece(const std::string& text, const std::vector<TokenLogprob>&) override { return dump(chunk(text, false)) + "\n"; }
 
   std::string end(const Outcome& o) override {
+    std::string out;
+    if (!o.tool_calls.empty()) {
+      // The calls come in a chunk of their own before the last, as Ollama streams them.
+      json calls = chunk("", false);
+      calls["message"]["tool_calls"] = tool_calls(o);
+      out = dump(calls) + "\n";
+    }
     json j = chunk("", true);
     add_final(j, o);
-    return dump(j) + "\n";
+    return out + dump(j) + "\n";
   }
 
   std::string error(const std::string& message) override { return dump(json{{"error", message}}) + "\n"; }
 
   json whole(const Outcome& o) override {
     json j = chunk(o.text, true);
+    if (!o.tool_calls.empty()) j["message"]["tool_calls"] = tool_calls(o);
     add_final(j, o);
     return j;
   }
@@ -44,6 +52,14 @@ class OllamaFormat : public Format {
     else j["response"] = text;
     j["done"] = done;
     return j;
+  }
+
+  // [{"function": {"name", "arguments": {...}}}], the arguments an object.
+  static json tool_calls(const Outcome& o) {
+    json calls = json::array();
+    for (const ToolCall& c : o.tool_calls)
+      calls.push_back({{"function", {{"name", c.name}, {"arguments", json(c.arguments)}}}});
+    return calls;
   }
 
   static void add_final(json& j, const Outcome& o) {

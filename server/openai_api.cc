@@ -57,9 +57,17 @@ class OpenAIFormat : public Format {
   }
 
   std::string end(const Outcome& o) override {
-    json last = chat_ ? chunk(json::object(), finish_word(o.finish)) : chunk("", finish_word(o.finish));
+    std::string out;
+    if (!o.tool_calls.empty()) {
+      // Each call whole in one delta (a client joins the argument pieces of a delta sequence; one
+      // piece is such a sequence).
+      json calls = tool_calls(o);
+      for (size_t i = 0; i < calls.size(); ++i) calls[i]["index"] = i;
+      out = event(chunk(json{{"tool_calls", calls}}, nullptr));
+    }
+    json last = chat_ ? chunk(json::object(), finish(o)) : chunk("", finish(o));
     if (!o.logprobs.empty()) last["choices"][0]["logprobs"] = logprobs_json(o.logprobs);
-    std::string out = event(last);
+    out += event(last);
     if (include_usage_) {
       json u = base();
       u["choices"] = json::array();
@@ -78,10 +86,18 @@ class OpenAIFormat : public Format {
 
   json whole(const Outcome& o) override {
     json j = base(false);
-    json choice = {{"index", 0}, {"logprobs", nullptr}, {"finish_reason", finish_word(o.finish)}};
+    json choice = {{"index", 0}, {"logprobs", nullptr}, {"finish_reason", finish(o)}};
     if (!o.logprobs.empty()) choice["logprobs"] = logprobs_json(o.logprobs);
-    if (chat_) choice["message"] = {{"role", "assistant"}, {"content", o.text}};
-    else choice["text"] = o.text;
+    if (chat_) {
+      choice["message"] = {{"role", "assistant"}, {"content", o.text}};
+      if (!o.tool_calls.empty()) {
+        // A reply that only calls has no content (null), as OpenAI's.
+        if (o.text.empty()) choice["message"]["content"] = nullptr;
+        choice["message"]["tool_calls"] = tool_calls(o);
+      }
+    } else {
+      choice["text"] = o.text;
+    }
     j["choices"] = json::array({choice});
     j["usage"] = usage(o);
     return j;
@@ -91,6 +107,17 @@ class OpenAIFormat : public Format {
   json base(bool streamed = true) const {
     const char* object = chat_ ? (streamed ? "chat.completion.chunk" : "chat.completion") : "text_completion";
     return {{"id", id_}, {"object", object}, {"created", created_}, {"model", model_}, {"system_fingerprint", "lowbit"}};
+  }
+
+  static const char* finish(const Outcome& o) { return o.tool_calls.empty() ? finish_word(o.finish) : "tool_calls"; }
+
+  // [{"id", "type": "function", "function": {"name", "arguments": "<JSON text>"}}]: the
+  // arguments as the model wrote them, keys in its order.
+  static json tool_calls(const Outcome& o) {
+    json calls = json::array();
+    for (const ToolCall& c : o.tool_calls)
+      calls.push_back({{"id", new_id("call")}, {"type", "function"}, {"function", {{"name", c.name}, {"arguments", c.arguments.dump()}}}});
+    return calls;
   }
 
   // delta: the chat delta, or the completion text.

@@ -70,6 +70,7 @@ std::unique_ptr<ModelLease> Registry::acquire(const std::string& name, const Kee
     m->json = std::make_unique<LazyJsonTokens>(m->model->tokenizer());
     try {
       m->chat_template = chat_template_of(m->model->tokenizer());
+      if (m->chat_template) m->tool_syntax = ToolCallSyntax::of(*m->chat_template);
     } catch (const Error& e) {
       m->template_error = e.what();  // generate with raw prompts still works; chat says why not
     }

@@ -15,12 +15,14 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "kernels/error.h"
 #include "runtime/chat/chat_template.h"
+#include "runtime/chat/tool_calls.h"
 #include "runtime/json_mode.h"
 #include "runtime/model.h"
 #include "server/engine.h"
@@ -45,6 +47,7 @@ struct LoadedModel {
   std::shared_ptr<Model> model;
   std::unique_ptr<ChatTemplate> chat_template;  // null: the model has none
   std::string template_error;                   // why chat_template is null when it did not parse
+  std::optional<ToolCallSyntax> tool_syntax;    // how its template writes a tool call; none: no tools
   std::unique_ptr<Engine> engine;
   int64_t ctx = 0;        // the context requests get: --ctx capped at the model's trained one
   double load_seconds = 0;

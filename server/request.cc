@@ -1,5 +1,7 @@
 #include "server/request.h"
 
+#include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <limits>
 
@@ -9,7 +11,7 @@
 namespace lowbit::server {
 namespace {
 
-using nlohmann::json;
+using json = nlohmann::ordered_json;
 
 }  // namespace
 
@@ -40,7 +42,7 @@ namespace {
 // The schema's own errors name the keyword and its place under field ("format.properties.age").
 std::shared_ptr<const JsonSchema> compile_schema(const json& schema, const std::string& field) {
   try {
-    return JsonSchema::compile(schema, field);
+    return JsonSchema::compile(nlohmann::json(schema), field);
   } catch (const Error& e) {
     throw RequestError(400, field, e.what());
   }
@@ -232,6 +234,114 @@ std::string message_content(const json& v, const std::string& name) {
   wrong_type(name, v, "a string");
 }
 
+// A function's name as tools, tool_choice and tool calls give it: OpenAI's rule (letters, digits,
+// '_' and '-', at most 64), with '.' as some Ollama tools use. The name is written into the
+// prompt and into a forced call as it is, so nothing in it may need escaping.
+void check_function_name(const json& v, const std::string& name) {
+  if (!v.is_string()) wrong_type(name, v, "a string");
+  const std::string s = v.get<std::string>();
+  bool ok = !s.empty() && s.size() <= 64;
+  for (char c : s) ok = ok && (std::isalnum((unsigned char)c) || c == '_' || c == '-' || c == '.');
+  if (!ok) bad(name, "must be 1 to 64 letters, digits, '_', '-' or '.', got " + v.dump());
+}
+
+// An assistant message's tool_calls as the template sees them: each {"function": {"name",
+// "arguments"}} with the arguments an object, which is what transformers' templates expect and
+// Ollama sends; OpenAI sends their JSON text, read here. Other keys ("id", "type") stay.
+json parse_tool_calls(const json& calls, const std::string& name) {
+  if (!calls.is_array()) wrong_type(name, calls, "an array");
+  json out = json::array();
+  for (size_t i = 0; i < calls.size(); ++i) {
+    const std::string c = name + "[" + std::to_string(i) + "]";
+    check_object(calls[i], c);
+    const json* f = field(calls[i], "function");
+    if (!f) bad(c + ".function", "is required");
+    check_object(*f, c + ".function");
+    const json* fname = field(*f, "name");
+    if (!fname) bad(c + ".function.name", "is required");
+    check_function_name(*fname, c + ".function.name");
+    json fn = *f;
+    const json* args = field(*f, "arguments");
+    if (!args) {
+      fn["arguments"] = json::object();
+    } else if (args->is_string()) {
+      try {
+        fn["arguments"] = json::parse(args->get<std::string>());
+      } catch (const json::exception&) {
+        bad(c + ".function.arguments", "is not the JSON text of an object: " + args->dump());
+      }
+      if (!fn["arguments"].is_object()) bad(c + ".function.arguments", "must be the JSON text of an object");
+    } else if (!args->is_object()) {
+      wrong_type(c + ".function.arguments", *args, "an object or the JSON text of one");
+    }
+    json call = calls[i];
+    call["function"] = std::move(fn);
+    out.push_back(std::move(call));
+  }
+  return out;
+}
+
+// The tools of a chat request, as sent (their key order is what the template's tojson shows).
+json parse_tools(const json& body) {
+  const json* t = field(body, "tools");
+  if (!t || (t->is_array() && t->empty())) return nullptr;
+  if (!t->is_array()) wrong_type("tools", *t, "an array");
+  std::vector<std::string> names;
+  for (size_t i = 0; i < t->size(); ++i) {
+    const std::string n = "tools[" + std::to_string(i) + "]";
+    const json& tool = (*t)[i];
+    check_object(tool, n);
+    if (auto type = opt_string(tool, "type", n + ".type"); type && *type != "function")
+      bad(n + ".type", "only \"function\" tools are supported, got \"" + *type + "\"");
+    const json* f = field(tool, "function");
+    if (!f) bad(n + ".function", "is required");
+    check_object(*f, n + ".function");
+    const json* fname = field(*f, "name");
+    if (!fname) bad(n + ".function.name", "is required");
+    check_function_name(*fname, n + ".function.name");
+    opt_string(*f, "description", n + ".function.description");
+    if (const json* p = field(*f, "parameters")) check_object(*p, n + ".function.parameters");
+    const std::string name = fname->get<std::string>();
+    if (std::find(names.begin(), names.end(), name) != names.end())
+      bad(n + ".function.name", "'" + name + "' names two tools");
+    names.push_back(name);
+  }
+  return *t;
+}
+
+// OpenAI's tool_choice and parallel_tool_calls (after r.tools is set).
+void parse_tool_choice(const json& body, GenerationRequest& r) {
+  using TC = GenerationRequest::ToolChoice;
+  if (auto v = opt_bool(body, "parallel_tool_calls", "parallel_tool_calls")) r.parallel_tool_calls = *v;
+  const json* c = field(body, "tool_choice");
+  if (!c) return;
+  if (c->is_string()) {
+    const std::string s = c->get<std::string>();
+    if (s == "none") r.tool_choice = TC::none;
+    else if (s == "auto") r.tool_choice = TC::automatic;
+    else if (s == "required") r.tool_choice = TC::required;
+    else bad("tool_choice", "must be \"none\", \"auto\", \"required\" or {\"type\": \"function\", \"function\": {\"name\": ...}}, got \"" + s + "\"");
+  } else if (c->is_object()) {
+    if (auto type = opt_string(*c, "type", "tool_choice.type"); type && *type != "function")
+      bad("tool_choice.type", "only \"function\" is supported, got \"" + *type + "\"");
+    const json* f = field(*c, "function");
+    if (!f) bad("tool_choice.function", "is required");
+    check_object(*f, "tool_choice.function");
+    const json* fname = field(*f, "name");
+    if (!fname) bad("tool_choice.function.name", "is required");
+    check_function_name(*fname, "tool_choice.function.name");
+    r.tool_choice = TC::named;
+    r.tool_name = fname->get<std::string>();
+    bool offered = false;
+    if (r.tools.is_array())
+      for (const json& t : r.tools) offered = offered || t["function"]["name"] == r.tool_name;
+    if (!offered) bad("tool_choice.function.name", "'" + r.tool_name + "' is not one of the request's tools");
+  } else {
+    wrong_type("tool_choice", *c, "a string or an object");
+  }
+  if (r.tool_choice == TC::required && r.tools.is_null()) bad("tool_choice", "\"required\" needs tools");
+}
+
 json parse_messages(const json& body, bool openai) {
   const json* m = field(body, "messages");
   if (!m) {
@@ -248,8 +358,11 @@ json parse_messages(const json& body, bool openai) {
     const json* role = field(msg, "role");
     if (!role) bad(name + ".role", "is required");
     if (!role->is_string()) wrong_type(name + ".role", *role, "a string");
+    const json* calls = field(msg, "tool_calls");
+    if (calls) copy["tool_calls"] = parse_tool_calls(*calls, name + ".tool_calls");
+    // An assistant message that only calls tools may have no content (OpenAI sends null).
     if (const json* c = field(msg, "content")) copy["content"] = message_content(*c, name + ".content");
-    else if (!field(msg, "tool_calls")) bad(name + ".content", "is required");
+    else if (!calls) bad(name + ".content", "is required");
     else copy["content"] = "";
     if (const json* img = field(msg, "images"); img && !(img->is_array() && img->empty()))
       bad(name + ".images", "images are not supported (no vision model)");
@@ -431,8 +544,7 @@ GenerationRequest parse_ollama_chat(const json& body, int64_t max_ctx) {
   parse_common_ollama(body, r, max_ctx);
   r.messages = parse_messages(body, false);
   if (auto v = opt_bool(body, "truncate", "truncate")) r.truncate = *v;
-  if (const json* t = field(body, "tools"); t && !(t->is_array() && t->empty()))
-    bad("tools", "tool calling is not supported by this server");
+  r.tools = parse_tools(body);
   return r;
 }
 
@@ -441,8 +553,8 @@ GenerationRequest parse_openai_chat(const json& body, int64_t max_ctx) {
   r.route = Route::openai_chat;
   parse_openai_common(body, r, max_ctx);
   r.messages = parse_messages(body, true);
-  if (const json* t = field(body, "tools"); t && !(t->is_array() && t->empty()))
-    bad("tools", "tool calling is not supported by this server");
+  r.tools = parse_tools(body);
+  parse_tool_choice(body, r);
   if (auto v = opt_bool(body, "logprobs", "logprobs")) r.logprobs = *v;
   if (auto v = opt_int(body, "top_logprobs", "top_logprobs"); v && *v != 0)
     bad("top_logprobs", "only 0 is supported (the chosen tokens' log-probabilities)");

@@ -50,11 +50,12 @@ struct KeepAlive {
 
 // Ollama's duration strings ("5m", "1h30m", "300ms", "-1s") and plain numbers of seconds, as Go's
 // time.ParseDuration and Ollama's api.Duration read them. Throws RequestError naming `field`.
-KeepAlive parse_keep_alive(const nlohmann::json& v, const std::string& field);
+KeepAlive parse_keep_alive(const nlohmann::ordered_json& v, const std::string& field);
 
-// Parses a request body. Throws RequestError(400) for a body that is not valid UTF-8 (naming the
+// Parses a request body, its keys in the client's order (a chat template's tojson shows them, as
+// transformers' does). Throws RequestError(400) for a body that is not valid UTF-8 (naming the
 // byte), not JSON (naming the position) or not a JSON object.
-nlohmann::json parse_body(const std::string& body);
+nlohmann::ordered_json parse_body(const std::string& body);
 
 enum class Route { ollama_generate, ollama_chat, openai_chat, openai_completion };
 
@@ -67,7 +68,15 @@ struct GenerationRequest {
   std::string prompt;
   std::string system;            // Ollama generate: the system message of the template
   bool raw = false;              // Ollama generate: the prompt as it is, no template
-  nlohmann::json messages = nlohmann::json::array();
+  nlohmann::ordered_json messages = nlohmann::ordered_json::array();
+  // Chat routes: the functions the model may call ({"type": "function", "function": {"name",
+  // "description", "parameters"}}, as sent; null when none), and OpenAI's tool_choice: none (the
+  // template still shows them), auto (the reply is read for calls), required (the reply is held
+  // to a call of one of them), or one named function (held to a call of it). Ollama: auto.
+  nlohmann::ordered_json tools;
+  enum class ToolChoice { none, automatic, required, named } tool_choice = ToolChoice::automatic;
+  std::string tool_name;             // with named
+  bool parallel_tool_calls = true;   // false: a reply's first call only
   // Chat routes: drop the oldest turns of a conversation too long for the context (Ollama's
   // `truncate`, default true; OpenAI's route always does); false makes it a 400.
   bool truncate = true;
@@ -93,10 +102,10 @@ struct GenerationRequest {
 // Each throws RequestError (400, naming the field) on a missing or mistyped field, a value out of
 // range, invalid sampling settings or a field this server does not support (n != 1, images).
 // max_ctx: the largest context the server allows, so a huge num_ctx / max_tokens is refused here.
-GenerationRequest parse_ollama_generate(const nlohmann::json& body, int64_t max_ctx);
-GenerationRequest parse_ollama_chat(const nlohmann::json& body, int64_t max_ctx);
-GenerationRequest parse_openai_chat(const nlohmann::json& body, int64_t max_ctx);
-GenerationRequest parse_openai_completion(const nlohmann::json& body, int64_t max_ctx);
+GenerationRequest parse_ollama_generate(const nlohmann::ordered_json& body, int64_t max_ctx);
+GenerationRequest parse_ollama_chat(const nlohmann::ordered_json& body, int64_t max_ctx);
+GenerationRequest parse_openai_chat(const nlohmann::ordered_json& body, int64_t max_ctx);
+GenerationRequest parse_openai_completion(const nlohmann::ordered_json& body, int64_t max_ctx);
 
 // The smaller routes' bodies.
 struct EmbedRequest {
@@ -105,12 +114,12 @@ struct EmbedRequest {
   bool truncate = true;
   KeepAlive keep_alive;
 };
-EmbedRequest parse_embed(const nlohmann::json& body);
+EmbedRequest parse_embed(const nlohmann::ordered_json& body);
 
 // A required string field ("model", "name", "source", "destination"); Ollama's /api/show,
 // /api/delete, /api/copy and /api/create name the model "model" today and "name" before.
-std::string required_string(const nlohmann::json& body, const std::string& key);
+std::string required_string(const nlohmann::ordered_json& body, const std::string& key);
 // The model name of /api/show, /api/delete, /api/create: "model", or the older "name".
-std::string model_name_field(const nlohmann::json& body);
+std::string model_name_field(const nlohmann::ordered_json& body);
 
 }  // namespace lowbit::server

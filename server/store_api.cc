@@ -75,6 +75,7 @@ void add_store_routes(httplib::Server& http, Context& ctx) {
                  {arch + ".context_length", c.max_ctx},
                  {arch + ".vocab_size", c.vocab_size}};
     json caps = json::array({"completion"});
+    if (lm.tool_syntax) caps.push_back("tools");  // as Ollama lists a template that offers tools
     json out = {{"modelfile", "FROM " + m->dir + "\n"},
                 {"parameters", ""},
                 {"template", lm.chat_template ? lm.chat_template->source() : ""},
@@ -109,7 +110,7 @@ void add_store_routes(httplib::Server& http, Context& ctx) {
   }));
 
   http.Post("/api/create", ollama([&ctx](const httplib::Request& req, httplib::Response& res) {
-    const json body = parse_body(req.body);
+    const auto body = parse_body(req.body);
     const std::string name = model_name_field(body);
     std::string from;
     if (body.contains("from") && !body["from"].is_null()) from = required_string(body, "from");
@@ -119,6 +120,10 @@ void add_store_routes(httplib::Server& http, Context& ctx) {
     if (body.contains("quantize") && !body["quantize"].is_null()) {
       if (!body["quantize"].is_string()) throw RequestError(400, "quantize", "quantize: must be a string");
       opt.quantize = body["quantize"].get<std::string>();
+    }
+    if (body.contains("template") && !body["template"].is_null()) {
+      if (!body["template"].is_string()) throw RequestError(400, "template", "template: must be a string");
+      opt.chat_template = body["template"].get<std::string>();
     }
     opt.threads = ctx.params.threads;
     bool stream = true;
@@ -154,7 +159,7 @@ void add_store_routes(httplib::Server& http, Context& ctx) {
   }
 
   http.Post("/api/copy", ollama([&ctx](const httplib::Request& req, httplib::Response& res) {
-    const json body = parse_body(req.body);
+    const auto body = parse_body(req.body);
     const std::string source = required_string(body, "source");
     const std::string destination = required_string(body, "destination");
     ctx.store.copy(source, destination);

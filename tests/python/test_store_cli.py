@@ -111,6 +111,33 @@ def test_run_by_name_reads_as_run_by_path(models):
     assert by_name  # something was generated
 
 
+def test_create_with_a_template_of_ones_own(models, tmp_path):
+    """--template gives a model without one (stories260K) a chat template: `lowbit show --template`
+    prints it, and a chat prompt is rendered by it as jinja2 renders it; the model's digest is not
+    that of the same weights without it. A Go template (Ollama's) or a broken one is refused."""
+    jinja2 = pytest.importorskip("jinja2")
+    source = "{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}[assistant] {% endif %}"
+    tfile = tmp_path / "t.jinja"
+    tfile.write_text(source)
+    ok(lowbit("create", "plain", STORIES, "--threads", "2", "--models", models))
+    ok(lowbit("create", "chat", STORIES, "--template", tfile, "--threads", "2", "--models", models))
+    assert ok(lowbit("show", "chat", "--template", "--models", models)).stdout == source + "\n"
+    digests = {n: hashlib.sha256((model_dir(models, n) / "manifest.json").read_bytes()).hexdigest() for n in ("plain", "chat")}
+    assert digests["plain"] != digests["chat"]
+    prompt = jinja2.Environment(trim_blocks=True, lstrip_blocks=True).from_string(source).render(
+        messages=[{"role": "user", "content": "Once upon a time"}], add_generation_prompt=True)
+    expected = json.loads(ok(lowbit("run", "plain", "--raw", "-p", prompt, "-n", 16, "--json", "--threads", "2",
+                                    "--models", models)).stdout)["text"]
+    assert run_text("chat", models, "Once upon a time", n=16) == expected
+    for text, said in [("{{ .Prompt }}", "Go template"), ("{% for %}", "does not parse")]:
+        tfile.write_text(text)
+        r = lowbit("create", "broken", STORIES, "--template", tfile, "--models", models)
+        assert r.returncode != 0 and said in r.stderr, r.stderr
+    assert not (models / "broken").exists()
+    r = lowbit("create", "broken", STORIES, "--template", tmp_path / "missing.jinja", "--models", models)
+    assert r.returncode != 0 and "missing.jinja" in r.stderr
+
+
 @needs_smol
 def test_a_gguf_created_by_name_runs_as_the_gguf_itself(models):
     ok(lowbit("create", "smollm2:135m", SMOL, "--threads", "2", "--models", models))

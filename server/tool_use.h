@@ -1,0 +1,49 @@
+// A chat request's tools on a loaded model: whether its template can offer them, what a forced
+// call (OpenAI's tool_choice "required" or a named function) begins the reply with and holds it
+// to, what a stream may send before a call can begin, and the finished reply read back as content
+// and calls.
+//
+// Thread safety: a ToolUse is built per request and used by the one thread that serves it.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "runtime/chat/tool_calls.h"
+#include "runtime/json_schema.h"
+#include "server/registry.h"
+#include "server/request.h"
+
+namespace lowbit::server {
+
+class ToolUse {
+ public:
+  // Throws RequestError(400) naming the field: tools for a model whose template offers none, a
+  // forced call the template's syntax cannot be held to, a tool's parameters schema that cannot
+  // be enforced, a forced call together with `format` / `response_format`.
+  ToolUse(const LoadedModel& m, const GenerationRequest& req);
+
+  bool active() const { return syntax_ != nullptr; }  // the reply is read for calls
+  // The tools the template sees (null when the request has none).
+  const nlohmann::ordered_json& tools() const { return tools_; }
+  // The reply's forced beginning, which the prompt ends with ("" unless forced), and the schema
+  // the generated rest is held to (null unless forced).
+  const std::string& reply_start() const { return reply_start_; }
+  const std::shared_ptr<const JsonSchema>& schema() const { return schema_; }
+
+  // Streaming: how much of the text generated so far may be sent as content now.
+  size_t sendable(const std::string& generated) const;
+  // The finished reply: its content and calls (all content when it holds no readable call).
+  ToolReply read(const std::string& generated) const;
+
+ private:
+  nlohmann::ordered_json tools_;  // a copy: a stream outlives the request it was parsed from
+  bool parallel_ = true;
+  const ToolCallSyntax* syntax_ = nullptr;
+  bool forced_ = false;
+  std::string reply_start_, reply_end_;
+  std::shared_ptr<const JsonSchema> schema_;
+};
+
+}  // namespace lowbit::server
