@@ -11,10 +11,11 @@ namespace {
 
 using nlohmann::json;
 
-std::string new_id(const char* prefix) {
+// "chatcmpl-..." and "cmpl-..." as OpenAI spells its response ids, "call_..." its tool calls'.
+std::string new_id(const char* prefix, char separator = '-') {
   static std::atomic<uint64_t> counter{0};
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%s-%llx%06llx", prefix, (unsigned long long)unix_now(),
+  std::snprintf(buf, sizeof buf, "%s%c%llx%06llx", prefix, separator, (unsigned long long)unix_now(),
                 (unsigned long long)(counter++ & 0xffffff));
   return buf;
 }
@@ -116,7 +117,7 @@ class OpenAIFormat : public Format {
   static json tool_calls(const Outcome& o) {
     json calls = json::array();
     for (const ToolCall& c : o.tool_calls)
-      calls.push_back({{"id", new_id("call")}, {"type", "function"}, {"function", {{"name", c.name}, {"arguments", c.arguments.dump()}}}});
+      calls.push_back({{"id", new_id("call", '_')}, {"type", "function"}, {"function", {{"name", c.name}, {"arguments", c.arguments.dump()}}}});
     return calls;
   }
 

@@ -133,7 +133,7 @@ def test_named_call_is_the_reference_call(ai):
     r = ai.chat.completions.create(model=TOOLS_MODEL, messages=messages, tools=TOOLS, tool_choice=choice,
                                    temperature=0, max_tokens=100)
     [call] = r.choices[0].message.tool_calls
-    assert call.function.name == "add" and call.type == "function" and call.id
+    assert call.function.name == "add" and call.type == "function" and call.id.startswith("call_")
     arguments = json.loads(call.function.arguments)
     jsonschema.validate(arguments, ADD["function"]["parameters"])
     opening = '<tool_call>\n{"name": "add", "arguments": '  # the template's text, quoted from its source
