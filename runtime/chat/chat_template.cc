@@ -110,15 +110,18 @@ int64_t conversation_budget(int64_t ctx, int64_t max_tokens) {
   return ctx - std::max<int64_t>(1, reserve);
 }
 
-FittedConversation fit_conversation(const Tokenizer& tok, const ChatTemplate& tmpl, const nlohmann::json& messages,
-                                    int64_t budget, bool add_special) {
+namespace {
+
+template <class Json>
+FittedConversation fit_impl(const Tokenizer& tok, const ChatTemplate& tmpl, const Json& messages, int64_t budget,
+                            bool add_special, const Json& tools, const std::string& reply_start) {
   if (!messages.is_array()) throw Error(ErrorCode::invalid_argument, "messages must be an array");
-  auto is_system = [](const nlohmann::json& m) { return m.is_object() && m.value("role", nlohmann::json()) == "system"; };
+  auto is_system = [](const Json& m) { return m.is_object() && m.value("role", Json()) == "system"; };
   auto encode = [&](size_t start) {
-    nlohmann::json kept = nlohmann::json::array();
+    Json kept = Json::array();
     for (size_t i = 0; i < messages.size(); ++i)
       if (i >= start || is_system(messages[i])) kept.push_back(messages[i]);
-    return encode_conversation(tok, tmpl.render(kept, /*add_generation_prompt=*/true), add_special);
+    return encode_conversation(tok, tmpl.render(kept, /*add_generation_prompt=*/true, tools) + reply_start, add_special);
   };
   FittedConversation out;
   out.ids = encode(0);
@@ -129,7 +132,7 @@ FittedConversation fit_conversation(const Tokenizer& tok, const ChatTemplate& tm
   std::vector<size_t> starts;
   bool droppable = false;
   for (size_t i = 0; i < messages.size(); ++i) {
-    const bool user = messages[i].is_object() && messages[i].value("role", nlohmann::json()) == "user";
+    const bool user = messages[i].is_object() && messages[i].value("role", Json()) == "user";
     if ((user && droppable) || i + 1 == messages.size()) starts.push_back(i);
     droppable = droppable || !is_system(messages[i]);
   }
@@ -157,6 +160,19 @@ FittedConversation fit_conversation(const Tokenizer& tok, const ChatTemplate& tm
   out.dropped = 0;
   for (size_t i = 0; i < starts[hi]; ++i) out.dropped += is_system(messages[i]) ? 0 : 1;
   return out;
+}
+
+}  // namespace
+
+FittedConversation fit_conversation(const Tokenizer& tok, const ChatTemplate& tmpl, const nlohmann::json& messages,
+                                    int64_t budget, bool add_special) {
+  return fit_impl(tok, tmpl, messages, budget, add_special, nlohmann::json(), "");
+}
+
+FittedConversation fit_conversation(const Tokenizer& tok, const ChatTemplate& tmpl,
+                                    const nlohmann::ordered_json& messages, int64_t budget, bool add_special,
+                                    const nlohmann::ordered_json& tools, const std::string& reply_start) {
+  return fit_impl(tok, tmpl, messages, budget, add_special, tools, reply_start);
 }
 
 }  // namespace lowbit

@@ -80,5 +80,11 @@ struct FittedConversation {
 };
 FittedConversation fit_conversation(const Tokenizer& tok, const ChatTemplate& tmpl, const nlohmann::json& messages,
                                     int64_t budget, bool add_special = true);
+// The same over messages and tools in the caller's key order (render's second form). tools: as
+// render() takes them, shown in every candidate; reply_start: text the assistant's reply is made
+// to begin with (a forced tool call's opening), after the generation prompt and counted in it.
+FittedConversation fit_conversation(const Tokenizer& tok, const ChatTemplate& tmpl,
+                                    const nlohmann::ordered_json& messages, int64_t budget, bool add_special,
+                                    const nlohmann::ordered_json& tools, const std::string& reply_start = "");
 
 }  // namespace lowbit
