@@ -15,7 +15,6 @@ import json
 import httpx
 import jsonschema
 import ollama
-import openai
 import pytest
 
 from cli_helpers import lowbit
@@ -52,16 +51,6 @@ def server(tmp_path_factory):
     oc.create(model=PLAIN_MODEL, from_=str(SMOLLM2_GGUF))
     yield s
     assert s.stop() == 0, s.stderr()
-
-
-@pytest.fixture(scope="module")
-def oc(server):
-    return ollama.Client(host=server.url)
-
-
-@pytest.fixture(scope="module")
-def ai(server):
-    return openai.OpenAI(base_url=server.url + "/v1", api_key="unused")
 
 
 def reference_prompt(messages, tools):
