@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "runtime/chat/tool_calls.h"
@@ -29,7 +30,7 @@ class ToolUse {
   const nlohmann::ordered_json& tools() const { return tools_; }
   // The reply's forced beginning, which the prompt ends with ("" unless forced), and the schema
   // the generated rest is held to (null unless forced).
-  const std::string& reply_start() const { return reply_start_; }
+  const std::string& reply_start() const { return forced_ ? forced_->reply_start : none_; }
   const std::shared_ptr<const JsonSchema>& schema() const { return schema_; }
 
   // Streaming: how much of the text generated so far may be sent as content now.
@@ -41,9 +42,9 @@ class ToolUse {
   nlohmann::ordered_json tools_;  // a copy: a stream outlives the request it was parsed from
   bool parallel_ = true;
   const ToolCallSyntax* syntax_ = nullptr;
-  bool forced_ = false;
-  std::string reply_start_, reply_end_;
+  std::optional<ToolCallSyntax::Forced> forced_;  // tool_choice required or named
   std::shared_ptr<const JsonSchema> schema_;
+  std::string none_;
 };
 
 }  // namespace lowbit::server

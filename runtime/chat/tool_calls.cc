@@ -4,6 +4,7 @@
 
 #include "kernels/error.h"
 #include "runtime/chat/chat_template.h"
+#include "runtime/json_prefix.h"
 
 namespace lowbit {
 namespace {
@@ -217,6 +218,43 @@ size_t ToolCallSyntax::hold_from(const std::string& text) const {
 std::string ToolCallSyntax::forced_opening(const std::string& name) const {
   if (before_name_.empty()) return "";
   return prefix_ + before_name_ + name + after_name_;
+}
+
+nlohmann::json ToolCallSyntax::arguments_schema(const ojson& tool) {
+  const ojson& f = tool.at("function");
+  if (!f.contains("parameters") || f["parameters"].is_null()) return {{"type", "object"}};
+  return nlohmann::json(f["parameters"]);
+}
+
+ToolCallSyntax::Forced ToolCallSyntax::force(const ojson& tools, const std::vector<size_t>& candidates) const {
+  auto name_of = [&](size_t i) { return tools.at(i).at("function").at("name").get<std::string>(); };
+  Forced f;
+  if (candidates.size() == 1 && !forced_opening(name_of(candidates[0])).empty()) {
+    f.reply_start = forced_opening(name_of(candidates[0]));
+    f.reply_end = forced_closing();
+    f.schema = arguments_schema(tools.at(candidates[0]));
+    return f;
+  }
+  if (candidates.empty() || candidates.size() > (size_t)JsonPrefix::kMaxPaths)
+    throw Error(ErrorCode::invalid_argument,
+                "a forced call is held to one of at most " + std::to_string(JsonPrefix::kMaxPaths) + " tools, got " +
+                    std::to_string(candidates.size()) + "; name one function, or let the model choose");
+  nlohmann::json any = nlohmann::json::array();
+  for (size_t i : candidates) {
+    const nlohmann::json args = arguments_as_string_ ? nlohmann::json{{"type", "string"}} : arguments_schema(tools.at(i));
+    any.push_back({{"type", "object"},
+                   {"properties", {{name_key_, {{"const", name_of(i)}}}, {arguments_key_, args}}},
+                   {"required", nlohmann::json::array({name_key_, arguments_key_})}});
+  }
+  f.reply_start = prefix_;
+  f.reply_end = suffix_;
+  f.schema = any.size() == 1 ? any[0] : nlohmann::json{{"anyOf", any}};
+  return f;
+}
+
+ToolReply ToolCallSyntax::read_forced(const Forced& f, const std::string& generated, const ojson& tools) const {
+  ToolReply r = parse(f.reply_start + generated + f.reply_end, tools);
+  return r.calls.empty() ? ToolReply{generated, {}} : ToolReply{"", std::move(r.calls)};
 }
 
 }  // namespace lowbit

@@ -62,6 +62,22 @@ class ToolCallSyntax {
   // And what closes the object after the arguments value ("}").
   const std::string& forced_closing() const { return after_arguments_; }
 
+  // A reply made to call one of tools[candidates] (OpenAI's tool_choice "required" or a named
+  // function): the text the prompt ends with, the schema the generated rest is held to, and what
+  // closes it. One function: the template's own opening of its call, then its arguments held to
+  // its parameters (an object when it gives none). Several: the prefix, then one call object of
+  // any of them. Throws Error(invalid_argument) for more candidates than the recognizer follows
+  // at once (JsonPrefix::kMaxPaths).
+  struct Forced {
+    std::string reply_start, reply_end;
+    nlohmann::json schema;
+  };
+  Forced force(const nlohmann::ordered_json& tools, const std::vector<size_t>& candidates) const;
+  // A forced reply read back: its call, or (cut short, e.g. by the token limit) all content.
+  ToolReply read_forced(const Forced& f, const std::string& generated, const nlohmann::ordered_json& tools) const;
+  // The schema a tool's arguments are held to: its parameters, or any object.
+  static nlohmann::json arguments_schema(const nlohmann::ordered_json& tool);
+
  private:
   std::string prefix_, suffix_, name_key_, arguments_key_;
   bool arguments_as_string_ = false;

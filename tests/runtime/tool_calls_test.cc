@@ -10,6 +10,7 @@
 
 #include "convert/gguf.h"
 #include "convert/gguf_tokenizer.h"
+#include "kernels/error.h"
 #include "runtime/chat/chat_template.h"
 #include "runtime/tokenizer/tokenizer.h"
 
@@ -158,6 +159,42 @@ TEST(ToolCallSyntax, reads_qwen_replies) {
   r = s->parse("<tool_call>{\"name\": \"add\"}</tool_call>", kTools);
   ASSERT_EQ(r.calls.size(), 1u);
   EXPECT_EQ(r.calls[0].arguments, ojson::object());
+}
+
+TEST(ToolCallSyntax, forced_calls) {
+  const auto s = qwen();
+  if (!s) GTEST_SKIP() << "../shared/models/configs/qwen2.5-0.5b not present";
+  // One function: its opening, its parameters as the schema, "}" to close.
+  ToolCallSyntax::Forced f = s->force(kTools, {1});
+  EXPECT_EQ(f.reply_start, "<tool_call>\n{\"name\": \"add\", \"arguments\": ");
+  EXPECT_EQ(f.reply_end, "}");
+  EXPECT_EQ(f.schema, nlohmann::json(kTools[1]["function"]["parameters"]));
+  ToolReply r = s->read_forced(f, "{\"a\": 1, \"b\": 2}", kTools);
+  ASSERT_EQ(r.calls.size(), 1u);
+  EXPECT_EQ(r.content, "");
+  EXPECT_EQ(r.calls[0].name, "add");
+  EXPECT_EQ(r.calls[0].arguments.dump(), R"({"a":1,"b":2})");
+  // Cut short by the token limit: what was generated, as content.
+  r = s->read_forced(f, "{\"a\": 1, \"b", kTools);
+  EXPECT_TRUE(r.calls.empty());
+  EXPECT_EQ(r.content, "{\"a\": 1, \"b");
+  // Several: the prefix, then a call object of either, each name a const.
+  f = s->force(kTools, {0, 1});
+  EXPECT_EQ(f.reply_start, "<tool_call>\n");
+  EXPECT_EQ(f.reply_end, "\n</tool_call>");
+  ASSERT_EQ(f.schema["anyOf"].size(), 2u);
+  EXPECT_EQ(f.schema["anyOf"][0]["properties"]["name"]["const"], "get_weather");
+  EXPECT_EQ(f.schema["anyOf"][1]["properties"]["arguments"], nlohmann::json(kTools[1]["function"]["parameters"]));
+  r = s->read_forced(f, "{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}", kTools);
+  ASSERT_EQ(r.calls.size(), 1u);
+  EXPECT_EQ(r.calls[0].arguments.dump(), R"({"city":"Oslo"})");
+  // More than the recognizer follows at once, or none: refused.
+  ojson many = ojson::array();
+  for (int i = 0; i < 5; ++i) many.push_back({{"type", "function"}, {"function", {{"name", "f" + std::to_string(i)}}}});
+  EXPECT_THROW(s->force(many, {0, 1, 2, 3, 4}), Error);
+  EXPECT_THROW(s->force(many, {}), Error);
+  // A tool without parameters: any object.
+  EXPECT_EQ(s->force(many, {2}).schema, (nlohmann::json{{"type", "object"}}));
 }
 
 TEST(ToolCallSyntax, holds_back_what_may_start_a_call) {
