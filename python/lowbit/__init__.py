@@ -188,7 +188,8 @@ class Generation(str):
     prompt_tokens_per_s, gen_tokens_per_s: speed of the prompt (one batch) and of generation.
     prompt_seconds, gen_seconds: the times they took. seed: the sampler's seed (pass it as
     seed= to repeat a sampled text). dropped_messages: chat(truncate=True) only, how many of the
-    oldest messages were left out to fit the context (0 otherwise).
+    oldest messages were left out to fit the context (0 otherwise). tool_calls: chat(tools=...)
+    only, the calls the reply makes ([{"name", "arguments": dict}]; [] otherwise).
 
     Operations on it (+, slicing, .strip(), ...) give plain str, as for any str.
     """
@@ -211,10 +212,12 @@ class Generation(str):
         for name in cls._FIELDS:
             setattr(self, name, result[name])
         self.dropped_messages = result.get("dropped_messages", 0)
+        self.tool_calls = result.get("tool_calls", [])
         return self
 
     def __reduce__(self):
-        return (Generation, ({"text": str(self), **{n: getattr(self, n) for n in self._FIELDS}},))
+        return (Generation, ({"text": str(self), **{n: getattr(self, n) for n in self._FIELDS},
+                              "dropped_messages": self.dropped_messages, "tool_calls": self.tool_calls},))
 
 
 class Stream:
@@ -302,6 +305,26 @@ def _settings(max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, 
         seed=random.SystemRandom().getrandbits(32) if seed is None else seed,
         stop=list(stop) if stop is not None else None,
     )
+
+
+def _tools_json(tools: Sequence[Mapping]) -> str:
+    """tools as the JSON text the core reads: [{"type": "function", "function": {"name", ...}}]."""
+    if isinstance(tools, (str, bytes)) or not isinstance(tools, Sequence):
+        raise Error(f"tools: a list of {{'type': 'function', 'function': {{'name': ...}}}} dicts, not {type(tools).__name__}")
+    names = set()
+    for i, t in enumerate(tools):
+        f = t.get("function") if isinstance(t, Mapping) else None
+        if not isinstance(f, Mapping) or not isinstance(f.get("name"), str) or not f["name"]:
+            raise Error(f"tools[{i}]: a dict {{'type': 'function', 'function': {{'name': ...}}}}, not {t!r}")
+        if t.get("type", "function") != "function":
+            raise Error(f"tools[{i}].type: only 'function' tools are supported, got {t['type']!r}")
+        if f["name"] in names:
+            raise Error(f"tools[{i}].function.name: {f['name']!r} names two tools")
+        names.add(f["name"])
+    try:
+        return json.dumps([dict(t) for t in tools], ensure_ascii=False)
+    except (TypeError, ValueError) as e:
+        raise Error(f"tools: not JSON-serializable: {e}") from None
 
 
 def _messages_json(messages: Sequence[Mapping]) -> str:
@@ -474,6 +497,8 @@ class Model:
         stream: bool = False,
         format: Union[None, str, dict, type] = None,
         truncate: bool = False,
+        tools: Optional[Sequence[Mapping]] = None,
+        tool_choice: str = "auto",
     ) -> Union[Generation, Stream]:
         """The assistant's reply to a conversation: messages (a list of {"role", "content"} dicts:
         "system", "user", "assistant") rendered by the model's chat template
@@ -485,22 +510,77 @@ class Model:
         truncate=True: a conversation too long for the context keeps every system message and the
         latest turns that fit with room for the reply (max_tokens, at most half the context), as
         `lowbit serve` and `lowbit run`'s chat do; the result's dropped_messages says how many of
-        the oldest messages went. Without it such a conversation raises lowbit.Error."""
+        the oldest messages went. Without it such a conversation raises lowbit.Error.
+
+        tools: functions the model may call, as OpenAI's and Ollama's APIs take them
+        ([{"type": "function", "function": {"name", "description", "parameters"}}]), shown by the
+        template (a model whose template writes no tool calls raises lowbit.Error). The reply's
+        calls are in the result's tool_calls ([{"name", "arguments": dict}]) and its text is what
+        is left; a stream holds back text that may begin a call. tool_choice: "auto" (the model
+        decides), "none" (tools shown, reply read as text), "required" (the reply is one call of
+        one of the tools, at most 4) or a function's name (one call of it), held to the tools'
+        parameters as `lowbit serve` holds them (docs/SERVING.md, "Tool calling")."""
         kwargs = _settings(max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, seed, stop, format)
+        tools_json, plan = "", None
+        if tools is not None:
+            tools_json = _tools_json(tools)
+            plan = self._core.tool_plan(tools_json, tool_choice)
+            if plan["schema"] is not None:
+                if format is not None:
+                    raise Error("format: a forced tool call (tool_choice) cannot also follow format")
+                kwargs.update(json=True, schema=plan["schema"])
+        elif tool_choice != "auto":
+            raise Error(f"tool_choice: {tool_choice!r} needs tools")
+        start = plan["reply_start"] if plan else ""
         dropped = 0
         if truncate:
-            ids, dropped = self._core.chat_tokens_fit(_messages_json(messages), max_tokens)
+            ids, dropped = self._core.chat_tokens_fit(_messages_json(messages), max_tokens, tools_json, start)
         else:
-            ids = self._core.chat_tokens(_messages_json(messages))
+            ids = self._core.chat_tokens(_messages_json(messages), True, tools_json, start)
+
+        def read(text):  # (content, calls) of a finished reply
+            if not (plan and plan["active"]):
+                return text, []
+            content, calls = self._core.tool_read(text, tools_json, plan["reply_start"], plan["reply_end"],
+                                                  plan["forced"])
+            return content, [{"name": n, "arguments": json.loads(a)} for n, a in calls]
 
         def run(**kw):
-            return dict(self._core.generate_tokens(ids, **kw), dropped_messages=dropped)
+            result = dict(self._core.generate_tokens(ids, **kw), dropped_messages=dropped)
+            result["text"], result["tool_calls"] = read(result["text"])
+            return result
 
         if stream:
             s = Stream()
-            s._pieces = self._stream(run, kwargs, s)
+            if plan and plan["active"]:
+                raw = Stream()
+                raw._pieces = self._stream(lambda **kw: dict(self._core.generate_tokens(ids, **kw),
+                                                             dropped_messages=dropped), kwargs, raw)
+                s._pieces = self._held_back(raw, s, read, plan["forced"])
+            else:
+                s._pieces = self._stream(run, kwargs, s)
             return s
         return Generation(run(**kwargs))
+
+    def _held_back(self, raw: Stream, into: Stream, read, forced: bool) -> Iterator[str]:
+        """raw's pieces, less what may begin a tool call, which waits for the end; then into.result
+        is raw's with the reply read back as content and calls."""
+        generated, sent = "", 0
+        for piece in raw:
+            generated += piece
+            if forced:
+                continue
+            # The core counts bytes of UTF-8; it only holds back from an ASCII character.
+            n = len(generated.encode("utf-8")[: self._core.tool_hold_from(generated)].decode("utf-8"))
+            if n > sent:
+                yield generated[sent:n]
+                sent = n
+        content, calls = read(generated)
+        if len(content) > sent:
+            yield content[sent:]
+        r = raw.result
+        into.result = Generation(dict({n: getattr(r, n) for n in Generation._FIELDS}, text=content, tool_calls=calls,
+                                      dropped_messages=r.dropped_messages))
 
     def generate_batch(
         self,

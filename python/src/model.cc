@@ -13,6 +13,7 @@
 #include "python/src/bindings.h"
 #include "runtime/batch.h"
 #include "runtime/chat/chat_template.h"
+#include "runtime/chat/tool_calls.h"
 #include "runtime/generate.h"
 #include "runtime/json_mode.h"
 #include "runtime/json_schema.h"
@@ -83,22 +84,70 @@ class PyModel {
 
   // The conversation cut to the context, with room for a reply of max_tokens, as `lowbit serve`
   // and the chat cut it (fit_conversation): its ids and how many of the oldest non-system
-  // messages were left out.
-  std::pair<std::vector<int32_t>, size_t> chat_tokens_fit(const std::string& messages_json, int64_t max_tokens) const {
-    const nlohmann::json messages = parse_messages<nlohmann::json>(messages_json);
+  // messages were left out. tools_json: the tools the template shows ("" for none); reply_start:
+  // a forced tool call's opening, which the prompt ends with.
+  std::pair<std::vector<int32_t>, size_t> chat_tokens_fit(const std::string& messages_json, int64_t max_tokens,
+                                                          const std::string& tools_json,
+                                                          const std::string& reply_start) const {
+    const auto messages = parse_messages<nlohmann::ordered_json>(messages_json);
+    const auto tools = parse_tools(tools_json);
     const std::unique_ptr<ChatTemplate> tmpl = chat_template();
     py::gil_scoped_release nogil;
-    FittedConversation f =
-        fit_conversation(model_->tokenizer(), *tmpl, messages, conversation_budget(model_->ctx(), max_tokens));
+    FittedConversation f = fit_conversation(model_->tokenizer(), *tmpl, messages,
+                                            conversation_budget(model_->ctx(), max_tokens), true, tools, reply_start);
     return {std::move(f.ids), f.dropped};
   }
 
   // The conversation's tokens as every chat front end feeds them (encode_conversation).
-  std::vector<int32_t> chat_tokens(const std::string& messages_json, bool add_special) const {
-    const std::string text = render_chat(messages_json, true);
+  std::vector<int32_t> chat_tokens(const std::string& messages_json, bool add_special, const std::string& tools_json,
+                                   const std::string& reply_start) const {
+    const std::string text =
+        chat_template()->render(parse_messages<nlohmann::ordered_json>(messages_json), true, parse_tools(tools_json)) +
+        reply_start;
     py::gil_scoped_release nogil;
     return encode_conversation(model_->tokenizer(), text, add_special);
   }
+
+  // Tool calling (runtime/chat/tool_calls.h). choice: "auto", "none", "required" or a function's
+  // name. {"active": the reply is read for calls, "forced", "reply_start", "reply_end", "schema":
+  // the forced reply's JSON schema text or None}.
+  py::dict tool_plan(const std::string& tools_json, const std::string& choice) const {
+    const ToolCallSyntax& syntax = tool_syntax();
+    const auto tools = parse_tools(tools_json);
+    py::dict plan;
+    plan["active"] = choice != "none";
+    plan["forced"] = false;
+    plan["reply_start"] = "";
+    plan["reply_end"] = "";
+    plan["schema"] = py::none();
+    if (choice == "auto" || choice == "none") return plan;
+    std::vector<size_t> candidates;
+    for (size_t i = 0; i < tools.size(); ++i)
+      if (choice == "required" || tools[i]["function"]["name"] == choice) candidates.push_back(i);
+    if (candidates.empty())
+      throw Error(ErrorCode::invalid_argument, "tool_choice: '" + choice + "' is none of \"auto\", \"none\", "
+                                               "\"required\" or the name of one of the tools");
+    const ToolCallSyntax::Forced f = syntax.force(tools, candidates);
+    plan["forced"] = true;
+    plan["reply_start"] = f.reply_start;
+    plan["reply_end"] = f.reply_end;
+    plan["schema"] = f.schema.dump();
+    return plan;
+  }
+
+  // A reply read back: (content, [(name, arguments as JSON text)]).
+  py::tuple tool_read(const std::string& text, const std::string& tools_json, const std::string& reply_start,
+                      const std::string& reply_end, bool forced) const {
+    const auto tools = parse_tools(tools_json);
+    const ToolReply r = forced ? tool_syntax().read_forced({reply_start, reply_end, {}}, text, tools)
+                               : tool_syntax().parse(text, tools);
+    py::list calls;
+    for (const ToolCall& c : r.calls) calls.append(py::make_tuple(c.name, c.arguments.dump()));
+    return py::make_tuple(r.content, calls);
+  }
+
+  // How many bytes of a reply streamed so far may be shown: the rest may begin a call.
+  size_t tool_hold_from(const std::string& text) const { return tool_syntax().hold_from(text); }
 
   // callback(piece) is called for each piece of text; returning True stops the generation.
   py::dict generate(const std::string& prompt, const GenerateParams& params, const py::object& callback) const {
@@ -245,6 +294,23 @@ class PyModel {
     }
   }
 
+  static nlohmann::ordered_json parse_tools(const std::string& tools_json) {
+    if (tools_json.empty()) return nullptr;
+    try {
+      return nlohmann::ordered_json::parse(tools_json);
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(ErrorCode::invalid_argument, std::string("tools: not JSON: ") + e.what());
+    }
+  }
+
+  // How the model's template writes a tool call, learned once.
+  const ToolCallSyntax& tool_syntax() const {
+    std::call_once(tool_once_, [this] { tool_syntax_ = ToolCallSyntax::of(*chat_template()); });
+    if (!tool_syntax_)
+      throw Error(ErrorCode::invalid_argument, path_ + " does not support tools: its chat template writes no tool calls");
+    return *tool_syntax_;
+  }
+
   std::unique_ptr<ChatTemplate> chat_template() const {
     std::unique_ptr<ChatTemplate> tmpl = chat_template_of(model_->tokenizer());
     if (!tmpl)
@@ -260,6 +326,8 @@ class PyModel {
   std::string path_;
   std::shared_ptr<const Model> model_;
   std::unique_ptr<LazyJsonTokens> json_;
+  mutable std::once_flag tool_once_;
+  mutable std::optional<ToolCallSyntax> tool_syntax_;  // none: the template writes no tool calls
 };
 
 GenerateParams make_params(int64_t max_tokens, float temperature, int top_k, float top_p, float min_p,
@@ -310,8 +378,14 @@ void register_model(py::module_& m) {
           py::arg("seed") = 0, py::arg("stop") = py::none(), py::arg("add_bos") = true, py::arg("json") = false,
           py::arg("schema") = py::none(), py::arg("callback") = py::none())
       .def("render_chat", &PyModel::render_chat, py::arg("messages_json"), py::arg("add_generation_prompt") = true)
-      .def("chat_tokens", &PyModel::chat_tokens, py::arg("messages_json"), py::arg("add_special") = true)
-      .def("chat_tokens_fit", &PyModel::chat_tokens_fit, py::arg("messages_json"), py::arg("max_tokens"))
+      .def("chat_tokens", &PyModel::chat_tokens, py::arg("messages_json"), py::arg("add_special") = true,
+           py::arg("tools_json") = "", py::arg("reply_start") = "")
+      .def("chat_tokens_fit", &PyModel::chat_tokens_fit, py::arg("messages_json"), py::arg("max_tokens"),
+           py::arg("tools_json") = "", py::arg("reply_start") = "")
+      .def("tool_plan", &PyModel::tool_plan, py::arg("tools_json"), py::arg("choice"))
+      .def("tool_read", &PyModel::tool_read, py::arg("text"), py::arg("tools_json"), py::arg("reply_start"),
+           py::arg("reply_end"), py::arg("forced"))
+      .def("tool_hold_from", &PyModel::tool_hold_from, py::arg("text"))
       .def(
           "generate_tokens",
           [](const PyModel& self, const std::vector<int32_t>& ids, int64_t max_tokens, float temperature, int top_k,

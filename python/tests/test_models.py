@@ -389,6 +389,70 @@ def test_chat_truncate_keeps_the_latest_turns_that_fit():
     assert "".join(streamed) == r and streamed.result.dropped_messages == r.dropped_messages
 
 
+def test_chat_tools_read_calls_and_force_them(tmp_path):
+    """chat(tools=...) on SmolLM2 stored under Qwen2.5's chat template (`lowbit create --template`),
+    against the reference: transformers' rendering of the conversation with its tools, continued by
+    generate(). A forced call is what generate() writes after the template's opening, held to the
+    same schema (the tools' parameters, as the template documents a call); an auto reply is
+    generate() of the rendering; streams end with the same result."""
+    import subprocess
+
+    import jsonschema
+    from conftest import MODELS, REPO
+
+    ctu = pytest.importorskip("transformers.utils.chat_template_utils")
+    path, qwen = MODELS / SMOLLM2, MODELS / "configs" / "qwen2.5-0.5b" / "tokenizer_config.json"
+    if not path.is_file() or not qwen.is_file():
+        pytest.skip(f"{path} or {qwen} not found")
+    template = json.loads(qwen.read_text())["chat_template"]
+    (tmp_path / "t.jinja").write_text(template)
+    subprocess.run([os.environ.get("LOWBIT_BIN", str(REPO / "build" / "lowbit")), "create", "smol", str(path),
+                    "--template", str(tmp_path / "t.jinja"), "--models", str(tmp_path / "store")], check=True,
+                   capture_output=True)
+    m = lowbit.Model(str(tmp_path / "store" / "smol" / ":latest"), threads=2, ctx=512)
+    weather = {"type": "function", "function": {"name": "get_weather", "description": "Get the weather in a city",
+                                                "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                                                               "required": ["city"]}}}
+    add = {"type": "function", "function": {"name": "add", "description": "Add two integers",
+                                            "parameters": {"type": "object", "required": ["a", "b"], "properties": {
+                                                "a": {"type": "integer"}, "b": {"type": "integer"}}}}}
+    tools = [weather, add]
+    messages = [{"role": "user", "content": "What is 2 plus 3?"}]
+    rendered = ctu.render_jinja_template(conversations=[messages], tools=tools, chat_template=template,
+                                         add_generation_prompt=True)[0][0]
+
+    named = m.chat(messages, tools=tools, tool_choice="add", max_tokens=60)
+    args = add["function"]["parameters"]
+    expected = m.generate(rendered + '<tool_call>\n{"name": "add", "arguments": ', max_tokens=60, format=args)
+    assert named == "" and named.tool_calls == [{"name": "add", "arguments": json.loads(expected)}]
+    jsonschema.validate(named.tool_calls[0]["arguments"], args)
+
+    required = m.chat(messages, tools=tools, tool_choice="required", max_tokens=60)
+    one_of = {"anyOf": [{"type": "object", "properties": {"name": {"const": t["function"]["name"]},
+                                                          "arguments": t["function"]["parameters"]},
+                         "required": ["name", "arguments"]} for t in tools]}
+    expected = json.loads(m.generate(rendered + "<tool_call>\n", max_tokens=60, format=one_of))
+    assert required.tool_calls == [expected]
+    stream = m.chat(messages, tools=tools, tool_choice="required", max_tokens=60, stream=True)
+    assert "".join(stream) == "" and stream.result.tool_calls == required.tool_calls
+
+    auto = m.chat(messages, tools=tools, max_tokens=30)
+    reference = m.generate(rendered, max_tokens=30)
+    assert "<tool_call>" not in reference  # this small model answers in prose unless made to call
+    assert auto == reference and auto.tool_calls == []
+    stream = m.chat(messages, tools=tools, max_tokens=30, stream=True)
+    assert "".join(stream) == reference and stream.result.ids == reference.ids
+
+    with pytest.raises(lowbit.Error, match="does not support tools"):
+        lowbit.Model(str(path), threads=2, ctx=512).chat(messages, tools=tools)
+    with pytest.raises(lowbit.Error, match="tool_choice: 'mul'"):
+        m.chat(messages, tools=tools, tool_choice="mul")
+    with pytest.raises(lowbit.Error, match=r"tools\[1\].function.name: 'get_weather' names two tools"):
+        m.chat(messages, tools=[weather, weather])
+    with pytest.raises(lowbit.Error, match="tool_choice: 'required' needs tools"):
+        m.chat(messages, tool_choice="required")
+
+
 def test_chat_errors_name_what_is_wrong(stories):
     with pytest.raises(lowbit.Error, match="has no chat template"):
         stories.chat([{"role": "user", "content": "hi"}])
