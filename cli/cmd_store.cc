@@ -119,11 +119,14 @@ int show_main(int argc, char** argv) {
     nlohmann::json out = stored_model_json(*m);
     out["path"] = m->dir;
     out["template"] = templ;
+    out["capabilities"] = capabilities(m->dir);
     out["config"] = config_to_json(c);
     out["recipe"] = manifest.header().recipe;
     std::printf("%s\n", out.dump(2).c_str());
     return 0;
   }
+  std::string caps;
+  for (const std::string& c : capabilities(m->dir)) caps += (caps.empty() ? "" : ", ") + c;
   std::printf("  Model\n");
   std::vector<std::vector<std::string>> rows = {
       {"name", m->name},
@@ -135,6 +138,7 @@ int show_main(int argc, char** argv) {
       {"quantization", m->details.quantization_level},
       {"parent model", m->details.parent_model.empty() ? "-" : m->details.parent_model},
       {"chat template", templ.empty() ? "none" : "yes (lowbit show --template prints it)"},
+      {"capabilities", caps},
       {"size", human_bytes(m->size)},
       {"digest", m->digest},
       {"modified", m->modified_at},

@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "runtime/chat/chat_template.h"
+#include "runtime/chat/tool_calls.h"
 #include "runtime/tokenizer/tokenizer.h"
 
 namespace lowbit::cli {
@@ -82,6 +83,13 @@ nlohmann::json stored_model_json(const StoredModel& m) {
 std::string chat_template_source(const std::string& model_dir) {
   const auto t = chat_template_of(*load_tokenizer(model_dir));
   return t ? t->source() : std::string();
+}
+
+std::vector<std::string> capabilities(const std::string& model_dir) {
+  std::vector<std::string> caps{"completion"};
+  const auto t = chat_template_of(*load_tokenizer(model_dir));
+  if (t && ToolCallSyntax::of(*t)) caps.push_back("tools");
+  return caps;
 }
 
 }  // namespace lowbit::cli

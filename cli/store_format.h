@@ -22,5 +22,8 @@ void print_table(const std::vector<std::vector<std::string>>& rows, const std::s
 nlohmann::json stored_model_json(const StoredModel& m);
 // The model's chat template ("" when it has none).
 std::string chat_template_source(const std::string& model_dir);
+// What the model can be asked for, in Ollama's words: "completion", and "tools" when its chat
+// template writes tool calls (runtime/chat/tool_calls.h).
+std::vector<std::string> capabilities(const std::string& model_dir);
 
 }  // namespace lowbit::cli

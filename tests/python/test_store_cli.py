@@ -136,6 +136,16 @@ def test_create_with_a_template_of_ones_own(models, tmp_path):
     assert not (models / "broken").exists()
     r = lowbit("create", "broken", STORIES, "--template", tmp_path / "missing.jinja", "--models", models)
     assert r.returncode != 0 and "missing.jinja" in r.stderr
+    # A template that writes tool calls (Qwen2.5's) gives the model the "tools" capability, as
+    # `ollama show` lists it; one that does not, only "completion".
+    qwen = SHARED / "models" / "configs" / "qwen2.5-0.5b" / "tokenizer_config.json"
+    if qwen.exists():
+        tfile.write_text(json.loads(qwen.read_text())["chat_template"])
+        ok(lowbit("create", "tools", STORIES, "--template", tfile, "--threads", "2", "--models", models))
+        assert json.loads(ok(lowbit("show", "tools", "--json", "--models", models)).stdout)["capabilities"] == \
+            ["completion", "tools"]
+        assert "completion, tools" in ok(lowbit("show", "tools", "--models", models)).stdout
+    assert json.loads(ok(lowbit("show", "chat", "--json", "--models", models)).stdout)["capabilities"] == ["completion"]
 
 
 @needs_smol
