@@ -555,6 +555,8 @@ GenerationRequest parse_openai_chat(const json& body, int64_t max_ctx) {
   r.messages = parse_messages(body, true);
   r.tools = parse_tools(body);
   parse_tool_choice(body, r);
+  for (const char* old : {"functions", "function_call"})
+    if (field(body, old)) bad(old, "is OpenAI's deprecated form of tool calling: send tools and tool_choice");
   if (auto v = opt_bool(body, "logprobs", "logprobs")) r.logprobs = *v;
   if (auto v = opt_int(body, "top_logprobs", "top_logprobs"); v && *v != 0)
     bad("top_logprobs", "only 0 is supported (the chosen tokens' log-probabilities)");

@@ -205,6 +205,7 @@ def test_a_conversation_with_calls_and_results(oc, ai):
     ({"tools": [WEATHER], "tool_choice": "required", "response_format": {"type": "json_object"}}, "tool_choice"),
     ({"messages": PARIS + [{"role": "assistant", "tool_calls": [{"function": {"name": "get_weather", "arguments": "{oops"}}]}],
       "tools": [WEATHER]}, "messages[1].tool_calls[0].function.arguments"),
+    ({"functions": [WEATHER["function"]]}, "functions"),
 ])
 def test_refusals_name_the_field(server, body, field):
     req = {"model": TOOLS_MODEL, "messages": PARIS, "max_tokens": 5, **body}
