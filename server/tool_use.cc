@@ -24,13 +24,12 @@ ToolUse::ToolUse(const LoadedModel& m, const GenerationRequest& req)
                        "tools: '" + req.model + "' does not support tools (its chat template " +
                            (m.chat_template ? "writes no tool calls" : "is missing") + ")");
   if (req.tool_choice == TC::none) return;  // the template shows the tools; the reply is text
-  syntax_ = &*m.tool_syntax;
+  syntax_ = m.tool_syntax;
   if (req.tool_choice == TC::automatic) return;
 
   if (req.json) throw RequestError(400, "tool_choice", "tool_choice: a forced call cannot also follow response_format");
-  std::vector<size_t> candidates;
-  for (size_t i = 0; i < req.tools.size(); ++i)
-    if (req.tool_choice == TC::required || req.tools[i]["function"]["name"] == req.tool_name) candidates.push_back(i);
+  const std::vector<size_t> candidates =
+      ToolCallSyntax::candidates(req.tools, req.tool_choice == TC::named ? req.tool_name : "");
   // Each tool's own schema errors under its own name, before the combined schema's.
   for (size_t i : candidates)
     compile(ToolCallSyntax::arguments_schema(req.tools[i]), "tools[" + std::to_string(i) + "].function.parameters");

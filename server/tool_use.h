@@ -25,12 +25,12 @@ class ToolUse {
   // be enforced, a forced call together with `format` / `response_format`.
   ToolUse(const LoadedModel& m, const GenerationRequest& req);
 
-  bool active() const { return syntax_ != nullptr; }  // the reply is read for calls
+  bool active() const { return syntax_.has_value(); }  // the reply is read for calls
   // The tools the template sees (null when the request has none).
   const nlohmann::ordered_json& tools() const { return tools_; }
   // The reply's forced beginning, which the prompt ends with ("" unless forced), and the schema
   // the generated rest is held to (null unless forced).
-  const std::string& reply_start() const { return forced_ ? forced_->reply_start : none_; }
+  std::string reply_start() const { return forced_ ? forced_->reply_start : std::string(); }
   const std::shared_ptr<const JsonSchema>& schema() const { return schema_; }
 
   // Streaming: how much of the text generated so far may be sent as content now.
@@ -39,12 +39,13 @@ class ToolUse {
   ToolReply read(const std::string& generated) const;
 
  private:
-  nlohmann::ordered_json tools_;  // a copy: a stream outlives the request it was parsed from
+  // Copies, not references: a stream reads the reply after it has released the request and the
+  // model (which keep_alive 0 unloads then).
+  nlohmann::ordered_json tools_;
   bool parallel_ = true;
-  const ToolCallSyntax* syntax_ = nullptr;
+  std::optional<ToolCallSyntax> syntax_;
   std::optional<ToolCallSyntax::Forced> forced_;  // tool_choice required or named
   std::shared_ptr<const JsonSchema> schema_;
-  std::string none_;
 };
 
 }  // namespace lowbit::server

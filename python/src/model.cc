@@ -121,9 +121,7 @@ class PyModel {
     plan["reply_end"] = "";
     plan["schema"] = py::none();
     if (choice == "auto" || choice == "none") return plan;
-    std::vector<size_t> candidates;
-    for (size_t i = 0; i < tools.size(); ++i)
-      if (choice == "required" || tools[i]["function"]["name"] == choice) candidates.push_back(i);
+    const std::vector<size_t> candidates = ToolCallSyntax::candidates(tools, choice == "required" ? "" : choice);
     if (candidates.empty())
       throw Error(ErrorCode::invalid_argument, "tool_choice: '" + choice + "' is none of \"auto\", \"none\", "
                                                "\"required\" or the name of one of the tools");

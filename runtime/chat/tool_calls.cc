@@ -220,6 +220,13 @@ std::string ToolCallSyntax::forced_opening(const std::string& name) const {
   return prefix_ + before_name_ + name + after_name_;
 }
 
+std::vector<size_t> ToolCallSyntax::candidates(const ojson& tools, const std::string& name) {
+  std::vector<size_t> out;
+  for (size_t i = 0; tools.is_array() && i < tools.size(); ++i)
+    if (name.empty() || tools[i].at("function").at("name") == name) out.push_back(i);
+  return out;
+}
+
 nlohmann::json ToolCallSyntax::arguments_schema(const ojson& tool) {
   const ojson& f = tool.at("function");
   if (!f.contains("parameters") || f["parameters"].is_null()) return {{"type", "object"}};

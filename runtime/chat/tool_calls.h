@@ -75,6 +75,8 @@ class ToolCallSyntax {
   Forced force(const nlohmann::ordered_json& tools, const std::vector<size_t>& candidates) const;
   // A forced reply read back: its call, or (cut short, e.g. by the token limit) all content.
   ToolReply read_forced(const Forced& f, const std::string& generated, const nlohmann::ordered_json& tools) const;
+  // The indices of the tools a forced call may be to: the one named `name`, or all when name is "".
+  static std::vector<size_t> candidates(const nlohmann::ordered_json& tools, const std::string& name);
   // The schema a tool's arguments are held to: its parameters, or any object.
   static nlohmann::json arguments_schema(const nlohmann::ordered_json& tool);
 

@@ -131,11 +131,15 @@ def test_named_call_is_the_reference_call(ai):
     assert arguments == json.loads(expected)
 
 
-def test_streamed_call_equals_the_whole(ai):
+@pytest.mark.parametrize("keep_alive", [None, 0])
+def test_streamed_call_equals_the_whole(ai, keep_alive):
+    """keep_alive 0 unloads the model as the stream ends, before the reply is read back as calls:
+    what reads it must not depend on the model still being loaded."""
     kw = dict(model=TOOLS_MODEL, messages=PARIS, tools=TOOLS, tool_choice="required", temperature=0, max_tokens=100)
     whole = ai.chat.completions.create(**kw).choices[0].message.tool_calls
     calls, finish = {}, None
-    for chunk in ai.chat.completions.create(stream=True, **kw):
+    extra = {} if keep_alive is None else {"extra_body": {"keep_alive": keep_alive}}
+    for chunk in ai.chat.completions.create(stream=True, **kw, **extra):
         for d in chunk.choices[0].delta.tool_calls or []:
             c = calls.setdefault(d.index, {"name": "", "arguments": ""})
             c["name"] += d.function.name or ""

@@ -193,6 +193,10 @@ TEST(ToolCallSyntax, forced_calls) {
   for (int i = 0; i < 5; ++i) many.push_back({{"type", "function"}, {"function", {{"name", "f" + std::to_string(i)}}}});
   EXPECT_THROW(s->force(many, {0, 1, 2, 3, 4}), Error);
   EXPECT_THROW(s->force(many, {}), Error);
+  // Which tools a forced call may be to: all, or the one named.
+  EXPECT_EQ(ToolCallSyntax::candidates(kTools, ""), (std::vector<size_t>{0, 1}));
+  EXPECT_EQ(ToolCallSyntax::candidates(kTools, "add"), (std::vector<size_t>{1}));
+  EXPECT_TRUE(ToolCallSyntax::candidates(kTools, "mul").empty());
   // A tool without parameters: any object.
   EXPECT_EQ(s->force(many, {2}).schema, (nlohmann::json{{"type", "object"}}));
 }
