@@ -108,7 +108,8 @@ int show_main(int argc, char** argv) {
     m = ModelStore::describe(dir);
   }
   const Manifest manifest = Manifest::open(m->dir);
-  const std::string templ = chat_template_source(m->dir);
+  const std::unique_ptr<ChatTemplate> tmpl = model_chat_template(m->dir);
+  const std::string templ = tmpl ? tmpl->source() : std::string();
   if (template_only) {
     if (templ.empty()) throw Error(ErrorCode::not_found, m->name + ": the model has no chat template");
     std::printf("%s\n", templ.c_str());
@@ -119,14 +120,14 @@ int show_main(int argc, char** argv) {
     nlohmann::json out = stored_model_json(*m);
     out["path"] = m->dir;
     out["template"] = templ;
-    out["capabilities"] = capabilities(m->dir);
+    out["capabilities"] = capabilities(tmpl.get());
     out["config"] = config_to_json(c);
     out["recipe"] = manifest.header().recipe;
     std::printf("%s\n", out.dump(2).c_str());
     return 0;
   }
   std::string caps;
-  for (const std::string& c : capabilities(m->dir)) caps += (caps.empty() ? "" : ", ") + c;
+  for (const std::string& c : capabilities(tmpl.get())) caps += (caps.empty() ? "" : ", ") + c;
   std::printf("  Model\n");
   std::vector<std::vector<std::string>> rows = {
       {"name", m->name},

@@ -80,15 +80,13 @@ nlohmann::json stored_model_json(const StoredModel& m) {
             {"quantization_level", d.quantization_level}}}};
 }
 
-std::string chat_template_source(const std::string& model_dir) {
-  const auto t = chat_template_of(*load_tokenizer(model_dir));
-  return t ? t->source() : std::string();
+std::unique_ptr<ChatTemplate> model_chat_template(const std::string& model_dir) {
+  return chat_template_of(*load_tokenizer(model_dir));
 }
 
-std::vector<std::string> capabilities(const std::string& model_dir) {
+std::vector<std::string> capabilities(const ChatTemplate* tmpl) {
   std::vector<std::string> caps{"completion"};
-  const auto t = chat_template_of(*load_tokenizer(model_dir));
-  if (t && ToolCallSyntax::of(*t)) caps.push_back("tools");
+  if (tmpl && ToolCallSyntax::of(*tmpl)) caps.push_back("tools");
   return caps;
 }
 

@@ -3,11 +3,13 @@
 #pragma once
 
 #include <ctime>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "runtime/chat/chat_template.h"
 #include "store/model_store.h"
 
 namespace lowbit::cli {
@@ -20,10 +22,10 @@ std::string relative_time(const std::string& rfc3339, std::time_t now);
 void print_table(const std::vector<std::vector<std::string>>& rows, const std::string& indent = "");
 // One entry of Ollama's /api/tags "models" list.
 nlohmann::json stored_model_json(const StoredModel& m);
-// The model's chat template ("" when it has none).
-std::string chat_template_source(const std::string& model_dir);
+// The model's chat template (null when it has none).
+std::unique_ptr<ChatTemplate> model_chat_template(const std::string& model_dir);
 // What the model can be asked for, in Ollama's words: "completion", and "tools" when its chat
-// template writes tool calls (runtime/chat/tool_calls.h).
-std::vector<std::string> capabilities(const std::string& model_dir);
+// template (null: none) writes tool calls (runtime/chat/tool_calls.h).
+std::vector<std::string> capabilities(const ChatTemplate* tmpl);
 
 }  // namespace lowbit::cli
