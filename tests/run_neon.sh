@@ -11,10 +11,11 @@
 # Under qemu the test's own reference and tolerance loops dominate, so both runs leave out the
 # scalar K=4096 cases and m32_k4096 (the whole type x group sweep stays, at every other m and K;
 # m7_k4096 and MatmulIsa.SimdMatchesScalarIntegerPath, NEON against scalar at K=4096, keep long
-# rows covered). Before running, each CPU model's HWCAP is checked so a qemu that changed its
-# models cannot quietly test one path twice. Exits non-zero on any failure; about 2-3 minutes
-# on 2 idle cores of a fast host, build included, and over 10 on a slow shared one (an AVX2-only
-# AMD EPYC VM: the `-cpu max` run alone took 339 s), hence the 20-minute default limit.
+# rows covered), and the quantizer's scale search at K=4096 (plain C++, no NEON; it stays at
+# every shorter K and runs whole on x86). Before running, each CPU model's HWCAP is checked so a qemu that changed its
+# models cannot quietly test one path twice. The two runs go at once, each mostly on one core.
+# Exits non-zero on any failure; a few minutes on 2 idle cores, build included, and more on a slow
+# shared host, hence the 20-minute default limit.
 #
 # Usage: tests/run_neon.sh [build-dir]   (default: build-neon in the repository root)
 # JOBS sets the build parallelism (default 2); LOWBIT_NEON_TIMEOUT the limit in seconds on the
@@ -62,14 +63,27 @@ expect_dotprod() {  # cpu, 0|1
   fi
 }
 
-run() {  # cpu, gtest filter
-  echo "== qemu-aarch64 -cpu $1 test_kernels --gtest_filter=$2"
-  env -u LOWBIT_ISA timeout "$(left)" qemu-aarch64 -cpu "$1" -L "$sysroot" "$build/tests/test_kernels" \
-    --gtest_brief=1 --gtest_filter="$2"
+run() {  # cpu, gtest filter, log file
+  {
+    echo "== qemu-aarch64 -cpu $1 test_kernels --gtest_filter=$2"
+    env -u LOWBIT_ISA timeout "$(left)" qemu-aarch64 -cpu "$1" -L "$sysroot" "$build/tests/test_kernels" \
+      --gtest_brief=1 --gtest_filter="$2"
+  } > "$3" 2>&1
 }
 
 expect_dotprod max 1
 expect_dotprod cortex-a53 0
-run max '-*_k4096_scalar:*_m32_k4096_*'
-run cortex-a53 '*_neon:MatmulIsa.*-*_m32_k4096_*'
+# Both runs at once: under qemu each is mostly one thread.
+run max '-*_k4096_scalar:*_m32_k4096_*:*_k4096_search' "$build/run_max.log" &
+max_pid=$!
+run cortex-a53 '*_neon:MatmulIsa.*-*_m32_k4096_*' "$build/run_a53.log" &
+a53_pid=$!
+failed=0
+wait "$max_pid" || failed=1
+wait "$a53_pid" || failed=1
+cat "$build/run_max.log" "$build/run_a53.log"
+if [ "$failed" -ne 0 ]; then
+  echo "run_neon.sh: NEON kernel tests failed" >&2
+  exit 1
+fi
 echo "run_neon.sh: NEON kernel tests passed (with and without dotprod)"

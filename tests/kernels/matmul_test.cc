@@ -268,15 +268,19 @@ TEST(MatmulIsa, RowResultsIndependentOfM) {
   ThreadPool pool(2);
   std::vector<QType> types = test::all_quant_types();
   for (const QType& t : test::float_types()) types.push_back(t);
-  for (Isa isa : available_isas())
-    for (const QType& t : types)
-      for (int64_t k : {172, 256, 384, 576, 1100, 4096})
+  for (const QType& t : types)
+    for (int64_t k : {172, 256, 384, 576, 1100, 4096}) {
+      const auto w = test::matmul_test_weights(n, k);
+      AlignedBytes buf(q_layout(t, n, k).bytes);
+      quantize(t, w.data(), n, k, buf.data());
+      const QMatrix qm{t, n, k, buf.data()};
+      for (Isa isa : available_isas())
         for (int64_t m : {11, 13, 80}) {
-        const auto w = test::matmul_test_weights(n, k);
+        // The scalar kernel runs one loop per (row, output) whatever M is, so it has no tiles to
+        // get wrong; one odd shape keeps it in the test (the whole sweep was most of this test's
+        // time, 100 of 133 s under qemu).
+        if (isa == Isa::scalar && (k != 172 || m != 13)) continue;
         const auto x = test::random_matrix(m, k, 90 + (uint32_t)k);
-        AlignedBytes buf(q_layout(t, n, k).bytes);
-        quantize(t, w.data(), n, k, buf.data());
-        const QMatrix qm{t, n, k, buf.data()};
         std::vector<float> all(m * n), one(n);
         matmul(qm, x.data(), m, all.data(), {isa, &pool, true});
         int64_t differ = 0;
@@ -286,6 +290,7 @@ TEST(MatmulIsa, RowResultsIndependentOfM) {
         }
         EXPECT_EQ(differ, 0) << type_name(t) << " k " << k << " m " << m << " " << isa_name(isa) << ": elements that differ";
       }
+    }
 }
 
 // 2-bit decode with VNNI rotates the activations into a stack buffer up to K = 16384 and into a
