@@ -277,8 +277,8 @@ TEST(MatmulIsa, RowResultsIndependentOfM) {
       for (Isa isa : available_isas())
         for (int64_t m : {11, 13, 80}) {
         // The scalar kernel runs one loop per (row, output) whatever M is, so it has no tiles to
-        // get wrong; one odd shape keeps it in the test (the whole sweep was most of this test's
-        // time, 100 of 133 s under qemu).
+        // get wrong; one odd shape keeps it in the test (its whole sweep was most of this test's
+        // time, under qemu most of all).
         if (isa == Isa::scalar && (k != 172 || m != 13)) continue;
         const auto x = test::random_matrix(m, k, 90 + (uint32_t)k);
         std::vector<float> all(m * n), one(n);
