@@ -2,10 +2,16 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <filesystem>
+#include <mutex>
 #include <set>
 #include <thread>
+
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include "kernels/error.h"
 #include "server/context.h"
@@ -33,6 +39,62 @@ bool same_secret(const std::string& a, const std::string& b) {
   unsigned char diff = a.size() != b.size();
   for (size_t i = 0; i < a.size(); ++i) diff |= (unsigned char)(a[i] ^ (i < b.size() ? b[i] : 0));
   return diff == 0;
+}
+
+// The connections answering a request now, by peer address and port as httplib reads them: from
+// pre-routing to the logger, which httplib calls once a response's last byte is written.
+class BusyConnections {
+ public:
+  void begin(const httplib::Request& req) {
+    std::lock_guard<std::mutex> lock(mu_);
+    peers_.insert({req.remote_addr, req.remote_port});
+  }
+  void end(const httplib::Request& req) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = peers_.find({req.remote_addr, req.remote_port});
+    if (it != peers_.end()) peers_.erase(it);  // a request refused before routing never began
+  }
+  bool contains(const std::string& addr, int port) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return peers_.count({addr, port}) > 0;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::multiset<std::pair<std::string, int>> peers_;
+};
+
+// An internet socket's address and port, local or peer; port -1 when fd is not one (or not
+// connected, for the peer).
+std::pair<std::string, int> socket_address(int fd, bool peer) {
+  sockaddr_storage a{};
+  socklen_t n = sizeof a;
+  auto* sa = reinterpret_cast<sockaddr*>(&a);
+  if ((peer ? getpeername(fd, sa, &n) : getsockname(fd, sa, &n)) != 0) return {"", -1};
+  if (a.ss_family != AF_INET && a.ss_family != AF_INET6) return {"", -1};
+  char host[NI_MAXHOST] = "";
+  getnameinfo(sa, n, host, sizeof host, nullptr, 0, NI_NUMERICHOST);
+  const int port = a.ss_family == AF_INET ? ntohs(reinterpret_cast<sockaddr_in*>(&a)->sin_port)
+                                          : ntohs(reinterpret_cast<sockaddr_in6*>(&a)->sin6_port);
+  return {host, port};
+}
+
+// httplib (0.11) lets an idle keep-alive connection hold its worker thread until the keep-alive
+// timeout, and its stop() joins every worker: a client that keeps a connection open would hold
+// the server's exit for seconds. Shutting the read side of each idle connection ends that wait at
+// once (a busy one, writing a response, would see the peer gone; once its response is out,
+// httplib closes it, as the server has stopped listening). The connections are found among the
+// process's descriptors (Linux's /proc/self/fd; elsewhere the wait stays): connected sockets on
+// the server's port.
+void end_idle_connections(int port, const BusyConnections& busy) {
+  std::error_code ec;
+  std::filesystem::directory_iterator it("/proc/self/fd", ec), end;
+  for (; !ec && it != end; it.increment(ec)) {
+    const int fd = std::atoi(it->path().filename().c_str());
+    if (socket_address(fd, false).second != port) continue;
+    const auto [addr, peer_port] = socket_address(fd, true);
+    if (peer_port >= 0 && !busy.contains(addr, peer_port)) ::shutdown(fd, SHUT_RD);
+  }
 }
 
 // A stored model's name first (the CLI lets an existing path win, but a server's working
@@ -152,6 +214,7 @@ struct Server::Impl {
 
   Context ctx;
   httplib::Server http;
+  BusyConnections busy;
   std::thread listener;
   int port = 0;
 };
@@ -181,8 +244,9 @@ void Server::start() {
   http.set_write_timeout(30, 0);
   http.set_keep_alive_timeout(5);
 
-  http.set_pre_routing_handler([&ctx](const httplib::Request& req, httplib::Response& res) {
+  http.set_pre_routing_handler([&ctx, &im](const httplib::Request& req, httplib::Response& res) {
     t_request_start = Clock::now();
+    im.busy.begin(req);
     if (ctx.params.api_key.empty() || req.path == "/health") return httplib::Server::HandlerResponse::Unhandled;
     const std::string auth = req.get_header_value("Authorization");
     const std::string prefix = "Bearer ";
@@ -223,7 +287,8 @@ void Server::start() {
     }
   });
 
-  http.set_logger([&ctx](const httplib::Request& req, const httplib::Response& res) {
+  http.set_logger([&ctx, &im](const httplib::Request& req, const httplib::Response& res) {
+    im.busy.end(req);
     const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t_request_start).count();
     std::fprintf(stderr, "lowbit serve: %s %s %s -> %d (%.1f ms)\n", req.remote_addr.c_str(), req.method.c_str(),
                  req.path.c_str(), res.status, ms);
@@ -258,7 +323,8 @@ void Server::stop() {
   // Generations first: each worker thread writing a stream then ends it with an error line and
   // returns, so stopping the HTTP server (which joins its workers) does not wait for them.
   impl_->ctx.registry.cancel_all("the server is shutting down");
-  impl_->http.stop();
+  impl_->http.stop();  // no new connections past this
+  if (impl_->port > 0) end_idle_connections(impl_->port, impl_->busy);
 }
 
 void Server::wait() {

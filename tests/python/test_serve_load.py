@@ -153,6 +153,18 @@ def test_sigterm_ends_running_streams_and_exits_cleanly():
     assert "shutting down" in lines[-1]["error"]
 
 
+def test_sigterm_does_not_wait_out_idle_keep_alive_connections():
+    s = start()
+    # Two clients holding idle connections open after a request, as the official clients do.
+    with httpx.Client(timeout=60) as a, httpx.Client(timeout=60) as b:
+        assert a.get(s.url + "/api/tags").status_code == 200
+        assert b.get(s.url + "/api/version").status_code == 200
+        t0 = time.time()
+        assert s.stop() == 0, s.stderr()
+        # Each would hold a worker for the server's keep-alive timeout, 5 s (server/server.cc).
+        assert time.time() - t0 < 4
+
+
 def test_an_sse_client_that_leaves_while_queued_frees_its_queue_place():
     s = start("--parallel", "1", "--queue", "1")
     try:
