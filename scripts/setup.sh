@@ -16,9 +16,10 @@ case "$MODE" in
 esac
 
 # The library and CLI (libcli11-dev: the CLI's argument parser, header-only; libcpp-httplib-dev:
-# the HTTP server of `lowbit serve`).
+# the HTTP server of `lowbit serve`; ccache: a rebuild, and test.sh's second compile of the same
+# objects by `pip install .`, take the objects already compiled).
 APT_PACKAGES=(cmake g++ pkg-config python3-venv nlohmann-json3-dev libsentencepiece-dev libpcre2-dev
-  libxxhash-dev libcli11-dev libcpp-httplib-dev)
+  libxxhash-dev libcli11-dev libcpp-httplib-dev ccache)
 PIP_PACKAGES=(matplotlib)  # lowbit eval --plot
 if [ "$MODE" = all ]; then
   # Tests and benchmarks, the Python package, the aarch64 cross build run under qemu, the fuzzers.
@@ -26,8 +27,9 @@ if [ "$MODE" = all ]; then
     g++-aarch64-linux-gnu qemu-user clang libclang-rt-14-dev)
   # ollama, openai: the official clients the server tests drive; jinja2: the chat-template reference;
   # jsonschema: the reference validator of structured outputs (pydantic: the models they are written as).
-  PIP_PACKAGES+=(numpy sentencepiece tokenizers safetensors pytest gguf transformers protobuf ollama openai
-    jinja2 jsonschema pydantic)
+  # pytest-xdist: the Python tests run one file per core (most of them wait on a lowbit process).
+  PIP_PACKAGES+=(numpy sentencepiece tokenizers safetensors pytest pytest-xdist gguf transformers protobuf
+    ollama openai jinja2 jsonschema pydantic)
 fi
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -56,7 +58,12 @@ else
   FEATURES=(-DLOWBIT_TESTS=ON -DLOWBIT_BENCH=ON)
   TARGETS=()
 fi
-mkdir -p build && cmake -S . -B build -DCMAKE_BUILD_TYPE=Release "${FEATURES[@]}" ${LOWBIT_CMAKE_ARGS:-} \
+# The compiler cache is .ccache/ in the checkout. Paths under the repository reach ccache relative
+# to the build directory (CCACHE_BASEDIR), so a build directory beside build/ (test.sh's build-pip/)
+# hits the same entries.
+LAUNCHER="env;CCACHE_BASEDIR=$ROOT;CCACHE_DIR=$ROOT/.ccache;ccache"
+mkdir -p build && cmake -S . -B build -DCMAKE_BUILD_TYPE=Release "${FEATURES[@]}" \
+  "-DCMAKE_CXX_COMPILER_LAUNCHER=$LAUNCHER" ${LOWBIT_CMAKE_ARGS:-} \
   > build/configure.log 2>&1 || { cat build/configure.log; exit 1; }
 grep -A8 "lowbit .* configuration" build/configure.log || true
 cmake --build build -j"$(nproc)" "${TARGETS[@]}"

@@ -23,10 +23,16 @@ step "accuracy validation with gates (stories260K)"
 bash tests/validate_accuracy.sh
 
 step "Python tests (reference tokenizers, numpy forward, eval CLI)"
-.venv/bin/python -m pytest -q tests/python
+.venv/bin/python -m pytest -q -n "$(nproc)" --dist loadfile tests/python
 
 step "Python package: pip install . and its tests"
-CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" .venv/bin/pip install -q .
+# The wheel's library objects are build/'s (same compiler, flags and sources): with build/'s
+# compiler and launcher, in build-pip/ beside it, ccache returns them instead of compiling the
+# library a second time (-D flags differ, CUDA off, so they hit in its preprocessor mode).
+cache_value() { sed -n "s/^$1:[A-Z]*=//p" build/CMakeCache.txt; }
+CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" .venv/bin/pip install -q . -C build-dir=build-pip \
+  -C "cmake.define.CMAKE_CXX_COMPILER=$(cache_value CMAKE_CXX_COMPILER)" \
+  -C "cmake.define.CMAKE_CXX_COMPILER_LAUNCHER=$(cache_value CMAKE_CXX_COMPILER_LAUNCHER)"
 .venv/bin/python -m pytest -q python/tests
 
 echo
