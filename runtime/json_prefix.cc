@@ -70,17 +70,24 @@ bool JsonPrefix::step(Path& p, unsigned char c, Extra& extra) const {
       if (c == '"') {
         if (p.key) return end_key(p);
         if (p.chars < schema_->node(p.want).min_length) return false;
+        if (const JsonRegex* re = regex(p); re && (p.cont || p.high || !re->accepts(p.re))) return false;
         finish(p);
         return true;
       }
       if (c < 0x20) return false;  // control characters must be escaped
       if (c == '\\') {
         if (p.key ? !key_escape_fits(p) : !p.high && p.chars >= schema_->node(p.want).max_length) return false;
+        // Escapes reach every character (\u and its pairs), so one may start if any can come.
+        if (const JsonRegex* re = regex(p);
+            re && !p.key && (p.cont || (!p.high && !re->can_take(p.re, 0, 0x10FFFF, p.chars + 1))))
+          return false;
         p.mode = Mode::escape;
       } else if (p.key) {
         if (!key_code(p, c, false)) return false;
-      } else if ((c & 0xC0) != 0x80 && !string_char(p, false)) {  // a character starts
-        return false;
+      } else {
+        if (p.high && regex(p)) return false;  // a pattern takes characters, not a lone surrogate
+        if ((c & 0xC0) != 0x80 && !string_char(p, false)) return false;  // a character starts
+        if (!pattern_byte(p, c)) return false;
       }
       return true;
     case Mode::escape:
@@ -94,8 +101,10 @@ bool JsonPrefix::step(Path& p, unsigned char c, Extra& extra) const {
         return true;
       }
       if (!is_escape(c)) return false;
+      if (!p.key && p.high && regex(p)) return false;  // only a \u low half may follow a high one
       p.mode = Mode::string;
-      if (!(p.key ? key_code(p, unescape(c), true) : string_char(p, false))) return false;
+      if (!(p.key ? key_code(p, unescape(c), true) : string_char(p, false) && pattern_code(p, unescape(c))))
+        return false;
       return true;
     case Mode::unicode:
       if (!is_hex(c)) return false;
@@ -106,9 +115,11 @@ bool JsonPrefix::step(Path& p, unsigned char c, Extra& extra) const {
       p.code = p.code * 16 + (is_digit(c) ? c - '0' : (c | 0x20) - 'a' + 10);
       if (--p.left == 0) {
         p.mode = Mode::string;
-        if (!(p.key ? key_code(p, p.code, true) : string_char(p, true))) return false;
+        if (p.key) return key_code(p, p.code, true);
+        const uint16_t high = p.high;  // string_char pairs it up; the pattern needs it after
+        return string_char(p, true) && pattern_escaped(p, high);
       }
-      return true;
+      return p.key || pattern_hex(p);
     case Mode::literal:
       if (c != (unsigned char)*p.literal) return false;
       if (!*++p.literal) finish(p);
@@ -235,6 +246,9 @@ bool JsonPrefix::start_value(Path& p, int32_t node, unsigned char c, Extra& extr
     p.mode = Mode::string;
     p.want = node;
     p.chars = 0;
+    p.high = 0;
+    p.cont = 0;
+    if (n.pattern != JsonSchema::kNone) p.re = schema_->pattern(n.pattern).start();
     return true;
   }
   if (c == '-' || is_digit(c)) {
@@ -304,6 +318,73 @@ bool JsonPrefix::string_char(Path& p, bool escaped_code) const {
   if (p.chars >= schema_->node(p.want).max_length) return false;
   ++p.chars;
   return true;
+}
+
+const JsonRegex* JsonPrefix::regex(const Path& p) const {
+  const int32_t i = schema_->node(p.want).pattern;
+  return i == JsonSchema::kNone ? nullptr : &schema_->pattern(i);
+}
+
+// A raw byte of a value string with a pattern (string_char has counted a character's first
+// byte): UTF-8 is decoded, and while a character is incomplete the code points its bytes can
+// still spell (overlong forms and surrogates left out) must hold one the pattern can take.
+bool JsonPrefix::pattern_byte(Path& p, unsigned char c) const {
+  const JsonRegex* re = regex(p);
+  if (!re) return true;
+  if (c < 0x80) return !p.cont && pattern_code(p, c);
+  if ((c & 0xC0) == 0x80) {
+    if (!p.cont) return false;
+    p.partial = p.partial << 6 | (c & 0x3F);
+    if (--p.cont == 0) return pattern_code(p, p.partial);  // the ranges below kept it valid
+  } else {
+    if (p.cont) return false;
+    p.utf8_len = (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    if (!p.utf8_len) return false;
+    p.cont = p.utf8_len - 1;
+    p.partial = c & (0x7F >> p.utf8_len);
+  }
+  static constexpr uint32_t kLeast[5] = {0, 0, 0x80, 0x800, 0x10000};  // below: an overlong form
+  const uint32_t lo = std::max(p.partial << (6 * p.cont), kLeast[p.utf8_len]);
+  const uint32_t hi = std::min((p.partial << (6 * p.cont)) | ((1u << (6 * p.cont)) - 1), 0x10FFFFu);
+  return lo <= hi && re->can_take(p.re, lo, hi, p.chars);
+}
+
+bool JsonPrefix::pattern_code(Path& p, uint32_t code) const {
+  const JsonRegex* re = regex(p);
+  if (!re) return true;
+  p.re = re->step(p.re, code, p.chars);
+  return p.re != 0;
+}
+
+// A \uXXXX escape complete; high: the escaped high surrogate before it, if any. A pair is one
+// character; a high half waits for its low half (pattern_hex made sure one can follow).
+bool JsonPrefix::pattern_escaped(Path& p, uint16_t high) const {
+  if (!regex(p)) return true;
+  const bool low = p.code >= 0xDC00 && p.code < 0xE000;
+  if (high) return low && pattern_code(p, 0x10000 + ((uint32_t(high) - 0xD800) << 10) + (p.code - 0xDC00));
+  if (low) return false;
+  if (p.code >= 0xD800 && p.code < 0xDC00) {  // counted; its low half must lead somewhere
+    const uint32_t base = 0x10000 + ((p.code - 0xD800) << 10);
+    return regex(p)->can_take(p.re, base, base + 0x3FF, p.chars);
+  }
+  return pattern_code(p, p.code);
+}
+
+// Some \uXXXX with the hex digits so far spells a character the pattern can take (directly, or
+// as the high half of a pair).
+bool JsonPrefix::pattern_hex(const Path& p) const {
+  const JsonRegex* re = regex(p);
+  if (!re) return true;
+  const uint32_t shift = 4 * p.left;
+  uint32_t lo = p.code << shift, hi = lo | ((1u << shift) - 1);
+  if (p.high) {  // the low half: its character was counted with the high half
+    lo = std::max(lo, 0xDC00u), hi = std::min(hi, 0xDFFFu);
+    const uint32_t base = 0x10000 + ((uint32_t(p.high) - 0xD800) << 10) - 0xDC00;
+    return lo <= hi && re->can_take(p.re, base + lo, base + hi, p.chars);
+  }
+  if (re->can_take(p.re, lo, hi, p.chars + 1)) return true;
+  const uint32_t a = std::max(lo, 0xD800u), b = std::min(hi, 0xDBFFu);
+  return a <= b && re->can_take(p.re, 0x10000 + ((a - 0xD800) << 10), 0x10000 + ((b - 0xD800) << 10) + 0x3FF, p.chars + 1);
 }
 
 // A key is matched as the text it stands for, so "\u00e9" matches the property "é": one raw

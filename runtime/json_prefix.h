@@ -66,6 +66,9 @@ class JsonPrefix {
     uint32_t code = 0;     // string: the \uXXXX read so far
     int32_t want = 0;      // value: the schema of the value to come; string, option: the open value's
     uint32_t chars = 0;    // string: characters so far
+    uint64_t re = 0;       // string with a pattern: the automaton's state (JsonRegex::State)
+    uint32_t partial = 0;  // string with a pattern: the bits of a UTF-8 character read so far
+    uint8_t cont = 0, utf8_len = 0;  // its continuation bytes still to come, of how many bytes
     uint32_t lo = 0, hi = 0, pos = 0;  // key, option: the candidates [lo, hi) that match pos bytes
     const char* literal = "";          // the rest of "true", "false" or "null"
     Frame top{};                       // the innermost open container, when depth > 0
@@ -120,6 +123,11 @@ class JsonPrefix {
   bool key_code(Path& p, uint32_t code, bool decoded) const;
   bool key_escape_fits(const Path& p) const;
   bool string_char(Path& p, bool escaped_code) const;
+  const JsonRegex* regex(const Path& p) const;
+  bool pattern_byte(Path& p, unsigned char c) const;
+  bool pattern_code(Path& p, uint32_t code) const;
+  bool pattern_escaped(Path& p, uint16_t high) const;
+  bool pattern_hex(const Path& p) const;
   bool can_add_key(const Path& p) const;
   bool close(Path& p) const;
   void finish(Path& p) const;

@@ -23,7 +23,7 @@ constexpr std::string_view kKeywords[] = {"type",     "properties", "required", 
                                           "items",    "minItems",   "maxItems",  "minLength",
                                           "maxLength", "enum",      "const",     "anyOf",
                                           "allOf",    "$ref",       "minimum",   "maximum",
-                                          "exclusiveMinimum", "exclusiveMaximum"};
+                                          "exclusiveMinimum", "exclusiveMaximum", "pattern"};
 constexpr std::string_view kAnnotations[] = {"title",   "description", "default",   "examples",
                                              "format",  "$schema",     "$id",       "$comment",
                                              "deprecated", "readOnly", "writeOnly", "$defs",
@@ -105,7 +105,7 @@ class SchemaCompiler {
       if (!among(key, kKeywords))
         fail(path, "'" + key + "' is not supported (constrained generation supports type, properties, required, "
                    "additionalProperties, items, minItems, maxItems, minLength, maxLength, enum, const, anyOf, "
-                   "allOf of one schema, $ref, minimum, maximum, exclusiveMinimum and exclusiveMaximum)");
+                   "allOf of one schema, $ref, minimum, maximum, exclusiveMinimum, exclusiveMaximum and pattern)");
       if (key != "$ref" && key != "anyOf" && key != "allOf") validates = true;
     }
     const int combinators = (int)s.contains("$ref") + (int)s.contains("anyOf") + (int)s.contains("allOf");
@@ -144,6 +144,7 @@ class SchemaCompiler {
     n.min_length = count(s, "minLength", path, 0);
     n.max_length = count(s, "maxLength", path, UINT32_MAX);
     if (n.min_length > n.max_length) fail(path, "minLength is above maxLength");
+    if (const auto it = s.find("pattern"); it != s.end()) pattern(*it, path, n);
     return n;
   }
 
@@ -165,7 +166,7 @@ class SchemaCompiler {
       if (s.contains(k)) implied |= JsonSchema::kObject;
     for (const char* k : {"items", "minItems", "maxItems"})
       if (s.contains(k)) implied |= JsonSchema::kArray;
-    for (const char* k : {"minLength", "maxLength"})
+    for (const char* k : {"minLength", "maxLength", "pattern"})
       if (s.contains(k)) implied |= JsonSchema::kString;
     if (implied) n.types = implied;
   }
@@ -329,6 +330,40 @@ class SchemaCompiler {
     if (n.options.empty()) fail(path, "no value of enum/const has the schema's type");
     std::sort(n.options.begin(), n.options.end());
     n.options.erase(std::unique(n.options.begin(), n.options.end()), n.options.end());
+  }
+
+  // Enum/const strings are matched as text, so the pattern picks among them; any other string
+  // goes through the pattern's automaton, with the lengths folded in.
+  void pattern(const json& p, const std::string& path, JsonSchema::Node& n) {
+    if (!p.is_string()) fail(path + ".pattern", "must be a string, got " + p.dump());
+    if (!(n.types & JsonSchema::kString)) return;
+    const std::string where = path + ".pattern";
+    JsonRegex re = JsonRegex::compile(p.get<std::string>(), where, n.min_length, n.max_length);
+    if (n.has_options) {
+      std::vector<std::string> kept;
+      for (const std::string& o : n.options) {
+        const json v = json::parse(o);
+        if (!v.is_string() || re.matches(utf32(v.get<std::string>()))) kept.push_back(o);
+      }
+      if (kept.empty()) fail(path, "no value of enum/const matches the pattern");
+      n.options = std::move(kept);
+      return;
+    }
+    n.pattern = (int32_t)out_.patterns_.size();
+    out_.patterns_.push_back(std::move(re));
+  }
+
+  static std::u32string utf32(const std::string& s) {  // of valid UTF-8 (nlohmann's strings are)
+    std::u32string out;
+    for (size_t i = 0; i < s.size();) {
+      const unsigned char c = s[i];
+      const int n = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+      uint32_t code = n == 1 ? c : c & (0x7F >> n);
+      for (int k = 1; k < n && i + k < s.size(); ++k) code = code << 6 | (s[i + k] & 0x3F);
+      out.push_back(code);
+      i += n;
+    }
+    return out;
   }
 
   void object(const json& s, const std::string& path, JsonSchema::Node& n) {

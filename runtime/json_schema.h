@@ -5,10 +5,10 @@
 // Supported: type (one name or a list), properties, required, additionalProperties (a bool or a
 // schema), items, minItems, maxItems, minLength, maxLength, enum, const, anyOf, allOf of one
 // schema, $ref to "#", "#/$defs/NAME" or "#/definitions/NAME" (recursion included), minimum,
-// maximum, exclusiveMinimum and exclusiveMaximum (pydantic's Field(ge=, le=, gt=, lt=)), and the
-// annotations title, description, default, examples, format, $schema, $id, $comment,
-// deprecated, readOnly, writeOnly. Anything else (pattern, multipleOf, oneOf, prefixItems, ...)
-// is refused with an error naming the keyword and where it is: a schema the output might not
+// maximum, exclusiveMinimum and exclusiveMaximum (pydantic's Field(ge=, le=, gt=, lt=)), pattern
+// (runtime/json_regex.h says which regular expressions), and the annotations title,
+// description, default, examples, format, $schema, $id, $comment, deprecated, readOnly,
+// writeOnly. Anything else (multipleOf, oneOf, prefixItems, patternProperties, ...) is refused with an error naming the keyword and where it is: a schema the output might not
 // satisfy is not accepted silently.
 // Choices where the standard leaves room: an object schema that lists properties admits only
 // those unless additionalProperties says otherwise (a model asked for {"name": ...} should not
@@ -24,6 +24,8 @@
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
+
+#include "runtime/json_regex.h"
 
 namespace lowbit {
 
@@ -56,6 +58,7 @@ class JsonSchema {
     int32_t items = kAny;
     uint32_t min_items = 0, max_items = UINT32_MAX;
     uint32_t min_length = 0, max_length = UINT32_MAX;  // characters
+    int32_t pattern = kNone;  // a string's pattern (JsonSchema::pattern), the lengths folded in
     // An integer's bounds (type "integer" alone), inclusive: exclusive ones and fractional ones
     // rounded inward.
     bool has_min = false, has_max = false;
@@ -81,11 +84,13 @@ class JsonSchema {
 
   int32_t root() const { return root_; }
   const Node& node(int32_t i) const { return nodes_[i]; }
+  const JsonRegex& pattern(int32_t i) const { return patterns_[i]; }
 
  private:
   JsonSchema();
   friend class SchemaCompiler;
   std::vector<Node> nodes_;
+  std::vector<JsonRegex> patterns_;
   int32_t root_ = kAny;
 };
 

@@ -104,7 +104,92 @@ NUMBER_BOUND_SCHEMAS = [
 ]
 SCHEMAS += NUMBER_BOUND_SCHEMAS
 
+# Patterns (pydantic's Field(pattern=) / constr(pattern=)): anchored and not (a pattern may match
+# anywhere in the string), classes, escapes, counted repetition, lengths beside a pattern, enum
+# values a pattern picks among, and patterns in an anyOf.
+PATTERN_SCHEMAS = [
+    {"type": "string", "pattern": "^[a-z]{2,5}-\\d{3}$"},
+    {"type": "string", "pattern": "ab+c"},
+    {"type": "string", "pattern": "colou?r|gr[ae]y"},
+    {"type": "string", "pattern": "^(?:[A-Z][a-z]*)(?: [A-Z][a-z]*)*$", "maxLength": 12},
+    {"type": "string", "pattern": "^[^\\s@]+@[^\\s@]+\\.[a-z]{2,4}$"},
+    {"type": "string", "pattern": "^.{3}$"},
+    {"type": "string", "pattern": "^(\u00e9|\U0001F600|x)+$"},
+    {"type": "string", "pattern": "^\\$\\d+(\\.\\d\\d)?$"},
+    {"type": "string", "pattern": "^[\\w.-]+$", "minLength": 4},
+    {"type": "string", "pattern": "\\d$"},
+    {"type": "string", "pattern": "^(?:\\\\|\\\"|/|\\t|[^\\\\\"])*?!$"},
+    {"properties": {"zip": {"type": "string", "pattern": "^\\d{5}(-\\d{4})?$"},
+                    "code": {"type": "string", "pattern": "^[A-Z]{3}$", "minLength": 3},
+                    "word": {"type": ["string", "integer"], "enum": ["alpha", "beta", "gamma", 5], "pattern": "^[ab]"}},
+     "required": ["zip"]},
+    {"anyOf": [{"type": "string", "pattern": "^a+$"}, {"type": "string", "pattern": "^b+$"}, {"type": "integer"}]},
+    {"type": "array", "items": {"type": "string", "pattern": "^[0-9a-f]{2}(:[0-9a-f]{2}){0,2}$"}, "maxItems": 3},
+]
+SCHEMAS += PATTERN_SCHEMAS
+
 WORDS = ["x", "Paris", "\u00fcn\u00efc\u00f6d\u00e9", "tab\there", "quote\"d", "back\\slash", "emoji \U0001F600", ""]
+
+
+# Characters a pattern's strings are drawn from: none on which ECMA-262 and Python's re.ASCII
+# disagree (Unicode spaces other than ASCII ones, \\x1c-\\x1f, \\x85).
+ALPHABET = list("abcrxyzABCXYZ0189 -_.@$!:") + ["\u00e9", "\u00fc", "\u4e2d", "\U0001F600", "\t", '"', "\\", "/"]
+
+
+def in_class(items, c):
+    """Whether c is in a class as Python's own parser read it (re._parser), ASCII semantics."""
+    hit, negate = False, False
+    for op, av in items:
+        name = str(op)
+        if name == "NEGATE":
+            negate = True
+        elif name == "LITERAL":
+            hit |= ord(c) == av
+        elif name == "RANGE":
+            hit |= av[0] <= ord(c) <= av[1]
+        elif name == "CATEGORY":
+            escape = {"CATEGORY_DIGIT": r"\d", "CATEGORY_NOT_DIGIT": r"\D", "CATEGORY_WORD": r"\w",
+                      "CATEGORY_NOT_WORD": r"\W", "CATEGORY_SPACE": r"\s", "CATEGORY_NOT_SPACE": r"\S"}[str(av)]
+            hit |= re.fullmatch(escape, c, re.ASCII) is not None
+    return hit != negate
+
+
+def regex_instance(pattern):
+    """A random string the pattern matches, drawn over Python's parse of it (re._parser): the
+    reference's reading of the pattern, not lowbit's."""
+    import re._parser as sre_parse
+
+    def pick(ok):
+        choices = [c for c in ALPHABET if ok(c)]
+        return rng.choice(choices) if choices else "?"
+
+    def draw(items):
+        out = []
+        for op, av in items:
+            name = str(op)
+            if name == "LITERAL":
+                out.append(chr(av))
+            elif name == "NOT_LITERAL":
+                out.append(pick(lambda c: ord(c) != av))
+            elif name == "ANY":
+                out.append(pick(lambda c: c not in "\n\r"))
+            elif name == "IN":
+                out.append(pick(lambda c: in_class(av, c)))
+            elif name == "BRANCH":
+                out.append(draw(rng.choice(av[1])))
+            elif name == "SUBPATTERN":
+                out.append(draw(av[3]))
+            elif name in ("MAX_REPEAT", "MIN_REPEAT"):
+                lo, hi, sub = av
+                out.extend(draw(sub) for _ in range(rng.randint(lo, min(hi, lo + 3))))
+        return "".join(out)
+
+    text = draw(sre_parse.parse(pattern))
+    if not pattern.startswith("^"):
+        text = "".join(rng.choice(ALPHABET) for _ in range(rng.randint(0, 2))) + text
+    if not pattern.endswith("$"):
+        text += "".join(rng.choice(ALPHABET) for _ in range(rng.randint(0, 2)))
+    return text
 
 
 def resolve(schema, root):
@@ -124,7 +209,7 @@ def types_of(s):
         implied.append("object")
     if any(k in s for k in ("items", "minItems", "maxItems")):
         implied.append("array")
-    if any(k in s for k in ("minLength", "maxLength")):
+    if any(k in s for k in ("minLength", "maxLength", "pattern")):
         implied.append("string")
     return implied or ["object", "array", "string", "number", "integer", "boolean", "null"]
 
@@ -140,6 +225,8 @@ def instance(s, root, depth=0):
     if "enum" in s:
         return copy.deepcopy(rng.choice(s["enum"]))
     t = rng.choice(types_of(s))
+    if t == "string" and "pattern" in s:
+        return regex_instance(s["pattern"])
     if t == "object":
         props = s.get("properties", {})
         required = set(s.get("required", []))
@@ -209,9 +296,34 @@ def integer_without_fraction(checker, value):
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def ecma_pattern(validator, pattern, instance, schema):
+    """JSON Schema's pattern is ECMA-262's: \\d, \\w, \\s are ASCII classes (re.ASCII; ECMA's \\s
+    also has Unicode spaces, which no drawn text holds) and $ is the end, where Python's $ also
+    matches before a final newline (\\Z is ECMA's $)."""
+    if not validator.is_type(instance, "string"):
+        return
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + r"\Z"
+    if not re.search(pattern, instance, re.ASCII):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
 Validator = jsonschema.validators.extend(
     jsonschema.Draft202012Validator,
+    validators={"pattern": ecma_pattern},
     type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", integer_without_fraction))
+
+
+def lone_surrogate(value):
+    """A string holding half a surrogate pair (JSON can spell one as an escape): under a pattern,
+    lowbit takes characters, and half a pair is none."""
+    if isinstance(value, str):
+        return any(0xD800 <= ord(c) < 0xE000 for c in value)
+    if isinstance(value, dict):
+        return any(lone_surrogate(k) or lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(lone_surrogate(v) for v in value)
+    return False
 
 
 def no_duplicates(pairs):
@@ -273,7 +385,7 @@ def bounded_number_text(text):
     return "e" not in text.lower() and sum(c.isdigit() for c in text) <= 15
 
 
-def valid(text, validator, names=frozenset(), bounded_numbers=False):
+def valid(text, validator, names=frozenset(), bounded_numbers=False, patterns=False):
     if not text or text[-1:].isspace() or longest_whitespace_run(text) > 32:
         return False
     if escaped_closed_key(text, names):
@@ -293,6 +405,8 @@ def valid(text, validator, names=frozenset(), bounded_numbers=False):
         return False
     if bounded_numbers and not all(bounded_number_text(t) for t in numbers):
         return False
+    if patterns and lone_surrogate(value):
+        return False
     return validator.is_valid(value)
 
 
@@ -309,17 +423,18 @@ def main():
         validator = Validator(as_lowbit_reads(schema))
         names = closed_names(schema)
         bounded = any(schema is b for b in NUMBER_BOUND_SCHEMAS)
-        cases = {t: valid(t, validator, names, bounded) for t in NEAR_MISSES}
+        patterns = any(schema is p for p in PATTERN_SCHEMAS)
+        cases = {t: valid(t, validator, names, bounded, patterns) for t in NEAR_MISSES}
         drawn = 0
         while drawn < 60:
             text = dumps(instance(schema, schema))
-            if not valid(text, validator, names, bounded):  # a listed name with \\u escapes, a draw past a bound
+            if not valid(text, validator, names, bounded, patterns):  # a listed name with \\u escapes, a draw past a bound
                 continue
             drawn += 1
             cases[text] = True
             for _ in range(3):
                 m = mutate(text)
-                cases[m] = valid(m, validator, names, bounded)
+                cases[m] = valid(m, validator, names, bounded, patterns)
         rows.append({"schema": schema, "cases": [{"text": t, "valid": v} for t, v in cases.items()]})
     OUT.write_text(json.dumps(rows, ensure_ascii=False, indent=0) + "\n", encoding="utf-8")
     total = sum(len(r["cases"]) for r in rows)
