@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <set>
 #include <string_view>
@@ -21,13 +22,13 @@ namespace {
 
 constexpr std::string_view kKeywords[] = {"type",     "properties", "required",  "additionalProperties",
                                           "items",    "minItems",   "maxItems",  "minLength",
-                                          "maxLength", "enum",      "const",     "anyOf",
+                                          "maxLength", "enum",      "const",     "anyOf",     "oneOf",
                                           "allOf",    "$ref",       "minimum",   "maximum",
                                           "exclusiveMinimum", "exclusiveMaximum", "pattern"};
 constexpr std::string_view kAnnotations[] = {"title",   "description", "default",   "examples",
                                              "format",  "$schema",     "$id",       "$comment",
                                              "deprecated", "readOnly", "writeOnly", "$defs",
-                                             "definitions"};
+                                             "definitions", "discriminator"};  // OpenAPI's, which pydantic writes
 
 template <size_t N>
 bool among(const std::string& key, const std::string_view (&list)[N]) {
@@ -105,21 +106,26 @@ class SchemaCompiler {
       if (!among(key, kKeywords))
         fail(path, "'" + key + "' is not supported (constrained generation supports type, properties, required, "
                    "additionalProperties, items, minItems, maxItems, minLength, maxLength, enum, const, anyOf, "
-                   "allOf of one schema, $ref, minimum, maximum, exclusiveMinimum, exclusiveMaximum and pattern)");
-      if (key != "$ref" && key != "anyOf" && key != "allOf") validates = true;
+                   "oneOf of alternatives that cannot overlap, allOf of one schema, $ref, minimum, maximum, exclusiveMinimum, exclusiveMaximum and pattern)");
+      if (key != "$ref" && key != "anyOf" && key != "oneOf" && key != "allOf") validates = true;
     }
-    const int combinators = (int)s.contains("$ref") + (int)s.contains("anyOf") + (int)s.contains("allOf");
+    const int combinators =
+        (int)s.contains("$ref") + (int)s.contains("anyOf") + (int)s.contains("oneOf") + (int)s.contains("allOf");
     if (combinators > 1 || (combinators == 1 && validates))
-      fail(path, "$ref, anyOf and allOf are supported only alone (beside annotations)");
+      fail(path, "$ref, anyOf, oneOf and allOf are supported only alone (beside annotations)");
     JsonSchema::Node n;
     if (const auto it = s.find("$ref"); it != s.end()) {
       n.any_of.push_back(resolve(*it, path + ".$ref"));
       return n;
     }
-    if (const auto it = s.find("anyOf"); it != s.end()) {
-      if (!it->is_array() || it->empty()) fail(path + ".anyOf", "must be a non-empty array of schemas");
-      for (size_t i = 0; i < it->size(); ++i)
-        n.any_of.push_back(compile((*it)[i], path + ".anyOf[" + std::to_string(i) + "]"));
+    for (const char* key : {"anyOf", "oneOf"}) {
+      const auto it = s.find(key);
+      if (it == s.end()) continue;
+      const std::string where = path + "." + key;
+      if (!it->is_array() || it->empty()) fail(where, "must be a non-empty array of schemas");
+      for (size_t i = 0; i < it->size(); ++i) n.any_of.push_back(compile((*it)[i], where + "[" + std::to_string(i) + "]"));
+      // oneOf is anyOf once no value can match two alternatives: checked when every node is built.
+      if (key[0] == 'o') one_ofs_.push_back({n.any_of, where});
       return n;
     }
     if (const auto it = s.find("allOf"); it != s.end()) {
@@ -442,7 +448,76 @@ class SchemaCompiler {
   JsonSchema& out_;
   std::map<std::string, int32_t> refs_;
   int depth_ = 0;
+
+ public:
+  struct OneOf {
+    std::vector<int32_t> alternatives;
+    std::string path;
+  };
+  std::vector<OneOf> one_ofs_;
 };
+
+namespace {
+
+// Whether no value can match both a and b (each a set of nodes, none an anyOf): false when it
+// cannot tell. Distinct types, distinct enum/const values, or objects that both require a
+// property whose schemas are disjoint in turn (a discriminator: pydantic's tagged unions). The
+// work is bounded (objects of many required properties referring to themselves could otherwise
+// make it exponential); past the bound the answer is "cannot tell".
+class Disjoint {
+ public:
+  explicit Disjoint(const JsonSchema& s) : s_(s) {}
+
+  bool sets(const std::vector<int32_t>& a, const std::vector<int32_t>& b, int depth) {
+    for (int32_t x : a)
+      for (int32_t y : b)
+        if (!nodes(x, y, depth)) return false;
+    return true;
+  }
+  std::vector<int32_t> leaves_of(int32_t node) const {
+    const auto& alts = s_.node(node).any_of;
+    return alts.empty() ? std::vector<int32_t>{node} : alts;
+  }
+
+ private:
+  static uint8_t value_types(const JsonSchema::Node& n) {
+    constexpr uint8_t kNumeric = JsonSchema::kNumber | JsonSchema::kInteger;  // "number" takes 2 too
+    uint8_t t = n.has_options ? 0 : n.types;
+    for (const std::string& o : n.options)
+      t |= o[0] == '"' ? JsonSchema::kString : o[0] == '{' ? JsonSchema::kObject : o[0] == '[' ? JsonSchema::kArray
+           : o[0] == 't' || o[0] == 'f' ? JsonSchema::kBoolean : o[0] == 'n' ? JsonSchema::kNull : kNumeric;
+    return t & kNumeric ? t | kNumeric : t;
+  }
+
+  bool nodes(int32_t ia, int32_t ib, int depth) {
+    if (--budget_ < 0) return false;
+    const JsonSchema::Node &a = s_.node(ia), &b = s_.node(ib);
+    if (!(value_types(a) & value_types(b))) return true;
+    if (a.has_options && b.has_options) {
+      std::vector<std::string> both;
+      std::set_intersection(a.options.begin(), a.options.end(), b.options.begin(), b.options.end(),
+                            std::back_inserter(both));
+      return both.empty();
+    }
+    if (depth >= kMaxDepth || a.has_options || b.has_options || a.types != JsonSchema::kObject ||
+        b.types != JsonSchema::kObject)
+      return false;
+    for (size_t i = 0; i < a.properties.size(); ++i) {
+      if (!((a.required >> i) & 1)) continue;
+      for (size_t j = 0; j < b.properties.size(); ++j)
+        if (((b.required >> j) & 1) && a.properties[i].text == b.properties[j].text &&
+            sets(leaves_of(a.properties[i].node), leaves_of(b.properties[j].node), depth + 1))
+          return true;
+    }
+    return false;
+  }
+
+  static constexpr int kMaxDepth = 8;
+  const JsonSchema& s_;
+  int budget_ = 100000;  // node pairs compared, per schema
+};
+
+}  // namespace
 
 JsonSchema::JsonSchema() : nodes_(1) {}  // node 0: any value
 
@@ -483,6 +558,15 @@ std::shared_ptr<const JsonSchema> JsonSchema::compile(const json& schema, const 
   for (int32_t i = 0; i < (int32_t)s->nodes_.size(); ++i) flatten(i);
   for (int32_t i = 0; i < (int32_t)s->nodes_.size(); ++i)
     if (!s->nodes_[i].any_of.empty()) s->nodes_[i].any_of = leaves[i];
+  Disjoint disjoint(*s);
+  for (const auto& one_of : c.one_ofs_)
+    for (size_t i = 0; i < one_of.alternatives.size(); ++i)
+      for (size_t j = i + 1; j < one_of.alternatives.size(); ++j)
+        if (!disjoint.sets(disjoint.leaves_of(one_of.alternatives[i]), disjoint.leaves_of(one_of.alternatives[j]), 0))
+          fail(one_of.path, "alternatives " + std::to_string(i) + " and " + std::to_string(j) +
+                                " may both match one value; oneOf is supported where none can (distinct types or "
+                                "const/enum values, or objects that require a property with such values, as "
+                                "pydantic's tagged unions): anyOf says 'any of them will do'");
   return s;
 }
 

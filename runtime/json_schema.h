@@ -3,12 +3,15 @@
 // "format": {schema} and OpenAI's response_format {"type": "json_schema"} ask for.
 //
 // Supported: type (one name or a list), properties, required, additionalProperties (a bool or a
-// schema), items, minItems, maxItems, minLength, maxLength, enum, const, anyOf, allOf of one
+// schema), items, minItems, maxItems, minLength, maxLength, enum, const, anyOf, oneOf whose
+// alternatives provably cannot both match a value (distinct types or const/enum values, or
+// objects requiring a property with such values: pydantic's tagged unions), allOf of one
 // schema, $ref to "#", "#/$defs/NAME" or "#/definitions/NAME" (recursion included), minimum,
 // maximum, exclusiveMinimum and exclusiveMaximum (pydantic's Field(ge=, le=, gt=, lt=)), pattern
 // (runtime/json_regex.h says which regular expressions), and the annotations title,
 // description, default, examples, format, $schema, $id, $comment, deprecated, readOnly,
-// writeOnly. Anything else (multipleOf, oneOf, prefixItems, patternProperties, ...) is refused with an error naming the keyword and where it is: a schema the output might not
+// writeOnly, discriminator. Anything else (multipleOf, not, prefixItems, patternProperties, ...)
+// is refused with an error naming the keyword and where it is: a schema the output might not
 // satisfy is not accepted silently.
 // Choices where the standard leaves room: an object schema that lists properties admits only
 // those unless additionalProperties says otherwise (a model asked for {"name": ...} should not

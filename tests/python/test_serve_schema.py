@@ -10,7 +10,7 @@ tests/runtime/json_schema_test.cc.
 """
 
 import json
-from typing import List, Literal, Optional
+from typing import Annotated, List, Literal, Optional, Union
 
 import jsonschema
 import ollama
@@ -169,7 +169,43 @@ def test_patterns_hold_where_the_model_would_leave_them(oc, ai):
     jsonschema.validate(json.loads(r.choices[0].message.content), schema)
 
 
+class Cat(pydantic.BaseModel):
+    pet_type: Literal["cat"]
+    lives: int = pydantic.Field(ge=1, le=9)
+
+
+class Dog(pydantic.BaseModel):
+    pet_type: Literal["dog"]
+    breed: str
+
+
+class Owner(pydantic.BaseModel):
+    name: str
+    pets: List[Annotated[Union[Cat, Dog], pydantic.Field(discriminator="pet_type")]] = pydantic.Field(
+        min_length=1, max_length=3)
+
+
+def test_tagged_unions_through_both_clients(oc, ai):
+    """pydantic's tagged union (Field(discriminator=)) is a oneOf of $refs whose alternatives
+    require distinct pet_type constants: each pet is one of them, as jsonschema and pydantic
+    check."""
+    schema = Owner.model_json_schema()
+    assert "oneOf" in json.dumps(schema)
+    ask = [{"role": "user", "content": "Describe a person and their pets as JSON."}]
+    r = oc.chat(model=SMOL, messages=ask, format=schema, options={"temperature": 0, "num_predict": 200})
+    assert r.done_reason == "stop", r.message.content
+    jsonschema.validate(json.loads(r.message.content), schema)
+    owner = Owner.model_validate_json(r.message.content)
+    assert 1 <= len(owner.pets) <= 3
+    parsed = ai.chat.completions.parse(model=SMOL, messages=ask, temperature=0, max_tokens=200, response_format=Owner)
+    assert parsed.choices[0].finish_reason == "stop", parsed.choices[0].message.content
+    assert all(isinstance(p, (Cat, Dog)) for p in parsed.choices[0].message.parsed.pets)
+    jsonschema.validate(json.loads(parsed.choices[0].message.content), schema)
+
+
 @pytest.mark.parametrize("schema,where", [
+    ({"oneOf": [{"type": "string"}, {"type": "string", "maxLength": 3}]},
+     "format.oneOf: alternatives 0 and 1 may both match one value"),
     ({"type": "string", "pattern": "(?=a)a"}, "format.pattern: pattern at character 1 has lookaround"),
     ({"type": "integer", "multipleOf": 3}, "format: 'multipleOf' is not supported"),
     ({"type": "object", "properties": {"price": {"type": "number", "maximum": 1e300}}},

@@ -128,6 +128,28 @@ PATTERN_SCHEMAS = [
 ]
 SCHEMAS += PATTERN_SCHEMAS
 
+# oneOf whose alternatives cannot overlap (what lowbit accepts): a pydantic tagged union
+# (Field(discriminator=), as model_json_schema() writes it), distinct types, distinct values.
+ONEOF_SCHEMAS = [
+    {"$defs": {"Cat": {"properties": {"pet_type": {"const": "cat", "title": "Pet Type", "type": "string"},
+                                      "meows": {"title": "Meows", "type": "integer"}},
+                       "required": ["pet_type", "meows"], "title": "Cat", "type": "object"},
+               "Dog": {"properties": {"pet_type": {"const": "dog", "title": "Pet Type", "type": "string"},
+                                      "barks": {"title": "Barks", "type": "number"}},
+                       "required": ["pet_type", "barks"], "title": "Dog", "type": "object"}},
+     "properties": {"name": {"title": "Name", "type": "string"},
+                    "pet": {"discriminator": {"mapping": {"cat": "#/$defs/Cat", "dog": "#/$defs/Dog"},
+                                              "propertyName": "pet_type"},
+                            "oneOf": [{"$ref": "#/$defs/Cat"}, {"$ref": "#/$defs/Dog"}], "title": "Pet"}},
+     "required": ["name", "pet"], "title": "Owner", "type": "object"},
+    {"oneOf": [{"type": "string", "maxLength": 3}, {"type": "integer"}, {"type": "null"}]},
+    {"oneOf": [{"const": "a"}, {"enum": ["b", "c", 1]}, {"type": "boolean"}]},
+    {"type": "array", "items": {"oneOf": [
+        {"type": "object", "properties": {"k": {"enum": ["x", "y"]}, "v": {"type": "integer"}}, "required": ["k", "v"]},
+        {"type": "object", "properties": {"k": {"const": "z"}, "w": {"type": "string"}}, "required": ["k"]}]}},
+]
+SCHEMAS += ONEOF_SCHEMAS
+
 WORDS = ["x", "Paris", "\u00fcn\u00efc\u00f6d\u00e9", "tab\there", "quote\"d", "back\\slash", "emoji \U0001F600", ""]
 
 
@@ -218,8 +240,8 @@ def instance(s, root, depth=0):
     s = resolve(s, root)
     if s is True or s == {}:
         s = {"type": rng.choice(["string", "integer", "boolean", "null"])}
-    if "anyOf" in s:
-        return instance(rng.choice(s["anyOf"]), root, depth)
+    if "anyOf" in s or "oneOf" in s:
+        return instance(rng.choice(s.get("anyOf") or s["oneOf"]), root, depth)
     if "const" in s:
         return copy.deepcopy(s["const"])
     if "enum" in s:
