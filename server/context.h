@@ -42,10 +42,14 @@ std::string dump(const nlohmann::json& j);
 // RFC 3339 time in UTC with nanoseconds, as Ollama writes created_at.
 std::string rfc3339_now();
 int64_t unix_now();
+// An id as OpenAI spells them: "chatcmpl-...", "cmpl-...", "call_...", "resp_..." (unique in this
+// process: the time and a counter).
+std::string new_id(const char* prefix, char separator = '-');
 
 void add_ollama_routes(httplib::Server& http, Context& ctx);
 void add_openai_routes(httplib::Server& http, Context& ctx);
 void add_store_routes(httplib::Server& http, Context& ctx);
 void add_embed_routes(httplib::Server& http, Context& ctx);
+void add_responses_routes(httplib::Server& http, Context& ctx);
 
 }  // namespace lowbit::server

@@ -17,7 +17,12 @@ double now_seconds() {
   return std::chrono::duration<double>(Clock::now().time_since_epoch()).count();
 }
 
-bool is_chat(Route r) { return r == Route::ollama_chat || r == Route::openai_chat; }
+bool is_chat(Route r) { return r == Route::ollama_chat || r == Route::openai_chat || r == Route::openai_responses; }
+
+// The field that holds what the model reads, as the route's client names it.
+const char* input_field(Route r) {
+  return r == Route::openai_responses ? "input" : is_chat(r) ? "messages" : "prompt";
+}
 
 // The text the model reads: the chat template over the messages (chat routes, and Ollama's
 // generate unless raw), else the prompt as it is. templated: whether the template made it (its
@@ -46,7 +51,7 @@ std::string prompt_text(const LoadedModel& m, const GenerationRequest& req, cons
   try {
     return m.chat_template->render(messages, true, tools.tools()) + tools.reply_start();
   } catch (const Error& e) {
-    const char* field = req.route == Route::ollama_generate ? "prompt" : "messages";
+    const char* field = input_field(req.route);
     throw RequestError(400, field, std::string(field) + ": the model's chat template refused them: " + e.what());
   }
 }
@@ -220,7 +225,8 @@ void generate_response(Context& ctx, const GenerationRequest& req, std::shared_p
       ids = std::move(fit.ids);
       dropped = fit.dropped;
     } catch (const Error& e) {
-      throw RequestError(400, "messages", std::string("messages: the model's chat template refused them: ") + e.what());
+      throw RequestError(400, input_field(req.route),
+                         std::string(input_field(req.route)) + ": the model's chat template refused them: " + e.what());
     }
   } else {
     bool templated = false;
@@ -229,7 +235,7 @@ void generate_response(Context& ctx, const GenerationRequest& req, std::shared_p
     // conversation the same, with BOS never doubled where the template wrote it.
     ids = templated ? encode_conversation(m.model->tokenizer(), text) : m.model->tokenizer().encode(text, true);
   }
-  const char* prompt_field = is_chat(req.route) ? "messages" : "prompt";
+  const char* prompt_field = input_field(req.route);
   if (ids.empty())
     throw RequestError(400, prompt_field, std::string(prompt_field) + ": is empty (no tokens to continue from)");
   if ((int64_t)ids.size() >= ctx_len)

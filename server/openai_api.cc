@@ -1,7 +1,5 @@
 // OpenAI's routes: POST /v1/chat/completions and /v1/completions (one object, or Server-Sent
 // Events `data: {chunk}` ending `data: [DONE]` when stream is true), GET /v1/models.
-#include <atomic>
-#include <cstdio>
 
 #include "server/context.h"
 #include "server/generation.h"
@@ -10,15 +8,6 @@ namespace lowbit::server {
 namespace {
 
 using nlohmann::json;
-
-// "chatcmpl-..." and "cmpl-..." as OpenAI spells its response ids, "call_..." its tool calls'.
-std::string new_id(const char* prefix, char separator = '-') {
-  static std::atomic<uint64_t> counter{0};
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%s%c%llx%06llx", prefix, separator, (unsigned long long)unix_now(),
-                (unsigned long long)(counter++ & 0xffffff));
-  return buf;
-}
 
 // {"content": [{"token", "logprob", "bytes", "top_logprobs": []}]}, the chat shape.
 json logprobs_json(const std::vector<TokenLogprob>& lps) {

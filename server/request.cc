@@ -7,6 +7,7 @@
 
 #include "kernels/error.h"
 #include "runtime/tokenizer/tokenizer_unicode.h"
+#include "server/request_fields.h"
 
 namespace lowbit::server {
 namespace {
@@ -33,8 +34,7 @@ std::string one_line(const std::string& text) {
   return out;
 }
 
-namespace {
-
+// The field helpers of request_fields.h.
 [[noreturn]] void bad(const std::string& field, const std::string& what) {
   throw RequestError(400, field, field + ": " + what);
 }
@@ -48,6 +48,8 @@ std::shared_ptr<const JsonSchema> compile_schema(const json& schema, const std::
   }
 }
 
+namespace {
+
 const char* type_name(const json& v) {
   switch (v.type()) {
     case json::value_t::null: return "null";
@@ -60,13 +62,12 @@ const char* type_name(const json& v) {
   }
 }
 
+}  // namespace
+
 [[noreturn]] void wrong_type(const std::string& field, const json& v, const char* want) {
   bad(field, std::string("must be ") + want + ", got " + type_name(v));
 }
 
-std::string join(const std::string& parent, const std::string& key) {
-  return parent.empty() ? key : parent + "." + key;
-}
 
 // Present and not null: JSON clients often send null for "not set".
 const json* field(const json& obj, const std::string& key) {
@@ -116,6 +117,19 @@ void check_object(const json& v, const std::string& name) {
   if (!v.is_object()) wrong_type(name, v, "an object");
 }
 
+// A function's name as tools, tool_choice and tool calls give it: OpenAI's rule (letters, digits,
+// '_' and '-', at most 64), with '.' as some Ollama tools use. The name is written into the
+// prompt and into a forced call as it is, so nothing in it may need escaping.
+void check_function_name(const json& v, const std::string& name) {
+  if (!v.is_string()) wrong_type(name, v, "a string");
+  const std::string s = v.get<std::string>();
+  bool ok = !s.empty() && s.size() <= 64;
+  for (char c : s) ok = ok && (std::isalnum((unsigned char)c) || c == '_' || c == '-' || c == '.');
+  if (!ok) bad(name, "must be 1 to 64 letters, digits, '_', '-' or '.', got " + v.dump());
+}
+
+namespace {
+
 // Stop strings: Ollama's options.stop is an array; OpenAI's stop a string or an array of up to 4.
 std::vector<std::string> parse_stop(const json& v, const std::string& name, size_t max_count) {
   std::vector<std::string> out;
@@ -139,7 +153,7 @@ std::vector<std::string> parse_stop(const json& v, const std::string& name, size
 void check_sampler(const SamplerParams& p, const std::string& prefix, const std::string& penalty_name) {
   if (const auto bad_setting = invalid_setting(p)) {
     std::string name = bad_setting->field == "repetition_penalty" ? penalty_name : bad_setting->field;
-    bad(join(prefix, name), "must be " + bad_setting->requirement);
+    bad(prefix.empty() ? std::string(name) : prefix + "." + name, "must be " + bad_setting->requirement);
   }
 }
 
@@ -232,17 +246,6 @@ std::string message_content(const json& v, const std::string& name) {
     return text;
   }
   wrong_type(name, v, "a string");
-}
-
-// A function's name as tools, tool_choice and tool calls give it: OpenAI's rule (letters, digits,
-// '_' and '-', at most 64), with '.' as some Ollama tools use. The name is written into the
-// prompt and into a forced call as it is, so nothing in it may need escaping.
-void check_function_name(const json& v, const std::string& name) {
-  if (!v.is_string()) wrong_type(name, v, "a string");
-  const std::string s = v.get<std::string>();
-  bool ok = !s.empty() && s.size() <= 64;
-  for (char c : s) ok = ok && (std::isalnum((unsigned char)c) || c == '_' || c == '-' || c == '.');
-  if (!ok) bad(name, "must be 1 to 64 letters, digits, '_', '-' or '.', got " + v.dump());
 }
 
 // An assistant message's tool_calls as the template sees them: each {"function": {"name",

@@ -57,7 +57,7 @@ KeepAlive parse_keep_alive(const nlohmann::ordered_json& v, const std::string& f
 // byte), not JSON (naming the position) or not a JSON object.
 nlohmann::ordered_json parse_body(const std::string& body);
 
-enum class Route { ollama_generate, ollama_chat, openai_chat, openai_completion };
+enum class Route { ollama_generate, ollama_chat, openai_chat, openai_completion, openai_responses };
 
 // One generation request of any of the four routes, in the engine's terms.
 struct GenerationRequest {
@@ -106,6 +106,12 @@ GenerationRequest parse_ollama_generate(const nlohmann::ordered_json& body, int6
 GenerationRequest parse_ollama_chat(const nlohmann::ordered_json& body, int64_t max_ctx);
 GenerationRequest parse_openai_chat(const nlohmann::ordered_json& body, int64_t max_ctx);
 GenerationRequest parse_openai_completion(const nlohmann::ordered_json& body, int64_t max_ctx);
+// OpenAI's Responses API (POST /v1/responses), stateless as Ollama's: input (a string, or
+// message, function_call and function_call_output items), instructions, tools and tool_choice
+// in its flat form, text.format, max_output_tokens, truncation, temperature, top_p, stream.
+// previous_response_id and conversation are a 400 (nothing is stored; send the conversation).
+// The result is a chat request (messages, tools as chat completions carry them).
+GenerationRequest parse_openai_responses(const nlohmann::ordered_json& body, int64_t max_ctx);
 
 // The smaller routes' bodies.
 struct EmbedRequest {

@@ -1,5 +1,6 @@
 #include "server/server.h"
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -208,6 +209,14 @@ int64_t unix_now() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
+std::string new_id(const char* prefix, char separator) {
+  static std::atomic<uint64_t> counter{0};
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%s%c%llx%06llx", prefix, separator, (unsigned long long)unix_now(),
+                (unsigned long long)(counter++ & 0xffffff));
+  return buf;
+}
+
 struct Server::Impl {
   explicit Impl(const ServerParams& p)
       : ctx(p, [this](const std::string& name) { return resolve_in(ctx.store, name); }) {}
@@ -309,6 +318,7 @@ void Server::start() {
   });
   add_ollama_routes(http, ctx);
   add_openai_routes(http, ctx);
+  add_responses_routes(http, ctx);
   add_store_routes(http, ctx);
   add_embed_routes(http, ctx);
 

@@ -1,5 +1,5 @@
 // libFuzzer target over the server's request parsing (server/request.h): any bytes as the body of
-// each generation route and of /api/embed. Junk must be refused with RequestError only (never
+// each generation route (/v1/responses included) and of /api/embed. Junk must be refused with RequestError only (never
 // another exception, a crash or UB), as a 4xx whose one-line message names the field it blames;
 // an accepted request must keep the parser's promises (sampler settings the library accepts,
 // max_tokens -1 or in [0, max_ctx], num_ctx in [0, max_ctx], no empty stop string), and a JSON
@@ -107,7 +107,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   using Parser = GenerationRequest (*)(const nlohmann::ordered_json&, int64_t);
-  for (Parser p : {parse_ollama_generate, parse_ollama_chat, parse_openai_chat, parse_openai_completion}) {
+  for (Parser p : {parse_ollama_generate, parse_ollama_chat, parse_openai_chat, parse_openai_completion,
+                   parse_openai_responses}) {
     try {
       const GenerationRequest r = p(j, kMaxCtx);
       check_request(r);

@@ -1,6 +1,7 @@
 // server/request.h: keep_alive durations as Go's time.ParseDuration reads them (the examples of
 // its documentation: "300ms", "-1.5h", "2h45m"; Ollama's api.Duration adds plain numbers of
-// seconds and negative = forever), and bodies refused with the field named.
+// seconds and negative = forever), bodies refused with the field named, and a Responses API
+// body read as the chat completions body it amounts to.
 #include <gtest/gtest.h>
 
 #include "server/request.h"
@@ -144,6 +145,62 @@ TEST(ParseOllama, OptionsOutOfRangeNameTheirField) {
   EXPECT_EQ(r.num_ctx, 4096);
   EXPECT_TRUE(r.seed_given);
   EXPECT_EQ(r.sampler.seed, 5u);
+}
+
+// /v1/responses is a chat request in another shape: its items, instructions, flat tools and
+// named tool_choice give what parse_openai_chat gives for the same conversation written as chat
+// completions (the form OpenAI's docs show for each).
+TEST(ParseResponses, ItemsAreTheChatMessagesTheyStandFor) {
+  const nlohmann::ordered_json params = {{"type", "object"}, {"properties", {{"city", {{"type", "string"}}}}}};
+  const auto responses = parse_openai_responses(
+      {{"model", "m"},
+       {"instructions", "Be brief."},
+       {"input",
+        {{{"role", "developer"}, {"content", "Talk like a pirate."}},
+         {{"type", "message"}, {"role", "user"}, {"content", {{{"type", "input_text"}, {"text", "Weather in "}},
+                                                               {{"type", "input_text"}, {"text", "Paris?"}}}}},
+         {{"type", "function_call"}, {"call_id", "c1"}, {"name", "get_weather"}, {"arguments", "{\"city\":\"Paris\"}"}},
+         {{"type", "function_call"}, {"call_id", "c2"}, {"name", "get_weather"}, {"arguments", "{\"city\":\"Lyon\"}"}},
+         {{"type", "function_call_output"}, {"call_id", "c1"}, {"output", "Sunny"}},
+         {{"type", "function_call_output"}, {"call_id", "c2"}, {"output", {{{"type", "input_text"}, {"text", "Rain"}}}}}}},
+       {"tools", {{{"type", "function"}, {"name", "get_weather"}, {"description", "d"}, {"parameters", params}}}},
+       {"tool_choice", {{"type", "function"}, {"name", "get_weather"}}},
+       {"max_output_tokens", 50},
+       {"temperature", 0.5}},
+      4096);
+  const auto chat = parse_openai_chat(
+      {{"model", "m"},
+       {"messages",
+        {{{"role", "system"}, {"content", "Be brief."}},
+         {{"role", "system"}, {"content", "Talk like a pirate."}},
+         {{"role", "user"}, {"content", "Weather in Paris?"}},
+         {{"role", "assistant"},
+          {"content", ""},
+          {"tool_calls",
+           {{{"id", "c1"}, {"type", "function"}, {"function", {{"name", "get_weather"}, {"arguments", "{\"city\":\"Paris\"}"}}}},
+            {{"id", "c2"}, {"type", "function"}, {"function", {{"name", "get_weather"}, {"arguments", "{\"city\":\"Lyon\"}"}}}}}}},
+         {{"role", "tool"}, {"tool_call_id", "c1"}, {"content", "Sunny"}},
+         {{"role", "tool"}, {"tool_call_id", "c2"}, {"content", "Rain"}}}},
+       {"tools", {{{"type", "function"}, {"function", {{"name", "get_weather"}, {"description", "d"}, {"parameters", params}}}}}},
+       {"tool_choice", {{"type", "function"}, {"function", {{"name", "get_weather"}}}}},
+       {"max_tokens", 50},
+       {"temperature", 0.5}},
+      4096);
+  EXPECT_EQ(responses.messages, chat.messages);
+  EXPECT_EQ(responses.tools, chat.tools);
+  EXPECT_EQ(responses.tool_choice, chat.tool_choice);
+  EXPECT_EQ(responses.tool_name, "get_weather");
+  EXPECT_EQ(responses.max_tokens, chat.max_tokens);
+  EXPECT_EQ(responses.sampler.temperature, chat.sampler.temperature);
+  EXPECT_EQ(responses.route, Route::openai_responses);
+  EXPECT_FALSE(responses.stream);     // OpenAI's default
+  EXPECT_FALSE(responses.truncate);   // truncation "disabled", OpenAI's default
+  // text.format is response_format's json_schema.
+  const auto structured = parse_openai_responses(
+      {{"model", "m"}, {"input", "x"}, {"truncation", "auto"},
+       {"text", {{"format", {{"type", "json_schema"}, {"name", "n"}, {"schema", {{"type", "integer"}}}}}}}},
+      4096);
+  EXPECT_TRUE(structured.json && structured.schema && structured.truncate);
 }
 
 }  // namespace

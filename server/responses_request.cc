@@ -1,0 +1,196 @@
+// OpenAI's Responses API request (POST /v1/responses) read into the chat request it amounts to:
+// its items become chat messages (a function_call an assistant message's tool call, a
+// function_call_output a "tool" message), its flat tools the chat form, instructions a first
+// system message. Everything it maps is checked here under the names the client wrote
+// ("input[2].call_id", "tools[0].name", "text.format.schema"), so the chat parser that reads the
+// rest (model, stream, temperature, top_p) never blames a field the client did not send.
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "server/request.h"
+#include "server/request_fields.h"
+
+namespace lowbit::server {
+namespace {
+
+using json = nlohmann::ordered_json;
+
+std::string required(const json& obj, const std::string& key, const std::string& name) {
+  const auto v = opt_string(obj, key, name);
+  if (!v) bad(name, "is required");
+  return *v;
+}
+
+// A message's or a function output's content: a string, or text parts.
+std::string item_text(const json& v, const std::string& name) {
+  if (v.is_string()) return v.get<std::string>();
+  if (!v.is_array()) wrong_type(name, v, "a string or an array of content parts");
+  std::string text;
+  for (size_t i = 0; i < v.size(); ++i) {
+    const std::string part = name + "[" + std::to_string(i) + "]";
+    check_object(v[i], part);
+    const std::string type = required(v[i], "type", part + ".type");
+    if (type != "input_text" && type != "output_text")
+      bad(part + ".type", "only \"input_text\" and \"output_text\" parts are supported (no images or files), got \"" +
+                              type + "\"");
+    text += required(v[i], "text", part + ".text");
+  }
+  return text;
+}
+
+json function_call(const json& item, const std::string& name) {
+  const std::string call_id = required(item, "call_id", name + ".call_id");
+  const json* fname = field(item, "name");
+  if (!fname) bad(name + ".name", "is required");
+  check_function_name(*fname, name + ".name");
+  const std::string text = required(item, "arguments", name + ".arguments");
+  json args;
+  try {
+    args = json::parse(text);
+  } catch (const json::exception&) {
+    bad(name + ".arguments", "is not the JSON text of an object: " + json(text).dump());
+  }
+  if (!args.is_object()) bad(name + ".arguments", "must be the JSON text of an object");
+  return {{"id", call_id}, {"type", "function"}, {"function", {{"name", *fname}, {"arguments", std::move(args)}}}};
+}
+
+json messages_of(const json& body) {
+  json out = json::array();
+  if (const auto ins = opt_string(body, "instructions", "instructions"); ins && !ins->empty())
+    out.push_back({{"role", "system"}, {"content", *ins}});
+  const json* in = field(body, "input");
+  if (!in) bad("input", "is required");
+  if (in->is_string()) {
+    out.push_back({{"role", "user"}, {"content", *in}});
+    return out;
+  }
+  if (!in->is_array()) wrong_type("input", *in, "a string or an array of items");
+  if (in->empty()) bad("input", "must hold at least one item");
+  for (size_t i = 0; i < in->size(); ++i) {
+    const std::string name = "input[" + std::to_string(i) + "]";
+    const json& item = (*in)[i];
+    check_object(item, name);
+    const std::string type = opt_string(item, "type", name + ".type").value_or("message");
+    if (type == "message") {
+      std::string role = required(item, "role", name + ".role");
+      if (role == "developer") role = "system";  // the newer name; chat templates know "system"
+      if (role != "user" && role != "assistant" && role != "system")
+        bad(name + ".role", "must be \"user\", \"assistant\", \"system\" or \"developer\", got \"" + role + "\"");
+      const json* content = field(item, "content");
+      if (!content) bad(name + ".content", "is required");
+      out.push_back({{"role", role}, {"content", item_text(*content, name + ".content")}});
+    } else if (type == "function_call") {
+      // A turn's calls are one assistant message's tool_calls, as chat completions carries them.
+      json call = function_call(item, name);
+      if (out.empty() || out.back()["role"] != "assistant") out.push_back({{"role", "assistant"}, {"content", ""}});
+      out.back()["tool_calls"].push_back(std::move(call));
+    } else if (type == "function_call_output") {
+      const std::string call_id = required(item, "call_id", name + ".call_id");
+      const json* output = field(item, "output");
+      if (!output) bad(name + ".output", "is required");
+      out.push_back({{"role", "tool"}, {"tool_call_id", call_id}, {"content", item_text(*output, name + ".output")}});
+    } else {
+      bad(name + ".type", "'" + type + "' items are not supported: \"message\", \"function_call\" and "
+                          "\"function_call_output\" are");
+    }
+  }
+  return out;
+}
+
+// Flat function tools ({"type": "function", "name", "description", "parameters"}) in the chat
+// form ({"type": "function", "function": {...}}).
+json tools_of(const json& body) {
+  const json* t = field(body, "tools");
+  if (!t || (t->is_array() && t->empty())) return nullptr;
+  if (!t->is_array()) wrong_type("tools", *t, "an array");
+  json out = json::array();
+  std::vector<std::string> names;
+  for (size_t i = 0; i < t->size(); ++i) {
+    const std::string n = "tools[" + std::to_string(i) + "]";
+    const json& tool = (*t)[i];
+    check_object(tool, n);
+    const std::string type = required(tool, "type", n + ".type");
+    if (type != "function") bad(n + ".type", "only \"function\" tools are supported, got \"" + type + "\"");
+    const json* fname = field(tool, "name");
+    if (!fname) bad(n + ".name", "is required");
+    check_function_name(*fname, n + ".name");
+    const std::string name = fname->get<std::string>();
+    if (std::find(names.begin(), names.end(), name) != names.end()) bad(n + ".name", "'" + name + "' names two tools");
+    names.push_back(name);
+    json fn = {{"name", name}};
+    if (const auto d = opt_string(tool, "description", n + ".description")) fn["description"] = *d;
+    if (const json* p = field(tool, "parameters")) {
+      check_object(*p, n + ".parameters");
+      fn["parameters"] = *p;
+    }
+    opt_bool(tool, "strict", n + ".strict");  // calls are held to their schema either way
+    out.push_back({{"type", "function"}, {"function", std::move(fn)}});
+  }
+  return out;
+}
+
+json tool_choice_of(const json& c, const json& tools) {
+  if (!c.is_object()) return c;  // "none", "auto", "required": the chat parser reads them by this name
+  const std::string type = required(c, "type", "tool_choice.type");
+  if (type != "function") bad("tool_choice.type", "only \"function\" is supported, got \"" + type + "\"");
+  const json* fname = field(c, "name");
+  if (!fname) bad("tool_choice.name", "is required");
+  check_function_name(*fname, "tool_choice.name");
+  bool offered = false;
+  if (tools.is_array())
+    for (const json& t : tools) offered = offered || t["function"]["name"] == *fname;
+  if (!offered) bad("tool_choice.name", "'" + fname->get<std::string>() + "' is not one of the request's tools");
+  return {{"type", "function"}, {"function", {{"name", *fname}}}};
+}
+
+}  // namespace
+
+GenerationRequest parse_openai_responses(const json& body, int64_t max_ctx) {
+  check_object(body, "body");
+  for (const char* stateful : {"previous_response_id", "conversation"})
+    if (field(body, stateful))
+      bad(stateful, "is not supported: this server stores no responses (stateless, as Ollama's /v1/responses); "
+                    "send the whole conversation in input");
+  if (const auto v = opt_bool(body, "background", "background"); v && *v) bad("background", "is not supported");
+  json chat = {{"messages", messages_of(body)}};
+  for (const char* key : {"model", "stream", "temperature", "top_p", "parallel_tool_calls", "seed", "keep_alive"})
+    if (const auto it = body.find(key); it != body.end()) chat[key] = *it;
+  const json tools = tools_of(body);
+  if (!tools.is_null()) chat["tools"] = tools;
+  if (const json* c = field(body, "tool_choice")) chat["tool_choice"] = tool_choice_of(*c, tools);
+  GenerationRequest r = parse_openai_chat(chat, max_ctx);
+  r.route = Route::openai_responses;
+  if (const auto v = opt_int(body, "max_output_tokens", "max_output_tokens")) {
+    if (*v < 1 || *v > max_ctx)
+      bad("max_output_tokens", "must be in [1, " + std::to_string(max_ctx) + "] (the server's context), got " +
+                                   std::to_string(*v));
+    r.max_tokens = *v;
+  }
+  // OpenAI's default is "disabled": a conversation too long for the context is a 400.
+  const std::string truncation = opt_string(body, "truncation", "truncation").value_or("disabled");
+  if (truncation != "auto" && truncation != "disabled")
+    bad("truncation", "must be \"auto\" or \"disabled\", got \"" + truncation + "\"");
+  r.truncate = truncation == "auto";
+  if (const json* text = field(body, "text")) {
+    check_object(*text, "text");
+    if (const json* format = field(*text, "format")) {
+      check_object(*format, "text.format");
+      const std::string type = required(*format, "type", "text.format.type");
+      if (type == "json_object") {
+        r.json = true;
+      } else if (type == "json_schema") {
+        const json* schema = field(*format, "schema");
+        if (!schema) bad("text.format.schema", "is required with type \"json_schema\"");
+        r.json = true;
+        r.schema = compile_schema(*schema, "text.format.schema");
+      } else if (type != "text") {
+        bad("text.format.type",
+            "'" + type + "' is not supported: \"json_schema\", \"json_object\" (one JSON object) and \"text\" are");
+      }
+    }
+  }
+  return r;
+}
+
+}  // namespace lowbit::server
