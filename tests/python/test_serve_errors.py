@@ -57,7 +57,7 @@ CASES = [
     ("/api/delete", {}, 400, "model"),
     ("/api/copy", {"source": SMOL}, 400, "destination"),
     ("/api/create", {"model": "x"}, 400, "from"),
-    ("/api/generate", {"model": SMOL, "prompt": "x", "format": {"type": "string", "pattern": "a"}}, 400, "format"),
+    ("/api/generate", {"model": SMOL, "prompt": "x", "format": {"type": "integer", "multipleOf": 2}}, 400, "format"),
     ("/api/generate", {"model": SMOL, "prompt": "x", "format": 3}, 400, "format"),
     ("/api/chat", {"model": SMOL, "messages": [{"role": "user", "content": "x"}], "format": "yaml"}, 400, "format"),
 ]

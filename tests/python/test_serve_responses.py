@@ -3,8 +3,8 @@
 rebuilds the response from the events and checks their order itself) and responses.parse.
 
 The reference for each answer is the server's /v1/chat/completions on the same conversation with
-the same settings (tested against `lowbit run` and transformers in test_serve_openai.py and
-test_serve_tools.py): a Responses request is that conversation in another shape, so its text,
+the same settings (tested against `lowbit logits`, jinja2 and transformers in test_serve_api.py
+and test_serve_tools.py): a Responses request is that conversation in another shape, so its text,
 its tool calls and its token counts must be the chat route's. Tool calls use SmolLM2 stored under
 Qwen2.5's template, as test_serve_tools.py does; arguments are checked by `jsonschema`.
 """
