@@ -42,6 +42,9 @@ struct lowbit_session {
   std::shared_ptr<const lowbit::Model> model;
   std::shared_ptr<lowbit::LazyJsonTokens> json;
   std::unique_ptr<lowbit::Session> session;
+  // The ids at positions 0 .. position() - 1: the penalties' window of the next generation
+  // starts before its prompt, as when the whole conversation is fed at once.
+  std::vector<int32_t> tokens;
 };
 
 struct lowbit_sampler {
@@ -198,6 +201,8 @@ SamplerParams to_cpp(const lowbit_sampler_params& p) {
   s.min_p = p.min_p;
   s.repetition_penalty = p.repetition_penalty;
   s.repetition_window = p.repetition_window;
+  s.presence_penalty = p.presence_penalty;
+  s.frequency_penalty = p.frequency_penalty;
   s.seed = p.seed;
   if (const auto bad = invalid_setting(s))
     fail(LOWBIT_INVALID_ARGUMENT, "sampler: " + bad->field + " must be " + bad->requirement);
@@ -420,6 +425,7 @@ lowbit_status lowbit_session_eval(lowbit_session* session, const int32_t* tokens
       dst = scratch.data();
     }
     s.eval(tokens, (int64_t)n_tokens, dst, all_logits != 0);
+    session->tokens.insert(session->tokens.end(), tokens, tokens + n_tokens);
   });
 }
 
@@ -435,6 +441,7 @@ lowbit_status lowbit_session_truncate(lowbit_session* session, int64_t position)
   return guard(LOWBIT_INVALID_ARGUMENT, [&] {
     check(session, Kind::session, "lowbit_session_truncate", "session");
     session->session->truncate(position);
+    session->tokens.resize((size_t)std::min<int64_t>((int64_t)session->tokens.size(), session->session->position()));
   });
 }
 
@@ -449,6 +456,8 @@ lowbit_sampler_params lowbit_sampler_default_params(void) {
   p.min_p = d.min_p;
   p.repetition_penalty = d.repetition_penalty;
   p.repetition_window = d.repetition_window;
+  p.presence_penalty = d.presence_penalty;
+  p.frequency_penalty = d.frequency_penalty;
   p.seed = d.seed;
   return p;
 }
@@ -523,8 +532,9 @@ GenerateParams to_generate_params(const lowbit_generate_params* params, const lo
 
 // Generates from the prompt's ids at the session's position: what lowbit_generate and
 // lowbit_generate_tokens share once the prompt is tokens.
-void generate_ids(Session& s, std::vector<int32_t> ids, const GenerateParams& gp, lowbit_token_callback callback,
+void generate_ids(lowbit_session& ls, std::vector<int32_t> ids, const GenerateParams& gp, lowbit_token_callback callback,
                   void* user, lowbit_generate_result* result, const std::string& fn) {
+  Session& s = *ls.session;
   const Model& m = s.model();
   // Checked here so a long prompt reports CONTEXT_FULL rather than a generic error from eval.
   if ((int64_t)ids.size() > m.ctx() - s.position())
@@ -533,7 +543,11 @@ void generate_ids(Session& s, std::vector<int32_t> ids, const GenerateParams& gp
   TokenCallback cb;
   if (callback)
     cb = [&](const std::string& piece, int32_t id) { return callback(piece.data(), piece.size(), id, user) == 0; };
-  const GenerateResult r = generate(s, std::move(ids), gp, cb);
+  const GenerateResult r = generate(s, std::move(ids), gp, cb, ls.tokens);
+  // Prompt then generated ids fill the positions in order (the last id may not have been fed).
+  ls.tokens.insert(ls.tokens.end(), r.prompt_ids.begin(), r.prompt_ids.end());
+  ls.tokens.insert(ls.tokens.end(), r.ids.begin(), r.ids.end());
+  ls.tokens.resize((size_t)s.position());
   if (result) {
     result->stop_reason = to_c_stop(r.stop_reason);
     result->prompt_tokens = (int64_t)r.prompt_ids.size();
@@ -551,8 +565,8 @@ lowbit_status lowbit_generate(lowbit_session* session, const char* prompt, const
     check(session, Kind::session, "lowbit_generate", "session");
     need(prompt, "lowbit_generate", "prompt");
     const GenerateParams gp = to_generate_params(params, session, "lowbit_generate");
-    Session& s = *session->session;
-    generate_ids(s, s.model().tokenizer().encode(prompt, gp.add_bos), gp, callback, user, result, "lowbit_generate");
+    generate_ids(*session, session->session->model().tokenizer().encode(prompt, gp.add_bos), gp, callback, user, result,
+                 "lowbit_generate");
   });
 }
 
@@ -564,7 +578,7 @@ lowbit_status lowbit_generate_tokens(lowbit_session* session, const int32_t* pro
     need(prompt, "lowbit_generate_tokens", "prompt");
     if (n_prompt == 0) fail(LOWBIT_INVALID_ARGUMENT, "lowbit_generate_tokens: n_prompt is 0");
     const GenerateParams gp = to_generate_params(params, session, "lowbit_generate_tokens");
-    generate_ids(*session->session, std::vector<int32_t>(prompt, prompt + n_prompt), gp, callback, user, result,
+    generate_ids(*session, std::vector<int32_t>(prompt, prompt + n_prompt), gp, callback, user, result,
                  "lowbit_generate_tokens");
   });
 }

@@ -244,12 +244,14 @@ int run_chat(const Model& model, const ChatOptions& opt) {
     GenerateParams gp = settings.gen;
     if (!settings.max_tokens_given) gp.max_tokens = model.ctx() - (int64_t)ids.size();
     g_interrupted.store(false);
-    GenerateResult r = generate(session, std::vector<int32_t>(ids.begin() + (long)keep, ids.end()), gp,
-                                [&](const std::string& piece, int32_t) {
-                                  std::fwrite(piece.data(), 1, piece.size(), stdout);
-                                  std::fflush(stdout);
-                                  return !g_interrupted.load();
-                                });
+    GenerateResult r = generate(
+        session, std::vector<int32_t>(ids.begin() + (long)keep, ids.end()), gp,
+        [&](const std::string& piece, int32_t) {
+          std::fwrite(piece.data(), 1, piece.size(), stdout);
+          std::fflush(stdout);
+          return !g_interrupted.load();
+        },
+        std::vector<int32_t>(ids.begin(), ids.begin() + (long)keep));
     const bool stopped = r.stop_reason == "callback";
     g_interrupted.store(false);
     std::fputs(stopped ? "\n[stopped]\n\n" : "\n\n", stdout);

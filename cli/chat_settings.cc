@@ -10,7 +10,9 @@
 namespace lowbit::cli {
 namespace {
 
-const char* kNames = "temperature, top_k, top_p, min_p, seed, num_predict, repeat_penalty, repeat_last_n, stop";
+const char* kNames =
+    "temperature, top_k, top_p, min_p, seed, num_predict, repeat_penalty, repeat_last_n, presence_penalty, "
+    "frequency_penalty, stop";
 
 bool parse_float(const std::string& v, float& out) {
   char* end = nullptr;
@@ -67,6 +69,8 @@ std::string set_parameter(ChatSettings& s, const std::string& args) {
   else if (name == "top_p") parsed = parsed && parse_float(v, sp.top_p);
   else if (name == "min_p") parsed = parsed && parse_float(v, sp.min_p);
   else if (name == "repeat_penalty") parsed = parsed && parse_float(v, sp.repetition_penalty);
+  else if (name == "presence_penalty") parsed = parsed && parse_float(v, sp.presence_penalty);
+  else if (name == "frequency_penalty") parsed = parsed && parse_float(v, sp.frequency_penalty);
   else if (name == "top_k" || name == "repeat_last_n" || name == "num_predict" || name == "seed") {
     parsed = parsed && parse_int(v, i) && (name == "seed" ? i >= 0 : i >= INT32_MIN && i <= INT32_MAX);
     if (name == "top_k") sp.top_k = (int)i;
@@ -103,6 +107,8 @@ std::string show_parameters(const ChatSettings& s) {
   line("num_predict", s.max_tokens_given ? std::to_string(s.gen.max_tokens) : "-1 (until the context is full)");
   line("repeat_penalty", number(p.repetition_penalty));
   line("repeat_last_n", std::to_string(p.repetition_window));
+  line("presence_penalty", number(p.presence_penalty));
+  line("frequency_penalty", number(p.frequency_penalty));
   line("stop", s.gen.stop.empty() ? "(none)" : words(s.gen.stop));
   return out;
 }

@@ -129,6 +129,12 @@ int run_main(int argc, char** argv) {
   args.number("--repeat-penalty", gp.sampler.repetition_penalty,
               "> 0: divides the logits of the last 64 tokens (default 1: off)")
       .metavar("R");
+  args.number("--presence-penalty", gp.sampler.presence_penalty,
+              "in [-2, 2]: subtracted from the logit of each token among the last 64 (default 0: off)")
+      .metavar("P");
+  args.number("--frequency-penalty", gp.sampler.frequency_penalty,
+              "in [-2, 2]: times its count among the last 64, subtracted from a token's logit (default 0: off)")
+      .metavar("F");
   args.seed("--seed", seed, "sampler seed (default: a fresh one each run)");
   args.texts("--stop", gp.stop, "stop when the text contains STR (not printed); repeatable").metavar("STR");
   add_ctx(args, lp.ctx, "context length in tokens, prompt included (default: the model's trained context)");
@@ -157,7 +163,9 @@ int run_main(int argc, char** argv) {
   gp.sampler.seed = args.given("--seed") ? seed : fresh_seed();
   check_setting(args, invalid_setting(gp),
                 {{"max_tokens", "-n"}, {"temperature", "--temp"}, {"top_k", "--top-k"}, {"top_p", "--top-p"},
-                 {"min_p", "--min-p"}, {"repetition_penalty", "--repeat-penalty"}, {"stop", "--stop"}});
+                 {"min_p", "--min-p"}, {"repetition_penalty", "--repeat-penalty"},
+                 {"presence_penalty", "--presence-penalty"}, {"frequency_penalty", "--frequency-penalty"},
+                 {"stop", "--stop"}});
 
   LoadInfo info;
   auto model = load_model(resolve_model(model_dir, models), lp, &info);

@@ -46,7 +46,8 @@
 
 /* Bumped whenever a declaration below changes in a way that breaks compiled callers. Compare it
  * with lowbit_abi_version() after dlopen() before using anything else. */
-#define LOWBIT_ABI_VERSION 3  /* 2: lowbit_load_params.gpu_layers; 3: format in the generate and sequence params */
+#define LOWBIT_ABI_VERSION 4  /* 2: lowbit_load_params.gpu_layers; 3: format in the generate and sequence params;
+                                  4: presence_penalty and frequency_penalty in lowbit_sampler_params */
 
 #ifdef __cplusplus
 extern "C" {
@@ -156,7 +157,11 @@ typedef struct lowbit_sampler_params {
   float top_p;              /* 1: off */
   float min_p;              /* 0: off; keeps tokens with p >= min_p * p_max */
   float repetition_penalty; /* 1: off */
-  int32_t repetition_window; /* recent tokens the penalty looks at */
+  int32_t repetition_window; /* recent tokens the penalties look at */
+  /* OpenAI's, in [-2, 2] (0: off): a token seen c times in the window loses
+   * c * frequency_penalty + (c > 0) * presence_penalty from its logit, after the repetition penalty. */
+  float presence_penalty;
+  float frequency_penalty;
   uint64_t seed;            /* same seed, same choices */
 } lowbit_sampler_params;
 
@@ -164,7 +169,7 @@ LOWBIT_API lowbit_sampler_params lowbit_sampler_default_params(void);
 LOWBIT_API lowbit_status lowbit_sampler_create(const lowbit_sampler_params* params,
                                                lowbit_sampler** out);
 LOWBIT_API void lowbit_sampler_free(lowbit_sampler* sampler);
-/* Picks the next id from logits (vocab_size floats, modified in place by the repetition penalty);
+/* Picks the next id from logits (vocab_size floats, modified in place by the penalties);
  * recent: the n_recent ids so far (prompt included), may be NULL when n_recent == 0. */
 LOWBIT_API lowbit_status lowbit_sampler_sample(lowbit_sampler* sampler, float* logits,
                                                size_t vocab_size, const int32_t* recent,

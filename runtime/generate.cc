@@ -74,7 +74,7 @@ GenerateResult generate(Session& session, const std::string& prompt, const Gener
 }
 
 GenerateResult generate(Session& session, std::vector<int32_t> prompt_ids, const GenerateParams& params,
-                        const TokenCallback& on_token) {
+                        const TokenCallback& on_token, const std::vector<int32_t>& before) {
   const Model& model = session.model();
   const Tokenizer& tok = model.tokenizer();
   const int64_t vocab = model.config().vocab_size;
@@ -98,7 +98,8 @@ GenerateResult generate(Session& session, std::vector<int32_t> prompt_ids, const
   std::optional<JsonConstraint> json;
   if (params.json) json.emplace(params.json, params.schema);
   std::vector<float> logits(vocab);
-  std::vector<int32_t> history = r.prompt_ids;
+  std::vector<int32_t> history = before;
+  history.insert(history.end(), r.prompt_ids.begin(), r.prompt_ids.end());
   auto t0 = std::chrono::steady_clock::now();
   session.eval(r.prompt_ids.data(), (int64_t)r.prompt_ids.size(), logits.data());
   r.prompt_seconds = seconds_since(t0);

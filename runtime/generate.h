@@ -80,8 +80,10 @@ class TextStream {
 GenerateResult generate(Session& session, const std::string& prompt, const GenerateParams& params,
                         const TokenCallback& on_token = nullptr);
 // The same from prompt ids, for a front end that has encoded the prompt (with
-// tokenizer().encode(prompt, params.add_bos)) to check its length first.
+// tokenizer().encode(prompt, params.add_bos)) to check its length first. before: the tokens
+// already in the session (a chat turn that reuses the cached prefix of the conversation), which
+// the penalties' window sees ahead of the prompt, so a turn samples as it would from position 0.
 GenerateResult generate(Session& session, std::vector<int32_t> prompt_ids, const GenerateParams& params,
-                        const TokenCallback& on_token = nullptr);
+                        const TokenCallback& on_token = nullptr, const std::vector<int32_t>& before = {});
 
 }  // namespace lowbit

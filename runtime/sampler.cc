@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <unordered_set>
 
 #include "kernels/error.h"
 
@@ -17,6 +16,9 @@ std::optional<InvalidSetting> invalid_setting(const SamplerParams& p) {
   if (!(p.min_p >= 0 && p.min_p <= 1)) return InvalidSetting{"min_p", "in [0, 1]"};
   if (!(p.repetition_penalty > 0)) return InvalidSetting{"repetition_penalty", "> 0"};
   if (p.repetition_window < 0) return InvalidSetting{"repetition_window", ">= 0"};
+  if (!(p.presence_penalty >= -2 && p.presence_penalty <= 2)) return InvalidSetting{"presence_penalty", "in [-2, 2]"};
+  if (!(p.frequency_penalty >= -2 && p.frequency_penalty <= 2))
+    return InvalidSetting{"frequency_penalty", "in [-2, 2]"};
   return std::nullopt;
 }
 
@@ -73,16 +75,29 @@ Sampler::Sampler(const SamplerParams& p) : p_(p), rng_(p.seed) {
     throw Error(ErrorCode::invalid_argument, bad->field + " must be " + bad->requirement);
 }
 
-int32_t Sampler::sample(float* logits, int64_t vocab, const std::vector<int32_t>& recent) {
-  if (p_.repetition_penalty != 1.0f) {
-    std::unordered_set<int32_t> seen;
-    const size_t from = recent.size() > (size_t)p_.repetition_window ? recent.size() - p_.repetition_window : 0;
-    for (size_t i = from; i < recent.size(); ++i) {
-      const int32_t t = recent[i];
-      if (t < 0 || t >= vocab || !seen.insert(t).second) continue;
-      logits[t] = logits[t] > 0 ? logits[t] / p_.repetition_penalty : logits[t] * p_.repetition_penalty;
-    }
+// Each distinct token of the last repetition_window: the repetition penalty once, then its count
+// times the frequency penalty and the presence penalty once. window_ keeps its capacity, so a
+// token allocates nothing once the window is full.
+void Sampler::penalize(float* logits, int64_t vocab, const std::vector<int32_t>& recent) {
+  const size_t from = recent.size() > (size_t)p_.repetition_window ? recent.size() - p_.repetition_window : 0;
+  window_.assign(recent.begin() + (std::ptrdiff_t)from, recent.end());
+  std::sort(window_.begin(), window_.end());
+  for (size_t i = 0; i < window_.size();) {
+    const int32_t t = window_[i];
+    size_t j = i;
+    while (j < window_.size() && window_[j] == t) ++j;
+    const float count = (float)(j - i);
+    i = j;
+    if (t < 0 || t >= vocab) continue;
+    float& l = logits[t];
+    if (p_.repetition_penalty != 1.0f) l = l > 0 ? l / p_.repetition_penalty : l * p_.repetition_penalty;
+    l -= count * p_.frequency_penalty + p_.presence_penalty;
   }
+}
+
+int32_t Sampler::sample(float* logits, int64_t vocab, const std::vector<int32_t>& recent) {
+  if (p_.repetition_penalty != 1.0f || p_.presence_penalty != 0.0f || p_.frequency_penalty != 0.0f)
+    penalize(logits, vocab, recent);
   if (p_.temperature == 0.0f) return (int32_t)(std::max_element(logits, logits + vocab) - logits);
 
   cand_.resize(vocab);

@@ -1,5 +1,6 @@
 // Next-token choice from logits: greedy, or temperature sampling filtered by top-k, top-p and
-// min-p, with a repetition penalty. Same seed, same choices.
+// min-p, with a repetition penalty and OpenAI's presence and frequency penalties. Same seed,
+// same choices.
 #pragma once
 
 #include <cstdint>
@@ -16,7 +17,11 @@ struct SamplerParams {
   float top_p = 1.0f;             // 1: off
   float min_p = 0.0f;             // 0: off; keep tokens with p >= min_p * p_max
   float repetition_penalty = 1.0f;  // 1: off; CTRL-style: divide positive logits, multiply negative
-  int repetition_window = 64;     // how many recent tokens the penalty looks at
+  int repetition_window = 64;     // how many recent tokens the penalties look at
+  // OpenAI's: a token seen c times in the window loses c * frequency_penalty + (c > 0) *
+  // presence_penalty from its logit, after the repetition penalty (as llama.cpp orders them).
+  float presence_penalty = 0.0f;   // 0: off; in [-2, 2]
+  float frequency_penalty = 0.0f;  // 0: off; in [-2, 2]
   uint64_t seed = 0;
 };
 
@@ -45,7 +50,9 @@ class Sampler {
   std::vector<uint32_t> keys_, keys_tmp_;
   std::vector<int32_t> ids_, ids_tmp_;
   std::vector<std::pair<float, int32_t>> cand_tmp_;
+  std::vector<int32_t> window_;  // the penalties' window, sorted: each token's run is its count
   void sort_all(int64_t vocab);
+  void penalize(float* logits, int64_t vocab, const std::vector<int32_t>& recent);
 };
 
 }  // namespace lowbit

@@ -183,6 +183,8 @@ void parse_ollama_options(const json& body, GenerationRequest& r, int64_t max_ct
   if (auto v = opt_number(*o, "top_p", "options.top_p")) r.sampler.top_p = (float)*v;
   if (auto v = opt_number(*o, "min_p", "options.min_p")) r.sampler.min_p = (float)*v;
   if (auto v = opt_number(*o, "repeat_penalty", "options.repeat_penalty")) r.sampler.repetition_penalty = (float)*v;
+  if (auto v = opt_number(*o, "presence_penalty", "options.presence_penalty")) r.sampler.presence_penalty = (float)*v;
+  if (auto v = opt_number(*o, "frequency_penalty", "options.frequency_penalty")) r.sampler.frequency_penalty = (float)*v;
   if (auto v = opt_int(*o, "repeat_last_n", "options.repeat_last_n")) {
     // Ollama: -1 means the whole context, 0 off.
     if (*v < -1 || *v > kMaxCount) bad("options.repeat_last_n", "must be >= -1, got " + std::to_string(*v));
@@ -375,7 +377,7 @@ json parse_messages(const json& body, bool openai) {
   return out;
 }
 
-// OpenAI's sampling fields. Its defaults: temperature 1, top_p 1, no top-k, no penalty.
+// OpenAI's sampling fields. Its defaults: temperature 1, top_p 1, no top-k, no penalties.
 void parse_openai_common(const json& body, GenerationRequest& r, int64_t max_ctx) {
   check_object(body, "body");
   r.model = required_string(body, "model");
@@ -397,8 +399,9 @@ void parse_openai_common(const json& body, GenerationRequest& r, int64_t max_ctx
     r.seed_given = true;
   }
   if (auto v = opt_int(body, "n", "n"); v && *v != 1) bad("n", "only n = 1 is supported");
-  for (const char* penalty : {"frequency_penalty", "presence_penalty"})
-    if (auto v = opt_number(body, penalty, penalty); v && *v != 0) bad(penalty, "is not supported (only 0)");
+  // Over the last 64 tokens (prompt included), as llama.cpp's server and Ollama count them.
+  if (auto v = opt_number(body, "frequency_penalty", "frequency_penalty")) r.sampler.frequency_penalty = (float)*v;
+  if (auto v = opt_number(body, "presence_penalty", "presence_penalty")) r.sampler.presence_penalty = (float)*v;
   if (const json* s = field(body, "stop")) r.stop = parse_stop(*s, "stop", 4);
   for (const char* key : {"max_completion_tokens", "max_tokens"}) {
     if (auto v = opt_int(body, key, key)) {

@@ -221,6 +221,41 @@ TEST_F(CApi, StopStringAndLength) {
   EXPECT_EQ(r.generated_tokens, 5);
 }
 
+// The penalties look back over the session's earlier positions too: a prompt fed partly by
+// lowbit_session_eval and partly by lowbit_generate_tokens (a chat turn reusing its cached
+// prefix) samples what the whole prompt from position 0 samples.
+TEST_F(CApi, PenaltiesSeeTheTokensAlreadyInTheSession) {
+  ModelHandle model;
+  ASSERT_EQ(lowbit_model_load(manifest_.c_str(), nullptr, &model.m), LOWBIT_OK) << lowbit_last_error();
+  // The model's own story (llama2.c's sample): its words are what it would say next, so the
+  // penalties on the part fed first change the continuation when they are seen.
+  const std::string story = expected_stories().substr(0, 300);
+  std::vector<int32_t> prompt(512);
+  size_t n = 0;
+  ASSERT_EQ(lowbit_tokenize(model.m, story.data(), story.size(), 1, prompt.data(), prompt.size(), &n), LOWBIT_OK);
+  prompt.resize(n);
+  ASSERT_GT(n, 60u);
+  lowbit_generate_params gp = lowbit_generate_default_params();
+  gp.max_tokens = 40;
+  gp.sampler.presence_penalty = 2.0f;
+  gp.sampler.frequency_penalty = 0.5f;
+  auto run = [&](size_t fed_first, const lowbit_generate_params& params) {
+    SessionHandle session;
+    EXPECT_EQ(lowbit_session_create(model.m, &session.s), LOWBIT_OK);
+    if (fed_first) EXPECT_EQ(lowbit_session_eval(session.s, prompt.data(), fed_first, 0, nullptr, 0), LOWBIT_OK);
+    std::string text;
+    EXPECT_EQ(lowbit_generate_tokens(session.s, prompt.data() + fed_first, prompt.size() - fed_first, &params, collect,
+                                     &text, nullptr),
+              LOWBIT_OK)
+        << lowbit_last_error();
+    return text;
+  };
+  const std::string whole = run(0, gp);
+  EXPECT_EQ(run(n / 2, gp), whole);
+  EXPECT_EQ(run(n - 1, gp), whole);
+  EXPECT_NE(run(0, lowbit_generate_default_params()).substr(0, whole.size()), whole);  // the penalties bite
+}
+
 TEST_F(CApi, TokenizeAndDetokenizeWithSizeQueries) {
   ModelHandle model;
   ASSERT_EQ(lowbit_model_load(manifest_.c_str(), nullptr, &model.m), LOWBIT_OK);

@@ -22,7 +22,7 @@ OK, BUFFER_TOO_SMALL = 0, 8
 CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int32, ctypes.c_void_p)
 
 
-# The parameter structs as include/lowbit.h declares them (ABI version 3).
+# The parameter structs as include/lowbit.h declares them (ABI version 4).
 class LoadParams(ctypes.Structure):
     _fields_ = [("threads", ctypes.c_int32), ("ctx", ctypes.c_int64), ("isa", ctypes.c_char_p),
                 ("gpu_layers", ctypes.c_int32)]
@@ -31,7 +31,8 @@ class LoadParams(ctypes.Structure):
 class SamplerParams(ctypes.Structure):
     _fields_ = [("temperature", ctypes.c_float), ("top_k", ctypes.c_int32), ("top_p", ctypes.c_float),
                 ("min_p", ctypes.c_float), ("repetition_penalty", ctypes.c_float),
-                ("repetition_window", ctypes.c_int32), ("seed", ctypes.c_uint64)]
+                ("repetition_window", ctypes.c_int32), ("presence_penalty", ctypes.c_float),
+                ("frequency_penalty", ctypes.c_float), ("seed", ctypes.c_uint64)]
 
 
 class GenerateParams(ctypes.Structure):
@@ -44,7 +45,7 @@ class GenerateParams(ctypes.Structure):
 def lib():
     c = ctypes.CDLL(str(LIB))
     c.lowbit_last_error.restype = ctypes.c_char_p
-    assert c.lowbit_abi_version() == 3, "the structs below follow ABI version 3"
+    assert c.lowbit_abi_version() == 4, "the structs below follow ABI version 4"
     c.lowbit_load_default_params.restype = LoadParams
     c.lowbit_generate_default_params.restype = GenerateParams
     c.lowbit_chat_apply_template.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
@@ -133,5 +134,5 @@ def test_format_from_c_is_lowbit_run_s_structured_output(lib, model):
     cli = json.loads(lowbit("run", SMOL, question, "-n", 200, "--json", "--threads", "2", "--ctx", 512,
                             "--format", json.dumps(schema)).stdout)
     assert reply == cli["text"]
-    status, _, _, error = generate_from_c(lib, model, question, 8, b'{"type": "string", "pattern": "^a"}')
-    assert status == 1 and "lowbit_generate_tokens: format: 'pattern' is not supported" in error
+    status, _, _, error = generate_from_c(lib, model, question, 8, b'{"type": "integer", "multipleOf": 2}')
+    assert status == 1 and "lowbit_generate_tokens: format: 'multipleOf' is not supported" in error

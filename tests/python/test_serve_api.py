@@ -273,6 +273,45 @@ def test_openai_chat_logprobs_are_the_models_log_softmax(server, ai, tmp_path):
         assert abs(entry.logprob - ref) <= abs(ref) * 2**-24 + 1e-9, (k, entry.token, entry.logprob, ref)
 
 
+def test_presence_and_frequency_penalties_follow_their_formula(server, oc, ai, tmp_path):
+    """OpenAI's frequency_penalty / presence_penalty and Ollama's options of those names: each
+    greedy token is the argmax of `lowbit logits`' row for it with OpenAI's documented adjustment
+    written out here, logit -= count * frequency_penalty + (count > 0) * presence_penalty over the
+    last 64 tokens (prompt included, as llama.cpp and Ollama count), after Ollama's repeat_penalty
+    (divide positive logits, multiply negative). Positions where the best two adjusted logits lie
+    within 1e-4 (float32 against this float64) are not judged."""
+    msgs = [{"role": "user", "content": "Write a list of ten fruits."}]
+    prompt_ids = tokenize(render(server, msgs), special=False)
+    fp, pp = 1.2, 0.8
+    r = ai.chat.completions.create(model=SMOL, messages=msgs, max_tokens=40, temperature=0,
+                                   frequency_penalty=fp, presence_penalty=pp)
+    free = ai.chat.completions.create(model=SMOL, messages=msgs, max_tokens=40, temperature=0)
+    assert r.choices[0].message.content != free.choices[0].message.content  # the penalties moved it
+    o = oc.chat(model=SMOL, messages=msgs, options={"temperature": 0, "num_predict": 40, "repeat_penalty": 1.1,
+                                                    "frequency_penalty": fp, "presence_penalty": pp})
+    for text, repeat in [(r.choices[0].message.content, 1.0), (o.message.content, 1.1)]:
+        gen_ids = tokenize(text, special=False)
+        ids = prompt_ids + gen_ids
+        out = tmp_path / "logits.f32"
+        run = subprocess.run([str(BIN), "logits", str(SMOLLM2_GGUF), "--ids", " ".join(map(str, ids)), "--out",
+                              str(out)], capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+        logits = np.fromfile(out, dtype=np.float32).reshape(len(ids), -1).astype(np.float64)
+        judged = 0
+        for k, tid in enumerate(gen_ids):
+            at = len(prompt_ids) + k
+            row = logits[at - 1].copy()
+            tokens, counts = np.unique(ids[max(0, at - 64):at], return_counts=True)
+            row[tokens] = np.where(row[tokens] > 0, row[tokens] / repeat, row[tokens] * repeat)
+            row[tokens] -= counts * fp + pp
+            best, second = np.sort(row)[-2:][::-1]
+            if best - second < 1e-4:
+                continue
+            judged += 1
+            assert tid == int(np.argmax(row)), (repeat, k, tid, int(np.argmax(row)))
+        assert judged >= len(gen_ids) - 2 and judged > 10
+
+
 # ---- JSON mode: Ollama's format "json", OpenAI's response_format json_object ----------------------
 JSON_ASKS = ["List three colors and their hex codes as JSON.", "Describe a cat as a JSON object with name, age and color."]
 

@@ -372,9 +372,12 @@ def test_chat_set_parameter_changes_the_next_reply():
     chat.say("/clear")
     assert chat.say("/set parameter temperature 0").strip() == "Set parameter 'temperature' to '0'"
     assert chat.say("/set parameter stop , .").strip() == "Set parameter 'stop' to ', .'"
+    assert chat.say("/set parameter presence_penalty 0.9").strip() == "Set parameter 'presence_penalty' to '0.9'"
+    assert chat.say("/set parameter frequency_penalty 3").strip() == "error: frequency_penalty must be in [-2, 2]"
+    assert chat.say("/set parameter frequency_penalty 1.1").strip() == "Set parameter 'frequency_penalty' to '1.1'"
     assert chat.say("/set verbose").strip() == "Set 'verbose' mode."
     reply = chat.say(question)
-    want = expected("-n", 12, "--stop", ",", "--stop", ".")
+    want = expected("-n", 12, "--stop", ",", "--stop", ".", "--presence-penalty", 0.9, "--frequency-penalty", 1.1)
     assert reply.startswith(want + "\n\n"), reply
     assert re.search(r"prompt: \d+ tokens, [\d.]+ tokens/s \| generation: \d+ tokens, [\d.]+ tokens/s \(stop\)", reply)
     chat.send("/bye\n")

@@ -12,6 +12,7 @@
 #include <random>
 #include <regex>
 #include <set>
+#include <tuple>
 
 #include <sentencepiece_processor.h>
 
@@ -255,6 +256,36 @@ TEST(Sampler, TopKOneIsGreedyAndPenaltyMovesAway) {
   Sampler penal({.temperature = 0.0f, .repetition_penalty = 1.2f});
   auto l = logits;
   EXPECT_EQ(penal.sample(l.data(), 4, {1}), 2);  // 2.0 / 1.2 < 1.9
+}
+
+// OpenAI's documented adjustment, mu[j] -= c[j] * frequency_penalty + (c[j] > 0) * presence_penalty
+// over the counts c of the window, after the repetition penalty: written out with a std::map.
+TEST(Sampler, PresenceAndFrequencyPenaltiesFollowOpenAIsFormula) {
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(-3.0f, 3.0f);
+  const int64_t vocab = 40;
+  for (const auto& [pres, freq, rep, window] : {std::tuple{0.6f, 0.0f, 1.0f, 64}, std::tuple{0.0f, 0.45f, 1.0f, 64},
+                                               std::tuple{-0.4f, 0.7f, 1.3f, 32}, std::tuple{2.0f, -2.0f, 1.0f, 0}}) {
+    std::vector<float> logits(vocab);
+    for (float& l : logits) l = u(rng);
+    std::vector<int32_t> recent(100);
+    for (int32_t& t : recent) t = (int32_t)(rng() % 12);  // repeats: counts up to ~15
+    std::map<int32_t, int> count;
+    for (size_t i = recent.size() - std::min<size_t>(window, recent.size()); i < recent.size(); ++i) count[recent[i]]++;
+    std::vector<float> want = logits;
+    for (const auto& [t, c] : count) {
+      if (rep != 1.0f) want[t] = want[t] > 0 ? want[t] / rep : want[t] * rep;
+      want[t] -= c * freq + (c > 0 ? pres : 0.0f);
+    }
+    Sampler s({.temperature = 0.0f, .repetition_penalty = rep, .repetition_window = window,
+               .presence_penalty = pres, .frequency_penalty = freq});
+    std::vector<float> got = logits;
+    const int32_t chosen = s.sample(got.data(), vocab, recent);
+    for (int64_t v = 0; v < vocab; ++v) EXPECT_FLOAT_EQ(got[v], want[v]) << "token " << v;
+    EXPECT_EQ(chosen, std::max_element(want.begin(), want.end()) - want.begin());
+  }
+  EXPECT_EQ(invalid_setting({.presence_penalty = 2.5f})->field, "presence_penalty");
+  EXPECT_EQ(invalid_setting({.frequency_penalty = -2.01f})->field, "frequency_penalty");
 }
 
 TEST(Sampler, FrequenciesFollowTheSoftmax) {
