@@ -292,7 +292,8 @@ def _format_args(format) -> dict:
     return dict(json=format is not None, schema=json.dumps(format) if isinstance(format, dict) else None)
 
 
-def _settings(max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, seed, stop, format) -> dict:
+def _settings(max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, seed, stop, format,
+              presence_penalty=0.0, frequency_penalty=0.0) -> dict:
     """generate()'s and chat()'s keywords as the core takes them; seed None draws one."""
     return dict(
         **_format_args(format),
@@ -302,6 +303,8 @@ def _settings(max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, 
         top_p=top_p,
         min_p=min_p,
         repetition_penalty=repetition_penalty,
+        presence_penalty=presence_penalty,
+        frequency_penalty=frequency_penalty,
         seed=random.SystemRandom().getrandbits(32) if seed is None else seed,
         stop=list(stop) if stop is not None else None,
     )
@@ -445,6 +448,8 @@ class Model:
         stream: bool = False,
         add_bos: bool = True,
         format: Union[None, str, dict, type] = None,
+        presence_penalty: float = 0.0,
+        frequency_penalty: float = 0.0,
     ) -> Union[Generation, Stream]:
         """Generates a continuation of prompt.
 
@@ -455,7 +460,9 @@ class Model:
 
         max_tokens: new tokens at most (0 runs the prompt only). temperature: 0 is greedy;
         above 0 samples, after top_k (0: off), top_p (in (0, 1]; 1: off) and min_p (in [0, 1];
-        0: off). repetition_penalty > 0 (1: off) divides the logits of the last 64 tokens.
+        0: off). repetition_penalty > 0 (1: off) divides the logits of the last 64 tokens;
+        presence_penalty and frequency_penalty (in [-2, 2], 0: off) are OpenAI's: a token seen c
+        times among them loses c * frequency_penalty + (c > 0) * presence_penalty.
         seed: the sampler's seed; None draws a fresh one, so each call differs (the one used is
         result.seed). stop: strings that end the generation (left out of the text). add_bos:
         put the tokenizer's BOS in front of the prompt. format="json": JSON mode, the text is one
@@ -468,7 +475,8 @@ class Model:
         Raises lowbit.Error, before generating anything, for a setting out of range or a prompt
         longer than ctx.
         """
-        kwargs = _settings(max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, seed, stop, format)
+        kwargs = _settings(max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, seed, stop, format,
+                           presence_penalty, frequency_penalty)
         kwargs["add_bos"] = add_bos
         if stream:
             s = Stream()
@@ -499,6 +507,8 @@ class Model:
         truncate: bool = False,
         tools: Optional[Sequence[Mapping]] = None,
         tool_choice: str = "auto",
+        presence_penalty: float = 0.0,
+        frequency_penalty: float = 0.0,
     ) -> Union[Generation, Stream]:
         """The assistant's reply to a conversation: messages (a list of {"role", "content"} dicts:
         "system", "user", "assistant") rendered by the model's chat template
@@ -520,7 +530,8 @@ class Model:
         decides), "none" (tools shown, reply read as text), "required" (the reply is one call of
         one of the tools, at most 4) or a function's name (one call of it), held to the tools'
         parameters as `lowbit serve` holds them (docs/SERVING.md, "Tool calling")."""
-        kwargs = _settings(max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, seed, stop, format)
+        kwargs = _settings(max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, seed, stop, format,
+                           presence_penalty, frequency_penalty)
         tools_json, plan = "", None
         if tools is not None:
             tools_json = _tools_json(tools)
@@ -599,6 +610,8 @@ class Model:
         max_step_tokens: int = 256,
         stream: bool = False,
         format: Union[None, str, dict, type] = None,
+        presence_penalty: float = 0.0,
+        frequency_penalty: float = 0.0,
     ) -> Union[list, Iterator[tuple]]:
         """Generates from many prompts at once, decoded together (one pass over the weights per
         step serves every sequence; see runtime/batch.h).
@@ -620,6 +633,8 @@ class Model:
             top_p=top_p,
             min_p=min_p,
             repetition_penalty=repetition_penalty,
+            presence_penalty=presence_penalty,
+            frequency_penalty=frequency_penalty,
             seed=seed,
             stop=list(stop) if stop is not None else None,
             add_bos=add_bos,

@@ -329,7 +329,8 @@ class PyModel {
 };
 
 GenerateParams make_params(int64_t max_tokens, float temperature, int top_k, float top_p, float min_p,
-                           float repetition_penalty, uint64_t seed, const std::vector<std::string>& stop, bool add_bos) {
+                           float repetition_penalty, float presence_penalty, float frequency_penalty, uint64_t seed,
+                           const std::vector<std::string>& stop, bool add_bos) {
   GenerateParams p;
   p.max_tokens = max_tokens;
   p.sampler.temperature = temperature;
@@ -337,6 +338,8 @@ GenerateParams make_params(int64_t max_tokens, float temperature, int top_k, flo
   p.sampler.top_p = top_p;
   p.sampler.min_p = min_p;
   p.sampler.repetition_penalty = repetition_penalty;
+  p.sampler.presence_penalty = presence_penalty;
+  p.sampler.frequency_penalty = frequency_penalty;
   p.sampler.seed = seed;
   p.stop = stop;
   p.add_bos = add_bos;
@@ -363,17 +366,19 @@ void register_model(py::module_& m) {
       .def(
           "generate",
           [](const PyModel& self, const std::string& prompt, int64_t max_tokens, float temperature, int top_k,
-             float top_p, float min_p, float repetition_penalty, uint64_t seed,
+             float top_p, float min_p, float repetition_penalty, float presence_penalty, float frequency_penalty,
+             uint64_t seed,
              const std::optional<std::vector<std::string>>& stop, bool add_bos, bool json,
              const std::optional<std::string>& schema, const py::object& callback) {
-            GenerateParams p = make_params(max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, seed,
+            GenerateParams p = make_params(max_tokens, temperature, top_k, top_p, min_p, repetition_penalty,
+                                           presence_penalty, frequency_penalty, seed,
                                            stop.value_or(std::vector<std::string>{}), add_bos);
             self.set_format(p, json, schema);
             return self.generate(prompt, p, callback);
           },
           py::arg("prompt"), py::arg("max_tokens") = 256, py::arg("temperature") = 0.0f, py::arg("top_k") = 0,
           py::arg("top_p") = 1.0f, py::arg("min_p") = 0.0f, py::arg("repetition_penalty") = 1.0f,
-          py::arg("seed") = 0, py::arg("stop") = py::none(), py::arg("add_bos") = true, py::arg("json") = false,
+          py::arg("presence_penalty") = 0.0f, py::arg("frequency_penalty") = 0.0f, py::arg("seed") = 0, py::arg("stop") = py::none(), py::arg("add_bos") = true, py::arg("json") = false,
           py::arg("schema") = py::none(), py::arg("callback") = py::none())
       .def("render_chat", &PyModel::render_chat, py::arg("messages_json"), py::arg("add_generation_prompt") = true)
       .def("chat_tokens", &PyModel::chat_tokens, py::arg("messages_json"), py::arg("add_special") = true,
@@ -387,17 +392,19 @@ void register_model(py::module_& m) {
       .def(
           "generate_tokens",
           [](const PyModel& self, const std::vector<int32_t>& ids, int64_t max_tokens, float temperature, int top_k,
-             float top_p, float min_p, float repetition_penalty, uint64_t seed,
+             float top_p, float min_p, float repetition_penalty, float presence_penalty, float frequency_penalty,
+             uint64_t seed,
              const std::optional<std::vector<std::string>>& stop, bool json, const std::optional<std::string>& schema,
              const py::object& callback) {
-            GenerateParams p = make_params(max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, seed,
+            GenerateParams p = make_params(max_tokens, temperature, top_k, top_p, min_p, repetition_penalty,
+                                           presence_penalty, frequency_penalty, seed,
                                            stop.value_or(std::vector<std::string>{}), false);
             self.set_format(p, json, schema);
             return self.generate_tokens(ids, p, callback);
           },
           py::arg("ids"), py::arg("max_tokens") = 256, py::arg("temperature") = 0.0f, py::arg("top_k") = 0,
           py::arg("top_p") = 1.0f, py::arg("min_p") = 0.0f, py::arg("repetition_penalty") = 1.0f,
-          py::arg("seed") = 0, py::arg("stop") = py::none(), py::arg("json") = false,
+          py::arg("presence_penalty") = 0.0f, py::arg("frequency_penalty") = 0.0f, py::arg("seed") = 0, py::arg("stop") = py::none(), py::arg("json") = false,
           py::arg("schema") = py::none(), py::arg("callback") = py::none())
       .def(
           "generate_batch",
@@ -412,6 +419,7 @@ void register_model(py::module_& m) {
               const py::object stop = d.contains("stop") ? py::object(d["stop"]) : py::none();
               params.push_back(make_params(get("max_tokens", int64_t(256)), get("temperature", 0.0f), get("top_k", 0),
                                            get("top_p", 1.0f), get("min_p", 0.0f), get("repetition_penalty", 1.0f),
+                                           get("presence_penalty", 0.0f), get("frequency_penalty", 0.0f),
                                            get("seed", uint64_t(0)),
                                            stop.is_none() ? std::vector<std::string>{} : stop.cast<std::vector<std::string>>(),
                                            get("add_bos", true)));

@@ -471,9 +471,11 @@ def test_generate_batch_matches_generate_alone(stories, stories_golden):
         {"prompt": "Once upon a time", "temperature": 0.8, "top_k": 40, "seed": 7, "max_tokens": 50},
         {"prompt": "One day, a cat", "stop": ["."]},
         {"prompt": "The little girl", "temperature": 1.0, "top_p": 0.9, "seed": 3, "max_tokens": 70},
+        {"prompt": "Lily and Ben", "presence_penalty": 1.5, "frequency_penalty": 0.6, "max_tokens": 60},
     ]
     results = stories.generate_batch(prompts, max_tokens=256, max_sequences=2, max_step_tokens=8)
-    assert len(results) == 4
+    assert len(results) == 5
+    assert results[4]["text"] != stories.generate("Lily and Ben", max_tokens=60)  # the penalties bite
     assert results[0]["text"] + "\n" == stories_golden
     for p, r in zip(prompts, results):
         kwargs = dict(p) if isinstance(p, dict) else {"prompt": p}
