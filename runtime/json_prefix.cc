@@ -258,6 +258,7 @@ bool JsonPrefix::start_value(Path& p, int32_t node, unsigned char c, Extra& extr
     p.integer = !(n.types & JsonSchema::kNumber);
     p.negative = c == '-';
     p.magnitude = 0;
+    p.rem = 0;
     p.digits = 0;
     p.fraction = -1;
     p.num = Num::minus;
@@ -566,9 +567,26 @@ bool JsonPrefix::number_digit(Path& p, unsigned char c) const {
   const uint64_t d = c - '0';
   if (p.num == Num::minus) p.num = d == 0 ? Num::zero : Num::integer;
   p.magnitude = p.magnitude > (kSaturated - d) / 10 ? kSaturated : p.magnitude * 10 + d;
+  if (const uint64_t m = schema_->node(p.want).multiple_of) p.rem = (p.rem * 10 + d) % m;
   if (p.digits < 255) ++p.digits;
   if (p.fraction >= 0 && p.fraction < 127) ++p.fraction;
   return number_fits(p, false);
+}
+
+// Without bounds, whether an integer can still become (or, whole, is) a multiple of its
+// schema's multipleOf, from its remainder alone (its magnitude may be past saturation): with k
+// more digits it reaches the 10^k values from magnitude * 10^k, which hold a multiple when the
+// first one's distance, (-rem * 10^k) mod m, is below 10^k.
+bool JsonPrefix::multiple_reachable(const Path& p, bool whole) const {
+  const uint64_t m = schema_->node(p.want).multiple_of;
+  if (!m || p.num == Num::minus) return true;  // "-" still reaches -m
+  if (whole || p.num == Num::zero) return p.rem == 0;
+  unsigned __int128 span = 1;  // 10^k, up to past m (then some multiple is always in reach)
+  for (int k = 0; span <= m; ++k, span *= 10) {
+    const uint64_t start = (uint64_t)(((unsigned __int128)p.rem * (uint64_t)(span % m)) % m);
+    if ((m - start) % m < span) return true;
+  }
+  return true;
 }
 
 // Whether the number read so far can still become (or, whole, is) one within its schema's
@@ -585,12 +603,16 @@ bool JsonPrefix::number_fits(const Path& p, bool whole) const {
 // for some k >= 0; by k = 19 that passes every int64 bound, so the loop ends there.
 bool JsonPrefix::integer_fits(const Path& p, bool whole) const {
   const JsonSchema::Node& n = schema_->node(p.want);
-  if (!n.has_min && !n.has_max) return true;
+  if (!n.has_min && !n.has_max) return multiple_reachable(p, whole);
   using i128 = __int128;
   const i128 huge = (i128)kSaturated * kSaturated;  // past anything a saturated magnitude reaches
   const i128 lo = n.has_min ? (i128)n.min : -huge, hi = n.has_max ? (i128)n.max : huge;
-  const auto meets = [&](i128 m0, i128 m1) {  // magnitudes [m0, m1] with the sign read
-    return p.negative ? (-m1 <= hi && -m0 >= lo) : (m0 <= hi && m1 >= lo);
+  const i128 step = n.multiple_of ? (i128)n.multiple_of : 1;
+  const auto meets = [&](i128 m0, i128 m1) {  // magnitudes [m0, m1] with the sign read: a multiple in bounds
+    const i128 a = std::max(p.negative ? -m1 : m0, lo), b = std::min(p.negative ? -m0 : m1, hi);
+    if (a > b) return false;
+    const i128 down = b / step * step;  // the greatest multiple <= b (b / step rounds toward zero)
+    return (down > b ? down - step : down) >= a;
   };
   if (p.num == Num::minus) return !whole && meets(0, huge);  // "-" goes on to -0 or a negative
   const i128 m = p.magnitude;

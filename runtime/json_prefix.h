@@ -55,6 +55,7 @@ class JsonPrefix {
     bool integer = false;  // the open number may not have a fraction or exponent
     bool negative = false;  // number: its sign
     uint64_t magnitude = 0;  // number: its digits so far as one integer, saturated at kSaturated
+    uint64_t rem = 0;        // integer with multipleOf: magnitude modulo it, exact past saturation
     uint8_t digits = 0;      // number: how many (at most 255 counted)
     int8_t fraction = -1;    // number: how many after the point; -1 before one
     bool gap = false;      // option: whitespace came where only a structural byte may follow it
@@ -116,6 +117,7 @@ class JsonPrefix {
   bool number_digit(Path& p, unsigned char c) const;
   bool number_fits(const Path& p, bool whole) const;
   bool integer_fits(const Path& p, bool whole) const;
+  bool multiple_reachable(const Path& p, bool whole) const;
   bool option(Path& p, unsigned char c, Extra& extra) const;
   std::pair<uint32_t, uint32_t> option_run(const Path& p, uint32_t lo, unsigned char c) const;
   bool end_key(Path& p) const;

@@ -24,7 +24,7 @@ constexpr std::string_view kKeywords[] = {"type",     "properties", "required", 
                                           "items",    "minItems",   "maxItems",  "minLength",
                                           "maxLength", "enum",      "const",     "anyOf",     "oneOf",
                                           "allOf",    "$ref",       "minimum",   "maximum",
-                                          "exclusiveMinimum", "exclusiveMaximum", "pattern"};
+                                          "exclusiveMinimum", "exclusiveMaximum", "pattern",  "multipleOf"};
 constexpr std::string_view kAnnotations[] = {"title",   "description", "default",   "examples",
                                              "format",  "$schema",     "$id",       "$comment",
                                              "deprecated", "readOnly", "writeOnly", "$defs",
@@ -106,7 +106,8 @@ class SchemaCompiler {
       if (!among(key, kKeywords))
         fail(path, "'" + key + "' is not supported (constrained generation supports type, properties, required, "
                    "additionalProperties, items, minItems, maxItems, minLength, maxLength, enum, const, anyOf, "
-                   "oneOf of alternatives that cannot overlap, allOf of one schema, $ref, minimum, maximum, exclusiveMinimum, exclusiveMaximum and pattern)");
+                   "oneOf of alternatives that cannot overlap, allOf of one schema, $ref, minimum, maximum, exclusiveMinimum, "
+                   "exclusiveMaximum, pattern and an integer's multipleOf)");
       if (key != "$ref" && key != "anyOf" && key != "oneOf" && key != "allOf") validates = true;
     }
     const int combinators =
@@ -135,6 +136,7 @@ class SchemaCompiler {
     }
     types(s, path, n);
     bounds(s, path, n);
+    multiple(s, path, n);
     options(s, path, n);
     if (n.types & JsonSchema::kObject) object(s, path, n);
     if (n.types & JsonSchema::kArray) {
@@ -175,6 +177,28 @@ class SchemaCompiler {
     for (const char* k : {"minLength", "maxLength", "pattern"})
       if (s.contains(k)) implied |= JsonSchema::kString;
     if (implied) n.types = implied;
+  }
+
+  // An integer's multipleOf, a whole number (a remainder is tracked digit by digit); a number
+  // that may have a fraction is refused: its multiples are not a grid of short decimals.
+  void multiple(const json& s, const std::string& path, JsonSchema::Node& n) {
+    const auto it = s.find("multipleOf");
+    if (it == s.end()) return;
+    const std::string where = path + ".multipleOf";
+    if (!it->is_number() || !(it->get<double>() > 0)) fail(where, "must be a number above 0, got " + it->dump());
+    if (n.types & JsonSchema::kNumber)
+      fail(where, "is supported for type \"integer\" only (a number with a fraction has no short multiples to write)");
+    if (!(n.types & JsonSchema::kInteger)) return;
+    const double d = it->get<double>();
+    if (d != std::floor(d) || d > 9007199254740992.0)
+      fail(where, "must be a whole number up to 2^53 for an integer, got " + it->dump());
+    n.multiple_of = (uint64_t)d;
+    if (n.multiple_of == 1) n.multiple_of = 0;  // every integer
+    if (n.multiple_of && n.has_min && n.has_max) {
+      const int64_t m = (int64_t)n.multiple_of;
+      const int64_t first = n.min >= 0 ? (n.min + m - 1) / m * m : -((-n.min) / m * m);
+      if (first > n.max) fail(path, "no multiple of " + it->dump() + " lies within minimum and maximum");
+    }
   }
 
   // Bounds of an integer become inclusive int64 ones (minimum 2.5 is 3, exclusiveMaximum 10 is
@@ -331,6 +355,9 @@ class SchemaCompiler {
         if ((n.has_min && d < (double)n.min) || (n.has_max && d > (double)n.max)) continue;
       }
       if (v.is_number() && n.has_number_bounds && !option_within(v, n)) continue;
+      if (v.is_number_integer() && n.multiple_of && (v.is_number_unsigned() ? v.get<uint64_t>() % n.multiple_of
+                                                                           : (uint64_t{0} - (uint64_t)v.get<int64_t>()) % n.multiple_of))
+        continue;
       n.options.push_back(v.dump());
     }
     if (n.options.empty()) fail(path, "no value of enum/const has the schema's type");
@@ -483,9 +510,12 @@ class Disjoint {
   static uint8_t value_types(const JsonSchema::Node& n) {
     constexpr uint8_t kNumeric = JsonSchema::kNumber | JsonSchema::kInteger;  // "number" takes 2 too
     uint8_t t = n.has_options ? 0 : n.types;
-    for (const std::string& o : n.options)
-      t |= o[0] == '"' ? JsonSchema::kString : o[0] == '{' ? JsonSchema::kObject : o[0] == '[' ? JsonSchema::kArray
-           : o[0] == 't' || o[0] == 'f' ? JsonSchema::kBoolean : o[0] == 'n' ? JsonSchema::kNull : kNumeric;
+    for (const std::string& o : n.options) {
+      const char c = o[0];
+      t |= c == '"' ? uint8_t{JsonSchema::kString} : c == '{' ? uint8_t{JsonSchema::kObject}
+           : c == '[' ? uint8_t{JsonSchema::kArray} : c == 't' || c == 'f' ? uint8_t{JsonSchema::kBoolean}
+           : c == 'n' ? uint8_t{JsonSchema::kNull} : kNumeric;
+    }
     return t & kNumeric ? t | kNumeric : t;
   }
 

@@ -7,10 +7,11 @@
 // alternatives provably cannot both match a value (distinct types or const/enum values, or
 // objects requiring a property with such values: pydantic's tagged unions), allOf of one
 // schema, $ref to "#", "#/$defs/NAME" or "#/definitions/NAME" (recursion included), minimum,
-// maximum, exclusiveMinimum and exclusiveMaximum (pydantic's Field(ge=, le=, gt=, lt=)), pattern
+// maximum, exclusiveMinimum and exclusiveMaximum (pydantic's Field(ge=, le=, gt=, lt=)), an
+// integer's multipleOf (a whole number: Field(multiple_of=) on an int), pattern
 // (runtime/json_regex.h says which regular expressions), and the annotations title,
 // description, default, examples, format, $schema, $id, $comment, deprecated, readOnly,
-// writeOnly, discriminator. Anything else (multipleOf, not, prefixItems, patternProperties, ...)
+// writeOnly, discriminator. Anything else (not, prefixItems, patternProperties, ...)
 // is refused with an error naming the keyword and where it is: a schema the output might not
 // satisfy is not accepted silently.
 // Choices where the standard leaves room: an object schema that lists properties admits only
@@ -66,6 +67,7 @@ class JsonSchema {
     // rounded inward.
     bool has_min = false, has_max = false;
     int64_t min = 0, max = 0;
+    uint64_t multiple_of = 0;  // an integer's multipleOf (type "integer" alone); 0: none
     // A number's bounds where fractions are allowed, in units of 10^-kUnitDigits: the least and
     // the greatest allowed (an open side is past every value a bounded text can have).
     bool has_number_bounds = false;

@@ -134,5 +134,5 @@ def test_format_from_c_is_lowbit_run_s_structured_output(lib, model):
     cli = json.loads(lowbit("run", SMOL, question, "-n", 200, "--json", "--threads", "2", "--ctx", 512,
                             "--format", json.dumps(schema)).stdout)
     assert reply == cli["text"]
-    status, _, _, error = generate_from_c(lib, model, question, 8, b'{"type": "integer", "multipleOf": 2}')
-    assert status == 1 and "lowbit_generate_tokens: format: 'multipleOf' is not supported" in error
+    status, _, _, error = generate_from_c(lib, model, question, 8, b'{"type": "integer", "not": {"const": 2}}')
+    assert status == 1 and "lowbit_generate_tokens: format: 'not' is not supported" in error

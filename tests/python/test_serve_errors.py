@@ -57,7 +57,7 @@ CASES = [
     ("/api/delete", {}, 400, "model"),
     ("/api/copy", {"source": SMOL}, 400, "destination"),
     ("/api/create", {"model": "x"}, 400, "from"),
-    ("/api/generate", {"model": SMOL, "prompt": "x", "format": {"type": "integer", "multipleOf": 2}}, 400, "format"),
+    ("/api/generate", {"model": SMOL, "prompt": "x", "format": {"type": "integer", "not": {"const": 2}}}, 400, "format"),
     ("/api/generate", {"model": SMOL, "prompt": "x", "format": 3}, 400, "format"),
     ("/api/chat", {"model": SMOL, "messages": [{"role": "user", "content": "x"}], "format": "yaml"}, 400, "format"),
 ]
@@ -83,7 +83,7 @@ OPENAI_CASES = [
                               "response_format": {"type": "json_schema"}}, 400, "response_format.json_schema"),
     ("/v1/chat/completions", {"model": SMOL, "messages": [{"role": "user", "content": "x"}],
                               "response_format": {"type": "json_schema", "json_schema": {
-                                  "name": "x", "schema": {"properties": {"a": {"type": "integer", "multipleOf": 2}}}}}},
+                                  "name": "x", "schema": {"properties": {"a": {"type": "integer", "not": {"const": 2}}}}}}},
      400, "response_format.json_schema.schema"),
     ("/v1/chat/completions", {"model": SMOL, "messages": [{"role": "user", "content": "x"}],
                               "response_format": {"type": "xml"}}, 400, "response_format.type"),

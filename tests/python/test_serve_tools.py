@@ -204,7 +204,7 @@ def test_a_conversation_with_calls_and_results(oc, ai):
     ({"tools": [dict(WEATHER, function=dict(WEATHER["function"], name=f"f{i}")) for i in range(5)],
       "tool_choice": "required"}, "tool_choice"),
     ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {
-        "type": "object", "properties": {"n": {"type": "integer", "multipleOf": 3}}}}}], "tool_choice": "required"},
+        "type": "object", "properties": {"n": {"type": "integer", "not": {"const": 3}}}}}}], "tool_choice": "required"},
      "tools[0].function.parameters"),
     ({"tools": [WEATHER], "tool_choice": "required", "response_format": {"type": "json_object"}}, "tool_choice"),
     ({"messages": PARIS + [{"role": "assistant", "tool_calls": [{"function": {"name": "get_weather", "arguments": "{oops"}}]}],

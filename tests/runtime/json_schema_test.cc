@@ -1,6 +1,6 @@
 // JSON schemas in constrained generation (runtime/json_schema.h, runtime/json_mode.h): the
 // recognizer against the `jsonschema` package on the texts of tests/data/json_schema_cases.json
-// (tests/tools/make_json_schema_cases.py: instances drawn from 45 schemas, 14 with patterns, 4 with oneOf, their one-byte
+// (tests/tools/make_json_schema_cases.py: instances drawn from 50 schemas, 14 with patterns, 4 with oneOf, 5 with multipleOf, their one-byte
 // mutations and near misses, labelled by the validator), and the refusals of what it cannot
 // enforce. Generation under a schema is checked end to end through the server's clients
 // (tests/python/test_serve_schema.py).
@@ -27,7 +27,7 @@ bool starts_number(const std::string& text) {
 
 TEST(JsonSchema, AgreesWithTheJsonschemaPackageOnEveryCase) {
   const auto rows = nlohmann::json::parse(test::read_file(test::kSourceDir + "/tests/data/json_schema_cases.json"));
-  ASSERT_GE(rows.size(), 45u);
+  ASSERT_GE(rows.size(), 50u);
   int valid = 0, invalid = 0;
   for (const auto& row : rows) {
     const auto schema = JsonSchema::compile(row.at("schema"), "format");
@@ -133,7 +133,12 @@ TEST(JsonSchema, RefusesWhatItCannotEnforceNamingWhere) {
       {R"({"type": "integer", "minimum": 1e30})", "format.minimum: must be within +-2^63"},
       {R"({"type": "integer", "minimum": 5, "exclusiveMaximum": 5})", "format: no integer lies within"},
       {R"({"type": "integer", "minimum": 2.5, "maximum": 2.9})", "format: no integer lies within"},
-      {R"({"type": "integer", "multipleOf": 2})", "format: 'multipleOf' is not supported"},
+      {R"({"type": "number", "multipleOf": 0.01})", "format.multipleOf: is supported for type \"integer\" only"},
+      {R"({"type": "integer", "multipleOf": 2.5})", "format.multipleOf: must be a whole number"},
+      {R"({"type": "integer", "multipleOf": 0})", "format.multipleOf: must be a number above 0"},
+      {R"({"type": "integer", "multipleOf": 10, "minimum": 1, "maximum": 9})", "format: no multiple of 10 lies within"},
+      {R"({"type": "integer", "multipleOf": 3, "enum": [1, 2]})", "no value of enum/const"},
+      {R"({"type": "integer", "not": {"const": 2}})", "format: 'not' is not supported"},
       {R"({"oneOf": [{"type": "string"}, {"type": "string", "maxLength": 3}]})",
        "format.oneOf: alternatives 0 and 1 may both match one value"},
       {R"({"oneOf": [{"type": "number"}, {"type": "null"}, {"type": "integer"}]})", "alternatives 0 and 2 may both"},

@@ -150,6 +150,16 @@ ONEOF_SCHEMAS = [
 ]
 SCHEMAS += ONEOF_SCHEMAS
 
+# An integer's multipleOf (pydantic's Field(multiple_of=) on an int), alone, with bounds and in enums.
+MULTIPLE_SCHEMAS = [
+    {"type": "integer", "multipleOf": 5},
+    {"type": "integer", "multipleOf": 7, "minimum": -30, "maximum": 40},
+    {"type": "integer", "multipleOf": 3, "exclusiveMinimum": 100},
+    {"type": ["integer", "null"], "multipleOf": 1000, "maximum": -2000},
+    {"type": "array", "items": {"type": "integer", "multipleOf": 12, "enum": [12, 13, 24, -36, 40]}},
+]
+SCHEMAS += MULTIPLE_SCHEMAS
+
 WORDS = ["x", "Paris", "\u00fcn\u00efc\u00f6d\u00e9", "tab\there", "quote\"d", "back\\slash", "emoji \U0001F600", ""]
 
 
@@ -275,6 +285,12 @@ def instance(s, root, depth=0):
         while len(text) < lo:
             text += "y"
         return text[:rng.randint(lo, hi)]
+    if t == "integer" and "multipleOf" in s:
+        m = s["multipleOf"]
+        lo = s.get("minimum", s.get("exclusiveMinimum", -10**6))
+        hi = s.get("maximum", s.get("exclusiveMaximum", 10**6))
+        lo, hi = math.ceil(lo / m) + ("exclusiveMinimum" in s), math.floor(hi / m) - ("exclusiveMaximum" in s)
+        return m * rng.choice([lo, hi, rng.randint(lo, hi), rng.randint(lo, hi)])
     if t == "integer":
         lo = s.get("minimum", s.get("exclusiveMinimum", None))
         hi = s.get("maximum", s.get("exclusiveMaximum", None))
