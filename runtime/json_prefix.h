@@ -23,7 +23,7 @@ class JsonPrefix {
  public:
   static constexpr int kMaxWhitespace = 32;
   static constexpr int kMaxDepth = 64;
-  static constexpr int kMaxPaths = 4;
+  static constexpr int kMaxPaths = 16;
 
   JsonPrefix() : JsonPrefix(JsonSchema::any_object()) {}
   explicit JsonPrefix(const JsonSchema& schema);  // schema must outlive this

@@ -528,7 +528,7 @@ class Model:
         calls are in the result's tool_calls ([{"name", "arguments": dict}]) and its text is what
         is left; a stream holds back text that may begin a call. tool_choice: "auto" (the model
         decides), "none" (tools shown, reply read as text), "required" (the reply is one call of
-        one of the tools, at most 4) or a function's name (one call of it), held to the tools'
+        one of the tools, at most 16) or a function's name (one call of it), held to the tools'
         parameters as `lowbit serve` holds them (docs/SERVING.md, "Tool calling")."""
         kwargs = _settings(max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, seed, stop, format,
                            presence_penalty, frequency_penalty)

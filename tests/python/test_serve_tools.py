@@ -81,10 +81,6 @@ def call_object_schema(tools):
     return alternatives[0] if len(alternatives) == 1 else {"anyOf": alternatives}
 
 
-def parameters_of(name):
-    return next(t["function"]["parameters"] for t in TOOLS if t["function"]["name"] == name)
-
-
 def test_create_with_a_template_offers_tools(oc):
     assert "tools" in oc.show(TOOLS_MODEL).capabilities
     assert "tools" not in oc.show(PLAIN_MODEL).capabilities  # SmolLM2's own template writes no calls
@@ -97,20 +93,34 @@ def test_create_with_a_template_offers_tools(oc):
     assert {m.model for m in oc.list().models} == names  # nothing left behind
 
 
-@pytest.mark.parametrize("question", ["What is the weather in Paris?", "What is 2 plus 3?"])
-def test_required_call_is_the_reference_call(ai, question):
+# Six more functions, so a forced call chooses among eight (the recognizer follows 16 at once).
+MORE_TOOLS = TOOLS + [{"type": "function", "function": {
+    "name": name, "description": what, "parameters": {"type": "object", "required": [arg],
+                                                      "properties": {arg: {"type": kind}}}}}
+    for name, what, arg, kind in [("get_time", "Get the current time in a city", "city", "string"),
+                                  ("convert_currency", "Convert an amount of euros to dollars", "euros", "number"),
+                                  ("search_web", "Search the web", "query", "string"),
+                                  ("send_email", "Send an email", "to", "string"),
+                                  ("set_alarm", "Set an alarm", "hour", "integer"),
+                                  ("translate", "Translate a text to French", "text", "string")]]
+
+
+@pytest.mark.parametrize("question,tools", [("What is the weather in Paris?", TOOLS), ("What is 2 plus 3?", TOOLS),
+                                            ("What time is it in Tokyo?", MORE_TOOLS)])
+def test_required_call_is_the_reference_call(ai, question, tools):
     """tool_choice "required": the reply is one call, the one `lowbit run` writes after the
-    template's "<tool_call>\\n" held to the schema of a call of either tool."""
+    template's "<tool_call>\\n" held to the schema of a call of any of the tools."""
     messages = [{"role": "user", "content": question}]
-    r = ai.chat.completions.create(model=TOOLS_MODEL, messages=messages, tools=TOOLS, tool_choice="required",
+    r = ai.chat.completions.create(model=TOOLS_MODEL, messages=messages, tools=tools, tool_choice="required",
                                    temperature=0, max_tokens=100)
     choice = r.choices[0]
     assert choice.finish_reason == "tool_calls"
     assert choice.message.content is None
     [call] = choice.message.tool_calls
     arguments = json.loads(call.function.arguments)
-    jsonschema.validate(arguments, parameters_of(call.function.name))
-    expected = json.loads(run_raw(reference_prompt(messages, TOOLS) + "<tool_call>\n", 100, call_object_schema(TOOLS)))
+    jsonschema.validate(arguments, next(t["function"]["parameters"] for t in tools
+                                        if t["function"]["name"] == call.function.name))
+    expected = json.loads(run_raw(reference_prompt(messages, tools) + "<tool_call>\n", 100, call_object_schema(tools)))
     assert {"name": call.function.name, "arguments": arguments} == expected
 
 
@@ -201,7 +211,7 @@ def test_a_conversation_with_calls_and_results(oc, ai):
     ({"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "add"}}}, "tool_choice.function.name"),
     ({"tools": [WEATHER], "tool_choice": "sometimes"}, "tool_choice"),
     ({"tool_choice": "required"}, "tool_choice"),
-    ({"tools": [dict(WEATHER, function=dict(WEATHER["function"], name=f"f{i}")) for i in range(5)],
+    ({"tools": [dict(WEATHER, function=dict(WEATHER["function"], name=f"f{i}")) for i in range(17)],
       "tool_choice": "required"}, "tool_choice"),
     ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {
         "type": "object", "properties": {"n": {"type": "integer", "not": {"const": 3}}}}}}], "tool_choice": "required"},

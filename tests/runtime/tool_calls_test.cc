@@ -2,6 +2,7 @@
 // is read off its own source text (Qwen2.5's `'\n<tool_call>\n{"name": "' ... '}\n</tool_call>'`),
 // so the expectations below come from the template, not from the code under test.
 #include "runtime/chat/tool_calls.h"
+#include "runtime/json_prefix.h"
 
 #include <gtest/gtest.h>
 
@@ -190,8 +191,14 @@ TEST(ToolCallSyntax, forced_calls) {
   EXPECT_EQ(r.calls[0].arguments.dump(), R"({"city":"Oslo"})");
   // More than the recognizer follows at once, or none: refused.
   ojson many = ojson::array();
-  for (int i = 0; i < 5; ++i) many.push_back({{"type", "function"}, {"function", {{"name", "f" + std::to_string(i)}}}});
-  EXPECT_THROW(s->force(many, {0, 1, 2, 3, 4}), Error);
+  std::vector<size_t> all;
+  for (int i = 0; i <= JsonPrefix::kMaxPaths; ++i) {
+    many.push_back({{"type", "function"}, {"function", {{"name", "f" + std::to_string(i)}}}});
+    all.push_back(i);
+  }
+  EXPECT_THROW(s->force(many, all), Error);
+  all.pop_back();
+  EXPECT_EQ(s->force(many, all).schema["anyOf"].size(), (size_t)JsonPrefix::kMaxPaths);
   EXPECT_THROW(s->force(many, {}), Error);
   // Which tools a forced call may be to: all, or the one named.
   EXPECT_EQ(ToolCallSyntax::candidates(kTools, ""), (std::vector<size_t>{0, 1}));

@@ -160,6 +160,11 @@ MULTIPLE_SCHEMAS = [
 ]
 SCHEMAS += MULTIPLE_SCHEMAS
 
+# Ten alternatives that stay open together until a key's value differs (a forced tool call over
+# ten functions has this shape): the recognizer follows up to 16 readings at once.
+SCHEMAS.append({"anyOf": [{"type": "object", "properties": {"kind": {"const": f"k{i}"}, "v": {"type": "integer"}},
+                           "required": ["kind", "v"]} for i in range(10)]})
+
 WORDS = ["x", "Paris", "\u00fcn\u00efc\u00f6d\u00e9", "tab\there", "quote\"d", "back\\slash", "emoji \U0001F600", ""]
 
 
