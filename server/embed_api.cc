@@ -3,7 +3,7 @@
 //
 // Pooling: the mean over the input's tokens of the model's last hidden states after its final
 // norm (what the output head reads; ForwardOptions::hidden), L2-normalized, as Ollama returns
-// unit vectors. These are generative models, not trained embedders: the vectors are what the
+// unit vectors; with `dimensions`, its first that many, normalized (OpenAI's shortened vectors). These are generative models, not trained embedders: the vectors are what the
 // model holds, useful for similarity, not tuned for it.
 //
 // An input runs as one forward pass on the HTTP thread with its own KV cache and workspace,
@@ -30,6 +30,11 @@ Embedded embed(Context& ctx, const EmbedRequest& req, const char* input_field) {
   const LoadedModel& m = **lease;
   const Model& model = *m.model;
   const int64_t dim = model.config().dim;
+  if (req.dimensions > dim)
+    throw RequestError(400, "dimensions",
+                       "dimensions: must be at most " + std::to_string(dim) + " (the model's hidden size), got " +
+                           std::to_string(req.dimensions));
+  const int64_t keep = req.dimensions ? req.dimensions : dim;
   Embedded out;
   out.load_seconds = lease->load_seconds();
   Workspace ws(model.backend());
@@ -51,17 +56,17 @@ Embedded embed(Context& ctx, const EmbedRequest& req, const char* input_field) {
     opt.hidden = hidden.data();
     const SeqChunk chunk{cache.get(), ids.data(), n, 0, LogitRows::none};
     model.forward(std::span<const SeqChunk>(&chunk, 1), ws, nullptr, opt);
-    std::vector<double> mean((size_t)dim, 0.0);
+    std::vector<double> mean((size_t)keep, 0.0);
     for (int64_t t = 0; t < n; ++t)
-      for (int64_t d = 0; d < dim; ++d) mean[d] += hidden[t * dim + d];
+      for (int64_t d = 0; d < keep; ++d) mean[d] += hidden[t * dim + d];
     double norm = 0;
     for (double& v : mean) {
       v /= (double)n;
       norm += v * v;
     }
     norm = std::sqrt(norm);
-    std::vector<float> vec((size_t)dim);
-    for (int64_t d = 0; d < dim; ++d) vec[d] = (float)(norm > 0 ? mean[d] / norm : 0.0);
+    std::vector<float> vec((size_t)keep);
+    for (int64_t d = 0; d < keep; ++d) vec[d] = (float)(norm > 0 ? mean[d] / norm : 0.0);
     out.vectors.push_back(std::move(vec));
     out.tokens += n;
   }

@@ -146,12 +146,24 @@ void generation_route(httplib::Server& http, Context& ctx, const char* path, Par
 void add_openai_routes(httplib::Server& http, Context& ctx) {
   generation_route(http, ctx, "/v1/chat/completions", parse_openai_chat, true);
   generation_route(http, ctx, "/v1/completions", parse_openai_completion, false);
-  http.Get("/v1/models", [&ctx](const httplib::Request&, httplib::Response& res) {
+  auto model_object = [](const StoredModel& m) {
+    return json{{"id", m.name}, {"object", "model"}, {"created", unix_now()}, {"owned_by", "lowbit"}};
+  };
+  http.Get("/v1/models", [&ctx, model_object](const httplib::Request&, httplib::Response& res) {
     try {
       json data = json::array();
-      for (const StoredModel& m : ctx.store.list())
-        data.push_back({{"id", m.name}, {"object", "model"}, {"created", unix_now()}, {"owned_by", "lowbit"}});
+      for (const StoredModel& m : ctx.store.list()) data.push_back(model_object(m));
       set_json(res, {{"object", "list"}, {"data", data}});
+    } catch (const std::exception& e) {
+      answer_exception(res, e, true);
+    }
+  });
+  // One stored model by name, as the store reads it ("smollm2" is "smollm2:latest").
+  http.Get(R"(/v1/models/(.+))", [&ctx, model_object](const httplib::Request& req, httplib::Response& res) {
+    try {
+      const std::string name = req.matches[1];
+      if (const auto m = ctx.store.find(name)) return set_json(res, model_object(*m));
+      openai_error(res, 404, "model: '" + name + "' is not in the model store", "model", "model_not_found");
     } catch (const std::exception& e) {
       answer_exception(res, e, true);
     }

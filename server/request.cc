@@ -610,6 +610,10 @@ EmbedRequest parse_embed(const json& body) {
   }
   if (auto v = opt_bool(body, "truncate", "truncate")) r.truncate = *v;
   if (const json* k = field(body, "keep_alive")) r.keep_alive = parse_keep_alive(*k, "keep_alive");
+  if (auto v = opt_int(body, "dimensions", "dimensions")) {
+    if (*v < 1) bad("dimensions", "must be >= 1, got " + std::to_string(*v));
+    r.dimensions = *v;
+  }
   return r;
 }
 

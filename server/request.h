@@ -119,6 +119,9 @@ struct EmbedRequest {
   std::vector<std::string> input;  // Ollama /api/embed: a string or an array of strings
   bool truncate = true;
   KeepAlive keep_alive;
+  // OpenAI's and Ollama's `dimensions`: the first this many of the pooled vector, then
+  // normalized (OpenAI's shortened embeddings); 0: all of the model's.
+  int64_t dimensions = 0;
 };
 EmbedRequest parse_embed(const nlohmann::ordered_json& body);
 

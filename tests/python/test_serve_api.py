@@ -179,6 +179,11 @@ def test_create_copy_delete(server, oc):
 def test_openai_models_lists_the_store(ai):
     ids = [m.id for m in ai.models.list().data]
     assert SMOL in ids and STORY in ids
+    # One by name, as the store reads names ("smollm2" is "smollm2:latest").
+    assert ai.models.retrieve(SMOL).id == SMOL == ai.models.retrieve(SMOL.split(":")[0]).id
+    with pytest.raises(openai.NotFoundError) as e:
+        ai.models.retrieve("no-such-model")
+    assert e.value.body["code"] == "model_not_found"
 
 
 # ---- a model without a chat template -------------------------------------------------------------

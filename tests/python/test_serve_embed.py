@@ -64,6 +64,21 @@ def test_openai_and_legacy_routes_agree(server):
     assert np.abs(np.asarray(legacy) - want).max() < 1e-4
 
 
+def test_dimensions_shorten_the_vector_as_openai_does(server):
+    """dimensions N: the first N components of the pooled vector, normalized again (OpenAI's
+    shortened embeddings), on both routes."""
+    full, _ = reference(TEXTS[1])
+    want = full[:16] / np.linalg.norm(full[:16])
+    ai = openai.OpenAI(base_url=server.url + "/v1", api_key="x")
+    got = np.asarray(ai.embeddings.create(model=NAME, input=TEXTS[1], dimensions=16).data[0].embedding)
+    assert got.shape == (16,) and np.abs(got - want).max() < 1e-4
+    r = ollama.Client(host=server.url).embed(model=NAME, input=TEXTS[1], dimensions=16)
+    assert np.abs(np.asarray(r.embeddings[0]) - want).max() < 1e-4
+    for bad in (0, len(full) + 1):
+        r = server.post("/api/embed", {"model": NAME, "input": "a", "dimensions": bad})
+        assert r.status_code == 400 and r.json()["error"].startswith("dimensions: must be"), r.text
+
+
 def test_embed_errors_name_the_field(server):
     r = server.post("/api/embed", {"model": NAME, "input": ["a", 3]})
     assert r.status_code == 400 and "input[1]" in r.json()["error"]
