@@ -33,7 +33,7 @@ const char* finish_reason_name(FinishReason r) {
 struct Scheduler::Seq {
   Seq(SequenceId id, std::vector<int32_t> p, const SequenceParams& sp)
       : id(id), prompt(std::move(p)), params(sp), sampler(sp.sampler), history(prompt) {
-    if (sp.json) json.emplace(sp.json, sp.schema);
+    if (sp.json) json.emplace(sp.json, sp.schema, sp.json_trigger);
   }
 
   SequenceId id;

@@ -59,6 +59,9 @@ struct SequenceParams {
   bool logprobs = false;
   std::shared_ptr<const JsonTokens> json;  // set: JSON mode, as GenerateParams::json
   std::shared_ptr<const JsonSchema> schema;  // with json: as GenerateParams::schema
+  // With json: the text is free until it writes this, then held to one value of schema, then
+  // free again (JsonConstraint's trigger: a tool call the model opens itself). "": held throughout.
+  std::string json_trigger;
 };
 
 enum class FinishReason { none, eos, length, stop, context, cancelled };

@@ -51,12 +51,16 @@ class LazyJsonTokens {
   mutable std::shared_ptr<const JsonTokens> tokens_;
 };
 
-// One sequence's JSON mode.
+// One sequence's JSON mode. With a trigger, the text is free until it writes the trigger; then
+// it is held to one value of the schema, and once that value closes it is free again, until the
+// next trigger: a tool call the model opens by itself ("<tool_call>\n" then the call object).
 class JsonConstraint {
  public:
   // schema: null for any JSON object.
-  explicit JsonConstraint(std::shared_ptr<const JsonTokens> tokens, std::shared_ptr<const JsonSchema> schema = nullptr)
-      : tokens_(std::move(tokens)), schema_(std::move(schema)), prefix_(schema_ ? *schema_ : JsonSchema::any_object()) {}
+  explicit JsonConstraint(std::shared_ptr<const JsonTokens> tokens, std::shared_ptr<const JsonSchema> schema = nullptr,
+                          std::string trigger = "")
+      : tokens_(std::move(tokens)), schema_(std::move(schema)), trigger_(std::move(trigger)),
+        prefix_(schema_ ? *schema_ : JsonSchema::any_object()), held_(trigger_.empty()) {}
   bool allows(int32_t id) const;
   void accept(int32_t id);
   // A token as sampler.sample(logits, vocab, recent) draws it, from the allowed ones: drawn
@@ -68,9 +72,16 @@ class JsonConstraint {
   int32_t sample(Sampler& sampler, float* logits, int64_t vocab, const std::vector<int32_t>& recent);
 
  private:
+  // Feeds a token's text to p: false when a byte cannot come. With a trigger, bytes after the
+  // value closes are free.
+  bool fits(JsonPrefix& p, std::string_view text) const;
+
   std::shared_ptr<const JsonTokens> tokens_;
   std::shared_ptr<const JsonSchema> schema_;
+  std::string trigger_;  // "": held from the first byte to the end
   JsonPrefix prefix_;
+  bool held_;            // the text is being held to the value now
+  std::string window_;   // with a trigger, while free: the latest text, to find it in
   std::vector<float> raw_;  // the step's logits before the first draw
 };
 

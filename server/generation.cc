@@ -262,6 +262,10 @@ void generate_response(Context& ctx, const GenerationRequest& req, std::shared_p
   if (tools.schema()) {
     sp.json = m.json_tokens();
     sp.schema = tools.schema();
+  } else if (tools.call_schema()) {
+    sp.json = m.json_tokens();
+    sp.schema = tools.call_schema();
+    sp.json_trigger = tools.trigger();
   }
   if (req.logprobs) run->logprobs_tokenizer = &m.model->tokenizer();
   run->stream = m.engine->submit(std::move(ids), sp);

@@ -1,6 +1,7 @@
 #include "server/tool_use.h"
 
 #include "kernels/error.h"
+#include "runtime/json_prefix.h"
 
 namespace lowbit::server {
 namespace {
@@ -25,7 +26,20 @@ ToolUse::ToolUse(const LoadedModel& m, const GenerationRequest& req)
                            (m.chat_template ? "writes no tool calls" : "is missing") + ")");
   if (req.tool_choice == TC::none) return;  // the template shows the tools; the reply is text
   syntax_ = m.tool_syntax;
-  if (req.tool_choice == TC::automatic) return;
+  if (req.tool_choice == TC::automatic) {
+    // A call the model opens is held to the tools' schemas; a request that cannot be (JSON mode
+    // over the whole reply, bare calls, more tools than the recognizer follows, a parameters
+    // schema it cannot hold) reads calls as written.
+    const std::vector<size_t> all = ToolCallSyntax::candidates(req.tools, "");
+    if (req.json || syntax_->prefix().empty() || all.size() > (size_t)JsonPrefix::kMaxPaths) return;
+    try {
+      call_schema_ = JsonSchema::compile(syntax_->call_schema(req.tools, all), "tools");
+      trigger_ = syntax_->prefix();
+    } catch (const Error&) {
+      call_schema_ = nullptr;
+    }
+    return;
+  }
 
   if (req.json) throw RequestError(400, "tool_choice", "tool_choice: a forced call cannot also follow response_format");
   const std::vector<size_t> candidates =

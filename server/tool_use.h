@@ -32,6 +32,12 @@ class ToolUse {
   // the generated rest is held to (null unless forced).
   std::string reply_start() const { return forced_ ? forced_->reply_start : std::string(); }
   const std::shared_ptr<const JsonSchema>& schema() const { return schema_; }
+  // tool_choice "auto": once the reply writes the template's call prefix (trigger, "<tool_call>\n")
+  // what follows is held to a call object of the tools (call_schema), until it closes. Null / ""
+  // when forced, when the template writes bare calls (no prefix to wait for) or when the
+  // tools' parameters cannot be held (then calls are read as written, as before).
+  const std::shared_ptr<const JsonSchema>& call_schema() const { return call_schema_; }
+  const std::string& trigger() const { return trigger_; }
 
   // Streaming: how much of the text generated so far may be sent as content now.
   size_t sendable(const std::string& generated) const;
@@ -46,6 +52,8 @@ class ToolUse {
   std::optional<ToolCallSyntax> syntax_;
   std::optional<ToolCallSyntax::Forced> forced_;  // tool_choice required or named
   std::shared_ptr<const JsonSchema> schema_;
+  std::shared_ptr<const JsonSchema> call_schema_;
+  std::string trigger_;
 };
 
 }  // namespace lowbit::server

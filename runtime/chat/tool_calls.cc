@@ -242,6 +242,13 @@ ToolCallSyntax::Forced ToolCallSyntax::force(const ojson& tools, const std::vect
     f.schema = arguments_schema(tools.at(candidates[0]));
     return f;
   }
+  f.reply_start = prefix_;
+  f.reply_end = suffix_;
+  f.schema = call_schema(tools, candidates);
+  return f;
+}
+
+nlohmann::json ToolCallSyntax::call_schema(const ojson& tools, const std::vector<size_t>& candidates) const {
   if (candidates.empty() || candidates.size() > (size_t)JsonPrefix::kMaxPaths)
     throw Error(ErrorCode::invalid_argument,
                 "a forced call is held to one of at most " + std::to_string(JsonPrefix::kMaxPaths) + " tools, got " +
@@ -250,13 +257,10 @@ ToolCallSyntax::Forced ToolCallSyntax::force(const ojson& tools, const std::vect
   for (size_t i : candidates) {
     const nlohmann::json args = arguments_as_string_ ? nlohmann::json{{"type", "string"}} : arguments_schema(tools.at(i));
     any.push_back({{"type", "object"},
-                   {"properties", {{name_key_, {{"const", name_of(i)}}}, {arguments_key_, args}}},
+                   {"properties", {{name_key_, {{"const", tools.at(i).at("function").at("name")}}}, {arguments_key_, args}}},
                    {"required", nlohmann::json::array({name_key_, arguments_key_})}});
   }
-  f.reply_start = prefix_;
-  f.reply_end = suffix_;
-  f.schema = any.size() == 1 ? any[0] : nlohmann::json{{"anyOf", any}};
-  return f;
+  return any.size() == 1 ? any[0] : nlohmann::json{{"anyOf", any}};
 }
 
 ToolReply ToolCallSyntax::read_forced(const Forced& f, const std::string& generated, const ojson& tools) const {

@@ -73,6 +73,10 @@ class ToolCallSyntax {
     nlohmann::json schema;
   };
   Forced force(const nlohmann::ordered_json& tools, const std::vector<size_t>& candidates) const;
+  // The schema of one call object (after the prefix) of any of tools[candidates]: what a forced
+  // call of several tools is held to, and what a call the model opens by itself (tool_choice
+  // "auto") is held to once it has written the prefix. Throws as force() does.
+  nlohmann::json call_schema(const nlohmann::ordered_json& tools, const std::vector<size_t>& candidates) const;
   // A forced reply read back: its call, or (cut short, e.g. by the token limit) all content.
   ToolReply read_forced(const Forced& f, const std::string& generated, const nlohmann::ordered_json& tools) const;
   // The indices of the tools a forced call may be to: the one named `name`, or all when name is "".

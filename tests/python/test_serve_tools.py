@@ -63,8 +63,10 @@ def reference_prompt(messages, tools):
     return rendered[0]
 
 
-def run_raw(prompt, n, schema=None):
-    args = ["run", SMOLLM2_GGUF, "--raw", "-p", prompt, "-n", n, "--temp", 0, "--json", "--threads", 2]
+def run_raw(prompt, n, schema=None, temp=0, seed=None):
+    args = ["run", SMOLLM2_GGUF, "--raw", "-p", prompt, "-n", n, "--temp", temp, "--json", "--threads", 2]
+    if seed is not None:
+        args += ["--seed", seed]
     if schema is not None:
         args += ["--format", json.dumps(schema)]
     r = lowbit(*args)
@@ -122,6 +124,27 @@ def test_required_call_is_the_reference_call(ai, question, tools):
                                         if t["function"]["name"] == call.function.name))
     expected = json.loads(run_raw(reference_prompt(messages, tools) + "<tool_call>\n", 100, call_object_schema(tools)))
     assert {"name": call.function.name, "arguments": arguments} == expected
+
+
+def test_a_call_the_model_opens_is_held_to_the_tools(ai):
+    """tool_choice "auto": the reply is free until it writes the template's call prefix
+    ("<tool_call>\\n"), then held to a call object of the tools until it closes. Sampled with seed
+    3, the free reply (`lowbit run --raw`, same prompt, settings and seed) opens a call and writes
+    a URL in it, no call; the server's reply makes the same draws up to the prefix, then a call
+    whose arguments validate against its tool's parameters."""
+    messages = [{"role": "user", "content": "Tell me the weather in London and Rome."}]
+    r = ai.chat.completions.create(model=TOOLS_MODEL, messages=messages, tools=MORE_TOOLS, temperature=0.8, seed=3,
+                                   max_tokens=100)
+    free = run_raw(reference_prompt(messages, MORE_TOOLS), 100, temp=0.8, seed=3)
+    opened = free.index("<tool_call>\n")
+    with pytest.raises(ValueError):  # what the model wrote after the prefix is no call object
+        json.loads(free[opened + len("<tool_call>\n"):].split("</tool_call>")[0])
+    choice = r.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.tool_calls, choice.message
+    assert (choice.message.content or "") == free[:opened].strip()
+    for call in choice.message.tool_calls:
+        tool = next(t["function"] for t in MORE_TOOLS if t["function"]["name"] == call.function.name)
+        jsonschema.validate(json.loads(call.function.arguments), tool["parameters"])
 
 
 def test_named_call_is_the_reference_call(ai):

@@ -73,6 +73,43 @@ TEST(JsonTokens, SentencePiecePiecesReadWithTheirSpace) {
   EXPECT_EQ(texts.text(tok->bos_id()), "");  // special: never allowed
 }
 
+// With a trigger the text is free until the trigger, held to one value after it, free again
+// once the value closes (tool_choice "auto": a call the model opens).
+TEST(JsonMode, ATriggerHoldsOnlyWhatFollowsIt) {
+  const auto tok = load_tokenizer(test::kModels + "/stories260K");
+  const auto texts = std::make_shared<const JsonTokens>(*tok);
+  const auto schema = JsonSchema::compile(
+      nlohmann::json::parse(R"({"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]})"), "s");
+  auto id_of = [&](const std::string& text) {
+    for (int32_t id = 0; id < tok->vocab_size(); ++id)
+      if (texts->text(id) == text) return id;
+    ADD_FAILURE() << "no token reads " << text;
+    return int32_t{-1};
+  };
+  const int32_t brace = id_of("{"), letter = id_of("x"), end = tok->eos_ids().at(0);
+  JsonConstraint c(texts, schema, "<call>");
+  auto feed = [&](const std::string& text) {  // a token per character, so the checks fall between them
+    for (char ch : text) {
+      const int32_t id = id_of(std::string(1, ch));
+      ASSERT_TRUE(c.allows(id)) << "refused " << ch << " of " << text;
+      c.accept(id);
+    }
+  };
+  EXPECT_TRUE(c.allows(letter) && c.allows(brace) && c.allows(end));  // free before the trigger
+  feed("Sure, <ca");
+  EXPECT_TRUE(c.allows(letter) && c.allows(end));  // half a trigger holds nothing yet
+  feed("ll>");
+  EXPECT_FALSE(c.allows(letter));  // held: only the value's first byte may come
+  EXPECT_FALSE(c.allows(end));
+  EXPECT_TRUE(c.allows(brace));
+  feed("{\"a\": 12");
+  EXPECT_FALSE(c.allows(end));
+  feed("} and then");
+  EXPECT_TRUE(c.allows(letter) && c.allows(end));  // closed: free again
+  feed(" <call>{\"a\": 3}");                        // a second value, held the same way
+  EXPECT_TRUE(c.allows(end));
+}
+
 struct Ask {
   std::string prompt;
   SamplerParams sampler;
