@@ -106,6 +106,23 @@ def test_openai_parse_helper_fills_the_model(ai):
     assert isinstance(address, Address) and address.city
 
 
+def held_and_free(oc, ask, schema, keys, num_predict):
+    """The greedy answer held to schema (checked by jsonschema), after checking that the model's
+    free answer, to the schema with `keys` dropped from every property, breaks it."""
+    opts = {"temperature": 0, "num_predict": num_predict}
+    held = oc.chat(model=SMOL, messages=ask, format=schema, options=opts)
+    assert held.done_reason == "stop", held.message.content
+    jsonschema.validate(json.loads(held.message.content), schema)
+    free_schema = json.loads(json.dumps(schema))
+    for p in free_schema["properties"].values():
+        for k in keys:
+            p.pop(k, None)
+    free = json.loads(oc.chat(model=SMOL, messages=ask, format=free_schema, options=opts).message.content)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(free, schema)
+    return held.message.content
+
+
 class Event(pydantic.BaseModel):
     event: str
     year: int = pydantic.Field(ge=2030, le=2040)
@@ -120,19 +137,9 @@ def test_bounds_hold_where_the_model_would_leave_them(oc):
     assert schema["properties"]["year"]["minimum"] == 2030 and schema["properties"]["month"]["exclusiveMaximum"] == 13
     ask = [{"role": "user", "content": "When did the Second World War end in Europe? Answer as JSON with the event, "
                                        "the year, the month and how certain you are (0 to 1)."}]
-    opts = {"temperature": 0, "num_predict": 200}
-    bounded = oc.chat(model=SMOL, messages=ask, format=schema, options=opts)
-    assert bounded.done_reason == "stop", bounded.message.content
-    jsonschema.validate(json.loads(bounded.message.content), schema)
-    event = Event.model_validate_json(bounded.message.content)
+    text = held_and_free(oc, ask, schema, ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"), 200)
+    event = Event.model_validate_json(text)
     assert 2030 <= event.year <= 2040 and 1 <= event.month <= 12 and 0.25 < event.certainty <= 0.75
-    free_schema = json.loads(json.dumps(schema))
-    for p in free_schema["properties"].values():
-        for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
-            p.pop(k, None)
-    free = json.loads(oc.chat(model=SMOL, messages=ask, format=free_schema, options=opts).message.content)
-    with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(free, schema)
 
 
 class Order(pydantic.BaseModel):
@@ -148,19 +155,8 @@ def test_multiples_hold_where_the_model_would_leave_them(oc):
     assert schema["properties"]["quantity"]["multipleOf"] == 12
     ask = [{"role": "user", "content": "I want to buy 7 eggs at 1.99 dollars. Write the order as JSON with the item, "
                                        "quantity and price in cents."}]
-    opts = {"temperature": 0, "num_predict": 120}
-    held = oc.chat(model=SMOL, messages=ask, format=schema, options=opts)
-    assert held.done_reason == "stop", held.message.content
-    jsonschema.validate(json.loads(held.message.content), schema)
-    order = Order.model_validate_json(held.message.content)
+    order = Order.model_validate_json(held_and_free(oc, ask, schema, ("multipleOf", "minimum", "maximum"), 120))
     assert order.quantity % 12 == 0 and 12 <= order.quantity <= 120
-    free_schema = json.loads(json.dumps(schema))
-    for p in free_schema["properties"].values():
-        for k in ("multipleOf", "minimum", "maximum"):
-            p.pop(k, None)
-    free = json.loads(oc.chat(model=SMOL, messages=ask, format=free_schema, options=opts).message.content)
-    with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(free, schema)
 
 
 class Booking(pydantic.BaseModel):
@@ -179,17 +175,7 @@ def test_patterns_hold_where_the_model_would_leave_them(oc, ai):
     jsonschema and by pydantic's own regex engine), where the model, free of the patterns,
     writes a sentence for the flight and a timestamp for the date."""
     schema = Booking.model_json_schema()
-    opts = {"temperature": 0, "num_predict": 200}
-    held = oc.chat(model=SMOL, messages=BOOK, format=schema, options=opts)
-    assert held.done_reason == "stop", held.message.content
-    jsonschema.validate(json.loads(held.message.content), schema)
-    Booking.model_validate_json(held.message.content)
-    free_schema = json.loads(json.dumps(schema))
-    for p in free_schema["properties"].values():
-        p.pop("pattern")
-    free = json.loads(oc.chat(model=SMOL, messages=BOOK, format=free_schema, options=opts).message.content)
-    with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(free, schema)
+    Booking.model_validate_json(held_and_free(oc, BOOK, schema, ("pattern",), 200))
     # openai's helper sends the same model as a strict json_schema and parses the reply.
     r = ai.chat.completions.parse(model=SMOL, messages=BOOK, temperature=0, max_tokens=200, response_format=Booking)
     assert r.choices[0].finish_reason == "stop", r.choices[0].message.content
