@@ -147,7 +147,7 @@ bool JsonPrefix::step(Path& p, unsigned char c, Extra& extra) const {
       if (c == ']') return top->min_items == 0 && close(p);
       if (top->max_items == 0) return false;
       p.top.items = 1;
-      return start_value(p, top->items, c, extra);
+      return start_value(p, item_schema(*top, 0), c, extra);
     case Mode::first_key:
       if (c == '}') return top->required == 0 && close(p);
       [[fallthrough]];
@@ -178,9 +178,9 @@ bool JsonPrefix::after_value(Path& p, unsigned char c) const {
       return true;
     }
     if (p.top.items >= top.max_items) return false;
+    p.want = item_schema(top, p.top.items);
     ++p.top.items;
     p.mode = Mode::value;
-    p.want = top.items;
     return true;
   }
   if (c == '}' && p.top.object && (p.top.seen & top.required) == top.required) return close(p);

@@ -113,6 +113,10 @@ class JsonPrefix {
   bool step(Path& p, unsigned char c, Extra& extra) const;
   bool start_value(Path& p, int32_t node, unsigned char c, Extra& extra) const;
   bool after_value(Path& p, unsigned char c) const;
+  // The schema of an array's item at index i: its prefixItems entry, else items.
+  static int32_t item_schema(const JsonSchema::Node& array, uint32_t i) {
+    return i < array.prefix_items.size() ? array.prefix_items[i] : array.items;
+  }
   bool number(Path& p, unsigned char c, Extra& extra) const;
   bool number_digit(Path& p, unsigned char c) const;
   bool number_fits(const Path& p, bool whole) const;

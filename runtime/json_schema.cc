@@ -24,7 +24,8 @@ constexpr std::string_view kKeywords[] = {"type",     "properties", "required", 
                                           "items",    "minItems",   "maxItems",  "minLength",
                                           "maxLength", "enum",      "const",     "anyOf",     "oneOf",
                                           "allOf",    "$ref",       "minimum",   "maximum",
-                                          "exclusiveMinimum", "exclusiveMaximum", "pattern",  "multipleOf"};
+                                          "exclusiveMinimum", "exclusiveMaximum", "pattern",  "multipleOf",
+                                          "prefixItems"};
 constexpr std::string_view kAnnotations[] = {"title",   "description", "default",   "examples",
                                              "format",  "$schema",     "$id",       "$comment",
                                              "deprecated", "readOnly", "writeOnly", "$defs",
@@ -107,7 +108,7 @@ class SchemaCompiler {
         fail(path, "'" + key + "' is not supported (constrained generation supports type, properties, required, "
                    "additionalProperties, items, minItems, maxItems, minLength, maxLength, enum, const, anyOf, "
                    "oneOf of alternatives that cannot overlap, allOf of one schema, $ref, minimum, maximum, exclusiveMinimum, "
-                   "exclusiveMaximum, pattern and an integer's multipleOf)");
+                   "exclusiveMaximum, pattern, an integer's multipleOf and prefixItems)");
       if (key != "$ref" && key != "anyOf" && key != "oneOf" && key != "allOf") validates = true;
     }
     const int combinators =
@@ -140,14 +141,29 @@ class SchemaCompiler {
     options(s, path, n);
     if (n.types & JsonSchema::kObject) object(s, path, n);
     if (n.types & JsonSchema::kArray) {
+      if (const auto it = s.find("prefixItems"); it != s.end()) {  // a tuple (pydantic's Tuple[int, str])
+        if (!it->is_array()) fail(path + ".prefixItems", "must be an array of schemas");
+        for (size_t i = 0; i < it->size(); ++i) {
+          const json& item = (*it)[i];
+          const std::string where = path + ".prefixItems[" + std::to_string(i) + "]";
+          n.prefix_items.push_back(item.is_boolean() && !item.get<bool>() ? JsonSchema::kNone : compile(item, where));
+        }
+      }
       if (const auto it = s.find("items"); it != s.end()) {
-        if (it->is_array()) fail(path + ".items", "an array of schemas (a tuple) is not supported");
+        if (it->is_array())
+          fail(path + ".items", "an array of schemas (draft 2019's tuple) is not supported: write it as prefixItems");
         n.items = it->is_boolean() && !it->get<bool>() ? JsonSchema::kNone : compile(*it, path + ".items");
       }
       n.min_items = count(s, "minItems", path, 0);
       n.max_items = count(s, "maxItems", path, UINT32_MAX);
       if (n.min_items > n.max_items) fail(path, "minItems is above maxItems");
-      if (n.min_items > 0 && n.items == JsonSchema::kNone) fail(path, "minItems > 0 with items false allows no value");
+      // Items past the tuple follow items; with items false the tuple is the longest array.
+      if (n.items == JsonSchema::kNone) n.max_items = std::min<uint32_t>(n.max_items, (uint32_t)n.prefix_items.size());
+      for (uint32_t i = 0; i < n.prefix_items.size() && i < n.min_items; ++i)
+        if (n.prefix_items[i] == JsonSchema::kNone) fail(path, "prefixItems[" + std::to_string(i) + "] is false below minItems: no value");
+      for (uint32_t i = 0; i < n.prefix_items.size(); ++i)  // a false item ends the array before it
+        if (n.prefix_items[i] == JsonSchema::kNone) n.max_items = std::min(n.max_items, i);
+      if (n.min_items > n.max_items) fail(path, "minItems is more than prefixItems and items false let in: it allows no value");
     }
     n.min_length = count(s, "minLength", path, 0);
     n.max_length = count(s, "maxLength", path, UINT32_MAX);
@@ -172,7 +188,7 @@ class SchemaCompiler {
     uint8_t implied = 0;
     for (const char* k : {"properties", "required", "additionalProperties"})
       if (s.contains(k)) implied |= JsonSchema::kObject;
-    for (const char* k : {"items", "minItems", "maxItems"})
+    for (const char* k : {"items", "prefixItems", "minItems", "maxItems"})
       if (s.contains(k)) implied |= JsonSchema::kArray;
     for (const char* k : {"minLength", "maxLength", "pattern"})
       if (s.contains(k)) implied |= JsonSchema::kString;

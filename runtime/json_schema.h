@@ -11,7 +11,8 @@
 // integer's multipleOf (a whole number: Field(multiple_of=) on an int), pattern
 // (runtime/json_regex.h says which regular expressions), and the annotations title,
 // description, default, examples, format, $schema, $id, $comment, deprecated, readOnly,
-// writeOnly, discriminator. Anything else (not, prefixItems, patternProperties, ...)
+// writeOnly, discriminator, and prefixItems (a tuple: pydantic's Tuple[int, str]). Anything
+// else (not, patternProperties, propertyNames, ...)
 // is refused with an error naming the keyword and where it is: a schema the output might not
 // satisfy is not accepted silently.
 // Choices where the standard leaves room: an object schema that lists properties admits only
@@ -59,7 +60,8 @@ class JsonSchema {
     std::vector<Property> properties;  // sorted by text
     uint64_t required = 0;             // bit i: properties[i] must be present
     int32_t additional = kAny;         // schema of keys not in properties, or kNone
-    int32_t items = kAny;
+    int32_t items = kAny;                 // of the items past prefix_items
+    std::vector<int32_t> prefix_items;   // prefixItems: the first items' schemas (a tuple)
     uint32_t min_items = 0, max_items = UINT32_MAX;
     uint32_t min_length = 0, max_length = UINT32_MAX;  // characters
     int32_t pattern = kNone;  // a string's pattern (JsonSchema::pattern), the lengths folded in

@@ -10,7 +10,7 @@ tests/runtime/json_schema_test.cc.
 """
 
 import json
-from typing import Annotated, List, Literal, Optional, Union
+from typing import Annotated, List, Literal, Optional, Tuple, Union
 
 import jsonschema
 import ollama
@@ -157,6 +157,26 @@ def test_multiples_hold_where_the_model_would_leave_them(oc):
                                        "quantity and price in cents."}]
     order = Order.model_validate_json(held_and_free(oc, ask, schema, ("multipleOf", "minimum", "maximum"), 120))
     assert order.quantity % 12 == 0 and 12 <= order.quantity <= 120
+
+
+class Place(pydantic.BaseModel):
+    name: str
+    location: Tuple[float, float]
+    color: Tuple[int, int, int]
+
+
+def test_tuples_hold_their_items(oc):
+    """pydantic's Tuple[...] is prefixItems (with minItems = maxItems): each position is held to
+    its own type, and the tuple to its length."""
+    schema = Place.model_json_schema()
+    assert "prefixItems" in schema["properties"]["color"]
+    ask = [{"role": "user", "content": "Describe the Eiffel Tower as JSON: its name, its latitude and longitude, "
+                                       "and its color as RGB."}]
+    r = oc.chat(model=SMOL, messages=ask, format=schema, options={"temperature": 0, "num_predict": 120})
+    assert r.done_reason == "stop", r.message.content
+    jsonschema.validate(json.loads(r.message.content), schema)
+    place = Place.model_validate_json(r.message.content)
+    assert len(place.location) == 2 and len(place.color) == 3
 
 
 class Booking(pydantic.BaseModel):

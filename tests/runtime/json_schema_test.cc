@@ -1,8 +1,9 @@
 // JSON schemas in constrained generation (runtime/json_schema.h, runtime/json_mode.h): the
 // recognizer against the `jsonschema` package on the texts of tests/data/json_schema_cases.json
-// (tests/tools/make_json_schema_cases.py: instances drawn from 51 schemas, 14 with patterns, 4 with oneOf, 5 with multipleOf, one anyOf of 10, their one-byte
-// mutations and near misses, labelled by the validator), and the refusals of what it cannot
-// enforce. Generation under a schema is checked end to end through the server's clients
+// (tests/tools/make_json_schema_cases.py: instances drawn from 55 schemas, 14 with patterns, 4
+// with oneOf, 5 with multipleOf, 4 with prefixItems and one anyOf of 10; their one-byte mutations
+// and near misses, labelled by the validator), and the refusals of what it cannot enforce.
+// Generation under a schema is checked end to end through the server's clients
 // (tests/python/test_serve_schema.py).
 #include <gtest/gtest.h>
 
@@ -27,7 +28,7 @@ bool starts_number(const std::string& text) {
 
 TEST(JsonSchema, AgreesWithTheJsonschemaPackageOnEveryCase) {
   const auto rows = nlohmann::json::parse(test::read_file(test::kSourceDir + "/tests/data/json_schema_cases.json"));
-  ASSERT_GE(rows.size(), 51u);
+  ASSERT_GE(rows.size(), 55u);
   int valid = 0, invalid = 0;
   for (const auto& row : rows) {
     const auto schema = JsonSchema::compile(row.at("schema"), "format");
@@ -150,6 +151,9 @@ TEST(JsonSchema, RefusesWhatItCannotEnforceNamingWhere) {
       {R"({"oneOf": []})", "format.oneOf: must be a non-empty array"},
       {R"({"type": "object", "oneOf": [{"type": "object"}]})", "supported only alone"},
       {R"({"items": [{"type": "string"}]})", "format.items: an array of schemas"},
+      {R"({"prefixItems": {"type": "string"}})", "format.prefixItems: must be an array of schemas"},
+      {R"({"prefixItems": [{"type": "string"}, false], "minItems": 2})", "prefixItems[1] is false below minItems"},
+      {R"({"prefixItems": [{"type": "string"}], "items": false, "minItems": 2})", "it allows no value"},
       {R"({"$ref": "#/$defs/missing"})", "format.$ref: '#/$defs/missing'"},
       {R"({"$ref": "#"})", "lead back to themselves"},
       {R"({"type": "strin"})", "format.type: \"strin\" is not a JSON Schema type"},

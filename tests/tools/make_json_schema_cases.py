@@ -160,6 +160,17 @@ MULTIPLE_SCHEMAS = [
 ]
 SCHEMAS += MULTIPLE_SCHEMAS
 
+# Tuples (prefixItems: pydantic's Tuple[int, str]), closed or followed by items.
+SCHEMAS += [
+    {"type": "array", "prefixItems": [{"type": "integer"}, {"type": "string", "maxLength": 5}],
+     "minItems": 2, "maxItems": 2},
+    {"type": "array", "prefixItems": [{"const": "x"}, {"type": "boolean"}], "items": {"type": "integer"}, "maxItems": 4},
+    {"type": "array", "prefixItems": [{"type": "number"}, {"type": "null"}], "items": False},
+    {"properties": {"point": {"maxItems": 2, "minItems": 2, "type": "array",
+                              "prefixItems": [{"type": "number"}, {"type": "number"}]}},
+     "required": ["point"], "type": "object"},
+]
+
 # Ten alternatives that stay open together until a key's value differs (a forced tool call over
 # ten functions has this shape): the recognizer follows up to 16 readings at once.
 SCHEMAS.append({"anyOf": [{"type": "object", "properties": {"kind": {"const": f"k{i}"}, "v": {"type": "integer"}},
@@ -244,7 +255,7 @@ def types_of(s):
     implied = []
     if any(k in s for k in ("properties", "required", "additionalProperties")):
         implied.append("object")
-    if any(k in s for k in ("items", "minItems", "maxItems")):
+    if any(k in s for k in ("items", "prefixItems", "minItems", "maxItems")):
         implied.append("array")
     if any(k in s for k in ("minLength", "maxLength", "pattern")):
         implied.append("string")
@@ -278,6 +289,13 @@ def instance(s, root, depth=0):
             for i in range(rng.randint(0, 2)):
                 out[rng.choice(WORDS) + str(i)] = instance(extra, root, depth + 1)
         return out
+    if t == "array" and "prefixItems" in s:
+        prefix = s["prefixItems"]
+        n = rng.randint(s.get("minItems", 0), min(s.get("maxItems", len(prefix) + 2), len(prefix) + 2))
+        if s.get("items", True) is False:
+            n = min(n, len(prefix))
+        rest = s.get("items", True)
+        return [instance(prefix[i] if i < len(prefix) else rest, root, depth + 1) for i in range(n)]
     if t == "array":
         items = s.get("items", True)
         lo = s.get("minItems", 0)
