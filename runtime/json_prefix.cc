@@ -582,7 +582,7 @@ bool JsonPrefix::multiple_reachable(const Path& p, bool whole) const {
   if (!m || p.num == Num::minus) return true;  // "-" still reaches -m
   if (whole || p.num == Num::zero) return p.rem == 0;
   unsigned __int128 span = 1;  // 10^k, up to past m (then some multiple is always in reach)
-  for (int k = 0; span <= m; ++k, span *= 10) {
+  for (; span <= m; span *= 10) {
     const uint64_t start = (uint64_t)(((unsigned __int128)p.rem * (uint64_t)(span % m)) % m);
     if ((m - start) % m < span) return true;
   }

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "kernels/error.h"
+#include "runtime/tokenizer/tokenizer_unicode.h"
 
 namespace lowbit {
 namespace {
@@ -69,13 +70,12 @@ class RegexBuilder {
  public:
   RegexBuilder(const std::string& pattern, const std::string& where, JsonRegex& out) : where_(where), out_(out) {
     for (size_t i = 0; i < pattern.size();) {  // decode; JSON text gave valid UTF-8, a caller may not
-      const unsigned char c = pattern[i];
-      const int n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-      if (n == 0 || i + n > pattern.size()) fail_at(i, "is not UTF-8");
-      uint32_t code = n == 1 ? c : c & (0x7F >> n);
-      for (int k = 1; k < n; ++k) code = code << 6 | (pattern[i + k] & 0x3F);
+      char32_t code;
+      bool ok;
+      const size_t length = tok::utf8_next(pattern, i, code, ok);
+      if (!ok) fail_at(text_.size(), "is not UTF-8 (byte " + std::to_string(i) + ")");
       text_.push_back(code);
-      i += n;
+      i += length;
     }
   }
 
@@ -303,12 +303,12 @@ class RegexBuilder {
         ++at_;
         break;
       }
-      uint32_t lo;
+      uint32_t lo = 0;
       const bool single = member(r, lo);  // false: a class escape
       if (more() && peek() == '-' && at_ + 1 < text_.size() && text_[at_ + 1] != ']') {
         if (!single) fail("a range with a class escape at an end");
         ++at_;
-        uint32_t hi;
+        uint32_t hi = 0;
         Ranges scratch;
         if (!member(scratch, hi)) fail("a range with a class escape at an end");
         if (hi < lo) fail("a range whose end is below its start");

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kernels/error.h"
+#include "runtime/tokenizer/tokenizer_unicode.h"
 
 namespace lowbit {
 
@@ -392,7 +393,7 @@ class SchemaCompiler {
       std::vector<std::string> kept;
       for (const std::string& o : n.options) {
         const json v = json::parse(o);
-        if (!v.is_string() || re.matches(utf32(v.get<std::string>()))) kept.push_back(o);
+        if (!v.is_string() || re.matches(code_points(v.get<std::string>()))) kept.push_back(o);
       }
       if (kept.empty()) fail(path, "no value of enum/const matches the pattern");
       n.options = std::move(kept);
@@ -402,16 +403,11 @@ class SchemaCompiler {
     out_.patterns_.push_back(std::move(re));
   }
 
-  static std::u32string utf32(const std::string& s) {  // of valid UTF-8 (nlohmann's strings are)
+  static std::u32string code_points(const std::string& s) {  // of valid UTF-8 (nlohmann's strings are)
     std::u32string out;
-    for (size_t i = 0; i < s.size();) {
-      const unsigned char c = s[i];
-      const int n = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
-      uint32_t code = n == 1 ? c : c & (0x7F >> n);
-      for (int k = 1; k < n && i + k < s.size(); ++k) code = code << 6 | (s[i + k] & 0x3F);
-      out.push_back(code);
-      i += n;
-    }
+    char32_t code;
+    bool ok;
+    for (size_t i = 0; i < s.size(); out.push_back(code)) i += tok::utf8_next(s, i, code, ok);
     return out;
   }
 
@@ -526,12 +522,7 @@ class Disjoint {
   static uint8_t value_types(const JsonSchema::Node& n) {
     constexpr uint8_t kNumeric = JsonSchema::kNumber | JsonSchema::kInteger;  // "number" takes 2 too
     uint8_t t = n.has_options ? 0 : n.types;
-    for (const std::string& o : n.options) {
-      const char c = o[0];
-      t |= c == '"' ? uint8_t{JsonSchema::kString} : c == '{' ? uint8_t{JsonSchema::kObject}
-           : c == '[' ? uint8_t{JsonSchema::kArray} : c == 't' || c == 'f' ? uint8_t{JsonSchema::kBoolean}
-           : c == 'n' ? uint8_t{JsonSchema::kNull} : kNumeric;
-    }
+    for (const std::string& o : n.options) t |= type_of(json::parse(o));
     return t & kNumeric ? t | kNumeric : t;
   }
 

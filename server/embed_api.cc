@@ -3,8 +3,9 @@
 //
 // Pooling: the mean over the input's tokens of the model's last hidden states after its final
 // norm (what the output head reads; ForwardOptions::hidden), L2-normalized, as Ollama returns
-// unit vectors; with `dimensions`, its first that many, normalized (OpenAI's shortened vectors). These are generative models, not trained embedders: the vectors are what the
-// model holds, useful for similarity, not tuned for it.
+// unit vectors; with `dimensions`, its first that many, normalized (OpenAI's shortened vectors).
+// These are generative models, not trained embedders: the vectors are what the model holds,
+// useful for similarity, not tuned for it.
 //
 // An input runs as one forward pass on the HTTP thread with its own KV cache and workspace,
 // beside the engine's batches (Model::forward is safe on several threads with separate caches).

@@ -286,33 +286,48 @@ json parse_tool_calls(const json& calls, const std::string& name) {
   return out;
 }
 
-// The tools of a chat request, as sent (their key order is what the template's tojson shows).
-json parse_tools(const json& body) {
+}  // namespace
+
+// The tools of a chat request, as sent (their key order is what the template's tojson shows);
+// flat (the Responses API's {"type": "function", "name", ...}): read under those names and
+// returned in the chat form.
+json parse_tools(const json& body, bool flat) {
   const json* t = field(body, "tools");
   if (!t || (t->is_array() && t->empty())) return nullptr;
   if (!t->is_array()) wrong_type("tools", *t, "an array");
+  json nested = json::array();
   std::vector<std::string> names;
   for (size_t i = 0; i < t->size(); ++i) {
     const std::string n = "tools[" + std::to_string(i) + "]";
     const json& tool = (*t)[i];
     check_object(tool, n);
-    if (auto type = opt_string(tool, "type", n + ".type"); type && *type != "function")
-      bad(n + ".type", "only \"function\" tools are supported, got \"" + *type + "\"");
-    const json* f = field(tool, "function");
-    if (!f) bad(n + ".function", "is required");
-    check_object(*f, n + ".function");
+    const auto type = opt_string(tool, "type", n + ".type");
+    if (flat && !type) bad(n + ".type", "is required");
+    if (type && *type != "function") bad(n + ".type", "only \"function\" tools are supported, got \"" + *type + "\"");
+    const std::string fn = flat ? n : n + ".function";
+    const json* f = flat ? &tool : field(tool, "function");
+    if (!f) bad(fn, "is required");
+    check_object(*f, fn);
     const json* fname = field(*f, "name");
-    if (!fname) bad(n + ".function.name", "is required");
-    check_function_name(*fname, n + ".function.name");
-    opt_string(*f, "description", n + ".function.description");
-    if (const json* p = field(*f, "parameters")) check_object(*p, n + ".function.parameters");
+    if (!fname) bad(fn + ".name", "is required");
+    check_function_name(*fname, fn + ".name");
+    const auto description = opt_string(*f, "description", fn + ".description");
+    const json* parameters = field(*f, "parameters");
+    if (parameters) check_object(*parameters, fn + ".parameters");
     const std::string name = fname->get<std::string>();
-    if (std::find(names.begin(), names.end(), name) != names.end())
-      bad(n + ".function.name", "'" + name + "' names two tools");
+    if (std::find(names.begin(), names.end(), name) != names.end()) bad(fn + ".name", "'" + name + "' names two tools");
     names.push_back(name);
+    if (!flat) continue;
+    opt_bool(tool, "strict", n + ".strict");  // calls are held to their schema either way
+    json function = {{"name", name}};
+    if (description) function["description"] = *description;
+    if (parameters) function["parameters"] = *parameters;
+    nested.push_back({{"type", "function"}, {"function", std::move(function)}});
   }
-  return *t;
+  return flat ? nested : *t;
 }
+
+namespace {
 
 // OpenAI's tool_choice and parallel_tool_calls (after r.tools is set).
 void parse_tool_choice(const json& body, GenerationRequest& r) {

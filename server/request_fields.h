@@ -29,6 +29,10 @@ std::optional<double> opt_number(const nlohmann::ordered_json& obj, const std::s
 void check_object(const nlohmann::ordered_json& v, const std::string& name);
 // A function's name: letters, digits, '_', '-' and '.', 1 to 64 of them.
 void check_function_name(const nlohmann::ordered_json& v, const std::string& name);
+// A request's tools: null when none; an array in the chat form ({"type": "function", "function":
+// {...}}), read as sent or, flat (the Responses API's {"type": "function", "name", ...}), under
+// those names. A 400 names the field at fault.
+nlohmann::ordered_json parse_tools(const nlohmann::ordered_json& body, bool flat = false);
 // The schema's own errors name the keyword and its place under field ("format.properties.age").
 std::shared_ptr<const JsonSchema> compile_schema(const nlohmann::ordered_json& schema, const std::string& field);
 

@@ -98,38 +98,6 @@ json messages_of(const json& body) {
   return out;
 }
 
-// Flat function tools ({"type": "function", "name", "description", "parameters"}) in the chat
-// form ({"type": "function", "function": {...}}).
-json tools_of(const json& body) {
-  const json* t = field(body, "tools");
-  if (!t || (t->is_array() && t->empty())) return nullptr;
-  if (!t->is_array()) wrong_type("tools", *t, "an array");
-  json out = json::array();
-  std::vector<std::string> names;
-  for (size_t i = 0; i < t->size(); ++i) {
-    const std::string n = "tools[" + std::to_string(i) + "]";
-    const json& tool = (*t)[i];
-    check_object(tool, n);
-    const std::string type = required(tool, "type", n + ".type");
-    if (type != "function") bad(n + ".type", "only \"function\" tools are supported, got \"" + type + "\"");
-    const json* fname = field(tool, "name");
-    if (!fname) bad(n + ".name", "is required");
-    check_function_name(*fname, n + ".name");
-    const std::string name = fname->get<std::string>();
-    if (std::find(names.begin(), names.end(), name) != names.end()) bad(n + ".name", "'" + name + "' names two tools");
-    names.push_back(name);
-    json fn = {{"name", name}};
-    if (const auto d = opt_string(tool, "description", n + ".description")) fn["description"] = *d;
-    if (const json* p = field(tool, "parameters")) {
-      check_object(*p, n + ".parameters");
-      fn["parameters"] = *p;
-    }
-    opt_bool(tool, "strict", n + ".strict");  // calls are held to their schema either way
-    out.push_back({{"type", "function"}, {"function", std::move(fn)}});
-  }
-  return out;
-}
-
 json tool_choice_of(const json& c, const json& tools) {
   if (!c.is_object()) return c;  // "none", "auto", "required": the chat parser reads them by this name
   const std::string type = required(c, "type", "tool_choice.type");
@@ -156,7 +124,7 @@ GenerationRequest parse_openai_responses(const json& body, int64_t max_ctx) {
   json chat = {{"messages", messages_of(body)}};
   for (const char* key : {"model", "stream", "temperature", "top_p", "parallel_tool_calls", "seed", "keep_alive"})
     if (const auto it = body.find(key); it != body.end()) chat[key] = *it;
-  const json tools = tools_of(body);
+  const json tools = parse_tools(body, true);
   if (!tools.is_null()) chat["tools"] = tools;
   if (const json* c = field(body, "tool_choice")) chat["tool_choice"] = tool_choice_of(*c, tools);
   GenerationRequest r = parse_openai_chat(chat, max_ctx);
