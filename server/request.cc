@@ -288,6 +288,29 @@ json parse_tool_calls(const json& calls, const std::string& name) {
 
 }  // namespace
 
+void parse_output_format(const json& format, const std::string& name, const char* holder, GenerationRequest& r) {
+  check_object(format, name);
+  const auto type = opt_string(format, "type", name + ".type");
+  if (!type) bad(name + ".type", "is required");
+  if (*type == "json_object") {
+    r.json = true;
+  } else if (*type == "json_schema") {
+    std::string where = name;
+    const json* in = &format;
+    if (*holder) {
+      where += std::string(".") + holder;
+      in = field(format, holder);
+      if (!in) bad(where, "is required with type \"json_schema\"");
+      check_object(*in, where);
+    }
+    r.json = true;  // without a schema any object, as OpenAI reads it
+    if (const json* schema = field(*in, "schema")) r.schema = compile_schema(*schema, where + ".schema");
+  } else if (*type != "text") {
+    bad(name + ".type",
+        "'" + *type + "' is not supported: \"json_schema\", \"json_object\" (one JSON object) and \"text\" are");
+  }
+}
+
 // The tools of a chat request, as sent (their key order is what the template's tojson shows);
 // flat (the Responses API's {"type": "function", "name", ...}): read under those names and
 // returned in the chat form.
@@ -427,24 +450,7 @@ void parse_openai_common(const json& body, GenerationRequest& r, int64_t max_ctx
     }
   }
   if (const json* k = field(body, "keep_alive")) r.keep_alive = parse_keep_alive(*k, "keep_alive");
-  if (const json* f = field(body, "response_format")) {
-    check_object(*f, "response_format");
-    const auto type = opt_string(*f, "type", "response_format.type");
-    if (!type) bad("response_format.type", "is required");
-    if (*type == "json_object") {
-      r.json = true;
-    } else if (*type == "json_schema") {
-      const json* js = field(*f, "json_schema");
-      if (!js) bad("response_format.json_schema", "is required with type \"json_schema\"");
-      check_object(*js, "response_format.json_schema");
-      const json* schema = field(*js, "schema");
-      r.json = true;  // without a schema any object, as OpenAI reads it
-      if (schema) r.schema = compile_schema(*schema, "response_format.json_schema.schema");
-    } else if (*type != "text") {
-      bad("response_format.type",
-          "'" + *type + "' is not supported: \"json_schema\", \"json_object\" (one JSON object) and \"text\" are");
-    }
-  }
+  if (const json* f = field(body, "response_format")) parse_output_format(*f, "response_format", "json_schema", r);
   check_sampler(r.sampler, "", "repetition_penalty");
 }
 

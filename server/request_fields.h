@@ -33,6 +33,11 @@ void check_function_name(const nlohmann::ordered_json& v, const std::string& nam
 // {...}}), read as sent or, flat (the Responses API's {"type": "function", "name", ...}), under
 // those names. A 400 names the field at fault.
 nlohmann::ordered_json parse_tools(const nlohmann::ordered_json& body, bool flat = false);
+// OpenAI's output format into r (json, schema): chat completions' response_format (its schema in
+// format.json_schema.schema: holder "json_schema") or the Responses API's text.format (in
+// format.schema: holder ""); `name` is the field as the client wrote it.
+void parse_output_format(const nlohmann::ordered_json& format, const std::string& name, const char* holder,
+                         GenerationRequest& r);
 // The schema's own errors name the keyword and its place under field ("format.properties.age").
 std::shared_ptr<const JsonSchema> compile_schema(const nlohmann::ordered_json& schema, const std::string& field);
 

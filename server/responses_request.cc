@@ -142,21 +142,7 @@ GenerationRequest parse_openai_responses(const json& body, int64_t max_ctx) {
   r.truncate = truncation == "auto";
   if (const json* text = field(body, "text")) {
     check_object(*text, "text");
-    if (const json* format = field(*text, "format")) {
-      check_object(*format, "text.format");
-      const std::string type = required(*format, "type", "text.format.type");
-      if (type == "json_object") {
-        r.json = true;
-      } else if (type == "json_schema") {
-        const json* schema = field(*format, "schema");
-        if (!schema) bad("text.format.schema", "is required with type \"json_schema\"");
-        r.json = true;
-        r.schema = compile_schema(*schema, "text.format.schema");
-      } else if (type != "text") {
-        bad("text.format.type",
-            "'" + type + "' is not supported: \"json_schema\", \"json_object\" (one JSON object) and \"text\" are");
-      }
-    }
+    if (const json* format = field(*text, "format")) parse_output_format(*format, "text.format", "", r);
   }
   return r;
 }
