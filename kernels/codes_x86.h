@@ -46,21 +46,38 @@ constexpr int plane_shift() {
   else if constexpr (BITS == 2) return P % 2 == 0 ? 0 : 2;
   else return 0;
 }
+// Below 8 bits, plane P is (raw >> plane_srl) & plane_mask, shifting 16-bit lanes.
+template <int BITS, int P>
+constexpr int plane_srl() {
+  if constexpr (BITS == 4) return P == 0 ? 0 : 4;
+  constexpr int in_place = BITS == 1 ? 6 : 2;  // planes taken without a shift
+  return P < in_place ? 0 : in_place * BITS;
+}
+template <int BITS, int P>
+constexpr char plane_mask() {
+  return (char)(BITS == 4 ? 0x0f : ((1 << BITS) - 1) << plane_shift<BITS, P>());
+}
 template <int BITS, int P>
 [[gnu::always_inline]] inline __m256i plane(__m256i raw) {
   if constexpr (BITS == 8) {
     return _mm256_xor_si256(raw, _mm256_set1_epi8((char)0x80));
-  } else if constexpr (BITS == 4) {
-    const __m256i mask = _mm256_set1_epi8(0x0f);
-    if constexpr (P == 0) return _mm256_and_si256(raw, mask);
-    else return _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
   } else {
-    constexpr int in_place = BITS == 1 ? 6 : 2;  // planes taken without a shift
-    const __m256i mask = _mm256_set1_epi8((char)(((1 << BITS) - 1) << (plane_shift<BITS, P>())));
-    if constexpr (P < in_place) return _mm256_and_si256(raw, mask);
-    else return _mm256_and_si256(_mm256_srli_epi16(raw, in_place * BITS), mask);
+    const __m256i v = plane_srl<BITS, P>() ? _mm256_srli_epi16(raw, plane_srl<BITS, P>()) : raw;
+    return _mm256_and_si256(v, _mm256_set1_epi8(plane_mask<BITS, P>()));
   }
 }
+#if defined(__AVX512BW__)
+// The same in 512-bit registers (the lane kernel's zmm form takes codes straight from a row).
+template <int BITS, int P>
+[[gnu::always_inline]] inline __m512i plane(__m512i raw) {
+  if constexpr (BITS == 8) {
+    return _mm512_xor_si512(raw, _mm512_set1_epi8((char)0x80));
+  } else {
+    const __m512i v = plane_srl<BITS, P>() ? _mm512_srli_epi16(raw, plane_srl<BITS, P>()) : raw;
+    return _mm512_and_si512(v, _mm512_set1_epi8(plane_mask<BITS, P>()));
+  }
+}
+#endif
 
 }  // namespace
 }  // namespace lowbit::x86

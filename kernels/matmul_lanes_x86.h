@@ -9,7 +9,8 @@
 // lanes are activation rows instead: the activations of a panel of 8 rows are laid out once per
 // task as, per block b, j = 0..3 and sub-panel q (rows 4q .. 4q+3), one vector whose lanes 0-3
 // hold those 4 rows' bytes 4j..4j+3 and lanes 4-7 their bytes 16+4j..16+4j+3. A weight row's
-// block (unpacked to one byte per code) is loaded once, and vpshufd j * 0x55 turns it into
+// block (one byte per code: unpacked once per group of panels, or decoded from the packed row
+// where there is one panel) is loaded once, and vpshufd j * 0x55 turns it into
 // [dword j x 4 | dword j+4 x 4] in a register, so one vpdpbusd does 32 products for 4 rows and
 // both halves of the block (bytes 0-15 and 16-31, gemv's two 128-bit lanes) come out in separate
 // lanes, ready for one convert and one FMA with their multipliers. Broadcasting each weight dword
@@ -30,6 +31,12 @@ namespace {
 
 constexpr int64_t kLanes = 8;        // activation rows per panel: the lanes of a ymm
 constexpr int64_t kLaneMinRows = 4;  // fewer rows left than this go to tile<>
+// A group of one panel (batched decoding of up to 8 sequences) takes the weight codes straight
+// from the packed rows, decoding a block in one or two instructions as it goes: unpacked to
+// memory first, each code is stored and reloaded for just that one panel, and the row's loads
+// come in one burst the kernel cannot overlap with arithmetic (bench/README.md, twenty-fourth
+// session: two panels gain nothing measurable from it, so larger groups keep unpack_row).
+constexpr int64_t kPackedPanels = 1;
 // Weight rows per pass: 2 share each activation load, and their 16 accumulators and 8 spread
 // weight vectors fit AVX-512's 32 vector registers; AVX-VNNI has 16. The zmm kernel's R rows
 // hold 4 accumulators each (both sub-panels in one register) and spread the weights as it goes.
@@ -41,18 +48,18 @@ constexpr int kLaneRows = 2;
 constexpr int kLaneRows = 1;
 #endif
 
-// Per thread, reused across calls: the panels of one group of activation rows and one unpacked
-// weight row. Sized the first time a thread meets a shape (never at M = 1: decode does not get
-// here), as tile<>'s heap scratch.
-struct alignas(32) Lanes {  // one ymm's worth, kept in a std::vector (aligned by operator new)
+// One lanes_gemm call's scratch: the panels of one group of activation rows and kLaneRows
+// unpacked weight rows, carved from one array of Lanes (lanes_gemm says where it lives).
+struct alignas(32) Lanes {  // one ymm's worth (a std::vector of them is aligned by operator new)
   int32_t v[8];
 };
 struct LaneScratch {
-  std::vector<Lanes> acts;    // [panel][block][j][q] -> rows 4q..4q+3: dwords j | j + 4 (i32)
-  std::vector<Lanes> scales;  // [panel][block][q] -> rows 4q..4q+3: s_b * pf_b, twice (f32)
-  std::vector<Lanes> gsum;    // [panel][group] -> 8 rows' gsum (f32)
-  std::vector<int32_t> codes;  // [block][8 dwords]: one weight row's codes, one per byte
-  std::vector<float> d, mins;  // one weight row's scales and minima in fp32, per group
+  Lanes* acts;     // [panel][block][j][q] -> rows 4q..4q+3: dwords j | j + 4 (i32)
+  Lanes* scales;   // [panel][block][q] -> rows 4q..4q+3: s_b * pf_b, twice (f32)
+  Lanes* gsum;     // [panel][group] -> 8 rows' gsum (f32)
+  int32_t* codes;  // [row][block][8 dwords]: the weight rows' codes, one per byte (unless packed)
+  float* d;        // [row][group]: the weight rows' scales in fp32, rows round_up(groups, 8) apart
+  float* mins;     // the same for the minima
 };
 
 inline __m256 lanes_f32(const Lanes& l) { return _mm256_load_ps(reinterpret_cast<const float*>(l.v)); }
@@ -99,7 +106,7 @@ template <int BITS>
 template <int BITS>
 void build_panel(const Ctx& x, LaneScratch& s, int64_t p, int64_t m0, int64_t rows) {
   const int64_t nbw = x.nbw, groups = x.groups;
-  __m256i* acts = reinterpret_cast<__m256i*>(s.acts.data() + p * nbw * 8);
+  __m256i* acts = reinterpret_cast<__m256i*>(s.acts + p * nbw * 8);
   for (int64_t b = 0; b < nbw; ++b) {
     __m256i r[8];
     for (int c = 0; c < 8; ++c) r[c] = c < rows ? load32(x.q + (m0 + c) * x.kp + b * kActBlock) : _mm256_setzero_si256();
@@ -160,14 +167,25 @@ template <int J>
 // m0 + rows - 1 of y. R rows share each load of the panel's activations. gemv's accumulator
 // (block mod 4 = l, half h) of row 4q + c is lane c + 4h of acc[r][l][q].
 #if !defined(LOWBIT_LANES_ZMM)
-template <int BITS, bool ASYM, int GB, int R>
+// PACKED: the weight codes come straight from the packed rows (unpack_row left them there); a
+// block's plane is then known at compile time within a quad (blocks b .. b + 3, b a multiple
+// of 4: chunk (b + l) / CB, plane l % CB for CB <= 4), so 1 bit (8 planes a chunk) is not PACKED.
+template <int BITS, bool ASYM, int GB, int R, bool PACKED>
 void lane_rows(const Ctx& x, const LaneScratch& s, int64_t n, int64_t p, int64_t m0, int64_t rows) {
+  static_assert(!PACKED || BITS > 1);
   // The d terms carry the symmetric offsets and, at 8 bits without VNNI, the levels' shift by 128.
   constexpr bool kNeedD = !ASYM || (!kVnni && BITS == 8);
+  constexpr int CB = 8 / BITS;
   const int64_t nbw = x.nbw, gstride = round_up(x.groups, 8);
-  const __m256i* acts = reinterpret_cast<const __m256i*>(s.acts.data() + p * nbw * 8);
-  const Lanes* sc = s.scales.data() + p * nbw * 2;
-  const __m256i* codes = reinterpret_cast<const __m256i*>(s.codes.data());
+  const __m256i* acts = reinterpret_cast<const __m256i*>(s.acts + p * nbw * 8);
+  const Lanes* sc = s.scales + p * nbw * 2;
+  const __m256i* codes = reinterpret_cast<const __m256i*>(s.codes);
+  const uint8_t* row0 = x.codes + n * x.row_bytes;
+  // Block bb's codes of weight row r as dot_codes gives them, plane l % CB when PACKED.
+  auto codes_of = [&](auto r, int64_t bb, auto l) {
+    if constexpr (PACKED) return dot_codes<BITS, l % CB>(load32(row0 + r * x.row_bytes + bb / CB * kChunkBytes));
+    else return _mm256_loadu_si256(codes + r * nbw + bb);
+  };
   __m256 acc[R][4][2];
   unroll<R>([&](auto r) { unroll<4>([&](auto l) { acc[r][l][0] = acc[r][l][1] = _mm256_setzero_ps(); }); });
   // Block bb into accumulators l: each (q, j) vector's products, summed in i32 (exact, so in any
@@ -176,7 +194,7 @@ void lane_rows(const Ctx& x, const LaneScratch& s, int64_t n, int64_t p, int64_t
     const __m256i* a = acts + bb * 8;
     __m256i w[R][4];
     unroll<R>([&](auto r) {
-      const __m256i c = _mm256_loadu_si256(codes + r * nbw + bb);
+      const __m256i c = codes_of(r, bb, l);
       unroll<4>([&](auto j) { w[r][j] = spread<j>(c); });
     });
     __m256i sum[R][2];  // R x 2 independent chains of 4 vpdpbusd each
@@ -207,7 +225,11 @@ void lane_rows(const Ctx& x, const LaneScratch& s, int64_t n, int64_t p, int64_t
   for (; b < nbw; ++b) {
     const __m256i* a = acts + b * 8;
     unroll<R>([&](auto r) {
-      const __m256i c = _mm256_loadu_si256(codes + r * nbw + b);
+      __m256i c = _mm256_setzero_si256();
+      if constexpr (PACKED)
+        unroll<CB>([&](auto pl) { if (b % CB == pl) c = codes_of(r, b, pl); });  // b's plane as a constant
+      else
+        c = codes_of(r, b, std::integral_constant<int, 0>{});
       const float d = s.d[r * gstride + b / GB];
       unroll<2>([&](auto q) {
         const __m256 m = _mm256_mul_ps(_mm256_set1_ps(d), lanes_f32(sc[b * 2 + q]));
@@ -219,10 +241,10 @@ void lane_rows(const Ctx& x, const LaneScratch& s, int64_t n, int64_t p, int64_t
       });
     });
   }
-  const Lanes* gs = s.gsum.data() + p * x.groups;
+  const Lanes* gs = s.gsum + p * x.groups;
   __m256 dd[R], dm[R];
-  if constexpr (kNeedD) lanes_dot<R>(s.d.data(), gstride, gs, x.groups, dd);
-  if constexpr (ASYM) lanes_dot<R>(s.mins.data(), gstride, gs, x.groups, dm);
+  if constexpr (kNeedD) lanes_dot<R>(s.d, gstride, gs, x.groups, dd);
+  if constexpr (ASYM) lanes_dot<R>(s.mins, gstride, gs, x.groups, dm);
   for (int r = 0; r < R; ++r) {
     // Per sub-panel: t_l = half 0 + half 1 (gemv's acc[l][0] + acc[l][1]), then hsum()'s tree.
     alignas(32) float h[8], hd[8], hm[8];
@@ -260,20 +282,37 @@ template <int J>
 [[gnu::always_inline]] inline __m512 cvt_zmm(__m512i v) { return _mm512_maskz_cvtepi32_ps(0xffff, v); }
 // A weight block's 8 dwords in both 256-bit halves.
 [[gnu::always_inline]] inline __m512i block_twice(const __m256i* p) { return _mm512_maskz_broadcast_i64x4(0xff, _mm256_loadu_si256(p)); }
+// The same straight from the packed row: plane P of the 32-byte chunk at p (dot_codes' codes:
+// at 8 bits vpdpbusd takes the unsigned codes as they are).
+template <int BITS, int P>
+[[gnu::always_inline]] inline __m512i packed_block_twice(const uint8_t* p) {
+  const __m512i raw = block_twice(reinterpret_cast<const __m256i*>(p));
+  if constexpr (BITS == 8) return raw;
+  else return plane<BITS, P>(raw);
+}
 
-template <int BITS, bool ASYM, int GB, int R>
+// PACKED as in the 256-bit lane_rows.
+template <int BITS, bool ASYM, int GB, int R, bool PACKED>
 void lane_rows(const Ctx& x, const LaneScratch& s, int64_t n, int64_t p, int64_t m0, int64_t rows) {
+  static_assert(!PACKED || BITS > 1);
   constexpr bool kNeedD = !ASYM;
+  constexpr int CB = 8 / BITS;
   const int64_t nbw = x.nbw, gstride = round_up(x.groups, 8);
-  const __m256i* acts = reinterpret_cast<const __m256i*>(s.acts.data() + p * nbw * 8);
-  const float* sc = reinterpret_cast<const float*>(s.scales.data() + p * nbw * 2);
-  const __m256i* codes = reinterpret_cast<const __m256i*>(s.codes.data());
+  const __m256i* acts = reinterpret_cast<const __m256i*>(s.acts + p * nbw * 8);
+  const float* sc = reinterpret_cast<const float*>(s.scales + p * nbw * 2);
+  const __m256i* codes = reinterpret_cast<const __m256i*>(s.codes);
+  const uint8_t* row0 = x.codes + n * x.row_bytes;
+  // Block bb's codes of weight row r, plane l % CB when PACKED (bb = b + l in a quad).
+  auto codes_of = [&](auto r, int64_t bb, auto l) {
+    if constexpr (PACKED) return packed_block_twice<BITS, l % CB>(row0 + r * x.row_bytes + bb / CB * kChunkBytes);
+    else return block_twice(codes + r * nbw + bb);
+  };
   __m512 acc[R][4];
   unroll<R>([&](auto r) { unroll<4>([&](auto l) { acc[r][l] = _mm512_setzero_ps(); }); });
   auto block = [&](int64_t bb, auto l) {
     __m512i c[R], sum[R];
     unroll<R>([&](auto r) {
-      c[r] = block_twice(codes + r * nbw + bb);
+      c[r] = codes_of(r, bb, l);
       sum[r] = _mm512_setzero_si512();
     });
     unroll<4>([&](auto j) {
@@ -291,7 +330,11 @@ void lane_rows(const Ctx& x, const LaneScratch& s, int64_t n, int64_t p, int64_t
   for (; b + 4 <= nbw; b += 4) unroll<4>([&](auto l) { block(b + l, l); });
   for (; b < nbw; ++b) {  // lane_rows' tail: dword i's sum into accumulator i % 4, half i / 4
     unroll<R>([&](auto r) {
-      const __m512i c = block_twice(codes + r * nbw + b);
+      __m512i c = _mm512_setzero_si512();
+      if constexpr (PACKED)
+        unroll<CB>([&](auto pl) { if (b % CB == pl) c = codes_of(r, b, pl); });  // b's plane as a constant
+      else
+        c = codes_of(r, b, std::integral_constant<int, 0>{});
       const __m512 m = _mm512_mul_ps(_mm512_set1_ps(s.d[r * gstride + b / GB]), _mm512_loadu_ps(sc + b * 16));
       unroll<4>([&](auto j) {
         const __m512i t = _mm512_dpbusd_epi32(_mm512_setzero_si512(), spread_zmm<j>(c), _mm512_loadu_si512(acts + b * 8 + 2 * j));
@@ -299,10 +342,10 @@ void lane_rows(const Ctx& x, const LaneScratch& s, int64_t n, int64_t p, int64_t
       });
     });
   }
-  const Lanes* gs = s.gsum.data() + p * x.groups;
+  const Lanes* gs = s.gsum + p * x.groups;
   __m256 dd[R], dm[R];
-  if constexpr (kNeedD) lanes_dot<R>(s.d.data(), gstride, gs, x.groups, dd);
-  if constexpr (ASYM) lanes_dot<R>(s.mins.data(), gstride, gs, x.groups, dm);
+  if constexpr (kNeedD) lanes_dot<R>(s.d, gstride, gs, x.groups, dd);
+  if constexpr (ASYM) lanes_dot<R>(s.mins, gstride, gs, x.groups, dm);
   for (int r = 0; r < R; ++r) {
     // t_l = half 0 + half 1 per sub-panel (lanes 4h + c of each 256-bit half), then the tree.
     __m512 t[4];
@@ -322,10 +365,11 @@ void lane_rows(const Ctx& x, const LaneScratch& s, int64_t n, int64_t p, int64_t
 }
 #endif
 
-// Weight row n's codes one per byte (dot_codes, as gemv takes them) and its scales and minima
-// in fp32 (exact: every fp16 is an fp32), into slot `slot` of s.
+// Weight row n's codes one per byte (dot_codes, as gemv takes them; only if `codes`, else the
+// lane kernel reads them packed) and its scales and minima in fp32 (exact: every fp16 is an
+// fp32), into slot `slot` of s.
 template <int BITS>
-void unpack_row(const Ctx& x, LaneScratch& s, int64_t n, int slot) {
+void unpack_row(const Ctx& x, LaneScratch& s, int64_t n, int slot, bool codes) {
   constexpr int CB = 8 / BITS;
   const int64_t gstride = round_up(x.groups, 8);
   const uint8_t* row = x.codes + n * x.row_bytes;
@@ -340,16 +384,16 @@ void unpack_row(const Ctx& x, LaneScratch& s, int64_t n, int slot) {
       if (x.mins) __builtin_prefetch(x.mins + g + o, 0, 3);
     }
   }
-  __m256i* out = reinterpret_cast<__m256i*>(s.codes.data() + slot * x.nbw * 8);
-  for (int64_t ch = 0; ch < x.nbw / CB; ++ch) {
+  __m256i* out = reinterpret_cast<__m256i*>(s.codes + slot * x.nbw * 8);
+  for (int64_t ch = 0; codes && ch < x.nbw / CB; ++ch) {
     const __m256i raw = load32(row + ch * kChunkBytes);
     unroll<CB>([&](auto p) { _mm256_storeu_si256(out + ch * CB + p, dot_codes<BITS, p>(raw)); });
   }
   auto to_f32 = [&](const uint16_t* h, float* f) {
     for (int64_t g = 0; g < x.groups; g += 8) _mm256_storeu_ps(f + g, load_f16(h + g, (int)std::min<int64_t>(8, x.groups - g)));
   };
-  to_f32(x.row_sc(n), s.d.data() + slot * gstride);
-  if (x.mins) to_f32(x.row_mn(n), s.mins.data() + slot * gstride);
+  to_f32(x.row_sc(n), s.d + slot * gstride);
+  if (x.mins) to_f32(x.row_mn(n), s.mins + slot * gstride);
 }
 
 // Rows [n0, n1) x activation rows [0, m1) through the lane kernel, in groups of kPanelActs
@@ -357,28 +401,53 @@ void unpack_row(const Ctx& x, LaneScratch& s, int64_t n, int slot) {
 // m1 is a multiple of kLanes or leaves >= kLaneMinRows in the last panel.
 template <int BITS, bool ASYM, int GB>
 void lanes_gemm(const Ctx& x, int64_t m1, int64_t n0, int64_t n1) {
-  thread_local LaneScratch s;
-  constexpr int64_t kPanels = kPanelActs / kLanes;
-  s.acts.resize(std::max<size_t>(s.acts.size(), kPanels * x.nbw * 8));
-  s.scales.resize(std::max<size_t>(s.scales.size(), kPanels * x.nbw * 2));
-  s.codes.resize(std::max<size_t>(s.codes.size(), kLaneRows * x.nbw * 8));
-  s.gsum.resize(std::max<size_t>(s.gsum.size(), kPanels * x.groups));
-  s.d.resize(std::max<size_t>(s.d.size(), kLaneRows * round_up(x.groups, 8)));
-  s.mins.resize(std::max<size_t>(s.mins.size(), kLaneRows * round_up(x.groups, 8)));
+  // The scratch on the stack where it fits (batched decoding of a few sequences at the usual K):
+  // a thread_local vector is sized the first time a worker meets a shape, which may be in any
+  // later decode step, and decode allocates nothing per token (tests/runtime/alloc_test.cc).
+  // Larger calls (prefill) use a per-thread vector that only grows, as tile<>'s heap scratch.
+  const int64_t panels_max = std::min(kPanelActs, round_up(m1, kLanes)) / kLanes;
+  const bool one_panel_packed = BITS > 1 && panels_max <= kPackedPanels;
+  const int64_t row_lanes = round_up(x.groups, 8) / 8;  // one weight row's d (or mins), in Lanes
+  const int64_t n_acts = panels_max * x.nbw * 8, n_scales = panels_max * x.nbw * 2, n_gsum = panels_max * x.groups;
+  const int64_t n_codes = one_panel_packed ? 0 : kLaneRows * x.nbw;
+  const int64_t need = n_acts + n_scales + n_gsum + n_codes + 2 * kLaneRows * row_lanes;
+  constexpr int64_t kStackLanes = 3072;  // 96 KiB: one panel up to K ~ 8000
+  Lanes stack[kStackLanes];
+  thread_local std::vector<Lanes> heap;
+  Lanes* base = stack;
+  if (need > kStackLanes) {
+    if ((int64_t)heap.size() < need) heap.resize(need);
+    base = heap.data();
+  }
+  LaneScratch s;
+  s.acts = base;
+  s.scales = s.acts + n_acts;
+  s.gsum = s.scales + n_scales;
+  s.codes = reinterpret_cast<int32_t*>(s.gsum + n_gsum);
+  s.d = reinterpret_cast<float*>(s.gsum + n_gsum + n_codes);
+  s.mins = s.d + kLaneRows * row_lanes * 8;
   for (int64_t g0 = 0; g0 < m1; g0 += kPanelActs) {
     const int64_t g1 = std::min(m1, g0 + kPanelActs), panels = ceil_div(g1 - g0, kLanes);
     for (int64_t p = 0; p < panels; ++p) build_panel<BITS>(x, s, p, g0 + p * kLanes, std::min(kLanes, g1 - g0 - p * kLanes));
     int64_t n = n0;
+    const bool packed = BITS > 1 && panels <= kPackedPanels;  // implies one_panel_packed
     auto rows_of = [&](auto r) {  // r weight rows from n against every panel of the group
-      for (int64_t p = 0; p < panels; ++p)
-        lane_rows<BITS, ASYM, GB, r>(x, s, n, p, g0 + p * kLanes, std::min(kLanes, g1 - g0 - p * kLanes));
+      for (int64_t p = 0; p < panels; ++p) {
+        const int64_t m0 = g0 + p * kLanes, rows = std::min(kLanes, g1 - m0);
+        if constexpr (BITS > 1)
+          if (packed) {
+            lane_rows<BITS, ASYM, GB, r, true>(x, s, n, p, m0, rows);
+            continue;
+          }
+        lane_rows<BITS, ASYM, GB, r, false>(x, s, n, p, m0, rows);
+      }
     };
     for (; n + kLaneRows <= n1; n += kLaneRows) {
-      for (int r = 0; r < kLaneRows; ++r) unpack_row<BITS>(x, s, n + r, r);
+      for (int r = 0; r < kLaneRows; ++r) unpack_row<BITS>(x, s, n + r, r, !packed);
       rows_of(std::integral_constant<int, kLaneRows>{});
     }
     for (; n < n1; ++n) {
-      unpack_row<BITS>(x, s, n, 0);
+      unpack_row<BITS>(x, s, n, 0, !packed);
       rows_of(std::integral_constant<int, 1>{});
     }
   }
@@ -389,7 +458,7 @@ void lanes_gemm(const Ctx& x, int64_t m1, int64_t n0, int64_t n1) {
 template <int BITS>
 int64_t try_lanes(const Ctx& x, int64_t m, int64_t n0, int64_t n1) {
   const int64_t m1 = m % kLanes >= kLaneMinRows ? m : m - m % kLanes;
-  if (m1 < kLanes) return 0;
+  if (m1 < kLaneMinRows) return 0;
   return with_gemv_shape<BITS>(x, [&](auto asym, auto gb) { lanes_gemm<BITS, asym, gb>(x, m1, n0, n1); }) ? m1 : 0;
 }
 
