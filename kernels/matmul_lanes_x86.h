@@ -188,6 +188,9 @@ void lane_rows(const Ctx& x, const LaneScratch& s, int64_t n, int64_t p, int64_t
   };
   __m256 acc[R][4][2];
   unroll<R>([&](auto r) { unroll<4>([&](auto l) { acc[r][l][0] = acc[r][l][1] = _mm256_setzero_ps(); }); });
+  // Sub-panel 1 holds rows 4-7: with 4 rows or fewer its lanes are empty and its work is skipped.
+  // (The zmm kernel below holds both sub-panels in one register, so it has nothing to skip.)
+  const bool sub1 = rows > 4;
   // Block bb into accumulators l: each (q, j) vector's products, summed in i32 (exact, so in any
   // order), then one convert and FMA per (row, sub-panel).
   auto block = [&](int64_t bb, auto l) {
@@ -201,6 +204,7 @@ void lane_rows(const Ctx& x, const LaneScratch& s, int64_t n, int64_t p, int64_t
     unroll<R>([&](auto r) { sum[r][0] = sum[r][1] = _mm256_setzero_si256(); });
     unroll<4>([&](auto j) {
       unroll<2>([&](auto q) {
+        if (q == 1 && !sub1) return;
         __m256i av = _mm256_load_si256(a + 2 * j + q);
         if constexpr (R > 1) asm("" : "+v"(av));  // one load for all R rows, not one each
         unroll<R>([&](auto r) { sum[r][q] = lane_dot<BITS>(sum[r][q], w[r][j], av); });
@@ -211,6 +215,7 @@ void lane_rows(const Ctx& x, const LaneScratch& s, int64_t n, int64_t p, int64_t
       unroll<R>([&](auto r) { unroll<2>([&](auto q) { sum[r][q] = _mm256_madd_epi16(sum[r][q], ones); }); });
     }
     unroll<2>([&](auto q) {
+      if (q == 1 && !sub1) return;
       const __m256 sv = lanes_f32(sc[bb * 2 + q]);
       unroll<R>([&](auto r) {
         const __m256 m = _mm256_mul_ps(_mm256_set1_ps(s.d[r * gstride + bb / GB]), sv);
@@ -232,6 +237,7 @@ void lane_rows(const Ctx& x, const LaneScratch& s, int64_t n, int64_t p, int64_t
         c = codes_of(r, b, std::integral_constant<int, 0>{});
       const float d = s.d[r * gstride + b / GB];
       unroll<2>([&](auto q) {
+        if (q == 1 && !sub1) return;
         const __m256 m = _mm256_mul_ps(_mm256_set1_ps(d), lanes_f32(sc[b * 2 + q]));
         unroll<4>([&](auto j) {
           __m256i t = lane_dot<BITS>(_mm256_setzero_si256(), spread<j>(c), _mm256_load_si256(a + 2 * j + q));

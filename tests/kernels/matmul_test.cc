@@ -260,10 +260,12 @@ TEST(MatmulMany, IdenticalToSeparateMatmuls) {
 // inputs are identical; the kernels must then also sum in the same order at every M. Shapes: K
 // whole steps of the decode kernel (256, 4096), a half step (384), 18 blocks (576: SmolLM2's
 // hidden size; at 4 and 8 bits 2 blocks past the last quad), not a whole group (172), and
-// over one K slice of the float tiles (1100); M = 5 (on x86 one zero-padded panel of
-// matmul_lanes_x86.h, its codes read from the packed rows), 11 (two 4-row tiles and a remainder;
-// on x86 one 8-row panel and 3 rows of tiles), 13 (a panel and a zero-padded one of 5 rows: the
-// codes unpacked first) and 80 (a whole group of kPanelActs = 64 rows, then a second group).
+// over one K slice of the float tiles (1100); M = 4 and 5 (on x86 one panel of
+// matmul_lanes_x86.h, its codes read from the packed rows; in 256-bit registers 4 rows leave the
+// second sub-panel out),
+// 11 (two 4-row tiles and a remainder; on x86 one 8-row panel and 3 rows of tiles), 12 and 13 (a
+// panel and one of 4 or 5 rows: the codes unpacked first) and 80 (a whole group of kPanelActs =
+// 64 rows, then a second group).
 TEST(MatmulIsa, RowResultsIndependentOfM) {
   const int64_t n = 37;
   ThreadPool pool(2);
@@ -276,7 +278,7 @@ TEST(MatmulIsa, RowResultsIndependentOfM) {
       quantize(t, w.data(), n, k, buf.data());
       const QMatrix qm{t, n, k, buf.data()};
       for (Isa isa : available_isas())
-        for (int64_t m : {5, 11, 13, 80}) {
+        for (int64_t m : {4, 5, 11, 12, 13, 80}) {
         // The scalar kernel runs one loop per (row, output) whatever M is, so it has no tiles to
         // get wrong; one odd shape keeps it in the test (its whole sweep was most of this test's
         // time, under qemu most of all).
