@@ -288,6 +288,10 @@ template <int J>
 [[gnu::always_inline]] inline __m512 cvt_zmm(__m512i v) { return _mm512_maskz_cvtepi32_ps(0xffff, v); }
 // A weight block's 8 dwords in both 256-bit halves.
 [[gnu::always_inline]] inline __m512i block_twice(const __m256i* p) { return _mm512_maskz_broadcast_i64x4(0xff, _mm256_loadu_si256(p)); }
+// lo in the low 256 bits, hi in the high ones.
+[[gnu::always_inline]] inline __m512i two_halves(__m256i lo, __m256i hi) {
+  return _mm512_mask_broadcast_i64x4(_mm512_maskz_broadcast_i64x4(0xff, lo), 0xf0, hi);
+}
 // The same straight from the packed row: plane P of the 32-byte chunk at p (dot_codes' codes:
 // at 8 bits vpdpbusd takes the unsigned codes as they are).
 template <int BITS, int P>
@@ -369,6 +373,89 @@ void lane_rows(const Ctx& x, const LaneScratch& s, int64_t n, int64_t p, int64_t
     }
   }
 }
+
+// A lone panel of at most 4 activation rows (batched decoding of 4 sequences; sub-panel 0 alone):
+// lane_rows (PACKED) with the two 256-bit halves of a zmm given to two weight rows instead of two
+// sub-panels, so no product goes to empty lanes. Sub-panel 0's activations of a j are broadcast
+// to both halves; lane 8k + 4h + c is activation row c, half h, weight row 2i + k of pair i. Per
+// (weight row, activation row) the integer sums, multipliers and fp32 order are lane_rows', so
+// the results are too, bit for bit. (One body for both, with this as a flag, measured ~5% slower
+// at M = 512 and ~10% faster at M = 8 than the two apart; bench/README.md, twenty-fourth session.)
+template <int BITS, bool ASYM, int GB, int R>
+void lane_pairs(const Ctx& x, const LaneScratch& s, int64_t n, int64_t p, int64_t m0, int64_t rows) {
+  static_assert(R % 2 == 0 && BITS > 1);
+  constexpr bool kNeedD = !ASYM;
+  constexpr int CB = 8 / BITS, P2 = R / 2;
+  const int64_t nbw = x.nbw, gstride = round_up(x.groups, 8);
+  const __m256i* acts = reinterpret_cast<const __m256i*>(s.acts + p * nbw * 8);
+  const float* sc = reinterpret_cast<const float*>(s.scales + p * nbw * 2);
+  const uint8_t* row0 = x.codes + n * x.row_bytes;
+  // Block bb's codes of weight rows 2i (low half) and 2i + 1 (high half), plane l % CB.
+  auto codes_of = [&](auto i, int64_t bb, auto l) {
+    const uint8_t* lo = row0 + 2 * i * x.row_bytes + bb / CB * kChunkBytes;
+    const __m512i raw = two_halves(load32(lo), load32(lo + x.row_bytes));
+    if constexpr (BITS == 8) return raw;  // vpdpbusd takes the unsigned codes as they are
+    else return plane<BITS, l % CB>(raw);
+  };
+  // Sub-panel 0's activation scales of block bb in both halves, and pair i's multipliers: d of
+  // each weight row times those.
+  auto scales_of = [&](int64_t bb) { return _mm512_castsi512_ps(block_twice(reinterpret_cast<const __m256i*>(sc + bb * 16))); };
+  auto mult = [&](auto i, int64_t bb, __m512 sv) {
+    return _mm512_mul_ps(_mm512_mask_blend_ps(0xff00, _mm512_set1_ps(s.d[2 * i * gstride + bb / GB]),
+                                              _mm512_set1_ps(s.d[(2 * i + 1) * gstride + bb / GB])), sv);
+  };
+  __m512 acc[P2][4];
+  unroll<P2>([&](auto i) { unroll<4>([&](auto l) { acc[i][l] = _mm512_setzero_ps(); }); });
+  auto block = [&](int64_t bb, auto l) {
+    __m512i c[P2], sum[P2];
+    unroll<P2>([&](auto i) {
+      c[i] = codes_of(i, bb, l);
+      sum[i] = _mm512_setzero_si512();
+    });
+    unroll<4>([&](auto j) {
+      __m512i av = block_twice(acts + bb * 8 + 2 * j);
+      if constexpr (P2 > 1) asm("" : "+v"(av));  // one load for every pair
+      unroll<P2>([&](auto i) { sum[i] = _mm512_dpbusd_epi32(sum[i], spread_zmm<j>(c[i]), av); });
+    });
+    const __m512 sv = scales_of(bb);
+    unroll<P2>([&](auto i) { acc[i][l] = _mm512_fmadd_ps(cvt_zmm(sum[i]), mult(i, bb, sv), acc[i][l]); });
+  };
+  int64_t b = 0;
+  for (; b + 4 <= nbw; b += 4) unroll<4>([&](auto l) { block(b + l, l); });
+  for (; b < nbw; ++b) {  // lane_rows' tail: dword i's sum into accumulator i % 4, half i / 4
+    unroll<P2>([&](auto i) {
+      __m512i c = _mm512_setzero_si512();
+      unroll<CB>([&](auto pl) { if (b % CB == pl) c = codes_of(i, b, pl); });  // b's plane as a constant
+      const __m512 m = mult(i, b, scales_of(b));
+      unroll<4>([&](auto j) {
+        const __m512i t = _mm512_dpbusd_epi32(_mm512_setzero_si512(), spread_zmm<j>(c), block_twice(acts + b * 8 + 2 * j));
+        acc[i][j] = _mm512_fmadd_ps(cvt_zmm(t), m, acc[i][j]);
+      });
+    });
+  }
+  const Lanes* gs = s.gsum + p * x.groups;
+  __m256 dd[R], dm[R];
+  if constexpr (kNeedD) lanes_dot<R>(s.d, gstride, gs, x.groups, dd);
+  if constexpr (ASYM) lanes_dot<R>(s.mins, gstride, gs, x.groups, dm);
+  for (int i = 0; i < P2; ++i) {
+    __m512 t[4];
+    for (int l = 0; l < 4; ++l)
+      t[l] = _mm512_add_ps(acc[i][l], _mm512_maskz_shuffle_f32x4(0xffff, acc[i][l], acc[i][l], _MM_SHUFFLE(2, 3, 0, 1)));
+    alignas(64) float u[16], hd[8], hm[8];
+    _mm512_store_ps(u, _mm512_add_ps(_mm512_add_ps(t[0], t[2]), _mm512_add_ps(t[1], t[3])));
+    for (int k = 0; k < 2; ++k) {
+      const int r = 2 * i + k;
+      if constexpr (kNeedD) _mm256_store_ps(hd, dd[r]);
+      if constexpr (ASYM) _mm256_store_ps(hm, dm[r]);
+      for (int64_t c = 0; c < rows; ++c) {
+        float y = x.de_mul * u[8 * k + c];
+        if constexpr (kNeedD) y += x.cd_mul * hd[c];
+        if constexpr (ASYM) y += hm[c];
+        x.y[(m0 + c) * x.ldy + n + r] = y;
+      }
+    }
+  }
+}
 #endif
 
 // Weight row n's codes one per byte (dot_codes, as gemv takes them; only if `codes`, else the
@@ -442,6 +529,13 @@ void lanes_gemm(const Ctx& x, int64_t m1, int64_t n0, int64_t n1) {
         const int64_t m0 = g0 + p * kLanes, rows = std::min(kLanes, g1 - m0);
         if constexpr (BITS > 1)
           if (packed) {
+#if defined(LOWBIT_LANES_ZMM)
+            if constexpr (r % 2 == 0)
+              if (rows <= 4) {
+                lane_pairs<BITS, ASYM, GB, r>(x, s, n, p, m0, rows);
+                continue;
+              }
+#endif
             lane_rows<BITS, ASYM, GB, r, true>(x, s, n, p, m0, rows);
             continue;
           }
