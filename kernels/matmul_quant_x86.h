@@ -939,17 +939,29 @@ void gemm_q_kernel(const QMatrix& w, const QuantizedActs& a, float* y, int64_t n
   }
   // 6-bit scale codes: the kernels run unchanged on fp16 scales expanded a slice of rows at a
   // time, small enough to stay in L1 while decode streams the codes; at M > 1 larger, since the
-  // lane kernel builds its activation panels once per call.
-  const int64_t slice = a.m == 1 ? 64 : 512;
+  // lane kernel builds its activation panels once per call. A decode step (one sequence or a
+  // batch within one lane panel) expands on the stack, its slice halved until it fits (64 rows at
+  // least): a thread_local buffer is sized the first time a worker meets a shape, which may be in
+  // any later step, and decode allocates nothing per token (tests/runtime/alloc_test.cc).
+  int64_t slice = a.m == 1 ? 64 : 512;
+  constexpr int64_t kStackHalves = 16384;  // d and m: 2 x 32 KiB
+  alignas(32) uint16_t stack_d[kStackHalves], stack_m[kStackHalves];
   thread_local std::vector<uint16_t> dbuf, mbuf;
-  dbuf.resize(std::max<size_t>(dbuf.size(), slice * sec.groups));
-  mbuf.resize(std::max<size_t>(mbuf.size(), slice * sec.groups));
+  if (a.m <= kLanes)
+    while (slice > 64 && slice * sec.groups > kStackHalves) slice /= 2;
+  uint16_t* d = stack_d;
+  uint16_t* mn = stack_m;
+  if (a.m > kLanes || slice * sec.groups > kStackHalves) {
+    dbuf.resize(std::max<size_t>(dbuf.size(), slice * sec.groups));
+    mbuf.resize(std::max<size_t>(mbuf.size(), slice * sec.groups));
+    d = dbuf.data(), mn = mbuf.data();
+  }
   x.expanded = true;
-  x.scales = dbuf.data();
-  x.mins = mbuf.data();
+  x.scales = d;
+  x.mins = mn;
   for (int64_t r0 = n0; r0 < n1; r0 += slice) {
     const int64_t r1 = std::min(n1, r0 + slice);
-    expand_scales(sec, r0, r1, dbuf.data(), mbuf.data());
+    expand_scales(sec, r0, r1, d, mn);
     x.srow0 = r0;
     rows(r0, r1);
   }
