@@ -288,6 +288,14 @@ template <int J>
 [[gnu::always_inline]] inline __m512 cvt_zmm(__m512i v) { return _mm512_maskz_cvtepi32_ps(0xffff, v); }
 // A weight block's 8 dwords in both 256-bit halves.
 [[gnu::always_inline]] inline __m512i block_twice(const __m256i* p) { return _mm512_maskz_broadcast_i64x4(0xff, _mm256_loadu_si256(p)); }
+// The zmm accumulators' fp32 sums into u[16]: per 256-bit half, t_l = half 0 + half 1 (lanes
+// 4h + c), then gemv's tree (t0 + t2) + (t1 + t3); lane 8q + c of u is row c of that half.
+[[gnu::always_inline]] inline void lane_tree(const __m512 (&acc)[4], float* u) {
+  __m512 t[4];
+  for (int l = 0; l < 4; ++l)
+    t[l] = _mm512_add_ps(acc[l], _mm512_maskz_shuffle_f32x4(0xffff, acc[l], acc[l], _MM_SHUFFLE(2, 3, 0, 1)));
+  _mm512_store_ps(u, _mm512_add_ps(_mm512_add_ps(t[0], t[2]), _mm512_add_ps(t[1], t[3])));
+}
 // lo in the low 256 bits, hi in the high ones.
 [[gnu::always_inline]] inline __m512i two_halves(__m256i lo, __m256i hi) {
   return _mm512_mask_broadcast_i64x4(_mm512_maskz_broadcast_i64x4(0xff, lo), 0xf0, hi);
@@ -357,12 +365,8 @@ void lane_rows(const Ctx& x, const LaneScratch& s, int64_t n, int64_t p, int64_t
   if constexpr (kNeedD) lanes_dot<R>(s.d, gstride, gs, x.groups, dd);
   if constexpr (ASYM) lanes_dot<R>(s.mins, gstride, gs, x.groups, dm);
   for (int r = 0; r < R; ++r) {
-    // t_l = half 0 + half 1 per sub-panel (lanes 4h + c of each 256-bit half), then the tree.
-    __m512 t[4];
-    for (int l = 0; l < 4; ++l)
-      t[l] = _mm512_add_ps(acc[r][l], _mm512_maskz_shuffle_f32x4(0xffff, acc[r][l], acc[r][l], _MM_SHUFFLE(2, 3, 0, 1)));
     alignas(64) float u[16], hd[8], hm[8];
-    _mm512_store_ps(u, _mm512_add_ps(_mm512_add_ps(t[0], t[2]), _mm512_add_ps(t[1], t[3])));
+    lane_tree(acc[r], u);
     if constexpr (kNeedD) _mm256_store_ps(hd, dd[r]);
     if constexpr (ASYM) _mm256_store_ps(hm, dm[r]);
     for (int64_t c = 0; c < rows; ++c) {
@@ -438,11 +442,8 @@ void lane_pairs(const Ctx& x, const LaneScratch& s, int64_t n, int64_t p, int64_
   if constexpr (kNeedD) lanes_dot<R>(s.d, gstride, gs, x.groups, dd);
   if constexpr (ASYM) lanes_dot<R>(s.mins, gstride, gs, x.groups, dm);
   for (int i = 0; i < P2; ++i) {
-    __m512 t[4];
-    for (int l = 0; l < 4; ++l)
-      t[l] = _mm512_add_ps(acc[i][l], _mm512_maskz_shuffle_f32x4(0xffff, acc[i][l], acc[i][l], _MM_SHUFFLE(2, 3, 0, 1)));
     alignas(64) float u[16], hd[8], hm[8];
-    _mm512_store_ps(u, _mm512_add_ps(_mm512_add_ps(t[0], t[2]), _mm512_add_ps(t[1], t[3])));
+    lane_tree(acc[i], u);
     for (int k = 0; k < 2; ++k) {
       const int r = 2 * i + k;
       if constexpr (kNeedD) _mm256_store_ps(hd, dd[r]);
