@@ -43,7 +43,13 @@ int serve_main(int argc, char** argv) {
       .metavar("DUR");
   args.integer("--timeout", timeout, "cancel a generation running longer than this many seconds (default 600)", 1)
       .metavar("S");
+  int64_t kept = (int64_t)p.max_stored_responses;
+  args.integer("--max-stored-responses", kept,
+               "Responses API responses kept for previous_response_id, the newest (default 1000; 0: none)", 0,
+               1000000)
+      .metavar("N");
   if (!args.parse(argc, argv)) return 0;
+  p.max_stored_responses = (size_t)kept;
   p.port = (int)port;
   p.request_timeout = (double)timeout;
   try {

@@ -1,5 +1,6 @@
 // What the route files share: the registry of loaded models, the metrics, the model store, the
-// server's settings, and the helpers that answer errors in each API's shape.
+// Responses API's kept responses, the server's settings, and the helpers that answer errors in
+// each API's shape.
 #pragma once
 
 #include <string>
@@ -9,6 +10,7 @@
 
 #include "server/metrics.h"
 #include "server/registry.h"
+#include "server/response_store.h"
 #include "server/server.h"
 #include "store/model_store.h"
 
@@ -19,6 +21,7 @@ struct Context {
   Metrics metrics;
   ModelStore store;
   Registry registry;
+  ResponseStore responses;  // the Responses API's kept responses
   Context(const ServerParams& p, Resolver resolver);
 };
 

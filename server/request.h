@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -106,12 +107,26 @@ GenerationRequest parse_ollama_generate(const nlohmann::ordered_json& body, int6
 GenerationRequest parse_ollama_chat(const nlohmann::ordered_json& body, int64_t max_ctx);
 GenerationRequest parse_openai_chat(const nlohmann::ordered_json& body, int64_t max_ctx);
 GenerationRequest parse_openai_completion(const nlohmann::ordered_json& body, int64_t max_ctx);
-// OpenAI's Responses API (POST /v1/responses), stateless as Ollama's: input (a string, or
-// message, function_call and function_call_output items), instructions, tools and tool_choice
-// in its flat form, text.format, max_output_tokens, truncation, temperature, top_p, stream.
-// previous_response_id and conversation are a 400 (nothing is stored; send the conversation).
-// The result is a chat request (messages, tools as chat completions carry them).
-GenerationRequest parse_openai_responses(const nlohmann::ordered_json& body, int64_t max_ctx);
+// OpenAI's Responses API (POST /v1/responses): input (a string, or message, function_call and
+// function_call_output items), instructions, tools and tool_choice in its flat form, text.format,
+// max_output_tokens, truncation, temperature, top_p, stream, store and previous_response_id
+// (`conversation` is a 400). It amounts to a chat request: messages, tools as chat completions
+// carry them.
+struct ResponsesRequest {
+  GenerationRequest chat;               // the previous turns, then the instructions' and input's
+  std::string previous_response_id;     // "" when none
+  std::string instructions;             // "" when none
+  bool store = true;                    // OpenAI's default
+  nlohmann::ordered_json input_items;   // the input as items ({"type": "message", ...} for a string)
+  // The previous turns and this input as chat messages without the instructions: what a later
+  // previous_response_id continues, once the reply is added.
+  nlohmann::ordered_json conversation;
+};
+// previous(id): the conversation of a kept response, nullptr when there is none (a 400 naming
+// previous_response_id).
+using PreviousTurns = std::function<const nlohmann::ordered_json*(const std::string& id)>;
+ResponsesRequest parse_openai_responses(const nlohmann::ordered_json& body, int64_t max_ctx,
+                                        const PreviousTurns& previous);
 
 // The smaller routes' bodies.
 struct EmbedRequest {

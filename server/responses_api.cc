@@ -1,4 +1,5 @@
-// OpenAI's Responses API: POST /v1/responses (stateless, as Ollama's). The answer is a response
+// OpenAI's Responses API: POST /v1/responses, and the responses it keeps (server/response_store.h):
+// GET and DELETE /v1/responses/{id}, GET /v1/responses/{id}/input_items. The answer is a response
 // object whose output holds a message item (the text as one output_text part) and a
 // function_call item per tool call; streamed, the same built up by Server-Sent Events, each
 // `event: TYPE` with its data carrying the type and a sequence number: response.created and
@@ -6,8 +7,11 @@
 // piece, output_text.done, content_part.done and output_item.done, then per call output_item.added,
 // function_call_arguments.delta and .done, output_item.done, and last response.completed (or
 // response.incomplete when max_output_tokens or the context ran out, response.failed on an error).
+#include <algorithm>
+
 #include "server/context.h"
 #include "server/generation.h"
+#include "server/response_store.h"
 
 namespace lowbit::server {
 namespace {
@@ -16,10 +20,14 @@ using nlohmann::json;
 
 class ResponsesFormat : public Format {
  public:
-  explicit ResponsesFormat(const GenerationRequest& r)
-      : model_(r.model), id_(new_id("resp", '_')), message_id_(new_id("msg", '_')), created_(unix_now()),
-        temperature_(r.sampler.temperature), top_p_(r.sampler.top_p), max_output_tokens_(r.max_tokens),
-        parallel_tool_calls_(r.parallel_tool_calls) {
+  // store: where the response is kept when it ends (unless the request said "store": false).
+  ResponsesFormat(const ResponsesRequest& rr, ResponseStore& store)
+      : model_(rr.chat.model), id_(new_id("resp", '_')), message_id_(new_id("msg", '_')), created_(unix_now()),
+        temperature_(rr.chat.sampler.temperature), top_p_(rr.chat.sampler.top_p),
+        max_output_tokens_(rr.chat.max_tokens), parallel_tool_calls_(rr.chat.parallel_tool_calls),
+        instructions_(rr.instructions), previous_(rr.previous_response_id), request_(rr),
+        store_(rr.store ? &store : nullptr) {
+    const GenerationRequest& r = rr.chat;
     for (const auto& t : r.tools.is_array() ? r.tools : nlohmann::ordered_json::array()) {
       json flat = {{"type", "function"}};
       for (const auto& [k, v] : t.at("function").items()) flat[k] = v;
@@ -55,9 +63,10 @@ class ResponsesFormat : public Format {
       items.push_back(message_item("completed", json::array({part})));
       out += event("response.output_item.done", {{"output_index", 0}, {"item", items.back()}});
     }
-    for (const ToolCall& c : o.tool_calls) {
+    const json calls = call_items(o.tool_calls);
+    for (const json& call : calls) {
       const int index = (int)items.size();
-      json item = call_item(c);
+      const json& item = call;
       json started = item;
       started["status"] = "in_progress";
       started["arguments"] = "";
@@ -65,12 +74,13 @@ class ResponsesFormat : public Format {
       out += event("response.function_call_arguments.delta",
                    {{"item_id", item["id"]}, {"output_index", index}, {"delta", item["arguments"]}});
       out += event("response.function_call_arguments.done", {{"item_id", item["id"]}, {"output_index", index},
-                                                             {"name", c.name}, {"arguments", item["arguments"]}});
+                                                             {"name", item["name"]}, {"arguments", item["arguments"]}});
       out += event("response.output_item.done", {{"output_index", index}, {"item", item}});
-      items.push_back(std::move(item));
+      items.push_back(item);
     }
     const bool cut = o.finish == FinishReason::length || o.finish == FinishReason::context;
     const json r = response(cut ? "incomplete" : "completed", items, &o);
+    keep(r, text_, o.tool_calls, calls);
     return out + event(cut ? "response.incomplete" : "response.completed", {{"response", r}});
   }
 
@@ -85,9 +95,12 @@ class ResponsesFormat : public Format {
   json whole(const Outcome& o) override {
     json items = json::array();
     if (!o.text.empty() || o.tool_calls.empty()) items.push_back(message_item("completed", json::array({text_part(o.text)})));
-    for (const ToolCall& c : o.tool_calls) items.push_back(call_item(c));
+    const json calls = call_items(o.tool_calls);
+    for (const json& c : calls) items.push_back(c);
     const bool cut = o.finish == FinishReason::length || o.finish == FinishReason::context;
-    return response(cut ? "incomplete" : "completed", items, &o);
+    json r = response(cut ? "incomplete" : "completed", items, &o);
+    keep(r, o.text, o.tool_calls, calls);
+    return r;
   }
 
  private:
@@ -108,19 +121,44 @@ class ResponsesFormat : public Format {
     return {{"type", "message"}, {"id", message_id_}, {"status", status}, {"role", "assistant"}, {"content", std::move(content)}};
   }
 
-  static json call_item(const ToolCall& c) {
-    return {{"type", "function_call"}, {"id", new_id("fc", '_')}, {"call_id", new_id("call", '_')},
-            {"name", c.name}, {"arguments", c.arguments.dump()}, {"status", "completed"}};
+  static json call_items(const std::vector<ToolCall>& calls) {
+    json out = json::array();
+    for (const ToolCall& c : calls)
+      out.push_back({{"type", "function_call"}, {"id", new_id("fc", '_')}, {"call_id", new_id("call", '_')},
+                     {"name", c.name}, {"arguments", c.arguments.dump()}, {"status", "completed"}});
+    return out;
+  }
+
+  // Keeps the finished response r with the conversation it ends: the reply as the assistant
+  // message a chat client would send back (its calls under the ids r gave them).
+  void keep(const json& r, const std::string& text, const std::vector<ToolCall>& calls, const json& items) {
+    if (!store_) return;
+    auto kept = std::make_shared<StoredResponse>();
+    kept->response = r;
+    kept->conversation = request_.conversation;
+    nlohmann::ordered_json reply = {{"role", "assistant"}, {"content", text}};
+    for (size_t i = 0; i < calls.size(); ++i)
+      reply["tool_calls"].push_back({{"id", items[i]["call_id"]}, {"type", "function"},
+                                     {"function", {{"name", calls[i].name}, {"arguments", calls[i].arguments}}}});
+    kept->conversation.push_back(std::move(reply));
+    kept->input_items = request_.input_items;
+    for (auto& item : kept->input_items)  // ids as OpenAI lists them: the client's, else new ones
+      if (!item.contains("id") || !item["id"].is_string())
+        item["id"] = new_id(item["type"] == "message" ? "msg" : item["type"] == "function_call" ? "fc" : "fco", '_');
+    store_->put(id_, std::move(kept));
   }
 
   // The response object; o: how it ended (usage), null while it runs. Of the request's settings
-  // it echoes those the route keeps (sampling, the limit, the tools); "store" is false: nothing is.
+  // it echoes those the route keeps (sampling, the limit, the tools, instructions, store and
+  // previous_response_id).
   json response(const char* status, json output, const Outcome* o) const {
     json r = {{"id", id_}, {"object", "response"}, {"created_at", created_}, {"status", status}, {"model", model_},
               {"output", std::move(output)}, {"error", nullptr}, {"incomplete_details", nullptr},
               {"max_output_tokens", max_output_tokens_ < 0 ? json(nullptr) : json(max_output_tokens_)},
               {"parallel_tool_calls", parallel_tool_calls_}, {"temperature", temperature_}, {"top_p", top_p_},
-              {"tools", tools_}, {"metadata", json::object()}, {"store", false}, {"usage", nullptr}};
+              {"tools", tools_}, {"metadata", json::object()}, {"store", store_ != nullptr},
+              {"instructions", instructions_.empty() ? json(nullptr) : json(instructions_)},
+              {"previous_response_id", previous_.empty() ? json(nullptr) : json(previous_)}, {"usage", nullptr}};
     if (o) {
       r["usage"] = {{"input_tokens", o->prompt_tokens}, {"input_tokens_details", {{"cached_tokens", 0}}},
                     {"output_tokens", o->generated_tokens}, {"output_tokens_details", {{"reasoning_tokens", 0}}},
@@ -141,22 +179,81 @@ class ResponsesFormat : public Format {
   float temperature_, top_p_;
   int64_t max_output_tokens_;
   bool parallel_tool_calls_;
+  std::string instructions_, previous_;
+  ResponsesRequest request_;  // its conversation and input items, for keep()
+  ResponseStore* store_;      // nullptr: "store": false
   json tools_ = json::array();
   bool open_ = false;  // the message item has begun
   std::string text_;   // its text so far
   int64_t sequence_ = 0;
 };
 
+// GET .../input_items' page: limit (1-100, default 20), order (desc, OpenAI's default, or asc) and
+// after (the id of the item the page starts after), as OpenAI's list endpoints read them.
+json input_items_page(const nlohmann::ordered_json& items, const httplib::Request& req) {
+  int64_t limit = 20;
+  if (req.has_param("limit")) {
+    const std::string v = req.get_param_value("limit");
+    char* end = nullptr;
+    limit = std::strtoll(v.c_str(), &end, 10);
+    if (v.empty() || *end || limit < 1 || limit > 100)
+      throw RequestError(400, "limit", "limit must be a whole number in [1, 100], got '" + v + "'");
+  }
+  const std::string order = req.has_param("order") ? req.get_param_value("order") : "desc";
+  if (order != "asc" && order != "desc") throw RequestError(400, "order", "order must be 'asc' or 'desc', got '" + order + "'");
+  std::vector<const nlohmann::ordered_json*> all;
+  for (const auto& item : items) all.push_back(&item);
+  if (order == "desc") std::reverse(all.begin(), all.end());
+  size_t first = 0;
+  if (req.has_param("after")) {
+    const std::string after = req.get_param_value("after");
+    const auto it = std::find_if(all.begin(), all.end(), [&](auto* i) { return (*i)["id"] == after; });
+    if (it == all.end()) throw RequestError(400, "after", "after: no input item '" + after + "' in this response");
+    first = it - all.begin() + 1;
+  }
+  json data = json::array();
+  for (size_t i = first; i < all.size() && (int64_t)data.size() < limit; ++i) data.push_back(json::parse(all[i]->dump()));
+  const bool more = first + data.size() < all.size();
+  return {{"object", "list"}, {"data", data}, {"first_id", data.empty() ? json(nullptr) : data.front()["id"]},
+          {"last_id", data.empty() ? json(nullptr) : data.back()["id"]}, {"has_more", more}};
+}
+
 }  // namespace
 
 void add_responses_routes(httplib::Server& http, Context& ctx) {
   http.Post("/v1/responses", [&ctx](const httplib::Request& req, httplib::Response& res) {
     try {
-      GenerationRequest r = parse_openai_responses(parse_body(req.body), ctx.params.ctx);
-      generate_response(ctx, r, std::make_shared<ResponsesFormat>(r), res);
+      std::shared_ptr<const StoredResponse> previous;  // held while the request is read
+      const ResponsesRequest r = parse_openai_responses(parse_body(req.body), ctx.params.ctx, [&](const std::string& id) {
+        previous = ctx.responses.get(id);
+        return previous ? &previous->conversation : nullptr;
+      });
+      generate_response(ctx, r.chat, std::make_shared<ResponsesFormat>(r, ctx.responses), res);
     } catch (const std::exception& e) {
       answer_exception(res, e, true);
     }
+  });
+  auto not_kept = [](httplib::Response& res, const std::string& id) {
+    openai_error(res, 404, "no response '" + id + "' is kept here", "response_id", "not_found");
+  };
+  http.Get(R"(/v1/responses/([^/]+))", [&ctx, not_kept](const httplib::Request& req, httplib::Response& res) {
+    const std::string id = req.matches[1];
+    if (const auto r = ctx.responses.get(id)) return set_json(res, r->response);
+    not_kept(res, id);
+  });
+  http.Get(R"(/v1/responses/([^/]+)/input_items)", [&ctx, not_kept](const httplib::Request& req, httplib::Response& res) {
+    try {
+      const std::string id = req.matches[1];
+      if (const auto r = ctx.responses.get(id)) return set_json(res, input_items_page(r->input_items, req));
+      not_kept(res, id);
+    } catch (const std::exception& e) {
+      answer_exception(res, e, true);
+    }
+  });
+  http.Delete(R"(/v1/responses/([^/]+))", [&ctx, not_kept](const httplib::Request& req, httplib::Response& res) {
+    const std::string id = req.matches[1];
+    if (ctx.responses.erase(id)) return set_json(res, {{"id", id}, {"object", "response"}, {"deleted", true}});
+    not_kept(res, id);
   });
 }
 

@@ -1,7 +1,8 @@
 // OpenAI's Responses API request (POST /v1/responses) read into the chat request it amounts to:
 // its items become chat messages (a function_call an assistant message's tool call, a
 // function_call_output a "tool" message), its flat tools the chat form, instructions a first
-// system message. Everything it maps is checked here under the names the client wrote
+// system message, and a previous_response_id the kept conversation it continues, before the
+// input. Everything it maps is checked here under the names the client wrote
 // ("input[2].call_id", "tools[0].name", "text.format.schema"), so the chat parser that reads the
 // rest (model, stream, temperature, top_p) never blames a field the client did not send.
 #include <algorithm>
@@ -55,13 +56,15 @@ json function_call(const json& item, const std::string& name) {
   return {{"id", call_id}, {"type", "function"}, {"function", {{"name", *fname}, {"arguments", std::move(args)}}}};
 }
 
-json messages_of(const json& body) {
+// The input's items as chat messages (instructions not among them), and into items the input as
+// the client sent it, a string as the one user message it stands for and a message's string
+// content as one text part.
+json messages_of(const json& body, json& items) {
   json out = json::array();
-  if (const auto ins = opt_string(body, "instructions", "instructions"); ins && !ins->empty())
-    out.push_back({{"role", "system"}, {"content", *ins}});
   const json* in = field(body, "input");
   if (!in) bad("input", "is required");
   if (in->is_string()) {
+    items.push_back({{"type", "message"}, {"role", "user"}, {"content", {{{"type", "input_text"}, {"text", *in}}}}});
     out.push_back({{"role", "user"}, {"content", *in}});
     return out;
   }
@@ -72,6 +75,8 @@ json messages_of(const json& body) {
     const json& item = (*in)[i];
     check_object(item, name);
     const std::string type = opt_string(item, "type", name + ".type").value_or("message");
+    items.push_back(item);
+    items.back()["type"] = type;
     if (type == "message") {
       std::string role = required(item, "role", name + ".role");
       if (role == "developer") role = "system";  // the newer name; chat templates know "system"
@@ -80,6 +85,8 @@ json messages_of(const json& body) {
       const json* content = field(item, "content");
       if (!content) bad(name + ".content", "is required");
       out.push_back({{"role", role}, {"content", item_text(*content, name + ".content")}});
+      if (content->is_string())  // listed as OpenAI lists a message: its content as parts
+        items.back()["content"] = {{{"type", role == "assistant" ? "output_text" : "input_text"}, {"text", *content}}};
     } else if (type == "function_call") {
       // A turn's calls are one assistant message's tool_calls, as chat completions carries them.
       json call = function_call(item, name);
@@ -114,20 +121,36 @@ json tool_choice_of(const json& c, const json& tools) {
 
 }  // namespace
 
-GenerationRequest parse_openai_responses(const json& body, int64_t max_ctx) {
+ResponsesRequest parse_openai_responses(const json& body, int64_t max_ctx, const PreviousTurns& previous) {
   check_object(body, "body");
-  for (const char* stateful : {"previous_response_id", "conversation"})
-    if (field(body, stateful))
-      bad(stateful, "is not supported: this server stores no responses (stateless, as Ollama's /v1/responses); "
-                    "send the whole conversation in input");
+  if (field(body, "conversation"))
+    bad("conversation", "is not supported (this server has no Conversations API): continue a conversation with "
+                        "previous_response_id, or send it whole in input");
   if (const auto v = opt_bool(body, "background", "background"); v && *v) bad("background", "is not supported");
-  json chat = {{"messages", messages_of(body)}};
+  ResponsesRequest out;
+  out.store = opt_bool(body, "store", "store").value_or(true);
+  out.instructions = opt_string(body, "instructions", "instructions").value_or("");
+  out.conversation = json::array();
+  if (const auto id = opt_string(body, "previous_response_id", "previous_response_id")) {
+    const json* turns = previous ? previous(*id) : nullptr;
+    if (!turns)
+      bad("previous_response_id", "no response '" + *id + "' is kept here (it was sent with \"store\": false, "
+                                  "deleted, dropped as the oldest, or the server restarted since)");
+    out.previous_response_id = *id;
+    out.conversation = *turns;
+  }
+  out.input_items = json::array();
+  for (json& m : messages_of(body, out.input_items)) out.conversation.push_back(std::move(m));
+  json chat = {{"messages", json::array()}};
+  if (!out.instructions.empty()) chat["messages"].push_back({{"role", "system"}, {"content", out.instructions}});
+  for (const json& m : out.conversation) chat["messages"].push_back(m);
   for (const char* key : {"model", "stream", "temperature", "top_p", "parallel_tool_calls", "seed", "keep_alive"})
     if (const auto it = body.find(key); it != body.end()) chat[key] = *it;
   const json tools = parse_tools(body, true);
   if (!tools.is_null()) chat["tools"] = tools;
   if (const json* c = field(body, "tool_choice")) chat["tool_choice"] = tool_choice_of(*c, tools);
-  GenerationRequest r = parse_openai_chat(chat, max_ctx);
+  out.chat = parse_openai_chat(chat, max_ctx);
+  GenerationRequest& r = out.chat;
   r.route = Route::openai_responses;
   if (const auto v = opt_int(body, "max_output_tokens", "max_output_tokens")) {
     if (*v < 1 || *v > max_ctx)
@@ -144,7 +167,7 @@ GenerationRequest parse_openai_responses(const json& body, int64_t max_ctx) {
     check_object(*text, "text");
     if (const json* format = field(*text, "format")) parse_output_format(*format, "text.format", "", r);
   }
-  return r;
+  return out;
 }
 
 }  // namespace lowbit::server

@@ -136,7 +136,8 @@ Context::Context(const ServerParams& p, Resolver resolver)
             rp.default_keep_alive = p.keep_alive;
             return rp;
           }(),
-          std::move(resolver), metrics) {}
+          std::move(resolver), metrics),
+      responses(p.max_stored_responses) {}
 
 int status_of(const std::exception& e) {
   if (auto* r = dynamic_cast<const RequestError*>(&e)) return r->status();

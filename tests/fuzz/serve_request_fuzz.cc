@@ -107,8 +107,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   using Parser = GenerationRequest (*)(const nlohmann::ordered_json&, int64_t);
+  // The Responses route as the server runs it, with one kept conversation to continue.
+  static const nlohmann::ordered_json kept = {{{"role", "user"}, {"content", "hi"}}, {{"role", "assistant"}, {"content", "hello"}}};
+  auto responses = [](const nlohmann::ordered_json& b, int64_t max_ctx) {
+    const ResponsesRequest r = parse_openai_responses(b, max_ctx, [](const std::string& id) {
+      return id == "resp_kept" ? &kept : nullptr;
+    });
+    if (!r.conversation.is_array() || !r.input_items.is_array() || r.input_items.empty()) __builtin_trap();
+    return r.chat;
+  };
   for (Parser p : {parse_ollama_generate, parse_ollama_chat, parse_openai_chat, parse_openai_completion,
-                   parse_openai_responses}) {
+                   static_cast<Parser>(responses)}) {
     try {
       const GenerationRequest r = p(j, kMaxCtx);
       check_request(r);

@@ -1,6 +1,8 @@
 """OpenAI's Responses API (POST /v1/responses) through `lowbit serve`, driven by the official
 `openai` client: responses.create (whole and streamed), the responses.stream() helper (which
-rebuilds the response from the events and checks their order itself) and responses.parse.
+rebuilds the response from the events and checks their order itself), responses.parse, and the
+kept responses: previous_response_id, responses.retrieve, responses.input_items.list and
+responses.delete.
 
 The reference for each answer is the server's /v1/chat/completions on the same conversation with
 the same settings (tested against `lowbit logits`, jinja2 and transformers in test_serve_api.py
@@ -149,10 +151,17 @@ def test_function_call_is_the_chat_routes_call(ai):
         {"role": "tool", "tool_call_id": call.call_id, "content": "Sunny, 21 degrees"}],
         model=TOOLS_MODEL, tools=CHAT_TOOLS, max_tokens=80)
     assert answer.output_text == (ref_answer.choices[0].message.content or "")
+    # The same through previous_response_id: the kept call, under the call_id it was answered with.
+    went_on = ai.responses.create(model=TOOLS_MODEL, previous_response_id=r.id, tools=FLAT_TOOLS, temperature=0,
+                                  input=[{"type": "function_call_output", "call_id": call.call_id,
+                                          "output": "Sunny, 21 degrees"}], max_output_tokens=80)
+    assert went_on.output_text == answer.output_text
+    assert went_on.usage.input_tokens == answer.usage.input_tokens
 
 
 @pytest.mark.parametrize("body,param", [
-    ({"input": "hi", "previous_response_id": "resp_1"}, "previous_response_id"),
+    ({"input": "hi", "previous_response_id": "resp_1"}, "previous_response_id"),  # never kept here
+    ({"input": "hi", "previous_response_id": 1}, "previous_response_id"),
     ({"input": "hi", "conversation": "conv_1"}, "conversation"),
     ({"input": [{"type": "reasoning", "summary": []}]}, "input[0].type"),
     ({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]}, "input[0].content[0].type"),
@@ -169,3 +178,87 @@ def test_what_it_cannot_do_is_a_400_naming_the_field(ai, body, param):
     with pytest.raises(openai.BadRequestError) as e:
         ai.responses.create(model=SMOL, **body)
     assert e.value.status_code == 400 and e.value.body["param"] == param, e.value.body
+
+
+def test_previous_response_id_continues_the_kept_conversation(ai):
+    """A response is kept ("store" defaults to true): previous_response_id continues its
+    conversation, which is the chat route's answer to the same turns. OpenAI carries the earlier
+    instructions over no more, so the reference has only the second request's."""
+    first = ai.responses.create(model=SMOL, instructions=INSTRUCTIONS, input="My name is Ada. Say hello to me.",
+                                temperature=0, max_output_tokens=40)
+    assert first.store is True and first.previous_response_id is None and first.instructions == INSTRUCTIONS
+    second = ai.responses.create(model=SMOL, previous_response_id=first.id, input="What is my name?",
+                                 instructions="Answer in a few words.", temperature=0, max_output_tokens=40)
+    turns = [{"role": "user", "content": "My name is Ada. Say hello to me."},
+             {"role": "assistant", "content": first.output_text},
+             {"role": "user", "content": "What is my name?"}]
+    ref = chat_reference(ai, [{"role": "system", "content": "Answer in a few words."}] + turns, max_tokens=40)
+    assert second.output_text == ref.choices[0].message.content and second.output_text
+    assert (second.usage.input_tokens, second.usage.output_tokens) == (ref.usage.prompt_tokens,
+                                                                        ref.usage.completion_tokens)
+    assert second.previous_response_id == first.id
+    # A chain: the third continues the second, which holds the first's turns too.
+    third = ai.responses.create(model=SMOL, previous_response_id=second.id, input="Thank you.", temperature=0,
+                                max_output_tokens=20)
+    ref3 = chat_reference(ai, turns + [{"role": "assistant", "content": second.output_text},
+                                       {"role": "user", "content": "Thank you."}], max_tokens=20)
+    assert third.output_text == ref3.choices[0].message.content
+
+    # Kept as answered, with the input as items (newest first, OpenAI's default order).
+    assert ai.responses.retrieve(first.id).model_dump() == first.model_dump()
+    items = ai.responses.input_items.list(second.id)
+    [item] = items.data
+    assert item.type == "message" and item.role == "user" and item.id.startswith("msg_")
+    assert [c.text for c in item.content] == ["What is my name?"]
+
+    # Deleted: gone, and nothing continues it; what was built on it keeps its own copy of the turns.
+    ai.responses.delete(first.id)
+    with pytest.raises(openai.NotFoundError):
+        ai.responses.retrieve(first.id)
+    with pytest.raises(openai.NotFoundError):
+        ai.responses.delete(first.id)
+    with pytest.raises(openai.BadRequestError) as e:
+        ai.responses.create(model=SMOL, previous_response_id=first.id, input="Hi", max_output_tokens=5)
+    assert e.value.body["param"] == "previous_response_id"
+    again = ai.responses.create(model=SMOL, previous_response_id=second.id, input="Thank you.", temperature=0,
+                                max_output_tokens=20)
+    assert again.output_text == third.output_text
+
+
+def test_input_items_pages(ai):
+    """input_items.list pages as OpenAI's lists do: limit, order and after."""
+    texts = ["one", "two", "three"]
+    r = ai.responses.create(model=SMOL, input=[{"role": "user", "content": t} for t in texts], max_output_tokens=1)
+    asc = ai.responses.input_items.list(r.id, order="asc", limit=2)
+    assert [i.content[0].text for i in asc.data] == ["one", "two"] and asc.has_more
+    rest = ai.responses.input_items.list(r.id, order="asc", after=asc.data[-1].id)
+    assert [i.content[0].text for i in rest.data] == ["three"] and not rest.has_more
+    # The client's auto-pager follows after/has_more through every page.
+    assert [i.content[0].text for i in ai.responses.input_items.list(r.id, limit=1)] == texts[::-1]
+    with pytest.raises(openai.BadRequestError) as e:
+        ai.responses.input_items.list(r.id, limit=0)
+    assert e.value.body["param"] == "limit"
+
+
+def test_streamed_response_is_kept_and_store_false_is_not(ai):
+    events = list(ai.responses.create(model=SMOL, input=QUESTION, temperature=0, max_output_tokens=30, stream=True))
+    final = events[-1].response
+    assert final.store is True
+    assert ai.responses.retrieve(final.id).model_dump() == final.model_dump()
+    r = ai.responses.create(model=SMOL, input=QUESTION, temperature=0, max_output_tokens=5, store=False)
+    assert r.store is False
+    with pytest.raises(openai.NotFoundError):
+        ai.responses.retrieve(r.id)
+
+
+def test_only_the_newest_are_kept():
+    """--max-stored-responses N keeps the newest N (the oldest dropped first)."""
+    s = start("--max-stored-responses", "2")
+    try:
+        with openai.OpenAI(base_url=s.url + "/v1", api_key="unused") as ai:
+            ids = [ai.responses.create(model=SMOL, input=f"Count to {n}.", max_output_tokens=1).id for n in range(3)]
+            with pytest.raises(openai.NotFoundError):
+                ai.responses.retrieve(ids[0])
+            assert [ai.responses.retrieve(i).id for i in ids[1:]] == ids[1:]
+    finally:
+        assert s.stop() == 0, s.stderr()

@@ -167,7 +167,8 @@ TEST(ParseResponses, ItemsAreTheChatMessagesTheyStandFor) {
        {"tool_choice", {{"type", "function"}, {"name", "get_weather"}}},
        {"max_output_tokens", 50},
        {"temperature", 0.5}},
-      4096);
+      4096, nullptr)
+                             .chat;
   const auto chat = parse_openai_chat(
       {{"model", "m"},
        {"messages",
@@ -199,8 +200,49 @@ TEST(ParseResponses, ItemsAreTheChatMessagesTheyStandFor) {
   const auto structured = parse_openai_responses(
       {{"model", "m"}, {"input", "x"}, {"truncation", "auto"},
        {"text", {{"format", {{"type", "json_schema"}, {"name", "n"}, {"schema", {{"type", "integer"}}}}}}}},
-      4096);
+      4096, nullptr)
+                              .chat;
   EXPECT_TRUE(structured.json && structured.schema && structured.truncate);
+}
+
+// previous_response_id continues a kept conversation: its turns come after this request's
+// instructions (OpenAI carries the previous ones' over no more) and before its input, and the
+// conversation to keep next is those turns and the input without the instructions.
+TEST(ParseResponses, PreviousResponseContinuesItsConversation) {
+  const nlohmann::ordered_json kept = {{{"role", "user"}, {"content", "My name is Ada."}},
+                                       {{"role", "assistant"}, {"content", "Hello Ada."}}};
+  std::string asked;
+  auto previous = [&](const std::string& id) -> const nlohmann::ordered_json* {
+    asked = id;
+    return id == "resp_1" ? &kept : nullptr;
+  };
+  const auto r = parse_openai_responses(
+      {{"model", "m"}, {"instructions", "Be brief."}, {"previous_response_id", "resp_1"}, {"input", "My name?"},
+       {"store", false}},
+      4096, previous);
+  EXPECT_EQ(asked, "resp_1");
+  const nlohmann::ordered_json turns = {kept[0], kept[1], {{"role", "user"}, {"content", "My name?"}}};
+  EXPECT_EQ(r.conversation, turns);
+  nlohmann::ordered_json messages = turns;
+  messages.insert(messages.begin(), nlohmann::ordered_json::object({{"role", "system"}, {"content", "Be brief."}}));
+  EXPECT_EQ(r.chat.messages, messages);
+  EXPECT_EQ(r.previous_response_id, "resp_1");
+  EXPECT_FALSE(r.store);
+  const nlohmann::ordered_json items = {{{"type", "message"}, {"role", "user"}, {"content", {{{"type", "input_text"}, {"text", "My name?"}}}}}};
+  EXPECT_EQ(r.input_items, items);
+  // One not kept is a 400 naming the field; so is `conversation`, which this server has no API for.
+  for (const auto& [body, name] : std::vector<std::pair<nlohmann::ordered_json, std::string>>{
+           {{{"model", "m"}, {"previous_response_id", "resp_2"}, {"input", "x"}}, "previous_response_id"},
+           {{{"model", "m"}, {"previous_response_id", 5}, {"input", "x"}}, "previous_response_id"},
+           {{{"model", "m"}, {"conversation", "conv_1"}, {"input", "x"}}, "conversation"}}) {
+    try {
+      parse_openai_responses(body, 4096, previous);
+      ADD_FAILURE() << body.dump();
+    } catch (const RequestError& e) {
+      EXPECT_EQ(e.status(), 400);
+      EXPECT_EQ(e.field(), name);
+    }
+  }
 }
 
 }  // namespace
