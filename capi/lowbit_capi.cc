@@ -26,6 +26,7 @@
 #include "kernels/thread_pool.h"
 #include "runtime/batch.h"
 #include "runtime/chat/chat_template.h"
+#include "runtime/chat/tool_calls.h"
 #include "runtime/generate.h"
 #include "runtime/json_mode.h"
 #include "runtime/model.h"
@@ -58,6 +59,15 @@ struct lowbit_batch {
   std::shared_ptr<lowbit::LazyJsonTokens> json;
   std::unique_ptr<lowbit::Scheduler> scheduler;
   std::vector<lowbit_batch_event> events;       // the last step's, pointing into its events
+};
+
+struct lowbit_tools {
+  std::shared_ptr<const lowbit::Model> model;  // kept loaded while the tools live
+  std::unique_ptr<lowbit::ChatTemplate> tmpl;
+  nlohmann::ordered_json tools;
+  lowbit::ToolCallSyntax syntax;
+  lowbit::ToolCallSyntax::Plan plan;
+  std::string format;  // the forced reply's schema as text; "" when not forced
 };
 
 struct lowbit_qtensor {
@@ -130,7 +140,7 @@ lowbit_status guard(lowbit_status unspecified, F&& body) {
 
 // The live-handle table: a handle is valid only between its create and its free. Looking a pointer
 // up never dereferences it, so a freed handle is reported instead of read.
-enum class Kind { model, session, sampler, qtensor, batch };
+enum class Kind { model, session, sampler, qtensor, batch, tools };
 
 const char* kind_name(Kind k) {
   switch (k) {
@@ -139,6 +149,7 @@ const char* kind_name(Kind k) {
     case Kind::sampler: return "lowbit_sampler";
     case Kind::qtensor: return "lowbit_qtensor";
     case Kind::batch: return "lowbit_batch";
+    case Kind::tools: return "lowbit_tools";
   }
   return "handle";
 }
@@ -241,6 +252,18 @@ std::string_view text_arg(const lowbit_model* model, const char* text, size_t te
   if (!text && text_len) fail(LOWBIT_INVALID_ARGUMENT, fn + ": text is NULL");
   if (!tokens && capacity) fail(LOWBIT_INVALID_ARGUMENT, fn + ": tokens is NULL but capacity is not 0");
   return std::string_view(text ? text : "", text_len);
+}
+
+// A messages_json argument: a JSON array (of messages, which the template reads).
+nlohmann::ordered_json messages_arg(const char* messages_json, const std::string& fn) {
+  nlohmann::ordered_json messages;
+  try {
+    messages = nlohmann::ordered_json::parse(messages_json);
+  } catch (const nlohmann::json::exception& e) {
+    fail(LOWBIT_INVALID_ARGUMENT, fn + ": messages_json is not JSON: " + e.what());
+  }
+  if (!messages.is_array()) fail(LOWBIT_INVALID_ARGUMENT, fn + ": messages_json is not a JSON array of messages");
+  return messages;
 }
 
 // The buffer conventions of include/lowbit.h: the size is always set; the result is written when
@@ -593,13 +616,7 @@ lowbit_status lowbit_chat_apply_template(const lowbit_model* model, const char* 
     need(messages_json, fn.c_str(), "messages_json");
     need(text_len, fn.c_str(), "text_len");
     if (!text && capacity) fail(LOWBIT_INVALID_ARGUMENT, fn + ": text is NULL but capacity is not 0");
-    nlohmann::ordered_json messages;
-    try {
-      messages = nlohmann::ordered_json::parse(messages_json);
-    } catch (const nlohmann::json::exception& e) {
-      fail(LOWBIT_INVALID_ARGUMENT, fn + ": messages_json is not JSON: " + e.what());
-    }
-    if (!messages.is_array()) fail(LOWBIT_INVALID_ARGUMENT, fn + ": messages_json is not a JSON array of messages");
+    const nlohmann::ordered_json messages = messages_arg(messages_json, fn);
     const std::unique_ptr<ChatTemplate> tmpl = chat_template_of(model->model->tokenizer());
     if (!tmpl) fail(LOWBIT_NOT_FOUND, fn + ": the model has no chat template");
     std::string s;
@@ -618,6 +635,87 @@ lowbit_status lowbit_chat_tokenize(const lowbit_model* model, const char* text, 
     const std::string_view t = text_arg(model, text, text_len, tokens, capacity, n_tokens, "lowbit_chat_tokenize");
     return_ids(encode_conversation(model->model->tokenizer(), std::string(t)), tokens, capacity, n_tokens,
                "lowbit_chat_tokenize");
+  });
+}
+
+// ---- tool calling ---------------------------------------------------------------------------
+
+lowbit_status lowbit_tools_create(const lowbit_model* model, const char* tools_json, const char* tool_choice,
+                                  lowbit_tools** out) {
+  return guard(LOWBIT_INVALID_ARGUMENT, [&] {
+    const std::string fn = "lowbit_tools_create";
+    check(model, Kind::model, fn.c_str(), "model");
+    need(tools_json, fn.c_str(), "tools_json");
+    need(out, fn.c_str(), "out");
+    *out = nullptr;
+    auto t = std::make_unique<lowbit_tools>();
+    try {
+      t->tools = nlohmann::ordered_json::parse(tools_json);
+    } catch (const nlohmann::json::exception& e) {
+      fail(LOWBIT_INVALID_ARGUMENT, fn + ": tools_json is not JSON: " + e.what());
+    }
+    // The shape the template and the call reader rely on, as OpenAI's and Ollama's APIs send it.
+    if (!t->tools.is_array() || t->tools.empty()) fail(LOWBIT_INVALID_ARGUMENT, fn + ": tools_json is not a non-empty JSON array");
+    for (size_t i = 0; i < t->tools.size(); ++i) {
+      const auto& tool = t->tools[i];
+      const std::string at = fn + ": tools_json[" + std::to_string(i) + "]";
+      if (!tool.is_object() || tool.value("type", "") != "function")
+        fail(LOWBIT_INVALID_ARGUMENT, at + " is not {\"type\": \"function\", \"function\": {...}}");
+      const auto f = tool.find("function");
+      if (f == tool.end() || !f->is_object() || !f->contains("name") || !(*f)["name"].is_string())
+        fail(LOWBIT_INVALID_ARGUMENT, at + ".function.name: a string is required");
+      if (f->contains("parameters") && !(*f)["parameters"].is_null() && !(*f)["parameters"].is_object())
+        fail(LOWBIT_INVALID_ARGUMENT, at + ".function.parameters: must be a JSON schema object");
+    }
+    t->model = model->model;
+    t->tmpl = chat_template_of(model->model->tokenizer());
+    if (!t->tmpl) fail(LOWBIT_NOT_FOUND, fn + ": the model has no chat template");
+    auto syntax = ToolCallSyntax::of(*t->tmpl);
+    if (!syntax) fail(LOWBIT_INVALID_ARGUMENT, fn + ": the model's chat template writes no tool calls");
+    t->syntax = *syntax;
+    t->plan = t->syntax.plan(t->tools, tool_choice ? tool_choice : "auto");
+    if (t->plan.forced) t->format = t->plan.forced_reply.schema.dump();
+    *out = track(std::move(t), Kind::tools);
+  });
+}
+
+void lowbit_tools_free(lowbit_tools* tools) { release(tools, Kind::tools, "lowbit_tools_free"); }
+
+lowbit_status lowbit_tools_apply_template(const lowbit_tools* tools, const char* messages_json, char* text,
+                                          size_t capacity, size_t* text_len) {
+  return guard(LOWBIT_INVALID_ARGUMENT, [&] {
+    const std::string fn = "lowbit_tools_apply_template";
+    check(tools, Kind::tools, fn.c_str(), "tools");
+    need(messages_json, fn.c_str(), "messages_json");
+    need(text_len, fn.c_str(), "text_len");
+    if (!text && capacity) fail(LOWBIT_INVALID_ARGUMENT, fn + ": text is NULL but capacity is not 0");
+    std::string s;
+    try {
+      s = tools->tmpl->render(messages_arg(messages_json, fn), true, tools->tools);
+    } catch (const Error& e) {  // raise_exception() in the template, or a message it cannot read
+      fail(LOWBIT_INVALID_ARGUMENT, fn + ": the template refused the messages: " + e.what());
+    }
+    return_text(s + tools->plan.forced_reply.reply_start, text, capacity, text_len, fn);
+  });
+}
+
+const char* lowbit_tools_format(const lowbit_tools* tools) {
+  if (!tools || !is_live(tools, Kind::tools)) return nullptr;
+  return tools->format.empty() ? nullptr : tools->format.c_str();
+}
+
+lowbit_status lowbit_tools_read_reply(const lowbit_tools* tools, const char* reply, size_t reply_len, char* json,
+                                      size_t capacity, size_t* json_len) {
+  return guard(LOWBIT_INVALID_ARGUMENT, [&] {
+    const std::string fn = "lowbit_tools_read_reply";
+    check(tools, Kind::tools, fn.c_str(), "tools");
+    need(json_len, fn.c_str(), "json_len");
+    if (!reply && reply_len) fail(LOWBIT_INVALID_ARGUMENT, fn + ": reply is NULL");
+    if (!json && capacity) fail(LOWBIT_INVALID_ARGUMENT, fn + ": json is NULL but capacity is not 0");
+    const ToolReply r = tools->syntax.read(tools->plan, std::string(reply ? reply : "", reply_len), tools->tools);
+    nlohmann::ordered_json out = {{"content", r.content}, {"tool_calls", nlohmann::ordered_json::array()}};
+    for (const ToolCall& c : r.calls) out["tool_calls"].push_back({{"name", c.name}, {"arguments", c.arguments}});
+    return_text(out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), json, capacity, json_len, fn);
   });
 }
 

@@ -252,6 +252,43 @@ LOWBIT_API lowbit_status lowbit_chat_tokenize(const lowbit_model* model, const c
                                               size_t text_len, int32_t* tokens, size_t capacity,
                                               size_t* n_tokens);
 
+/* ---- tool calling ------------------------------------------------------------------------- */
+
+/* Functions the model may call, offered through its own chat template (one that writes tool
+ * calls: Qwen2.5's, Hermes', Llama 3.x's, ...; lowbit learns the call syntax from the template, as
+ * `lowbit serve` does: docs/SERVING.md "Tool calling"). A turn with tools is:
+ * lowbit_tools_apply_template, lowbit_chat_tokenize, lowbit_generate_tokens with params.format =
+ * lowbit_tools_format(tools), then lowbit_tools_read_reply on the generated text.
+ * A lowbit_tools holds the model loaded and is immutable: any number of threads may use one. */
+typedef struct lowbit_tools lowbit_tools;
+
+/* tools_json: a non-empty JSON array of {"type": "function", "function": {"name", "description",
+ * "parameters"}} (OpenAI's and Ollama's form). tool_choice: NULL or "auto" (the model decides
+ * whether to call), "none" (the tools are shown, the reply is text), "required" (the reply is one
+ * call of one of the tools, at most 16) or a function's name (one call of it); a forced call's
+ * arguments are held to the tool's parameters. LOWBIT_NOT_FOUND: the model has no chat template;
+ * LOWBIT_INVALID_ARGUMENT: tools_json not of that shape, a template that writes no tool calls, a
+ * tool_choice naming no tool. */
+LOWBIT_API lowbit_status lowbit_tools_create(const lowbit_model* model, const char* tools_json,
+                                             const char* tool_choice, lowbit_tools** out);
+LOWBIT_API void lowbit_tools_free(lowbit_tools* tools);
+/* The conversation (as lowbit_chat_apply_template's messages_json; an assistant message may carry
+ * "tool_calls" and a "tool" message a call's result, as chat completions send them) with the tools
+ * shown and the assistant's turn opened, begun with the call's opening when one is forced. Size
+ * convention of lowbit_detokenize; errors as lowbit_chat_apply_template's. */
+LOWBIT_API lowbit_status lowbit_tools_apply_template(const lowbit_tools* tools, const char* messages_json,
+                                                     char* text, size_t capacity, size_t* text_len);
+/* The format a forced call is generated under (for lowbit_generate_params.format); NULL when no
+ * call is forced (or tools is not a live handle). Valid while tools lives. */
+LOWBIT_API const char* lowbit_tools_format(const lowbit_tools* tools);
+/* A reply (the text generated after lowbit_tools_apply_template's prompt) read back as JSON text:
+ * {"content": the text outside the calls, "tool_calls": [{"name": ..., "arguments": {...}}]}
+ * (no calls with "none"; a forced reply cut short is all content). Size convention of
+ * lowbit_detokenize. */
+LOWBIT_API lowbit_status lowbit_tools_read_reply(const lowbit_tools* tools, const char* reply,
+                                                 size_t reply_len, char* json, size_t capacity,
+                                                 size_t* json_len);
+
 /* ---- batches: many sequences decoded together ---------------------------------------------- */
 
 /* A batch advances many independent sequences of one model together: each lowbit_batch_step is

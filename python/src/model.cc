@@ -112,33 +112,23 @@ class PyModel {
   // name. {"active": the reply is read for calls, "forced", "reply_start", "reply_end", "schema":
   // the forced reply's JSON schema text or None}.
   py::dict tool_plan(const std::string& tools_json, const std::string& choice) const {
-    const ToolCallSyntax& syntax = tool_syntax();
-    const auto tools = parse_tools(tools_json);
+    const ToolCallSyntax::Plan p = tool_syntax().plan(parse_tools(tools_json), choice);
     py::dict plan;
-    plan["active"] = choice != "none";
-    plan["forced"] = false;
-    plan["reply_start"] = "";
-    plan["reply_end"] = "";
-    plan["schema"] = py::none();
-    if (choice == "auto" || choice == "none") return plan;
-    const std::vector<size_t> candidates = ToolCallSyntax::candidates(tools, choice == "required" ? "" : choice);
-    if (candidates.empty())
-      throw Error(ErrorCode::invalid_argument, "tool_choice: '" + choice + "' is none of \"auto\", \"none\", "
-                                               "\"required\" or the name of one of the tools");
-    const ToolCallSyntax::Forced f = syntax.force(tools, candidates);
-    plan["forced"] = true;
-    plan["reply_start"] = f.reply_start;
-    plan["reply_end"] = f.reply_end;
-    plan["schema"] = f.schema.dump();
+    plan["active"] = p.active;
+    plan["forced"] = p.forced;
+    plan["reply_start"] = p.forced_reply.reply_start;
+    plan["reply_end"] = p.forced_reply.reply_end;
+    plan["schema"] = p.forced ? py::object(py::str(p.forced_reply.schema.dump())) : py::object(py::none());
     return plan;
   }
 
   // A reply read back: (content, [(name, arguments as JSON text)]).
   py::tuple tool_read(const std::string& text, const std::string& tools_json, const std::string& reply_start,
                       const std::string& reply_end, bool forced) const {
-    const auto tools = parse_tools(tools_json);
-    const ToolReply r = forced ? tool_syntax().read_forced({reply_start, reply_end, {}}, text, tools)
-                               : tool_syntax().parse(text, tools);
+    ToolCallSyntax::Plan p;
+    p.forced = forced;
+    p.forced_reply = {reply_start, reply_end, {}};
+    const ToolReply r = tool_syntax().read(p, text, parse_tools(tools_json));
     py::list calls;
     for (const ToolCall& c : r.calls) calls.append(py::make_tuple(c.name, c.arguments.dump()));
     return py::make_tuple(r.content, calls);

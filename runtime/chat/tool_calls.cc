@@ -268,4 +268,22 @@ ToolReply ToolCallSyntax::read_forced(const Forced& f, const std::string& genera
   return r.calls.empty() ? ToolReply{generated, {}} : ToolReply{"", std::move(r.calls)};
 }
 
+ToolCallSyntax::Plan ToolCallSyntax::plan(const ojson& tools, const std::string& choice) const {
+  Plan p;
+  p.active = choice != "none";
+  if (choice == "auto" || choice == "none") return p;
+  const std::vector<size_t> which = candidates(tools, choice == "required" ? "" : choice);
+  if (which.empty())
+    throw Error(ErrorCode::invalid_argument, "tool_choice: '" + choice + "' is none of \"auto\", \"none\", "
+                                             "\"required\" or the name of one of the tools");
+  p.forced = true;
+  p.forced_reply = force(tools, which);
+  return p;
+}
+
+ToolReply ToolCallSyntax::read(const Plan& p, const std::string& reply, const ojson& tools) const {
+  if (!p.active) return {reply, {}};
+  return p.forced ? read_forced(p.forced_reply, reply, tools) : parse(reply, tools);
+}
+
 }  // namespace lowbit

@@ -79,6 +79,19 @@ class ToolCallSyntax {
   nlohmann::json call_schema(const nlohmann::ordered_json& tools, const std::vector<size_t>& candidates) const;
   // A forced reply read back: its call, or (cut short, e.g. by the token limit) all content.
   ToolReply read_forced(const Forced& f, const std::string& generated, const nlohmann::ordered_json& tools) const;
+  // What a reply needs by OpenAI's tool_choice: "auto" (the reply is read for calls), "none" (the
+  // tools are shown, the reply is text), "required" (the reply is one call of any of the tools) or
+  // a function's name (one call of it): the front ends without a call trigger (the Python module,
+  // the C API) take this; `lowbit serve` also holds an "auto" call once the model opens one.
+  // Throws Error(invalid_argument) for a choice that is none of those, or as force() does.
+  struct Plan {
+    bool active = true;    // the reply is read for calls
+    bool forced = false;   // the prompt ends with forced_reply.reply_start, the reply held to its schema
+    Forced forced_reply;   // when forced
+  };
+  Plan plan(const nlohmann::ordered_json& tools, const std::string& choice) const;
+  // A finished reply read back as the plan says.
+  ToolReply read(const Plan& p, const std::string& reply, const nlohmann::ordered_json& tools) const;
   // The indices of the tools a forced call may be to: the one named `name`, or all when name is "".
   static std::vector<size_t> candidates(const nlohmann::ordered_json& tools, const std::string& name);
   // The schema a tool's arguments are held to: its parameters, or any object.

@@ -1,7 +1,8 @@
 """The C API's chat calls (lowbit_chat_apply_template, lowbit_chat_tokenize,
 lowbit_generate_tokens) through ctypes on the built liblowbit.so, against the references: jinja2
 rendering the GGUF's own template, and `lowbit run MODEL PROMPT` (held to that same rendering in
-test_store_cli.py) for the reply."""
+test_store_cli.py) for the reply. Tool calling (lowbit_tools_*) against transformers' rendering of
+Qwen2.5's template with the tools, the call syntax that template documents, and jsonschema."""
 
 import ctypes
 import json
@@ -54,6 +55,14 @@ def lib():
                                        ctypes.POINTER(ctypes.c_int32), ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t)]
     c.lowbit_generate_tokens.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int32), ctypes.c_size_t,
                                          ctypes.c_void_p, CALLBACK, ctypes.c_void_p, ctypes.c_void_p]
+    c.lowbit_tools_create.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)]
+    c.lowbit_tools_free.argtypes = [ctypes.c_void_p]
+    c.lowbit_tools_apply_template.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t,
+                                              ctypes.POINTER(ctypes.c_size_t)]
+    c.lowbit_tools_format.argtypes = [ctypes.c_void_p]
+    c.lowbit_tools_format.restype = ctypes.c_char_p
+    c.lowbit_tools_read_reply.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p,
+                                          ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t)]
     return c
 
 
@@ -87,10 +96,11 @@ def test_the_template_renders_as_jinja2_does(lib, model, messages):
     assert render(lib, model, messages) == jinja2_chat_prompt(SMOL, messages)
 
 
-def generate_from_c(lib, model, question, max_tokens, fmt=None):
-    """A chat turn through the C calls: the question rendered by lowbit_chat_apply_template,
-    lowbit_chat_tokenize, lowbit_generate_tokens (greedy). (status, prompt tokens, reply, error)."""
-    text = render(lib, model, [{"role": "user", "content": question}]).encode()
+def generate_from_c(lib, model, question, max_tokens, fmt=None, text=None):
+    """A chat turn through the C calls: the question rendered by lowbit_chat_apply_template (or the
+    prompt text given), lowbit_chat_tokenize, lowbit_generate_tokens (greedy). (status, prompt
+    tokens, reply, error)."""
+    text = (text or render(lib, model, [{"role": "user", "content": question}])).encode()
     n = ctypes.c_size_t()
     assert lib.lowbit_chat_tokenize(model, text, len(text), None, 0, ctypes.byref(n)) == OK
     ids = (ctypes.c_int32 * n.value)()
@@ -136,3 +146,114 @@ def test_format_from_c_is_lowbit_run_s_structured_output(lib, model):
     assert reply == cli["text"]
     status, _, _, error = generate_from_c(lib, model, question, 8, b'{"type": "integer", "not": {"const": 2}}')
     assert status == 1 and "lowbit_generate_tokens: format: 'not' is not supported" in error
+
+
+QWEN = SHARED / "models" / "configs" / "qwen2.5-0.5b" / "tokenizer_config.json"
+WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Get the weather in a city",
+                                            "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                                                           "required": ["city"]}}}
+ADD = {"type": "function", "function": {"name": "add", "description": "Add two integers",
+                                        "parameters": {"type": "object", "required": ["a", "b"], "properties": {
+                                            "a": {"type": "integer"}, "b": {"type": "integer"}}}}}
+TOOLS = [WEATHER, ADD]
+
+
+@pytest.fixture(scope="module")
+def tools_model(lib, tmp_path_factory):
+    """SmolLM2 under Qwen2.5's template (which offers tools), made by `lowbit create --template`."""
+    if not QWEN.exists():
+        pytest.skip(f"{QWEN} not present")
+    d = tmp_path_factory.mktemp("capi_tools")
+    template = json.loads(QWEN.read_text())["chat_template"]
+    (d / "t.jinja").write_text(template)
+    lowbit("create", "smol", SMOL, "--template", d / "t.jinja", "--models", d / "store")
+    params = lib.lowbit_load_default_params()
+    params.threads, params.ctx = 2, 512
+    handle = ctypes.c_void_p()
+    assert lib.lowbit_model_load(str(d / "store" / "smol" / ":latest").encode(), ctypes.byref(params),
+                                 ctypes.byref(handle)) == OK, lib.lowbit_last_error()
+    yield handle, template
+    lib.lowbit_model_free(handle)
+
+
+def c_text(lib, fn, *args):
+    """A text result by the size convention: a size query, then the call into a buffer that fits."""
+    n = ctypes.c_size_t()
+    assert fn(*args, None, 0, ctypes.byref(n)) == OK, lib.lowbit_last_error()
+    buf = ctypes.create_string_buffer(n.value + 1)
+    assert fn(*args, buf, len(buf), ctypes.byref(n)) == OK, lib.lowbit_last_error()
+    return buf.value.decode()
+
+
+def c_tools(lib, model, tools, choice):
+    handle = ctypes.c_void_p()
+    status = lib.lowbit_tools_create(model, json.dumps(tools).encode(), choice and choice.encode(), ctypes.byref(handle))
+    return status, handle, lib.lowbit_last_error().decode()
+
+
+@pytest.mark.parametrize("choice", ["add", "required", None])
+def test_a_tool_call_from_c(lib, tools_model, choice):
+    """A turn with tools through the C calls: the prompt is transformers' rendering with the tools,
+    begun with the call's opening in the template's own syntax when one is forced; a forced reply
+    is held to the tool's parameters (the jsonschema package's judgement) and read back as the call."""
+    import jsonschema
+
+    ctu = pytest.importorskip("transformers.utils.chat_template_utils")
+    model, template = tools_model
+    messages = [{"role": "user", "content": "What is 2 plus 3?"}]
+    rendered = ctu.render_jinja_template(conversations=[messages], tools=TOOLS, chat_template=template,
+                                         add_generation_prompt=True)[0][0]
+    status, tools, error = c_tools(lib, model, TOOLS, choice)
+    assert status == OK, error
+    try:
+        prompt = c_text(lib, lib.lowbit_tools_apply_template, tools, json.dumps(messages).encode())
+        fmt = lib.lowbit_tools_format(tools)
+        one_of = {"anyOf": [{"type": "object", "properties": {"name": {"const": t["function"]["name"]},
+                                                              "arguments": t["function"]["parameters"]},
+                             "required": ["name", "arguments"]} for t in TOOLS]}
+        if choice == "add":  # Qwen2.5's template writes a call as <tool_call>\n{"name": ..., "arguments": ...}
+            assert prompt == rendered + '<tool_call>\n{"name": "add", "arguments": '
+            assert json.loads(fmt) == ADD["function"]["parameters"]
+        elif choice == "required":
+            assert prompt == rendered + "<tool_call>\n" and json.loads(fmt) == one_of
+        else:
+            assert prompt == rendered and fmt is None
+        status, _, reply, error = generate_from_c(lib, model, None, 60, fmt, text=prompt)
+        assert status == OK, error
+        raw = reply.encode()
+        read = json.loads(c_text(lib, lib.lowbit_tools_read_reply, tools, raw, len(raw)))
+    finally:
+        lib.lowbit_tools_free(tools)
+    if choice == "add":
+        assert read == {"content": "", "tool_calls": [{"name": "add", "arguments": json.loads(reply)}]}
+        jsonschema.validate(read["tool_calls"][0]["arguments"], ADD["function"]["parameters"])
+    elif choice == "required":
+        [call] = read["tool_calls"]
+        assert read["content"] == "" and call == json.loads(reply)
+        jsonschema.validate(call, one_of)
+    else:  # this small model answers in prose unless made to call
+        assert read == {"content": reply, "tool_calls": []} and "<tool_call>" not in reply
+
+
+def test_tool_replies_read_back_and_errors_from_c(lib, model, tools_model):
+    tmodel, _ = tools_model
+    call = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+    for choice, expected in ((None, {"content": "", "tool_calls": [{"name": "get_weather", "arguments": {"city": "Paris"}}]}),
+                             ("none", {"content": call, "tool_calls": []})):
+        status, tools, error = c_tools(lib, tmodel, TOOLS, choice)
+        assert status == OK, error
+        raw = ("Let me look. " + call).encode() if choice is None else call.encode()
+        read = json.loads(c_text(lib, lib.lowbit_tools_read_reply, tools, raw, len(raw)))
+        lib.lowbit_tools_free(tools)
+        if choice is None:  # the text before the call, less the whitespace before its opening
+            expected["content"] = "Let me look."
+        assert read == expected
+    # Each mistake is INVALID_ARGUMENT (1) or NOT_FOUND (2) with a message that names it.
+    for m, tools, choice, status, words in (
+            (tmodel, [WEATHER, {"type": "function", "function": {"description": "x"}}], None, 1, "tools_json[1].function.name"),
+            (tmodel, {"type": "function"}, None, 1, "not a non-empty JSON array"),
+            (tmodel, TOOLS, "mul", 1, "tool_choice: 'mul'"),
+            (model, TOOLS, None, 1, "writes no tool calls")):  # SmolLM2's own template
+        got, handle, error = c_tools(lib, m, tools, choice)
+        assert (got, handle.value) == (status, None) and words in error, error
+    assert lib.lowbit_tools_format(None) is None
