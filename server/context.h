@@ -12,6 +12,7 @@
 #include "server/registry.h"
 #include "server/response_store.h"
 #include "server/server.h"
+#include "store/blobs.h"
 #include "store/model_store.h"
 
 namespace lowbit::server {
@@ -20,6 +21,7 @@ struct Context {
   ServerParams params;
   Metrics metrics;
   ModelStore store;
+  BlobStore blobs;  // uploads for /api/create's `files`, beside the store's models
   Registry registry;
   ResponseStore responses;  // the Responses API's kept responses
   Context(const ServerParams& p, Resolver resolver);

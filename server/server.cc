@@ -126,6 +126,7 @@ ResolvedModel resolve_in(const ModelStore& store, const std::string& name) {
 Context::Context(const ServerParams& p, Resolver resolver)
     : params(p),
       store(p.models_dir),
+      blobs(p.models_dir),
       registry(
           [&] {
             RegistryParams rp;
@@ -249,7 +250,9 @@ void Server::start() {
   // request has one, with room to answer /health, /metrics and the 503s of a full queue.
   const size_t threads = std::max<size_t>(32, 2 * (size_t)(p.parallel + p.max_waiting) + 16);
   http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  http.set_payload_max_length(p.max_body_bytes);
+  // The limit httplib enforces is the blob uploads'; every other body is held to max_body_bytes
+  // before it is read (the pre-routing handler below).
+  http.set_payload_max_length(std::max<uint64_t>(p.max_body_bytes, p.max_blob_bytes));
   http.set_read_timeout(30, 0);
   http.set_write_timeout(30, 0);
   http.set_keep_alive_timeout(5);
@@ -257,19 +260,37 @@ void Server::start() {
   http.set_pre_routing_handler([&ctx, &im](const httplib::Request& req, httplib::Response& res) {
     t_request_start = Clock::now();
     im.busy.begin(req);
-    if (ctx.params.api_key.empty() || req.path == "/health") return httplib::Server::HandlerResponse::Unhandled;
-    const std::string auth = req.get_header_value("Authorization");
-    const std::string prefix = "Bearer ";
-    if (auth.rfind(prefix, 0) == 0 && same_secret(auth.substr(prefix.size()), ctx.params.api_key))
+    if (!ctx.params.api_key.empty() && req.path != "/health") {
+      const std::string auth = req.get_header_value("Authorization");
+      const std::string prefix = "Bearer ";
+      if (auth.rfind(prefix, 0) != 0 || !same_secret(auth.substr(prefix.size()), ctx.params.api_key)) {
+        res.set_header("WWW-Authenticate", "Bearer");
+        const std::string msg = auth.empty()
+                                    ? "Authorization: a Bearer API key is required (the server runs with --api-key)"
+                                    : "Authorization: the API key is wrong";
+        if (is_openai_path(req.path)) openai_error(res, 401, msg, "Authorization", "invalid_api_key");
+        else ollama_error(res, 401, msg);
+        return httplib::Server::HandlerResponse::Handled;
+      }
+    }
+    // Bodies other than a blob's are read into memory: held to max_body_bytes before they are
+    // read, which needs their length up front (a JSON client sends it).
+    const bool blob = req.method == "POST" && req.path.rfind("/api/blobs/", 0) == 0;
+    if (!blob && req.has_header("Content-Length") &&
+        std::strtoull(req.get_header_value("Content-Length").c_str(), nullptr, 10) > ctx.params.max_body_bytes)
+      res.status = 413;
+    else if (!blob && req.get_header_value("Transfer-Encoding").find("chunked") != std::string::npos)
+      res.status = 411;
+    else
       return httplib::Server::HandlerResponse::Unhandled;
-    res.set_header("WWW-Authenticate", "Bearer");
-    const std::string msg = auth.empty() ? "Authorization: a Bearer API key is required (the server runs with --api-key)"
-                                         : "Authorization: the API key is wrong";
-    if (is_openai_path(req.path)) openai_error(res, 401, msg, "Authorization", "invalid_api_key");
-    else ollama_error(res, 401, msg);
+    const std::string msg = res.status == 413 ? "body: larger than the server's limit of " +
+                                                    std::to_string(ctx.params.max_body_bytes) + " bytes"
+                                              : "body: a Content-Length is required (no chunked bodies here)";
+    if (is_openai_path(req.path)) openai_error(res, res.status, msg, "body");
+    else ollama_error(res, res.status, msg);
+    res.set_header("Connection", "close");  // the unread body is not worth reading
     return httplib::Server::HandlerResponse::Handled;
   });
-
   // Statuses >= 400 that no handler wrote a body for: an unknown route (404), a body over the
   // limit (413), a bad request line (400).
   http.set_error_handler(httplib::Server::HandlerWithResponse([&ctx](const httplib::Request& req,
@@ -278,9 +299,9 @@ void Server::start() {
     std::string msg;
     std::string field;
     if (res.status == 404) msg = "no route " + req.method + " " + req.path;
-    else if (res.status == 413) {
+    else if (res.status == 413) {  // only a blob gets this far (the pre-routing handler holds the rest)
       field = "body";
-      msg = "body: larger than the server's limit of " + std::to_string(ctx.params.max_body_bytes) + " bytes";
+      msg = "body: larger than the server's limit of " + std::to_string(ctx.params.max_blob_bytes) + " bytes for a blob";
     } else msg = "request: refused with HTTP status " + std::to_string(res.status);
     if (is_openai_path(req.path)) openai_error(res, res.status, msg, field);
     else ollama_error(res, res.status, msg);

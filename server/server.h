@@ -27,6 +27,7 @@ struct ServerParams {
   double keep_alive = 300;          // default keep_alive in seconds (negative: forever)
   double request_timeout = 600;     // a generation running longer is cancelled
   size_t max_body_bytes = 16u << 20;
+  uint64_t max_blob_bytes = 256ull << 30;  // one upload to /api/blobs (a model file)
   size_t max_stored_responses = 1000;  // the Responses API's kept responses (the newest); 0: none
 };
 

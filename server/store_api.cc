@@ -1,7 +1,10 @@
 // Ollama's model-management routes over the model store (store/model_store.h): GET /api/tags,
-// POST /api/show, GET /api/ps, POST /api/create, POST /api/copy, DELETE /api/delete.
+// POST /api/show, GET /api/ps, POST /api/create, POST /api/copy, DELETE /api/delete, and the
+// uploads /api/create's `files` name (store/blobs.h): HEAD and POST /api/blobs/sha256:<hex>.
 #include <chrono>
 #include <ctime>
+#include <map>
+#include <memory>
 
 #include "kernels/error.h"
 #include "server/context.h"
@@ -113,9 +116,33 @@ void add_store_routes(httplib::Server& http, Context& ctx) {
     const auto body = parse_body(req.body);
     const std::string name = model_name_field(body);
     std::string from;
-    if (body.contains("from") && !body["from"].is_null()) from = required_string(body, "from");
-    else if (body.contains("path") && !body["path"].is_null()) from = required_string(body, "path");
-    else throw RequestError(400, "from", "from: is required (a GGUF file, an HF directory, a manifest directory or a stored model)");
+    std::unique_ptr<BlobStore::Staged> staged;  // `files`: the uploads, linked under their names
+    const bool has_files = body.contains("files") && !body["files"].is_null();
+    if (has_files && body.contains("from") && !body["from"].is_null())
+      throw RequestError(400, "files", "files: give either from or files, not both");
+    if (has_files) {
+      if (!body["files"].is_object()) throw RequestError(400, "files", "files: must be an object of file name -> digest");
+      std::map<std::string, std::string> files;
+      for (const auto& [file, digest] : body["files"].items()) {
+        if (!digest.is_string()) throw RequestError(400, "files." + file, "files." + file + ": must be a digest string");
+        files[file] = digest.get<std::string>();
+      }
+      try {
+        staged = std::make_unique<BlobStore::Staged>(ctx.blobs, files);
+      } catch (const Error& e) {
+        if (e.code() != ErrorCode::invalid_argument) throw;
+        const std::string what = e.what();
+        throw RequestError(400, what.substr(0, what.find(':')), what);
+      }
+      from = staged->source();
+    } else if (body.contains("from") && !body["from"].is_null()) {
+      from = required_string(body, "from");
+    } else if (body.contains("path") && !body["path"].is_null()) {
+      from = required_string(body, "path");
+    } else {
+      throw RequestError(400, "from", "from: is required (a GGUF file, an HF directory, a manifest directory or a "
+                                      "stored model), or files: uploaded blobs (POST /api/blobs/DIGEST)");
+    }
     CreateOptions opt;
     if (body.contains("quantize") && !body["quantize"].is_null()) {
       if (!body["quantize"].is_string()) throw RequestError(400, "quantize", "quantize: must be a string");
@@ -134,11 +161,24 @@ void add_store_routes(httplib::Server& http, Context& ctx) {
     // A stored model's name as `from` copies it (Ollama's FROM NAME); a path is imported.
     std::string source = from;
     try {
-      if (auto m = ctx.store.find(from)) source = m->dir;
+      if (!staged)
+        if (auto m = ctx.store.find(from)) source = m->dir;
     } catch (const Error&) {
     }
     std::vector<std::string> lines;
-    ctx.store.create(name, source, opt, [&](const std::string& line) { lines.push_back(line); });
+    try {
+      ctx.store.create(name, source, opt, [&](const std::string& line) { lines.push_back(line); });
+    } catch (const Error& e) {
+      // What the client gave is no model this reader knows (a malformed or too new file): a 400,
+      // naming an upload by its file name rather than the link it was read through.
+      const ErrorCode c = e.code();
+      if (c != ErrorCode::unspecified && c != ErrorCode::bad_format && c != ErrorCode::version) throw;
+      std::string what = e.what();
+      if (staged)
+        for (size_t at; (at = what.find(staged->dir() + "/")) != std::string::npos;)
+          what.replace(at, staged->dir().size() + 1, "files.");
+      throw RequestError(400, staged ? "files" : "from", what);
+    }
     if (!stream) {
       set_json(res, {{"status", "success"}});
       return;
@@ -148,6 +188,51 @@ void add_store_routes(httplib::Server& http, Context& ctx) {
     out += dump(json{{"status", "success"}}) + "\n";
     res.set_content(out, "application/x-ndjson");
   }));
+
+  // Blobs: HEAD (a GET answers it) says whether one is here; POST uploads one, streamed to disk as
+  // it arrives and kept only when its bytes hash to the digest in the path (201; 400 otherwise).
+  const char* kBlob = R"(/api/blobs/([^/]+))";
+  http.Get(kBlob, ollama([&ctx](const httplib::Request& req, httplib::Response& res) {
+    const std::string digest = req.matches[1];
+    try {
+      res.status = ctx.blobs.has(digest) ? 200 : 404;
+    } catch (const Error& e) {
+      throw RequestError(400, "digest", e.what());
+    }
+    if (res.status == 404) ollama_error(res, 404, "blob " + digest + " is not here");
+  }));
+  http.Post(kBlob, [&ctx](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& read) {
+    try {
+      const std::string digest = req.matches[1];
+      std::unique_ptr<BlobStore::Writer> w;
+      try {
+        w = std::make_unique<BlobStore::Writer>(ctx.blobs, digest);
+      } catch (const Error& e) {
+        if (e.code() == ErrorCode::invalid_argument) throw RequestError(400, "digest", e.what());
+        throw;
+      }
+      std::string failed;
+      read([&](const char* data, size_t n) {
+        try {
+          w->write(data, n);
+          return true;
+        } catch (const Error& e) {
+          failed = e.what();
+          return false;
+        }
+      });
+      if (!failed.empty()) throw Error(ErrorCode::io, failed);
+      try {
+        w->commit();
+      } catch (const Error& e) {
+        if (e.code() == ErrorCode::invalid_argument) throw RequestError(400, "digest", e.what());
+        throw;
+      }
+      res.status = 201;
+    } catch (const std::exception& e) {
+      answer_exception(res, e, false);
+    }
+  });
 
   // Registries are out of reach by design: say so rather than 404.
   for (const char* path : {"/api/pull", "/api/push"}) {
