@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <iostream>
 #include <iterator>
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
@@ -17,6 +18,7 @@
 
 #include "cli/args.h"
 #include "cli/chat_repl.h"
+#include "cli/chat_settings.h"
 #include "cli/command.h"
 #include "cli/model_arg.h"
 #include "convert/load.h"
@@ -24,6 +26,7 @@
 #include "runtime/generate.h"
 #include "runtime/json_schema.h"
 #include "runtime/mapped_file.h"
+#include "store/model_store.h"
 
 namespace lowbit::cli {
 namespace {
@@ -94,6 +97,39 @@ uint64_t fresh_seed() {
   return (rd() ^ clock ^ (clock >> 32)) & 0xffffffffu;
 }
 
+// A stored model's defaults (its SYSTEM and PARAMETERs: `lowbit create --system/--parameter`)
+// where the command line sets nothing itself, as `ollama run` applies a Modelfile's. Returns
+// whether they set num_predict.
+bool apply_defaults(const ModelDefaults& d, const Args& args, bool raw, std::string& system, GenerateParams& gp,
+                    LoadParams& lp) {
+  if (!raw && !args.given("--system") && !d.system.empty()) system = d.system;
+  static const std::map<std::string, std::string> kFlag = {
+      {"temperature", "--temp"}, {"top_k", "--top-k"}, {"top_p", "--top-p"}, {"min_p", "--min-p"},
+      {"repeat_penalty", "--repeat-penalty"}, {"presence_penalty", "--presence-penalty"},
+      {"frequency_penalty", "--frequency-penalty"}, {"seed", "--seed"}, {"num_predict", "-n"}, {"stop", "--stop"},
+      {"num_ctx", "--ctx"}, {"repeat_last_n", ""}};
+  bool max_tokens = false;
+  ChatSettings s;
+  s.gen = gp;
+  for (const auto& [name, value] : d.parameters.items()) {
+    const auto flag = kFlag.find(name);
+    if (flag == kFlag.end() || (!flag->second.empty() && args.given(flag->second))) continue;
+    if (name == "num_ctx" && value.is_number_integer()) {
+      lp.ctx = value.get<int64_t>();
+    } else if (name == "stop" && value.is_array()) {
+      s.gen.stop.clear();
+      for (const auto& v : value) s.gen.stop.push_back(v.get<std::string>());
+    } else if (!(name == "seed" && value.is_number() && value.get<double>() < 0)) {  // Ollama's -1: a fresh seed
+      const std::string said = set_parameter(s, name + " " + (value.is_string() ? value.get<std::string>() : value.dump()));
+      if (said.rfind("error: ", 0) == 0)
+        throw Error(ErrorCode::bad_format, "the model's default " + name + ": " + said.substr(7));
+      max_tokens = max_tokens || name == "num_predict";
+    }
+  }
+  gp = s.gen;
+  return max_tokens;
+}
+
 int run_main(int argc, char** argv) {
   std::string model_dir, prompt, positional_prompt, system, models, isa = "auto", format;
   bool json_out = false, no_bos = false, raw = false, verbose = false;
@@ -161,6 +197,8 @@ int run_main(int argc, char** argv) {
   if (raw && args.given("--system")) throw UsageError("--system goes with the chat template, which --raw leaves out");
   const std::shared_ptr<const JsonSchema> schema = args.given("--format") ? format_schema(format) : nullptr;
   gp.sampler.seed = args.given("--seed") ? seed : fresh_seed();
+  const std::string resolved = resolve_model(model_dir, models);
+  const bool defaults_set_max_tokens = apply_defaults(ModelStore::read_defaults(resolved), args, raw, system, gp, lp);
   check_setting(args, invalid_setting(gp),
                 {{"max_tokens", "-n"}, {"temperature", "--temp"}, {"top_k", "--top-k"}, {"top_p", "--top-p"},
                  {"min_p", "--min-p"}, {"repetition_penalty", "--repeat-penalty"},
@@ -168,7 +206,7 @@ int run_main(int argc, char** argv) {
                  {"stop", "--stop"}});
 
   LoadInfo info;
-  auto model = load_model(resolve_model(model_dir, models), lp, &info);
+  auto model = load_model(resolved, lp, &info);
   if (info.imported && !json_out)
     std::fprintf(stderr, "lowbit run: imported %s (%s) in memory in %.2f s (`lowbit convert` writes it once)\n",
                  model_dir.c_str(), info.format.c_str(), info.import_seconds);
@@ -185,7 +223,7 @@ int run_main(int argc, char** argv) {
   if (chat) {  // with --format every reply is held to it, as `ollama run --format` does
     ChatOptions co;
     co.gen = gp;
-    co.max_tokens_given = args.given("-n");
+    co.max_tokens_given = args.given("-n") || defaults_set_max_tokens;
     co.system = system;
     co.verbose = verbose;
     co.model_label = model_dir;

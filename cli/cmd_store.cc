@@ -4,8 +4,11 @@
 #include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
+#include <limits>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -16,6 +19,7 @@
 #include "kernels/error.h"
 #include "runtime/manifest.h"
 #include "runtime/mapped_file.h"
+#include "server/model_defaults.h"
 #include "store/model_store.h"
 
 namespace lowbit::cli {
@@ -33,8 +37,39 @@ const char* kCreateFooter =
     "NAME is name[:tag] (tag 'latest' when left out); a model of that name is replaced. Nothing is\n"
     "visible under NAME until it is complete, and a failed or interrupted create leaves nothing.\n";
 
+// --parameter 'NAME VALUE' (or NAME=VALUE) as the JSON object the store keeps: a number where the
+// value reads as one, stop strings gathered into a list; checked as the server checks options.
+nlohmann::ordered_json parameters_json(const std::vector<std::string>& given) {
+  nlohmann::ordered_json out = nlohmann::ordered_json::object();
+  for (const std::string& p : given) {
+    const size_t cut = p.find_first_of(" =");
+    if (cut == std::string::npos || cut == 0 || cut + 1 >= p.size())
+      throw UsageError("--parameter '" + p + "': must be 'NAME VALUE' (e.g. 'temperature 0.2')");
+    const std::string name = p.substr(0, cut), value = p.substr(cut + 1);
+    if (name == "stop") {
+      out[name].push_back(value);
+      continue;
+    }
+    char* end = nullptr;
+    const long long i = std::strtoll(value.c_str(), &end, 10);
+    if (!*end) {
+      out[name] = i;
+      continue;
+    }
+    const double d = std::strtod(value.c_str(), &end);
+    out[name] = *end ? nlohmann::ordered_json(value) : nlohmann::ordered_json(d);
+  }
+  try {
+    server::check_parameters(out, std::numeric_limits<int32_t>::max());
+  } catch (const server::RequestError& e) {
+    throw UsageError(std::string("--parameter: ") + e.what());
+  }
+  return out;
+}
+
 int create_main(int argc, char** argv) {
-  std::string name, from, models, quantize, template_file;
+  std::string name, from, models, quantize, template_file, system;
+  std::vector<std::string> parameters;
   int64_t bits = 0;
   CreateOptions opt;
   Args args("lowbit create", "Imports a model into the store under a name.", kCreateFooter);
@@ -44,11 +79,19 @@ int create_main(int argc, char** argv) {
   q.metavar("Q");
   args.integer("--bits", bits, "bit width of the linear layers: 1, 2, 4, 8, 16 or 32", 1, 32).metavar("B").excludes(q);
   args.text("--template", template_file, "a Jinja chat template file to use instead of the source's").metavar("FILE");
+  args.text("--system", system, "the default system message (Ollama's SYSTEM)").metavar("TEXT");
+  args.texts("--parameter", parameters,
+             "a default setting, 'NAME VALUE' under Ollama's names (PARAMETER): temperature, top_k, top_p, min_p, "
+             "seed, num_predict, num_ctx, repeat_penalty, repeat_last_n, presence_penalty, frequency_penalty, stop; "
+             "repeatable")
+      .metavar("'NAME VALUE'");
   add_threads(args, opt.threads);
   add_models(args, models);
   if (!args.parse(argc, argv)) return 0;
   opt.quantize = args.given("--bits") ? std::to_string(bits) : quantize;
   if (args.given("--template")) opt.chat_template = read_file(template_file, "the --template file");
+  if (args.given("--system")) opt.system = system;
+  opt.parameters = parameters_json(parameters);
   std::signal(SIGINT, on_create_signal);
   std::signal(SIGTERM, on_create_signal);
   opt.cancel = &g_cancel;
@@ -84,6 +127,13 @@ int list_main(int argc, char** argv) {
                     relative_time(m.modified_at, now)});
   print_table(rows);
   return 0;
+}
+
+// "temperature 0.2, stop "!"": the defaults on one line.
+std::string parameters_line(const nlohmann::ordered_json& parameters) {
+  std::string out;
+  for (const auto& [k, v] : parameters.items()) out += (out.empty() ? "" : ", ") + k + " " + v.dump();
+  return out;
 }
 
 int show_main(int argc, char** argv) {
@@ -123,6 +173,8 @@ int show_main(int argc, char** argv) {
     out["capabilities"] = capabilities(tmpl.get());
     out["config"] = config_to_json(c);
     out["recipe"] = manifest.header().recipe;
+    out["system"] = m->defaults.system;
+    out["parameters"] = m->defaults.parameters;
     std::printf("%s\n", out.dump(2).c_str());
     return 0;
   }
@@ -140,6 +192,8 @@ int show_main(int argc, char** argv) {
       {"parent model", m->details.parent_model.empty() ? "-" : m->details.parent_model},
       {"chat template", templ.empty() ? "none" : "yes (lowbit show --template prints it)"},
       {"capabilities", caps},
+      {"system", m->defaults.system.empty() ? "-" : m->defaults.system},
+      {"parameters", m->defaults.parameters.empty() ? "-" : parameters_line(m->defaults.parameters)},
       {"size", human_bytes(m->size)},
       {"digest", m->digest},
       {"modified", m->modified_at},

@@ -3,6 +3,7 @@
 
 #include "server/context.h"
 #include "server/generation.h"
+#include "server/model_defaults.h"
 
 namespace lowbit::server {
 namespace {
@@ -133,7 +134,9 @@ template <class Parse>
 void generation_route(httplib::Server& http, Context& ctx, const char* path, Parse parse, bool chat) {
   http.Post(path, [&ctx, parse, chat](const httplib::Request& req, httplib::Response& res) {
     try {
-      GenerationRequest r = parse(parse_body(req.body), ctx.params.ctx);
+      const auto body = parse_body(req.body);
+      GenerationRequest r = parse(body, ctx.params.ctx);
+      apply_defaults(ctx.store.defaults(r.model), body, ctx.params.ctx, r);
       generate_response(ctx, r, std::make_shared<OpenAIFormat>(r.model, chat, r.include_usage), res);
     } catch (const std::exception& e) {
       answer_exception(res, e, true);

@@ -11,6 +11,7 @@
 
 #include "server/context.h"
 #include "server/generation.h"
+#include "server/model_defaults.h"
 #include "server/response_store.h"
 
 namespace lowbit::server {
@@ -224,10 +225,12 @@ void add_responses_routes(httplib::Server& http, Context& ctx) {
   http.Post("/v1/responses", [&ctx](const httplib::Request& req, httplib::Response& res) {
     try {
       std::shared_ptr<const StoredResponse> previous;  // held while the request is read
-      const ResponsesRequest r = parse_openai_responses(parse_body(req.body), ctx.params.ctx, [&](const std::string& id) {
+      const auto body = parse_body(req.body);
+      ResponsesRequest r = parse_openai_responses(body, ctx.params.ctx, [&](const std::string& id) {
         previous = ctx.responses.get(id);
         return previous ? &previous->conversation : nullptr;
       });
+      apply_defaults(ctx.store.defaults(r.chat.model), body, ctx.params.ctx, r.chat);
       generate_response(ctx, r.chat, std::make_shared<ResponsesFormat>(r, ctx.responses), res);
     } catch (const std::exception& e) {
       answer_exception(res, e, true);

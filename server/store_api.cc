@@ -8,6 +8,7 @@
 
 #include "kernels/error.h"
 #include "server/context.h"
+#include "server/model_defaults.h"
 
 namespace lowbit::server {
 namespace {
@@ -79,8 +80,16 @@ void add_store_routes(httplib::Server& http, Context& ctx) {
                  {arch + ".vocab_size", c.vocab_size}};
     json caps = json::array({"completion"});
     if (lm.tool_syntax) caps.push_back("tools");  // as Ollama lists a template that offers tools
-    json out = {{"modelfile", "FROM " + m->dir + "\n"},
-                {"parameters", ""},
+    const std::string params = parameters_text(m->defaults.parameters);
+    std::string modelfile = "FROM " + m->dir + "\n";
+    if (!m->defaults.system.empty()) modelfile += "SYSTEM " + json(m->defaults.system).dump() + "\n";
+    for (size_t at = 0, end; at < params.size(); at = end + 1) {
+      end = params.find('\n', at);
+      modelfile += "PARAMETER " + params.substr(at, end - at) + "\n";
+    }
+    json out = {{"modelfile", modelfile},
+                {"parameters", params},
+                {"system", m->defaults.system},
                 {"template", lm.chat_template ? lm.chat_template->source() : ""},
                 {"details", details_json(m->details)},
                 {"model_info", info},
@@ -151,6 +160,14 @@ void add_store_routes(httplib::Server& http, Context& ctx) {
     if (body.contains("template") && !body["template"].is_null()) {
       if (!body["template"].is_string()) throw RequestError(400, "template", "template: must be a string");
       opt.chat_template = body["template"].get<std::string>();
+    }
+    if (body.contains("system") && !body["system"].is_null()) {
+      if (!body["system"].is_string()) throw RequestError(400, "system", "system: must be a string");
+      opt.system = body["system"].get<std::string>();
+    }
+    if (body.contains("parameters") && !body["parameters"].is_null()) {
+      check_parameters(body["parameters"], ctx.params.ctx);
+      opt.parameters = body["parameters"];
     }
     opt.threads = ctx.params.threads;
     bool stream = true;

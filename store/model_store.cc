@@ -46,6 +46,7 @@ namespace {
 
 constexpr size_t kMaxNameLength = 256;
 constexpr const char* kLatest = "latest";
+constexpr const char* kDefaultsFile = "defaults.json";  // ModelDefaults, beside the manifest
 
 bool is_alnum(char c) { return std::isalnum((unsigned char)c) != 0; }
 
@@ -330,6 +331,7 @@ Read describe_once(const fs::path& dir, StoredModel& m, struct stat& opened) {
       const auto p = h.recipe.find("parent_model");
       if (p != h.recipe.end() && p->is_string()) m.details.parent_model = p->get<std::string>();
     }
+    m.defaults = ModelStore::read_defaults(dir.string());
   } catch (const Error&) {
     return Read::broken;
   }
@@ -405,6 +407,39 @@ void copy_model_files(const fs::path& from, const fs::path& to) {
 }  // namespace
 
 ModelStore::ModelStore(std::string root) : root_(std::move(root)) {}
+
+ModelDefaults ModelStore::defaults(const std::string& name) const {
+  std::string n;
+  try {
+    n = normalize(name);
+  } catch (const Error&) {
+    return {};
+  }
+  const fs::path dir = model_dir(root_, n);
+  return is_manifest_dir(dir) ? read_defaults(dir.string()) : ModelDefaults{};
+}
+
+ModelDefaults ModelStore::read_defaults(const std::string& dir) {
+  ModelDefaults d;
+  const fs::path p = fs::path(dir) / kDefaultsFile;
+  std::error_code ec;
+  if (!fs::is_regular_file(p, ec)) return d;
+  std::ifstream f(p);
+  const std::string text((std::istreambuf_iterator<char>(f)), {});
+  nlohmann::ordered_json j;
+  try {
+    j = nlohmann::ordered_json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(ErrorCode::bad_format, p.string() + ": not JSON: " + e.what());
+  }
+  const auto sys = j.is_object() ? j.find("system") : j.end();
+  const auto par = j.is_object() ? j.find("parameters") : j.end();
+  if (!j.is_object() || (sys != j.end() && !sys->is_string()) || (par != j.end() && !par->is_object()))
+    throw Error(ErrorCode::bad_format, p.string() + ": must be {\"system\": TEXT, \"parameters\": {NAME: VALUE}}");
+  if (sys != j.end()) d.system = sys->get<std::string>();
+  if (par != j.end()) d.parameters = *par;
+  return d;
+}
 
 std::string ModelStore::default_root() {
   if (const char* env = std::getenv("LOWBIT_MODELS"); env && *env) return env;
@@ -523,6 +558,17 @@ StoredModel ModelStore::create(const std::string& name, const std::string& from,
     if (opt.chat_template) {
       write_file(ready / "chat_template.jinja", *opt.chat_template);
       set_recipe(ready, "chat_template_sha256", sha256_hex(*opt.chat_template));
+    }
+    if (opt.system || !opt.parameters.empty()) {
+      ModelDefaults d = read_defaults(ready.string());  // a stored source's, copied with it
+      if (opt.system) d.system = *opt.system;
+      for (const auto& [k, v] : opt.parameters.items()) d.parameters[k] = v;
+      nlohmann::ordered_json j = nlohmann::ordered_json::object();
+      if (!d.system.empty()) j["system"] = d.system;
+      if (!d.parameters.empty()) j["parameters"] = d.parameters;
+      const std::string text = j.dump(2);
+      write_file(ready / kDefaultsFile, text);
+      set_recipe(ready, "defaults_sha256", sha256_hex(text));  // the digest tells the defaults apart too
     }
     Manifest::open(ready.string());  // what load_model() will check: refuse to store what cannot load
     if (opt.cancel && opt.cancel->load()) throw Error(ErrorCode::cancelled, "creating '" + n + "': interrupted");

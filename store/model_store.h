@@ -17,7 +17,19 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 namespace lowbit {
+
+// A stored model's defaults, as Ollama's Modelfile SYSTEM and PARAMETER lines set them: what a
+// request (or `lowbit run`) gets where it says nothing itself. Kept as defaults.json in the model's
+// directory. The parameters are Ollama's option names (temperature, top_k, stop, num_ctx, ...),
+// checked by whoever takes them from a user (the server's options parser).
+struct ModelDefaults {
+  std::string system;  // "" when none
+  nlohmann::ordered_json parameters = nlohmann::ordered_json::object();
+  bool empty() const { return system.empty() && parameters.empty(); }
+};
 
 // What Ollama's /api/tags and /api/show call "details", from the stored manifest.
 struct ModelDetails {
@@ -35,6 +47,7 @@ struct StoredModel {
   std::string modified_at;  // RFC 3339, UTC
   std::string digest;       // hex sha256 of its manifest.json, the identity of its contents
   ModelDetails details;
+  ModelDefaults defaults;
 };
 
 struct CreateOptions {
@@ -46,6 +59,10 @@ struct CreateOptions {
   // source's: kept as chat_template.jinja beside the model's tokenizer, which readers prefer, as
   // transformers does. Refused when it does not parse (or is an Ollama Go template).
   std::optional<std::string> chat_template;
+  // Defaults (Ollama's SYSTEM and PARAMETER): a system message replacing the source's, and
+  // parameters merged over the source's (a stored model's own), each name replacing its value.
+  std::optional<std::string> system;
+  nlohmann::ordered_json parameters = nlohmann::ordered_json::object();
   int threads = 0;  // 0: all cores
   // Set (by SIGINT, a client gone) to stop between tensors: create() then throws
   // Error(cancelled) and leaves nothing behind.
@@ -85,6 +102,12 @@ class ModelStore {
   // A manifest directory anywhere described as a stored model is (its name: the path), for
   // `lowbit show PATH`. Throws Error(not_found) when dir holds no manifest.json.
   static StoredModel describe(const std::string& dir);
+  // The defaults of the stored model `name`; none when it has none, is not stored or `name` is no
+  // model name (a path). Reads only its defaults.json.
+  ModelDefaults defaults(const std::string& name) const;
+  // The defaults in a model directory (none when it has no defaults.json); Error(bad_format)
+  // naming the file when it is not what create() writes.
+  static ModelDefaults read_defaults(const std::string& dir);
 
  private:
   std::string root_;

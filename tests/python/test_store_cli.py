@@ -523,3 +523,37 @@ def test_chat_with_a_model_without_a_template_is_refused():
     chat = Chat(STORIES, "-n", 8)
     chat.read_until(b"has no chat template")
     assert chat.wait() == 1
+
+
+@needs_smol
+def test_create_defaults_are_what_run_uses_where_the_command_says_nothing(models):
+    """`lowbit create --system/--parameter` (a Modelfile's SYSTEM and PARAMETER lines): `lowbit run
+    NAME` answers as the source with them given as flags; a flag given wins; a bad one is refused."""
+    pirate = "You are a pirate. Answer in one short sentence."
+    r = lowbit("create", "pirate", SMOL, "--system", pirate, "--parameter", "temperature 0", "--parameter",
+               "num_predict=12", "--parameter", "stop !", "--parameter", "top_k 20", "--models", models)
+    assert r.returncode == 0, r.stderr
+    shown = json.loads(lowbit("show", "pirate", "--json", "--models", models).stdout)
+    assert shown["system"] == pirate
+    assert shown["parameters"] == {"temperature": 0, "num_predict": 12, "stop": ["!"], "top_k": 20}
+    text = lowbit("show", "pirate", "--models", models).stdout
+    assert pirate in text and 'stop ["!"]' in text
+
+    def run(*args):
+        out = lowbit("run", *args, "--json", "--threads", 2, "--ctx", 512)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
+
+    got = run("pirate", "Who are you?", "--models", models)
+    ref = run(SMOL, "Who are you?", "--system", pirate, "--temp", 0, "-n", 12, "--stop", "!", "--top-k", 20)
+    assert (got["text"], got["ids"]) == (ref["text"], ref["ids"])
+    own = run("pirate", "Who are you?", "--models", models, "-n", 3, "--system", "You are a robot.")
+    ref = run(SMOL, "Who are you?", "--system", "You are a robot.", "--temp", 0, "-n", 3, "--stop", "!",
+              "--top-k", 20)
+    assert own["generated_tokens"] == 3 and own["ids"] == ref["ids"]
+
+    for bad, words in (("temprature 1", "parameters.temprature"), ("top_p 5", "parameters.top_p"),
+                       ("temperature", "'NAME VALUE'")):
+        r = lowbit("create", "bad", SMOL, "--parameter", bad, "--models", models)
+        assert r.returncode == 2 and words in r.stderr, r.stderr
+    assert "bad:latest" not in lowbit("list", "--models", models).stdout
