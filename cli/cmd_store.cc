@@ -15,6 +15,7 @@
 #include "cli/args.h"
 #include "cli/command.h"
 #include "cli/model_arg.h"
+#include "cli/modelfile.h"
 #include "cli/store_format.h"
 #include "kernels/error.h"
 #include "runtime/manifest.h"
@@ -68,13 +69,18 @@ nlohmann::ordered_json parameters_json(const std::vector<std::string>& given) {
 }
 
 int create_main(int argc, char** argv) {
-  std::string name, from, models, quantize, template_file, system;
+  std::string name, from, models, quantize, template_file, system, modelfile;
   std::vector<std::string> parameters;
   int64_t bits = 0;
   CreateOptions opt;
   Args args("lowbit create", "Imports a model into the store under a name.", kCreateFooter);
   args.positional("NAME", name, "the model's name, name[:tag]").metavar("NAME").required();
-  args.positional("FROM", from, "GGUF file, HF directory, manifest directory or stored model").metavar("FROM").required();
+  Opt from_arg =
+      args.positional("FROM", from, "GGUF file, HF directory, manifest directory or stored model").metavar("FROM");
+  args.text("-f,--file", modelfile,
+            "an Ollama Modelfile: its FROM, SYSTEM, PARAMETER and TEMPLATE (Jinja) lines; flags given too win")
+      .metavar("MODELFILE")
+      .excludes(from_arg);
   Opt q = args.text("-q,--quantize", quantize, "quantization name or bit width (default: the source's types)");
   q.metavar("Q");
   args.integer("--bits", bits, "bit width of the linear layers: 1, 2, 4, 8, 16 or 32", 1, 32).metavar("B").excludes(q);
@@ -89,6 +95,15 @@ int create_main(int argc, char** argv) {
   add_models(args, models);
   if (!args.parse(argc, argv)) return 0;
   opt.quantize = args.given("--bits") ? std::to_string(bits) : quantize;
+  if (args.given("--file")) {
+    const Modelfile mf = parse_modelfile(read_file(modelfile, "the Modelfile"), modelfile);
+    from = mf.from;
+    opt.system = mf.system;
+    opt.chat_template = mf.chat_template;
+    parameters.insert(parameters.begin(), mf.parameters.begin(), mf.parameters.end());  // the flags' come last: they win
+  } else if (!args.given("FROM")) {
+    throw UsageError("FROM is required (or -f MODELFILE with a FROM line)");
+  }
   if (args.given("--template")) opt.chat_template = read_file(template_file, "the --template file");
   if (args.given("--system")) opt.system = system;
   opt.parameters = parameters_json(parameters);

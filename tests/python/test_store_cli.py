@@ -557,3 +557,38 @@ def test_create_defaults_are_what_run_uses_where_the_command_says_nothing(models
         r = lowbit("create", "bad", SMOL, "--parameter", bad, "--models", models)
         assert r.returncode == 2 and words in r.stderr, r.stderr
     assert "bad:latest" not in lowbit("list", "--models", models).stdout
+
+
+@needs_smol
+def test_create_from_a_modelfile(models, tmp_path):
+    """`lowbit create NAME -f Modelfile`, as `ollama create` reads one: FROM relative to the file,
+    PARAMETER lines (quoted values too), a multi-line SYSTEM, comments; the model is the one the
+    same defaults given as flags make. Mistakes name the file and line."""
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "smol.gguf").symlink_to(SMOL)
+    system = "You are a pirate.\nAnswer in one short sentence."
+    (tmp_path / "Modelfile").write_text(
+        "# a pirate\nFROM ./weights/smol.gguf\n\nparameter temperature 0\nPARAMETER stop \"!\"\n"
+        "PARAMETER num_predict 12\nSYSTEM \"\"\"You are a pirate.\nAnswer in one short sentence.\"\"\"\n"
+        "LICENSE \"\"\"MIT\nor not\"\"\"\n")
+    r = lowbit("create", "pirate-mf", "-f", tmp_path / "Modelfile", "--models", models, "--parameter", "top_k 20")
+    assert r.returncode == 0, r.stderr
+    shown = json.loads(lowbit("show", "pirate-mf", "--json", "--models", models).stdout)
+    assert shown["system"] == system
+    assert shown["parameters"] == {"temperature": 0, "stop": ["!"], "num_predict": 12, "top_k": 20}
+    got = json.loads(lowbit("run", "pirate-mf", "Who are you?", "--json", "--models", models, "--threads", 2).stdout)
+    ref = json.loads(lowbit("run", SMOL, "Who are you?", "--json", "--threads", 2, "--system", system, "--temp", 0,
+                            "-n", 12, "--stop", "!", "--top-k", 20).stdout)
+    assert got["ids"] == ref["ids"] and got["text"] == ref["text"]
+
+    for text, words in (("FROM x\nFROM y\n", "Modelfile:2: FROM: a second FROM"),
+                        ("PARAMETER temperature 0\n", "no FROM line"),
+                        (f"FROM {SMOL}\nMESSAGE user hi\n", "Modelfile:2: MESSAGE: is not supported"),
+                        (f"FROM {SMOL}\nSYSTEM \"\"\"open\nstill open\n", "Modelfile:2: SYSTEM: the \"\"\" opened here"),
+                        (f"FROM {SMOL}\nTEMPERATURE 1\n", "Modelfile:2: 'TEMPERATURE' is not a Modelfile instruction"),
+                        (f"FROM {SMOL}\nPARAMETER temprature 1\n", "parameters.temprature"),
+                        (f"FROM {SMOL}\nTEMPLATE {{{{ .Prompt }}}}\n", "Go template")):
+        (tmp_path / "Modelfile").write_text(text)
+        r = lowbit("create", "bad", "-f", tmp_path / "Modelfile", "--models", models)
+        assert r.returncode != 0 and words in r.stderr, (text, r.stderr)
+    assert "bad:latest" not in lowbit("list", "--models", models).stdout
