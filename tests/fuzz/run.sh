@@ -12,6 +12,7 @@ CC=clang CXX=clang++ cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebI
   -DLOWBIT_TESTS=OFF -DLOWBIT_BENCH=OFF -DLOWBIT_CLI=OFF -DLOWBIT_CUDA=OFF > "$build/build.log" 2>&1 || {
   cat "$build/build.log"; exit 1; }
 cmake --build "$build" -j"$(nproc)" --target safetensors_fuzz manifest_fuzz gguf_fuzz jinja_fuzz serve_request_fuzz \
+  modelfile_fuzz \
   >> "$build/build.log" 2>&1 || { tail -50 "$build/build.log"; exit 1; }
 # One target per core at a time: each fuzzer is one process on one core.
 fuzz() {  # target: runs it, its stats to $build/log_<target>
@@ -21,7 +22,7 @@ fuzz() {  # target: runs it, its stats to $build/log_<target>
     -artifact_prefix="$build/crash_${target}_" "$scratch" "$root/tests/fuzz/corpus_$target" 2>&1 |
     grep -E "^(stat::number_of_executed_units|stat::peak_rss|==|SUMMARY|.*ERROR)" > "$build/log_$target" || true
 }
-targets=(safetensors manifest gguf jinja serve_request)
+targets=(safetensors manifest gguf jinja serve_request modelfile)
 for target in "${targets[@]}"; do
   while [ "$(jobs -rp | wc -l)" -ge "$(nproc)" ]; do wait -n || true; done
   fuzz "$target" &
