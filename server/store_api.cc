@@ -161,6 +161,12 @@ void add_store_routes(httplib::Server& http, Context& ctx) {
       if (!body["template"].is_string()) throw RequestError(400, "template", "template: must be a string");
       opt.chat_template = body["template"].get<std::string>();
     }
+    // What a Modelfile may also say that lowbit has no place for: refused rather than dropped.
+    for (const char* key : {"messages", "adapters"})
+      if (body.contains(key) && !body[key].is_null() && !body[key].empty())
+        throw RequestError(400, key, std::string(key) + ": " +
+                                         (std::string(key) == "messages" ? "a preset conversation (MESSAGE) is not kept"
+                                                                         : "LoRA adapters (ADAPTER) are not supported"));
     if (body.contains("system") && !body["system"].is_null()) {
       if (!body["system"].is_string()) throw RequestError(400, "system", "system: must be a string");
       opt.system = body["system"].get<std::string>();

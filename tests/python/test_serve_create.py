@@ -167,6 +167,8 @@ def test_defaults_answer_as_the_source_with_them_written_out(server, oc, ai):
     ({"parameters": {"num_predict": "many"}}, "parameters.num_predict"),
     ({"parameters": [1]}, "parameters"),
     ({"system": 5}, "system"),
+    ({"messages": [{"role": "user", "content": "hi"}]}, "messages"),
+    ({"adapters": {"a.gguf": "sha256:" + "0" * 64}}, "adapters"),
 ])
 def test_bad_defaults_are_400s_naming_the_field(server, oc, body, field):
     r = httpx.post(f"{server.url}/api/create", json={"model": "bad-defaults", "from": SMOL, **body})
