@@ -1,6 +1,7 @@
 // Ollama's model-management routes over the model store (store/model_store.h): GET /api/tags,
 // POST /api/show, GET /api/ps, POST /api/create, POST /api/copy, DELETE /api/delete, and the
-// uploads /api/create's `files` name (store/blobs.h): HEAD and POST /api/blobs/sha256:<hex>.
+// uploads /api/create's `files` name (store/blobs.h): HEAD and POST /api/blobs/sha256:<hex>;
+// POST /api/pull from the Hugging Face Hub (server/hf_pull.h).
 #include <chrono>
 #include <ctime>
 #include <map>
@@ -8,6 +9,7 @@
 
 #include "kernels/error.h"
 #include "server/context.h"
+#include "server/hf_pull.h"
 #include "server/model_defaults.h"
 
 namespace lowbit::server {
@@ -257,14 +259,52 @@ void add_store_routes(httplib::Server& http, Context& ctx) {
     }
   });
 
-  // Registries are out of reach by design: say so rather than 404.
-  for (const char* path : {"/api/pull", "/api/push"}) {
-    http.Post(path, [path](const httplib::Request&, httplib::Response& res) {
-      ollama_error(res, 501,
-                   std::string(path) + " is not supported: lowbit serves local models; /api/create imports a GGUF, "
-                                       "HF directory or manifest path");
+  // A Hugging Face model by Ollama's name for it (server/hf_pull.h), its progress streamed as
+  // Ollama streams a pull's: status lines, with digest, total and completed while a file comes.
+  http.Post("/api/pull", ollama([&ctx](const httplib::Request& req, httplib::Response& res) {
+    const auto body = parse_body(req.body);
+    const std::string name = model_name_field(body);
+    if (!is_hub_name(name))
+      throw RequestError(400, "model", "model: '" + name + "': only Hugging Face models can be pulled, as "
+                                       "hf.co/USER/REPO[:QUANT] (lowbit reaches no Ollama registry)");
+    bool stream = true;
+    if (body.contains("stream") && !body["stream"].is_null()) {
+      if (!body["stream"].is_boolean()) throw RequestError(400, "stream", "stream: must be a boolean");
+      stream = body["stream"].get<bool>();
+    }
+    PullOptions opt;
+    opt.threads = ctx.params.threads;
+    auto line = [](const PullProgress& p) {
+      json j = {{"status", p.status}};
+      if (!p.digest.empty()) j.update({{"digest", p.digest}, {"total", p.total}, {"completed", p.completed}});
+      return dump(j) + "\n";
+    };
+    if (!stream) {
+      pull_model(ctx.store, ctx.blobs, name, opt, nullptr);
+      set_json(res, {{"status", "success"}});
+      return;
+    }
+    // Runs on the worker thread after this handler returns: errors become a last {"error"} line.
+    res.set_chunked_content_provider("application/x-ndjson", [&ctx, name, opt, line](size_t, httplib::DataSink& sink) {
+      auto cancel = std::make_shared<std::atomic<bool>>(false);
+      PullOptions o = opt;
+      o.cancel = cancel.get();
+      try {
+        pull_model(ctx.store, ctx.blobs, name, o, [&](const PullProgress& p) {
+          const std::string l = line(p);
+          if (!sink.write(l.data(), l.size())) cancel->store(true);  // the client left: stop
+        });
+      } catch (const std::exception& e) {
+        const std::string l = dump(json{{"error", e.what()}}) + "\n";
+        sink.write(l.data(), l.size());
+      }
+      sink.done();
+      return true;
     });
-  }
+  }));
+  http.Post("/api/push", [](const httplib::Request&, httplib::Response& res) {
+    ollama_error(res, 501, "/api/push is not supported: lowbit reaches no registry to push to");
+  });
 
   http.Post("/api/copy", ollama([&ctx](const httplib::Request& req, httplib::Response& res) {
     const auto body = parse_body(req.body);

@@ -1,0 +1,269 @@
+#include "server/hf_pull.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
+#include <exception>
+#include <map>
+#include <memory>
+#include <regex>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include "kernels/error.h"
+#include "store/sha256.h"
+
+namespace lowbit::server {
+namespace {
+
+using json = nlohmann::json;
+
+std::string upper(std::string s) {
+  for (char& c : s) c = (char)std::toupper((unsigned char)c);
+  return s;
+}
+
+struct HubName {
+  std::string repo;   // USER/REPO
+  std::string quant;  // "" when none was named
+  std::string stored; // the store's name for it: hf.co/USER/REPO:QUANT (tag "latest" when none)
+};
+
+HubName parse_name(const std::string& name) {
+  std::string rest;
+  for (const char* prefix : {"hf.co/", "huggingface.co/", "https://huggingface.co/", "https://hf.co/"})
+    if (name.rfind(prefix, 0) == 0) rest = name.substr(std::string(prefix).size());
+  if (rest.empty())
+    throw Error(ErrorCode::invalid_argument,
+                "'" + name + "': only Hugging Face models can be pulled, as hf.co/USER/REPO[:QUANT] (lowbit reaches "
+                             "no Ollama registry; `lowbit create` imports a GGUF or HF directory you have)");
+  HubName h;
+  const size_t colon = rest.find(':');
+  h.repo = rest.substr(0, colon);
+  if (colon != std::string::npos) h.quant = rest.substr(colon + 1);
+  static const std::regex kRepo(R"([A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*)");
+  if (!std::regex_match(h.repo, kRepo) || h.repo.find("..") != std::string::npos)
+    throw Error(ErrorCode::invalid_argument, "'" + name + "': the repository must be USER/REPO");
+  if (h.quant == "latest") h.quant.clear();
+  h.stored = ModelStore::normalize("hf.co/" + h.repo + ":" + (h.quant.empty() ? "latest" : h.quant));
+  return h;
+}
+
+// "scheme://host[:port]" and the rest of an absolute URL.
+std::pair<std::string, std::string> split_url(const std::string& url) {
+  const size_t scheme = url.find("://");
+  const size_t path = scheme == std::string::npos ? std::string::npos : url.find('/', scheme + 3);
+  if (path == std::string::npos) return {url, "/"};
+  return {url.substr(0, path), url.substr(path)};
+}
+
+// The Hub, over HTTP(S) from its endpoint. Redirects are followed by hand: a file's bytes come
+// from another host (a CDN's signed URL), which gets no Authorization header (the token stays
+// with the Hub, as Hugging Face's own client keeps it).
+class Hub {
+ public:
+  explicit Hub(const PullOptions& opt) {
+    endpoint_ = opt.endpoint;
+    if (endpoint_.empty()) endpoint_ = std::getenv("HF_ENDPOINT") ? std::getenv("HF_ENDPOINT") : "https://huggingface.co";
+    while (!endpoint_.empty() && endpoint_.back() == '/') endpoint_.pop_back();
+    token_ = opt.token.empty() && std::getenv("HF_TOKEN") ? std::getenv("HF_TOKEN") : opt.token;
+    if (!httplib::Client(endpoint_).is_valid())
+      throw Error(ErrorCode::invalid_argument, "HF_ENDPOINT '" + endpoint_ + "' is not an http(s) URL");
+  }
+
+  const std::string& endpoint() const { return endpoint_; }
+
+  // A small document (the file listing, a config file) whole.
+  std::string get(const std::string& path, const std::string& what) {
+    std::string body;
+    fetch(path, what, [&](const char* data, size_t n) {
+      body.append(data, n);
+      return true;
+    });
+    return body;
+  }
+
+  // A file streamed to sink (false from it stops the transfer).
+  void stream(const std::string& path, const std::string& what, const std::function<bool(const char*, size_t)>& sink) {
+    fetch(path, what, sink);
+  }
+
+ private:
+  void fetch(const std::string& path, const std::string& what, const std::function<bool(const char*, size_t)>& sink) {
+    std::string origin = endpoint_, at = path;
+    for (int hop = 0; hop < 8; ++hop) {
+      httplib::Client client(origin);
+      client.set_connection_timeout(30, 0);
+      client.set_read_timeout(120, 0);
+      if (origin == split_url(endpoint_ + "/").first && !token_.empty()) client.set_bearer_token_auth(token_);
+      int status = 0;
+      std::string location;
+      auto r = client.Get(
+          at,
+          [&](const httplib::Response& head) {
+            status = head.status;
+            location = head.get_header_value("Location");
+            return true;
+          },
+          [&](const char* data, size_t n) { return status != 200 || sink(data, n); });
+      if (status >= 300 && status < 400 && !location.empty()) {
+        if (location.find("://") == std::string::npos) location = origin + location;  // relative
+        std::tie(origin, at) = split_url(location);
+        continue;
+      }
+      if (!r) throw Error(ErrorCode::io, origin + at + ": " + httplib::to_string(r.error()));
+      if (r->status == 404 || r->status == 401)  // the Hub answers 401 for a repository it will not show
+        throw Error(ErrorCode::not_found, what + ": not on " + endpoint_ + " (HTTP " + std::to_string(r->status) +
+                                              (token_.empty() ? "; a private or gated one needs HF_TOKEN" : "") + ")");
+      if (r->status != 200) throw Error(ErrorCode::io, origin + at + ": HTTP " + std::to_string(r->status));
+      return;
+    }
+    throw Error(ErrorCode::io, endpoint_ + path + ": too many redirects");
+  }
+
+  std::string endpoint_, token_;
+};
+
+struct HubFile {
+  std::string path, sha256;  // sha256: the LFS object's, "" for a small file kept in git
+  uint64_t size = 0;
+};
+
+// The quantization a GGUF's file name carries: its last '-' or '.' separated word ("Q4_K_M").
+std::string quant_of(const std::string& file) {
+  const std::string stem = file.substr(0, file.size() - 5);  // less ".gguf"
+  const size_t cut = stem.find_last_of("-.");
+  return upper(cut == std::string::npos ? stem : stem.substr(cut + 1));
+}
+
+bool is_weights_gguf(const std::string& path) {
+  static const std::regex kSplit(R"(.*-\d{5}-of-\d{5}\.gguf)");
+  return path.size() > 5 && path.compare(path.size() - 5, 5, ".gguf") == 0 &&
+         path.find("mmproj") == std::string::npos && !std::regex_match(path, kSplit);
+}
+
+// Which files of the repository make the model, and the quantization to create it at.
+std::vector<HubFile> choose(const std::vector<HubFile>& all, const HubName& h, std::string& quantize) {
+  std::vector<HubFile> ggufs;
+  for (const HubFile& f : all)
+    if (is_weights_gguf(f.path)) ggufs.push_back(f);
+  if (!ggufs.empty()) {
+    std::string want = upper(h.quant);
+    if (want.empty()) want = ggufs.size() == 1 ? quant_of(ggufs[0].path) : "Q4_K_M";
+    std::string have;
+    for (const HubFile& f : ggufs) {
+      if (quant_of(f.path) == want) return {f};
+      have += (have.empty() ? "" : ", ") + quant_of(f.path);
+    }
+    throw Error(ErrorCode::not_found, "hf.co/" + h.repo + (h.quant.empty() ? " (no quantization named)" : ":" + h.quant) +
+                                          ": no such GGUF; it has " + have + " (name one as hf.co/" + h.repo + ":QUANT)");
+  }
+  static const std::regex kHf(R"((config\.json|generation_config\.json|tokenizer\.json|tokenizer\.model|tokenizer_config\.json|special_tokens_map\.json|.*\.safetensors|model\.safetensors\.index\.json))");
+  std::vector<HubFile> out;
+  bool config = false, weights = false;
+  for (const HubFile& f : all)
+    if (f.path.find('/') == std::string::npos && std::regex_match(f.path, kHf)) {
+      out.push_back(f);
+      config = config || f.path == "config.json";
+      weights = weights || (f.path.size() > 12 && f.path.compare(f.path.size() - 12, 12, ".safetensors") == 0);
+    }
+  if (!config || !weights)
+    throw Error(ErrorCode::not_found, "hf.co/" + h.repo + ": holds neither a GGUF file nor an HF model (config.json "
+                                                           "and *.safetensors)");
+  quantize = h.quant;  // a bit width or an Ollama quantization name; "" gives the store's default
+  return out;
+}
+
+}  // namespace
+
+bool is_hub_name(const std::string& name) {
+  for (const char* prefix : {"hf.co/", "huggingface.co/", "https://huggingface.co/", "https://hf.co/"})
+    if (name.rfind(prefix, 0) == 0) return true;
+  return false;
+}
+
+StoredModel pull_model(ModelStore& store, const BlobStore& blobs, const std::string& name, const PullOptions& opt,
+                       const std::function<void(const PullProgress&)>& progress) {
+  const HubName h = parse_name(name);
+  auto say = [&](const std::string& status, const std::string& digest = "", uint64_t total = 0, uint64_t done = 0) {
+    if (progress) progress({status, digest, total, done});
+  };
+  auto cancelled = [&] { return opt.cancel && opt.cancel->load(); };
+  Hub hub(opt);
+  say("pulling manifest");
+  const std::string listing = hub.get("/api/models/" + h.repo + "/tree/main?recursive=true", "hf.co/" + h.repo);
+  std::vector<HubFile> all;
+  try {
+    for (const json& e : json::parse(listing)) {
+      if (e.value("type", "") != "file") continue;
+      HubFile f;
+      f.path = e.at("path").get<std::string>();
+      f.size = e.value("size", (uint64_t)0);
+      if (e.contains("lfs") && e["lfs"].is_object()) {
+        f.sha256 = e["lfs"].value("oid", "");
+        f.size = e["lfs"].value("size", f.size);
+      }
+      all.push_back(f);
+    }
+  } catch (const json::exception& e) {
+    throw Error(ErrorCode::io, hub.endpoint() + ": the file listing of " + h.repo + " is not what the Hub writes: " + e.what());
+  }
+  CreateOptions co;
+  co.threads = opt.threads;
+  co.cancel = opt.cancel;
+  std::map<std::string, std::string> files;  // name -> blob digest
+  for (const HubFile& f : choose(all, h, co.quantize)) {
+    const std::string url = "/" + h.repo + "/resolve/main/" + f.path;
+    const std::string what = "hf.co/" + h.repo + "/" + f.path;
+    if (!f.sha256.empty()) {  // an LFS object: its SHA-256 is known before it comes
+      const std::string digest = "sha256:" + f.sha256;
+      if (!blobs.has(digest)) {
+        BlobStore::Writer w(blobs, digest);
+        uint64_t last = 0;
+        std::exception_ptr failed;  // nothing is thrown through the HTTP client
+        try {
+          hub.stream(url, what, [&](const char* data, size_t n) {
+            try {
+              w.write(data, n);
+              if (w.size() - last >= (8u << 20) || w.size() == f.size) {
+                last = w.size();
+                say("pulling " + f.path, digest, f.size, w.size());
+              }
+            } catch (...) {
+              failed = std::current_exception();
+              return false;
+            }
+            return !cancelled();
+          });
+        } catch (const Error&) {
+          if (!failed && !cancelled()) throw;
+        }
+        if (failed) std::rethrow_exception(failed);
+        if (cancelled()) throw Error(ErrorCode::cancelled, "pulling " + h.stored + ": interrupted");
+        w.commit();  // refuses bytes that are not the listed ones
+      }
+      say("pulling " + f.path, digest, f.size, f.size);
+      files[f.path] = digest;
+    } else {  // a small file kept in git: named by its own hash once here
+      const std::string body = hub.get(url, what);
+      const std::string digest = "sha256:" + sha256_hex(body);
+      if (!blobs.has(digest)) {
+        BlobStore::Writer w(blobs, digest);
+        w.write(body.data(), body.size());
+        w.commit();
+      }
+      files[f.path] = digest;
+    }
+  }
+  say("creating " + h.stored);
+  const BlobStore::Staged staged(blobs, files);
+  StoredModel m = store.create(h.stored, staged.source(), co);
+  say("success");
+  return m;
+}
+
+}  // namespace lowbit::server

@@ -1,0 +1,140 @@
+"""`lowbit pull` and POST /api/pull: models from a Hugging Face Hub, here one on loopback
+(hub_util.Hub) that the official `huggingface_hub` client is first shown to list and download
+through, as it would the real Hub. A pulled GGUF must be the model that file makes by path (the
+same greedy tokens), a pulled safetensors repository the model its HF directory makes by path at
+the same quantization; every file is checked against the SHA-256 the listing gives, so a corrupt
+download leaves nothing behind."""
+
+import json
+import os
+import pathlib
+import sys
+
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from cli_helpers import BIN, SHARED, lowbit, needs_bin  # noqa: E402
+from hub_util import Hub  # noqa: E402
+
+SMOL = SHARED / "models" / "smollm2-135m-instruct" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+STORIES = SHARED / "models" / "stories260K"
+pytestmark = [needs_bin, pytest.mark.skipif(not SMOL.exists() or not STORIES.exists(), reason="../shared/models not present")]
+
+HF_FILES = ("config.json", "model.safetensors", "tokenizer.model", "tokenizer_config.json")
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    readme = tmp_path_factory.mktemp("hub") / "README.md"
+    readme.write_text("# a model card\n")
+    h = Hub({"test/SmolLM2-GGUF": {"SmolLM2-135M-Instruct-Q4_1.gguf": SMOL, "mmproj-SmolLM2-f16.gguf": SMOL,
+                                   "README.md": readme},
+             "test/stories": {**{f: STORIES / f for f in HF_FILES}, "README.md": readme},
+             "test/broken-GGUF": {"broken-Q4_K_M.gguf": SMOL}},
+            corrupt={"broken-Q4_K_M.gguf"})
+    yield h
+    h.close()
+
+
+def pull(hub, models, *args):
+    env = dict(os.environ, HF_ENDPOINT=hub.url)
+    env.pop("HF_TOKEN", None)
+    return lowbit("pull", *args, "--models", models, env=env)
+
+
+def run(model, models, *extra):
+    r = lowbit("run", model, "Why is the sky blue?", "-n", 12, "--json", "--threads", 2, "--models", models, *extra)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)["ids"]
+
+
+def test_the_loopback_hub_speaks_the_hubs_protocol(hub, tmp_path):
+    hf = pytest.importorskip("huggingface_hub")
+    import hashlib
+
+    api = hf.HfApi(endpoint=hub.url)
+    listed = {f.path: f for f in api.list_repo_tree("test/stories", recursive=True)}
+    assert sorted(listed) == sorted(HF_FILES + ("README.md",))
+    weights = (STORIES / "model.safetensors").read_bytes()
+    assert listed["model.safetensors"].lfs.sha256 == hashlib.sha256(weights).hexdigest()
+    for repo, name, source in (("test/SmolLM2-GGUF", "SmolLM2-135M-Instruct-Q4_1.gguf", SMOL),
+                               ("test/stories", "config.json", STORIES / "config.json")):
+        got = hf.hf_hub_download(repo, name, endpoint=hub.url, cache_dir=tmp_path / "hf-cache", token=False)
+        assert pathlib.Path(got).read_bytes() == source.read_bytes()
+
+
+def test_pulling_a_gguf_repository(hub, tmp_path):
+    models = tmp_path / "models"
+    r = pull(hub, models, "hf.co/test/SmolLM2-GGUF")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("pulled hf.co/test/SmolLM2-GGUF:latest")
+    assert run("hf.co/test/SmolLM2-GGUF", models) == run(str(SMOL), models)
+    # Named by its quantization, the same file, which is not fetched again.
+    fetched = sum(p.startswith("/cdn/") for p in hub.requests)
+    r = pull(hub, models, "hf.co/test/SmolLM2-GGUF:q4_1")
+    assert r.returncode == 0, r.stderr
+    assert sum(p.startswith("/cdn/") for p in hub.requests) == fetched
+    assert "hf.co/test/SmolLM2-GGUF:q4_1" in lowbit("list", "--models", models).stdout
+    # A quantization the repository has not: the message lists those it has (mmproj is no model).
+    r = pull(hub, models, "hf.co/test/SmolLM2-GGUF:Q8_0")
+    assert r.returncode == 1 and "it has Q4_1 " in r.stderr, r.stderr
+
+
+def test_pulling_a_safetensors_repository(hub, tmp_path):
+    models = tmp_path / "models"
+    r = pull(hub, models, "hf.co/test/stories:8")
+    assert r.returncode == 0, r.stderr
+    shown = json.loads(lowbit("show", "hf.co/test/stories:8", "--json", "--models", models).stdout)
+    assert shown["details"]["quantization_level"] == "Q8_G32_SYM"
+    assert lowbit("create", "by-path", STORIES, "--bits", 8, "--models", models).returncode == 0
+    assert run("hf.co/test/stories:8", models, "--raw") == run("by-path", models, "--raw")
+
+
+def test_a_corrupt_download_or_a_missing_repository_leaves_nothing(hub, tmp_path):
+    models = tmp_path / "models"
+    r = pull(hub, models, "hf.co/test/broken-GGUF")
+    assert r.returncode == 1 and "hash to sha256:" in r.stderr, r.stderr
+    assert not list((models / ".blobs").glob("*")) if (models / ".blobs").exists() else True
+    assert "broken" not in lowbit("list", "--models", models).stdout
+    r = pull(hub, models, "hf.co/test/nothere")
+    assert r.returncode == 1 and "not on " + hub.url in r.stderr, r.stderr
+    r = pull(hub, models, "llama3.2")
+    assert r.returncode == 2 and "only Hugging Face models" in r.stderr
+
+
+def test_api_pull_through_the_ollama_client(hub, monkeypatch):
+    ollama = pytest.importorskip("ollama")
+    from serve_util import STORY, Server, model_store
+
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    server = Server(model_store(), "--parallel", "1")
+    try:
+        with ollama.Client(host=server.url) as oc:
+            statuses = [p.status for p in oc.pull("hf.co/test/stories", stream=True)]
+            assert statuses[0] == "pulling manifest" and statuses[-1] == "success", statuses
+            assert "pulling model.safetensors" in statuses
+            opts = {"num_predict": 12, "temperature": 0}
+            # The session store's stories:latest is the same directory created at its default, 4 bits.
+            assert oc.generate(model="hf.co/test/stories", prompt="Once", options=opts).response == \
+                oc.generate(model=STORY, prompt="Once", options=opts).response
+            assert oc.pull("hf.co/test/stories", stream=False).status == "success"
+            oc.delete("hf.co/test/stories")
+            for name, words in (("llama3.2", "only Hugging Face models"), ("hf.co/test/nothere", "not on")):
+                with pytest.raises(ollama.ResponseError) as e:
+                    list(oc.pull(name, stream=True))
+                assert words in e.value.error, e.value.error
+    finally:
+        assert server.stop() == 0, server.stderr()
+
+
+def test_the_token_goes_to_the_hub_and_never_to_the_cdn(hub, tmp_path):
+    """$HF_TOKEN is sent as a Bearer token to the Hub, and not along a redirect to where the
+    bytes are (a signed URL on another host), as Hugging Face's own client keeps it."""
+    env = dict(os.environ, HF_ENDPOINT=hub.url, HF_TOKEN="hf_secret")
+    hub.authorized.clear()
+    r = lowbit("pull", "hf.co/test/SmolLM2-GGUF", "--models", tmp_path / "models", env=env)
+    assert r.returncode == 0, r.stderr
+    cdn_port = int(hub.cdn_url.rsplit(":", 1)[1])
+    assert any(p.startswith("/api/models/test/SmolLM2-GGUF/tree") for _, p in hub.authorized)
+    assert [p for port, p in hub.authorized if port == cdn_port] == []
+    assert any(p.startswith("/cdn/") for p in hub.requests)
