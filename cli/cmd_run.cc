@@ -26,6 +26,8 @@
 #include "runtime/generate.h"
 #include "runtime/json_schema.h"
 #include "runtime/mapped_file.h"
+#include "server/hf_pull.h"
+#include "store/blobs.h"
 #include "store/model_store.h"
 
 namespace lowbit::cli {
@@ -95,6 +97,24 @@ uint64_t fresh_seed() {
   const uint64_t clock = (uint64_t)std::chrono::high_resolution_clock::now().time_since_epoch().count();
   // 32 bits: short enough to retype as --seed, and runs still differ.
   return (rd() ^ clock ^ (clock >> 32)) & 0xffffffffu;
+}
+
+// MODEL as every command resolves it; a Hugging Face name (hf.co/USER/REPO[:QUANT]) not in the
+// store yet is pulled first, as `ollama run` pulls what it does not have.
+std::string resolve_or_pull(const std::string& model, const std::string& models, bool quiet) {
+  ModelStore store(models_root(models));
+  std::error_code ec;
+  if (server::is_hub_name(model) && !std::filesystem::exists(model, ec) && !store.find(model)) {
+    if (!quiet) std::fprintf(stderr, "lowbit run: pulling %s\n", model.c_str());
+    server::pull_model(store, BlobStore(store.root()), model, {}, [&](const server::PullProgress& p) {
+      if (quiet || !isatty(STDERR_FILENO)) return;
+      std::string line = p.status;
+      if (p.total) line += ": " + std::to_string(p.completed >> 20) + " / " + std::to_string(p.total >> 20) + " MiB";
+      std::fprintf(stderr, "\r\033[K%.100s", line.c_str());
+    });
+    if (!quiet && isatty(STDERR_FILENO)) std::fprintf(stderr, "\r\033[K");
+  }
+  return store.resolve(model);
 }
 
 // A stored model's defaults (its SYSTEM and PARAMETERs: `lowbit create --system/--parameter`)
@@ -197,7 +217,7 @@ int run_main(int argc, char** argv) {
   if (raw && args.given("--system")) throw UsageError("--system goes with the chat template, which --raw leaves out");
   const std::shared_ptr<const JsonSchema> schema = args.given("--format") ? format_schema(format) : nullptr;
   gp.sampler.seed = args.given("--seed") ? seed : fresh_seed();
-  const std::string resolved = resolve_model(model_dir, models);
+  const std::string resolved = resolve_or_pull(model_dir, models, json_out);
   const bool defaults_set_max_tokens = apply_defaults(ModelStore::read_defaults(resolved), args, raw, system, gp, lp);
   check_setting(args, invalid_setting(gp),
                 {{"max_tokens", "-n"}, {"temperature", "--temp"}, {"top_k", "--top-k"}, {"top_p", "--top-p"},

@@ -138,3 +138,17 @@ def test_the_token_goes_to_the_hub_and_never_to_the_cdn(hub, tmp_path):
     assert any(p.startswith("/api/models/test/SmolLM2-GGUF/tree") for _, p in hub.authorized)
     assert [p for port, p in hub.authorized if port == cdn_port] == []
     assert any(p.startswith("/cdn/") for p in hub.requests)
+
+
+def test_run_pulls_a_hub_model_it_does_not_have(hub, tmp_path):
+    models = tmp_path / "models"
+    env = dict(os.environ, HF_ENDPOINT=hub.url)
+    env.pop("HF_TOKEN", None)
+    args = ("run", "hf.co/test/SmolLM2-GGUF:Q4_1", "Why is the sky blue?", "-n", 12, "--json", "--threads", 2,
+            "--models", models)
+    r = lowbit(*args, env=env)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["ids"] == run(str(SMOL), models)
+    assert "hf.co/test/SmolLM2-GGUF:Q4_1" in lowbit("list", "--models", models).stdout
+    before = len(hub.requests)
+    assert lowbit(*args, env=env).returncode == 0 and len(hub.requests) == before  # stored now: no Hub
