@@ -9,6 +9,7 @@
 #include "cli/args.h"
 #include "cli/command.h"
 #include "cli/model_arg.h"
+#include "cli/pull.h"
 #include "cli/store_format.h"
 #include "server/hf_pull.h"
 #include "store/blobs.h"
@@ -16,9 +17,6 @@
 
 namespace lowbit::cli {
 namespace {
-
-std::atomic<bool> g_cancel{false};
-extern "C" void on_pull_signal(int) { g_cancel.store(true); }
 
 const char* kFooter =
     "NAME is Ollama's name for a Hugging Face model: hf.co/USER/REPO[:QUANT]. A repository of GGUF\n"
@@ -31,31 +29,53 @@ const char* kFooter =
 
 int pull_main(int argc, char** argv) {
   std::string name, models;
-  server::PullOptions opt;
+  int threads = 0;
   Args args("lowbit pull", "Fetches a model from the Hugging Face Hub into the store.", kFooter);
   args.positional("NAME", name, "hf.co/USER/REPO[:QUANT]").metavar("NAME").required();
-  add_threads(args, opt.threads);
+  add_threads(args, threads);
   add_models(args, models);
   if (!args.parse(argc, argv)) return 0;
   if (!server::is_hub_name(name))
     throw UsageError("'" + name + "': only Hugging Face models can be pulled, as hf.co/USER/REPO[:QUANT]");
-  std::signal(SIGINT, on_pull_signal);
-  std::signal(SIGTERM, on_pull_signal);
-  opt.cancel = &g_cancel;
-  const bool tty = isatty(STDERR_FILENO);
   ModelStore store(models_root(models));
-  const BlobStore blobs(store.root());
-  const StoredModel m = server::pull_model(store, blobs, name, opt, [&](const server::PullProgress& p) {
-    if (!tty) return;
-    std::string line = p.status;
-    if (p.total) line += ": " + human_bytes((int64_t)p.completed) + " / " + human_bytes((int64_t)p.total);
-    std::fprintf(stderr, "\r\033[K%.100s", line.c_str());
-  });
-  if (tty) std::fprintf(stderr, "\r\033[K");
+  const StoredModel m = pull_with_progress(store, name, threads, false);
   std::printf("pulled %s (%s, %s, %s) in %s\n", m.name.c_str(), m.details.parameter_size.c_str(),
               m.details.quantization_level.c_str(), human_bytes(m.size).c_str(), m.dir.c_str());
   return 0;
 }
+
+}  // namespace
+
+StoredModel pull_with_progress(ModelStore& store, const std::string& name, int threads, bool quiet) {
+  static std::atomic<bool> cancel{false};
+  cancel.store(false);
+  auto* old_int = std::signal(SIGINT, [](int) { cancel.store(true); });
+  auto* old_term = std::signal(SIGTERM, [](int) { cancel.store(true); });
+  server::PullOptions opt;
+  opt.threads = threads;
+  opt.cancel = &cancel;
+  const bool tty = !quiet && isatty(STDERR_FILENO);
+  auto restore = [&] {
+    std::signal(SIGINT, old_int);
+    std::signal(SIGTERM, old_term);
+    if (tty) std::fprintf(stderr, "\r\033[K");
+  };
+  try {
+    StoredModel m = server::pull_model(store, BlobStore(store.root()), name, opt, [&](const server::PullProgress& p) {
+      if (!tty) return;
+      std::string line = p.status;
+      if (p.total) line += ": " + human_bytes((int64_t)p.completed) + " / " + human_bytes((int64_t)p.total);
+      std::fprintf(stderr, "\r\033[K%.100s", line.c_str());
+    });
+    restore();
+    return m;
+  } catch (...) {
+    restore();
+    throw;
+  }
+}
+
+namespace {
 
 Registrar reg("pull", "fetch a model from the Hugging Face Hub (hf.co/USER/REPO[:QUANT]) into the store", pull_main);
 

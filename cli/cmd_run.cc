@@ -21,13 +21,13 @@
 #include "cli/chat_settings.h"
 #include "cli/command.h"
 #include "cli/model_arg.h"
+#include "cli/pull.h"
 #include "convert/load.h"
 #include "kernels/error.h"
 #include "runtime/generate.h"
 #include "runtime/json_schema.h"
 #include "runtime/mapped_file.h"
 #include "server/hf_pull.h"
-#include "store/blobs.h"
 #include "store/model_store.h"
 
 namespace lowbit::cli {
@@ -106,13 +106,7 @@ std::string resolve_or_pull(const std::string& model, const std::string& models,
   std::error_code ec;
   if (server::is_hub_name(model) && !std::filesystem::exists(model, ec) && !store.find(model)) {
     if (!quiet) std::fprintf(stderr, "lowbit run: pulling %s\n", model.c_str());
-    server::pull_model(store, BlobStore(store.root()), model, {}, [&](const server::PullProgress& p) {
-      if (quiet || !isatty(STDERR_FILENO)) return;
-      std::string line = p.status;
-      if (p.total) line += ": " + std::to_string(p.completed >> 20) + " / " + std::to_string(p.total >> 20) + " MiB";
-      std::fprintf(stderr, "\r\033[K%.100s", line.c_str());
-    });
-    if (!quiet && isatty(STDERR_FILENO)) std::fprintf(stderr, "\r\033[K");
+    pull_with_progress(store, model, 0, quiet);
   }
   return store.resolve(model);
 }
