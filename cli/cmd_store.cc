@@ -15,7 +15,7 @@
 #include "cli/args.h"
 #include "cli/command.h"
 #include "cli/model_arg.h"
-#include "cli/modelfile.h"
+#include "store/modelfile.h"
 #include "cli/store_format.h"
 #include "kernels/error.h"
 #include "runtime/manifest.h"
@@ -158,7 +158,11 @@ int show_main(int argc, char** argv) {
   args.positional("NAME", name, "stored model name, or a manifest directory").metavar("NAME").required();
   add_models(args, models);
   Opt j = args.flag("--json", json_out, "print one JSON object");
-  args.flag("--template", template_only, "print the model's chat template only").excludes(j);
+  Opt t = args.flag("--template", template_only, "print the model's chat template only").excludes(j);
+  bool modelfile_only = false;
+  args.flag("--modelfile", modelfile_only, "print the model as a Modelfile (`lowbit create -f` reads it back)")
+      .excludes(j)
+      .excludes(t);
   if (!args.parse(argc, argv)) return 0;
   ModelStore store(models_root(models));
   std::optional<StoredModel> m;
@@ -175,6 +179,10 @@ int show_main(int argc, char** argv) {
   const Manifest manifest = Manifest::open(m->dir);
   const std::unique_ptr<ChatTemplate> tmpl = model_chat_template(m->dir);
   const std::string templ = tmpl ? tmpl->source() : std::string();
+  if (modelfile_only) {
+    std::printf("%s", write_modelfile(m->dir, m->defaults, templ).c_str());
+    return 0;
+  }
   if (template_only) {
     if (templ.empty()) throw Error(ErrorCode::not_found, m->name + ": the model has no chat template");
     std::printf("%s\n", templ.c_str());

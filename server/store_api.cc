@@ -11,6 +11,7 @@
 #include "server/context.h"
 #include "server/hf_pull.h"
 #include "server/model_defaults.h"
+#include "store/modelfile.h"
 
 namespace lowbit::server {
 namespace {
@@ -82,17 +83,11 @@ void add_store_routes(httplib::Server& http, Context& ctx) {
                  {arch + ".vocab_size", c.vocab_size}};
     json caps = json::array({"completion"});
     if (lm.tool_syntax) caps.push_back("tools");  // as Ollama lists a template that offers tools
-    const std::string params = parameters_text(m->defaults.parameters);
-    std::string modelfile = "FROM " + m->dir + "\n";
-    if (!m->defaults.system.empty()) modelfile += "SYSTEM " + json(m->defaults.system).dump() + "\n";
-    for (size_t at = 0, end; at < params.size(); at = end + 1) {
-      end = params.find('\n', at);
-      modelfile += "PARAMETER " + params.substr(at, end - at) + "\n";
-    }
-    json out = {{"modelfile", modelfile},
-                {"parameters", params},
+    const std::string templ = lm.chat_template ? lm.chat_template->source() : "";
+    json out = {{"modelfile", write_modelfile(m->dir, m->defaults, templ)},
+                {"parameters", parameters_text(m->defaults.parameters)},
                 {"system", m->defaults.system},
-                {"template", lm.chat_template ? lm.chat_template->source() : ""},
+                {"template", templ},
                 {"details", details_json(m->details)},
                 {"model_info", info},
                 {"capabilities", caps}};

@@ -126,7 +126,7 @@ def test_defaults_answer_as_the_source_with_them_written_out(server, oc, ai):
     assert server.post("/api/show", {"model": "pirate"}).json()["system"] == PIRATE  # the client's type lacks it
     assert [line.split() for line in shown.parameters.splitlines()] == [
         ["temperature", "0"], ["num_predict", "24"], ["stop", '"!"'], ["top_k", "20"], ["repeat_penalty", "1.3"]]
-    assert f"SYSTEM {json.dumps(PIRATE)}" in shown.modelfile and "PARAMETER top_k" in shown.modelfile
+    assert f"SYSTEM {PIRATE}\n" in shown.modelfile and "PARAMETER top_k 20\n" in shown.modelfile
     question = [{"role": "user", "content": "Who are you?"}]
     written_out = [{"role": "system", "content": PIRATE}] + question
 

@@ -592,3 +592,25 @@ def test_create_from_a_modelfile(models, tmp_path):
         r = lowbit("create", "bad", "-f", tmp_path / "Modelfile", "--models", models)
         assert r.returncode != 0 and words in r.stderr, (text, r.stderr)
     assert "bad:latest" not in lowbit("list", "--models", models).stdout
+
+
+@needs_smol
+def test_show_modelfile_reads_back_as_the_same_model(models, tmp_path):
+    """`lowbit show --modelfile` writes what `lowbit create -f` reads: the model made from it has the
+    same template, defaults and answers (a multi-line system message, a template with quotes)."""
+    template = tmp_path / "t.jinja"
+    template.write_text("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+                        "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    r = lowbit("create", "orig", SMOL, "--template", template, "--system", "Be brief.\nBe kind.", "--parameter",
+               "temperature 0", "--parameter", "stop <|im_end|>", "--parameter", "num_predict 9", "--models", models)
+    assert r.returncode == 0, r.stderr
+    text = lowbit("show", "orig", "--modelfile", "--models", models).stdout
+    (tmp_path / "Modelfile").write_text(text)
+    r = lowbit("create", "copy", "-f", tmp_path / "Modelfile", "--models", models)
+    assert r.returncode == 0, (text, r.stderr)
+    a, b = (json.loads(lowbit("show", n, "--json", "--models", models).stdout) for n in ("orig", "copy"))
+    assert (a["template"], a["system"], a["parameters"]) == (b["template"], b["system"], b["parameters"])
+    assert a["template"] == template.read_text() and a["system"] == "Be brief.\nBe kind."
+    ids = [json.loads(lowbit("run", n, "Hi", "--json", "--threads", 2, "--models", models).stdout)["ids"]
+           for n in ("orig", "copy")]
+    assert ids[0] == ids[1] and len(ids[0]) <= 9

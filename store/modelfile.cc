@@ -1,11 +1,11 @@
-#include "cli/modelfile.h"
+#include "store/modelfile.h"
 
 #include <cctype>
 #include <filesystem>
 
 #include "kernels/error.h"
 
-namespace lowbit::cli {
+namespace lowbit {
 namespace {
 
 std::string trim(const std::string& s) {
@@ -21,6 +21,27 @@ std::string upper(std::string s) {
 }
 
 }  // namespace
+
+std::string write_modelfile(const std::string& from, const ModelDefaults& defaults, const std::string& chat_template) {
+  std::string out = "FROM " + from + "\n";
+  // A value as parse_modelfile() reads it back: as it is on one line, else between """ and """;
+  // one holding """ or ending in a quote cannot be written so, and is left out with a comment.
+  auto value = [&](const char* word, const std::string& text) {
+    if (text.empty()) return;
+    if (text.find("\"\"\"") != std::string::npos || text.back() == '"')
+      out += std::string("# ") + word + " left out: it holds a quote a Modelfile cannot write\n";
+    else if (text.find('\n') == std::string::npos && text.front() != '"')
+      out += std::string(word) + " " + text + "\n";
+    else
+      out += std::string(word) + " \"\"\"" + text + "\"\"\"\n";
+  };
+  value("TEMPLATE", chat_template);
+  value("SYSTEM", defaults.system);
+  for (const auto& [name, value] : defaults.parameters.items())
+    for (const auto& v : value.is_array() ? value : nlohmann::ordered_json::array({value}))
+      out += "PARAMETER " + name + " " + (v.is_string() ? nlohmann::ordered_json(v).dump() : v.dump()) + "\n";
+  return out;
+}
 
 Modelfile parse_modelfile(const std::string& text, const std::string& path) {
   Modelfile m;
@@ -90,4 +111,4 @@ Modelfile parse_modelfile(const std::string& text, const std::string& path) {
   return m;
 }
 
-}  // namespace lowbit::cli
+}  // namespace lowbit
