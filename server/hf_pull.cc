@@ -128,16 +128,29 @@ class Hub {
   std::string endpoint_, token_;
 };
 
+// A repository path in a URL: each byte outside RFC 3986's unreserved set and '/' percent-encoded.
+std::string url_path(const std::string& path) {
+  static const char* kHex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : path) {
+    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~' || c == '/') out += (char)c;
+    else out += {'%', kHex[c >> 4], kHex[c & 15]};
+  }
+  return out;
+}
+
 struct HubFile {
   std::string path, sha256;  // sha256: the LFS object's, "" for a small file kept in git
   uint64_t size = 0;
 };
 
-// The quantization a GGUF's file name carries: its last '-' or '.' separated word ("Q4_K_M").
-std::string quant_of(const std::string& file) {
-  const std::string stem = file.substr(0, file.size() - 5);  // less ".gguf"
-  const size_t cut = stem.find_last_of("-.");
-  return upper(cut == std::string::npos ? stem : stem.substr(cut + 1));
+// The quantization a GGUF's file name carries: the last word of its base name, words split at
+// '-', '.' and ' ' ("model-Q4_K_M.gguf", "model.Q8_0.gguf": Q4_K_M, Q8_0).
+std::string quant_of(const std::string& path) {
+  const std::string stem = path.substr(path.rfind('/') + 1, std::string::npos);
+  const std::string base = stem.substr(0, stem.size() - 5);  // less ".gguf"
+  const size_t cut = base.find_last_of("-. ");
+  return upper(cut == std::string::npos ? base : base.substr(cut + 1));
 }
 
 bool is_weights_gguf(const std::string& path) {
@@ -217,7 +230,8 @@ StoredModel pull_model(ModelStore& store, const BlobStore& blobs, const std::str
   co.cancel = opt.cancel;
   std::map<std::string, std::string> files;  // name -> blob digest
   for (const HubFile& f : choose(all, h, co.quantize)) {
-    const std::string url = "/" + h.repo + "/resolve/main/" + f.path;
+    const std::string url = "/" + h.repo + "/resolve/main/" + url_path(f.path);
+    const std::string file = f.path.substr(f.path.rfind('/') + 1);  // a GGUF may sit in a folder
     const std::string what = "hf.co/" + h.repo + "/" + f.path;
     if (!f.sha256.empty()) {  // an LFS object: its SHA-256 is known before it comes
       const std::string digest = "sha256:" + f.sha256;
@@ -247,7 +261,7 @@ StoredModel pull_model(ModelStore& store, const BlobStore& blobs, const std::str
         w.commit();  // refuses bytes that are not the listed ones
       }
       say("pulling " + f.path, digest, f.size, f.size);
-      files[f.path] = digest;
+      files[file] = digest;
     } else {  // a small file kept in git: named by its own hash once here
       const std::string body = hub.get(url, what);
       const std::string digest = "sha256:" + sha256_hex(body);
@@ -256,7 +270,7 @@ StoredModel pull_model(ModelStore& store, const BlobStore& blobs, const std::str
         w.write(body.data(), body.size());
         w.commit();
       }
-      files[f.path] = digest;
+      files[file] = digest;
     }
   }
   say("creating " + h.stored);

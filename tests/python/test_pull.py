@@ -24,11 +24,22 @@ HF_FILES = ("config.json", "model.safetensors", "tokenizer.model", "tokenizer_co
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory):
+def stories_gguf(tmp_path_factory):
+    """stories260K as an F32 GGUF (tests/tools/hf_to_gguf.py, with its vocabulary)."""
+    import subprocess
+
+    out = tmp_path_factory.mktemp("gguf") / "stories.gguf"
+    subprocess.run([sys.executable, str(pathlib.Path(__file__).resolve().parents[1] / "tools" / "hf_to_gguf.py"),
+                    str(STORIES), str(out), "--type", "F32", "--spm-vocab"], check=True, capture_output=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory, stories_gguf):
     readme = tmp_path_factory.mktemp("hub") / "README.md"
     readme.write_text("# a model card\n")
     h = Hub({"test/SmolLM2-GGUF": {"SmolLM2-135M-Instruct-Q4_1.gguf": SMOL, "mmproj-SmolLM2-f16.gguf": SMOL,
-                                   "README.md": readme},
+                                   "README.md": readme, "quants/stories 260K-F32.gguf": stories_gguf},
              "test/stories": {**{f: STORIES / f for f in HF_FILES}, "README.md": readme},
              "test/broken-GGUF": {"broken-Q4_K_M.gguf": SMOL}},
             corrupt={"broken-Q4_K_M.gguf"})
@@ -63,21 +74,27 @@ def test_the_loopback_hub_speaks_the_hubs_protocol(hub, tmp_path):
         assert pathlib.Path(got).read_bytes() == source.read_bytes()
 
 
-def test_pulling_a_gguf_repository(hub, tmp_path):
+def test_pulling_a_gguf_repository(hub, tmp_path, stories_gguf):
     models = tmp_path / "models"
-    r = pull(hub, models, "hf.co/test/SmolLM2-GGUF")
+    r = pull(hub, models, "hf.co/test/SmolLM2-GGUF:Q4_1")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith("pulled hf.co/test/SmolLM2-GGUF:latest")
-    assert run("hf.co/test/SmolLM2-GGUF", models) == run(str(SMOL), models)
-    # Named by its quantization, the same file, which is not fetched again.
+    assert r.stdout.startswith("pulled hf.co/test/SmolLM2-GGUF:Q4_1")
+    assert run("hf.co/test/SmolLM2-GGUF:Q4_1", models) == run(str(SMOL), models)
+    # The quantization is matched in any case; the same file is not fetched again.
     fetched = sum(p.startswith("/cdn/") for p in hub.requests)
     r = pull(hub, models, "hf.co/test/SmolLM2-GGUF:q4_1")
     assert r.returncode == 0, r.stderr
     assert sum(p.startswith("/cdn/") for p in hub.requests) == fetched
     assert "hf.co/test/SmolLM2-GGUF:q4_1" in lowbit("list", "--models", models).stdout
-    # A quantization the repository has not: the message lists those it has (mmproj is no model).
-    r = pull(hub, models, "hf.co/test/SmolLM2-GGUF:Q8_0")
-    assert r.returncode == 1 and "it has Q4_1 " in r.stderr, r.stderr
+    # No quantization named and no Q4_K_M among several, or one it has not: the message lists
+    # those it has (an mmproj file is no model).
+    for name in ("hf.co/test/SmolLM2-GGUF", "hf.co/test/SmolLM2-GGUF:Q8_0"):
+        r = pull(hub, models, name)
+        assert r.returncode == 1 and "it has Q4_1, F32 " in r.stderr, r.stderr
+    # One in a folder, its name with a space (fetched URL-encoded, stored under its base name).
+    r = pull(hub, models, "hf.co/test/SmolLM2-GGUF:F32")
+    assert r.returncode == 0, r.stderr
+    assert run("hf.co/test/SmolLM2-GGUF:F32", models, "--raw") == run(str(stories_gguf), models, "--raw")
 
 
 def test_pulling_a_safetensors_repository(hub, tmp_path):
@@ -132,7 +149,7 @@ def test_the_token_goes_to_the_hub_and_never_to_the_cdn(hub, tmp_path):
     bytes are (a signed URL on another host), as Hugging Face's own client keeps it."""
     env = dict(os.environ, HF_ENDPOINT=hub.url, HF_TOKEN="hf_secret")
     hub.authorized.clear()
-    r = lowbit("pull", "hf.co/test/SmolLM2-GGUF", "--models", tmp_path / "models", env=env)
+    r = lowbit("pull", "hf.co/test/SmolLM2-GGUF:Q4_1", "--models", tmp_path / "models", env=env)
     assert r.returncode == 0, r.stderr
     cdn_port = int(hub.cdn_url.rsplit(":", 1)[1])
     assert any(p.startswith("/api/models/test/SmolLM2-GGUF/tree") for _, p in hub.authorized)
