@@ -33,6 +33,11 @@ int serve_main(int argc, char** argv) {
   args.integer("--port", port, "TCP port (default 11434, Ollama's; 0: any free port)", 0, 65535).metavar("PORT");
   args.text("--models", p.models_dir, "the model store's directory").metavar("DIR");
   args.integer("--parallel", p.parallel, "sequences decoded together per model (default 4)", 1, 256).metavar("N");
+  args.integer("--prompt-cache", p.prompt_cache,
+               "finished requests' KV caches kept per model, so the next turn of a chat reads only its new tokens "
+               "(default: as many as --parallel; 0: none)",
+               0, 4096)
+      .metavar("N");
   args.integer("--queue", p.max_waiting, "requests that may wait for a slot per model; more get 503 (default 32)", 0,
                100000)
       .metavar("N");

@@ -146,10 +146,56 @@ void Scheduler::admit() {
     } else {
       // Room for the prompt and every token that is fed back (all but the last).
       const int64_t need = (int64_t)s.prompt.size() + s.params.max_tokens - 1;
-      s.cache = model_.new_kv_cache(std::min(need, model_.ctx()));
+      start_cache(s, std::min(need, model_.ctx()));
     }
     (s.finish == FinishReason::none ? running_ : finished_).push_back(std::move(waiting_.front()));
     waiting_.pop_front();
+  }
+}
+
+void Scheduler::start_cache(Seq& s, int64_t capacity) {
+  // The kept cache sharing the longest prefix with the prompt, short of its last token (whose
+  // logits the sequence needs). Each position's keys and values depend only on the tokens up to
+  // it, computed row by row alike in any batch (ForwardOptions::row_independent), so the sequence
+  // goes on exactly as if it had read them itself.
+  const int64_t most = (int64_t)s.prompt.size() - 1;
+  size_t best = kept_.size();
+  int64_t shared = 0;
+  for (size_t i = 0; i < kept_.size(); ++i) {
+    const std::vector<int32_t>& t = kept_[i].tokens;
+    const int64_t n = std::mismatch(t.begin(), t.begin() + std::min<int64_t>((int64_t)t.size(), most), s.prompt.begin())
+                          .first - t.begin();
+    if (n > shared) best = i, shared = n;
+  }
+  if (best == kept_.size()) {
+    s.cache = model_.new_kv_cache(capacity);
+    return;
+  }
+  if (kept_[best].cache->capacity >= capacity) {  // room enough: continue it in place
+    s.cache = std::move(kept_[best].cache);
+    kept_.erase(kept_.begin() + (std::ptrdiff_t)best);
+  } else {
+    s.cache = model_.new_kv_cache(capacity);
+    model_.copy_kv(*kept_[best].cache, *s.cache, shared);
+  }
+  s.read = s.pos = shared;
+  s.stats.cached_tokens = shared;
+}
+
+void Scheduler::keep_finished_caches() {
+  if (params_.keep_caches <= 0) return;
+  for (const auto& s : finished_) {
+    if (!s->cache || s->pos == 0) continue;
+    Kept k{std::move(s->cache), std::vector<int32_t>(s->history.begin(), s->history.begin() + s->pos)};
+    // A cache far larger than what it holds (a request that left max_tokens to the context) is
+    // kept as a copy of what it holds, so the cache costs memory for its tokens only.
+    if (k.cache->capacity >= 2 * s->pos) {
+      std::unique_ptr<SeqCache> small = model_.new_kv_cache(s->pos);
+      model_.copy_kv(*k.cache, *small, s->pos);
+      k.cache = std::move(small);
+    }
+    kept_.push_back(std::move(k));
+    if ((int)kept_.size() > params_.keep_caches) kept_.pop_front();
   }
 }
 
@@ -178,6 +224,7 @@ const std::vector<SequenceEvent>& Scheduler::step() {
   }
   admit();
   if (running_.empty()) {
+    keep_finished_caches();
     forget_finished();
     return events_;
   }
@@ -262,6 +309,7 @@ const std::vector<SequenceEvent>& Scheduler::step() {
   for (auto& s : running_)
     if (s->finish != FinishReason::none) finished_.push_back(std::move(s));
   std::erase_if(running_, [](const std::unique_ptr<Seq>& s) { return !s; });
+  keep_finished_caches();
   forget_finished();
   return events_;
 }

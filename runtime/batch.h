@@ -21,9 +21,10 @@
 // at a time anyway, so a contiguous cache per sequence keeps the attention kernel as it is (a
 // position is a row of one array), and sizing each cache to what its request can use saves the
 // memory paging would save for requests that declare their length, which every request here
-// does. What paging would add, sharing a common prompt prefix between sequences and growing a
-// cache a page at a time, is left for when prefix caching is wanted. The cost is one allocation
-// per admitted sequence, at admission, never inside a step's forward pass.
+// does. What paging would add, sharing a common prompt prefix between running sequences and
+// growing a cache a page at a time, is not built; a finished sequence's cache can be kept and
+// continued instead (SchedulerParams::keep_caches), which is what a chat's next turn needs. The
+// cost is one allocation per admitted sequence, at admission, never inside a step's forward pass.
 //
 // Thread safety: submit(), cancel(), running() and waiting() may be called from any thread at any
 // time, also while another thread is inside step(). step() and the other members are called by
@@ -82,11 +83,17 @@ struct SchedulerParams {
   // Rows per forward step: one per decoding sequence, the rest for prompt chunks. Must exceed
   // max_sequences, so that prompts always advance.
   int64_t max_step_tokens = 256;
+  // Prompt cache: the KV caches of this many finished sequences are kept (the latest), and a
+  // sequence whose prompt begins with the tokens one of them holds starts from a copy of it
+  // (or from it, when it has room), reading only the rest of its prompt: the next turn of a chat
+  // reads only what the last turn did not. 0: none kept.
+  int keep_caches = 0;
 };
 
 // Per sequence, so far.
 struct SequenceStats {
   int64_t prompt_tokens = 0, generated_tokens = 0;
+  int64_t cached_tokens = 0;  // prompt tokens whose keys and values came from the prompt cache
   double submitted = 0, first_token = 0, last_token = 0;  // seconds on a steady clock
 };
 
@@ -122,8 +129,15 @@ class Scheduler {
 
  private:
   struct Seq;
+  // A finished sequence's cache and the tokens whose keys and values it holds (positions 0..).
+  struct Kept {
+    std::unique_ptr<SeqCache> cache;
+    std::vector<int32_t> tokens;
+  };
   void finish(Seq& s, FinishReason why);
   void admit();
+  void start_cache(Seq& s, int64_t capacity);  // from the best kept cache, or empty
+  void keep_finished_caches();
   void forget_finished();  // their ids leave live_
 
   const Model& model_;
@@ -145,6 +159,7 @@ class Scheduler {
   std::vector<Seq*> chunk_seqs_;  // the sequence of each chunk
   std::vector<float> logits_;     // (rows, vocab)
   std::vector<float> raw_row_;    // (vocab) a row's logits before sampling changes them, for logprobs
+  std::deque<Kept> kept_;         // the prompt cache, oldest first
 };
 
 }  // namespace lowbit

@@ -197,24 +197,37 @@ std::unique_ptr<SeqCache> Model::make_cache(int64_t capacity) const {
 
 void Model::migrate(SeqCache& cache) const {
   std::unique_ptr<SeqCache> fresh = make_cache(cache.capacity);
-  const int64_t kv_dim = config().n_kv_heads * config().head_dim, cap = cache.capacity;
-  std::vector<float> rows((size_t)(cap * kv_dim));
-  // Layer by layer, through the host: (capacity, kv_dim) of K, then of V.
+  copy_rows(cache, *fresh, cache.capacity);
+  cache = std::move(*fresh);
+}
+
+void Model::copy_kv(const SeqCache& src, SeqCache& dst, int64_t n) const {
+  if (n < 0 || n > src.capacity || n > dst.capacity)
+    throw Error(ErrorCode::invalid_argument, "copy_kv: " + std::to_string(n) + " positions do not fit caches of " +
+                                                 std::to_string(src.capacity) + " and " + std::to_string(dst.capacity));
+  std::shared_lock lock(mutex_);
+  copy_rows(src, dst, n);
+}
+
+void Model::copy_rows(const SeqCache& src, SeqCache& dst, int64_t n) const {
+  const int64_t kv_dim = config().n_kv_heads * config().head_dim;
+  std::vector<float> rows((size_t)(n * kv_dim));
+  // Layer by layer, through the host: (n, kv_dim) of K, then of V, each layer's rows at
+  // layer * capacity in its part.
   auto locate = [](const SeqCache& sc, int64_t layer, size_t& part) {
     int64_t first = 0;
     for (part = 0; layer >= first + sc.parts[part]->layers; ++part) first += sc.parts[part]->layers;
     return layer - first;
   };
-  for (int64_t l = 0; l < config().n_layers; ++l) {
+  for (int64_t l = 0; l < config().n_layers && n > 0; ++l) {
     size_t from = 0, to = 0;
-    const int64_t lf = locate(cache, l, from), lt = locate(*fresh, l, to);
-    const KvCache &src = *cache.parts[from], &dst = *fresh->parts[to];
+    const int64_t lf = locate(src, l, from), lt = locate(dst, l, to);
+    const KvCache &a = *src.parts[from], &b = *dst.parts[to];
     for (auto member : {&KvCache::k, &KvCache::v}) {
-      cache.backends[from]->read({(src.*member).get(), lf * cap * kv_dim, cap, kv_dim}, rows.data());
-      fresh->backends[to]->write({(dst.*member).get(), lt * cap * kv_dim, cap, kv_dim}, rows.data());
+      src.backends[from]->read({(a.*member).get(), lf * src.capacity * kv_dim, n, kv_dim}, rows.data());
+      dst.backends[to]->write({(b.*member).get(), lt * dst.capacity * kv_dim, n, kv_dim}, rows.data());
     }
   }
-  cache = std::move(*fresh);
 }
 
 void Model::forward(std::span<const SeqChunk> chunks, Workspace& ws, float* logits, const ForwardOptions& opt) const {

@@ -90,6 +90,10 @@ class Model {
   // When the device has no room for its part, the model moves to the CPU (see forward) and the
   // cache is made there.
   std::unique_ptr<SeqCache> new_kv_cache(int64_t capacity) const;
+  // Positions [0, n) of src's keys and values into dst (n at most either's capacity), layer by
+  // layer through the host, whatever placement each was made for: what lets a later sequence that
+  // begins with the same n tokens start from a finished one's cache (Scheduler's prompt cache).
+  void copy_kv(const SeqCache& src, SeqCache& dst, int64_t n) const;
   // Runs a batch of chunks of one or several sequences (runtime/forward.h). Out of memory on the
   // device (a workspace growing for a larger batch) moves the whole model to the CPU with one
   // warning and runs the batch again there: a rerun writes the same cache rows with the same
@@ -107,6 +111,7 @@ class Model {
   void fall_back_to_cpu(const std::string& why) const;
   std::unique_ptr<SeqCache> make_cache(int64_t capacity) const;  // mutex_ held (shared)
   void migrate(SeqCache& cache) const;                          // to the current placement
+  void copy_rows(const SeqCache& src, SeqCache& dst, int64_t n) const;  // copy_kv, mutex_ held (shared)
   void warn(const std::string& message) const;
   int64_t device_layers_locked() const;  // mutex_ held
 

@@ -29,7 +29,8 @@ Engine::Engine(std::shared_ptr<const Model> model, const EngineParams& params, M
     : model_(std::move(model)),
       params_(params),
       metrics_(metrics),
-      scheduler_(*model_, SchedulerParams{params.parallel, std::max<int64_t>(params.step_tokens, params.parallel + 1)}) {
+      scheduler_(*model_, SchedulerParams{params.parallel, std::max<int64_t>(params.step_tokens, params.parallel + 1),
+                                          params.keep_caches}) {
   // One position of one sequence: K and V over every layer (Model::estimate's formula).
   kv_bytes_per_position_ = Model::estimate(model_->config(), 0, 1, 0).kv_cache;
   thread_ = std::thread([this] { loop(); });

@@ -64,6 +64,7 @@ struct EngineParams {
   int parallel = 4;          // sequences decoded together (Scheduler::max_sequences)
   int max_waiting = 16;      // queued beyond those; more get 503
   int64_t step_tokens = 256; // rows per forward step (decode rows + prompt chunks)
+  int keep_caches = 0;       // finished sequences' KV caches kept for the next turn (Scheduler's prompt cache)
 };
 
 class Engine {

@@ -117,6 +117,7 @@ Outcome drive(const Context& ctx, Running& run, const TextSink& on_text, bool co
         o.finish = e.finish;
         const SequenceStats& st = e.stats;
         o.prompt_tokens = st.prompt_tokens;
+        o.cached_tokens = st.cached_tokens;
         o.generated_tokens = st.generated_tokens;
         if (st.generated_tokens > 0) {
           o.prompt_seconds = st.first_token - st.submitted;

@@ -29,6 +29,7 @@ struct Outcome {
   std::vector<ToolCall> tool_calls;          // the calls the reply makes (chat routes with tools)
   FinishReason finish = FinishReason::none;
   int64_t prompt_tokens = 0, generated_tokens = 0;
+  int64_t cached_tokens = 0;                 // of prompt_tokens, those read from the prompt cache
   double load_seconds = 0, total_seconds = 0;
   double prompt_seconds = 0, eval_seconds = 0;  // submission -> first token, first -> last token
   std::string error;                         // the engine failed or the request timed out

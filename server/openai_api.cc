@@ -24,7 +24,8 @@ json logprobs_json(const std::vector<TokenLogprob>& lps) {
 json usage(const Outcome& o) {
   return {{"prompt_tokens", o.prompt_tokens},
           {"completion_tokens", o.generated_tokens},
-          {"total_tokens", o.prompt_tokens + o.generated_tokens}};
+          {"total_tokens", o.prompt_tokens + o.generated_tokens},
+          {"prompt_tokens_details", {{"cached_tokens", o.cached_tokens}}}};
 }
 
 class OpenAIFormat : public Format {

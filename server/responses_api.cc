@@ -161,7 +161,7 @@ class ResponsesFormat : public Format {
               {"instructions", instructions_.empty() ? json(nullptr) : json(instructions_)},
               {"previous_response_id", previous_.empty() ? json(nullptr) : json(previous_)}, {"usage", nullptr}};
     if (o) {
-      r["usage"] = {{"input_tokens", o->prompt_tokens}, {"input_tokens_details", {{"cached_tokens", 0}}},
+      r["usage"] = {{"input_tokens", o->prompt_tokens}, {"input_tokens_details", {{"cached_tokens", o->cached_tokens}}},
                     {"output_tokens", o->generated_tokens}, {"output_tokens_details", {{"reasoning_tokens", 0}}},
                     {"total_tokens", o->prompt_tokens + o->generated_tokens}};
       if (std::string(status) == "incomplete") r["incomplete_details"] = {{"reason", "max_output_tokens"}};

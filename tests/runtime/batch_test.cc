@@ -178,6 +178,55 @@ TEST(Batch, SequencesJoinAndLeaveMidRun) {
   EXPECT_FALSE(sched.cancel(12345)) << "never submitted";
 }
 
+// The prompt cache (SchedulerParams::keep_caches): a sequence whose prompt begins with what a
+// finished one held continues from that one's keys and values, reading only the rest, and gets
+// exactly what it gets alone: a chat's next turn (longer than the cache: copied into a larger
+// one), a turn that rewinds into the last one (room enough: continued in place), and an unrelated
+// prompt (sharing only BOS). The reference is generate() on a fresh Session.
+TEST(Batch, PromptCacheContinuesWhatAFinishedSequenceRead) {
+  for (Isa isa : available_isas()) {
+    LoadParams lp;
+    lp.isa = isa;
+    lp.threads = 2;
+    auto model = Model::load(converted("stories260K", 4), lp);
+    Scheduler sched(*model, {.max_sequences = 2, .max_step_tokens = 8, .keep_caches = 2});
+    auto run = [&](const std::vector<int32_t>& prompt, int64_t max_tokens, int64_t& cached) {
+      const SequenceId id = sched.submit(prompt, seq_params(gen(max_tokens)));
+      std::vector<int32_t> ids;
+      while (sched.has_work())
+        for (const SequenceEvent& e : sched.step()) {
+          if (e.id != id) continue;
+          if (e.token >= 0) ids.push_back(e.token);
+          if (e.finish != FinishReason::none) cached = sched.stats(id)->cached_tokens;
+        }
+      Session alone(*model);
+      EXPECT_EQ(ids, generate(alone, prompt, gen(max_tokens)).ids) << isa_name(isa);
+      return ids;
+    };
+    const std::vector<int32_t> p1 = model->tokenizer().encode("Once upon a time", true);
+    int64_t cached = -1;
+    const std::vector<int32_t> r1 = run(p1, 20, cached);
+    ASSERT_EQ(r1.size(), 20u);
+    EXPECT_EQ(cached, 0);
+    // The next turn: the first turn's prompt and reply, then more. The cache held the prompt and
+    // all but the last reply token (never fed back).
+    std::vector<int32_t> p2 = p1;
+    p2.insert(p2.end(), r1.begin(), r1.end());
+    const std::vector<int32_t> more = model->tokenizer().encode(" Then the dog", false);
+    p2.insert(p2.end(), more.begin(), more.end());
+    run(p2, 20, cached);
+    EXPECT_EQ(cached, (int64_t)(p1.size() + r1.size() - 1)) << isa_name(isa);
+    // Back into the middle of the first turn, with a short budget: the first turn's cache has
+    // room, and is continued where it is.
+    const std::vector<int32_t> p3(p2.begin(), p2.begin() + (std::ptrdiff_t)p1.size() + 10);
+    run(p3, 5, cached);
+    EXPECT_EQ(cached, (int64_t)p3.size() - 1) << isa_name(isa);
+    // Nothing in common but BOS.
+    run(model->tokenizer().encode("The little girl", true), 10, cached);
+    EXPECT_EQ(cached, 1) << isa_name(isa);
+  }
+}
+
 // A context too short for the budget ends the sequence where generate() ends it.
 TEST(Batch, ContextEndsASequenceAsAlone) {
   LoadParams lp;
