@@ -354,3 +354,31 @@ def test_json_mode_answers_are_one_object_python_parses(oc, ai, question):
     free = oc.chat(model=SMOL, messages=messages, options=greedy).message.content
     with pytest.raises(ValueError):
         json.loads(free)
+
+
+def test_a_chats_next_turn_reads_only_its_new_tokens(ai):
+    """The prompt cache (--prompt-cache): each turn of a conversation starts from the last turn's
+    keys and values, and answers exactly as a server without the cache does."""
+    import openai as openai_module
+
+    def converse(client):
+        messages, out = [], []
+        for question in ("Name a color.", "Why do you like it?", "Say it again in one word."):
+            messages.append({"role": "user", "content": question})
+            r = client.chat.completions.create(model=SMOL, messages=messages, max_tokens=24, temperature=0)
+            messages.append({"role": "assistant", "content": r.choices[0].message.content})
+            out.append((r.choices[0].message.content, r.usage.prompt_tokens, r.usage.prompt_tokens_details.cached_tokens))
+        return out
+
+    cached = converse(ai)
+    plain_server = start("--prompt-cache", "0")
+    try:
+        with openai_module.OpenAI(base_url=plain_server.url + "/v1", api_key="unused") as plain:
+            reference = converse(plain)
+    finally:
+        assert plain_server.stop() == 0, plain_server.stderr()
+    assert [(t, n) for t, n, _ in cached] == [(t, n) for t, n, _ in reference]
+    assert all(c == 0 for _, _, c in reference)
+    # Each later turn found the last one's prompt and reply: more than the previous whole prompt.
+    for (_, before, _), (_, now, hit) in zip(cached, cached[1:]):
+        assert before < hit < now, cached
