@@ -211,13 +211,15 @@ int run_main(int argc, char** argv) {
   if (raw && args.given("--system")) throw UsageError("--system goes with the chat template, which --raw leaves out");
   const std::shared_ptr<const JsonSchema> schema = args.given("--format") ? format_schema(format) : nullptr;
   gp.sampler.seed = args.given("--seed") ? seed : fresh_seed();
-  const std::string resolved = resolve_or_pull(model_dir, models, json_out);
-  const bool defaults_set_max_tokens = apply_defaults(ModelStore::read_defaults(resolved), args, raw, system, gp, lp);
   check_setting(args, invalid_setting(gp),
                 {{"max_tokens", "-n"}, {"temperature", "--temp"}, {"top_k", "--top-k"}, {"top_p", "--top-p"},
                  {"min_p", "--min-p"}, {"repetition_penalty", "--repeat-penalty"},
                  {"presence_penalty", "--presence-penalty"}, {"frequency_penalty", "--frequency-penalty"},
                  {"stop", "--stop"}});
+  // The flags are checked first (a usage error whatever the model); a stored model's defaults
+  // then fill in what they leave, each checked as /set parameter checks it.
+  const std::string resolved = resolve_or_pull(model_dir, models, json_out);
+  const bool defaults_set_max_tokens = apply_defaults(ModelStore::read_defaults(resolved), args, raw, system, gp, lp);
 
   LoadInfo info;
   auto model = load_model(resolved, lp, &info);
