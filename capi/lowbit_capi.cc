@@ -726,6 +726,7 @@ lowbit_batch_params lowbit_batch_default_params(void) {
   lowbit_batch_params p;
   p.max_sequences = d.max_sequences;
   p.max_step_tokens = d.max_step_tokens;
+  p.keep_caches = d.keep_caches;
   return p;
 }
 
@@ -737,7 +738,9 @@ lowbit_status lowbit_batch_create(const lowbit_model* model, const lowbit_batch_
     auto b = std::make_unique<lowbit_batch>();
     b->model = model->model;
     b->json = model->json;
-    b->scheduler = std::make_unique<Scheduler>(*b->model, SchedulerParams{p.max_sequences, p.max_step_tokens});
+    if (p.keep_caches < 0) fail(LOWBIT_INVALID_ARGUMENT, "lowbit_batch_create: keep_caches must be >= 0");
+    b->scheduler =
+        std::make_unique<Scheduler>(*b->model, SchedulerParams{p.max_sequences, p.max_step_tokens, p.keep_caches});
     *out = track(std::move(b), Kind::batch);
   });
 }
@@ -800,6 +803,8 @@ lowbit_status lowbit_batch_step(lowbit_batch* batch, const lowbit_batch_event** 
       e.text_len = ev[i].text.size();
       e.finished = ev[i].finish != FinishReason::none;
       e.stop_reason = to_c_stop(ev[i].finish);
+      const SequenceStats* st = e.finished ? batch->scheduler->stats(ev[i].id) : nullptr;
+      e.cached_tokens = st ? st->cached_tokens : 0;
     }
     *events = batch->events.data();
     *n_events = batch->events.size();

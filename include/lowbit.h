@@ -46,8 +46,9 @@
 
 /* Bumped whenever a declaration below changes in a way that breaks compiled callers. Compare it
  * with lowbit_abi_version() after dlopen() before using anything else. */
-#define LOWBIT_ABI_VERSION 4  /* 2: lowbit_load_params.gpu_layers; 3: format in the generate and sequence params;
-                                  4: presence_penalty and frequency_penalty in lowbit_sampler_params */
+#define LOWBIT_ABI_VERSION 5  /* 2: lowbit_load_params.gpu_layers; 3: format in the generate and sequence params;
+                                  4: presence_penalty and frequency_penalty in lowbit_sampler_params;
+                                  5: lowbit_batch_params.keep_caches, lowbit_batch_event.cached_tokens */
 
 #ifdef __cplusplus
 extern "C" {
@@ -301,6 +302,10 @@ LOWBIT_API lowbit_status lowbit_tools_read_reply(const lowbit_tools* tools, cons
 typedef struct lowbit_batch_params {
   int32_t max_sequences;   /* sequences generating at once; more wait in a queue */
   int64_t max_step_tokens; /* rows per step (decode rows + prompt chunks); > max_sequences */
+  /* Prompt cache (default 0: off): the KV caches of this many finished sequences are kept, and a
+   * sequence whose prompt begins with the tokens one of them read starts from them, reading only
+   * the rest (a chat's next turn), with exactly the tokens it would get without. */
+  int32_t keep_caches;
 } lowbit_batch_params;
 
 LOWBIT_API lowbit_batch_params lowbit_batch_default_params(void);
@@ -337,6 +342,7 @@ typedef struct lowbit_batch_event {
   size_t text_len;
   int finished;                   /* nonzero on the sequence's last event */
   lowbit_stop_reason stop_reason; /* why it finished, when finished */
+  int64_t cached_tokens;          /* on the last event: prompt tokens read from the prompt cache */
 } lowbit_batch_event;
 
 /* Runs one step and returns its events: *events points to *n_events of them (one per sequence

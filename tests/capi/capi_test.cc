@@ -725,6 +725,58 @@ TEST_F(CApi, FormatHoldsTheTextToJsonOrASchema) {
             std::string::npos) << lowbit_last_error();
 }
 
+// keep_caches: a chat's next turn from a batch that kept the last turn's cache reads only its new
+// tokens (cached_tokens on its last event) and gets what a batch without the cache gives it.
+TEST_F(CApi, BatchPromptCacheContinuesTheLastTurn) {
+  ModelHandle model;
+  ASSERT_EQ(lowbit_model_load(manifest_.c_str(), nullptr, &model.m), LOWBIT_OK) << lowbit_last_error();
+  auto turn = [&](int32_t keep, const std::vector<std::vector<int32_t>>& prompts) {
+    BatchHandle batch;
+    lowbit_batch_params bp = lowbit_batch_default_params();
+    EXPECT_EQ(bp.keep_caches, 0);
+    bp.keep_caches = keep;
+    EXPECT_EQ(lowbit_batch_create(model.m, &bp, &batch.b), LOWBIT_OK) << lowbit_last_error();
+    std::vector<std::pair<std::vector<int32_t>, int64_t>> out;  // (tokens, cached)
+    for (const auto& p : prompts) {
+      lowbit_sequence_params sp = lowbit_sequence_default_params();
+      sp.max_tokens = 16;
+      uint64_t id = 0;
+      EXPECT_EQ(lowbit_batch_add(batch.b, p.data(), p.size(), &sp, &id), LOWBIT_OK);
+      std::vector<int32_t> tokens;
+      int64_t cached = -1;
+      for (size_t running = 1, waiting = 0; running + waiting > 0;) {
+        const lowbit_batch_event* ev = nullptr;
+        size_t n = 0;
+        EXPECT_EQ(lowbit_batch_step(batch.b, &ev, &n), LOWBIT_OK);
+        for (size_t i = 0; i < n; ++i) {
+          if (ev[i].token >= 0) tokens.push_back(ev[i].token);
+          if (ev[i].finished) cached = ev[i].cached_tokens;
+        }
+        EXPECT_EQ(lowbit_batch_pending(batch.b, &running, &waiting), LOWBIT_OK);
+      }
+      out.emplace_back(tokens, cached);
+    }
+    return out;
+  };
+  const std::vector<int32_t> p1 = tokenize(model.m, "Once upon a time");
+  const auto first = turn(0, {p1})[0].first;
+  ASSERT_EQ(first.size(), 16u);
+  std::vector<int32_t> p2 = p1;
+  p2.insert(p2.end(), first.begin(), first.end());
+  const std::vector<int32_t> more = tokenize(model.m, "The end");  // with BOS: still a valid id list
+  p2.insert(p2.end(), more.begin(), more.end());
+  const auto with = turn(2, {p1, p2}), without = turn(0, {p1, p2});
+  EXPECT_EQ(with[1].first, without[1].first);
+  EXPECT_EQ(with[0].second, 0);
+  EXPECT_EQ(with[1].second, (int64_t)(p1.size() + first.size() - 1));  // all but the never-fed last
+  EXPECT_EQ(without[1].second, 0);
+  BatchHandle bad;
+  lowbit_batch_params bp = lowbit_batch_default_params();
+  bp.keep_caches = -1;
+  EXPECT_EQ(lowbit_batch_create(model.m, &bp, &bad.b), LOWBIT_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(lowbit_last_error()).find("keep_caches"), std::string::npos);
+}
+
 // One engine thread steps while another adds and cancels, as a server would.
 TEST_F(CApi, BatchAddAndCancelFromAnotherThread) {
   ModelHandle model;

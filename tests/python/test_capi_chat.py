@@ -23,7 +23,7 @@ OK, BUFFER_TOO_SMALL = 0, 8
 CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int32, ctypes.c_void_p)
 
 
-# The parameter structs as include/lowbit.h declares them (ABI version 4).
+# The parameter structs as include/lowbit.h declares them (ABI version 5; 5 changed none of these).
 class LoadParams(ctypes.Structure):
     _fields_ = [("threads", ctypes.c_int32), ("ctx", ctypes.c_int64), ("isa", ctypes.c_char_p),
                 ("gpu_layers", ctypes.c_int32)]
@@ -46,7 +46,7 @@ class GenerateParams(ctypes.Structure):
 def lib():
     c = ctypes.CDLL(str(LIB))
     c.lowbit_last_error.restype = ctypes.c_char_p
-    assert c.lowbit_abi_version() == 4, "the structs below follow ABI version 4"
+    assert c.lowbit_abi_version() == 5, "the structs below follow ABI version 5"
     c.lowbit_load_default_params.restype = LoadParams
     c.lowbit_generate_default_params.restype = GenerateParams
     c.lowbit_chat_apply_template.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
