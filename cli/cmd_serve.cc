@@ -35,7 +35,7 @@ int serve_main(int argc, char** argv) {
   args.integer("--parallel", p.parallel, "sequences decoded together per model (default 4)", 1, 256).metavar("N");
   args.integer("--prompt-cache", p.prompt_cache,
                "finished requests' KV caches kept per model, so the next turn of a chat reads only its new tokens "
-               "(default: as many as --parallel; 0: none)",
+               "(default: as many as --parallel, none for a model with layers on a GPU; 0: none)",
                0, 4096)
       .metavar("N");
   args.integer("--queue", p.max_waiting, "requests that may wait for a slot per model; more get 503 (default 32)", 0,

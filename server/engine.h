@@ -64,7 +64,9 @@ struct EngineParams {
   int parallel = 4;          // sequences decoded together (Scheduler::max_sequences)
   int max_waiting = 16;      // queued beyond those; more get 503
   int64_t step_tokens = 256; // rows per forward step (decode rows + prompt chunks)
-  int keep_caches = 0;       // finished sequences' KV caches kept for the next turn (Scheduler's prompt cache)
+  // Finished sequences' KV caches kept for the next turn (Scheduler's prompt cache); -1: as many as
+  // `parallel` for a model on the CPU, none for one with layers on a GPU (the registry decides).
+  int keep_caches = 0;
 };
 
 class Engine {

@@ -75,7 +75,11 @@ std::unique_ptr<ModelLease> Registry::acquire(const std::string& name, const Kee
       m->template_error = e.what();  // generate with raw prompts still works; chat says why not
     }
   }
-  m->engine = std::make_unique<Engine>(m->model, params_.engine, metrics_);
+  EngineParams ep = params_.engine;
+  // Kept caches take device memory a running sequence may need, and a device out of memory moves
+  // the whole model to the CPU: on a GPU placement the prompt cache is off unless asked for.
+  if (ep.keep_caches < 0) ep.keep_caches = m->model->device_layers() > 0 ? 0 : ep.parallel;
+  m->engine = std::make_unique<Engine>(m->model, ep, metrics_);
   m->load_seconds = seconds_since(t0);
   std::fprintf(stderr, "lowbit serve: loaded %s (%s) in %.2f s, context %lld\n", m->name.c_str(), r.path.c_str(),
                m->load_seconds, (long long)m->ctx);

@@ -134,7 +134,7 @@ Context::Context(const ServerParams& p, Resolver resolver)
             rp.load.ctx = p.ctx;
             rp.engine.parallel = p.parallel;
             rp.engine.max_waiting = p.max_waiting;
-            rp.engine.keep_caches = p.prompt_cache < 0 ? p.parallel : p.prompt_cache;
+            rp.engine.keep_caches = p.prompt_cache;  // -1: the registry chooses per model
             rp.default_keep_alive = p.keep_alive;
             return rp;
           }(),

@@ -20,7 +20,7 @@ struct ServerParams {
   int port = 11434;                 // 0: any free port (port() says which)
   std::string models_dir;           // the model store's root
   int parallel = 4;                 // sequences decoded together, per model
-  int prompt_cache = -1;            // finished sequences' KV caches kept per model; -1: as many as parallel
+  int prompt_cache = -1;            // finished sequences' KV caches kept per model; -1: as many as parallel (none on a GPU)
   int max_waiting = 32;             // requests queued beyond those, per model; more get 503
   int64_t ctx = 4096;               // the largest context a request gets (capped at the model's)
   int threads = 0;                  // compute threads per model; 0: all cores
