@@ -27,6 +27,9 @@ std::string upper(std::string s) {
   return s;
 }
 
+// How a Hub name may begin (all read as hf.co/).
+constexpr const char* kHubPrefixes[] = {"hf.co/", "huggingface.co/", "https://huggingface.co/", "https://hf.co/"};
+
 struct HubName {
   std::string repo;   // USER/REPO
   std::string quant;  // "" when none was named
@@ -35,7 +38,7 @@ struct HubName {
 
 HubName parse_name(const std::string& name) {
   std::string rest;
-  for (const char* prefix : {"hf.co/", "huggingface.co/", "https://huggingface.co/", "https://hf.co/"})
+  for (const char* prefix : kHubPrefixes)
     if (name.rfind(prefix, 0) == 0) rest = name.substr(std::string(prefix).size());
   if (rest.empty())
     throw Error(ErrorCode::invalid_argument,
@@ -194,7 +197,7 @@ std::vector<HubFile> choose(const std::vector<HubFile>& all, const HubName& h, s
 }  // namespace
 
 bool is_hub_name(const std::string& name) {
-  for (const char* prefix : {"hf.co/", "huggingface.co/", "https://huggingface.co/", "https://hf.co/"})
+  for (const char* prefix : kHubPrefixes)
     if (name.rfind(prefix, 0) == 0) return true;
   return false;
 }
