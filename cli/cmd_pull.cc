@@ -1,4 +1,4 @@
-// lowbit pull: a model from the Hugging Face Hub into the store (server/hf_pull.h).
+// lowbit pull: a model from the Hugging Face Hub or an Ollama registry into the store (server/pull.h).
 #include <unistd.h>
 
 #include <atomic>
@@ -11,7 +11,7 @@
 #include "cli/model_arg.h"
 #include "cli/pull.h"
 #include "cli/store_format.h"
-#include "server/hf_pull.h"
+#include "server/pull.h"
 #include "store/blobs.h"
 #include "store/model_store.h"
 
@@ -19,26 +19,30 @@ namespace lowbit::cli {
 namespace {
 
 const char* kFooter =
-    "NAME is Ollama's name for a Hugging Face model: hf.co/USER/REPO[:QUANT]. A repository of GGUF\n"
-    "files gives the file whose name ends in QUANT (Q4_K_M when none is named, or its only GGUF), kept\n"
-    "in its own types; a repository of safetensors gives its HF model converted at QUANT (a bit width\n"
-    "or an Ollama quantization name; 4 bits when none). Each file is checked against the SHA-256 the\n"
-    "Hub lists; files already fetched are not fetched again. The model is stored as\n"
-    "hf.co/USER/REPO:QUANT (tag 'latest' when no QUANT). The Hub is $HF_ENDPOINT (default\n"
-    "https://huggingface.co); $HF_TOKEN, when set, is sent as a Bearer token (private or gated models).\n";
+    "NAME is a model by Ollama's name for it. hf.co/USER/REPO[:QUANT] is a Hugging Face repository:\n"
+    "of GGUF files (the file whose name ends in QUANT; Q4_K_M when none is named, or its only GGUF,\n"
+    "kept in its own types) or of safetensors (converted at QUANT: a bit width or an Ollama\n"
+    "quantization name; 4 bits when none); $HF_ENDPOINT (default https://huggingface.co), and\n"
+    "$HF_TOKEN as a Bearer token when set. Any other NAME, [HOST/][NAMESPACE/]MODEL[:TAG], is an\n"
+    "Ollama registry's (registry.ollama.ai, library, latest when left out): its GGUF, with the chat\n"
+    "template the GGUF carries, and its system message and parameters as the model's defaults.\n"
+    "Each file is checked against its SHA-256; files already fetched are not fetched again. Stored\n"
+    "as hf.co/USER/REPO:QUANT, or MODEL:TAG (NAMESPACE/MODEL:TAG outside library).\n";
 
 int pull_main(int argc, char** argv) {
   std::string name, models;
   int threads = 0;
+  bool insecure = false;
   Args args("lowbit pull", "Fetches a model from the Hugging Face Hub into the store.", kFooter);
-  args.positional("NAME", name, "hf.co/USER/REPO[:QUANT]").metavar("NAME").required();
+  args.positional("NAME", name, "hf.co/USER/REPO[:QUANT], or [HOST/][NAMESPACE/]MODEL[:TAG] of an Ollama registry")
+      .metavar("NAME")
+      .required();
+  args.flag("--insecure", insecure, "an Ollama registry over plain HTTP");
   add_threads(args, threads);
   add_models(args, models);
   if (!args.parse(argc, argv)) return 0;
-  if (!server::is_hub_name(name))
-    throw UsageError("'" + name + "': only Hugging Face models can be pulled, as hf.co/USER/REPO[:QUANT]");
   ModelStore store(models_root(models));
-  const StoredModel m = pull_with_progress(store, name, threads, false);
+  const StoredModel m = pull_with_progress(store, name, threads, insecure, false);
   std::printf("pulled %s (%s, %s, %s) in %s\n", m.name.c_str(), m.details.parameter_size.c_str(),
               m.details.quantization_level.c_str(), human_bytes(m.size).c_str(), m.dir.c_str());
   return 0;
@@ -46,13 +50,14 @@ int pull_main(int argc, char** argv) {
 
 }  // namespace
 
-StoredModel pull_with_progress(ModelStore& store, const std::string& name, int threads, bool quiet) {
+StoredModel pull_with_progress(ModelStore& store, const std::string& name, int threads, bool insecure, bool quiet) {
   static std::atomic<bool> cancel{false};
   cancel.store(false);
   auto* old_int = std::signal(SIGINT, [](int) { cancel.store(true); });
   auto* old_term = std::signal(SIGTERM, [](int) { cancel.store(true); });
   server::PullOptions opt;
   opt.threads = threads;
+  opt.insecure = insecure;
   opt.cancel = &cancel;
   const bool tty = !quiet && isatty(STDERR_FILENO);
   auto restore = [&] {
@@ -77,7 +82,7 @@ StoredModel pull_with_progress(ModelStore& store, const std::string& name, int t
 
 namespace {
 
-Registrar reg("pull", "fetch a model from the Hugging Face Hub (hf.co/USER/REPO[:QUANT]) into the store", pull_main);
+Registrar reg("pull", "fetch a model from the Hugging Face Hub (hf.co/USER/REPO[:QUANT]) or an Ollama registry", pull_main);
 
 }  // namespace
 }  // namespace lowbit::cli

@@ -27,7 +27,7 @@
 #include "runtime/generate.h"
 #include "runtime/json_schema.h"
 #include "runtime/mapped_file.h"
-#include "server/hf_pull.h"
+#include "server/pull.h"
 #include "store/model_store.h"
 
 namespace lowbit::cli {
@@ -106,7 +106,7 @@ std::string resolve_or_pull(const std::string& model, const std::string& models,
   std::error_code ec;
   if (server::is_hub_name(model) && !std::filesystem::exists(model, ec) && !store.find(model)) {
     if (!quiet) std::fprintf(stderr, "lowbit run: pulling %s\n", model.c_str());
-    pull_with_progress(store, model, 0, quiet);
+    pull_with_progress(store, model, 0, false, quiet);
   }
   return store.resolve(model);
 }

@@ -1,17 +1,13 @@
-#include "server/hf_pull.h"
+#include "server/pull_remote.h"
 
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
-#include <exception>
 #include <map>
 #include <memory>
 #include <regex>
-#include <tuple>
-#include <utility>
 #include <vector>
 
-#include <httplib.h>
 #include <nlohmann/json.hpp>
 
 #include "kernels/error.h"
@@ -55,81 +51,6 @@ HubName parse_name(const std::string& name) {
   h.stored = ModelStore::normalize("hf.co/" + h.repo + ":" + (h.quant.empty() ? "latest" : h.quant));
   return h;
 }
-
-// "scheme://host[:port]" and the rest of an absolute URL.
-std::pair<std::string, std::string> split_url(const std::string& url) {
-  const size_t scheme = url.find("://");
-  const size_t path = scheme == std::string::npos ? std::string::npos : url.find('/', scheme + 3);
-  if (path == std::string::npos) return {url, "/"};
-  return {url.substr(0, path), url.substr(path)};
-}
-
-// The Hub, over HTTP(S) from its endpoint. Redirects are followed by hand: a file's bytes come
-// from another host (a CDN's signed URL), which gets no Authorization header (the token stays
-// with the Hub, as Hugging Face's own client keeps it).
-class Hub {
- public:
-  explicit Hub(const PullOptions& opt) {
-    endpoint_ = opt.endpoint;
-    if (endpoint_.empty()) endpoint_ = std::getenv("HF_ENDPOINT") ? std::getenv("HF_ENDPOINT") : "https://huggingface.co";
-    while (!endpoint_.empty() && endpoint_.back() == '/') endpoint_.pop_back();
-    token_ = opt.token.empty() && std::getenv("HF_TOKEN") ? std::getenv("HF_TOKEN") : opt.token;
-    if (!httplib::Client(endpoint_).is_valid())
-      throw Error(ErrorCode::invalid_argument, "HF_ENDPOINT '" + endpoint_ + "' is not an http(s) URL");
-  }
-
-  const std::string& endpoint() const { return endpoint_; }
-
-  // A small document (the file listing, a config file) whole.
-  std::string get(const std::string& path, const std::string& what) {
-    std::string body;
-    fetch(path, what, [&](const char* data, size_t n) {
-      body.append(data, n);
-      return true;
-    });
-    return body;
-  }
-
-  // A file streamed to sink (false from it stops the transfer).
-  void stream(const std::string& path, const std::string& what, const std::function<bool(const char*, size_t)>& sink) {
-    fetch(path, what, sink);
-  }
-
- private:
-  void fetch(const std::string& path, const std::string& what, const std::function<bool(const char*, size_t)>& sink) {
-    std::string origin = endpoint_, at = path;
-    for (int hop = 0; hop < 8; ++hop) {
-      httplib::Client client(origin);
-      client.set_connection_timeout(30, 0);
-      client.set_read_timeout(120, 0);
-      if (origin == split_url(endpoint_ + "/").first && !token_.empty()) client.set_bearer_token_auth(token_);
-      int status = 0;
-      std::string location;
-      auto r = client.Get(
-          at,
-          [&](const httplib::Response& head) {
-            status = head.status;
-            location = head.get_header_value("Location");
-            return true;
-          },
-          [&](const char* data, size_t n) { return status != 200 || sink(data, n); });
-      if (status >= 300 && status < 400 && !location.empty()) {
-        if (location.find("://") == std::string::npos) location = origin + location;  // relative
-        std::tie(origin, at) = split_url(location);
-        continue;
-      }
-      if (!r) throw Error(ErrorCode::io, origin + at + ": " + httplib::to_string(r.error()));
-      if (r->status == 404 || r->status == 401)  // the Hub answers 401 for a repository it will not show
-        throw Error(ErrorCode::not_found, what + ": not on " + endpoint_ + " (HTTP " + std::to_string(r->status) +
-                                              (token_.empty() ? "; a private or gated one needs HF_TOKEN" : "") + ")");
-      if (r->status != 200) throw Error(ErrorCode::io, origin + at + ": HTTP " + std::to_string(r->status));
-      return;
-    }
-    throw Error(ErrorCode::io, endpoint_ + path + ": too many redirects");
-  }
-
-  std::string endpoint_, token_;
-};
 
 // A repository path in a URL: each byte outside RFC 3986's unreserved set and '/' percent-encoded.
 std::string url_path(const std::string& path) {
@@ -202,15 +123,15 @@ bool is_hub_name(const std::string& name) {
   return false;
 }
 
-StoredModel pull_model(ModelStore& store, const BlobStore& blobs, const std::string& name, const PullOptions& opt,
-                       const std::function<void(const PullProgress&)>& progress) {
+StoredModel pull_from_hub(ModelStore& store, const BlobStore& blobs, const std::string& name, const PullOptions& opt,
+                          const PullSay& say) {
   const HubName h = parse_name(name);
-  auto say = [&](const std::string& status, const std::string& digest = "", uint64_t total = 0, uint64_t done = 0) {
-    if (progress) progress({status, digest, total, done});
-  };
-  auto cancelled = [&] { return opt.cancel && opt.cancel->load(); };
-  Hub hub(opt);
-  say("pulling manifest");
+  std::string endpoint = opt.endpoint;
+  if (endpoint.empty()) endpoint = std::getenv("HF_ENDPOINT") ? std::getenv("HF_ENDPOINT") : "https://huggingface.co";
+  while (!endpoint.empty() && endpoint.back() == '/') endpoint.pop_back();
+  const std::string token = opt.token.empty() && std::getenv("HF_TOKEN") ? std::getenv("HF_TOKEN") : opt.token;
+  Remote hub(endpoint, token, endpoint);
+  say("pulling manifest", "", 0, 0);
   const std::string listing = hub.get("/api/models/" + h.repo + "/tree/main?recursive=true", "hf.co/" + h.repo);
   std::vector<HubFile> all;
   try {
@@ -226,7 +147,7 @@ StoredModel pull_model(ModelStore& store, const BlobStore& blobs, const std::str
       all.push_back(f);
     }
   } catch (const json::exception& e) {
-    throw Error(ErrorCode::io, hub.endpoint() + ": the file listing of " + h.repo + " is not what the Hub writes: " + e.what());
+    throw Error(ErrorCode::io, endpoint + ": the file listing of " + h.repo + " is not what the Hub writes: " + e.what());
   }
   CreateOptions co;
   co.threads = opt.threads;
@@ -237,34 +158,7 @@ StoredModel pull_model(ModelStore& store, const BlobStore& blobs, const std::str
     const std::string file = f.path.substr(f.path.rfind('/') + 1);  // a GGUF may sit in a folder
     const std::string what = "hf.co/" + h.repo + "/" + f.path;
     if (!f.sha256.empty()) {  // an LFS object: its SHA-256 is known before it comes
-      const std::string digest = "sha256:" + f.sha256;
-      if (!blobs.has(digest)) {
-        BlobStore::Writer w(blobs, digest);
-        uint64_t last = 0;
-        std::exception_ptr failed;  // nothing is thrown through the HTTP client
-        try {
-          hub.stream(url, what, [&](const char* data, size_t n) {
-            try {
-              w.write(data, n);
-              if (w.size() - last >= (8u << 20) || w.size() == f.size) {
-                last = w.size();
-                say("pulling " + f.path, digest, f.size, w.size());
-              }
-            } catch (...) {
-              failed = std::current_exception();
-              return false;
-            }
-            return !cancelled();
-          });
-        } catch (const Error&) {
-          if (!failed && !cancelled()) throw;
-        }
-        if (failed) std::rethrow_exception(failed);
-        if (cancelled()) throw Error(ErrorCode::cancelled, "pulling " + h.stored + ": interrupted");
-        w.commit();  // refuses bytes that are not the listed ones
-      }
-      say("pulling " + f.path, digest, f.size, f.size);
-      files[file] = digest;
+      files[file] = fetch_blob(hub, url, what, f.sha256, f.size, f.path, blobs, say, opt.cancel);
     } else {  // a small file kept in git: named by its own hash once here
       const std::string body = hub.get(url, what);
       const std::string digest = "sha256:" + sha256_hex(body);
@@ -276,11 +170,9 @@ StoredModel pull_model(ModelStore& store, const BlobStore& blobs, const std::str
       files[file] = digest;
     }
   }
-  say("creating " + h.stored);
+  say("creating " + h.stored, "", 0, 0);
   const BlobStore::Staged staged(blobs, files);
-  StoredModel m = store.create(h.stored, staged.source(), co);
-  say("success");
-  return m;
+  return store.create(h.stored, staged.source(), co);
 }
 
 }  // namespace lowbit::server

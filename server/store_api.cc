@@ -1,7 +1,7 @@
 // Ollama's model-management routes over the model store (store/model_store.h): GET /api/tags,
 // POST /api/show, GET /api/ps, POST /api/create, POST /api/copy, DELETE /api/delete, and the
 // uploads /api/create's `files` name (store/blobs.h): HEAD and POST /api/blobs/sha256:<hex>;
-// POST /api/pull from the Hugging Face Hub (server/hf_pull.h).
+// POST /api/pull from the Hugging Face Hub or an Ollama registry (server/pull.h).
 #include <chrono>
 #include <ctime>
 #include <map>
@@ -9,7 +9,7 @@
 
 #include "kernels/error.h"
 #include "server/context.h"
-#include "server/hf_pull.h"
+#include "server/pull.h"
 #include "server/model_defaults.h"
 #include "store/modelfile.h"
 
@@ -254,14 +254,11 @@ void add_store_routes(httplib::Server& http, Context& ctx) {
     }
   });
 
-  // A Hugging Face model by Ollama's name for it (server/hf_pull.h), its progress streamed as
-  // Ollama streams a pull's: status lines, with digest, total and completed while a file comes.
+  // A model by Ollama's name for it (server/pull.h), its progress streamed as Ollama streams a
+  // pull's: status lines, with digest, total and completed while a file comes.
   http.Post("/api/pull", ollama([&ctx](const httplib::Request& req, httplib::Response& res) {
     const auto body = parse_body(req.body);
     const std::string name = model_name_field(body);
-    if (!is_hub_name(name))
-      throw RequestError(400, "model", "model: '" + name + "': only Hugging Face models can be pulled, as "
-                                       "hf.co/USER/REPO[:QUANT] (lowbit reaches no Ollama registry)");
     bool stream = true;
     if (body.contains("stream") && !body["stream"].is_null()) {
       if (!body["stream"].is_boolean()) throw RequestError(400, "stream", "stream: must be a boolean");
@@ -269,6 +266,10 @@ void add_store_routes(httplib::Server& http, Context& ctx) {
     }
     PullOptions opt;
     opt.threads = ctx.params.threads;
+    if (body.contains("insecure") && !body["insecure"].is_null()) {
+      if (!body["insecure"].is_boolean()) throw RequestError(400, "insecure", "insecure: must be a boolean");
+      opt.insecure = body["insecure"].get<bool>();
+    }
     auto line = [](const PullProgress& p) {
       json j = {{"status", p.status}};
       if (!p.digest.empty()) j.update({{"digest", p.digest}, {"total", p.total}, {"completed", p.completed}});

@@ -102,3 +102,81 @@ class Hub:
         for server in (self.httpd, self.cdn):
             server.shutdown()
             server.server_close()
+
+
+class Registry:
+    """An Ollama registry on loopback: GET /v2/NAMESPACE/MODEL/manifests/TAG (a Docker v2 manifest
+    whose layers carry Ollama's media types) and /v2/NAMESPACE/MODEL/blobs/DIGEST, the model layer
+    by a 307 to another origin (as the registry sends its large blobs to a CDN). Built from the
+    manifest format Ollama documents and its registry serves; the real registry is out of this
+    sandbox's reach, and no official client talks to it directly.
+
+    models maps "NAMESPACE/MODEL:TAG" to {"model": path of a GGUF, "system": text, "params": dict,
+    "template": text}."""
+
+    def __init__(self, models):
+        self.blobs, self.manifests, self.requests = {}, {}, []
+        for name, parts in models.items():
+            layers = []
+            for kind, media in (("model", "application/vnd.ollama.image.model"),
+                                ("template", "application/vnd.ollama.image.template"),
+                                ("system", "application/vnd.ollama.image.system"),
+                                ("params", "application/vnd.ollama.image.params"),
+                                ("license", "application/vnd.ollama.image.license")):
+                if kind not in parts:
+                    continue
+                v = parts[kind]
+                data = open(v, "rb").read() if kind == "model" else (
+                    json.dumps(v).encode() if kind == "params" else v.encode())
+                digest = "sha256:" + hashlib.sha256(data).hexdigest()
+                self.blobs[digest] = data
+                layers.append({"mediaType": media, "digest": digest, "size": len(data)})
+            config = b'{"model_format": "gguf"}'
+            self.blobs["sha256:" + hashlib.sha256(config).hexdigest()] = config
+            self.manifests[name] = json.dumps({
+                "schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                           "digest": "sha256:" + hashlib.sha256(config).hexdigest(), "size": len(config)},
+                "layers": layers}).encode()
+        reg = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def send(self, status, body=b"", headers=()):
+                self.send_response(status)
+                for k, v in headers:
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                reg.requests.append((self.server.server_address[1], self.path))
+                parts = self.path.strip("/").split("/")
+                if len(parts) == 5 and parts[0] == "v2" and parts[3] == "manifests":
+                    if "application/vnd.docker.distribution.manifest.v2+json" not in self.headers.get("Accept", ""):
+                        return self.send(406, b"manifest type not accepted")
+                    m = reg.manifests.get(f"{parts[1]}/{parts[2]}:{parts[4]}")
+                    if m is None:
+                        return self.send(404, b'{"errors":[{"code":"MANIFEST_UNKNOWN"}]}')
+                    return self.send(200, m, [("Content-Type", "application/vnd.docker.distribution.manifest.v2+json")])
+                if len(parts) == 5 and parts[0] == "v2" and parts[3] == "blobs" and parts[4] in reg.blobs:
+                    data = reg.blobs[parts[4]]
+                    if len(data) >= LFS_FROM and self.server is reg.httpd:
+                        return self.send(307, b"", [("Location", f"{reg.cdn_url}/v2/x/y/blobs/{parts[4]}")])
+                    return self.send(200, data, [("Content-Type", "application/octet-stream")])
+                self.send(404, b"not found")
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.cdn = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = f"127.0.0.1:{self.httpd.server_address[1]}"
+        self.cdn_url = f"http://127.0.0.1:{self.cdn.server_address[1]}"
+        for server in (self.httpd, self.cdn):
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def close(self):
+        for server in (self.httpd, self.cdn):
+            server.shutdown()
+            server.server_close()

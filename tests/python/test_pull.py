@@ -1,6 +1,6 @@
 """`lowbit pull` and POST /api/pull: models from a Hugging Face Hub, here one on loopback
 (hub_util.Hub) that the official `huggingface_hub` client is first shown to list and download
-through, as it would the real Hub. A pulled GGUF must be the model that file makes by path (the
+through, as it would the real Hub; and from an Ollama registry on loopback (hub_util.Registry). A pulled GGUF must be the model that file makes by path (the
 same greedy tokens), a pulled safetensors repository the model its HF directory makes by path at
 the same quantization; every file is checked against the SHA-256 the listing gives, so a corrupt
 download leaves nothing behind."""
@@ -14,7 +14,7 @@ import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from cli_helpers import BIN, SHARED, lowbit, needs_bin  # noqa: E402
-from hub_util import Hub  # noqa: E402
+from hub_util import Hub, Registry  # noqa: E402
 
 SMOL = SHARED / "models" / "smollm2-135m-instruct" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 STORIES = SHARED / "models" / "stories260K"
@@ -115,11 +115,11 @@ def test_a_corrupt_download_or_a_missing_repository_leaves_nothing(hub, tmp_path
     assert "broken" not in lowbit("list", "--models", models).stdout
     r = pull(hub, models, "hf.co/test/nothere")
     assert r.returncode == 1 and "not on " + hub.url in r.stderr, r.stderr
-    r = pull(hub, models, "llama3.2")
-    assert r.returncode == 2 and "only Hugging Face models" in r.stderr
+    r = pull(hub, models, "a/b/c/d")
+    assert r.returncode == 1 and "not [HOST/][NAMESPACE/]MODEL[:TAG]" in r.stderr, r.stderr
 
 
-def test_api_pull_through_the_ollama_client(hub, monkeypatch):
+def test_api_pull_through_the_ollama_client(hub, registry, monkeypatch):
     ollama = pytest.importorskip("ollama")
     from serve_util import STORY, Server, model_store
 
@@ -136,7 +136,12 @@ def test_api_pull_through_the_ollama_client(hub, monkeypatch):
                 oc.generate(model=STORY, prompt="Once", options=opts).response
             assert oc.pull("hf.co/test/stories", stream=False).status == "success"
             oc.delete("hf.co/test/stories")
-            for name, words in (("llama3.2", "only Hugging Face models"), ("hf.co/test/nothere", "not on")):
+            # From an Ollama registry: its defaults come with it (/api/show reports them).
+            assert oc.pull(f"{registry.host}/library/smol", insecure=True, stream=False).status == "success"
+            shown = server.post("/api/show", {"model": "smol"}).json()
+            assert shown["system"] == PIRATE and "PARAMETER num_predict 12" in shown["modelfile"]
+            oc.delete("smol")
+            for name, words in (("a/b/c/d", "not [HOST/][NAMESPACE/]MODEL[:TAG]"), ("hf.co/test/nothere", "not on")):
                 with pytest.raises(ollama.ResponseError) as e:
                     list(oc.pull(name, stream=True))
                 assert words in e.value.error, e.value.error
@@ -169,3 +174,45 @@ def test_run_pulls_a_hub_model_it_does_not_have(hub, tmp_path):
     assert "hf.co/test/SmolLM2-GGUF:Q4_1" in lowbit("list", "--models", models).stdout
     before = len(hub.requests)
     assert lowbit(*args, env=env).returncode == 0 and len(hub.requests) == before  # stored now: no Hub
+
+
+PIRATE = "You are a pirate."
+
+
+@pytest.fixture(scope="module")
+def registry():
+    r = Registry({"library/smol:latest": {"model": SMOL, "system": PIRATE, "template": "{{ .Prompt }}",
+                                          "params": {"stop": ["!"], "temperature": 0, "num_predict": 12,
+                                                     "mirostat": 1}},
+                  "someone/smol:v1": {"model": SMOL},
+                  "library/vision:latest": {"system": "no model layer"}})
+    yield r
+    r.close()
+
+
+def test_pulling_from_an_ollama_registry(registry, tmp_path):
+    """The manifest's GGUF layer with the chat template the GGUF carries (the manifest's Go template
+    is not run), its system and params layers as the model's defaults (an option lowbit lacks,
+    mirostat, left out): the model answers as the GGUF by path with those defaults as flags."""
+    models = tmp_path / "models"
+    cdn_port = int(registry.cdn_url.rsplit(":", 1)[1])
+    before = sum(port == cdn_port for port, _ in registry.requests)
+    r = lowbit("pull", "--insecure", f"{registry.host}/library/smol", "--models", models)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("pulled smol:latest")
+    shown = json.loads(lowbit("show", "smol", "--json", "--models", models).stdout)
+    assert shown["system"] == PIRATE and shown["parameters"] == {"stop": ["!"], "temperature": 0, "num_predict": 12}
+    assert "im_start" in shown["template"]  # SmolLM2's own Jinja template, from the GGUF
+    got = json.loads(lowbit("run", "smol", "Who are you?", "--json", "--threads", 2, "--models", models).stdout)
+    ref = json.loads(lowbit("run", SMOL, "Who are you?", "--json", "--threads", 2, "--system", PIRATE, "--stop", "!",
+                            "--temp", 0, "-n", 12).stdout)
+    assert got["ids"] == ref["ids"]
+    # The model blob came from the other origin (the 307), once: a second pull fetches no blob.
+    assert sum(port == cdn_port for port, _ in registry.requests) == before + 1
+    r = lowbit("pull", "--insecure", f"{registry.host}/someone/smol:v1", "--models", models)
+    assert r.returncode == 0 and "someone/smol:v1" in lowbit("list", "--models", models).stdout, r.stderr
+    assert sum(port == cdn_port for port, _ in registry.requests) == before + 1
+    for name, words in ((f"{registry.host}/library/nothere", "not on " + registry.host),
+                        (f"{registry.host}/library/vision", "has no GGUF model layer")):
+        r = lowbit("pull", "--insecure", name, "--models", models)
+        assert r.returncode == 1 and words in r.stderr, r.stderr

@@ -1,0 +1,128 @@
+#include "server/pull_remote.h"
+
+#include <exception>
+#include <tuple>
+#include <utility>
+
+#include <httplib.h>
+
+#include "kernels/error.h"
+
+namespace lowbit::server {
+namespace {
+
+// "scheme://host[:port]" and the rest of an absolute URL.
+std::pair<std::string, std::string> split_url(const std::string& url) {
+  const size_t scheme = url.find("://");
+  const size_t path = scheme == std::string::npos ? std::string::npos : url.find('/', scheme + 3);
+  if (path == std::string::npos) return {url, "/"};
+  return {url.substr(0, path), url.substr(path)};
+}
+
+}  // namespace
+
+Remote::Remote(std::string origin, std::string token, std::string source)
+    : origin_(std::move(origin)), token_(std::move(token)), source_(std::move(source)) {
+  if (!httplib::Client(origin_).is_valid())
+    throw Error(ErrorCode::invalid_argument, "'" + origin_ + "' is not an http(s) URL");
+}
+
+std::string Remote::get(const std::string& path, const std::string& what,
+                        const std::multimap<std::string, std::string>& headers) {
+  std::string body;
+  fetch(path, what, headers, [&](const char* data, size_t n) {
+    body.append(data, n);
+    return true;
+  });
+  return body;
+}
+
+void Remote::stream(const std::string& path, const std::string& what,
+                    const std::function<bool(const char*, size_t)>& sink) {
+  fetch(path, what, {}, sink);
+}
+
+// Redirects by hand: the bytes of a large file come from another origin (a CDN's signed URL),
+// which gets neither the token nor the origin's headers.
+void Remote::fetch(const std::string& path, const std::string& what,
+                   const std::multimap<std::string, std::string>& headers,
+                   const std::function<bool(const char*, size_t)>& sink) {
+  std::string origin = origin_, at = path;
+  for (int hop = 0; hop < 8; ++hop) {
+    httplib::Client client(origin);
+    client.set_connection_timeout(30, 0);
+    client.set_read_timeout(120, 0);
+    const bool home = origin == origin_;
+    if (home && !token_.empty()) client.set_bearer_token_auth(token_);
+    int status = 0;
+    std::string location;
+    auto r = client.Get(
+        at, home ? httplib::Headers(headers.begin(), headers.end()) : httplib::Headers{},
+        [&](const httplib::Response& head) {
+          status = head.status;
+          location = head.get_header_value("Location");
+          return true;
+        },
+        [&](const char* data, size_t n) { return status != 200 || sink(data, n); });
+    if (status >= 300 && status < 400 && !location.empty()) {
+      if (location.find("://") == std::string::npos) location = origin + location;  // relative
+      std::tie(origin, at) = split_url(location);
+      continue;
+    }
+    if (!r) throw Error(ErrorCode::io, origin + at + ": " + httplib::to_string(r.error()));
+    if (r->status == 404 || r->status == 401)  // the Hub answers 401 for a repository it will not show
+      throw Error(ErrorCode::not_found, what + ": not on " + source_ + " (HTTP " + std::to_string(r->status) +
+                                            (token_.empty() && r->status == 401 ? "; a private or gated one needs a token" : "") +
+                                            ")");
+    if (r->status != 200) throw Error(ErrorCode::io, origin + at + ": HTTP " + std::to_string(r->status));
+    return;
+  }
+  throw Error(ErrorCode::io, origin_ + path + ": too many redirects");
+}
+
+std::string fetch_blob(Remote& remote, const std::string& path, const std::string& what, const std::string& sha256,
+                       uint64_t size, const std::string& label, const BlobStore& blobs, const PullSay& say,
+                       const std::atomic<bool>* cancel) {
+  const std::string digest = "sha256:" + sha256;
+  auto cancelled = [&] { return cancel && cancel->load(); };
+  if (!blobs.has(digest)) {
+    BlobStore::Writer w(blobs, digest);
+    uint64_t last = 0;
+    std::exception_ptr failed;  // nothing is thrown through the HTTP client
+    try {
+      remote.stream(path, what, [&](const char* data, size_t n) {
+        try {
+          w.write(data, n);
+          if (w.size() - last >= (8u << 20) || w.size() == size) {
+            last = w.size();
+            say("pulling " + label, digest, size, w.size());
+          }
+        } catch (...) {
+          failed = std::current_exception();
+          return false;
+        }
+        return !cancelled();
+      });
+    } catch (const Error&) {
+      if (!failed && !cancelled()) throw;
+    }
+    if (failed) std::rethrow_exception(failed);
+    if (cancelled()) throw Error(ErrorCode::cancelled, "pulling " + what + ": interrupted");
+    w.commit();  // refuses bytes that are not the named ones
+  }
+  say("pulling " + label, digest, size, size);
+  return digest;
+}
+
+StoredModel pull_model(ModelStore& store, const BlobStore& blobs, const std::string& name, const PullOptions& opt,
+                       const std::function<void(const PullProgress&)>& progress) {
+  const PullSay say = [&](const std::string& status, const std::string& digest, uint64_t total, uint64_t done) {
+    if (progress) progress({status, digest, total, done});
+  };
+  StoredModel m = is_hub_name(name) ? pull_from_hub(store, blobs, name, opt, say)
+                                    : pull_from_registry(store, blobs, name, opt, say);
+  say("success", "", 0, 0);
+  return m;
+}
+
+}  // namespace lowbit::server
