@@ -152,27 +152,37 @@ StoredModel pull_from_hub(ModelStore& store, const BlobStore& blobs, const std::
   CreateOptions co;
   co.threads = opt.threads;
   co.cancel = opt.cancel;
+  const std::vector<HubFile> chosen = choose(all, h, co.quantize);
+  // The small files kept in git first (named by their own hash once here), so that every digest
+  // is known before a large file is fetched: a model pulled from the same files is up to date.
   std::map<std::string, std::string> files;  // name -> blob digest
-  for (const HubFile& f : choose(all, h, co.quantize)) {
-    const std::string url = "/" + h.repo + "/resolve/main/" + url_path(f.path);
-    const std::string file = f.path.substr(f.path.rfind('/') + 1);  // a GGUF may sit in a folder
-    const std::string what = "hf.co/" + h.repo + "/" + f.path;
-    if (!f.sha256.empty()) {  // an LFS object: its SHA-256 is known before it comes
-      files[file] = fetch_blob(hub, url, what, f.sha256, f.size, f.path, blobs, say, opt.cancel);
-    } else {  // a small file kept in git: named by its own hash once here
-      const std::string body = hub.get(url, what);
-      const std::string digest = "sha256:" + sha256_hex(body);
+  std::vector<std::string> digests;
+  auto file_of = [](const HubFile& f) { return f.path.substr(f.path.rfind('/') + 1); };  // a GGUF may sit in a folder
+  auto url_of = [&](const HubFile& f) { return "/" + h.repo + "/resolve/main/" + url_path(f.path); };
+  for (const HubFile& f : chosen) {
+    std::string digest = "sha256:" + f.sha256;  // an LFS object's is listed
+    if (f.sha256.empty()) {
+      const std::string body = hub.get(url_of(f), "hf.co/" + h.repo + "/" + f.path);
+      digest = "sha256:" + sha256_hex(body);
       if (!blobs.has(digest)) {
         BlobStore::Writer w(blobs, digest);
         w.write(body.data(), body.size());
         w.commit();
       }
-      files[file] = digest;
+      files[file_of(f)] = digest;
     }
+    digests.push_back(digest);
   }
-  say("creating " + h.stored, "", 0, 0);
-  const BlobStore::Staged staged(blobs, files);
-  return store.create(h.stored, staged.source(), co);
+  if (already_pulled(store, name, h.stored, digests)) {
+    for (const auto& [file, digest] : files) blobs.remove(digest);
+    say("up to date: " + h.stored, "", 0, 0);
+    return *store.find(h.stored);
+  }
+  for (const HubFile& f : chosen)
+    if (!f.sha256.empty())
+      files[file_of(f)] = fetch_blob(hub, url_of(f), "hf.co/" + h.repo + "/" + f.path, f.sha256, f.size, f.path, blobs,
+                                     say, opt.cancel);
+  return store_pulled(store, blobs, name, h.stored, files, digests, co, say);
 }
 
 }  // namespace lowbit::server

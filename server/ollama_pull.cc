@@ -111,11 +111,15 @@ StoredModel pull_from_registry(ModelStore& store, const BlobStore& blobs, const 
   const std::string digest = model->value("digest", "");
   if (digest.rfind("sha256:", 0) != 0)
     throw Error(ErrorCode::io, name + ": its model layer's digest '" + digest + "' is not a sha256 one");
+  // Up to date when stored from this very manifest (its digest stands for every layer).
+  const std::string manifest = "sha256:" + sha256_hex(text);
+  if (already_pulled(store, name, r.stored, {digest, manifest})) {
+    say("up to date: " + r.stored, "", 0, 0);
+    return *store.find(r.stored);
+  }
   const std::string got = fetch_blob(reg, base + "/blobs/" + digest, name, digest.substr(7), model->value("size", (uint64_t)0),
                                      "model", blobs, say, opt.cancel);
-  say("creating " + r.stored, "", 0, 0);
-  const BlobStore::Staged staged(blobs, {{"model.gguf", got}});
-  return store.create(r.stored, staged.source(), co);
+  return store_pulled(store, blobs, name, r.stored, {{"model.gguf", got}}, {digest, manifest}, co, say);
 }
 
 }  // namespace lowbit::server

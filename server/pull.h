@@ -11,10 +11,14 @@
 //   params layers as the stored model's defaults (store/model_store.h ModelDefaults). Stored as
 //   MODEL:TAG (NAMESPACE/MODEL:TAG outside library).
 // Every file lands in the store's blobs (store/blobs.h), checked against the SHA-256 its source
-// names, and is not fetched again once there; the model is created from them as /api/create's
-// `files` does. Redirects to another host (a CDN) carry no Authorization header.
+// names, the model is created from them as /api/create's `files` does, and the downloads are then
+// removed (the model is a converted copy: keeping them would hold it twice on disk). The stored
+// model records what it was pulled from (details.parent_model: the name and the digests), so a
+// second pull of the same files is "up to date" and fetches nothing. Redirects to another host (a
+// CDN) carry no Authorization header.
 //
-// Thread safety: free functions; concurrent pulls share blobs safely (store/blobs.h).
+// Thread safety: free functions. Two pulls of the same file at once each fetch it; the first to
+// finish removes the blob, and the other's create may then fail and need running again.
 #pragma once
 
 #include <atomic>

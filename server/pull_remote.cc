@@ -1,5 +1,6 @@
 #include "server/pull_remote.h"
 
+#include <algorithm>
 #include <exception>
 #include <tuple>
 #include <utility>
@@ -112,6 +113,42 @@ std::string fetch_blob(Remote& remote, const std::string& path, const std::strin
   }
   say("pulling " + label, digest, size, size);
   return digest;
+}
+
+namespace {
+
+// "NAME (sha256:..., sha256:...)": what a pulled model is recorded as made from.
+std::string pulled_from(const std::string& name, std::vector<std::string> digests) {
+  std::sort(digests.begin(), digests.end());
+  std::string out = name + " (";
+  for (size_t i = 0; i < digests.size(); ++i) out += (i ? ", " : "") + digests[i];
+  return out + ")";
+}
+
+}  // namespace
+
+bool already_pulled(const ModelStore& store, const std::string& name, const std::string& stored,
+                    const std::vector<std::string>& digests) {
+  try {
+    const auto m = store.find(stored);
+    return m && m->details.parent_model == pulled_from(name, digests);
+  } catch (const Error&) {
+    return false;
+  }
+}
+
+StoredModel store_pulled(ModelStore& store, const BlobStore& blobs, const std::string& name, const std::string& stored,
+                         const std::map<std::string, std::string>& files, const std::vector<std::string>& identity,
+                         CreateOptions co, const PullSay& say) {
+  co.parent = pulled_from(name, identity);
+  say("creating " + stored, "", 0, 0);
+  StoredModel m;
+  {
+    const BlobStore::Staged staged(blobs, files);
+    m = store.create(stored, staged.source(), co);
+  }
+  for (const auto& [file, digest] : files) blobs.remove(digest);
+  return m;
 }
 
 StoredModel pull_model(ModelStore& store, const BlobStore& blobs, const std::string& name, const PullOptions& opt,

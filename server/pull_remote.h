@@ -6,7 +6,9 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
+#include <vector>
 
 #include "server/pull.h"
 #include "store/blobs.h"
@@ -38,6 +40,17 @@ class Remote {
 std::string fetch_blob(Remote& remote, const std::string& path, const std::string& what, const std::string& sha256,
                        uint64_t size, const std::string& label, const BlobStore& blobs, const PullSay& say,
                        const std::atomic<bool>* cancel);
+
+// The end of a pull: `name` stored as `stored` from `files` (name -> blob digest), recorded as
+// pulled as `name` from what `identity` names (digests: the files', or a manifest's); the fetched
+// blobs are removed afterwards (the stored model is a converted copy, and keeping them would hold
+// every model twice on disk).
+StoredModel store_pulled(ModelStore& store, const BlobStore& blobs, const std::string& name, const std::string& stored,
+                         const std::map<std::string, std::string>& files, const std::vector<std::string>& identity,
+                         CreateOptions co, const PullSay& say);
+// Whether the store holds `stored` pulled as `name` from what `identity` names (nothing to fetch).
+bool already_pulled(const ModelStore& store, const std::string& name, const std::string& stored,
+                    const std::vector<std::string>& digests);
 
 // The two sources (hf_pull.cc, ollama_pull.cc).
 StoredModel pull_from_hub(ModelStore& store, const BlobStore& blobs, const std::string& name, const PullOptions& opt,

@@ -47,6 +47,11 @@ std::string BlobStore::path(const std::string& digest) const {
   return (fs::path(dir_) / ("sha256-" + digest_hex(digest))).string();
 }
 
+void BlobStore::remove(const std::string& digest) const {
+  std::error_code ec;
+  fs::remove(path(digest), ec);
+}
+
 bool BlobStore::has(const std::string& digest) const {
   std::error_code ec;
   return fs::is_regular_file(path(digest), ec);

@@ -24,6 +24,7 @@ class BlobStore {
   static std::string digest_hex(const std::string& digest);
   bool has(const std::string& digest) const;
   std::string path(const std::string& digest) const;  // where the blob is, or would be
+  void remove(const std::string& digest) const;        // if it is there
 
   // One upload: bytes in, then commit() checks them against the digest and puts the blob in place.
   // A Writer destroyed uncommitted (a failed or abandoned upload) leaves nothing behind.

@@ -554,7 +554,9 @@ StoredModel ModelStore::create(const std::string& name, const std::string& from,
     // A path as an absolute one (a relative path means nothing to a later reader); a stored
     // model by its full name.
     std::error_code pec;
-    set_recipe(ready, "parent_model", fs::exists(from, pec) ? fs::absolute(from).lexically_normal().string() : normalize(from));
+    set_recipe(ready, "parent_model", !opt.parent.empty()     ? opt.parent
+                                      : fs::exists(from, pec) ? fs::absolute(from).lexically_normal().string()
+                                                              : normalize(from));
     if (opt.chat_template) {
       write_file(ready / "chat_template.jinja", *opt.chat_template);
       set_recipe(ready, "chat_template_sha256", sha256_hex(*opt.chat_template));

@@ -63,6 +63,9 @@ struct CreateOptions {
   // parameters merged over the source's (a stored model's own), each name replacing its value.
   std::optional<std::string> system;
   nlohmann::ordered_json parameters = nlohmann::ordered_json::object();
+  // What the model is recorded as made from (details.parent_model); "": `from` itself (a path made
+  // absolute, or a stored model's name). A pull records the name it pulled and the files' digests.
+  std::string parent;
   int threads = 0;  // 0: all cores
   // Set (by SIGINT, a client gone) to stop between tensors: create() then throws
   // Error(cancelled) and leaves nothing behind.

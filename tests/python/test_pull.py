@@ -5,6 +5,7 @@ same greedy tokens), a pulled safetensors repository the model its HF directory 
 the same quantization; every file is checked against the SHA-256 the listing gives, so a corrupt
 download leaves nothing behind."""
 
+import hashlib
 import json
 import os
 import pathlib
@@ -80,11 +81,18 @@ def test_pulling_a_gguf_repository(hub, tmp_path, stories_gguf):
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("pulled hf.co/test/SmolLM2-GGUF:Q4_1")
     assert run("hf.co/test/SmolLM2-GGUF:Q4_1", models) == run(str(SMOL), models)
-    # The quantization is matched in any case; the same file is not fetched again.
+    # The download is not kept beside the model it became (that would hold it twice on disk);
+    # pulled again, the model is up to date: nothing is fetched.
+    assert [p.name for p in (models / ".blobs").iterdir()] == []
+    assert "(sha256:" + hashlib.sha256(SMOL.read_bytes()).hexdigest() + ")" in \
+        json.loads(lowbit("show", "hf.co/test/SmolLM2-GGUF:Q4_1", "--json", "--models", models).stdout)["details"]["parent_model"]
     fetched = sum(p.startswith("/cdn/") for p in hub.requests)
-    r = pull(hub, models, "hf.co/test/SmolLM2-GGUF:q4_1")
+    r = pull(hub, models, "hf.co/test/SmolLM2-GGUF:Q4_1")
     assert r.returncode == 0, r.stderr
     assert sum(p.startswith("/cdn/") for p in hub.requests) == fetched
+    # The quantization is matched in any case (another tag, so another stored model).
+    r = pull(hub, models, "hf.co/test/SmolLM2-GGUF:q4_1")
+    assert r.returncode == 0, r.stderr
     assert "hf.co/test/SmolLM2-GGUF:q4_1" in lowbit("list", "--models", models).stdout
     # No quantization named and no Q4_K_M among several, or one it has not: the message lists
     # those it has (an mmproj file is no model).
@@ -207,11 +215,12 @@ def test_pulling_from_an_ollama_registry(registry, tmp_path):
     ref = json.loads(lowbit("run", SMOL, "Who are you?", "--json", "--threads", 2, "--system", PIRATE, "--stop", "!",
                             "--temp", 0, "-n", 12).stdout)
     assert got["ids"] == ref["ids"]
-    # The model blob came from the other origin (the 307), once: a second pull fetches no blob.
+    # The model blob came from the other origin (the 307); pulled again, it is up to date.
     assert sum(port == cdn_port for port, _ in registry.requests) == before + 1
+    r = lowbit("pull", "--insecure", f"{registry.host}/library/smol", "--models", models)
+    assert r.returncode == 0 and sum(port == cdn_port for port, _ in registry.requests) == before + 1, r.stderr
     r = lowbit("pull", "--insecure", f"{registry.host}/someone/smol:v1", "--models", models)
     assert r.returncode == 0 and "someone/smol:v1" in lowbit("list", "--models", models).stdout, r.stderr
-    assert sum(port == cdn_port for port, _ in registry.requests) == before + 1
     for name, words in ((f"{registry.host}/library/nothere", "not on " + registry.host),
                         (f"{registry.host}/library/vision", "has no GGUF model layer")):
         r = lowbit("pull", "--insecure", name, "--models", models)
