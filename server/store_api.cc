@@ -122,6 +122,7 @@ void add_store_routes(httplib::Server& http, Context& ctx) {
     const auto body = parse_body(req.body);
     const std::string name = model_name_field(body);
     std::string from;
+    CreateOptions opt;
     std::unique_ptr<BlobStore::Staged> staged;  // `files`: the uploads, linked under their names
     const bool has_files = body.contains("files") && !body["files"].is_null();
     if (has_files && body.contains("from") && !body["from"].is_null())
@@ -141,6 +142,8 @@ void add_store_routes(httplib::Server& http, Context& ctx) {
         throw RequestError(400, what.substr(0, what.find(':')), what);
       }
       from = staged->source();
+      // Recorded as made from the uploads (the links it is read through are gone afterwards).
+      for (const auto& [file, digest] : files) opt.parent += (opt.parent.empty() ? "" : ", ") + file + " (" + digest + ")";
     } else if (body.contains("from") && !body["from"].is_null()) {
       from = required_string(body, "from");
     } else if (body.contains("path") && !body["path"].is_null()) {
@@ -149,7 +152,6 @@ void add_store_routes(httplib::Server& http, Context& ctx) {
       throw RequestError(400, "from", "from: is required (a GGUF file, an HF directory, a manifest directory or a "
                                       "stored model), or files: uploaded blobs (POST /api/blobs/DIGEST)");
     }
-    CreateOptions opt;
     if (body.contains("quantize") && !body["quantize"].is_null()) {
       if (!body["quantize"].is_string()) throw RequestError(400, "quantize", "quantize: must be a string");
       opt.quantize = body["quantize"].get<std::string>();

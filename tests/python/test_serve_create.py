@@ -59,6 +59,7 @@ def test_an_uploaded_gguf_makes_the_model_its_file_makes(server, store, oc):
     oc.create(model="smol-path", from_=str(SMOLLM2_GGUF))
     assert greedy(oc, "smol-upload", "Why is the sky blue?") == greedy(oc, "smol-path", "Why is the sky blue?")
     assert oc.show("smol-upload").template == oc.show("smol-path").template
+    assert oc.show("smol-upload").details.parent_model == f"{SMOLLM2_GGUF.name} ({digest})"
     assert leftovers(store) == []  # the links a create reads through are gone with it
 
 
