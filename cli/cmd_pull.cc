@@ -27,7 +27,8 @@ const char* kFooter =
     "Ollama registry's (registry.ollama.ai, library, latest when left out): its GGUF, with the chat\n"
     "template the GGUF carries, and its system message and parameters as the model's defaults.\n"
     "Each file is checked against its SHA-256; a model pulled again from the same files is up to\n"
-    "date (nothing is fetched), and downloads are not kept beside the model they became. Stored\n"
+    "date (nothing is fetched), a download cut off goes on where it stopped, and downloads are not\n"
+    "kept beside the model they became. Stored\n"
     "as hf.co/USER/REPO:QUANT, or MODEL:TAG (NAMESPACE/MODEL:TAG outside library).\n";
 
 int pull_main(int argc, char** argv) {

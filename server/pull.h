@@ -14,8 +14,9 @@
 // names, the model is created from them as /api/create's `files` does, and the downloads are then
 // removed (the model is a converted copy: keeping them would hold it twice on disk). The stored
 // model records what it was pulled from (details.parent_model: the name and the digests), so a
-// second pull of the same files is "up to date" and fetches nothing. Redirects to another host (a
-// CDN) carry no Authorization header.
+// second pull of the same files is "up to date" and fetches nothing. A download cut off keeps what
+// came (.blobs/.partial-HEX), and the next pull asks only for the rest (a Range). Redirects to
+// another host (a CDN) carry no Authorization header.
 //
 // Thread safety: free functions. Two pulls of the same file at once each fetch it; the first to
 // finish removes the blob, and the other's create may then fail and need running again.

@@ -39,15 +39,17 @@ std::string Remote::get(const std::string& path, const std::string& what,
 }
 
 void Remote::stream(const std::string& path, const std::string& what,
-                    const std::function<bool(const char*, size_t)>& sink) {
-  fetch(path, what, {}, sink);
+                    const std::function<bool(const char*, size_t)>& sink, uint64_t from,
+                    const std::function<void(bool)>& on_start) {
+  fetch(path, what, {}, sink, from, on_start);
 }
 
 // Redirects by hand: the bytes of a large file come from another origin (a CDN's signed URL),
 // which gets neither the token nor the origin's headers.
 void Remote::fetch(const std::string& path, const std::string& what,
                    const std::multimap<std::string, std::string>& headers,
-                   const std::function<bool(const char*, size_t)>& sink) {
+                   const std::function<bool(const char*, size_t)>& sink, uint64_t from,
+                   const std::function<void(bool)>& on_start) {
   std::string origin = origin_, at = path;
   for (int hop = 0; hop < 8; ++hop) {
     httplib::Client client(origin);
@@ -57,14 +59,17 @@ void Remote::fetch(const std::string& path, const std::string& what,
     if (home && !token_.empty()) client.set_bearer_token_auth(token_);
     int status = 0;
     std::string location;
+    httplib::Headers sent = home ? httplib::Headers(headers.begin(), headers.end()) : httplib::Headers{};
+    if (from > 0) sent.emplace("Range", "bytes=" + std::to_string(from) + "-");
     auto r = client.Get(
-        at, home ? httplib::Headers(headers.begin(), headers.end()) : httplib::Headers{},
+        at, sent,
         [&](const httplib::Response& head) {
           status = head.status;
           location = head.get_header_value("Location");
+          if (on_start && (status == 200 || (from > 0 && status == 206))) on_start(status == 206);
           return true;
         },
-        [&](const char* data, size_t n) { return status != 200 || sink(data, n); });
+        [&](const char* data, size_t n) { return (status != 200 && status != 206) || sink(data, n); });
     if (status >= 300 && status < 400 && !location.empty()) {
       if (location.find("://") == std::string::npos) location = origin + location;  // relative
       std::tie(origin, at) = split_url(location);
@@ -75,7 +80,8 @@ void Remote::fetch(const std::string& path, const std::string& what,
       throw Error(ErrorCode::not_found, what + ": not on " + source_ + " (HTTP " + std::to_string(r->status) +
                                             (token_.empty() && r->status == 401 ? "; a private or gated one needs a token" : "") +
                                             ")");
-    if (r->status != 200) throw Error(ErrorCode::io, origin + at + ": HTTP " + std::to_string(r->status));
+    if (r->status != 200 && !(from > 0 && r->status == 206))
+      throw Error(ErrorCode::io, origin + at + ": HTTP " + std::to_string(r->status));
     return;
   }
   throw Error(ErrorCode::io, origin_ + path + ": too many redirects");
@@ -87,23 +93,36 @@ std::string fetch_blob(Remote& remote, const std::string& path, const std::strin
   const std::string digest = "sha256:" + sha256;
   auto cancelled = [&] { return cancel && cancel->load(); };
   if (!blobs.has(digest)) {
-    BlobStore::Writer w(blobs, digest);
+    // Resumable: what an interrupted pull got is kept, and only the rest is asked for.
+    BlobStore::Writer w(blobs, digest, true);
+    if (w.size() >= size && size > 0) w.restart();  // as long as the whole yet never committed: start over
+    const uint64_t from = w.size();
+    if (from > 0) say("resuming " + label + " at byte " + std::to_string(from), digest, size, from);
     uint64_t last = 0;
     std::exception_ptr failed;  // nothing is thrown through the HTTP client
-    try {
-      remote.stream(path, what, [&](const char* data, size_t n) {
-        try {
-          w.write(data, n);
-          if (w.size() - last >= (8u << 20) || w.size() == size) {
-            last = w.size();
-            say("pulling " + label, digest, size, w.size());
-          }
-        } catch (...) {
-          failed = std::current_exception();
-          return false;
+    auto write = [&](const char* data, size_t n) {
+      try {
+        if (failed) return false;
+        w.write(data, n);
+        if (w.size() - last >= (8u << 20) || w.size() == size) {
+          last = w.size();
+          say("pulling " + label, digest, size, w.size());
         }
-        return !cancelled();
-      });
+      } catch (...) {
+        failed = std::current_exception();
+        return false;
+      }
+      return !cancelled();
+    };
+    auto start = [&](bool partial) {  // the whole file again (a server that ignores ranges): from 0
+      try {
+        if (!partial && w.size() > 0) w.restart();
+      } catch (...) {
+        failed = std::current_exception();
+      }
+    };
+    try {
+      remote.stream(path, what, write, from, start);
     } catch (const Error&) {
       if (!failed && !cancelled()) throw;
     }

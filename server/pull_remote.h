@@ -26,12 +26,16 @@ class Remote {
   const std::string& origin() const { return origin_; }
   // A small document whole; `headers` are sent to the origin (e.g. Accept).
   std::string get(const std::string& path, const std::string& what, const std::multimap<std::string, std::string>& headers = {});
-  // A file streamed to sink (false from it stops the transfer).
-  void stream(const std::string& path, const std::string& what, const std::function<bool(const char*, size_t)>& sink);
+  // A file streamed to sink (false from it stops the transfer). from > 0 asks for its bytes from
+  // there on (a Range, sent along redirects); on_start(partial) is told, before the first byte,
+  // whether the answer is that part (206) or the whole file (200: a server that ignores ranges).
+  void stream(const std::string& path, const std::string& what, const std::function<bool(const char*, size_t)>& sink,
+              uint64_t from = 0, const std::function<void(bool)>& on_start = nullptr);
 
  private:
   void fetch(const std::string& path, const std::string& what, const std::multimap<std::string, std::string>& headers,
-             const std::function<bool(const char*, size_t)>& sink);
+             const std::function<bool(const char*, size_t)>& sink, uint64_t from = 0,
+             const std::function<void(bool)>& on_start = nullptr);
   std::string origin_, token_, source_;
 };
 

@@ -1,5 +1,7 @@
 #include "store/blobs.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -57,18 +59,47 @@ bool BlobStore::has(const std::string& digest) const {
   return fs::is_regular_file(path(digest), ec);
 }
 
-BlobStore::Writer::Writer(const BlobStore& store, const std::string& digest)
+BlobStore::Writer::Writer(const BlobStore& store, const std::string& digest, bool resumable)
     : hex_(digest_hex(digest)), final_(store.path(digest)) {
   std::error_code ec;
   fs::create_directories(store.dir_, ec);
+  if (resumable) {
+    // The partial file of an earlier attempt, locked for this Writer's life (another process or
+    // thread at it means writing aside instead).
+    const std::string partial = (fs::path(store.dir_) / (".partial-" + hex_)).string();
+    const int fd = ::open(partial.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd >= 0 && ::flock(fd, LOCK_EX | LOCK_NB) == 0) {
+      f_ = ::fdopen(fd, "r+b");
+      if (f_) {
+        temp_ = partial;
+        keep_ = true;
+        char buf[1 << 16];
+        for (size_t n; (n = std::fread(buf, 1, sizeof buf, f_)) > 0;) {
+          hash_.update(buf, n);
+          size_ += n;
+        }
+        std::fseek(f_, 0, SEEK_END);
+        return;
+      }
+    }
+    if (fd >= 0) ::close(fd);
+  }
   temp_ = (fs::path(store.dir_) / (".tmp-" + hex_ + "-" + unique_suffix())).string();
   f_ = std::fopen(temp_.c_str(), "wb");
   if (!f_) throw Error(ErrorCode::io, temp_ + ": cannot write: " + std::strerror(errno));
 }
 
 BlobStore::Writer::~Writer() {
-  if (f_) std::fclose(f_);
-  if (!temp_.empty()) std::remove(temp_.c_str());
+  if (f_) std::fclose(f_);  // closing drops the lock
+  if (!temp_.empty() && !keep_) std::remove(temp_.c_str());
+}
+
+void BlobStore::Writer::restart() {
+  std::fflush(f_);
+  if (::ftruncate(::fileno(f_), 0) != 0 || std::fseek(f_, 0, SEEK_SET) != 0)
+    throw Error(ErrorCode::io, temp_ + ": cannot start it again: " + std::strerror(errno));
+  hash_ = Sha256();
+  size_ = 0;
 }
 
 void BlobStore::Writer::write(const char* data, size_t n) {
@@ -82,9 +113,11 @@ void BlobStore::Writer::commit() {
   f_ = nullptr;
   if (closed != 0) throw Error(ErrorCode::io, temp_ + ": write failed: " + std::strerror(errno));
   const std::string got = hex_of(hash_.finish());
-  if (got != hex_)
+  if (got != hex_) {
+    keep_ = false;  // wrong bytes are no start for another attempt
     throw Error(ErrorCode::invalid_argument, "the uploaded bytes (" + std::to_string(size_) + ") hash to sha256:" +
                                                  got + ", not to the digest named, sha256:" + hex_);
+  }
   std::error_code ec;
   fs::rename(temp_, final_, ec);
   if (ec) throw Error(ErrorCode::io, final_ + ": cannot put the blob in place: " + ec.message());

@@ -27,20 +27,25 @@ class BlobStore {
   void remove(const std::string& digest) const;        // if it is there
 
   // One upload: bytes in, then commit() checks them against the digest and puts the blob in place.
-  // A Writer destroyed uncommitted (a failed or abandoned upload) leaves nothing behind.
+  // A Writer destroyed uncommitted (a failed or abandoned upload) leaves nothing behind, unless it
+  // is resumable: then what it has is kept as ROOT/.blobs/.partial-HEX, and the next resumable
+  // Writer of that digest starts from it (size() bytes in; a download asks for the rest). One
+  // resumable Writer of a digest at a time (a lock on the file); another writes aside, afresh.
   class Writer {
    public:
-    Writer(const BlobStore& store, const std::string& digest);  // Error(io) when it cannot write
+    Writer(const BlobStore& store, const std::string& digest, bool resumable = false);  // Error(io): cannot write
     ~Writer();
     Writer(const Writer&) = delete;
     Writer& operator=(const Writer&) = delete;
     void write(const char* data, size_t n);  // Error(io) on a failed write (a full disk)
     uint64_t size() const { return size_; }
+    void restart();  // drop what it has (a server that sent the whole file again)
     // Error(invalid_argument) naming both digests when the bytes hash to another.
     void commit();
 
    private:
     std::string hex_, final_, temp_;
+    bool keep_ = false;  // resumable: an uncommitted partial file stays
     std::FILE* f_ = nullptr;
     Sha256 hash_;
     uint64_t size_ = 0;

@@ -31,6 +31,8 @@ class Hub:
         self.corrupt = set(corrupt)
         self.requests = []
         self.authorized = []  # (port, path) of requests that carried an Authorization header
+        self.cut_once = set()  # file names whose next download stops halfway
+        self.ranges = []  # the Range header of each download (None for none)
         hub = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -80,6 +82,19 @@ class Hub:
                     name = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query).get("name", [""])[0]
                     if name in hub.corrupt:
                         data = bytes([data[0] ^ 1]) + data[1:]
+                    if name in hub.cut_once:  # the connection drops halfway through
+                        hub.cut_once.discard(name)
+                        self.send_response(200)
+                        self.send_header("Content-Length", str(len(data)))
+                        self.end_headers()
+                        self.wfile.write(data[:len(data) // 2])
+                        self.close_connection = True
+                        return
+                    rng = self.headers.get("Range")
+                    hub.ranges.append(rng)
+                    if rng:  # "bytes=N-", as a CDN answers it
+                        start = int(rng.split("=")[1].split("-")[0])
+                        return self.send(206, data[start:], [("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")])
                     return self.send(200, data, [("Content-Type", "application/octet-stream")])
                 self.send(404, b"not found")
 

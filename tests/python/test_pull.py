@@ -225,3 +225,20 @@ def test_pulling_from_an_ollama_registry(registry, tmp_path):
                         (f"{registry.host}/library/vision", "has no GGUF model layer")):
         r = lowbit("pull", "--insecure", name, "--models", models)
         assert r.returncode == 1 and words in r.stderr, r.stderr
+
+
+def test_an_interrupted_download_resumes_where_it_stopped(hub, tmp_path):
+    """A download cut off halfway keeps what came (.blobs/.partial-HEX); the next pull asks only for
+    the rest (a Range from there) and the model is the one the file makes."""
+    models = tmp_path / "models"
+    hub.cut_once.add("SmolLM2-135M-Instruct-Q4_1.gguf")
+    r = pull(hub, models, "hf.co/test/SmolLM2-GGUF:Q4_1")
+    assert r.returncode == 1, r.stderr
+    [partial] = list((models / ".blobs").glob(".partial-*"))
+    half = SMOL.stat().st_size // 2
+    assert partial.stat().st_size == half
+    r = pull(hub, models, "hf.co/test/SmolLM2-GGUF:Q4_1")
+    assert r.returncode == 0, r.stderr
+    assert hub.ranges[-1] == f"bytes={half}-"
+    assert list((models / ".blobs").iterdir()) == []
+    assert run("hf.co/test/SmolLM2-GGUF:Q4_1", models) == run(str(SMOL), models)

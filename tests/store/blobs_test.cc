@@ -70,6 +70,48 @@ TEST_F(BlobsTest, AnUploadIsKeptOnlyWhenItsBytesHashToItsName) {
   EXPECT_EQ(entries(), std::vector<std::string>{"sha256-" + kAbc.substr(7)});
 }
 
+TEST_F(BlobsTest, AResumableUploadKeepsWhatItHadAndGoesOnFromThere) {
+  BlobStore s(root_.string());
+  {
+    BlobStore::Writer w(s, kAbc, true);
+    EXPECT_EQ(w.size(), 0u);
+    w.write("a", 1);  // cut off here
+  }
+  EXPECT_EQ(entries(), std::vector<std::string>{".partial-" + kAbc.substr(7)});
+  {
+    BlobStore::Writer w(s, kAbc, true);
+    EXPECT_EQ(w.size(), 1u);  // goes on after "a"
+    // Meanwhile another resumable writer of the digest writes aside (the partial is locked).
+    BlobStore::Writer other(s, kAbc, true);
+    EXPECT_EQ(other.size(), 0u);
+    w.write("bc", 2);
+    w.commit();
+  }
+  EXPECT_TRUE(s.has(kAbc));
+  // A restart drops what came before (a server that sent the whole file again).
+  const std::string xyz = "sha256:3608bca1e44ea6c4d268eb6db02260269892c0b42b86bbf1e77a6fa16c3c9282";  // "xyz"
+  {
+    BlobStore::Writer w(s, xyz, true);
+    w.write("xy", 2);
+  }
+  {
+    BlobStore::Writer w(s, xyz, true);
+    EXPECT_EQ(w.size(), 2u);
+    w.restart();
+    w.write("xyz", 3);
+    w.commit();
+  }
+  EXPECT_TRUE(s.has(xyz));
+  // Wrong bytes are not kept as a start for the next attempt.
+  const std::string other = "sha256:" + std::string(64, '0');
+  {
+    BlobStore::Writer w(s, other, true);
+    w.write("abc", 3);
+    EXPECT_EQ(code_of([&] { w.commit(); }), ErrorCode::invalid_argument);
+  }
+  EXPECT_EQ(entries(), (std::vector<std::string>{"sha256-" + xyz.substr(7), "sha256-" + kAbc.substr(7)}));
+}
+
 TEST_F(BlobsTest, DigestsAreSha256InLowerCaseHex) {
   EXPECT_EQ(BlobStore::digest_hex(kAbc), kAbc.substr(7));
   for (const std::string& bad : std::vector<std::string>{"sha256:abc", "md5:" + kAbc.substr(7), "sha256:" + std::string(64, 'A'),
