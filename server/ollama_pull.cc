@@ -66,10 +66,10 @@ StoredModel pull_from_registry(ModelStore& store, const BlobStore& blobs, const 
   json layers;
   try {
     layers = json::parse(text).at("layers");
-    if (!layers.is_array()) throw json::type_error::create(302, "layers is not an array", nullptr);
   } catch (const json::exception& e) {
     throw Error(ErrorCode::io, r.host + ": the manifest of " + name + " is not a registry manifest: " + e.what());
   }
+  if (!layers.is_array()) throw Error(ErrorCode::io, r.host + ": the manifest of " + name + " has no list of layers");
   // A small layer (system, params) whole, checked against its digest.
   auto small = [&](const json& layer) {
     const std::string digest = layer.value("digest", "");

@@ -26,7 +26,8 @@ class ResponsesFormat : public Format {
       : model_(rr.chat.model), id_(new_id("resp", '_')), message_id_(new_id("msg", '_')), created_(unix_now()),
         temperature_(rr.chat.sampler.temperature), top_p_(rr.chat.sampler.top_p),
         max_output_tokens_(rr.chat.max_tokens), parallel_tool_calls_(rr.chat.parallel_tool_calls),
-        instructions_(rr.instructions), previous_(rr.previous_response_id), request_(rr),
+        instructions_(rr.instructions), previous_(rr.previous_response_id), conversation_(rr.conversation),
+        input_items_(rr.input_items),
         store_(rr.store ? &store : nullptr) {
     const GenerationRequest& r = rr.chat;
     for (const auto& t : r.tools.is_array() ? r.tools : nlohmann::ordered_json::array()) {
@@ -136,13 +137,13 @@ class ResponsesFormat : public Format {
     if (!store_) return;
     auto kept = std::make_shared<StoredResponse>();
     kept->response = r;
-    kept->conversation = request_.conversation;
+    kept->conversation = conversation_;
     nlohmann::ordered_json reply = {{"role", "assistant"}, {"content", text}};
     for (size_t i = 0; i < calls.size(); ++i)
       reply["tool_calls"].push_back({{"id", items[i]["call_id"]}, {"type", "function"},
                                      {"function", {{"name", calls[i].name}, {"arguments", calls[i].arguments}}}});
     kept->conversation.push_back(std::move(reply));
-    kept->input_items = request_.input_items;
+    kept->input_items = input_items_;
     for (auto& item : kept->input_items)  // ids as OpenAI lists them: the client's, else new ones
       if (!item.contains("id") || !item["id"].is_string())
         item["id"] = new_id(item["type"] == "message" ? "msg" : item["type"] == "function_call" ? "fc" : "fco", '_');
@@ -181,7 +182,7 @@ class ResponsesFormat : public Format {
   int64_t max_output_tokens_;
   bool parallel_tool_calls_;
   std::string instructions_, previous_;
-  ResponsesRequest request_;  // its conversation and input items, for keep()
+  nlohmann::ordered_json conversation_, input_items_;  // the request's, for keep()
   ResponseStore* store_;      // nullptr: "store": false
   json tools_ = json::array();
   bool open_ = false;  // the message item has begun

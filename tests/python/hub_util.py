@@ -17,6 +17,37 @@ import urllib.parse
 LFS_FROM = 1 << 16  # files this large are LFS objects, as the Hub stores weights
 
 
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    """No access log; send() answers with a body of known length (none to a HEAD)."""
+
+    def log_message(self, *a):
+        pass
+
+    def send(self, status, body=b"", headers=()):
+        self.send_response(status)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+
+def serve_pair(handler):
+    """The origin and, on another port (another origin, as a CDN is), where large files are sent:
+    two servers of handler, started; (origin, cdn)."""
+    servers = tuple(http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) for _ in range(2))
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    return servers
+
+
+def close_pair(servers):
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
 def git_oid(data):
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
@@ -35,19 +66,7 @@ class Hub:
         self.ranges = []  # the Range header of each download (None for none)
         hub = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def send(self, status, body=b"", headers=()):
-                self.send_response(status)
-                for k, v in headers:
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(body)
-
+        class Handler(QuietHandler):
             def do_HEAD(self):
                 self.do_GET()
 
@@ -98,14 +117,11 @@ class Hub:
                     return self.send(200, data, [("Content-Type", "application/octet-stream")])
                 self.send(404, b"not found")
 
-        # The Hub and, on another port (another origin, as a CDN is), where LFS objects are served.
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.cdn = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        # The Hub and where its LFS objects are served.
+        self.httpd, self.cdn = serve_pair(Handler)
         self.port = self.httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.cdn_url = f"http://127.0.0.1:{self.cdn.server_address[1]}"
-        for server in (self.httpd, self.cdn):
-            threading.Thread(target=server.serve_forever, daemon=True).start()
 
     def entry(self, name, data):
         e = {"type": "file", "oid": git_oid(data), "size": len(data), "path": name}
@@ -114,9 +130,7 @@ class Hub:
         return e
 
     def close(self):
-        for server in (self.httpd, self.cdn):
-            server.shutdown()
-            server.server_close()
+        close_pair((self.httpd, self.cdn))
 
 
 class Registry:
@@ -155,18 +169,7 @@ class Registry:
                 "layers": layers}).encode()
         reg = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def send(self, status, body=b"", headers=()):
-                self.send_response(status)
-                for k, v in headers:
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
+        class Handler(QuietHandler):
             def do_GET(self):
                 reg.requests.append((self.server.server_address[1], self.path))
                 parts = self.path.strip("/").split("/")
@@ -184,14 +187,9 @@ class Registry:
                     return self.send(200, data, [("Content-Type", "application/octet-stream")])
                 self.send(404, b"not found")
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.cdn = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd, self.cdn = serve_pair(Handler)
         self.host = f"127.0.0.1:{self.httpd.server_address[1]}"
         self.cdn_url = f"http://127.0.0.1:{self.cdn.server_address[1]}"
-        for server in (self.httpd, self.cdn):
-            threading.Thread(target=server.serve_forever, daemon=True).start()
 
     def close(self):
-        for server in (self.httpd, self.cdn):
-            server.shutdown()
-            server.server_close()
+        close_pair((self.httpd, self.cdn))
