@@ -3,8 +3,16 @@
 #include "backend/cpu_backend.h"
 #include "backend/cuda_backend.h"
 #include "kernels/cuda_backend.h"
+#include "kernels/error.h"
 
 namespace lowbit {
+
+Tensor Tensor::reshape(int64_t r, int64_t c) const {
+  if (r < 0 || c < 0 || r * c != size())
+    throw Error(ErrorCode::internal, "tensor of " + std::to_string(rows) + " x " + std::to_string(cols) +
+                                         " reshaped to " + std::to_string(r) + " x " + std::to_string(c));
+  return {buf, offset, r, c};
+}
 
 Tensor Backend::new_tensor(BufferPtr& owner, int64_t rows, int64_t cols) {
   owner = alloc(rows * cols);

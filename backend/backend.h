@@ -53,6 +53,8 @@ struct Tensor {
   int64_t offset = 0;
   int64_t rows = 0, cols = 0;
   Tensor slice(int64_t row0, int64_t n) const { return {buf, offset + row0 * cols, n, cols}; }
+  // The same values in rows of another width (r * c == size()), e.g. a row of heads as one row per head.
+  Tensor reshape(int64_t r, int64_t c) const;
   int64_t size() const { return rows * cols; }
 };
 

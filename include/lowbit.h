@@ -107,7 +107,7 @@ LOWBIT_API lowbit_status lowbit_model_load(const char* dir, const lowbit_load_pa
 LOWBIT_API void lowbit_model_free(lowbit_model* model);
 
 typedef struct lowbit_model_info {
-  const char* arch; /* "llama", "mistral", "qwen2"; valid while the model is loaded */
+  const char* arch; /* "llama", "mistral", "qwen2", "qwen3"; valid while the model is loaded */
   int64_t vocab_size;
   int64_t ctx; /* context length sessions get */
   int64_t dim;

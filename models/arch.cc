@@ -24,9 +24,11 @@ struct ArchRow {
   const char* arch;             // canonical name, stored in manifests
   const char* hf_architecture;  // config.json "architectures"
   bool qkv_bias;                // q/k/v projections always carry a bias
+  bool qk_norm;                 // q and k are RMS-normalized per head before RoPE
   bool has_attention_bias;      // reads Llama's "attention_bias"/"mlp_bias" switches (must be false)
   Window window;
   int64_t default_window;       // when config.json has no "sliding_window" (the HF class default)
+  int64_t default_head_dim;     // when config.json has no "head_dim" (the HF class default); 0: dim / heads
   // GGUF: the general.architecture that llama.cpp's converter writes for it (nullptr: none of its
   // own; Mistral is written as "llama"), and whether that converter permutes the rows of
   // attn_q/attn_k away from HF's rotate-half order (convert_hf_to_gguf.py LlamaModel.permute).
@@ -35,9 +37,11 @@ struct ArchRow {
 };
 
 constexpr ArchRow kArchs[] = {
-    {"llama", "LlamaForCausalLM", false, true, Window::none, 0, "llama", true},
-    {"mistral", "MistralForCausalLM", false, false, Window::sliding_window, 4096, nullptr, false},
-    {"qwen2", "Qwen2ForCausalLM", true, false, Window::qwen2, 0, "qwen2", false},
+    {"llama", "LlamaForCausalLM", false, false, true, Window::none, 0, 0, "llama", true},
+    {"mistral", "MistralForCausalLM", false, false, false, Window::sliding_window, 4096, 0, nullptr, false},
+    {"qwen2", "Qwen2ForCausalLM", true, false, false, Window::qwen2, 0, 0, "qwen2", false},
+    // Qwen3's window switches are Qwen2's; its "attention_bias" adds biases to q/k/v and o.
+    {"qwen3", "Qwen3ForCausalLM", false, true, true, Window::qwen2, 0, 128, "qwen3", false},
 };
 
 const ArchRow* find_arch(std::string_view hf_name) {
@@ -238,6 +242,8 @@ ModelConfig parse_hf_config(const json& j, const std::string& file_label) {
   c.n_kv_heads = f.opt_integer("num_key_value_heads", 1, kMaxSize).value_or(c.n_heads);
   if (const auto hd = f.opt_integer("head_dim", 1, kMaxSize)) {
     c.head_dim = *hd;
+  } else if (row->default_head_dim) {
+    c.head_dim = row->default_head_dim;
   } else {
     if (c.dim % c.n_heads != 0)
       f.fail("hidden_size", "= " + std::to_string(c.dim) + " is not a multiple of num_attention_heads (" +
@@ -249,11 +255,12 @@ ModelConfig parse_hf_config(const json& j, const std::string& file_label) {
   c.max_ctx = f.integer("max_position_embeddings", 1, kMaxContext);
   c.norm_eps = f.opt_positive("rms_norm_eps", 1e-6f);  // the HF classes' default
   parse_rope(f, j, c);
-  c.tie_embeddings = f.opt_boolean("tie_word_embeddings", false);  // all three classes default false
+  c.tie_embeddings = f.opt_boolean("tie_word_embeddings", false);  // all four classes default false
 
   c.qkv_bias = row->qkv_bias;
+  c.qk_norm = row->qk_norm;
   if (row->has_attention_bias) {
-    // In Llama this switch adds a bias to o_proj as well, which the runtime has no slot for.
+    // In Llama and Qwen3 this switch adds a bias to o_proj as well, which the runtime has no slot for.
     if (f.opt_boolean("attention_bias", false)) f.fail("attention_bias", "= true not supported");
     if (f.opt_boolean("mlp_bias", false)) f.fail("mlp_bias", "= true not supported");
   }
@@ -305,6 +312,7 @@ json config_to_json(const ModelConfig& c) {
         {"freq_factors", c.rope_scaling.freq_factors}}},
       {"tie_embeddings", c.tie_embeddings},
       {"qkv_bias", c.qkv_bias},
+      {"qk_norm", c.qk_norm},
       {"sliding_window", c.sliding_window},
       {"bos_id", c.bos_id},
       {"eos_ids", c.eos_ids},
@@ -351,6 +359,8 @@ ModelConfig config_from_json(const json& j, const std::string& label) {
   }
   c.tie_embeddings = f.boolean("tie_embeddings");
   c.qkv_bias = f.boolean("qkv_bias");
+  c.qk_norm = f.opt_boolean("qk_norm", false);  // absent in manifests written before Qwen3
+  if (c.qk_norm != row->qk_norm) f.fail("qk_norm", std::string("= ") + (c.qk_norm ? "true" : "false") + " does not belong to arch '" + c.arch + "'");
   c.sliding_window = f.integer("sliding_window", 0, kMaxContext);
   c.bos_id = (int32_t)f.integer("bos_id", -1, kMaxSize - 1);
   const json& eos = f.need("eos_ids");
@@ -372,7 +382,7 @@ bool operator==(const ModelConfig& a, const ModelConfig& b) {
          a.head_dim == b.head_dim && a.ffn_dim == b.ffn_dim && a.vocab_size == b.vocab_size &&
          a.max_ctx == b.max_ctx && a.norm_eps == b.norm_eps && a.rope_theta == b.rope_theta &&
          a.rope_scaling == b.rope_scaling && a.tie_embeddings == b.tie_embeddings &&
-         a.qkv_bias == b.qkv_bias && a.sliding_window == b.sliding_window && a.bos_id == b.bos_id &&
+         a.qkv_bias == b.qkv_bias && a.qk_norm == b.qk_norm && a.sliding_window == b.sliding_window && a.bos_id == b.bos_id &&
          a.eos_ids == b.eos_ids;
 }
 
@@ -380,7 +390,7 @@ bool operator==(const ModelConfig& a, const ModelConfig& b) {
 
 namespace {
 
-// HF module names, the same in all three architectures. '#' stands for the layer index.
+// HF module names, the same in every architecture of the table. '#' stands for the layer index.
 struct RoleRow {
   Role role;
   const char* name;
@@ -398,6 +408,8 @@ constexpr RoleRow kRoles[] = {
     {Role::bq, "bq", "model.layers.#.self_attn.q_proj.bias", "blk.#.attn_q.bias"},
     {Role::bk, "bk", "model.layers.#.self_attn.k_proj.bias", "blk.#.attn_k.bias"},
     {Role::bv, "bv", "model.layers.#.self_attn.v_proj.bias", "blk.#.attn_v.bias"},
+    {Role::q_norm, "q_norm", "model.layers.#.self_attn.q_norm.weight", "blk.#.attn_q_norm.weight"},
+    {Role::k_norm, "k_norm", "model.layers.#.self_attn.k_norm.weight", "blk.#.attn_k_norm.weight"},
     {Role::ffn_norm, "ffn_norm", "model.layers.#.post_attention_layernorm.weight", "blk.#.ffn_norm.weight"},
     {Role::w_gate, "w_gate", "model.layers.#.mlp.gate_proj.weight", "blk.#.ffn_gate.weight"},
     {Role::w_up, "w_up", "model.layers.#.mlp.up_proj.weight", "blk.#.ffn_up.weight"},
@@ -418,6 +430,7 @@ bool per_layer(Role r) { return r != Role::embed && r != Role::final_norm && r !
 
 bool present(const ModelConfig& c, Role r) {
   if (is_bias(r)) return c.qkv_bias;
+  if (r == Role::q_norm || r == Role::k_norm) return c.qk_norm;
   if (r == Role::lm_head) return !c.tie_embeddings;
   return true;
 }
@@ -434,6 +447,8 @@ std::vector<int64_t> role_shape(const ModelConfig& c, Role r) {
     case Role::bq: return {q};
     case Role::bk: return {kv};
     case Role::bv: return {kv};
+    case Role::q_norm: return {c.head_dim};
+    case Role::k_norm: return {c.head_dim};
     case Role::ffn_norm: return {c.dim};
     case Role::w_gate: return {c.ffn_dim, c.dim};
     case Role::w_up: return {c.ffn_dim, c.dim};
@@ -493,7 +508,9 @@ void check_role(const ModelConfig& c, Role role, int layer) {
                 std::to_string(c.n_layers) + " layers; global roles take -1)");
   if (!present(c, role))
     throw Error("tensor role " + std::string(rn) + ": " + c.arch + " model has no such tensor" +
-                (role == Role::lm_head ? " (embeddings are tied: use embed)" : " (no q/k/v bias)"));
+                (role == Role::lm_head                             ? " (embeddings are tied: use embed)"
+                 : role == Role::q_norm || role == Role::k_norm ? " (no per-head q/k norm)"
+                                                                : " (no q/k/v bias)"));
 }
 
 }  // namespace

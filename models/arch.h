@@ -3,9 +3,10 @@
 // architecture is one row of the table in arch.cc; everything else here is derived from it.
 //
 // Supported: Llama (LlamaForCausalLM: Llama 2/3, TinyLlama, SmolLM), Mistral
-// (MistralForCausalLM), Qwen2 (Qwen2ForCausalLM: biases on q/k/v). All three are the same
-// pre-norm decoder (RMSNorm, rotate-half RoPE, GQA attention, SwiGLU MLP) with the same module
-// names; they differ in the q/k/v bias and in the attention window.
+// (MistralForCausalLM), Qwen2 (Qwen2ForCausalLM: biases on q/k/v), Qwen3 (Qwen3ForCausalLM: an
+// RMSNorm over each head of q and k before RoPE). All four are the same pre-norm decoder
+// (RMSNorm, rotate-half RoPE, GQA attention, SwiGLU MLP) with the same module names; they differ
+// in the q/k/v bias, the per-head q/k norms and the attention window.
 //
 // All functions are pure and thread-safe.
 #pragma once
@@ -31,7 +32,7 @@ struct RopeScaling {
 };
 
 struct ModelConfig {
-  std::string arch;             // canonical: "llama", "mistral", "qwen2"
+  std::string arch;             // canonical: "llama", "mistral", "qwen2", "qwen3"
   std::string hf_architecture;  // e.g. "LlamaForCausalLM"
   int64_t dim = 0, n_layers = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0, ffn_dim = 0,
           vocab_size = 0, max_ctx = 0;
@@ -39,6 +40,7 @@ struct ModelConfig {
   RopeScaling rope_scaling;
   bool tie_embeddings = false;  // lm_head reuses model.embed_tokens.weight
   bool qkv_bias = false;        // q_proj/k_proj/v_proj carry a bias
+  bool qk_norm = false;         // q and k pass an RMSNorm per head (weights of head_dim) before RoPE
   int64_t sliding_window = 0;   // attention sees the last sliding_window positions; 0 = all
   int32_t bos_id = -1;          // -1: none
   std::vector<int32_t> eos_ids;
@@ -73,7 +75,8 @@ GgufArch gguf_architecture(std::string_view gguf_arch);
 std::vector<std::string> supported_architectures();
 
 enum class Role {
-  embed, attn_norm, wq, wk, wv, wo, bq, bk, bv, ffn_norm, w_gate, w_up, w_down, final_norm, lm_head
+  embed, attn_norm, wq, wk, wv, wo, bq, bk, bv, q_norm, k_norm, ffn_norm, w_gate, w_up, w_down, final_norm,
+  lm_head
 };
 std::string_view role_name(Role r);  // "embed", "attn_norm", ... as spelt in the enum
 
@@ -86,12 +89,14 @@ struct TensorSpec {
 };
 
 // Every tensor the model needs, global ones first (embed), then layer by layer, then
-// final_norm and lm_head; lm_head only when embeddings are not tied, biases only with qkv_bias.
+// final_norm and lm_head; lm_head only when embeddings are not tied, biases only with qkv_bias,
+// q_norm/k_norm only with qk_norm.
 std::vector<TensorSpec> expected_tensors(const ModelConfig& c);
 
 // The HF name of one tensor, used by the runtime to find weights. layer is -1 for global roles
 // and in [0, n_layers) for per-layer ones. Throws Error when the role has no tensor in this
-// model: a bias without qkv_bias, or lm_head with tied embeddings (use embed instead).
+// model: a bias without qkv_bias, a q/k norm without qk_norm, or lm_head with tied embeddings
+// (use embed instead).
 std::string tensor_name(const ModelConfig& c, Role role, int layer = -1);
 
 // The same tensor's name in a GGUF file ("blk.3.attn_q.weight"), from the same table.

@@ -78,6 +78,10 @@ LlamaForward::LlamaForward(const ModelConfig& c, const Manifest& mf, std::span<c
         w.bk = vector(Role::bk, l, kv_dim);
         w.bv = vector(Role::bv, l, kv_dim);
       }
+      if (c.qk_norm) {
+        w.q_norm = vector(Role::q_norm, l, c.head_dim);
+        w.k_norm = vector(Role::k_norm, l, c.head_dim);
+      }
       w.ffn_norm = vector(Role::ffn_norm, l, c.dim);
       w.w_gate = matrix(Role::w_gate, l);
       w.w_up = matrix(Role::w_up, l);
@@ -173,6 +177,11 @@ void LlamaForward::run(std::span<const SeqChunk> chunks, Workspace& ws, float* l
         b.add_row(q, w.bq);
         b.add_row(k, w.bk);
         b.add_row(v, w.bv);
+      }
+      if (c.qk_norm) {  // each head's hd values one row
+        const Tensor qh = q.reshape(n * c.n_heads, hd), kh = k.reshape(n * c.n_kv_heads, hd);
+        b.rmsnorm(qh, w.q_norm, c.norm_eps, qh);
+        b.rmsnorm(kh, w.k_norm, c.norm_eps, kh);
       }
       b.rope(q, c.n_heads, hd, st.inv_freq, ws.seqs);
       b.rope(k, c.n_kv_heads, hd, st.inv_freq, ws.seqs);

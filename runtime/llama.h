@@ -1,6 +1,8 @@
-// The Llama family's forward pass: llama, mistral and qwen2, the same pre-norm decoder (RMSNorm,
-// rotate-half RoPE, grouped-query attention with an optional sliding window, SwiGLU MLP) with
-// the same module names, differing only in qwen2's q/k/v biases and mistral's window.
+// The Llama family's forward pass: llama, mistral, qwen2 and qwen3, the same pre-norm decoder
+// (RMSNorm, rotate-half RoPE, grouped-query attention with an optional sliding window, SwiGLU MLP)
+// with the same module names, differing only in qwen2's q/k/v biases, qwen3's per-head RMSNorm of
+// q and k before RoPE, and mistral's window: each an optional step on the same data, where a new
+// layer shape (fused projections, norms around the sublayers) would be a new ForwardPass.
 #pragma once
 
 #include <vector>
@@ -22,6 +24,7 @@ class LlamaForward final : public ForwardPass {
   struct Layer {
     Tensor attn_norm, ffn_norm;  // (1, dim)
     Tensor bq, bk, bv;           // (1, q_dim), (1, kv_dim) x 2; qwen2 only
+    Tensor q_norm, k_norm;       // (1, head_dim); qwen3 only
     Matrix wq, wk, wv, wo, w_gate, w_up, w_down;
   };
   // One matmul of x (rows, k) into the projections, telling the observer about x first.

@@ -122,6 +122,55 @@ TEST(Arch, parse_qwen2_5_0_5b) {
   EXPECT_EQ(c.bos_id, 151643);
 }
 
+// Qwen3-0.6B's config.json (tests/data/configs/README.md says where it comes from).
+json qwen3_json() {
+  std::ifstream in(test::kSourceDir + "/tests/data/configs/qwen3-0.6b/config.json");
+  return json::parse(in);
+}
+
+TEST(Arch, parse_qwen3_0_6b_per_head_norms) {
+  const ModelConfig c = parse_hf_config(qwen3_json(), "config.json");
+  EXPECT_EQ(c.arch, "qwen3");
+  EXPECT_TRUE(c.qk_norm);
+  EXPECT_FALSE(c.qkv_bias);
+  EXPECT_TRUE(c.tie_embeddings);
+  EXPECT_EQ(c.dim, 1024);
+  EXPECT_EQ(c.n_heads, 16);
+  EXPECT_EQ(c.n_kv_heads, 8);
+  EXPECT_EQ(c.head_dim, 128);  // wider than 1024 / 16
+  EXPECT_EQ(c.sliding_window, 0);
+  EXPECT_EQ(c.eos_ids, std::vector<int32_t>{151645});
+  std::map<std::string, TensorSpec> by_name;
+  for (const TensorSpec& s : expected_tensors(c)) by_name.emplace(s.name, s);
+  EXPECT_EQ(by_name.size(), 1u + 28 * 11 + 1);  // embed, 11 per layer, final norm; tied head
+  EXPECT_EQ(by_name.at("model.layers.27.self_attn.q_norm.weight").shape, (std::vector<int64_t>{128}));
+  EXPECT_EQ(by_name.at("model.layers.0.self_attn.k_norm.weight").role, Role::k_norm);
+  EXPECT_TRUE(by_name.at("model.layers.0.self_attn.k_norm.weight").is_norm_or_bias);
+  EXPECT_EQ(by_name.at("model.layers.0.self_attn.q_proj.weight").shape, (std::vector<int64_t>{2048, 1024}));
+  EXPECT_EQ(by_name.at("model.layers.0.self_attn.o_proj.weight").shape, (std::vector<int64_t>{1024, 2048}));
+  EXPECT_EQ(gguf_tensor_name(c, Role::q_norm, 3), "blk.3.attn_q_norm.weight");
+  EXPECT_EQ(gguf_architecture("qwen3").hf_architecture, "Qwen3ForCausalLM");
+  EXPECT_FALSE(gguf_architecture("qwen3").qk_permuted);
+  EXPECT_EQ(config_from_json(config_to_json(c), "m"), c);
+
+  json j = qwen3_json();
+  j.erase("head_dim");  // Qwen3Config's default, not hidden_size / heads
+  EXPECT_EQ(parse_hf_config(j, "config.json").head_dim, 128);
+  j = qwen3_json();
+  j["attention_bias"] = true;  // biases on q/k/v and o: no slot for o's
+  EXPECT_THAT(error_of([&] { parse_hf_config(j, "config.json"); }), HasSubstr("field 'attention_bias' = true"));
+  j = qwen3_json();
+  j["use_sliding_window"] = true;
+  EXPECT_THAT(error_of([&] { parse_hf_config(j, "config.json"); }), HasSubstr("field 'use_sliding_window'"));
+  json m = config_to_json(c);
+  m["qk_norm"] = false;
+  EXPECT_THAT(error_of([&] { config_from_json(m, "manifest.json"); }), HasSubstr("field 'qk_norm'"));
+  // A manifest written before the field existed reads as without the norms.
+  m = config_to_json(parse("configs/qwen2.5-0.5b"));
+  m.erase("qk_norm");
+  EXPECT_FALSE(config_from_json(m, "manifest.json").qk_norm);
+}
+
 TEST(Arch, parse_smollm2_rope_parameters) {
   // A transformers-5 config: rope_theta lives in "rope_parameters".
   const ModelConfig c = parse("configs/smollm2-135m");
@@ -177,11 +226,12 @@ TEST(ArchBad, unknown_architecture_names_it_and_the_supported) {
   const std::string msg = bad_field("architectures", {"GPT2LMHeadModel"});
   EXPECT_THAT(msg, AllOf(HasSubstr("config.json: field 'architectures'"), HasSubstr("GPT2LMHeadModel"),
                          HasSubstr("LlamaForCausalLM"), HasSubstr("MistralForCausalLM"),
-                         HasSubstr("Qwen2ForCausalLM")));
+                         HasSubstr("Qwen2ForCausalLM"), HasSubstr("Qwen3ForCausalLM")));
   EXPECT_THAT(bad_field("architectures", nullptr), HasSubstr("field 'architectures' missing"));
   EXPECT_THAT(bad_field("architectures", "LlamaForCausalLM"), HasSubstr("field 'architectures' is not a non-empty list"));
   EXPECT_EQ(supported_architectures(),
-            (std::vector<std::string>{"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"}));
+            (std::vector<std::string>{"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM",
+                                      "Qwen3ForCausalLM"}));
 }
 
 TEST(ArchBad, fields_named) {
@@ -348,6 +398,7 @@ TEST(ArchBad, tensor_name_roles_absent) {
   const ModelConfig c = parse("stories260K");  // tied, no biases
   EXPECT_THAT(error_of([&] { tensor_name(c, Role::lm_head); }), HasSubstr("embeddings are tied"));
   EXPECT_THAT(error_of([&] { tensor_name(c, Role::bq, 0); }), HasSubstr("no q/k/v bias"));
+  EXPECT_THAT(error_of([&] { tensor_name(c, Role::q_norm, 0); }), HasSubstr("no per-head q/k norm"));
   EXPECT_THAT(error_of([&] { tensor_name(c, Role::wq, 5); }), HasSubstr("layer 5 invalid (model has 5 layers"));
   EXPECT_THAT(error_of([&] { tensor_name(c, Role::wq, -1); }), HasSubstr("layer -1 invalid"));
   EXPECT_THAT(error_of([&] { tensor_name(c, Role::embed, 0); }), HasSubstr("global roles take -1"));

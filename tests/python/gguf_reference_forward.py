@@ -2,7 +2,7 @@
 conventions rather than HF's: weights read with gguf-py's GGUFReader and dequantized by
 gguf.quants.dequantize, Q/K kept in the GGUF row order, and RoPE rotating ADJACENT pairs (llama.cpp's
 normal mode for `llama`, whose converter permuted Q/K rows for exactly that), or the two halves
-(NEOX mode, `qwen2`, stored unpermuted). lowbit undoes the permutation and rotates halves, so the
+(NEOX mode, `qwen2` and `qwen3`, stored unpermuted; `qwen3` normalizes each head of q and k first). lowbit undoes the permutation and rotates halves, so the
 two agree only if the permutation is undone right. Shares no code with lowbit."""
 import math
 
@@ -26,6 +26,7 @@ def load(path):
         "n_kv": _field(r, f"{arch}.attention.head_count_kv"),
         "eps": _field(r, f"{arch}.attention.layer_norm_rms_epsilon"),
         "theta": _field(r, f"{arch}.rope.freq_base", 10000.0),
+        "head_dim": _field(r, f"{arch}.attention.key_length"),
     }
     weights = {}
     for t in r.tensors:
@@ -60,8 +61,8 @@ def forward(path, ids, loaded=None):
     """Logits (len(ids), vocab) of one sequence starting at position 0."""
     cfg, t = loaded or load(path)
     nh, nkv, dim = cfg["n_heads"], cfg["n_kv"], cfg["dim"]
-    hd = dim // nh
-    neox = cfg["arch"] == "qwen2"
+    hd = cfg["head_dim"] or dim // nh
+    neox = cfg["arch"] in ("qwen2", "qwen3")
     n = len(ids)
     x = t["token_embd.weight"][ids]
     pos = np.arange(n, dtype=np.float64)
@@ -72,6 +73,9 @@ def forward(path, ids, loaded=None):
         q = (h @ t[p + "attn_q.weight"].T + t.get(p + "attn_q.bias", 0)).reshape(n, nh, hd)
         k = (h @ t[p + "attn_k.weight"].T + t.get(p + "attn_k.bias", 0)).reshape(n, nkv, hd)
         v = (h @ t[p + "attn_v.weight"].T + t.get(p + "attn_v.bias", 0)).reshape(n, nkv, hd)
+        if p + "attn_q_norm.weight" in t:  # per head, over its hd values
+            q = rmsnorm(q, t[p + "attn_q_norm.weight"], cfg["eps"])
+            k = rmsnorm(k, t[p + "attn_k_norm.weight"], cfg["eps"])
         q, k = rope(q, pos, cfg["theta"], neox), rope(k, pos, cfg["theta"], neox)
         k = np.repeat(k, nh // nkv, axis=1)
         v = np.repeat(v, nh // nkv, axis=1)

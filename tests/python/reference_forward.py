@@ -1,6 +1,6 @@
 """An independent Llama-family forward pass in numpy (float64), written from the HuggingFace
 modeling conventions (rotate-half RoPE, grouped-query attention, SwiGLU, RMSNorm, Qwen2 q/k/v
-bias, Llama 3 rope_scaling), reading the HF directory directly with the `safetensors` package.
+bias, Qwen3 per-head q/k RMSNorm, Llama 3 rope_scaling), reading the HF directory directly with the `safetensors` package.
 It shares no code with lowbit: the tests compare lowbit's fp32 logits to it."""
 import json
 import math
@@ -91,6 +91,9 @@ def forward(hf_dir, ids, hidden=False, inputs=None):
         q = q.reshape(n, nh, hd)
         k = k.reshape(n, nkv, hd)
         v = v.reshape(n, nkv, hd)
+        if p + "self_attn.q_norm.weight" in t:  # Qwen3: RMSNorm over each head's hd values
+            q = rmsnorm(q, t[p + "self_attn.q_norm.weight"], eps)
+            k = rmsnorm(k, t[p + "self_attn.k_norm.weight"], eps)
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
         rep = nh // nkv

@@ -5,9 +5,10 @@
   (gguf_reference_forward.py: permuted Q/K with adjacent-pair RoPE) to 1e-4, same argmax.
 - The same weights written out as an HF directory by tests/tools/gguf_to_hf.py (numpy undoes the
   permutation) convert to bit-identical logits: the HF path on real trained weights.
-- Synthetic models of real configs (Llama/TinyLlama with GQA, Qwen2 with q/k/v biases) written
-  as GGUF by tests/tools/hf_to_gguf.py (llama.cpp's permutation applied) import to exactly the
-  logits of their HF directories.
+- Synthetic models of real configs (Llama/TinyLlama with GQA, Qwen2 with q/k/v biases, Qwen3 with
+  per-head q/k norms) written as GGUF by tests/tools/hf_to_gguf.py (llama.cpp's permutation
+  applied) import to exactly the logits of their HF directories; the Qwen3 one also gives the
+  numpy reference's logits over the GGUF (llama.cpp's conventions).
 - Bad files (truncated, unsupported architecture, a type lowbit cannot read, a missing tensor) fail
   with a message naming the key or tensor, a non-zero exit, and nothing written.
 """
@@ -82,11 +83,16 @@ def test_smollm2_hf_directory_gives_the_same_logits(smol_f32, tmp_path):
     assert np.array_equal(a.view(np.uint32), b.view(np.uint32))
 
 
-@pytest.mark.parametrize("config", ["tinyllama-1.1b-chat-v1.0", "qwen2.5-0.5b", "smollm2-135m", "llama-3.2-1b"])
+QWEN3 = str(ROOT / "tests" / "data" / "configs" / "qwen3-0.6b")
+
+
+@pytest.mark.parametrize("config", ["tinyllama-1.1b-chat-v1.0", "qwen2.5-0.5b", "smollm2-135m", "llama-3.2-1b",
+                                    pytest.param(QWEN3, id="qwen3-0.6b")])
 def test_synthetic_gguf_matches_its_hf_directory(config, tmp_path):
     hf = tmp_path / "hf"
+    # Qwen3's heads are wider than hidden_size / heads (128 x 16 against 1024): kept so here.
     make_hf_model.make_model(hf, config, layers=2, dim=64, ffn=96, heads=4, kv_heads=2, vocab=320,
-                             dtype="F32", seed=5, tokenizer=False)
+                             head_dim=32 if config == QWEN3 else None, dtype="F32", seed=5, tokenizer=False)
     g = tmp_path / "m.gguf"
     subprocess.run([sys.executable, str(ROOT / "tests" / "tools" / "hf_to_gguf.py"), str(hf), str(g)], check=True)
     run("convert", hf, tmp_path / "from_hf", "--bits", "32")
@@ -108,6 +114,22 @@ def test_synthetic_gguf_matches_its_hf_directory(config, tmp_path):
     cfg = json.loads((tmp_path / "from_gguf" / "manifest.json").read_text())["architecture"]["rope_scaling"]
     assert cfg["type"] == "factors" and len(cfg["freq_factors"]) == 8
     assert max(cfg["freq_factors"]) == 32.0 and min(cfg["freq_factors"]) == 1.0
+
+
+def test_qwen3_gguf_matches_numpy_reference(tmp_path):
+    hf = tmp_path / "hf"
+    make_hf_model.make_model(hf, QWEN3, layers=2, dim=64, ffn=96, heads=4, kv_heads=2, vocab=320, head_dim=32,
+                             dtype="F32", seed=7, tokenizer=False)
+    g = tmp_path / "m.gguf"
+    subprocess.run([sys.executable, str(ROOT / "tests" / "tools" / "hf_to_gguf.py"), str(hf), str(g), "--type", "Q8_0"],
+                   check=True)
+    ids = np.random.default_rng(4).integers(0, 320, size=40).tolist()
+    ref = gguf_reference_forward.forward(str(g), ids)  # over gguf-py's dequantized Q8_0 weights
+    run("convert", g, tmp_path / "f32", "--bits", "32")
+    exact = logits(tmp_path / "f32", ids, tmp_path).astype(np.float64)
+    rel = np.abs(exact - ref).max(axis=1) / np.abs(ref).max(axis=1)
+    assert rel.max() <= 1e-4, f"worst position {rel.argmax()}: relative error {rel.max():.2e}"
+    assert (exact.argmax(axis=1) == ref.argmax(axis=1)).all()
 
 
 def synthetic_gguf(tmp_path, arch="llama", drop=None, tensor_type=None, extra=None):

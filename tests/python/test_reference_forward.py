@@ -1,6 +1,6 @@
 """lowbit's fp32 logits against an independent numpy forward (reference_forward.py), on both
-shared trained models and on synthetic models with real Llama, Mistral, Qwen2 and Llama 3.2
-(rope_scaling) configs scaled down. The requirement is 1e-4 relative: the largest logit error of
+shared trained models and on synthetic models with real Llama, Mistral, Qwen2, Qwen3 (per-head
+q/k norms, heads wider than hidden_size / heads) and Llama 3.2 (rope_scaling) configs scaled down. The requirement is 1e-4 relative: the largest logit error of
 a position over the largest logit magnitude there."""
 import os
 import subprocess
@@ -54,6 +54,7 @@ def test_shared_models(model, tmp_path):
     ("qwen2.5-0.5b", {}),
     ("llama-3.2-1b", {}),
     ("smollm2-135m", {}),
+    pytest.param(str(ROOT / "tests" / "data" / "configs" / "qwen3-0.6b"), {"head_dim": 32}, id="qwen3-0.6b"),
 ])
 def test_synthetic_layouts(config, extra, tmp_path):
     hf = tmp_path / "hf"

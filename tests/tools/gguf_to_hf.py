@@ -71,7 +71,7 @@ def main():
     n_head, n_kv = field(r, k("attention.head_count")), field(r, k("attention.head_count_kv"))
     names = {t.name for t in r.tensors}
     cfg = {
-        "architectures": [{"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM"}[arch]],
+        "architectures": [{"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}[arch]],
         "model_type": arch,
         "hidden_size": field(r, k("embedding_length")),
         "intermediate_size": field(r, k("feed_forward_length")),

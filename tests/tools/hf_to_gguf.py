@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Writes a GGUF file from an HF model directory (Llama-family or Qwen2), as llama.cpp's converter
-lays it out, with the `gguf` package: its metadata keys, its tensor names, attn_q/attn_k rows
-permuted for `llama` (convert_hf_to_gguf.py LlamaModel.permute; `qwen2` is left as is), and each
+"""Writes a GGUF file from an HF model directory (Llama-family, Qwen2 or Qwen3), as llama.cpp's
+converter lays it out, with the `gguf` package: its metadata keys, its tensor names, attn_q/attn_k
+rows permuted for `llama` (convert_hf_to_gguf.py LlamaModel.permute; `qwen2`/`qwen3` are left as is), and each
 matrix stored as --type (F32, F16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, quantized by gguf.quants.quantize; norms and
 biases stay F32), and Llama 3.1-style RoPE scaling as llama.cpp's converter writes it: no
 metadata, a tensor rope_freqs.weight of per-frequency factors (LlamaModel.generate_extra_tensors).
@@ -33,12 +33,15 @@ GGUF_NAMES = {
     "self_attn.k_proj.bias": "attn_k.bias",
     "self_attn.v_proj.bias": "attn_v.bias",
     "self_attn.o_proj.weight": "attn_output.weight",
+    "self_attn.q_norm.weight": "attn_q_norm.weight",
+    "self_attn.k_norm.weight": "attn_k_norm.weight",
     "post_attention_layernorm.weight": "ffn_norm.weight",
     "mlp.gate_proj.weight": "ffn_gate.weight",
     "mlp.up_proj.weight": "ffn_up.weight",
     "mlp.down_proj.weight": "ffn_down.weight",
 }
-ARCHS = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2"}
+ARCHS = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2",
+         "Qwen3ForCausalLM": "qwen3"}
 
 
 def gguf_name(name):

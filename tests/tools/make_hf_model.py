@@ -80,9 +80,10 @@ def tensor_layout(cfg):
     ffn = cfg["intermediate_size"]
     vocab = cfg["vocab_size"]
     arch = cfg["architectures"][0]
-    # Qwen2 always has q/k/v biases; Llama's attention_bias adds them to q/k/v and o.
+    # Qwen2 always has q/k/v biases; Llama's and Qwen3's attention_bias adds them to q/k/v and o.
     qkv_bias = arch == "Qwen2ForCausalLM" or bool(cfg.get("attention_bias"))
-    o_bias = arch == "LlamaForCausalLM" and bool(cfg.get("attention_bias"))
+    o_bias = arch in ("LlamaForCausalLM", "Qwen3ForCausalLM") and bool(cfg.get("attention_bias"))
+    qk_norm = arch == "Qwen3ForCausalLM"  # Qwen3Attention's q_norm/k_norm: RMSNorm(head_dim)
     out = [("model.embed_tokens.weight", (vocab, dim), "weight")]
     for i in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{i}."
@@ -94,6 +95,9 @@ def tensor_layout(cfg):
         out.append((p + "self_attn.o_proj.weight", (dim, heads * hd), "weight"))
         if o_bias:
             out.append((p + "self_attn.o_proj.bias", (dim,), "bias"))
+        if qk_norm:
+            out.append((p + "self_attn.q_norm.weight", (hd,), "norm"))
+            out.append((p + "self_attn.k_norm.weight", (hd,), "norm"))
         out.append((p + "post_attention_layernorm.weight", (dim,), "norm"))
         out.append((p + "mlp.gate_proj.weight", (ffn, dim), "weight"))
         out.append((p + "mlp.up_proj.weight", (ffn, dim), "weight"))
