@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 
 #include "kernels/error.h"
 #include "runtime/chat/jinja.h"
@@ -54,11 +55,21 @@ jinja::Value prepare_message(const jinja::Value& m, size_t index) {
 
 template <class Json>
 std::string render_impl(const std::string& bos, const std::string& eos, const jinja::Template& tmpl,
-                        const Json& messages, bool add_generation_prompt, const Json& tools) {
+                        const Json& messages, bool add_generation_prompt, const Json& tools, const Json& extra) {
   if (!messages.is_array()) throw Error(ErrorCode::invalid_argument, "messages must be an array");
   if (!tools.is_null() && !tools.is_array()) throw Error(ErrorCode::invalid_argument, "tools must be an array");
+  if (!extra.is_null() && !extra.is_object())
+    throw Error(ErrorCode::invalid_argument, "template variables must be an object");
   std::map<std::string, jinja::Value> vars;
   try {
+    for (auto it = extra.begin(); extra.is_object() && it != extra.end(); ++it) {
+      static constexpr const char* kOwn[] = {"messages", "tools", "documents", "add_generation_prompt", "bos_token",
+                                             "eos_token"};
+      for (const char* own : kOwn)
+        if (it.key() == own)
+          throw Error(ErrorCode::invalid_argument, "template variable '" + it.key() + "' is set by the chat itself");
+      vars[it.key()] = jinja::from_json(it.value(), jinja::kMaxValueDepth);
+    }
     const jinja::Value raw = jinja::from_json(messages, jinja::kMaxValueDepth);
     jinja::List list;
     for (size_t k = 0; k < raw.items().size(); ++k) list.push_back(prepare_message(raw.items()[k], k));
@@ -80,13 +91,13 @@ std::string render_impl(const std::string& bos, const std::string& eos, const ji
 }  // namespace
 
 std::string ChatTemplate::render(const nlohmann::json& messages, bool add_generation_prompt,
-                                 const nlohmann::json& tools) const {
-  return render_impl(impl_->bos, impl_->eos, impl_->tmpl, messages, add_generation_prompt, tools);
+                                 const nlohmann::json& tools, const nlohmann::json& vars) const {
+  return render_impl(impl_->bos, impl_->eos, impl_->tmpl, messages, add_generation_prompt, tools, vars);
 }
 
 std::string ChatTemplate::render(const nlohmann::ordered_json& messages, bool add_generation_prompt,
-                                 const nlohmann::ordered_json& tools) const {
-  return render_impl(impl_->bos, impl_->eos, impl_->tmpl, messages, add_generation_prompt, tools);
+                                 const nlohmann::ordered_json& tools, const nlohmann::ordered_json& vars) const {
+  return render_impl(impl_->bos, impl_->eos, impl_->tmpl, messages, add_generation_prompt, tools, vars);
 }
 
 std::unique_ptr<ChatTemplate> chat_template_of(const Tokenizer& tok) {
@@ -114,17 +125,19 @@ namespace {
 
 template <class Json>
 FittedConversation fit_impl(const Tokenizer& tok, const ChatTemplate& tmpl, const Json& messages, int64_t budget,
-                            bool add_special, const Json& tools, const std::string& reply_start) {
+                            bool add_special, const Json& tools, const std::string& reply_start, const Json& vars) {
   if (!messages.is_array()) throw Error(ErrorCode::invalid_argument, "messages must be an array");
   auto is_system = [](const Json& m) { return m.is_object() && m.value("role", Json()) == "system"; };
   auto encode = [&](size_t start) {
     Json kept = Json::array();
     for (size_t i = 0; i < messages.size(); ++i)
       if (i >= start || is_system(messages[i])) kept.push_back(messages[i]);
-    return encode_conversation(tok, tmpl.render(kept, /*add_generation_prompt=*/true, tools) + reply_start, add_special);
+    FittedConversation f;
+    f.text = tmpl.render(kept, /*add_generation_prompt=*/true, tools, vars) + reply_start;
+    f.ids = encode_conversation(tok, f.text, add_special);
+    return f;
   };
-  FittedConversation out;
-  out.ids = encode(0);
+  FittedConversation out = encode(0);
   if ((int64_t)out.ids.size() <= budget || messages.empty()) return out;
 
   // Where the kept part may start: a user message with something to drop before it, or the last
@@ -139,24 +152,24 @@ FittedConversation fit_impl(const Tokenizer& tok, const ChatTemplate& tmpl, cons
 
   // Dropping more never lengthens the prompt, so the fitting starts are a suffix of `starts`.
   size_t lo = 0, hi = starts.size() - 1;  // the answer is in [lo, hi]; hi is taken when nothing fits
-  std::vector<int32_t> at_hi;  // encode(starts[hi]) once a fitting hi has been rendered
+  std::optional<FittedConversation> at_hi;  // encode(starts[hi]) once a fitting hi has been rendered
   while (lo < hi) {
     const size_t mid = lo + (hi - lo) / 2;
-    std::vector<int32_t> ids;
+    FittedConversation f;
     bool fits = false;
     try {
-      ids = encode(starts[mid]);
-      fits = (int64_t)ids.size() <= budget;
+      f = encode(starts[mid]);
+      fits = (int64_t)f.ids.size() <= budget;
     } catch (const Error&) {
     }
     if (fits) {
       hi = mid;
-      at_hi = std::move(ids);
+      at_hi = std::move(f);
     } else {
       lo = mid + 1;
     }
   }
-  out.ids = at_hi.empty() ? encode(starts[hi]) : std::move(at_hi);
+  out = at_hi ? std::move(*at_hi) : encode(starts[hi]);
   out.dropped = 0;
   for (size_t i = 0; i < starts[hi]; ++i) out.dropped += is_system(messages[i]) ? 0 : 1;
   return out;
@@ -165,14 +178,15 @@ FittedConversation fit_impl(const Tokenizer& tok, const ChatTemplate& tmpl, cons
 }  // namespace
 
 FittedConversation fit_conversation(const Tokenizer& tok, const ChatTemplate& tmpl, const nlohmann::json& messages,
-                                    int64_t budget, bool add_special) {
-  return fit_impl(tok, tmpl, messages, budget, add_special, nlohmann::json(), "");
+                                    int64_t budget, bool add_special, const nlohmann::json& vars) {
+  return fit_impl(tok, tmpl, messages, budget, add_special, nlohmann::json(), "", vars);
 }
 
 FittedConversation fit_conversation(const Tokenizer& tok, const ChatTemplate& tmpl,
                                     const nlohmann::ordered_json& messages, int64_t budget, bool add_special,
-                                    const nlohmann::ordered_json& tools, const std::string& reply_start) {
-  return fit_impl(tok, tmpl, messages, budget, add_special, tools, reply_start);
+                                    const nlohmann::ordered_json& tools, const std::string& reply_start,
+                                    const nlohmann::ordered_json& vars) {
+  return fit_impl(tok, tmpl, messages, budget, add_special, tools, reply_start, vars);
 }
 
 }  // namespace lowbit

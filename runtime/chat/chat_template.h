@@ -36,12 +36,16 @@ class ChatTemplate {
   // Error(invalid_argument) carrying the template's own message when it calls raise_exception (a
   // conversation the model does not accept), and Error(invalid_argument) naming line and column
   // on an error while rendering (e.g. a message without "content").
+  // vars: null, or an object whose keys are more variables for the template, as the keyword
+  // arguments of apply_chat_template (e.g. {"enable_thinking": false}); one named like a variable
+  // set here (messages, tools, documents, add_generation_prompt, bos_token, eos_token) is an
+  // Error(invalid_argument).
   std::string render(const nlohmann::json& messages, bool add_generation_prompt,
-                     const nlohmann::json& tools = nullptr) const;
+                     const nlohmann::json& tools = nullptr, const nlohmann::json& vars = nullptr) const;
   // The same, keeping the key order of the caller's objects (nlohmann::json sorts keys), which
   // tojson shows, e.g. in tool schemas: what a server that parses requests with ordered_json uses.
   std::string render(const nlohmann::ordered_json& messages, bool add_generation_prompt,
-                     const nlohmann::ordered_json& tools = nullptr) const;
+                     const nlohmann::ordered_json& tools = nullptr, const nlohmann::ordered_json& vars = nullptr) const;
 
   const std::string& source() const;
 
@@ -76,15 +80,18 @@ int64_t conversation_budget(int64_t ctx, int64_t max_tokens);
 
 struct FittedConversation {
   std::vector<int32_t> ids;   // the kept conversation's tokens
+  std::string text;           // their text, as rendered (with reply_start)
   size_t dropped = 0;         // how many of the oldest non-system messages were left out
 };
+// vars: as render() takes them, for every candidate.
 FittedConversation fit_conversation(const Tokenizer& tok, const ChatTemplate& tmpl, const nlohmann::json& messages,
-                                    int64_t budget, bool add_special = true);
+                                    int64_t budget, bool add_special = true, const nlohmann::json& vars = nullptr);
 // The same over messages and tools in the caller's key order (render's second form). tools: as
 // render() takes them, shown in every candidate; reply_start: text the assistant's reply is made
 // to begin with (a forced tool call's opening), after the generation prompt and counted in it.
 FittedConversation fit_conversation(const Tokenizer& tok, const ChatTemplate& tmpl,
                                     const nlohmann::ordered_json& messages, int64_t budget, bool add_special,
-                                    const nlohmann::ordered_json& tools, const std::string& reply_start = "");
+                                    const nlohmann::ordered_json& tools, const std::string& reply_start = "",
+                                    const nlohmann::ordered_json& vars = nullptr);
 
 }  // namespace lowbit

@@ -56,6 +56,7 @@ def _reference(case):
         kwargs["bos_token"] = case["bos_token"]
     if case.get("eos_token"):
         kwargs["eos_token"] = case["eos_token"]
+    kwargs.update(case.get("vars", {}))
     try:
         rendered, _ = ctu.render_jinja_template(
             conversations=[messages], tools=case.get("tools"), chat_template=case["template"],
@@ -209,6 +210,40 @@ def test_own_templates(name, bos, eos):
     # With a fixed date instead of strftime_now (the template only asks when none is given).
     if "date_string" in template:
         check(cases_for("{% set date_string = '26 Jul 2024' %}" + template, 50, seed=4, bos=bos, eos=eos))
+
+
+REASONING = ["I should greet.", "", "\nFirst this.\n\nThen that.\n", "a < b"]
+
+
+def test_thinking_template():
+    """Our own Qwen3-format template (tests/data/chat_templates/qwen3.jinja): reasoning shown or
+    dropped by turn, cut out of content that carries a <think> block, tool results as user turns,
+    and enable_thinking passed as a template variable (the server's `think`)."""
+    template = (TEMPLATES / "qwen3.jinja").read_text()
+    rng = random.Random(11)
+    cases = []
+    for k in range(300):
+        msgs = conversation(rng, alternate=rng.random() < 0.7)
+        for m in msgs:
+            if m["role"] == "assistant":
+                r = rng.random()
+                if r < 0.3:
+                    m["reasoning_content"] = rng.choice(REASONING)
+                elif r < 0.5:
+                    m["content"] = "<think>\n" + rng.choice(REASONING) + "\n</think>\n\n" + m["content"]
+                elif r < 0.6:
+                    m["thinking"] = rng.choice(REASONING)  # Ollama's name, offered as reasoning_content
+        case = {"template": template, "messages": msgs, "add_generation_prompt": k % 2 == 0,
+                "bos_token": "", "eos_token": "<|im_end|>"}
+        if rng.random() < 0.3:
+            case["tools"] = [TOOL_SCHEMA]
+        if rng.random() < 0.6:
+            case["vars"] = {"enable_thinking": rng.random() < 0.5}
+        cases.append(case)
+    check(cases)
+    # The variables the chat sets itself cannot be passed again.
+    bad = lowbit([{"template": template, "messages": [], "vars": {"messages": []}}])
+    assert bad[0]["code"] == "invalid_argument" and "'messages'" in bad[0]["error"]
 
 
 # ---- the language, feature by feature ---------------------------------------------------------------

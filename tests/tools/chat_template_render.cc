@@ -2,7 +2,7 @@
 // can hold lowbit's renderings against transformers' / jinja2's:
 //   chat_template_render < REQUESTS.json > RESULTS.json
 // REQUESTS: a JSON array of {"template", "messages", "tools" (optional), "add_generation_prompt",
-// "bos_token", "eos_token"}, or of {"model": a model or tokenizer directory, "messages", ...}: then
+// "bos_token", "eos_token", "vars" (optional: more template variables)}, or of {"model": a model or tokenizer directory, "messages", ...}: then
 // the template and BOS/EOS strings are the tokenizer's (chat_template_of(load_tokenizer(model))). RESULTS: one entry per request, {"text": rendering} or
 // {"error": message, "code": error code name, "parse": whether the template failed to parse}.
 // Objects keep their key order (ordered_json), as the Python side's dicts do.
@@ -45,7 +45,8 @@ int main() {
         const lowbit::ChatTemplate& t = *tp;
         parsed = true;
         out["text"] = t.render(r.at("messages"), r.value("add_generation_prompt", false),
-                               r.contains("tools") ? r["tools"] : ordered_json(nullptr));
+                               r.contains("tools") ? r["tools"] : ordered_json(nullptr),
+                               r.contains("vars") ? r["vars"] : ordered_json(nullptr));
       } catch (const lowbit::Error& e) {
         out["error"] = e.what();
         out["code"] = lowbit::error_code_name(e.code());
