@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <optional>
 #include <random>
 
 #include "kernels/error.h"
+#include "runtime/chat/thinking.h"
 #include "server/tool_use.h"
 
 namespace lowbit::server {
@@ -27,6 +29,14 @@ const char* input_field(Route r) {
 // The text the model reads: the chat template over the messages (chat routes, and Ollama's
 // generate unless raw), else the prompt as it is. templated: whether the template made it (its
 // text then carries the special tokens itself, so the tokenizer adds none).
+// The template's variables beyond the conversation: the request's own (OpenAI's
+// chat_template_kwargs) and, for a thinking model, enable_thinking when the request said.
+nlohmann::ordered_json template_vars(const LoadedModel& m, const GenerationRequest& req) {
+  nlohmann::ordered_json vars = req.template_vars;
+  if (m.thinks && req.think) vars["enable_thinking"] = *req.think;
+  return vars;
+}
+
 std::string prompt_text(const LoadedModel& m, const GenerationRequest& req, const ToolUse& tools, bool& templated) {
   templated = false;
   if (req.route == Route::openai_completion) return req.prompt;
@@ -49,7 +59,7 @@ std::string prompt_text(const LoadedModel& m, const GenerationRequest& req, cons
   }
   templated = true;
   try {
-    return m.chat_template->render(messages, true, tools.tools()) + tools.reply_start();
+    return m.chat_template->render(messages, true, tools.tools(), template_vars(m, req)) + tools.reply_start();
   } catch (const Error& e) {
     const char* field = input_field(req.route);
     throw RequestError(400, field, std::string(field) + ": the model's chat template refused them: " + e.what());
@@ -70,6 +80,9 @@ struct Running {
   double load_seconds = 0;
   const Tokenizer* logprobs_tokenizer = nullptr;  // set when logprobs were asked for: spells the tokens
   std::shared_ptr<const ToolUse> tools;            // the request's tools; the reply is read for calls when active
+  // A thinking model's reply, cut into reasoning and answer; none when it is not one's or the
+  // request said think: false.
+  std::optional<ThinkingSplitter> thinking;
 };
 
 using TextSink = std::function<bool(const std::string& text, const std::vector<TokenLogprob>& logprobs)>;
@@ -155,7 +168,7 @@ bool stream_to(const Context& ctx, Running& run, Format& format, httplib::DataSi
   std::string generated;
   size_t sent = 0;
   std::vector<TokenLogprob> held;
-  auto send = [&](const std::string& text, const std::vector<TokenLogprob>& lps) {
+  auto answer = [&](const std::string& text, const std::vector<TokenLogprob>& lps) {
     if (!tools) return write(format.piece(text, lps));
     generated += text;
     held.insert(held.end(), lps.begin(), lps.end());
@@ -166,10 +179,26 @@ bool stream_to(const Context& ctx, Running& run, Format& format, httplib::DataSi
     held.clear();
     return ok;
   };
+  // A thinking model's reasoning streams as it comes; its answer goes on as any reply's (the
+  // log-probabilities of reasoning tokens go with the answer's first piece).
+  std::vector<TokenLogprob> lps_held;
+  auto route = [&](const ThinkingSplitter::Parts& p, const std::vector<TokenLogprob>& lps) {
+    if (!p.thinking.empty()) write(format.thinking_piece(p.thinking));
+    lps_held.insert(lps_held.end(), lps.begin(), lps.end());
+    if (p.content.empty()) return ok;
+    answer(p.content, lps_held);
+    lps_held.clear();
+    return ok;
+  };
+  auto send = [&](const std::string& text, const std::vector<TokenLogprob>& lps) {
+    return run.thinking ? route(run.thinking->feed(text), lps) : answer(text, lps);
+  };
   Outcome o = drive(ctx, run, send, false, gone,
                     keep_alive.empty() ? std::function<bool()>() : [&] { return write(keep_alive); });
   run.lease.reset();  // before the last bytes, so a client that reads them sees the model's keep_alive applied
   if (gone || !ok) return false;
+  if (run.thinking && o.error.empty()) route(run.thinking->finish(), {});
+  if (!lps_held.empty()) held.insert(held.end(), lps_held.begin(), lps_held.end());
   if (tools && o.error.empty()) {
     ToolReply reply = tools->read(generated);
     if (reply.content.size() > sent) {
@@ -178,6 +207,8 @@ bool stream_to(const Context& ctx, Running& run, Format& format, httplib::DataSi
     }
     o.tool_calls = std::move(reply.calls);
     o.logprobs = std::move(held);
+  } else if (!held.empty()) {
+    o.logprobs.insert(o.logprobs.begin(), held.begin(), held.end());
   }
   write(o.error.empty() ? format.end(o) : format.error(o.error));
   if (ok) sink.done();
@@ -212,9 +243,15 @@ void generate_response(Context& ctx, const GenerationRequest& req, std::shared_p
                        "options.num_ctx: must be <= " + std::to_string(m.ctx) + ", the context of '" + req.model +
                            "' here, got " + std::to_string(req.num_ctx));
   const int64_t ctx_len = req.num_ctx > 0 ? req.num_ctx : m.ctx;
+  if (req.think.value_or(false) && !m.thinks) {
+    const char* field = req.route == Route::ollama_chat || req.route == Route::ollama_generate ? "think" : "reasoning_effort";
+    throw RequestError(400, field, std::string(field) + ": '" + req.model + "' does not support thinking (its chat template " +
+                                       (m.chat_template ? "writes no </think>)" : "is missing)"));
+  }
   run->tools = std::make_shared<const ToolUse>(m, req);
   const ToolUse& tools = *run->tools;
   std::vector<int32_t> ids;
+  std::string prompt;  // the rendered conversation, when a template made it
   size_t dropped = 0;
   if (is_chat(req.route) && m.chat_template && req.truncate) {
     // A conversation longer than the context loses its oldest turns, as Ollama's does, keeping
@@ -222,8 +259,9 @@ void generate_response(Context& ctx, const GenerationRequest& req, std::shared_p
     try {
       FittedConversation fit = fit_conversation(m.model->tokenizer(), *m.chat_template, req.messages,
                                                 conversation_budget(ctx_len, req.max_tokens), true, tools.tools(),
-                                                tools.reply_start());
+                                                tools.reply_start(), template_vars(m, req));
       ids = std::move(fit.ids);
+      prompt = std::move(fit.text);
       dropped = fit.dropped;
     } catch (const Error& e) {
       throw RequestError(400, input_field(req.route),
@@ -235,7 +273,9 @@ void generate_response(Context& ctx, const GenerationRequest& req, std::shared_p
     // A plain prompt gets the tokenizer's specials as `lowbit run -p` gives them; a rendered
     // conversation the same, with BOS never doubled where the template wrote it.
     ids = templated ? encode_conversation(m.model->tokenizer(), text) : m.model->tokenizer().encode(text, true);
+    if (templated) prompt = text;
   }
+  if (m.thinks && !prompt.empty() && req.think != false) run->thinking.emplace(prompt_opens_thinking(prompt));
   const char* prompt_field = input_field(req.route);
   if (ids.empty())
     throw RequestError(400, prompt_field, std::string(prompt_field) + ": is empty (no tokens to continue from)");
@@ -276,6 +316,11 @@ void generate_response(Context& ctx, const GenerationRequest& req, std::shared_p
     Outcome o = drive(ctx, *run, nullptr, true, gone);
     run->lease.reset();
     if (!o.error.empty()) throw RequestError(o.finish == FinishReason::cancelled ? 503 : 500, "", o.error);
+    if (run->thinking) {
+      ThinkingSplitter::Parts a = run->thinking->feed(o.text), b = run->thinking->finish();
+      o.thinking = a.thinking + b.thinking;
+      o.text = a.content + b.content;
+    }
     ToolReply reply = run->tools->read(o.text);
     o.text = std::move(reply.content);
     o.tool_calls = std::move(reply.calls);

@@ -26,6 +26,7 @@ struct TokenLogprob {
 // How a generation ended, for the final chunk or the whole response.
 struct Outcome {
   std::string text;                          // all of it (non-streamed responses), or the content outside tool calls
+  std::string thinking;                      // a thinking model's reasoning, apart from text (non-streamed)
   std::vector<ToolCall> tool_calls;          // the calls the reply makes (chat routes with tools)
   FinishReason finish = FinishReason::none;
   int64_t prompt_tokens = 0, generated_tokens = 0;
@@ -47,6 +48,9 @@ class Format {
   // One streamed piece of text, with the log-probabilities of the tokens it completes (empty
   // unless asked for).
   virtual std::string piece(const std::string& text, const std::vector<TokenLogprob>& logprobs) = 0;
+  // One streamed piece of a thinking model's reasoning (runtime/chat/thinking.h), which comes
+  // before any piece of the answer.
+  virtual std::string thinking_piece(const std::string& text) = 0;
   virtual std::string end(const Outcome& o) = 0;            // the streamed end
   virtual std::string error(const std::string& message) = 0;  // an error mid-stream
   // Bytes a client ignores, written while a request waits for a slot so that a client that left

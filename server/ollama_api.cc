@@ -18,6 +18,12 @@ class OllamaFormat : public Format {
 
   std::string piece(const std::string& text, const std::vector<TokenLogprob>&) override { return dump(chunk(text, false)) + "\n"; }
 
+  std::string thinking_piece(const std::string& text) override {
+    json j = chunk("", false);
+    thinking_of(j) = text;
+    return dump(j) + "\n";
+  }
+
   std::string end(const Outcome& o) override {
     std::string out;
     if (!o.tool_calls.empty()) {
@@ -35,6 +41,7 @@ class OllamaFormat : public Format {
 
   json whole(const Outcome& o) override {
     json j = chunk(o.text, true);
+    if (!o.thinking.empty()) thinking_of(j) = o.thinking;
     if (!o.tool_calls.empty()) j["message"]["tool_calls"] = tool_calls(o);
     add_final(j, o);
     return j;
@@ -54,6 +61,9 @@ class OllamaFormat : public Format {
     j["done"] = done;
     return j;
   }
+
+  // Where the reasoning goes: the chat's message.thinking, generate's thinking.
+  json& thinking_of(json& j) const { return chat_ ? j["message"]["thinking"] : j["thinking"]; }
 
   // [{"function": {"name", "arguments": {...}}}], the arguments an object.
   static json tool_calls(const Outcome& o) {

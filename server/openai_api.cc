@@ -48,6 +48,11 @@ class OpenAIFormat : public Format {
     return event(j);
   }
 
+  // The reasoning as vLLM's and llama.cpp's servers give it, reasoning_content beside content.
+  std::string thinking_piece(const std::string& text) override {
+    return chat_ ? event(chunk(json{{"reasoning_content", text}}, nullptr)) : "";
+  }
+
   std::string end(const Outcome& o) override {
     std::string out;
     if (!o.tool_calls.empty()) {
@@ -82,6 +87,7 @@ class OpenAIFormat : public Format {
     if (!o.logprobs.empty()) choice["logprobs"] = logprobs_json(o.logprobs);
     if (chat_) {
       choice["message"] = {{"role", "assistant"}, {"content", o.text}};
+      if (!o.thinking.empty()) choice["message"]["reasoning_content"] = o.thinking;
       if (!o.tool_calls.empty()) {
         // A reply that only calls has no content (null), as OpenAI's.
         if (o.text.empty()) choice["message"]["content"] = nullptr;

@@ -4,6 +4,7 @@
 
 #include "convert/load.h"
 #include "kernels/error.h"
+#include "runtime/chat/thinking.h"
 
 namespace lowbit::server {
 namespace {
@@ -71,6 +72,7 @@ std::unique_ptr<ModelLease> Registry::acquire(const std::string& name, const Kee
     try {
       m->chat_template = chat_template_of(m->model->tokenizer());
       if (m->chat_template) m->tool_syntax = ToolCallSyntax::of(*m->chat_template);
+      m->thinks = m->chat_template && template_thinks(*m->chat_template);
     } catch (const Error& e) {
       m->template_error = e.what();  // generate with raw prompts still works; chat says why not
     }

@@ -48,6 +48,7 @@ struct LoadedModel {
   std::unique_ptr<ChatTemplate> chat_template;  // null: the model has none
   std::string template_error;                   // why chat_template is null when it did not parse
   std::optional<ToolCallSyntax> tool_syntax;    // how its template writes a tool call; none: no tools
+  bool thinks = false;                          // a thinking model's template (runtime/chat/thinking.h)
   std::unique_ptr<Engine> engine;
   int64_t ctx = 0;        // the context requests get: --ctx capped at the model's trained one
   double load_seconds = 0;

@@ -213,6 +213,20 @@ void parse_ollama_options(const json& body, GenerationRequest& r, int64_t max_ct
   check_sampler(r.sampler, "options", "repeat_penalty");
 }
 
+// Ollama's think: true/false, or a level (gpt-oss's "high", "medium", "low"), which thinks; null is
+// the model's default.
+void parse_ollama_think(const json& body, GenerationRequest& r) {
+  const json* t = field(body, "think");
+  if (!t) return;
+  if (t->is_boolean()) {
+    r.think = t->get<bool>();
+  } else if (t->is_string() && (*t == "high" || *t == "medium" || *t == "low")) {
+    r.think = true;
+  } else {
+    bad("think", "must be true, false, \"high\", \"medium\" or \"low\", got " + t->dump());
+  }
+}
+
 void parse_common_ollama(const json& body, GenerationRequest& r, int64_t max_ctx) {
   check_object(body, "body");
   r.model = required_string(body, "model");
@@ -229,6 +243,7 @@ void parse_common_ollama(const json& body, GenerationRequest& r, int64_t max_ctx
       bad("format", "must be \"json\" (one JSON object) or a JSON schema (an object)");
     }
   }
+  parse_ollama_think(body, r);
   ollama_defaults(r);
   parse_ollama_options(body, r, max_ctx);
 }
@@ -287,6 +302,15 @@ json parse_tool_calls(const json& calls, const std::string& name) {
 }
 
 }  // namespace
+
+void parse_reasoning_effort(const json& v, const std::string& name, GenerationRequest& r) {
+  if (v.is_null()) return;
+  if (!v.is_string()) wrong_type(name, v, "a string");
+  const std::string e = v.get<std::string>();
+  if (e == "none") r.think = false;
+  else if (e == "minimal" || e == "low" || e == "medium" || e == "high") r.think = true;
+  else bad(name, "must be \"none\", \"minimal\", \"low\", \"medium\" or \"high\", got \"" + e + "\"");
+}
 
 void parse_output_format(const json& format, const std::string& name, const char* holder, GenerationRequest& r) {
   check_object(format, name);
@@ -587,6 +611,15 @@ GenerationRequest parse_openai_chat(const json& body, int64_t max_ctx) {
   if (auto v = opt_bool(body, "logprobs", "logprobs")) r.logprobs = *v;
   if (auto v = opt_int(body, "top_logprobs", "top_logprobs"); v && *v != 0)
     bad("top_logprobs", "only 0 is supported (the chosen tokens' log-probabilities)");
+  if (const json* e = field(body, "reasoning_effort")) parse_reasoning_effort(*e, "reasoning_effort", r);
+  if (const json* k = field(body, "chat_template_kwargs")) {
+    check_object(*k, "chat_template_kwargs");
+    r.template_vars = *k;
+    if (const json* t = field(*k, "enable_thinking")) {
+      if (!t->is_boolean()) wrong_type("chat_template_kwargs.enable_thinking", *t, "a boolean");
+      r.think = t->get<bool>();
+    }
+  }
   return r;
 }
 

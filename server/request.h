@@ -93,6 +93,13 @@ struct GenerationRequest {
   bool seed_given = false;       // else the server draws a fresh seed
   std::vector<std::string> stop;
   bool logprobs = false;         // OpenAI chat: each generated token's log-probability
+  // Thinking models (runtime/chat/thinking.h): Ollama's `think`, OpenAI's reasoning_effort or
+  // chat_template_kwargs.enable_thinking; unset: the model's default. Given, the template sees it
+  // as enable_thinking; unless false, a thinking model's reasoning comes apart from its answer.
+  std::optional<bool> think;
+  // OpenAI chat's chat_template_kwargs (vLLM's and llama.cpp's): more variables for the chat
+  // template, an object; null when none.
+  nlohmann::ordered_json template_vars;
   bool json = false;             // Ollama format "json", OpenAI response_format json_object: JSON mode
   std::shared_ptr<const JsonSchema> schema;  // with json: Ollama format {schema}, OpenAI json_schema
 

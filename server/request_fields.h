@@ -38,6 +38,9 @@ nlohmann::ordered_json parse_tools(const nlohmann::ordered_json& body, bool flat
 // format.schema: holder ""); `name` is the field as the client wrote it.
 void parse_output_format(const nlohmann::ordered_json& format, const std::string& name, const char* holder,
                          GenerationRequest& r);
+// OpenAI's reasoning_effort into r.think ("none" does not think; "minimal" to "high" do), also the
+// Responses API's reasoning.effort; null leaves it unset; `name` as the client wrote it.
+void parse_reasoning_effort(const nlohmann::ordered_json& v, const std::string& name, GenerationRequest& r);
 // The schema's own errors name the keyword and its place under field ("format.properties.age").
 std::shared_ptr<const JsonSchema> compile_schema(const nlohmann::ordered_json& schema, const std::string& field);
 

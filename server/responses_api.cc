@@ -1,7 +1,9 @@
 // OpenAI's Responses API: POST /v1/responses, and the responses it keeps (server/response_store.h):
 // GET and DELETE /v1/responses/{id}, GET /v1/responses/{id}/input_items. The answer is a response
-// object whose output holds a message item (the text as one output_text part) and a
-// function_call item per tool call; streamed, the same built up by Server-Sent Events, each
+// object whose output holds a thinking model's reasoning item (its text as one reasoning_text
+// part), a message item (the text as one output_text part) and a function_call item per tool
+// call; streamed, a reasoning item comes as output_item.added, reasoning_text.delta per piece,
+// reasoning_text.done and output_item.done before the message item, and the same built up by Server-Sent Events, each
 // `event: TYPE` with its data carrying the type and a sequence number: response.created and
 // .in_progress, the message item's output_item.added, content_part.added, output_text.delta per
 // piece, output_text.done, content_part.done and output_item.done, then per call output_item.added,
@@ -48,22 +50,35 @@ class ResponsesFormat : public Format {
   std::string piece(const std::string& text, const std::vector<TokenLogprob>&) override {
     std::string out = open_message();
     text_ += text;
-    return out + event("response.output_text.delta", {{"item_id", message_id_}, {"output_index", 0}, {"content_index", 0},
-                                                      {"delta", text}, {"logprobs", json::array()}});
+    return out + event("response.output_text.delta", {{"item_id", message_id_}, {"output_index", message_index()},
+                                                      {"content_index", 0}, {"delta", text}, {"logprobs", json::array()}});
+  }
+
+  std::string thinking_piece(const std::string& text) override {
+    std::string out;
+    if (!thinking_) {
+      thinking_ = true;
+      out = event("response.output_item.added", {{"output_index", 0}, {"item", reasoning_item(nullptr)}});
+    }
+    reasoning_ += text;
+    return out + event("response.reasoning_text.delta",
+                       {{"item_id", reasoning_id_}, {"output_index", 0}, {"content_index", 0}, {"delta", text}});
   }
 
   std::string end(const Outcome& o) override {
-    std::string out;
+    std::string out = close_reasoning();
     json items = json::array();
+    if (thinking_) items.push_back(reasoning_item(&reasoning_));
     if (open_ || o.tool_calls.empty()) {  // a reply of calls alone has no message item
       out += open_message();
       const json part = text_part(text_);
-      out += event("response.output_text.done", {{"item_id", message_id_}, {"output_index", 0}, {"content_index", 0},
+      const int index = message_index();
+      out += event("response.output_text.done", {{"item_id", message_id_}, {"output_index", index}, {"content_index", 0},
                                                  {"text", text_}, {"logprobs", json::array()}});
       out += event("response.content_part.done",
-                   {{"item_id", message_id_}, {"output_index", 0}, {"content_index", 0}, {"part", part}});
+                   {{"item_id", message_id_}, {"output_index", index}, {"content_index", 0}, {"part", part}});
       items.push_back(message_item("completed", json::array({part})));
-      out += event("response.output_item.done", {{"output_index", 0}, {"item", items.back()}});
+      out += event("response.output_item.done", {{"output_index", index}, {"item", items.back()}});
     }
     const json calls = call_items(o.tool_calls);
     for (const json& call : calls) {
@@ -82,7 +97,7 @@ class ResponsesFormat : public Format {
     }
     const bool cut = o.finish == FinishReason::length || o.finish == FinishReason::context;
     const json r = response(cut ? "incomplete" : "completed", items, &o);
-    keep(r, text_, o.tool_calls, calls);
+    keep(r, text_, reasoning_, o.tool_calls, calls);
     return out + event(cut ? "response.incomplete" : "response.completed", {{"response", r}});
   }
 
@@ -96,23 +111,45 @@ class ResponsesFormat : public Format {
 
   json whole(const Outcome& o) override {
     json items = json::array();
+    if (!o.thinking.empty()) items.push_back(reasoning_item(&o.thinking));
     if (!o.text.empty() || o.tool_calls.empty()) items.push_back(message_item("completed", json::array({text_part(o.text)})));
     const json calls = call_items(o.tool_calls);
     for (const json& c : calls) items.push_back(c);
     const bool cut = o.finish == FinishReason::length || o.finish == FinishReason::context;
     json r = response(cut ? "incomplete" : "completed", items, &o);
-    keep(r, o.text, o.tool_calls, calls);
+    keep(r, o.text, o.thinking, o.tool_calls, calls);
     return r;
   }
 
  private:
+  // The message item comes after the reasoning item, when there is one.
+  int message_index() const { return thinking_ ? 1 : 0; }
+
   std::string open_message() {
     if (open_) return "";
+    std::string out = close_reasoning();
     open_ = true;
-    std::string out =
-        event("response.output_item.added", {{"output_index", 0}, {"item", message_item("in_progress", json::array())}});
-    return out + event("response.content_part.added",
-                       {{"item_id", message_id_}, {"output_index", 0}, {"content_index", 0}, {"part", text_part("")}});
+    out += event("response.output_item.added",
+                 {{"output_index", message_index()}, {"item", message_item("in_progress", json::array())}});
+    return out + event("response.content_part.added", {{"item_id", message_id_}, {"output_index", message_index()},
+                                                       {"content_index", 0}, {"part", text_part("")}});
+  }
+
+  // The reasoning item's last events, once the answer begins or the reply ends.
+  std::string close_reasoning() {
+    if (!thinking_ || reasoning_done_) return "";
+    reasoning_done_ = true;
+    std::string out = event("response.reasoning_text.done",
+                            {{"item_id", reasoning_id_}, {"output_index", 0}, {"content_index", 0}, {"text", reasoning_}});
+    return out + event("response.output_item.done", {{"output_index", 0}, {"item", reasoning_item(&reasoning_)}});
+  }
+
+  // The reasoning item: in progress (no text yet) when text is null, else completed with it.
+  json reasoning_item(const std::string* text) const {
+    json content = json::array();
+    if (text) content.push_back({{"type", "reasoning_text"}, {"text", *text}});
+    return {{"type", "reasoning"}, {"id", reasoning_id_}, {"status", text ? "completed" : "in_progress"},
+            {"summary", json::array()}, {"content", content}};
   }
 
   static json text_part(const std::string& text) {
@@ -133,12 +170,14 @@ class ResponsesFormat : public Format {
 
   // Keeps the finished response r with the conversation it ends: the reply as the assistant
   // message a chat client would send back (its calls under the ids r gave them).
-  void keep(const json& r, const std::string& text, const std::vector<ToolCall>& calls, const json& items) {
+  void keep(const json& r, const std::string& text, const std::string& reasoning, const std::vector<ToolCall>& calls,
+            const json& items) {
     if (!store_) return;
     auto kept = std::make_shared<StoredResponse>();
     kept->response = r;
     kept->conversation = conversation_;
     nlohmann::ordered_json reply = {{"role", "assistant"}, {"content", text}};
+    if (!reasoning.empty()) reply["reasoning_content"] = reasoning;  // for a template that shows past reasoning
     for (size_t i = 0; i < calls.size(); ++i)
       reply["tool_calls"].push_back({{"id", items[i]["call_id"]}, {"type", "function"},
                                      {"function", {{"name", calls[i].name}, {"arguments", calls[i].arguments}}}});
@@ -176,7 +215,7 @@ class ResponsesFormat : public Format {
     return std::string("event: ") + type + "\ndata: " + dump(data) + "\n\n";
   }
 
-  std::string model_, id_, message_id_;
+  std::string model_, id_, message_id_, reasoning_id_ = new_id("rs", '_');
   int64_t created_;
   float temperature_, top_p_;
   int64_t max_output_tokens_;
@@ -187,6 +226,8 @@ class ResponsesFormat : public Format {
   json tools_ = json::array();
   bool open_ = false;  // the message item has begun
   std::string text_;   // its text so far
+  bool thinking_ = false, reasoning_done_ = false;  // the reasoning item has begun, has ended
+  std::string reasoning_;                            // its text so far
   int64_t sequence_ = 0;
 };
 

@@ -1,6 +1,7 @@
 // OpenAI's Responses API request (POST /v1/responses) read into the chat request it amounts to:
 // its items become chat messages (a function_call an assistant message's tool call, a
-// function_call_output a "tool" message), its flat tools the chat form, instructions a first
+// function_call_output a "tool" message, a reasoning item the next assistant turn's
+// reasoning_content), its flat tools the chat form, instructions a first
 // system message, and a previous_response_id the kept conversation it continues, before the
 // input. Everything it maps is checked here under the names the client wrote
 // ("input[2].call_id", "tools[0].name", "text.format.schema"), so the chat parser that reads the
@@ -59,8 +60,31 @@ json function_call(const json& item, const std::string& name) {
 // The input's items as chat messages (instructions not among them), and into items the input as
 // the client sent it, a string as the one user message it stands for and a message's string
 // content as one text part.
+// A reasoning item's text (a thinking model's earlier reasoning, as the client sends back what a
+// response output): its reasoning_text parts, else its summary_text parts.
+std::string reasoning_text(const json& item, const std::string& name) {
+  std::string text;
+  for (const char* key : {"content", "summary"}) {
+    const json* parts = field(item, key);
+    if (!parts) continue;
+    if (!parts->is_array()) wrong_type(name + "." + key, *parts, "an array of parts");
+    for (size_t i = 0; i < parts->size(); ++i) {
+      const std::string part = name + "." + key + "[" + std::to_string(i) + "]";
+      check_object((*parts)[i], part);
+      text += required((*parts)[i], "text", part + ".text");
+    }
+    if (!text.empty()) break;
+  }
+  return text;
+}
+
 json messages_of(const json& body, json& items) {
   json out = json::array();
+  std::string reasoning;  // a reasoning item's, for the assistant turn it precedes
+  auto assistant_turn = [&](json& msg) {
+    if (!reasoning.empty()) msg["reasoning_content"] = std::move(reasoning);
+    reasoning.clear();
+  };
   const json* in = field(body, "input");
   if (!in) bad("input", "is required");
   if (in->is_string()) {
@@ -85,21 +109,25 @@ json messages_of(const json& body, json& items) {
       const json* content = field(item, "content");
       if (!content) bad(name + ".content", "is required");
       out.push_back({{"role", role}, {"content", item_text(*content, name + ".content")}});
+      if (role == "assistant") assistant_turn(out.back());
       if (content->is_string())  // listed as OpenAI lists a message: its content as parts
         items.back()["content"] = {{{"type", role == "assistant" ? "output_text" : "input_text"}, {"text", *content}}};
     } else if (type == "function_call") {
       // A turn's calls are one assistant message's tool_calls, as chat completions carries them.
       json call = function_call(item, name);
       if (out.empty() || out.back()["role"] != "assistant") out.push_back({{"role", "assistant"}, {"content", ""}});
+      assistant_turn(out.back());
       out.back()["tool_calls"].push_back(std::move(call));
     } else if (type == "function_call_output") {
       const std::string call_id = required(item, "call_id", name + ".call_id");
       const json* output = field(item, "output");
       if (!output) bad(name + ".output", "is required");
       out.push_back({{"role", "tool"}, {"tool_call_id", call_id}, {"content", item_text(*output, name + ".output")}});
+    } else if (type == "reasoning") {
+      reasoning += reasoning_text(item, name);
     } else {
-      bad(name + ".type", "'" + type + "' items are not supported: \"message\", \"function_call\" and "
-                          "\"function_call_output\" are");
+      bad(name + ".type", "'" + type + "' items are not supported: \"message\", \"reasoning\", \"function_call\" "
+                          "and \"function_call_output\" are");
     }
   }
   return out;
@@ -163,6 +191,10 @@ ResponsesRequest parse_openai_responses(const json& body, int64_t max_ctx, const
   if (truncation != "auto" && truncation != "disabled")
     bad("truncation", "must be \"auto\" or \"disabled\", got \"" + truncation + "\"");
   r.truncate = truncation == "auto";
+  if (const json* reasoning = field(body, "reasoning")) {
+    check_object(*reasoning, "reasoning");
+    if (const json* e = field(*reasoning, "effort")) parse_reasoning_effort(*e, "reasoning.effort", r);
+  }
   if (const json* text = field(body, "text")) {
     check_object(*text, "text");
     if (const json* format = field(*text, "format")) parse_output_format(*format, "text.format", "", r);

@@ -83,6 +83,7 @@ void add_store_routes(httplib::Server& http, Context& ctx) {
                  {arch + ".vocab_size", c.vocab_size}};
     json caps = json::array({"completion"});
     if (lm.tool_syntax) caps.push_back("tools");  // as Ollama lists a template that offers tools
+    if (lm.thinks) caps.push_back("thinking");
     const std::string templ = lm.chat_template ? lm.chat_template->source() : "";
     json out = {{"modelfile", write_modelfile(m->dir, m->defaults, templ)},
                 {"parameters", parameters_text(m->defaults.parameters)},
