@@ -16,7 +16,9 @@
 #include <vector>
 
 #include "cli/chat_settings.h"
+#include "cli/reply_printer.h"
 #include "kernels/error.h"
+#include "runtime/chat/thinking.h"
 #include "runtime/tokenizer/tokenizer.h"
 
 namespace lowbit::cli {
@@ -35,6 +37,8 @@ const char* kHelp =
     "                    repeat_penalty, repeat_last_n, or stop STR...\n"
     "  /set verbose, /set quiet\n"
     "                    show the prompt and generation rates after each reply, or not\n"
+    "  /set think, /set nothink\n"
+    "                    a thinking model reasons before it answers, or answers at once\n"
     "  /show parameters  the settings in use\n"
     "  /?, /help         this help\n"
     "A message that starts with \"\"\" goes on over several lines until one that ends with \"\"\".\n"
@@ -131,9 +135,17 @@ nlohmann::json with_system(const std::string& system, const nlohmann::json& mess
 
 }  // namespace
 
+nlohmann::json thinking_vars(bool template_thinks, std::optional<bool> think) {
+  if (!template_thinks || !think) return nullptr;
+  return {{"enable_thinking", *think}};
+}
+
 std::vector<int32_t> conversation_ids(const Tokenizer& tok, const ChatTemplate& tmpl, const std::string& system,
-                                      const nlohmann::json& messages, bool add_bos) {
-  return encode_conversation(tok, tmpl.render(with_system(system, messages), /*add_generation_prompt=*/true), add_bos);
+                                      const nlohmann::json& messages, bool add_bos, const nlohmann::json& vars,
+                                      std::string* rendered) {
+  const std::string text = tmpl.render(with_system(system, messages), /*add_generation_prompt=*/true, nullptr, vars);
+  if (rendered) *rendered = text;
+  return encode_conversation(tok, text, add_bos);
 }
 
 int run_chat(const Model& model, const ChatOptions& opt) {
@@ -148,6 +160,8 @@ int run_chat(const Model& model, const ChatOptions& opt) {
 
   nlohmann::json messages = nlohmann::json::array();
   std::string system = opt.system;
+  const bool thinks = template_thinks(*tmpl);
+  std::optional<bool> think = opt.think;
   ChatSettings settings{opt.gen, opt.max_tokens_given, opt.verbose};
   Session session(model);
   // The tokens the session's KV cache holds, position by position: a new turn re-runs only
@@ -201,6 +215,16 @@ int run_chat(const Model& model, const ChatOptions& opt) {
         std::printf("Set '%s' mode.\n", settings.verbose ? "verbose" : "quiet");
         continue;
       }
+      if (line == "/set think" || line == "/set nothink") {
+        if (!thinks) {
+          std::printf("error: %s does not support thinking (its chat template writes no </think>)\n",
+                      opt.model_label.c_str());
+          continue;
+        }
+        think = line == "/set think";
+        std::printf("Set '%s' mode.\n", *think ? "think" : "nothink");
+        continue;
+      }
       if (line == "/show parameters") {
         std::fputs(show_parameters(settings).c_str(), stdout);
         continue;
@@ -220,7 +244,8 @@ int run_chat(const Model& model, const ChatOptions& opt) {
     const int64_t budget = conversation_budget(model.ctx(), settings.max_tokens_given ? settings.gen.max_tokens : -1);
     FittedConversation fit;
     try {
-      fit = fit_conversation(tok, *tmpl, with_system(system, messages), budget, settings.gen.add_bos);
+      fit = fit_conversation(tok, *tmpl, with_system(system, messages), budget, settings.gen.add_bos,
+                             thinking_vars(thinks, think));
     } catch (const Error& e) {
       messages.erase(messages.size() - 1);
       std::printf("error: %s\n", e.what());
@@ -244,14 +269,15 @@ int run_chat(const Model& model, const ChatOptions& opt) {
     GenerateParams gp = settings.gen;
     if (!settings.max_tokens_given) gp.max_tokens = model.ctx() - (int64_t)ids.size();
     g_interrupted.store(false);
+    ReplyPrinter printer(stdout, thinks && think != false, prompt_opens_thinking(fit.text), opt.hide_thinking);
     GenerateResult r = generate(
         session, std::vector<int32_t>(ids.begin() + (long)keep, ids.end()), gp,
         [&](const std::string& piece, int32_t) {
-          std::fwrite(piece.data(), 1, piece.size(), stdout);
-          std::fflush(stdout);
+          printer.piece(piece);
           return !g_interrupted.load();
         },
         std::vector<int32_t>(ids.begin(), ids.begin() + (long)keep));
+    printer.finish();
     const bool stopped = r.stop_reason == "callback";
     g_interrupted.store(false);
     std::fputs(stopped ? "\n[stopped]\n\n" : "\n\n", stdout);
@@ -264,7 +290,8 @@ int run_chat(const Model& model, const ChatOptions& opt) {
     if (r.stop_reason == "context")
       std::fputs("(the context is full: the next message forgets the oldest turns; /clear starts over)\n", stdout);
     // What was shown is what the model said, an interrupted reply included.
-    messages.push_back({{"role", "assistant"}, {"content", r.text}});
+    messages.push_back({{"role", "assistant"}, {"content", printer.content()}});
+    if (!printer.thinking().empty()) messages.back()["thinking"] = printer.thinking();  // for a template that shows it
     cached = ids;
     cached.insert(cached.end(), r.ids.begin(), r.ids.end());
     cached.resize(std::min<size_t>(cached.size(), (size_t)session.position()));

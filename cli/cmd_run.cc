@@ -11,6 +11,7 @@
 #include <iterator>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 
@@ -22,8 +23,10 @@
 #include "cli/command.h"
 #include "cli/model_arg.h"
 #include "cli/pull.h"
+#include "cli/reply_printer.h"
 #include "convert/load.h"
 #include "kernels/error.h"
+#include "runtime/chat/thinking.h"
 #include "runtime/generate.h"
 #include "runtime/json_schema.h"
 #include "runtime/mapped_file.h"
@@ -146,7 +149,7 @@ bool apply_defaults(const ModelDefaults& d, const Args& args, bool raw, std::str
 
 int run_main(int argc, char** argv) {
   std::string model_dir, prompt, positional_prompt, system, models, isa = "auto", format;
-  bool json_out = false, no_bos = false, raw = false, verbose = false;
+  bool json_out = false, no_bos = false, raw = false, verbose = false, think_flag = false, hide_thinking = false;
   GenerateParams gp;
   LoadParams lp;
   uint64_t seed = 0;
@@ -194,7 +197,13 @@ int run_main(int argc, char** argv) {
   args.flag("--no-bos", no_bos, "do not add BOS in front of the prompt");
   args.flag("--json", json_out, "print one JSON object at the end instead of streaming");
   args.flag("--verbose", verbose, "the chat: print the prompt and generation rates after each reply (/set verbose)");
+  args.flag("--think", think_flag,
+            "a thinking model reasons before it answers (default: as its template does); --think=false: it answers "
+            "at once");
+  args.flag("--hidethinking", hide_thinking, "print a thinking model's answer without its reasoning");
   if (!args.parse(argc, argv)) return 0;
+  std::optional<bool> think;
+  if (args.given("--think")) think = think_flag;
   lp.isa = parse_isa(isa);
   gp.add_bos = !no_bos;
   if (args.given("PROMPT")) prompt = positional_prompt;
@@ -209,6 +218,7 @@ int run_main(int argc, char** argv) {
   if (chat && json_out) throw UsageError("--json needs a prompt (-p, PROMPT or stdin); the chat prints text");
   if (chat && raw) throw UsageError("--raw needs a prompt (-p, PROMPT or stdin) to continue");
   if (raw && args.given("--system")) throw UsageError("--system goes with the chat template, which --raw leaves out");
+  if (raw && think) throw UsageError("--think goes with the chat template, which --raw leaves out");
   const std::shared_ptr<const JsonSchema> schema = args.given("--format") ? format_schema(format) : nullptr;
   gp.sampler.seed = args.given("--seed") ? seed : fresh_seed();
   check_setting(args, invalid_setting(gp),
@@ -243,15 +253,23 @@ int run_main(int argc, char** argv) {
     co.system = system;
     co.verbose = verbose;
     co.model_label = model_dir;
+    co.think = think;
+    co.hide_thinking = hide_thinking;
     return run_chat(*model, co);
   }
   // One chat turn unless --raw or the model has no template (then the text is continued).
   const std::unique_ptr<ChatTemplate> tmpl = raw ? nullptr : template_for_prompt(*model, model_dir);
   if (!tmpl && args.given("--system"))
     throw UsageError("--system: " + model_dir + " has no chat template to put a system message in");
+  if (think && !tmpl) throw UsageError("--think: " + model_dir + " has no chat template");
+  const bool thinks = tmpl && template_thinks(*tmpl);
+  if (think.value_or(false) && !thinks)
+    throw Error(ErrorCode::invalid_argument, "--think: " + model_dir + " does not support thinking (its chat template writes no </think>)");
   const nlohmann::json turn = nlohmann::json::array({{{"role", "user"}, {"content", prompt}}});
-  std::vector<int32_t> prompt_ids = tmpl ? conversation_ids(model->tokenizer(), *tmpl, system, turn, gp.add_bos)
-                                         : model->tokenizer().encode(prompt, gp.add_bos);
+  std::string rendered;
+  std::vector<int32_t> prompt_ids =
+      tmpl ? conversation_ids(model->tokenizer(), *tmpl, system, turn, gp.add_bos, thinking_vars(thinks, think), &rendered)
+           : model->tokenizer().encode(prompt, gp.add_bos);
   if ((int64_t)prompt_ids.size() > model->ctx())
     throw Error("the prompt is " + std::to_string(prompt_ids.size()) + " tokens but the context holds " +
                 std::to_string(model->ctx()) +
@@ -263,19 +281,19 @@ int run_main(int argc, char** argv) {
     std::fwrite(prompt.data(), 1, prompt.size(), stdout);
     std::fflush(stdout);
   }
+  ReplyPrinter printer(json_out ? nullptr : stdout, thinks && think != false, prompt_opens_thinking(rendered),
+                      hide_thinking);
   GenerateResult r = generate(session, std::move(prompt_ids), gp, [&](const std::string& piece, int32_t) {
-    if (!json_out) {
-      std::fwrite(piece.data(), 1, piece.size(), stdout);
-      std::fflush(stdout);
-    }
+    printer.piece(piece);
     return !g_interrupted.load();
   });
+  printer.finish();
   std::signal(SIGINT, SIG_DFL);
   // The callback stops the generation only on Ctrl-C.
   const bool interrupted = r.stop_reason == "callback";
   if (interrupted) r.stop_reason = "interrupted";
   if (json_out) {
-    nlohmann::json j = {{"text", r.text},
+    nlohmann::json j = {{"text", printer.content()},
                         {"ids", r.ids},
                         {"prompt_tokens", r.prompt_ids.size()},
                         {"generated_tokens", r.ids.size()},
@@ -284,6 +302,7 @@ int run_main(int argc, char** argv) {
                         {"stop_reason", r.stop_reason},
                         {"seed", gp.sampler.seed},
                         {"templated", tmpl != nullptr}};
+    if (!printer.thinking().empty()) j["thinking"] = printer.thinking();
     std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   } else {
     std::printf("\n");

@@ -163,7 +163,7 @@ def test_function_call_is_the_chat_routes_call(ai):
     ({"input": "hi", "previous_response_id": "resp_1"}, "previous_response_id"),  # never kept here
     ({"input": "hi", "previous_response_id": 1}, "previous_response_id"),
     ({"input": "hi", "conversation": "conv_1"}, "conversation"),
-    ({"input": [{"type": "reasoning", "summary": []}]}, "input[0].type"),
+    ({"input": [{"type": "web_search_call", "id": "ws_1"}]}, "input[0].type"),
     ({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]}, "input[0].content[0].type"),
     ({"input": [{"type": "function_call", "call_id": "c", "name": "f", "arguments": "[1]"}]}, "input[0].arguments"),
     ({"input": "hi", "tools": [{"type": "web_search"}]}, "tools[0].type"),
