@@ -42,6 +42,7 @@ __all__ = [
     "Model",
     "Generation",
     "Stream",
+    "Piece",
     "quantize",
     "matmul",
     "convert",
@@ -189,7 +190,8 @@ class Generation(str):
     prompt_seconds, gen_seconds: the times they took. seed: the sampler's seed (pass it as
     seed= to repeat a sampled text). dropped_messages: chat(truncate=True) only, how many of the
     oldest messages were left out to fit the context (0 otherwise). tool_calls: chat(tools=...)
-    only, the calls the reply makes ([{"name", "arguments": dict}]; [] otherwise).
+    only, the calls the reply makes ([{"name", "arguments": dict}]; [] otherwise). thinking:
+    chat() of a thinking model, its reasoning, apart from the answer that is the text ("" otherwise).
 
     Operations on it (+, slicing, .strip(), ...) give plain str, as for any str.
     """
@@ -213,11 +215,25 @@ class Generation(str):
             setattr(self, name, result[name])
         self.dropped_messages = result.get("dropped_messages", 0)
         self.tool_calls = result.get("tool_calls", [])
+        self.thinking = result.get("thinking", "")
         return self
 
     def __reduce__(self):
         return (Generation, ({"text": str(self), **{n: getattr(self, n) for n in self._FIELDS},
-                              "dropped_messages": self.dropped_messages, "tool_calls": self.tool_calls},))
+                              "dropped_messages": self.dropped_messages, "tool_calls": self.tool_calls,
+                              "thinking": self.thinking},))
+
+
+class Piece(str):
+    """A piece of a streamed chat reply. thinking: True for a thinking model's reasoning, whose
+    pieces all come before the answer's."""
+
+    thinking: bool
+
+    def __new__(cls, text: str, thinking: bool = False) -> "Piece":
+        self = super().__new__(cls, text)
+        self.thinking = thinking
+        return self
 
 
 class Stream:
@@ -509,6 +525,7 @@ class Model:
         tool_choice: str = "auto",
         presence_penalty: float = 0.0,
         frequency_penalty: float = 0.0,
+        think: Optional[bool] = None,
     ) -> Union[Generation, Stream]:
         """The assistant's reply to a conversation: messages (a list of {"role", "content"} dicts:
         "system", "user", "assistant") rendered by the model's chat template
@@ -529,7 +546,14 @@ class Model:
         is left; a stream holds back text that may begin a call. tool_choice: "auto" (the model
         decides), "none" (tools shown, reply read as text), "required" (the reply is one call of
         one of the tools, at most 16) or a function's name (one call of it), held to the tools'
-        parameters as `lowbit serve` holds them (docs/SERVING.md, "Tool calling")."""
+        parameters as `lowbit serve` holds them (docs/SERVING.md, "Tool calling").
+
+        A thinking model (its template writes </think>: Qwen3, DeepSeek-R1, ...) reasons before it
+        answers: the reasoning is the result's thinking and the text is the answer; streamed, each
+        piece is a Piece whose thinking attribute says which it is. think=False asks the template
+        for a reply without reasoning (enable_thinking), think=True for one with it (lowbit.Error
+        for a model that does not think); None leaves it to the template. An assistant message's
+        reasoning goes under "thinking" (or "reasoning_content") for a template that shows it."""
         kwargs = _settings(max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, seed, stop, format,
                            presence_penalty, frequency_penalty)
         tools_json, plan = "", None
@@ -543,11 +567,17 @@ class Model:
         elif tool_choice != "auto":
             raise Error(f"tool_choice: {tool_choice!r} needs tools")
         start = plan["reply_start"] if plan else ""
+        messages_json = _messages_json(messages)
+        thinks = self._core.thinks
+        if think and not thinks:
+            raise Error("think: the model does not support thinking (its chat template writes no </think>)")
+        vars_json = json.dumps({"enable_thinking": bool(think)}) if thinks and think is not None else ""
         dropped = 0
         if truncate:
-            ids, dropped = self._core.chat_tokens_fit(_messages_json(messages), max_tokens, tools_json, start)
+            ids, dropped, opens = self._core.chat_tokens_fit(messages_json, max_tokens, tools_json, start, vars_json)
         else:
-            ids = self._core.chat_tokens(_messages_json(messages), True, tools_json, start)
+            ids, opens = self._core.chat_tokens(messages_json, True, tools_json, start, vars_json)
+        splitting = thinks and think is not False
 
         def read(text):  # (content, calls) of a finished reply
             if not (plan and plan["active"]):
@@ -558,40 +588,60 @@ class Model:
 
         def run(**kw):
             result = dict(self._core.generate_tokens(ids, **kw), dropped_messages=dropped)
+            if splitting:
+                splitter = _core.ThinkingSplitter(opens)
+                (t1, c1), (t2, c2) = splitter.feed(result["text"]), splitter.finish()
+                result["thinking"], result["text"] = t1 + t2, c1 + c2
             result["text"], result["tool_calls"] = read(result["text"])
             return result
 
         if stream:
-            s = Stream()
-            if plan and plan["active"]:
-                raw = Stream()
-                raw._pieces = self._stream(lambda **kw: dict(self._core.generate_tokens(ids, **kw),
-                                                             dropped_messages=dropped), kwargs, raw)
-                s._pieces = self._held_back(raw, s, read, plan["forced"])
-            else:
-                s._pieces = self._stream(run, kwargs, s)
+            s, raw = Stream(), Stream()
+            raw._pieces = self._stream(lambda **kw: dict(self._core.generate_tokens(ids, **kw),
+                                                         dropped_messages=dropped), kwargs, raw)
+            hold = bool(plan and plan["active"])
+            s._pieces = self._reply(raw, s, read, hold, hold and plan["forced"],
+                                    _core.ThinkingSplitter(opens) if splitting else None)
             return s
         return Generation(run(**kwargs))
 
-    def _held_back(self, raw: Stream, into: Stream, read, forced: bool) -> Iterator[str]:
-        """raw's pieces, less what may begin a tool call, which waits for the end; then into.result
-        is raw's with the reply read back as content and calls."""
-        generated, sent = "", 0
-        for piece in raw:
-            generated += piece
+    def _reply(self, raw: Stream, into: Stream, read, hold: bool, forced: bool,
+               splitter: Optional["_core.ThinkingSplitter"]) -> Iterator[Piece]:
+        """raw's pieces as a chat reply's: a thinking model's reasoning first (splitter), then the
+        answer, less what may begin a tool call (hold), which waits for the end; then into.result
+        is raw's with the reply read back as reasoning, content and calls."""
+        generated, sent, thinking = "", 0, ""
+
+        def answer(text: str) -> Iterator[Piece]:
+            nonlocal generated, sent
+            generated += text
             if forced:
-                continue
-            # The core counts bytes of UTF-8; it only holds back from an ASCII character.
-            n = len(generated.encode("utf-8")[: self._core.tool_hold_from(generated)].decode("utf-8"))
+                return
+            n = len(generated)
+            if hold:  # the core counts bytes of UTF-8; it only holds back from an ASCII character
+                n = len(generated.encode("utf-8")[: self._core.tool_hold_from(generated)].decode("utf-8"))
             if n > sent:
-                yield generated[sent:n]
+                yield Piece(generated[sent:n])
                 sent = n
+
+        def parts(t: str, c: str) -> Iterator[Piece]:
+            nonlocal thinking
+            if t:
+                thinking += t
+                yield Piece(t, thinking=True)
+            if c:
+                yield from answer(c)
+
+        for piece in raw:
+            yield from (parts(*splitter.feed(piece)) if splitter else answer(piece))
+        if splitter:
+            yield from parts(*splitter.finish())
         content, calls = read(generated)
         if len(content) > sent:
-            yield content[sent:]
+            yield Piece(content[sent:])
         r = raw.result
         into.result = Generation(dict({n: getattr(r, n) for n in Generation._FIELDS}, text=content, tool_calls=calls,
-                                      dropped_messages=r.dropped_messages))
+                                      dropped_messages=r.dropped_messages, thinking=thinking))
 
     def generate_batch(
         self,

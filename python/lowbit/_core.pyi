@@ -70,12 +70,17 @@ class Model:
         callback: Optional[Callable[[str], Optional[bool]]] = None,
     ) -> dict: ...
     def render_chat(self, messages_json: str, add_generation_prompt: bool = True) -> str: ...
+    # The conversation's ids, (with _fit: how many messages were dropped,) and whether the prompt
+    # opened a thinking block; vars_json: more template variables ({"enable_thinking": ...}).
     def chat_tokens(
-        self, messages_json: str, add_special: bool = True, tools_json: str = "", reply_start: str = ""
-    ) -> List[int]: ...
+        self, messages_json: str, add_special: bool = True, tools_json: str = "", reply_start: str = "",
+        vars_json: str = ""
+    ) -> Tuple[List[int], bool]: ...
     def chat_tokens_fit(
-        self, messages_json: str, max_tokens: int, tools_json: str = "", reply_start: str = ""
-    ) -> Tuple[List[int], int]: ...
+        self, messages_json: str, max_tokens: int, tools_json: str = "", reply_start: str = "", vars_json: str = ""
+    ) -> Tuple[List[int], int, bool]: ...
+    @property
+    def thinks(self) -> bool: ...  # a thinking model's chat template
     # Tool calling: the plan for a tool_choice ("auto", "none", "required" or a function's name),
     # a finished reply read back as (content, [(name, arguments JSON text)]), and how many bytes
     # of a streamed reply may be shown.
@@ -134,3 +139,10 @@ def evaluate(
     save_ref: Optional[str] = None,
     progress: Optional[Callable[[int, int], None]] = None,
 ) -> dict: ...
+
+
+class ThinkingSplitter:
+    """A reply cut into a thinking model's reasoning and answer as it streams."""
+    def __init__(self, in_thinking: bool = False) -> None: ...
+    def feed(self, piece: str) -> Tuple[str, str]: ...  # (reasoning, answer) now certain
+    def finish(self) -> Tuple[str, str]: ...

@@ -13,6 +13,7 @@
 #include "python/src/bindings.h"
 #include "runtime/batch.h"
 #include "runtime/chat/chat_template.h"
+#include "runtime/chat/thinking.h"
 #include "runtime/chat/tool_calls.h"
 #include "runtime/generate.h"
 #include "runtime/json_mode.h"
@@ -86,27 +87,37 @@ class PyModel {
   // and the chat cut it (fit_conversation): its ids and how many of the oldest non-system
   // messages were left out. tools_json: the tools the template shows ("" for none); reply_start:
   // a forced tool call's opening, which the prompt ends with.
-  std::pair<std::vector<int32_t>, size_t> chat_tokens_fit(const std::string& messages_json, int64_t max_tokens,
-                                                          const std::string& tools_json,
-                                                          const std::string& reply_start) const {
+  // vars_json: more template variables ("" for none, e.g. {"enable_thinking": false}). Also
+  // returns whether the prompt opened a thinking block (runtime/chat/thinking.h).
+  std::tuple<std::vector<int32_t>, size_t, bool> chat_tokens_fit(const std::string& messages_json, int64_t max_tokens,
+                                                                 const std::string& tools_json,
+                                                                 const std::string& reply_start,
+                                                                 const std::string& vars_json) const {
     const auto messages = parse_messages<nlohmann::ordered_json>(messages_json);
     const auto tools = parse_tools(tools_json);
+    const auto vars = parse_vars(vars_json);
     const std::unique_ptr<ChatTemplate> tmpl = chat_template();
     py::gil_scoped_release nogil;
     FittedConversation f = fit_conversation(model_->tokenizer(), *tmpl, messages,
-                                            conversation_budget(model_->ctx(), max_tokens), true, tools, reply_start);
-    return {std::move(f.ids), f.dropped};
+                                            conversation_budget(model_->ctx(), max_tokens), true, tools, reply_start,
+                                            vars);
+    return {std::move(f.ids), f.dropped, prompt_opens_thinking(f.text)};
   }
 
-  // The conversation's tokens as every chat front end feeds them (encode_conversation).
-  std::vector<int32_t> chat_tokens(const std::string& messages_json, bool add_special, const std::string& tools_json,
-                                   const std::string& reply_start) const {
-    const std::string text =
-        chat_template()->render(parse_messages<nlohmann::ordered_json>(messages_json), true, parse_tools(tools_json)) +
-        reply_start;
+  // The conversation's tokens as every chat front end feeds them (encode_conversation), and
+  // whether the prompt opened a thinking block.
+  std::pair<std::vector<int32_t>, bool> chat_tokens(const std::string& messages_json, bool add_special,
+                                                    const std::string& tools_json, const std::string& reply_start,
+                                                    const std::string& vars_json) const {
+    const std::string text = chat_template()->render(parse_messages<nlohmann::ordered_json>(messages_json), true,
+                                                     parse_tools(tools_json), parse_vars(vars_json)) +
+                             reply_start;
     py::gil_scoped_release nogil;
-    return encode_conversation(model_->tokenizer(), text, add_special);
+    return {encode_conversation(model_->tokenizer(), text, add_special), prompt_opens_thinking(text)};
   }
+
+  // Whether the chat template is a thinking model's (runtime/chat/thinking.h).
+  bool thinks() const { return template_thinks(*chat_template()); }
 
   // Tool calling (runtime/chat/tool_calls.h). choice: "auto", "none", "required" or a function's
   // name. {"active": the reply is read for calls, "forced", "reply_start", "reply_end", "schema":
@@ -291,6 +302,11 @@ class PyModel {
     }
   }
 
+  static nlohmann::ordered_json parse_vars(const std::string& vars_json) {
+    if (vars_json.empty()) return nullptr;
+    return nlohmann::ordered_json::parse(vars_json);  // made by the Python side, never a caller's text
+  }
+
   // How the model's template writes a tool call, learned once.
   const ToolCallSyntax& tool_syntax() const {
     std::call_once(tool_once_, [this] { tool_syntax_ = ToolCallSyntax::of(*chat_template()); });
@@ -339,6 +355,18 @@ GenerateParams make_params(int64_t max_tokens, float temperature, int top_k, flo
 }  // namespace
 
 void register_model(py::module_& m) {
+  py::class_<ThinkingSplitter>(m, "ThinkingSplitter",
+                               "A reply cut into a thinking model's reasoning and answer as it streams "
+                               "(runtime/chat/thinking.h)")
+      .def(py::init<bool>(), py::arg("in_thinking") = false)
+      .def("feed", [](ThinkingSplitter& s, const std::string& piece) {
+        ThinkingSplitter::Parts p = s.feed(piece);
+        return py::make_tuple(p.thinking, p.content);
+      }, py::arg("piece"))
+      .def("finish", [](ThinkingSplitter& s) {
+        ThinkingSplitter::Parts p = s.finish();
+        return py::make_tuple(p.thinking, p.content);
+      });
   py::class_<PyModel>(m, "Model", "A model loaded from a manifest directory (lowbit convert).")
       .def(py::init<const std::string&, int, int64_t, const std::string&, const std::string&>(), py::arg("path"),
            py::arg("threads") = 0, py::arg("ctx") = 0, py::arg("isa") = "auto", py::arg("gpu_layers") = "0")
@@ -372,9 +400,10 @@ void register_model(py::module_& m) {
           py::arg("schema") = py::none(), py::arg("callback") = py::none())
       .def("render_chat", &PyModel::render_chat, py::arg("messages_json"), py::arg("add_generation_prompt") = true)
       .def("chat_tokens", &PyModel::chat_tokens, py::arg("messages_json"), py::arg("add_special") = true,
-           py::arg("tools_json") = "", py::arg("reply_start") = "")
+           py::arg("tools_json") = "", py::arg("reply_start") = "", py::arg("vars_json") = "")
       .def("chat_tokens_fit", &PyModel::chat_tokens_fit, py::arg("messages_json"), py::arg("max_tokens"),
-           py::arg("tools_json") = "", py::arg("reply_start") = "")
+           py::arg("tools_json") = "", py::arg("reply_start") = "", py::arg("vars_json") = "")
+      .def_property_readonly("thinks", &PyModel::thinks)
       .def("tool_plan", &PyModel::tool_plan, py::arg("tools_json"), py::arg("choice"))
       .def("tool_read", &PyModel::tool_read, py::arg("text"), py::arg("tools_json"), py::arg("reply_start"),
            py::arg("reply_end"), py::arg("forced"))

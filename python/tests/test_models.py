@@ -453,6 +453,56 @@ def test_chat_tools_read_calls_and_force_them(tmp_path):
         m.chat(messages, tool_choice="required")
 
 
+def test_chat_thinking_model(tmp_path):
+    """chat() of a thinking model: SmolLM2 stored under our own thinking template
+    (tests/data/chat_templates/think_history.jinja), given a few-shot conversation whose answers
+    reason first. The reference: transformers' rendering continued by generate(), cut by the rule
+    runtime/chat/thinking.h states (the prompt opens the block)."""
+    import subprocess
+
+    from conftest import MODELS, REPO
+
+    ctu = pytest.importorskip("transformers.utils.chat_template_utils")
+    path = MODELS / SMOLLM2
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    template_file = REPO / "tests" / "data" / "chat_templates" / "think_history.jinja"
+    template = template_file.read_text()
+    subprocess.run([os.environ.get("LOWBIT_BIN", str(REPO / "build" / "lowbit")), "create", "smol", str(path),
+                    "--template", str(template_file), "--models", str(tmp_path / "store")], check=True,
+                   capture_output=True)
+    m = lowbit.Model(str(tmp_path / "store" / "smol" / ":latest"), threads=2, ctx=512)
+    messages, reference_messages = [], []  # the reasoning as Ollama's "thinking"; transformers' name
+    for a in (2, 3):
+        question = {"role": "user", "content": f"What is {a}+{a}?"}
+        answer = {"role": "assistant", "content": f"The answer is {2 * a}."}
+        messages += [question, dict(answer, thinking=f"{a} plus {a} is {2 * a}.")]
+        reference_messages += [question, dict(answer, reasoning_content=f"{a} plus {a} is {2 * a}.")]
+    messages.append({"role": "user", "content": "What is 5+5?"})
+    reference_messages.append(messages[-1])
+
+    def rendered(**kw):
+        return ctu.render_jinja_template(conversations=[reference_messages], chat_template=template,
+                                         add_generation_prompt=True, **kw)[0][0]
+
+    text = m.generate(rendered(), max_tokens=40)
+    thinking, answer = text.split("</think>", 1)
+    thinking, answer = thinking.strip(), answer.lstrip()
+    assert thinking and answer  # the format took
+    reply = m.chat(messages, max_tokens=40)
+    assert (reply.thinking, str(reply)) == (thinking, answer) and reply.ids == text.ids
+    stream = m.chat(messages, max_tokens=40, think=True, stream=True)
+    pieces = list(stream)
+    assert "".join(p for p in pieces if p.thinking) == thinking and "".join(p for p in pieces if not p.thinking) == answer
+    assert [p.thinking for p in pieces] == sorted((p.thinking for p in pieces), reverse=True)  # reasoning first
+    assert stream.result.thinking == thinking and stream.result == answer
+
+    plain = m.chat(messages, max_tokens=40, think=False)
+    assert plain.thinking == "" and plain == m.generate(rendered(enable_thinking=False), max_tokens=40)
+    with pytest.raises(lowbit.Error, match="does not support thinking"):
+        lowbit.Model(str(path), threads=2, ctx=512).chat(messages, think=True)
+
+
 def test_chat_errors_name_what_is_wrong(stories):
     with pytest.raises(lowbit.Error, match="has no chat template"):
         stories.chat([{"role": "user", "content": "hi"}])
