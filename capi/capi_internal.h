@@ -27,6 +27,7 @@
 #include "kernels/thread_pool.h"
 #include "runtime/batch.h"
 #include "runtime/chat/chat_template.h"
+#include "runtime/chat/thinking.h"
 #include "runtime/chat/tool_calls.h"
 #include "runtime/generate.h"
 #include "runtime/json_mode.h"
@@ -69,6 +70,11 @@ struct lowbit_tools {
   lowbit::ToolCallSyntax syntax;
   lowbit::ToolCallSyntax::Plan plan;
   std::string format;  // the forced reply's schema as text; "" when not forced
+};
+
+struct lowbit_thinking {
+  lowbit::ThinkingSplitter splitter;
+  lowbit::ThinkingSplitter::Parts last;  // the last feed's
 };
 
 struct lowbit_qtensor {
@@ -140,7 +146,7 @@ inline lowbit_status guard(lowbit_status unspecified, F&& body) {
 
 // The live-handle table: a handle is valid only between its create and its free. Looking a pointer
 // up never dereferences it, so a freed handle is reported instead of read.
-enum class Kind { model, session, sampler, qtensor, batch, tools };
+enum class Kind { model, session, sampler, qtensor, batch, tools, thinking };
 
 inline const char* kind_name(Kind k) {
   switch (k) {
@@ -150,6 +156,7 @@ inline const char* kind_name(Kind k) {
     case Kind::qtensor: return "lowbit_qtensor";
     case Kind::batch: return "lowbit_batch";
     case Kind::tools: return "lowbit_tools";
+    case Kind::thinking: return "lowbit_thinking";
   }
   return "handle";
 }

@@ -9,25 +9,98 @@ extern "C" {
 
 // ---- chat templates -------------------------------------------------------------------------
 
+namespace {
+
+void apply_template(const std::string& fn, const lowbit_model* model, const char* messages_json,
+                    int add_generation_prompt, const char* vars_json, char* text, size_t capacity, size_t* text_len) {
+  check(model, Kind::model, fn.c_str(), "model");
+  need(messages_json, fn.c_str(), "messages_json");
+  need(text_len, fn.c_str(), "text_len");
+  if (!text && capacity) fail(LOWBIT_INVALID_ARGUMENT, fn + ": text is NULL but capacity is not 0");
+  const nlohmann::ordered_json messages = messages_arg(messages_json, fn);
+  nlohmann::ordered_json vars;
+  if (vars_json) {
+    try {
+      vars = nlohmann::ordered_json::parse(vars_json);
+    } catch (const nlohmann::json::exception& e) {
+      fail(LOWBIT_INVALID_ARGUMENT, fn + ": vars_json is not JSON: " + e.what());
+    }
+    if (!vars.is_object()) fail(LOWBIT_INVALID_ARGUMENT, fn + ": vars_json is not a JSON object");
+  }
+  const std::unique_ptr<ChatTemplate> tmpl = chat_template_of(model->model->tokenizer());
+  if (!tmpl) fail(LOWBIT_NOT_FOUND, fn + ": the model has no chat template");
+  std::string s;
+  try {
+    s = tmpl->render(messages, add_generation_prompt != 0, nullptr, vars);
+  } catch (const Error& e) {  // raise_exception() in the template, or a message it cannot read
+    fail(LOWBIT_INVALID_ARGUMENT, fn + ": the template refused the messages: " + e.what());
+  }
+  return_text(s, text, capacity, text_len, fn);
+}
+
+}  // namespace
+
 lowbit_status lowbit_chat_apply_template(const lowbit_model* model, const char* messages_json,
                                          int add_generation_prompt, char* text, size_t capacity, size_t* text_len) {
   return guard(LOWBIT_INVALID_ARGUMENT, [&] {
-    const std::string fn = "lowbit_chat_apply_template";
-    check(model, Kind::model, fn.c_str(), "model");
-    need(messages_json, fn.c_str(), "messages_json");
-    need(text_len, fn.c_str(), "text_len");
-    if (!text && capacity) fail(LOWBIT_INVALID_ARGUMENT, fn + ": text is NULL but capacity is not 0");
-    const nlohmann::ordered_json messages = messages_arg(messages_json, fn);
-    const std::unique_ptr<ChatTemplate> tmpl = chat_template_of(model->model->tokenizer());
-    if (!tmpl) fail(LOWBIT_NOT_FOUND, fn + ": the model has no chat template");
-    std::string s;
-    try {
-      s = tmpl->render(messages, add_generation_prompt != 0);
-    } catch (const Error& e) {  // raise_exception() in the template, or a message it cannot read
-      fail(LOWBIT_INVALID_ARGUMENT, fn + ": the template refused the messages: " + e.what());
-    }
-    return_text(s, text, capacity, text_len, fn);
+    apply_template("lowbit_chat_apply_template", model, messages_json, add_generation_prompt, nullptr, text, capacity,
+                   text_len);
   });
+}
+
+lowbit_status lowbit_chat_apply_template_vars(const lowbit_model* model, const char* messages_json,
+                                              int add_generation_prompt, const char* vars_json, char* text,
+                                              size_t capacity, size_t* text_len) {
+  return guard(LOWBIT_INVALID_ARGUMENT, [&] {
+    apply_template("lowbit_chat_apply_template_vars", model, messages_json, add_generation_prompt, vars_json, text,
+                   capacity, text_len);
+  });
+}
+
+// ---- thinking models ------------------------------------------------------------------------
+
+int lowbit_chat_thinks(const lowbit_model* model) {
+  int thinks = 0;
+  guard(LOWBIT_INVALID_ARGUMENT, [&] {
+    check(model, Kind::model, "lowbit_chat_thinks", "model");
+    const std::unique_ptr<ChatTemplate> tmpl = chat_template_of(model->model->tokenizer());
+    thinks = tmpl && template_thinks(*tmpl) ? 1 : 0;
+  });
+  return thinks;
+}
+
+lowbit_status lowbit_thinking_create(const char* prompt, lowbit_thinking** out) {
+  return guard(LOWBIT_INVALID_ARGUMENT, [&] {
+    need(out, "lowbit_thinking_create", "out");
+    *out = nullptr;
+    auto t = std::make_unique<lowbit_thinking>(lowbit_thinking{ThinkingSplitter(prompt && prompt_opens_thinking(prompt)), {}});
+    *out = track(std::move(t), Kind::thinking);
+  });
+}
+
+void lowbit_thinking_free(lowbit_thinking* thinking) { release(thinking, Kind::thinking, "lowbit_thinking_free"); }
+
+lowbit_status lowbit_thinking_feed(lowbit_thinking* thinking, const char* piece, size_t piece_len, int end) {
+  return guard(LOWBIT_INVALID_ARGUMENT, [&] {
+    const char* fn = "lowbit_thinking_feed";
+    check(thinking, Kind::thinking, fn, "thinking");
+    if (!piece && piece_len) fail(LOWBIT_INVALID_ARGUMENT, std::string(fn) + ": piece is NULL but piece_len is not 0");
+    ThinkingSplitter::Parts p = thinking->splitter.feed(piece_len ? std::string(piece, piece_len) : std::string());
+    if (end) {
+      ThinkingSplitter::Parts rest = thinking->splitter.finish();
+      p.thinking += rest.thinking;
+      p.content += rest.content;
+    }
+    thinking->last = std::move(p);
+  });
+}
+
+const char* lowbit_thinking_reasoning(const lowbit_thinking* thinking) {
+  return thinking && is_live(thinking, Kind::thinking) ? thinking->last.thinking.c_str() : nullptr;
+}
+
+const char* lowbit_thinking_answer(const lowbit_thinking* thinking) {
+  return thinking && is_live(thinking, Kind::thinking) ? thinking->last.content.c_str() : nullptr;
 }
 
 lowbit_status lowbit_chat_tokenize(const lowbit_model* model, const char* text, size_t text_len, int32_t* tokens,

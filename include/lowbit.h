@@ -253,6 +253,41 @@ LOWBIT_API lowbit_status lowbit_chat_tokenize(const lowbit_model* model, const c
                                               size_t text_len, int32_t* tokens, size_t capacity,
                                               size_t* n_tokens);
 
+/* ---- thinking models ---------------------------------------------------------------------- */
+
+/* A thinking model (Qwen3, DeepSeek-R1, QwQ, ...: its chat template writes </think>) reasons in a
+ * <think> block before it answers. A turn is: lowbit_chat_apply_template_vars (vars_json
+ * {"enable_thinking": false} asks a template that reads it for an answer without reasoning),
+ * lowbit_chat_tokenize, lowbit_generate_tokens whose pieces go through a lowbit_thinking, which
+ * cuts the reply into reasoning and answer as `lowbit serve` does (docs/SERVING.md, "Thinking
+ * models"). */
+
+/* 1 when the model's chat template is a thinking model's, 0 when not (or it has none, or model is
+ * not a live handle). */
+LOWBIT_API int lowbit_chat_thinks(const lowbit_model* model);
+
+/* lowbit_chat_apply_template with more variables for the template: vars_json NULL, or a JSON
+ * object whose keys the template sees, as apply_chat_template's keyword arguments (one named like
+ * the chat's own variables, messages or add_generation_prompt, is LOWBIT_INVALID_ARGUMENT). */
+LOWBIT_API lowbit_status lowbit_chat_apply_template_vars(const lowbit_model* model, const char* messages_json,
+                                                         int add_generation_prompt, const char* vars_json,
+                                                         char* text, size_t capacity, size_t* text_len);
+
+/* One reply cut into reasoning and answer as it streams. Not thread-safe: one reply, one thread. */
+typedef struct lowbit_thinking lowbit_thinking;
+/* prompt: the rendered prompt the reply follows (NULL for none): a prompt that leaves a <think>
+ * block open (DeepSeek-R1's) starts the reply inside it. */
+LOWBIT_API lowbit_status lowbit_thinking_create(const char* prompt, lowbit_thinking** out);
+LOWBIT_API void lowbit_thinking_free(lowbit_thinking* thinking);
+/* Feeds piece_len bytes of the reply (piece may be NULL when 0); end != 0 says the reply ended
+ * (all that is held back is then given out). What the reply's text so far makes certain is then
+ * lowbit_thinking_reasoning's and lowbit_thinking_answer's: each NUL-terminated, valid until the
+ * next feed or free, "" when none (NULL when thinking is not a live handle). */
+LOWBIT_API lowbit_status lowbit_thinking_feed(lowbit_thinking* thinking, const char* piece, size_t piece_len,
+                                              int end);
+LOWBIT_API const char* lowbit_thinking_reasoning(const lowbit_thinking* thinking);
+LOWBIT_API const char* lowbit_thinking_answer(const lowbit_thinking* thinking);
+
 /* ---- tool calling ------------------------------------------------------------------------- */
 
 /* Functions the model may call, offered through its own chat template (one that writes tool

@@ -257,3 +257,72 @@ def test_tool_replies_read_back_and_errors_from_c(lib, model, tools_model):
         got, handle, error = c_tools(lib, m, tools, choice)
         assert (got, handle.value) == (status, None) and words in error, error
     assert lib.lowbit_tools_format(None) is None
+
+
+THINK_TEMPLATE = pathlib.Path(__file__).resolve().parents[1] / "data" / "chat_templates" / "think_history.jinja"
+
+
+@pytest.fixture(scope="module")
+def think_model(lib, tmp_path_factory):
+    """SmolLM2 under our own thinking template (tests/data/chat_templates/think_history.jinja)."""
+    d = tmp_path_factory.mktemp("capi_think")
+    lowbit("create", "smol", SMOL, "--template", THINK_TEMPLATE, "--models", d / "store")
+    params = lib.lowbit_load_default_params()
+    params.threads, params.ctx = 2, 512
+    handle = ctypes.c_void_p()
+    assert lib.lowbit_model_load(str(d / "store" / "smol" / ":latest").encode(), ctypes.byref(params),
+                                 ctypes.byref(handle)) == OK, lib.lowbit_last_error()
+    yield handle
+    lib.lowbit_model_free(handle)
+
+
+def test_a_thinking_turn_from_c(lib, model, think_model):
+    """lowbit_chat_apply_template_vars against transformers' rendering (enable_thinking either
+    way); a reply fed to lowbit_thinking in pieces comes out as the documented rule cuts it; a few-shot
+    conversation whose answers reason first, so the small model's reply has both parts."""
+    ctu = pytest.importorskip("transformers.utils.chat_template_utils")
+    lib.lowbit_chat_thinks.argtypes = [ctypes.c_void_p]
+    lib.lowbit_chat_apply_template_vars.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                                                    ctypes.c_char_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t)]
+    lib.lowbit_thinking_create.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)]
+    lib.lowbit_thinking_free.argtypes = [ctypes.c_void_p]
+    lib.lowbit_thinking_feed.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int]
+    for fn in (lib.lowbit_thinking_reasoning, lib.lowbit_thinking_answer):
+        fn.argtypes, fn.restype = [ctypes.c_void_p], ctypes.c_char_p
+    assert lib.lowbit_chat_thinks(think_model) == 1 and lib.lowbit_chat_thinks(model) == 0
+
+    messages = []
+    for a in (2, 3):
+        messages += [{"role": "user", "content": f"What is {a}+{a}?"},
+                     {"role": "assistant", "content": f"The answer is {2 * a}.", "reasoning_content": f"{a} plus {a} is {2 * a}."}]
+    messages.append({"role": "user", "content": "What is 5+5?"})
+    template = THINK_TEMPLATE.read_text()
+    for vars_ in (None, {"enable_thinking": False}, {"enable_thinking": True}):
+        got = c_text(lib, lib.lowbit_chat_apply_template_vars, think_model, json.dumps(messages).encode(), 1,
+                     vars_ and json.dumps(vars_).encode())
+        assert got == ctu.render_jinja_template(conversations=[messages], chat_template=template,
+                                                add_generation_prompt=True, **(vars_ or {}))[0][0]
+    assert lib.lowbit_chat_apply_template_vars(think_model, b"[]", 1, b'{"messages": 1}', None, 0,
+                                               ctypes.byref(ctypes.c_size_t())) == 1
+    assert lib.lowbit_chat_apply_template_vars(think_model, b"[]", 1, b"[1]", None, 0,
+                                               ctypes.byref(ctypes.c_size_t())) == 1
+    assert b"vars_json is not a JSON object" in lib.lowbit_last_error()
+
+    prompt = c_text(lib, lib.lowbit_chat_apply_template_vars, think_model, json.dumps(messages).encode(), 1, None)
+    status, _, reply, error = generate_from_c(lib, think_model, None, 40, text=prompt)
+    assert status == OK, error
+    thinking, answer = reply.split("</think>", 1)  # the prompt opened the block
+    assert thinking.strip() and answer.strip()
+    handle = ctypes.c_void_p()
+    assert lib.lowbit_thinking_create(prompt.encode(), ctypes.byref(handle)) == OK
+    data = reply.encode()
+    got_thinking, got_answer = b"", b""
+    for i in range(0, len(data), 3):  # 3-byte pieces cut tags and characters anywhere
+        piece = data[i:i + 3]
+        assert lib.lowbit_thinking_feed(handle, piece, len(piece), int(i + 3 >= len(data))) == OK
+        got_thinking += lib.lowbit_thinking_reasoning(handle)
+        got_answer += lib.lowbit_thinking_answer(handle)
+    assert (got_thinking.decode(), got_answer.decode()) == (thinking.strip(), answer.lstrip())
+    lib.lowbit_thinking_free(handle)
+    assert lib.lowbit_thinking_feed(handle, b"x", 1, 0) == 1  # freed
+    assert lib.lowbit_thinking_reasoning(handle) is None
