@@ -137,6 +137,8 @@ class Backend {
   virtual void add(const Tensor& out, const Tensor& x) = 0;        // out += x (residual)
   virtual void add_row(const Tensor& out, const Tensor& bias) = 0;  // every row of out += bias
   virtual void swiglu(const Tensor& gate, const Tensor& up) = 0;   // gate = silu(gate) * up
+  virtual void geglu(const Tensor& gate, const Tensor& up) = 0;    // gate = gelu(gate) * up (tanh form)
+  virtual void scale(const Tensor& x, float s) = 0;                 // x *= s
   // dst row i = src row rows[i].
   virtual void gather_rows(const Tensor& src, std::span<const int64_t> rows, const Tensor& dst) = 0;
   // Rotary embedding (HF rotate-half) of x's n_heads heads per row, row r of sequence s at its

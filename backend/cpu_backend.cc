@@ -157,6 +157,13 @@ void CpuBackend::swiglu(const Tensor& gate, const Tensor& up) {
   lowbit::swiglu(data(gate), data(up), gate.size());
 }
 
+void CpuBackend::geglu(const Tensor& gate, const Tensor& up) {
+  check_shape(up, gate.rows, gate.cols, "geglu up");
+  lowbit::geglu(data(gate), data(up), gate.size());
+}
+
+void CpuBackend::scale(const Tensor& x, float s) { scale_inplace(data(x), x.size(), s); }
+
 void CpuBackend::gather_rows(const Tensor& src, std::span<const int64_t> rows, const Tensor& dst) {
   check_shape(dst, (int64_t)rows.size(), src.cols, "gathered rows");
   const float* s = data(src);

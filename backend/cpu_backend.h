@@ -47,6 +47,8 @@ class CpuBackend final : public Backend {
   void add(const Tensor& out, const Tensor& x) override;
   void add_row(const Tensor& out, const Tensor& bias) override;
   void swiglu(const Tensor& gate, const Tensor& up) override;
+  void geglu(const Tensor& gate, const Tensor& up) override;
+  void scale(const Tensor& x, float s) override;
   void gather_rows(const Tensor& src, std::span<const int64_t> rows, const Tensor& dst) override;
   void rope(const Tensor& x, int64_t n_heads, int64_t head_dim, const Tensor& inv_freq,
             std::span<const SeqRows> seqs) override;

@@ -155,6 +155,17 @@ void GpuBackend::add_row(const Tensor& out, const Tensor& bias) {
   ok(be_.add_row(ptr(out), ptr(bias), out.rows, out.cols), "add_row");
 }
 
+void GpuBackend::geglu(const Tensor& gate, const Tensor& up) {
+  check_shape(up, gate.rows, gate.cols, "geglu up");
+  ok(be_.set_device(device_), "set_device");
+  ok(be_.geglu(ptr(gate), ptr(up), gate.size()), "geglu");
+}
+
+void GpuBackend::scale(const Tensor& x, float s) {
+  ok(be_.set_device(device_), "set_device");
+  ok(be_.scale(ptr(x), x.size(), s), "scale");
+}
+
 void GpuBackend::swiglu(const Tensor& gate, const Tensor& up) {
   check_shape(up, gate.rows, gate.cols, "swiglu up");
   ok(be_.set_device(device_), "set_device");

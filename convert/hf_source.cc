@@ -30,7 +30,13 @@ class HfSource final : public ModelSource {
   void read_exact(const TensorSpec& s, uint8_t*, ThreadPool*) const override {
     throw Error(path() + ": tensor '" + s.name + "' has no exact form (internal)");
   }
-  std::vector<float> read_f32(const TensorSpec& s, ThreadPool*) const override { return model_.read_f32(s.name); }
+  std::vector<float> read_f32(const TensorSpec& s, ThreadPool*) const override {
+    std::vector<float> v = model_.read_f32(s.name);
+    // Gemma keeps its norms as offsets from 1; the manifest (as a GGUF) holds the factors.
+    if (const float offset = norm_weight_offset(config()); offset != 0 && is_norm(s.role))
+      for (float& x : v) x += offset;
+    return v;
+  }
   std::optional<QType> source_type(const TensorSpec&) const override { return std::nullopt; }
   std::string source_type_name(const TensorSpec& s) const override {
     return std::string(dtype_name(model_.get(s.name).info->dtype));

@@ -33,7 +33,9 @@ class ModelSource {
   virtual std::optional<QType> exact_type(const TensorSpec& s) const = 0;
   // The tensor in exact_type(s)'s layout: q_layout(type, rows, cols).bytes into dst.
   virtual void read_exact(const TensorSpec& s, uint8_t* dst, ThreadPool* pool) const = 0;
-  // The tensor as fp32, shape s.shape, every value exactly what the source stores.
+  // The tensor as fp32, shape s.shape, every value exactly what the source stores, but for the
+  // RMSNorm weights of an HF checkpoint that stores them as offsets from 1 (Gemma's), which come
+  // as the factors the runtime multiplies by (models/arch.h norm_weight_offset), as GGUF holds them.
   virtual std::vector<float> read_f32(const TensorSpec& s, ThreadPool* pool) const = 0;
   // The type the tensor becomes when the user asks for no particular bits: the exact type when
   // there is one, else the lowbit type of no fewer bits than the source's. nullopt: the source

@@ -19,7 +19,7 @@
 extern "C" {
 
 // Bumped whenever LowbitCudaBackend changes in any way; host and plugin must agree exactly.
-#define LOWBIT_CUDA_ABI_VERSION 2u
+#define LOWBIT_CUDA_ABI_VERSION 3u
 // The one symbol liblowbit_cuda.so exports: const LowbitCudaBackend* (uint32_t host_abi).
 #define LOWBIT_CUDA_ENTRY "lowbit_cuda_backend_entry"
 #define LOWBIT_CUDA_LIBRARY "liblowbit_cuda.so"
@@ -107,6 +107,9 @@ typedef struct LowbitCudaBackend {
   // head h / (n_heads / n_kv_heads)); q (n, n_heads * head_dim).
   int (*attention)(const LowbitCudaAttnRow* rows_host, int64_t n, const float* q, int64_t n_heads,
                    int64_t n_kv_heads, int64_t head_dim, float scale, float* out);
+  // ABI 3 (Gemma): gate = gelu_tanh(gate) * up; x *= s.
+  int (*geglu)(float* gate, const float* up, int64_t n);
+  int (*scale)(float* x, int64_t n, float s);
 } LowbitCudaBackend;
 
 typedef const LowbitCudaBackend* (*LowbitCudaEntryFn)(uint32_t host_abi_version);

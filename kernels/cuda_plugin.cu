@@ -309,6 +309,8 @@ int op_add_row(float* out, const float* bias, int64_t rows, int64_t cols) {
   return check(add_row_device(out, bias, rows, cols, 0), "add_row");
 }
 int op_swiglu(float* gate, const float* up, int64_t n) { return check(swiglu_device(gate, up, n, 0), "swiglu"); }
+int op_geglu(float* gate, const float* up, int64_t n) { return check(geglu_device(gate, up, n, 0), "geglu"); }
+int op_scale(float* x, int64_t n, float s) { return check(scale_device(x, n, s, 0), "scale"); }
 
 int op_gather_rows(const float* src, int64_t cols, const int64_t* rows_host, int64_t n, float* dst) {
   if (n <= 0) return 0;
@@ -369,6 +371,8 @@ const LowbitCudaBackend kBackend = {
     op_gather_rows,
     op_rope,
     op_attention,
+    op_geglu,
+    op_scale,
 };
 
 }  // namespace

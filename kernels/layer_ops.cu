@@ -69,6 +69,19 @@ __global__ void swiglu_kernel(float* gate, const float* up, int64_t n) {
   }
 }
 
+__global__ void geglu_kernel(float* gate, const float* up, int64_t n) {
+  const int64_t i = blockIdx.x * (int64_t)kBlock + threadIdx.x;
+  if (i < n) {
+    const float x = gate[i];
+    gate[i] = 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x))) * up[i];
+  }
+}
+
+__global__ void scale_kernel(float* x, int64_t n, float s) {
+  const int64_t i = blockIdx.x * (int64_t)kBlock + threadIdx.x;
+  if (i < n) x[i] *= s;
+}
+
 __global__ void gather_rows_kernel(const float* src, int64_t cols, const int64_t* rows, int64_t n, float* dst) {
   const int64_t i = blockIdx.x * (int64_t)kBlock + threadIdx.x;
   if (i < n * cols) dst[i] = src[rows[i / cols] * cols + i % cols];
@@ -146,6 +159,18 @@ cudaError_t add_row_device(float* out, const float* bias, int64_t rows, int64_t 
 cudaError_t swiglu_device(float* gate, const float* up, int64_t n, cudaStream_t stream) {
   if (n <= 0) return cudaSuccess;
   swiglu_kernel<<<blocks(n), kBlock, 0, stream>>>(gate, up, n);
+  return cudaGetLastError();
+}
+
+cudaError_t geglu_device(float* gate, const float* up, int64_t n, cudaStream_t stream) {
+  if (n <= 0) return cudaSuccess;
+  geglu_kernel<<<blocks(n), kBlock, 0, stream>>>(gate, up, n);
+  return cudaGetLastError();
+}
+
+cudaError_t scale_device(float* x, int64_t n, float s, cudaStream_t stream) {
+  if (n <= 0) return cudaSuccess;
+  scale_kernel<<<blocks(n), kBlock, 0, stream>>>(x, n, s);
   return cudaGetLastError();
 }
 

@@ -19,6 +19,8 @@ cudaError_t add_device(float* out, const float* x, int64_t n, cudaStream_t strea
 // every row of out (rows, cols) += bias (cols)
 cudaError_t add_row_device(float* out, const float* bias, int64_t rows, int64_t cols, cudaStream_t stream);
 cudaError_t swiglu_device(float* gate, const float* up, int64_t n, cudaStream_t stream);  // gate = silu(gate) * up
+cudaError_t geglu_device(float* gate, const float* up, int64_t n, cudaStream_t stream);   // gate = gelu_tanh(gate) * up
+cudaError_t scale_device(float* x, int64_t n, float s, cudaStream_t stream);              // x *= s
 // dst row i = src row rows[i]; rows: device array of n indices
 cudaError_t gather_rows_device(const float* src, int64_t cols, const int64_t* rows, int64_t n, float* dst,
                                cudaStream_t stream);

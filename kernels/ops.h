@@ -55,6 +55,13 @@ void softmax(float* x, int64_t n);
 // gate[i] = silu(gate[i]) * up[i]  (SwiGLU)
 void swiglu(float* gate, const float* up, int64_t n);
 
+// gate[i] = gelu(gate[i]) * up[i] with GELU's tanh approximation (Gemma's gelu_pytorch_tanh):
+// gelu(x) = x / 2 * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 x^3)))
+void geglu(float* gate, const float* up, int64_t n);
+
+// x[i] *= s
+void scale_inplace(float* x, int64_t n, float s);
+
 // out[i] += x[i]
 void add_inplace(float* out, const float* x, int64_t n);
 

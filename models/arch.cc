@@ -17,6 +17,7 @@ enum class Window {
   none,            // full attention (Llama)
   sliding_window,  // "sliding_window": int, or null for none (Mistral)
   qwen2,           // "use_sliding_window": false; true windows only some layers: not supported
+  gemma3,          // "sliding_window" on the layers "layer_types" (or "sliding_window_pattern") names
 };
 
 // One row per supported architecture; the only place these facts are written down.
@@ -34,14 +35,17 @@ struct ArchRow {
   // attn_q/attn_k away from HF's rotate-half order (convert_hf_to_gguf.py LlamaModel.permute).
   const char* gguf_arch;
   bool gguf_qk_permuted;
+  Family family;
 };
 
 constexpr ArchRow kArchs[] = {
-    {"llama", "LlamaForCausalLM", false, false, true, Window::none, 0, 0, "llama", true},
-    {"mistral", "MistralForCausalLM", false, false, false, Window::sliding_window, 4096, 0, nullptr, false},
-    {"qwen2", "Qwen2ForCausalLM", true, false, false, Window::qwen2, 0, 0, "qwen2", false},
+    {"llama", "LlamaForCausalLM", false, false, true, Window::none, 0, 0, "llama", true, Family::llama},
+    {"mistral", "MistralForCausalLM", false, false, false, Window::sliding_window, 4096, 0, nullptr, false, Family::llama},
+    {"qwen2", "Qwen2ForCausalLM", true, false, false, Window::qwen2, 0, 0, "qwen2", false, Family::llama},
     // Qwen3's window switches are Qwen2's; its "attention_bias" adds biases to q/k/v and o.
-    {"qwen3", "Qwen3ForCausalLM", false, true, true, Window::qwen2, 0, 128, "qwen3", false},
+    {"qwen3", "Qwen3ForCausalLM", false, true, true, Window::qwen2, 0, 128, "qwen3", false, Family::llama},
+    // Gemma 3's text model (Gemma3TextConfig's defaults); llama.cpp's converter does not permute it.
+    {"gemma3", "Gemma3ForCausalLM", false, true, true, Window::gemma3, 4096, 256, "gemma3", false, Family::gemma3},
 };
 
 const ArchRow* find_arch(std::string_view hf_name) {
@@ -151,6 +155,9 @@ void validate(const ModelConfig& c, const std::string& label) {
     fail("rope_scaling: " + std::to_string(ff.size()) + " freq_factors for head_dim " + std::to_string(c.head_dim) +
          " (want head_dim/2)");
   if (t != "factors" && !ff.empty()) fail("rope_scaling: freq_factors given with type '" + t + "'");
+  if (!c.sliding_layers.empty() && (int64_t)c.sliding_layers.size() != c.n_layers)
+    fail("sliding_layers: " + std::to_string(c.sliding_layers.size()) + " entries for " + std::to_string(c.n_layers) +
+         " layers");
   for (float v : ff)
     if (!(std::isfinite(v) && v > 0)) fail("rope_scaling: freq_factors holds " + std::to_string(v) + " (want finite, > 0)");
 }
@@ -196,6 +203,51 @@ void parse_rope(const Fields& top, const json& j, ModelConfig& c) {
   }
 }
 
+// Gemma 3's own fields (Gemma3TextConfig, transformers 4.5x and 5): the window and the layers it
+// applies to, the two RoPE bases, the query scale; the soft-capping and bidirectional switches it
+// has are refused unless off.
+void parse_gemma3(const Fields& f, const json& j, const ArchRow& row, ModelConfig& c) {
+  for (const char* cap : {"final_logit_softcapping", "attn_logit_softcapping"})
+    if (f.get(cap)) f.fail(cap, "= " + j.at(cap).dump() + " not supported (Gemma 2's soft-capping; null is)");
+  if (f.opt_boolean("use_bidirectional_attention", false)) f.fail("use_bidirectional_attention", "= true not supported");
+  c.query_scale = 1.0f / std::sqrt(f.opt_positive("query_pre_attn_scalar", 256.0f));
+  c.sliding_window = f.get("sliding_window") ? f.integer("sliding_window", 1, kMaxContext) : row.default_window;
+  c.sliding_layers.assign((size_t)c.n_layers, false);
+  if (const json* types = f.get("layer_types")) {
+    if (!types->is_array() || (int64_t)types->size() != c.n_layers)
+      f.fail("layer_types", "is not a list of num_hidden_layers (" + std::to_string(c.n_layers) + ") names");
+    for (size_t i = 0; i < types->size(); ++i) {
+      const json& t = (*types)[i];
+      if (t != "sliding_attention" && t != "full_attention")
+        f.fail("layer_types", "[" + std::to_string(i) + "] = " + t.dump() + " (sliding_attention or full_attention)");
+      c.sliding_layers[i] = t == "sliding_attention";
+    }
+  } else {
+    // The older form: every pattern-th layer is global, counting from 1 (transformers' rule).
+    const int64_t pattern = f.opt_integer("sliding_window_pattern", 1, kMaxSize).value_or(6);
+    for (int64_t i = 0; i < c.n_layers; ++i) c.sliding_layers[(size_t)i] = (i + 1) % pattern != 0;
+  }
+  // RoPE: transformers 5 nests it per layer type in rope_parameters; before, rope_theta (with
+  // rope_scaling for the global layers) and rope_local_base_freq.
+  const json* params = f.get("rope_parameters");
+  if (params && params->is_object() && params->contains("full_attention")) {
+    const Fields top(*params, f.label(), "rope_parameters.");
+    const json global = {{"rope_parameters", top.need("full_attention")}};  // read as a config of its own
+    ModelConfig g;
+    parse_rope(Fields(global, f.label()), global, g);
+    c.rope_theta = global["rope_parameters"].contains("rope_theta") ? g.rope_theta : 1e6f;
+    c.rope_scaling = g.rope_scaling;
+    const json& local = top.need("sliding_attention");
+    const Fields lf(local, f.label(), "rope_parameters.sliding_attention.");
+    if (lf.get("rope_type") && lf.string("rope_type") != "default")
+      lf.fail("rope_type", "= '" + lf.string("rope_type") + "' not supported for the windowed layers (default is)");
+    c.rope_local_theta = lf.get("rope_theta") ? lf.positive("rope_theta") : 10000.0f;
+  } else {
+    if (!f.get("rope_theta") && !params) c.rope_theta = 1e6f;  // Gemma3TextConfig's global base
+    c.rope_local_theta = f.opt_positive("rope_local_base_freq", 10000.0f);
+  }
+}
+
 }  // namespace
 
 GgufArch gguf_architecture(std::string_view gguf_arch) {
@@ -230,8 +282,11 @@ ModelConfig parse_hf_config(const json& j, const std::string& file_label) {
 
   if (f.get("quantization_config"))
     f.fail("quantization_config", "present: already-quantized checkpoints are not supported");
-  if (f.get("hidden_act") && f.string("hidden_act") != "silu")
-    f.fail("hidden_act", "= '" + f.string("hidden_act") + "' not supported (silu is)");
+  // The MLP's activation: SiLU in the Llama family, GELU (tanh approximation) in Gemma's.
+  const char* act = row->family == Family::gemma3 ? "gelu_pytorch_tanh" : "silu";
+  for (const char* key : {"hidden_act", "hidden_activation"})
+    if (f.get(key) && f.string(key) != act)
+      f.fail(key, "= '" + f.string(key) + "' not supported (" + act + " is)");
 
   ModelConfig c;
   c.arch = row->arch;
@@ -255,7 +310,8 @@ ModelConfig parse_hf_config(const json& j, const std::string& file_label) {
   c.max_ctx = f.integer("max_position_embeddings", 1, kMaxContext);
   c.norm_eps = f.opt_positive("rms_norm_eps", 1e-6f);  // the HF classes' default
   parse_rope(f, j, c);
-  c.tie_embeddings = f.opt_boolean("tie_word_embeddings", false);  // all four classes default false
+  // Gemma3TextConfig ties by default; the Llama family's classes do not.
+  c.tie_embeddings = f.opt_boolean("tie_word_embeddings", row->family == Family::gemma3);
 
   c.qkv_bias = row->qkv_bias;
   c.qk_norm = row->qk_norm;
@@ -274,6 +330,9 @@ ModelConfig parse_hf_config(const json& j, const std::string& file_label) {
     case Window::qwen2:
       // Qwen2 windows only the layers from max_window_layers on; the runtime windows all or none.
       if (f.opt_boolean("use_sliding_window", false)) f.fail("use_sliding_window", "= true not supported");
+      break;
+    case Window::gemma3:
+      parse_gemma3(f, j, *row, c);
       break;
   }
 
@@ -314,6 +373,9 @@ json config_to_json(const ModelConfig& c) {
       {"qkv_bias", c.qkv_bias},
       {"qk_norm", c.qk_norm},
       {"sliding_window", c.sliding_window},
+      {"sliding_layers", c.sliding_layers},
+      {"rope_local_theta", c.rope_local_theta},
+      {"query_scale", c.query_scale},
       {"bos_id", c.bos_id},
       {"eos_ids", c.eos_ids},
   };
@@ -362,6 +424,16 @@ ModelConfig config_from_json(const json& j, const std::string& label) {
   c.qk_norm = f.opt_boolean("qk_norm", false);  // absent in manifests written before Qwen3
   if (c.qk_norm != row->qk_norm) f.fail("qk_norm", std::string("= ") + (c.qk_norm ? "true" : "false") + " does not belong to arch '" + c.arch + "'");
   c.sliding_window = f.integer("sliding_window", 0, kMaxContext);
+  // Absent in manifests written before Gemma: every layer windowed alike, one base, 1/sqrt(head_dim).
+  if (const json* sl = f.get("sliding_layers")) {
+    if (!sl->is_array()) f.fail("sliding_layers", "is not a list");
+    for (const json& b : *sl) {
+      if (!b.is_boolean()) f.fail("sliding_layers", "holds a non-boolean");
+      c.sliding_layers.push_back(b.get<bool>());
+    }
+  }
+  if (f.get("rope_local_theta") && f.need("rope_local_theta") != 0) c.rope_local_theta = f.positive("rope_local_theta");
+  if (f.get("query_scale") && f.need("query_scale") != 0) c.query_scale = f.positive("query_scale");
   c.bos_id = (int32_t)f.integer("bos_id", -1, kMaxSize - 1);
   const json& eos = f.need("eos_ids");
   if (!eos.is_array()) f.fail("eos_ids", "is not a list");
@@ -382,7 +454,9 @@ bool operator==(const ModelConfig& a, const ModelConfig& b) {
          a.head_dim == b.head_dim && a.ffn_dim == b.ffn_dim && a.vocab_size == b.vocab_size &&
          a.max_ctx == b.max_ctx && a.norm_eps == b.norm_eps && a.rope_theta == b.rope_theta &&
          a.rope_scaling == b.rope_scaling && a.tie_embeddings == b.tie_embeddings &&
-         a.qkv_bias == b.qkv_bias && a.qk_norm == b.qk_norm && a.sliding_window == b.sliding_window && a.bos_id == b.bos_id &&
+         a.qkv_bias == b.qkv_bias && a.qk_norm == b.qk_norm && a.sliding_window == b.sliding_window &&
+         a.sliding_layers == b.sliding_layers && a.rope_local_theta == b.rope_local_theta &&
+         a.query_scale == b.query_scale && a.bos_id == b.bos_id &&
          a.eos_ids == b.eos_ids;
 }
 
@@ -410,10 +484,16 @@ constexpr RoleRow kRoles[] = {
     {Role::bv, "bv", "model.layers.#.self_attn.v_proj.bias", "blk.#.attn_v.bias"},
     {Role::q_norm, "q_norm", "model.layers.#.self_attn.q_norm.weight", "blk.#.attn_q_norm.weight"},
     {Role::k_norm, "k_norm", "model.layers.#.self_attn.k_norm.weight", "blk.#.attn_k_norm.weight"},
+    // Gemma's norm of the attention's output (its Llama-named "post_attention_layernorm"; Llama's
+    // module of that name is the norm before the MLP, ffn_norm here).
+    {Role::post_attn_norm, "post_attn_norm", "model.layers.#.post_attention_layernorm.weight",
+     "blk.#.post_attention_norm.weight"},
     {Role::ffn_norm, "ffn_norm", "model.layers.#.post_attention_layernorm.weight", "blk.#.ffn_norm.weight"},
     {Role::w_gate, "w_gate", "model.layers.#.mlp.gate_proj.weight", "blk.#.ffn_gate.weight"},
     {Role::w_up, "w_up", "model.layers.#.mlp.up_proj.weight", "blk.#.ffn_up.weight"},
     {Role::w_down, "w_down", "model.layers.#.mlp.down_proj.weight", "blk.#.ffn_down.weight"},
+    {Role::post_ffn_norm, "post_ffn_norm", "model.layers.#.post_feedforward_layernorm.weight",
+     "blk.#.post_ffw_norm.weight"},
     {Role::final_norm, "final_norm", "model.norm.weight", "output_norm.weight"},
     {Role::lm_head, "lm_head", "lm_head.weight", "output.weight"},
 };
@@ -431,6 +511,7 @@ bool per_layer(Role r) { return r != Role::embed && r != Role::final_norm && r !
 bool present(const ModelConfig& c, Role r) {
   if (is_bias(r)) return c.qkv_bias;
   if (r == Role::q_norm || r == Role::k_norm) return c.qk_norm;
+  if (r == Role::post_attn_norm || r == Role::post_ffn_norm) return family_of(c) == Family::gemma3;
   if (r == Role::lm_head) return !c.tie_embeddings;
   return true;
 }
@@ -449,6 +530,8 @@ std::vector<int64_t> role_shape(const ModelConfig& c, Role r) {
     case Role::bv: return {kv};
     case Role::q_norm: return {c.head_dim};
     case Role::k_norm: return {c.head_dim};
+    case Role::post_attn_norm: return {c.dim};
+    case Role::post_ffn_norm: return {c.dim};
     case Role::ffn_norm: return {c.dim};
     case Role::w_gate: return {c.ffn_dim, c.dim};
     case Role::w_up: return {c.ffn_dim, c.dim};
@@ -459,8 +542,10 @@ std::vector<int64_t> role_shape(const ModelConfig& c, Role r) {
   return {};
 }
 
-std::string name_of(Role r, int layer, bool gguf = false) {
+std::string name_of(const ModelConfig& c, Role r, int layer, bool gguf = false) {
   std::string s = gguf ? role_row(r).gguf_pattern : role_row(r).pattern;
+  // Gemma's norm before the MLP is its own module (GGUF names it as Llama's).
+  if (!gguf && r == Role::ffn_norm && family_of(c) == Family::gemma3) s = "model.layers.#.pre_feedforward_layernorm.weight";
   const size_t hash = s.find('#');
   if (hash != std::string::npos) s.replace(hash, 1, std::to_string(layer));
   return s;
@@ -485,10 +570,22 @@ std::string name_list(const std::vector<std::string>& names) {
 
 std::string_view role_name(Role r) { return role_row(r).name; }
 
+Family family_of(const ModelConfig& c) {
+  const ArchRow* row = find_canonical(c.arch);
+  return row ? row->family : Family::llama;
+}
+
+float norm_weight_offset(const ModelConfig& c) { return family_of(c) == Family::gemma3 ? 1.0f : 0.0f; }
+
+bool is_norm(Role r) {
+  return r == Role::attn_norm || r == Role::q_norm || r == Role::k_norm || r == Role::post_attn_norm ||
+         r == Role::ffn_norm || r == Role::post_ffn_norm || r == Role::final_norm;
+}
+
 std::vector<TensorSpec> expected_tensors(const ModelConfig& c) {
   std::vector<TensorSpec> out;
   auto add = [&](Role r, int layer) {
-    if (present(c, r)) out.push_back({name_of(r, layer), r, layer, role_shape(c, r), role_shape(c, r).size() == 1});
+    if (present(c, r)) out.push_back({name_of(c, r, layer), r, layer, role_shape(c, r), role_shape(c, r).size() == 1});
   };
   add(Role::embed, -1);
   for (int l = 0; l < (int)c.n_layers; ++l)
@@ -510,6 +607,7 @@ void check_role(const ModelConfig& c, Role role, int layer) {
     throw Error("tensor role " + std::string(rn) + ": " + c.arch + " model has no such tensor" +
                 (role == Role::lm_head                             ? " (embeddings are tied: use embed)"
                  : role == Role::q_norm || role == Role::k_norm ? " (no per-head q/k norm)"
+                 : is_norm(role)                                ? " (no norms after the sublayers: Gemma's)"
                                                                 : " (no q/k/v bias)"));
 }
 
@@ -517,12 +615,12 @@ void check_role(const ModelConfig& c, Role role, int layer) {
 
 std::string tensor_name(const ModelConfig& c, Role role, int layer) {
   check_role(c, role, layer);
-  return name_of(role, layer);
+  return name_of(c, role, layer);
 }
 
 std::string gguf_tensor_name(const ModelConfig& c, Role role, int layer) {
   check_role(c, role, layer);
-  return name_of(role, layer, true);
+  return name_of(c, role, layer, true);
 }
 
 bool is_ignorable_tensor(const ModelConfig& c, std::string_view name) {

@@ -4,9 +4,12 @@
 //
 // Supported: Llama (LlamaForCausalLM: Llama 2/3, TinyLlama, SmolLM), Mistral
 // (MistralForCausalLM), Qwen2 (Qwen2ForCausalLM: biases on q/k/v), Qwen3 (Qwen3ForCausalLM: an
-// RMSNorm over each head of q and k before RoPE). All four are the same pre-norm decoder
+// RMSNorm over each head of q and k before RoPE). These four are the same pre-norm decoder
 // (RMSNorm, rotate-half RoPE, GQA attention, SwiGLU MLP) with the same module names; they differ
-// in the q/k/v bias, the per-head q/k norms and the attention window.
+// in the q/k/v bias, the per-head q/k norms and the attention window: the Llama family. Gemma 3
+// (Gemma3ForCausalLM, its text model) is a family of its own: norms after each sublayer as well
+// as before, RMSNorm weights stored as offsets from 1, a GELU-gated MLP, embeddings scaled by
+// sqrt(hidden_size), windowed attention on five layers of six with a RoPE base of their own.
 //
 // All functions are pure and thread-safe.
 #pragma once
@@ -32,7 +35,7 @@ struct RopeScaling {
 };
 
 struct ModelConfig {
-  std::string arch;             // canonical: "llama", "mistral", "qwen2", "qwen3"
+  std::string arch;             // canonical: "llama", "mistral", "qwen2", "qwen3", "gemma3"
   std::string hf_architecture;  // e.g. "LlamaForCausalLM"
   int64_t dim = 0, n_layers = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0, ffn_dim = 0,
           vocab_size = 0, max_ctx = 0;
@@ -42,6 +45,14 @@ struct ModelConfig {
   bool qkv_bias = false;        // q_proj/k_proj/v_proj carry a bias
   bool qk_norm = false;         // q and k pass an RMSNorm per head (weights of head_dim) before RoPE
   int64_t sliding_window = 0;   // attention sees the last sliding_window positions; 0 = all
+  // Which layers the window applies to; empty: every layer (Mistral). Gemma 3: five of six.
+  std::vector<bool> sliding_layers;
+  // RoPE base of the windowed layers, which take no rope_scaling; 0: rope_theta and its scaling
+  // for every layer. Gemma 3: 10000 (rope_local_base_freq) against 1e6.
+  float rope_local_theta = 0;
+  // Attention scores are q . k times query_scale; 0: 1 / sqrt(head_dim). Gemma's
+  // query_pre_attn_scalar s gives 1 / sqrt(s).
+  float query_scale = 0;
   int32_t bos_id = -1;          // -1: none
   std::vector<int32_t> eos_ids;
 };
@@ -75,9 +86,16 @@ GgufArch gguf_architecture(std::string_view gguf_arch);
 std::vector<std::string> supported_architectures();
 
 enum class Role {
-  embed, attn_norm, wq, wk, wv, wo, bq, bk, bv, q_norm, k_norm, ffn_norm, w_gate, w_up, w_down, final_norm,
-  lm_head
+  embed, attn_norm, wq, wk, wv, wo, bq, bk, bv, q_norm, k_norm, post_attn_norm, ffn_norm, w_gate, w_up, w_down,
+  post_ffn_norm, final_norm, lm_head
 };
+// The forward pass a model's architecture takes (runtime/forward.h).
+enum class Family { llama, gemma3 };
+Family family_of(const ModelConfig& c);
+// What an RMSNorm weight of c's HF checkpoint needs added to be the factor it multiplies by:
+// Gemma stores 1 + w as w (its norms start at 0); 0 for the rest. GGUF files store the factor.
+float norm_weight_offset(const ModelConfig& c);
+bool is_norm(Role r);  // an RMSNorm weight
 std::string_view role_name(Role r);  // "embed", "attn_norm", ... as spelt in the enum
 
 struct TensorSpec {

@@ -1,6 +1,7 @@
 #include "runtime/forward.h"
 
 #include "kernels/error.h"
+#include "runtime/gemma.h"
 #include "runtime/llama.h"
 
 namespace lowbit {
@@ -20,8 +21,10 @@ Tensor Workspace::get(Backend& backend, size_t slot, int64_t rows, int64_t cols)
 }
 
 std::unique_ptr<ForwardPass> make_forward_pass(const ModelConfig& c, const Manifest& m, std::span<const Stage> stages) {
-  // models/arch.h's table holds only this family today; a new family is a new branch here.
-  if (c.arch == "llama" || c.arch == "mistral" || c.arch == "qwen2" || c.arch == "qwen3") return std::make_unique<LlamaForward>(c, m, stages);
+  switch (family_of(c)) {
+    case Family::llama: return std::make_unique<LlamaForward>(c, m, stages);
+    case Family::gemma3: return std::make_unique<GemmaForward>(c, m, stages);
+  }
   throw Error(ErrorCode::bad_format, "architecture '" + c.arch + "' has no forward pass");
 }
 

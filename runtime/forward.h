@@ -1,8 +1,8 @@
 // The forward pass: one routine per architecture family, written once against the backend
 // (backend/backend.h), that runs a batch of tokens from one or several sequences through the
-// model. Today one family, Llama (runtime/llama.h), serves llama, mistral and qwen2; a model
-// with another layer shape (Phi-3's fused qkv projection, Gemma's norms) is a new ForwardPass,
-// not more flags in this one.
+// model. Two families share one skeleton (runtime/decoder.h): Llama (runtime/llama.h: llama,
+// mistral, qwen2, qwen3) and Gemma 3 (runtime/gemma.h); a model with another layer shape
+// (Phi-3's fused qkv projection) is a new family's layer, not more flags in one.
 //
 // A batch is a list of chunks, each a run of one sequence's tokens at its next positions: a
 // prompt, part of a prompt, or the one token a decoding sequence feeds back. Every projection

@@ -171,6 +171,75 @@ TEST(Arch, parse_qwen3_0_6b_per_head_norms) {
   EXPECT_FALSE(config_from_json(m, "manifest.json").qk_norm);
 }
 
+json gemma3_json() {
+  std::ifstream in(test::kSourceDir + "/tests/data/configs/gemma-3-1b-it/config.json");
+  return json::parse(in);
+}
+
+TEST(Arch, parse_gemma3_1b) {
+  const ModelConfig c = parse_hf_config(gemma3_json(), "config.json");
+  EXPECT_EQ(c.arch, "gemma3");
+  EXPECT_EQ(family_of(c), Family::gemma3);
+  EXPECT_EQ(norm_weight_offset(c), 1.0f);
+  EXPECT_TRUE(c.qk_norm);
+  EXPECT_TRUE(c.tie_embeddings);
+  EXPECT_EQ(c.head_dim, 256);
+  EXPECT_EQ(c.query_scale, 1.0f / 16);  // query_pre_attn_scalar 256
+  EXPECT_EQ(c.sliding_window, 512);
+  EXPECT_EQ(c.rope_theta, 1e6f);
+  EXPECT_EQ(c.rope_local_theta, 10000.0f);
+  EXPECT_EQ(c.eos_ids, (std::vector<int32_t>{1, 106}));
+  ASSERT_EQ(c.sliding_layers.size(), 26u);
+  for (int i = 0; i < 26; ++i) EXPECT_EQ(c.sliding_layers[i], (i + 1) % 6 != 0) << i;  // 5, 11, 17, 23 global
+  EXPECT_EQ(config_from_json(config_to_json(c), "m"), c);
+
+  std::map<std::string, TensorSpec> by_name;
+  for (const TensorSpec& s : expected_tensors(c)) by_name.emplace(s.name, s);
+  EXPECT_EQ(by_name.size(), 1u + 26 * 13 + 1);  // embed, 13 per layer, final norm; tied head
+  EXPECT_EQ(by_name.at("model.layers.3.post_attention_layernorm.weight").role, Role::post_attn_norm);
+  EXPECT_EQ(by_name.at("model.layers.3.pre_feedforward_layernorm.weight").role, Role::ffn_norm);
+  EXPECT_EQ(by_name.at("model.layers.3.post_feedforward_layernorm.weight").role, Role::post_ffn_norm);
+  EXPECT_EQ(gguf_tensor_name(c, Role::ffn_norm, 3), "blk.3.ffn_norm.weight");
+  EXPECT_EQ(gguf_tensor_name(c, Role::post_attn_norm, 3), "blk.3.post_attention_norm.weight");
+  EXPECT_EQ(gguf_tensor_name(c, Role::post_ffn_norm, 3), "blk.3.post_ffw_norm.weight");
+  EXPECT_EQ(gguf_architecture("gemma3").hf_architecture, "Gemma3ForCausalLM");
+  // Llama's post_attention_layernorm is its norm before the MLP, and it has no norms after.
+  const ModelConfig l = parse("configs/llama-2-7b-hf");
+  EXPECT_EQ(tensor_name(l, Role::ffn_norm, 0), "model.layers.0.post_attention_layernorm.weight");
+  EXPECT_EQ(norm_weight_offset(l), 0.0f);
+  EXPECT_THAT(error_of([&] { tensor_name(l, Role::post_ffn_norm, 0); }), HasSubstr("no norms after the sublayers"));
+}
+
+TEST(Arch, parse_gemma3_transformers5_form) {
+  // transformers 5 writes layer_types and rope_parameters per layer type.
+  json j = gemma3_json();
+  for (const char* k : {"sliding_window_pattern", "rope_theta", "rope_local_base_freq", "rope_scaling"}) j.erase(k);
+  j["num_hidden_layers"] = 4;
+  j["layer_types"] = {"sliding_attention", "full_attention", "sliding_attention", "full_attention"};
+  j["rope_parameters"] = {{"full_attention", {{"rope_type", "linear"}, {"factor", 8.0}, {"rope_theta", 1e6}}},
+                          {"sliding_attention", {{"rope_type", "default"}, {"rope_theta", 10000.0}}}};
+  const ModelConfig c = parse_hf_config(j, "config.json");
+  EXPECT_EQ(c.sliding_layers, (std::vector<bool>{true, false, true, false}));
+  EXPECT_EQ(c.rope_scaling.type, "linear");
+  EXPECT_EQ(c.rope_scaling.factor, 8.0f);
+  EXPECT_EQ(c.rope_theta, 1e6f);
+  EXPECT_EQ(c.rope_local_theta, 10000.0f);
+}
+
+TEST(ArchBad, gemma3_switches_it_cannot_run) {
+  auto bad = [](const char* field, const json& v) {
+    json j = gemma3_json();
+    j[field] = v;
+    return error_of([&] { parse_hf_config(j, "config.json"); });
+  };
+  EXPECT_THAT(bad("final_logit_softcapping", 30.0), HasSubstr("field 'final_logit_softcapping'"));
+  EXPECT_THAT(bad("attn_logit_softcapping", 50.0), HasSubstr("field 'attn_logit_softcapping'"));
+  EXPECT_THAT(bad("hidden_activation", "silu"), HasSubstr("field 'hidden_activation' = 'silu' not supported (gelu_pytorch_tanh"));
+  EXPECT_THAT(bad("use_bidirectional_attention", true), HasSubstr("field 'use_bidirectional_attention'"));
+  EXPECT_THAT(bad("layer_types", json::array({"full_attention"})), HasSubstr("field 'layer_types'"));
+  EXPECT_THAT(bad("attention_bias", true), HasSubstr("field 'attention_bias'"));
+}
+
 TEST(Arch, parse_smollm2_rope_parameters) {
   // A transformers-5 config: rope_theta lives in "rope_parameters".
   const ModelConfig c = parse("configs/smollm2-135m");
@@ -226,12 +295,12 @@ TEST(ArchBad, unknown_architecture_names_it_and_the_supported) {
   const std::string msg = bad_field("architectures", {"GPT2LMHeadModel"});
   EXPECT_THAT(msg, AllOf(HasSubstr("config.json: field 'architectures'"), HasSubstr("GPT2LMHeadModel"),
                          HasSubstr("LlamaForCausalLM"), HasSubstr("MistralForCausalLM"),
-                         HasSubstr("Qwen2ForCausalLM"), HasSubstr("Qwen3ForCausalLM")));
+                         HasSubstr("Qwen2ForCausalLM"), HasSubstr("Qwen3ForCausalLM"), HasSubstr("Gemma3ForCausalLM")));
   EXPECT_THAT(bad_field("architectures", nullptr), HasSubstr("field 'architectures' missing"));
   EXPECT_THAT(bad_field("architectures", "LlamaForCausalLM"), HasSubstr("field 'architectures' is not a non-empty list"));
   EXPECT_EQ(supported_architectures(),
             (std::vector<std::string>{"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM",
-                                      "Qwen3ForCausalLM"}));
+                                      "Qwen3ForCausalLM", "Gemma3ForCausalLM"}));
 }
 
 TEST(ArchBad, fields_named) {

@@ -2,7 +2,8 @@
 conventions rather than HF's: weights read with gguf-py's GGUFReader and dequantized by
 gguf.quants.dequantize, Q/K kept in the GGUF row order, and RoPE rotating ADJACENT pairs (llama.cpp's
 normal mode for `llama`, whose converter permuted Q/K rows for exactly that), or the two halves
-(NEOX mode, `qwen2` and `qwen3`, stored unpermuted; `qwen3` normalizes each head of q and k first). lowbit undoes the permutation and rotates halves, so the
+(NEOX mode, `qwen2`, `qwen3` and `gemma3`, stored unpermuted; `qwen3` normalizes each head of q and k
+first). `gemma3` follows llama.cpp's graph for it (forward_gemma3). lowbit undoes the permutation and rotates halves, so the
 two agree only if the permutation is undone right. Shares no code with lowbit."""
 import math
 
@@ -27,6 +28,8 @@ def load(path):
         "eps": _field(r, f"{arch}.attention.layer_norm_rms_epsilon"),
         "theta": _field(r, f"{arch}.rope.freq_base", 10000.0),
         "head_dim": _field(r, f"{arch}.attention.key_length"),
+        "window": _field(r, f"{arch}.attention.sliding_window"),
+        "rope_factor": _field(r, f"{arch}.rope.scaling.factor", 1.0),
     }
     weights = {}
     for t in r.tensors:
@@ -57,9 +60,54 @@ def rope(x, pos, theta, neox):
     return out
 
 
+def gelu_tanh(x):
+    return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+
+
+def attend(q, k, v, mask, scale):
+    rep = q.shape[1] // k.shape[1]
+    k, v = np.repeat(k, rep, axis=1), np.repeat(v, rep, axis=1)
+    s = np.einsum("qhd,khd->hqk", q, k) * scale
+    s = np.where(mask[None], s, -np.inf)
+    s -= s.max(axis=-1, keepdims=True)
+    w = np.exp(s)
+    w /= w.sum(axis=-1, keepdims=True)
+    return np.einsum("hqk,khd->qhd", w, v).reshape(q.shape[0], -1)
+
+
+def forward_gemma3(cfg, t, ids):
+    """llama.cpp's gemma3 graph: norms multiply by the stored factors, embeddings times
+    sqrtf(n_embd), every 6th layer global (the rest windowed, RoPE base 10000 there), NEOX RoPE,
+    scores times 1/sqrt(head_dim), norms after attention and MLP, GELU (tanh) gate."""
+    nh, nkv, dim, hd = cfg["n_heads"], cfg["n_kv"], cfg["dim"], cfg["head_dim"]
+    n, eps = len(ids), cfg["eps"]
+    pos = np.arange(n, dtype=np.float64)
+    causal = np.tril(np.ones((n, n), dtype=bool))
+    window = causal & ~np.tril(np.ones((n, n), dtype=bool), -cfg["window"])
+    x = t["token_embd.weight"][ids] * math.sqrt(dim)
+    for l in range(cfg["n_layers"]):
+        p = f"blk.{l}."
+        sliding = (l + 1) % 6 != 0
+        theta, factor = (10000.0, 1.0) if sliding else (cfg["theta"], cfg["rope_factor"])
+        h = rmsnorm(x, t[p + "attn_norm.weight"], eps)
+        q = rmsnorm((h @ t[p + "attn_q.weight"].T).reshape(n, nh, hd), t[p + "attn_q_norm.weight"], eps)
+        k = rmsnorm((h @ t[p + "attn_k.weight"].T).reshape(n, nkv, hd), t[p + "attn_k_norm.weight"], eps)
+        v = (h @ t[p + "attn_v.weight"].T).reshape(n, nkv, hd)
+        q, k = rope(q, pos / factor, theta, True), rope(k, pos / factor, theta, True)
+        att = attend(q, k, v, window if sliding else causal, 1 / math.sqrt(hd))
+        x = x + rmsnorm(att @ t[p + "attn_output.weight"].T, t[p + "post_attention_norm.weight"], eps)
+        h = rmsnorm(x, t[p + "ffn_norm.weight"], eps)
+        a = gelu_tanh(h @ t[p + "ffn_gate.weight"].T) * (h @ t[p + "ffn_up.weight"].T)
+        x = x + rmsnorm(a @ t[p + "ffn_down.weight"].T, t[p + "post_ffw_norm.weight"], eps)
+    x = rmsnorm(x, t["output_norm.weight"], eps)
+    return x @ t.get("output.weight", t["token_embd.weight"]).T
+
+
 def forward(path, ids, loaded=None):
     """Logits (len(ids), vocab) of one sequence starting at position 0."""
     cfg, t = loaded or load(path)
+    if cfg["arch"] == "gemma3":
+        return forward_gemma3(cfg, t, ids)
     nh, nkv, dim = cfg["n_heads"], cfg["n_kv"], cfg["dim"]
     hd = cfg["head_dim"] or dim // nh
     neox = cfg["arch"] in ("qwen2", "qwen3")

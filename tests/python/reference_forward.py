@@ -1,6 +1,6 @@
 """An independent Llama-family forward pass in numpy (float64), written from the HuggingFace
 modeling conventions (rotate-half RoPE, grouped-query attention, SwiGLU, RMSNorm, Qwen2 q/k/v
-bias, Qwen3 per-head q/k RMSNorm, Llama 3 rope_scaling), reading the HF directory directly with the `safetensors` package.
+bias, Qwen3 per-head q/k RMSNorm, Llama 3 rope_scaling), and Gemma 3's text model, reading the HF directory directly with the `safetensors` package.
 It shares no code with lowbit: the tests compare lowbit's fp32 logits to it."""
 import json
 import math
@@ -58,6 +58,75 @@ def rmsnorm(x, w, eps):
     return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * w
 
 
+def gelu_tanh(x):
+    return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+
+
+def attend(q, k, v, mask, scale):
+    """Causal GQA attention of q (n, heads, hd) over k, v (n, kv_heads, hd) with mask (n, n)."""
+    rep = q.shape[1] // k.shape[1]
+    k, v = np.repeat(k, rep, axis=1), np.repeat(v, rep, axis=1)
+    scores = np.einsum("qhd,khd->hqk", q, k) * scale
+    scores = np.where(mask[None], scores, -np.inf)
+    scores -= scores.max(axis=-1, keepdims=True)
+    w = np.exp(scores)
+    w /= w.sum(axis=-1, keepdims=True)
+    return np.einsum("hqk,khd->qhd", w, v).reshape(q.shape[0], -1)
+
+
+def forward_gemma3(cfg, t, ids, hidden):
+    """Gemma3ForCausalLM as transformers' modeling_gemma3.py computes it: embeddings times
+    sqrt(hidden_size); RMSNorm weights as offsets from 1; per-head q/k norms; RoPE with
+    rope_local_base_freq on the sliding layers and rope_theta (and rope_scaling) on the global
+    ones; scores times query_pre_attn_scalar^-0.5; norms after attention and after the MLP too;
+    gelu_pytorch_tanh(gate) * up."""
+    dim, nh = cfg["hidden_size"], cfg["num_attention_heads"]
+    nkv, hd = cfg.get("num_key_value_heads", nh), cfg.get("head_dim", 256)
+    eps = cfg.get("rms_norm_eps", 1e-6)
+    pattern = cfg.get("sliding_window_pattern", 6)
+    types = cfg.get("layer_types") or ["sliding_attention" if (i + 1) % pattern else "full_attention"
+                                       for i in range(cfg["num_hidden_layers"])]
+    n = len(ids)
+    pos = np.arange(n, dtype=np.float64)
+
+    def cos_sin(theta, factor=1.0):
+        f = theta ** (-np.arange(0, hd, 2, dtype=np.float64) / hd) / factor
+        ang = pos[:, None] * f[None, :]
+        return (np.concatenate([np.cos(ang)] * 2, axis=-1)[:, None, :],
+                np.concatenate([np.sin(ang)] * 2, axis=-1)[:, None, :])
+
+    rs = cfg.get("rope_scaling") or {}
+    global_cs = cos_sin(cfg.get("rope_theta", 1e6), rs.get("factor", 1.0) if rs.get("rope_type") == "linear" else 1.0)
+    local_cs = cos_sin(cfg.get("rope_local_base_freq", 10000.0))
+    causal = np.tril(np.ones((n, n), dtype=bool))
+    window = causal & ~np.tril(np.ones((n, n), dtype=bool), -cfg.get("sliding_window", 4096))
+    scale = cfg.get("query_pre_attn_scalar", 256) ** -0.5
+
+    def norm(x, name):
+        return rmsnorm(x, 1.0 + t[name], eps)
+
+    x = t["model.embed_tokens.weight"][ids] * math.sqrt(dim)
+    for layer in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{layer}."
+        sliding = types[layer] == "sliding_attention"
+        cos, sin = local_cs if sliding else global_cs
+        h = norm(x, p + "input_layernorm.weight")
+        q = (h @ t[p + "self_attn.q_proj.weight"].T).reshape(n, nh, hd)
+        k = (h @ t[p + "self_attn.k_proj.weight"].T).reshape(n, nkv, hd)
+        v = (h @ t[p + "self_attn.v_proj.weight"].T).reshape(n, nkv, hd)
+        q, k = norm(q, p + "self_attn.q_norm.weight"), norm(k, p + "self_attn.k_norm.weight")
+        q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+        att = attend(q, k, v, window if sliding else causal, scale)
+        x = x + norm(att @ t[p + "self_attn.o_proj.weight"].T, p + "post_attention_layernorm.weight")
+        h = norm(x, p + "pre_feedforward_layernorm.weight")
+        a = gelu_tanh(h @ t[p + "mlp.gate_proj.weight"].T) * (h @ t[p + "mlp.up_proj.weight"].T)
+        x = x + norm(a @ t[p + "mlp.down_proj.weight"].T, p + "post_feedforward_layernorm.weight")
+    x = norm(x, "model.norm.weight")
+    if hidden:
+        return x
+    return x @ t.get("lm_head.weight", t["model.embed_tokens.weight"]).T
+
+
 def forward(hf_dir, ids, hidden=False, inputs=None):
     """Logits (len(ids), vocab) of one sequence starting at position 0; with hidden, the hidden
     states after the final norm (len(ids), hidden_size) instead. inputs: a dict that, when given,
@@ -66,6 +135,9 @@ def forward(hf_dir, ids, hidden=False, inputs=None):
         if inputs is not None:
             inputs[name] = x
     cfg, t = load_hf(hf_dir)
+    if cfg["architectures"][0] == "Gemma3ForCausalLM":
+        assert inputs is None, "the Gemma reference does not report projection inputs"
+        return forward_gemma3(cfg, t, ids, hidden)
     dim, nh = cfg["hidden_size"], cfg["num_attention_heads"]
     nkv = cfg.get("num_key_value_heads", nh)
     hd = cfg.get("head_dim") or dim // nh

@@ -132,6 +132,45 @@ def test_qwen3_gguf_matches_numpy_reference(tmp_path):
     assert (exact.argmax(axis=1) == ref.argmax(axis=1)).all()
 
 
+GEMMA3 = str(ROOT / "tests" / "data" / "configs" / "gemma-3-1b-it")
+
+
+def gemma3_pair(tmp_path, gguf_type="F32", **edit):
+    """A 6-layer Gemma 3 HF directory (layer 5 global) with a window of 8 and the query scale
+    llama.cpp's graph takes below 27B (1/sqrt(head_dim)), and its GGUF."""
+    hf = tmp_path / "hf"
+    make_hf_model.make_model(hf, GEMMA3, layers=6, dim=64, ffn=96, heads=4, kv_heads=1, vocab=320, head_dim=32,
+                             dtype="F32", seed=6, tokenizer=False)
+    cfg = json.loads((hf / "config.json").read_text())
+    cfg.update({"sliding_window": 8, "query_pre_attn_scalar": 32}, **edit)
+    (hf / "config.json").write_text(json.dumps(cfg))
+    g = tmp_path / "m.gguf"
+    subprocess.run([sys.executable, str(ROOT / "tests" / "tools" / "hf_to_gguf.py"), str(hf), str(g), "--type", gguf_type],
+                   check=True)
+    return hf, g
+
+
+@pytest.mark.parametrize("edit", [{}, {"rope_scaling": {"rope_type": "linear", "factor": 8.0}}], ids=["1b", "linear-rope"])
+def test_gemma3_gguf_matches_its_hf_directory_and_llama_cpp_s_graph(edit, tmp_path):
+    """The HF side adds Gemma's 1 to its norms; llama.cpp's converter stores them added (both in
+    fp32, so bit for bit the same). The GGUF's logits are also those of llama.cpp's gemma3 graph
+    written in numpy over gguf-py's dequantized Q8_0 weights (gguf_reference_forward.py)."""
+    hf, g = gemma3_pair(tmp_path, "Q8_0", **edit)
+    f32_hf, _ = gemma3_pair(tmp_path / "f32", **edit)
+    ids = np.random.default_rng(3).integers(0, 320, size=40).tolist()
+    run("convert", f32_hf, tmp_path / "from_hf", "--bits", "32")
+    run("convert", tmp_path / "f32" / "m.gguf", tmp_path / "from_gguf", "--bits", "32")
+    a = logits(tmp_path / "from_hf", ids, tmp_path)
+    b = logits(tmp_path / "from_gguf", ids, tmp_path)
+    assert np.array_equal(a.view(np.uint32), b.view(np.uint32))
+    ref = gguf_reference_forward.forward(str(g), ids)
+    run("convert", g, tmp_path / "q8", "--bits", "32")
+    got = logits(tmp_path / "q8", ids, tmp_path).astype(np.float64)
+    rel = np.abs(got - ref).max(axis=1) / np.abs(ref).max(axis=1)
+    assert rel.max() <= 1e-4, f"worst position {rel.argmax()}: relative error {rel.max():.2e}"
+    assert (got.argmax(axis=1) == ref.argmax(axis=1)).all()
+
+
 def synthetic_gguf(tmp_path, arch="llama", drop=None, tensor_type=None, extra=None):
     """A tiny GGUF written directly with gguf-py, optionally broken; extra: more tensors by name."""
     path = tmp_path / f"{arch}.gguf"

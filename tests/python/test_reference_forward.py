@@ -2,6 +2,7 @@
 shared trained models and on synthetic models with real Llama, Mistral, Qwen2, Qwen3 (per-head
 q/k norms, heads wider than hidden_size / heads) and Llama 3.2 (rope_scaling) configs scaled down. The requirement is 1e-4 relative: the largest logit error of
 a position over the largest logit magnitude there."""
+import json
 import os
 import subprocess
 import sys
@@ -60,6 +61,28 @@ def test_synthetic_layouts(config, extra, tmp_path):
     hf = tmp_path / "hf"
     make_hf_model.make_model(hf, config, layers=2, dim=64, ffn=96, heads=4, kv_heads=2, vocab=320,
                              dtype="F32", seed=3, tokenizer=False, **extra)
+    rng = np.random.default_rng(1)
+    ids = rng.integers(0, 320, size=40).tolist()
+    check(hf, ids, tmp_path)
+
+
+GEMMA3 = ROOT / "tests" / "data" / "configs" / "gemma-3-1b-it"
+
+
+@pytest.mark.parametrize("edit", [
+    {"sliding_window": 8},  # 40 positions: the windowed layers see the last 8
+    {"sliding_window": 8, "rope_scaling": {"rope_type": "linear", "factor": 8.0}},  # Gemma 3 4B's, global layers only
+    {"sliding_window": 8, "layer_types": ["sliding_attention", "full_attention"] * 3, "query_pre_attn_scalar": 24},
+], ids=["1b", "linear-rope", "layer-types"])
+def test_gemma3(edit, tmp_path):
+    """Gemma 3's text model: 6 layers, so layer 5 is global (the 1B config's pattern of 6); heads of
+    32 with query_pre_attn_scalar 256 (the 1B's), so the score scale is not 1/sqrt(head_dim)."""
+    hf = tmp_path / "hf"
+    make_hf_model.make_model(hf, GEMMA3, layers=6, dim=64, ffn=96, heads=4, kv_heads=1, vocab=320, head_dim=32,
+                             dtype="F32", seed=4, tokenizer=False)
+    cfg = json.loads((hf / "config.json").read_text())
+    cfg.update(edit)
+    (hf / "config.json").write_text(json.dumps(cfg))
     rng = np.random.default_rng(1)
     ids = rng.integers(0, 320, size=40).tolist()
     check(hf, ids, tmp_path)

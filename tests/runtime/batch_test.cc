@@ -15,9 +15,12 @@
 
 #include <algorithm>
 #include <cstring>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <memory>
+
+#include <nlohmann/json.hpp>
 
 #include "kernels/error.h"
 #include "runtime/batch.h"
@@ -28,6 +31,9 @@ namespace lowbit {
 namespace {
 
 using test::converted;
+using test::kSourceDir;
+using test::make_hf_model;
+using test::TempDir;
 
 struct Outcome {
   std::vector<int32_t> ids;
@@ -275,6 +281,49 @@ TEST(Batch, SubmitRejectsBadRequests) {
 
 // The logits of a batch's rows are bit for bit those of each sequence run alone, prompt chunks
 // and decode rows alike (the scheduler's tokens follow from this).
+void expect_batch_rows_equal_alone(const Model& model, const std::vector<std::vector<int32_t>>& prompts,
+                                   const std::string& label) {
+  const int64_t vocab = model.config().vocab_size;
+  const ForwardOptions opt{true, nullptr};
+  Workspace ws(model.backend());
+  // Alone: each prompt, then one more token.
+  std::vector<std::vector<float>> want;
+  for (const auto& p : prompts) {
+    auto cache = model.new_kv_cache(64);
+    std::vector<float> out((p.size() + 1) * vocab);
+    const SeqChunk prompt{cache.get(), p.data(), (int64_t)p.size(), 0, LogitRows::all};
+    model.forward({&prompt, 1}, ws, out.data(), opt);
+    const int32_t next = 42;
+    const SeqChunk one{cache.get(), &next, 1, (int64_t)p.size(), LogitRows::last};
+    model.forward({&one, 1}, ws, out.data() + p.size() * vocab, opt);
+    want.push_back(out);
+  }
+  // Together: the prompts as one batch, then their decode rows as another.
+  std::vector<std::unique_ptr<SeqCache>> caches;
+  std::vector<SeqChunk> chunks;
+  size_t rows = 0;
+  for (const auto& p : prompts) {
+    caches.push_back(model.new_kv_cache(64));
+    chunks.push_back({caches.back().get(), p.data(), (int64_t)p.size(), 0, LogitRows::all});
+    rows += p.size();
+  }
+  std::vector<float> batch(rows * vocab), step(prompts.size() * vocab);
+  model.forward(chunks, ws, batch.data(), opt);
+  const int32_t next = 42;
+  chunks.clear();
+  for (size_t i = 0; i < prompts.size(); ++i)
+    chunks.push_back({caches[i].get(), &next, 1, (int64_t)prompts[i].size(), LogitRows::last});
+  model.forward(chunks, ws, step.data(), opt);
+  size_t row = 0;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    const size_t n = prompts[i].size();
+    const std::string where = label + " sequence " + std::to_string(i);
+    EXPECT_EQ(0, std::memcmp(batch.data() + row * vocab, want[i].data(), n * vocab * sizeof(float))) << where;
+    EXPECT_EQ(0, std::memcmp(step.data() + i * vocab, want[i].data() + n * vocab, vocab * sizeof(float))) << where;
+    row += n;
+  }
+}
+
 TEST(Forward, BatchRowsEqualEachSequenceAlone) {
   for (int bits : {32, 8, 4, 2})
     for (Isa isa : available_isas()) {
@@ -282,50 +331,42 @@ TEST(Forward, BatchRowsEqualEachSequenceAlone) {
       lp.isa = isa;
       lp.threads = 2;
       auto model = Model::load(converted("stories260K", bits), lp);
-      const int64_t vocab = model->config().vocab_size;
       const std::vector<std::vector<int32_t>> prompts = {
           model->tokenizer().encode("Once upon a time, there was a dog.", true),
           model->tokenizer().encode("", true),
           model->tokenizer().encode("The sun was hot and the", true)};
-      const ForwardOptions opt{true, nullptr};
-      Workspace ws(model->backend());
-      // Alone: each prompt, then one more token.
-      std::vector<std::vector<float>> want;
-      for (const auto& p : prompts) {
-        auto cache = model->new_kv_cache(64);
-        std::vector<float> out((p.size() + 1) * vocab);
-        const SeqChunk prompt{cache.get(), p.data(), (int64_t)p.size(), 0, LogitRows::all};
-        model->forward({&prompt, 1}, ws, out.data(), opt);
-        const int32_t next = 42;
-        const SeqChunk one{cache.get(), &next, 1, (int64_t)p.size(), LogitRows::last};
-        model->forward({&one, 1}, ws, out.data() + p.size() * vocab, opt);
-        want.push_back(out);
-      }
-      // Together: the three prompts as one batch, then the three decode rows as another.
-      std::vector<std::unique_ptr<SeqCache>> caches;
-      std::vector<SeqChunk> chunks;
-      size_t rows = 0;
-      for (const auto& p : prompts) {
-        caches.push_back(model->new_kv_cache(64));
-        chunks.push_back({caches.back().get(), p.data(), (int64_t)p.size(), 0, LogitRows::all});
-        rows += p.size();
-      }
-      std::vector<float> batch(rows * vocab), step(prompts.size() * vocab);
-      model->forward(chunks, ws, batch.data(), opt);
-      const int32_t next = 42;
-      chunks.clear();
-      for (size_t i = 0; i < prompts.size(); ++i)
-        chunks.push_back({caches[i].get(), &next, 1, (int64_t)prompts[i].size(), LogitRows::last});
-      model->forward(chunks, ws, step.data(), opt);
-      size_t row = 0;
-      for (size_t i = 0; i < prompts.size(); ++i) {
-        const size_t n = prompts[i].size();
-        const std::string where = "bits " + std::to_string(bits) + " " + isa_name(isa) + " sequence " + std::to_string(i);
-        EXPECT_EQ(0, std::memcmp(batch.data() + row * vocab, want[i].data(), n * vocab * sizeof(float))) << where;
-        EXPECT_EQ(0, std::memcmp(step.data() + i * vocab, want[i].data() + n * vocab, vocab * sizeof(float))) << where;
-        row += n;
-      }
+      expect_batch_rows_equal_alone(*model, prompts, "bits " + std::to_string(bits) + " " + isa_name(isa));
     }
+}
+
+// The same for Gemma 3's layer (runtime/gemma.h), where a window of 8 on five layers of six and
+// their own RoPE base make each row's result depend on its position in its own sequence only.
+TEST(Forward, GemmaBatchRowsEqualEachSequenceAlone) {
+  LOWBIT_REQUIRE_VENV();
+  TempDir dir;
+  ASSERT_EQ(0, make_hf_model(dir / "hf", "--config '" + kSourceDir + "/tests/data/configs/gemma-3-1b-it' --layers 6 "
+                                          "--dim 64 --ffn 96 --heads 4 --kv-heads 1 --head-dim 32 --vocab 320 "
+                                          "--no-tokenizer --seed 2"));
+  const std::string config = dir / "hf/config.json";
+  nlohmann::json c = nlohmann::json::parse(std::ifstream(config));
+  c["sliding_window"] = 8;
+  std::ofstream(config) << c.dump();
+  std::vector<std::vector<int32_t>> prompts(3);
+  for (size_t i = 0; i < prompts.size(); ++i)
+    for (int t = 0; t < 17 - 7 * (int)i; ++t) prompts[i].push_back((int32_t)((t * 37 + i * 11) % 320));
+  for (int bits : {32, 4}) {
+    ConvertOptions opt;
+    opt.bits = bits;
+    convert_model(dir / "hf", dir / ("m" + std::to_string(bits)), opt);
+    for (Isa isa : available_isas()) {
+      LoadParams lp;
+      lp.isa = isa;
+      lp.threads = 2;
+      lp.load_tokenizer = false;  // ids only
+      auto model = Model::load(dir / ("m" + std::to_string(bits)), lp);
+      expect_batch_rows_equal_alone(*model, prompts, "gemma3 bits " + std::to_string(bits) + " " + isa_name(isa));
+    }
+  }
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes a GGUF file from an HF model directory (Llama-family, Qwen2 or Qwen3), as llama.cpp's
+"""Writes a GGUF file from an HF model directory (Llama-family, Qwen2, Qwen3 or Gemma 3), as llama.cpp's
 converter lays it out, with the `gguf` package: its metadata keys, its tensor names, attn_q/attn_k
 rows permuted for `llama` (convert_hf_to_gguf.py LlamaModel.permute; `qwen2`/`qwen3` are left as is), and each
 matrix stored as --type (F32, F16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, quantized by gguf.quants.quantize; norms and
@@ -35,20 +35,27 @@ GGUF_NAMES = {
     "self_attn.o_proj.weight": "attn_output.weight",
     "self_attn.q_norm.weight": "attn_q_norm.weight",
     "self_attn.k_norm.weight": "attn_k_norm.weight",
-    "post_attention_layernorm.weight": "ffn_norm.weight",
+    "post_attention_layernorm.weight": "ffn_norm.weight",  # Llama's pre-MLP norm (Gemma: below)
     "mlp.gate_proj.weight": "ffn_gate.weight",
     "mlp.up_proj.weight": "ffn_up.weight",
     "mlp.down_proj.weight": "ffn_down.weight",
 }
 ARCHS = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2",
-         "Qwen3ForCausalLM": "qwen3"}
+         "Qwen3ForCausalLM": "qwen3", "Gemma3ForCausalLM": "gemma3"}
+# Gemma's norms: one after attention and one after the MLP, its pre-MLP norm named apart.
+GEMMA_NAMES = {
+    "post_attention_layernorm.weight": "post_attention_norm.weight",
+    "pre_feedforward_layernorm.weight": "ffn_norm.weight",
+    "post_feedforward_layernorm.weight": "post_ffw_norm.weight",
+}
 
 
-def gguf_name(name):
+def gguf_name(name, arch):
     if name in GGUF_NAMES:
         return GGUF_NAMES[name]
     _, _, layer, rest = name.split(".", 3)
-    return f"blk.{layer}.{GGUF_NAMES[rest]}"
+    names = dict(GGUF_NAMES, **GEMMA_NAMES) if arch == "gemma3" else GGUF_NAMES
+    return f"blk.{layer}.{names[rest]}"
 
 
 def permute(w, n_head):
@@ -128,7 +135,15 @@ def main():
     if a.spm_vocab:
         add_spm_vocab(w, hf / "tokenizer.model")
     rs = cfg.get("rope_scaling") or {}
-    if rs.get("rope_type", rs.get("type")) == "llama3":
+    if arch == "gemma3":
+        # llama.cpp's converter writes the window and a linear scaling; the pattern of windowed
+        # layers, their RoPE base and the query scale are its graph's own (every 6th layer
+        # global, 10000, 1 / sqrt(head_dim) below 27B).
+        w.add_sliding_window(cfg.get("sliding_window", 4096))
+        if rs.get("rope_type", rs.get("type")) == "linear":
+            w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+            w.add_rope_scaling_factor(rs["factor"])
+    elif rs.get("rope_type", rs.get("type")) == "llama3":
         w.add_tensor("rope_freqs.weight", llama3_rope_factors(cfg, cfg.get("head_dim") or cfg["hidden_size"] // nh))
     qt = gguf.GGMLQuantizationType[a.type]
     tensors = {}
@@ -138,14 +153,16 @@ def main():
         if name.endswith("rotary_emb.inv_freq") or (name == "lm_head.weight" and cfg.get("tie_word_embeddings")):
             continue
         t = t.astype(np.float32)
+        if arch == "gemma3" and name.endswith("norm.weight"):
+            t = t + np.float32(1.0)  # the converter stores Gemma's norms as the factors they multiply by
         if arch == "llama" and name.endswith(("q_proj.weight", "k_proj.weight")):
             t = permute(t, nh if "q_proj" in name else nkv)
         if t.ndim == 1 or qt == gguf.GGMLQuantizationType.F32:
-            w.add_tensor(gguf_name(name), np.ascontiguousarray(t))
+            w.add_tensor(gguf_name(name, arch), np.ascontiguousarray(t))
         elif qt == gguf.GGMLQuantizationType.F16:
-            w.add_tensor(gguf_name(name), t.astype(np.float16))
+            w.add_tensor(gguf_name(name, arch), t.astype(np.float16))
         else:
-            w.add_tensor(gguf_name(name), gguf.quants.quantize(t, qt), raw_dtype=qt)
+            w.add_tensor(gguf_name(name, arch), gguf.quants.quantize(t, qt), raw_dtype=qt)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()

@@ -8,7 +8,7 @@ it. Weights are drawn N(0, 0.02) from numpy's default_rng(seed) in a fixed order
 order below) and in float32, then rounded to the requested dtype. So two models made with the
 same seed and shape hold the same values whatever their dtype or sharding: an F16 or BF16 tensor
 is exactly the round-to-nearest-even of the F32 one. RMSNorm weights are 1 + N(0, 0.02), so a
-forward pass through the model stays well scaled.
+forward pass through the model stays well scaled (Gemma stores them as offsets from 1: N(0, 0.02)).
 
 The tensor names and shapes are written here from HF's modeling code, independently of the C++
 architecture table, so that the table is checked against a second source.
@@ -83,7 +83,8 @@ def tensor_layout(cfg):
     # Qwen2 always has q/k/v biases; Llama's and Qwen3's attention_bias adds them to q/k/v and o.
     qkv_bias = arch == "Qwen2ForCausalLM" or bool(cfg.get("attention_bias"))
     o_bias = arch in ("LlamaForCausalLM", "Qwen3ForCausalLM") and bool(cfg.get("attention_bias"))
-    qk_norm = arch == "Qwen3ForCausalLM"  # Qwen3Attention's q_norm/k_norm: RMSNorm(head_dim)
+    qk_norm = arch in ("Qwen3ForCausalLM", "Gemma3ForCausalLM")  # q_norm/k_norm: RMSNorm(head_dim)
+    gemma = arch == "Gemma3ForCausalLM"  # norms after attention and MLP too; the pre-MLP one renamed
     out = [("model.embed_tokens.weight", (vocab, dim), "weight")]
     for i in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{i}."
@@ -99,11 +100,15 @@ def tensor_layout(cfg):
             out.append((p + "self_attn.q_norm.weight", (hd,), "norm"))
             out.append((p + "self_attn.k_norm.weight", (hd,), "norm"))
         out.append((p + "post_attention_layernorm.weight", (dim,), "norm"))
+        if gemma:
+            out.append((p + "pre_feedforward_layernorm.weight", (dim,), "norm"))
         out.append((p + "mlp.gate_proj.weight", (ffn, dim), "weight"))
         out.append((p + "mlp.up_proj.weight", (ffn, dim), "weight"))
         out.append((p + "mlp.down_proj.weight", (dim, ffn), "weight"))
+        if gemma:
+            out.append((p + "post_feedforward_layernorm.weight", (dim,), "norm"))
     out.append(("model.norm.weight", (dim,), "norm"))
-    if not cfg.get("tie_word_embeddings", False):
+    if not cfg.get("tie_word_embeddings", gemma):  # Gemma3TextConfig ties by default
         out.append(("lm_head.weight", (vocab, dim), "weight"))
     return out
 
@@ -180,7 +185,7 @@ def make_model(out_dir, config_name, layers=None, dim=None, ffn=None, heads=None
             arrays.append((name, arrays[0][1].copy()))
             continue
         a = rng.normal(0.0, 0.02, size=shape).astype(np.float32)
-        if kind == "norm":
+        if kind == "norm" and cfg["architectures"][0] != "Gemma3ForCausalLM":
             a += np.float32(1.0)
         arrays.append((name, a))
 
