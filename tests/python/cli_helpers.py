@@ -83,3 +83,16 @@ def reference_fit(messages, budget, n_tokens):
         if n <= budget:
             return sum(m["role"] != "system" for m in messages[:s]), kept, n
     raise AssertionError("not even the last turn fits")
+
+
+def split_reasoning(reply, opened=True):
+    """(reasoning, answer) of a thinking model's reply by the rule runtime/chat/thinking.h states,
+    written again here: after a prompt that opened a <think> block, the reasoning runs to </think>
+    (or the end), white space next to the tag belonging to neither; opened=False (the prompt closed
+    the block, thinking off): all answer."""
+    if not opened:
+        return "", reply
+    if "</think>" not in reply:
+        return reply.strip(), ""
+    reasoning, answer = reply.split("</think>", 1)
+    return reasoning.strip(), answer.lstrip()

@@ -10,6 +10,8 @@ import math
 import gguf
 import numpy as np
 
+from reference_forward import attend, gelu_tanh  # the maths both conventions share
+
 
 def _field(reader, key, default=None):
     f = reader.fields.get(key)
@@ -58,21 +60,6 @@ def rope(x, pos, theta, neox):
     out[..., 0::2] = a * c - b * s
     out[..., 1::2] = a * s + b * c
     return out
-
-
-def gelu_tanh(x):
-    return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
-
-
-def attend(q, k, v, mask, scale):
-    rep = q.shape[1] // k.shape[1]
-    k, v = np.repeat(k, rep, axis=1), np.repeat(v, rep, axis=1)
-    s = np.einsum("qhd,khd->hqk", q, k) * scale
-    s = np.where(mask[None], s, -np.inf)
-    s -= s.max(axis=-1, keepdims=True)
-    w = np.exp(s)
-    w /= w.sum(axis=-1, keepdims=True)
-    return np.einsum("hqk,khd->qhd", w, v).reshape(q.shape[0], -1)
 
 
 def forward_gemma3(cfg, t, ids):

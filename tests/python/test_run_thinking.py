@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from cli_helpers import REPO, lowbit, needs_bin
+from cli_helpers import REPO, lowbit, needs_bin, split_reasoning
 from serve_util import SMOLLM2_GGUF
 from test_store_cli import Chat
 
@@ -47,12 +47,7 @@ def reference(question, **template_kwargs):
     rendered, _ = ctu.render_jinja_template(conversations=[[{"role": "user", "content": question}]],
                                             chat_template=TEMPLATE, add_generation_prompt=True, **template_kwargs)
     text = json.loads(ok(lowbit("run", SMOLLM2_GGUF, "--raw", "-p", rendered[0], "--json", *FLAGS)).stdout)["text"]
-    if template_kwargs.get("enable_thinking") is False:
-        return "", text
-    if "</think>" not in text:
-        return text.strip(), ""
-    thinking, answer = text.split("</think>", 1)
-    return thinking.strip(), answer.lstrip()
+    return split_reasoning(text, opened=template_kwargs.get("enable_thinking") is not False)
 
 
 def test_json_and_text(store):

@@ -17,6 +17,7 @@ import httpx
 import ollama
 import pytest
 
+from cli_helpers import split_reasoning
 from serve_util import REPO, SMOLLM2_GGUF, Server, skip_unless_ready
 from test_serve_tools import run_raw
 
@@ -47,13 +48,7 @@ def reference(messages, **template_kwargs):
     cut by the documented rule (the prompt opened the block unless thinking is off)."""
     rendered, _ = ctu.render_jinja_template(conversations=[messages], chat_template=TEMPLATE,
                                             add_generation_prompt=True, **template_kwargs)
-    text = run_raw(rendered[0], N)
-    if template_kwargs.get("enable_thinking") is False:
-        return "", text
-    if "</think>" not in text:
-        return text.strip(), ""
-    thinking, content = text.split("</think>", 1)
-    return thinking.strip(), content.lstrip()
+    return split_reasoning(run_raw(rendered[0], N), opened=template_kwargs.get("enable_thinking") is not False)
 
 
 @pytest.fixture(scope="module")
