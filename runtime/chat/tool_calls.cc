@@ -4,6 +4,7 @@
 
 #include "kernels/error.h"
 #include "runtime/chat/chat_template.h"
+#include "runtime/chat/thinking.h"
 #include "runtime/json_prefix.h"
 
 namespace lowbit {
@@ -90,11 +91,19 @@ std::optional<ToolCallSyntax> ToolCallSyntax::of(const ChatTemplate& tmpl) {
   } catch (const Error&) {
     return std::nullopt;
   }
-  // What the model writes is what follows the generation prompt.
+  // What the model writes is what follows the generation prompt: of a thinking model's turn
+  // (Qwen3's renders an empty <think> block before a call), the answer after its reasoning, which
+  // is where a reply's calls are read from (runtime/chat/thinking.h).
   if (with_call.compare(0, asked.size(), asked) != 0 || with_reply.compare(0, asked.size(), asked) != 0)
     return std::nullopt;
-  std::string written = with_call.substr(asked.size());
-  const std::string reply = with_reply.substr(asked.size());
+  const bool opened = prompt_opens_thinking(asked);
+  auto answer = [&](const std::string& turn) {
+    ThinkingSplitter split(opened);
+    const ThinkingSplitter::Parts a = split.feed(turn), b = split.finish();
+    return a.content + b.content;
+  };
+  std::string written = answer(with_call.substr(asked.size()));
+  const std::string reply = answer(with_reply.substr(asked.size()));
   const size_t r = reply.find(kProbeReply);
   if (r == std::string::npos) return std::nullopt;
   const std::string end_of_turn = reply.substr(r + sizeof kProbeReply - 1);

@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <memory>
 
 #include "convert/gguf.h"
@@ -63,6 +65,26 @@ TEST(ToolCallSyntax, learns_qwen25s_tool_call_from_its_template) {
   EXPECT_FALSE(s->arguments_as_string());
   EXPECT_EQ(s->forced_opening("add"), "<tool_call>\n{\"name\": \"add\", \"arguments\": ");
   EXPECT_EQ(s->forced_closing(), "}");
+}
+
+// A thinking model's template: our own of the Qwen3 format renders an empty <think> block before
+// the assistant's call; the call's syntax is what follows it, where a reply's answer has its calls.
+TEST(ToolCallSyntax, learns_past_a_thinking_block) {
+  std::ifstream in(LOWBIT_SOURCE_DIR "/tests/data/chat_templates/qwen3.jinja");
+  const std::string src((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const ChatTemplate t(src, "", "<|im_end|>");
+  const ojson call = {{"role", "assistant"}, {"content", ""},
+                      {"tool_calls", {{{"function", {{"name", "add"}, {"arguments", {{"a", 1}}}}}}}}};
+  ASSERT_NE(t.render(ojson::array({{{"role", "user"}, {"content", "q"}}, call}), false, kTools)
+                .find("<think>\n\n</think>\n\n<tool_call>\n"),
+            std::string::npos);  // the block the template writes
+  const auto s = ToolCallSyntax::of(t);
+  ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(s->prefix(), "<tool_call>\n");
+  EXPECT_EQ(s->suffix(), "\n</tool_call>");
+  const ToolReply r = s->parse("<tool_call>\n{\"name\": \"add\", \"arguments\": {\"a\": 2}}\n</tool_call>", kTools);
+  ASSERT_EQ(r.calls.size(), 1u);
+  EXPECT_EQ(r.calls[0].name, "add");
 }
 
 TEST(ToolCallSyntax, templates_without_tools_offer_none) {
