@@ -10,6 +10,7 @@
 
 #include "backend/cpu_backend.h"
 #include "kernels/error.h"
+#include "runtime/chat/chat_template.h"
 
 namespace lowbit {
 
@@ -106,9 +107,19 @@ std::unique_ptr<Model> Model::load(Manifest manifest, const LoadParams& params) 
     }
   }
   m->place(n);
-  if (params.load_tokenizer)
+  if (params.load_tokenizer) {
     m->tokenizer_ = m->manifest_.in_memory() ? load_tokenizer_files(m->manifest_.tokenizer_data(), dir)
                                              : load_tokenizer(dir);
+    // A chat reply ends at its turn's end token even where the model's files name only the
+    // text's (a Gemma GGUF with <eos> as its end): as generation, not as a chat front end, so
+    // the server, the CLI and the APIs stop alike. A template that does not parse is reported
+    // where a chat needs it.
+    try {
+      if (const std::unique_ptr<ChatTemplate> t = chat_template_of(*m->tokenizer_))
+        if (const auto id = end_of_turn_token(*t, *m->tokenizer_)) m->tokenizer_->add_eos_id(*id);
+    } catch (const Error&) {
+    }
+  }
   return m;
 }
 

@@ -109,6 +109,27 @@ std::unique_ptr<ChatTemplate> chat_template_of(const Tokenizer& tok) {
   return std::make_unique<ChatTemplate>(tok.chat_template(), bos, eos);
 }
 
+std::optional<int32_t> end_of_turn_token(const ChatTemplate& tmpl, const Tokenizer& tok) {
+  constexpr std::string_view kProbe = "lowbit end-of-turn probe";
+  const nlohmann::json turn = nlohmann::json::array(
+      {{{"role", "user"}, {"content", "q"}}, {{"role", "assistant"}, {"content", std::string(kProbe)}}});
+  std::string text;
+  std::vector<int32_t> ids;
+  try {
+    text = tmpl.render(turn, /*add_generation_prompt=*/false);
+    const size_t at = text.rfind(kProbe);
+    if (at == std::string::npos) return std::nullopt;
+    text.erase(0, at + kProbe.size());
+    ids = tok.encode(text, false);
+    if (ids.empty() || !tok.decode({ids[0]}).empty()) return std::nullopt;  // text, not a control token
+    const std::string piece = tok.id_to_piece(ids[0]);
+    if (text.compare(0, piece.size(), piece) != 0) return std::nullopt;  // not as the template spells it
+  } catch (const Error&) {
+    return std::nullopt;
+  }
+  return ids[0];
+}
+
 std::vector<int32_t> encode_conversation(const Tokenizer& tok, const std::string& rendered, bool add_special) {
   std::vector<int32_t> ids = tok.encode(rendered, add_special);
   const int32_t bos = tok.bos_id();

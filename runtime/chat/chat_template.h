@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -57,6 +58,14 @@ class ChatTemplate {
 // The template the tokenizer was loaded with (bos/eos strings from its vocabulary), or nullptr
 // when the model has none. Throws Error(bad_format) when the template does not parse.
 std::unique_ptr<ChatTemplate> chat_template_of(const Tokenizer& tok);
+
+// The token tmpl ends an assistant's turn with, when it writes one that the tokenizer reads as a
+// single control token (Gemma's <end_of_turn>, ChatML's <|im_end|>, Llama 3's <|eot_id|>), else
+// nullopt (a turn that ends in text, or a template that refuses the probe). Learned by rendering
+// one answered question, as tool calling learns its syntax, so no family is named here; a model's
+// load adds it to the end tokens when its files leave it out (llama.cpp keeps a list of such
+// names for the same reason).
+std::optional<int32_t> end_of_turn_token(const ChatTemplate& tmpl, const Tokenizer& tok);
 
 // The tokens of a rendered conversation, as every chat front end (the REPL, the server, chat
 // calibration) feeds them: encoded with the tokenizer's own specials when add_special (BOS where

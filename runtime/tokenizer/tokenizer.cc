@@ -16,6 +16,11 @@ bool Tokenizer::is_eos(int32_t id) const {
   return std::find(eos_ids_.begin(), eos_ids_.end(), id) != eos_ids_.end();
 }
 
+void Tokenizer::add_eos_id(int32_t id) {
+  if (id < 0 || id >= vocab_size()) throw Error(ErrorCode::internal, "tokenizer: end token " + std::to_string(id) + " outside the vocabulary");
+  if (!is_eos(id)) eos_ids_.push_back(id);
+}
+
 namespace {
 
 // The folders whose JSON files describe a tokenizer found in `dir`: dir itself, then its parent

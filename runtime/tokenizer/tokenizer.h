@@ -50,6 +50,9 @@ class Tokenizer {
   int32_t bos_id() const { return bos_id_; }                      // -1 if none
   const std::vector<int32_t>& eos_ids() const { return eos_ids_; }  // every id that ends generation
   bool is_eos(int32_t id) const;
+  // One more id that ends generation: the token a chat template ends an assistant turn with,
+  // where the model's own files leave it out of their end tokens (runtime/model.cc).
+  void add_eos_id(int32_t id);
 
   // What was loaded, for logs: format and file ("tokenizer.json (BPE, byte-level) at PATH").
   const std::string& description() const { return description_; }

@@ -243,6 +243,37 @@ TEST(ChatTemplate, from_tokenizer_config_and_gguf) {
   EXPECT_EQ(chat_template_of(*none), nullptr);
 }
 
+// The end-of-turn token a template writes, learned by rendering one answered question: the ids
+// expected are the tokenizer's own for the spelled token (its vocabulary, not the code under test).
+TEST(ChatTemplate, end_of_turn_token_is_the_template_s) {
+  const std::string smol = kShared + "/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
+  if (!std::filesystem::exists(smol)) GTEST_SKIP() << smol << " not present";
+  auto tok = load_tokenizer_files(gguf_tokenizer_files(GgufFile::open(smol)), smol);
+  auto id_of = [&](const std::string& special) {
+    const std::vector<int32_t> ids = tok->encode(special, false);
+    EXPECT_EQ(ids.size(), 1u) << special;
+    return ids.at(0);
+  };
+  // SmolLM2's own ChatML: <|im_end|>, already its EOS.
+  EXPECT_EQ(end_of_turn_token(*chat_template_of(*tok), *tok), id_of("<|im_end|>"));
+  EXPECT_TRUE(tok->is_eos(id_of("<|im_end|>")));
+  // A Gemma-shaped template ending turns with another control token of this vocabulary, which is
+  // not among its end tokens: found, and a model's load adds it (runtime/model.cc).
+  const ChatTemplate gemma_like(
+      "{% for m in messages %}<start>{{ m.role }}\n{{ m.content }}<file_sep>\n{% endfor %}"
+      "{% if add_generation_prompt %}<start>model\n{% endif %}",
+      "", "");
+  const int32_t sep = id_of("<file_sep>");
+  EXPECT_EQ(end_of_turn_token(gemma_like, *tok), sep);
+  EXPECT_FALSE(tok->is_eos(sep));
+  tok->add_eos_id(sep);
+  EXPECT_TRUE(tok->is_eos(sep));
+  // Turns that end in text, or a template that refuses the probe: none.
+  EXPECT_EQ(end_of_turn_token(ChatTemplate("{% for m in messages %}{{ m.content }}\n\n{% endfor %}", "", ""), *tok),
+            std::nullopt);
+  EXPECT_EQ(end_of_turn_token(ChatTemplate("{{ raise_exception('no') }}", "", ""), *tok), std::nullopt);
+}
+
 // encode_conversation's rule (llama.cpp's): the tokenizer's specials, one BOS, never two. The
 // expected ids are built from the tokenizer's plain encode, so a tokenizer change moves both.
 TEST(ChatTemplate, encode_conversation_adds_one_bos) {
