@@ -16,7 +16,7 @@ namespace {
 enum class Window {
   none,            // full attention (Llama)
   sliding_window,  // "sliding_window": int, or null for none (Mistral)
-  qwen2,           // "use_sliding_window": false; true windows only some layers: not supported
+  qwen2,           // "use_sliding_window": true windows the layers from "max_window_layers" on
   gemma3,          // "sliding_window" on the layers "layer_types" (or "sliding_window_pattern") names
 };
 
@@ -328,8 +328,13 @@ ModelConfig parse_hf_config(const json& j, const std::string& file_label) {
                                                         : row->default_window;
       break;
     case Window::qwen2:
-      // Qwen2 windows only the layers from max_window_layers on; the runtime windows all or none.
-      if (f.opt_boolean("use_sliding_window", false)) f.fail("use_sliding_window", "= true not supported");
+      // Qwen2 and Qwen3 window the layers from max_window_layers on (their configs' rule; Qwen2Config's
+      // defaults: a window of 4096 from layer 28), and none unless use_sliding_window.
+      if (f.opt_boolean("use_sliding_window", false)) {
+        c.sliding_window = f.get("sliding_window") ? f.integer("sliding_window", 1, kMaxContext) : 4096;
+        const int64_t from = f.opt_integer("max_window_layers", 0, kMaxSize).value_or(28);
+        for (int64_t i = 0; i < c.n_layers; ++i) c.sliding_layers.push_back(i >= from);
+      }
       break;
     case Window::gemma3:
       parse_gemma3(f, j, *row, c);

@@ -59,10 +59,11 @@ struct ModelConfig {
 
 // Reads a HF config.json. Every field used is validated (type, range, consistency such as
 // n_heads % n_kv_heads == 0) and an error names file_label and the field. head_dim comes from
-// "head_dim" when present, else dim / n_heads. Unknown "architectures" -> Error naming it and
-// the supported ones. Features outside what the runtime implements (biases other than Qwen2's
-// q/k/v, non-SiLU activations, YaRN/dynamic RoPE, Qwen2's per-layer sliding window, quantized
-// checkpoints) are rejected by name rather than silently ignored.
+// "head_dim" when present, else the architecture's default or dim / n_heads. Unknown
+// "architectures" -> Error naming it and the supported ones. Features outside what the runtime
+// implements (biases other than Qwen2's q/k/v, activations other than the family's, YaRN/dynamic
+// RoPE, Gemma 2's soft-capping, quantized checkpoints) are rejected by name rather than silently
+// ignored.
 ModelConfig parse_hf_config(const nlohmann::json& j, const std::string& file_label);
 
 // Our own JSON form of a ModelConfig, stored in the manifest. config_from_json validates as

@@ -159,9 +159,17 @@ TEST(Arch, parse_qwen3_0_6b_per_head_norms) {
   j = qwen3_json();
   j["attention_bias"] = true;  // biases on q/k/v and o: no slot for o's
   EXPECT_THAT(error_of([&] { parse_hf_config(j, "config.json"); }), HasSubstr("field 'attention_bias' = true"));
+  // use_sliding_window: the window on the layers from max_window_layers on (Qwen3Config's rule).
   j = qwen3_json();
   j["use_sliding_window"] = true;
-  EXPECT_THAT(error_of([&] { parse_hf_config(j, "config.json"); }), HasSubstr("field 'use_sliding_window'"));
+  j["sliding_window"] = 4096;
+  j["max_window_layers"] = 20;
+  const ModelConfig w = parse_hf_config(j, "config.json");
+  EXPECT_EQ(w.sliding_window, 4096);
+  ASSERT_EQ(w.sliding_layers.size(), 28u);
+  for (int i = 0; i < 28; ++i) EXPECT_EQ(w.sliding_layers[i], i >= 20) << i;
+  j["max_window_layers"] = -1;
+  EXPECT_THAT(error_of([&] { parse_hf_config(j, "config.json"); }), HasSubstr("field 'max_window_layers'"));
   json m = config_to_json(c);
   m["qk_norm"] = false;
   EXPECT_THAT(error_of([&] { config_from_json(m, "manifest.json"); }), HasSubstr("field 'qk_norm'"));
@@ -328,8 +336,6 @@ TEST(ArchBad, unsupported_features_named) {
   EXPECT_THAT(bad_field("mlp_bias", true), HasSubstr("field 'mlp_bias' = true not supported"));
   EXPECT_THAT(bad_field("quantization_config", {{"quant_method", "gptq"}}),
               HasSubstr("field 'quantization_config' present"));
-  EXPECT_THAT(bad_field("use_sliding_window", true, "configs/qwen2.5-0.5b"),
-              HasSubstr("field 'use_sliding_window' = true not supported"));
   EXPECT_THAT(bad_field("rope_scaling", {{"rope_type", "yarn"}, {"factor", 4.0}}),
               HasSubstr("field 'rope_scaling.rope_type' = 'yarn' not supported"));
   EXPECT_THAT(bad_field("rope_scaling", {{"rope_type", "llama3"}, {"factor", 8.0}}),

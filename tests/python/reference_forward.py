@@ -142,18 +142,21 @@ def forward(hf_dir, ids, hidden=False, inputs=None):
     nkv = cfg.get("num_key_value_heads", nh)
     hd = cfg.get("head_dim") or dim // nh
     eps = cfg.get("rms_norm_eps", 1e-6)
-    window = cfg.get("sliding_window") if cfg.get("use_sliding_window", True) else None
+    # Mistral windows every layer; Qwen2/Qwen3 (use_sliding_window) the layers from max_window_layers on.
+    qwen = cfg["architectures"][0] in ("Qwen2ForCausalLM", "Qwen3ForCausalLM")
+    window = cfg.get("sliding_window") if cfg.get("use_sliding_window", not qwen) else None
+    first_windowed = cfg.get("max_window_layers", 28) if qwen else 0
     n = len(ids)
     x = t["model.embed_tokens.weight"][ids]
     pos = np.arange(n, dtype=np.float64)
     ang = pos[:, None] * inv_freq(cfg, hd)[None, :]
     cos = np.concatenate([np.cos(ang)] * 2, axis=-1)[:, None, :]
     sin = np.concatenate([np.sin(ang)] * 2, axis=-1)[:, None, :]
-    mask = np.tril(np.ones((n, n), dtype=bool))
-    if window:
-        mask &= ~np.tril(np.ones((n, n), dtype=bool), -window)
+    causal = np.tril(np.ones((n, n), dtype=bool))
+    windowed = causal & ~np.tril(np.ones((n, n), dtype=bool), -window) if window else causal
     for l in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{l}."
+        mask = windowed if l >= first_windowed else causal
         h = rmsnorm(x, t[p + "input_layernorm.weight"], eps)
         for r in ("q", "k", "v"):
             seen(p + f"self_attn.{r}_proj.weight", h)

@@ -56,11 +56,19 @@ def test_shared_models(model, tmp_path):
     ("llama-3.2-1b", {}),
     ("smollm2-135m", {}),
     pytest.param(str(ROOT / "tests" / "data" / "configs" / "qwen3-0.6b"), {"head_dim": 32}, id="qwen3-0.6b"),
+    # Qwen2's window on the layers from max_window_layers on: layer 0 full, layer 1 the last 8.
+    pytest.param("qwen2.5-0.5b", {"config_edit": {"use_sliding_window": True, "sliding_window": 8,
+                                                  "max_window_layers": 1}}, id="qwen2.5-sliding"),
 ])
 def test_synthetic_layouts(config, extra, tmp_path):
     hf = tmp_path / "hf"
+    edit = extra.pop("config_edit", None)
     make_hf_model.make_model(hf, config, layers=2, dim=64, ffn=96, heads=4, kv_heads=2, vocab=320,
                              dtype="F32", seed=3, tokenizer=False, **extra)
+    if edit:
+        cfg = json.loads((hf / "config.json").read_text())
+        cfg.update(edit)
+        (hf / "config.json").write_text(json.dumps(cfg))
     rng = np.random.default_rng(1)
     ids = rng.integers(0, 320, size=40).tolist()
     check(hf, ids, tmp_path)
