@@ -323,7 +323,7 @@ void Session::eval(const int32_t* tokens, int64_t n, float* logits, bool all_log
   // Prompts go in batches of up to 512 tokens: the GEMM kernels are as fast by then, and the
   // scratch stays bounded for long prompts.
   constexpr int64_t kMaxBatch = 512;
-  const ForwardOptions opt{false, observer_ ? &observer_ : nullptr};
+  const ForwardOptions opt{row_independent_, observer_ ? &observer_ : nullptr};
   for (int64_t done = 0; done < n;) {
     const int64_t b = std::min(kMaxBatch, n - done);
     const bool last = done + b == n;

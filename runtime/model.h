@@ -138,6 +138,12 @@ class Session {
   explicit Session(const Model& model);
 
   void set_observer(MatmulObserver observer) { observer_ = std::move(observer); }
+  // Int8 activations for prompts of every length (ForwardOptions::row_independent), as batched
+  // decoding reads them: a position's K/V then do not depend on how the tokens before it were cut
+  // into calls, so a later turn may continue this session's cache and get what a fresh session
+  // reading the whole conversation gets, on every ISA (without it, AVX2 reads long 8-bit prompts
+  // in fp32, which rounds otherwise).
+  void set_row_independent(bool on) { row_independent_ = on; }
 
   // Feeds tokens at positions position() .. position() + n - 1 and advances. logits: (n, vocab)
   // when all_logits, else (vocab) for the last token. Throws Error when the context would
@@ -153,6 +159,7 @@ class Session {
  private:
   const Model& model_;
   MatmulObserver observer_;
+  bool row_independent_ = false;
   int64_t pos_ = 0;
   std::unique_ptr<SeqCache> cache_;  // ctx positions
   Workspace ws_;

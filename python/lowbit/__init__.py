@@ -192,6 +192,8 @@ class Generation(str):
     oldest messages were left out to fit the context (0 otherwise). tool_calls: chat(tools=...)
     only, the calls the reply makes ([{"name", "arguments": dict}]; [] otherwise). thinking:
     chat() of a thinking model, its reasoning, apart from the answer that is the text ("" otherwise).
+    cached_tokens: chat() only, how many of the prompt's tokens the model's chat session held from
+    the turn before and did not read again (0 otherwise).
 
     Operations on it (+, slicing, .strip(), ...) give plain str, as for any str.
     """
@@ -216,12 +218,13 @@ class Generation(str):
         self.dropped_messages = result.get("dropped_messages", 0)
         self.tool_calls = result.get("tool_calls", [])
         self.thinking = result.get("thinking", "")
+        self.cached_tokens = result.get("cached_tokens", 0)
         return self
 
     def __reduce__(self):
         return (Generation, ({"text": str(self), **{n: getattr(self, n) for n in self._FIELDS},
                               "dropped_messages": self.dropped_messages, "tool_calls": self.tool_calls,
-                              "thinking": self.thinking},))
+                              "thinking": self.thinking, "cached_tokens": self.cached_tokens},))
 
 
 class Piece(str):
@@ -587,7 +590,7 @@ class Model:
             return content, [{"name": n, "arguments": json.loads(a)} for n, a in calls]
 
         def run(**kw):
-            result = dict(self._core.generate_tokens(ids, **kw), dropped_messages=dropped)
+            result = dict(self._core.generate_tokens(ids, chat=True, **kw), dropped_messages=dropped)
             if splitting:
                 splitter = _core.ThinkingSplitter(opens)
                 (t1, c1), (t2, c2) = splitter.feed(result["text"]), splitter.finish()
@@ -597,7 +600,7 @@ class Model:
 
         if stream:
             s, raw = Stream(), Stream()
-            raw._pieces = self._stream(lambda **kw: dict(self._core.generate_tokens(ids, **kw),
+            raw._pieces = self._stream(lambda **kw: dict(self._core.generate_tokens(ids, chat=True, **kw),
                                                          dropped_messages=dropped), kwargs, raw)
             hold = bool(plan and plan["active"])
             s._pieces = self._reply(raw, s, read, hold, hold and plan["forced"],
@@ -641,7 +644,8 @@ class Model:
             yield Piece(content[sent:])
         r = raw.result
         into.result = Generation(dict({n: getattr(r, n) for n in Generation._FIELDS}, text=content, tool_calls=calls,
-                                      dropped_messages=r.dropped_messages, thinking=thinking))
+                                      dropped_messages=r.dropped_messages, thinking=thinking,
+                                      cached_tokens=r.cached_tokens))
 
     def generate_batch(
         self,

@@ -103,6 +103,7 @@ class Model:
         json: bool = False,
         schema: Optional[str] = None,  # a JSON schema's text (with json=True)
         callback: Optional[Callable[[str], Optional[bool]]] = None,
+        chat: bool = False,  # continue the model's chat session (its KV cache of the last turn)
     ) -> dict: ...
     def generate_batch(
         self,

@@ -159,14 +159,22 @@ class PyModel {
     return generate_tokens(std::move(ids), params, callback);
   }
 
-  // The same from the prompt's tokens (chat: the rendered conversation's).
-  py::dict generate_tokens(std::vector<int32_t> ids, const GenerateParams& params, const py::object& callback) const {
+  // The same from the prompt's tokens (chat: the rendered conversation's). chat: continue the
+  // model's chat session, reading only what differs from what it holds (the last turn's prompt
+  // and reply), as `lowbit run`'s chat and the server's prompt cache do; prompts are read with
+  // int8 activations at every length (Session::set_row_independent), so the reply is the one a
+  // fresh session reading the whole conversation gives. One chat at a time uses the kept
+  // session; a call while another holds it reads its prompt whole.
+  py::dict generate_tokens(std::vector<int32_t> ids, const GenerateParams& params, const py::object& callback,
+                           bool chat = false) const {
     check_settings(params);
     if (ids.empty()) throw Error(ErrorCode::invalid_argument, "generate: no prompt tokens");
     if ((int64_t)ids.size() > model_->ctx())
       throw Error("the prompt is " + std::to_string(ids.size()) + " tokens but the model was loaded with ctx=" +
                   std::to_string(model_->ctx()) + "; load it with a larger ctx (lowbit.Model(path, ctx=N))");
     GenerateResult r;
+    const size_t prompt_tokens = ids.size();
+    size_t cached = 0;  // of them, those the chat session held already (not read again)
     {
       const bool has_callback = !callback.is_none();
       TokenCallback on_token = [&](const std::string& piece, int32_t) -> bool {
@@ -177,13 +185,35 @@ class PyModel {
         return !(stop && !stop.is_none() && stop.cast<bool>());
       };
       py::gil_scoped_release nogil;
-      Session session(*model_);
-      r = lowbit::generate(session, std::move(ids), params, on_token);
+      std::unique_lock<std::mutex> held(chat_mutex_, std::defer_lock);
+      if (chat && held.try_lock()) {
+        if (!chat_session_) {
+          chat_session_ = std::make_unique<Session>(*model_);
+          chat_session_->set_row_independent(true);
+        }
+        // Keep at least one token to read, for the next token's logits.
+        size_t keep = 0;
+        while (keep < chat_ids_.size() && keep + 1 < ids.size() && chat_ids_[keep] == ids[keep]) ++keep;
+        chat_session_->truncate((int64_t)std::min<size_t>(keep, (size_t)chat_session_->position()));
+        keep = (size_t)chat_session_->position();
+        const std::vector<int32_t> before(ids.begin(), ids.begin() + (long)keep);
+        chat_ids_.clear();  // unknown until this generation ends
+        r = lowbit::generate(*chat_session_, std::vector<int32_t>(ids.begin() + (long)keep, ids.end()), params,
+                             on_token, before);
+        chat_ids_ = ids;
+        chat_ids_.insert(chat_ids_.end(), r.ids.begin(), r.ids.end());
+        chat_ids_.resize(std::min<size_t>(chat_ids_.size(), (size_t)chat_session_->position()));
+        cached = keep;
+      } else {
+        Session session(*model_);
+        session.set_row_independent(chat);
+        r = lowbit::generate(session, std::move(ids), params, on_token);
+      }
     }
     py::dict d;
     d["text"] = r.text;
     d["stop_reason"] = r.stop_reason;
-    d["prompt_tokens"] = r.prompt_ids.size();
+    d["prompt_tokens"] = prompt_tokens;
     d["generated_tokens"] = r.ids.size();
     d["ids"] = r.ids;
     d["prompt_tokens_per_s"] = r.prompt_tokens_per_s();
@@ -191,6 +221,7 @@ class PyModel {
     d["prompt_seconds"] = r.prompt_seconds;
     d["gen_seconds"] = r.gen_seconds;
     d["seed"] = params.sampler.seed;
+    d["cached_tokens"] = cached;
     return d;
   }
 
@@ -330,6 +361,9 @@ class PyModel {
   std::string path_;
   std::shared_ptr<const Model> model_;
   std::unique_ptr<LazyJsonTokens> json_;
+  mutable std::mutex chat_mutex_;                 // held by the chat that uses chat_session_
+  mutable std::unique_ptr<Session> chat_session_;  // Model.chat's, continued turn to turn
+  mutable std::vector<int32_t> chat_ids_;          // the tokens its cache holds, position by position
   mutable std::once_flag tool_once_;
   mutable std::optional<ToolCallSyntax> tool_syntax_;  // none: the template writes no tool calls
 };
@@ -414,17 +448,17 @@ void register_model(py::module_& m) {
              float top_p, float min_p, float repetition_penalty, float presence_penalty, float frequency_penalty,
              uint64_t seed,
              const std::optional<std::vector<std::string>>& stop, bool json, const std::optional<std::string>& schema,
-             const py::object& callback) {
+             const py::object& callback, bool chat) {
             GenerateParams p = make_params(max_tokens, temperature, top_k, top_p, min_p, repetition_penalty,
                                            presence_penalty, frequency_penalty, seed,
                                            stop.value_or(std::vector<std::string>{}), false);
             self.set_format(p, json, schema);
-            return self.generate_tokens(ids, p, callback);
+            return self.generate_tokens(ids, p, callback, chat);
           },
           py::arg("ids"), py::arg("max_tokens") = 256, py::arg("temperature") = 0.0f, py::arg("top_k") = 0,
           py::arg("top_p") = 1.0f, py::arg("min_p") = 0.0f, py::arg("repetition_penalty") = 1.0f,
           py::arg("presence_penalty") = 0.0f, py::arg("frequency_penalty") = 0.0f, py::arg("seed") = 0, py::arg("stop") = py::none(), py::arg("json") = false,
-          py::arg("schema") = py::none(), py::arg("callback") = py::none())
+          py::arg("schema") = py::none(), py::arg("callback") = py::none(), py::arg("chat") = false)
       .def(
           "generate_batch",
           [](const PyModel& self, const std::vector<std::string>& prompts, const std::vector<py::dict>& settings,

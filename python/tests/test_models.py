@@ -453,6 +453,41 @@ def test_chat_tools_read_calls_and_force_them(tmp_path):
         m.chat(messages, tool_choice="required")
 
 
+def test_chat_continues_its_session():
+    """A conversation's next turn reads only what the turn before did not: the model's chat
+    session keeps that turn's prompt and reply. The reply is a fresh model's (which reads the
+    whole conversation), token for token; cached_tokens is the common prefix of what the session
+    held and the new prompt's ids, worked out here from the tokenizer and the first turn's result."""
+    from conftest import MODELS
+
+    path = MODELS / SMOLLM2
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    m = lowbit.Model(str(path), threads=2, ctx=1024)
+    first = [{"role": "user", "content": "What is the capital of France?"}]
+    r1 = m.chat(first, max_tokens=24)
+    assert r1.cached_tokens == 0
+    ids1 = m.tokenize(m.apply_chat_template(first), add_bos=False)  # SmolLM2 adds no BOS
+    assert len(ids1) == r1.prompt_tokens
+    second = first + [{"role": "assistant", "content": str(r1)}, {"role": "user", "content": "And of Italy?"}]
+    r2 = m.chat(second, max_tokens=24)
+    fresh = lowbit.Model(str(path), threads=2, ctx=1024).chat(second, max_tokens=24)
+    assert r2 == fresh and r2.ids == fresh.ids and r2.prompt_tokens == fresh.prompt_tokens
+    # The session holds the prompt and the reply's tokens it read (the last one too when an end
+    # token followed it).
+    held = ids1 + r1.ids[: len(r1.ids) if r1.stop_reason == "eos" else len(r1.ids) - 1]
+    ids2 = m.tokenize(m.apply_chat_template(second), add_bos=False)
+    common = next((i for i, (a, b) in enumerate(zip(held, ids2)) if a != b), min(len(held), len(ids2)))
+    assert r2.cached_tokens == min(common, len(ids2) - 1)
+    assert r2.cached_tokens > len(ids1)  # the reply's tokens were not read again
+    # Streamed, the same; a conversation that shares less reads more.
+    stream = m.chat(second, max_tokens=24, stream=True)
+    assert "".join(stream) == str(fresh) and stream.result.cached_tokens > 0
+    other = m.chat([{"role": "user", "content": "Name a colour."}], max_tokens=8)
+    assert other == lowbit.Model(str(path), threads=2, ctx=1024).chat([{"role": "user", "content": "Name a colour."}],
+                                                                      max_tokens=8)
+
+
 def test_chat_thinking_model(tmp_path):
     """chat() of a thinking model: SmolLM2 stored under our own thinking template
     (tests/data/chat_templates/think_history.jinja), given a few-shot conversation whose answers
