@@ -537,6 +537,13 @@ class Model:
         template's end-of-turn token, which is not in the text. Settings and the result as
         generate()'s (format="json" too). Raises lowbit.Error when the model has no chat template.
 
+        The model keeps one chat session: a call whose conversation begins with the last call's
+        prompt and reply reads only the rest (the result's cached_tokens counts what it did not
+        read), as `lowbit serve` and `lowbit run`'s chat do. Prompts are read as the server reads
+        them (int8 activations at every length), so the reply is the same whether the session
+        was continued or not; generate() of the same text may round differently only where an
+        ISA reads long 8-bit prompts in fp32 (AVX2).
+
         truncate=True: a conversation too long for the context keeps every system message and the
         latest turns that fit with room for the reply (max_tokens, at most half the context), as
         `lowbit serve` and `lowbit run`'s chat do; the result's dropped_messages says how many of
