@@ -182,6 +182,12 @@ void Scheduler::start_cache(Seq& s, int64_t capacity) {
   s.stats.cached_tokens = shared;
 }
 
+int64_t Scheduler::kept_positions() const {
+  int64_t n = 0;
+  for (const Kept& k : kept_) n += k.cache->capacity;
+  return n;
+}
+
 void Scheduler::keep_finished_caches() {
   if (params_.keep_caches <= 0) return;
   for (const auto& s : finished_) {

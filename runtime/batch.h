@@ -126,6 +126,9 @@ class Scheduler {
   const SequenceStats* stats(SequenceId id) const;
 
   const Model& model() const { return model_; }
+  // Positions the prompt cache's kept KV caches hold room for (their memory); called by the
+  // thread that calls step().
+  int64_t kept_positions() const;
 
  private:
   struct Seq;

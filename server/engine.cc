@@ -165,6 +165,7 @@ void Engine::dispatch(const std::vector<SequenceEvent>& events) {
   size_t n = scheduler_.running();
   for (auto it = streams_.begin(); it != streams_.end() && n > 0; ++it, --n) positions += it->second->capacity_;
   kv_positions_ = positions;
+  kept_positions_ = scheduler_.kept_positions();
 }
 
 }  // namespace lowbit::server

@@ -88,6 +88,8 @@ class Engine {
   // KV bytes of the admitted sequences' caches, and the budget: `parallel` caches of a full
   // context each, the most the engine can hold.
   int64_t kv_bytes() const { return kv_positions_.load() * kv_bytes_per_position_; }
+  // KV bytes the prompt cache keeps (finished sequences' caches, dropped oldest first).
+  int64_t kept_bytes() const { return kept_positions_.load() * kv_bytes_per_position_; }
   int64_t kv_budget_bytes() const { return (int64_t)params_.parallel * model_->ctx() * kv_bytes_per_position_; }
 
  private:
@@ -100,6 +102,7 @@ class Engine {
   Scheduler scheduler_;
   int64_t kv_bytes_per_position_ = 0;
   std::atomic<int64_t> kv_positions_{0};
+  std::atomic<int64_t> kept_positions_{0};
 
   std::mutex mutex_;  // guards streams_ and stop_; taken before the scheduler's own
   std::condition_variable cv_;

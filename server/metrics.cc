@@ -83,6 +83,11 @@ std::string Metrics::render(const std::vector<ModelGauges>& models) const {
   header(out, "lowbit_kv_cache_bytes", "gauge", "KV-cache bytes allocated by running sequences.");
   for (const auto& m : models)
     out += "lowbit_kv_cache_bytes{model=\"" + label(m.model) + "\"} " + std::to_string(m.kv_bytes) + "\n";
+  header(out, "lowbit_prompt_cache_bytes", "gauge",
+         "KV-cache bytes the prompt cache keeps from finished requests (--prompt-cache; freed oldest first).");
+  for (const auto& m : models)
+    out += "lowbit_prompt_cache_bytes{model=\"" + label(m.model) + "\"} " + std::to_string(m.prompt_cache_bytes) +
+           "\n";
   header(out, "lowbit_models_loaded", "gauge", "Models in memory.");
   out += "lowbit_models_loaded " + std::to_string(models.size()) + "\n";
 

@@ -38,6 +38,7 @@ struct ModelGauges {
   std::string model;
   int64_t waiting = 0, running = 0;
   int64_t kv_bytes = 0, kv_budget_bytes = 0;  // allocated KV cache, and the budget it is a share of
+  int64_t prompt_cache_bytes = 0;             // KV caches the prompt cache keeps (evictable)
 };
 
 class Metrics {

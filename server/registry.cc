@@ -170,6 +170,7 @@ std::vector<LoadedInfo> Registry::loaded() const {
     i.gauges.running = (int64_t)m->engine->running();
     i.gauges.kv_bytes = m->engine->kv_bytes();
     i.gauges.kv_budget_bytes = m->engine->kv_budget_bytes();
+    i.gauges.prompt_cache_bytes = m->engine->kept_bytes();
     out.push_back(std::move(i));
   }
   return out;

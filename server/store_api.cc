@@ -99,7 +99,10 @@ void add_store_routes(httplib::Server& http, Context& ctx) {
   http.Get("/api/ps", ollama([&ctx](const httplib::Request&, httplib::Response& res) {
     json models = json::array();
     for (const LoadedInfo& i : ctx.registry.loaded()) {
-      json e = {{"name", i.name}, {"model", i.name}, {"size", i.size_bytes}, {"size_vram", 0}};
+      // The memory the model holds, as Ollama's size counts it: weights and KV caches (running
+      // requests' and the prompt cache's).
+      const int64_t size = i.size_bytes + i.gauges.kv_bytes + i.gauges.prompt_cache_bytes;
+      json e = {{"name", i.name}, {"model", i.name}, {"size", size}, {"size_vram", 0}};
       ModelDetails d;
       std::string digest;
       try {

@@ -382,3 +382,30 @@ def test_a_chats_next_turn_reads_only_its_new_tokens(ai):
     # Each later turn found the last one's prompt and reply: more than the previous whole prompt.
     for (_, before, _), (_, now, hit) in zip(cached, cached[1:]):
         assert before < hit < now, cached
+
+
+def test_the_prompt_cache_s_memory_is_counted():
+    """A finished request's KV cache, kept by the prompt cache, shows as lowbit_prompt_cache_bytes
+    and in /api/ps's size (weights and caches, as Ollama's size counts memory): its room for the
+    prompt and max_tokens less one (the last token sampled is never read back), times K and V of
+    every layer in fp32 (the model's shape from /api/show)."""
+    s = start("--prompt-cache", "1")
+    try:
+        load = s.post("/api/generate", {"model": SMOL})  # an empty prompt only loads it
+        assert load.status_code == 200
+        weights = s.get("/api/ps").json()["models"][0]["size"]
+        assert s.metric("lowbit_prompt_cache_bytes", SMOL) == 0
+        r = s.post("/v1/chat/completions", {"model": SMOL, "messages": [{"role": "user", "content": "Hi there"}],
+                                            "max_tokens": 24, "temperature": 0})
+        prompt = r.json()["usage"]["prompt_tokens"]
+        info = s.post("/api/show", {"model": SMOL}).json()["model_info"]
+        arch = info["general.architecture"]
+        kv_dim = info[f"{arch}.attention.head_count_kv"] * (info[f"{arch}.embedding_length"] //
+                                                           info[f"{arch}.attention.head_count"])
+        per_position = 2 * info[f"{arch}.block_count"] * kv_dim * 4
+        assert wait_until(lambda: s.metric("lowbit_prompt_cache_bytes", SMOL) > 0, timeout=10)
+        room = prompt + 24 - 1
+        assert s.metric("lowbit_prompt_cache_bytes", SMOL) == room * per_position
+        assert s.get("/api/ps").json()["models"][0]["size"] == weights + room * per_position
+    finally:
+        assert s.stop() == 0, s.stderr()
