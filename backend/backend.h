@@ -83,6 +83,7 @@ struct AttentionShape {
   int64_t n_heads = 0, n_kv_heads = 0, head_dim = 0;  // query heads n_heads / n_kv_heads per KV head
   int64_t sliding_window = 0;                         // a token sees this many positions; 0: all
   float scale = 1.0f;                                 // on q . k
+  float softcap = 0;                                  // > 0: scores become softcap * tanh(s / softcap)
 };
 
 // y = x W^T for one matrix of a matmul: y has x's rows and w->n columns.

@@ -255,6 +255,7 @@ void CpuBackend::attention(int64_t layer, const Tensor& q, const Tensor& k, cons
     a.n_pos = s->pos + i0 + 1;
     a.window = sh.sliding_window > 0 ? sh.sliding_window : 0;
     a.scale = sh.scale;
+    a.softcap = sh.softcap;
     // Scores of a tile's heads over at most a cache's capacity, per thread, sized once for the
     // largest cache this thread has served (no allocation as a context grows).
     thread_local std::vector<float> scores;

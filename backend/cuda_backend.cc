@@ -221,7 +221,8 @@ void GpuBackend::attention(int64_t layer, const Tensor& q, const Tensor& k, cons
       host_attn_[(size_t)(s.row0 + i)] = {kl, vl, first, end};
     }
   }
-  ok(be_.attention(host_attn_.data(), n, ptr(q), sh.n_heads, sh.n_kv_heads, hd, sh.scale, ptr(out)), "attention");
+  ok(be_.attention(host_attn_.data(), n, ptr(q), sh.n_heads, sh.n_kv_heads, hd, sh.scale, sh.softcap, ptr(out)),
+     "attention");
 }
 
 void GpuBackend::matmul(const Tensor& x, std::span<const Projection> projs, bool) {

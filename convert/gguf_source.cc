@@ -58,14 +58,18 @@ ModelConfig gguf_config(const GgufFile& f) {
     throw Error(f.label() + ": metadata '" + key("rope.dimension_count") + "' = " +
                 std::to_string(f.get_int(key("rope.dimension_count"))) + " rotates part of each head of " +
                 std::to_string(head_dim) + " (partial RoPE is not supported)");
-  if (ga.hf_architecture == "Gemma3ForCausalLM") {
-    // What llama.cpp's gemma3 graph takes that the file does not say, as it takes it: a window on
-    // five layers of six (the config's sliding_window_pattern default), a base of 10000 on them
-    // (rope_local_base_freq), and scores scaled by 1 / sqrt(head_dim), but by 1 / sqrt(hidden /
-    // heads) for the 62-layer 27B, whose query_pre_attn_scalar is that.
+  if (ga.hf_architecture == "Gemma2ForCausalLM" || ga.hf_architecture == "Gemma3ForCausalLM") {
+    // What llama.cpp's gemma2/gemma3 graphs take that the file does not say, as they take it (the
+    // configs' defaults): a window on every other layer (Gemma 2) or five of six (Gemma 3, with a
+    // base of 10000 there), and scores scaled by 1 / sqrt(head_dim), but by 1 / sqrt(hidden /
+    // heads) for the 27B models (46 and 62 layers), whose query_pre_attn_scalar is that. Gemma 2's
+    // soft-capping comes from its keys, else its config's defaults (50, 30).
     if (f.has(key("attention.sliding_window"))) j["sliding_window"] = positive(key("attention.sliding_window"));
+    for (const char* cap : {"attn_logit_softcapping", "final_logit_softcapping"})
+      if (f.has(key(cap))) j[cap] = f.get_float(key(cap));
     const int64_t dim = j["hidden_size"], heads = j["num_attention_heads"];
-    j["query_pre_attn_scalar"] = j["num_hidden_layers"] == 62 ? dim / heads : head_dim;
+    const int64_t layers_27b = ga.hf_architecture == "Gemma2ForCausalLM" ? 46 : 62;
+    j["query_pre_attn_scalar"] = j["num_hidden_layers"] == layers_27b ? dim / heads : head_dim;
   }
   if (f.has(key("rope.scaling.type"))) {
     const std::string_view type = f.get_string(key("rope.scaling.type"));

@@ -46,7 +46,11 @@ void run(const AttendRows& a) {
   }
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t end = a.n_pos + r, first = attend_first(end, a.window);
-    for (int64_t g = 0; g < group; ++g) softmax(a.scratch + (r * group + g) * width + (first - lo), end - first);
+    for (int64_t g = 0; g < group; ++g) {
+      float* s = a.scratch + (r * group + g) * width + (first - lo);
+      if (a.softcap > 0) softcap(s, end - first, a.softcap);  // attend()'s function on the same scores
+      softmax(s, end - first);
+    }
     std::fill(a.out + r * a.out_stride, a.out + r * a.out_stride + group * hd, 0.0f);
   }
   for (int64_t b0 = lo; b0 < hi; b0 += kBlock) {

@@ -104,9 +104,10 @@ typedef struct LowbitCudaBackend {
   int (*rope)(float* x, int64_t rows, int64_t n_heads, int64_t head_dim, const float* inv_freq,
               const int64_t* pos_host);
   // out (n, n_heads * head_dim): row r attends over rows_host[r] (GQA: query head h reads KV
-  // head h / (n_heads / n_kv_heads)); q (n, n_heads * head_dim).
+  // head h / (n_heads / n_kv_heads)); q (n, n_heads * head_dim); softcap > 0 soft-caps the
+  // scores (ABI 3).
   int (*attention)(const LowbitCudaAttnRow* rows_host, int64_t n, const float* q, int64_t n_heads,
-                   int64_t n_kv_heads, int64_t head_dim, float scale, float* out);
+                   int64_t n_kv_heads, int64_t head_dim, float scale, float softcap, float* out);
   // ABI 3 (Gemma): gate = gelu_tanh(gate) * up; x *= s.
   int (*geglu)(float* gate, const float* up, int64_t n);
   int (*scale)(float* x, int64_t n, float s);

@@ -329,7 +329,7 @@ int op_rope(float* x, int64_t rows, int64_t n_heads, int64_t head_dim, const flo
 }
 
 int op_attention(const LowbitCudaAttnRow* rows_host, int64_t n, const float* q, int64_t n_heads, int64_t n_kv_heads,
-                 int64_t head_dim, float scale, float* out) {
+                 int64_t head_dim, float scale, float softcap, float* out) {
   if (n <= 0) return 0;
   if (n_kv_heads <= 0 || n_heads % n_kv_heads) return fail("attention: n_heads must be a multiple of n_kv_heads");
   int64_t span = 1;
@@ -340,7 +340,7 @@ int op_attention(const LowbitCudaAttnRow* rows_host, int64_t n, const float* q, 
   void* rows = nullptr;
   if (int rc = stage_meta(st, rows_host, (size_t)n * sizeof(LowbitCudaAttnRow), &rows)) return rc;
   return check(attention_device(static_cast<const LowbitCudaAttnRow*>(rows), n, q, n_heads, n_kv_heads, head_dim,
-                                scale, static_cast<float*>(st.scores), span, out, 0),
+                                scale, softcap, static_cast<float*>(st.scores), span, out, 0),
                "attention");
 }
 

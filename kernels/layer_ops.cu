@@ -106,8 +106,8 @@ __global__ void rope_kernel(float* x, int64_t rows, int64_t n_heads, int64_t hea
 // One block per (row, query head): scores into scratch, their max, exp and sum, then each output
 // element as the weighted sum of the values.
 __global__ void attention_kernel(const LowbitCudaAttnRow* rows, const float* q, int64_t n_heads, int64_t group,
-                                 int64_t kv_dim, int64_t head_dim, float scale, float* scores, int64_t max_span,
-                                 float* out) {
+                                 int64_t kv_dim, int64_t head_dim, float scale, float softcap, float* scores,
+                                 int64_t max_span, float* out) {
   __shared__ float shared[kBlock / 32];
   const int64_t r = blockIdx.x / n_heads, h = blockIdx.x % n_heads;
   const LowbitCudaAttnRow row = rows[r];
@@ -120,7 +120,7 @@ __global__ void attention_kernel(const LowbitCudaAttnRow* rows, const float* q, 
     const float* k = row.k + (row.first + j) * kv_dim + kvh * head_dim;
     float dot = 0;
     for (int64_t i = 0; i < head_dim; ++i) dot += qh[i] * k[i];
-    s[j] = dot * scale;
+    s[j] = softcap > 0 ? softcap * tanhf(dot * scale / softcap) : dot * scale;
     mx = fmaxf(mx, s[j]);
   }
   mx = block_max(mx, shared);
@@ -190,12 +190,12 @@ cudaError_t rope_device(float* x, int64_t rows, int64_t n_heads, int64_t head_di
 }
 
 cudaError_t attention_device(const LowbitCudaAttnRow* rows, int64_t n, const float* q, int64_t n_heads,
-                             int64_t n_kv_heads, int64_t head_dim, float scale, float* scores, int64_t max_span,
-                             float* out, cudaStream_t stream) {
+                             int64_t n_kv_heads, int64_t head_dim, float scale, float softcap, float* scores,
+                             int64_t max_span, float* out, cudaStream_t stream) {
   if (n <= 0) return cudaSuccess;
   attention_kernel<<<(unsigned)(n * n_heads), kBlock, 0, stream>>>(rows, q, n_heads, n_heads / n_kv_heads,
-                                                                  n_kv_heads * head_dim, head_dim, scale, scores,
-                                                                  max_span, out);
+                                                                  n_kv_heads * head_dim, head_dim, scale, softcap,
+                                                                  scores, max_span, out);
   return cudaGetLastError();
 }
 

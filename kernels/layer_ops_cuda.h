@@ -30,8 +30,9 @@ cudaError_t rope_device(float* x, int64_t rows, int64_t n_heads, int64_t head_di
 // out row r, head h = softmax over j in [rows[r].first, rows[r].end) of (q_h . k_j * scale) v_j,
 // k_j and v_j the KV head h / (n_heads / n_kv_heads) of position j in rows[r]'s cache layer;
 // rows: device array. scores: device scratch of n * n_heads * max_span floats.
+// scores soft-capped (cap * tanh(s / cap)) before the softmax when softcap > 0
 cudaError_t attention_device(const LowbitCudaAttnRow* rows, int64_t n, const float* q, int64_t n_heads,
-                             int64_t n_kv_heads, int64_t head_dim, float scale, float* scores, int64_t max_span,
-                             float* out, cudaStream_t stream);
+                             int64_t n_kv_heads, int64_t head_dim, float scale, float softcap, float* scores,
+                             int64_t max_span, float* out, cudaStream_t stream);
 
 }  // namespace lowbit::cuda

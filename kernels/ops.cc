@@ -93,6 +93,10 @@ void scale_inplace(float* x, int64_t n, float s) {
   for (int64_t i = 0; i < n; ++i) x[i] *= s;
 }
 
+void softcap(float* x, int64_t n, float cap) {
+  for (int64_t i = 0; i < n; ++i) x[i] = cap * std::tanh(x[i] / cap);
+}
+
 void add_inplace(float* out, const float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] += x[i];
 }
@@ -119,13 +123,14 @@ namespace {
 // prompt's time (bench/README.md), where 8-wide FMAs do the dots and the sums of V rows.
 LOWBIT_X86_CLONES
 void attend(const float* q, int64_t group, const float* k_cache, const float* v_cache, int64_t kv_stride,
-            int64_t n_pos, int64_t first_pos, int64_t head_dim, float scale, float* scratch, float* out) {
+            int64_t n_pos, int64_t first_pos, int64_t head_dim, float scale, float* scratch, float* out, float cap) {
   const int64_t n = n_pos - first_pos;
   // Position-major: a K or V row comes into L1 once and serves every head of the group.
   for (int64_t p = 0; p < n; ++p) {
     const float* k = k_cache + (first_pos + p) * kv_stride;
     for (int64_t g = 0; g < group; ++g) scratch[g * n + p] = dot(q + g * head_dim, k, head_dim) * scale;
   }
+  if (cap > 0) softcap(scratch, group * n, cap);
   for (int64_t g = 0; g < group; ++g) softmax_lanes(scratch + g * n, n);
   std::fill(out, out + group * head_dim, 0.0f);
   for (int64_t p = 0; p < n; ++p) {
@@ -155,7 +160,7 @@ void attend_rows(const AttendRows& a) {
   for (int64_t r = 0; r < a.rows; ++r) {
     const int64_t end = a.n_pos + r;
     attend(a.q + r * a.q_stride, a.group, a.k_cache, a.v_cache, a.kv_stride, end, attend_first(end, a.window),
-           a.head_dim, a.scale, a.scratch, a.out + r * a.out_stride);
+           a.head_dim, a.scale, a.scratch, a.out + r * a.out_stride, a.softcap);
   }
 }
 

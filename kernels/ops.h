@@ -62,6 +62,9 @@ void geglu(float* gate, const float* up, int64_t n);
 // x[i] *= s
 void scale_inplace(float* x, int64_t n, float s);
 
+// x[i] = cap * tanh(x[i] / cap): Gemma 2's soft-capping of attention scores and logits.
+void softcap(float* x, int64_t n, float cap);
+
 // out[i] += x[i]
 void add_inplace(float* out, const float* x, int64_t n);
 
@@ -69,9 +72,11 @@ void add_inplace(float* out, const float* x, int64_t n);
 // multi-head), each head_dim values, consecutive in q, against positions [first_pos, n_pos) of
 // a KV cache laid out (pos, kv_dim): out[g] = sum_p softmax(q[g] . k_p * scale)_p v_p, laid out
 // like q. Each k_p and v_p is read once for the whole group. scratch holds
-// group * (n_pos - first_pos) floats.
+// group * (n_pos - first_pos) floats. cap > 0: the scores are soft-capped (softcap) before the
+// softmax.
 void attend(const float* q, int64_t group, const float* k_cache, const float* v_cache, int64_t kv_stride,
-            int64_t n_pos, int64_t first_pos, int64_t head_dim, float scale, float* scratch, float* out);
+            int64_t n_pos, int64_t first_pos, int64_t head_dim, float scale, float* scratch, float* out,
+            float cap = 0);
 
 // attend() for `rows` consecutive positions of one sequence at once (a prompt's rows, or one
 // decode row): row r's `group` query heads start at q + r * q_stride, it attends positions
@@ -93,6 +98,7 @@ struct AttendRows {
   int64_t n_pos = 0;   // row 0 attends up to (not including) n_pos
   int64_t window = 0;  // 0: every earlier position
   float scale = 1;
+  float softcap = 0;   // > 0: scores soft-capped before the softmax (Gemma 2)
   float* scratch = nullptr;  // attend_rows_scratch(rows, group, n_pos, window) floats
 };
 void attend_rows(const AttendRows& a);

@@ -17,7 +17,7 @@ enum class Window {
   none,            // full attention (Llama)
   sliding_window,  // "sliding_window": int, or null for none (Mistral)
   qwen2,           // "use_sliding_window": true windows the layers from "max_window_layers" on
-  gemma3,          // "sliding_window" on the layers "layer_types" (or "sliding_window_pattern") names
+  gemma,           // "sliding_window" on the layers "layer_types" (or "sliding_window_pattern") names
 };
 
 // One row per supported architecture; the only place these facts are written down.
@@ -44,8 +44,9 @@ constexpr ArchRow kArchs[] = {
     {"qwen2", "Qwen2ForCausalLM", true, false, false, Window::qwen2, 0, 0, "qwen2", false, Family::llama},
     // Qwen3's window switches are Qwen2's; its "attention_bias" adds biases to q/k/v and o.
     {"qwen3", "Qwen3ForCausalLM", false, true, true, Window::qwen2, 0, 128, "qwen3", false, Family::llama},
-    // Gemma 3's text model (Gemma3TextConfig's defaults); llama.cpp's converter does not permute it.
-    {"gemma3", "Gemma3ForCausalLM", false, true, true, Window::gemma3, 4096, 256, "gemma3", false, Family::gemma3},
+    // Gemma 2 and Gemma 3's text model (their configs' defaults); llama.cpp's converter permutes neither.
+    {"gemma2", "Gemma2ForCausalLM", false, false, true, Window::gemma, 4096, 256, "gemma2", false, Family::gemma},
+    {"gemma3", "Gemma3ForCausalLM", false, true, true, Window::gemma, 4096, 256, "gemma3", false, Family::gemma},
 };
 
 const ArchRow* find_arch(std::string_view hf_name) {
@@ -203,12 +204,19 @@ void parse_rope(const Fields& top, const json& j, ModelConfig& c) {
   }
 }
 
-// Gemma 3's own fields (Gemma3TextConfig, transformers 4.5x and 5): the window and the layers it
-// applies to, the two RoPE bases, the query scale; the soft-capping and bidirectional switches it
-// has are refused unless off.
-void parse_gemma3(const Fields& f, const json& j, const ArchRow& row, ModelConfig& c) {
-  for (const char* cap : {"final_logit_softcapping", "attn_logit_softcapping"})
-    if (f.get(cap)) f.fail(cap, "= " + j.at(cap).dump() + " not supported (Gemma 2's soft-capping; null is)");
+// Gemma's own fields (Gemma2Config, Gemma3TextConfig; transformers 4.5x and 5): the window and the
+// layers it applies to, the RoPE bases, the query scale, the soft-capping; bidirectional attention
+// is refused. Where a config leaves one out, its class's default: Gemma 2 soft-caps (50, 30) and
+// windows every other layer on one base; Gemma 3 does neither and windows five of six on 10000.
+void parse_gemma(const Fields& f, const json& j, const ArchRow& row, ModelConfig& c) {
+  const bool gemma2 = std::string_view(row.arch) == "gemma2";
+  auto cap = [&](const char* key, float dflt) {
+    const json* v = f.get(key);
+    if (!v && j.contains(key)) return 0.0f;  // an explicit null: none
+    return v ? f.positive(key) : dflt;
+  };
+  c.attn_softcap = cap("attn_logit_softcapping", gemma2 ? 50.0f : 0.0f);
+  c.final_softcap = cap("final_logit_softcapping", gemma2 ? 30.0f : 0.0f);
   if (f.opt_boolean("use_bidirectional_attention", false)) f.fail("use_bidirectional_attention", "= true not supported");
   c.query_scale = 1.0f / std::sqrt(f.opt_positive("query_pre_attn_scalar", 256.0f));
   c.sliding_window = f.get("sliding_window") ? f.integer("sliding_window", 1, kMaxContext) : row.default_window;
@@ -224,7 +232,7 @@ void parse_gemma3(const Fields& f, const json& j, const ArchRow& row, ModelConfi
     }
   } else {
     // The older form: every pattern-th layer is global, counting from 1 (transformers' rule).
-    const int64_t pattern = f.opt_integer("sliding_window_pattern", 1, kMaxSize).value_or(6);
+    const int64_t pattern = f.opt_integer("sliding_window_pattern", 1, kMaxSize).value_or(gemma2 ? 2 : 6);
     for (int64_t i = 0; i < c.n_layers; ++i) c.sliding_layers[(size_t)i] = (i + 1) % pattern != 0;
   }
   // RoPE: transformers 5 nests it per layer type in rope_parameters; before, rope_theta (with
@@ -242,6 +250,8 @@ void parse_gemma3(const Fields& f, const json& j, const ArchRow& row, ModelConfi
     if (lf.get("rope_type") && lf.string("rope_type") != "default")
       lf.fail("rope_type", "= '" + lf.string("rope_type") + "' not supported for the windowed layers (default is)");
     c.rope_local_theta = lf.get("rope_theta") ? lf.positive("rope_theta") : 10000.0f;
+  } else if (gemma2) {  // one base for every layer (Gemma2Config's default 10000, parse_rope's)
+    c.rope_local_theta = f.get("rope_local_base_freq") ? f.positive("rope_local_base_freq") : 0.0f;
   } else {
     if (!f.get("rope_theta") && !params) c.rope_theta = 1e6f;  // Gemma3TextConfig's global base
     c.rope_local_theta = f.opt_positive("rope_local_base_freq", 10000.0f);
@@ -283,7 +293,7 @@ ModelConfig parse_hf_config(const json& j, const std::string& file_label) {
   if (f.get("quantization_config"))
     f.fail("quantization_config", "present: already-quantized checkpoints are not supported");
   // The MLP's activation: SiLU in the Llama family, GELU (tanh approximation) in Gemma's.
-  const char* act = row->family == Family::gemma3 ? "gelu_pytorch_tanh" : "silu";
+  const char* act = row->family == Family::gemma ? "gelu_pytorch_tanh" : "silu";
   for (const char* key : {"hidden_act", "hidden_activation"})
     if (f.get(key) && f.string(key) != act)
       f.fail(key, "= '" + f.string(key) + "' not supported (" + act + " is)");
@@ -311,7 +321,7 @@ ModelConfig parse_hf_config(const json& j, const std::string& file_label) {
   c.norm_eps = f.opt_positive("rms_norm_eps", 1e-6f);  // the HF classes' default
   parse_rope(f, j, c);
   // Gemma3TextConfig ties by default; the Llama family's classes do not.
-  c.tie_embeddings = f.opt_boolean("tie_word_embeddings", row->family == Family::gemma3);
+  c.tie_embeddings = f.opt_boolean("tie_word_embeddings", row->family == Family::gemma);
 
   c.qkv_bias = row->qkv_bias;
   c.qk_norm = row->qk_norm;
@@ -336,8 +346,8 @@ ModelConfig parse_hf_config(const json& j, const std::string& file_label) {
         for (int64_t i = 0; i < c.n_layers; ++i) c.sliding_layers.push_back(i >= from);
       }
       break;
-    case Window::gemma3:
-      parse_gemma3(f, j, *row, c);
+    case Window::gemma:
+      parse_gemma(f, j, *row, c);
       break;
   }
 
@@ -381,6 +391,8 @@ json config_to_json(const ModelConfig& c) {
       {"sliding_layers", c.sliding_layers},
       {"rope_local_theta", c.rope_local_theta},
       {"query_scale", c.query_scale},
+      {"attn_softcap", c.attn_softcap},
+      {"final_softcap", c.final_softcap},
       {"bos_id", c.bos_id},
       {"eos_ids", c.eos_ids},
   };
@@ -439,6 +451,8 @@ ModelConfig config_from_json(const json& j, const std::string& label) {
   }
   if (f.get("rope_local_theta") && f.need("rope_local_theta") != 0) c.rope_local_theta = f.positive("rope_local_theta");
   if (f.get("query_scale") && f.need("query_scale") != 0) c.query_scale = f.positive("query_scale");
+  if (f.get("attn_softcap") && f.need("attn_softcap") != 0) c.attn_softcap = f.positive("attn_softcap");
+  if (f.get("final_softcap") && f.need("final_softcap") != 0) c.final_softcap = f.positive("final_softcap");
   c.bos_id = (int32_t)f.integer("bos_id", -1, kMaxSize - 1);
   const json& eos = f.need("eos_ids");
   if (!eos.is_array()) f.fail("eos_ids", "is not a list");
@@ -461,7 +475,8 @@ bool operator==(const ModelConfig& a, const ModelConfig& b) {
          a.rope_scaling == b.rope_scaling && a.tie_embeddings == b.tie_embeddings &&
          a.qkv_bias == b.qkv_bias && a.qk_norm == b.qk_norm && a.sliding_window == b.sliding_window &&
          a.sliding_layers == b.sliding_layers && a.rope_local_theta == b.rope_local_theta &&
-         a.query_scale == b.query_scale && a.bos_id == b.bos_id &&
+         a.query_scale == b.query_scale && a.attn_softcap == b.attn_softcap && a.final_softcap == b.final_softcap &&
+         a.bos_id == b.bos_id &&
          a.eos_ids == b.eos_ids;
 }
 
@@ -516,7 +531,7 @@ bool per_layer(Role r) { return r != Role::embed && r != Role::final_norm && r !
 bool present(const ModelConfig& c, Role r) {
   if (is_bias(r)) return c.qkv_bias;
   if (r == Role::q_norm || r == Role::k_norm) return c.qk_norm;
-  if (r == Role::post_attn_norm || r == Role::post_ffn_norm) return family_of(c) == Family::gemma3;
+  if (r == Role::post_attn_norm || r == Role::post_ffn_norm) return family_of(c) == Family::gemma;
   if (r == Role::lm_head) return !c.tie_embeddings;
   return true;
 }
@@ -550,7 +565,7 @@ std::vector<int64_t> role_shape(const ModelConfig& c, Role r) {
 std::string name_of(const ModelConfig& c, Role r, int layer, bool gguf = false) {
   std::string s = gguf ? role_row(r).gguf_pattern : role_row(r).pattern;
   // Gemma's norm before the MLP is its own module (GGUF names it as Llama's).
-  if (!gguf && r == Role::ffn_norm && family_of(c) == Family::gemma3) s = "model.layers.#.pre_feedforward_layernorm.weight";
+  if (!gguf && r == Role::ffn_norm && family_of(c) == Family::gemma) s = "model.layers.#.pre_feedforward_layernorm.weight";
   const size_t hash = s.find('#');
   if (hash != std::string::npos) s.replace(hash, 1, std::to_string(layer));
   return s;
@@ -580,7 +595,7 @@ Family family_of(const ModelConfig& c) {
   return row ? row->family : Family::llama;
 }
 
-float norm_weight_offset(const ModelConfig& c) { return family_of(c) == Family::gemma3 ? 1.0f : 0.0f; }
+float norm_weight_offset(const ModelConfig& c) { return family_of(c) == Family::gemma ? 1.0f : 0.0f; }
 
 bool is_norm(Role r) {
   return r == Role::attn_norm || r == Role::q_norm || r == Role::k_norm || r == Role::post_attn_norm ||

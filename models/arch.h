@@ -6,10 +6,12 @@
 // (MistralForCausalLM), Qwen2 (Qwen2ForCausalLM: biases on q/k/v), Qwen3 (Qwen3ForCausalLM: an
 // RMSNorm over each head of q and k before RoPE). These four are the same pre-norm decoder
 // (RMSNorm, rotate-half RoPE, GQA attention, SwiGLU MLP) with the same module names; they differ
-// in the q/k/v bias, the per-head q/k norms and the attention window: the Llama family. Gemma 3
-// (Gemma3ForCausalLM, its text model) is a family of its own: norms after each sublayer as well
-// as before, RMSNorm weights stored as offsets from 1, a GELU-gated MLP, embeddings scaled by
-// sqrt(hidden_size), windowed attention on five layers of six with a RoPE base of their own.
+// in the q/k/v bias, the per-head q/k norms and the attention window: the Llama family. Gemma 2
+// and 3 (Gemma2ForCausalLM, Gemma3ForCausalLM: the text model) are a family of their own: norms
+// after each sublayer as well as before, RMSNorm weights stored as offsets from 1, a GELU-gated
+// MLP, embeddings scaled by sqrt(hidden_size), windowed attention on every other layer (Gemma 2,
+// which also soft-caps attention scores and logits) or on five of six with a RoPE base of their
+// own (Gemma 3, which norms q and k per head).
 //
 // All functions are pure and thread-safe.
 #pragma once
@@ -35,7 +37,7 @@ struct RopeScaling {
 };
 
 struct ModelConfig {
-  std::string arch;             // canonical: "llama", "mistral", "qwen2", "qwen3", "gemma3"
+  std::string arch;             // canonical: "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3"
   std::string hf_architecture;  // e.g. "LlamaForCausalLM"
   int64_t dim = 0, n_layers = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0, ffn_dim = 0,
           vocab_size = 0, max_ctx = 0;
@@ -53,6 +55,8 @@ struct ModelConfig {
   // Attention scores are q . k times query_scale; 0: 1 / sqrt(head_dim). Gemma's
   // query_pre_attn_scalar s gives 1 / sqrt(s).
   float query_scale = 0;
+  // Gemma 2's soft-capping: attention scores and output logits x become cap * tanh(x / cap); 0: none.
+  float attn_softcap = 0, final_softcap = 0;
   int32_t bos_id = -1;          // -1: none
   std::vector<int32_t> eos_ids;
 };
@@ -91,7 +95,7 @@ enum class Role {
   post_ffn_norm, final_norm, lm_head
 };
 // The forward pass a model's architecture takes (runtime/forward.h).
-enum class Family { llama, gemma3 };
+enum class Family { llama, gemma };
 Family family_of(const ModelConfig& c);
 // What an RMSNorm weight of c's HF checkpoint needs added to be the factor it multiplies by:
 // Gemma stores 1 + w as w (its norms start at 0); 0 for the rest. GGUF files store the factor.

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "kernels/error.h"
+#include "kernels/ops.h"
 #include "runtime/manifest.h"
 
 namespace lowbit {
@@ -124,7 +125,7 @@ void DecoderForward::mm(Backend& b, std::initializer_list<Proj> projs, int64_t l
 AttentionShape DecoderForward::attention_shape(int64_t l) const {
   const bool windowed = c_.sliding_layers.empty() || c_.sliding_layers[(size_t)l];
   const float scale = c_.query_scale > 0 ? c_.query_scale : 1.0f / std::sqrt((float)c_.head_dim);
-  return {c_.n_heads, c_.n_kv_heads, c_.head_dim, windowed ? c_.sliding_window : 0, scale};
+  return {c_.n_heads, c_.n_kv_heads, c_.head_dim, windowed ? c_.sliding_window : 0, scale, c_.attn_softcap};
 }
 
 const Tensor& DecoderForward::inv_freq(const StageWeights& st, int64_t l) const {
@@ -213,6 +214,7 @@ void DecoderForward::run(std::span<const SeqChunk> chunks, Workspace& ws, float*
   b.rmsnorm(h, final_norm_, c.norm_eps, h);
   mm(b, {{lm_head_, Role::lm_head, out}}, -1, h, ws, opt);
   b.read(out, logits);
+  if (c.final_softcap > 0) softcap(logits, rows * c.vocab_size, c.final_softcap);  // Gemma 2's, on the host copy
 }
 
 }  // namespace lowbit

@@ -23,7 +23,7 @@ Tensor Workspace::get(Backend& backend, size_t slot, int64_t rows, int64_t cols)
 std::unique_ptr<ForwardPass> make_forward_pass(const ModelConfig& c, const Manifest& m, std::span<const Stage> stages) {
   switch (family_of(c)) {
     case Family::llama: return std::make_unique<LlamaForward>(c, m, stages);
-    case Family::gemma3: return std::make_unique<GemmaForward>(c, m, stages);
+    case Family::gemma: return std::make_unique<GemmaForward>(c, m, stages);
   }
   throw Error(ErrorCode::bad_format, "architecture '" + c.arch + "' has no forward pass");
 }

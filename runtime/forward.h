@@ -1,7 +1,7 @@
 // The forward pass: one routine per architecture family, written once against the backend
 // (backend/backend.h), that runs a batch of tokens from one or several sequences through the
 // model. Two families share one skeleton (runtime/decoder.h): Llama (runtime/llama.h: llama,
-// mistral, qwen2, qwen3) and Gemma 3 (runtime/gemma.h); a model with another layer shape
+// mistral, qwen2, qwen3) and Gemma (runtime/gemma.h: gemma2, gemma3); a model with another layer shape
 // (Phi-3's fused qkv projection) is a new family's layer, not more flags in one.
 //
 // A batch is a list of chunks, each a run of one sequence's tokens at its next positions: a

@@ -1,8 +1,9 @@
-// Gemma 3's layer (its text model): RMSNorm both before and after each sublayer (the output of
-// attention and of the MLP is normed before it joins the residual stream), per-head RMSNorm of q
-// and k before RoPE, a GELU-gated MLP (tanh approximation), and embeddings scaled by
-// sqrt(hidden_size). The norms' weights arrive as factors (the converter adds Gemma's 1); the
-// windowed layers and their RoPE base are the shared attention_shape and inv_freq's.
+// The Gemma family's layer (Gemma 2, Gemma 3's text model): RMSNorm both before and after each
+// sublayer (the output of attention and of the MLP is normed before it joins the residual
+// stream), a GELU-gated MLP (tanh approximation), embeddings scaled by sqrt(hidden_size), and,
+// Gemma 3's, per-head RMSNorm of q and k before RoPE. The norms' weights arrive as factors (the
+// converter adds Gemma's 1); the windowed layers, their RoPE base and Gemma 2's soft-capping are
+// the shared attention_shape, inv_freq and head's.
 #pragma once
 
 #include "runtime/decoder.h"

@@ -153,10 +153,11 @@ TEST(CudaBackend, Rope) {
 
 TEST(CudaBackend, AttentionWithGqaAndSlidingWindow) {
   SKIP_WITHOUT_GPU();
-  for (int64_t window : {0, 3}) {
+  // Windows, and Gemma 2's soft-capping of the scores (a cap of 1.5 bends these).
+  for (auto [window, cap] : {std::pair<int64_t, float>{0, 0}, {3, 0}, {3, 1.5f}}) {
     Pair p;
     const int64_t n_heads = 8, n_kv = 2, hd = 16, q_dim = n_heads * hd, kv_dim = n_kv * hd;
-    const AttentionShape shape{n_heads, n_kv, hd, window, 1.0f / std::sqrt((float)hd)};
+    const AttentionShape shape{n_heads, n_kv, hd, window, 1.0f / std::sqrt((float)hd), cap};
     auto cc = p.cpu.new_kv_cache(2, 40, kv_dim), cg = p.gpu.new_kv_cache(2, 40, kv_dim);
     auto cc2 = p.cpu.new_kv_cache(2, 16, kv_dim), cg2 = p.gpu.new_kv_cache(2, 16, kv_dim);
     // A 30-row prompt and a 2-row one, then one decode row and a 3-row chunk.
@@ -209,8 +210,10 @@ TEST(CudaBackend, AttentionWithGqaAndSlidingWindow) {
                 const double prod = (double)qr[d] * km[(size_t)(j * kv_dim + kvh * hd + d)];
                 dot += prod, mag += std::fabs(prod);
               }
-              sc.push_back(dot * shape.scale);
-              dmax = std::max(dmax, hd * kU * shape.scale * mag);
+              // The cap is 1-Lipschitz, so it passes on a score's error and adds tanh's own: 1u
+              // (the CPU's) and 2u (CUDA's tanhf) of the cap, and a rounding on each side.
+              sc.push_back(cap > 0 ? cap * std::tanh(dot * shape.scale / cap) : dot * shape.scale);
+              dmax = std::max(dmax, hd * kU * shape.scale * mag + (cap > 0 ? 5 * kU * cap : 0.0));
               mx = std::max(mx, sc.back());
             }
             for (double& x : sc) sum += (x = std::exp(x - mx));
@@ -221,7 +224,8 @@ TEST(CudaBackend, AttentionWithGqaAndSlidingWindow) {
                 mass += sc[(size_t)(j - first)] / sum * std::fabs(vm[(size_t)(j * kv_dim + kvh * hd + d)]);
               const double tol = mass * (2 * (2 * dmax + (span + 8) * 2 * kU) + 4 * kU) + 1e-30;
               const size_t at = (size_t)(t * q_dim + h * hd + d);
-              ASSERT_NEAR(g[at], c[at], tol) << "window " << window << " row " << t << " head " << h << " " << d;
+              ASSERT_NEAR(g[at], c[at], tol) << "window " << window << " cap " << cap << " row " << t << " head " << h
+                                             << " " << d;
             }
           }
     }

@@ -187,7 +187,7 @@ json gemma3_json() {
 TEST(Arch, parse_gemma3_1b) {
   const ModelConfig c = parse_hf_config(gemma3_json(), "config.json");
   EXPECT_EQ(c.arch, "gemma3");
-  EXPECT_EQ(family_of(c), Family::gemma3);
+  EXPECT_EQ(family_of(c), Family::gemma);
   EXPECT_EQ(norm_weight_offset(c), 1.0f);
   EXPECT_TRUE(c.qk_norm);
   EXPECT_TRUE(c.tie_embeddings);
@@ -234,14 +234,37 @@ TEST(Arch, parse_gemma3_transformers5_form) {
   EXPECT_EQ(c.rope_local_theta, 10000.0f);
 }
 
+TEST(Arch, parse_gemma2_2b) {
+  std::ifstream in(test::kSourceDir + "/tests/data/configs/gemma-2-2b-it/config.json");
+  json j = json::parse(in);
+  const ModelConfig c = parse_hf_config(j, "config.json");
+  EXPECT_EQ(c.arch, "gemma2");
+  EXPECT_EQ(family_of(c), Family::gemma);
+  EXPECT_FALSE(c.qk_norm);
+  EXPECT_EQ(c.attn_softcap, 50.0f);
+  EXPECT_EQ(c.final_softcap, 30.0f);
+  EXPECT_EQ(c.rope_theta, 10000.0f);
+  EXPECT_EQ(c.rope_local_theta, 0.0f);  // one base for every layer
+  ASSERT_EQ(c.sliding_layers.size(), 26u);
+  for (int i = 0; i < 26; ++i) EXPECT_EQ(c.sliding_layers[i], i % 2 == 0) << i;
+  EXPECT_EQ(expected_tensors(c).size(), 1u + 26 * 11 + 1);  // no q/k norms
+  EXPECT_EQ(config_from_json(config_to_json(c), "m"), c);
+  // Gemma2Config's defaults soft-cap; an explicit null does not.
+  j.erase("attn_logit_softcapping");
+  j["final_logit_softcapping"] = nullptr;
+  const ModelConfig d = parse_hf_config(j, "config.json");
+  EXPECT_EQ(d.attn_softcap, 50.0f);
+  EXPECT_EQ(d.final_softcap, 0.0f);
+  EXPECT_EQ(gguf_architecture("gemma2").hf_architecture, "Gemma2ForCausalLM");
+}
+
 TEST(ArchBad, gemma3_switches_it_cannot_run) {
   auto bad = [](const char* field, const json& v) {
     json j = gemma3_json();
     j[field] = v;
     return error_of([&] { parse_hf_config(j, "config.json"); });
   };
-  EXPECT_THAT(bad("final_logit_softcapping", 30.0), HasSubstr("field 'final_logit_softcapping'"));
-  EXPECT_THAT(bad("attn_logit_softcapping", 50.0), HasSubstr("field 'attn_logit_softcapping'"));
+  EXPECT_THAT(bad("final_logit_softcapping", -1.0), HasSubstr("field 'final_logit_softcapping'"));
   EXPECT_THAT(bad("hidden_activation", "silu"), HasSubstr("field 'hidden_activation' = 'silu' not supported (gelu_pytorch_tanh"));
   EXPECT_THAT(bad("use_bidirectional_attention", true), HasSubstr("field 'use_bidirectional_attention'"));
   EXPECT_THAT(bad("layer_types", json::array({"full_attention"})), HasSubstr("field 'layer_types'"));
@@ -303,12 +326,13 @@ TEST(ArchBad, unknown_architecture_names_it_and_the_supported) {
   const std::string msg = bad_field("architectures", {"GPT2LMHeadModel"});
   EXPECT_THAT(msg, AllOf(HasSubstr("config.json: field 'architectures'"), HasSubstr("GPT2LMHeadModel"),
                          HasSubstr("LlamaForCausalLM"), HasSubstr("MistralForCausalLM"),
-                         HasSubstr("Qwen2ForCausalLM"), HasSubstr("Qwen3ForCausalLM"), HasSubstr("Gemma3ForCausalLM")));
+                         HasSubstr("Qwen2ForCausalLM"), HasSubstr("Qwen3ForCausalLM"), HasSubstr("Gemma2ForCausalLM"),
+                         HasSubstr("Gemma3ForCausalLM")));
   EXPECT_THAT(bad_field("architectures", nullptr), HasSubstr("field 'architectures' missing"));
   EXPECT_THAT(bad_field("architectures", "LlamaForCausalLM"), HasSubstr("field 'architectures' is not a non-empty list"));
   EXPECT_EQ(supported_architectures(),
             (std::vector<std::string>{"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM",
-                                      "Qwen3ForCausalLM", "Gemma3ForCausalLM"}));
+                                      "Qwen3ForCausalLM", "Gemma2ForCausalLM", "Gemma3ForCausalLM"}));
 }
 
 TEST(ArchBad, fields_named) {

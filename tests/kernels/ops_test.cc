@@ -70,17 +70,19 @@ TEST(Ops, AttendMatchesDoublePrecision) {
 // attend_rows() is attend() row by row, bit for bit (its contract, ops.h), whichever path runs:
 // head sizes the AVX2 twin takes (64, 128, 192) and one it leaves to attend() (40); tiles of 1 to
 // 8 rows; contexts not a multiple of the 8-key groups or the 64-position blocks; a sliding
-// window (rows' first positions differ); grouped-query heads. attend() itself is held against
-// double precision above.
+// window (rows' first positions differ); grouped-query heads; soft-capped scores (Gemma 2's, a
+// cap of 2 that bends these). attend() itself is held against double precision above.
 TEST(Ops, AttendRowsIsAttendRowByRow) {
   struct Shape {
     int64_t head_dim, group, rows, n_pos, window;
+    float cap = 0;
   };
   for (const Shape& s : {Shape{64, 3, 8, 1, 0}, Shape{64, 8, 8, 130, 0}, Shape{64, 1, 1, 77, 0},
                          Shape{128, 4, 5, 200, 0}, Shape{64, 3, 7, 300, 50}, Shape{192, 2, 3, 65, 0},
-                         Shape{40, 2, 4, 33, 0}, Shape{128, 1, 8, 513, 100}, Shape{64, 2, 2, 5, 3}}) {
+                         Shape{40, 2, 4, 33, 0}, Shape{128, 1, 8, 513, 100}, Shape{64, 2, 2, 5, 3},
+                         Shape{64, 3, 7, 300, 50, 2.0f}, Shape{40, 2, 4, 33, 0, 2.0f}}) {
     SCOPED_TRACE(testing::Message() << "head_dim " << s.head_dim << " group " << s.group << " rows " << s.rows
-                                    << " n_pos " << s.n_pos << " window " << s.window);
+                                    << " n_pos " << s.n_pos << " window " << s.window << " cap " << s.cap);
     const int64_t stride = s.head_dim * 2 + 8, q_stride = s.group * s.head_dim + 16, positions = s.n_pos + s.rows - 1;
     const auto q = test::random_matrix(s.rows, q_stride, 6, 2.0f);
     const auto k = test::random_matrix(positions, stride, 7, 1.5f);
@@ -98,6 +100,7 @@ TEST(Ops, AttendRowsIsAttendRowByRow) {
     a.n_pos = s.n_pos;
     a.window = s.window;
     a.scale = scale;
+    a.softcap = s.cap;
     std::vector<float> scratch(attend_rows_scratch(s.rows, s.group, s.n_pos, s.window), NAN);
     std::vector<float> out(s.rows * q_stride, -7.0f);
     a.scratch = scratch.data();
@@ -107,7 +110,8 @@ TEST(Ops, AttendRowsIsAttendRowByRow) {
       const int64_t end = s.n_pos + r, first = attend_first(end, s.window);
       ASSERT_EQ(first, s.window > 0 ? std::max<int64_t>(0, end - s.window) : 0);
       std::vector<float> sc(s.group * (end - first)), ref(s.group * s.head_dim);
-      attend(a.q + r * q_stride, s.group, a.k_cache, a.v_cache, stride, end, first, s.head_dim, scale, sc.data(), ref.data());
+      attend(a.q + r * q_stride, s.group, a.k_cache, a.v_cache, stride, end, first, s.head_dim, scale, sc.data(), ref.data(),
+             s.cap);
       for (int64_t i = 0; i < s.group * s.head_dim; ++i)
         ASSERT_EQ(out[r * q_stride + i], ref[i]) << "row " << r << " element " << i;
       for (int64_t i = s.group * s.head_dim; i < q_stride; ++i) ASSERT_EQ(out[r * q_stride + i], -7.0f) << "written past the heads";

@@ -32,6 +32,8 @@ def load(path):
         "head_dim": _field(r, f"{arch}.attention.key_length"),
         "window": _field(r, f"{arch}.attention.sliding_window"),
         "rope_factor": _field(r, f"{arch}.rope.scaling.factor", 1.0),
+        "attn_cap": _field(r, f"{arch}.attn_logit_softcapping"),
+        "final_cap": _field(r, f"{arch}.final_logit_softcapping"),
     }
     weights = {}
     for t in r.tensors:
@@ -62,10 +64,12 @@ def rope(x, pos, theta, neox):
     return out
 
 
-def forward_gemma3(cfg, t, ids):
-    """llama.cpp's gemma3 graph: norms multiply by the stored factors, embeddings times
-    sqrtf(n_embd), every 6th layer global (the rest windowed, RoPE base 10000 there), NEOX RoPE,
-    scores times 1/sqrt(head_dim), norms after attention and MLP, GELU (tanh) gate."""
+def forward_gemma(cfg, t, ids):
+    """llama.cpp's gemma2 and gemma3 graphs: norms multiply by the stored factors, embeddings times
+    sqrtf(n_embd), every other layer windowed (gemma2, one RoPE base, scores and logits
+    soft-capped) or all but every 6th (gemma3, RoPE base 10000 on them, q/k normed per head), NEOX
+    RoPE, scores times 1/sqrt(head_dim), norms after attention and MLP, GELU (tanh) gate."""
+    gemma2 = cfg["arch"] == "gemma2"
     nh, nkv, dim, hd = cfg["n_heads"], cfg["n_kv"], cfg["dim"], cfg["head_dim"]
     n, eps = len(ids), cfg["eps"]
     pos = np.arange(n, dtype=np.float64)
@@ -74,27 +78,31 @@ def forward_gemma3(cfg, t, ids):
     x = t["token_embd.weight"][ids] * math.sqrt(dim)
     for l in range(cfg["n_layers"]):
         p = f"blk.{l}."
-        sliding = (l + 1) % 6 != 0
-        theta, factor = (10000.0, 1.0) if sliding else (cfg["theta"], cfg["rope_factor"])
+        sliding = (l + 1) % (2 if gemma2 else 6) != 0
+        theta, factor = (10000.0, 1.0) if sliding and not gemma2 else (cfg["theta"], cfg["rope_factor"])
         h = rmsnorm(x, t[p + "attn_norm.weight"], eps)
-        q = rmsnorm((h @ t[p + "attn_q.weight"].T).reshape(n, nh, hd), t[p + "attn_q_norm.weight"], eps)
-        k = rmsnorm((h @ t[p + "attn_k.weight"].T).reshape(n, nkv, hd), t[p + "attn_k_norm.weight"], eps)
+        q = (h @ t[p + "attn_q.weight"].T).reshape(n, nh, hd)
+        k = (h @ t[p + "attn_k.weight"].T).reshape(n, nkv, hd)
+        if not gemma2:
+            q, k = rmsnorm(q, t[p + "attn_q_norm.weight"], eps), rmsnorm(k, t[p + "attn_k_norm.weight"], eps)
         v = (h @ t[p + "attn_v.weight"].T).reshape(n, nkv, hd)
         q, k = rope(q, pos / factor, theta, True), rope(k, pos / factor, theta, True)
-        att = attend(q, k, v, window if sliding else causal, 1 / math.sqrt(hd))
+        att = attend(q, k, v, window if sliding else causal, 1 / math.sqrt(hd), cfg["attn_cap"])
         x = x + rmsnorm(att @ t[p + "attn_output.weight"].T, t[p + "post_attention_norm.weight"], eps)
         h = rmsnorm(x, t[p + "ffn_norm.weight"], eps)
         a = gelu_tanh(h @ t[p + "ffn_gate.weight"].T) * (h @ t[p + "ffn_up.weight"].T)
         x = x + rmsnorm(a @ t[p + "ffn_down.weight"].T, t[p + "post_ffw_norm.weight"], eps)
     x = rmsnorm(x, t["output_norm.weight"], eps)
-    return x @ t.get("output.weight", t["token_embd.weight"]).T
+    logits = x @ t.get("output.weight", t["token_embd.weight"]).T
+    cap = cfg["final_cap"]
+    return cap * np.tanh(logits / cap) if cap else logits
 
 
 def forward(path, ids, loaded=None):
     """Logits (len(ids), vocab) of one sequence starting at position 0."""
     cfg, t = loaded or load(path)
-    if cfg["arch"] == "gemma3":
-        return forward_gemma3(cfg, t, ids)
+    if cfg["arch"] in ("gemma2", "gemma3"):
+        return forward_gemma(cfg, t, ids)
     nh, nkv, dim = cfg["n_heads"], cfg["n_kv"], cfg["dim"]
     hd = cfg["head_dim"] or dim // nh
     neox = cfg["arch"] in ("qwen2", "qwen3")

@@ -62,11 +62,14 @@ def gelu_tanh(x):
     return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
 
 
-def attend(q, k, v, mask, scale):
-    """Causal GQA attention of q (n, heads, hd) over k, v (n, kv_heads, hd) with mask (n, n)."""
+def attend(q, k, v, mask, scale, softcap=None):
+    """Causal GQA attention of q (n, heads, hd) over k, v (n, kv_heads, hd) with mask (n, n);
+    softcap: scores become softcap * tanh(scores / softcap) before the mask and softmax."""
     rep = q.shape[1] // k.shape[1]
     k, v = np.repeat(k, rep, axis=1), np.repeat(v, rep, axis=1)
     scores = np.einsum("qhd,khd->hqk", q, k) * scale
+    if softcap:
+        scores = softcap * np.tanh(scores / softcap)
     scores = np.where(mask[None], scores, -np.inf)
     scores -= scores.max(axis=-1, keepdims=True)
     w = np.exp(scores)
@@ -74,16 +77,21 @@ def attend(q, k, v, mask, scale):
     return np.einsum("hqk,khd->qhd", w, v).reshape(q.shape[0], -1)
 
 
-def forward_gemma3(cfg, t, ids, hidden):
-    """Gemma3ForCausalLM as transformers' modeling_gemma3.py computes it: embeddings times
-    sqrt(hidden_size); RMSNorm weights as offsets from 1; per-head q/k norms; RoPE with
-    rope_local_base_freq on the sliding layers and rope_theta (and rope_scaling) on the global
-    ones; scores times query_pre_attn_scalar^-0.5; norms after attention and after the MLP too;
-    gelu_pytorch_tanh(gate) * up."""
+def forward_gemma(cfg, t, ids, hidden):
+    """Gemma2ForCausalLM and Gemma3ForCausalLM as transformers' modeling_gemma2.py and
+    modeling_gemma3.py compute them: embeddings times sqrt(hidden_size); RMSNorm weights as offsets
+    from 1; per-head q/k norms (Gemma 3); RoPE with rope_local_base_freq on the sliding layers
+    (Gemma 3) and rope_theta (and rope_scaling) on the global ones; scores times
+    query_pre_attn_scalar^-0.5, soft-capped by attn_logit_softcapping (Gemma 2: default 50); norms
+    after attention and after the MLP too; gelu_pytorch_tanh(gate) * up; logits soft-capped by
+    final_logit_softcapping (Gemma 2: default 30)."""
+    gemma2 = cfg["architectures"][0] == "Gemma2ForCausalLM"
     dim, nh = cfg["hidden_size"], cfg["num_attention_heads"]
     nkv, hd = cfg.get("num_key_value_heads", nh), cfg.get("head_dim", 256)
     eps = cfg.get("rms_norm_eps", 1e-6)
-    pattern = cfg.get("sliding_window_pattern", 6)
+    pattern = cfg.get("sliding_window_pattern", 2 if gemma2 else 6)
+    attn_cap = cfg.get("attn_logit_softcapping", 50.0 if gemma2 else None)
+    final_cap = cfg.get("final_logit_softcapping", 30.0 if gemma2 else None)
     types = cfg.get("layer_types") or ["sliding_attention" if (i + 1) % pattern else "full_attention"
                                        for i in range(cfg["num_hidden_layers"])]
     n = len(ids)
@@ -96,8 +104,9 @@ def forward_gemma3(cfg, t, ids, hidden):
                 np.concatenate([np.sin(ang)] * 2, axis=-1)[:, None, :])
 
     rs = cfg.get("rope_scaling") or {}
-    global_cs = cos_sin(cfg.get("rope_theta", 1e6), rs.get("factor", 1.0) if rs.get("rope_type") == "linear" else 1.0)
-    local_cs = cos_sin(cfg.get("rope_local_base_freq", 10000.0))
+    global_cs = cos_sin(cfg.get("rope_theta", 10000.0 if gemma2 else 1e6),
+                        rs.get("factor", 1.0) if rs.get("rope_type") == "linear" else 1.0)
+    local_cs = global_cs if gemma2 else cos_sin(cfg.get("rope_local_base_freq", 10000.0))
     causal = np.tril(np.ones((n, n), dtype=bool))
     window = causal & ~np.tril(np.ones((n, n), dtype=bool), -cfg.get("sliding_window", 4096))
     scale = cfg.get("query_pre_attn_scalar", 256) ** -0.5
@@ -114,9 +123,10 @@ def forward_gemma3(cfg, t, ids, hidden):
         q = (h @ t[p + "self_attn.q_proj.weight"].T).reshape(n, nh, hd)
         k = (h @ t[p + "self_attn.k_proj.weight"].T).reshape(n, nkv, hd)
         v = (h @ t[p + "self_attn.v_proj.weight"].T).reshape(n, nkv, hd)
-        q, k = norm(q, p + "self_attn.q_norm.weight"), norm(k, p + "self_attn.k_norm.weight")
+        if not gemma2:
+            q, k = norm(q, p + "self_attn.q_norm.weight"), norm(k, p + "self_attn.k_norm.weight")
         q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
-        att = attend(q, k, v, window if sliding else causal, scale)
+        att = attend(q, k, v, window if sliding else causal, scale, attn_cap)
         x = x + norm(att @ t[p + "self_attn.o_proj.weight"].T, p + "post_attention_layernorm.weight")
         h = norm(x, p + "pre_feedforward_layernorm.weight")
         a = gelu_tanh(h @ t[p + "mlp.gate_proj.weight"].T) * (h @ t[p + "mlp.up_proj.weight"].T)
@@ -124,7 +134,8 @@ def forward_gemma3(cfg, t, ids, hidden):
     x = norm(x, "model.norm.weight")
     if hidden:
         return x
-    return x @ t.get("lm_head.weight", t["model.embed_tokens.weight"]).T
+    logits = x @ t.get("lm_head.weight", t["model.embed_tokens.weight"]).T
+    return final_cap * np.tanh(logits / final_cap) if final_cap else logits
 
 
 def forward(hf_dir, ids, hidden=False, inputs=None):
@@ -135,9 +146,9 @@ def forward(hf_dir, ids, hidden=False, inputs=None):
         if inputs is not None:
             inputs[name] = x
     cfg, t = load_hf(hf_dir)
-    if cfg["architectures"][0] == "Gemma3ForCausalLM":
+    if cfg["architectures"][0] in ("Gemma2ForCausalLM", "Gemma3ForCausalLM"):
         assert inputs is None, "the Gemma reference does not report projection inputs"
-        return forward_gemma3(cfg, t, ids, hidden)
+        return forward_gemma(cfg, t, ids, hidden)
     dim, nh = cfg["hidden_size"], cfg["num_attention_heads"]
     nkv = cfg.get("num_key_value_heads", nh)
     hd = cfg.get("head_dim") or dim // nh

@@ -133,13 +133,14 @@ def test_qwen3_gguf_matches_numpy_reference(tmp_path):
 
 
 GEMMA3 = str(ROOT / "tests" / "data" / "configs" / "gemma-3-1b-it")
+GEMMA2 = str(ROOT / "tests" / "data" / "configs" / "gemma-2-2b-it")
 
 
-def gemma3_pair(tmp_path, gguf_type="F32", **edit):
-    """A 6-layer Gemma 3 HF directory (layer 5 global) with a window of 8 and the query scale
-    llama.cpp's graph takes below 27B (1/sqrt(head_dim)), and its GGUF."""
+def gemma_pair(tmp_path, gguf_type="F32", config=GEMMA3, **edit):
+    """A 6-layer Gemma HF directory (Gemma 3: layer 5 global; Gemma 2: every other one) with a
+    window of 8 and the query scale llama.cpp's graph takes below 27B (1/sqrt(head_dim)), and its GGUF."""
     hf = tmp_path / "hf"
-    make_hf_model.make_model(hf, GEMMA3, layers=6, dim=64, ffn=96, heads=4, kv_heads=1, vocab=320, head_dim=32,
+    make_hf_model.make_model(hf, config, layers=6, dim=64, ffn=96, heads=4, kv_heads=1, vocab=320, head_dim=32,
                              dtype="F32", seed=6, tokenizer=False)
     cfg = json.loads((hf / "config.json").read_text())
     cfg.update({"sliding_window": 8, "query_pre_attn_scalar": 32}, **edit)
@@ -150,13 +151,18 @@ def gemma3_pair(tmp_path, gguf_type="F32", **edit):
     return hf, g
 
 
-@pytest.mark.parametrize("edit", [{}, {"rope_scaling": {"rope_type": "linear", "factor": 8.0}}], ids=["1b", "linear-rope"])
-def test_gemma3_gguf_matches_its_hf_directory_and_llama_cpp_s_graph(edit, tmp_path):
+@pytest.mark.parametrize("config,edit", [
+    (GEMMA3, {}),
+    (GEMMA3, {"rope_scaling": {"rope_type": "linear", "factor": 8.0}}),
+    # Caps on this small model's curved part (the 2B's 50 and 30 would be nearly linear here).
+    (GEMMA2, {"attn_logit_softcapping": 1.0, "final_logit_softcapping": 0.5}),
+], ids=["gemma3-1b", "gemma3-linear-rope", "gemma2-softcap"])
+def test_gemma_gguf_matches_its_hf_directory_and_llama_cpp_s_graph(config, edit, tmp_path):
     """The HF side adds Gemma's 1 to its norms; llama.cpp's converter stores them added (both in
-    fp32, so bit for bit the same). The GGUF's logits are also those of llama.cpp's gemma3 graph
-    written in numpy over gguf-py's dequantized Q8_0 weights (gguf_reference_forward.py)."""
-    hf, g = gemma3_pair(tmp_path, "Q8_0", **edit)
-    f32_hf, _ = gemma3_pair(tmp_path / "f32", **edit)
+    fp32, so bit for bit the same). The GGUF's logits are also those of llama.cpp's gemma2/gemma3
+    graph written in numpy over gguf-py's dequantized Q8_0 weights (gguf_reference_forward.py)."""
+    hf, g = gemma_pair(tmp_path, "Q8_0", config, **edit)
+    f32_hf, _ = gemma_pair(tmp_path / "f32", "F32", config, **edit)
     ids = np.random.default_rng(3).integers(0, 320, size=40).tolist()
     run("convert", f32_hf, tmp_path / "from_hf", "--bits", "32")
     run("convert", tmp_path / "f32" / "m.gguf", tmp_path / "from_gguf", "--bits", "32")

@@ -75,6 +75,25 @@ def test_synthetic_layouts(config, extra, tmp_path):
 
 
 GEMMA3 = ROOT / "tests" / "data" / "configs" / "gemma-3-1b-it"
+GEMMA2 = ROOT / "tests" / "data" / "configs" / "gemma-2-2b-it"
+
+
+@pytest.mark.parametrize("edit", [{"attn_logit_softcapping": 1.0, "final_logit_softcapping": 0.5},
+                                  {"attn_logit_softcapping": None, "final_logit_softcapping": None}],
+                         ids=["softcap", "no-softcap"])
+def test_gemma2(edit, tmp_path):
+    """Gemma 2: every other layer windowed (here to the last 8), no q/k norms, one RoPE base, scores
+    and logits soft-capped, and the same without the capping. Caps of 1 and 0.5 with a score scale
+    of 1 (query_pre_attn_scalar) put this small model's scores and logits on the caps' curved part
+    (the 2B's 50 and 30 would leave them nearly linear here)."""
+    hf = tmp_path / "hf"
+    make_hf_model.make_model(hf, GEMMA2, layers=4, dim=64, ffn=96, heads=4, kv_heads=2, vocab=320, head_dim=32,
+                             dtype="F32", seed=5, tokenizer=False)
+    cfg = json.loads((hf / "config.json").read_text())
+    cfg.update({"sliding_window": 8, "query_pre_attn_scalar": 1}, **edit)
+    (hf / "config.json").write_text(json.dumps(cfg))
+    ids = np.random.default_rng(1).integers(0, 320, size=40).tolist()
+    check(hf, ids, tmp_path)
 
 
 @pytest.mark.parametrize("edit", [

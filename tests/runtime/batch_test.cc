@@ -339,32 +339,37 @@ TEST(Forward, BatchRowsEqualEachSequenceAlone) {
     }
 }
 
-// The same for Gemma 3's layer (runtime/gemma.h), where a window of 8 on five layers of six and
-// their own RoPE base make each row's result depend on its position in its own sequence only.
+// The same for the Gemma family's layer (runtime/gemma.h), where a window of 8 on some layers,
+// Gemma 3's own RoPE base on them and soft-capped scores (Gemma 2's, set on both here at a cap of
+// 1, so it bends them) make each row's result depend on its position in its own sequence only.
 TEST(Forward, GemmaBatchRowsEqualEachSequenceAlone) {
   LOWBIT_REQUIRE_VENV();
-  TempDir dir;
-  ASSERT_EQ(0, make_hf_model(dir / "hf", "--config '" + kSourceDir + "/tests/data/configs/gemma-3-1b-it' --layers 6 "
-                                          "--dim 64 --ffn 96 --heads 4 --kv-heads 1 --head-dim 32 --vocab 320 "
-                                          "--no-tokenizer --seed 2"));
-  const std::string config = dir / "hf/config.json";
-  nlohmann::json c = nlohmann::json::parse(std::ifstream(config));
-  c["sliding_window"] = 8;
-  std::ofstream(config) << c.dump();
-  std::vector<std::vector<int32_t>> prompts(3);
-  for (size_t i = 0; i < prompts.size(); ++i)
-    for (int t = 0; t < 17 - 7 * (int)i; ++t) prompts[i].push_back((int32_t)((t * 37 + i * 11) % 320));
-  for (int bits : {32, 4}) {
-    ConvertOptions opt;
-    opt.bits = bits;
-    convert_model(dir / "hf", dir / ("m" + std::to_string(bits)), opt);
-    for (Isa isa : available_isas()) {
-      LoadParams lp;
-      lp.isa = isa;
-      lp.threads = 2;
-      lp.load_tokenizer = false;  // ids only
-      auto model = Model::load(dir / ("m" + std::to_string(bits)), lp);
-      expect_batch_rows_equal_alone(*model, prompts, "gemma3 bits " + std::to_string(bits) + " " + isa_name(isa));
+  for (const char* config_name : {"gemma-3-1b-it", "gemma-2-2b-it"}) {
+    TempDir dir;
+    ASSERT_EQ(0, make_hf_model(dir / "hf", "--config '" + kSourceDir + "/tests/data/configs/" + config_name +
+                                            "' --layers 6 --dim 64 --ffn 96 --heads 4 --kv-heads 1 --head-dim 32 "
+                                            "--vocab 320 --no-tokenizer --seed 2"));
+    const std::string config = dir / "hf/config.json";
+    nlohmann::json c = nlohmann::json::parse(std::ifstream(config));
+    c["sliding_window"] = 8;
+    if (c.contains("attn_logit_softcapping")) c["attn_logit_softcapping"] = 1.0;
+    std::ofstream(config) << c.dump();
+    std::vector<std::vector<int32_t>> prompts(3);
+    for (size_t i = 0; i < prompts.size(); ++i)
+      for (int t = 0; t < 17 - 7 * (int)i; ++t) prompts[i].push_back((int32_t)((t * 37 + i * 11) % 320));
+    for (int bits : {32, 4}) {
+      ConvertOptions opt;
+      opt.bits = bits;
+      convert_model(dir / "hf", dir / ("m" + std::to_string(bits)), opt);
+      for (Isa isa : available_isas()) {
+        LoadParams lp;
+        lp.isa = isa;
+        lp.threads = 2;
+        lp.load_tokenizer = false;  // ids only
+        auto model = Model::load(dir / ("m" + std::to_string(bits)), lp);
+        expect_batch_rows_equal_alone(*model, prompts,
+                                      std::string(config_name) + " bits " + std::to_string(bits) + " " + isa_name(isa));
+      }
     }
   }
 }

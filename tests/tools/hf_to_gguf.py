@@ -41,7 +41,7 @@ GGUF_NAMES = {
     "mlp.down_proj.weight": "ffn_down.weight",
 }
 ARCHS = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2",
-         "Qwen3ForCausalLM": "qwen3", "Gemma3ForCausalLM": "gemma3"}
+         "Qwen3ForCausalLM": "qwen3", "Gemma2ForCausalLM": "gemma2", "Gemma3ForCausalLM": "gemma3"}
 # Gemma's norms: one after attention and one after the MLP, its pre-MLP norm named apart.
 GEMMA_NAMES = {
     "post_attention_layernorm.weight": "post_attention_norm.weight",
@@ -54,7 +54,7 @@ def gguf_name(name, arch):
     if name in GGUF_NAMES:
         return GGUF_NAMES[name]
     _, _, layer, rest = name.split(".", 3)
-    names = dict(GGUF_NAMES, **GEMMA_NAMES) if arch == "gemma3" else GGUF_NAMES
+    names = dict(GGUF_NAMES, **GEMMA_NAMES) if arch.startswith("gemma") else GGUF_NAMES
     return f"blk.{layer}.{names[rest]}"
 
 
@@ -135,11 +135,14 @@ def main():
     if a.spm_vocab:
         add_spm_vocab(w, hf / "tokenizer.model")
     rs = cfg.get("rope_scaling") or {}
-    if arch == "gemma3":
-        # llama.cpp's converter writes the window and a linear scaling; the pattern of windowed
-        # layers, their RoPE base and the query scale are its graph's own (every 6th layer
-        # global, 10000, 1 / sqrt(head_dim) below 27B).
+    if arch.startswith("gemma"):
+        # llama.cpp's converter writes the window, Gemma 2's soft-capping and a linear scaling; the
+        # pattern of windowed layers, Gemma 3's local RoPE base and the query scale are its graph's
+        # own (every other layer / every 6th global, 10000, 1 / sqrt(head_dim) below 27B).
         w.add_sliding_window(cfg.get("sliding_window", 4096))
+        if arch == "gemma2":
+            w.add_attn_logit_softcapping(cfg.get("attn_logit_softcapping", 50.0))
+            w.add_final_logit_softcapping(cfg.get("final_logit_softcapping", 30.0))
         if rs.get("rope_type", rs.get("type")) == "linear":
             w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
             w.add_rope_scaling_factor(rs["factor"])
@@ -153,7 +156,7 @@ def main():
         if name.endswith("rotary_emb.inv_freq") or (name == "lm_head.weight" and cfg.get("tie_word_embeddings")):
             continue
         t = t.astype(np.float32)
-        if arch == "gemma3" and name.endswith("norm.weight"):
+        if arch.startswith("gemma") and name.endswith("norm.weight"):
             t = t + np.float32(1.0)  # the converter stores Gemma's norms as the factors they multiply by
         if arch == "llama" and name.endswith(("q_proj.weight", "k_proj.weight")):
             t = permute(t, nh if "q_proj" in name else nkv)

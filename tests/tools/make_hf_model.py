@@ -82,9 +82,9 @@ def tensor_layout(cfg):
     arch = cfg["architectures"][0]
     # Qwen2 always has q/k/v biases; Llama's and Qwen3's attention_bias adds them to q/k/v and o.
     qkv_bias = arch == "Qwen2ForCausalLM" or bool(cfg.get("attention_bias"))
-    o_bias = arch in ("LlamaForCausalLM", "Qwen3ForCausalLM") and bool(cfg.get("attention_bias"))
+    o_bias = arch in ("LlamaForCausalLM", "Qwen3ForCausalLM") and bool(cfg.get("attention_bias"))  # Gemma refused
     qk_norm = arch in ("Qwen3ForCausalLM", "Gemma3ForCausalLM")  # q_norm/k_norm: RMSNorm(head_dim)
-    gemma = arch == "Gemma3ForCausalLM"  # norms after attention and MLP too; the pre-MLP one renamed
+    gemma = arch in ("Gemma2ForCausalLM", "Gemma3ForCausalLM")  # norms after attention and MLP too
     out = [("model.embed_tokens.weight", (vocab, dim), "weight")]
     for i in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{i}."
@@ -108,7 +108,7 @@ def tensor_layout(cfg):
         if gemma:
             out.append((p + "post_feedforward_layernorm.weight", (dim,), "norm"))
     out.append(("model.norm.weight", (dim,), "norm"))
-    if not cfg.get("tie_word_embeddings", gemma):  # Gemma3TextConfig ties by default
+    if not cfg.get("tie_word_embeddings", gemma):  # Gemma's configs tie by default
         out.append(("lm_head.weight", (vocab, dim), "weight"))
     return out
 
@@ -185,7 +185,7 @@ def make_model(out_dir, config_name, layers=None, dim=None, ffn=None, heads=None
             arrays.append((name, arrays[0][1].copy()))
             continue
         a = rng.normal(0.0, 0.02, size=shape).astype(np.float32)
-        if kind == "norm" and cfg["architectures"][0] != "Gemma3ForCausalLM":
+        if kind == "norm" and not cfg["architectures"][0].startswith("Gemma"):
             a += np.float32(1.0)
         arrays.append((name, a))
 
