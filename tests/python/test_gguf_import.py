@@ -141,10 +141,8 @@ def gemma_pair(tmp_path, gguf_type="F32", config=GEMMA3, **edit):
     window of 8 and the query scale llama.cpp's graph takes below 27B (1/sqrt(head_dim)), and its GGUF."""
     hf = tmp_path / "hf"
     make_hf_model.make_model(hf, config, layers=6, dim=64, ffn=96, heads=4, kv_heads=1, vocab=320, head_dim=32,
-                             dtype="F32", seed=6, tokenizer=False)
-    cfg = json.loads((hf / "config.json").read_text())
-    cfg.update({"sliding_window": 8, "query_pre_attn_scalar": 32}, **edit)
-    (hf / "config.json").write_text(json.dumps(cfg))
+                             dtype="F32", seed=6, tokenizer=False,
+                             config_edit={"sliding_window": 8, "query_pre_attn_scalar": 32, **edit})
     g = tmp_path / "m.gguf"
     subprocess.run([sys.executable, str(ROOT / "tests" / "tools" / "hf_to_gguf.py"), str(hf), str(g), "--type", gguf_type],
                    check=True)

@@ -2,7 +2,6 @@
 shared trained models and on synthetic models with real Llama, Mistral, Qwen2, Qwen3 (per-head
 q/k norms, heads wider than hidden_size / heads) and Llama 3.2 (rope_scaling) configs scaled down. The requirement is 1e-4 relative: the largest logit error of
 a position over the largest logit magnitude there."""
-import json
 import os
 import subprocess
 import sys
@@ -62,13 +61,8 @@ def test_shared_models(model, tmp_path):
 ])
 def test_synthetic_layouts(config, extra, tmp_path):
     hf = tmp_path / "hf"
-    edit = extra.pop("config_edit", None)
     make_hf_model.make_model(hf, config, layers=2, dim=64, ffn=96, heads=4, kv_heads=2, vocab=320,
                              dtype="F32", seed=3, tokenizer=False, **extra)
-    if edit:
-        cfg = json.loads((hf / "config.json").read_text())
-        cfg.update(edit)
-        (hf / "config.json").write_text(json.dumps(cfg))
     rng = np.random.default_rng(1)
     ids = rng.integers(0, 320, size=40).tolist()
     check(hf, ids, tmp_path)
@@ -88,10 +82,8 @@ def test_gemma2(edit, tmp_path):
     (the 2B's 50 and 30 would leave them nearly linear here)."""
     hf = tmp_path / "hf"
     make_hf_model.make_model(hf, GEMMA2, layers=4, dim=64, ffn=96, heads=4, kv_heads=2, vocab=320, head_dim=32,
-                             dtype="F32", seed=5, tokenizer=False)
-    cfg = json.loads((hf / "config.json").read_text())
-    cfg.update({"sliding_window": 8, "query_pre_attn_scalar": 1}, **edit)
-    (hf / "config.json").write_text(json.dumps(cfg))
+                             dtype="F32", seed=5, tokenizer=False,
+                             config_edit={"sliding_window": 8, "query_pre_attn_scalar": 1, **edit})
     ids = np.random.default_rng(1).integers(0, 320, size=40).tolist()
     check(hf, ids, tmp_path)
 
@@ -106,10 +98,7 @@ def test_gemma3(edit, tmp_path):
     32 with query_pre_attn_scalar 256 (the 1B's), so the score scale is not 1/sqrt(head_dim)."""
     hf = tmp_path / "hf"
     make_hf_model.make_model(hf, GEMMA3, layers=6, dim=64, ffn=96, heads=4, kv_heads=1, vocab=320, head_dim=32,
-                             dtype="F32", seed=4, tokenizer=False)
-    cfg = json.loads((hf / "config.json").read_text())
-    cfg.update(edit)
-    (hf / "config.json").write_text(json.dumps(cfg))
+                             dtype="F32", seed=4, tokenizer=False, config_edit=edit)
     rng = np.random.default_rng(1)
     ids = rng.integers(0, 320, size=40).tolist()
     check(hf, ids, tmp_path)

@@ -157,14 +157,16 @@ def save(path, arrays, dtype):
 
 def make_model(out_dir, config_name, layers=None, dim=None, ffn=None, heads=None,
                kv_heads=None, vocab=None, head_dim=None, ctx=None, tie=None, dtype="F32",
-               shards=1, seed=0, lm_head_when_tied=False, tokenizer=True):
-    """Writes the model directory out_dir and returns its Path."""
+               shards=1, seed=0, lm_head_when_tied=False, tokenizer=True, config_edit=None):
+    """Writes the model directory out_dir and returns its Path. config_edit: config.json fields
+    set after scaling (None deletes one), for switches the real config has otherwise."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype {dtype} not one of {DTYPES}")
     src = find_config_dir(config_name)
     with open(src / "config.json") as f:
         cfg = scale_config(json.load(f), layers, dim, ffn, heads, kv_heads, vocab, head_dim,
                            ctx, tie)
+    cfg.update(config_edit or {})
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "config.json", "w") as f:
