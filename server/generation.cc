@@ -26,9 +26,6 @@ const char* input_field(Route r) {
   return r == Route::openai_responses ? "input" : is_chat(r) ? "messages" : "prompt";
 }
 
-// The text the model reads: the chat template over the messages (chat routes, and Ollama's
-// generate unless raw), else the prompt as it is. templated: whether the template made it (its
-// text then carries the special tokens itself, so the tokenizer adds none).
 // The template's variables beyond the conversation: the request's own (OpenAI's
 // chat_template_kwargs) and, for a thinking model, enable_thinking when the request said.
 nlohmann::ordered_json template_vars(const LoadedModel& m, const GenerationRequest& req) {
@@ -36,6 +33,10 @@ nlohmann::ordered_json template_vars(const LoadedModel& m, const GenerationReque
   if (m.thinks && req.think) vars["enable_thinking"] = *req.think;
   return vars;
 }
+
+// The text the model reads: the chat template over the messages (chat routes, and Ollama's
+// generate unless raw), else the prompt as it is. templated: whether the template made it (its
+// text then carries the special tokens itself, so the tokenizer adds none).
 
 std::string prompt_text(const LoadedModel& m, const GenerationRequest& req, const ToolUse& tools, bool& templated) {
   templated = false;
@@ -244,7 +245,9 @@ void generate_response(Context& ctx, const GenerationRequest& req, std::shared_p
                            "' here, got " + std::to_string(req.num_ctx));
   const int64_t ctx_len = req.num_ctx > 0 ? req.num_ctx : m.ctx;
   if (req.think.value_or(false) && !m.thinks) {
-    const char* field = req.route == Route::ollama_chat || req.route == Route::ollama_generate ? "think" : "reasoning_effort";
+    const char* field = req.route == Route::ollama_chat || req.route == Route::ollama_generate ? "think"
+                         : req.route == Route::openai_responses                                ? "reasoning.effort"
+                                                                                               : "reasoning_effort";
     throw RequestError(400, field, std::string(field) + ": '" + req.model + "' does not support thinking (its chat template " +
                                        (m.chat_template ? "writes no </think>)" : "is missing)"));
   }
@@ -317,9 +320,10 @@ void generate_response(Context& ctx, const GenerationRequest& req, std::shared_p
     run->lease.reset();
     if (!o.error.empty()) throw RequestError(o.finish == FinishReason::cancelled ? 503 : 500, "", o.error);
     if (run->thinking) {
-      ThinkingSplitter::Parts a = run->thinking->feed(o.text), b = run->thinking->finish();
-      o.thinking = a.thinking + b.thinking;
-      o.text = a.content + b.content;
+      ThinkingSplitter::Parts p = run->thinking->feed(o.text);
+      const ThinkingSplitter::Parts rest = run->thinking->finish();
+      o.thinking = std::move(p.thinking) + rest.thinking;
+      o.text = std::move(p.content) + rest.content;
     }
     ToolReply reply = run->tools->read(o.text);
     o.text = std::move(reply.content);

@@ -40,6 +40,15 @@ ThinkingSplitter::Parts ThinkingSplitter::feed(const std::string& piece) {
 
 ThinkingSplitter::Parts ThinkingSplitter::finish() { return drain(true); }
 
+ThinkingSplitter::Parts split_thinking(const std::string& reply, bool in_thinking) {
+  ThinkingSplitter s(in_thinking);
+  ThinkingSplitter::Parts a = s.feed(reply);
+  const ThinkingSplitter::Parts b = s.finish();
+  a.thinking += b.thinking;
+  a.content += b.content;
+  return a;
+}
+
 ThinkingSplitter::Parts ThinkingSplitter::drain(bool end) {
   Parts out;
   for (bool progress = true; progress;) {

@@ -53,4 +53,7 @@ class ThinkingSplitter {
   bool thought_ = false;  // some reasoning text was given out (so white space inside it counts)
 };
 
+// A whole reply's parts (a ThinkingSplitter fed it all at once).
+ThinkingSplitter::Parts split_thinking(const std::string& reply, bool in_thinking = false);
+
 }  // namespace lowbit

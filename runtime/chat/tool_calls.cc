@@ -97,13 +97,8 @@ std::optional<ToolCallSyntax> ToolCallSyntax::of(const ChatTemplate& tmpl) {
   if (with_call.compare(0, asked.size(), asked) != 0 || with_reply.compare(0, asked.size(), asked) != 0)
     return std::nullopt;
   const bool opened = prompt_opens_thinking(asked);
-  auto answer = [&](const std::string& turn) {
-    ThinkingSplitter split(opened);
-    const ThinkingSplitter::Parts a = split.feed(turn), b = split.finish();
-    return a.content + b.content;
-  };
-  std::string written = answer(with_call.substr(asked.size()));
-  const std::string reply = answer(with_reply.substr(asked.size()));
+  std::string written = split_thinking(with_call.substr(asked.size()), opened).content;
+  const std::string reply = split_thinking(with_reply.substr(asked.size()), opened).content;
   const size_t r = reply.find(kProbeReply);
   if (r == std::string::npos) return std::nullopt;
   const std::string end_of_turn = reply.substr(r + sizeof kProbeReply - 1);

@@ -12,15 +12,12 @@ struct Split {
   std::string thinking, content;
 };
 
-Split whole(const std::string& text, bool in_thinking = false) {
-  ThinkingSplitter s(in_thinking);
-  ThinkingSplitter::Parts a = s.feed(text), b = s.finish();
-  return {a.thinking + b.thinking, a.content + b.content};
-}
-
-// Every way of cutting text into three pieces gives what the whole text gives, and reasoning
-// never arrives after answer text.
+// Every way of cutting text into three pieces gives what the whole text gives (split_thinking),
+// and reasoning never arrives after answer text.
 void expect_any_cut(const std::string& text, bool in_thinking, const Split& want) {
+  const ThinkingSplitter::Parts whole = split_thinking(text, in_thinking);
+  ASSERT_EQ(whole.thinking, want.thinking);
+  ASSERT_EQ(whole.content, want.content);
   for (size_t i = 0; i <= text.size(); ++i)
     for (size_t j = i; j <= text.size(); ++j) {
       ThinkingSplitter s(in_thinking);
