@@ -16,9 +16,14 @@
 #include "convert/source.h"
 #include "backend/backend.h"
 #include "kernels/cuda_backend.h"
+#include "kernels/error.h"
 #include "kernels/isa.h"
+#include "runtime/chat/chat_template.h"
+#include "runtime/chat/thinking.h"
+#include "runtime/chat/tool_calls.h"
 #include "runtime/manifest.h"
 #include "runtime/placement.h"
+#include "runtime/tokenizer/tokenizer.h"
 
 namespace lowbit::cli {
 namespace {
@@ -32,24 +37,50 @@ int64_t meminfo(const char* key) {
   return -1;
 }
 
-// What a model file holds, without loading its weights: the format, the architecture and the
-// tensor types (for a GGUF or HF directory, the types it would keep or get at `lowbit run`).
+// What a chat front end finds in the model's tokenizer: its template, and what the template
+// offers (tool calls, thinking, the token a turn ends with); null when the model has no tokenizer.
+nlohmann::json chat_info(const Tokenizer& tok) {
+  std::unique_ptr<ChatTemplate> t;
+  try {
+    t = chat_template_of(tok);
+  } catch (const Error& e) {
+    return {{"template", false}, {"error", e.what()}};
+  }
+  if (!t) return {{"template", false}};
+  const auto end = end_of_turn_token(*t, tok);
+  return {{"template", true}, {"tools", ToolCallSyntax::of(*t).has_value()}, {"thinking", template_thinks(*t)},
+          {"end_of_turn", end ? nlohmann::json(tok.id_to_piece(*end)) : nlohmann::json(nullptr)}};
+}
+
+// What a model file holds, without loading its weights: the format, the architecture, the
+// tensor types (for a GGUF or HF directory, the types it would keep or get at `lowbit run`) and
+// its chat template's offer.
 nlohmann::json model_info(const std::string& path) {
   nlohmann::json m;
   std::map<std::string, int> types;
   ModelConfig c;
+  std::unique_ptr<Tokenizer> tok;
   if (std::filesystem::exists(std::filesystem::path(path) / kManifestFile)) {
     const Manifest mf = Manifest::open(path);
     c = mf.config();
     m["format"] = "manifest";
     for (const TensorEntry& t : mf.header().tensors) ++types[type_name(t.type)];
     m["weights_bytes"] = mf.weights_bytes();
+    try {
+      tok = load_tokenizer(path);
+    } catch (const Error&) {  // a manifest converted without tokenizer files
+    }
   } else {
     const std::unique_ptr<ModelSource> src = open_source(path);
     c = src->config();
     m["format"] = src->format();
     for (const TensorSpec& t : expected_tensors(c)) ++types[src->source_type_name(t)];
+    try {
+      tok = load_tokenizer_files(src->tokenizer_files(), path);
+    } catch (const Error&) {
+    }
   }
+  m["chat"] = tok ? chat_info(*tok) : nlohmann::json(nullptr);
   m["path"] = path;
   m["config"] = config_to_json(c);
   m["tensor_types"] = types;
@@ -148,6 +179,18 @@ int info_main(int argc, char** argv) {
     std::string types;
     for (const auto& [t, n] : m["tensor_types"].items()) types += (types.empty() ? "" : ", ") + std::to_string(n.get<int>()) + " x " + t;
     std::printf("tensors: %s\n", types.c_str());
+    const nlohmann::json& chat = m["chat"];
+    if (chat.is_null()) {
+      std::printf("chat:    no tokenizer\n");
+    } else if (!chat["template"].get<bool>()) {
+      std::printf("chat:    no chat template%s (lowbit run continues text)\n",
+                  chat.contains("error") ? (": " + chat["error"].get<std::string>()).c_str() : "");
+    } else {
+      std::string offers = chat["tools"].get<bool>() ? "tools" : "";
+      if (chat["thinking"].get<bool>()) offers += offers.empty() ? "thinking" : ", thinking";
+      std::printf("chat:    template%s%s\n", offers.empty() ? "" : (" with " + offers).c_str(),
+                  chat["end_of_turn"].is_null() ? "" : ("; a turn ends with " + chat["end_of_turn"].get<std::string>()).c_str());
+    }
     if (m.contains("gpu_plan"))
       std::printf("GPU:     --gpu-layers auto at ctx %lld: %s\n", (long long)m["gpu_plan"]["ctx"].get<int64_t>(),
                   m["gpu_plan"]["arithmetic"].get<std::string>().c_str());

@@ -94,3 +94,16 @@ def test_chat_set_nothink_and_think(store):
     assert "does not support thinking" in plain.say("/set think")
     plain.send("/bye\n")
     assert plain.wait() == 0
+
+
+def test_info_says_what_the_template_offers(store, tmp_path):
+    """`lowbit info MODEL`: the chat template's offer as the server reads it (tools, thinking,
+    the token a turn ends with: SmolLM2's <|im_end|> in every template here, ChatML)."""
+    qwen3 = REPO / "tests" / "data" / "chat_templates" / "qwen3.jinja"  # tools and thinking
+    ok(lowbit("create", "qwen3-like", SMOLLM2_GGUF, "--template", qwen3, "--models", store))
+    want = {"thinker": (False, True), "plain": (False, False), "qwen3-like": (True, True)}
+    for name, (tools, thinking) in want.items():
+        chat = json.loads(ok(lowbit("info", name, "--json", "--models", store)).stdout)["model"]["chat"]
+        assert chat == {"template": True, "tools": tools, "thinking": thinking, "end_of_turn": "<|im_end|>"}, name
+    line = [l for l in ok(lowbit("info", "qwen3-like", "--models", store)).stdout.splitlines() if l.startswith("chat:")]
+    assert line == ["chat:    template with tools, thinking; a turn ends with <|im_end|>"]
