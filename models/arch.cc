@@ -449,10 +449,12 @@ ModelConfig config_from_json(const json& j, const std::string& label) {
       c.sliding_layers.push_back(b.get<bool>());
     }
   }
-  if (f.get("rope_local_theta") && f.need("rope_local_theta") != 0) c.rope_local_theta = f.positive("rope_local_theta");
-  if (f.get("query_scale") && f.need("query_scale") != 0) c.query_scale = f.positive("query_scale");
-  if (f.get("attn_softcap") && f.need("attn_softcap") != 0) c.attn_softcap = f.positive("attn_softcap");
-  if (f.get("final_softcap") && f.need("final_softcap") != 0) c.final_softcap = f.positive("final_softcap");
+  // 0 (as written for "none") or absent, else positive.
+  auto zero_or_positive = [&](const char* key) { return f.get(key) && f.need(key) != 0 ? f.positive(key) : 0.0f; };
+  c.rope_local_theta = zero_or_positive("rope_local_theta");
+  c.query_scale = zero_or_positive("query_scale");
+  c.attn_softcap = zero_or_positive("attn_softcap");
+  c.final_softcap = zero_or_positive("final_softcap");
   c.bos_id = (int32_t)f.integer("bos_id", -1, kMaxSize - 1);
   const json& eos = f.need("eos_ids");
   if (!eos.is_array()) f.fail("eos_ids", "is not a list");

@@ -122,11 +122,13 @@ TEST(Arch, parse_qwen2_5_0_5b) {
   EXPECT_EQ(c.bos_id, 151643);
 }
 
-// Qwen3-0.6B's config.json (tests/data/configs/README.md says where it comes from).
-json qwen3_json() {
-  std::ifstream in(test::kSourceDir + "/tests/data/configs/qwen3-0.6b/config.json");
+// A config.json of tests/data/configs (its README says where each comes from).
+json data_config(const std::string& name) {
+  std::ifstream in(test::kSourceDir + "/tests/data/configs/" + name + "/config.json");
   return json::parse(in);
 }
+json qwen3_json() { return data_config("qwen3-0.6b"); }
+json gemma3_json() { return data_config("gemma-3-1b-it"); }
 
 TEST(Arch, parse_qwen3_0_6b_per_head_norms) {
   const ModelConfig c = parse_hf_config(qwen3_json(), "config.json");
@@ -177,11 +179,6 @@ TEST(Arch, parse_qwen3_0_6b_per_head_norms) {
   m = config_to_json(parse("configs/qwen2.5-0.5b"));
   m.erase("qk_norm");
   EXPECT_FALSE(config_from_json(m, "manifest.json").qk_norm);
-}
-
-json gemma3_json() {
-  std::ifstream in(test::kSourceDir + "/tests/data/configs/gemma-3-1b-it/config.json");
-  return json::parse(in);
 }
 
 TEST(Arch, parse_gemma3_1b) {
@@ -235,8 +232,7 @@ TEST(Arch, parse_gemma3_transformers5_form) {
 }
 
 TEST(Arch, parse_gemma2_2b) {
-  std::ifstream in(test::kSourceDir + "/tests/data/configs/gemma-2-2b-it/config.json");
-  json j = json::parse(in);
+  json j = data_config("gemma-2-2b-it");
   const ModelConfig c = parse_hf_config(j, "config.json");
   EXPECT_EQ(c.arch, "gemma2");
   EXPECT_EQ(family_of(c), Family::gemma);
