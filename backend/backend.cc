@@ -29,6 +29,13 @@ std::unique_ptr<KvCache> Backend::new_kv_cache(int64_t layers, int64_t capacity,
   return c;
 }
 
+void check_rope_table(const Tensor& inv_freq, int64_t head_dim) {
+  if (inv_freq.rows != 1 || inv_freq.cols < 1 || 2 * inv_freq.cols > head_dim)
+    throw Error(ErrorCode::internal, "rope: a table of (" + std::to_string(inv_freq.rows) + ", " +
+                                         std::to_string(inv_freq.cols) + ") frequencies for heads of " +
+                                         std::to_string(head_dim));
+}
+
 std::unique_ptr<Backend> make_backend(const BackendParams& params) { return std::make_unique<CpuBackend>(params); }
 
 std::unique_ptr<Backend> make_device_backend(const BackendParams&, std::string* why_not) {

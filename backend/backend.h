@@ -143,8 +143,10 @@ class Backend {
   // dst row i = src row rows[i].
   virtual void gather_rows(const Tensor& src, std::span<const int64_t> rows, const Tensor& dst) = 0;
   // Rotary embedding (HF rotate-half) of x's n_heads heads per row, row r of sequence s at its
-  // position; inv_freq: head_dim / 2 values.
-  virtual void rope(const Tensor& x, int64_t n_heads, int64_t head_dim, const Tensor& inv_freq,
+  // position, over the first 2 * inv_freq.cols values of each head (partial rotary passes the
+  // rest through), cos and sin times scale (LongRoPE's attention factor); inv_freq: at most
+  // head_dim / 2 values.
+  virtual void rope(const Tensor& x, int64_t n_heads, int64_t head_dim, const Tensor& inv_freq, float scale,
                     std::span<const SeqRows> seqs) = 0;
   // For each sequence: stores its rows of k and v (n_kv_heads * head_dim each) at their positions
   // in layer `layer` of its cache, then out row r = causal attention of q row r over positions
@@ -157,6 +159,10 @@ class Backend {
   // fp32; then a row's result depends on that row alone, never on the other rows of x.
   virtual void matmul(const Tensor& x, std::span<const Projection> projs, bool int8_acts = false) = 0;
 };
+
+// Throws Error (internal) unless inv_freq is a RoPE table for heads of head_dim: one row of 1 to
+// head_dim / 2 values (Backend::rope).
+void check_rope_table(const Tensor& inv_freq, int64_t head_dim);
 
 // The CPU backend; throws Error (invalid_argument) when params.isa cannot run here.
 std::unique_ptr<Backend> make_backend(const BackendParams& params);

@@ -174,14 +174,15 @@ void CpuBackend::gather_rows(const Tensor& src, std::span<const int64_t> rows, c
   }
 }
 
-void CpuBackend::rope(const Tensor& x, int64_t n_heads, int64_t head_dim, const Tensor& inv_freq,
+void CpuBackend::rope(const Tensor& x, int64_t n_heads, int64_t head_dim, const Tensor& inv_freq, float scale,
                       std::span<const SeqRows> seqs) {
   check_shape(x, x.rows, n_heads * head_dim, "rope input");
-  check_shape(inv_freq, 1, head_dim / 2, "rope frequencies");
+  check_rope_table(inv_freq, head_dim);
   float* xp = data(x);
   const float* f = data(inv_freq);
   for (const SeqRows& s : seqs)
-    for (int64_t i = 0; i < s.rows; ++i) lowbit::rope(xp + (s.row0 + i) * x.cols, n_heads, head_dim, s.pos + i, f);
+    for (int64_t i = 0; i < s.rows; ++i)
+      lowbit::rope(xp + (s.row0 + i) * x.cols, n_heads, head_dim, 2 * inv_freq.cols, s.pos + i, f, scale);
 }
 
 void CpuBackend::attention(int64_t layer, const Tensor& q, const Tensor& k, const Tensor& v,

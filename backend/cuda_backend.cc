@@ -180,17 +180,17 @@ void GpuBackend::gather_rows(const Tensor& src, std::span<const int64_t> rows, c
   ok(be_.gather_rows(ptr(src), src.cols, rows.data(), (int64_t)rows.size(), ptr(dst)), "gather_rows");
 }
 
-void GpuBackend::rope(const Tensor& x, int64_t n_heads, int64_t head_dim, const Tensor& inv_freq,
+void GpuBackend::rope(const Tensor& x, int64_t n_heads, int64_t head_dim, const Tensor& inv_freq, float scale,
                       std::span<const SeqRows> seqs) {
   check_shape(x, x.rows, n_heads * head_dim, "rope input");
-  check_shape(inv_freq, 1, head_dim / 2, "rope frequencies");
+  check_rope_table(inv_freq, head_dim);
   std::lock_guard<std::mutex> lock(host_mutex_);
   // Rows no sequence covers keep position 0; the forward pass never leaves any.
   host_pos_.assign((size_t)x.rows, 0);
   for (const SeqRows& s : seqs)
     for (int64_t i = 0; i < s.rows; ++i) host_pos_[(size_t)(s.row0 + i)] = s.pos + i;
   ok(be_.set_device(device_), "set_device");
-  ok(be_.rope(ptr(x), x.rows, n_heads, head_dim, ptr(inv_freq), host_pos_.data()), "rope");
+  ok(be_.rope(ptr(x), x.rows, n_heads, head_dim, 2 * inv_freq.cols, scale, ptr(inv_freq), host_pos_.data()), "rope");
 }
 
 void GpuBackend::attention(int64_t layer, const Tensor& q, const Tensor& k, const Tensor& v,

@@ -54,10 +54,40 @@ ModelConfig gguf_config(const GgufFile& f) {
   j["head_dim"] = head_dim;
   if (f.has(key("attention.value_length")) && f.get_int(key("attention.value_length")) != head_dim)
     throw Error(f.label() + ": metadata '" + key("attention.value_length") + "' differs from the key length (not supported)");
-  if (f.has(key("rope.dimension_count")) && f.get_int(key("rope.dimension_count")) != head_dim)
-    throw Error(f.label() + ": metadata '" + key("rope.dimension_count") + "' = " +
-                std::to_string(f.get_int(key("rope.dimension_count"))) + " rotates part of each head of " +
-                std::to_string(head_dim) + " (partial RoPE is not supported)");
+  const bool phi3 = ga.hf_architecture == "Phi3ForCausalLM";
+  const int64_t rotary = f.has(key("rope.dimension_count")) ? f.get_int(key("rope.dimension_count")) : head_dim;
+  if (rotary != head_dim && !phi3)
+    throw Error(f.label() + ": metadata '" + key("rope.dimension_count") + "' = " + std::to_string(rotary) +
+                " rotates part of each head of " + std::to_string(head_dim) + " (partial RoPE is Phi-3's only)");
+  if (rotary != head_dim)  // int(head_dim * factor) is the count; the half keeps it off a rounding edge
+    j["partial_rotary_factor"] = ((double)rotary + 0.5) / (double)head_dim;
+  if (phi3) {
+    // llama.cpp's converter writes Phi-3's window as 0 where the model has none (Phi-4), and
+    // LongRoPE as two factor tensors, the attention factor and the pretraining length.
+    if (f.has(key("attention.sliding_window")) && f.get_int(key("attention.sliding_window")) > 0)
+      j["sliding_window"] = positive(key("attention.sliding_window"));
+    const GgufTensorInfo* lf = f.find_tensor(kGgufLongRopeFactors[0]);
+    const GgufTensorInfo* sf = f.find_tensor(kGgufLongRopeFactors[1]);
+    if (lf || sf) {
+      auto factors = [&](const GgufTensorInfo* t, const char* name) {
+        if (!t) throw Error(f.label() + ": tensor '" + name + "' is missing (LongRoPE needs both factor tensors)");
+        if (t->type != GgmlType::f32 || t->dims.size() != 1)
+          throw Error(f.label() + ": tensor '" + name + "' must be F32 with one dimension, not " +
+                      ggml_type_name((uint32_t)t->type) + " " + dims_str(t->dims));
+        std::vector<float> v((size_t)t->dims[0]);
+        std::memcpy(v.data(), f.tensor_bytes(*t).data(), t->bytes);
+        return v;
+      };
+      j["rope_scaling"] = {
+          {"type", "longrope"},
+          {"long_factor", factors(lf, kGgufLongRopeFactors[0])},
+          {"short_factor", factors(sf, kGgufLongRopeFactors[1])},
+          {"attention_factor", f.has(key("rope.scaling.attn_factor")) ? f.get_float(key("rope.scaling.attn_factor")) : 1.0},
+          {"original_max_position_embeddings", f.has(key("rope.scaling.original_context_length"))
+                                                   ? positive(key("rope.scaling.original_context_length"))
+                                                   : j["max_position_embeddings"].get<int64_t>()}};
+    }
+  }
   if (ga.hf_architecture == "Gemma2ForCausalLM" || ga.hf_architecture == "Gemma3ForCausalLM") {
     // What llama.cpp's gemma2/gemma3 graphs take that the file does not say, as they take it (the
     // configs' defaults): a window on every other layer (Gemma 2) or five of six (Gemma 3, with a
@@ -141,9 +171,10 @@ class GgufSource final : public ModelSource {
       std::memcpy(dst, file_.tensor_bytes(t).data(), t.bytes);
       return;
     }
-    const std::vector<uint8_t> rows = row_ordered(s, t);
+    std::vector<uint8_t> held;
+    const uint8_t* rows = hf_rows(s, t, held);
     try {
-      ggml_repack(t.type, rows.empty() ? file_.tensor_bytes(t).data() : rows.data(), t.rows(), t.cols(), dst, pool);
+      ggml_repack(t.type, rows, s.shape[0], s.shape[1], dst, pool);
     } catch (const Error& e) {
       throw Error(path() + ": tensor '" + t.name + "': " + e.what());
     }
@@ -151,10 +182,12 @@ class GgufSource final : public ModelSource {
 
   std::vector<float> read_f32(const TensorSpec& s, ThreadPool* pool) const override {
     const GgufTensorInfo& t = tensor(s);
-    const std::vector<uint8_t> rows = row_ordered(s, t);
-    std::vector<float> out((size_t)t.numel());
+    std::vector<uint8_t> held;
+    const uint8_t* rows = hf_rows(s, t, held);
+    const int64_t n = s.shape.size() == 1 ? s.shape[0] : s.shape[0] * s.shape[1];
+    std::vector<float> out((size_t)n);
     try {
-      ggml_dequantize(t.type, rows.empty() ? file_.tensor_bytes(t).data() : rows.data(), t.numel(), out.data(), pool);
+      ggml_dequantize(t.type, rows, n, out.data(), pool);
     } catch (const Error& e) {
       throw Error(path() + ": tensor '" + t.name + "': " + e.what());
     }
@@ -170,7 +203,10 @@ class GgufSource final : public ModelSource {
   std::string source_type_name(const TensorSpec& s) const override {
     return ggml_type_name((uint32_t)tensor(s).type);
   }
-  int64_t source_bytes(const TensorSpec& s) const override { return (int64_t)tensor(s).bytes; }
+  int64_t source_bytes(const TensorSpec& s) const override {
+    const GgufTensorInfo& t = tensor(s);
+    return stored_slice(config_, s.role, s.layer, true) ? (int64_t)t.bytes / t.rows() * s.shape[0] : (int64_t)t.bytes;
+  }
   void release(const TensorSpec& s) const override { file_.drop_pages(tensor(s)); }
 
   // A file without tokenizer metadata still runs on token ids (as a manifest without tokenizer
@@ -181,8 +217,13 @@ class GgufSource final : public ModelSource {
   }
 
  private:
+  // The file's tensor holding s: its own, or the fused one it is a slice of (Phi-3's).
+  std::string stored_name(const TensorSpec& s) const {
+    const auto slice = stored_slice(config_, s.role, s.layer, true);
+    return slice ? slice->name : gguf_tensor_name(config_, s.role, s.layer);
+  }
   const GgufTensorInfo& tensor(const TensorSpec& s) const {
-    return *file_.find_tensor(gguf_tensor_name(config_, s.role, s.layer));  // present: checked at open
+    return *file_.find_tensor(stored_name(s));  // present: checked at open
   }
 
   // Every tensor the architecture needs is present, shaped as the config implies (GGUF dims are
@@ -191,15 +232,20 @@ class GgufSource final : public ModelSource {
     std::vector<std::string> problems;
     std::map<std::string, bool, std::less<>> expected;
     if (config_.rope_scaling.type == "factors") expected[kGgufRopeFreqs] = true;  // read into the config
+    if (config_.rope_scaling.type == "longrope")
+      for (const char* name : kGgufLongRopeFactors) expected[name] = true;
     for (const TensorSpec& s : expected_tensors(config_)) {
-      const std::string name = gguf_tensor_name(config_, s.role, s.layer);
+      const std::string name = stored_name(s);
+      if (expected.count(name)) continue;  // a fused tensor met before
       expected[name] = true;
       const GgufTensorInfo* t = file_.find_tensor(name);
       if (!t) {
         problems.push_back("tensor '" + name + "' is missing");
         continue;
       }
-      const std::vector<int64_t> want(s.shape.rbegin(), s.shape.rend());
+      const auto slice = stored_slice(config_, s.role, s.layer, true);
+      const std::vector<int64_t>& shape = slice ? slice->shape : s.shape;
+      const std::vector<int64_t> want(shape.rbegin(), shape.rend());
       if (t->dims != want)
         problems.push_back("tensor '" + name + "' has dims " + dims_str(t->dims) + " but the metadata implies " + dims_str(want));
       else if (!ggml_can_dequantize(t->type))
@@ -219,6 +265,15 @@ class GgufSource final : public ModelSource {
   // llama.cpp's converter stores the rows of each head of attn_q/attn_k in the order
   // (pair index, half) where HF has (half, pair index): HF row h*hd + a*hd/2 + b is GGUF row
   // h*hd + 2b + a. Rows are whole blocks, so undoing it moves rows and touches no value.
+  // s's rows in HF order: in the file where they are stored so (a fused tensor's slice at its
+  // first row), else reordered into held.
+  const uint8_t* hf_rows(const TensorSpec& s, const GgufTensorInfo& t, std::vector<uint8_t>& held) const {
+    held = row_ordered(s, t);
+    if (!held.empty()) return held.data();
+    const auto slice = stored_slice(config_, s.role, s.layer, true);
+    return file_.tensor_bytes(t).data() + (slice ? slice->first_row * (int64_t)(t.bytes / t.rows()) : 0);
+  }
+
   // Returns the rows in HF order, or nothing when the tensor is stored in HF order already.
   std::vector<uint8_t> row_ordered(const TensorSpec& s, const GgufTensorInfo& t) const {
     if (!qk_permuted_ || (s.role != Role::wq && s.role != Role::wk)) return {};

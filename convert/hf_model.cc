@@ -111,7 +111,7 @@ HfModel HfModel::open(const std::string& dir) {
     no_weights(d);
   }
 
-  check_tensors(m.config_, m.shapes(), dir);
+  check_tensors(m.config_, m.shapes(), dir, true);
   return m;
 }
 

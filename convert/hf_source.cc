@@ -31,6 +31,12 @@ class HfSource final : public ModelSource {
     throw Error(path() + ": tensor '" + s.name + "' has no exact form (internal)");
   }
   std::vector<float> read_f32(const TensorSpec& s, ThreadPool*) const override {
+    if (const auto slice = stored_slice(config(), s.role, s.layer)) {
+      // The role's rows of a fused matrix (Phi-3's qkv_proj, gate_up_proj).
+      const std::vector<float> all = model_.read_f32(slice->name);
+      const auto first = all.begin() + slice->first_row * s.shape[1];
+      return std::vector<float>(first, first + s.shape[0] * s.shape[1]);
+    }
     std::vector<float> v = model_.read_f32(s.name);
     // Gemma keeps its norms as offsets from 1; the manifest (as a GGUF) holds the factors.
     if (const float offset = norm_weight_offset(config()); offset != 0 && is_norm(s.role))
@@ -39,11 +45,15 @@ class HfSource final : public ModelSource {
   }
   std::optional<QType> source_type(const TensorSpec&) const override { return std::nullopt; }
   std::string source_type_name(const TensorSpec& s) const override {
-    return std::string(dtype_name(model_.get(s.name).info->dtype));
+    return std::string(dtype_name(stored(s).info->dtype));
   }
-  int64_t source_bytes(const TensorSpec& s) const override { return (int64_t)model_.get(s.name).info->size; }
+  int64_t source_bytes(const TensorSpec& s) const override {
+    const auto slice = stored_slice(config(), s.role, s.layer);
+    const int64_t bytes = (int64_t)stored(s).info->size;
+    return slice ? bytes / slice->shape[0] * s.shape[0] : bytes;
+  }
   void release(const TensorSpec& s) const override {
-    const HfTensor& t = model_.get(s.name);
+    const HfTensor& t = stored(s);
     t.file->drop_pages(*t.info);
   }
 
@@ -62,6 +72,12 @@ class HfSource final : public ModelSource {
   }
 
  private:
+  // The checkpoint tensor holding s: its own, or the fused one it is a slice of.
+  const HfTensor& stored(const TensorSpec& s) const {
+    const auto slice = stored_slice(config(), s.role, s.layer);
+    return model_.get(slice ? slice->name : s.name);
+  }
+
   HfModel model_;
 };
 

@@ -19,7 +19,7 @@
 extern "C" {
 
 // Bumped whenever LowbitCudaBackend changes in any way; host and plugin must agree exactly.
-#define LOWBIT_CUDA_ABI_VERSION 3u
+#define LOWBIT_CUDA_ABI_VERSION 4u
 // The one symbol liblowbit_cuda.so exports: const LowbitCudaBackend* (uint32_t host_abi).
 #define LOWBIT_CUDA_ENTRY "lowbit_cuda_backend_entry"
 #define LOWBIT_CUDA_LIBRARY "liblowbit_cuda.so"
@@ -101,8 +101,9 @@ typedef struct LowbitCudaBackend {
   int (*add_row)(float* out, const float* bias, int64_t rows, int64_t cols);
   int (*swiglu)(float* gate, const float* up, int64_t n);
   int (*gather_rows)(const float* src, int64_t cols, const int64_t* rows_host, int64_t n, float* dst);
-  int (*rope)(float* x, int64_t rows, int64_t n_heads, int64_t head_dim, const float* inv_freq,
-              const int64_t* pos_host);
+  // RoPE over the first rot_dim values of each head, cos and sin times scale (ABI 4: Phi-3).
+  int (*rope)(float* x, int64_t rows, int64_t n_heads, int64_t head_dim, int64_t rot_dim, float scale,
+              const float* inv_freq, const int64_t* pos_host);
   // out (n, n_heads * head_dim): row r attends over rows_host[r] (GQA: query head h reads KV
   // head h / (n_heads / n_kv_heads)); q (n, n_heads * head_dim); softcap > 0 soft-caps the
   // scores (ABI 3).

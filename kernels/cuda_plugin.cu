@@ -320,12 +320,13 @@ int op_gather_rows(const float* src, int64_t cols, const int64_t* rows_host, int
   return check(gather_rows_device(src, cols, static_cast<const int64_t*>(rows), n, dst, 0), "gather_rows");
 }
 
-int op_rope(float* x, int64_t rows, int64_t n_heads, int64_t head_dim, const float* inv_freq, const int64_t* pos_host) {
+int op_rope(float* x, int64_t rows, int64_t n_heads, int64_t head_dim, int64_t rot_dim, float scale, const float* inv_freq,
+            const int64_t* pos_host) {
   if (rows <= 0) return 0;
   std::lock_guard<std::mutex> lock(g_mutex);
   void* pos = nullptr;
   if (int rc = stage_meta(state(current_device()), pos_host, (size_t)rows * sizeof(int64_t), &pos)) return rc;
-  return check(rope_device(x, rows, n_heads, head_dim, inv_freq, static_cast<const int64_t*>(pos), 0), "rope");
+  return check(rope_device(x, rows, n_heads, head_dim, rot_dim, scale, inv_freq, static_cast<const int64_t*>(pos), 0), "rope");
 }
 
 int op_attention(const LowbitCudaAttnRow* rows_host, int64_t n, const float* q, int64_t n_heads, int64_t n_kv_heads,

@@ -88,15 +88,15 @@ __global__ void gather_rows_kernel(const float* src, int64_t cols, const int64_t
 }
 
 // One thread per (row, head, i < head_dim / 2): the pair (i, i + half) rotates by pos * inv_freq[i].
-__global__ void rope_kernel(float* x, int64_t rows, int64_t n_heads, int64_t head_dim, const float* inv_freq,
-                            const int64_t* pos) {
-  const int64_t half = head_dim / 2;
+__global__ void rope_kernel(float* x, int64_t rows, int64_t n_heads, int64_t head_dim, int64_t rot_dim, float scale,
+                            const float* inv_freq, const int64_t* pos) {
+  const int64_t half = rot_dim / 2;
   const int64_t t = blockIdx.x * (int64_t)kBlock + threadIdx.x;
   if (t >= rows * n_heads * half) return;
   const int64_t r = t / (n_heads * half), h = t / half % n_heads, i = t % half;
   // The angle in double, as the CPU's rope: float products lose the low bits at long positions.
   const double angle = (double)pos[r] * (double)inv_freq[i];
-  const float c = (float)cos(angle), s = (float)sin(angle);
+  const float c = (float)cos(angle) * scale, s = (float)sin(angle) * scale;
   float* v = x + r * n_heads * head_dim + h * head_dim;
   const float a = v[i], b = v[i + half];
   v[i] = a * c - b * s;
@@ -181,11 +181,11 @@ cudaError_t gather_rows_device(const float* src, int64_t cols, const int64_t* ro
   return cudaGetLastError();
 }
 
-cudaError_t rope_device(float* x, int64_t rows, int64_t n_heads, int64_t head_dim, const float* inv_freq,
-                        const int64_t* pos, cudaStream_t stream) {
-  const int64_t n = rows * n_heads * (head_dim / 2);
+cudaError_t rope_device(float* x, int64_t rows, int64_t n_heads, int64_t head_dim, int64_t rot_dim, float scale,
+                        const float* inv_freq, const int64_t* pos, cudaStream_t stream) {
+  const int64_t n = rows * n_heads * (rot_dim / 2);
   if (n <= 0) return cudaSuccess;
-  rope_kernel<<<blocks(n), kBlock, 0, stream>>>(x, rows, n_heads, head_dim, inv_freq, pos);
+  rope_kernel<<<blocks(n), kBlock, 0, stream>>>(x, rows, n_heads, head_dim, rot_dim, scale, inv_freq, pos);
   return cudaGetLastError();
 }
 

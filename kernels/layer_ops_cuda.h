@@ -24,9 +24,10 @@ cudaError_t scale_device(float* x, int64_t n, float s, cudaStream_t stream);    
 // dst row i = src row rows[i]; rows: device array of n indices
 cudaError_t gather_rows_device(const float* src, int64_t cols, const int64_t* rows, int64_t n, float* dst,
                                cudaStream_t stream);
-// HF rotate-half RoPE of every head of every row at pos[row] (device array), inv_freq: head_dim/2
-cudaError_t rope_device(float* x, int64_t rows, int64_t n_heads, int64_t head_dim, const float* inv_freq,
-                        const int64_t* pos, cudaStream_t stream);
+// HF rotate-half RoPE of the first rot_dim values of every head of every row at pos[row] (device
+// array), cos and sin times scale; inv_freq: rot_dim/2
+cudaError_t rope_device(float* x, int64_t rows, int64_t n_heads, int64_t head_dim, int64_t rot_dim, float scale,
+                        const float* inv_freq, const int64_t* pos, cudaStream_t stream);
 // out row r, head h = softmax over j in [rows[r].first, rows[r].end) of (q_h . k_j * scale) v_j,
 // k_j and v_j the KV head h / (n_heads / n_kv_heads) of position j in rows[r]'s cache layer;
 // rows: device array. scores: device scratch of n * n_heads * max_span floats.

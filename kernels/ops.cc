@@ -28,13 +28,14 @@ void rmsnorm(const float* x, const float* w, int64_t n, float eps, float* out) {
   for (int64_t i = 0; i < n; ++i) out[i] = x[i] * inv * w[i];
 }
 
-void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, const float* inv_freq) {
-  const int64_t half = head_dim / 2;
+void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t rot_dim, int64_t pos, const float* inv_freq,
+          float scale) {
+  const int64_t half = rot_dim / 2;
   for (int64_t i = 0; i < half; ++i) {
     // Angle in double: pos * inv_freq reaches 1e5 radians at long contexts, where fp32 would
     // keep only ~2 digits of the phase.
     const double angle = (double)pos * inv_freq[i];
-    const float c = (float)std::cos(angle), s = (float)std::sin(angle);
+    const float c = (float)std::cos(angle) * scale, s = (float)std::sin(angle) * scale;
     for (int64_t h = 0; h < n_heads; ++h) {
       float* v = x + h * head_dim;
       const float a = v[i], b = v[i + half];

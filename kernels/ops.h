@@ -12,10 +12,13 @@ namespace lowbit {
 // out[i] = x[i] / rms(x) * w[i], rms = sqrt(mean(x^2) + eps). out may alias x.
 void rmsnorm(const float* x, const float* w, int64_t n, float eps, float* out);
 
-// Rotary embedding in the HF "rotate half" convention: for each head of head_dim values,
-// element i pairs with i + head_dim/2, rotated by pos * inv_freq[i]. inv_freq has head_dim/2
+// Rotary embedding in the HF "rotate half" convention over the first rot_dim values of each
+// head of head_dim (all of them but in Phi-4-mini's partial rotary, which passes the rest
+// through): element i < rot_dim/2 pairs with i + rot_dim/2, rotated by pos * inv_freq[i], both
+// cos and sin times scale (LongRoPE's attention factor; 1 elsewhere). inv_freq has rot_dim/2
 // entries (see rope_inv_freq in runtime/).
-void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, const float* inv_freq);
+void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t rot_dim, int64_t pos, const float* inv_freq,
+          float scale = 1.0f);
 
 // e^x in fp32 for every x, within 2 ulp of the true value where that is a normal float:
 // x = n ln2 + r with n = round(x log2 e) and |r| <= ln2 / 2 + 2^-9 (ln 2 in two parts, the first

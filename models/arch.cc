@@ -2,6 +2,8 @@
 
 #include <math.h>
 
+#include <cmath>
+
 #include <optional>
 
 #include "kernels/error.h"
@@ -36,6 +38,8 @@ struct ArchRow {
   const char* gguf_arch;
   bool gguf_qk_permuted;
   Family family;
+  // Phi-3's: q/k/v and gate/up stored fused (stored_slice), partial_rotary_factor read.
+  bool phi3 = false;
 };
 
 constexpr ArchRow kArchs[] = {
@@ -47,6 +51,8 @@ constexpr ArchRow kArchs[] = {
     // Gemma 2 and Gemma 3's text model (their configs' defaults); llama.cpp's converter permutes neither.
     {"gemma2", "Gemma2ForCausalLM", false, false, true, Window::gemma, 4096, 256, "gemma2", false, Family::gemma},
     {"gemma3", "Gemma3ForCausalLM", false, true, true, Window::gemma, 4096, 256, "gemma3", false, Family::gemma},
+    // Phi3Config has no window unless "sliding_window" (Phi-3-mini: 2047); its q/k/v never carry a bias.
+    {"phi3", "Phi3ForCausalLM", false, false, false, Window::sliding_window, 0, 0, "phi3", false, Family::llama, true},
 };
 
 const ArchRow* find_arch(std::string_view hf_name) {
@@ -151,16 +157,31 @@ void validate(const ModelConfig& c, const std::string& label) {
   const std::string& t = c.rope_scaling.type;
   if (t == "llama3" && !(c.rope_scaling.high_freq_factor > c.rope_scaling.low_freq_factor))
     fail("rope_scaling: high_freq_factor must exceed low_freq_factor");
-  const std::vector<float>& ff = c.rope_scaling.freq_factors;
-  if (t == "factors" && (int64_t)ff.size() != c.head_dim / 2)
-    fail("rope_scaling: " + std::to_string(ff.size()) + " freq_factors for head_dim " + std::to_string(c.head_dim) +
-         " (want head_dim/2)");
-  if (t != "factors" && !ff.empty()) fail("rope_scaling: freq_factors given with type '" + t + "'");
+  if (c.rotary_dim < 0 || c.rotary_dim > c.head_dim || c.rotary_dim % 2 != 0)
+    fail("rotary_dim " + std::to_string(c.rotary_dim) + " is not an even count of at most head_dim " +
+         std::to_string(c.head_dim) + " values (partial_rotary_factor)");
+  const int64_t half = rotary_dims(c) / 2;
+  const RopeScaling& rs = c.rope_scaling;
+  const bool per_freq = t == "factors" || t == "longrope";
+  auto count = [&](const std::vector<float>& v, const char* name) {
+    if ((int64_t)v.size() != half)
+      fail("rope_scaling: " + std::to_string(v.size()) + " " + name + " values for " + std::to_string(2 * half) +
+           " rotated values per head (want half as many)");
+  };
+  if (per_freq) count(rs.freq_factors, t == "longrope" ? "short_factor" : "freq_factors");
+  if (t == "longrope") count(rs.long_factors, "long_factor");
+  if (!per_freq && !rs.freq_factors.empty()) fail("rope_scaling: freq_factors given with type '" + t + "'");
+  if (t != "longrope" && !rs.long_factors.empty()) fail("rope_scaling: long_factor given with type '" + t + "'");
+  if (!(std::isfinite(c.rope_scaling.attention_factor) && c.rope_scaling.attention_factor > 0) ||
+      (t != "longrope" && c.rope_scaling.attention_factor != 1))
+    fail("rope_scaling: attention_factor " + std::to_string(c.rope_scaling.attention_factor) +
+         " (want finite and > 0, with type longrope only)");
   if (!c.sliding_layers.empty() && (int64_t)c.sliding_layers.size() != c.n_layers)
     fail("sliding_layers: " + std::to_string(c.sliding_layers.size()) + " entries for " + std::to_string(c.n_layers) +
          " layers");
-  for (float v : ff)
-    if (!(std::isfinite(v) && v > 0)) fail("rope_scaling: freq_factors holds " + std::to_string(v) + " (want finite, > 0)");
+  for (const auto* list : {&rs.freq_factors, &rs.long_factors})
+    for (float v : *list)
+      if (!(std::isfinite(v) && v > 0)) fail("rope_scaling: a factor of " + std::to_string(v) + " (want finite, > 0)");
 }
 
 int32_t token_id(const Fields& f, const char* field, const json& v) {
@@ -198,10 +219,57 @@ void parse_rope(const Fields& top, const json& j, ModelConfig& c) {
     r.low_freq_factor = f.positive("low_freq_factor");
     r.high_freq_factor = f.positive("high_freq_factor");
     r.original_max_position = (int)f.integer("original_max_position_embeddings", 1, kMaxContext - 1);
+  } else if (type == "longrope" || type == "su") {
+    // LongRoPE ("su" its older name), by transformers 5's rules: the pretraining length from the
+    // config's top level first (Phi-3 keeps it there), the factor max_position_embeddings over it
+    // unless given, the attention factor sqrt(1 + ln(factor) / ln(length)) unless given.
+    r.type = "longrope";
+    auto factors = [&](const char* key) {
+      const json& v = f.need(key);
+      if (!v.is_array()) f.fail(key, "is not a list");
+      std::vector<float> out;
+      for (const json& x : v) {
+        if (!x.is_number()) f.fail(key, "holds " + x.dump() + ", not a number");
+        out.push_back(x.get<float>());
+      }
+      return out;
+    };
+    r.freq_factors = factors("short_factor");
+    r.long_factors = factors("long_factor");
+    const char* orig_key = "original_max_position_embeddings";
+    const int64_t orig = top.get(orig_key) ? top.integer(orig_key, 1, kMaxContext - 1)
+                         : f.get(orig_key) ? f.integer(orig_key, 1, kMaxContext - 1)
+                                           : c.max_ctx;
+    r.original_max_position = (int)orig;
+    const double factor = f.get("factor") ? f.positive("factor") : (double)c.max_ctx / (double)orig;
+    r.attention_factor = f.get("attention_factor") ? f.positive("attention_factor")
+                         : factor <= 1                ? 1.0f
+                                                      : (float)std::sqrt(1 + std::log(factor) / std::log((double)orig));
   } else {
     f.fail(f.get("rope_type") ? "rope_type" : "type",
-           "= '" + type + "' not supported (default, linear, llama3 are)");
+           "= '" + type + "' not supported (default, linear, llama3, longrope are)");
   }
+}
+
+// Phi-4-mini's partial rotary: "partial_rotary_factor" at the top (transformers 4) or in
+// rope_parameters (5); the rotated count is int(head_dim * factor), as transformers takes it.
+void parse_partial_rotary(const Fields& top, const ArchRow& row, ModelConfig& c) {
+  const char* key = "partial_rotary_factor";
+  float factor = 1;
+  if (top.get(key)) {
+    factor = top.positive(key);
+  } else if (const json* params = top.get("rope_parameters"); params && params->is_object()) {
+    const Fields f(*params, top.label(), "rope_parameters.");
+    if (f.get(key)) factor = f.positive(key);
+  }
+  if (factor == 1) return;
+  if (!row.phi3) top.fail(key, "= " + std::to_string(factor) + " not supported for " + row.hf_architecture);
+  if (factor > 1) top.fail(key, "= " + std::to_string(factor) + " is above 1");
+  const int64_t rot = (int64_t)((double)c.head_dim * factor);
+  c.rotary_dim = rot == c.head_dim ? 0 : rot;
+  if (rot <= 0 || rot % 2 != 0)
+    top.fail(key, "= " + std::to_string(factor) + " rotates " + std::to_string(rot) + " of " +
+                      std::to_string(c.head_dim) + " values per head (want an even count above 0)");
 }
 
 // Gemma's own fields (Gemma2Config, Gemma3TextConfig; transformers 4.5x and 5): the window and the
@@ -276,6 +344,13 @@ std::vector<std::string> supported_architectures() {
   return v;
 }
 
+ModelConfig for_context(const ModelConfig& c, int64_t ctx) {
+  if (c.rope_scaling.type != "longrope" || ctx <= c.rope_scaling.original_max_position) return c;
+  ModelConfig out = c;
+  out.rope_scaling.freq_factors = c.rope_scaling.long_factors;
+  return out;
+}
+
 ModelConfig parse_hf_config(const json& j, const std::string& file_label) {
   if (!j.is_object()) throw Error(file_label + ": not a JSON object");
   const Fields f(j, file_label);
@@ -320,6 +395,7 @@ ModelConfig parse_hf_config(const json& j, const std::string& file_label) {
   c.max_ctx = f.integer("max_position_embeddings", 1, kMaxContext);
   c.norm_eps = f.opt_positive("rms_norm_eps", 1e-6f);  // the HF classes' default
   parse_rope(f, j, c);
+  parse_partial_rotary(f, *row, c);
   // Gemma3TextConfig ties by default; the Llama family's classes do not.
   c.tie_embeddings = f.opt_boolean("tie_word_embeddings", row->family == Family::gemma);
 
@@ -383,7 +459,9 @@ json config_to_json(const ModelConfig& c) {
         {"low_freq_factor", c.rope_scaling.low_freq_factor},
         {"high_freq_factor", c.rope_scaling.high_freq_factor},
         {"original_max_position", c.rope_scaling.original_max_position},
-        {"freq_factors", c.rope_scaling.freq_factors}}},
+        {"freq_factors", c.rope_scaling.freq_factors},
+        {"long_factors", c.rope_scaling.long_factors},
+        {"attention_factor", c.rope_scaling.attention_factor}}},
       {"tie_embeddings", c.tie_embeddings},
       {"qkv_bias", c.qkv_bias},
       {"qk_norm", c.qk_norm},
@@ -393,6 +471,7 @@ json config_to_json(const ModelConfig& c) {
       {"query_scale", c.query_scale},
       {"attn_softcap", c.attn_softcap},
       {"final_softcap", c.final_softcap},
+      {"rotary_dim", c.rotary_dim},
       {"bos_id", c.bos_id},
       {"eos_ids", c.eos_ids},
   };
@@ -423,19 +502,24 @@ ModelConfig config_from_json(const json& j, const std::string& label) {
   const Fields r(rs, label, "rope_scaling.");
   c.rope_scaling.type = r.string("type");
   if (c.rope_scaling.type != "" && c.rope_scaling.type != "linear" && c.rope_scaling.type != "llama3" &&
-      c.rope_scaling.type != "factors")
+      c.rope_scaling.type != "factors" && c.rope_scaling.type != "longrope")
     r.fail("type", "= '" + c.rope_scaling.type + "' unknown");
   c.rope_scaling.factor = r.positive("factor");
   c.rope_scaling.low_freq_factor = r.positive("low_freq_factor");
   c.rope_scaling.high_freq_factor = r.positive("high_freq_factor");
   c.rope_scaling.original_max_position = (int)r.integer("original_max_position", 1, kMaxContext - 1);
-  if (const json* ff = r.get("freq_factors")) {  // absent in manifests written before it existed
-    if (!ff->is_array()) r.fail("freq_factors", "is not a list");
+  // Each absent in manifests written before it existed.
+  for (const auto& [key, list] : {std::pair{"freq_factors", &c.rope_scaling.freq_factors},
+                                  std::pair{"long_factors", &c.rope_scaling.long_factors}}) {
+    const json* ff = r.get(key);
+    if (!ff) continue;
+    if (!ff->is_array()) r.fail(key, "is not a list");
     for (const json& v : *ff) {
-      if (!v.is_number()) r.fail("freq_factors", "holds a non-number");
-      c.rope_scaling.freq_factors.push_back(v.get<float>());
+      if (!v.is_number()) r.fail(key, "holds a non-number");
+      list->push_back(v.get<float>());
     }
   }
+  c.rope_scaling.attention_factor = r.opt_positive("attention_factor", 1.0f);
   c.tie_embeddings = f.boolean("tie_embeddings");
   c.qkv_bias = f.boolean("qkv_bias");
   c.qk_norm = f.opt_boolean("qk_norm", false);  // absent in manifests written before Qwen3
@@ -455,6 +539,7 @@ ModelConfig config_from_json(const json& j, const std::string& label) {
   c.query_scale = zero_or_positive("query_scale");
   c.attn_softcap = zero_or_positive("attn_softcap");
   c.final_softcap = zero_or_positive("final_softcap");
+  c.rotary_dim = f.opt_integer("rotary_dim", 0, kMaxSize).value_or(0);  // absent before Phi-3
   c.bos_id = (int32_t)f.integer("bos_id", -1, kMaxSize - 1);
   const json& eos = f.need("eos_ids");
   if (!eos.is_array()) f.fail("eos_ids", "is not a list");
@@ -466,7 +551,8 @@ ModelConfig config_from_json(const json& j, const std::string& label) {
 bool operator==(const RopeScaling& a, const RopeScaling& b) {
   return a.type == b.type && a.factor == b.factor && a.low_freq_factor == b.low_freq_factor &&
          a.high_freq_factor == b.high_freq_factor && a.original_max_position == b.original_max_position &&
-         a.freq_factors == b.freq_factors;
+         a.freq_factors == b.freq_factors && a.long_factors == b.long_factors &&
+         a.attention_factor == b.attention_factor;
 }
 
 bool operator==(const ModelConfig& a, const ModelConfig& b) {
@@ -478,7 +564,7 @@ bool operator==(const ModelConfig& a, const ModelConfig& b) {
          a.qkv_bias == b.qkv_bias && a.qk_norm == b.qk_norm && a.sliding_window == b.sliding_window &&
          a.sliding_layers == b.sliding_layers && a.rope_local_theta == b.rope_local_theta &&
          a.query_scale == b.query_scale && a.attn_softcap == b.attn_softcap && a.final_softcap == b.final_softcap &&
-         a.bos_id == b.bos_id &&
+         a.rotary_dim == b.rotary_dim && a.bos_id == b.bos_id &&
          a.eos_ids == b.eos_ids;
 }
 
@@ -635,6 +721,27 @@ void check_role(const ModelConfig& c, Role role, int layer) {
 
 }  // namespace
 
+std::optional<StoredSlice> stored_slice(const ModelConfig& c, Role r, int layer, bool gguf) {
+  const ArchRow* row = find_canonical(c.arch);
+  if (!row || !row->phi3) return std::nullopt;
+  const int64_t q = c.n_heads * c.head_dim, kv = c.n_kv_heads * c.head_dim;
+  const char* qkv = gguf ? "blk.#.attn_qkv.weight" : "model.layers.#.self_attn.qkv_proj.weight";
+  const char* gate_up = gguf ? "blk.#.ffn_up.weight" : "model.layers.#.mlp.gate_up_proj.weight";
+  auto slice = [&](const char* pattern, int64_t rows, int64_t first) {
+    std::string name = pattern;
+    name.replace(name.find('#'), 1, std::to_string(layer));
+    return StoredSlice{name, {rows, c.dim}, first};
+  };
+  switch (r) {
+    case Role::wq: return slice(qkv, q + 2 * kv, 0);
+    case Role::wk: return slice(qkv, q + 2 * kv, q);
+    case Role::wv: return slice(qkv, q + 2 * kv, q + kv);
+    case Role::w_gate: return slice(gate_up, 2 * c.ffn_dim, 0);
+    case Role::w_up: return slice(gate_up, 2 * c.ffn_dim, c.ffn_dim);
+    default: return std::nullopt;
+  }
+}
+
 std::string tensor_name(const ModelConfig& c, Role role, int layer) {
   check_role(c, role, layer);
   return name_of(c, role, layer);
@@ -654,10 +761,13 @@ bool is_ignorable_tensor(const ModelConfig& c, std::string_view name) {
 }
 
 void check_tensors(const ModelConfig& c, const std::map<std::string, std::vector<int64_t>>& found,
-                   std::string_view label) {
+                   std::string_view label, bool fused) {
   std::vector<std::string> missing, unexpected, shapes;
   std::map<std::string, std::vector<int64_t>, std::less<>> expected;
-  for (const TensorSpec& t : expected_tensors(c)) expected[t.name] = t.shape;
+  for (const TensorSpec& t : expected_tensors(c)) {
+    const std::optional<StoredSlice> s = fused ? stored_slice(c, t.role, t.layer) : std::nullopt;
+    expected[s ? s->name : t.name] = s ? s->shape : t.shape;
+  }
   for (const auto& [name, shape] : expected) {
     const auto it = found.find(name);
     if (it == found.end()) missing.push_back(name);

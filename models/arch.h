@@ -11,7 +11,10 @@
 // after each sublayer as well as before, RMSNorm weights stored as offsets from 1, a GELU-gated
 // MLP, embeddings scaled by sqrt(hidden_size), windowed attention on every other layer (Gemma 2,
 // which also soft-caps attention scores and logits) or on five of six with a RoPE base of their
-// own (Gemma 3, which norms q and k per head).
+// own (Gemma 3, which norms q and k per head). Phi-3 (Phi3ForCausalLM: Phi-3 and 3.5 mini and
+// medium, Phi-4, Phi-4-mini) is the Llama family's layer with q/k/v and gate/up each fused into
+// one stored matrix, and in Phi-4-mini RoPE over the first part of each head only; its long
+// context versions scale RoPE by LongRoPE's per-frequency factors.
 //
 // All functions are pure and thread-safe.
 #pragma once
@@ -19,6 +22,7 @@
 #include <stdint.h>
 
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -28,16 +32,20 @@
 namespace lowbit {
 
 struct RopeScaling {
-  std::string type;  // "" none, "llama3", "linear", "factors"
+  std::string type;  // "" none, "llama3", "linear", "factors", "longrope"
   float factor = 1, low_freq_factor = 1, high_freq_factor = 4;
   int original_max_position = 8192;
-  // type "factors": frequency i of head_dim/2 turns freq_factors[i] times slower. A GGUF stores
-  // Llama 3.1-style scaling this way (tensor rope_freqs.weight) instead of its parameters.
-  std::vector<float> freq_factors;
+  // type "factors": frequency i of the rotated dims' half turns freq_factors[i] times slower. A
+  // GGUF stores Llama 3.1-style scaling this way (tensor rope_freqs.weight) instead of its
+  // parameters. Type "longrope" (Phi-3's LongRoPE): the same with the short factors, or with
+  // long_factors where the context in use exceeds original_max_position (for_context below);
+  // RoPE's cos and sin are multiplied by attention_factor.
+  std::vector<float> freq_factors, long_factors;
+  float attention_factor = 1;
 };
 
 struct ModelConfig {
-  std::string arch;             // canonical: "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3"
+  std::string arch;             // canonical: "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "phi3"
   std::string hf_architecture;  // e.g. "LlamaForCausalLM"
   int64_t dim = 0, n_layers = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0, ffn_dim = 0,
           vocab_size = 0, max_ctx = 0;
@@ -57,9 +65,21 @@ struct ModelConfig {
   float query_scale = 0;
   // Gemma 2's soft-capping: attention scores and output logits x become cap * tanh(x / cap); 0: none.
   float attn_softcap = 0, final_softcap = 0;
+  // RoPE rotates the first rotary_dim values of each head and passes the rest through; 0: all of
+  // head_dim. Phi-4-mini: 96 of 128 (partial_rotary_factor 0.75).
+  int64_t rotary_dim = 0;
   int32_t bos_id = -1;          // -1: none
   std::vector<int32_t> eos_ids;
 };
+
+// How many values of each head RoPE rotates.
+inline int64_t rotary_dims(const ModelConfig& c) { return c.rotary_dim > 0 ? c.rotary_dim : c.head_dim; }
+
+// The configuration a forward pass over contexts of up to ctx positions runs with: LongRoPE's long
+// factors in place of the short ones where ctx exceeds original_max_position, as llama.cpp decides
+// once for its context (transformers switches per call on the longest position it sees, which
+// changes the rotation of keys already cached); c itself otherwise.
+ModelConfig for_context(const ModelConfig& c, int64_t ctx);
 
 // Reads a HF config.json. Every field used is validated (type, range, consistency such as
 // n_heads % n_kv_heads == 0) and an error names file_label and the field. head_dim comes from
@@ -127,6 +147,9 @@ std::string gguf_tensor_name(const ModelConfig& c, Role role, int layer = -1);
 // The GGUF tensor that carries RopeScaling::freq_factors (F32, head_dim/2 values): part of the
 // model's configuration, not a weight of the forward pass.
 inline constexpr const char* kGgufRopeFreqs = "rope_freqs.weight";
+// The GGUF tensors of LongRoPE's long and short factors (F32, rotated dims / 2 values each), as
+// llama.cpp's converter writes a Phi-3 with rope_scaling.
+inline constexpr const char* kGgufLongRopeFactors[2] = {"rope_factors_long.weight", "rope_factors_short.weight"};
 
 // True for tensors a checkpoint may carry that the model does not need and that are not a sign
 // of a wrong architecture: RoPE's inv_freq buffers (older transformers saved them; we recompute
@@ -134,12 +157,26 @@ inline constexpr const char* kGgufRopeFreqs = "rope_freqs.weight";
 // the embedding on load, so its stored values are never used; neither are they here).
 bool is_ignorable_tensor(const ModelConfig& c, std::string_view name);
 
+// Phi-3 checkpoints (HF and GGUF alike) store q, k and v as one matrix (rows q, then k, then v)
+// and gate and up as one (gate's rows first); manifests and the runtime keep each projection a
+// matrix of its own (rows are quantized independently, so splitting changes no value). Where
+// role r of layer is stored inside such a tensor: its name (HF, or GGUF with gguf), its HF
+// shape and the first of r's rows in it. nullopt where r is stored as itself.
+struct StoredSlice {
+  std::string name;
+  std::vector<int64_t> shape;
+  int64_t first_row;
+};
+std::optional<StoredSlice> stored_slice(const ModelConfig& c, Role r, int layer, bool gguf = false);
+
 // Compares the tensors found in a checkpoint (name -> shape) with expected_tensors(c) and throws
 // one Error listing everything wrong: missing tensors, unexpected ones (neither expected nor
 // ignorable; the converter would leave them unused), and shape mismatches
 // ("tensor 'x': shape [a, b] but config.json implies [c, d]"). An ignorable lm_head.weight must
 // still have the embedding's shape. label prefixes the message (e.g. the model directory).
+// With fused, the checkpoint's layout is expected: each stored_slice's tensor in place of the
+// roles it holds (an HF directory); without, every role its own tensor (a manifest).
 void check_tensors(const ModelConfig& c, const std::map<std::string, std::vector<int64_t>>& found,
-                   std::string_view label = "checkpoint");
+                   std::string_view label = "checkpoint", bool fused = false);
 
 }  // namespace lowbit

@@ -16,12 +16,12 @@ enum Slot : size_t { kX, kXb, kQ, kK, kV, kAtt, kGate, kUp, kTmp, kHead, kLogits
 }  // namespace
 
 std::vector<float> rope_inv_freq(const ModelConfig& c, bool local) {
-  const int64_t half = c.head_dim / 2;
+  const int64_t dims = rotary_dims(c), half = dims / 2;
   std::vector<float> inv(half);
   const RopeScaling& rs = c.rope_scaling;
   for (int64_t i = 0; i < half; ++i) {
     const double theta = local ? c.rope_local_theta : c.rope_theta;
-    double f = std::pow(theta, -2.0 * (double)i / (double)c.head_dim);
+    double f = std::pow(theta, -2.0 * (double)i / (double)dims);
     if (local) {
       // the windowed layers of a model with a base of their own take no scaling (Gemma 3's)
     } else if (rs.type == "linear") {
@@ -39,7 +39,7 @@ std::vector<float> rope_inv_freq(const ModelConfig& c, bool local) {
                               (rs.high_freq_factor - rs.low_freq_factor);
         f = (1 - smooth) * f / rs.factor + smooth * f;
       }
-    } else if (rs.type == "factors") {
+    } else if (rs.type == "factors" || rs.type == "longrope") {
       f /= rs.freq_factors[i];  // llama.cpp's rope freq_factors divide theta the same way
     }
     inv[i] = (float)f;
@@ -128,9 +128,14 @@ AttentionShape DecoderForward::attention_shape(int64_t l) const {
   return {c_.n_heads, c_.n_kv_heads, c_.head_dim, windowed ? c_.sliding_window : 0, scale, c_.attn_softcap};
 }
 
-const Tensor& DecoderForward::inv_freq(const StageWeights& st, int64_t l) const {
+void DecoderForward::rope(Backend& b, const StageWeights& st, int64_t l, const Scratch& s, const Workspace& ws) const {
   const bool local = c_.rope_local_theta > 0 && !c_.sliding_layers.empty() && c_.sliding_layers[(size_t)l];
-  return local ? st.inv_freq_local : st.inv_freq;
+  const Tensor& inv = local ? st.inv_freq_local : st.inv_freq;
+  // LongRoPE's attention factor scales cos and sin (so the rotated part of q and k); Gemma 3's
+  // windowed layers take no scaling.
+  const float scale = local ? 1.0f : c_.rope_scaling.attention_factor;
+  b.rope(s.q, c_.n_heads, c_.head_dim, inv, scale, ws.seqs);
+  b.rope(s.k, c_.n_kv_heads, c_.head_dim, inv, scale, ws.seqs);
 }
 
 void DecoderForward::head_norms(Backend& b, const Layer& w, const Scratch& s, int64_t n) const {

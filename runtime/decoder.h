@@ -58,8 +58,8 @@ class DecoderForward : public ForwardPass {
           const ForwardOptions& opt) const;
   // Layer l's attention: its window (none on a global layer) and score scale.
   AttentionShape attention_shape(int64_t l) const;
-  // Layer l's RoPE table in stage st.
-  const Tensor& inv_freq(const StageWeights& st, int64_t l) const;
+  // RoPE of layer l over q and k, with its table in stage st.
+  void rope(Backend& b, const StageWeights& st, int64_t l, const Scratch& s, const Workspace& ws) const;
   // q and k through the per-head norms (Qwen3, Gemma 3): each head's head_dim values one row.
   void head_norms(Backend& b, const Layer& w, const Scratch& s, int64_t n) const;
 
@@ -72,8 +72,9 @@ class DecoderForward : public ForwardPass {
   Tensor final_norm_;       // (1, dim), the last stage's
 };
 
-// RoPE inverse frequencies for head_dim, with Llama 3 / linear rope_scaling applied; local: the
-// windowed layers' (rope_local_theta, no scaling).
+// RoPE inverse frequencies for the rotated dims of a head (rotary_dims), with rope_scaling's
+// per-frequency change applied (Llama 3, linear, factors, LongRoPE's factors); local: the windowed
+// layers' (rope_local_theta, no scaling).
 std::vector<float> rope_inv_freq(const ModelConfig& c, bool local = false);
 
 }  // namespace lowbit

@@ -17,8 +17,7 @@ void GemmaForward::layer(Backend& b, const StageWeights& st, int64_t l, const Te
   b.rmsnorm(x, w.attn_norm, c.norm_eps, s.xb);
   mm(b, {{w.wq, Role::wq, s.q}, {w.wk, Role::wk, s.k}, {w.wv, Role::wv, s.v}}, l, s.xb, ws, opt);
   if (c.qk_norm) head_norms(b, w, s, x.rows);  // Gemma 3's
-  b.rope(s.q, c.n_heads, c.head_dim, inv_freq(st, l), ws.seqs);
-  b.rope(s.k, c.n_kv_heads, c.head_dim, inv_freq(st, l), ws.seqs);
+  rope(b, st, l, s, ws);
   b.attention(l - st.stage.first, s.q, s.k, s.v, ws.seqs, attention_shape(l), s.att);
   mm(b, {{w.wo, Role::wo, s.tmp}}, l, s.att, ws, opt);
   b.rmsnorm(s.tmp, w.post_attn_norm, c.norm_eps, s.tmp);

@@ -14,8 +14,7 @@ void LlamaForward::layer(Backend& b, const StageWeights& st, int64_t l, const Te
     b.add_row(s.v, w.bv);
   }
   if (c.qk_norm) head_norms(b, w, s, x.rows);
-  b.rope(s.q, c.n_heads, c.head_dim, inv_freq(st, l), ws.seqs);
-  b.rope(s.k, c.n_kv_heads, c.head_dim, inv_freq(st, l), ws.seqs);
+  rope(b, st, l, s, ws);
   b.attention(l - st.stage.first, s.q, s.k, s.v, ws.seqs, attention_shape(l), s.att);
   mm(b, {{w.wo, Role::wo, s.tmp}}, l, s.att, ws, opt);
   b.add(x, s.tmp);

@@ -129,7 +129,7 @@ void Model::place(int64_t n) {
     if (n == 0) device_.reset();
     stages_ = split_stages(c.n_layers, n, device_.get(), cpu_.get());
     try {
-      forward_ = make_forward_pass(c, manifest_, stages_);
+      forward_ = make_forward_pass(for_context(c, ctx_), manifest_, stages_);
       return;
     } catch (const Error& e) {
       if (e.code() != ErrorCode::out_of_memory || n == 0) throw;
@@ -164,7 +164,7 @@ void Model::fall_back_to_cpu(const std::string& why) const {
   const ModelConfig& c = config();
   std::vector<Stage> stages = split_stages(c.n_layers, 0, nullptr, cpu_.get());
   // The CPU uses the mapped weights in place: building its forward pass allocates only norms.
-  forward_ = make_forward_pass(c, manifest_, stages);
+  forward_ = make_forward_pass(for_context(c, ctx_), manifest_, stages);
   stages_ = std::move(stages);
   ++placement_;
   warn("the device ran out of memory (" + why + "); the model runs on the CPU from now on");

@@ -112,26 +112,37 @@ TEST(CpuBackend, RopeAtEachSequencesPositions) {
   CpuBackend b({.threads = 1});
   const int64_t heads = 2, hd = 8;
   const std::vector<float> inv = {1.0f, 0.1f, 0.01f, 0.001f};
-  const Tensor f = b.upload_vector(inv.data(), 4);
-  const auto xh = random_values(3 * heads * hd, 9);
-  BufferPtr xb;
-  const Tensor x = b.new_tensor(xb, 3, heads * hd);
-  b.write(x, xh.data());
-  KvCache a, c;  // positions only: rope reads no cache
-  const std::vector<SeqRows> seqs = {{&a, 0, 1, 7}, {&c, 1, 2, 100}};
-  b.rope(x, heads, hd, f, seqs);
-  std::vector<float> got(xh.size());
-  b.read(x, got.data());
-  const int64_t pos[3] = {7, 100, 101};
-  for (int64_t r = 0; r < 3; ++r)
-    for (int64_t h = 0; h < heads; ++h)
-      for (int64_t i = 0; i < hd / 2; ++i) {
-        const double th = pos[r] * (double)inv[i];
+  // All of each head at scale 1, and Phi-4-mini's kind: the first half rotated (a table of
+  // hd / 4), the rest passed through, cos and sin times LongRoPE's attention factor.
+  for (const auto& [rot, scale] : {std::pair<int64_t, float>{hd, 1.0f}, {hd / 2, 1.19f}}) {
+    const Tensor f = b.upload_vector(inv.data(), rot / 2);
+    const auto xh = random_values(3 * heads * hd, 9);
+    BufferPtr xb;
+    const Tensor x = b.new_tensor(xb, 3, heads * hd);
+    b.write(x, xh.data());
+    KvCache a, c;  // positions only: rope reads no cache
+    const std::vector<SeqRows> seqs = {{&a, 0, 1, 7}, {&c, 1, 2, 100}};
+    b.rope(x, heads, hd, f, scale, seqs);
+    std::vector<float> got(xh.size());
+    b.read(x, got.data());
+    const int64_t pos[3] = {7, 100, 101};
+    for (int64_t r = 0; r < 3; ++r)
+      for (int64_t h = 0; h < heads; ++h) {
         const float* v = &xh[(r * heads + h) * hd];
-        // Three fp32 roundings (cos/sin, two products and a sum) of values below 5: < 1e-5.
-        EXPECT_NEAR(got[(r * heads + h) * hd + i], v[i] * std::cos(th) - v[i + hd / 2] * std::sin(th), 1e-5);
-        EXPECT_NEAR(got[(r * heads + h) * hd + i + hd / 2], v[i + hd / 2] * std::cos(th) + v[i] * std::sin(th), 1e-5);
+        const float* g = &got[(r * heads + h) * hd];
+        for (int64_t i = 0; i < rot / 2; ++i) {
+          const double th = pos[r] * (double)inv[i], cs = scale * std::cos(th), sn = scale * std::sin(th);
+          // Three fp32 roundings (cos/sin, two products and a sum) of values below 6: < 1e-5.
+          EXPECT_NEAR(g[i], v[i] * cs - v[i + rot / 2] * sn, 1e-5) << rot;
+          EXPECT_NEAR(g[i + rot / 2], v[i + rot / 2] * cs + v[i] * sn, 1e-5) << rot;
+        }
+        for (int64_t i = rot; i < hd; ++i) EXPECT_EQ(g[i], v[i]) << "passed through";
       }
+  }
+  const Tensor too_long = b.upload_vector(inv.data(), 4);
+  BufferPtr xb;
+  const Tensor x = b.new_tensor(xb, 1, 6);
+  EXPECT_THROW(b.rope(x, 1, 6, too_long, 1.0f, {}), Error);  // 8 rotated values in a head of 6
 }
 
 TEST(CpuBackend, RowOpsAndChecks) {

@@ -129,26 +129,34 @@ TEST(CudaBackend, Rope) {
   SKIP_WITHOUT_GPU();
   Pair p;
   const int64_t heads = 4, hd = 64, rows = 6;
-  std::vector<float> inv(hd / 2);
-  for (int64_t i = 0; i < hd / 2; ++i) inv[i] = (float)std::pow(10000.0, -2.0 * i / hd);
-  const auto xh = randn(rows * heads * hd, 6);
-  auto [xc, xg] = p.both(xh, rows, heads * hd);
-  auto [fc, fg] = p.both(inv, 1, hd / 2);
-  // Two sequences: rows 0-3 at positions 5..8, rows 4-5 at 70000..70001 (long-context angles).
-  const SeqRows seqs[] = {{nullptr, 0, 4, 5}, {nullptr, 4, 2, 70000}};
-  p.cpu.rope(xc, heads, hd, fc, seqs), p.gpu.rope(xg, heads, hd, fg, seqs);
-  const auto c = p.get(p.cpu, xc), g = p.get(p.gpu, xg);
-  // The angle is the same double; CUDA's and glibc's cos/sin agree to a few double ulps, so the
-  // fp32 cos and sin may differ by their last bit; a*c - b*s then differs by <= 2u (|a| + |b|)
-  // plus a rounding of each side's result.
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t h = 0; h < heads; ++h)
-      for (int64_t i = 0; i < hd; ++i) {
-        const size_t at = (size_t)((r * heads + h) * hd + i);
-        const size_t a = (size_t)((r * heads + h) * hd + i % (hd / 2)), b = a + hd / 2;
-        const double tol = 2 * kU * (std::fabs(xh[a]) + std::fabs(xh[b])) + 2 * kU * std::fabs(c[at]);
-        ASSERT_NEAR(g[at], c[at], tol) << r << " " << h << " " << i;
-      }
+  // Every value of each head at scale 1, and three quarters of it with cos and sin scaled
+  // (Phi-4-mini's partial rotary under LongRoPE), the rest passed through.
+  for (const auto& [rot, scale] : {std::pair<int64_t, float>{hd, 1.0f}, {hd * 3 / 4, 1.19f}}) {
+    std::vector<float> inv(rot / 2);
+    for (int64_t i = 0; i < rot / 2; ++i) inv[i] = (float)std::pow(10000.0, -2.0 * i / rot);
+    const auto xh = randn(rows * heads * hd, 6);
+    auto [xc, xg] = p.both(xh, rows, heads * hd);
+    auto [fc, fg] = p.both(inv, 1, rot / 2);
+    // Two sequences: rows 0-3 at positions 5..8, rows 4-5 at 70000..70001 (long-context angles).
+    const SeqRows seqs[] = {{nullptr, 0, 4, 5}, {nullptr, 4, 2, 70000}};
+    p.cpu.rope(xc, heads, hd, fc, scale, seqs), p.gpu.rope(xg, heads, hd, fg, scale, seqs);
+    const auto c = p.get(p.cpu, xc), g = p.get(p.gpu, xg);
+    // The angle is the same double; CUDA's and glibc's cos/sin agree to a few double ulps, so the
+    // fp32 cos and sin may differ by their last bit (and so after the scale); a*c - b*s then
+    // differs by <= 2u scale (|a| + |b|) plus a rounding of each side's result.
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t h = 0; h < heads; ++h)
+        for (int64_t i = 0; i < hd; ++i) {
+          const size_t at = (size_t)((r * heads + h) * hd + i);
+          if (i >= rot) {
+            ASSERT_EQ(g[at], c[at]) << "passed through: " << r << " " << h << " " << i;
+            continue;
+          }
+          const size_t a = (size_t)((r * heads + h) * hd + i % (rot / 2)), b = a + rot / 2;
+          const double tol = 2 * kU * scale * (std::fabs(xh[a]) + std::fabs(xh[b])) + 2 * kU * std::fabs(c[at]);
+          ASSERT_NEAR(g[at], c[at], tol) << r << " " << h << " " << i;
+        }
+  }
 }
 
 TEST(CudaBackend, AttentionWithGqaAndSlidingWindow) {

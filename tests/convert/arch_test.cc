@@ -122,11 +122,7 @@ TEST(Arch, parse_qwen2_5_0_5b) {
   EXPECT_EQ(c.bos_id, 151643);
 }
 
-// A config.json of tests/data/configs (its README says where each comes from).
-json data_config(const std::string& name) {
-  std::ifstream in(test::kSourceDir + "/tests/data/configs/" + name + "/config.json");
-  return json::parse(in);
-}
+using test::data_config;
 json qwen3_json() { return data_config("qwen3-0.6b"); }
 json gemma3_json() { return data_config("gemma-3-1b-it"); }
 
@@ -323,12 +319,13 @@ TEST(ArchBad, unknown_architecture_names_it_and_the_supported) {
   EXPECT_THAT(msg, AllOf(HasSubstr("config.json: field 'architectures'"), HasSubstr("GPT2LMHeadModel"),
                          HasSubstr("LlamaForCausalLM"), HasSubstr("MistralForCausalLM"),
                          HasSubstr("Qwen2ForCausalLM"), HasSubstr("Qwen3ForCausalLM"), HasSubstr("Gemma2ForCausalLM"),
-                         HasSubstr("Gemma3ForCausalLM")));
+                         HasSubstr("Gemma3ForCausalLM"), HasSubstr("Phi3ForCausalLM")));
   EXPECT_THAT(bad_field("architectures", nullptr), HasSubstr("field 'architectures' missing"));
   EXPECT_THAT(bad_field("architectures", "LlamaForCausalLM"), HasSubstr("field 'architectures' is not a non-empty list"));
   EXPECT_EQ(supported_architectures(),
             (std::vector<std::string>{"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM",
-                                      "Qwen3ForCausalLM", "Gemma2ForCausalLM", "Gemma3ForCausalLM"}));
+                                      "Qwen3ForCausalLM", "Gemma2ForCausalLM", "Gemma3ForCausalLM",
+                                      "Phi3ForCausalLM"}));
 }
 
 TEST(ArchBad, fields_named) {
@@ -396,7 +393,7 @@ TEST(Arch, config_json_round_trips_rope_factors) {
   json few = config_to_json(c);
   few["rope_scaling"]["freq_factors"].erase(0);
   EXPECT_THAT(error_of([&] { config_from_json(few, "manifest.json"); }),
-              HasSubstr("31 freq_factors for head_dim 64 (want head_dim/2)"));
+              HasSubstr("31 freq_factors values for 64 rotated values per head (want half as many)"));
   json stray = config_to_json(parse("configs/llama-3.2-1b"));
   stray["rope_scaling"]["freq_factors"] = {1.0};
   EXPECT_THAT(error_of([&] { config_from_json(stray, "manifest.json"); }),

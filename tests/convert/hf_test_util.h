@@ -23,6 +23,12 @@ inline const std::string kModels = [] {
   return env && *env ? std::string(env) : kSourceDir + "/../shared/models";
 }();
 
+// A config.json of tests/data/configs (its README says where each comes from).
+inline nlohmann::json data_config(const std::string& name) {
+  std::ifstream in(kSourceDir + "/tests/data/configs/" + name + "/config.json");
+  return nlohmann::json::parse(in);
+}
+
 // A fresh directory under $TMPDIR (or /tmp), removed with everything in it on destruction.
 class TempDir {
  public:

@@ -3,7 +3,7 @@ conventions rather than HF's: weights read with gguf-py's GGUFReader and dequant
 gguf.quants.dequantize, Q/K kept in the GGUF row order, and RoPE rotating ADJACENT pairs (llama.cpp's
 normal mode for `llama`, whose converter permuted Q/K rows for exactly that), or the two halves
 (NEOX mode, `qwen2`, `qwen3` and `gemma3`, stored unpermuted; `qwen3` normalizes each head of q and k
-first). `gemma3` follows llama.cpp's graph for it (forward_gemma3). lowbit undoes the permutation and rotates halves, so the
+first). `gemma2`/`gemma3` and `phi3` follow llama.cpp's graphs for them (forward_gemma, forward_phi3). lowbit undoes the permutation and rotates halves, so the
 two agree only if the permutation is undone right. Shares no code with lowbit."""
 import math
 
@@ -34,6 +34,9 @@ def load(path):
         "rope_factor": _field(r, f"{arch}.rope.scaling.factor", 1.0),
         "attn_cap": _field(r, f"{arch}.attn_logit_softcapping"),
         "final_cap": _field(r, f"{arch}.final_logit_softcapping"),
+        "n_rot": _field(r, f"{arch}.rope.dimension_count"),
+        "attn_factor": _field(r, f"{arch}.rope.scaling.attn_factor", 1.0),
+        "ctx_orig": _field(r, f"{arch}.rope.scaling.original_context_length"),
     }
     weights = {}
     for t in r.tensors:
@@ -98,11 +101,56 @@ def forward_gemma(cfg, t, ids):
     return cap * np.tanh(logits / cap) if cap else logits
 
 
-def forward(path, ids, loaded=None):
-    """Logits (len(ids), vocab) of one sequence starting at position 0."""
+def forward_phi3(cfg, t, ids, ctx):
+    """llama.cpp's phi3 graph: q, k and v as views of one attn_qkv product, NEOX RoPE over the
+    first n_rot values of each head with the frequencies divided by the long factors when the
+    context (ctx) exceeds the original one, else the short ones, cos and sin times attn_factor,
+    ffn_up's product split in halves for SwiGLU (the first gated). Every layer is windowed by the
+    file's sliding_window (0: none) as transformers windows Phi-3; llama.cpp b10573 turns Phi's
+    window off ("Phi SWA is currently disabled", its PR 13676), which the real Phi-3-mini's 2047
+    makes a difference from position 2047 on. Checked against llama-cpp-python 0.3.36 on such
+    files without a window: within its f16 KV cache's rounding."""
+    nh, nkv, dim = cfg["n_heads"], cfg["n_kv"], cfg["dim"]
+    hd = cfg["head_dim"] or dim // nh
+    n, rot, eps = len(ids), cfg["n_rot"], cfg["eps"]
+    pos = np.arange(n, dtype=np.float64)
+    freq = cfg["theta"] ** (-np.arange(0, rot, 2, dtype=np.float64) / rot)
+    if "rope_factors_long.weight" in t:
+        freq = freq / t["rope_factors_long.weight" if ctx > cfg["ctx_orig"] else "rope_factors_short.weight"]
+    ang = pos[:, None, None] * freq[None, None, :]
+    c, s = np.cos(ang) * cfg["attn_factor"], np.sin(ang) * cfg["attn_factor"]
+
+    def rope_part(x):
+        a, b = x[..., : rot // 2], x[..., rot // 2: rot]
+        return np.concatenate([a * c - b * s, a * s + b * c, x[..., rot:]], axis=-1)
+
+    causal = np.tril(np.ones((n, n), dtype=bool))
+    mask = causal & ~np.tril(np.ones((n, n), dtype=bool), -cfg["window"]) if cfg["window"] else causal
+    x = t["token_embd.weight"][ids]
+    for l in range(cfg["n_layers"]):
+        p = f"blk.{l}."
+        h = rmsnorm(x, t[p + "attn_norm.weight"], eps)
+        qkv = h @ t[p + "attn_qkv.weight"].T
+        q = rope_part(qkv[:, : nh * hd].reshape(n, nh, hd))
+        k = rope_part(qkv[:, nh * hd: (nh + nkv) * hd].reshape(n, nkv, hd))
+        v = qkv[:, (nh + nkv) * hd:].reshape(n, nkv, hd)
+        att = attend(q, k, v, mask, 1 / math.sqrt(hd))
+        x = x + att @ t[p + "attn_output.weight"].T
+        h = rmsnorm(x, t[p + "ffn_norm.weight"], eps)
+        g, u = np.split(h @ t[p + "ffn_up.weight"].T, 2, axis=-1)
+        x = x + ((g / (1 + np.exp(-g))) * u) @ t[p + "ffn_down.weight"].T
+    x = rmsnorm(x, t["output_norm.weight"], eps)
+    return x @ t.get("output.weight", t["token_embd.weight"]).T
+
+
+def forward(path, ids, loaded=None, ctx=None):
+    """Logits (len(ids), vocab) of one sequence starting at position 0; ctx: the context llama.cpp
+    would be run with (phi3's LongRoPE picks its factors by it; default the file's)."""
     cfg, t = loaded or load(path)
     if cfg["arch"] in ("gemma2", "gemma3"):
         return forward_gemma(cfg, t, ids)
+    if cfg["arch"] == "phi3":
+        return forward_phi3(cfg, t, ids, ctx or _field(gguf.GGUFReader(path), "phi3.context_length"))
     nh, nkv, dim = cfg["n_heads"], cfg["n_kv"], cfg["dim"]
     hd = cfg["head_dim"] or dim // nh
     neox = cfg["arch"] in ("qwen2", "qwen3")

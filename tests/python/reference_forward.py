@@ -1,6 +1,7 @@
 """An independent Llama-family forward pass in numpy (float64), written from the HuggingFace
 modeling conventions (rotate-half RoPE, grouped-query attention, SwiGLU, RMSNorm, Qwen2 q/k/v
-bias, Qwen3 per-head q/k RMSNorm, Llama 3 rope_scaling), and Gemma 3's text model, reading the HF directory directly with the `safetensors` package.
+bias, Qwen3 per-head q/k RMSNorm, Llama 3 rope_scaling, Phi-3's fused q/k/v and gate/up with
+partial rotary and LongRoPE as modeling_phi3.py computes them), and Gemma 3's text model, reading the HF directory directly with the `safetensors` package.
 It shares no code with lowbit: the tests compare lowbit's fp32 logits to it."""
 import json
 import math
@@ -27,13 +28,31 @@ def load_hf(hf_dir):
     return cfg, tensors
 
 
-def inv_freq(cfg, head_dim):
+def rotary_dims(cfg, head_dim):
+    """transformers' int(head_dim * partial_rotary_factor): Phi-4-mini rotates 96 of 128."""
+    params = cfg.get("rope_parameters") or {}
+    return int(head_dim * cfg.get("partial_rotary_factor", params.get("partial_rotary_factor", 1.0)))
+
+
+def inv_freq(cfg, head_dim, seq_len=None):
+    """(inverse frequencies, attention factor) for the rotated dims of a head (head_dim: their
+    count). LongRoPE picks its long factors when seq_len exceeds the pretraining length and
+    scales cos and sin by its attention factor (modeling_rope_utils._compute_longrope_parameters)."""
     # transformers 5 moved rope_theta and the scaling into "rope_parameters".
     params = cfg.get("rope_parameters") or {}
     theta = cfg.get("rope_theta", params.get("rope_theta", 10000.0))
     f = theta ** (-np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
     rs = cfg.get("rope_scaling") or (params if params.get("rope_type", "default") != "default" else {})
     kind = rs.get("rope_type", rs.get("type"))
+    if kind in ("longrope", "su"):
+        orig = cfg.get("original_max_position_embeddings",
+                       rs.get("original_max_position_embeddings", cfg["max_position_embeddings"]))
+        factor = rs.get("factor", cfg["max_position_embeddings"] / orig)
+        attn = rs.get("attention_factor")
+        if attn is None:
+            attn = 1.0 if factor <= 1 else math.sqrt(1 + math.log(factor) / math.log(orig))
+        ext = rs["long_factor"] if seq_len and seq_len > orig else rs["short_factor"]
+        return f / np.array(ext, dtype=np.float64), attn
     if kind == "llama3":
         factor, lo, hi = rs["factor"], rs["low_freq_factor"], rs["high_freq_factor"]
         orig = rs["original_max_position_embeddings"]
@@ -46,7 +65,7 @@ def inv_freq(cfg, head_dim):
         f = scaled
     elif kind == "linear":
         f = f / rs["factor"]
-    return f
+    return f, 1.0
 
 
 def rotate_half(x):
@@ -158,11 +177,29 @@ def forward(hf_dir, ids, hidden=False, inputs=None):
     window = cfg.get("sliding_window") if cfg.get("use_sliding_window", not qwen) else None
     first_windowed = cfg.get("max_window_layers", 28) if qwen else 0
     n = len(ids)
+    # Phi-3 stores q/k/v as one matrix (rows q, k, v) and gate/up as one (gate first).
+    for l in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{l}."
+        if p + "self_attn.qkv_proj.weight" in t:
+            q_rows, kv_rows = nh * hd, nkv * hd
+            qkv = t.pop(p + "self_attn.qkv_proj.weight")
+            t[p + "self_attn.q_proj.weight"] = qkv[:q_rows]
+            t[p + "self_attn.k_proj.weight"] = qkv[q_rows:q_rows + kv_rows]
+            t[p + "self_attn.v_proj.weight"] = qkv[q_rows + kv_rows:]
+            gate_up = t.pop(p + "mlp.gate_up_proj.weight")
+            t[p + "mlp.gate_proj.weight"], t[p + "mlp.up_proj.weight"] = np.split(gate_up, 2)
     x = t["model.embed_tokens.weight"][ids]
     pos = np.arange(n, dtype=np.float64)
-    ang = pos[:, None] * inv_freq(cfg, hd)[None, :]
-    cos = np.concatenate([np.cos(ang)] * 2, axis=-1)[:, None, :]
-    sin = np.concatenate([np.sin(ang)] * 2, axis=-1)[:, None, :]
+    rot = rotary_dims(cfg, hd)  # the rest of each head passes RoPE unchanged
+    freqs, attn_factor = inv_freq(cfg, rot, seq_len=n)
+    ang = pos[:, None] * freqs[None, :]
+    cos = np.concatenate([np.cos(ang)] * 2, axis=-1)[:, None, :] * attn_factor
+    sin = np.concatenate([np.sin(ang)] * 2, axis=-1)[:, None, :] * attn_factor
+
+    def rope(v):
+        r = v[..., :rot]
+        return np.concatenate([r * cos + rotate_half(r) * sin, v[..., rot:]], axis=-1)
+
     causal = np.tril(np.ones((n, n), dtype=bool))
     windowed = causal & ~np.tril(np.ones((n, n), dtype=bool), -window) if window else causal
     for l in range(cfg["num_hidden_layers"]):
@@ -180,8 +217,8 @@ def forward(hf_dir, ids, hidden=False, inputs=None):
         if p + "self_attn.q_norm.weight" in t:  # Qwen3: RMSNorm over each head's hd values
             q = rmsnorm(q, t[p + "self_attn.q_norm.weight"], eps)
             k = rmsnorm(k, t[p + "self_attn.k_norm.weight"], eps)
-        q = q * cos + rotate_half(q) * sin
-        k = k * cos + rotate_half(k) * sin
+        q = rope(q)
+        k = rope(k)
         rep = nh // nkv
         k = np.repeat(k, rep, axis=1)
         v = np.repeat(v, rep, axis=1)

@@ -44,9 +44,9 @@ def run(*args, check=True):
     return subprocess.run([LOWBIT, *map(str, args)], capture_output=True, text=True, check=check)
 
 
-def logits(model, ids, tmp_path):
+def logits(model, ids, tmp_path, *args):
     out = tmp_path / "logits.f32"
-    run("logits", model, "--ids", " ".join(map(str, ids)), "--out", out)
+    run("logits", model, "--ids", " ".join(map(str, ids)), "--out", out, *args)
     return np.fromfile(out, dtype=np.float32).reshape(len(ids), -1)
 
 
@@ -175,7 +175,75 @@ def test_gemma_gguf_matches_its_hf_directory_and_llama_cpp_s_graph(config, edit,
     assert (got.argmax(axis=1) == ref.argmax(axis=1)).all()
 
 
-def synthetic_gguf(tmp_path, arch="llama", drop=None, tensor_type=None, extra=None):
+PHI3_MINI = str(ROOT / "tests" / "data" / "configs" / "phi-3-mini-4k-instruct")
+PHI4_MINI = str(ROOT / "tests" / "data" / "configs" / "phi-4-mini-instruct")
+# Phi-4-mini's scaled down: 24 of 32 values per head rotated, 12 made-up LongRoPE factors of each
+# kind, a trained length of 16 in a context of 64.
+PHI4_EDIT = {"max_position_embeddings": 64, "original_max_position_embeddings": 16,
+             "rope_scaling": {"type": "longrope", "long_factor": np.geomspace(1.0, 40.0, 12).round(4).tolist(),
+                              "short_factor": np.linspace(1.0, 1.6, 12).round(4).tolist()},
+             "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2}
+
+
+@pytest.mark.parametrize("config,edit,n,ctx", [
+    (PHI3_MINI, {"sliding_window": 8}, 40, None),
+    (PHI4_MINI, PHI4_EDIT, 40, None),  # a context of 64: the long factors
+    (PHI4_MINI, PHI4_EDIT, 12, 16),    # a context of 16: the short ones
+], ids=["phi3-mini-window", "phi4-mini-long", "phi4-mini-short"])
+def test_phi3_gguf_matches_its_hf_directory_and_llama_cpp_s_graph(config, edit, n, ctx, tmp_path):
+    """Both files hold q/k/v and gate/up fused; lowbit splits them into its own matrices on import.
+    The F32 GGUF gives the HF directory's logits bit for bit (the LongRoPE attention factor: the
+    HF side computes it, the GGUF stores the converter's, both the same float). The Q8_0 GGUF
+    (fused rows sliced inside quantized data) gives llama.cpp's phi3 graph written in numpy over
+    gguf-py's dequantized weights (gguf_reference_forward.py)."""
+    files = {}
+    for kind in ("F32", "Q8_0"):
+        hf = tmp_path / kind / "hf"
+        make_hf_model.make_model(hf, config, layers=2, dim=64, ffn=96, heads=4, kv_heads=2, vocab=320,
+                                 head_dim=32 if config == PHI4_MINI else None, dtype="F32", seed=8,
+                                 tokenizer=False, config_edit=edit)
+        files[kind] = tmp_path / kind / "m.gguf"
+        subprocess.run([sys.executable, str(ROOT / "tests" / "tools" / "hf_to_gguf.py"), str(hf), str(files[kind]),
+                        "--type", kind], check=True)
+    ids = np.random.default_rng(5).integers(0, 320, size=n).tolist()
+    ctx_args = ["--ctx", str(ctx)] if ctx else []
+    run("convert", tmp_path / "F32" / "hf", tmp_path / "from_hf", "--bits", "32")
+    run("convert", files["F32"], tmp_path / "from_gguf", "--bits", "32")
+    a = logits(tmp_path / "from_hf", ids, tmp_path, *ctx_args)
+    b = logits(tmp_path / "from_gguf", ids, tmp_path, *ctx_args)
+    assert np.array_equal(a.view(np.uint32), b.view(np.uint32))
+    ref = gguf_reference_forward.forward(str(files["Q8_0"]), ids, ctx=ctx)
+    run("convert", files["Q8_0"], tmp_path / "q8", "--bits", "32")
+    got = logits(tmp_path / "q8", ids, tmp_path, *ctx_args).astype(np.float64)
+    rel = np.abs(got - ref).max(axis=1) / np.abs(ref).max(axis=1)
+    assert rel.max() <= 1e-4, f"worst position {rel.argmax()}: relative error {rel.max():.2e}"
+    assert (got.argmax(axis=1) == ref.argmax(axis=1)).all()
+
+
+@pytest.mark.parametrize("edit,drop,phrase", [
+    ({}, "rope_factors_short.weight", "tensor 'rope_factors_short.weight' is missing (LongRoPE needs both"),
+    ({}, "blk.1.attn_qkv.weight", "tensor 'blk.1.attn_qkv.weight' is missing"),
+    ({"rope_scaling": dict(PHI4_EDIT["rope_scaling"], long_factor=[1.0] * 11)}, None,
+     "11 long_factor values for 24 rotated values per head"),
+    ({"partial_rotary_factor": 0.72}, None, "rotates 23 of 32 values per head"),
+], ids=["one-factor-tensor", "no-qkv", "factor-count", "odd-rotary"])
+def test_bad_phi3_gguf_is_named(edit, drop, phrase, tmp_path):
+    hf = tmp_path / "hf"
+    make_hf_model.make_model(hf, PHI4_MINI, layers=2, dim=64, ffn=96, heads=4, kv_heads=2, vocab=320, head_dim=32,
+                             dtype="F32", seed=8, tokenizer=False, config_edit={**PHI4_EDIT, **edit})
+    g = tmp_path / "m.gguf"
+    subprocess.run([sys.executable, str(ROOT / "tests" / "tools" / "hf_to_gguf.py"), str(hf), str(g)]
+                   + (["--drop", drop] if drop else []), check=True)
+    expect_failure(g, tmp_path, phrase)
+
+
+def test_partial_rotary_gguf_of_another_architecture_is_named(tmp_path):
+    g = synthetic_gguf(tmp_path, kv={"llama.rope.dimension_count": 8})
+    expect_failure(g, tmp_path, "metadata 'llama.rope.dimension_count' = 8 rotates part of each head of 16",
+                   "partial RoPE is Phi-3's only")
+
+
+def synthetic_gguf(tmp_path, arch="llama", drop=None, tensor_type=None, extra=None, kv=None):
     """A tiny GGUF written directly with gguf-py, optionally broken; extra: more tensors by name."""
     path = tmp_path / f"{arch}.gguf"
     w = gguf.GGUFWriter(str(path), arch)
@@ -186,6 +254,8 @@ def synthetic_gguf(tmp_path, arch="llama", drop=None, tensor_type=None, extra=No
     w.add_head_count(4)
     w.add_head_count_kv(2)
     w.add_layer_norm_rms_eps(1e-5)
+    for key, value in (kv or {}).items():
+        w.add_uint32(key, value)
     rng = np.random.default_rng(0)
     shapes = {"token_embd.weight": (320, 64), "output_norm.weight": (64,), "blk.0.attn_norm.weight": (64,),
               "blk.0.attn_q.weight": (64, 64), "blk.0.attn_k.weight": (32, 64), "blk.0.attn_v.weight": (32, 64),
@@ -233,7 +303,7 @@ def test_truncated_gguf_is_rejected(tmp_path):
 
 
 def test_unsupported_architecture_is_named(tmp_path):
-    expect_failure(synthetic_gguf(tmp_path, arch="phi3"), tmp_path, "general.architecture 'phi3' is not supported")
+    expect_failure(synthetic_gguf(tmp_path, arch="phi2"), tmp_path, "general.architecture 'phi2' is not supported")
 
 
 def test_missing_tensor_is_named(tmp_path):
@@ -249,8 +319,8 @@ def test_unreadable_tensor_type_is_named(tmp_path):
 
 @pytest.mark.parametrize("factors,phrase", [
     (np.ones(4, np.float32), "must be F32 with head_dim/2 = 8 values, not F32 [4]"),
-    (np.array([1, 2, 4, 8, 16, 32, 32, -1], np.float32), "freq_factors holds -1"),
-    (np.array([1, 2, 4, 8, 16, 32, 32, np.inf], np.float32), "freq_factors holds inf")])
+    (np.array([1, 2, 4, 8, 16, 32, 32, -1], np.float32), "a factor of -1"),
+    (np.array([1, 2, 4, 8, 16, 32, 32, np.inf], np.float32), "a factor of inf")])
 def test_bad_rope_freqs_are_named(factors, phrase, tmp_path):
     g = synthetic_gguf(tmp_path, extra={"rope_freqs.weight": factors})
     expect_failure(g, tmp_path, "tensor 'rope_freqs.weight'", phrase)

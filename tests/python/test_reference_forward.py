@@ -23,18 +23,18 @@ import make_hf_model  # noqa: E402
 pytestmark = pytest.mark.skipif(not os.path.exists(LOWBIT), reason=f"{LOWBIT} not built")
 
 
-def lowbit_logits(hf_dir, ids, tmp_path):
+def lowbit_logits(hf_dir, ids, tmp_path, ctx=None):
     manifest = tmp_path / "m"
     subprocess.run([LOWBIT, "convert", str(hf_dir), str(manifest), "--bits", "32"], check=True,
                    capture_output=True)
     out = tmp_path / "logits.f32"
-    subprocess.run([LOWBIT, "logits", str(manifest), "--ids", " ".join(map(str, ids)), "--out", str(out)],
-                   check=True, capture_output=True)
+    subprocess.run([LOWBIT, "logits", str(manifest), "--ids", " ".join(map(str, ids)), "--out", str(out)]
+                   + (["--ctx", str(ctx)] if ctx else []), check=True, capture_output=True)
     return np.fromfile(out, dtype=np.float32).reshape(len(ids), -1)
 
 
-def check(hf_dir, ids, tmp_path):
-    got = lowbit_logits(hf_dir, ids, tmp_path).astype(np.float64)
+def check(hf_dir, ids, tmp_path, ctx=None):
+    got = lowbit_logits(hf_dir, ids, tmp_path, ctx).astype(np.float64)
     ref = reference_forward.forward(str(hf_dir), ids)
     assert got.shape == ref.shape
     rel = np.abs(got - ref).max(axis=1) / np.abs(ref).max(axis=1)
@@ -102,3 +102,37 @@ def test_gemma3(edit, tmp_path):
     rng = np.random.default_rng(1)
     ids = rng.integers(0, 320, size=40).tolist()
     check(hf, ids, tmp_path)
+
+
+PHI3_MINI = ROOT / "tests" / "data" / "configs" / "phi-3-mini-4k-instruct"
+PHI4_MINI = ROOT / "tests" / "data" / "configs" / "phi-4-mini-instruct"
+
+
+def test_phi3_mini(tmp_path):
+    """Phi-3-mini: q/k/v and gate/up fused in the checkpoint, every layer windowed (here to the
+    last 8 of 40 positions), GQA as Phi-3-medium has it."""
+    hf = tmp_path / "hf"
+    make_hf_model.make_model(hf, PHI3_MINI, layers=2, dim=64, ffn=96, heads=4, kv_heads=2, vocab=320,
+                             dtype="F32", seed=6, tokenizer=False, config_edit={"sliding_window": 8})
+    ids = np.random.default_rng(1).integers(0, 320, size=40).tolist()
+    check(hf, ids, tmp_path)
+
+
+@pytest.mark.parametrize("n,ctx", [(40, None), (12, 16)], ids=["long-factors", "short-factors"])
+def test_phi4_mini_partial_rotary_longrope(n, ctx, tmp_path):
+    """Phi-4-mini: RoPE over 24 of each head's 32 values (partial_rotary_factor 0.75) with LongRoPE.
+    The factors are made up (12 of them, short ones away from 1 as well) since the real 48 belong
+    to heads of 128; a trained length of 16 in a context of 64 gives an attention factor of
+    sqrt(1 + ln 4 / ln 16). 40 positions: transformers takes the long factors, as lowbit does for
+    a context (64) past 16; 12 positions in a context of 16: the short ones on both sides."""
+    hf = tmp_path / "hf"
+    long_f = np.geomspace(1.0, 40.0, 12).round(4).tolist()
+    short_f = np.linspace(1.0, 1.6, 12).round(4).tolist()
+    make_hf_model.make_model(hf, PHI4_MINI, layers=2, dim=64, ffn=96, heads=4, kv_heads=2, vocab=320, head_dim=32,
+                             dtype="F32", seed=7, tokenizer=False,
+                             config_edit={"max_position_embeddings": 64, "original_max_position_embeddings": 16,
+                                          "rope_scaling": {"type": "longrope", "long_factor": long_f,
+                                                           "short_factor": short_f},
+                                          "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2})
+    ids = np.random.default_rng(2).integers(0, 320, size=n).tolist()
+    check(hf, ids, tmp_path, ctx)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes a GGUF file from an HF model directory (Llama-family, Qwen2, Qwen3 or Gemma 3), as llama.cpp's
+"""Writes a GGUF file from an HF model directory (Llama-family, Qwen2, Qwen3, Gemma 2/3 or Phi-3), as llama.cpp's
 converter lays it out, with the `gguf` package: its metadata keys, its tensor names, attn_q/attn_k
 rows permuted for `llama` (convert_hf_to_gguf.py LlamaModel.permute; `qwen2`/`qwen3` are left as is), and each
 matrix stored as --type (F32, F16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, quantized by gguf.quants.quantize; norms and
@@ -11,10 +11,11 @@ SentencePiece tokenizer.model's pieces, scores and piece types the way llama.cpp
 (tokenizer.ggml.model "llama"; needs the `sentencepiece` package), because llama.cpp will not load
 a model without a vocabulary.
 
-  python hf_to_gguf.py HF_DIR OUT.gguf [--type Q8_0] [--spm-vocab]
+  python hf_to_gguf.py HF_DIR OUT.gguf [--type Q8_0] [--spm-vocab] [--drop TENSOR ...]
 """
 import argparse
 import json
+import math
 from pathlib import Path
 
 import gguf
@@ -41,7 +42,10 @@ GGUF_NAMES = {
     "mlp.down_proj.weight": "ffn_down.weight",
 }
 ARCHS = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2",
-         "Qwen3ForCausalLM": "qwen3", "Gemma2ForCausalLM": "gemma2", "Gemma3ForCausalLM": "gemma3"}
+         "Qwen3ForCausalLM": "qwen3", "Gemma2ForCausalLM": "gemma2", "Gemma3ForCausalLM": "gemma3",
+         "Phi3ForCausalLM": "phi3"}
+# Phi-3's fused matrices keep their fusion in the GGUF (gate and up together as ffn_up).
+PHI3_NAMES = {"self_attn.qkv_proj.weight": "attn_qkv.weight", "mlp.gate_up_proj.weight": "ffn_up.weight"}
 # Gemma's norms: one after attention and one after the MLP, its pre-MLP norm named apart.
 GEMMA_NAMES = {
     "post_attention_layernorm.weight": "post_attention_norm.weight",
@@ -54,7 +58,7 @@ def gguf_name(name, arch):
     if name in GGUF_NAMES:
         return GGUF_NAMES[name]
     _, _, layer, rest = name.split(".", 3)
-    names = dict(GGUF_NAMES, **GEMMA_NAMES) if arch.startswith("gemma") else GGUF_NAMES
+    names = dict(GGUF_NAMES, **GEMMA_NAMES) if arch.startswith("gemma") else dict(GGUF_NAMES, **PHI3_NAMES)
     return f"blk.{layer}.{names[rest]}"
 
 
@@ -83,6 +87,26 @@ def llama3_rope_factors(cfg, head_dim):
     return np.array(out, dtype=np.float32)
 
 
+def add_phi3(w, cfg):
+    """What llama.cpp's converter (Phi3MiniModel) writes beyond the common keys: the rotated count
+    int(partial_rotary_factor * hidden) // heads, the window (0 for none), and for LongRoPE both
+    factor lists as tensors, the attention factor from max/original length and the original length."""
+    nh = cfg["num_attention_heads"]
+    hd = cfg.get("head_dim") or cfg["hidden_size"] // nh
+    rot = int(cfg.get("partial_rotary_factor", 1.0) * nh * hd) // nh
+    w.add_rope_dimension_count(rot)
+    w.add_sliding_window(cfg.get("sliding_window") or 0)
+    rs = cfg.get("rope_scaling")
+    if not rs:
+        return
+    orig = cfg["original_max_position_embeddings"]
+    scale = cfg["max_position_embeddings"] / orig
+    w.add_rope_scaling_orig_ctx_len(orig)
+    w.add_rope_scaling_attn_factors(math.sqrt(1 + math.log(scale) / math.log(orig)) if scale > 1 else 1.0)
+    w.add_tensor("rope_factors_long.weight", np.array(rs["long_factor"], dtype=np.float32))
+    w.add_tensor("rope_factors_short.weight", np.array(rs["short_factor"], dtype=np.float32))
+
+
 # llama.cpp's token types (llama.h, enum llama_token_type), in SentencePiece's terms.
 TOKEN_NORMAL, TOKEN_UNKNOWN, TOKEN_CONTROL, TOKEN_UNUSED, TOKEN_BYTE = 1, 2, 3, 5, 6
 
@@ -106,19 +130,32 @@ def add_spm_vocab(w, model_file):
             add(tid)
 
 
+class DroppingWriter(gguf.GGUFWriter):
+    """A GGUFWriter that leaves out the tensors named in drop."""
+
+    def __init__(self, path, arch, drop):
+        super().__init__(path, arch)
+        self.drop = set(drop)
+
+    def add_tensor(self, name, tensor, **kw):
+        if name not in self.drop:
+            super().add_tensor(name, tensor, **kw)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("hf_dir")
     ap.add_argument("out")
     ap.add_argument("--type", default="F32", choices=["F32", "F16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"])
     ap.add_argument("--spm-vocab", action="store_true", help="write HF_DIR/tokenizer.model as the GGUF vocabulary")
+    ap.add_argument("--drop", action="append", default=[], help="leave out this GGUF tensor (the importer's error tests)")
     a = ap.parse_args()
+    w = DroppingWriter(a.out, ARCHS[json.loads((Path(a.hf_dir) / "config.json").read_text())["architectures"][0]], a.drop)
     hf = Path(a.hf_dir)
     cfg = json.loads((hf / "config.json").read_text())
     arch = ARCHS[cfg["architectures"][0]]
     nh = cfg["num_attention_heads"]
     nkv = cfg.get("num_key_value_heads", nh)
-    w = gguf.GGUFWriter(a.out, arch)
     w.add_block_count(cfg["num_hidden_layers"])
     w.add_context_length(cfg["max_position_embeddings"])
     w.add_embedding_length(cfg["hidden_size"])
@@ -146,6 +183,8 @@ def main():
         if rs.get("rope_type", rs.get("type")) == "linear":
             w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
             w.add_rope_scaling_factor(rs["factor"])
+    elif arch == "phi3":
+        add_phi3(w, cfg)
     elif rs.get("rope_type", rs.get("type")) == "llama3":
         w.add_tensor("rope_freqs.weight", llama3_rope_factors(cfg, cfg.get("head_dim") or cfg["hidden_size"] // nh))
     qt = gguf.GGMLQuantizationType[a.type]

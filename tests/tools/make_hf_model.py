@@ -85,10 +85,18 @@ def tensor_layout(cfg):
     o_bias = arch in ("LlamaForCausalLM", "Qwen3ForCausalLM") and bool(cfg.get("attention_bias"))  # Gemma refused
     qk_norm = arch in ("Qwen3ForCausalLM", "Gemma3ForCausalLM")  # q_norm/k_norm: RMSNorm(head_dim)
     gemma = arch in ("Gemma2ForCausalLM", "Gemma3ForCausalLM")  # norms after attention and MLP too
+    phi3 = arch == "Phi3ForCausalLM"  # q/k/v fused as qkv_proj, gate/up as gate_up_proj
     out = [("model.embed_tokens.weight", (vocab, dim), "weight")]
     for i in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{i}."
         out.append((p + "input_layernorm.weight", (dim,), "norm"))
+        if phi3:
+            out.append((p + "self_attn.qkv_proj.weight", ((heads + 2 * kv) * hd, dim), "weight"))
+            out.append((p + "self_attn.o_proj.weight", (dim, heads * hd), "weight"))
+            out.append((p + "post_attention_layernorm.weight", (dim,), "norm"))
+            out.append((p + "mlp.gate_up_proj.weight", (2 * ffn, dim), "weight"))
+            out.append((p + "mlp.down_proj.weight", (dim, ffn), "weight"))
+            continue
         for proj, rows in (("q", heads * hd), ("k", kv * hd), ("v", kv * hd)):
             out.append((p + f"self_attn.{proj}_proj.weight", (rows, dim), "weight"))
             if qkv_bias:

@@ -1,0 +1,155 @@
+// Phi-3 in the architecture table (models/arch.h): the real configs of Phi-3-mini and Phi-4-mini
+// parse to the values written in them and in transformers' Phi3Config and LongRoPE rules, the
+// fused checkpoint tensors map onto the runtime's roles, and what cannot run is named.
+#include <cmath>
+#include <functional>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "hf_test_util.h"
+#include "models/arch.h"
+#include "tests/error_of.h"
+
+namespace lowbit {
+namespace {
+
+using nlohmann::json;
+using ::testing::HasSubstr;
+using test::data_config;
+using test::error_of;
+
+TEST(ArchPhi3, parse_phi3_mini_4k) {
+  const ModelConfig c = parse_hf_config(data_config("phi-3-mini-4k-instruct"), "config.json");
+  EXPECT_EQ(c.arch, "phi3");
+  EXPECT_EQ(family_of(c), Family::llama);
+  EXPECT_EQ(c.head_dim, 96);  // 3072 / 32
+  EXPECT_EQ(rotary_dims(c), 96);
+  EXPECT_EQ(c.sliding_window, 2047);
+  EXPECT_TRUE(c.sliding_layers.empty());  // every layer
+  EXPECT_EQ(c.rope_scaling.type, "");
+  EXPECT_FALSE(c.tie_embeddings);
+  EXPECT_EQ(c.eos_ids, (std::vector<int32_t>{32000}));
+  EXPECT_EQ(config_from_json(config_to_json(c), "m"), c);
+  EXPECT_EQ(gguf_architecture("phi3").hf_architecture, "Phi3ForCausalLM");
+  EXPECT_FALSE(gguf_architecture("phi3").qk_permuted);
+}
+
+TEST(ArchPhi3, parse_phi4_mini_partial_rotary_and_longrope) {
+  const json j = data_config("phi-4-mini-instruct");
+  const ModelConfig c = parse_hf_config(j, "config.json");
+  EXPECT_EQ(c.head_dim, 128);
+  EXPECT_EQ(c.rotary_dim, 96);  // partial_rotary_factor 0.75
+  EXPECT_TRUE(c.tie_embeddings);
+  const RopeScaling& r = c.rope_scaling;
+  EXPECT_EQ(r.type, "longrope");
+  EXPECT_EQ(r.original_max_position, 4096);
+  ASSERT_EQ(r.freq_factors.size(), 48u);
+  ASSERT_EQ(r.long_factors.size(), 48u);
+  EXPECT_EQ(r.freq_factors, std::vector<float>(48, 1.0f));  // the short factors
+  EXPECT_EQ(r.long_factors[1], 1.118320672f);
+  EXPECT_EQ(r.long_factors[47], 47.77f);
+  // transformers' default: factor 131072 / 4096 = 32, attention factor sqrt(1 + ln 32 / ln 4096).
+  EXPECT_FLOAT_EQ(r.attention_factor, (float)std::sqrt(1 + std::log(32.0) / std::log(4096.0)));
+  EXPECT_EQ(config_from_json(json::parse(config_to_json(c).dump()), "m"), c);
+
+  // The long factors replace the short ones past the pretraining length, as llama.cpp decides.
+  EXPECT_EQ(for_context(c, 4096), c);
+  const ModelConfig l = for_context(c, 4097);
+  EXPECT_EQ(l.rope_scaling.freq_factors, r.long_factors);
+  EXPECT_EQ(l.rope_scaling.attention_factor, r.attention_factor);
+
+  // transformers 5's form: rope_parameters holding the type, the factors and the partial factor;
+  // an explicit attention_factor wins.
+  json t5 = j;
+  for (const char* k : {"rope_scaling", "partial_rotary_factor", "rope_theta"}) t5.erase(k);
+  t5["rope_parameters"] = {{"rope_type", "longrope"}, {"rope_theta", 10000.0}, {"partial_rotary_factor", 0.75},
+                           {"long_factor", j["rope_scaling"]["long_factor"]},
+                           {"short_factor", j["rope_scaling"]["short_factor"]}, {"attention_factor", 1.5}};
+  const ModelConfig d = parse_hf_config(t5, "config.json");
+  EXPECT_EQ(d.rotary_dim, 96);
+  EXPECT_EQ(d.rope_scaling.attention_factor, 1.5f);
+  EXPECT_EQ(d.rope_scaling.long_factors, r.long_factors);
+  // No original_max_position_embeddings anywhere: max_position_embeddings, factor 1, no scaling.
+  json plain = j;
+  plain.erase("original_max_position_embeddings");
+  EXPECT_EQ(parse_hf_config(plain, "config.json").rope_scaling.attention_factor, 1.0f);
+}
+
+TEST(ArchPhi3, fused_tensors_hold_the_roles) {
+  const ModelConfig c = parse_hf_config(data_config("phi-4-mini-instruct"), "config.json");
+  const int64_t q = 24 * 128, kv = 8 * 128;
+  const auto wk = stored_slice(c, Role::wk, 5);
+  ASSERT_TRUE(wk);
+  EXPECT_EQ(wk->name, "model.layers.5.self_attn.qkv_proj.weight");
+  EXPECT_EQ(wk->shape, (std::vector<int64_t>{q + 2 * kv, 3072}));
+  EXPECT_EQ(wk->first_row, q);
+  EXPECT_EQ(stored_slice(c, Role::wv, 5)->first_row, q + kv);
+  EXPECT_EQ(stored_slice(c, Role::wq, 5)->first_row, 0);
+  EXPECT_EQ(stored_slice(c, Role::w_up, 2)->name, "model.layers.2.mlp.gate_up_proj.weight");
+  EXPECT_EQ(stored_slice(c, Role::w_up, 2)->first_row, 8192);
+  EXPECT_EQ(stored_slice(c, Role::w_gate, 2, true)->name, "blk.2.ffn_up.weight");
+  EXPECT_EQ(stored_slice(c, Role::w_gate, 2, true)->first_row, 0);
+  EXPECT_EQ(stored_slice(c, Role::wv, 0, true)->name, "blk.0.attn_qkv.weight");
+  EXPECT_FALSE(stored_slice(c, Role::wo, 0));
+  EXPECT_FALSE(stored_slice(c, Role::w_down, 0));
+  const ModelConfig llama = parse_hf_config(data_config("qwen3-0.6b"), "config.json");
+  EXPECT_FALSE(stored_slice(llama, Role::wq, 0));
+
+  // A checkpoint holds the fused tensors (6 per layer, tied head); a manifest the split ones.
+  std::map<std::string, std::vector<int64_t>> checkpoint, manifest;
+  for (const TensorSpec& s : expected_tensors(c)) {
+    manifest[s.name] = s.shape;
+    const auto slice = stored_slice(c, s.role, s.layer);
+    checkpoint[slice ? slice->name : s.name] = slice ? slice->shape : s.shape;
+  }
+  EXPECT_EQ(checkpoint.size(), 1u + 32 * 6 + 1);
+  EXPECT_NO_THROW(check_tensors(c, checkpoint, "phi", true));
+  EXPECT_NO_THROW(check_tensors(c, manifest, "phi"));
+  EXPECT_THAT(error_of([&] { check_tensors(c, manifest, "phi", true); }),
+              HasSubstr("missing 'model.layers.0.mlp.gate_up_proj.weight'"));
+  checkpoint["model.layers.0.self_attn.qkv_proj.weight"] = {q, 3072};
+  EXPECT_THAT(error_of([&] { check_tensors(c, checkpoint, "phi", true); }),
+              HasSubstr("tensor 'model.layers.0.self_attn.qkv_proj.weight': shape [3072, 3072] but config.json "
+                        "implies [5120, 3072]"));
+}
+
+TEST(ArchPhi3Bad, what_cannot_run_is_named) {
+  auto bad = [](const std::function<void(json&)>& edit, const char* base = "phi-4-mini-instruct") {
+    json j = data_config(base);
+    edit(j);
+    return error_of([&] { parse_hf_config(j, "config.json"); });
+  };
+  EXPECT_THAT(bad([](json& j) { j["rope_scaling"]["long_factor"].erase(0); }),
+              HasSubstr("47 long_factor values for 96 rotated values per head"));
+  EXPECT_THAT(bad([](json& j) { j["rope_scaling"]["short_factor"] = {1.0}; }),
+              HasSubstr("1 short_factor values for 96 rotated values"));
+  EXPECT_THAT(bad([](json& j) { j["rope_scaling"]["short_factor"][3] = "x"; }),
+              HasSubstr("field 'rope_scaling.short_factor' holds \"x\", not a number"));
+  EXPECT_THAT(bad([](json& j) { j["rope_scaling"]["long_factor"][3] = -1.0; }),
+              HasSubstr("a factor of -1"));
+  EXPECT_THAT(bad([](json& j) { j["rope_scaling"].erase("long_factor"); }),
+              HasSubstr("field 'rope_scaling.long_factor' missing"));
+  EXPECT_THAT(bad([](json& j) { j["partial_rotary_factor"] = 0.7; }),
+              HasSubstr("partial_rotary_factor' = 0.700000 rotates 89 of 128 values per head"));
+  EXPECT_THAT(bad([](json& j) { j["partial_rotary_factor"] = 1.5; }), HasSubstr("is above 1"));
+  EXPECT_THAT(bad([](json& j) { j["rope_scaling"]["type"] = "yarn"; }),
+              HasSubstr("'yarn' not supported (default, linear, llama3, longrope are)"));
+  // Partial rotary is Phi-3's; a Llama-family config asking for it is refused rather than run wrong.
+  EXPECT_THAT(bad([](json& j) { j["partial_rotary_factor"] = 0.5; }, "qwen3-0.6b"),
+              HasSubstr("partial_rotary_factor' = 0.500000 not supported for Qwen3ForCausalLM"));
+  EXPECT_THAT(bad([](json& j) { j["hidden_act"] = "gelu"; }, "phi-3-mini-4k-instruct"),
+              HasSubstr("'gelu' not supported (silu is)"));
+  // The manifest's checks: long factors only with LongRoPE, an attention factor only there.
+  ModelConfig c = parse_hf_config(data_config("phi-3-mini-4k-instruct"), "config.json");
+  json m = config_to_json(c);
+  m["rope_scaling"]["attention_factor"] = 2.0;
+  EXPECT_THAT(error_of([&] { config_from_json(m, "manifest.json"); }), HasSubstr("with type longrope only"));
+  m = config_to_json(c);
+  m["rotary_dim"] = 97;
+  EXPECT_THAT(error_of([&] { config_from_json(m, "manifest.json"); }),
+              HasSubstr("rotary_dim 97 is not an even count of at most head_dim 96"));
+}
+
+}  // namespace
+}  // namespace lowbit
