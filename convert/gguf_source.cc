@@ -88,6 +88,14 @@ ModelConfig gguf_config(const GgufFile& f) {
                                                    : j["max_position_embeddings"].get<int64_t>()}};
     }
   }
+  if (ga.hf_architecture == "GraniteForCausalLM") {
+    // llama.cpp's converter writes Granite's multipliers under names of its own.
+    for (const auto& [gguf_key, field] : {std::pair{"embedding_scale", "embedding_multiplier"},
+                                          std::pair{"residual_scale", "residual_multiplier"},
+                                          std::pair{"attention.scale", "attention_multiplier"},
+                                          std::pair{"logit_scale", "logits_scaling"}})
+      if (f.has(key(gguf_key))) j[field] = f.get_float(key(gguf_key));
+  }
   if (ga.hf_architecture == "Gemma2ForCausalLM" || ga.hf_architecture == "Gemma3ForCausalLM") {
     // What llama.cpp's gemma2/gemma3 graphs take that the file does not say, as they take it (the
     // configs' defaults): a window on every other layer (Gemma 2) or five of six (Gemma 3, with a

@@ -22,6 +22,14 @@ enum class Window {
   gemma,           // "sliding_window" on the layers "layer_types" (or "sliding_window_pattern") names
 };
 
+// What one architecture adds to its family's layer.
+enum class Variant {
+  plain,
+  phi3,     // q/k/v and gate/up stored fused (stored_slice), partial_rotary_factor
+  smollm3,  // no RoPE on some layers (no_rope_layers)
+  granite,  // Granite's multipliers of the embeddings, residual branches, scores and logits
+};
+
 // One row per supported architecture; the only place these facts are written down.
 struct ArchRow {
   const char* arch;             // canonical name, stored in manifests
@@ -38,8 +46,9 @@ struct ArchRow {
   const char* gguf_arch;
   bool gguf_qk_permuted;
   Family family;
-  // Phi-3's: q/k/v and gate/up stored fused (stored_slice), partial_rotary_factor read.
-  bool phi3 = false;
+  // Fields of one architecture's own, read beyond the family's.
+  Variant variant = Variant::plain;
+  float default_theta = 10000.0f;  // rope_theta when config.json gives none (the HF class default)
 };
 
 constexpr ArchRow kArchs[] = {
@@ -52,7 +61,13 @@ constexpr ArchRow kArchs[] = {
     {"gemma2", "Gemma2ForCausalLM", false, false, true, Window::gemma, 4096, 256, "gemma2", false, Family::gemma},
     {"gemma3", "Gemma3ForCausalLM", false, true, true, Window::gemma, 4096, 256, "gemma3", false, Family::gemma},
     // Phi3Config has no window unless "sliding_window" (Phi-3-mini: 2047); its q/k/v never carry a bias.
-    {"phi3", "Phi3ForCausalLM", false, false, false, Window::sliding_window, 0, 0, "phi3", false, Family::llama, true},
+    {"phi3", "Phi3ForCausalLM", false, false, false, Window::sliding_window, 0, 0, "phi3", false, Family::llama,
+     Variant::phi3},
+    // SmolLM3 and Granite: Llama's layer (and Llama's bias switches), converted as Llama by llama.cpp.
+    {"smollm3", "SmolLM3ForCausalLM", false, false, true, Window::none, 0, 0, "smollm3", true, Family::llama,
+     Variant::smollm3, 2e6f},
+    {"granite", "GraniteForCausalLM", false, false, true, Window::none, 0, 0, "granite", true, Family::llama,
+     Variant::granite},
 };
 
 const ArchRow* find_arch(std::string_view hf_name) {
@@ -176,6 +191,9 @@ void validate(const ModelConfig& c, const std::string& label) {
       (t != "longrope" && c.rope_scaling.attention_factor != 1))
     fail("rope_scaling: attention_factor " + std::to_string(c.rope_scaling.attention_factor) +
          " (want finite and > 0, with type longrope only)");
+  if (!c.nope_layers.empty() && (int64_t)c.nope_layers.size() != c.n_layers)
+    fail("nope_layers: " + std::to_string(c.nope_layers.size()) + " entries for " + std::to_string(c.n_layers) +
+         " layers");
   if (!c.sliding_layers.empty() && (int64_t)c.sliding_layers.size() != c.n_layers)
     fail("sliding_layers: " + std::to_string(c.sliding_layers.size()) + " entries for " + std::to_string(c.n_layers) +
          " layers");
@@ -190,13 +208,13 @@ int32_t token_id(const Fields& f, const char* field, const json& v) {
 
 // "rope_scaling" (transformers 4) or "rope_parameters" (transformers 5, which also moves
 // rope_theta inside). "default" and absent both mean plain RoPE.
-void parse_rope(const Fields& top, const json& j, ModelConfig& c) {
+void parse_rope(const Fields& top, const json& j, ModelConfig& c, float default_theta = 10000.0f) {
   const json* params = top.get("rope_parameters");
   if (params && !params->is_object()) top.fail("rope_parameters", "is not an object");
   if (top.get("rope_theta")) c.rope_theta = top.positive("rope_theta");
   else if (params && Fields(*params, top.label(), "rope_parameters.").get("rope_theta"))
     c.rope_theta = Fields(*params, top.label(), "rope_parameters.").positive("rope_theta");
-  else c.rope_theta = 10000.0f;  // the LlamaConfig / MistralConfig / Qwen2Config default
+  else c.rope_theta = default_theta;  // the HF class's default (Llama, Mistral, Qwen2: 10000)
 
   const char* key = "rope_scaling";
   const json* s = top.get("rope_scaling");
@@ -263,13 +281,43 @@ void parse_partial_rotary(const Fields& top, const ArchRow& row, ModelConfig& c)
     if (f.get(key)) factor = f.positive(key);
   }
   if (factor == 1) return;
-  if (!row.phi3) top.fail(key, "= " + std::to_string(factor) + " not supported for " + row.hf_architecture);
+  if (row.variant != Variant::phi3) top.fail(key, "= " + std::to_string(factor) + " not supported for " + row.hf_architecture);
   if (factor > 1) top.fail(key, "= " + std::to_string(factor) + " is above 1");
   const int64_t rot = (int64_t)((double)c.head_dim * factor);
   c.rotary_dim = rot == c.head_dim ? 0 : rot;
   if (rot <= 0 || rot % 2 != 0)
     top.fail(key, "= " + std::to_string(factor) + " rotates " + std::to_string(rot) + " of " +
                       std::to_string(c.head_dim) + " values per head (want an even count above 0)");
+}
+
+// SmolLM3's layers without RoPE: "no_rope_layers" (1: RoPE, 0: none; at least one entry per
+// layer) or every no_rope_layer_interval-th layer (default 4), as SmolLM3Config derives it. Its
+// window (on the layers without RoPE) is refused: no released checkpoint turns it on.
+void parse_smollm3(const Fields& f, ModelConfig& c) {
+  if (f.opt_boolean("use_sliding_window", false)) f.fail("use_sliding_window", "= true not supported for SmolLM3");
+  c.nope_layers.assign((size_t)c.n_layers, false);
+  if (const json* list = f.get("no_rope_layers")) {
+    if (!list->is_array() || (int64_t)list->size() < c.n_layers)
+      f.fail("no_rope_layers", "is not a list of at least num_hidden_layers (" + std::to_string(c.n_layers) + ") 0s and 1s");
+    for (int64_t i = 0; i < c.n_layers; ++i) {
+      const json& v = (*list)[(size_t)i];
+      if (v != 0 && v != 1) f.fail("no_rope_layers", "[" + std::to_string(i) + "] = " + v.dump() + " (0 or 1)");
+      c.nope_layers[(size_t)i] = v == 0;
+    }
+  } else {
+    const int64_t every = f.opt_integer("no_rope_layer_interval", 1, kMaxSize).value_or(4);
+    for (int64_t i = 0; i < c.n_layers; ++i) c.nope_layers[(size_t)i] = (i + 1) % every == 0;
+  }
+}
+
+// Granite's multipliers (GraniteConfig's defaults 1): the embeddings times embedding_multiplier,
+// each sublayer's output times residual_multiplier before it joins the residual stream, scores
+// times attention_multiplier (in place of 1 / sqrt(head_dim)), logits divided by logits_scaling.
+void parse_granite(const Fields& f, ModelConfig& c) {
+  c.embed_scale = f.opt_positive("embedding_multiplier", 1.0f);
+  c.residual_scale = f.opt_positive("residual_multiplier", 1.0f);
+  c.query_scale = f.opt_positive("attention_multiplier", 1.0f);
+  c.logit_divisor = f.opt_positive("logits_scaling", 1.0f);
 }
 
 // Gemma's own fields (Gemma2Config, Gemma3TextConfig; transformers 4.5x and 5): the window and the
@@ -394,8 +442,10 @@ ModelConfig parse_hf_config(const json& j, const std::string& file_label) {
   c.vocab_size = f.integer("vocab_size", 1, kMaxSize);
   c.max_ctx = f.integer("max_position_embeddings", 1, kMaxContext);
   c.norm_eps = f.opt_positive("rms_norm_eps", 1e-6f);  // the HF classes' default
-  parse_rope(f, j, c);
+  parse_rope(f, j, c, row->default_theta);
   parse_partial_rotary(f, *row, c);
+  if (row->variant == Variant::smollm3) parse_smollm3(f, c);
+  if (row->variant == Variant::granite) parse_granite(f, c);
   // Gemma3TextConfig ties by default; the Llama family's classes do not.
   c.tie_embeddings = f.opt_boolean("tie_word_embeddings", row->family == Family::gemma);
 
@@ -472,6 +522,10 @@ json config_to_json(const ModelConfig& c) {
       {"attn_softcap", c.attn_softcap},
       {"final_softcap", c.final_softcap},
       {"rotary_dim", c.rotary_dim},
+      {"nope_layers", c.nope_layers},
+      {"embed_scale", c.embed_scale},
+      {"residual_scale", c.residual_scale},
+      {"logit_divisor", c.logit_divisor},
       {"bos_id", c.bos_id},
       {"eos_ids", c.eos_ids},
   };
@@ -540,6 +594,17 @@ ModelConfig config_from_json(const json& j, const std::string& label) {
   c.attn_softcap = zero_or_positive("attn_softcap");
   c.final_softcap = zero_or_positive("final_softcap");
   c.rotary_dim = f.opt_integer("rotary_dim", 0, kMaxSize).value_or(0);  // absent before Phi-3
+  // Absent before SmolLM3 and Granite: RoPE everywhere, no multipliers.
+  if (const json* nl = f.get("nope_layers")) {
+    if (!nl->is_array()) f.fail("nope_layers", "is not a list");
+    for (const json& b : *nl) {
+      if (!b.is_boolean()) f.fail("nope_layers", "holds a non-boolean");
+      c.nope_layers.push_back(b.get<bool>());
+    }
+  }
+  c.embed_scale = f.opt_positive("embed_scale", 1.0f);
+  c.residual_scale = f.opt_positive("residual_scale", 1.0f);
+  c.logit_divisor = f.opt_positive("logit_divisor", 1.0f);
   c.bos_id = (int32_t)f.integer("bos_id", -1, kMaxSize - 1);
   const json& eos = f.need("eos_ids");
   if (!eos.is_array()) f.fail("eos_ids", "is not a list");
@@ -564,7 +629,8 @@ bool operator==(const ModelConfig& a, const ModelConfig& b) {
          a.qkv_bias == b.qkv_bias && a.qk_norm == b.qk_norm && a.sliding_window == b.sliding_window &&
          a.sliding_layers == b.sliding_layers && a.rope_local_theta == b.rope_local_theta &&
          a.query_scale == b.query_scale && a.attn_softcap == b.attn_softcap && a.final_softcap == b.final_softcap &&
-         a.rotary_dim == b.rotary_dim && a.bos_id == b.bos_id &&
+         a.rotary_dim == b.rotary_dim && a.nope_layers == b.nope_layers && a.embed_scale == b.embed_scale &&
+         a.residual_scale == b.residual_scale && a.logit_divisor == b.logit_divisor && a.bos_id == b.bos_id &&
          a.eos_ids == b.eos_ids;
 }
 
@@ -723,7 +789,7 @@ void check_role(const ModelConfig& c, Role role, int layer) {
 
 std::optional<StoredSlice> stored_slice(const ModelConfig& c, Role r, int layer, bool gguf) {
   const ArchRow* row = find_canonical(c.arch);
-  if (!row || !row->phi3) return std::nullopt;
+  if (!row || row->variant != Variant::phi3) return std::nullopt;
   const int64_t q = c.n_heads * c.head_dim, kv = c.n_kv_heads * c.head_dim;
   const char* qkv = gguf ? "blk.#.attn_qkv.weight" : "model.layers.#.self_attn.qkv_proj.weight";
   const char* gate_up = gguf ? "blk.#.ffn_up.weight" : "model.layers.#.mlp.gate_up_proj.weight";

@@ -14,7 +14,9 @@
 // own (Gemma 3, which norms q and k per head). Phi-3 (Phi3ForCausalLM: Phi-3 and 3.5 mini and
 // medium, Phi-4, Phi-4-mini) is the Llama family's layer with q/k/v and gate/up each fused into
 // one stored matrix, and in Phi-4-mini RoPE over the first part of each head only; its long
-// context versions scale RoPE by LongRoPE's per-frequency factors.
+// context versions scale RoPE by LongRoPE's per-frequency factors. SmolLM3 (SmolLM3ForCausalLM)
+// is Llama's layer without RoPE on every fourth layer; Granite (GraniteForCausalLM: Granite 3.x
+// dense) is Llama's layer with multipliers on the embeddings, residual branches, scores and logits.
 //
 // All functions are pure and thread-safe.
 #pragma once
@@ -45,7 +47,8 @@ struct RopeScaling {
 };
 
 struct ModelConfig {
-  std::string arch;             // canonical: "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "phi3"
+  // canonical: "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "phi3", "smollm3", "granite"
+  std::string arch;
   std::string hf_architecture;  // e.g. "LlamaForCausalLM"
   int64_t dim = 0, n_layers = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0, ffn_dim = 0,
           vocab_size = 0, max_ctx = 0;
@@ -68,6 +71,11 @@ struct ModelConfig {
   // RoPE rotates the first rotary_dim values of each head and passes the rest through; 0: all of
   // head_dim. Phi-4-mini: 96 of 128 (partial_rotary_factor 0.75).
   int64_t rotary_dim = 0;
+  // Layers whose q and k skip RoPE (SmolLM3: every 4th); empty: none.
+  std::vector<bool> nope_layers;
+  // Granite's multipliers: the embeddings times embed_scale, each sublayer's output times
+  // residual_scale before the residual add, the logits divided by logit_divisor (1: none).
+  float embed_scale = 1, residual_scale = 1, logit_divisor = 1;
   int32_t bos_id = -1;          // -1: none
   std::vector<int32_t> eos_ids;
 };

@@ -129,6 +129,7 @@ AttentionShape DecoderForward::attention_shape(int64_t l) const {
 }
 
 void DecoderForward::rope(Backend& b, const StageWeights& st, int64_t l, const Scratch& s, const Workspace& ws) const {
+  if (!c_.nope_layers.empty() && c_.nope_layers[(size_t)l]) return;  // SmolLM3's layers without RoPE
   const bool local = c_.rope_local_theta > 0 && !c_.sliding_layers.empty() && c_.sliding_layers[(size_t)l];
   const Tensor& inv = local ? st.inv_freq_local : st.inv_freq;
   // LongRoPE's attention factor scales cos and sin (so the rotated part of q and k); Gemma 3's
@@ -220,6 +221,8 @@ void DecoderForward::run(std::span<const SeqChunk> chunks, Workspace& ws, float*
   mm(b, {{lm_head_, Role::lm_head, out}}, -1, h, ws, opt);
   b.read(out, logits);
   if (c.final_softcap > 0) softcap(logits, rows * c.vocab_size, c.final_softcap);  // Gemma 2's, on the host copy
+  if (c.logit_divisor != 1)  // Granite's logits_scaling, divided as transformers does
+    for (int64_t i = 0; i < rows * c.vocab_size; ++i) logits[i] /= c.logit_divisor;
 }
 
 }  // namespace lowbit

@@ -37,6 +37,10 @@ def load(path):
         "n_rot": _field(r, f"{arch}.rope.dimension_count"),
         "attn_factor": _field(r, f"{arch}.rope.scaling.attn_factor", 1.0),
         "ctx_orig": _field(r, f"{arch}.rope.scaling.original_context_length"),
+        "embedding_scale": _field(r, f"{arch}.embedding_scale", 1.0),
+        "residual_scale": _field(r, f"{arch}.residual_scale", 1.0),
+        "attention_scale": _field(r, f"{arch}.attention.scale"),
+        "logit_scale": _field(r, f"{arch}.logit_scale", 1.0),
     }
     weights = {}
     for t in r.tensors:
@@ -155,11 +159,14 @@ def forward(path, ids, loaded=None, ctx=None):
     hd = cfg["head_dim"] or dim // nh
     neox = cfg["arch"] in ("qwen2", "qwen3")
     n = len(ids)
-    x = t["token_embd.weight"][ids]
+    # granite's graph: embeddings, sublayer outputs, scores and logits scaled by its keys; smollm3's
+    # skips RoPE on every 4th layer (a step of its own, no key).
+    x = t["token_embd.weight"][ids] * cfg["embedding_scale"]
     pos = np.arange(n, dtype=np.float64)
     mask = np.tril(np.ones((n, n), dtype=bool))
     for l in range(cfg["n_layers"]):
         p = f"blk.{l}."
+        use_rope = not (cfg["arch"] == "smollm3" and (l + 1) % 4 == 0)
         h = rmsnorm(x, t[p + "attn_norm.weight"], cfg["eps"])
         q = (h @ t[p + "attn_q.weight"].T + t.get(p + "attn_q.bias", 0)).reshape(n, nh, hd)
         k = (h @ t[p + "attn_k.weight"].T + t.get(p + "attn_k.bias", 0)).reshape(n, nkv, hd)
@@ -167,17 +174,18 @@ def forward(path, ids, loaded=None, ctx=None):
         if p + "attn_q_norm.weight" in t:  # per head, over its hd values
             q = rmsnorm(q, t[p + "attn_q_norm.weight"], cfg["eps"])
             k = rmsnorm(k, t[p + "attn_k_norm.weight"], cfg["eps"])
-        q, k = rope(q, pos, cfg["theta"], neox), rope(k, pos, cfg["theta"], neox)
+        if use_rope:
+            q, k = rope(q, pos, cfg["theta"], neox), rope(k, pos, cfg["theta"], neox)
         k = np.repeat(k, nh // nkv, axis=1)
         v = np.repeat(v, nh // nkv, axis=1)
-        s = np.einsum("qhd,khd->hqk", q, k) / math.sqrt(hd)
+        s = np.einsum("qhd,khd->hqk", q, k) * (cfg["attention_scale"] or 1 / math.sqrt(hd))
         s = np.where(mask[None], s, -np.inf)
         s -= s.max(axis=-1, keepdims=True)
         w = np.exp(s)
         w /= w.sum(axis=-1, keepdims=True)
-        x = x + np.einsum("hqk,khd->qhd", w, v).reshape(n, nh * hd) @ t[p + "attn_output.weight"].T
+        x = x + np.einsum("hqk,khd->qhd", w, v).reshape(n, nh * hd) @ t[p + "attn_output.weight"].T * cfg["residual_scale"]
         h = rmsnorm(x, t[p + "ffn_norm.weight"], cfg["eps"])
         g, u = h @ t[p + "ffn_gate.weight"].T, h @ t[p + "ffn_up.weight"].T
-        x = x + ((g / (1 + np.exp(-g))) * u) @ t[p + "ffn_down.weight"].T
+        x = x + ((g / (1 + np.exp(-g))) * u) @ t[p + "ffn_down.weight"].T * cfg["residual_scale"]
     x = rmsnorm(x, t["output_norm.weight"], cfg["eps"])
-    return x @ t.get("output.weight", t["token_embd.weight"]).T
+    return x @ t.get("output.weight", t["token_embd.weight"]).T / cfg["logit_scale"]

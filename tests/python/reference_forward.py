@@ -1,7 +1,8 @@
 """An independent Llama-family forward pass in numpy (float64), written from the HuggingFace
 modeling conventions (rotate-half RoPE, grouped-query attention, SwiGLU, RMSNorm, Qwen2 q/k/v
 bias, Qwen3 per-head q/k RMSNorm, Llama 3 rope_scaling, Phi-3's fused q/k/v and gate/up with
-partial rotary and LongRoPE as modeling_phi3.py computes them), and Gemma 3's text model, reading the HF directory directly with the `safetensors` package.
+partial rotary and LongRoPE as modeling_phi3.py computes them, SmolLM3's layers without RoPE,
+Granite's multipliers), and Gemma 3's text model, reading the HF directory directly with the `safetensors` package.
 It shares no code with lowbit: the tests compare lowbit's fp32 logits to it."""
 import json
 import math
@@ -202,7 +203,18 @@ def forward(hf_dir, ids, hidden=False, inputs=None):
 
     causal = np.tril(np.ones((n, n), dtype=bool))
     windowed = causal & ~np.tril(np.ones((n, n), dtype=bool), -window) if window else causal
-    for l in range(cfg["num_hidden_layers"]):
+    # SmolLM3: RoPE only where no_rope_layers says 1 (SmolLM3Config: else all but every 4th layer).
+    n_layers = cfg["num_hidden_layers"]
+    uses_rope = [1] * n_layers
+    if cfg["architectures"][0] == "SmolLM3ForCausalLM":
+        every = cfg.get("no_rope_layer_interval", 4)
+        uses_rope = cfg.get("no_rope_layers") or [int((i + 1) % every != 0) for i in range(n_layers)]
+    # Granite's multipliers (modeling_granite.py; GraniteConfig's defaults 1).
+    granite = cfg["architectures"][0] == "GraniteForCausalLM"
+    mult = (lambda key: cfg.get(key, 1.0)) if granite else (lambda key: 1.0)
+    x = x * mult("embedding_multiplier")
+    score_scale = mult("attention_multiplier") if granite else 1 / math.sqrt(hd)
+    for l in range(n_layers):
         p = f"model.layers.{l}."
         mask = windowed if l >= first_windowed else causal
         h = rmsnorm(x, t[p + "input_layernorm.weight"], eps)
@@ -217,19 +229,20 @@ def forward(hf_dir, ids, hidden=False, inputs=None):
         if p + "self_attn.q_norm.weight" in t:  # Qwen3: RMSNorm over each head's hd values
             q = rmsnorm(q, t[p + "self_attn.q_norm.weight"], eps)
             k = rmsnorm(k, t[p + "self_attn.k_norm.weight"], eps)
-        q = rope(q)
-        k = rope(k)
+        if uses_rope[l]:
+            q = rope(q)
+            k = rope(k)
         rep = nh // nkv
         k = np.repeat(k, rep, axis=1)
         v = np.repeat(v, rep, axis=1)
-        scores = np.einsum("qhd,khd->hqk", q, k) / math.sqrt(hd)
+        scores = np.einsum("qhd,khd->hqk", q, k) * score_scale
         scores = np.where(mask[None], scores, -np.inf)
         scores -= scores.max(axis=-1, keepdims=True)
         w = np.exp(scores)
         w /= w.sum(axis=-1, keepdims=True)
         att = np.einsum("hqk,khd->qhd", w, v).reshape(n, nh * hd)
         seen(p + "self_attn.o_proj.weight", att)
-        x = x + att @ t[p + "self_attn.o_proj.weight"].T
+        x = x + (att @ t[p + "self_attn.o_proj.weight"].T) * mult("residual_multiplier")
         h = rmsnorm(x, t[p + "post_attention_layernorm.weight"], eps)
         seen(p + "mlp.gate_proj.weight", h)
         seen(p + "mlp.up_proj.weight", h)
@@ -237,11 +250,11 @@ def forward(hf_dir, ids, hidden=False, inputs=None):
         u = h @ t[p + "mlp.up_proj.weight"].T
         a = (g / (1 + np.exp(-g))) * u
         seen(p + "mlp.down_proj.weight", a)
-        x = x + a @ t[p + "mlp.down_proj.weight"].T
+        x = x + (a @ t[p + "mlp.down_proj.weight"].T) * mult("residual_multiplier")
     x = rmsnorm(x, t["model.norm.weight"], eps)
     if hidden:
         return x
     tied = cfg.get("tie_word_embeddings", False)
     seen("model.embed_tokens.weight" if tied else "lm_head.weight", x)
     head = t["model.embed_tokens.weight"] if tied else t["lm_head.weight"]
-    return x @ head.T
+    return (x @ head.T) / mult("logits_scaling")

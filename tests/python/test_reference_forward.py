@@ -136,3 +136,29 @@ def test_phi4_mini_partial_rotary_longrope(n, ctx, tmp_path):
                                           "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2})
     ids = np.random.default_rng(2).integers(0, 320, size=n).tolist()
     check(hf, ids, tmp_path, ctx)
+
+
+SMOLLM3 = ROOT / "tests" / "data" / "configs" / "smollm3-3b"
+GRANITE = ROOT / "tests" / "data" / "configs" / "granite-3.3-2b-instruct"
+
+
+@pytest.mark.parametrize("edit", [{"no_rope_layers": [1, 1, 1, 0]}, {"no_rope_layers": [0, 1, 0, 1]}],
+                         ids=["every-4th", "other-pattern"])
+def test_smollm3_layers_without_rope(edit, tmp_path):
+    """SmolLM3: 4 layers, RoPE skipped on the layers no_rope_layers marks 0 (the 3B's pattern and
+    another), with the 3B's base of 5e6 and GQA of 4 to 1."""
+    hf = tmp_path / "hf"
+    make_hf_model.make_model(hf, SMOLLM3, layers=4, dim=64, ffn=96, heads=4, kv_heads=1, vocab=320,
+                             dtype="F32", seed=9, tokenizer=False, config_edit=edit)
+    ids = np.random.default_rng(3).integers(0, 320, size=40).tolist()
+    check(hf, ids, tmp_path)
+
+
+def test_granite_multipliers(tmp_path):
+    """Granite 3.3's multipliers as published: embeddings x 12, each sublayer's output x 0.22,
+    scores x 1/64 in place of 1/sqrt(head_dim), logits / 8."""
+    hf = tmp_path / "hf"
+    make_hf_model.make_model(hf, GRANITE, layers=2, dim=64, ffn=96, heads=4, kv_heads=2, vocab=320,
+                             dtype="F32", seed=10, tokenizer=False)
+    ids = np.random.default_rng(4).integers(0, 320, size=40).tolist()
+    check(hf, ids, tmp_path)

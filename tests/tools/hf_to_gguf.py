@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Writes a GGUF file from an HF model directory (Llama-family, Qwen2, Qwen3, Gemma 2/3 or Phi-3), as llama.cpp's
-converter lays it out, with the `gguf` package: its metadata keys, its tensor names, attn_q/attn_k
-rows permuted for `llama` (convert_hf_to_gguf.py LlamaModel.permute; `qwen2`/`qwen3` are left as is), and each
+"""Writes a GGUF file from an HF model directory (Llama-family, Qwen2, Qwen3, Gemma 2/3, Phi-3, SmolLM3 or
+Granite), as llama.cpp's converter lays it out, with the `gguf` package: its metadata keys, its
+tensor names, attn_q/attn_k rows permuted for `llama`, `smollm3` and `granite`
+(convert_hf_to_gguf.py LlamaModel.permute; `qwen2`/`qwen3` are left as is), and each
 matrix stored as --type (F32, F16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, quantized by gguf.quants.quantize; norms and
 biases stay F32), and Llama 3.1-style RoPE scaling as llama.cpp's converter writes it: no
 metadata, a tensor rope_freqs.weight of per-frequency factors (LlamaModel.generate_extra_tensors).
@@ -43,7 +44,9 @@ GGUF_NAMES = {
 }
 ARCHS = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2",
          "Qwen3ForCausalLM": "qwen3", "Gemma2ForCausalLM": "gemma2", "Gemma3ForCausalLM": "gemma3",
-         "Phi3ForCausalLM": "phi3"}
+         "Phi3ForCausalLM": "phi3", "SmolLM3ForCausalLM": "smollm3", "GraniteForCausalLM": "granite"}
+# Converted as Llama by llama.cpp (LlamaModel subclasses): attn_q/attn_k rows permuted.
+PERMUTED = ("llama", "smollm3", "granite")
 # Phi-3's fused matrices keep their fusion in the GGUF (gate and up together as ffn_up).
 PHI3_NAMES = {"self_attn.qkv_proj.weight": "attn_qkv.weight", "mlp.gate_up_proj.weight": "ffn_up.weight"}
 # Gemma's norms: one after attention and one after the MLP, its pre-MLP norm named apart.
@@ -185,6 +188,12 @@ def main():
             w.add_rope_scaling_factor(rs["factor"])
     elif arch == "phi3":
         add_phi3(w, cfg)
+    elif arch == "granite":
+        # GraniteModel's keys (llama.cpp names them apart from the config's).
+        w.add_embedding_scale(cfg.get("embedding_multiplier", 1.0))
+        w.add_residual_scale(cfg.get("residual_multiplier", 1.0))
+        w.add_attention_scale(cfg.get("attention_multiplier", 1.0))
+        w.add_logit_scale(cfg.get("logits_scaling", 1.0))
     elif rs.get("rope_type", rs.get("type")) == "llama3":
         w.add_tensor("rope_freqs.weight", llama3_rope_factors(cfg, cfg.get("head_dim") or cfg["hidden_size"] // nh))
     qt = gguf.GGMLQuantizationType[a.type]
@@ -197,7 +206,7 @@ def main():
         t = t.astype(np.float32)
         if arch.startswith("gemma") and name.endswith("norm.weight"):
             t = t + np.float32(1.0)  # the converter stores Gemma's norms as the factors they multiply by
-        if arch == "llama" and name.endswith(("q_proj.weight", "k_proj.weight")):
+        if arch in PERMUTED and name.endswith(("q_proj.weight", "k_proj.weight")):
             t = permute(t, nh if "q_proj" in name else nkv)
         if t.ndim == 1 or qt == gguf.GGMLQuantizationType.F32:
             w.add_tensor(gguf_name(name, arch), np.ascontiguousarray(t))

@@ -1,6 +1,7 @@
-// Phi-3 in the architecture table (models/arch.h): the real configs of Phi-3-mini and Phi-4-mini
-// parse to the values written in them and in transformers' Phi3Config and LongRoPE rules, the
-// fused checkpoint tensors map onto the runtime's roles, and what cannot run is named.
+// The Llama family's variants in the architecture table (models/arch.h): the real configs of
+// Phi-3-mini, Phi-4-mini, SmolLM3-3B and Granite 3.3 parse to the values written in them and in
+// transformers' config classes (Phi3Config and its LongRoPE rules, SmolLM3Config, GraniteConfig),
+// Phi-3's fused checkpoint tensors map onto the runtime's roles, and what cannot run is named.
 #include <cmath>
 #include <functional>
 
@@ -149,6 +150,79 @@ TEST(ArchPhi3Bad, what_cannot_run_is_named) {
   m["rotary_dim"] = 97;
   EXPECT_THAT(error_of([&] { config_from_json(m, "manifest.json"); }),
               HasSubstr("rotary_dim 97 is not an even count of at most head_dim 96"));
+}
+
+TEST(ArchSmolLM3, parse_smollm3_3b) {
+  const json j = data_config("smollm3-3b");
+  const ModelConfig c = parse_hf_config(j, "config.json");
+  EXPECT_EQ(c.arch, "smollm3");
+  EXPECT_EQ(family_of(c), Family::llama);
+  EXPECT_EQ(c.head_dim, 128);
+  EXPECT_EQ(c.rope_theta, 5e6f);
+  EXPECT_TRUE(c.tie_embeddings);
+  ASSERT_EQ(c.nope_layers.size(), 36u);
+  for (int i = 0; i < 36; ++i) EXPECT_EQ(c.nope_layers[i], i % 4 == 3) << i;  // 3, 7, ..., 35
+  EXPECT_EQ(config_from_json(json::parse(config_to_json(c).dump()), "m"), c);
+  EXPECT_EQ(gguf_architecture("smollm3").hf_architecture, "SmolLM3ForCausalLM");
+  EXPECT_TRUE(gguf_architecture("smollm3").qk_permuted);  // converted as Llama
+
+  // SmolLM3Config's derivations: the interval when there is no list, its default 4, theta 2e6.
+  json k = j;
+  for (const char* key : {"no_rope_layers", "rope_theta"}) k.erase(key);
+  k["num_hidden_layers"] = 6;
+  k["no_rope_layer_interval"] = 3;
+  const ModelConfig d = parse_hf_config(k, "config.json");
+  EXPECT_EQ(d.nope_layers, (std::vector<bool>{false, false, true, false, false, true}));
+  EXPECT_EQ(d.rope_theta, 2e6f);
+  k.erase("no_rope_layer_interval");
+  EXPECT_EQ(parse_hf_config(k, "config.json").nope_layers,
+            (std::vector<bool>{false, false, false, true, false, false}));
+
+  auto bad = [&](const char* field, const json& v) {
+    json b = j;
+    b[field] = v;
+    return error_of([&] { parse_hf_config(b, "config.json"); });
+  };
+  EXPECT_THAT(bad("no_rope_layers", {1, 1, 0}), HasSubstr("is not a list of at least num_hidden_layers (36)"));
+  json two = j["no_rope_layers"];
+  two[5] = 2;
+  EXPECT_THAT(bad("no_rope_layers", two), HasSubstr("field 'no_rope_layers' [5] = 2 (0 or 1)"));
+  EXPECT_THAT(bad("use_sliding_window", true), HasSubstr("= true not supported for SmolLM3"));
+  EXPECT_THAT(bad("attention_bias", true), HasSubstr("field 'attention_bias' = true not supported"));
+}
+
+TEST(ArchGranite, parse_granite_3_3_2b) {
+  const json j = data_config("granite-3.3-2b-instruct");
+  const ModelConfig c = parse_hf_config(j, "config.json");
+  EXPECT_EQ(c.arch, "granite");
+  EXPECT_EQ(c.embed_scale, 12.0f);
+  EXPECT_EQ(c.residual_scale, 0.22f);
+  EXPECT_EQ(c.query_scale, 0.015625f);  // replaces 1 / sqrt(64) = 0.125
+  EXPECT_EQ(c.logit_divisor, 8.0f);
+  EXPECT_EQ(c.rope_theta, 1e7f);
+  EXPECT_TRUE(c.tie_embeddings);
+  EXPECT_EQ(config_from_json(json::parse(config_to_json(c).dump()), "m"), c);
+  EXPECT_EQ(gguf_architecture("granite").hf_architecture, "GraniteForCausalLM");
+  EXPECT_TRUE(gguf_architecture("granite").qk_permuted);
+  // GraniteConfig's defaults: every multiplier 1, so the scores' factor is 1 (not 1 / sqrt(head_dim)).
+  json k = j;
+  for (const char* key : {"embedding_multiplier", "residual_multiplier", "attention_multiplier", "logits_scaling"})
+    k.erase(key);
+  const ModelConfig d = parse_hf_config(k, "config.json");
+  EXPECT_EQ(d.embed_scale, 1.0f);
+  EXPECT_EQ(d.residual_scale, 1.0f);
+  EXPECT_EQ(d.query_scale, 1.0f);
+  EXPECT_EQ(d.logit_divisor, 1.0f);
+  k = j;
+  k["logits_scaling"] = 0;
+  EXPECT_THAT(error_of([&] { parse_hf_config(k, "config.json"); }),
+              HasSubstr("field 'logits_scaling' = 0 is not a positive finite number"));
+  // A manifest written before these fields reads as none of them.
+  json m = config_to_json(parse_hf_config(data_config("qwen3-0.6b"), "config.json"));
+  for (const char* key : {"nope_layers", "embed_scale", "residual_scale", "logit_divisor", "rotary_dim"}) m.erase(key);
+  m["rope_scaling"].erase("long_factors");
+  m["rope_scaling"].erase("attention_factor");
+  EXPECT_EQ(config_from_json(m, "manifest.json"), parse_hf_config(data_config("qwen3-0.6b"), "config.json"));
 }
 
 }  // namespace
