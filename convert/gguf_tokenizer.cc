@@ -62,17 +62,38 @@ const char* const kDefaultSplits[] = {
     R"([0-9][0-9][0-9])",
 };
 
+// The Split patterns of the tokenizer.json of the families below, as llama.cpp's llama-vocab.cpp
+// quotes them ("original regex from tokenizer.json"); PCRE2 takes them as written.
+// Tekken (Mistral NeMo, Mistral Small 3, Pixtral): cased words, single digits.
+const char* const kTekkenPattern =
+    R"([^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|)"
+    R"([^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|)"
+    R"(\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+// GPT-4o's o200k (Phi-4-mini, Llama 4): Tekken's words with contractions, digits in threes.
+const char* const kGpt4oPattern =
+    R"([^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|)"
+    R"([^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|)"
+    R"(\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+// Qwen 3.5's: Qwen2's with combining marks inside words.
+const char* const kQwen35Pattern =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|)"
+    R"(\s*[\r\n]+|\s+(?!\S)|\s+)";
+
+// Which tokenizer.ggml.pre names share a rule is llama.cpp's (llama-vocab.cpp): each name below
+// selects the same regexes, merge and BOS defaults there.
 const std::vector<PreTokenizerRule>& pre_tokenizer_rules() {
   static const std::vector<PreTokenizerRule> rules = [] {
-    std::vector<PreTokenizerRule> r(5);
-    r[0].names = {"gpt-2", "gpt2"};  // llama.cpp writes "gpt-2"; "gpt2" is the same rule
+    std::vector<PreTokenizerRule> r(9);
+    // llama.cpp writes "gpt-2"; "gpt2" is the same rule.
+    r[0].names = {"gpt-2", "gpt2", "phi-2", "mpt", "olmo", "jais", "exaone4", "trillion", "granite-docling"};
     r[0].byte_level_regex = true;
-    // SmolLM's tokenizer.json, and llama.cpp (\p{N}, then GPT-2's regex). transformers' GGUF
-    // loader leaves the digit split out, and so differs where a digit follows spaces.
-    r[1].names = {"smollm"};
+    // SmolLM's tokenizer.json, and llama.cpp (\p{N}, then GPT-2's regex), which reads StarCoder's,
+    // Refact's (Granite 3's), Command R's and others the same way. transformers' GGUF loader
+    // leaves the digit split out, and so differs where a digit follows spaces.
+    r[1].names = {"smollm", "starcoder", "refact", "command-r", "codeshell", "exaone", "minerva-7b"};
     r[1].digits = true;
     r[1].byte_level_regex = true;
-    r[2].names = {"llama-bpe", "llama3", "llama-v3"};
+    r[2].names = {"llama-bpe", "llama3", "llama-v3", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2"};
     r[2].splits = {tok::kLlama3Pattern};
     r[2].ignore_merges = true;
     r[2].add_bos = true;
@@ -83,6 +104,22 @@ const std::vector<PreTokenizerRule>& pre_tokenizer_rules() {
     r[3].nfc = true;
     r[4].names = {"default"};
     r[4].splits.assign(std::begin(kDefaultSplits), std::end(kDefaultSplits));
+    // Qwen2's regex under names whose tokenizers' normalizers are not known here: as llama.cpp,
+    // no NFC (DeepSeek-R1's Qwen distillations, StableLM 2, Hunyuan, Megrez).
+    r[5].names = {"deepseek-r1-qwen", "stablelm2", "hunyuan", "megrez", "kormo", "solar-open"};
+    r[5].splits = {tok::kQwen2Pattern};
+    r[6].names = {"tekken"};
+    r[6].splits = {kTekkenPattern};
+    r[6].ignore_merges = true;
+    r[6].add_bos = true;
+    r[7].names = {"gpt-4o", "llama4", "minimax-m2"};
+    r[7].splits = {kGpt4oPattern};
+    r[8].names = {"qwen35"};
+    r[8].splits = {kQwen35Pattern};
+    // DBRX's and Smaug's: Llama 3's regex without its merge and BOS defaults.
+    r.push_back({});
+    r.back().names = {"dbrx", "smaug-bpe"};
+    r.back().splits = {tok::kLlama3Pattern};
     return r;
   }();
   return rules;

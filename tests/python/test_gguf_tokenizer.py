@@ -11,7 +11,10 @@ The GGUF files:
   template), a Llama 3 shaped one (llama-bpe; GPT-2's vocabulary and merges, since Llama 3.2's
   tokenizer.json is not in ../shared, followed by Llama 3.2's 256 special tokens), and the
   SentencePiece models of stories260K and Llama 2 (model llama: pieces, scores and types from the
-  .model protobuf, add_space_prefix and remove_extra_whitespaces from its normalizer spec).
+  .model protobuf, add_space_prefix and remove_extra_whitespaces from its normalizer spec);
+  and pre-tokenizer names whose own tokenizer files are not here (tekken, gpt-4o, qwen35, dbrx,
+  refact on GPT-2's vocabulary; deepseek-r1-qwen on Qwen2.5's), against the Split pattern of
+  their tokenizer.json as llama.cpp quotes it and the merge/BOS defaults llama.cpp gives them.
 
 References, neither built from lowbit's output:
 - the published rules (every text must match): sentencepiece on the original .model file; the
@@ -66,7 +69,12 @@ CHAT_TEXTS = [
     "<s>[INST] a question [/INST] an answer</s>",
     "x<|im_end|>y <|im_start|> z<|reserved_special_token_3|>",
 ]
-GGUF_TEXTS = TEXTS + CHAT_TEXTS
+# Where the pre-tokenizers below part ways on GPT-2's merges: digits in threes or one by one, and
+# a capital inside a word (Tekken's and GPT-4o's case-aware words). GPT-2's merges rarely cross
+# the other boundaries they draw (a combining mark after a letter, Qwen 3.5's), so those rules are
+# checked only where they agree with their neighbours.
+PATTERN_TEXTS = ["12345 678 9", "McDonald's iPhone eBay", "DON'T STOP", "HelloWorld XMLHttpRequest", "path/to//x\n"]
+GGUF_TEXTS = TEXTS + CHAT_TEXTS + PATTERN_TEXTS
 
 
 # ---- GGUF files -------------------------------------------------------------------------------
@@ -115,7 +123,7 @@ def gpt2_gguf(path, pre="gpt-2"):
                       bos_token_id=eot, eos_token_id=eot, unk_token_id=eot)
 
 
-def qwen2_gguf(path):
+def qwen2_gguf(path, pre="qwen2"):
     d = CONFIGS / "qwen2.5-0.5b"
     tokens, merges = vocab_and_merges(d)
     types_ = [NORMAL] * len(tokens)
@@ -126,7 +134,7 @@ def qwen2_gguf(path):
         types_.append(CONTROL if special else USER_DEFINED)
     eos = tokens.index(config["eos_token"])
     assert config["bos_token"] is None
-    return write_gguf(path, "qwen2", "gpt2", tokens, types_, pre="qwen2", merges=merges, eos_token_id=eos,
+    return write_gguf(path, "qwen2", "gpt2", tokens, types_, pre=pre, merges=merges, eos_token_id=eos,
                       pad_token_id=tokens.index(config["pad_token"]), add_bos_token=config["add_bos_token"],
                       chat_template=config["chat_template"])
 
@@ -274,6 +282,51 @@ def smollm_reference(path):
     return tok
 
 
+# The Split patterns of these families' tokenizer.json files, as llama.cpp's llama-vocab.cpp quotes
+# them ("original regex from tokenizer.json"): Tekken (Mistral NeMo), GPT-4o's o200k (Phi-4-mini)
+# and Qwen 3.5's.
+TEKKEN_PATTERN = (r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|"
+                  r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|"
+                  r"\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+GPT4O_PATTERN = (r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|"
+                 r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|"
+                 r"\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+QWEN35_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|"
+                  r"\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+def split_reference(pattern, *, ignore_merges=False, bos=False):
+    """GPT-2's vocabulary and merges under one Split pattern, then ByteLevel; with bos, its
+    <|endoftext|> (the file's bos_token_id) before every text."""
+    tok = gpt2_bpe(ignore_merges=ignore_merges)
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(pattern), "isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=False),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens(["<|endoftext|>"])
+    if bos:
+        tok.post_processor = processors.TemplateProcessing(single="<|endoftext|> $A",
+                                                           special_tokens=[("<|endoftext|>", 50256)])
+    return tok
+
+
+def digits_reference():
+    """StarCoder's and Refact's rule in llama.cpp (its "\\p{N}", then GPT-2's regex): SmolLM's."""
+    tok = gpt2_bpe()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens(["<|endoftext|>"])
+    return tok
+
+
+def qwen2_no_nfc_reference():
+    tok = qwen2_reference()
+    tok.normalizer = None
+    return tok
+
+
 # name -> (make the GGUF in a folder (None: the real file), make the published-rules reference)
 CASES = {
     "smollm2": (None, lambda path: HfReference(smollm_reference(path))),
@@ -282,6 +335,14 @@ CASES = {
     "gpt2_no_pre": (lambda p: gpt2_gguf(p, pre=None), lambda path: HfReference(default_reference())),
     "qwen2": (qwen2_gguf, lambda path: HfReference(qwen2_reference())),
     "llama3": (llama3_gguf, lambda path: HfReference(llama3_reference())),
+    # Pre-tokenizer names llama.cpp reads with other models' rules (llama-vocab.cpp), on GPT-2's
+    # vocabulary (Qwen2.5's for deepseek-r1-qwen) since their own tokenizer files are not here.
+    "tekken": (lambda p: gpt2_gguf(p, pre="tekken"), lambda path: HfReference(split_reference(TEKKEN_PATTERN, ignore_merges=True, bos=True))),
+    "gpt-4o": (lambda p: gpt2_gguf(p, pre="gpt-4o"), lambda path: HfReference(split_reference(GPT4O_PATTERN))),
+    "qwen35": (lambda p: gpt2_gguf(p, pre="qwen35"), lambda path: HfReference(split_reference(QWEN35_PATTERN))),
+    "dbrx": (lambda p: gpt2_gguf(p, pre="dbrx"), lambda path: HfReference(split_reference(LLAMA3_PATTERN))),
+    "refact": (lambda p: gpt2_gguf(p, pre="refact"), lambda path: HfReference(digits_reference())),
+    "deepseek-r1-qwen": (lambda p: qwen2_gguf(p, pre="deepseek-r1-qwen"), lambda path: HfReference(qwen2_no_nfc_reference())),
     "stories260K_spm": (lambda p: spm_gguf(p, MODELS / "stories260K" / "tokenizer.model", True),
                         lambda path: SpmReference(MODELS / "stories260K" / "tokenizer.model")),
     "llama2_spm": (lambda p: spm_gguf(p, CONFIGS / "llama-2-7b-hf" / "tokenizer.model", False),
