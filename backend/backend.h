@@ -142,6 +142,9 @@ class Backend {
   virtual void scale(const Tensor& x, float s) = 0;                 // x *= s
   // dst row i = src row rows[i].
   virtual void gather_rows(const Tensor& src, std::span<const int64_t> rows, const Tensor& dst) = 0;
+  // dst row rows[i] += weights[i] * src row i, the rows distinct (a mixture of experts' combine).
+  virtual void add_rows(const Tensor& src, std::span<const int64_t> rows, std::span<const float> weights,
+                        const Tensor& dst) = 0;
   // Rotary embedding (HF rotate-half) of x's n_heads heads per row, row r of sequence s at its
   // position, over the first 2 * inv_freq.cols values of each head (partial rotary passes the
   // rest through), cos and sin times scale (LongRoPE's attention factor); inv_freq: at most

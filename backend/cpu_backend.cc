@@ -174,6 +174,20 @@ void CpuBackend::gather_rows(const Tensor& src, std::span<const int64_t> rows, c
   }
 }
 
+void CpuBackend::add_rows(const Tensor& src, std::span<const int64_t> rows, std::span<const float> weights,
+                          const Tensor& dst) {
+  check_shape(src, (int64_t)rows.size(), dst.cols, "rows to add");
+  if (weights.size() != rows.size()) throw Error(ErrorCode::internal, "cpu backend: add_rows weights and rows differ");
+  const float* s = data(src);
+  float* d = data(dst);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (rows[i] < 0 || rows[i] >= dst.rows) throw Error(ErrorCode::internal, "cpu backend: add_rows row out of range");
+    float* out = d + rows[i] * dst.cols;
+    const float* in = s + (int64_t)i * dst.cols;
+    for (int64_t j = 0; j < dst.cols; ++j) out[j] += weights[i] * in[j];
+  }
+}
+
 void CpuBackend::rope(const Tensor& x, int64_t n_heads, int64_t head_dim, const Tensor& inv_freq, float scale,
                       std::span<const SeqRows> seqs) {
   check_shape(x, x.rows, n_heads * head_dim, "rope input");

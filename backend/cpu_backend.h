@@ -50,6 +50,8 @@ class CpuBackend final : public Backend {
   void geglu(const Tensor& gate, const Tensor& up) override;
   void scale(const Tensor& x, float s) override;
   void gather_rows(const Tensor& src, std::span<const int64_t> rows, const Tensor& dst) override;
+  void add_rows(const Tensor& src, std::span<const int64_t> rows, std::span<const float> weights,
+                const Tensor& dst) override;
   void rope(const Tensor& x, int64_t n_heads, int64_t head_dim, const Tensor& inv_freq, float scale,
             std::span<const SeqRows> seqs) override;
   void attention(int64_t layer, const Tensor& q, const Tensor& k, const Tensor& v, std::span<const SeqRows> seqs,

@@ -180,6 +180,16 @@ void GpuBackend::gather_rows(const Tensor& src, std::span<const int64_t> rows, c
   ok(be_.gather_rows(ptr(src), src.cols, rows.data(), (int64_t)rows.size(), ptr(dst)), "gather_rows");
 }
 
+void GpuBackend::add_rows(const Tensor& src, std::span<const int64_t> rows, std::span<const float> weights,
+                          const Tensor& dst) {
+  check_shape(src, (int64_t)rows.size(), dst.cols, "rows to add");
+  if (weights.size() != rows.size()) throw Error(ErrorCode::internal, "cuda backend: add_rows weights and rows differ");
+  for (int64_t r : rows)
+    if (r < 0 || r >= dst.rows) throw Error(ErrorCode::internal, "cuda backend: add_rows row out of range");
+  ok(be_.set_device(device_), "set_device");
+  ok(be_.add_rows(ptr(src), dst.cols, rows.data(), weights.data(), (int64_t)rows.size(), ptr(dst)), "add_rows");
+}
+
 void GpuBackend::rope(const Tensor& x, int64_t n_heads, int64_t head_dim, const Tensor& inv_freq, float scale,
                       std::span<const SeqRows> seqs) {
   check_shape(x, x.rows, n_heads * head_dim, "rope input");

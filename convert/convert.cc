@@ -92,7 +92,9 @@ std::vector<TensorEntry> plan_tensors(const ModelSource& src, const ConvertOptio
     e.shape = s.shape;
     const bool is_embed = s.role == Role::embed || s.role == Role::lm_head;
     const std::optional<QType> own = opt.source_types ? src.source_type(s) : std::nullopt;
-    e.type = own ? *own : recipe_type(opt, s.name, s.is_norm_or_bias, is_embed);
+    // A router stays f32, as llama.cpp's quantize keeps ffn_gate_inp: few weights, and they
+    // decide which experts run at all.
+    e.type = own ? *own : s.role == Role::router ? QType{} : recipe_type(opt, s.name, s.is_norm_or_bias, is_embed);
     if (const auto it = opt.tensor_types.find(s.name); it != opt.tensor_types.end()) {
       e.type = it->second;
       for (const auto& [glob, type] : opt.keep)

@@ -88,6 +88,13 @@ ModelConfig gguf_config(const GgufFile& f) {
                                                    : j["max_position_embeddings"].get<int64_t>()}};
     }
   }
+  if (ga.hf_architecture == "Qwen3MoeForCausalLM") {
+    // llama.cpp's qwen3moe graph: every layer a mixture, the chosen experts' weights renormalized.
+    j["num_experts"] = positive(key("expert_count"));
+    j["num_experts_per_tok"] = positive(key("expert_used_count"));
+    j["moe_intermediate_size"] = positive(key("expert_feed_forward_length"));
+    j["norm_topk_prob"] = true;
+  }
   if (ga.hf_architecture == "GraniteForCausalLM") {
     // llama.cpp's converter writes Granite's multipliers under names of its own.
     for (const auto& [gguf_key, field] : {std::pair{"embedding_scale", "embedding_multiplier"},
@@ -213,7 +220,7 @@ class GgufSource final : public ModelSource {
   }
   int64_t source_bytes(const TensorSpec& s) const override {
     const GgufTensorInfo& t = tensor(s);
-    return stored_slice(config_, s.role, s.layer, true) ? (int64_t)t.bytes / t.rows() * s.shape[0] : (int64_t)t.bytes;
+    return stored_slice(config_, s.role, s.layer, true, s.expert) ? (int64_t)t.bytes / t.rows() * s.shape[0] : (int64_t)t.bytes;
   }
   void release(const TensorSpec& s) const override { file_.drop_pages(tensor(s)); }
 
@@ -227,7 +234,7 @@ class GgufSource final : public ModelSource {
  private:
   // The file's tensor holding s: its own, or the fused one it is a slice of (Phi-3's).
   std::string stored_name(const TensorSpec& s) const {
-    const auto slice = stored_slice(config_, s.role, s.layer, true);
+    const auto slice = stored_slice(config_, s.role, s.layer, true, s.expert);
     return slice ? slice->name : gguf_tensor_name(config_, s.role, s.layer);
   }
   const GgufTensorInfo& tensor(const TensorSpec& s) const {
@@ -251,7 +258,7 @@ class GgufSource final : public ModelSource {
         problems.push_back("tensor '" + name + "' is missing");
         continue;
       }
-      const auto slice = stored_slice(config_, s.role, s.layer, true);
+      const auto slice = stored_slice(config_, s.role, s.layer, true, s.expert);
       const std::vector<int64_t>& shape = slice ? slice->shape : s.shape;
       const std::vector<int64_t> want(shape.rbegin(), shape.rend());
       if (t->dims != want)
@@ -278,7 +285,7 @@ class GgufSource final : public ModelSource {
   const uint8_t* hf_rows(const TensorSpec& s, const GgufTensorInfo& t, std::vector<uint8_t>& held) const {
     held = row_ordered(s, t);
     if (!held.empty()) return held.data();
-    const auto slice = stored_slice(config_, s.role, s.layer, true);
+    const auto slice = stored_slice(config_, s.role, s.layer, true, s.expert);
     return file_.tensor_bytes(t).data() + (slice ? slice->first_row * (int64_t)(t.bytes / t.rows()) : 0);
   }
 

@@ -31,7 +31,7 @@ class HfSource final : public ModelSource {
     throw Error(path() + ": tensor '" + s.name + "' has no exact form (internal)");
   }
   std::vector<float> read_f32(const TensorSpec& s, ThreadPool*) const override {
-    if (const auto slice = stored_slice(config(), s.role, s.layer)) {
+    if (const auto slice = stored_slice(config(), s.role, s.layer, false, s.expert)) {
       // The role's rows of a fused matrix (Phi-3's qkv_proj, gate_up_proj).
       const std::vector<float> all = model_.read_f32(slice->name);
       const auto first = all.begin() + slice->first_row * s.shape[1];
@@ -48,7 +48,7 @@ class HfSource final : public ModelSource {
     return std::string(dtype_name(stored(s).info->dtype));
   }
   int64_t source_bytes(const TensorSpec& s) const override {
-    const auto slice = stored_slice(config(), s.role, s.layer);
+    const auto slice = stored_slice(config(), s.role, s.layer, false, s.expert);
     const int64_t bytes = (int64_t)stored(s).info->size;
     return slice ? bytes / slice->shape[0] * s.shape[0] : bytes;
   }
@@ -74,7 +74,7 @@ class HfSource final : public ModelSource {
  private:
   // The checkpoint tensor holding s: its own, or the fused one it is a slice of.
   const HfTensor& stored(const TensorSpec& s) const {
-    const auto slice = stored_slice(config(), s.role, s.layer);
+    const auto slice = stored_slice(config(), s.role, s.layer, false, s.expert);
     return model_.get(slice ? slice->name : s.name);
   }
 

@@ -112,6 +112,9 @@ typedef struct LowbitCudaBackend {
   // ABI 3 (Gemma): gate = gelu_tanh(gate) * up; x *= s.
   int (*geglu)(float* gate, const float* up, int64_t n);
   int (*scale)(float* x, int64_t n, float s);
+  // ABI 4 (mixtures of experts): dst row rows_host[i] += weights_host[i] * src row i, rows distinct.
+  int (*add_rows)(const float* src, int64_t cols, const int64_t* rows_host, const float* weights_host, int64_t n,
+                  float* dst);
 } LowbitCudaBackend;
 
 typedef const LowbitCudaBackend* (*LowbitCudaEntryFn)(uint32_t host_abi_version);

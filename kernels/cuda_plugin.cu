@@ -320,6 +320,21 @@ int op_gather_rows(const float* src, int64_t cols, const int64_t* rows_host, int
   return check(gather_rows_device(src, cols, static_cast<const int64_t*>(rows), n, dst, 0), "gather_rows");
 }
 
+int op_add_rows(const float* src, int64_t cols, const int64_t* rows_host, const float* weights_host, int64_t n,
+                float* dst) {
+  if (n <= 0) return 0;
+  // Rows then weights in one staged array (the 8-byte rows first keep both aligned).
+  std::vector<uint8_t> meta((size_t)n * (sizeof(int64_t) + sizeof(float)));
+  std::memcpy(meta.data(), rows_host, (size_t)n * sizeof(int64_t));
+  std::memcpy(meta.data() + (size_t)n * sizeof(int64_t), weights_host, (size_t)n * sizeof(float));
+  std::lock_guard<std::mutex> lock(g_mutex);
+  void* staged = nullptr;
+  if (int rc = stage_meta(state(current_device()), meta.data(), meta.size(), &staged)) return rc;
+  const auto* rows = static_cast<const int64_t*>(staged);
+  const auto* weights = reinterpret_cast<const float*>(rows + n);
+  return check(add_rows_device(src, cols, rows, weights, n, dst, 0), "add_rows");
+}
+
 int op_rope(float* x, int64_t rows, int64_t n_heads, int64_t head_dim, int64_t rot_dim, float scale, const float* inv_freq,
             const int64_t* pos_host) {
   if (rows <= 0) return 0;
@@ -374,6 +389,7 @@ const LowbitCudaBackend kBackend = {
     op_attention,
     op_geglu,
     op_scale,
+    op_add_rows,
 };
 
 }  // namespace

@@ -87,6 +87,12 @@ __global__ void gather_rows_kernel(const float* src, int64_t cols, const int64_t
   if (i < n * cols) dst[i] = src[rows[i / cols] * cols + i % cols];
 }
 
+__global__ void add_rows_kernel(const float* src, int64_t cols, const int64_t* rows, const float* weights, int64_t n,
+                                float* dst) {
+  const int64_t i = blockIdx.x * (int64_t)kBlock + threadIdx.x;
+  if (i < n * cols) dst[rows[i / cols] * cols + i % cols] += weights[i / cols] * src[i];
+}
+
 // One thread per (row, head, i < head_dim / 2): the pair (i, i + half) rotates by pos * inv_freq[i].
 __global__ void rope_kernel(float* x, int64_t rows, int64_t n_heads, int64_t head_dim, int64_t rot_dim, float scale,
                             const float* inv_freq, const int64_t* pos) {
@@ -178,6 +184,13 @@ cudaError_t gather_rows_device(const float* src, int64_t cols, const int64_t* ro
                                cudaStream_t stream) {
   if (n * cols <= 0) return cudaSuccess;
   gather_rows_kernel<<<blocks(n * cols), kBlock, 0, stream>>>(src, cols, rows, n, dst);
+  return cudaGetLastError();
+}
+
+cudaError_t add_rows_device(const float* src, int64_t cols, const int64_t* rows, const float* weights, int64_t n,
+                            float* dst, cudaStream_t stream) {
+  if (n <= 0 || cols <= 0) return cudaSuccess;
+  add_rows_kernel<<<blocks(n * cols), kBlock, 0, stream>>>(src, cols, rows, weights, n, dst);
   return cudaGetLastError();
 }
 

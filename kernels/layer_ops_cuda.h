@@ -24,6 +24,9 @@ cudaError_t scale_device(float* x, int64_t n, float s, cudaStream_t stream);    
 // dst row i = src row rows[i]; rows: device array of n indices
 cudaError_t gather_rows_device(const float* src, int64_t cols, const int64_t* rows, int64_t n, float* dst,
                                cudaStream_t stream);
+// dst row rows[i] += weights[i] * src row i (device arrays; rows distinct)
+cudaError_t add_rows_device(const float* src, int64_t cols, const int64_t* rows, const float* weights, int64_t n,
+                            float* dst, cudaStream_t stream);
 // HF rotate-half RoPE of the first rot_dim values of every head of every row at pos[row] (device
 // array), cos and sin times scale; inv_freq: rot_dim/2
 cudaError_t rope_device(float* x, int64_t rows, int64_t n_heads, int64_t head_dim, int64_t rot_dim, float scale,

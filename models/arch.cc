@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include <algorithm>
 #include <optional>
 
 #include "kernels/error.h"
@@ -28,6 +29,7 @@ enum class Variant {
   phi3,     // q/k/v and gate/up stored fused (stored_slice), partial_rotary_factor
   smollm3,  // no RoPE on some layers (no_rope_layers)
   granite,  // Granite's multipliers of the embeddings, residual branches, scores and logits
+  qwen_moe, // Qwen3-MoE's experts (num_experts, decoder_sparse_step, mlp_only_layers)
 };
 
 // One row per supported architecture; the only place these facts are written down.
@@ -68,6 +70,9 @@ constexpr ArchRow kArchs[] = {
      Variant::smollm3, 2e6f},
     {"granite", "GraniteForCausalLM", false, false, true, Window::none, 0, 0, "granite", true, Family::llama,
      Variant::granite},
+    // Qwen3's layer and switches (Qwen3MoeConfig's defaults), its MLP a mixture of experts.
+    {"qwen3moe", "Qwen3MoeForCausalLM", false, true, true, Window::qwen2, 0, 128, "qwen3moe", false, Family::llama,
+     Variant::qwen_moe},
 };
 
 const ArchRow* find_arch(std::string_view hf_name) {
@@ -191,6 +196,11 @@ void validate(const ModelConfig& c, const std::string& label) {
       (t != "longrope" && c.rope_scaling.attention_factor != 1))
     fail("rope_scaling: attention_factor " + std::to_string(c.rope_scaling.attention_factor) +
          " (want finite and > 0, with type longrope only)");
+  if (c.n_experts > 0 && (c.n_experts_used < 1 || c.n_experts_used > c.n_experts || c.moe_ffn_dim < 1))
+    fail("experts: " + std::to_string(c.n_experts_used) + " of " + std::to_string(c.n_experts) + " per token, of " +
+         std::to_string(c.moe_ffn_dim) + " each (want 1 to all of them, each at least 1 wide)");
+  if (!c.moe_layers.empty() && (int64_t)c.moe_layers.size() != c.n_layers)
+    fail("moe_layers: " + std::to_string(c.moe_layers.size()) + " entries for " + std::to_string(c.n_layers) + " layers");
   if (!c.nope_layers.empty() && (int64_t)c.nope_layers.size() != c.n_layers)
     fail("nope_layers: " + std::to_string(c.nope_layers.size()) + " entries for " + std::to_string(c.n_layers) +
          " layers");
@@ -320,6 +330,24 @@ void parse_granite(const Fields& f, ModelConfig& c) {
   c.logit_divisor = f.opt_positive("logits_scaling", 1.0f);
 }
 
+// Qwen3-MoE's experts (Qwen3MoeConfig: 128 experts of 768, 8 per token, not renormalized, by
+// default): a layer's MLP is a mixture unless it is in mlp_only_layers or decoder_sparse_step
+// skips it ((layer + 1) % step != 0), as Qwen3MoeDecoderLayer decides.
+void parse_qwen_moe(const Fields& f, ModelConfig& c) {
+  c.n_experts = f.opt_integer("num_experts", 1, kMaxSize).value_or(128);
+  c.n_experts_used = f.opt_integer("num_experts_per_tok", 1, c.n_experts).value_or(std::min<int64_t>(8, c.n_experts));
+  c.moe_ffn_dim = f.opt_integer("moe_intermediate_size", 1, kMaxSize).value_or(768);
+  c.moe_norm_topk = f.opt_boolean("norm_topk_prob", false);
+  const int64_t step = f.opt_integer("decoder_sparse_step", 1, kMaxSize).value_or(1);
+  std::vector<bool> dense((size_t)c.n_layers, false);
+  if (const json* only = f.get("mlp_only_layers")) {
+    if (!only->is_array()) f.fail("mlp_only_layers", "is not a list of layer numbers");
+    for (const json& v : *only) dense[(size_t)f.integer("mlp_only_layers", v, 0, c.n_layers - 1)] = true;
+  }
+  for (int64_t i = 0; i < c.n_layers; ++i) c.moe_layers.push_back(!dense[(size_t)i] && (i + 1) % step == 0);
+  if (std::find(c.moe_layers.begin(), c.moe_layers.end(), false) == c.moe_layers.end()) c.moe_layers.clear();
+}
+
 // Gemma's own fields (Gemma2Config, Gemma3TextConfig; transformers 4.5x and 5): the window and the
 // layers it applies to, the RoPE bases, the query scale, the soft-capping; bidirectional attention
 // is refused. Where a config leaves one out, its class's default: Gemma 2 soft-caps (50, 30) and
@@ -446,6 +474,7 @@ ModelConfig parse_hf_config(const json& j, const std::string& file_label) {
   parse_partial_rotary(f, *row, c);
   if (row->variant == Variant::smollm3) parse_smollm3(f, c);
   if (row->variant == Variant::granite) parse_granite(f, c);
+  if (row->variant == Variant::qwen_moe) parse_qwen_moe(f, c);
   // Gemma3TextConfig ties by default; the Llama family's classes do not.
   c.tie_embeddings = f.opt_boolean("tie_word_embeddings", row->family == Family::gemma);
 
@@ -526,6 +555,11 @@ json config_to_json(const ModelConfig& c) {
       {"embed_scale", c.embed_scale},
       {"residual_scale", c.residual_scale},
       {"logit_divisor", c.logit_divisor},
+      {"n_experts", c.n_experts},
+      {"n_experts_used", c.n_experts_used},
+      {"moe_ffn_dim", c.moe_ffn_dim},
+      {"moe_norm_topk", c.moe_norm_topk},
+      {"moe_layers", c.moe_layers},
       {"bos_id", c.bos_id},
       {"eos_ids", c.eos_ids},
   };
@@ -605,6 +639,20 @@ ModelConfig config_from_json(const json& j, const std::string& label) {
   c.embed_scale = f.opt_positive("embed_scale", 1.0f);
   c.residual_scale = f.opt_positive("residual_scale", 1.0f);
   c.logit_divisor = f.opt_positive("logit_divisor", 1.0f);
+  // Absent before Qwen3-MoE: dense.
+  c.n_experts = f.opt_integer("n_experts", 0, kMaxSize).value_or(0);
+  c.n_experts_used = f.opt_integer("n_experts_used", 0, kMaxSize).value_or(0);
+  c.moe_ffn_dim = f.opt_integer("moe_ffn_dim", 0, kMaxSize).value_or(0);
+  c.moe_norm_topk = f.opt_boolean("moe_norm_topk", false);
+  if (const json* ml = f.get("moe_layers")) {
+    if (!ml->is_array()) f.fail("moe_layers", "is not a list");
+    for (const json& b : *ml) {
+      if (!b.is_boolean()) f.fail("moe_layers", "holds a non-boolean");
+      c.moe_layers.push_back(b.get<bool>());
+    }
+  }
+  if ((c.n_experts > 0) != (row->variant == Variant::qwen_moe))
+    f.fail("n_experts", "= " + std::to_string(c.n_experts) + " does not belong to arch '" + c.arch + "'");
   c.bos_id = (int32_t)f.integer("bos_id", -1, kMaxSize - 1);
   const json& eos = f.need("eos_ids");
   if (!eos.is_array()) f.fail("eos_ids", "is not a list");
@@ -630,7 +678,9 @@ bool operator==(const ModelConfig& a, const ModelConfig& b) {
          a.sliding_layers == b.sliding_layers && a.rope_local_theta == b.rope_local_theta &&
          a.query_scale == b.query_scale && a.attn_softcap == b.attn_softcap && a.final_softcap == b.final_softcap &&
          a.rotary_dim == b.rotary_dim && a.nope_layers == b.nope_layers && a.embed_scale == b.embed_scale &&
-         a.residual_scale == b.residual_scale && a.logit_divisor == b.logit_divisor && a.bos_id == b.bos_id &&
+         a.residual_scale == b.residual_scale && a.logit_divisor == b.logit_divisor && a.n_experts == b.n_experts &&
+         a.n_experts_used == b.n_experts_used && a.moe_ffn_dim == b.moe_ffn_dim &&
+         a.moe_norm_topk == b.moe_norm_topk && a.moe_layers == b.moe_layers && a.bos_id == b.bos_id &&
          a.eos_ids == b.eos_ids;
 }
 
@@ -666,6 +716,11 @@ constexpr RoleRow kRoles[] = {
     {Role::w_gate, "w_gate", "model.layers.#.mlp.gate_proj.weight", "blk.#.ffn_gate.weight"},
     {Role::w_up, "w_up", "model.layers.#.mlp.up_proj.weight", "blk.#.ffn_up.weight"},
     {Role::w_down, "w_down", "model.layers.#.mlp.down_proj.weight", "blk.#.ffn_down.weight"},
+    // '@' stands for the expert; a GGUF holds every expert of a layer in one tensor (stored_slice).
+    {Role::router, "router", "model.layers.#.mlp.gate.weight", "blk.#.ffn_gate_inp.weight"},
+    {Role::e_gate, "e_gate", "model.layers.#.mlp.experts.@.gate_proj.weight", "blk.#.ffn_gate_exps.weight"},
+    {Role::e_up, "e_up", "model.layers.#.mlp.experts.@.up_proj.weight", "blk.#.ffn_up_exps.weight"},
+    {Role::e_down, "e_down", "model.layers.#.mlp.experts.@.down_proj.weight", "blk.#.ffn_down_exps.weight"},
     {Role::post_ffn_norm, "post_ffn_norm", "model.layers.#.post_feedforward_layernorm.weight",
      "blk.#.post_ffw_norm.weight"},
     {Role::final_norm, "final_norm", "model.norm.weight", "output_norm.weight"},
@@ -682,7 +737,14 @@ bool is_bias(Role r) { return r == Role::bq || r == Role::bk || r == Role::bv; }
 
 bool per_layer(Role r) { return r != Role::embed && r != Role::final_norm && r != Role::lm_head; }
 
-bool present(const ModelConfig& c, Role r) {
+// Whether c has role r in layer (any layer for -1, or a global role).
+bool present(const ModelConfig& c, Role r, int layer = -1) {
+  const bool moe_role = r == Role::router || is_expert(r);
+  if (moe_role || r == Role::w_gate || r == Role::w_up || r == Role::w_down) {
+    if (c.n_experts == 0) return !moe_role;
+    if (layer < 0) return true;  // some layer has it
+    return moe_role == is_moe_layer(c, layer);
+  }
   if (is_bias(r)) return c.qkv_bias;
   if (r == Role::q_norm || r == Role::k_norm) return c.qk_norm;
   if (r == Role::post_attn_norm || r == Role::post_ffn_norm) return family_of(c) == Family::gemma;
@@ -710,18 +772,24 @@ std::vector<int64_t> role_shape(const ModelConfig& c, Role r) {
     case Role::w_gate: return {c.ffn_dim, c.dim};
     case Role::w_up: return {c.ffn_dim, c.dim};
     case Role::w_down: return {c.dim, c.ffn_dim};
+    case Role::router: return {c.n_experts, c.dim};
+    case Role::e_gate: return {c.moe_ffn_dim, c.dim};
+    case Role::e_up: return {c.moe_ffn_dim, c.dim};
+    case Role::e_down: return {c.dim, c.moe_ffn_dim};
     case Role::final_norm: return {c.dim};
     case Role::lm_head: return {c.vocab_size, c.dim};
   }
   return {};
 }
 
-std::string name_of(const ModelConfig& c, Role r, int layer, bool gguf = false) {
+std::string name_of(const ModelConfig& c, Role r, int layer, bool gguf = false, int expert = -1) {
   std::string s = gguf ? role_row(r).gguf_pattern : role_row(r).pattern;
   // Gemma's norm before the MLP is its own module (GGUF names it as Llama's).
   if (!gguf && r == Role::ffn_norm && family_of(c) == Family::gemma) s = "model.layers.#.pre_feedforward_layernorm.weight";
   const size_t hash = s.find('#');
   if (hash != std::string::npos) s.replace(hash, 1, std::to_string(layer));
+  const size_t at = s.find('@');
+  if (at != std::string::npos) s.replace(at, 1, std::to_string(expert));
   return s;
 }
 
@@ -751,6 +819,8 @@ Family family_of(const ModelConfig& c) {
 
 float norm_weight_offset(const ModelConfig& c) { return family_of(c) == Family::gemma ? 1.0f : 0.0f; }
 
+bool is_expert(Role r) { return r == Role::e_gate || r == Role::e_up || r == Role::e_down; }
+
 bool is_norm(Role r) {
   return r == Role::attn_norm || r == Role::q_norm || r == Role::k_norm || r == Role::post_attn_norm ||
          r == Role::ffn_norm || r == Role::post_ffn_norm || r == Role::final_norm;
@@ -759,7 +829,13 @@ bool is_norm(Role r) {
 std::vector<TensorSpec> expected_tensors(const ModelConfig& c) {
   std::vector<TensorSpec> out;
   auto add = [&](Role r, int layer) {
-    if (present(c, r)) out.push_back({name_of(c, r, layer), r, layer, role_shape(c, r), role_shape(c, r).size() == 1});
+    if (!present(c, r, layer)) return;
+    const std::vector<int64_t> shape = role_shape(c, r);
+    if (!is_expert(r)) {
+      out.push_back({name_of(c, r, layer), r, layer, shape, shape.size() == 1});
+      return;
+    }
+    for (int e = 0; e < (int)c.n_experts; ++e) out.push_back({name_of(c, r, layer, false, e), r, layer, shape, false, e});
   };
   add(Role::embed, -1);
   for (int l = 0; l < (int)c.n_layers; ++l)
@@ -772,22 +848,32 @@ std::vector<TensorSpec> expected_tensors(const ModelConfig& c) {
 
 namespace {
 
-void check_role(const ModelConfig& c, Role role, int layer) {
+void check_role(const ModelConfig& c, Role role, int layer, int expert) {
   const std::string_view rn = role_name(role);
   if (per_layer(role) ? (layer < 0 || layer >= c.n_layers) : layer != -1)
     throw Error("tensor role " + std::string(rn) + ": layer " + std::to_string(layer) + " invalid (model has " +
                 std::to_string(c.n_layers) + " layers; global roles take -1)");
-  if (!present(c, role))
+  if (is_expert(role) ? (expert < 0 || expert >= c.n_experts) : expert != -1)
+    throw Error("tensor role " + std::string(rn) + ": expert " + std::to_string(expert) + " invalid (model has " +
+                std::to_string(c.n_experts) + " experts; other roles take -1)");
+  if (!present(c, role, layer))
     throw Error("tensor role " + std::string(rn) + ": " + c.arch + " model has no such tensor" +
                 (role == Role::lm_head                             ? " (embeddings are tied: use embed)"
                  : role == Role::q_norm || role == Role::k_norm ? " (no per-head q/k norm)"
                  : is_norm(role)                                ? " (no norms after the sublayers: Gemma's)"
-                                                                : " (no q/k/v bias)"));
+                 : is_bias(role)                                ? " (no q/k/v bias)"
+                 : c.n_experts == 0                             ? " (a dense model: no experts)"
+                                                                : " (this layer's MLP is " +
+                                                                      std::string(is_moe_layer(c, layer) ? "a mixture of experts)" : "dense)")));
 }
 
 }  // namespace
 
-std::optional<StoredSlice> stored_slice(const ModelConfig& c, Role r, int layer, bool gguf) {
+std::optional<StoredSlice> stored_slice(const ModelConfig& c, Role r, int layer, bool gguf, int expert) {
+  if (gguf && is_expert(r)) {  // every expert in one tensor: (experts, rows, cols)
+    const std::vector<int64_t> shape = role_shape(c, r);
+    return StoredSlice{name_of(c, r, layer, true), {c.n_experts, shape[0], shape[1]}, expert * shape[0]};
+  }
   const ArchRow* row = find_canonical(c.arch);
   if (!row || row->variant != Variant::phi3) return std::nullopt;
   const int64_t q = c.n_heads * c.head_dim, kv = c.n_kv_heads * c.head_dim;
@@ -808,14 +894,14 @@ std::optional<StoredSlice> stored_slice(const ModelConfig& c, Role r, int layer,
   }
 }
 
-std::string tensor_name(const ModelConfig& c, Role role, int layer) {
-  check_role(c, role, layer);
-  return name_of(c, role, layer);
+std::string tensor_name(const ModelConfig& c, Role role, int layer, int expert) {
+  check_role(c, role, layer, expert);
+  return name_of(c, role, layer, false, expert);
 }
 
-std::string gguf_tensor_name(const ModelConfig& c, Role role, int layer) {
-  check_role(c, role, layer);
-  return name_of(c, role, layer, true);
+std::string gguf_tensor_name(const ModelConfig& c, Role role, int layer, int expert) {
+  check_role(c, role, layer, expert);
+  return name_of(c, role, layer, true, expert);
 }
 
 bool is_ignorable_tensor(const ModelConfig& c, std::string_view name) {
@@ -831,7 +917,7 @@ void check_tensors(const ModelConfig& c, const std::map<std::string, std::vector
   std::vector<std::string> missing, unexpected, shapes;
   std::map<std::string, std::vector<int64_t>, std::less<>> expected;
   for (const TensorSpec& t : expected_tensors(c)) {
-    const std::optional<StoredSlice> s = fused ? stored_slice(c, t.role, t.layer) : std::nullopt;
+    const std::optional<StoredSlice> s = fused ? stored_slice(c, t.role, t.layer, false, t.expert) : std::nullopt;
     expected[s ? s->name : t.name] = s ? s->shape : t.shape;
   }
   for (const auto& [name, shape] : expected) {

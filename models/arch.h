@@ -17,6 +17,7 @@
 // context versions scale RoPE by LongRoPE's per-frequency factors. SmolLM3 (SmolLM3ForCausalLM)
 // is Llama's layer without RoPE on every fourth layer; Granite (GraniteForCausalLM: Granite 3.x
 // dense) is Llama's layer with multipliers on the embeddings, residual branches, scores and logits.
+// Qwen3-MoE (Qwen3MoeForCausalLM) is Qwen3's layer with a mixture of experts for its MLP.
 //
 // All functions are pure and thread-safe.
 #pragma once
@@ -47,7 +48,7 @@ struct RopeScaling {
 };
 
 struct ModelConfig {
-  // canonical: "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "phi3", "smollm3", "granite"
+  // canonical: "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "phi3", "smollm3", "granite", "qwen3moe"
   std::string arch;
   std::string hf_architecture;  // e.g. "LlamaForCausalLM"
   int64_t dim = 0, n_layers = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0, ffn_dim = 0,
@@ -76,12 +77,23 @@ struct ModelConfig {
   // Granite's multipliers: the embeddings times embed_scale, each sublayer's output times
   // residual_scale before the residual add, the logits divided by logit_divisor (1: none).
   float embed_scale = 1, residual_scale = 1, logit_divisor = 1;
+  // Mixture of experts (Qwen3-MoE): the MLP of a layer moe_layers marks (empty: every layer) is
+  // n_experts SwiGLU experts of moe_ffn_dim, of which a router (n_experts x dim) picks the
+  // n_experts_used of highest softmax per token; their outputs are summed weighted by those
+  // probabilities, renormalized over the chosen ones with moe_norm_topk. 0 experts: dense.
+  int64_t n_experts = 0, n_experts_used = 0, moe_ffn_dim = 0;
+  bool moe_norm_topk = false;
+  std::vector<bool> moe_layers;
   int32_t bos_id = -1;          // -1: none
   std::vector<int32_t> eos_ids;
 };
 
 // How many values of each head RoPE rotates.
 inline int64_t rotary_dims(const ModelConfig& c) { return c.rotary_dim > 0 ? c.rotary_dim : c.head_dim; }
+// Whether layer l's MLP is a mixture of experts.
+inline bool is_moe_layer(const ModelConfig& c, int64_t l) {
+  return c.n_experts > 0 && (c.moe_layers.empty() || c.moe_layers[(size_t)l]);
+}
 
 // The configuration a forward pass over contexts of up to ctx positions runs with: LongRoPE's long
 // factors in place of the short ones where ctx exceeds original_max_position, as llama.cpp decides
@@ -120,8 +132,10 @@ std::vector<std::string> supported_architectures();
 
 enum class Role {
   embed, attn_norm, wq, wk, wv, wo, bq, bk, bv, q_norm, k_norm, post_attn_norm, ffn_norm, w_gate, w_up, w_down,
+  router, e_gate, e_up, e_down,  // a mixture-of-experts layer's router and each expert's SwiGLU
   post_ffn_norm, final_norm, lm_head
 };
+bool is_expert(Role r);  // e_gate, e_up, e_down: one matrix per expert
 // The forward pass a model's architecture takes (runtime/forward.h).
 enum class Family { llama, gemma };
 Family family_of(const ModelConfig& c);
@@ -137,6 +151,7 @@ struct TensorSpec {
   int layer;                   // -1 for global tensors
   std::vector<int64_t> shape;  // HF (PyTorch) order: nn.Linear weights are [out, in]
   bool is_norm_or_bias;        // 1-D and small: kept in fp32, never quantized
+  int expert = -1;             // which expert (is_expert roles), else -1
 };
 
 // Every tensor the model needs, global ones first (embed), then layer by layer, then
@@ -148,10 +163,10 @@ std::vector<TensorSpec> expected_tensors(const ModelConfig& c);
 // and in [0, n_layers) for per-layer ones. Throws Error when the role has no tensor in this
 // model: a bias without qkv_bias, a q/k norm without qk_norm, or lm_head with tied embeddings
 // (use embed instead).
-std::string tensor_name(const ModelConfig& c, Role role, int layer = -1);
+std::string tensor_name(const ModelConfig& c, Role role, int layer = -1, int expert = -1);
 
 // The same tensor's name in a GGUF file ("blk.3.attn_q.weight"), from the same table.
-std::string gguf_tensor_name(const ModelConfig& c, Role role, int layer = -1);
+std::string gguf_tensor_name(const ModelConfig& c, Role role, int layer = -1, int expert = -1);
 // The GGUF tensor that carries RopeScaling::freq_factors (F32, head_dim/2 values): part of the
 // model's configuration, not a weight of the forward pass.
 inline constexpr const char* kGgufRopeFreqs = "rope_freqs.weight";
@@ -166,16 +181,18 @@ inline constexpr const char* kGgufLongRopeFactors[2] = {"rope_factors_long.weigh
 bool is_ignorable_tensor(const ModelConfig& c, std::string_view name);
 
 // Phi-3 checkpoints (HF and GGUF alike) store q, k and v as one matrix (rows q, then k, then v)
-// and gate and up as one (gate's rows first); manifests and the runtime keep each projection a
-// matrix of its own (rows are quantized independently, so splitting changes no value). Where
-// role r of layer is stored inside such a tensor: its name (HF, or GGUF with gguf), its HF
-// shape and the first of r's rows in it. nullopt where r is stored as itself.
+// and gate and up as one (gate's rows first), and GGUF files every expert of a layer in one 3-D
+// tensor per projection (expert e's rows e * rows ..); manifests and the runtime keep each
+// projection a matrix of its own (rows are quantized independently, so splitting changes no
+// value). Where role r of layer (and expert) is stored inside such a tensor: its name (HF, or
+// GGUF with gguf), its HF shape and the first of r's rows in it (rows counted over every
+// dimension but the last). nullopt where r is stored as itself.
 struct StoredSlice {
   std::string name;
   std::vector<int64_t> shape;
   int64_t first_row;
 };
-std::optional<StoredSlice> stored_slice(const ModelConfig& c, Role r, int layer, bool gguf = false);
+std::optional<StoredSlice> stored_slice(const ModelConfig& c, Role r, int layer, bool gguf = false, int expert = -1);
 
 // Compares the tensors found in a checkpoint (name -> shape) with expected_tensors(c) and throws
 // one Error listing everything wrong: missing tensors, unexpected ones (neither expected nor

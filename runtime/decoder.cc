@@ -1,5 +1,6 @@
 #include "runtime/decoder.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "kernels/error.h"
@@ -11,7 +12,8 @@ namespace lowbit {
 namespace {
 
 // The workspace slots of one step.
-enum Slot : size_t { kX, kXb, kQ, kK, kV, kAtt, kGate, kUp, kTmp, kHead, kLogits, kHidden };
+enum Slot : size_t { kX, kXb, kQ, kK, kV, kAtt, kGate, kUp, kTmp, kHead, kLogits, kHidden,
+                    kRouter, kExpertX, kExpertGate, kExpertUp, kExpertY };
 
 }  // namespace
 
@@ -76,6 +78,10 @@ DecoderForward::DecoderForward(const ModelConfig& c, const Manifest& mf, std::sp
       for (const TensorSpec& t : by_layer[(size_t)l]) {
         auto vec = [&](Tensor& into) { into = b.upload_vector(mf.vector(t.name), t.shape[0]); };
         auto mat = [&](Matrix& into) { into = b.upload_matrix(mf.matrix(t.name)); };
+        auto expert = [&](std::vector<Matrix>& into) {
+          into.resize((size_t)c.n_experts);
+          mat(into[(size_t)t.expert]);
+        };
         switch (t.role) {
           case Role::attn_norm: vec(w.attn_norm); break;
           case Role::ffn_norm: vec(w.ffn_norm); break;
@@ -93,6 +99,10 @@ DecoderForward::DecoderForward(const ModelConfig& c, const Manifest& mf, std::sp
           case Role::w_gate: mat(w.w_gate); break;
           case Role::w_up: mat(w.w_up); break;
           case Role::w_down: mat(w.w_down); break;
+          case Role::router: mat(w.router); break;
+          case Role::e_gate: expert(w.e_gate); break;
+          case Role::e_up: expert(w.e_up); break;
+          case Role::e_down: expert(w.e_down); break;
           case Role::embed: case Role::final_norm: case Role::lm_head:
             throw Error(ErrorCode::internal, "forward: a global tensor listed in layer " + std::to_string(l));
         }
@@ -115,7 +125,7 @@ void DecoderForward::mm(Backend& b, std::initializer_list<Proj> projs, int64_t l
     if (count == kMax) throw Error(ErrorCode::internal, "llama: more than 3 projections in one matmul");
     if (opt.observer && *opt.observer) {
       const Role r = p.role == Role::lm_head && c_.tie_embeddings ? Role::embed : p.role;
-      (*opt.observer)(tensor_name(c_, r, (int)layer), ws.observed.data(), x.rows, x.cols);
+      (*opt.observer)(tensor_name(c_, r, (int)layer, p.expert), ws.observed.data(), x.rows, x.cols);
     }
     out[count++] = {&p.w, p.y};
   }
@@ -143,6 +153,53 @@ void DecoderForward::head_norms(Backend& b, const Layer& w, const Scratch& s, in
   const Tensor qh = s.q.reshape(n * c_.n_heads, c_.head_dim), kh = s.k.reshape(n * c_.n_kv_heads, c_.head_dim);
   b.rmsnorm(qh, w.q_norm, c_.norm_eps, qh);
   b.rmsnorm(kh, w.k_norm, c_.norm_eps, kh);
+}
+
+void DecoderForward::moe(Backend& b, int64_t l, const Tensor& x, const Tensor& out, Workspace& ws,
+                         const ForwardOptions& opt) const {
+  const Layer& w = layers_[l];
+  const int64_t n = x.rows, experts = c_.n_experts, used = c_.n_experts_used;
+  const Tensor logits = ws.get(b, kRouter, n, experts);
+  mm(b, {{w.router, Role::router, logits}}, l, x, ws, opt);
+  ws.moe_logits.resize((size_t)(n * experts));
+  b.read(logits, ws.moe_logits.data());
+  // Per row: softmax over every expert (in double), the `used` most probable (ties to the lower
+  // number, as a stable sort), their probabilities renormalized when the model says so.
+  ws.moe_rows.resize((size_t)experts);
+  ws.moe_weights.resize((size_t)experts);
+  for (int64_t e = 0; e < experts; ++e) ws.moe_rows[(size_t)e].clear(), ws.moe_weights[(size_t)e].clear();
+  ws.moe_order.resize((size_t)experts);
+  for (int64_t r = 0; r < n; ++r) {
+    const float* z = &ws.moe_logits[(size_t)(r * experts)];
+    const float top = *std::max_element(z, z + experts);
+    double sum = 0;
+    for (int64_t e = 0; e < experts; ++e) sum += std::exp((double)z[e] - top);
+    for (int64_t e = 0; e < experts; ++e) ws.moe_order[(size_t)e] = e;
+    std::partial_sort(ws.moe_order.begin(), ws.moe_order.begin() + used, ws.moe_order.end(),
+                      [&](int64_t a, int64_t c) { return z[a] > z[c] || (z[a] == z[c] && a < c); });
+    double chosen = 0;
+    for (int64_t i = 0; i < used; ++i) chosen += std::exp((double)z[ws.moe_order[(size_t)i]] - top) / sum;
+    for (int64_t i = 0; i < used; ++i) {
+      const int64_t e = ws.moe_order[(size_t)i];
+      const double p = std::exp((double)z[e] - top) / sum;
+      ws.moe_rows[(size_t)e].push_back(r);
+      ws.moe_weights[(size_t)e].push_back((float)(c_.moe_norm_topk ? p / chosen : p));
+    }
+  }
+  ws.moe_zeros.resize((size_t)out.size());
+  b.write(out, ws.moe_zeros.data());
+  for (int64_t e = 0; e < experts; ++e) {
+    const std::vector<int64_t>& rows = ws.moe_rows[(size_t)e];
+    if (rows.empty()) continue;
+    const int64_t m = (int64_t)rows.size();
+    const Tensor xe = ws.get(b, kExpertX, m, c_.dim), gate = ws.get(b, kExpertGate, m, c_.moe_ffn_dim),
+                 up = ws.get(b, kExpertUp, m, c_.moe_ffn_dim), y = ws.get(b, kExpertY, m, c_.dim);
+    b.gather_rows(x, rows, xe);
+    mm(b, {{w.e_gate[(size_t)e], Role::e_gate, gate, (int)e}, {w.e_up[(size_t)e], Role::e_up, up, (int)e}}, l, xe, ws, opt);
+    b.swiglu(gate, up);
+    mm(b, {{w.e_down[(size_t)e], Role::e_down, y, (int)e}}, l, gate, ws, opt);
+    b.add_rows(y, rows, ws.moe_weights[(size_t)e], out);
+  }
 }
 
 void DecoderForward::run(std::span<const SeqChunk> chunks, Workspace& ws, float* logits, const ForwardOptions& opt) const {

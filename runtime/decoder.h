@@ -29,6 +29,8 @@ class DecoderForward : public ForwardPass {
     Tensor q_norm, k_norm;                  // (1, head_dim): per-head norms (Qwen3, Gemma 3)
     Tensor bq, bk, bv;                      // (1, q_dim), (1, kv_dim) x 2: Qwen2's biases
     Matrix wq, wk, wv, wo, w_gate, w_up, w_down;
+    Matrix router;                              // a mixture-of-experts layer's (its MLP is then these:)
+    std::vector<Matrix> e_gate, e_up, e_down;   // one per expert
   };
   struct StageWeights {
     Stage stage;
@@ -53,6 +55,7 @@ class DecoderForward : public ForwardPass {
     const Matrix& w;
     Role role;
     Tensor y;
+    int expert = -1;
   };
   void mm(Backend& b, std::initializer_list<Proj> projs, int64_t layer, const Tensor& x, Workspace& ws,
           const ForwardOptions& opt) const;
@@ -62,6 +65,11 @@ class DecoderForward : public ForwardPass {
   void rope(Backend& b, const StageWeights& st, int64_t l, const Scratch& s, const Workspace& ws) const;
   // q and k through the per-head norms (Qwen3, Gemma 3): each head's head_dim values one row.
   void head_norms(Backend& b, const Layer& w, const Scratch& s, int64_t n) const;
+  // Layer l's mixture of experts over x (n rows) into out (n, dim): the router's choice per row
+  // (on the host), then each chosen expert's SwiGLU over the rows that chose it, added into out
+  // weighted. A row's sum runs over its experts in expert order, so it does not depend on the
+  // rows beside it.
+  void moe(Backend& b, int64_t l, const Tensor& x, const Tensor& out, Workspace& ws, const ForwardOptions& opt) const;
 
   ModelConfig c_;
   std::vector<Layer> layers_;

@@ -82,6 +82,11 @@ class Workspace {
   std::vector<int64_t> logit_rows;  // rows that go through the head, in chunk order
   std::vector<float> observed;      // an observer's copy of a matmul input
   std::vector<float> crossing;      // (rows, dim) activations passed from one stage to the next
+  // A mixture-of-experts layer's routing: the router's logits, each expert's rows and weights.
+  std::vector<float> moe_logits, moe_zeros;
+  std::vector<std::vector<int64_t>> moe_rows;
+  std::vector<std::vector<float>> moe_weights;
+  std::vector<int64_t> moe_order;
 
  private:
   Backend& backend_;

@@ -21,9 +21,13 @@ void LlamaForward::layer(Backend& b, const StageWeights& st, int64_t l, const Te
   b.add(x, s.tmp);
 
   b.rmsnorm(x, w.ffn_norm, c.norm_eps, s.xb);
-  mm(b, {{w.w_gate, Role::w_gate, s.gate}, {w.w_up, Role::w_up, s.up}}, l, s.xb, ws, opt);
-  b.swiglu(s.gate, s.up);
-  mm(b, {{w.w_down, Role::w_down, s.tmp}}, l, s.gate, ws, opt);
+  if (is_moe_layer(c, l)) {
+    moe(b, l, s.xb, s.tmp, ws, opt);
+  } else {
+    mm(b, {{w.w_gate, Role::w_gate, s.gate}, {w.w_up, Role::w_up, s.up}}, l, s.xb, ws, opt);
+    b.swiglu(s.gate, s.up);
+    mm(b, {{w.w_down, Role::w_down, s.tmp}}, l, s.gate, ws, opt);
+  }
   if (c.residual_scale != 1) b.scale(s.tmp, c.residual_scale);
   b.add(x, s.tmp);
 }

@@ -145,6 +145,25 @@ TEST(CpuBackend, RopeAtEachSequencesPositions) {
   EXPECT_THROW(b.rope(x, 1, 6, too_long, 1.0f, {}), Error);  // 8 rotated values in a head of 6
 }
 
+TEST(CpuBackend, AddRowsWeighted) {
+  CpuBackend b({.threads = 1});
+  const std::vector<float> dh = {1, 2, 3, 4, 5, 6}, sh = {10, 20, 30, 40};  // dst 3 x 2, src 2 x 2
+  BufferPtr db, sb;
+  const Tensor d = b.new_tensor(db, 3, 2), s = b.new_tensor(sb, 2, 2);
+  b.write(d, dh.data());
+  b.write(s, sh.data());
+  const std::vector<int64_t> rows = {2, 0};
+  const std::vector<float> w = {0.5f, 0.25f};
+  b.add_rows(s, rows, w, d);
+  std::vector<float> got(6);
+  b.read(d, got.data());
+  // Row 2 += 0.5 * (10, 20), row 0 += 0.25 * (30, 40), row 1 untouched: exact in fp32.
+  EXPECT_EQ(got, (std::vector<float>{8.5f, 12, 3, 4, 10, 16}));
+  const std::vector<int64_t> out_of_range = {3, 0};
+  EXPECT_THROW(b.add_rows(s, out_of_range, w, d), Error);
+  EXPECT_THROW(b.add_rows(s, rows, std::vector<float>{1.0f}, d), Error);
+}
+
 TEST(CpuBackend, RowOpsAndChecks) {
   CpuBackend b({.threads = 1});
   const std::vector<float> xh = {1, 2, 3, 4, 5, 6}, bias = {10, 20}, w = {1, 0.5f};

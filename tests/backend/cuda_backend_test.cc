@@ -125,6 +125,27 @@ TEST(CudaBackend, ElementWise) {
   }
 }
 
+TEST(CudaBackend, AddRowsWeighted) {
+  SKIP_WITHOUT_GPU();
+  Pair p;
+  const int64_t rows = 7, cols = 300;  // more than one block of threads
+  const auto sh = randn(3 * cols, 9);
+  auto [dc, dg] = p.both(randn(rows * cols, 8), rows, cols);
+  auto [sc, sg] = p.both(sh, 3, cols);
+  const std::vector<int64_t> to = {6, 0, 3};
+  const std::vector<float> w = {0.5f, -1.25f, 2.0f};
+  p.cpu.add_rows(sc, to, w, dc), p.gpu.add_rows(sg, to, w, dg);
+  // d + w s: rounded twice, or once where a compiler fuses it (FMA); the two differ by at most a
+  // rounding of w s and one of the result.
+  const auto c = p.get(p.cpu, dc), g = p.get(p.gpu, dg);
+  for (int64_t i = 0; i < 3; ++i)
+    for (int64_t j = 0; j < cols; ++j) {
+      const size_t at = (size_t)(to[(size_t)i] * cols + j);
+      const double tol = kU * (std::fabs(w[(size_t)i] * sh[(size_t)(i * cols + j)]) + std::fabs(c[at]));
+      ASSERT_NEAR(g[at], c[at], tol) << i << " " << j;
+    }
+}
+
 TEST(CudaBackend, Rope) {
   SKIP_WITHOUT_GPU();
   Pair p;

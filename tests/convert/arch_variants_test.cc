@@ -1,7 +1,8 @@
 // The Llama family's variants in the architecture table (models/arch.h): the real configs of
-// Phi-3-mini, Phi-4-mini, SmolLM3-3B and Granite 3.3 parse to the values written in them and in
-// transformers' config classes (Phi3Config and its LongRoPE rules, SmolLM3Config, GraniteConfig),
-// Phi-3's fused checkpoint tensors map onto the runtime's roles, and what cannot run is named.
+// Phi-3-mini, Phi-4-mini, SmolLM3-3B, Granite 3.3 and Qwen3-30B-A3B parse to the values written in
+// them and in transformers' config classes (Phi3Config and its LongRoPE rules, SmolLM3Config,
+// GraniteConfig, Qwen3MoeConfig), Phi-3's fused checkpoint tensors and a GGUF's 3-D expert
+// tensors map onto the runtime's roles, and what cannot run is named.
 #include <cmath>
 #include <functional>
 
@@ -223,6 +224,75 @@ TEST(ArchGranite, parse_granite_3_3_2b) {
   m["rope_scaling"].erase("long_factors");
   m["rope_scaling"].erase("attention_factor");
   EXPECT_EQ(config_from_json(m, "manifest.json"), parse_hf_config(data_config("qwen3-0.6b"), "config.json"));
+}
+
+TEST(ArchQwen3Moe, parse_qwen3_30b_a3b) {
+  const json j = data_config("qwen3-30b-a3b");
+  const ModelConfig c = parse_hf_config(j, "config.json");
+  EXPECT_EQ(c.arch, "qwen3moe");
+  EXPECT_TRUE(c.qk_norm);
+  EXPECT_EQ(c.head_dim, 128);
+  EXPECT_EQ(c.n_experts, 128);
+  EXPECT_EQ(c.n_experts_used, 8);
+  EXPECT_EQ(c.moe_ffn_dim, 768);
+  EXPECT_TRUE(c.moe_norm_topk);
+  EXPECT_TRUE(c.moe_layers.empty());  // every layer
+  EXPECT_TRUE(is_moe_layer(c, 47));
+  EXPECT_EQ(config_from_json(json::parse(config_to_json(c).dump()), "m"), c);
+  EXPECT_EQ(gguf_architecture("qwen3moe").hf_architecture, "Qwen3MoeForCausalLM");
+
+  // Per layer: 4 attention matrices, q/k norms and 2 layer norms, the router and 3 per expert.
+  const std::vector<TensorSpec> t = expected_tensors(c);
+  EXPECT_EQ(t.size(), 1u + 48 * (8 + 1 + 3 * 128) + 2);
+  std::map<std::string, TensorSpec> by_name;
+  for (const TensorSpec& s : t) by_name.emplace(s.name, s);
+  const TensorSpec& e = by_name.at("model.layers.7.mlp.experts.127.down_proj.weight");
+  EXPECT_EQ(e.role, Role::e_down);
+  EXPECT_EQ(e.expert, 127);
+  EXPECT_EQ(e.shape, (std::vector<int64_t>{2048, 768}));
+  EXPECT_EQ(by_name.at("model.layers.7.mlp.gate.weight").shape, (std::vector<int64_t>{128, 2048}));
+  EXPECT_EQ(by_name.count("model.layers.7.mlp.gate_proj.weight"), 0u);
+  EXPECT_EQ(tensor_name(c, Role::e_up, 3, 5), "model.layers.3.mlp.experts.5.up_proj.weight");
+  EXPECT_EQ(gguf_tensor_name(c, Role::router, 3), "blk.3.ffn_gate_inp.weight");
+  EXPECT_THAT(error_of([&] { tensor_name(c, Role::e_up, 3, 128); }), HasSubstr("expert 128 invalid (model has 128"));
+  EXPECT_THAT(error_of([&] { tensor_name(c, Role::w_up, 3); }), HasSubstr("a mixture of experts"));
+
+  // A GGUF holds a layer's experts in one (experts, rows, cols) tensor, expert e at rows e * rows.
+  const auto down = stored_slice(c, Role::e_down, 4, true, 3);
+  ASSERT_TRUE(down);
+  EXPECT_EQ(down->name, "blk.4.ffn_down_exps.weight");
+  EXPECT_EQ(down->shape, (std::vector<int64_t>{128, 2048, 768}));
+  EXPECT_EQ(down->first_row, 3 * 2048);
+  EXPECT_EQ(stored_slice(c, Role::e_gate, 4, true, 5)->first_row, 5 * 768);
+  EXPECT_FALSE(stored_slice(c, Role::e_gate, 4, false, 5));  // HF: one tensor per expert
+
+  // decoder_sparse_step and mlp_only_layers leave some layers dense, as Qwen3MoeDecoderLayer.
+  json k = j;
+  k["num_hidden_layers"] = 6;
+  k["decoder_sparse_step"] = 2;
+  k["mlp_only_layers"] = {5};
+  const ModelConfig d = parse_hf_config(k, "config.json");
+  EXPECT_EQ(d.moe_layers, (std::vector<bool>{false, true, false, true, false, false}));
+  EXPECT_EQ(tensor_name(d, Role::w_up, 0), "model.layers.0.mlp.up_proj.weight");
+  EXPECT_THAT(error_of([&] { tensor_name(d, Role::router, 0); }), HasSubstr("this layer's MLP is dense"));
+  // Qwen3MoeConfig's defaults.
+  for (const char* key : {"num_experts", "num_experts_per_tok", "moe_intermediate_size", "norm_topk_prob"}) k.erase(key);
+  const ModelConfig def = parse_hf_config(k, "config.json");
+  EXPECT_EQ(def.n_experts, 128);
+  EXPECT_EQ(def.n_experts_used, 8);
+  EXPECT_EQ(def.moe_ffn_dim, 768);
+  EXPECT_FALSE(def.moe_norm_topk);
+
+  auto bad = [&](const char* field, const json& v) {
+    json b = j;
+    b[field] = v;
+    return error_of([&] { parse_hf_config(b, "config.json"); });
+  };
+  EXPECT_THAT(bad("num_experts_per_tok", 129), HasSubstr("field 'num_experts_per_tok' = 129 out of range [1, 128]"));
+  EXPECT_THAT(bad("mlp_only_layers", {48}), HasSubstr("field 'mlp_only_layers' = 48 out of range [0, 47]"));
+  json m = config_to_json(parse_hf_config(data_config("qwen3-0.6b"), "config.json"));
+  m["n_experts"] = 4;
+  EXPECT_THAT(error_of([&] { config_from_json(m, "manifest.json"); }), HasSubstr("does not belong to arch 'qwen3'"));
 }
 
 }  // namespace

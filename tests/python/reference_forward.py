@@ -158,6 +158,27 @@ def forward_gemma(cfg, t, ids, hidden):
     return final_cap * np.tanh(logits / final_cap) if final_cap else logits
 
 
+def moe_mlp(cfg, t, p, h):
+    """Qwen3MoeSparseMoeBlock: softmax of the router's logits, the num_experts_per_tok largest
+    (renormalized with norm_topk_prob), each token's chosen experts' SwiGLU outputs summed with
+    those weights."""
+    probs = np.exp(h @ t[p + "mlp.gate.weight"].T)
+    probs /= probs.sum(axis=-1, keepdims=True)
+    k = cfg.get("num_experts_per_tok", 8)
+    out = np.zeros_like(h)
+    for r in range(h.shape[0]):
+        chosen = np.argsort(-probs[r], kind="stable")[:k]
+        w = probs[r, chosen]
+        if cfg.get("norm_topk_prob", False):
+            w = w / w.sum()
+        for e, we in zip(chosen, w):
+            q = f"{p}mlp.experts.{e}."
+            g = h[r] @ t[q + "gate_proj.weight"].T
+            a = (g / (1 + np.exp(-g))) * (h[r] @ t[q + "up_proj.weight"].T)
+            out[r] += we * (a @ t[q + "down_proj.weight"].T)
+    return out
+
+
 def forward(hf_dir, ids, hidden=False, inputs=None):
     """Logits (len(ids), vocab) of one sequence starting at position 0; with hidden, the hidden
     states after the final norm (len(ids), hidden_size) instead. inputs: a dict that, when given,
@@ -244,6 +265,10 @@ def forward(hf_dir, ids, hidden=False, inputs=None):
         seen(p + "self_attn.o_proj.weight", att)
         x = x + (att @ t[p + "self_attn.o_proj.weight"].T) * mult("residual_multiplier")
         h = rmsnorm(x, t[p + "post_attention_layernorm.weight"], eps)
+        if p + "mlp.gate.weight" in t:  # Qwen3-MoE's sparse block (modeling_qwen3_moe.py)
+            assert inputs is None, "the mixture-of-experts reference does not report projection inputs"
+            x = x + moe_mlp(cfg, t, p, h)
+            continue
         seen(p + "mlp.gate_proj.weight", h)
         seen(p + "mlp.up_proj.weight", h)
         g = h @ t[p + "mlp.gate_proj.weight"].T

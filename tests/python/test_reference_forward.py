@@ -162,3 +162,21 @@ def test_granite_multipliers(tmp_path):
                              dtype="F32", seed=10, tokenizer=False)
     ids = np.random.default_rng(4).integers(0, 320, size=40).tolist()
     check(hf, ids, tmp_path)
+
+
+QWEN3_MOE = ROOT / "tests" / "data" / "configs" / "qwen3-30b-a3b"
+
+
+@pytest.mark.parametrize("edit", [
+    {"num_experts": 8, "num_experts_per_tok": 2, "moe_intermediate_size": 32},  # the 30B-A3B's switches
+    {"num_experts": 6, "num_experts_per_tok": 3, "moe_intermediate_size": 24, "norm_topk_prob": False,
+     "mlp_only_layers": [1]},  # Qwen3MoeConfig's default weights, and a dense layer
+], ids=["norm-topk", "raw-weights-dense-layer"])
+def test_qwen3_moe(edit, tmp_path):
+    """Qwen3-MoE: per-head q/k norms, every token routed to its experts; 40 tokens over 8 experts
+    of which 2 are chosen, so each expert sees a different subset of the rows."""
+    hf = tmp_path / "hf"
+    make_hf_model.make_model(hf, QWEN3_MOE, layers=2, dim=64, ffn=96, heads=4, kv_heads=2, vocab=320, head_dim=32,
+                             dtype="F32", seed=11, tokenizer=False, config_edit=edit)
+    ids = np.random.default_rng(5).integers(0, 320, size=40).tolist()
+    check(hf, ids, tmp_path)

@@ -83,7 +83,11 @@ def tensor_layout(cfg):
     # Qwen2 always has q/k/v biases; Llama's and Qwen3's attention_bias adds them to q/k/v and o.
     qkv_bias = arch == "Qwen2ForCausalLM" or bool(cfg.get("attention_bias"))
     o_bias = arch in ("LlamaForCausalLM", "Qwen3ForCausalLM") and bool(cfg.get("attention_bias"))  # Gemma refused
-    qk_norm = arch in ("Qwen3ForCausalLM", "Gemma3ForCausalLM")  # q_norm/k_norm: RMSNorm(head_dim)
+    # Qwen3-MoE: the MLP of a layer not in mlp_only_layers (and on decoder_sparse_step) is a router
+    # and num_experts experts of moe_intermediate_size, as the published checkpoints name them.
+    experts = cfg.get("num_experts", 0) if arch == "Qwen3MoeForCausalLM" else 0
+    step, dense_layers = cfg.get("decoder_sparse_step", 1), set(cfg.get("mlp_only_layers") or [])
+    qk_norm = arch in ("Qwen3ForCausalLM", "Qwen3MoeForCausalLM", "Gemma3ForCausalLM")  # q_norm/k_norm: RMSNorm(head_dim)
     gemma = arch in ("Gemma2ForCausalLM", "Gemma3ForCausalLM")  # norms after attention and MLP too
     phi3 = arch == "Phi3ForCausalLM"  # q/k/v fused as qkv_proj, gate/up as gate_up_proj
     out = [("model.embed_tokens.weight", (vocab, dim), "weight")]
@@ -110,9 +114,17 @@ def tensor_layout(cfg):
         out.append((p + "post_attention_layernorm.weight", (dim,), "norm"))
         if gemma:
             out.append((p + "pre_feedforward_layernorm.weight", (dim,), "norm"))
-        out.append((p + "mlp.gate_proj.weight", (ffn, dim), "weight"))
-        out.append((p + "mlp.up_proj.weight", (ffn, dim), "weight"))
-        out.append((p + "mlp.down_proj.weight", (dim, ffn), "weight"))
+        if experts and i not in dense_layers and (i + 1) % step == 0:
+            moe_ffn = cfg["moe_intermediate_size"]
+            out.append((p + "mlp.gate.weight", (experts, dim), "weight"))
+            for e in range(experts):
+                out.append((p + f"mlp.experts.{e}.gate_proj.weight", (moe_ffn, dim), "weight"))
+                out.append((p + f"mlp.experts.{e}.up_proj.weight", (moe_ffn, dim), "weight"))
+                out.append((p + f"mlp.experts.{e}.down_proj.weight", (dim, moe_ffn), "weight"))
+        else:
+            out.append((p + "mlp.gate_proj.weight", (ffn, dim), "weight"))
+            out.append((p + "mlp.up_proj.weight", (ffn, dim), "weight"))
+            out.append((p + "mlp.down_proj.weight", (dim, ffn), "weight"))
         if gemma:
             out.append((p + "post_feedforward_layernorm.weight", (dim,), "norm"))
     out.append(("model.norm.weight", (dim,), "norm"))
