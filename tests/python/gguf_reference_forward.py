@@ -41,6 +41,7 @@ def load(path):
         "residual_scale": _field(r, f"{arch}.residual_scale", 1.0),
         "attention_scale": _field(r, f"{arch}.attention.scale"),
         "logit_scale": _field(r, f"{arch}.logit_scale", 1.0),
+        "n_expert_used": _field(r, f"{arch}.expert_used_count"),
     }
     weights = {}
     for t in r.tensors:
@@ -105,6 +106,22 @@ def forward_gemma(cfg, t, ids):
     return cap * np.tanh(logits / cap) if cap else logits
 
 
+def moe(cfg, t, p, h):
+    """llama.cpp's build_moe_ffn as qwen3moe calls it: softmax gating, the expert_used_count
+    largest, their weights renormalized, each expert's SwiGLU from the stacked (experts, rows,
+    cols) tensors."""
+    probs = np.exp(h @ t[p + "ffn_gate_inp.weight"].T)
+    probs /= probs.sum(axis=-1, keepdims=True)
+    out = np.zeros_like(h)
+    for r in range(h.shape[0]):
+        chosen = np.argsort(-probs[r], kind="stable")[: cfg["n_expert_used"]]
+        w = probs[r, chosen] / probs[r, chosen].sum()
+        for e, we in zip(chosen, w):
+            g, u = t[p + "ffn_gate_exps.weight"][e] @ h[r], t[p + "ffn_up_exps.weight"][e] @ h[r]
+            out[r] += we * (t[p + "ffn_down_exps.weight"][e] @ ((g / (1 + np.exp(-g))) * u))
+    return out
+
+
 def forward_phi3(cfg, t, ids, ctx):
     """llama.cpp's phi3 graph: q, k and v as views of one attn_qkv product, NEOX RoPE over the
     first n_rot values of each head with the frequencies divided by the long factors when the
@@ -157,7 +174,7 @@ def forward(path, ids, loaded=None, ctx=None):
         return forward_phi3(cfg, t, ids, ctx or _field(gguf.GGUFReader(path), "phi3.context_length"))
     nh, nkv, dim = cfg["n_heads"], cfg["n_kv"], cfg["dim"]
     hd = cfg["head_dim"] or dim // nh
-    neox = cfg["arch"] in ("qwen2", "qwen3")
+    neox = cfg["arch"] in ("qwen2", "qwen3", "qwen3moe")
     n = len(ids)
     # granite's graph: embeddings, sublayer outputs, scores and logits scaled by its keys; smollm3's
     # skips RoPE on every 4th layer (a step of its own, no key).
@@ -185,6 +202,9 @@ def forward(path, ids, loaded=None, ctx=None):
         w /= w.sum(axis=-1, keepdims=True)
         x = x + np.einsum("hqk,khd->qhd", w, v).reshape(n, nh * hd) @ t[p + "attn_output.weight"].T * cfg["residual_scale"]
         h = rmsnorm(x, t[p + "ffn_norm.weight"], cfg["eps"])
+        if p + "ffn_gate_inp.weight" in t:
+            x = x + moe(cfg, t, p, h)
+            continue
         g, u = h @ t[p + "ffn_gate.weight"].T, h @ t[p + "ffn_up.weight"].T
         x = x + ((g / (1 + np.exp(-g))) * u) @ t[p + "ffn_down.weight"].T * cfg["residual_scale"]
     x = rmsnorm(x, t["output_norm.weight"], cfg["eps"])

@@ -339,21 +339,29 @@ TEST(Forward, BatchRowsEqualEachSequenceAlone) {
     }
 }
 
-// The same for the Gemma family's layer (runtime/gemma.h), where a window of 8 on some layers,
-// Gemma 3's own RoPE base on them and soft-capped scores (Gemma 2's, set on both here at a cap of
-// 1, so it bends them) make each row's result depend on its position in its own sequence only.
-TEST(Forward, GemmaBatchRowsEqualEachSequenceAlone) {
+// The same for the other layers and their options: the Gemma family's (runtime/gemma.h), where a
+// window of 8 on some layers, Gemma 3's own RoPE base on them and soft-capped scores (Gemma 2's,
+// set on both here at a cap of 1, so it bends them) make each row's result depend on its position
+// in its own sequence only; Phi-4-mini's partial RoPE with LongRoPE's factors, SmolLM3's layer
+// without RoPE, and Qwen3-MoE's experts, which each row chooses for itself.
+TEST(Forward, FamiliesBatchRowsEqualEachSequenceAlone) {
   LOWBIT_REQUIRE_VENV();
-  for (const char* config_name : {"gemma-3-1b-it", "gemma-2-2b-it"}) {
+  const std::pair<const char*, const char*> configs[] = {
+      {"gemma-3-1b-it", R"({"sliding_window": 8})"},
+      {"gemma-2-2b-it", R"({"sliding_window": 8, "attn_logit_softcapping": 1.0})"},
+      {"phi-4-mini-instruct",
+       R"({"max_position_embeddings": 64, "original_max_position_embeddings": 16, "bos_token_id": 1,
+           "eos_token_id": 2, "pad_token_id": 2, "rope_scaling": {"type": "longrope",
+           "long_factor": [1, 1.4, 2, 2.8, 4, 5.6, 8, 11, 16, 22, 32, 40],
+           "short_factor": [1, 1.05, 1.1, 1.15, 1.2, 1.25, 1.3, 1.35, 1.4, 1.45, 1.5, 1.6]}})"},
+      {"smollm3-3b", "{}"},
+      {"qwen3-30b-a3b", R"({"num_experts": 8, "num_experts_per_tok": 2, "moe_intermediate_size": 32})"},
+  };
+  for (const auto& [config_name, edit] : configs) {
     TempDir dir;
     ASSERT_EQ(0, make_hf_model(dir / "hf", "--config '" + kSourceDir + "/tests/data/configs/" + config_name +
                                             "' --layers 6 --dim 64 --ffn 96 --heads 4 --kv-heads 1 --head-dim 32 "
-                                            "--vocab 320 --no-tokenizer --seed 2"));
-    const std::string config = dir / "hf/config.json";
-    nlohmann::json c = nlohmann::json::parse(std::ifstream(config));
-    c["sliding_window"] = 8;
-    if (c.contains("attn_logit_softcapping")) c["attn_logit_softcapping"] = 1.0;
-    std::ofstream(config) << c.dump();
+                                            "--vocab 320 --no-tokenizer --seed 2 --config-edit '" + edit + "'"));
     std::vector<std::vector<int32_t>> prompts(3);
     for (size_t i = 0; i < prompts.size(); ++i)
       for (int t = 0; t < 17 - 7 * (int)i; ++t) prompts[i].push_back((int32_t)((t * 37 + i * 11) % 320));

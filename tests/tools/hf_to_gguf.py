@@ -44,11 +44,15 @@ GGUF_NAMES = {
 }
 ARCHS = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2",
          "Qwen3ForCausalLM": "qwen3", "Gemma2ForCausalLM": "gemma2", "Gemma3ForCausalLM": "gemma3",
-         "Phi3ForCausalLM": "phi3", "SmolLM3ForCausalLM": "smollm3", "GraniteForCausalLM": "granite"}
+         "Phi3ForCausalLM": "phi3", "SmolLM3ForCausalLM": "smollm3", "GraniteForCausalLM": "granite",
+         "Qwen3MoeForCausalLM": "qwen3moe"}
 # Converted as Llama by llama.cpp (LlamaModel subclasses): attn_q/attn_k rows permuted.
 PERMUTED = ("llama", "smollm3", "granite")
-# Phi-3's fused matrices keep their fusion in the GGUF (gate and up together as ffn_up).
+# Phi-3's fused matrices keep their fusion in the GGUF (gate and up together as ffn_up); a
+# mixture of experts' router and stacked experts (stack_experts).
 PHI3_NAMES = {"self_attn.qkv_proj.weight": "attn_qkv.weight", "mlp.gate_up_proj.weight": "ffn_up.weight"}
+MOE_NAMES = {"mlp.gate.weight": "ffn_gate_inp.weight", "mlp.experts.gate_proj": "ffn_gate_exps.weight",
+             "mlp.experts.up_proj": "ffn_up_exps.weight", "mlp.experts.down_proj": "ffn_down_exps.weight"}
 # Gemma's norms: one after attention and one after the MLP, its pre-MLP norm named apart.
 GEMMA_NAMES = {
     "post_attention_layernorm.weight": "post_attention_norm.weight",
@@ -61,7 +65,7 @@ def gguf_name(name, arch):
     if name in GGUF_NAMES:
         return GGUF_NAMES[name]
     _, _, layer, rest = name.split(".", 3)
-    names = dict(GGUF_NAMES, **GEMMA_NAMES) if arch.startswith("gemma") else dict(GGUF_NAMES, **PHI3_NAMES)
+    names = dict(GGUF_NAMES, **GEMMA_NAMES) if arch.startswith("gemma") else dict(GGUF_NAMES, **PHI3_NAMES, **MOE_NAMES)
     return f"blk.{layer}.{names[rest]}"
 
 
@@ -133,6 +137,18 @@ def add_spm_vocab(w, model_file):
             add(tid)
 
 
+def stack_experts(tensors, cfg):
+    """Each layer's experts in one (experts, rows, cols) tensor per projection, as llama.cpp's
+    converter stacks them (Qwen3MoeModel), under the names gguf_name gives the stacks."""
+    for layer in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{layer}.mlp."
+        if p + "gate.weight" not in tensors:
+            continue  # a dense layer
+        for proj in ("gate_proj", "up_proj", "down_proj"):
+            parts = [tensors.pop(f"{p}experts.{e}.{proj}.weight") for e in range(cfg["num_experts"])]
+            tensors[f"{p}experts.{proj}"] = np.stack(parts)
+
+
 class DroppingWriter(gguf.GGUFWriter):
     """A GGUFWriter that leaves out the tensors named in drop."""
 
@@ -194,12 +210,18 @@ def main():
         w.add_residual_scale(cfg.get("residual_multiplier", 1.0))
         w.add_attention_scale(cfg.get("attention_multiplier", 1.0))
         w.add_logit_scale(cfg.get("logits_scaling", 1.0))
+    elif arch == "qwen3moe":
+        w.add_expert_count(cfg["num_experts"])
+        w.add_expert_used_count(cfg["num_experts_per_tok"])
+        w.add_expert_feed_forward_length(cfg["moe_intermediate_size"])
     elif rs.get("rope_type", rs.get("type")) == "llama3":
         w.add_tensor("rope_freqs.weight", llama3_rope_factors(cfg, cfg.get("head_dim") or cfg["hidden_size"] // nh))
     qt = gguf.GGMLQuantizationType[a.type]
     tensors = {}
     for f in sorted(hf.glob("*.safetensors")):
         tensors.update(load_file(str(f)))
+    if arch == "qwen3moe":
+        stack_experts(tensors, cfg)
     for name, t in tensors.items():
         if name.endswith("rotary_emb.inv_freq") or (name == "lm_head.weight" and cfg.get("tie_word_embeddings")):
             continue
@@ -208,7 +230,8 @@ def main():
             t = t + np.float32(1.0)  # the converter stores Gemma's norms as the factors they multiply by
         if arch in PERMUTED and name.endswith(("q_proj.weight", "k_proj.weight")):
             t = permute(t, nh if "q_proj" in name else nkv)
-        if t.ndim == 1 or qt == gguf.GGMLQuantizationType.F32:
+        # A router stays F32, as llama.cpp's quantize leaves ffn_gate_inp.
+        if t.ndim == 1 or qt == gguf.GGMLQuantizationType.F32 or name.endswith("mlp.gate.weight"):
             w.add_tensor(gguf_name(name, arch), np.ascontiguousarray(t))
         elif qt == gguf.GGMLQuantizationType.F16:
             w.add_tensor(gguf_name(name, arch), t.astype(np.float16))

@@ -256,10 +256,12 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-tokenizer", action="store_true",
                    help="do not copy tokenizer files (they may not fit a shrunk --vocab)")
+    p.add_argument("--config-edit", default="{}",
+                   help="a JSON object of config.json fields set after scaling (null deletes one)")
     a = p.parse_args(argv)
     out = make_model(a.out_dir, a.config, a.layers, a.dim, a.ffn, a.heads, a.kv_heads, a.vocab,
                      a.head_dim, a.ctx, a.tie, a.dtype, a.shards, a.seed, a.lm_head_when_tied,
-                     not a.no_tokenizer)
+                     not a.no_tokenizer, json.loads(a.config_edit))
     print(out)
     return 0
 
