@@ -32,6 +32,9 @@ ModelConfig gguf_config(const GgufFile& f) {
     throw Error(f.label() + ": " + e.what());
   }
   const auto key = [&](const char* k) { return arch + "." + k; };
+  // llama.cpp writes Mixtral as "llama" with experts; their size is the feed-forward length.
+  const bool mixtral = arch == "llama" && f.has(key("expert_count")) && f.get_int(key("expert_count")) > 0;
+  if (mixtral) ga.hf_architecture = "MixtralForCausalLM";
   const auto positive = [&](const std::string& k) {
     const int64_t v = f.get_int(k);
     if (v <= 0) throw Error(f.label() + ": metadata '" + k + "' = " + std::to_string(v) + " is not positive");
@@ -87,6 +90,10 @@ ModelConfig gguf_config(const GgufFile& f) {
                                                    ? positive(key("rope.scaling.original_context_length"))
                                                    : j["max_position_embeddings"].get<int64_t>()}};
     }
+  }
+  if (mixtral) {
+    j["num_local_experts"] = f.get_int(key("expert_count"));
+    j["num_experts_per_tok"] = positive(key("expert_used_count"));
   }
   if (ga.hf_architecture == "Qwen3MoeForCausalLM") {
     // llama.cpp's qwen3moe graph: every layer a mixture, the chosen experts' weights renormalized.

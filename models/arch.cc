@@ -30,6 +30,7 @@ enum class Variant {
   smollm3,  // no RoPE on some layers (no_rope_layers)
   granite,  // Granite's multipliers of the embeddings, residual branches, scores and logits
   qwen_moe, // Qwen3-MoE's experts (num_experts, decoder_sparse_step, mlp_only_layers)
+  mixtral,  // Mixtral's experts (num_local_experts of intermediate_size, renormalized) on every layer
 };
 
 // One row per supported architecture; the only place these facts are written down.
@@ -73,6 +74,9 @@ constexpr ArchRow kArchs[] = {
     // Qwen3's layer and switches (Qwen3MoeConfig's defaults), its MLP a mixture of experts.
     {"qwen3moe", "Qwen3MoeForCausalLM", false, true, true, Window::qwen2, 0, 128, "qwen3moe", false, Family::llama,
      Variant::qwen_moe},
+    // Mistral's layer with experts; llama.cpp writes it as "llama" with expert_count (gguf_config).
+    {"mixtral", "MixtralForCausalLM", false, false, false, Window::sliding_window, 0, 0, nullptr, true, Family::llama,
+     Variant::mixtral},
 };
 
 const ArchRow* find_arch(std::string_view hf_name) {
@@ -475,6 +479,13 @@ ModelConfig parse_hf_config(const json& j, const std::string& file_label) {
   if (row->variant == Variant::smollm3) parse_smollm3(f, c);
   if (row->variant == Variant::granite) parse_granite(f, c);
   if (row->variant == Variant::qwen_moe) parse_qwen_moe(f, c);
+  if (row->variant == Variant::mixtral) {
+    // MixtralConfig: 8 experts of intermediate_size, 2 per token, their weights renormalized.
+    c.n_experts = f.opt_integer("num_local_experts", 1, kMaxSize).value_or(8);
+    c.n_experts_used = f.opt_integer("num_experts_per_tok", 1, c.n_experts).value_or(std::min<int64_t>(2, c.n_experts));
+    c.moe_ffn_dim = c.ffn_dim;
+    c.moe_norm_topk = true;
+  }
   // Gemma3TextConfig ties by default; the Llama family's classes do not.
   c.tie_embeddings = f.opt_boolean("tie_word_embeddings", row->family == Family::gemma);
 
@@ -651,7 +662,7 @@ ModelConfig config_from_json(const json& j, const std::string& label) {
       c.moe_layers.push_back(b.get<bool>());
     }
   }
-  if ((c.n_experts > 0) != (row->variant == Variant::qwen_moe))
+  if ((c.n_experts > 0) != (row->variant == Variant::qwen_moe || row->variant == Variant::mixtral))
     f.fail("n_experts", "= " + std::to_string(c.n_experts) + " does not belong to arch '" + c.arch + "'");
   c.bos_id = (int32_t)f.integer("bos_id", -1, kMaxSize - 1);
   const json& eos = f.need("eos_ids");
@@ -786,6 +797,12 @@ std::string name_of(const ModelConfig& c, Role r, int layer, bool gguf = false, 
   std::string s = gguf ? role_row(r).gguf_pattern : role_row(r).pattern;
   // Gemma's norm before the MLP is its own module (GGUF names it as Llama's).
   if (!gguf && r == Role::ffn_norm && family_of(c) == Family::gemma) s = "model.layers.#.pre_feedforward_layernorm.weight";
+  // Mixtral's checkpoints name the mixture block_sparse_moe and the expert projections w1-w3.
+  if (!gguf && c.arch == "mixtral" && (r == Role::router || is_expert(r)))
+    s = r == Role::router   ? "model.layers.#.block_sparse_moe.gate.weight"
+        : r == Role::e_gate ? "model.layers.#.block_sparse_moe.experts.@.w1.weight"
+        : r == Role::e_up   ? "model.layers.#.block_sparse_moe.experts.@.w3.weight"
+                            : "model.layers.#.block_sparse_moe.experts.@.w2.weight";
   const size_t hash = s.find('#');
   if (hash != std::string::npos) s.replace(hash, 1, std::to_string(layer));
   const size_t at = s.find('@');

@@ -17,7 +17,8 @@
 // context versions scale RoPE by LongRoPE's per-frequency factors. SmolLM3 (SmolLM3ForCausalLM)
 // is Llama's layer without RoPE on every fourth layer; Granite (GraniteForCausalLM: Granite 3.x
 // dense) is Llama's layer with multipliers on the embeddings, residual branches, scores and logits.
-// Qwen3-MoE (Qwen3MoeForCausalLM) is Qwen3's layer with a mixture of experts for its MLP.
+// Qwen3-MoE (Qwen3MoeForCausalLM) is Qwen3's layer with a mixture of experts for its MLP, Mixtral
+// (MixtralForCausalLM) Mistral's.
 //
 // All functions are pure and thread-safe.
 #pragma once
@@ -48,7 +49,8 @@ struct RopeScaling {
 };
 
 struct ModelConfig {
-  // canonical: "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "phi3", "smollm3", "granite", "qwen3moe"
+  // canonical: "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "phi3", "smollm3", "granite", "qwen3moe",
+  // "mixtral"
   std::string arch;
   std::string hf_architecture;  // e.g. "LlamaForCausalLM"
   int64_t dim = 0, n_layers = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0, ffn_dim = 0,

@@ -295,5 +295,24 @@ TEST(ArchQwen3Moe, parse_qwen3_30b_a3b) {
   EXPECT_THAT(error_of([&] { config_from_json(m, "manifest.json"); }), HasSubstr("does not belong to arch 'qwen3'"));
 }
 
+TEST(ArchMixtral, parse_mixtral_8x7b) {
+  const ModelConfig c = parse_hf_config(data_config("mixtral-8x7b-instruct"), "config.json");
+  EXPECT_EQ(c.arch, "mixtral");
+  EXPECT_EQ(c.n_experts, 8);
+  EXPECT_EQ(c.n_experts_used, 2);
+  EXPECT_EQ(c.moe_ffn_dim, 14336);  // intermediate_size is each expert's
+  EXPECT_TRUE(c.moe_norm_topk);
+  EXPECT_EQ(c.sliding_window, 0);   // null
+  EXPECT_EQ(config_from_json(json::parse(config_to_json(c).dump()), "m"), c);
+  EXPECT_EQ(tensor_name(c, Role::router, 2), "model.layers.2.block_sparse_moe.gate.weight");
+  EXPECT_EQ(tensor_name(c, Role::e_gate, 2, 7), "model.layers.2.block_sparse_moe.experts.7.w1.weight");
+  EXPECT_EQ(tensor_name(c, Role::e_up, 2, 7), "model.layers.2.block_sparse_moe.experts.7.w3.weight");
+  EXPECT_EQ(tensor_name(c, Role::e_down, 2, 7), "model.layers.2.block_sparse_moe.experts.7.w2.weight");
+  EXPECT_EQ(gguf_tensor_name(c, Role::router, 2), "blk.2.ffn_gate_inp.weight");
+  EXPECT_EQ(stored_slice(c, Role::e_down, 2, true, 7)->name, "blk.2.ffn_down_exps.weight");
+  // 291 tensors as Mistral 7B's, less 3 dense projections per layer, plus a router and 24 experts'.
+  EXPECT_EQ(expected_tensors(c).size(), 291u + 32 * (1 + 24 - 3));
+}
+
 }  // namespace
 }  // namespace lowbit

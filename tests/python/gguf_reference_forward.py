@@ -107,9 +107,9 @@ def forward_gemma(cfg, t, ids):
 
 
 def moe(cfg, t, p, h):
-    """llama.cpp's build_moe_ffn as qwen3moe calls it: softmax gating, the expert_used_count
-    largest, their weights renormalized, each expert's SwiGLU from the stacked (experts, rows,
-    cols) tensors."""
+    """llama.cpp's build_moe_ffn as qwen3moe and llama (Mixtral) call it: softmax gating, the
+    expert_used_count largest, their weights renormalized, each expert's SwiGLU from the stacked
+    (experts, rows, cols) tensors."""
     probs = np.exp(h @ t[p + "ffn_gate_inp.weight"].T)
     probs /= probs.sum(axis=-1, keepdims=True)
     out = np.zeros_like(h)

@@ -159,23 +159,26 @@ def forward_gemma(cfg, t, ids, hidden):
 
 
 def moe_mlp(cfg, t, p, h):
-    """Qwen3MoeSparseMoeBlock: softmax of the router's logits, the num_experts_per_tok largest
-    (renormalized with norm_topk_prob), each token's chosen experts' SwiGLU outputs summed with
-    those weights."""
-    probs = np.exp(h @ t[p + "mlp.gate.weight"].T)
+    """Qwen3MoeSparseMoeBlock and MixtralSparseMoeBlock: softmax of the router's logits, the
+    num_experts_per_tok largest (renormalized with Qwen3's norm_topk_prob, always in Mixtral), each
+    token's chosen experts' SwiGLU outputs summed with those weights."""
+    mixtral = cfg["architectures"][0] == "MixtralForCausalLM"
+    block = p + ("block_sparse_moe." if mixtral else "mlp.")
+    gate, up, down = ("w1", "w3", "w2") if mixtral else ("gate_proj", "up_proj", "down_proj")
+    probs = np.exp(h @ t[block + "gate.weight"].T)
     probs /= probs.sum(axis=-1, keepdims=True)
-    k = cfg.get("num_experts_per_tok", 8)
+    k = cfg.get("num_experts_per_tok", 2 if mixtral else 8)
     out = np.zeros_like(h)
     for r in range(h.shape[0]):
         chosen = np.argsort(-probs[r], kind="stable")[:k]
         w = probs[r, chosen]
-        if cfg.get("norm_topk_prob", False):
+        if mixtral or cfg.get("norm_topk_prob", False):
             w = w / w.sum()
         for e, we in zip(chosen, w):
-            q = f"{p}mlp.experts.{e}."
-            g = h[r] @ t[q + "gate_proj.weight"].T
-            a = (g / (1 + np.exp(-g))) * (h[r] @ t[q + "up_proj.weight"].T)
-            out[r] += we * (a @ t[q + "down_proj.weight"].T)
+            q = f"{block}experts.{e}."
+            g = h[r] @ t[q + gate + ".weight"].T
+            a = (g / (1 + np.exp(-g))) * (h[r] @ t[q + up + ".weight"].T)
+            out[r] += we * (a @ t[q + down + ".weight"].T)
     return out
 
 
@@ -265,7 +268,7 @@ def forward(hf_dir, ids, hidden=False, inputs=None):
         seen(p + "self_attn.o_proj.weight", att)
         x = x + (att @ t[p + "self_attn.o_proj.weight"].T) * mult("residual_multiplier")
         h = rmsnorm(x, t[p + "post_attention_layernorm.weight"], eps)
-        if p + "mlp.gate.weight" in t:  # Qwen3-MoE's sparse block (modeling_qwen3_moe.py)
+        if p + "mlp.gate.weight" in t or p + "block_sparse_moe.gate.weight" in t:  # a mixture of experts
             assert inputs is None, "the mixture-of-experts reference does not report projection inputs"
             x = x + moe_mlp(cfg, t, p, h)
             continue

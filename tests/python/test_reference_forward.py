@@ -180,3 +180,16 @@ def test_qwen3_moe(edit, tmp_path):
                              dtype="F32", seed=11, tokenizer=False, config_edit=edit)
     ids = np.random.default_rng(5).integers(0, 320, size=40).tolist()
     check(hf, ids, tmp_path)
+
+
+MIXTRAL = ROOT / "tests" / "data" / "configs" / "mixtral-8x7b-instruct"
+
+
+def test_mixtral(tmp_path):
+    """Mixtral: Mistral's layer, its MLP 8 experts (w1 gate, w3 up, w2 down) of which 2 per token,
+    weights renormalized over the two."""
+    hf = tmp_path / "hf"
+    make_hf_model.make_model(hf, MIXTRAL, layers=2, dim=64, ffn=48, heads=4, kv_heads=2, vocab=320,
+                             dtype="F32", seed=12, tokenizer=False)
+    ids = np.random.default_rng(6).integers(0, 320, size=40).tolist()
+    check(hf, ids, tmp_path)

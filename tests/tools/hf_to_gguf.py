@@ -45,7 +45,7 @@ GGUF_NAMES = {
 ARCHS = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2",
          "Qwen3ForCausalLM": "qwen3", "Gemma2ForCausalLM": "gemma2", "Gemma3ForCausalLM": "gemma3",
          "Phi3ForCausalLM": "phi3", "SmolLM3ForCausalLM": "smollm3", "GraniteForCausalLM": "granite",
-         "Qwen3MoeForCausalLM": "qwen3moe"}
+         "Qwen3MoeForCausalLM": "qwen3moe", "MixtralForCausalLM": "llama"}
 # Converted as Llama by llama.cpp (LlamaModel subclasses): attn_q/attn_k rows permuted.
 PERMUTED = ("llama", "smollm3", "granite")
 # Phi-3's fused matrices keep their fusion in the GGUF (gate and up together as ffn_up); a
@@ -140,12 +140,16 @@ def add_spm_vocab(w, model_file):
 def stack_experts(tensors, cfg):
     """Each layer's experts in one (experts, rows, cols) tensor per projection, as llama.cpp's
     converter stacks them (Qwen3MoeModel), under the names gguf_name gives the stacks."""
+    mixtral = cfg["architectures"][0] == "MixtralForCausalLM"
+    n = cfg.get("num_local_experts", 8) if mixtral else cfg["num_experts"]
     for layer in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{layer}.mlp."
-        if p + "gate.weight" not in tensors:
+        src = f"model.layers.{layer}.block_sparse_moe." if mixtral else p
+        if src + "gate.weight" not in tensors:
             continue  # a dense layer
-        for proj in ("gate_proj", "up_proj", "down_proj"):
-            parts = [tensors.pop(f"{p}experts.{e}.{proj}.weight") for e in range(cfg["num_experts"])]
+        tensors[p + "gate.weight"] = tensors.pop(src + "gate.weight")
+        for proj, own in (("gate_proj", "w1"), ("up_proj", "w3"), ("down_proj", "w2")):
+            parts = [tensors.pop(f"{src}experts.{e}.{own if mixtral else proj}.weight") for e in range(n)]
             tensors[f"{p}experts.{proj}"] = np.stack(parts)
 
 
@@ -214,13 +218,16 @@ def main():
         w.add_expert_count(cfg["num_experts"])
         w.add_expert_used_count(cfg["num_experts_per_tok"])
         w.add_expert_feed_forward_length(cfg["moe_intermediate_size"])
+    elif cfg["architectures"][0] == "MixtralForCausalLM":  # written as llama with experts
+        w.add_expert_count(cfg.get("num_local_experts", 8))
+        w.add_expert_used_count(cfg.get("num_experts_per_tok", 2))
     elif rs.get("rope_type", rs.get("type")) == "llama3":
         w.add_tensor("rope_freqs.weight", llama3_rope_factors(cfg, cfg.get("head_dim") or cfg["hidden_size"] // nh))
     qt = gguf.GGMLQuantizationType[a.type]
     tensors = {}
     for f in sorted(hf.glob("*.safetensors")):
         tensors.update(load_file(str(f)))
-    if arch == "qwen3moe":
+    if arch == "qwen3moe" or cfg["architectures"][0] == "MixtralForCausalLM":
         stack_experts(tensors, cfg)
     for name, t in tensors.items():
         if name.endswith("rotary_emb.inv_freq") or (name == "lm_head.weight" and cfg.get("tie_word_embeddings")):

@@ -86,6 +86,7 @@ def tensor_layout(cfg):
     # Qwen3-MoE: the MLP of a layer not in mlp_only_layers (and on decoder_sparse_step) is a router
     # and num_experts experts of moe_intermediate_size, as the published checkpoints name them.
     experts = cfg.get("num_experts", 0) if arch == "Qwen3MoeForCausalLM" else 0
+    mixtral = arch == "MixtralForCausalLM"  # every layer: block_sparse_moe, experts' w1 (gate), w3 (up), w2 (down)
     step, dense_layers = cfg.get("decoder_sparse_step", 1), set(cfg.get("mlp_only_layers") or [])
     qk_norm = arch in ("Qwen3ForCausalLM", "Qwen3MoeForCausalLM", "Gemma3ForCausalLM")  # q_norm/k_norm: RMSNorm(head_dim)
     gemma = arch in ("Gemma2ForCausalLM", "Gemma3ForCausalLM")  # norms after attention and MLP too
@@ -114,7 +115,12 @@ def tensor_layout(cfg):
         out.append((p + "post_attention_layernorm.weight", (dim,), "norm"))
         if gemma:
             out.append((p + "pre_feedforward_layernorm.weight", (dim,), "norm"))
-        if experts and i not in dense_layers and (i + 1) % step == 0:
+        if mixtral:
+            out.append((p + "block_sparse_moe.gate.weight", (cfg.get("num_local_experts", 8), dim), "weight"))
+            for e in range(cfg.get("num_local_experts", 8)):
+                for w, shape in (("w1", (ffn, dim)), ("w2", (dim, ffn)), ("w3", (ffn, dim))):
+                    out.append((p + f"block_sparse_moe.experts.{e}.{w}.weight", shape, "weight"))
+        elif experts and i not in dense_layers and (i + 1) % step == 0:
             moe_ffn = cfg["moe_intermediate_size"]
             out.append((p + "mlp.gate.weight", (experts, dim), "weight"))
             for e in range(experts):
