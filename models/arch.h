@@ -1,6 +1,6 @@
 // The architecture table: which HuggingFace model families lowbit runs, how their config.json
 // maps onto one ModelConfig, and which tensors (HF names and shapes) each one holds. Each
-// architecture is one row of the table in arch.cc; everything else here is derived from it.
+// architecture is one row of the table in arch_table.h; everything else here is derived from it.
 //
 // Supported: Llama (LlamaForCausalLM: Llama 2/3, TinyLlama, SmolLM), Mistral
 // (MistralForCausalLM), Qwen2 (Qwen2ForCausalLM: biases on q/k/v), Qwen3 (Qwen3ForCausalLM: an
