@@ -176,6 +176,10 @@ int info_main(int argc, char** argv) {
                 model_path.c_str(), m["format"].get<std::string>().c_str(), c["arch"].get<std::string>().c_str(),
                 (long long)c["n_layers"], (long long)c["dim"], (long long)c["n_heads"], (long long)c["n_kv_heads"],
                 (long long)c["ffn_dim"], (long long)c["vocab_size"], (long long)c["max_ctx"]);
+    if (c["n_experts"].get<int64_t>() > 0)
+      std::printf("experts: %lld of %lld per token, ffn %lld each%s\n", (long long)c["n_experts_used"],
+                  (long long)c["n_experts"], (long long)c["moe_ffn_dim"],
+                  c["moe_layers"].empty() ? ", every layer" : "");
     std::string types;
     for (const auto& [t, n] : m["tensor_types"].items()) types += (types.empty() ? "" : ", ") + std::to_string(n.get<int>()) + " x " + t;
     std::printf("tensors: %s\n", types.c_str());

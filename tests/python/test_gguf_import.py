@@ -259,6 +259,19 @@ def test_partial_rotary_gguf_of_another_architecture_is_named(tmp_path):
                    "partial RoPE is Phi-3's only")
 
 
+def test_info_names_the_experts(tmp_path):
+    """`lowbit info` of a mixture of experts, from its GGUF: how many of how many experts."""
+    hf = tmp_path / "hf"
+    make_hf_model.make_model(hf, QWEN3_MOE, layers=2, dim=64, ffn=96, heads=4, kv_heads=2, vocab=320, head_dim=32,
+                             dtype="F32", seed=7, tokenizer=False, config_edit=MOE_EDIT)
+    g = tmp_path / "m.gguf"
+    subprocess.run([sys.executable, str(ROOT / "tests" / "tools" / "hf_to_gguf.py"), str(hf), str(g)], check=True)
+    out = run("info", g).stdout
+    assert "qwen3moe, 2 layers" in out and "experts: 2 of 8 per token, ffn 32 each, every layer" in out, out
+    cfg = json.loads(run("info", g, "--json").stdout)["model"]["config"]
+    assert (cfg["n_experts"], cfg["n_experts_used"], cfg["moe_ffn_dim"], cfg["moe_norm_topk"]) == (8, 2, 32, True)
+
+
 def synthetic_gguf(tmp_path, arch="llama", drop=None, tensor_type=None, extra=None, kv=None):
     """A tiny GGUF written directly with gguf-py, optionally broken; extra: more tensors by name."""
     path = tmp_path / f"{arch}.gguf"
