@@ -81,6 +81,11 @@ void add_store_routes(httplib::Server& http, Context& ctx) {
                  {arch + ".feed_forward_length", c.ffn_dim},
                  {arch + ".context_length", c.max_ctx},
                  {arch + ".vocab_size", c.vocab_size}};
+    if (c.n_experts > 0) {  // as a GGUF of a mixture of experts names them
+      info[arch + ".expert_count"] = c.n_experts;
+      info[arch + ".expert_used_count"] = c.n_experts_used;
+      info[arch + ".expert_feed_forward_length"] = c.moe_ffn_dim;
+    }
     json caps = json::array({"completion"});
     if (lm.tool_syntax) caps.push_back("tools");  // as Ollama lists a template that offers tools
     if (lm.thinks) caps.push_back("thinking");
