@@ -18,6 +18,8 @@ Models:
   those very GGUF files (imported: Q4_0/Q8_0 tensors kept bit for bit, llama.cpp's Q6_K output
   requantized to q8) and its own conversion of the HF directory (--bits 4: q4_g32_asym; --bits 8).
 - smollm2: the real SmolLM2-135M-Instruct Q4_1 GGUF of ../shared/models, run by both as it is.
+- qwen3moe (not in the default list): a mixture of experts of Qwen3-30B-A3B's layer shape, fewer
+  layers and experts (prepare_qwen3moe), llama.cpp's Q4_0 against lowbit's --bits 4.
 
 Timing: lowbit through `lowbit bench model MODEL --prompt-len P --gen-len G --reps 1 --json`
 (a DRAM read probe pass, then a P-token prompt in one batch, then G tokens one at a time);
@@ -174,6 +176,31 @@ def prepare_tinyllama(work, lowbit, py):
     return pairs
 
 
+def prepare_qwen3moe(work, lowbit, py):
+    """A mixture of experts of Qwen3-30B-A3B's layer shape (hidden 2048, 32 heads of 128 with 4 KV
+    heads, experts of 768 with 8 chosen per token) on 12 layers of 32 experts and a 32000-token
+    vocabulary (2.2B weights, 0.5B active per token), random F16 weights: llama.cpp's Q4_0 of
+    its GGUF and lowbit's --bits 4 of the HF directory."""
+    hf, f16, g = work / "qwen3moe-hf", work / "qwen3moe-f16.gguf", work / "qwen3moe-q4_0.gguf"
+    tools = ROOT / "tests/tools"
+    if not (hf / "config.json").exists():
+        edit = {"num_experts": 32, "num_experts_per_tok": 8, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}
+        run([py, tools / "make_hf_model.py", hf, "--config", ROOT / "tests/data/configs/qwen3-30b-a3b", "--layers", 12,
+             "--vocab", 32000, "--dtype", "F16", "--config-edit", json.dumps(edit)])
+        (hf / "tokenizer.model").write_bytes((SHARED / "models/configs/llama-2-7b-hf/tokenizer.model").read_bytes())
+    if not g.exists():
+        if not f16.exists():
+            run([py, tools / "hf_to_gguf.py", hf, str(f16) + ".part", "--type", "F16", "--spm-vocab"])
+            os.replace(str(f16) + ".part", f16)
+        llama_quantize(f16, str(g) + ".part", "Q4_0")
+        os.replace(str(g) + ".part", g)
+        f16.unlink()
+    own = work / "lowbit-qwen3moe-q4"
+    if not (own / "manifest.json").exists():
+        run([lowbit, "convert", hf, own, "--bits", 4, "--quantizer", "rtn", "--force"])
+    return [("Qwen3-MoE layer shape, lowbit --bits 4 vs Q4_0", own, g)]
+
+
 def cpu_model():
     """lscpu's model name, family and model number, as bench/README.md records hosts."""
     info = open("/proc/cpuinfo").read()
@@ -220,6 +247,8 @@ def main():
     models = a.models.split(",")
     if "tinyllama" in models:
         pairs += prepare_tinyllama(work, lowbit, py)
+    if "qwen3moe" in models:
+        pairs += prepare_qwen3moe(work, lowbit, py)
     if "smollm2" in models:
         pairs.append(("SmolLM2-135M-Instruct Q4_1 (real weights)", SMOLLM2_GGUF, SMOLLM2_GGUF))
 
