@@ -259,6 +259,20 @@ def test_partial_rotary_gguf_of_another_architecture_is_named(tmp_path):
                    "partial RoPE is Phi-3's only")
 
 
+@pytest.mark.parametrize("drop,phrase", [
+    ("blk.1.ffn_down_exps.weight", "tensor 'blk.1.ffn_down_exps.weight' is missing"),
+    ("blk.0.ffn_gate_inp.weight", "tensor 'blk.0.ffn_gate_inp.weight' is missing"),
+])
+def test_bad_moe_gguf_is_named(drop, phrase, tmp_path):
+    hf = tmp_path / "hf"
+    make_hf_model.make_model(hf, QWEN3_MOE, layers=2, dim=64, ffn=96, heads=4, kv_heads=2, vocab=320, head_dim=32,
+                             dtype="F32", seed=7, tokenizer=False, config_edit=MOE_EDIT)
+    g = tmp_path / "m.gguf"
+    subprocess.run([sys.executable, str(ROOT / "tests" / "tools" / "hf_to_gguf.py"), str(hf), str(g), "--drop", drop],
+                   check=True)
+    expect_failure(g, tmp_path, phrase)
+
+
 def test_info_names_the_experts(tmp_path):
     """`lowbit info` of a mixture of experts, from its GGUF: how many of how many experts."""
     hf = tmp_path / "hf"
