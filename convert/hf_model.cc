@@ -131,6 +131,11 @@ std::vector<float> HfModel::read_f32(std::string_view name) const {
   return t.file->read_f32(*t.info);
 }
 
+std::vector<float> HfModel::read_f32_rows(std::string_view name, int64_t first, int64_t rows) const {
+  const HfTensor& t = get(name);
+  return t.file->read_f32_rows(*t.info, first, rows);
+}
+
 std::map<std::string, std::vector<int64_t>> HfModel::shapes() const {
   std::map<std::string, std::vector<int64_t>> out;
   for (const auto& [name, t] : tensors_) out[name] = t.info->shape;

@@ -52,6 +52,8 @@ class HfModel {
   std::span<const uint8_t> bytes(const HfTensor& t) const { return t.file->bytes(*t.info); }
   // The tensor converted to fp32 (numel values).
   std::vector<float> read_f32(std::string_view name) const;
+  // Rows [first, first + rows) of it (SafetensorsFile::read_f32_rows).
+  std::vector<float> read_f32_rows(std::string_view name, int64_t first, int64_t rows) const;
   // name -> shape of every tensor, as check_tensors takes it.
   std::map<std::string, std::vector<int64_t>> shapes() const;
 

@@ -31,12 +31,8 @@ class HfSource final : public ModelSource {
     throw Error(path() + ": tensor '" + s.name + "' has no exact form (internal)");
   }
   std::vector<float> read_f32(const TensorSpec& s, ThreadPool*) const override {
-    if (const auto slice = stored_slice(config(), s.role, s.layer, false, s.expert)) {
-      // The role's rows of a fused matrix (Phi-3's qkv_proj, gate_up_proj).
-      const std::vector<float> all = model_.read_f32(slice->name);
-      const auto first = all.begin() + slice->first_row * s.shape[1];
-      return std::vector<float>(first, first + s.shape[0] * s.shape[1]);
-    }
+    if (const auto slice = stored_slice(config(), s.role, s.layer, false, s.expert))
+      return model_.read_f32_rows(slice->name, slice->first_row, s.shape[0]);  // of a fused matrix
     std::vector<float> v = model_.read_f32(s.name);
     // Gemma keeps its norms as offsets from 1; the manifest (as a GGUF) holds the factors.
     if (const float offset = norm_weight_offset(config()); offset != 0 && is_norm(s.role))

@@ -270,6 +270,20 @@ std::vector<float> SafetensorsFile::read_f32(const TensorInfo& t) const {
   return out;
 }
 
+std::vector<float> SafetensorsFile::read_f32_rows(const TensorInfo& t, int64_t first, int64_t rows) const {
+  const int64_t len = t.shape.empty() ? 1 : t.shape.back(), all = len ? t.numel() / len : 0;
+  if (first < 0 || rows < 0 || first > all - rows)
+    throw Error("tensor " + quote(t.name) + ": rows " + std::to_string(first) + " .. " + std::to_string(first + rows) +
+                " asked of " + std::to_string(all));
+  TensorInfo part = t;
+  part.shape = {rows, len};
+  const size_t elem = len * all ? t.size / (size_t)(len * all) : 0;
+  part.size = (size_t)(rows * len) * elem;
+  std::vector<float> out((size_t)(rows * len));
+  to_f32(part, bytes(t).subspan((size_t)(first * len) * elem, part.size), out.data());
+  return out;
+}
+
 void to_f32(const TensorInfo& t, std::span<const uint8_t> bytes, float* out) {
   if (bytes.size() != t.size)
     throw Error("tensor " + quote(t.name) + ": " + std::to_string(bytes.size()) +

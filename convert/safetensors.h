@@ -73,6 +73,9 @@ class SafetensorsFile {
   std::span<const uint8_t> bytes(const TensorInfo& t) const;
   // The tensor converted to fp32, numel() values.
   std::vector<float> read_f32(const TensorInfo& t) const;
+  // Rows [first, first + rows) of it, a row being its last dimension (rows counted over all the
+  // others): rows * shape.back() values. Throws Error naming the tensor when out of range.
+  std::vector<float> read_f32_rows(const TensorInfo& t, int64_t first, int64_t rows) const;
   // Lets the tensor's pages leave the resident set once read (MappedFile::drop_pages).
   void drop_pages(const TensorInfo& t) const { file_.drop_pages(bytes(t).data(), bytes(t).size()); }
 

@@ -143,6 +143,22 @@ TEST(Safetensors, f16_bf16_unaligned_scalar_empty) {
   EXPECT_TRUE(f.read_f32(*f.find("e")).empty());
 }
 
+// A stack of experts' rows (experts, rows, cols), read one expert's rows at a time.
+TEST(Safetensors, read_rows_of_a_3d_tensor) {
+  std::vector<uint16_t> bf16(2 * 3 * 4);
+  for (size_t i = 0; i < bf16.size(); ++i) bf16[i] = (uint16_t)(0x3f80 + 0x80 * i);  // 1, 2, 4, 8, ... exact
+  json h;
+  h["x"] = entry("BF16", {2, 3, 4}, 0, 48);
+  TempDir dir;
+  test::write_file(dir / "x.safetensors",
+                   safetensors_bytes(h.dump(), std::string(reinterpret_cast<const char*>(bf16.data()), 48)));
+  const SafetensorsFile f = SafetensorsFile::open(dir / "x.safetensors");
+  const std::vector<float> all = f.read_f32(*f.find("x"));
+  EXPECT_EQ(f.read_f32_rows(*f.find("x"), 3, 2), std::vector<float>(all.begin() + 12, all.begin() + 20));
+  EXPECT_EQ(f.read_f32_rows(*f.find("x"), 0, 6), all);
+  EXPECT_THAT(error_of([&] { f.read_f32_rows(*f.find("x"), 5, 2); }), HasSubstr("rows 5 .. 7 asked of 6"));
+}
+
 TEST(Safetensors, empty_header_and_gaps_are_valid) {
   EXPECT_TRUE(parse(safetensors_bytes("{}", "")).tensors.empty());
   // Slack between tensors is allowed (only sharing bytes is not); header padded with spaces.
