@@ -102,7 +102,11 @@ ModelConfig gguf_config(const GgufFile& f) {
     j["moe_intermediate_size"] = positive(key("expert_feed_forward_length"));
     j["norm_topk_prob"] = true;
   }
-  if (ga.hf_architecture == "GraniteForCausalLM") {
+  if (ga.hf_architecture == "GraniteMoeForCausalLM") {
+    j["num_local_experts"] = positive(key("expert_count"));
+    j["num_experts_per_tok"] = positive(key("expert_used_count"));
+  }
+  if (ga.hf_architecture == "GraniteForCausalLM" || ga.hf_architecture == "GraniteMoeForCausalLM") {
     // llama.cpp's converter writes Granite's multipliers under names of its own.
     for (const auto& [gguf_key, field] : {std::pair{"embedding_scale", "embedding_multiplier"},
                                           std::pair{"residual_scale", "residual_multiplier"},

@@ -111,6 +111,8 @@ std::string name_of(const ModelConfig& c, Role r, int layer, bool gguf = false, 
   std::string s = gguf ? role_row(r).gguf_pattern : role_row(r).pattern;
   // Gemma's norm before the MLP is its own module (GGUF names it as Llama's).
   if (!gguf && r == Role::ffn_norm && family_of(c) == Family::gemma) s = "model.layers.#.pre_feedforward_layernorm.weight";
+  // Granite's mixture is block_sparse_moe with a router module (its experts: stored_slice).
+  if (!gguf && c.arch == "granitemoe" && r == Role::router) s = "model.layers.#.block_sparse_moe.router.layer.weight";
   // Mixtral's checkpoints name the mixture block_sparse_moe and the expert projections w1-w3.
   if (!gguf && c.arch == "mixtral" && (r == Role::router || is_expert(r)))
     s = r == Role::router   ? "model.layers.#.block_sparse_moe.gate.weight"
@@ -206,6 +208,16 @@ std::optional<StoredSlice> stored_slice(const ModelConfig& c, Role r, int layer,
     return StoredSlice{name_of(c, r, layer, true), {c.n_experts, shape[0], shape[1]}, expert * shape[0]};
   }
   const ArchRow* row = find_canonical(c.arch);
+  if (row && row->variant == Variant::granite_moe && is_expert(r)) {
+    // Granite's experts, fused per layer: input_linear (experts, gate and up rows, dim), gate
+    // first, and output_linear (experts, dim, ffn).
+    const int64_t f = c.moe_ffn_dim, d = c.dim;
+    std::string name = r == Role::e_down ? "model.layers.#.block_sparse_moe.output_linear.weight"
+                                         : "model.layers.#.block_sparse_moe.input_linear.weight";
+    name.replace(name.find('#'), 1, std::to_string(layer));
+    if (r == Role::e_down) return StoredSlice{name, {c.n_experts, d, f}, expert * d};
+    return StoredSlice{name, {c.n_experts, 2 * f, d}, expert * 2 * f + (r == Role::e_up ? f : 0)};
+  }
   if (!row || row->variant != Variant::phi3) return std::nullopt;
   const int64_t q = c.n_heads * c.head_dim, kv = c.n_kv_heads * c.head_dim;
   const char* qkv = gguf ? "blk.#.attn_qkv.weight" : "model.layers.#.self_attn.qkv_proj.weight";

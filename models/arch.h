@@ -18,7 +18,8 @@
 // is Llama's layer without RoPE on every fourth layer; Granite (GraniteForCausalLM: Granite 3.x
 // dense) is Llama's layer with multipliers on the embeddings, residual branches, scores and logits.
 // Qwen3-MoE (Qwen3MoeForCausalLM) is Qwen3's layer with a mixture of experts for its MLP, Mixtral
-// (MixtralForCausalLM) Mistral's.
+// (MixtralForCausalLM) Mistral's, Granite MoE (GraniteMoeForCausalLM: Granite 3's 1B and 3B
+// mixtures) Granite's.
 //
 // All functions are pure and thread-safe.
 #pragma once
@@ -50,7 +51,7 @@ struct RopeScaling {
 
 struct ModelConfig {
   // canonical: "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "phi3", "smollm3", "granite", "qwen3moe",
-  // "mixtral"
+  // "mixtral", "granitemoe"
   std::string arch;
   std::string hf_architecture;  // e.g. "LlamaForCausalLM"
   int64_t dim = 0, n_layers = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0, ffn_dim = 0,

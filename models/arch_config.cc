@@ -402,10 +402,11 @@ ModelConfig parse_hf_config(const json& j, const std::string& file_label) {
   parse_rope(f, j, c, row->default_theta);
   parse_partial_rotary(f, *row, c);
   if (row->variant == Variant::smollm3) parse_smollm3(f, c);
-  if (row->variant == Variant::granite) parse_granite(f, c);
+  if (row->variant == Variant::granite || row->variant == Variant::granite_moe) parse_granite(f, c);
   if (row->variant == Variant::qwen_moe) parse_qwen_moe(f, c);
-  if (row->variant == Variant::mixtral) {
-    // MixtralConfig: 8 experts of intermediate_size, 2 per token, their weights renormalized.
+  if (row->variant == Variant::mixtral || row->variant == Variant::granite_moe) {
+    // MixtralConfig and GraniteMoeConfig: 8 experts of intermediate_size, 2 per token, their
+    // weights renormalized (GraniteMoe's softmax over the chosen logits is the same).
     c.n_experts = f.opt_integer("num_local_experts", 1, kMaxSize).value_or(8);
     c.n_experts_used = f.opt_integer("num_experts_per_tok", 1, c.n_experts).value_or(std::min<int64_t>(2, c.n_experts));
     c.moe_ffn_dim = c.ffn_dim;
@@ -587,7 +588,9 @@ ModelConfig config_from_json(const json& j, const std::string& label) {
       c.moe_layers.push_back(b.get<bool>());
     }
   }
-  if ((c.n_experts > 0) != (row->variant == Variant::qwen_moe || row->variant == Variant::mixtral))
+  const bool moe = row->variant == Variant::qwen_moe || row->variant == Variant::mixtral ||
+                   row->variant == Variant::granite_moe;
+  if ((c.n_experts > 0) != moe)
     f.fail("n_experts", "= " + std::to_string(c.n_experts) + " does not belong to arch '" + c.arch + "'");
   c.bos_id = (int32_t)f.integer("bos_id", -1, kMaxSize - 1);
   const json& eos = f.need("eos_ids");

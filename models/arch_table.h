@@ -26,6 +26,7 @@ enum class Variant {
   granite,  // Granite's multipliers of the embeddings, residual branches, scores and logits
   qwen_moe, // Qwen3-MoE's experts (num_experts, decoder_sparse_step, mlp_only_layers)
   mixtral,  // Mixtral's experts (num_local_experts of intermediate_size, renormalized) on every layer
+  granite_moe,  // Granite's multipliers and Mixtral's experts, stored fused (input_linear, output_linear)
 };
 
 // One row per supported architecture; the only place these facts are written down.
@@ -72,6 +73,9 @@ inline constexpr ArchRow kArchs[] = {
     // Mistral's layer with experts; llama.cpp writes it as "llama" with expert_count (gguf_config).
     {"mixtral", "MixtralForCausalLM", false, false, false, Window::sliding_window, 0, 0, nullptr, true, Family::llama,
      Variant::mixtral},
+    // Granite 3's mixtures (granite3-moe): converted as Granite by llama.cpp.
+    {"granitemoe", "GraniteMoeForCausalLM", false, false, true, Window::none, 0, 0, "granitemoe", true, Family::llama,
+     Variant::granite_moe},
 };
 
 inline const ArchRow* find_arch(std::string_view hf_name) {

@@ -321,14 +321,14 @@ TEST(ArchBad, unknown_architecture_names_it_and_the_supported) {
                          HasSubstr("Qwen2ForCausalLM"), HasSubstr("Qwen3ForCausalLM"), HasSubstr("Gemma2ForCausalLM"),
                          HasSubstr("Gemma3ForCausalLM"), HasSubstr("Phi3ForCausalLM"), HasSubstr("SmolLM3ForCausalLM"),
                          HasSubstr("GraniteForCausalLM"), HasSubstr("Qwen3MoeForCausalLM"),
-                         HasSubstr("MixtralForCausalLM")));
+                         HasSubstr("MixtralForCausalLM"), HasSubstr("GraniteMoeForCausalLM")));
   EXPECT_THAT(bad_field("architectures", nullptr), HasSubstr("field 'architectures' missing"));
   EXPECT_THAT(bad_field("architectures", "LlamaForCausalLM"), HasSubstr("field 'architectures' is not a non-empty list"));
   EXPECT_EQ(supported_architectures(),
             (std::vector<std::string>{"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM",
                                       "Qwen3ForCausalLM", "Gemma2ForCausalLM", "Gemma3ForCausalLM",
                                       "Phi3ForCausalLM", "SmolLM3ForCausalLM", "GraniteForCausalLM",
-                                      "Qwen3MoeForCausalLM", "MixtralForCausalLM"}));
+                                      "Qwen3MoeForCausalLM", "MixtralForCausalLM", "GraniteMoeForCausalLM"}));
 }
 
 TEST(ArchBad, fields_named) {

@@ -314,5 +314,38 @@ TEST(ArchMixtral, parse_mixtral_8x7b) {
   EXPECT_EQ(expected_tensors(c).size(), 291u + 32 * (1 + 24 - 3));
 }
 
+TEST(ArchGraniteMoe, parse_granite_3_1_3b_a800m) {
+  const ModelConfig c = parse_hf_config(data_config("granite-3.1-3b-a800m-instruct"), "config.json");
+  EXPECT_EQ(c.arch, "granitemoe");
+  EXPECT_EQ(c.n_experts, 40);
+  EXPECT_EQ(c.n_experts_used, 8);
+  EXPECT_EQ(c.moe_ffn_dim, 512);
+  EXPECT_TRUE(c.moe_norm_topk);  // the softmax of the chosen logits
+  EXPECT_EQ(c.embed_scale, 12.0f);
+  EXPECT_EQ(c.logit_divisor, 6.0f);
+  EXPECT_EQ(config_from_json(json::parse(config_to_json(c).dump()), "m"), c);
+  EXPECT_EQ(gguf_architecture("granitemoe").hf_architecture, "GraniteMoeForCausalLM");
+  EXPECT_EQ(tensor_name(c, Role::router, 1), "model.layers.1.block_sparse_moe.router.layer.weight");
+  // Each layer's experts are two fused checkpoint tensors: gate then up rows, and down.
+  const auto up = stored_slice(c, Role::e_up, 1, false, 3);
+  ASSERT_TRUE(up);
+  EXPECT_EQ(up->name, "model.layers.1.block_sparse_moe.input_linear.weight");
+  EXPECT_EQ(up->shape, (std::vector<int64_t>{40, 1024, 1536}));
+  EXPECT_EQ(up->first_row, 3 * 1024 + 512);
+  EXPECT_EQ(stored_slice(c, Role::e_gate, 1, false, 3)->first_row, 3 * 1024);
+  const auto down = stored_slice(c, Role::e_down, 1, false, 3);
+  EXPECT_EQ(down->name, "model.layers.1.block_sparse_moe.output_linear.weight");
+  EXPECT_EQ(down->shape, (std::vector<int64_t>{40, 1536, 512}));
+  EXPECT_EQ(down->first_row, 3 * 1536);
+  EXPECT_EQ(stored_slice(c, Role::e_gate, 1, true, 3)->name, "blk.1.ffn_gate_exps.weight");  // GGUF: split stacks
+  std::map<std::string, std::vector<int64_t>> checkpoint;
+  for (const TensorSpec& s : expected_tensors(c)) {
+    const auto slice = stored_slice(c, s.role, s.layer, false, s.expert);
+    checkpoint[slice ? slice->name : s.name] = slice ? slice->shape : s.shape;
+  }
+  EXPECT_EQ(checkpoint.size(), 1u + 32 * (4 + 2 + 1 + 2) + 1);  // tied: no lm_head
+  EXPECT_NO_THROW(check_tensors(c, checkpoint, "granite", true));
+}
+
 }  // namespace
 }  // namespace lowbit

@@ -203,7 +203,7 @@ def forward(path, ids, loaded=None, ctx=None):
         x = x + np.einsum("hqk,khd->qhd", w, v).reshape(n, nh * hd) @ t[p + "attn_output.weight"].T * cfg["residual_scale"]
         h = rmsnorm(x, t[p + "ffn_norm.weight"], cfg["eps"])
         if p + "ffn_gate_inp.weight" in t:
-            x = x + moe(cfg, t, p, h)
+            x = x + moe(cfg, t, p, h) * cfg["residual_scale"]
             continue
         g, u = h @ t[p + "ffn_gate.weight"].T, h @ t[p + "ffn_up.weight"].T
         x = x + ((g / (1 + np.exp(-g))) * u) @ t[p + "ffn_down.weight"].T * cfg["residual_scale"]

@@ -162,7 +162,20 @@ def moe_mlp(cfg, t, p, h):
     """Qwen3MoeSparseMoeBlock and MixtralSparseMoeBlock: softmax of the router's logits, the
     num_experts_per_tok largest (renormalized with Qwen3's norm_topk_prob, always in Mixtral), each
     token's chosen experts' SwiGLU outputs summed with those weights."""
-    mixtral = cfg["architectures"][0] == "MixtralForCausalLM"
+    arch = cfg["architectures"][0]
+    if arch == "GraniteMoeForCausalLM":  # GraniteMoeMoE: top-k logits, their softmax; fused experts
+        logits = h @ t[p + "block_sparse_moe.router.layer.weight"].T
+        k, F = cfg.get("num_experts_per_tok", 2), cfg["intermediate_size"]
+        out = np.zeros_like(h)
+        for r in range(h.shape[0]):
+            chosen = np.argsort(-logits[r], kind="stable")[:k]
+            w = np.exp(logits[r, chosen] - logits[r, chosen].max())
+            for e, we in zip(chosen, w / w.sum()):
+                gu = t[p + "block_sparse_moe.input_linear.weight"][e] @ h[r]
+                g, u = gu[:F], gu[F:]
+                out[r] += we * (t[p + "block_sparse_moe.output_linear.weight"][e] @ ((g / (1 + np.exp(-g))) * u))
+        return out
+    mixtral = arch == "MixtralForCausalLM"
     block = p + ("block_sparse_moe." if mixtral else "mlp.")
     gate, up, down = ("w1", "w3", "w2") if mixtral else ("gate_proj", "up_proj", "down_proj")
     probs = np.exp(h @ t[block + "gate.weight"].T)
@@ -234,7 +247,7 @@ def forward(hf_dir, ids, hidden=False, inputs=None):
         every = cfg.get("no_rope_layer_interval", 4)
         uses_rope = cfg.get("no_rope_layers") or [int((i + 1) % every != 0) for i in range(n_layers)]
     # Granite's multipliers (modeling_granite.py; GraniteConfig's defaults 1).
-    granite = cfg["architectures"][0] == "GraniteForCausalLM"
+    granite = cfg["architectures"][0] in ("GraniteForCausalLM", "GraniteMoeForCausalLM")
     mult = (lambda key: cfg.get(key, 1.0)) if granite else (lambda key: 1.0)
     x = x * mult("embedding_multiplier")
     score_scale = mult("attention_multiplier") if granite else 1 / math.sqrt(hd)
@@ -268,9 +281,10 @@ def forward(hf_dir, ids, hidden=False, inputs=None):
         seen(p + "self_attn.o_proj.weight", att)
         x = x + (att @ t[p + "self_attn.o_proj.weight"].T) * mult("residual_multiplier")
         h = rmsnorm(x, t[p + "post_attention_layernorm.weight"], eps)
-        if p + "mlp.gate.weight" in t or p + "block_sparse_moe.gate.weight" in t:  # a mixture of experts
+        if any(p + k in t for k in ("mlp.gate.weight", "block_sparse_moe.gate.weight",
+                                     "block_sparse_moe.router.layer.weight")):  # a mixture of experts
             assert inputs is None, "the mixture-of-experts reference does not report projection inputs"
-            x = x + moe_mlp(cfg, t, p, h)
+            x = x + moe_mlp(cfg, t, p, h) * mult("residual_multiplier")
             continue
         seen(p + "mlp.gate_proj.weight", h)
         seen(p + "mlp.up_proj.weight", h)

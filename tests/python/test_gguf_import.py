@@ -89,6 +89,7 @@ QWEN3 = str(ROOT / "tests" / "data" / "configs" / "qwen3-0.6b")
 SMOLLM3 = str(ROOT / "tests" / "data" / "configs" / "smollm3-3b")
 QWEN3_MOE = str(ROOT / "tests" / "data" / "configs" / "qwen3-30b-a3b")
 MIXTRAL = str(ROOT / "tests" / "data" / "configs" / "mixtral-8x7b-instruct")
+GRANITE_MOE = str(ROOT / "tests" / "data" / "configs" / "granite-3.1-3b-a800m-instruct")
 MOE_EDIT = {"num_experts": 8, "num_experts_per_tok": 2, "moe_intermediate_size": 32}
 GRANITE = str(ROOT / "tests" / "data" / "configs" / "granite-3.3-2b-instruct")
 
@@ -96,7 +97,7 @@ GRANITE = str(ROOT / "tests" / "data" / "configs" / "granite-3.3-2b-instruct")
 @pytest.mark.parametrize("config", ["tinyllama-1.1b-chat-v1.0", "qwen2.5-0.5b", "smollm2-135m", "llama-3.2-1b",
                                     pytest.param(QWEN3, id="qwen3-0.6b"), pytest.param(SMOLLM3, id="smollm3-3b"),
                                     pytest.param(GRANITE, id="granite-3.3-2b"), pytest.param(QWEN3_MOE, id="qwen3-30b-a3b"),
-                                    pytest.param(MIXTRAL, id="mixtral-8x7b")])
+                                    pytest.param(MIXTRAL, id="mixtral-8x7b"), pytest.param(GRANITE_MOE, id="granite-moe")])
 def test_synthetic_gguf_matches_its_hf_directory(config, tmp_path):
     hf = tmp_path / "hf"
     # Qwen3's heads are wider than hidden_size / heads (128 x 16 against 1024): kept so here.
@@ -126,8 +127,9 @@ def test_synthetic_gguf_matches_its_hf_directory(config, tmp_path):
     assert max(cfg["freq_factors"]) == 32.0 and min(cfg["freq_factors"]) == 1.0
 
 
-@pytest.mark.parametrize("config,layers", [(QWEN3, 2), (SMOLLM3, 4), (GRANITE, 2), (QWEN3_MOE, 2), (MIXTRAL, 2)],
-                         ids=["qwen3-0.6b", "smollm3-3b", "granite-3.3-2b", "qwen3-30b-a3b", "mixtral-8x7b"])
+@pytest.mark.parametrize("config,layers", [(QWEN3, 2), (SMOLLM3, 4), (GRANITE, 2), (QWEN3_MOE, 2), (MIXTRAL, 2),
+                                           (GRANITE_MOE, 2)],
+                         ids=["qwen3-0.6b", "smollm3-3b", "granite-3.3-2b", "qwen3-30b-a3b", "mixtral-8x7b", "granite-moe"])
 def test_gguf_matches_numpy_reference_of_llama_cpp_s_graph(config, layers, tmp_path):
     """Over gguf-py's dequantized Q8_0 weights, in llama.cpp's conventions (Q/K rows as stored,
     RoPE on adjacent pairs for the permuted archs; smollm3 without RoPE on layer 3; granite's

@@ -193,3 +193,17 @@ def test_mixtral(tmp_path):
                              dtype="F32", seed=12, tokenizer=False)
     ids = np.random.default_rng(6).integers(0, 320, size=40).tolist()
     check(hf, ids, tmp_path)
+
+
+GRANITE_MOE = ROOT / "tests" / "data" / "configs" / "granite-3.1-3b-a800m-instruct"
+
+
+def test_granite_moe(tmp_path):
+    """Granite's mixture: its multipliers, 8 experts (gate and up fused in input_linear, down in
+    output_linear, per layer) of which 2 per token, weighted by the softmax of their logits."""
+    hf = tmp_path / "hf"
+    make_hf_model.make_model(hf, GRANITE_MOE, layers=2, dim=64, ffn=32, heads=4, kv_heads=2, vocab=320,
+                             dtype="F32", seed=14, tokenizer=False,
+                             config_edit={"num_local_experts": 8, "num_experts_per_tok": 2})
+    ids = np.random.default_rng(7).integers(0, 320, size=40).tolist()
+    check(hf, ids, tmp_path)

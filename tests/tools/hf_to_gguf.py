@@ -45,9 +45,9 @@ GGUF_NAMES = {
 ARCHS = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2",
          "Qwen3ForCausalLM": "qwen3", "Gemma2ForCausalLM": "gemma2", "Gemma3ForCausalLM": "gemma3",
          "Phi3ForCausalLM": "phi3", "SmolLM3ForCausalLM": "smollm3", "GraniteForCausalLM": "granite",
-         "Qwen3MoeForCausalLM": "qwen3moe", "MixtralForCausalLM": "llama"}
+         "Qwen3MoeForCausalLM": "qwen3moe", "MixtralForCausalLM": "llama", "GraniteMoeForCausalLM": "granitemoe"}
 # Converted as Llama by llama.cpp (LlamaModel subclasses): attn_q/attn_k rows permuted.
-PERMUTED = ("llama", "smollm3", "granite")
+PERMUTED = ("llama", "smollm3", "granite", "granitemoe")
 # Phi-3's fused matrices keep their fusion in the GGUF (gate and up together as ffn_up); a
 # mixture of experts' router and stacked experts (stack_experts).
 PHI3_NAMES = {"self_attn.qkv_proj.weight": "attn_qkv.weight", "mlp.gate_up_proj.weight": "ffn_up.weight"}
@@ -208,12 +208,15 @@ def main():
             w.add_rope_scaling_factor(rs["factor"])
     elif arch == "phi3":
         add_phi3(w, cfg)
-    elif arch == "granite":
+    elif arch in ("granite", "granitemoe"):
         # GraniteModel's keys (llama.cpp names them apart from the config's).
         w.add_embedding_scale(cfg.get("embedding_multiplier", 1.0))
         w.add_residual_scale(cfg.get("residual_multiplier", 1.0))
         w.add_attention_scale(cfg.get("attention_multiplier", 1.0))
         w.add_logit_scale(cfg.get("logits_scaling", 1.0))
+        if arch == "granitemoe":
+            w.add_expert_count(cfg.get("num_local_experts", 8))
+            w.add_expert_used_count(cfg.get("num_experts_per_tok", 2))
     elif arch == "qwen3moe":
         w.add_expert_count(cfg["num_experts"])
         w.add_expert_used_count(cfg["num_experts_per_tok"])
@@ -229,6 +232,14 @@ def main():
         tensors.update(load_file(str(f)))
     if arch == "qwen3moe" or cfg["architectures"][0] == "MixtralForCausalLM":
         stack_experts(tensors, cfg)
+    if arch == "granitemoe":  # GraniteMoeModel: input_linear's halves as gate and up stacks
+        for layer in range(cfg["num_hidden_layers"]):
+            p, b = f"model.layers.{layer}.mlp.", f"model.layers.{layer}.block_sparse_moe."
+            tensors[p + "gate.weight"] = tensors.pop(b + "router.layer.weight")
+            gate_up = tensors.pop(b + "input_linear.weight")
+            f = gate_up.shape[1] // 2
+            tensors[p + "experts.gate_proj"], tensors[p + "experts.up_proj"] = gate_up[:, :f], gate_up[:, f:]
+            tensors[p + "experts.down_proj"] = tensors.pop(b + "output_linear.weight")
     for name, t in tensors.items():
         if name.endswith("rotary_emb.inv_freq") or (name == "lm_head.weight" and cfg.get("tie_word_embeddings")):
             continue

@@ -87,6 +87,7 @@ def tensor_layout(cfg):
     # and num_experts experts of moe_intermediate_size, as the published checkpoints name them.
     experts = cfg.get("num_experts", 0) if arch == "Qwen3MoeForCausalLM" else 0
     mixtral = arch == "MixtralForCausalLM"  # every layer: block_sparse_moe, experts' w1 (gate), w3 (up), w2 (down)
+    granite_moe = arch == "GraniteMoeForCausalLM"  # experts fused: input_linear (gate then up), output_linear
     step, dense_layers = cfg.get("decoder_sparse_step", 1), set(cfg.get("mlp_only_layers") or [])
     qk_norm = arch in ("Qwen3ForCausalLM", "Qwen3MoeForCausalLM", "Gemma3ForCausalLM")  # q_norm/k_norm: RMSNorm(head_dim)
     gemma = arch in ("Gemma2ForCausalLM", "Gemma3ForCausalLM")  # norms after attention and MLP too
@@ -115,7 +116,12 @@ def tensor_layout(cfg):
         out.append((p + "post_attention_layernorm.weight", (dim,), "norm"))
         if gemma:
             out.append((p + "pre_feedforward_layernorm.weight", (dim,), "norm"))
-        if mixtral:
+        if granite_moe:
+            n = cfg.get("num_local_experts", 8)
+            out.append((p + "block_sparse_moe.router.layer.weight", (n, dim), "weight"))
+            out.append((p + "block_sparse_moe.input_linear.weight", (n, 2 * ffn, dim), "weight"))
+            out.append((p + "block_sparse_moe.output_linear.weight", (n, dim, ffn), "weight"))
+        elif mixtral:
             out.append((p + "block_sparse_moe.gate.weight", (cfg.get("num_local_experts", 8), dim), "weight"))
             for e in range(cfg.get("num_local_experts", 8)):
                 for w, shape in (("w1", (ffn, dim)), ("w2", (dim, ffn)), ("w3", (ffn, dim))):
