@@ -106,16 +106,26 @@ def test_gemma3(edit, tmp_path):
 
 PHI3_MINI = ROOT / "tests" / "data" / "configs" / "phi-3-mini-4k-instruct"
 PHI4_MINI = ROOT / "tests" / "data" / "configs" / "phi-4-mini-instruct"
+SMOLLM3 = ROOT / "tests" / "data" / "configs" / "smollm3-3b"
+GRANITE = ROOT / "tests" / "data" / "configs" / "granite-3.3-2b-instruct"
+QWEN3_MOE = ROOT / "tests" / "data" / "configs" / "qwen3-30b-a3b"
+MIXTRAL = ROOT / "tests" / "data" / "configs" / "mixtral-8x7b-instruct"
+GRANITE_MOE = ROOT / "tests" / "data" / "configs" / "granite-3.1-3b-a800m-instruct"
+
+
+def check_scaled(tmp_path, config, seed, n=40, ctx=None, layers=2, kv_heads=2, ffn=96, head_dim=None, edit=None):
+    """A real config scaled down (hidden 64, 4 heads, vocab 320), random weights of `seed`, n
+    random ids: lowbit's logits against the reference's."""
+    hf = tmp_path / "hf"
+    make_hf_model.make_model(hf, config, layers=layers, dim=64, ffn=ffn, heads=4, kv_heads=kv_heads, vocab=320,
+                             head_dim=head_dim, dtype="F32", seed=seed, tokenizer=False, config_edit=edit)
+    check(hf, np.random.default_rng(seed).integers(0, 320, size=n).tolist(), tmp_path, ctx)
 
 
 def test_phi3_mini(tmp_path):
     """Phi-3-mini: q/k/v and gate/up fused in the checkpoint, every layer windowed (here to the
     last 8 of 40 positions), GQA as Phi-3-medium has it."""
-    hf = tmp_path / "hf"
-    make_hf_model.make_model(hf, PHI3_MINI, layers=2, dim=64, ffn=96, heads=4, kv_heads=2, vocab=320,
-                             dtype="F32", seed=6, tokenizer=False, config_edit={"sliding_window": 8})
-    ids = np.random.default_rng(1).integers(0, 320, size=40).tolist()
-    check(hf, ids, tmp_path)
+    check_scaled(tmp_path, PHI3_MINI, 6, edit={"sliding_window": 8})
 
 
 @pytest.mark.parametrize("n,ctx", [(40, None), (12, 16)], ids=["long-factors", "short-factors"])
@@ -125,21 +135,12 @@ def test_phi4_mini_partial_rotary_longrope(n, ctx, tmp_path):
     to heads of 128; a trained length of 16 in a context of 64 gives an attention factor of
     sqrt(1 + ln 4 / ln 16). 40 positions: transformers takes the long factors, as lowbit does for
     a context (64) past 16; 12 positions in a context of 16: the short ones on both sides."""
-    hf = tmp_path / "hf"
     long_f = np.geomspace(1.0, 40.0, 12).round(4).tolist()
     short_f = np.linspace(1.0, 1.6, 12).round(4).tolist()
-    make_hf_model.make_model(hf, PHI4_MINI, layers=2, dim=64, ffn=96, heads=4, kv_heads=2, vocab=320, head_dim=32,
-                             dtype="F32", seed=7, tokenizer=False,
-                             config_edit={"max_position_embeddings": 64, "original_max_position_embeddings": 16,
-                                          "rope_scaling": {"type": "longrope", "long_factor": long_f,
-                                                           "short_factor": short_f},
-                                          "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2})
-    ids = np.random.default_rng(2).integers(0, 320, size=n).tolist()
-    check(hf, ids, tmp_path, ctx)
-
-
-SMOLLM3 = ROOT / "tests" / "data" / "configs" / "smollm3-3b"
-GRANITE = ROOT / "tests" / "data" / "configs" / "granite-3.3-2b-instruct"
+    check_scaled(tmp_path, PHI4_MINI, 7, n=n, ctx=ctx, head_dim=32,
+                 edit={"max_position_embeddings": 64, "original_max_position_embeddings": 16,
+                       "rope_scaling": {"type": "longrope", "long_factor": long_f, "short_factor": short_f},
+                       "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2})
 
 
 @pytest.mark.parametrize("edit", [{"no_rope_layers": [1, 1, 1, 0]}, {"no_rope_layers": [0, 1, 0, 1]}],
@@ -147,24 +148,13 @@ GRANITE = ROOT / "tests" / "data" / "configs" / "granite-3.3-2b-instruct"
 def test_smollm3_layers_without_rope(edit, tmp_path):
     """SmolLM3: 4 layers, RoPE skipped on the layers no_rope_layers marks 0 (the 3B's pattern and
     another), with the 3B's base of 5e6 and GQA of 4 to 1."""
-    hf = tmp_path / "hf"
-    make_hf_model.make_model(hf, SMOLLM3, layers=4, dim=64, ffn=96, heads=4, kv_heads=1, vocab=320,
-                             dtype="F32", seed=9, tokenizer=False, config_edit=edit)
-    ids = np.random.default_rng(3).integers(0, 320, size=40).tolist()
-    check(hf, ids, tmp_path)
+    check_scaled(tmp_path, SMOLLM3, 9, layers=4, kv_heads=1, edit=edit)
 
 
 def test_granite_multipliers(tmp_path):
     """Granite 3.3's multipliers as published: embeddings x 12, each sublayer's output x 0.22,
     scores x 1/64 in place of 1/sqrt(head_dim), logits / 8."""
-    hf = tmp_path / "hf"
-    make_hf_model.make_model(hf, GRANITE, layers=2, dim=64, ffn=96, heads=4, kv_heads=2, vocab=320,
-                             dtype="F32", seed=10, tokenizer=False)
-    ids = np.random.default_rng(4).integers(0, 320, size=40).tolist()
-    check(hf, ids, tmp_path)
-
-
-QWEN3_MOE = ROOT / "tests" / "data" / "configs" / "qwen3-30b-a3b"
+    check_scaled(tmp_path, GRANITE, 10)
 
 
 @pytest.mark.parametrize("edit", [
@@ -175,35 +165,16 @@ QWEN3_MOE = ROOT / "tests" / "data" / "configs" / "qwen3-30b-a3b"
 def test_qwen3_moe(edit, tmp_path):
     """Qwen3-MoE: per-head q/k norms, every token routed to its experts; 40 tokens over 8 experts
     of which 2 are chosen, so each expert sees a different subset of the rows."""
-    hf = tmp_path / "hf"
-    make_hf_model.make_model(hf, QWEN3_MOE, layers=2, dim=64, ffn=96, heads=4, kv_heads=2, vocab=320, head_dim=32,
-                             dtype="F32", seed=11, tokenizer=False, config_edit=edit)
-    ids = np.random.default_rng(5).integers(0, 320, size=40).tolist()
-    check(hf, ids, tmp_path)
-
-
-MIXTRAL = ROOT / "tests" / "data" / "configs" / "mixtral-8x7b-instruct"
+    check_scaled(tmp_path, QWEN3_MOE, 11, head_dim=32, edit=edit)
 
 
 def test_mixtral(tmp_path):
     """Mixtral: Mistral's layer, its MLP 8 experts (w1 gate, w3 up, w2 down) of which 2 per token,
     weights renormalized over the two."""
-    hf = tmp_path / "hf"
-    make_hf_model.make_model(hf, MIXTRAL, layers=2, dim=64, ffn=48, heads=4, kv_heads=2, vocab=320,
-                             dtype="F32", seed=12, tokenizer=False)
-    ids = np.random.default_rng(6).integers(0, 320, size=40).tolist()
-    check(hf, ids, tmp_path)
-
-
-GRANITE_MOE = ROOT / "tests" / "data" / "configs" / "granite-3.1-3b-a800m-instruct"
+    check_scaled(tmp_path, MIXTRAL, 12, ffn=48)
 
 
 def test_granite_moe(tmp_path):
     """Granite's mixture: its multipliers, 8 experts (gate and up fused in input_linear, down in
     output_linear, per layer) of which 2 per token, weighted by the softmax of their logits."""
-    hf = tmp_path / "hf"
-    make_hf_model.make_model(hf, GRANITE_MOE, layers=2, dim=64, ffn=32, heads=4, kv_heads=2, vocab=320,
-                             dtype="F32", seed=14, tokenizer=False,
-                             config_edit={"num_local_experts": 8, "num_experts_per_tok": 2})
-    ids = np.random.default_rng(7).integers(0, 320, size=40).tolist()
-    check(hf, ids, tmp_path)
+    check_scaled(tmp_path, GRANITE_MOE, 14, ffn=32, edit={"num_local_experts": 8, "num_experts_per_tok": 2})
