@@ -188,7 +188,7 @@ Allocation allocate_bits(const std::string& source, const ConvertOptions& base, 
     QType kept_type{Base::f32, 32};
     for (const auto& [glob, type] : base.keep)
       if (fnmatch(glob.c_str(), s.name.c_str(), 0) == 0) kept = true, kept_type = parse_type(type);
-    if (s.is_norm_or_bias || s.shape.size() != 2 || kept) {
+    if (stays_f32(s) || s.shape.size() != 2 || kept) {
       fixed += file_bytes(kept_type, rows, cols);
       continue;
     }

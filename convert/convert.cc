@@ -39,10 +39,10 @@ void write_zeros(std::ofstream& out, int64_t n) {
 
 }  // namespace
 
-QType recipe_type(const ConvertOptions& opt, const std::string& name, bool is_norm_or_bias,
+QType recipe_type(const ConvertOptions& opt, const std::string& name, bool f32,
                   bool is_embedding_or_head) {
   QType t;
-  if (is_norm_or_bias) return {Base::f32, 32};
+  if (f32) return {Base::f32, 32};
   if (is_embedding_or_head) {
     // 8-bit embeddings and head cost little (one lookup row per token; the head is one matrix)
     // and keep the logits close to fp32; below 8 bits they dominate the error of small models.
@@ -92,9 +92,7 @@ std::vector<TensorEntry> plan_tensors(const ModelSource& src, const ConvertOptio
     e.shape = s.shape;
     const bool is_embed = s.role == Role::embed || s.role == Role::lm_head;
     const std::optional<QType> own = opt.source_types ? src.source_type(s) : std::nullopt;
-    // A router stays f32, as llama.cpp's quantize keeps ffn_gate_inp: few weights, and they
-    // decide which experts run at all.
-    e.type = own ? *own : s.role == Role::router ? QType{} : recipe_type(opt, s.name, s.is_norm_or_bias, is_embed);
+    e.type = own ? *own : recipe_type(opt, s.name, stays_f32(s), is_embed);
     if (const auto it = opt.tensor_types.find(s.name); it != opt.tensor_types.end()) {
       e.type = it->second;
       for (const auto& [glob, type] : opt.keep)

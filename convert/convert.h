@@ -72,11 +72,11 @@ struct ConvertSummary {
   double input_mb_per_s() const { return seconds > 0 ? input_bytes / 1e6 / seconds : 0; }
 };
 
-// The type a tensor gets under the options: norms and biases f32; embeddings and lm_head q8 (per
-// 32, symmetric) when the linears are 8 bits or fewer, else the linears' float type; every other
-// matrix the requested bits; then the --keep overrides.
-QType recipe_type(const ConvertOptions& opt, const std::string& name, bool is_norm_or_bias,
-                  bool is_embedding_or_head);
+// The type a tensor gets under the options: f32 for those that stay so (models/arch.h stays_f32:
+// norms, biases, routers); embeddings and lm_head q8 (per 32, symmetric) when the linears are 8
+// bits or fewer, else the linears' float type; every other matrix the requested bits; then the
+// --keep overrides.
+QType recipe_type(const ConvertOptions& opt, const std::string& name, bool f32, bool is_embedding_or_head);
 
 // Throws Error naming --gptq-damp unless 0 < damp < 1000 (the CLI checks before calibrating).
 void check_gptq_damp(double damp);

@@ -157,6 +157,10 @@ struct TensorSpec {
   int expert = -1;             // which expert (is_expert roles), else -1
 };
 
+// Whether a tensor stays f32 in every conversion: norms and biases, and a mixture's router (as
+// llama.cpp's quantize leaves ffn_gate_inp: few weights, and they decide which experts run).
+inline bool stays_f32(const TensorSpec& s) { return s.is_norm_or_bias || s.role == Role::router; }
+
 // Every tensor the model needs, global ones first (embed), then layer by layer, then
 // final_norm and lm_head; lm_head only when embeddings are not tied, biases only with qkv_bias,
 // q_norm/k_norm only with qk_norm.

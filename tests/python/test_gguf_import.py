@@ -286,6 +286,12 @@ def test_info_names_the_experts(tmp_path):
     assert "qwen3moe, 2 layers" in out and "experts: 2 of 8 per token, ffn 32 each, every layer" in out, out
     cfg = json.loads(run("info", g, "--json").stdout)["model"]["config"]
     assert (cfg["n_experts"], cfg["n_experts_used"], cfg["moe_ffn_dim"], cfg["moe_norm_topk"]) == (8, 2, 32, True)
+    # Converted to 4 bits, the routers stay f32 and every expert is quantized.
+    run("convert", hf, tmp_path / "q4", "--bits", "4")
+    types = {t["name"]: t["type"] for t in json.loads((tmp_path / "q4" / "manifest.json").read_text())["tensors"]}
+    assert {n: ty for n, ty in types.items() if n.endswith("mlp.gate.weight")} == {
+        f"model.layers.{l}.mlp.gate.weight": "f32" for l in range(2)}
+    assert {ty for n, ty in types.items() if ".experts." in n} == {"q4_g32_asym"}
 
 
 def synthetic_gguf(tmp_path, arch="llama", drop=None, tensor_type=None, extra=None, kv=None):
