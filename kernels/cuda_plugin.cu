@@ -323,8 +323,10 @@ int op_gather_rows(const float* src, int64_t cols, const int64_t* rows_host, int
 int op_add_rows(const float* src, int64_t cols, const int64_t* rows_host, const float* weights_host, int64_t n,
                 float* dst) {
   if (n <= 0) return 0;
-  // Rows then weights in one staged array (the 8-byte rows first keep both aligned).
-  std::vector<uint8_t> meta((size_t)n * (sizeof(int64_t) + sizeof(float)));
+  // Rows then weights in one staged array (the 8-byte rows first keep both aligned), assembled in
+  // a buffer kept per thread (a call per expert and layer: no allocation once it has grown).
+  thread_local std::vector<uint8_t> meta;
+  meta.resize((size_t)n * (sizeof(int64_t) + sizeof(float)));
   std::memcpy(meta.data(), rows_host, (size_t)n * sizeof(int64_t));
   std::memcpy(meta.data() + (size_t)n * sizeof(int64_t), weights_host, (size_t)n * sizeof(float));
   std::lock_guard<std::mutex> lock(g_mutex);

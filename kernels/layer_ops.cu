@@ -93,7 +93,7 @@ __global__ void add_rows_kernel(const float* src, int64_t cols, const int64_t* r
   if (i < n * cols) dst[rows[i / cols] * cols + i % cols] += weights[i / cols] * src[i];
 }
 
-// One thread per (row, head, i < head_dim / 2): the pair (i, i + half) rotates by pos * inv_freq[i].
+// One thread per (row, head, i < rot_dim / 2): the pair (i, i + rot_dim / 2) rotates by pos * inv_freq[i].
 __global__ void rope_kernel(float* x, int64_t rows, int64_t n_heads, int64_t head_dim, int64_t rot_dim, float scale,
                             const float* inv_freq, const int64_t* pos) {
   const int64_t half = rot_dim / 2;

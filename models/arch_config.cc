@@ -75,6 +75,30 @@ class Fields {
     return v.get<bool>();
   }
   bool opt_boolean(const char* field, bool dflt) const { return get(field) ? boolean(field) : dflt; }
+  // A list of numbers (JSON integers or floats), as floats.
+  std::vector<float> numbers(const char* field) const {
+    const json& v = need(field);
+    if (!v.is_array()) fail(field, "is not a list");
+    std::vector<float> out;
+    for (const json& x : v) {
+      if (!x.is_number()) fail(field, "holds " + x.dump() + ", not a number");
+      out.push_back(x.get<float>());
+    }
+    return out;
+  }
+  std::vector<float> opt_numbers(const char* field) const { return get(field) ? numbers(field) : std::vector<float>{}; }
+  // A list of true/false; absent: empty.
+  std::vector<bool> opt_booleans(const char* field) const {
+    if (!get(field)) return {};
+    const json& v = need(field);
+    if (!v.is_array()) fail(field, "is not a list");
+    std::vector<bool> out;
+    for (const json& x : v) {
+      if (!x.is_boolean()) fail(field, "holds " + x.dump() + ", not true/false");
+      out.push_back(x.get<bool>());
+    }
+    return out;
+  }
   const std::string& string(const char* field) const {
     const json& v = need(field);
     if (!v.is_string()) fail(field, "is not a string");
@@ -128,14 +152,12 @@ void validate(const ModelConfig& c, const std::string& label) {
   if (c.n_experts > 0 && (c.n_experts_used < 1 || c.n_experts_used > c.n_experts || c.moe_ffn_dim < 1))
     fail("experts: " + std::to_string(c.n_experts_used) + " of " + std::to_string(c.n_experts) + " per token, of " +
          std::to_string(c.moe_ffn_dim) + " each (want 1 to all of them, each at least 1 wide)");
-  if (!c.moe_layers.empty() && (int64_t)c.moe_layers.size() != c.n_layers)
-    fail("moe_layers: " + std::to_string(c.moe_layers.size()) + " entries for " + std::to_string(c.n_layers) + " layers");
-  if (!c.nope_layers.empty() && (int64_t)c.nope_layers.size() != c.n_layers)
-    fail("nope_layers: " + std::to_string(c.nope_layers.size()) + " entries for " + std::to_string(c.n_layers) +
-         " layers");
-  if (!c.sliding_layers.empty() && (int64_t)c.sliding_layers.size() != c.n_layers)
-    fail("sliding_layers: " + std::to_string(c.sliding_layers.size()) + " entries for " + std::to_string(c.n_layers) +
-         " layers");
+  // The per-layer switches: empty (the same for every layer) or one entry per layer.
+  for (const auto& [name, list] : {std::pair{"sliding_layers", &c.sliding_layers}, std::pair{"nope_layers", &c.nope_layers},
+                                   std::pair{"moe_layers", &c.moe_layers}})
+    if (!list->empty() && (int64_t)list->size() != c.n_layers)
+      fail(std::string(name) + ": " + std::to_string(list->size()) + " entries for " + std::to_string(c.n_layers) +
+           " layers");
   for (const auto* list : {&rs.freq_factors, &rs.long_factors})
     for (float v : *list)
       if (!(std::isfinite(v) && v > 0)) fail("rope_scaling: a factor of " + std::to_string(v) + " (want finite, > 0)");
@@ -181,18 +203,8 @@ void parse_rope(const Fields& top, const json& j, ModelConfig& c, float default_
     // config's top level first (Phi-3 keeps it there), the factor max_position_embeddings over it
     // unless given, the attention factor sqrt(1 + ln(factor) / ln(length)) unless given.
     r.type = "longrope";
-    auto factors = [&](const char* key) {
-      const json& v = f.need(key);
-      if (!v.is_array()) f.fail(key, "is not a list");
-      std::vector<float> out;
-      for (const json& x : v) {
-        if (!x.is_number()) f.fail(key, "holds " + x.dump() + ", not a number");
-        out.push_back(x.get<float>());
-      }
-      return out;
-    };
-    r.freq_factors = factors("short_factor");
-    r.long_factors = factors("long_factor");
+    r.freq_factors = f.numbers("short_factor");
+    r.long_factors = f.numbers("long_factor");
     const char* orig_key = "original_max_position_embeddings";
     const int64_t orig = top.get(orig_key) ? top.integer(orig_key, 1, kMaxContext - 1)
                          : f.get(orig_key) ? f.integer(orig_key, 1, kMaxContext - 1)
@@ -534,16 +546,8 @@ ModelConfig config_from_json(const json& j, const std::string& label) {
   c.rope_scaling.high_freq_factor = r.positive("high_freq_factor");
   c.rope_scaling.original_max_position = (int)r.integer("original_max_position", 1, kMaxContext - 1);
   // Each absent in manifests written before it existed.
-  for (const auto& [key, list] : {std::pair{"freq_factors", &c.rope_scaling.freq_factors},
-                                  std::pair{"long_factors", &c.rope_scaling.long_factors}}) {
-    const json* ff = r.get(key);
-    if (!ff) continue;
-    if (!ff->is_array()) r.fail(key, "is not a list");
-    for (const json& v : *ff) {
-      if (!v.is_number()) r.fail(key, "holds a non-number");
-      list->push_back(v.get<float>());
-    }
-  }
+  c.rope_scaling.freq_factors = r.opt_numbers("freq_factors");
+  c.rope_scaling.long_factors = r.opt_numbers("long_factors");
   c.rope_scaling.attention_factor = r.opt_positive("attention_factor", 1.0f);
   c.tie_embeddings = f.boolean("tie_embeddings");
   c.qkv_bias = f.boolean("qkv_bias");
@@ -551,13 +555,7 @@ ModelConfig config_from_json(const json& j, const std::string& label) {
   if (c.qk_norm != row->qk_norm) f.fail("qk_norm", std::string("= ") + (c.qk_norm ? "true" : "false") + " does not belong to arch '" + c.arch + "'");
   c.sliding_window = f.integer("sliding_window", 0, kMaxContext);
   // Absent in manifests written before Gemma: every layer windowed alike, one base, 1/sqrt(head_dim).
-  if (const json* sl = f.get("sliding_layers")) {
-    if (!sl->is_array()) f.fail("sliding_layers", "is not a list");
-    for (const json& b : *sl) {
-      if (!b.is_boolean()) f.fail("sliding_layers", "holds a non-boolean");
-      c.sliding_layers.push_back(b.get<bool>());
-    }
-  }
+  c.sliding_layers = f.opt_booleans("sliding_layers");
   // 0 (as written for "none") or absent, else positive.
   auto zero_or_positive = [&](const char* key) { return f.get(key) && f.need(key) != 0 ? f.positive(key) : 0.0f; };
   c.rope_local_theta = zero_or_positive("rope_local_theta");
@@ -566,13 +564,7 @@ ModelConfig config_from_json(const json& j, const std::string& label) {
   c.final_softcap = zero_or_positive("final_softcap");
   c.rotary_dim = f.opt_integer("rotary_dim", 0, kMaxSize).value_or(0);  // absent before Phi-3
   // Absent before SmolLM3 and Granite: RoPE everywhere, no multipliers.
-  if (const json* nl = f.get("nope_layers")) {
-    if (!nl->is_array()) f.fail("nope_layers", "is not a list");
-    for (const json& b : *nl) {
-      if (!b.is_boolean()) f.fail("nope_layers", "holds a non-boolean");
-      c.nope_layers.push_back(b.get<bool>());
-    }
-  }
+  c.nope_layers = f.opt_booleans("nope_layers");
   c.embed_scale = f.opt_positive("embed_scale", 1.0f);
   c.residual_scale = f.opt_positive("residual_scale", 1.0f);
   c.logit_divisor = f.opt_positive("logit_divisor", 1.0f);
@@ -581,13 +573,7 @@ ModelConfig config_from_json(const json& j, const std::string& label) {
   c.n_experts_used = f.opt_integer("n_experts_used", 0, kMaxSize).value_or(0);
   c.moe_ffn_dim = f.opt_integer("moe_ffn_dim", 0, kMaxSize).value_or(0);
   c.moe_norm_topk = f.opt_boolean("moe_norm_topk", false);
-  if (const json* ml = f.get("moe_layers")) {
-    if (!ml->is_array()) f.fail("moe_layers", "is not a list");
-    for (const json& b : *ml) {
-      if (!b.is_boolean()) f.fail("moe_layers", "holds a non-boolean");
-      c.moe_layers.push_back(b.get<bool>());
-    }
-  }
+  c.moe_layers = f.opt_booleans("moe_layers");
   const bool moe = row->variant == Variant::qwen_moe || row->variant == Variant::mixtral ||
                    row->variant == Variant::granite_moe;
   if ((c.n_experts > 0) != moe)

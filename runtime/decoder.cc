@@ -163,27 +163,26 @@ void DecoderForward::moe(Backend& b, int64_t l, const Tensor& x, const Tensor& o
   mm(b, {{w.router, Role::router, logits}}, l, x, ws, opt);
   ws.moe_logits.resize((size_t)(n * experts));
   b.read(logits, ws.moe_logits.data());
-  // Per row: softmax over every expert (in double), the `used` most probable (ties to the lower
-  // number, as a stable sort), their probabilities renormalized when the model says so.
+  // Per row: the `used` experts of largest logit (ties to the lower number, as a stable sort), each
+  // weighted by its softmax probability (in double), renormalized over the chosen when the model
+  // says so (then the softmax of the chosen logits alone).
   ws.moe_rows.resize((size_t)experts);
   ws.moe_weights.resize((size_t)experts);
   for (int64_t e = 0; e < experts; ++e) ws.moe_rows[(size_t)e].clear(), ws.moe_weights[(size_t)e].clear();
   ws.moe_order.resize((size_t)experts);
   for (int64_t r = 0; r < n; ++r) {
     const float* z = &ws.moe_logits[(size_t)(r * experts)];
-    const float top = *std::max_element(z, z + experts);
-    double sum = 0;
-    for (int64_t e = 0; e < experts; ++e) sum += std::exp((double)z[e] - top);
     for (int64_t e = 0; e < experts; ++e) ws.moe_order[(size_t)e] = e;
     std::partial_sort(ws.moe_order.begin(), ws.moe_order.begin() + used, ws.moe_order.end(),
                       [&](int64_t a, int64_t c) { return z[a] > z[c] || (z[a] == z[c] && a < c); });
-    double chosen = 0;
-    for (int64_t i = 0; i < used; ++i) chosen += std::exp((double)z[ws.moe_order[(size_t)i]] - top) / sum;
+    const double top = z[ws.moe_order[0]];
+    double norm = 0;  // the softmax's denominator: over the chosen, or over every expert
+    for (int64_t i = 0; i < (c_.moe_norm_topk ? used : experts); ++i)
+      norm += std::exp((double)z[c_.moe_norm_topk ? ws.moe_order[(size_t)i] : i] - top);
     for (int64_t i = 0; i < used; ++i) {
       const int64_t e = ws.moe_order[(size_t)i];
-      const double p = std::exp((double)z[e] - top) / sum;
       ws.moe_rows[(size_t)e].push_back(r);
-      ws.moe_weights[(size_t)e].push_back((float)(c_.moe_norm_topk ? p / chosen : p));
+      ws.moe_weights[(size_t)e].push_back((float)(std::exp((double)z[e] - top) / norm));
     }
   }
   ws.moe_zeros.resize((size_t)out.size());
