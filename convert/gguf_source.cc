@@ -91,20 +91,16 @@ ModelConfig gguf_config(const GgufFile& f) {
                                                    : j["max_position_embeddings"].get<int64_t>()}};
     }
   }
-  if (mixtral) {
-    j["num_local_experts"] = f.get_int(key("expert_count"));
+  const bool qwen_moe = ga.hf_architecture == "Qwen3MoeForCausalLM";
+  if (mixtral || qwen_moe || ga.hf_architecture == "GraniteMoeForCausalLM") {
+    // The experts under the config's own names; Mixtral's and Granite's are feed_forward_length
+    // wide. llama.cpp's qwen3moe graph makes every layer a mixture and renormalizes the chosen.
+    j[qwen_moe ? "num_experts" : "num_local_experts"] = positive(key("expert_count"));
     j["num_experts_per_tok"] = positive(key("expert_used_count"));
-  }
-  if (ga.hf_architecture == "Qwen3MoeForCausalLM") {
-    // llama.cpp's qwen3moe graph: every layer a mixture, the chosen experts' weights renormalized.
-    j["num_experts"] = positive(key("expert_count"));
-    j["num_experts_per_tok"] = positive(key("expert_used_count"));
-    j["moe_intermediate_size"] = positive(key("expert_feed_forward_length"));
-    j["norm_topk_prob"] = true;
-  }
-  if (ga.hf_architecture == "GraniteMoeForCausalLM") {
-    j["num_local_experts"] = positive(key("expert_count"));
-    j["num_experts_per_tok"] = positive(key("expert_used_count"));
+    if (qwen_moe) {
+      j["moe_intermediate_size"] = positive(key("expert_feed_forward_length"));
+      j["norm_topk_prob"] = true;
+    }
   }
   if (ga.hf_architecture == "GraniteForCausalLM" || ga.hf_architecture == "GraniteMoeForCausalLM") {
     // llama.cpp's converter writes Granite's multipliers under names of its own.
@@ -288,9 +284,6 @@ class GgufSource final : public ModelSource {
     throw Error(msg);
   }
 
-  // llama.cpp's converter stores the rows of each head of attn_q/attn_k in the order
-  // (pair index, half) where HF has (half, pair index): HF row h*hd + a*hd/2 + b is GGUF row
-  // h*hd + 2b + a. Rows are whole blocks, so undoing it moves rows and touches no value.
   // s's rows in HF order: in the file where they are stored so (a fused tensor's slice at its
   // first row), else reordered into held.
   const uint8_t* hf_rows(const TensorSpec& s, const GgufTensorInfo& t, std::vector<uint8_t>& held) const {
@@ -300,6 +293,9 @@ class GgufSource final : public ModelSource {
     return file_.tensor_bytes(t).data() + (slice ? slice->first_row * (int64_t)(t.bytes / t.rows()) : 0);
   }
 
+  // llama.cpp's converter stores the rows of each head of attn_q/attn_k in the order
+  // (pair index, half) where HF has (half, pair index): HF row h*hd + a*hd/2 + b is GGUF row
+  // h*hd + 2b + a. Rows are whole blocks, so undoing it moves rows and touches no value.
   // Returns the rows in HF order, or nothing when the tensor is stored in HF order already.
   std::vector<uint8_t> row_ordered(const TensorSpec& s, const GgufTensorInfo& t) const {
     if (!qk_permuted_ || (s.role != Role::wq && s.role != Role::wk)) return {};
