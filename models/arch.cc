@@ -107,23 +107,34 @@ std::vector<int64_t> role_shape(const ModelConfig& c, Role r) {
   return {};
 }
 
-std::string name_of(const ModelConfig& c, Role r, int layer, bool gguf = false, int expert = -1) {
-  std::string s = gguf ? role_row(r).gguf_pattern : role_row(r).pattern;
-  // Gemma's norm before the MLP is its own module (GGUF names it as Llama's).
-  if (!gguf && r == Role::ffn_norm && family_of(c) == Family::gemma) s = "model.layers.#.pre_feedforward_layernorm.weight";
-  // Granite's mixture is block_sparse_moe with a router module (its experts: stored_slice).
-  if (!gguf && c.arch == "granitemoe" && r == Role::router) s = "model.layers.#.block_sparse_moe.router.layer.weight";
-  // Mixtral's checkpoints name the mixture block_sparse_moe and the expert projections w1-w3.
-  if (!gguf && c.arch == "mixtral" && (r == Role::router || is_expert(r)))
-    s = r == Role::router   ? "model.layers.#.block_sparse_moe.gate.weight"
-        : r == Role::e_gate ? "model.layers.#.block_sparse_moe.experts.@.w1.weight"
-        : r == Role::e_up   ? "model.layers.#.block_sparse_moe.experts.@.w3.weight"
-                            : "model.layers.#.block_sparse_moe.experts.@.w2.weight";
+// A name pattern with its '#' (layer) and '@' (expert) filled in.
+std::string fill(std::string s, int layer, int expert = -1) {
   const size_t hash = s.find('#');
   if (hash != std::string::npos) s.replace(hash, 1, std::to_string(layer));
   const size_t at = s.find('@');
   if (at != std::string::npos) s.replace(at, 1, std::to_string(expert));
   return s;
+}
+
+Variant variant_of(const ModelConfig& c) {
+  const ArchRow* row = find_canonical(c.arch);
+  return row ? row->variant : Variant::plain;
+}
+
+std::string name_of(const ModelConfig& c, Role r, int layer, bool gguf = false, int expert = -1) {
+  const char* s = gguf ? role_row(r).gguf_pattern : role_row(r).pattern;
+  const Variant v = variant_of(c);
+  // Gemma's norm before the MLP is its own module (GGUF names it as Llama's).
+  if (!gguf && r == Role::ffn_norm && family_of(c) == Family::gemma) s = "model.layers.#.pre_feedforward_layernorm.weight";
+  // Granite's mixture is block_sparse_moe with a router module (its experts: stored_slice).
+  if (!gguf && v == Variant::granite_moe && r == Role::router) s = "model.layers.#.block_sparse_moe.router.layer.weight";
+  // Mixtral's checkpoints name the mixture block_sparse_moe and the expert projections w1-w3.
+  if (!gguf && v == Variant::mixtral && (r == Role::router || is_expert(r)))
+    s = r == Role::router   ? "model.layers.#.block_sparse_moe.gate.weight"
+        : r == Role::e_gate ? "model.layers.#.block_sparse_moe.experts.@.w1.weight"
+        : r == Role::e_up   ? "model.layers.#.block_sparse_moe.experts.@.w3.weight"
+                            : "model.layers.#.block_sparse_moe.experts.@.w2.weight";
+  return fill(s, layer, expert);
 }
 
 std::string shape_str(const std::vector<int64_t>& shape) {
@@ -207,25 +218,23 @@ std::optional<StoredSlice> stored_slice(const ModelConfig& c, Role r, int layer,
     const std::vector<int64_t> shape = role_shape(c, r);
     return StoredSlice{name_of(c, r, layer, true), {c.n_experts, shape[0], shape[1]}, expert * shape[0]};
   }
-  const ArchRow* row = find_canonical(c.arch);
-  if (row && row->variant == Variant::granite_moe && is_expert(r)) {
+  const Variant v = variant_of(c);
+  if (v == Variant::granite_moe && is_expert(r)) {
     // Granite's experts, fused per layer: input_linear (experts, gate and up rows, dim), gate
     // first, and output_linear (experts, dim, ffn).
     const int64_t f = c.moe_ffn_dim, d = c.dim;
-    std::string name = r == Role::e_down ? "model.layers.#.block_sparse_moe.output_linear.weight"
-                                         : "model.layers.#.block_sparse_moe.input_linear.weight";
-    name.replace(name.find('#'), 1, std::to_string(layer));
-    if (r == Role::e_down) return StoredSlice{name, {c.n_experts, d, f}, expert * d};
-    return StoredSlice{name, {c.n_experts, 2 * f, d}, expert * 2 * f + (r == Role::e_up ? f : 0)};
+    if (r == Role::e_down)
+      return StoredSlice{fill("model.layers.#.block_sparse_moe.output_linear.weight", layer), {c.n_experts, d, f},
+                         expert * d};
+    return StoredSlice{fill("model.layers.#.block_sparse_moe.input_linear.weight", layer), {c.n_experts, 2 * f, d},
+                       expert * 2 * f + (r == Role::e_up ? f : 0)};
   }
-  if (!row || row->variant != Variant::phi3) return std::nullopt;
+  if (v != Variant::phi3) return std::nullopt;
   const int64_t q = c.n_heads * c.head_dim, kv = c.n_kv_heads * c.head_dim;
   const char* qkv = gguf ? "blk.#.attn_qkv.weight" : "model.layers.#.self_attn.qkv_proj.weight";
   const char* gate_up = gguf ? "blk.#.ffn_up.weight" : "model.layers.#.mlp.gate_up_proj.weight";
   auto slice = [&](const char* pattern, int64_t rows, int64_t first) {
-    std::string name = pattern;
-    name.replace(name.find('#'), 1, std::to_string(layer));
-    return StoredSlice{name, {rows, c.dim}, first};
+    return StoredSlice{fill(pattern, layer), {rows, c.dim}, first};
   };
   switch (r) {
     case Role::wq: return slice(qkv, q + 2 * kv, 0);
