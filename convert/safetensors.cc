@@ -277,7 +277,7 @@ std::vector<float> SafetensorsFile::read_f32_rows(const TensorInfo& t, int64_t f
                 " asked of " + std::to_string(all));
   TensorInfo part = t;
   part.shape = {rows, len};
-  const size_t elem = len * all ? t.size / (size_t)(len * all) : 0;
+  const size_t elem = dtype_size(t.dtype);
   part.size = (size_t)(rows * len) * elem;
   std::vector<float> out((size_t)(rows * len));
   to_f32(part, bytes(t).subspan((size_t)(first * len) * elem, part.size), out.data());
